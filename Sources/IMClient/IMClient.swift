@@ -1,0 +1,409 @@
+import AsyncHTTPClient
+import Foundation
+import IMCore
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOHTTP1
+
+/// An attachment's bytes as downloaded, with the content type the server reported.
+public struct IMDownloadedAttachment: Sendable, Hashable {
+    /// The file's bytes.
+    public var data: Data
+    /// The `Content-Type` the server sent (`application/octet-stream` when it sent none).
+    public var contentType: String
+
+    /// Creates a downloaded attachment value.
+    public init(data: Data, contentType: String) {
+        self.data = data
+        self.contentType = contentType
+    }
+}
+
+/// The Warbler REST client. Holds the session tokens; every authenticated call that is answered `401`
+/// refreshes the tokens once (single-flight across concurrent calls) and is retried.
+///
+/// All methods throw `IMError`: the server's error body for HTTP errors, `.unavailable` when the server
+/// cannot be reached, or `CancellationError` when the calling task is cancelled.
+/// Call ``shutdown()`` when done; it closes the HTTP client this object created (an injected one is left open).
+public final class IMClient: Sendable {
+    /// The configuration this client was made with.
+    public let configuration: IMClientConfiguration
+    /// The logger used for diagnostics (never logs tokens or passwords).
+    public let logger: Logger
+
+    let transport: Transport
+    let sessionHolder: SessionHolder
+    private let ownsHTTPClient: Bool
+    private let isShutDown = NIOLockedValueBox(false)
+
+    /// Creates a client. Without `httpClient` it creates (and owns) one with the configured timeouts.
+    /// Throws `IMError(.invalid)` for a malformed base URL or an unreadable CA file.
+    public init(configuration: IMClientConfiguration, httpClient: HTTPClient? = nil,
+                logger: Logger = Logger(label: "warbler.client")) throws {
+        let endpoint = try ServerEndpoint(configuration.baseURL)
+        let tls = try TLSSettings(configuration: configuration, endpoint: endpoint)
+        let http: HTTPClient
+        if let httpClient {
+            http = httpClient
+            ownsHTTPClient = false
+        } else {
+            var httpConfiguration = HTTPClient.Configuration(
+                tlsConfiguration: tls.rest,
+                redirectConfiguration: .disallow,
+                timeout: .init(connect: TimeAmount(configuration.connectTimeout))
+            )
+            httpConfiguration.httpVersion = .automatic
+            http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: httpConfiguration)
+            ownsHTTPClient = true
+        }
+        self.configuration = configuration
+        self.logger = logger
+        self.transport = Transport(http: http, endpoint: endpoint, tls: tls, configuration: configuration, logger: logger)
+        self.sessionHolder = SessionHolder(transport: transport)
+    }
+
+    /// Convenience: a client for `baseURL` with default settings.
+    public convenience init(baseURL: String, trustedCACertificatePath: String? = nil, deviceName: String? = nil) throws {
+        try self.init(configuration: IMClientConfiguration(baseURL: baseURL, trustedCACertificatePath: trustedCACertificatePath,
+                                                           deviceName: deviceName))
+    }
+
+    deinit {
+        // Safety net: AsyncHTTPClient traps in debug builds when a client is released without shutdown.
+        if ownsHTTPClient, !isShutDown.withLockedValue({ $0 }) {
+            transport.http.shutdown { _ in }
+        }
+    }
+
+    /// Closes the HTTP client if this object created it. Open connections made from this client stop working.
+    public func shutdown() async throws {
+        let already = isShutDown.withLockedValue { value -> Bool in
+            defer { value = true }
+            return value
+        }
+        if ownsHTTPClient, !already {
+            try await transport.http.shutdown()
+        }
+    }
+
+    /// Makes a WebSocket connection for this client's session (see ``IMConnection``).
+    public func makeConnection(cursorStore: any CursorStore = InMemoryCursorStore(),
+                               configuration: IMConnection.Configuration = .init()) -> IMConnection {
+        IMConnection(client: self, cursorStore: cursorStore, configuration: configuration)
+    }
+
+    // MARK: Session
+
+    /// The current session, or nil when logged out (or after the server rejected the refresh token).
+    public var session: IMSession? {
+        get async { await sessionHolder.session }
+    }
+
+    /// The logged-in user as of login/refresh, or nil.
+    public var currentUser: UserProfile? {
+        get async { await sessionHolder.session?.user }
+    }
+
+    /// Installs a previously saved session (or clears it with nil) without calling the server.
+    public func setSession(_ session: IMSession?) async {
+        await sessionHolder.set(session)
+    }
+
+    /// A valid access token, refreshed first when it is about to expire. Used by ``IMConnection``.
+    func accessToken() async throws -> String {
+        try await sessionHolder.accessToken(margin: configuration.refreshMargin)
+    }
+
+    /// Refreshes after the server rejected `stale` (no-op if the session already moved on).
+    func refreshAfterRejection(of stale: String) async throws {
+        _ = try await sessionHolder.refresh(stale: stale)
+    }
+
+    // MARK: Auth
+
+    /// Creates an account and logs in as it (`POST /v1/auth/register`).
+    @discardableResult
+    public func register(username: String, password: String, displayName: String? = nil) async throws -> UserProfile {
+        let auth: API.AuthResponse = try await call(.POST, "/v1/auth/register",
+                                                    json: API.Register(username: username, password: password, displayName: displayName),
+                                                    authenticated: false)
+        await sessionHolder.set(IMSession(auth))
+        return auth.user
+    }
+
+    /// Logs in and keeps the tokens (`POST /v1/auth/login`); `device` defaults to the configured device name.
+    @discardableResult
+    public func login(username: String, password: String, device: String? = nil) async throws -> UserProfile {
+        let auth: API.AuthResponse = try await call(.POST, "/v1/auth/login",
+                                                    json: API.Login(username: username, password: password,
+                                                                    device: device ?? configuration.deviceName),
+                                                    authenticated: false)
+        await sessionHolder.set(IMSession(auth))
+        return auth.user
+    }
+
+    /// Exchanges the refresh token for a new token pair now (`POST /v1/auth/refresh`; the old refresh token is spent).
+    @discardableResult
+    public func refresh() async throws -> IMSession {
+        try await sessionHolder.refresh(stale: nil)
+    }
+
+    /// Revokes the refresh token on the server (`POST /v1/auth/logout`) and forgets the session locally.
+    /// The local session is cleared even when the server cannot be reached (then the error is thrown).
+    public func logout() async throws {
+        guard let session = await sessionHolder.take() else { return }
+        do {
+            try await callVoid(.POST, "/v1/auth/logout", json: API.Refresh(refreshToken: session.refreshToken), authenticated: false)
+        } catch let error as IMError where error.code == .unauthorized {
+            // Already revoked or expired: logged out either way.
+        }
+    }
+
+    /// Changes the logged-in user's password (`POST /v1/auth/password`).
+    public func changePassword(old: String, new: String) async throws {
+        try await callVoid(.POST, "/v1/auth/password", json: API.ChangePassword(oldPassword: old, newPassword: new))
+    }
+
+    // MARK: Profile and users
+
+    /// The logged-in user's profile (`GET /v1/me`).
+    public func me() async throws -> UserProfile {
+        try await call(.GET, "/v1/me")
+    }
+
+    /// Updates display name and/or avatar; nil fields are left unchanged (`PATCH /v1/me`).
+    @discardableResult
+    public func updateProfile(displayName: String? = nil, avatar: String? = nil) async throws -> UserProfile {
+        try await call(.PATCH, "/v1/me", json: API.UpdateProfile(displayName: displayName, avatar: avatar))
+    }
+
+    /// A user's profile by id (`GET /v1/users/{id}`).
+    public func user(id: UserID) async throws -> UserProfile {
+        try await call(.GET, "/v1/users/\(id)")
+    }
+
+    /// A user's profile by username (`GET /v1/users/by-name/{username}`).
+    public func user(username: String) async throws -> UserProfile {
+        try await call(.GET, "/v1/users/by-name/\(Transport.escape(username))")
+    }
+
+    /// Online status of the given users (only contacts and fellow members are answered; `GET /v1/presence?users=`).
+    public func presence(of users: [UserID]) async throws -> [ServerFrame.Presence] {
+        try await call(.GET, "/v1/presence", query: [("users", users.map(String.init).joined(separator: ","))])
+    }
+
+    // MARK: Contacts
+
+    /// The contact list with each contact's state (`GET /v1/contacts`).
+    public func contacts() async throws -> [Contact] {
+        try await call(.GET, "/v1/contacts")
+    }
+
+    /// Sends a contact request (`POST /v1/contacts/{userId}/request`).
+    public func requestContact(_ user: UserID) async throws {
+        try await callVoid(.POST, "/v1/contacts/\(user)/request")
+    }
+
+    /// Accepts an incoming contact request (`POST /v1/contacts/{userId}/accept`).
+    public func acceptContact(_ user: UserID) async throws {
+        try await callVoid(.POST, "/v1/contacts/\(user)/accept")
+    }
+
+    /// Declines an incoming contact request (`POST /v1/contacts/{userId}/decline`).
+    public func declineContact(_ user: UserID) async throws {
+        try await callVoid(.POST, "/v1/contacts/\(user)/decline")
+    }
+
+    /// Blocks a user (`POST /v1/contacts/{userId}/block`).
+    public func block(_ user: UserID) async throws {
+        try await callVoid(.POST, "/v1/contacts/\(user)/block")
+    }
+
+    /// Unblocks a user (`DELETE /v1/contacts/{userId}/block`).
+    public func unblock(_ user: UserID) async throws {
+        try await callVoid(.DELETE, "/v1/contacts/\(user)/block")
+    }
+
+    /// Removes a contact or cancels a request (`DELETE /v1/contacts/{userId}`).
+    public func removeContact(_ user: UserID) async throws {
+        try await callVoid(.DELETE, "/v1/contacts/\(user)")
+    }
+
+    // MARK: Conversations
+
+    /// The user's conversations with unread counts (`GET /v1/conversations`).
+    public func conversations() async throws -> [ConversationSummary] {
+        try await call(.GET, "/v1/conversations")
+    }
+
+    /// Opens (or returns the existing) direct conversation with `user` (`POST /v1/conversations/direct`).
+    public func createDirectConversation(with user: UserID) async throws -> Conversation {
+        try await call(.POST, "/v1/conversations/direct", json: API.NewDirect(userId: user))
+    }
+
+    /// Creates a group with the caller as owner (`POST /v1/conversations/group`).
+    public func createGroup(name: String, members: [UserID]) async throws -> Conversation {
+        try await call(.POST, "/v1/conversations/group", json: API.NewGroup(name: name, members: members))
+    }
+
+    /// A conversation with its members (`GET /v1/conversations/{id}`).
+    public func conversation(_ id: ConversationID) async throws -> Conversation {
+        try await call(.GET, "/v1/conversations/\(id)")
+    }
+
+    /// Renames a group (`PATCH /v1/conversations/{id}`).
+    @discardableResult
+    public func renameConversation(_ id: ConversationID, to name: String) async throws -> Conversation {
+        try await call(.PATCH, "/v1/conversations/\(id)", json: API.Rename(name: name))
+    }
+
+    /// A page of history, newest first, of messages with seq < `before` (`GET /v1/conversations/{id}/messages`).
+    public func history(_ conversation: ConversationID, before: Int64? = nil, limit: Int? = nil) async throws -> API.History {
+        var query: [(String, String)] = []
+        if let before { query.append(("before", String(before))) }
+        if let limit { query.append(("limit", String(limit))) }
+        return try await call(.GET, "/v1/conversations/\(conversation)/messages", query: query)
+    }
+
+    /// Adds members to a group (`POST /v1/conversations/{id}/members`).
+    @discardableResult
+    public func addMembers(_ users: [UserID], to conversation: ConversationID) async throws -> Conversation {
+        try await call(.POST, "/v1/conversations/\(conversation)/members", json: API.AddMembers(users: users))
+    }
+
+    /// Removes a member from a group (`DELETE /v1/conversations/{id}/members/{userId}`).
+    public func removeMember(_ user: UserID, from conversation: ConversationID) async throws {
+        try await callVoid(.DELETE, "/v1/conversations/\(conversation)/members/\(user)")
+    }
+
+    /// Leaves a group (`POST /v1/conversations/{id}/leave`).
+    public func leaveConversation(_ conversation: ConversationID) async throws {
+        try await callVoid(.POST, "/v1/conversations/\(conversation)/leave")
+    }
+
+    /// Sets a member's role (`PUT /v1/conversations/{id}/members/{userId}/role`).
+    public func setRole(_ role: MemberRole, for user: UserID, in conversation: ConversationID) async throws {
+        try await callVoid(.PUT, "/v1/conversations/\(conversation)/members/\(user)/role", json: API.SetRole(role: role))
+    }
+
+    /// Hands group ownership to another member (`POST /v1/conversations/{id}/owner`).
+    public func transferOwnership(of conversation: ConversationID, to user: UserID) async throws {
+        try await callVoid(.POST, "/v1/conversations/\(conversation)/owner", json: API.TransferOwner(userId: user))
+    }
+
+    /// Dissolves a group (`DELETE /v1/conversations/{id}`).
+    public func dissolveConversation(_ conversation: ConversationID) async throws {
+        try await callVoid(.DELETE, "/v1/conversations/\(conversation)")
+    }
+
+    // MARK: Attachments
+
+    /// Uploads a file into a conversation (`POST /v1/conversations/{id}/attachments?name=`); send the returned
+    /// reference with ``IMConnection/send(conversation:attachment:caption:cid:)``.
+    public func uploadAttachment(to conversation: ConversationID, name: String, contentType: String,
+                                 data: Data) async throws -> AttachmentRef {
+        let response = try await request(.POST, "/v1/conversations/\(conversation)/attachments", query: [("name", name)],
+                                         body: ByteBuffer(bytes: data), contentType: contentType,
+                                         timeout: configuration.transferTimeout)
+        return try Transport.decode(AttachmentRef.self, from: response)
+    }
+
+    /// Downloads an attachment's bytes (`GET /v1/attachments/{id}`).
+    public func downloadAttachment(_ id: String) async throws -> IMDownloadedAttachment {
+        let response = try await request(.GET, "/v1/attachments/\(Transport.escape(id))", timeout: configuration.transferTimeout)
+        return IMDownloadedAttachment(data: response.data,
+                                      contentType: response.headers.first(name: "Content-Type") ?? "application/octet-stream")
+    }
+
+    // MARK: Admin
+
+    /// Creates an account (admin only; `POST /v1/admin/users`).
+    @discardableResult
+    public func adminCreateUser(username: String, password: String, displayName: String? = nil,
+                                admin: Bool? = nil) async throws -> UserProfile {
+        try await call(.POST, "/v1/admin/users",
+                       json: API.AdminCreateUser(username: username, password: password, displayName: displayName, admin: admin))
+    }
+
+    /// Lists accounts (admin only; `GET /v1/admin/users?offset=&limit=`).
+    public func adminUsers(offset: Int? = nil, limit: Int? = nil) async throws -> [API.AdminUser] {
+        var query: [(String, String)] = []
+        if let offset { query.append(("offset", String(offset))) }
+        if let limit { query.append(("limit", String(limit))) }
+        return try await call(.GET, "/v1/admin/users", query: query)
+    }
+
+    /// Disables or re-enables an account (admin only; `POST /v1/admin/users/{id}/disabled`).
+    public func adminSetDisabled(_ user: UserID, _ disabled: Bool) async throws {
+        try await callVoid(.POST, "/v1/admin/users/\(user)/disabled", json: API.SetFlag(value: disabled))
+    }
+
+    /// Grants or revokes admin rights (admin only; `POST /v1/admin/users/{id}/admin`).
+    public func adminSetAdmin(_ user: UserID, _ admin: Bool) async throws {
+        try await callVoid(.POST, "/v1/admin/users/\(user)/admin", json: API.SetFlag(value: admin))
+    }
+
+    /// Sets an account's password (admin only; `POST /v1/admin/users/{id}/password`).
+    public func adminSetPassword(_ user: UserID, password: String) async throws {
+        try await callVoid(.POST, "/v1/admin/users/\(user)/password", json: API.SetPassword(password: password))
+    }
+
+    /// Server statistics (admin only; `GET /v1/admin/stats`).
+    public func adminStats() async throws -> API.Stats {
+        try await call(.GET, "/v1/admin/stats")
+    }
+
+    // MARK: Plumbing
+
+    private struct NoBody: Encodable {}
+
+    private func call<Response: Decodable>(_ method: HTTPMethod, _ path: String, query: [(String, String)] = [],
+                                           authenticated: Bool = true) async throws -> Response {
+        let response = try await request(method, path, query: query, body: nil, authenticated: authenticated)
+        return try Transport.decode(Response.self, from: response)
+    }
+
+    private func call<Body: Encodable, Response: Decodable>(_ method: HTTPMethod, _ path: String, json: Body,
+                                                            authenticated: Bool = true) async throws -> Response {
+        let response = try await request(method, path, body: try Transport.encode(json), authenticated: authenticated)
+        return try Transport.decode(Response.self, from: response)
+    }
+
+    private func callVoid(_ method: HTTPMethod, _ path: String, authenticated: Bool = true) async throws {
+        _ = try await request(method, path, body: nil, authenticated: authenticated)
+    }
+
+    private func callVoid<Body: Encodable>(_ method: HTTPMethod, _ path: String, json: Body,
+                                           authenticated: Bool = true) async throws {
+        _ = try await request(method, path, body: try Transport.encode(json), authenticated: authenticated)
+    }
+
+    /// Sends a request, adding the bearer token and handling one refresh-and-retry on `401`. Returns only 2xx responses.
+    private func request(_ method: HTTPMethod, _ path: String, query: [(String, String)] = [], body: ByteBuffer? = nil,
+                         contentType: String = "application/json", authenticated: Bool = true,
+                         timeout: Duration? = nil) async throws -> Transport.Response {
+        guard authenticated else {
+            let response = try await transport.perform(method, path, query: query, body: body, contentType: contentType,
+                                                       token: nil, timeout: timeout)
+            guard response.isSuccess else { throw Transport.error(from: response) }
+            return response
+        }
+        let token = try await accessToken()
+        var response = try await transport.perform(method, path, query: query, body: body, contentType: contentType,
+                                                   token: token, timeout: timeout)
+        if response.status == .unauthorized {
+            let rejected = Transport.error(from: response)
+            let fresh: IMSession
+            do {
+                fresh = try await sessionHolder.refresh(stale: token)
+            } catch let error as IMError where error.code == .unauthorized || error.code == .forbidden {
+                throw rejected
+            }
+            response = try await transport.perform(method, path, query: query, body: body, contentType: contentType,
+                                                   token: fresh.accessToken, timeout: timeout)
+        }
+        guard response.isSuccess else { throw Transport.error(from: response) }
+        return response
+    }
+}

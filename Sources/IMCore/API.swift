@@ -1,0 +1,116 @@
+/// Request and response bodies of the REST API (see docs/protocol.md). Shared by the server and the SDK.
+public enum API {
+    public struct Register: Sendable, Codable, Hashable {
+        public var username: String
+        public var password: String
+        public var displayName: String?
+        public init(username: String, password: String, displayName: String? = nil) {
+            self.username = username; self.password = password; self.displayName = displayName
+        }
+    }
+    public struct Login: Sendable, Codable, Hashable {
+        public var username: String
+        public var password: String
+        /// A name for this device/session (shown nowhere yet; kept with the refresh token).
+        public var device: String?
+        public init(username: String, password: String, device: String? = nil) {
+            self.username = username; self.password = password; self.device = device
+        }
+    }
+    public struct Refresh: Sendable, Codable, Hashable {
+        public var refreshToken: String
+        public init(refreshToken: String) { self.refreshToken = refreshToken }
+    }
+    public struct ChangePassword: Sendable, Codable, Hashable {
+        public var oldPassword: String
+        public var newPassword: String
+        public init(oldPassword: String, newPassword: String) { self.oldPassword = oldPassword; self.newPassword = newPassword }
+    }
+    public struct AuthResponse: Sendable, Codable, Hashable {
+        public var user: UserProfile
+        public var accessToken: String
+        public var refreshToken: String
+        /// Seconds until `accessToken` expires.
+        public var expiresIn: Int
+        public init(user: UserProfile, accessToken: String, refreshToken: String, expiresIn: Int) {
+            self.user = user; self.accessToken = accessToken; self.refreshToken = refreshToken; self.expiresIn = expiresIn
+        }
+    }
+    public struct UpdateProfile: Sendable, Codable, Hashable {
+        public var displayName: String?
+        public var avatar: String?
+        public init(displayName: String? = nil, avatar: String? = nil) { self.displayName = displayName; self.avatar = avatar }
+    }
+    public struct NewDirect: Sendable, Codable, Hashable {
+        public var userId: UserID
+        public init(userId: UserID) { self.userId = userId }
+    }
+    public struct NewGroup: Sendable, Codable, Hashable {
+        public var name: String
+        public var members: [UserID]
+        public init(name: String, members: [UserID]) { self.name = name; self.members = members }
+    }
+    public struct Rename: Sendable, Codable, Hashable {
+        public var name: String
+        public init(name: String) { self.name = name }
+    }
+    public struct AddMembers: Sendable, Codable, Hashable {
+        public var users: [UserID]
+        public init(users: [UserID]) { self.users = users }
+    }
+    public struct SetRole: Sendable, Codable, Hashable {
+        public var role: MemberRole
+        public init(role: MemberRole) { self.role = role }
+    }
+    public struct TransferOwner: Sendable, Codable, Hashable {
+        public var userId: UserID
+        public init(userId: UserID) { self.userId = userId }
+    }
+    public struct History: Sendable, Codable, Hashable {
+        /// Newest first.
+        public var messages: [Message]
+        public var hasMore: Bool
+        public init(messages: [Message], hasMore: Bool) { self.messages = messages; self.hasMore = hasMore }
+    }
+    public struct AdminCreateUser: Sendable, Codable, Hashable {
+        public var username: String
+        public var password: String
+        public var displayName: String?
+        public var admin: Bool?
+        public init(username: String, password: String, displayName: String? = nil, admin: Bool? = nil) {
+            self.username = username; self.password = password; self.displayName = displayName; self.admin = admin
+        }
+    }
+    public struct AdminUser: Sendable, Codable, Hashable {
+        public var user: UserProfile
+        public var disabled: Bool
+        public var createdAt: Int64
+        public init(user: UserProfile, disabled: Bool, createdAt: Int64) { self.user = user; self.disabled = disabled; self.createdAt = createdAt }
+    }
+    public struct SetPassword: Sendable, Codable, Hashable {
+        public var password: String
+        public init(password: String) { self.password = password }
+    }
+    public struct SetFlag: Sendable, Codable, Hashable {
+        public var value: Bool
+        public init(value: Bool) { self.value = value }
+    }
+    public struct Stats: Sendable, Codable, Hashable {
+        public var connections: Int
+        public var users: Int64
+        public var messages: Int64
+        public var messagesLastMinute: Int
+        public var databaseBytes: Int64
+        public var version: String
+        public var uptimeSeconds: Int64
+        public init(connections: Int, users: Int64, messages: Int64, messagesLastMinute: Int, databaseBytes: Int64, version: String, uptimeSeconds: Int64) {
+            self.connections = connections; self.users = users; self.messages = messages; self.messagesLastMinute = messagesLastMinute
+            self.databaseBytes = databaseBytes; self.version = version; self.uptimeSeconds = uptimeSeconds
+        }
+    }
+    /// The body of every REST error response.
+    public struct ErrorBody: Sendable, Codable, Hashable {
+        public var error: IMError
+        public init(error: IMError) { self.error = error }
+    }
+}

@@ -1,0 +1,149 @@
+/// Identifies a user account.
+public typealias UserID = Int64
+/// Identifies a conversation (1:1 or group).
+public typealias ConversationID = Int64
+
+/// What a stored message carries.
+public enum MessageKind: String, Sendable, Codable, Hashable, CaseIterable {
+    /// Plain text in `text`.
+    case text
+    /// An application-defined JSON payload in `data`.
+    case custom
+    /// An uploaded file described by `attachment`, with optional caption in `text`.
+    case attachment
+    /// A server-written event (member joined, left, …) described by `data`.
+    case system
+    /// Recalls message `target`; the original is blanked.
+    case recall
+    /// Replaces the text of message `target` with `text`.
+    case edit
+}
+
+/// A reference to an uploaded attachment.
+public struct AttachmentRef: Sendable, Codable, Hashable {
+    public var id: String
+    public var name: String
+    public var contentType: String
+    public var size: Int64
+    public init(id: String, name: String, contentType: String, size: Int64) {
+        self.id = id; self.name = name; self.contentType = contentType; self.size = size
+    }
+}
+
+/// A message as stored and delivered: `seq` is strictly increasing within `conversation`.
+public struct Message: Sendable, Codable, Hashable {
+    public var conversation: ConversationID
+    public var seq: Int64
+    public var sender: UserID
+    /// The sender's client message id (unique per sender).
+    public var cid: String
+    public var kind: MessageKind
+    public var text: String?
+    public var data: JSONValue?
+    public var attachment: AttachmentRef?
+    /// For `recall` and `edit`: the seq of the message acted on.
+    public var target: Int64?
+    /// Server time of the commit, milliseconds since 1970.
+    public var ts: Int64
+    /// Set on a message that was later edited (ms since 1970).
+    public var editedAt: Int64?
+    /// Set on a message that was later recalled.
+    public var recalled: Bool?
+
+    public init(conversation: ConversationID, seq: Int64, sender: UserID, cid: String, kind: MessageKind,
+                text: String? = nil, data: JSONValue? = nil, attachment: AttachmentRef? = nil,
+                target: Int64? = nil, ts: Int64, editedAt: Int64? = nil, recalled: Bool? = nil) {
+        self.conversation = conversation; self.seq = seq; self.sender = sender; self.cid = cid
+        self.kind = kind; self.text = text; self.data = data; self.attachment = attachment
+        self.target = target; self.ts = ts; self.editedAt = editedAt; self.recalled = recalled
+    }
+}
+
+/// A user as others see it.
+public struct UserProfile: Sendable, Codable, Hashable {
+    public var id: UserID
+    public var username: String
+    public var displayName: String
+    public var avatar: String?
+    public var admin: Bool
+    public init(id: UserID, username: String, displayName: String, avatar: String? = nil, admin: Bool = false) {
+        self.id = id; self.username = username; self.displayName = displayName; self.avatar = avatar; self.admin = admin
+    }
+}
+
+public enum ConversationType: String, Sendable, Codable, Hashable {
+    case direct, group
+}
+
+public enum MemberRole: String, Sendable, Codable, Hashable, Comparable {
+    case member, admin, owner
+    var rank: Int { switch self { case .member: 0; case .admin: 1; case .owner: 2 } }
+    public static func < (a: MemberRole, b: MemberRole) -> Bool { a.rank < b.rank }
+}
+
+public struct Member: Sendable, Codable, Hashable {
+    public var user: UserID
+    public var role: MemberRole
+    /// Highest seq this member has read.
+    public var readSeq: Int64
+    /// Highest seq delivered to any of this member's devices.
+    public var deliveredSeq: Int64
+    public init(user: UserID, role: MemberRole, readSeq: Int64 = 0, deliveredSeq: Int64 = 0) {
+        self.user = user; self.role = role; self.readSeq = readSeq; self.deliveredSeq = deliveredSeq
+    }
+}
+
+/// A conversation with its members.
+public struct Conversation: Sendable, Codable, Hashable {
+    public var id: ConversationID
+    public var type: ConversationType
+    public var name: String?
+    /// The seq of the newest message (0 when empty).
+    public var lastSeq: Int64
+    public var members: [Member]
+    public init(id: ConversationID, type: ConversationType, name: String?, lastSeq: Int64, members: [Member]) {
+        self.id = id; self.type = type; self.name = name; self.lastSeq = lastSeq; self.members = members
+    }
+}
+
+/// One row of a user's conversation list.
+public struct ConversationSummary: Sendable, Codable, Hashable {
+    public var id: ConversationID
+    public var type: ConversationType
+    public var name: String?
+    public var lastSeq: Int64
+    public var readSeq: Int64
+    public var unread: Int64
+    public var lastMessage: Message?
+    /// For a direct conversation: the other participant.
+    public var peer: UserID?
+    public init(id: ConversationID, type: ConversationType, name: String?, lastSeq: Int64, readSeq: Int64,
+                unread: Int64, lastMessage: Message?, peer: UserID?) {
+        self.id = id; self.type = type; self.name = name; self.lastSeq = lastSeq; self.readSeq = readSeq
+        self.unread = unread; self.lastMessage = lastMessage; self.peer = peer
+    }
+}
+
+public enum ContactState: String, Sendable, Codable, Hashable {
+    /// I asked them; waiting for their answer.
+    case outgoing
+    /// They asked me.
+    case incoming
+    case accepted
+    /// I blocked them.
+    case blocked
+}
+
+public struct Contact: Sendable, Codable, Hashable {
+    public var user: UserProfile
+    public var state: ContactState
+    public init(user: UserProfile, state: ContactState) { self.user = user; self.state = state }
+}
+
+public enum ReceiptKind: String, Sendable, Codable, Hashable {
+    case delivered, read
+}
+
+public enum PresenceStatus: String, Sendable, Codable, Hashable {
+    case online, offline
+}

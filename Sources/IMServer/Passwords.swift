@@ -1,0 +1,48 @@
+import Crypto
+import Foundation
+import HummingbirdBcrypt
+import NIOPosix
+
+/// bcrypt on a thread pool, so a cost-12 hash (a quarter second) never stalls an event loop.
+/// Passwords are pre-hashed with SHA-256 so bcrypt's 72-byte input limit never truncates them.
+public struct PasswordHasher: Sendable {
+    public let cost: Int
+    public init(cost: Int) { self.cost = cost }
+
+    static func prehash(_ password: String) -> String {
+        Data(SHA256.hash(data: Data(password.utf8))).base64EncodedString()
+    }
+
+    public func hash(_ password: String) async throws -> String {
+        let cost = UInt8(cost)
+        return try await NIOThreadPool.singleton.runIfActive { Bcrypt.hash(Self.prehash(password), cost: cost) }
+    }
+
+    public func verify(_ password: String, hash: String) async throws -> Bool {
+        try await NIOThreadPool.singleton.runIfActive { Bcrypt.verify(Self.prehash(password), hash: hash) }
+    }
+
+    /// Spends the same time as a real verify, so unknown usernames can't be told apart by timing.
+    public func dummyVerify() async throws {
+        _ = try await verify("warbler-dummy", hash: dummy)
+    }
+
+    var dummy: String { Self.dummyHashes.withLock { cache in
+        if let h = cache[cost] { return h }
+        let h = Bcrypt.hash(Self.prehash("dummy"), cost: UInt8(cost))
+        cache[cost] = h
+        return h
+    } }
+    static let dummyHashes = LockedBox<[Int: String]>([:])
+}
+
+/// A value behind a lock.
+final class LockedBox<T>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value: T
+    init(_ v: T) { value = v }
+    func withLock<R>(_ body: (inout T) throws -> R) rethrows -> R {
+        lock.lock(); defer { lock.unlock() }
+        return try body(&value)
+    }
+}

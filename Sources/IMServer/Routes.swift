@@ -1,0 +1,270 @@
+import Foundation
+import Hummingbird
+import IMCore
+import IMStorage
+import NIOCore
+
+/// The REST API (docs/protocol.md).
+struct Routes: Sendable {
+    let runtime: ServerRuntime
+    var service: IMService { runtime.service }
+    var storage: any Storage { runtime.storage }
+    var config: ServerConfig { runtime.config }
+    var limit: Int { config.limits.bodyBytes }
+
+    func authenticate(_ request: Request) async throws -> AccessClaims {
+        guard let header = request.headers[.authorization], header.hasPrefix("Bearer ") else {
+            throw IMError(.unauthorized, "send Authorization: Bearer ACCESS_TOKEN")
+        }
+        let claims = try runtime.tokens.verifyAccess(String(header.dropFirst(7)), now: nowMillis()).get()
+        guard let user = try await storage.user(id: claims.sub), !user.disabled else {
+            throw IMError(.unauthorized, "this account is disabled")
+        }
+        return claims
+    }
+
+    func requireAdmin(_ request: Request) async throws -> AccessClaims {
+        let claims = try await authenticate(request)
+        guard try await storage.user(id: claims.sub)?.profile.admin == true else { throw IMError.forbidden("admins only") }
+        return claims
+    }
+
+    func add(to router: Router<AppContext>) {
+        router.get("/healthz") { _, _ in json(["status": "ok"]) }
+        router.get("/readyz") { _, _ -> Response in
+            do {
+                try await storage.ping()
+                return runtime.hub.isDraining ? errorResponse(IMError(.unavailable, "shutting down")) : json(["status": "ready"])
+            } catch {
+                return errorResponse(IMError(.unavailable, "storage is unreachable: \(error)"))
+            }
+        }
+        router.get("/v1/version") { _, _ in json(["version": WarblerVersion.version, "build": WarblerVersion.build]) }
+
+        let auth = router.group("/v1/auth")
+        auth.post("register") { req, ctx -> Response in
+            let body = try await req.decodeJSON(API.Register.self, limit: limit)
+            guard config.auth.registration == "open" else {
+                throw IMError(.registrationClosed, "registration is closed; ask an administrator to create your account")
+            }
+            let profile = try await runtime.createUser(username: body.username, password: body.password, displayName: body.displayName, admin: false)
+            return json(try await runtime.issueSession(for: profile, device: "web"), status: .created)
+        }
+        auth.post("login") { req, ctx -> Response in
+            let body = try await req.decodeJSON(API.Login.self, limit: limit)
+            return json(try await runtime.login(username: body.username, password: body.password, device: body.device ?? "unknown", address: ctx.remoteAddress))
+        }
+        auth.post("refresh") { req, _ -> Response in
+            let body = try await req.decodeJSON(API.Refresh.self, limit: limit)
+            return json(try await runtime.refresh(body.refreshToken))
+        }
+        auth.post("logout") { req, _ -> Response in
+            let body = try await req.decodeJSON(API.Refresh.self, limit: limit)
+            if let t = try await storage.refreshToken(hash: TokenService.hashRefreshToken(body.refreshToken)) {
+                try await storage.revokeTokenFamily(t.family)
+            }
+            return noContent()
+        }
+        auth.post("password") { req, _ -> Response in
+            let claims = try await authenticate(req)
+            let body = try await req.decodeJSON(API.ChangePassword.self, limit: limit)
+            guard let user = try await storage.user(id: claims.sub), try await runtime.passwords.verify(body.oldPassword, hash: user.passwordHash) else {
+                throw IMError(.unauthorized, "the current password is wrong")
+            }
+            if let e = Validation.password(body.newPassword) { throw e }
+            try await storage.setPasswordHash(id: claims.sub, hash: try await runtime.passwords.hash(body.newPassword))
+            try await storage.revokeAllTokens(user: claims.sub)
+            return noContent()
+        }
+
+        router.get("/v1/me") { req, _ -> Response in
+            let claims = try await authenticate(req)
+            guard let u = try await storage.user(id: claims.sub) else { throw IMError.notFound("no such user") }
+            return json(u.profile)
+        }
+        router.patch("/v1/me") { req, _ -> Response in
+            let claims = try await authenticate(req)
+            let body = try await req.decodeJSON(API.UpdateProfile.self, limit: limit)
+            if let d = body.displayName, let e = Validation.displayName(d) { throw e }
+            if let a = body.avatar, a.utf8.count > 2048 { throw IMError.invalid("avatar must be a URL or attachment id of at most 2048 bytes") }
+            return json(try await storage.updateProfile(id: claims.sub, displayName: body.displayName, avatar: body.avatar))
+        }
+        router.get("/v1/users/by-name/:username") { req, ctx -> Response in
+            _ = try await authenticate(req)
+            guard let name = ctx.parameters.get("username"), let u = try await storage.user(username: name.lowercased()), !u.disabled else {
+                throw IMError.notFound("no such user")
+            }
+            return json(u.profile)
+        }
+        router.get("/v1/users/:id") { req, ctx -> Response in
+            _ = try await authenticate(req)
+            guard let u = try await storage.user(id: try ctx.parameters.id("id")) else { throw IMError.notFound("no such user") }
+            return json(u.profile)
+        }
+        router.get("/v1/presence") { req, _ -> Response in
+            let claims = try await authenticate(req)
+            let asked = (req.uri.queryParameters.get("users") ?? "").split(separator: ",").compactMap { Int64($0) }
+            let visible = try await runtime.hub.presenceAudience(of: claims.sub)
+            return json(asked.filter { visible.contains($0) || $0 == claims.sub }.map { runtime.hub.presence(of: $0) })
+        }
+
+        // Contacts
+        router.get("/v1/contacts") { req, _ -> Response in
+            let claims = try await authenticate(req)
+            return json(try await storage.contacts(owner: claims.sub))
+        }
+        let contactActions: [(String, @Sendable (IMService, UserID, UserID) async throws -> Void)] = [
+            ("request", { try await $0.requestContact($1, $2) }),
+            ("accept", { try await $0.acceptContact($1, $2) }),
+            ("decline", { try await $0.declineContact($1, $2) }),
+            ("block", { try await $0.block($1, $2) }),
+        ]
+        for (name, action) in contactActions {
+            router.post("/v1/contacts/:user/\(name)") { req, ctx -> Response in
+                let claims = try await authenticate(req)
+                try await action(service, claims.sub, try ctx.parameters.id("user"))
+                return noContent()
+            }
+        }
+        router.delete("/v1/contacts/:user/block") { req, ctx -> Response in
+            let claims = try await authenticate(req)
+            try await service.unblock(claims.sub, try ctx.parameters.id("user"))
+            return noContent()
+        }
+        router.delete("/v1/contacts/:user") { req, ctx -> Response in
+            let claims = try await authenticate(req)
+            try await service.removeContact(claims.sub, try ctx.parameters.id("user"))
+            return noContent()
+        }
+
+        // Conversations
+        router.get("/v1/conversations") { req, _ -> Response in
+            let claims = try await authenticate(req)
+            return json(try await storage.summaries(for: claims.sub))
+        }
+        router.post("/v1/conversations/direct") { req, _ -> Response in
+            let claims = try await authenticate(req)
+            let body = try await req.decodeJSON(API.NewDirect.self, limit: limit)
+            return json(try await service.direct(claims.sub, with: body.userId))
+        }
+        router.post("/v1/conversations/group") { req, _ -> Response in
+            let claims = try await authenticate(req)
+            let body = try await req.decodeJSON(API.NewGroup.self, limit: limit)
+            return json(try await service.createGroup(claims.sub, name: body.name, members: body.members), status: .created)
+        }
+        router.get("/v1/conversations/:id") { req, ctx -> Response in
+            let claims = try await authenticate(req)
+            return json(try await service.conversation(claims.sub, try ctx.parameters.id("id")))
+        }
+        router.patch("/v1/conversations/:id") { req, ctx -> Response in
+            let claims = try await authenticate(req)
+            let body = try await req.decodeJSON(API.Rename.self, limit: limit)
+            return json(try await service.rename(claims.sub, try ctx.parameters.id("id"), body.name))
+        }
+        router.delete("/v1/conversations/:id") { req, ctx -> Response in
+            let claims = try await authenticate(req)
+            try await service.dissolve(claims.sub, try ctx.parameters.id("id"))
+            return noContent()
+        }
+        router.get("/v1/conversations/:id/messages") { req, ctx -> Response in
+            let claims = try await authenticate(req)
+            let before = req.uri.queryParameters.get("before").flatMap { Int64($0) }
+            let n = req.uri.queryParameters.get("limit").flatMap { Int($0) } ?? 50
+            return json(try await service.history(claims.sub, try ctx.parameters.id("id"), before: before, limit: n))
+        }
+        router.post("/v1/conversations/:id/members") { req, ctx -> Response in
+            let claims = try await authenticate(req)
+            let body = try await req.decodeJSON(API.AddMembers.self, limit: limit)
+            return json(try await service.addMembers(claims.sub, try ctx.parameters.id("id"), body.users))
+        }
+        router.delete("/v1/conversations/:id/members/:user") { req, ctx -> Response in
+            let claims = try await authenticate(req)
+            try await service.removeMember(claims.sub, try ctx.parameters.id("id"), try ctx.parameters.id("user"))
+            return noContent()
+        }
+        router.put("/v1/conversations/:id/members/:user/role") { req, ctx -> Response in
+            let claims = try await authenticate(req)
+            let body = try await req.decodeJSON(API.SetRole.self, limit: limit)
+            try await service.setRole(claims.sub, try ctx.parameters.id("id"), try ctx.parameters.id("user"), body.role)
+            return noContent()
+        }
+        router.post("/v1/conversations/:id/leave") { req, ctx -> Response in
+            let claims = try await authenticate(req)
+            try await service.leave(claims.sub, try ctx.parameters.id("id"))
+            return noContent()
+        }
+        router.post("/v1/conversations/:id/owner") { req, ctx -> Response in
+            let claims = try await authenticate(req)
+            let body = try await req.decodeJSON(API.TransferOwner.self, limit: limit)
+            try await service.transferOwner(claims.sub, try ctx.parameters.id("id"), to: body.userId)
+            return noContent()
+        }
+
+        // Attachments
+        router.post("/v1/conversations/:id/attachments") { req, ctx -> Response in
+            let claims = try await authenticate(req)
+            let conv = try ctx.parameters.id("id")
+            _ = try await service.requireMember(claims.sub, conv)
+            let ref = try await runtime.attachments.store(request: req, conversation: conv, uploader: claims.sub)
+            return json(ref, status: .created)
+        }
+        router.get("/v1/attachments/:id") { req, ctx -> Response in
+            let claims = try await authenticate(req)
+            guard let id = ctx.parameters.get("id"), let rec = try await storage.attachment(id: id) else { throw IMError.notFound("no such attachment") }
+            _ = try await service.requireMember(claims.sub, rec.conversation)
+            return try await runtime.attachments.response(for: rec)
+        }
+
+        // Admin
+        let admin = router.group("/v1/admin")
+        admin.post("users") { req, _ -> Response in
+            _ = try await requireAdmin(req)
+            let body = try await req.decodeJSON(API.AdminCreateUser.self, limit: limit)
+            return json(try await runtime.createUser(username: body.username, password: body.password, displayName: body.displayName,
+                                                     admin: body.admin ?? false), status: .created)
+        }
+        admin.get("users") { req, _ -> Response in
+            _ = try await requireAdmin(req)
+            let offset = req.uri.queryParameters.get("offset").flatMap { Int($0) } ?? 0
+            let n = min(req.uri.queryParameters.get("limit").flatMap { Int($0) } ?? 100, 1000)
+            return json(try await storage.listUsers(offset: max(0, offset), limit: max(1, n))
+                .map { API.AdminUser(user: $0.profile, disabled: $0.disabled, createdAt: $0.createdAt) })
+        }
+        admin.post("users/:id/disabled") { req, ctx -> Response in
+            let claims = try await requireAdmin(req)
+            let id = try ctx.parameters.id("id")
+            guard id != claims.sub else { throw IMError.invalid("you cannot disable yourself") }
+            let body = try await req.decodeJSON(API.SetFlag.self, limit: limit)
+            guard try await storage.user(id: id) != nil else { throw IMError.notFound("no such user") }
+            try await storage.setDisabled(id: id, disabled: body.value)
+            if body.value {
+                try await storage.revokeAllTokens(user: id)
+                for s in runtime.hub.sessions(of: id) { s.enqueue(.close(reason: "account disabled")) }
+            }
+            return noContent()
+        }
+        admin.post("users/:id/admin") { req, ctx -> Response in
+            let claims = try await requireAdmin(req)
+            let id = try ctx.parameters.id("id")
+            guard id != claims.sub else { throw IMError.invalid("you cannot change your own admin flag") }
+            let body = try await req.decodeJSON(API.SetFlag.self, limit: limit)
+            guard try await storage.user(id: id) != nil else { throw IMError.notFound("no such user") }
+            try await storage.setAdmin(id: id, admin: body.value)
+            return noContent()
+        }
+        admin.post("users/:id/password") { req, ctx -> Response in
+            _ = try await requireAdmin(req)
+            let id = try ctx.parameters.id("id")
+            let body = try await req.decodeJSON(API.SetPassword.self, limit: limit)
+            if let e = Validation.password(body.password) { throw e }
+            guard try await storage.user(id: id) != nil else { throw IMError.notFound("no such user") }
+            try await storage.setPasswordHash(id: id, hash: try await runtime.passwords.hash(body.password))
+            try await storage.revokeAllTokens(user: id)
+            return noContent()
+        }
+        admin.get("stats") { req, _ -> Response in
+            _ = try await requireAdmin(req)
+            return json(try await runtime.stats())
+        }
+    }
+}

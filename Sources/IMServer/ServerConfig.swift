@@ -1,0 +1,216 @@
+import Foundation
+import Yams
+
+/// Everything `warbler server` can be told. Loaded from YAML (snake_case keys), then overridden by
+/// `WARBLER_<SECTION>_<KEY>` environment variables; every setting has a default that works.
+public struct ServerConfig: Codable, Sendable, Equatable {
+    public struct Server: Codable, Sendable, Equatable {
+        public var host = "0.0.0.0"
+        public var port = 8080
+        /// PEM certificate chain and key; TLS (1.2+) is on when both are set.
+        public var tlsCert = ""
+        public var tlsKey = ""
+        /// Origins allowed to open the WebSocket from a browser (besides the server's own); empty = same host only.
+        public var allowedOrigins: [String] = []
+        /// Seconds given to clients to go away on shutdown.
+        public var drainSeconds = 3.0
+    }
+    public struct Metrics: Codable, Sendable, Equatable {
+        public var host = "127.0.0.1"
+        /// The Prometheus listener; -1 turns it off.
+        public var port = 9464
+    }
+    public struct StorageSettings: Codable, Sendable, Equatable {
+        /// `sqlite` (embedded, the single-node default) or `postgres`.
+        public var driver = "sqlite"
+        public var path = "/var/lib/warbler/warbler.db"
+        public var postgresHost = "127.0.0.1"
+        public var postgresPort = 5432
+        public var postgresUser = "warbler"
+        public var postgresPassword = ""
+        public var postgresPasswordFile = ""
+        public var postgresDatabase = "warbler"
+        public var postgresTls = false
+        /// Largest number of sends committed in one transaction.
+        public var maxBatch = 256
+    }
+    public struct Auth: Codable, Sendable, Equatable {
+        /// `open`: anyone may register; `admin`: only admins create accounts.
+        public var registration = "open"
+        /// Ed25519 signing key (base64 of 32 bytes); created with mode 0600 if missing.
+        public var jwtKeyFile = "/etc/warbler/secrets/jwt.key"
+        public var accessTtlSeconds = 900
+        public var refreshTtlSeconds = 30 * 24 * 3600
+        public var bcryptCost = 12
+        public var loginPerMinutePerAccount = 10
+        public var loginPerMinutePerAddress = 60
+    }
+    public struct Limits: Codable, Sendable, Equatable {
+        public var frameBytes = 64 * 1024
+        public var bodyBytes = 1024 * 1024
+        public var sendsPerSecond = 100.0
+        public var sendBurst = 200.0
+        public var attachmentBytes = 25 * 1024 * 1024
+        public var attachmentTypes = ["image/png", "image/jpeg", "image/gif", "image/webp", "application/pdf", "text/plain",
+                                      "application/zip", "audio/mpeg", "audio/ogg", "video/mp4", "application/octet-stream"]
+        public var groupSize = 2000
+        public var recallSeconds = 120
+        public var textBytes = 16 * 1024
+    }
+
+    public var server = Server()
+    public var metrics = Metrics()
+    public var storage = StorageSettings()
+    public var auth = Auth()
+    public var limits = Limits()
+    /// Attachments and other files live here.
+    public var dataDir = "/var/lib/warbler"
+    /// `info`, `debug`, `warning`, …
+    public var logLevel = "info"
+
+    public init() {}
+
+    /// Loads `path` (if given) over the defaults, then applies `environment` overrides.
+    public static func load(path: String?, environment: [String: String] = ProcessInfo.processInfo.environment) throws -> ServerConfig {
+        var tree = try toTree(ServerConfig())
+        if let path {
+            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+                throw ConfigError("cannot read config file \(path); check the path and that this user may read it")
+            }
+            let loaded: Any?
+            do { loaded = try Yams.load(yaml: text) } catch {
+                throw ConfigError("\(path) is not valid YAML: \(error)")
+            }
+            if let loaded {
+                guard let map = loaded as? [String: Any] else { throw ConfigError("\(path) must be a YAML mapping of sections") }
+                try merge(map, into: &tree, path: "")
+            }
+        }
+        try applyEnvironment(environment, to: &tree)
+        do {
+            let data = try JSONSerialization.data(withJSONObject: tree)
+            let decoder = JSONDecoder()
+            decoder.keyDecodingStrategy = .convertFromSnakeCase
+            let config = try decoder.decode(ServerConfig.self, from: data)
+            try config.validate()
+            return config
+        } catch let e as ConfigError { throw e } catch {
+            throw ConfigError("invalid configuration: \(error)")
+        }
+    }
+
+    public func validate() throws {
+        guard ["sqlite", "postgres"].contains(storage.driver) else { throw ConfigError("storage.driver must be sqlite or postgres, not '\(storage.driver)'") }
+        guard ["open", "admin"].contains(auth.registration) else { throw ConfigError("auth.registration must be open or admin") }
+        guard (0...65535).contains(server.port) else { throw ConfigError("server.port must be 0-65535") }
+        guard (-1...65535).contains(metrics.port) else { throw ConfigError("metrics.port must be -1 (off) or 0-65535") }
+        guard (4...31).contains(auth.bcryptCost) else { throw ConfigError("auth.bcrypt_cost must be 4-31 (12 or more in production)") }
+        guard server.tlsCert.isEmpty == server.tlsKey.isEmpty else { throw ConfigError("set both server.tls_cert and server.tls_key, or neither") }
+        guard limits.frameBytes >= 1024 else { throw ConfigError("limits.frame_bytes must be at least 1024") }
+    }
+
+    static func toTree(_ c: ServerConfig) throws -> [String: Any] {
+        let encoder = JSONEncoder()
+        encoder.keyEncodingStrategy = .convertToSnakeCase
+        return try JSONSerialization.jsonObject(with: try encoder.encode(c)) as? [String: Any] ?? [:]
+    }
+
+    enum Kind { case bool, int, double, string, list, section }
+
+    /// The type of every setting, read off the defaults, keyed by `section.key` in snake_case.
+    static let schema: [String: Kind] = {
+        var out: [String: Kind] = [:]
+        func kind(_ v: Any) -> Kind {
+            switch v {
+            case is Bool: .bool
+            case is Int: .int
+            case is Double: .double
+            case is String: .string
+            case is [String]: .list
+            default: .section
+            }
+        }
+        for top in Mirror(reflecting: ServerConfig()).children {
+            guard let label = top.label else { continue }
+            let k = kind(top.value)
+            out[snake(label)] = k
+            if k == .section {
+                for c in Mirror(reflecting: top.value).children {
+                    if let l = c.label { out["\(snake(label)).\(snake(l))"] = kind(c.value) }
+                }
+            }
+        }
+        return out
+    }()
+
+    static func snake(_ s: String) -> String {
+        var out = ""
+        for ch in s {
+            if ch.isUppercase { out += "_" + ch.lowercased() } else { out.append(ch) }
+        }
+        return out
+    }
+
+    static func merge(_ src: [String: Any], into dst: inout [String: Any], path: String) throws {
+        for (k, v) in src {
+            let key = path.isEmpty ? k : "\(path).\(k)"
+            guard let kind = schema[key], let existing = dst[k] else {
+                throw ConfigError("unknown setting '\(key)'; see docs/operations.md for the settings")
+            }
+            if kind == .section {
+                guard var sub = existing as? [String: Any], let vmap = v as? [String: Any] else { throw ConfigError("'\(key)' must be a mapping") }
+                try merge(vmap, into: &sub, path: key)
+                dst[k] = sub
+            } else {
+                dst[k] = try coerce(v, kind: kind, key: key)
+            }
+        }
+    }
+
+    static func coerce(_ v: Any, kind: Kind, key: String) throws -> Any {
+        let text = "\(v)"
+        switch kind {
+        case .list:
+            if let a = v as? [Any] { return a.map { "\($0)" } }
+            return text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        case .bool:
+            if let b = v as? Bool { return b }
+            switch text.lowercased() {
+            case "true", "yes", "on", "1": return true
+            case "false", "no", "off", "0": return false
+            default: throw ConfigError("'\(key)' must be true or false, not '\(text)'")
+            }
+        case .int:
+            if let i = v as? Int { return i }
+            guard let i = Int(text) else { throw ConfigError("'\(key)' must be a whole number, not '\(text)'") }
+            return i
+        case .double:
+            if let d = v as? Double { return d }
+            guard let d = Double(text) else { throw ConfigError("'\(key)' must be a number, not '\(text)'") }
+            return d
+        case .string, .section:
+            return text
+        }
+    }
+
+    static func applyEnvironment(_ env: [String: String], to tree: inout [String: Any]) throws {
+        for (key, kind) in schema where kind != .section {
+            let name = "WARBLER_" + key.replacingOccurrences(of: ".", with: "_").uppercased()
+            guard let v = env[name] else { continue }
+            let parts = key.split(separator: ".").map(String.init)
+            let value = try coerce(v, kind: kind, key: "\(key) (from \(name))")
+            if parts.count == 1 {
+                tree[parts[0]] = value
+            } else if var sub = tree[parts[0]] as? [String: Any] {
+                sub[parts[1]] = value
+                tree[parts[0]] = sub
+            }
+        }
+    }
+}
+
+/// A configuration problem, with what to do about it.
+public struct ConfigError: Error, CustomStringConvertible, Sendable {
+    public var description: String
+    public init(_ d: String) { description = d }
+}

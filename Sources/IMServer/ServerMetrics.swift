@@ -1,0 +1,62 @@
+import Foundation
+import Prometheus
+
+/// The server's Prometheus figures.
+public final class ServerMetrics: Sendable {
+    public let registry = PrometheusCollectorRegistry()
+    let connections: Gauge
+    let sends: Counter
+    let sendDuplicates: Counter
+    let deliveries: Counter
+    let errors: Counter
+    let sendToAck: DurationHistogram
+    let sendToDeliver: DurationHistogram
+    let commitSeconds: DurationHistogram
+    let batchSize: ValueHistogram
+    let logins: Counter
+    let loginFailures: Counter
+    private let recent = LockedBox<[Int64]>([])   // per-second send counts for the last 60 s, for status
+
+    public init() {
+        let latency: [Duration] = [.microseconds(500), .milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10),
+                                   .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500),
+                                   .seconds(1), .seconds(2.5)]
+        connections = registry.makeGauge(descriptor: .init(metricName: "warbler_connections", unitName: "", helpText: "Open authenticated WebSocket connections"))
+        sends = registry.makeCounter(descriptor: .init(metricName: "warbler_sends_total", unitName: "", helpText: "Messages stored (acknowledged sends)"))
+        sendDuplicates = registry.makeCounter(descriptor: .init(metricName: "warbler_send_duplicates_total", unitName: "", helpText: "Sends answered from an earlier identical send"))
+        deliveries = registry.makeCounter(descriptor: .init(metricName: "warbler_deliveries_total", unitName: "", helpText: "Message frames written to connections"))
+        errors = registry.makeCounter(descriptor: .init(metricName: "warbler_errors_total", unitName: "", helpText: "Error frames and error responses sent"))
+        sendToAck = registry.makeDurationHistogram(descriptor: .init(metricName: "warbler_send_to_ack_seconds", unitName: "", helpText: "From a send frame's arrival to its acknowledgement"), buckets: latency)
+        sendToDeliver = registry.makeDurationHistogram(descriptor: .init(metricName: "warbler_send_to_deliver_seconds", unitName: "", helpText: "From a send frame's arrival to its delivery frame being written to a recipient"), buckets: latency)
+        commitSeconds = registry.makeDurationHistogram(descriptor: .init(metricName: "warbler_storage_commit_seconds", unitName: "", helpText: "Duration of one storage commit (a batch of sends)"), buckets: latency)
+        batchSize = registry.makeValueHistogram(descriptor: .init(metricName: "warbler_storage_batch_size", unitName: "", helpText: "Sends per storage commit"), buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512])
+        logins = registry.makeCounter(descriptor: .init(metricName: "warbler_logins_total", unitName: "", helpText: "Successful logins"))
+        loginFailures = registry.makeCounter(descriptor: .init(metricName: "warbler_login_failures_total", unitName: "", helpText: "Failed or rate-limited logins"))
+    }
+
+    func recordSend(count: Int = 1) {
+        sends.increment(by: Int64(count))
+        let second = Int64(Date().timeIntervalSince1970)
+        recent.withLock { r in
+            if r.count != 61 { r = Array(repeating: 0, count: 61) }
+            let slot = Int(second % 61)
+            // Each slot holds (second << 20) | count: a stale slot is reset when its second is not the current one.
+            if r[slot] >> 20 != second { r[slot] = second << 20 }
+            r[slot] += Int64(count)
+        }
+    }
+
+    /// Messages stored in the last 60 seconds.
+    public func messagesLastMinute() -> Int {
+        let now = Int64(Date().timeIntervalSince1970)
+        return recent.withLock { r in
+            r.reduce(0) { acc, v in (now - (v >> 20)) < 60 && v != 0 ? acc + Int(v & 0xFFFFF) : acc }
+        }
+    }
+
+    public func render() -> String {
+        var buffer: [UInt8] = []
+        registry.emit(into: &buffer)
+        return String(decoding: buffer, as: UTF8.self)
+    }
+}

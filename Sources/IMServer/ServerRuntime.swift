@@ -1,0 +1,312 @@
+import Foundation
+import Hummingbird
+import HummingbirdCore
+import HummingbirdTLS
+import HummingbirdWebSocket
+import IMCore
+import IMStorage
+import IMStorageSQLite
+import IMStoragePostgres
+import Logging
+import NIOCore
+import NIOSSL
+import ServiceLifecycle
+import SystemdSupport
+
+/// A running Warbler server: storage, hub, services, and the HTTP/WebSocket and metrics listeners.
+public final class ServerRuntime: Sendable {
+    public let config: ServerConfig
+    public let storage: any Storage
+    public let metrics: ServerMetrics
+    let hub: Hub
+    let service: IMService
+    let tokens: TokenService
+    let passwords: PasswordHasher
+    let attachments: Attachments
+    let logger: Logger
+    let loginByAccount: RateLimiter
+    let loginByAddress: RateLimiter
+    let started = Date()
+    private let ports = LockedBox<(main: Int?, metrics: Int?)>((nil, nil))
+    private let group = LockedBox<ServiceGroup?>(nil)
+
+    /// Opens storage (applying migrations) and loads or creates the signing key.
+    public static func open(config: ServerConfig, logger: Logger) async throws -> ServerRuntime {
+        let storage = try await openStorage(config: config, logger: logger)
+        let key = try TokenService.loadOrCreateKey(path: config.auth.jwtKeyFile)
+        return await ServerRuntime(config: config, storage: storage, key: key, logger: logger)
+    }
+
+    public static func openStorage(config: ServerConfig, logger: Logger) async throws -> SQLStore {
+        let driver: any SQLDriver
+        switch config.storage.driver {
+        case "postgres":
+            var password = config.storage.postgresPassword
+            if !config.storage.postgresPasswordFile.isEmpty {
+                guard let p = try? String(contentsOfFile: config.storage.postgresPasswordFile, encoding: .utf8) else {
+                    throw ConfigError("cannot read storage.postgres_password_file \(config.storage.postgresPasswordFile)")
+                }
+                password = p.trimmingCharacters(in: .whitespacesAndNewlines)
+            }
+            driver = try await PostgresDriver.connect(host: config.storage.postgresHost, port: config.storage.postgresPort,
+                                                      username: config.storage.postgresUser, password: password,
+                                                      database: config.storage.postgresDatabase, tls: config.storage.postgresTls,
+                                                      logger: logger)
+        default:
+            driver = try await SQLiteDriver.open(path: config.storage.path, logger: logger)
+        }
+        let applied = try await Migrations.apply(driver, now: nowMillis())
+        if !applied.isEmpty { logger.info("applied schema migrations \(applied)") }
+        return SQLStore(driver: driver, maxBatch: config.storage.maxBatch)
+    }
+
+    init(config: ServerConfig, storage: SQLStore, key: Curve25519SigningKey, logger: Logger) async {
+        self.config = config
+        self.storage = storage
+        self.logger = logger
+        metrics = ServerMetrics()
+        hub = Hub(storage: storage, metrics: metrics, logger: logger)
+        service = IMService(storage: storage, hub: hub, config: config, logger: logger)
+        tokens = TokenService(key: key, accessTTL: config.auth.accessTtlSeconds, refreshTTL: config.auth.refreshTtlSeconds)
+        passwords = PasswordHasher(cost: config.auth.bcryptCost)
+        attachments = Attachments(directory: config.dataDir + "/attachments", storage: storage,
+                                  maxBytes: config.limits.attachmentBytes, allowedTypes: config.limits.attachmentTypes)
+        loginByAccount = RateLimiter(perMinute: config.auth.loginPerMinutePerAccount)
+        loginByAddress = RateLimiter(perMinute: config.auth.loginPerMinutePerAddress)
+        let hub = self.hub, metrics = self.metrics
+        await storage.observeAppends { hub.deliver($0) }
+        await storage.observeCommits { n, d in
+            metrics.commitSeconds.record(d)
+            metrics.batchSize.record(Double(n))
+        }
+    }
+
+    // MARK: Accounts
+
+    /// Creates an account (validating username and password); the first admin is made this way by the installer.
+    public func createUser(username: String, password: String, displayName: String?, admin: Bool) async throws -> UserProfile {
+        let name = username.lowercased()
+        if let e = Validation.username(name) { throw e }
+        if let e = Validation.password(password) { throw e }
+        if let d = displayName, let e = Validation.displayName(d) { throw e }
+        let hash = try await passwords.hash(password)
+        return try await storage.createUser(username: name, passwordHash: hash, displayName: displayName ?? name, admin: admin, now: nowMillis())
+    }
+
+    func issueSession(for user: UserProfile, device: String, family: String? = nil) async throws -> API.AuthResponse {
+        let now = nowMillis()
+        let fam = family ?? TokenService.randomToken(bytes: 12)
+        let (token, hash) = TokenService.newRefreshToken()
+        try await storage.insertRefreshToken(RefreshTokenRecord(hash: hash, user: user.id, family: fam, device: String(device.prefix(100)),
+                                                                expiresAt: now + Int64(tokens.refreshTTL) * 1000))
+        return API.AuthResponse(user: user, accessToken: tokens.issueAccess(user: user.id, admin: user.admin, session: fam, now: now),
+                                refreshToken: token, expiresIn: tokens.accessTTL)
+    }
+
+    func login(username: String, password: String, device: String, address: String) async throws -> API.AuthResponse {
+        let name = username.lowercased()
+        if let wait = loginByAddress.take("addr:\(address)") ?? loginByAccount.take("user:\(name)") {
+            metrics.loginFailures.increment()
+            throw RateLimited(message: "too many login attempts; wait \(Int(wait.rounded(.up))) seconds", retryAfter: wait)
+        }
+        guard let user = try await storage.user(username: name) else {
+            try await passwords.dummyVerify()
+            metrics.loginFailures.increment()
+            throw IMError(.unauthorized, "wrong username or password")
+        }
+        guard try await passwords.verify(password, hash: user.passwordHash) else {
+            metrics.loginFailures.increment()
+            throw IMError(.unauthorized, "wrong username or password")
+        }
+        guard !user.disabled else { throw IMError(.unauthorized, "this account is disabled; ask an administrator") }
+        metrics.logins.increment()
+        return try await issueSession(for: user.profile, device: device)
+    }
+
+    /// Rotates a refresh token. Presenting a spent token again means it was stolen or replayed: the whole
+    /// login session (token family) is revoked.
+    func refresh(_ token: String) async throws -> API.AuthResponse {
+        let hash = TokenService.hashRefreshToken(token)
+        guard let rec = try await storage.refreshToken(hash: hash), !rec.revoked else {
+            throw IMError(.unauthorized, "unknown or revoked refresh token; log in again")
+        }
+        guard rec.expiresAt > nowMillis() else { throw IMError(.unauthorized, "refresh token expired; log in again") }
+        guard rec.usedAt == nil, try await storage.spendRefreshToken(hash: hash, now: nowMillis()) else {
+            try await storage.revokeTokenFamily(rec.family)
+            logger.warning("refresh token reuse detected; session revoked", metadata: ["im.user": "\(rec.user)"])
+            throw IMError(.unauthorized, "refresh token reuse detected; this login session was signed out everywhere")
+        }
+        guard let user = try await storage.user(id: rec.user), !user.disabled else {
+            throw IMError(.unauthorized, "this account is disabled")
+        }
+        return try await issueSession(for: user.profile, device: rec.device, family: rec.family)
+    }
+
+    public func stats() async throws -> API.Stats {
+        API.Stats(connections: hub.connectionCount, users: try await storage.userCount(), messages: try await storage.messageCount(),
+                  messagesLastMinute: metrics.messagesLastMinute(), databaseBytes: try await storage.sizeInBytes(),
+                  version: WarblerVersion.version, uptimeSeconds: Int64(Date().timeIntervalSince(started)))
+    }
+
+    // MARK: Listeners
+
+    /// The port the main listener is bound to, once it is running.
+    public var port: Int? { ports.withLock { $0.main } }
+    public var metricsPort: Int? { ports.withLock { $0.metrics } }
+
+    func makeApplications() throws -> [any Service] {
+        let router = Router(context: AppContext.self)
+        router.middlewares.add(ErrorMiddleware(metrics: metrics))
+        Routes(runtime: self).add(to: router)
+
+        let wsRouter = Router(context: BasicWebSocketRequestContext.self)
+        let gateway = Gateway(service: service, tokens: tokens, metrics: metrics, config: config)
+        let allowed = config.server.allowedOrigins
+        wsRouter.ws("/v1/ws") { request, context in
+            // Browsers send Origin; a page from another site must not ride on a user's session.
+            if let origin = request.headers[.origin], !Self.originAllowed(origin, host: request.head.authority, allowed: allowed) {
+                context.logger.notice("refused WebSocket upgrade from origin \(origin)")
+                return .dontUpgrade
+            }
+            return .upgrade([:])
+        } onUpgrade: { inbound, outbound, context in
+            await gateway.handle(inbound: inbound, outbound: outbound, logger: context.logger)
+        }
+
+        var ws = WebSocketServerConfiguration(maxFrameSize: config.limits.frameBytes * Gateway.hardLimitFactor)
+        ws.autoPing = .enabled(timePeriod: .seconds(30))
+        var server = HTTPServerBuilder.http1WebSocketUpgrade(webSocketRouter: wsRouter, configuration: .init(ws: ws))
+        if !config.server.tlsCert.isEmpty {
+            do {
+                let chain = try NIOSSLCertificate.fromPEMFile(config.server.tlsCert).map { NIOSSLCertificateSource.certificate($0) }
+                let key = try NIOSSLPrivateKey(file: config.server.tlsKey, format: .pem)
+                var tls = TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(key))
+                tls.minimumTLSVersion = .tlsv12
+                server = try .tls(server, tlsConfiguration: tls)
+            } catch {
+                throw ConfigError("cannot load TLS certificate \(config.server.tlsCert) / key \(config.server.tlsKey): \(error)")
+            }
+        }
+        let logger = self.logger
+        let app = Application(
+            router: router, server: server,
+            configuration: .init(address: .hostname(config.server.host, port: config.server.port), serverName: "warbler"),
+            onServerRunning: { [ports] channel in
+                ports.withLock { $0.main = channel.localAddress?.port }
+                logger.info("listening on \(channel.localAddress?.description ?? "?")")
+                Systemd.notify("READY=1\nSTATUS=serving")
+            },
+            logger: logger)
+        var services: [any Service] = [app]
+
+        if config.metrics.port >= 0 {
+            let metricsRouter = Router()
+            let metrics = self.metrics
+            metricsRouter.get("/metrics") { _, _ -> Response in
+                Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                         body: .init(byteBuffer: ByteBuffer(string: metrics.render())))
+            }
+            services.append(Application(
+                router: metricsRouter,
+                configuration: .init(address: .hostname(config.metrics.host, port: config.metrics.port), serverName: "warbler-metrics"),
+                onServerRunning: { [ports] channel in ports.withLock { $0.metrics = channel.localAddress?.port } },
+                logger: logger))
+        }
+        return services
+    }
+
+    /// Browsers send an http(s) Origin; it must be this server or an allowed origin. Other clients (the SDK's
+    /// WebSocket sends `ws://host`) are not browsers riding on a user's session, and authenticate by token anyway.
+    static func originAllowed(_ origin: String, host: String?, allowed: [String]) -> Bool {
+        if allowed.contains(origin) || allowed.contains("*") { return true }
+        guard let url = URL(string: origin), let scheme = url.scheme?.lowercased() else { return false }
+        if scheme == "ws" || scheme == "wss" { return true }
+        guard scheme == "http" || scheme == "https", let host, let oh = url.host else { return false }
+        let originHost = url.port.map { "\(oh):\($0)" } ?? oh
+        return originHost == host
+    }
+
+    /// Runs until SIGTERM/SIGINT (when `signals` is true) or `shutdown()`: drains clients, flushes the writer, closes storage.
+    public func run(handleSignals: Bool = true) async throws {
+        let apps = try makeApplications()
+        let drain = DrainService(hub: hub, seconds: config.server.drainSeconds, logger: logger)
+        let store = StorageService(storage: storage, logger: logger)
+        let watchdog = WatchdogService(storage: storage, logger: logger)
+        // Shut down in reverse: watchdog, then clients are told to reconnect, then listeners stop, then storage flushes.
+        let g = ServiceGroup(configuration: .init(
+            services: [.init(service: store)] + apps.map { .init(service: $0) } + [.init(service: drain), .init(service: watchdog)],
+            gracefulShutdownSignals: handleSignals ? [.sigterm, .sigint] : [],
+            logger: logger))
+        group.withLock { $0 = g }
+        try await g.run()
+    }
+
+    /// Starts graceful shutdown (as SIGTERM does).
+    public func shutdown() async {
+        await group.withLock { $0 }?.triggerGracefulShutdown()
+    }
+
+    /// Waits until the main listener is bound and returns its port.
+    public func waitUntilListening(timeout: Duration = .seconds(30)) async throws -> Int {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if let p = port, config.metrics.port < 0 || metricsPort != nil { return p }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        throw ConfigError("the server did not start listening within \(timeout)")
+    }
+}
+
+typealias Curve25519SigningKey = TokenService.Key
+
+/// On shutdown: tell every client to reconnect, then give them a moment to go.
+struct DrainService: Service {
+    let hub: Hub
+    let seconds: Double
+    let logger: Logger
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        Systemd.notify("STOPPING=1")
+        let sessions = hub.drain(reason: "server is restarting")
+        logger.info("draining \(sessions.count) connections")
+        let deadline = ContinuousClock.now + .milliseconds(Int64(seconds * 1000))
+        while hub.connectionCount > 0 && ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+    }
+}
+
+/// Keeps storage open until everything else has stopped, then flushes pending writes and closes it.
+struct StorageService: Service {
+    let storage: any Storage
+    let logger: Logger
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        do { try await storage.close() } catch { logger.error("closing storage: \(error)") }
+        logger.info("storage closed")
+    }
+}
+
+/// Pings systemd's watchdog while storage answers; a wedged server stops pinging and systemd restarts it.
+struct WatchdogService: Service {
+    let storage: any Storage
+    let logger: Logger
+
+    func run() async throws {
+        guard let interval = Systemd.watchdogInterval() else {
+            try? await gracefulShutdown()
+            return
+        }
+        while !Task.isCancelled && !Task.isShuttingDownGracefully {
+            do {
+                try await storage.ping()
+                Systemd.notify("WATCHDOG=1")
+            } catch {
+                logger.error("storage ping failed; withholding watchdog: \(error)")
+            }
+            try? await Task.sleep(for: interval)
+        }
+    }
+}

@@ -1,0 +1,103 @@
+import Foundation
+import IMCore
+
+/// The eventual outcome of one submitted append.
+public final class AppendTicket: Sendable {
+    private enum State { case waiting([CheckedContinuation<Result<AppendResult, IMError>, any Error>]), done(Result<Result<AppendResult, IMError>, any Error>) }
+    private let state = Locked<State>(.waiting([]))
+
+    public init() {}
+
+    /// Waits until the append is durable (or failed).
+    public func result() async throws -> Result<AppendResult, IMError> {
+        try await withCheckedThrowingContinuation { cont in
+            let done: Result<Result<AppendResult, IMError>, any Error>? = state.withLock { s in
+                switch s {
+                case .waiting(var list): list.append(cont); s = .waiting(list); return nil
+                case .done(let r): return r
+                }
+            }
+            if let done { cont.resume(with: done) }
+        }
+    }
+
+    func complete(_ r: Result<Result<AppendResult, IMError>, any Error>) {
+        let waiters: [CheckedContinuation<Result<AppendResult, IMError>, any Error>] = state.withLock { s in
+            guard case .waiting(let list) = s else { return [] }
+            s = .done(r)
+            return list
+        }
+        for w in waiters { w.resume(with: r) }
+    }
+}
+
+/// A value behind a lock.
+final class Locked<T>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value: T
+    init(_ v: T) { value = v }
+    func withLock<R>(_ body: (inout T) throws -> R) rethrows -> R {
+        lock.lock(); defer { lock.unlock() }
+        return try body(&value)
+    }
+}
+
+/// Batches concurrent appends into one transaction (one fsync) per commit: the way a single SQLite writer
+/// gets durability and throughput together. Submissions are committed in the order they were submitted.
+actor GroupCommitter {
+    private let driver: any SQLDriver
+    private let maxBatch: Int
+    private var pending: [(NewMessage, AppendTicket)] = []
+    private var flushing = false
+    private var commitObserver: (@Sendable (Int, Duration) -> Void)?
+    private var appendObserver: (@Sendable ([Message]) -> Void)?
+
+    init(driver: any SQLDriver, maxBatch: Int) {
+        self.driver = driver
+        self.maxBatch = max(1, maxBatch)
+    }
+
+    func setCommitObserver(_ o: @escaping @Sendable (Int, Duration) -> Void) { commitObserver = o }
+    func setAppendObserver(_ o: @escaping @Sendable ([Message]) -> Void) { appendObserver = o }
+
+    func submit(_ m: NewMessage) -> AppendTicket {
+        let ticket = AppendTicket()
+        pending.append((m, ticket))
+        if !flushing {
+            flushing = true
+            Task { await self.flushLoop() }
+        }
+        return ticket
+    }
+
+    /// Waits until everything submitted so far is committed.
+    func drain() async {
+        while flushing || !pending.isEmpty {
+            try? await Task.sleep(for: .milliseconds(5))
+        }
+    }
+
+    private func flushLoop() async {
+        while !pending.isEmpty {
+            let take = min(pending.count, maxBatch)
+            let batch = Array(pending.prefix(take))
+            pending.removeFirst(take)
+            let started = ContinuousClock.now
+            let now = Int64(Date().timeIntervalSince1970 * 1000)
+            do {
+                let results = try await SQLStore.appendBatch(driver, batch.map(\.0), now: now)
+                commitObserver?(batch.count, started.duration(to: .now))
+                // New messages are published in commit (seq) order before anyone hears their ack.
+                let fresh = results.compactMap { r -> Message? in
+                    if case .success(let a) = r, !a.duplicate { return a.message }
+                    return nil
+                }
+                if !fresh.isEmpty { appendObserver?(fresh) }
+                for (i, item) in batch.enumerated() { item.1.complete(.success(results[i])) }
+            } catch {
+                for item in batch { item.1.complete(.failure(error)) }
+            }
+        }
+        flushing = false
+    }
+}

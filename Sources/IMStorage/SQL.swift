@@ -1,0 +1,95 @@
+/// A value bound to or read from a SQL statement.
+public enum SQLValue: Sendable, Hashable {
+    case null
+    case int(Int64)
+    case double(Double)
+    case text(String)
+
+    public var int: Int64? {
+        switch self {
+        case .int(let v): v
+        case .double(let d): Int64(d)
+        case .text(let s): Int64(s)
+        case .null: nil
+        }
+    }
+    public var text: String? {
+        if case .text(let s) = self { return s }
+        return nil
+    }
+}
+
+extension SQLValue: ExpressibleByIntegerLiteral, ExpressibleByStringLiteral {
+    public init(integerLiteral value: Int64) { self = .int(value) }
+    public init(stringLiteral value: String) { self = .text(value) }
+    public init(_ v: Int64) { self = .int(v) }
+    public init(_ v: String?) { self = v.map { .text($0) } ?? .null }
+    public init(_ v: Int64?) { self = v.map { .int($0) } ?? .null }
+    public init(_ v: Bool) { self = .int(v ? 1 : 0) }
+}
+
+/// One result row, with columns by name.
+public struct SQLRow: Sendable {
+    public var values: [String: SQLValue]
+    public init(_ values: [String: SQLValue]) { self.values = values }
+
+    public subscript(_ name: String) -> SQLValue { values[name] ?? .null }
+    public func int(_ name: String) throws -> Int64 {
+        guard let v = self[name].int else { throw StorageError.corrupt("column \(name) is not an integer") }
+        return v
+    }
+    public func optInt(_ name: String) -> Int64? { self[name].int }
+    public func text(_ name: String) throws -> String {
+        guard let v = self[name].text else { throw StorageError.corrupt("column \(name) is not text") }
+        return v
+    }
+    public func optText(_ name: String) -> String? { self[name].text }
+    public func bool(_ name: String) -> Bool { (self[name].int ?? 0) != 0 }
+}
+
+/// Runs statements on one connection, inside a transaction when given by `SQLDriver.write`.
+/// Statements use `$1`, `$2`, … placeholders on every backend.
+public protocol SQLExecutor: Sendable {
+    @discardableResult
+    func query(_ sql: String, _ binds: [SQLValue]) async throws -> [SQLRow]
+}
+
+extension SQLExecutor {
+    @discardableResult
+    public func query(_ sql: String) async throws -> [SQLRow] { try await query(sql, []) }
+    public func first(_ sql: String, _ binds: [SQLValue] = []) async throws -> SQLRow? {
+        try await query(sql, binds).first
+    }
+}
+
+public enum SQLDialect: String, Sendable {
+    case sqlite, postgres
+}
+
+/// A database backend: reads on any connection, writes inside one transaction.
+public protocol SQLDriver: Sendable {
+    var dialect: SQLDialect { get }
+    /// Runs `body` on a connection for reads (no transaction guarantees across statements).
+    func read<T: Sendable>(_ body: @Sendable (any SQLExecutor) async throws -> T) async throws -> T
+    /// Runs `body` in one transaction; commits when it returns (durably: the commit is on disk), rolls back when it throws.
+    @discardableResult
+    func write<T: Sendable>(_ body: @Sendable (any SQLExecutor) async throws -> T) async throws -> T
+    /// Database size in bytes, for status and metrics.
+    func sizeInBytes() async throws -> Int64
+    func close() async throws
+}
+
+/// Storage faults (as opposed to domain errors, which are `IMError`).
+public enum StorageError: Error, Sendable, CustomStringConvertible {
+    case corrupt(String)
+    case migration(String)
+    case unavailable(String)
+
+    public var description: String {
+        switch self {
+        case .corrupt(let s): "storage: unexpected data: \(s)"
+        case .migration(let s): "storage: migration failed: \(s)"
+        case .unavailable(let s): "storage unavailable: \(s)"
+        }
+    }
+}

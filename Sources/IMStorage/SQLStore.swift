@@ -1,0 +1,500 @@
+import Foundation
+import IMCore
+
+/// The storage contract implemented once in SQL, over any `SQLDriver` (SQLite or PostgreSQL).
+public final class SQLStore: Storage {
+    public let driver: any SQLDriver
+    private let committer: GroupCommitter
+
+    /// Opens the store over `driver`. Run `Migrations.apply` first.
+    public init(driver: any SQLDriver, maxBatch: Int = 256) {
+        self.driver = driver
+        self.committer = GroupCommitter(driver: driver, maxBatch: maxBatch)
+    }
+
+    public func observeCommits(_ observer: @escaping @Sendable (Int, Duration) -> Void) async {
+        await committer.setCommitObserver(observer)
+    }
+
+    public func observeAppends(_ observer: @escaping @Sendable ([Message]) -> Void) async {
+        await committer.setAppendObserver(observer)
+    }
+
+    public func submit(_ message: NewMessage) async -> AppendTicket {
+        await committer.submit(message)
+    }
+
+    // MARK: Users
+
+    static let userColumns = "id, username, display_name, avatar, password_hash, admin, disabled, created_at"
+
+    static func userRecord(_ r: SQLRow) throws -> UserRecord {
+        UserRecord(
+            profile: UserProfile(id: try r.int("id"), username: try r.text("username"), displayName: try r.text("display_name"),
+                                 avatar: r.optText("avatar"), admin: r.bool("admin")),
+            passwordHash: try r.text("password_hash"), disabled: r.bool("disabled"), createdAt: try r.int("created_at"))
+    }
+
+    public func createUser(username: String, passwordHash: String, displayName: String, admin: Bool, now: Int64) async throws -> UserProfile {
+        try await driver.write { db in
+            if try await db.first("SELECT id FROM users WHERE username = $1", [.text(username)]) != nil {
+                throw IMError(.conflict, "username '\(username)' is taken")
+            }
+            guard let row = try await db.first(
+                "INSERT INTO users (username, display_name, password_hash, admin, disabled, created_at) VALUES ($1, $2, $3, $4, 0, $5) RETURNING id",
+                [.text(username), .text(displayName), .text(passwordHash), SQLValue(admin), .int(now)]) else {
+                throw StorageError.corrupt("insert returned no id")
+            }
+            return UserProfile(id: try row.int("id"), username: username, displayName: displayName, avatar: nil, admin: admin)
+        }
+    }
+
+    public func user(id: UserID) async throws -> UserRecord? {
+        try await driver.read { db in
+            try await db.first("SELECT \(Self.userColumns) FROM users WHERE id = $1", [.int(id)]).map(Self.userRecord)
+        }
+    }
+
+    public func user(username: String) async throws -> UserRecord? {
+        try await driver.read { db in
+            try await db.first("SELECT \(Self.userColumns) FROM users WHERE username = $1", [.text(username)]).map(Self.userRecord)
+        }
+    }
+
+    public func users(ids: [UserID]) async throws -> [UserProfile] {
+        guard !ids.isEmpty else { return [] }
+        return try await driver.read { db in
+            var out: [UserProfile] = []
+            for id in Set(ids).sorted() {
+                if let r = try await db.first("SELECT \(Self.userColumns) FROM users WHERE id = $1", [.int(id)]) {
+                    out.append(try Self.userRecord(r).profile)
+                }
+            }
+            return out
+        }
+    }
+
+    public func listUsers(offset: Int, limit: Int) async throws -> [UserRecord] {
+        try await driver.read { db in
+            try await db.query("SELECT \(Self.userColumns) FROM users ORDER BY id LIMIT $1 OFFSET $2",
+                               [.int(Int64(limit)), .int(Int64(offset))]).map(Self.userRecord)
+        }
+    }
+
+    public func updateProfile(id: UserID, displayName: String?, avatar: String?) async throws -> UserProfile {
+        try await driver.write { db in
+            if let displayName {
+                try await db.query("UPDATE users SET display_name = $1 WHERE id = $2", [.text(displayName), .int(id)])
+            }
+            if let avatar {
+                try await db.query("UPDATE users SET avatar = $1 WHERE id = $2", [avatar.isEmpty ? .null : .text(avatar), .int(id)])
+            }
+            guard let r = try await db.first("SELECT \(Self.userColumns) FROM users WHERE id = $1", [.int(id)]) else {
+                throw IMError.notFound("no such user")
+            }
+            return try Self.userRecord(r).profile
+        }
+    }
+
+    public func setPasswordHash(id: UserID, hash: String) async throws {
+        try await driver.write { db in
+            try await db.query("UPDATE users SET password_hash = $1 WHERE id = $2", [.text(hash), .int(id)])
+        }
+    }
+
+    public func setDisabled(id: UserID, disabled: Bool) async throws {
+        try await driver.write { db in
+            try await db.query("UPDATE users SET disabled = $1 WHERE id = $2", [SQLValue(disabled), .int(id)])
+        }
+    }
+
+    public func setAdmin(id: UserID, admin: Bool) async throws {
+        try await driver.write { db in
+            try await db.query("UPDATE users SET admin = $1 WHERE id = $2", [SQLValue(admin), .int(id)])
+        }
+    }
+
+    public func userCount() async throws -> Int64 {
+        try await driver.read { db in try await db.first("SELECT COUNT(*) AS n FROM users")?.int("n") ?? 0 }
+    }
+
+    // MARK: Refresh tokens
+
+    public func insertRefreshToken(_ t: RefreshTokenRecord) async throws {
+        try await driver.write { db in
+            try await db.query(
+                "INSERT INTO refresh_tokens (hash, user_id, family, device, expires_at, used_at, revoked) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                [.text(t.hash), .int(t.user), .text(t.family), .text(t.device), .int(t.expiresAt), SQLValue(t.usedAt), SQLValue(t.revoked)])
+        }
+    }
+
+    public func refreshToken(hash: String) async throws -> RefreshTokenRecord? {
+        try await driver.read { db in
+            guard let r = try await db.first(
+                "SELECT hash, user_id, family, device, expires_at, used_at, revoked FROM refresh_tokens WHERE hash = $1", [.text(hash)]) else {
+                return nil
+            }
+            return RefreshTokenRecord(hash: try r.text("hash"), user: try r.int("user_id"), family: try r.text("family"),
+                                      device: try r.text("device"), expiresAt: try r.int("expires_at"),
+                                      usedAt: r.optInt("used_at"), revoked: r.bool("revoked"))
+        }
+    }
+
+    public func spendRefreshToken(hash: String, now: Int64) async throws -> Bool {
+        try await driver.write { db in
+            // Compare-and-set: only one exchange of a token can win.
+            let rows = try await db.query(
+                "UPDATE refresh_tokens SET used_at = $1 WHERE hash = $2 AND used_at IS NULL AND revoked = 0 RETURNING hash",
+                [.int(now), .text(hash)])
+            return !rows.isEmpty
+        }
+    }
+
+    public func revokeTokenFamily(_ family: String) async throws {
+        try await driver.write { db in
+            try await db.query("UPDATE refresh_tokens SET revoked = 1 WHERE family = $1", [.text(family)])
+        }
+    }
+
+    public func revokeAllTokens(user: UserID) async throws {
+        try await driver.write { db in
+            try await db.query("UPDATE refresh_tokens SET revoked = 1 WHERE user_id = $1", [.int(user)])
+        }
+    }
+
+    // MARK: Contacts
+
+    public func contactState(owner: UserID, other: UserID) async throws -> ContactState? {
+        try await driver.read { db in
+            try await db.first("SELECT state FROM contacts WHERE owner = $1 AND other = $2", [.int(owner), .int(other)])
+                .flatMap { $0.optText("state") }.flatMap(ContactState.init(rawValue:))
+        }
+    }
+
+    public func setContactState(owner: UserID, other: UserID, state: ContactState?) async throws {
+        try await driver.write { db in
+            try await db.query("DELETE FROM contacts WHERE owner = $1 AND other = $2", [.int(owner), .int(other)])
+            if let state {
+                try await db.query("INSERT INTO contacts (owner, other, state) VALUES ($1, $2, $3)",
+                                   [.int(owner), .int(other), .text(state.rawValue)])
+            }
+        }
+    }
+
+    public func contacts(owner: UserID) async throws -> [Contact] {
+        try await driver.read { db in
+            try await db.query(
+                "SELECT c.state, \(Self.userColumns.split(separator: ",").map { "u." + $0.trimmingCharacters(in: .whitespaces) }.joined(separator: ", ")) FROM contacts c JOIN users u ON u.id = c.other WHERE c.owner = $1 ORDER BY u.username",
+                [.int(owner)]
+            ).compactMap { r in
+                guard let state = ContactState(rawValue: try r.text("state")) else { return nil }
+                return Contact(user: try Self.userRecord(r).profile, state: state)
+            }
+        }
+    }
+
+    // MARK: Conversations
+
+    static func members(_ db: any SQLExecutor, _ conv: ConversationID) async throws -> [Member] {
+        try await db.query("SELECT user_id, role, read_seq, delivered_seq FROM members WHERE conv_id = $1 ORDER BY user_id", [.int(conv)]).map { r in
+            Member(user: try r.int("user_id"), role: MemberRole(rawValue: try r.text("role")) ?? .member,
+                   readSeq: try r.int("read_seq"), deliveredSeq: try r.int("delivered_seq"))
+        }
+    }
+
+    static func loadConversation(_ db: any SQLExecutor, _ id: ConversationID) async throws -> Conversation? {
+        guard let r = try await db.first("SELECT id, type, name, last_seq FROM conversations WHERE id = $1", [.int(id)]) else { return nil }
+        return Conversation(id: try r.int("id"), type: ConversationType(rawValue: try r.text("type")) ?? .group,
+                            name: r.optText("name"), lastSeq: try r.int("last_seq"), members: try await members(db, id))
+    }
+
+    public func directConversation(between a: UserID, and b: UserID) async throws -> Conversation {
+        let key = "\(min(a, b)):\(max(a, b))"
+        return try await driver.write { db in
+            if let r = try await db.first("SELECT id FROM conversations WHERE direct_key = $1", [.text(key)]),
+               let c = try await Self.loadConversation(db, try r.int("id")) {
+                return c
+            }
+            let now = Int64(Date().timeIntervalSince1970 * 1000)
+            guard let r = try await db.first(
+                "INSERT INTO conversations (type, name, last_seq, direct_key, created_at) VALUES ('direct', NULL, 0, $1, $2) RETURNING id",
+                [.text(key), .int(now)]) else { throw StorageError.corrupt("insert returned no id") }
+            let id = try r.int("id")
+            for u in Set([a, b]) {
+                try await db.query("INSERT INTO members (conv_id, user_id, role) VALUES ($1, $2, 'member')", [.int(id), .int(u)])
+            }
+            guard let c = try await Self.loadConversation(db, id) else { throw StorageError.corrupt("conversation vanished") }
+            return c
+        }
+    }
+
+    public func createGroup(name: String, owner: UserID, members: [UserID]) async throws -> Conversation {
+        try await driver.write { db in
+            let now = Int64(Date().timeIntervalSince1970 * 1000)
+            guard let r = try await db.first(
+                "INSERT INTO conversations (type, name, last_seq, direct_key, created_at) VALUES ('group', $1, 0, NULL, $2) RETURNING id",
+                [.text(name), .int(now)]) else { throw StorageError.corrupt("insert returned no id") }
+            let id = try r.int("id")
+            try await db.query("INSERT INTO members (conv_id, user_id, role) VALUES ($1, $2, 'owner')", [.int(id), .int(owner)])
+            for u in Set(members).subtracting([owner]).sorted() {
+                try await db.query("INSERT INTO members (conv_id, user_id, role) VALUES ($1, $2, 'member')", [.int(id), .int(u)])
+            }
+            guard let c = try await Self.loadConversation(db, id) else { throw StorageError.corrupt("conversation vanished") }
+            return c
+        }
+    }
+
+    public func conversation(id: ConversationID) async throws -> Conversation? {
+        try await driver.read { db in try await Self.loadConversation(db, id) }
+    }
+
+    public func addMembers(conversation: ConversationID, users: [UserID], limit: Int) async throws {
+        try await driver.write { db in
+            let count = try await db.first("SELECT COUNT(*) AS n FROM members WHERE conv_id = $1", [.int(conversation)])?.int("n") ?? 0
+            var existing = Set<UserID>()
+            for r in try await db.query("SELECT user_id FROM members WHERE conv_id = $1", [.int(conversation)]) {
+                existing.insert(try r.int("user_id"))
+            }
+            let new = Set(users).subtracting(existing).sorted()
+            if Int(count) + new.count > limit {
+                throw IMError(.groupFull, "the group would have \(Int(count) + new.count) members; the limit is \(limit)")
+            }
+            // Members join with their cursors at the current end: history is theirs to page, not to be counted unread.
+            let last = try await db.first("SELECT last_seq FROM conversations WHERE id = $1", [.int(conversation)])?.int("last_seq") ?? 0
+            for u in new {
+                try await db.query("INSERT INTO members (conv_id, user_id, role, read_seq, delivered_seq) VALUES ($1, $2, 'member', $3, $3)",
+                                   [.int(conversation), .int(u), .int(last)])
+            }
+        }
+    }
+
+    public func removeMember(conversation: ConversationID, user: UserID) async throws {
+        try await driver.write { db in
+            try await db.query("DELETE FROM members WHERE conv_id = $1 AND user_id = $2", [.int(conversation), .int(user)])
+        }
+    }
+
+    public func setRole(conversation: ConversationID, user: UserID, role: MemberRole) async throws {
+        try await driver.write { db in
+            try await db.query("UPDATE members SET role = $1 WHERE conv_id = $2 AND user_id = $3",
+                               [.text(role.rawValue), .int(conversation), .int(user)])
+        }
+    }
+
+    public func renameGroup(conversation: ConversationID, name: String) async throws {
+        try await driver.write { db in
+            try await db.query("UPDATE conversations SET name = $1 WHERE id = $2", [.text(name), .int(conversation)])
+        }
+    }
+
+    public func dissolve(conversation: ConversationID) async throws {
+        try await driver.write { db in
+            try await db.query("DELETE FROM messages WHERE conv_id = $1", [.int(conversation)])
+            try await db.query("DELETE FROM members WHERE conv_id = $1", [.int(conversation)])
+            try await db.query("DELETE FROM conversations WHERE id = $1", [.int(conversation)])
+        }
+    }
+
+    public func conversationIDs(for user: UserID) async throws -> [ConversationID] {
+        try await driver.read { db in
+            try await db.query("SELECT conv_id FROM members WHERE user_id = $1 ORDER BY conv_id", [.int(user)]).map { try $0.int("conv_id") }
+        }
+    }
+
+    public func summaries(for user: UserID) async throws -> [ConversationSummary] {
+        try await driver.read { db in
+            let rows = try await db.query("""
+                SELECT c.id, c.type, c.name, c.last_seq, m.read_seq,
+                  (SELECT COUNT(*) FROM messages x WHERE x.conv_id = c.id AND x.seq > m.read_seq AND x.sender <> m.user_id
+                     AND x.kind IN ('text', 'custom', 'attachment') AND x.recalled = 0) AS unread,
+                  (SELECT o.user_id FROM members o WHERE o.conv_id = c.id AND o.user_id <> m.user_id ORDER BY o.user_id LIMIT 1) AS peer
+                FROM members m JOIN conversations c ON c.id = m.conv_id WHERE m.user_id = $1
+                """, [.int(user)])
+            var out: [ConversationSummary] = []
+            for r in rows {
+                let id = try r.int("id")
+                let last = try await db.first(
+                    "SELECT \(Self.messageColumns) FROM messages WHERE conv_id = $1 AND kind IN ('text', 'custom', 'attachment', 'system') ORDER BY seq DESC LIMIT 1",
+                    [.int(id)]).map(Self.message)
+                let type = ConversationType(rawValue: try r.text("type")) ?? .group
+                out.append(ConversationSummary(id: id, type: type, name: r.optText("name"), lastSeq: try r.int("last_seq"),
+                                               readSeq: try r.int("read_seq"), unread: try r.int("unread"), lastMessage: last,
+                                               peer: type == .direct ? (r.optInt("peer") ?? user) : nil))
+            }
+            // Most recently active first.
+            return out.sorted { ($0.lastMessage?.ts ?? 0, $0.id) > ($1.lastMessage?.ts ?? 0, $1.id) }
+        }
+    }
+
+    // MARK: Messages
+
+    static let messageColumns = "conv_id, seq, sender, cid, kind, text, data, attachment, target, ts, edited_at, recalled"
+
+    static func message(_ r: SQLRow) throws -> Message {
+        let decoder = JSONDecoder()
+        let data = try r.optText("data").map { try decoder.decode(JSONValue.self, from: Data($0.utf8)) }
+        let attachment = try r.optText("attachment").map { try decoder.decode(AttachmentRef.self, from: Data($0.utf8)) }
+        return Message(conversation: try r.int("conv_id"), seq: try r.int("seq"), sender: try r.int("sender"), cid: try r.text("cid"),
+                       kind: MessageKind(rawValue: try r.text("kind")) ?? .custom, text: r.optText("text"), data: data,
+                       attachment: attachment, target: r.optInt("target"), ts: try r.int("ts"), editedAt: r.optInt("edited_at"),
+                       recalled: r.bool("recalled") ? true : nil)
+    }
+
+    static func json<T: Encodable>(_ v: T?) -> SQLValue {
+        guard let v, let d = try? JSONEncoder().encode(v) else { return .null }
+        return .text(String(decoding: d, as: UTF8.self))
+    }
+
+    /// Appends one message inside an open transaction. Domain failures are returned, not thrown, so they
+    /// don't abort the batch they are part of.
+    static func appendOne(_ db: any SQLExecutor, _ m: NewMessage, now: Int64) async throws -> Result<AppendResult, IMError> {
+        if let r = try await db.first("SELECT \(messageColumns) FROM messages WHERE sender = $1 AND cid = $2", [.int(m.sender), .text(m.cid)]) {
+            return .success(AppendResult(message: try message(r), duplicate: true))
+        }
+        if let target = m.target, m.kind == .recall || m.kind == .edit {
+            let sql = m.kind == .recall
+                ? "UPDATE messages SET recalled = 1, text = NULL, data = NULL, attachment = NULL WHERE conv_id = $1 AND seq = $2 RETURNING seq"
+                : "UPDATE messages SET text = $3, edited_at = $4 WHERE conv_id = $1 AND seq = $2 RETURNING seq"
+            let binds: [SQLValue] = m.kind == .recall ? [.int(m.conversation), .int(target)]
+                : [.int(m.conversation), .int(target), SQLValue(m.text), .int(now)]
+            if try await db.query(sql, binds).isEmpty { return .failure(.notFound("no such message")) }
+        }
+        guard let r = try await db.first("UPDATE conversations SET last_seq = last_seq + 1 WHERE id = $1 RETURNING last_seq", [.int(m.conversation)]) else {
+            return .failure(.notFound("no such conversation"))
+        }
+        let seq = try r.int("last_seq")
+        try await db.query(
+            "INSERT INTO messages (\(messageColumns)) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, 0)",
+            [.int(m.conversation), .int(seq), .int(m.sender), .text(m.cid), .text(m.kind.rawValue), SQLValue(m.text),
+             json(m.data), json(m.attachment), SQLValue(m.target), .int(now)])
+        // A sender has read everything up to what they send.
+        try await db.query("UPDATE members SET read_seq = $3, delivered_seq = $3 WHERE conv_id = $1 AND user_id = $2 AND read_seq < $3",
+                           [.int(m.conversation), .int(m.sender), .int(seq)])
+        let stored = Message(conversation: m.conversation, seq: seq, sender: m.sender, cid: m.cid, kind: m.kind, text: m.text,
+                             data: m.data, attachment: m.attachment, target: m.target, ts: now)
+        return .success(AppendResult(message: stored, duplicate: false))
+    }
+
+    public func append(_ messages: [NewMessage]) async throws -> [Result<AppendResult, IMError>] {
+        var tickets: [AppendTicket] = []
+        for m in messages { tickets.append(await committer.submit(m)) }
+        var out: [Result<AppendResult, IMError>] = []
+        for t in tickets { out.append(try await t.result()) }
+        return out
+    }
+
+    /// Appends `messages` in one transaction; if that fails as a whole (a constraint race, say), each is retried
+    /// in its own transaction so one bad message cannot sink the others.
+    static func appendBatch(_ driver: any SQLDriver, _ messages: [NewMessage], now: Int64) async throws -> [Result<AppendResult, IMError>] {
+        do {
+            return try await driver.write { db in
+                var out: [Result<AppendResult, IMError>] = []
+                out.reserveCapacity(messages.count)
+                for m in messages { out.append(try await appendOne(db, m, now: now)) }
+                return out
+            }
+        } catch let e as StorageError {
+            throw e
+        } catch where messages.count > 1 || isConstraintRace(error) {
+            var out: [Result<AppendResult, IMError>] = []
+            for m in messages {
+                do {
+                    out.append(try await driver.write { db in try await appendOne(db, m, now: now) })
+                } catch {
+                    // A concurrent identical send won the unique index: answer with the stored original.
+                    if let row = try? await driver.read({ db in
+                        try await db.first("SELECT \(messageColumns) FROM messages WHERE sender = $1 AND cid = $2", [.int(m.sender), .text(m.cid)])
+                    }) {
+                        out.append(.success(AppendResult(message: try message(row), duplicate: true)))
+                    } else {
+                        throw error
+                    }
+                }
+            }
+            return out
+        }
+    }
+
+    static func isConstraintRace(_ error: any Error) -> Bool {
+        let text = String(describing: error).lowercased()
+        return text.contains("unique") || text.contains("constraint") || text.contains("23505")
+    }
+
+    public func messages(conversation: ConversationID, after: Int64, limit: Int) async throws -> [Message] {
+        try await driver.read { db in
+            try await db.query("SELECT \(Self.messageColumns) FROM messages WHERE conv_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+                               [.int(conversation), .int(after), .int(Int64(limit))]).map(Self.message)
+        }
+    }
+
+    public func messages(conversation: ConversationID, before: Int64, limit: Int) async throws -> [Message] {
+        try await driver.read { db in
+            try await db.query("SELECT \(Self.messageColumns) FROM messages WHERE conv_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3",
+                               [.int(conversation), .int(before), .int(Int64(limit))]).map(Self.message)
+        }
+    }
+
+    public func message(conversation: ConversationID, seq: Int64) async throws -> Message? {
+        try await driver.read { db in
+            try await db.first("SELECT \(Self.messageColumns) FROM messages WHERE conv_id = $1 AND seq = $2",
+                               [.int(conversation), .int(seq)]).map(Self.message)
+        }
+    }
+
+    public func advanceCursor(conversation: ConversationID, user: UserID, kind: ReceiptKind, seq: Int64) async throws -> Int64 {
+        try await driver.write { db in
+            guard let last = try await db.first("SELECT last_seq FROM conversations WHERE id = $1", [.int(conversation)])?.int("last_seq") else {
+                throw IMError.notFound()
+            }
+            let target = min(seq, last)
+            if kind == .read {
+                try await db.query("UPDATE members SET read_seq = $3 WHERE conv_id = $1 AND user_id = $2 AND read_seq < $3",
+                                   [.int(conversation), .int(user), .int(target)])
+            }
+            // Read implies delivered.
+            try await db.query("UPDATE members SET delivered_seq = $3 WHERE conv_id = $1 AND user_id = $2 AND delivered_seq < $3",
+                               [.int(conversation), .int(user), .int(target)])
+            guard let r = try await db.first("SELECT read_seq, delivered_seq FROM members WHERE conv_id = $1 AND user_id = $2",
+                                             [.int(conversation), .int(user)]) else { throw IMError.notFound() }
+            return try r.int(kind == .read ? "read_seq" : "delivered_seq")
+        }
+    }
+
+    public func messageCount() async throws -> Int64 {
+        try await driver.read { db in try await db.first("SELECT COUNT(*) AS n FROM messages")?.int("n") ?? 0 }
+    }
+
+    // MARK: Attachments
+
+    public func insertAttachment(_ a: AttachmentRecord) async throws {
+        try await driver.write { db in
+            try await db.query(
+                "INSERT INTO attachments (id, conv_id, uploader, name, content_type, size, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                [.text(a.ref.id), .int(a.conversation), .int(a.uploader), .text(a.ref.name), .text(a.ref.contentType),
+                 .int(a.ref.size), .int(a.createdAt)])
+        }
+    }
+
+    public func attachment(id: String) async throws -> AttachmentRecord? {
+        try await driver.read { db in
+            guard let r = try await db.first(
+                "SELECT id, conv_id, uploader, name, content_type, size, created_at FROM attachments WHERE id = $1", [.text(id)]) else { return nil }
+            return AttachmentRecord(ref: AttachmentRef(id: try r.text("id"), name: try r.text("name"), contentType: try r.text("content_type"),
+                                                       size: try r.int("size")),
+                                    conversation: try r.int("conv_id"), uploader: try r.int("uploader"), createdAt: try r.int("created_at"))
+        }
+    }
+
+    // MARK: Health
+
+    public func ping() async throws {
+        _ = try await driver.read { db in try await db.query("SELECT 1 AS one") }
+    }
+
+    public func sizeInBytes() async throws -> Int64 { try await driver.sizeInBytes() }
+
+    public func close() async throws {
+        await committer.drain()
+        try await driver.close()
+    }
+}

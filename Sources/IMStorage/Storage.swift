@@ -1,0 +1,135 @@
+import IMCore
+
+/// A user account as stored, with its credentials.
+public struct UserRecord: Sendable, Hashable {
+    public var profile: UserProfile
+    public var passwordHash: String
+    public var disabled: Bool
+    public var createdAt: Int64
+    public var id: UserID { profile.id }
+    public init(profile: UserProfile, passwordHash: String, disabled: Bool, createdAt: Int64) {
+        self.profile = profile; self.passwordHash = passwordHash; self.disabled = disabled; self.createdAt = createdAt
+    }
+}
+
+/// A refresh token as stored: only its SHA-256 hash is kept.
+public struct RefreshTokenRecord: Sendable, Hashable {
+    public var hash: String
+    public var user: UserID
+    /// All tokens rotated from one login share a family; reuse of a spent token revokes the family.
+    public var family: String
+    public var device: String
+    public var expiresAt: Int64
+    /// Set once the token has been exchanged for a new one.
+    public var usedAt: Int64?
+    public var revoked: Bool
+    public init(hash: String, user: UserID, family: String, device: String, expiresAt: Int64, usedAt: Int64? = nil, revoked: Bool = false) {
+        self.hash = hash; self.user = user; self.family = family; self.device = device
+        self.expiresAt = expiresAt; self.usedAt = usedAt; self.revoked = revoked
+    }
+}
+
+/// A message to store. The store assigns `seq` and `ts`.
+public struct NewMessage: Sendable, Hashable {
+    public var conversation: ConversationID
+    public var sender: UserID
+    public var cid: String
+    public var kind: MessageKind
+    public var text: String?
+    public var data: JSONValue?
+    public var attachment: AttachmentRef?
+    public var target: Int64?
+    public init(conversation: ConversationID, sender: UserID, cid: String, kind: MessageKind, text: String? = nil,
+                data: JSONValue? = nil, attachment: AttachmentRef? = nil, target: Int64? = nil) {
+        self.conversation = conversation; self.sender = sender; self.cid = cid; self.kind = kind
+        self.text = text; self.data = data; self.attachment = attachment; self.target = target
+    }
+}
+
+/// The outcome of an append: the stored message, and whether it had been stored before under the same sender and cid.
+public struct AppendResult: Sendable, Hashable {
+    public var message: Message
+    public var duplicate: Bool
+    public init(message: Message, duplicate: Bool) { self.message = message; self.duplicate = duplicate }
+}
+
+/// A stored attachment's metadata (its bytes live in the attachment directory).
+public struct AttachmentRecord: Sendable, Hashable {
+    public var ref: AttachmentRef
+    public var conversation: ConversationID
+    public var uploader: UserID
+    public var createdAt: Int64
+    public init(ref: AttachmentRef, conversation: ConversationID, uploader: UserID, createdAt: Int64) {
+        self.ref = ref; self.conversation = conversation; self.uploader = uploader; self.createdAt = createdAt
+    }
+}
+
+/// The storage contract. Every backend passes the same contract tests.
+public protocol Storage: Sendable {
+    // Users
+    func createUser(username: String, passwordHash: String, displayName: String, admin: Bool, now: Int64) async throws -> UserProfile
+    func user(id: UserID) async throws -> UserRecord?
+    func user(username: String) async throws -> UserRecord?
+    func users(ids: [UserID]) async throws -> [UserProfile]
+    func listUsers(offset: Int, limit: Int) async throws -> [UserRecord]
+    func updateProfile(id: UserID, displayName: String?, avatar: String?) async throws -> UserProfile
+    func setPasswordHash(id: UserID, hash: String) async throws
+    func setDisabled(id: UserID, disabled: Bool) async throws
+    func setAdmin(id: UserID, admin: Bool) async throws
+    func userCount() async throws -> Int64
+
+    // Refresh tokens
+    func insertRefreshToken(_ token: RefreshTokenRecord) async throws
+    func refreshToken(hash: String) async throws -> RefreshTokenRecord?
+    /// Marks the token spent if it was not already; returns false when it had been spent or revoked (reuse).
+    func spendRefreshToken(hash: String, now: Int64) async throws -> Bool
+    func revokeTokenFamily(_ family: String) async throws
+    func revokeAllTokens(user: UserID) async throws
+
+    // Contacts: `owner`'s view of `other`.
+    func contactState(owner: UserID, other: UserID) async throws -> ContactState?
+    func setContactState(owner: UserID, other: UserID, state: ContactState?) async throws
+    func contacts(owner: UserID) async throws -> [Contact]
+
+    // Conversations
+    /// The one direct conversation between `a` and `b`, created on first use.
+    func directConversation(between a: UserID, and b: UserID) async throws -> Conversation
+    func createGroup(name: String, owner: UserID, members: [UserID]) async throws -> Conversation
+    func conversation(id: ConversationID) async throws -> Conversation?
+    func addMembers(conversation: ConversationID, users: [UserID], limit: Int) async throws
+    func removeMember(conversation: ConversationID, user: UserID) async throws
+    func setRole(conversation: ConversationID, user: UserID, role: MemberRole) async throws
+    func renameGroup(conversation: ConversationID, name: String) async throws
+    /// Deletes the group and its messages.
+    func dissolve(conversation: ConversationID) async throws
+    func conversationIDs(for user: UserID) async throws -> [ConversationID]
+    func summaries(for user: UserID) async throws -> [ConversationSummary]
+
+    // Messages
+    /// Stores messages, each at most once per (sender, cid), assigning per-conversation seqs.
+    /// Returns when the commit is durable. Results are in input order.
+    func append(_ messages: [NewMessage]) async throws -> [Result<AppendResult, IMError>]
+    /// Queues one message for the next group commit and returns at once; submissions commit in submission order.
+    func submit(_ message: NewMessage) async -> AppendTicket
+    /// Called with every batch of newly stored messages, in seq order, after the commit and before the acks.
+    func observeAppends(_ observer: @escaping @Sendable ([Message]) -> Void) async
+    /// Called after each commit with the batch size and its duration.
+    func observeCommits(_ observer: @escaping @Sendable (Int, Duration) -> Void) async
+    /// Messages with seq > `after`, oldest first.
+    func messages(conversation: ConversationID, after: Int64, limit: Int) async throws -> [Message]
+    /// Messages with seq < `before`, newest first.
+    func messages(conversation: ConversationID, before: Int64, limit: Int) async throws -> [Message]
+    func message(conversation: ConversationID, seq: Int64) async throws -> Message?
+    /// Raises the member's cursor to `seq` (never lowers it, never past the last seq); returns the cursor after.
+    func advanceCursor(conversation: ConversationID, user: UserID, kind: ReceiptKind, seq: Int64) async throws -> Int64
+    func messageCount() async throws -> Int64
+
+    // Attachments
+    func insertAttachment(_ record: AttachmentRecord) async throws
+    func attachment(id: String) async throws -> AttachmentRecord?
+
+    // Health
+    func ping() async throws
+    func sizeInBytes() async throws -> Int64
+    func close() async throws
+}

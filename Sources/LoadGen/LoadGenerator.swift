@@ -1,0 +1,170 @@
+import Foundation
+import IMClient
+import IMCore
+
+/// Figures from one load run.
+public struct LoadReport: Sendable, CustomStringConvertible {
+    public var pairs: Int
+    public var sent: Int
+    public var acked: Int
+    public var delivered: Int
+    public var errors: Int
+    public var seconds: Double
+    public var ackLatency: Percentiles
+    public var deliverLatency: Percentiles
+
+    public var sendsPerSecond: Double { seconds > 0 ? Double(acked) / seconds : 0 }
+
+    public var description: String {
+        """
+        pairs=\(pairs) sent=\(sent) acked=\(acked) delivered=\(delivered) errors=\(errors) seconds=\(String(format: "%.2f", seconds))
+        durable messages/s: \(String(format: "%.0f", sendsPerSecond))
+        send->ack ms:     \(ackLatency)
+        send->deliver ms: \(deliverLatency)
+        """
+    }
+}
+
+/// Latency percentiles in milliseconds.
+public struct Percentiles: Sendable, CustomStringConvertible {
+    public var p50 = 0.0, p90 = 0.0, p99 = 0.0, max = 0.0
+    public var count = 0
+
+    public init(_ samples: [Double]) {
+        guard !samples.isEmpty else { return }
+        let s = samples.sorted()
+        func at(_ q: Double) -> Double { s[Swift.min(s.count - 1, Int((Double(s.count) * q).rounded(.down)))] }
+        p50 = at(0.5); p90 = at(0.9); p99 = at(0.99); max = s.last!; count = s.count
+    }
+
+    public var description: String {
+        String(format: "p50=%.2f p90=%.2f p99=%.2f max=%.2f (n=%d)", p50, p90, p99, max, count)
+    }
+}
+
+/// Pairs of users on live WebSocket connections; one of each pair sends to the other with a window of
+/// sends in flight. Measures durable sends per second, send→ack and send→deliver latency.
+public struct LoadGenerator: Sendable {
+    public var baseURL: String
+    public var pairs: Int
+    public var messagesPerSender: Int
+    public var window: Int
+    public var password: String
+    public var prefix: String
+
+    public init(baseURL: String, pairs: Int, messagesPerSender: Int, window: Int, password: String, prefix: String) {
+        self.baseURL = baseURL; self.pairs = pairs; self.messagesPerSender = messagesPerSender
+        self.window = max(1, window); self.password = password; self.prefix = prefix
+    }
+
+    static func nanos() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
+
+    func account(_ name: String) async throws -> IMClient {
+        let client = try IMClient(baseURL: baseURL, deviceName: "bench")
+        do {
+            _ = try await client.login(username: name, password: password)
+        } catch let e as IMError where e.code == .unauthorized {
+            _ = try await client.register(username: name, password: password)
+        }
+        return client
+    }
+
+    struct Pair: Sendable {
+        let sender: IMConnection
+        let receiver: IMConnection
+        let conversation: ConversationID
+        let clients: [IMClient]
+    }
+
+    public func run() async throws -> LoadReport {
+        // Set up every pair first: logins cost a bcrypt each and are not what is measured.
+        var setup: [Pair] = []
+        let runTag = String(Int(Date().timeIntervalSince1970) % 1_000_000)
+        for i in 0..<pairs {
+            let a = try await account("\(prefix)-a\(i)")
+            let b = try await account("\(prefix)-b\(i)")
+            guard let bID = await b.currentUser?.id else { throw IMError(.internal, "no user after login") }
+            let conv = try await a.createDirectConversation(with: bID).id
+            let last = try await a.conversation(conv).lastSeq
+            let quiet = IMConnection.Configuration(sendDeliveredReceipts: false)
+            // Start both ends at the conversation's current end: earlier runs' messages are not part of this one.
+            let sender = a.makeConnection(cursorStore: InMemoryCursorStore([conv: last]), configuration: quiet)
+            let receiver = b.makeConnection(cursorStore: InMemoryCursorStore([conv: last]), configuration: quiet)
+            try await sender.connect()
+            try await receiver.connect()
+            setup.append(Pair(sender: sender, receiver: receiver, conversation: conv, clients: [a, b]))
+        }
+        let pairsReady = setup
+        let tag = "\(prefix)-\(runTag)"
+        let n = messagesPerSender
+        let w = window
+
+        let started = Self.nanos()
+        let results = await withTaskGroup(of: (acks: [Double], delivers: [Double], errors: Int).self) { group in
+            for p in pairsReady {
+                // Receiver: collect send→deliver latency from the timestamp in each text.
+                group.addTask {
+                    // Bounded: a receiver that stops hearing gives up after two minutes and reports what it got.
+                    let collected = LatencyBox()
+                    await withTaskGroup(of: Void.self) { race in
+                        race.addTask {
+                            for await e in p.receiver.events {
+                                if case .message(let m) = e, let t = m.text, t.hasPrefix(tag + ":"), let sentAt = UInt64(t.dropFirst(tag.count + 1)) {
+                                    if collected.append(Double(Self.nanos() - sentAt) / 1e6) >= n { return }
+                                }
+                            }
+                        }
+                        race.addTask { try? await Task.sleep(for: .seconds(120)) }
+                        await race.next()
+                        race.cancelAll()
+                    }
+                    return ([], collected.values, 0)
+                }
+                // Sender: keep `window` sends in flight.
+                group.addTask {
+                    var acks: [Double] = []
+                    var errors = 0
+                    acks.reserveCapacity(n)
+                    await withTaskGroup(of: Double?.self) { sends in
+                        var next = 0
+                        func launch() {
+                            sends.addTask {
+                                let t0 = Self.nanos()
+                                do {
+                                    _ = try await p.sender.send(conversation: p.conversation, text: "\(tag):\(t0)")
+                                    return Double(Self.nanos() - t0) / 1e6
+                                } catch { return nil }
+                            }
+                            next += 1
+                        }
+                        while next < Swift.min(w, n) { launch() }
+                        for await r in sends {
+                            if let r { acks.append(r) } else { errors += 1 }
+                            if next < n { launch() }
+                        }
+                    }
+                    return (acks, [], errors)
+                }
+            }
+            var acks: [Double] = [], delivers: [Double] = [], errors = 0
+            for await r in group { acks += r.acks; delivers += r.delivers; errors += r.errors }
+            return (acks, delivers, errors)
+        }
+        let seconds = Double(Self.nanos() - started) / 1e9
+        for p in pairsReady {
+            await p.sender.close()
+            await p.receiver.close()
+            for c in p.clients { try? await c.shutdown() }
+        }
+        return LoadReport(pairs: pairs, sent: pairs * n, acked: results.0.count, delivered: results.1.count, errors: results.2,
+                          seconds: seconds, ackLatency: Percentiles(results.0), deliverLatency: Percentiles(results.1))
+    }
+}
+
+/// Samples appended from one task and read after it ends.
+final class LatencyBox: @unchecked Sendable {
+    private let lock = NSLock()
+    private var samples: [Double] = []
+    func append(_ v: Double) -> Int { lock.lock(); defer { lock.unlock() }; samples.append(v); return samples.count }
+    var values: [Double] { lock.lock(); defer { lock.unlock() }; return samples }
+}

@@ -1,0 +1,93 @@
+import Foundation
+import IMCore
+import Testing
+
+@Suite struct FrameCodingTests {
+    @Test func clientFramesRoundTrip() throws {
+        let frames: [ClientFrame] = [
+            .auth(.init(token: "t")),
+            .sync(.init(cursors: [1: 5, 2: 0], limit: 10)),
+            .send(.init(cid: "c1", conv: 3, kind: .text, text: "hi")),
+            .send(.init(cid: "c2", conv: 3, kind: .custom, data: .object(["a": .array([.number(1), .bool(true), .null])]))),
+            .receipt(.init(conv: 3, kind: .read, seq: 9)),
+            .typing(.init(conv: 3, active: true)),
+            .recall(.init(cid: "r", conv: 3, seq: 2)),
+            .edit(.init(cid: "e", conv: 3, seq: 2, text: "fixed")),
+            .ping(.init(ref: "p")),
+        ]
+        for f in frames {
+            let text = FrameCodec.encode(f)
+            #expect(try FrameCodec.decodeClient(text).get() == f, "\(text)")
+        }
+    }
+
+    @Test func serverFramesRoundTrip() throws {
+        let m = Message(conversation: 1, seq: 2, sender: 3, cid: "x", kind: .attachment, text: "cap",
+                        attachment: AttachmentRef(id: "a", name: "n.png", contentType: "image/png", size: 10), ts: 99)
+        let frames: [ServerFrame] = [
+            .ready(.init(user: 1, session: "s", serverTime: 5)),
+            .ack(.init(cid: "x", conv: 1, seq: 2, ts: 99, duplicate: false)),
+            .msg(m),
+            .synced(.init(cursors: ["1": 2], more: [4])),
+            .receipt(.init(conv: 1, user: 2, kind: .delivered, seq: 3)),
+            .typing(.init(conv: 1, user: 2, active: false)),
+            .presence(.init(user: 2, status: .offline, lastSeen: 7)),
+            .error(.init(code: .rateLimited, message: "slow", cid: "x", retryAfter: 0.5)),
+            .reconnect(.init(reason: "bye")),
+            .pong(.init(ref: nil)),
+        ]
+        for f in frames {
+            let text = FrameCodec.encode(f)
+            #expect(try FrameCodec.decodeServer(text) == f, "\(text)")
+        }
+    }
+
+    @Test func wireShapeIsFlatWithType() {
+        let text = FrameCodec.encode(ClientFrame.send(.init(cid: "c", conv: 7, text: "hello")))
+        #expect(text == #"{"cid":"c","conv":7,"kind":"text","text":"hello","type":"send"}"#)
+    }
+
+    @Test(arguments: [
+        ("", ErrorCode.badFrame),
+        ("[]", .badFrame),
+        (#"{"cid":"c"}"#, .badFrame),
+        (#"{"type":"launch"}"#, .unknownType),
+        (#"{"type":"send","conv":1,"kind":"text"}"#, .badFrame),
+        (#"{"type":"send","cid":"c","conv":"one","kind":"text"}"#, .badFrame),
+        (#"{"type":"send","cid":"c","conv":1,"kind":"poem"}"#, .badFrame),
+    ])
+    func malformedFramesGetPreciseErrors(text: String, code: ErrorCode) {
+        guard case .failure(let e) = FrameCodec.decodeClient(text) else {
+            Issue.record("decoded \(text)")
+            return
+        }
+        #expect(e.code == code, "\(text): \(e)")
+    }
+
+    @Test func missingFieldIsNamed() {
+        guard case .failure(let e) = FrameCodec.decodeClient(#"{"type":"send","conv":1,"kind":"text"}"#) else { return }
+        #expect(e.message.contains("cid"))
+    }
+}
+
+@Suite struct ValidationTests {
+    @Test func usernames() {
+        #expect(Validation.username("alice") == nil)
+        #expect(Validation.username("a.b_c-9") == nil)
+        #expect(Validation.username("al") != nil)
+        #expect(Validation.username("Alice") != nil)
+        #expect(Validation.username("_alice") != nil)
+        #expect(Validation.username(String(repeating: "a", count: 33)) != nil)
+    }
+
+    @Test func passwords() {
+        #expect(Validation.password("12345678") == nil)
+        #expect(Validation.password("short") != nil)
+        #expect(Validation.password(String(repeating: "x", count: 2000)) != nil)
+    }
+
+    @Test func roleOrder() {
+        #expect(MemberRole.member < .admin)
+        #expect(MemberRole.admin < .owner)
+    }
+}
