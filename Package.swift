@@ -92,6 +92,11 @@ let package = Package(
                 .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ],
             swiftSettings: strict
         ),
@@ -113,15 +118,22 @@ let package = Package(
             dependencies: ["IMCore"],
             swiftSettings: strict
         ),
+        // Test infrastructure shared by the test targets: a real PostgreSQL server started on demand.
+        .target(
+            name: "WarblerTestSupport",
+            dependencies: ["IMStorage", "IMStoragePostgres"],
+            path: "Tests/WarblerTestSupport",
+            swiftSettings: strict
+        ),
         .testTarget(
             name: "IMStorageTests",
-            dependencies: ["IMStorage", "IMStorageSQLite", "IMStoragePostgres"],
+            dependencies: ["IMStorage", "IMStorageSQLite", "IMStoragePostgres", "WarblerTestSupport"],
             swiftSettings: strict
         ),
         .testTarget(
             name: "IMServerTests",
             dependencies: [
-                "IMServer", "IMClient",
+                "IMServer", "IMClient", "WarblerTestSupport",
                 .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -160,9 +160,20 @@ public final class IMClient: Sendable {
         }
     }
 
-    /// Changes the logged-in user's password (`POST /v1/auth/password`).
+    /// Changes the logged-in user's password (`POST /v1/auth/password`). The server then revokes every token of
+    /// the user, so the client logs in again with the new password (with the configured device name); if that
+    /// fails the session is cleared and the error is thrown. A wrong `old` password throws `.unauthorized`.
     public func changePassword(old: String, new: String) async throws {
-        try await callVoid(.POST, "/v1/auth/password", json: API.ChangePassword(oldPassword: old, newPassword: new))
+        // A 401 here means "wrong current password", not an expired token: no refresh-and-retry.
+        _ = try await request(.POST, "/v1/auth/password", body: try Transport.encode(API.ChangePassword(oldPassword: old, newPassword: new)),
+                              retryAfterRefresh: false)
+        guard let username = await sessionHolder.session?.user.username else { return }
+        do {
+            try await login(username: username, password: new)
+        } catch {
+            await sessionHolder.set(nil)
+            throw error
+        }
     }
 
     // MARK: Profile and users
@@ -382,7 +393,7 @@ public final class IMClient: Sendable {
     /// Sends a request, adding the bearer token and handling one refresh-and-retry on `401`. Returns only 2xx responses.
     private func request(_ method: HTTPMethod, _ path: String, query: [(String, String)] = [], body: ByteBuffer? = nil,
                          contentType: String = "application/json", authenticated: Bool = true,
-                         timeout: Duration? = nil) async throws -> Transport.Response {
+                         retryAfterRefresh: Bool = true, timeout: Duration? = nil) async throws -> Transport.Response {
         guard authenticated else {
             let response = try await transport.perform(method, path, query: query, body: body, contentType: contentType,
                                                        token: nil, timeout: timeout)
@@ -392,7 +403,7 @@ public final class IMClient: Sendable {
         let token = try await accessToken()
         var response = try await transport.perform(method, path, query: query, body: body, contentType: contentType,
                                                    token: token, timeout: timeout)
-        if response.status == .unauthorized {
+        if response.status == .unauthorized, retryAfterRefresh {
             let rejected = Transport.error(from: response)
             let fresh: IMSession
             do {

@@ -50,7 +50,7 @@ public actor IMConnection {
         /// (the server closes the socket for frames over 4× its limit, which would otherwise repeat on every resend).
         public var maxOutgoingFrameBytes: Int
         /// How many times one send/recall/edit is written at most (first write, re-sends after reconnects, and
-        /// retries after `rate_limited`/`unavailable` errors) before it fails.
+        /// retries after `rate_limited`/`unavailable`/`internal` errors) before it fails.
         public var maxSendAttempts: Int
 
         /// Creates a configuration (all values have defaults).
@@ -302,7 +302,8 @@ public actor IMConnection {
     /// The number of sends/recalls/edits still waiting for their ack.
     public var pendingSendCount: Int { pending.count }
 
-    /// Testing aid: closes the current socket at once, without a close handshake, so the reconnect logic runs.
+    /// Testing aid: kills the current socket at once (no waiting for a close handshake), as a network drop would,
+    /// so the reconnect/resync/resend logic runs. Unlike ``disconnect()`` the connection then reconnects.
     public func dropConnectionForTesting() {
         guard let socket else { return }
         socket.closeReason = "connection dropped for testing"
@@ -649,16 +650,18 @@ public actor IMConnection {
         pending[cid] = entry
     }
 
-    /// The server refused a send. `rate_limited` and `unavailable` are retried with the same cid after
-    /// `retryAfter` (or a backoff); anything else fails the caller.
+    /// The server refused a send. `rate_limited`, `unavailable` and `internal` are retried with the same cid
+    /// after `retryAfter` (or a backoff); anything else fails the caller.
     private func rejected(_ cid: String, _ error: ServerFrame.ErrorFrame) {
         guard var entry = pending[cid] else { return }
         var message = error.message
         if let retryAfter = error.retryAfter { message += " (retry after \(retryAfter)s)" }
         let failure = IMError(error.code, message)
-        guard error.code == .rateLimited || error.code == .unavailable, entry.attempts < configuration.maxSendAttempts else {
+        let retryable: Set<ErrorCode> = [.rateLimited, .unavailable, .internal]
+        guard retryable.contains(error.code), entry.attempts < configuration.maxSendAttempts else {
             pending[cid] = nil
-            entry.waiter?.resume(throwing: failure)
+            entry.waiter?.resume(throwing: retryable.contains(error.code)
+                ? IMError(error.code, "\(message) (gave up after \(entry.attempts) attempts)") : failure)
             return
         }
         let delay: Duration = error.retryAfter.map { .seconds(max(0.05, $0)) }

@@ -67,8 +67,17 @@ public final class PostgresDriver: SQLDriver {
             tls: tls ? .require(.makeClientConfiguration()) : .disable)
         config.options.maximumConnections = max(1, maxConnections)
         config.options.connectTimeout = .seconds(10)
+        // The contract: a write returns once its commit is durable, whatever the server's default says.
+        config.options.additionalStartupParameters = [("synchronous_commit", "on")]
         let client = PostgresClient(configuration: config, backgroundLogger: logger)
-        let runner = Task { await client.run() }
+        // Start the pool's run loop and wait until its task is under way, so the first lease finds it running.
+        let (started, signal) = AsyncStream<Void>.makeStream()
+        let runner = Task {
+            signal.finish()
+            await client.run()
+        }
+        for await _ in started {}
+        await Task.yield()
         let driver = PostgresDriver(client: client, runner: runner, endpoint: endpoint, logger: logger, secret: secret)
         do {
             _ = try await driver.read { db in try await db.query("SELECT 1 AS one") }

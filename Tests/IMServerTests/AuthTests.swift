@@ -89,7 +89,7 @@ func decode<T: Decodable>(_ t: T.Type, _ s: String) throws -> T { try JSONDecode
     }
 
     @Test func accessTokensExpire() async throws {
-        try await withServer({ $0.auth.accessTtlSeconds = 1 }) { server in
+        try await withServer(.sqlite, { $0.auth.accessTtlSeconds = 1 }) { server in
             let alice = try await server.user("alice")
             let token = try #require(await alice.client.session).accessToken
             try await Task.sleep(for: .milliseconds(2100))
@@ -101,7 +101,7 @@ func decode<T: Decodable>(_ t: T.Type, _ s: String) throws -> T { try JSONDecode
     }
 
     @Test func loginAttemptsAreRateLimitedPerAccount() async throws {
-        try await withServer({ $0.auth.loginPerMinutePerAccount = 3 }) { server in
+        try await withServer(.sqlite, { $0.auth.loginPerMinutePerAccount = 3 }) { server in
             _ = try await server.user("alice")
             var statuses: [Int] = []
             var retryAfter: String?
@@ -119,7 +119,7 @@ func decode<T: Decodable>(_ t: T.Type, _ s: String) throws -> T { try JSONDecode
     }
 
     @Test func adminOnlyRegistrationAndAdminAPI() async throws {
-        try await withServer({ $0.auth.registration = "admin" }) { server in
+        try await withServer(.sqlite, { $0.auth.registration = "admin" }) { server in
             await expectIMError(.registrationClosed) { _ = try await IMClient(baseURL: server.baseURL).register(username: "walkin", password: "password-123") }
             let root = try await server.admin()
             let carol = try await root.client.adminCreateUser(username: "carol", password: "password-123", displayName: "Carol")

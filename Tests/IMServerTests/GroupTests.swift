@@ -4,8 +4,8 @@ import IMCore
 import Testing
 
 @Suite(.timeLimit(.minutes(2))) struct GroupTests {
-    @Test func rolesInviteRemoveLeaveTransferDissolve() async throws {
-        try await withServer { server in
+    @Test(arguments: Backend.allCases) func rolesInviteRemoveLeaveTransferDissolve(backend: Backend) async throws {
+        try await withServer(backend) { server in
             let owner = try await server.user("owner")
             let admin = try await server.user("admin1")
             let member = try await server.user("member1")
@@ -45,7 +45,7 @@ import Testing
     }
 
     @Test func groupSizeLimitIsEnforced() async throws {
-        try await withServer({ $0.limits.groupSize = 3 }) { server in
+        try await withServer(.sqlite, { $0.limits.groupSize = 3 }) { server in
             let users = try await [server.user("user1"), server.user("user2"), server.user("user3"), server.user("user4")]
             await expectIMError(.groupFull) { _ = try await users[0].client.createGroup(name: "big", members: users.dropFirst().map(\.id)) }
             let g = try await users[0].client.createGroup(name: "small", members: [users[1].id, users[2].id])

@@ -4,8 +4,8 @@ import IMCore
 import Testing
 
 @Suite(.timeLimit(.minutes(2))) struct MessagingTests {
-    @Test func twoUsersExchangeMessages() async throws {
-        try await withServer { server in
+    @Test(arguments: Backend.allCases) func twoUsersExchangeMessages(backend: Backend) async throws {
+        try await withServer(backend) { server in
             let alice = try await server.user("alice")
             let bob = try await server.user("bob")
             let conv = try await alice.client.createDirectConversation(with: bob.id)
@@ -30,8 +30,8 @@ import Testing
         }
     }
 
-    @Test func groupFanOutReachesEveryMemberAndEveryDevice() async throws {
-        try await withServer { server in
+    @Test(arguments: Backend.allCases) func groupFanOutReachesEveryMemberAndEveryDevice(backend: Backend) async throws {
+        try await withServer(backend) { server in
             let owner = try await server.user("owner")
             let m1 = try await server.user("member1")
             let m2 = try await server.user("member2")
@@ -54,8 +54,8 @@ import Testing
         }
     }
 
-    @Test func duplicateClientIDReturnsTheSameAckAndStoresNothing() async throws {
-        try await withServer { server in
+    @Test(arguments: Backend.allCases) func duplicateClientIDReturnsTheSameAckAndStoresNothing(backend: Backend) async throws {
+        try await withServer(backend) { server in
             let alice = try await server.user("alice")
             let bob = try await server.user("bob")
             let conv = try await alice.client.createDirectConversation(with: bob.id).id
@@ -73,8 +73,8 @@ import Testing
         }
     }
 
-    @Test func droppedClientResumesWithEveryMessageOnceInOrder() async throws {
-        try await withServer { server in
+    @Test(arguments: Backend.allCases) func droppedClientResumesWithEveryMessageOnceInOrder(backend: Backend) async throws {
+        try await withServer(backend) { server in
             let alice = try await server.user("alice")
             let bob = try await server.user("bob")
             let conv = try await alice.client.createDirectConversation(with: bob.id).id
@@ -100,8 +100,8 @@ import Testing
         }
     }
 
-    @Test func offlineDeviceCatchesUpFromItsCursors() async throws {
-        try await withServer { server in
+    @Test(arguments: Backend.allCases) func offlineDeviceCatchesUpFromItsCursors(backend: Backend) async throws {
+        try await withServer(backend) { server in
             let alice = try await server.user("alice")
             let bob = try await server.user("bob")
             let conv = try await alice.client.createDirectConversation(with: bob.id).id
@@ -121,8 +121,8 @@ import Testing
         }
     }
 
-    @Test func nonMembersAreRefusedWithoutLearningTheConversationExists() async throws {
-        try await withServer { server in
+    @Test(arguments: Backend.allCases) func nonMembersAreRefusedWithoutLearningTheConversationExists(backend: Backend) async throws {
+        try await withServer(backend) { server in
             let alice = try await server.user("alice")
             let bob = try await server.user("bob")
             let eve = try await server.user("eve")
@@ -143,8 +143,8 @@ import Testing
         }
     }
 
-    @Test func receiptsTypingPresenceRecallAndEdit() async throws {
-        try await withServer { server in
+    @Test(arguments: Backend.allCases) func receiptsTypingPresenceRecallAndEdit(backend: Backend) async throws {
+        try await withServer(backend) { server in
             let alice = try await server.user("alice")
             let bob = try await server.user("bob")
             let conv = try await alice.client.createDirectConversation(with: bob.id).id
@@ -183,7 +183,7 @@ import Testing
     }
 
     @Test func recallWindowIsEnforced() async throws {
-        try await withServer({ $0.limits.recallSeconds = 0 }) { server in
+        try await withServer(.sqlite, { $0.limits.recallSeconds = 0 }) { server in
             let alice = try await server.user("alice")
             let bob = try await server.user("bob")
             let conv = try await alice.client.createDirectConversation(with: bob.id).id
@@ -195,8 +195,8 @@ import Testing
         }
     }
 
-    @Test func customPayloadsAndAttachments() async throws {
-        try await withServer({ $0.limits.attachmentBytes = 1000; $0.limits.attachmentTypes = ["image/*", "text/plain"] }) { server in
+    @Test(arguments: Backend.allCases) func customPayloadsAndAttachments(backend: Backend) async throws {
+        try await withServer(backend, { $0.limits.attachmentBytes = 1000; $0.limits.attachmentTypes = ["image/*", "text/plain"] }) { server in
             let alice = try await server.user("alice")
             let bob = try await server.user("bob")
             let conv = try await alice.client.createDirectConversation(with: bob.id).id
@@ -226,8 +226,8 @@ import Testing
         }
     }
 
-    @Test func historyPagesBackwards() async throws {
-        try await withServer { server in
+    @Test(arguments: Backend.allCases) func historyPagesBackwards(backend: Backend) async throws {
+        try await withServer(backend) { server in
             let alice = try await server.user("alice")
             let bob = try await server.user("bob")
             let conv = try await alice.client.createDirectConversation(with: bob.id).id

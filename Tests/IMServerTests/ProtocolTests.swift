@@ -53,7 +53,7 @@ import Testing
     }
 
     @Test func oversizedFramesAreAnsweredThenHugeOnesClose() async throws {
-        try await withServer({ $0.limits.frameBytes = 2048 }) { server in
+        try await withServer(.sqlite, { $0.limits.frameBytes = 2048 }) { server in
             let alice = try await server.user("alice")
             let bob = try await server.user("bob")
             let conv = try await alice.client.createDirectConversation(with: bob.id).id
@@ -72,7 +72,7 @@ import Testing
     }
 
     @Test func sendsPerSecondAreLimitedPerConnection() async throws {
-        try await withServer({ $0.limits.sendsPerSecond = 2; $0.limits.sendBurst = 3 }) { server in
+        try await withServer(.sqlite, { $0.limits.sendsPerSecond = 2; $0.limits.sendBurst = 3 }) { server in
             let alice = try await server.user("alice")
             let bob = try await server.user("bob")
             let conv = try await alice.client.createDirectConversation(with: bob.id).id
@@ -173,7 +173,7 @@ import Testing
         #expect(started.duration(to: .now) < .seconds(5))
         #expect(await a.wait { $0.contains { if case .connectionState(.disconnected) = $0 { return true }; return false } })
         // Reopen the same data: everything acknowledged is there.
-        let again = try await TestServer(directory: server.directory)
+        let again = try await TestServer(.sqlite, directory: server.directory)
         #expect(try await again.runtime.storage.messages(conversation: conv, after: 0, limit: 100).count == acked)
         await a.close()
         await again.stop()

@@ -1,6 +1,13 @@
 import Foundation
 import IMServer
 import Logging
+import WarblerTestSupport
+
+/// Which storage a test server runs on.
+enum Backend: String, CaseIterable, Sendable, CustomStringConvertible {
+    case sqlite, postgres
+    var description: String { rawValue }
+}
 
 /// A real Warbler server, in process, on a free loopback port, with its own data directory.
 final class TestServer: Sendable {
@@ -28,13 +35,22 @@ final class TestServer: Sendable {
         return c
     }
 
-    init(_ configure: (inout ServerConfig) -> Void = { _ in }, directory: String? = nil) async throws {
+    init(_ backend: Backend = .sqlite, _ configure: (inout ServerConfig) -> Void = { _ in }, directory: String? = nil) async throws {
         let dir = directory ?? NSTemporaryDirectory() + "warbler-test-" + UUID().uuidString
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         self.directory = dir
         var logger = Logger(label: "test.server")
         logger.logLevel = ProcessInfo.processInfo.environment["WARBLER_TEST_LOG"].flatMap(Logger.Level.init(rawValue:)) ?? .critical
-        let runtime = try await ServerRuntime.open(config: Self.makeConfig(directory: dir, configure), logger: logger)
+        var config = Self.makeConfig(directory: dir, configure)
+        if backend == .postgres {
+            let (port, database) = try await PostgresTestServer.shared.freshDatabase()
+            config.storage.driver = "postgres"
+            config.storage.postgresHost = PostgresTestServer.host
+            config.storage.postgresPort = port
+            config.storage.postgresUser = PostgresTestServer.user
+            config.storage.postgresDatabase = database
+        }
+        let runtime = try await ServerRuntime.open(config: config, logger: logger)
         self.runtime = runtime
         task = Task { try await runtime.run(handleSignals: false) }
         port = try await runtime.waitUntilListening()
@@ -49,8 +65,9 @@ final class TestServer: Sendable {
 }
 
 /// Runs `body` against a fresh server and always stops it.
-func withServer<T>(_ configure: (inout ServerConfig) -> Void = { _ in }, _ body: (TestServer) async throws -> T) async throws -> T {
-    let server = try await TestServer(configure)
+func withServer<T>(_ backend: Backend = .sqlite, _ configure: (inout ServerConfig) -> Void = { _ in },
+                   _ body: (TestServer) async throws -> T) async throws -> T {
+    let server = try await TestServer(backend, configure)
     do {
         let r = try await body(server)
         await server.stop()

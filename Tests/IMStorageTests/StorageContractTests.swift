@@ -2,6 +2,7 @@ import Foundation
 import IMCore
 import IMStorage
 import IMStoragePostgres
+import WarblerTestSupport
 import IMStorageSQLite
 import Testing
 
@@ -636,5 +637,80 @@ struct StorageContractTests {
             #expect(row["one"] == .int(1))
             #expect(row["d"] == .double(2.5))
         }
+    }
+}
+
+/// PostgreSQL-specific driver behaviour: connection errors and type mapping.
+@Suite("PostgreSQL driver")
+struct PostgresDriverTests {
+    @Test func unreachableServerIsReportedWithoutThePassword() async throws {
+        let port = try PostgresTestServer.freePort()  // nothing listens there
+        do {
+            let driver = try await PostgresDriver.connect(host: "127.0.0.1", port: port, username: "warbler",
+                                                          password: "s3cret-pw", database: "warbler")
+            try? await driver.close()
+            Issue.record("connected to a port nobody listens on")
+        } catch let e as StorageError {
+            guard case .unavailable(let message) = e else {
+                Issue.record("expected StorageError.unavailable, got \(e)")
+                return
+            }
+            #expect(message.contains("cannot reach PostgreSQL at 127.0.0.1:\(port) as warbler"), "\(message)")
+            #expect(message.contains("check"), "\(message)")
+            #expect(!String(describing: e).contains("s3cret-pw"))
+            #expect(!String(reflecting: e).contains("s3cret-pw"))
+        }
+    }
+
+    @Test func missingDatabaseIsReportedClearly() async throws {
+        let port = try await PostgresTestServer.shared.start().port
+        do {
+            let driver = try await PostgresDriver.connect(host: "127.0.0.1", port: port, username: "postgres",
+                                                          password: "pw-never-shown", database: "no_such_db")
+            try? await driver.close()
+            Issue.record("connected to a database that does not exist")
+        } catch let e as StorageError {
+            let message = String(describing: e)
+            #expect(message.contains("cannot reach PostgreSQL at 127.0.0.1:\(port) as postgres"), "\(message)")
+            #expect(message.contains("no_such_db"), "\(message)")
+            #expect(message.contains("3D000"), "\(message)")
+            #expect(!message.contains("pw-never-shown"))
+        }
+    }
+
+    @Test func columnTypesMapToSQLValues() async throws {
+        let driver = try await PostgresTestServer.shared.connectFresh()
+        let read = try await driver.read { db in
+            try await db.first("""
+                SELECT (SELECT COUNT(*) FROM pg_class WHERE false) AS count, 7::int2 AS small, 8::int4 AS int, 9::int8 AS big,
+                  10::numeric AS num, 2.5::numeric AS frac, 1.5::float4 AS f4, 0.25::float8 AS f8, true AS yes,
+                  NULL AS nothing, NULL::bigint AS nobig, 'v'::varchar AS v, current_user AS who, 'x'::text AS t,
+                  DATE '2020-01-02' AS day, '{"a":1}'::jsonb AS doc, $1::bigint + 1 AS plus, $2 || '!' AS concat
+                """, [.int(41), .text("hi")])
+        }
+        let size = try await driver.sizeInBytes()
+        let durable = try await driver.read { db in try await db.first("SHOW synchronous_commit")?.optText("synchronous_commit") }
+        try await driver.close()
+        let row = try #require(read)
+        #expect(row["count"] == .int(0))
+        #expect(row["small"] == .int(7))
+        #expect(row["int"] == .int(8))
+        #expect(row["big"] == .int(9))
+        #expect(row["num"] == .int(10))
+        #expect(row["frac"] == .double(2.5))
+        #expect(row["f4"] == .double(1.5))
+        #expect(row["f8"] == .double(0.25))
+        #expect(row["yes"] == .int(1))
+        #expect(row["nothing"] == .null)
+        #expect(row["nobig"] == .null)
+        #expect(row["v"] == .text("v"))
+        #expect(row["who"] == .text("postgres"))
+        #expect(row["t"] == .text("x"))
+        #expect(row["day"].text?.hasPrefix("2020-01-02") == true, "\(row["day"])")
+        #expect(row["doc"] == .text(#"{"a": 1}"#))
+        #expect(row["plus"] == .int(42))
+        #expect(row["concat"] == .text("hi!"))
+        #expect(size > 1_000_000)
+        #expect(durable == "on", "commits wait for the WAL flush")
     }
 }

@@ -1,0 +1,132 @@
+import Foundation
+import IMClient
+import IMCore
+import Testing
+import IMServer
+import Logging
+
+/// A datagram socket standing in for systemd's NOTIFY_SOCKET.
+final class NotifySocket {
+    let path: String
+    let fd: Int32
+
+    init(directory: String) throws {
+        path = directory + "/notify.sock"
+        fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &addr.sun_path) { raw in
+            let bytes = Array(path.utf8)
+            for (i, b) in bytes.enumerated() where i < raw.count - 1 { raw[i] = b }
+        }
+        let ok = withUnsafePointer(to: &addr) { p in
+            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) == 0 }
+        }
+        guard ok else { throw IMError(.internal, "cannot bind \(path)") }
+        var tv = timeval(tv_sec: 0, tv_usec: 200_000)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+    }
+
+    deinit { close(fd) }
+
+    /// Collects datagrams until `until` matches all of them, or `timeout` passes.
+    func collect(timeout: Duration, until: ([String]) -> Bool) -> [String] {
+        var got: [String] = []
+        let deadline = ContinuousClock.now + timeout
+        var buf = [UInt8](repeating: 0, count: 4096)
+        while ContinuousClock.now < deadline && !until(got) {
+            let n = recv(fd, &buf, buf.count, 0)
+            if n > 0 { got.append(String(decoding: buf[0..<n], as: UTF8.self)) }
+        }
+        return got
+    }
+}
+
+@Suite(.timeLimit(.minutes(2)), .serialized) struct SystemdIntegrationTests {
+    @Test func notifiesReadyPingsTheWatchdogAndStopsCleanlyOnSIGTERM() async throws {
+        let dir = NSTemporaryDirectory() + "warbler-sd-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let notify = try NotifySocket(directory: dir)
+        setenv("NOTIFY_SOCKET", notify.path, 1)
+        setenv("WATCHDOG_USEC", "400000", 1)
+        defer { unsetenv("NOTIFY_SOCKET"); unsetenv("WATCHDOG_USEC") }
+        let server = try ServerProcess(directory: dir)
+        unsetenv("NOTIFY_SOCKET"); unsetenv("WATCHDOG_USEC")
+
+        let ready = notify.collect(timeout: .seconds(20)) { $0.contains { $0.contains("READY=1") } }
+        #expect(ready.contains { $0.contains("READY=1") })
+        // READY comes only once the port answers.
+        #expect(try await rawRequest(.GET, server.baseURL + "/healthz").status == 200)
+        let pings = notify.collect(timeout: .seconds(3)) { $0.filter { $0 == "WATCHDOG=1" }.count >= 2 }
+        #expect(pings.filter { $0 == "WATCHDOG=1" }.count >= 2)
+
+        let (status, took) = await server.terminate()
+        #expect(status == 0)
+        #expect(took < .seconds(5))
+        let stopping = notify.collect(timeout: .seconds(1)) { $0.contains { $0.contains("STOPPING=1") } }
+        #expect(stopping.contains { $0.contains("STOPPING=1") })
+    }
+}
+
+@Suite(.timeLimit(.minutes(2))) struct TLSTests {
+    func run(_ args: [String], in dir: String) throws {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
+        p.arguments = args
+        p.currentDirectoryURL = URL(fileURLWithPath: dir)
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        p.waitUntilExit()
+        guard p.terminationStatus == 0 else { throw IMError(.internal, "openssl \(args.first ?? "") failed") }
+    }
+
+    /// A private CA and a server certificate for localhost and 127.0.0.1.
+    func makePKI(_ dir: String) throws {
+        try run(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2",
+                 "-subj", "/CN=Test CA", "-keyout", "ca.key", "-out", "ca.pem"], in: dir)
+        try run(["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=localhost",
+                 "-keyout", "server.key", "-out", "server.csr"], in: dir)
+        try "subjectAltName=DNS:localhost,IP:127.0.0.1\n".write(toFile: dir + "/san.ext", atomically: true, encoding: .utf8)
+        try run(["x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2",
+                 "-extfile", "san.ext", "-out", "server.pem"], in: dir)
+    }
+
+    @Test func restAndWebSocketWorkOverTLSWithAPrivateCA() async throws {
+        let pki = NSTemporaryDirectory() + "warbler-pki-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: pki, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: pki) }
+        try makePKI(pki)
+        try await withServer(.sqlite, { $0.server.tlsCert = pki + "/server.pem"; $0.server.tlsKey = pki + "/server.key" }) { server in
+            let url = "https://localhost:\(server.port)"
+            let alice = try IMClient(baseURL: url, trustedCACertificatePath: pki + "/ca.pem")
+            let bob = try IMClient(baseURL: url, trustedCACertificatePath: pki + "/ca.pem")
+            _ = try await alice.register(username: "alice", password: "password-123")
+            let bobID = try await bob.register(username: "bob", password: "password-123").id
+            let conv = try await alice.createDirectConversation(with: bobID).id
+            let b = try await EventLog.connect(TestUser(client: bob, profile: try #require(await bob.currentUser)))
+            let a = try await EventLog.connect(TestUser(client: alice, profile: try #require(await alice.currentUser)))
+            _ = try await a.connection.send(conversation: conv, text: "over tls")
+            #expect(await b.waitForMessages(1, in: conv))
+            // Without the CA the certificate is not trusted.
+            await expectIMError(.unavailable) { _ = try await IMClient(baseURL: url).login(username: "alice", password: "password-123") }
+            // Plain HTTP to the TLS port gets nowhere.
+            await #expect(throws: (any Error).self) { _ = try await rawRequest(.GET, "http://127.0.0.1:\(server.port)/healthz") }
+            await a.close(); await b.close()
+        }
+    }
+
+    @Test func aMissingCertificateIsAClearError() async throws {
+        let dir = NSTemporaryDirectory() + "warbler-tls-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        var logger = Logger(label: "t")
+        logger.logLevel = .critical
+        let runtime = try await ServerRuntime.open(config: TestServer.makeConfig(directory: dir) {
+            $0.server.tlsCert = dir + "/nope.pem"; $0.server.tlsKey = dir + "/nope.key"
+        }, logger: logger)
+        await #expect { try await runtime.run(handleSignals: false) } throws: { "\($0)".contains("cannot load TLS certificate") }
+        try? await runtime.storage.close()
+    }
+}
