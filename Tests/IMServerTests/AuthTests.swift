@@ -4,6 +4,7 @@ import IMClient
 import IMCore
 import NIOCore
 import NIOHTTP1
+import IMServer
 import Testing
 
 /// Minimal raw HTTP for checks the SDK deliberately hides (status codes, headers, token reuse).
@@ -144,6 +145,29 @@ func decode<T: Decodable>(_ t: T.Type, _ s: String) throws -> T { try JSONDecode
             let rec = try #require(try await server.runtime.storage.user(id: alice.id))
             #expect(rec.passwordHash.hasPrefix("$2"))
             #expect(!rec.passwordHash.contains("password-123"))
+        }
+    }
+}
+
+@Suite(.timeLimit(.minutes(1))) struct ProfileTests {
+    @Test func profilesAndLookupByUsername() async throws {
+        try await withServer { server in
+            let alice = try await server.user("alice")
+            let bob = try await server.user("bob")
+            let updated = try await alice.client.updateProfile(displayName: "Alice A.", avatar: "https://example.invalid/a.png")
+            #expect(updated.displayName == "Alice A." && updated.avatar == "https://example.invalid/a.png")
+            let seen = try await bob.client.user(username: "alice")
+            #expect(seen.id == alice.id && seen.displayName == "Alice A.")
+            #expect(try await bob.client.user(id: alice.id).avatar == updated.avatar)
+            await expectIMError(.notFound) { _ = try await bob.client.user(username: "nobody") }
+            await expectIMError(.invalid) { _ = try await alice.client.updateProfile(displayName: String(repeating: "x", count: 65)) }
+            // Presence is visible to people who share a conversation, not to strangers.
+            _ = try await alice.client.createDirectConversation(with: bob.id)
+            let carol = try await server.user("carol")
+            #expect(try await bob.client.presence(of: [alice.id]).count == 1)
+            #expect(try await carol.client.presence(of: [alice.id]).isEmpty)
+            let version = try await rawRequest(.GET, server.baseURL + "/v1/version")
+            #expect(version.status == 200 && version.body.contains(WarblerVersion.version))
         }
     }
 }
