@@ -74,7 +74,8 @@ public struct ServerConfig: Codable, Sendable, Equatable {
     public static func load(path: String?, environment: [String: String] = ProcessInfo.processInfo.environment) throws -> ServerConfig {
         var tree = try toTree(ServerConfig())
         if let path {
-            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+            guard let handle = FileHandle(forReadingAtPath: path), let data = try? handle.readToEnd() ?? Data(),
+                  let text = String(data: data, encoding: .utf8) else {
                 throw ConfigError("cannot read config file \(path); check the path and that this user may read it")
             }
             let loaded: Any?

@@ -89,6 +89,8 @@ public final class ServerRuntime: Sendable {
         if let e = Validation.username(name) { throw e }
         if let e = Validation.password(password) { throw e }
         if let d = displayName, let e = Validation.displayName(d) { throw e }
+        // Cheap check first: a taken name should not cost a bcrypt (nor be a way to burn the server's CPU).
+        if try await storage.user(username: name) != nil { throw IMError(.conflict, "username '\(name)' is taken") }
         let hash = try await passwords.hash(password)
         return try await storage.createUser(username: name, passwordHash: hash, displayName: displayName ?? name, admin: admin, now: nowMillis())
     }

@@ -345,34 +345,108 @@ public final class SQLStore: Storage {
         return .text(String(decoding: d, as: UTF8.self))
     }
 
-    /// Appends one message inside an open transaction. Domain failures are returned, not thrown, so they
-    /// don't abort the batch they are part of.
-    static func appendOne(_ db: any SQLExecutor, _ m: NewMessage, now: Int64) async throws -> Result<AppendResult, IMError> {
-        if let r = try await db.first("SELECT \(messageColumns) FROM messages WHERE sender = $1 AND cid = $2", [.int(m.sender), .text(m.cid)]) {
-            return .success(AppendResult(message: try message(r), duplicate: true))
+    /// Appends a batch inside an open transaction with a handful of statements per batch rather than per message:
+    /// one dedupe lookup, one seq reservation per conversation, multi-row inserts, one cursor update per sender.
+    /// Domain failures are returned, not thrown, so they don't abort the batch they are part of.
+    static func appendMany(_ db: any SQLExecutor, _ batch: [NewMessage], now: Int64) async throws -> [Result<AppendResult, IMError>] {
+        var out = [Result<AppendResult, IMError>?](repeating: nil, count: batch.count)
+
+        // 1. Duplicates of stored messages, and repeats within the batch.
+        var stored: [String: Message] = [:]
+        func key(_ sender: UserID, _ cid: String) -> String { "\(sender):\(cid)" }
+        for chunk in stride(from: 0, to: batch.count, by: 200).map({ Array(batch[$0..<min($0 + 200, batch.count)]) }) {
+            var binds: [SQLValue] = []
+            var tuples: [String] = []
+            for m in chunk {
+                tuples.append("($\(binds.count + 1), $\(binds.count + 2))")
+                binds += [.int(m.sender), .text(m.cid)]
+            }
+            let rows = try await db.query(
+                "SELECT \(messageColumns) FROM messages WHERE (sender, cid) IN (VALUES \(tuples.joined(separator: ", ")))", binds)
+            for r in rows { let m = try message(r); stored[key(m.sender, m.cid)] = m }
         }
-        if let target = m.target, m.kind == .recall || m.kind == .edit {
-            let sql = m.kind == .recall
-                ? "UPDATE messages SET recalled = 1, text = NULL, data = NULL, attachment = NULL WHERE conv_id = $1 AND seq = $2 RETURNING seq"
-                : "UPDATE messages SET text = $3, edited_at = $4 WHERE conv_id = $1 AND seq = $2 RETURNING seq"
-            let binds: [SQLValue] = m.kind == .recall ? [.int(m.conversation), .int(target)]
-                : [.int(m.conversation), .int(target), SQLValue(m.text), .int(now)]
-            if try await db.query(sql, binds).isEmpty { return .failure(.notFound("no such message")) }
+        var firstInBatch: [String: Int] = [:]
+        var fresh: [Int] = []
+        for (i, m) in batch.enumerated() {
+            let k = key(m.sender, m.cid)
+            if let s = stored[k] {
+                out[i] = .success(AppendResult(message: s, duplicate: true))
+            } else if firstInBatch[k] != nil {
+                continue   // answered below, once the first copy has its seq
+            } else {
+                firstInBatch[k] = i
+                fresh.append(i)
+            }
         }
-        guard let r = try await db.first("UPDATE conversations SET last_seq = last_seq + 1 WHERE id = $1 RETURNING last_seq", [.int(m.conversation)]) else {
-            return .failure(.notFound("no such conversation"))
+
+        // 2. Recalls and edits change their target first; a missing target fails just that message.
+        var valid: [Int] = []
+        for i in fresh {
+            let m = batch[i]
+            if let target = m.target, m.kind == .recall || m.kind == .edit {
+                let sql = m.kind == .recall
+                    ? "UPDATE messages SET recalled = 1, text = NULL, data = NULL, attachment = NULL WHERE conv_id = $1 AND seq = $2 RETURNING seq"
+                    : "UPDATE messages SET text = $3, edited_at = $4 WHERE conv_id = $1 AND seq = $2 RETURNING seq"
+                let binds: [SQLValue] = m.kind == .recall ? [.int(m.conversation), .int(target)]
+                    : [.int(m.conversation), .int(target), SQLValue(m.text), .int(now)]
+                if try await db.query(sql, binds).isEmpty { out[i] = .failure(.notFound("no such message")); continue }
+            }
+            valid.append(i)
         }
-        let seq = try r.int("last_seq")
-        try await db.query(
-            "INSERT INTO messages (\(messageColumns)) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, 0)",
-            [.int(m.conversation), .int(seq), .int(m.sender), .text(m.cid), .text(m.kind.rawValue), SQLValue(m.text),
-             json(m.data), json(m.attachment), SQLValue(m.target), .int(now)])
-        // A sender has read everything up to what they send.
-        try await db.query("UPDATE members SET read_seq = $3, delivered_seq = $3 WHERE conv_id = $1 AND user_id = $2 AND read_seq < $3",
-                           [.int(m.conversation), .int(m.sender), .int(seq)])
-        let stored = Message(conversation: m.conversation, seq: seq, sender: m.sender, cid: m.cid, kind: m.kind, text: m.text,
-                             data: m.data, attachment: m.attachment, target: m.target, ts: now)
-        return .success(AppendResult(message: stored, duplicate: false))
+
+        // 3. Reserve a block of seqs per conversation, in batch order.
+        var byConversation: [ConversationID: [Int]] = [:]
+        var order: [ConversationID] = []
+        for i in valid {
+            let c = batch[i].conversation
+            if byConversation[c] == nil { order.append(c) }
+            byConversation[c, default: []].append(i)
+        }
+        var rows: [(Int, Message)] = []
+        for c in order {
+            let items = byConversation[c]!
+            guard let r = try await db.first("UPDATE conversations SET last_seq = last_seq + $2 WHERE id = $1 RETURNING last_seq",
+                                             [.int(c), .int(Int64(items.count))]) else {
+                for i in items { out[i] = .failure(.notFound("no such conversation")) }
+                continue
+            }
+            var seq = try r.int("last_seq") - Int64(items.count)
+            for i in items {
+                seq += 1
+                let m = batch[i]
+                rows.append((i, Message(conversation: c, seq: seq, sender: m.sender, cid: m.cid, kind: m.kind, text: m.text,
+                                        data: m.data, attachment: m.attachment, target: m.target, ts: now)))
+            }
+        }
+
+        // 4. Insert in multi-row statements.
+        for chunk in stride(from: 0, to: rows.count, by: 200).map({ Array(rows[$0..<min($0 + 200, rows.count)]) }) {
+            var binds: [SQLValue] = []
+            var tuples: [String] = []
+            for (_, m) in chunk {
+                let n = binds.count
+                tuples.append("(" + (1...10).map { "$\(n + $0)" }.joined(separator: ", ") + ", NULL, 0)")
+                binds += [.int(m.conversation), .int(m.seq), .int(m.sender), .text(m.cid), .text(m.kind.rawValue), SQLValue(m.text),
+                          json(m.data), json(m.attachment), SQLValue(m.target), .int(now)]
+            }
+            try await db.query("INSERT INTO messages (\(messageColumns)) VALUES \(tuples.joined(separator: ", "))", binds)
+        }
+        for (i, m) in rows { out[i] = .success(AppendResult(message: m, duplicate: false)) }
+
+        // 5. A sender has read everything up to what they send.
+        var newest: [String: (ConversationID, UserID, Int64)] = [:]
+        for (_, m) in rows { newest[key(m.conversation, String(m.sender))] = (m.conversation, m.sender, m.seq) }
+        for (c, u, seq) in newest.values {
+            try await db.query("UPDATE members SET read_seq = $3, delivered_seq = $3 WHERE conv_id = $1 AND user_id = $2 AND read_seq < $3",
+                               [.int(c), .int(u), .int(seq)])
+        }
+
+        // Repeats within the batch get the first copy's answer.
+        for (i, m) in batch.enumerated() where out[i] == nil {
+            guard let first = firstInBatch[key(m.sender, m.cid)], let r = out[first] else { continue }
+            out[i] = r.map { AppendResult(message: $0.message, duplicate: true) }
+        }
+        return out.map { $0 ?? .failure(IMError(.internal, "message was not processed")) }
     }
 
     public func append(_ messages: [NewMessage]) async throws -> [Result<AppendResult, IMError>] {
@@ -388,10 +462,7 @@ public final class SQLStore: Storage {
     static func appendBatch(_ driver: any SQLDriver, _ messages: [NewMessage], now: Int64) async throws -> [Result<AppendResult, IMError>] {
         do {
             return try await driver.write { db in
-                var out: [Result<AppendResult, IMError>] = []
-                out.reserveCapacity(messages.count)
-                for m in messages { out.append(try await appendOne(db, m, now: now)) }
-                return out
+                try await appendMany(db, messages, now: now)
             }
         } catch let e as StorageError {
             throw e
@@ -399,7 +470,7 @@ public final class SQLStore: Storage {
             var out: [Result<AppendResult, IMError>] = []
             for m in messages {
                 do {
-                    out.append(try await driver.write { db in try await appendOne(db, m, now: now) })
+                    out.append(try await driver.write { db in try await appendMany(db, [m], now: now) }[0])
                 } catch {
                     // A concurrent identical send won the unique index: answer with the stored original.
                     if let row = try? await driver.read({ db in

@@ -62,9 +62,9 @@ public struct LoadGenerator: Sendable {
     func account(_ name: String) async throws -> IMClient {
         let client = try IMClient(baseURL: baseURL, deviceName: "bench")
         do {
-            _ = try await client.login(username: name, password: password)
-        } catch let e as IMError where e.code == .unauthorized {
             _ = try await client.register(username: name, password: password)
+        } catch let e as IMError where e.code == .conflict || e.code == .registrationClosed {
+            _ = try await client.login(username: name, password: password)
         }
         return client
     }
