@@ -105,7 +105,16 @@ public enum FrameDecodingError: Error, Sendable, Equatable {
 
 /// Encodes and decodes frames as compact JSON.
 public enum FrameCodec {
-    public static func encode(_ frame: ServerFrame) -> String { encodeJSON(frame) }
+    public static func encode(_ frame: ServerFrame) -> String {
+        switch frame {
+        case .msg(let m): FastJSON.msg(m)
+        case .ack(let a): FastJSON.ack(a)
+        default: encodeJSON(frame)
+        }
+    }
+
+    /// The same text as `encode`, always through `JSONEncoder` (the reference the fast path is tested against).
+    public static func encodeWithJSONEncoder(_ frame: ServerFrame) -> String { encodeJSON(frame) }
     public static func encode(_ frame: ClientFrame) -> String { encodeJSON(frame) }
 
     static func encodeJSON<T: Encodable>(_ value: T) -> String {

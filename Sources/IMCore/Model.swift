@@ -50,6 +50,11 @@ public struct Message: Sendable, Codable, Hashable {
     /// Set on a message that was later recalled.
     public var recalled: Bool?
 
+    enum CodingKeys: String, CodingKey {
+        case conversation = "conv"
+        case seq, sender, cid, kind, text, data, attachment, target, ts, editedAt, recalled
+    }
+
     public init(conversation: ConversationID, seq: Int64, sender: UserID, cid: String, kind: MessageKind,
                 text: String? = nil, data: JSONValue? = nil, attachment: AttachmentRef? = nil,
                 target: Int64? = nil, ts: Int64, editedAt: Int64? = nil, recalled: Bool? = nil) {

@@ -183,13 +183,13 @@ struct Gateway: Sendable {
     private func writer(session: Session, outbound: WebSocketOutboundWriter, logger: Logger) async {
         var cursors: [ConversationID: Int64] = [:]
         var synced = false
-        var held: [(Message, ContinuousClock.Instant?)] = []
+        var held: [(Message, ContinuousClock.Instant?, String)] = []
 
         func write(_ f: ServerFrame) async throws {
             try await outbound.writeTextMessage(FrameCodec.encode(f))
         }
 
-        func deliver(_ m: Message, arrival: ContinuousClock.Instant?) async throws {
+        func deliver(_ m: Message, arrival: ContinuousClock.Instant?, frame: String) async throws {
             let cur = cursors[m.conversation] ?? (m.seq - 1)   // a conversation joined after sync starts here
             if m.seq <= cur { return }
             var at = cur
@@ -203,7 +203,7 @@ struct Gateway: Sendable {
                 }
                 if fill.last.map({ $0.seq >= m.seq - 1 }) ?? true { break }
             }
-            try await write(.msg(m))
+            try await outbound.writeTextMessage(frame)
             metrics.deliveries.increment()
             if let arrival, m.sender != session.user { metrics.sendToDeliver.record(arrival.duration(to: .now)) }
             cursors[m.conversation] = m.seq
@@ -215,8 +215,8 @@ struct Gateway: Sendable {
                 switch o {
                 case .frame(let f):
                     try await write(f)
-                case .message(let m, let arrival):
-                    if synced { try await deliver(m, arrival: arrival) } else { held.append((m, arrival)) }
+                case .message(let m, let arrival, let frame):
+                    if synced { try await deliver(m, arrival: arrival, frame: frame) } else { held.append((m, arrival, frame)) }
                 case .sync(let req):
                     let limit = max(1, min(req.limit ?? 500, 1000))
                     var more: [ConversationID] = []
@@ -231,7 +231,7 @@ struct Gateway: Sendable {
                     try await write(.synced(.init(cursors: Dictionary(uniqueKeysWithValues: cursors.map { (String($0.key), $0.value) }), more: more)))
                     if !synced {
                         synced = true
-                        for (m, a) in held { try await deliver(m, arrival: a) }
+                        for (m, a, f) in held { try await deliver(m, arrival: a, frame: f) }
                         held = []
                     }
                 case .close(let reason):

@@ -6,7 +6,8 @@ import Logging
 /// What a connection's writer task is asked to do, in order.
 enum Outgoing: Sendable {
     case frame(ServerFrame)
-    case message(Message, arrival: ContinuousClock.Instant?)
+    /// A committed message, with its `msg` frame already encoded (once, for every recipient).
+    case message(Message, arrival: ContinuousClock.Instant?, frame: String)
     case sync(ClientFrame.Sync)
     case close(reason: String)
 }
@@ -206,14 +207,15 @@ public final class Hub: Sendable {
             }
             guard let targets else { missing.append(m); continue }
             let arrival = takeArrival(sender: m.sender, cid: m.cid)
-            for s in targets { s.enqueue(.message(m, arrival: arrival)) }
+            let frame = FrameCodec.encode(.msg(m))
+            for s in targets { s.enqueue(.message(m, arrival: arrival, frame: frame)) }
         }
         if !missing.isEmpty {
             // Not cached (rare: evicted between check and commit). Sessions order and gap-fill by seq, so late is safe.
             Task {
                 for m in missing {
                     guard let members = try? await self.members(of: m.conversation) else { continue }
-                    for u in members.keys { for s in sessions(of: u) { s.enqueue(.message(m, arrival: nil)) } }
+                    for u in members.keys { for s in sessions(of: u) { s.enqueue(.message(m, arrival: nil, frame: FrameCodec.encode(.msg(m)))) } }
                 }
             }
         }

@@ -91,3 +91,28 @@ import Testing
         #expect(MemberRole.admin < .owner)
     }
 }
+
+@Suite struct FastJSONTests {
+    static let samples: [Message] = [
+        Message(conversation: 1, seq: 2, sender: 3, cid: "c", kind: .text, text: "hello", ts: 1_796_212_345_678),
+        Message(conversation: 9_007_199_254_740_993, seq: Int64.max, sender: -1, cid: "ü/\"\\\n\r\t\u{08}\u{0C}\u{01}\u{1F}", kind: .text,
+                text: "emoji 🐦 and \u{2028} and </script>", ts: 0),
+        Message(conversation: 1, seq: 1, sender: 1, cid: "x", kind: .custom,
+                data: .object(["z": .null, "a": .array([.number(1), .number(-2.5), .number(0.1), .number(1e-7), .number(1e21), .bool(true)]),
+                               "Zed": .string("caps sort first"), "é": .object(["k": .string("v")])]), ts: 5),
+        Message(conversation: 4, seq: 5, sender: 6, cid: "a", kind: .attachment, text: "caption",
+                attachment: AttachmentRef(id: "id1", name: "plan \"v2\".pdf", contentType: "application/pdf", size: 123), ts: 7),
+        Message(conversation: 4, seq: 6, sender: 6, cid: "r", kind: .recall, target: 5, ts: 8, editedAt: 9, recalled: true),
+    ]
+
+    @Test(arguments: samples) func msgMatchesJSONEncoderByteForByte(_ m: Message) throws {
+        #expect(FrameCodec.encode(.msg(m)) == FrameCodec.encodeWithJSONEncoder(.msg(m)))
+        #expect(try FrameCodec.decodeServer(FrameCodec.encode(.msg(m))) == .msg(m))
+    }
+
+    @Test func ackMatchesJSONEncoder() {
+        for a in [ServerFrame.Ack(cid: "c\"1", conv: 3, seq: 4, ts: 5, duplicate: true), .init(cid: "", conv: 0, seq: 0, ts: -1, duplicate: false)] {
+            #expect(FrameCodec.encode(.ack(a)) == FrameCodec.encodeWithJSONEncoder(.ack(a)))
+        }
+    }
+}

@@ -1,0 +1,113 @@
+/// A hand-written JSON writer for the frames on the hot path (`msg`, `ack`). Foundation's `JSONEncoder` spends
+/// most of its time in generic metadata lookups and dynamic casts; this writes the same text (sorted keys,
+/// unescaped slashes) directly. `FrameCodingTests` checks it against `JSONEncoder` byte for byte.
+struct FastJSON {
+    var out: [UInt8] = []
+
+    init(capacity: Int = 256) { out.reserveCapacity(capacity) }
+
+    var string: String { String(decoding: out, as: UTF8.self) }
+
+    mutating func raw(_ s: StaticString) {
+        s.withUTF8Buffer { out.append(contentsOf: $0) }
+    }
+
+    mutating func int(_ v: Int64) {
+        if v == 0 { out.append(0x30); return }
+        var n = v.magnitude
+        var digits: [UInt8] = []
+        while n > 0 { digits.append(UInt8(0x30 + n % 10)); n /= 10 }
+        if v < 0 { out.append(0x2D) }
+        out.append(contentsOf: digits.reversed())
+    }
+
+    mutating func bool(_ b: Bool) { b ? raw("true") : raw("false") }
+
+    mutating func double(_ d: Double) {
+        if d.rounded() == d && abs(d) < 9_007_199_254_740_992 { int(Int64(d)); return }
+        out.append(contentsOf: Array("\(d)".utf8))
+    }
+
+    mutating func string(_ s: String) {
+        out.append(0x22)
+        for b in s.utf8 {
+            switch b {
+            case 0x22: out.append(0x5C); out.append(0x22)
+            case 0x5C: out.append(0x5C); out.append(0x5C)
+            case 0x0A: out.append(0x5C); out.append(0x6E)
+            case 0x0D: out.append(0x5C); out.append(0x72)
+            case 0x09: out.append(0x5C); out.append(0x74)
+            case 0x08: out.append(0x5C); out.append(0x62)
+            case 0x0C: out.append(0x5C); out.append(0x66)
+            case 0..<0x20:
+                let hex: [UInt8] = Array("0123456789abcdef".utf8)
+                out.append(contentsOf: [0x5C, 0x75, 0x30, 0x30, hex[Int(b >> 4)], hex[Int(b & 0xF)]])
+            default: out.append(b)
+            }
+        }
+        out.append(0x22)
+    }
+
+    mutating func value(_ v: JSONValue) {
+        switch v {
+        case .null: raw("null")
+        case .bool(let b): bool(b)
+        case .number(let d): double(d)
+        case .string(let s): string(s)
+        case .array(let a):
+            out.append(0x5B)
+            for (i, e) in a.enumerated() {
+                if i > 0 { out.append(0x2C) }
+                value(e)
+            }
+            out.append(0x5D)
+        case .object(let o):
+            out.append(0x7B)
+            // JSONEncoder's .sortedKeys orders keys by their UTF-8 bytes; so do we.
+            for (i, k) in o.keys.sorted(by: { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) }).enumerated() {
+                if i > 0 { out.append(0x2C) }
+                string(k)
+                out.append(0x3A)
+                value(o[k]!)
+            }
+            out.append(0x7D)
+        }
+    }
+
+    /// A `msg` frame: keys in sorted order, absent optionals omitted, exactly as `JSONEncoder` writes it.
+    static func msg(_ m: Message) -> String {
+        var w = FastJSON()
+        w.raw("{")
+        if let a = m.attachment {
+            w.raw("\"attachment\":{\"contentType\":"); w.string(a.contentType)
+            w.raw(",\"id\":"); w.string(a.id)
+            w.raw(",\"name\":"); w.string(a.name)
+            w.raw(",\"size\":"); w.int(a.size)
+            w.raw("},")
+        }
+        w.raw("\"cid\":"); w.string(m.cid)
+        w.raw(",\"conv\":"); w.int(m.conversation)
+        if let d = m.data { w.raw(",\"data\":"); w.value(d) }
+        if let e = m.editedAt { w.raw(",\"editedAt\":"); w.int(e) }
+        w.raw(",\"kind\":"); w.string(m.kind.rawValue)
+        if let r = m.recalled { w.raw(",\"recalled\":"); w.bool(r) }
+        w.raw(",\"sender\":"); w.int(m.sender)
+        w.raw(",\"seq\":"); w.int(m.seq)
+        if let t = m.target { w.raw(",\"target\":"); w.int(t) }
+        if let t = m.text { w.raw(",\"text\":"); w.string(t) }
+        w.raw(",\"ts\":"); w.int(m.ts)
+        w.raw(",\"type\":\"msg\"}")
+        return w.string
+    }
+
+    static func ack(_ a: ServerFrame.Ack) -> String {
+        var w = FastJSON(capacity: 96)
+        w.raw("{\"cid\":"); w.string(a.cid)
+        w.raw(",\"conv\":"); w.int(a.conv)
+        w.raw(",\"duplicate\":"); w.bool(a.duplicate)
+        w.raw(",\"seq\":"); w.int(a.seq)
+        w.raw(",\"ts\":"); w.int(a.ts)
+        w.raw(",\"type\":\"ack\"}")
+        return w.string
+    }
+}
