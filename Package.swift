@@ -28,6 +28,7 @@ let package = Package(
         .package(url: "https://github.com/vapor/sqlite-nio.git", from: "1.13.0"),
         .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.0"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "5.0.1"),
+        .package(url: "https://github.com/hummingbird-project/swift-mustache.git", from: "2.1.1"),
     ],
     targets: [
         .systemLibrary(name: "CSystemd", pkgConfig: "libsystemd", providers: [.apt(["libsystemd-dev"])]),
@@ -105,6 +106,14 @@ let package = Package(
             dependencies: ["IMClient", "IMCore"],
             swiftSettings: strict
         ),
+        // Renders templates/ (the server config, the systemd units) from typed contexts.
+        .target(
+            name: "Templates",
+            dependencies: [
+                .product(name: "Mustache", package: "swift-mustache"),
+            ],
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "warbler",
             dependencies: [
@@ -128,6 +137,12 @@ let package = Package(
         .testTarget(
             name: "IMStorageTests",
             dependencies: ["IMStorage", "IMStorageSQLite", "IMStoragePostgres", "WarblerTestSupport"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "TemplatesTests",
+            dependencies: ["Templates", "IMServer"],
+            exclude: ["Golden"],
             swiftSettings: strict
         ),
         .testTarget(
