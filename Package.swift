@@ -133,7 +133,7 @@ let package = Package(
         .executableTarget(
             name: "warbler",
             dependencies: [
-                "IMServer", "LoadGen",
+                "IMServer", "LoadGen", "Installer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict
