@@ -152,6 +152,7 @@ public struct Blueprint: Sendable {
         file(Paths.serverUnit, Data(try templates.renderServerUnit(unit).utf8), 0o644, root)
 
         if managesServices {
+            d.systemdUnits = initSystem == .systemd
             d.services.append(.init(unit: Paths.serverUnitName, unitFile: layout.path(Paths.serverUnit),
                                     restartOn: [Paths.config, Paths.jwtKey, Paths.serverCert, Paths.serverKey, Paths.current,
                                                 "\(releaseDir)/bin/warbler"].map(layout.path)))

@@ -67,7 +67,9 @@ struct BuiltinServices {
 
     func start(_ d: Daemon, unit: String) throws {
         try system.makeDirectory(Self.runDir, mode: 0o755, owner: nil)
-        try system.makeDirectory(Paths.logs, mode: 0o750, owner: Owner(Blueprint.user, Blueprint.user))
+        let owner = Owner(Blueprint.user, Blueprint.user)
+        try system.makeDirectory(Paths.logs, mode: 0o750, owner: owner)
+        if try system.info(d.logFile) == nil { try system.write(d.logFile, Data(), mode: 0o640, owner: owner) }
         let argv = ["/usr/bin/setpriv", "--reuid=\(Blueprint.user)", "--regid=\(Blueprint.user)", "--init-groups", "--"] + d.argv
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)

@@ -71,6 +71,9 @@ public struct DesiredState: Sendable {
     public var links: [Link] = []
     public var services: [Service] = []
     public var oneTime: [OneTimeCommand] = []
+    /// The services are systemd units: a changed unit file needs daemon-reload and restarts its service, and a
+    /// unit is enabled to start at boot. The built-in supervisor reads no unit files and has no boot to start at.
+    public var systemdUnits = true
 
     public init() {}
 }

@@ -159,8 +159,8 @@ public enum Planner {
 
         guard !desired.services.isEmpty else { return Plan(steps: steps) }
 
-        let unitsChanged = desired.services.filter { written.contains($0.unitFile) }
-        if !unitsChanged.isEmpty || pending.daemonReload {
+        let unitsChanged = desired.systemdUnits ? desired.services.filter { written.contains($0.unitFile) } : []
+        if !unitsChanged.isEmpty || (pending.daemonReload && desired.systemdUnits) {
             let reason = unitsChanged.isEmpty ? "left pending by the interrupted run" : "\(unitsChanged.map(\.unit).joined(separator: ", ")) changed"
             steps.append(.service(.daemonReload, reason: reason))
         }
@@ -168,13 +168,13 @@ public enum Planner {
         for s in desired.services {
             let status = try system.serviceStatus(s.unit)
             statuses[s.unit] = status
-            if !status.enabled { steps.append(.service(.enable(s.unit), reason: "start at boot")) }
+            if desired.systemdUnits && !status.enabled { steps.append(.service(.enable(s.unit), reason: "start at boot")) }
         }
         for command in desired.oneTime where try system.info(command.marker) == nil {
             steps.append(.runOnce(command))
         }
         for s in desired.services {
-            let changed = (s.restartOn + [s.unitFile]).filter(written.contains)
+            let changed = (s.restartOn + (desired.systemdUnits ? [s.unitFile] : [])).filter(written.contains)
             if statuses[s.unit]?.active != true {
                 steps.append(.service(.start(s.unit), reason: "not running"))
             } else if !changed.isEmpty {

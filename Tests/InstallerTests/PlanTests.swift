@@ -155,6 +155,23 @@ import Testing
         #expect(host.system.operations.isEmpty)
     }
 
+    @Test func underTheBuiltinSupervisorAUnitChangeAloneRestartsNothing() throws {
+        var host = try Host()
+        host.probe.systemd = false
+        let fresh = try host.install()
+        #expect(fresh.initSystem == .builtin)
+        #expect(fresh.plan.serviceActions == [.start(unit)], "no daemon-reload or enable without systemd")
+        #expect(fresh.plan.writtenPaths.contains(Paths.serverUnit), "the unit is laid out all the same")
+        #expect(host.system.paths(under: Paths.logs) == [Paths.logs])
+        // A unit file that differs (a newer template) is rewritten, and nothing restarts for it.
+        host.system.setNode(Paths.serverUnit, .file(Data("old\n".utf8), mode: 0o644, owner: .root))
+        let again = try host.install()
+        #expect(again.plan.writtenPaths == [Paths.serverUnit])
+        #expect(again.plan.serviceActions.isEmpty)
+        // The config does restart it.
+        #expect(try host.install(.with { $0.port = 9443 }).plan.serviceActions == [.restart(unit)])
+    }
+
     @Test func initNoneLaysOutFilesAndStartsNothing() throws {
         let host = try Host()
         let outcome = try host.install(.with { $0.initSystem = InitSystem.none })

@@ -4,8 +4,8 @@ import Installer
 import Synchronization
 
 /// An in-memory host for the installer: a filesystem of nodes with modes and owners, users, and units that
-/// behave like systemd's (a start needs the unit file, and a unit file changed since the last daemon-reload
-/// refuses to start). Every side effect is recorded; any can be made to fail.
+/// behave like systemd's when systemd is the selected init (a start needs the unit file, and a unit file changed
+/// since the last daemon-reload refuses to start). Every side effect is recorded; any can be made to fail.
 final class RecordingSystem: System {
     enum Node: Equatable {
         case file(Data, mode: UInt16, owner: Owner?)
@@ -219,6 +219,11 @@ final class RecordingSystem: System {
             case .disable(let u):
                 s.services[u, default: ServiceStatus(enabled: false, active: false)].enabled = false
             case .start(let u), .restart(let u):
+                // Only systemd reads unit files; the built-in supervisor runs the daemon directly.
+                if s.initSystem != .systemd {
+                    s.services[u, default: ServiceStatus(enabled: true, active: false)].active = true
+                    return
+                }
                 let file = try unitFile(u)
                 guard s.loadedUnits[u] == file else {
                     throw SystemError("\(u) changed on disk; run 'systemctl daemon-reload' (the fake's systemd refuses stale units)")
