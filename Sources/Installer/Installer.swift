@@ -52,8 +52,7 @@ public struct InstallOutcome: Sendable {
             }
             out += "  names covered:   \(tls.names.joined(separator: ", "))\n"
         }
-        let pw = settings.adminPasswordFile ?? Paths.adminPassword
-        out += "  admin:           \(settings.adminUser), password in \(facts.adminPasswordGenerated || settings.adminPasswordFile == nil ? Paths.adminPassword : pw)\n"
+        out += "  admin:           \(settings.adminUser), password in \(Paths.adminPassword) (mode 0600)\n"
         if initSystem != .none && !layout.isStaging {
             let ca = tls?.caCertificatePEM != nil ? " --cacert \(Paths.caCert)" : ""
             out += "  log in:          curl\(ca) \(url)/v1/auth/login -H 'content-type: application/json' \\\n"
