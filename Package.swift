@@ -28,6 +28,9 @@ let package = Package(
         .package(url: "https://github.com/vapor/sqlite-nio.git", from: "1.13.0"),
         .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.0"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "5.0.1"),
+        .package(url: "https://github.com/hummingbird-project/swift-mustache.git", from: "2.1.1"),
+        .package(url: "https://github.com/apple/swift-certificates.git", from: "1.21.1"),
+        .package(url: "https://github.com/apple/swift-asn1.git", from: "1.1.0"),
     ],
     targets: [
         .systemLibrary(name: "CSystemd", pkgConfig: "libsystemd", providers: [.apt(["libsystemd-dev"])]),
@@ -105,10 +108,32 @@ let package = Package(
             dependencies: ["IMClient", "IMCore"],
             swiftSettings: strict
         ),
+        // Renders templates/ (the server config, the systemd units) from typed contexts.
+        .target(
+            name: "Templates",
+            dependencies: [
+                .product(name: "Mustache", package: "swift-mustache"),
+            ],
+            swiftSettings: strict
+        ),
+        // libc calls Swift's Glibc module does not expose (adjtimex).
+        .target(name: "CHostShims"),
+        // The install engine: preflight, desired state, plan and apply, journal, secrets, internal CA.
+        .target(
+            name: "Installer",
+            dependencies: [
+                "Templates", "CHostShims",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+                .product(name: "Yams", package: "Yams"),
+            ],
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "warbler",
             dependencies: [
-                "IMServer", "LoadGen",
+                "IMServer", "LoadGen", "Installer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict
@@ -128,6 +153,23 @@ let package = Package(
         .testTarget(
             name: "IMStorageTests",
             dependencies: ["IMStorage", "IMStorageSQLite", "IMStoragePostgres", "WarblerTestSupport"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "TemplatesTests",
+            dependencies: ["Templates", "IMServer"],
+            exclude: ["Golden"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "InstallerTests",
+            dependencies: [
+                "Installer", "Templates",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ],
             swiftSettings: strict
         ),
         .testTarget(

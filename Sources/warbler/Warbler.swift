@@ -9,7 +9,7 @@ struct Warbler: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "warbler",
         abstract: "Warbler: an instant-messaging private cloud in one file.",
-        subcommands: [Server.self, Version.self, UserAdd.self, Bench.self])
+        subcommands: [Install.self, Doctor.self, Server.self, Version.self, UserAdd.self, Bench.self])
 }
 
 /// Options every command that reads the server config shares.
@@ -70,6 +70,8 @@ extension Warbler {
         @Argument(help: "Username (3-32 of a-z 0-9 . _ -).") var username: String
         @Option(help: "A file holding the password (the first line is used).") var passwordFile: String
         @Flag(help: "Make the account an administrator.") var admin = false
+        @Flag(help: "Succeed without changing anything when the account exists (the installer creates the first admin this way).")
+        var existsOk = false
 
         func run() async throws {
             do {
@@ -78,6 +80,11 @@ extension Warbler {
                     throw ConfigError("cannot read a password from \(passwordFile)")
                 }
                 let runtime = try await ServerRuntime.open(config: config, logger: Logger(label: "warbler.user-add"))
+                if existsOk, let existing = try await runtime.storage.user(username: username.lowercased()) {
+                    try await runtime.storage.close()
+                    print("user \(existing.profile.username) exists; left as it is")
+                    return
+                }
                 let user = try await runtime.createUser(username: username, password: pw, displayName: nil, admin: admin)
                 try await runtime.storage.close()
                 print("created \(admin ? "admin " : "")user \(user.username) (id \(user.id))")

@@ -1,0 +1,167 @@
+import Foundation
+import Templates
+
+/// Turns an install's settings into the state the host should be in: the user, the directories with their modes
+/// and owners, the release, the rendered config and units, the secrets and certificates, the services.
+/// Existing secrets and certificates are read back and kept, so the same inputs always give the same state.
+public struct Blueprint: Sendable {
+    public var settings: InstallSettings
+    public var layout: Layout
+    public var initSystem: InitSystem
+    public var release: ResolvedRelease
+    public var templates: TemplateSet
+    public var names: CertificateNames
+
+    public static let user = "warbler"
+
+    public init(settings: InstallSettings, layout: Layout, initSystem: InitSystem, release: ResolvedRelease,
+                templates: TemplateSet, names: CertificateNames) {
+        self.settings = settings; self.layout = layout; self.initSystem = initSystem
+        self.release = release; self.templates = templates; self.names = names
+    }
+
+    /// What the build learned that the operator is told.
+    public struct Facts: Sendable, Equatable {
+        public var tls: TLSMaterial?
+        public var adminPasswordGenerated: Bool
+        /// The given `--admin-password-file` was not used: the admin already exists.
+        public var adminPasswordIgnored: Bool
+    }
+
+    /// Ownership is managed on a real host; a staging root has no `warbler` user to own things.
+    var managesOwnership: Bool { !layout.isStaging }
+    var managesServices: Bool { !layout.isStaging && initSystem != .none }
+
+    public func build(on system: any System) throws -> (DesiredState, Facts) {
+        var d = DesiredState()
+        let root = managesOwnership ? Owner.root : nil
+        let svc = managesOwnership ? Owner(Self.user, Self.user) : nil
+        let rootGroupSvc = managesOwnership ? Owner("root", Self.user) : nil
+        func dir(_ p: String, _ mode: UInt16, _ owner: Owner?) {
+            d.directories.append(.init(path: layout.path(p), mode: mode, owner: owner))
+        }
+        func file(_ p: String, _ content: Data, _ mode: UInt16, _ owner: Owner?, label: String? = nil) {
+            d.files.append(.init(path: layout.path(p), content: .bytes(content), mode: mode, owner: owner, label: label))
+        }
+        func existing(_ p: String) throws -> Data? {
+            try system.info(layout.path(p))?.kind == .file ? try system.read(layout.path(p)) : nil
+        }
+
+        if managesOwnership { d.users.append(.init(name: Self.user, home: Paths.data)) }
+
+        // Directories, parents first.
+        dir(Paths.etc, 0o755, root)
+        dir(Paths.secrets, 0o700, svc)
+        if settings.tls != .off { dir(Paths.tls, 0o750, rootGroupSvc) }
+        dir(Paths.opt, 0o755, root)
+        dir(Paths.releases, 0o755, root)
+        let releaseDir = Paths.release(release.version)
+        dir(releaseDir, 0o755, root)
+        let releaseFiles = release.files
+        for sub in Set(releaseFiles.map { ($0.relativePath as NSString).deletingLastPathComponent }).filter({ !$0.isEmpty }).sorted() {
+            var prefix = ""
+            for part in sub.split(separator: "/") {
+                prefix += (prefix.isEmpty ? "" : "/") + part
+                if !d.directories.contains(where: { $0.path == layout.path("\(releaseDir)/\(prefix)") }) {
+                    dir("\(releaseDir)/\(prefix)", 0o755, root)
+                }
+            }
+        }
+        dir(Paths.data, 0o700, svc)
+        dir(Paths.installState, 0o700, root)
+        dir(Paths.unitDir, 0o755, root)
+        if initSystem == .builtin && !layout.isStaging { dir(Paths.logs, 0o750, svc) }
+
+        // The release.
+        for f in releaseFiles {
+            d.files.append(.init(path: layout.path("\(releaseDir)/\(f.relativePath)"), content: f.content, mode: f.mode, owner: root,
+                                 label: f.relativePath == "bin/warbler" ? "warbler \(release.version)" : nil))
+        }
+        d.links.append(.init(path: layout.path(Paths.current), target: "releases/\(release.version)"))
+
+        // Secrets, generated once.
+        file(Paths.jwtKey, try Secrets.jwtKey(existing: try existing(Paths.jwtKey), path: layout.path(Paths.jwtKey)), 0o600, svc,
+             label: "token signing key")
+        let adminExists = try system.info(layout.path(Paths.adminCreatedMarker)) != nil
+        let given = try settings.adminPasswordFile.map { path -> Data in
+            guard try system.info(path) != nil else { throw OptionsError("--admin-password-file \(path): no such file") }
+            return try system.read(path)
+        }
+        let currentPassword = try existing(Paths.adminPassword)
+        var passwordGenerated = false
+        if adminExists {
+            // The admin's password lives in the database now: keep the file as it is, or its absence (an operator
+            // who deleted it after the first login did the right thing).
+            if let currentPassword { file(Paths.adminPassword, currentPassword, 0o600, svc, label: "first admin's password") }
+        } else {
+            let password = try Secrets.adminPassword(existing: given != nil ? nil : currentPassword, given: given,
+                                                     source: settings.adminPasswordFile)
+            file(Paths.adminPassword, password.content, 0o600, svc, label: "first admin's password")
+            passwordGenerated = password.generated
+        }
+
+        // TLS.
+        var tls: TLSMaterial?
+        switch settings.tls {
+        case .internalCA:
+            let m = try PKI.internalCA(caCert: try existing(Paths.caCert).map { String(decoding: $0, as: UTF8.self) },
+                                       caKey: try existing(Paths.caKey).map { String(decoding: $0, as: UTF8.self) },
+                                       serverCert: try existing(Paths.serverCert).map { String(decoding: $0, as: UTF8.self) },
+                                       serverKey: try existing(Paths.serverKey).map { String(decoding: $0, as: UTF8.self) },
+                                       names: names, now: system.now())
+            file(Paths.caCert, Data(m.caCertificatePEM!.utf8), 0o644, root, label: "internal CA certificate")
+            file(Paths.caKey, Data(m.caKeyPEM!.utf8), 0o600, root, label: "internal CA key")
+            file(Paths.serverCert, Data(m.serverCertificatePEM.utf8), 0o644, root, label: "server certificate")
+            file(Paths.serverKey, Data(m.serverKeyPEM.utf8), 0o600, svc, label: "server key")
+            tls = m
+        case .provided(let certPath, let keyPath):
+            for p in [certPath, keyPath] where try system.info(p) == nil { throw OptionsError("\(p): no such file") }
+            let m = try PKI.provided(certificatePEM: String(decoding: try system.read(certPath), as: UTF8.self),
+                                     keyPEM: String(decoding: try system.read(keyPath), as: UTF8.self),
+                                     certPath: certPath, keyPath: keyPath, now: system.now())
+            file(Paths.serverCert, Data(m.serverCertificatePEM.utf8), 0o644, root, label: "server certificate from \(certPath)")
+            file(Paths.serverKey, Data(m.serverKeyPEM.utf8), 0o600, svc, label: "server key from \(keyPath)")
+            tls = m
+        case .off:
+            break
+        }
+
+        // Config and unit, rendered from templates/.
+        var config = ServerConfigContext()
+        config.host = settings.host
+        config.port = settings.port
+        config.metricsPort = settings.metricsPort
+        config.tlsCertFile = tls == nil ? nil : Paths.serverCert
+        config.tlsKeyFile = tls == nil ? nil : Paths.serverKey
+        config.registration = settings.registration
+        config.logLevel = settings.logLevel
+        config.databasePath = Paths.database
+        config.jwtKeyFile = Paths.jwtKey
+        config.dataDir = Paths.data
+        file(Paths.config, Data(try templates.renderServerConfig(config).utf8), 0o640, rootGroupSvc)
+
+        var unit = ServiceUnitContext()
+        unit.unitName = Paths.serverUnitName
+        unit.binary = Paths.currentBinary
+        unit.configPath = Paths.config
+        unit.configDir = Paths.etc
+        unit.user = Self.user
+        unit.group = Self.user
+        unit.dataDir = Paths.data
+        unit.ports = settings.ports
+        file(Paths.serverUnit, Data(try templates.renderServerUnit(unit).utf8), 0o644, root)
+
+        if managesServices {
+            d.systemdUnits = initSystem == .systemd
+            d.services.append(.init(unit: Paths.serverUnitName, unitFile: layout.path(Paths.serverUnit),
+                                    restartOn: [Paths.config, Paths.jwtKey, Paths.serverCert, Paths.serverKey, Paths.current,
+                                                "\(releaseDir)/bin/warbler"].map(layout.path)))
+            d.oneTime.append(.init(
+                name: "create the first admin, \(settings.adminUser)",
+                argv: [Paths.currentBinary, "user-add", settings.adminUser, "--admin", "--exists-ok",
+                       "--password-file", Paths.adminPassword, "--config", Paths.config],
+                user: Self.user, marker: layout.path(Paths.adminCreatedMarker)))
+        }
+        return (d, Facts(tls: tls, adminPasswordGenerated: passwordGenerated, adminPasswordIgnored: given != nil && adminExists))
+    }
+}

@@ -1,0 +1,136 @@
+import Foundation
+import Yams
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Services on hosts where systemd is not PID 1: each daemon runs detached in its own session as the service
+/// user, with a PID file under /run/warbler and its output appended to /var/log/warbler/NAME.log.
+///
+/// This round it starts, stops and restarts; restarting a crashed daemon with backoff is `warbler supervise`'s job
+/// (not built yet), so a daemon that dies stays down until the next `warbler install` or a restart.
+struct BuiltinServices {
+    let system: LocalSystem
+    static let runDir = "/run/warbler"
+
+    struct Daemon {
+        var argv: [String]
+        var pidFile: String
+        var logFile: String
+        /// The IPv4 address and TCP port whose listener means ready.
+        var readyAddress: IPAddress?
+        var readyPort: Int?
+    }
+
+    func daemon(_ unit: String) throws -> Daemon {
+        guard unit == Paths.serverUnitName else { throw SystemError("the built-in supervisor does not know \(unit)") }
+        var port: Int?, address = IPAddress.parse("127.0.0.1")
+        if let text = try? String(contentsOfFile: Paths.config, encoding: .utf8),
+           let yaml = try? Yams.load(yaml: text) as? [String: Any], let server = yaml["server"] as? [String: Any] {
+            port = server["port"] as? Int
+            if let host = server["host"] as? String, let ip = IPAddress.parse(host), host != "0.0.0.0" { address = ip }
+        }
+        return Daemon(argv: [Paths.currentBinary, "server", "--config", Paths.config],
+                      pidFile: "\(Self.runDir)/server.pid", logFile: "\(Paths.logs)/server.log",
+                      readyAddress: address?.isIPv4 == true ? address : nil, readyPort: port)
+    }
+
+    func status(_ unit: String) throws -> ServiceStatus {
+        // Nothing starts at boot without an init system; "enabled" has no meaning here.
+        ServiceStatus(enabled: true, active: runningPID(try daemon(unit)) != nil)
+    }
+
+    func perform(_ action: ServiceAction) throws {
+        switch action {
+        case .daemonReload, .enable, .disable:
+            return
+        case .start(let u):
+            let d = try daemon(u)
+            if runningPID(d) == nil { try start(d, unit: u) }
+        case .stop(let u):
+            try stop(try daemon(u))
+        case .restart(let u):
+            let d = try daemon(u)
+            try stop(d)
+            try start(d, unit: u)
+        }
+    }
+
+    func runningPID(_ d: Daemon) -> pid_t? {
+        guard let text = try? String(contentsOfFile: d.pidFile, encoding: .utf8),
+              let pid = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)), pid > 0, kill(pid, 0) == 0,
+              let cmdline = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return nil }
+        // A recycled PID belongs to some other program.
+        let args = cmdline.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+        return args.contains(d.argv[0]) && args.contains("server") ? pid : nil
+    }
+
+    func start(_ d: Daemon, unit: String) throws {
+        try system.makeDirectory(Self.runDir, mode: 0o755, owner: nil)
+        let owner = Owner(Blueprint.user, Blueprint.user)
+        try system.makeDirectory(Paths.logs, mode: 0o750, owner: owner)
+        if try system.info(d.logFile) == nil { try system.write(d.logFile, Data(), mode: 0o640, owner: owner) }
+        let argv = ["/usr/bin/setpriv", "--reuid=\(Blueprint.user)", "--regid=\(Blueprint.user)", "--init-groups", "--"] + d.argv
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, d.logFile, O_WRONLY | O_APPEND | O_CREAT, 0o640)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        var attrs = posix_spawnattr_t()
+        posix_spawnattr_init(&attrs)
+        defer { posix_spawnattr_destroy(&attrs) }
+        // Its own session: the terminal closing or the installer ending does not reach it.
+        // POSIX_SPAWN_SETSID (glibc 2.26+) is hidden behind _GNU_SOURCE in the headers Swift sees.
+        let spawnSetsid: Int16 = 0x80
+        posix_spawnattr_setflags(&attrs, spawnSetsid)
+        var pid: pid_t = 0
+        let cargs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
+        defer { cargs.forEach { free($0) } }
+        let environment: [String] = ["PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8"]
+        let env: [UnsafeMutablePointer<CChar>?] = environment.map { strdup($0) } + [nil]
+        defer { env.forEach { free($0) } }
+        let rc = posix_spawn(&pid, argv[0], &actions, &attrs, cargs, env)
+        guard rc == 0 else { throw SystemError("cannot start \(unit): \(String(cString: strerror(rc)))") }
+        try system.write(d.pidFile, Data("\(pid)\n".utf8), mode: 0o644, owner: nil)
+        try waitReady(pid: pid, daemon: d, unit: unit)
+    }
+
+    func waitReady(pid: pid_t, daemon d: Daemon, unit: String) throws {
+        let deadline = Date().addingTimeInterval(60)
+        while Date() < deadline {
+            var status: Int32 = 0
+            if waitpid(pid, &status, WNOHANG) == pid || kill(pid, 0) != 0 {
+                throw SystemError("\(unit) exited while starting; see \(d.logFile)")
+            }
+            guard let port = d.readyPort, let address = d.readyAddress else { return }
+            if Self.accepts(address, port: port) { return }
+            usleep(100_000)
+        }
+        throw SystemError("\(unit) did not start listening within 60 seconds; see \(d.logFile)")
+    }
+
+    static func accepts(_ address: IPAddress, port: Int) -> Bool {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var sa = sockaddr_in()
+        sa.sin_family = sa_family_t(AF_INET)
+        sa.sin_port = in_port_t(UInt16(port).bigEndian)
+        withUnsafeMutableBytes(of: &sa.sin_addr) { $0.copyBytes(from: address.bytes) }
+        return withUnsafePointer(to: &sa) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } } == 0
+    }
+
+    func stop(_ d: Daemon) throws {
+        guard let pid = runningPID(d) else { try? system.remove(d.pidFile); return }
+        kill(pid, SIGTERM)
+        let deadline = Date().addingTimeInterval(30)
+        while kill(pid, 0) == 0 && Date() < deadline {
+            var status: Int32 = 0
+            _ = waitpid(pid, &status, WNOHANG)
+            usleep(100_000)
+        }
+        if kill(pid, 0) == 0 { kill(pid, SIGKILL) }
+        try? system.remove(d.pidFile)
+    }
+}

@@ -1,0 +1,217 @@
+import Foundation
+import Yams
+
+/// Which init system runs the daemons.
+public enum InitSystem: String, Sendable, Codable, CaseIterable {
+    /// systemd units (systemd must be PID 1).
+    case systemd
+    /// `warbler`'s own supervisor, for hosts (containers) where systemd is not PID 1.
+    case builtin
+    /// Lay out files only; start nothing.
+    case none
+}
+
+/// What an operator asked for, from flags or an answers file (`--config FILE`). Every field is optional: a field
+/// left out keeps the previous install's answer, then the default. YAML keys are snake_case.
+public struct InstallAnswers: Sendable, Equatable, Codable {
+    public var host: String?
+    public var port: Int?
+    public var metricsPort: Int?
+    /// Extra names the server certificate covers (besides the hostname and its addresses).
+    public var domains: [String]?
+    /// Operator-supplied PEM certificate chain and key, instead of the internal CA.
+    public var tlsCert: String?
+    public var tlsKey: String?
+    /// false: plain HTTP (behind a TLS-terminating proxy).
+    public var tls: Bool?
+    public var registration: String?
+    public var adminUser: String?
+    public var adminPasswordFile: String?
+    public var logLevel: String?
+    public var initSystem: InitSystem?
+    public var skipChecks: [String]?
+    public var minFreeDiskMB: Int?
+    public var minMemoryMB: Int?
+
+    public init() {}
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case host, port, domains, tls, registration
+        case metricsPort = "metrics_port"
+        case tlsCert = "tls_cert"
+        case tlsKey = "tls_key"
+        case adminUser = "admin_user"
+        case adminPasswordFile = "admin_password_file"
+        case logLevel = "log_level"
+        case initSystem = "init"
+        case skipChecks = "skip_checks"
+        case minFreeDiskMB = "min_free_disk_mb"
+        case minMemoryMB = "min_memory_mb"
+    }
+
+    /// Parses an answers file. Unknown keys are refused, like the server refuses unknown settings.
+    public static func parse(yaml text: String, source: String) throws -> InstallAnswers {
+        let loaded: Any?
+        do { loaded = try Yams.load(yaml: text) } catch {
+            throw OptionsError("\(source) is not valid YAML: \(error)")
+        }
+        guard let loaded else { return InstallAnswers() }
+        guard let map = loaded as? [String: Any] else { throw OptionsError("\(source) must be a YAML mapping of answers") }
+        let known = Set(CodingKeys.allCases.map(\.rawValue))
+        if let unknown = map.keys.sorted().first(where: { !known.contains($0) }) {
+            throw OptionsError("\(source): unknown answer '\(unknown)'; known answers: \(known.sorted().joined(separator: ", "))")
+        }
+        do { return try YAMLDecoder().decode(InstallAnswers.self, from: text) } catch {
+            throw OptionsError("\(source): \(Self.describe(error))")
+        }
+    }
+
+    public static func load(path: String) throws -> InstallAnswers {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+            throw OptionsError("cannot read the answers file \(path)")
+        }
+        return try parse(yaml: text, source: path)
+    }
+
+    /// `self` where set, `base` elsewhere.
+    public func over(_ base: InstallAnswers) -> InstallAnswers {
+        var out = base
+        out.host = host ?? base.host
+        out.port = port ?? base.port
+        out.metricsPort = metricsPort ?? base.metricsPort
+        out.domains = domains ?? base.domains
+        out.tlsCert = tlsCert ?? base.tlsCert
+        out.tlsKey = tlsKey ?? base.tlsKey
+        out.tls = tls ?? base.tls
+        out.registration = registration ?? base.registration
+        out.adminUser = adminUser ?? base.adminUser
+        out.adminPasswordFile = adminPasswordFile ?? base.adminPasswordFile
+        out.logLevel = logLevel ?? base.logLevel
+        out.initSystem = initSystem ?? base.initSystem
+        out.skipChecks = skipChecks ?? base.skipChecks
+        out.minFreeDiskMB = minFreeDiskMB ?? base.minFreeDiskMB
+        out.minMemoryMB = minMemoryMB ?? base.minMemoryMB
+        return out
+    }
+
+    /// The answers a later run inherits: what shapes the install, not one-run choices (checks skipped, the
+    /// admin password source, thresholds).
+    public var persistent: InstallAnswers {
+        var p = self
+        p.skipChecks = nil
+        p.adminPasswordFile = nil
+        p.minFreeDiskMB = nil
+        p.minMemoryMB = nil
+        return p
+    }
+
+    static func describe(_ error: any Error) -> String {
+        switch error {
+        case DecodingError.typeMismatch(let t, let c), DecodingError.valueNotFound(let t, let c):
+            return "'\(c.codingPath.map(\.stringValue).joined(separator: "."))' must be \(t)"
+        case DecodingError.dataCorrupted(let c):
+            return "'\(c.codingPath.map(\.stringValue).joined(separator: "."))': \(c.debugDescription)"
+        default:
+            return "\(error)"
+        }
+    }
+}
+
+/// The resolved settings of one install: answers over defaults, validated.
+public struct InstallSettings: Sendable, Equatable {
+    public enum TLS: Sendable, Equatable {
+        /// Certificates from the install's own CA.
+        case internalCA
+        /// The operator's certificate chain and key files.
+        case provided(cert: String, key: String)
+        case off
+    }
+
+    public var host = "0.0.0.0"
+    public var port = 8443
+    public var metricsPort = 9464
+    public var domains: [String] = []
+    public var tls: TLS = .internalCA
+    public var registration = "open"
+    public var adminUser = "admin"
+    public var adminPasswordFile: String?
+    public var logLevel = "info"
+    public var initSystem: InitSystem?
+    public var skipChecks: Set<String> = []
+    public var minFreeDiskMB = 1024
+    public var minMemoryMB = 256
+
+    public init() {}
+
+    /// The TCP ports the server binds (the metrics port only when it is on).
+    public var ports: [Int] { metricsPort > 0 ? [port, metricsPort] : [port] }
+
+    /// Applies `answers` over the defaults and checks every value, reporting all problems at once.
+    public init(_ answers: InstallAnswers) throws {
+        var s = InstallSettings()
+        var problems: [String] = []
+        if let h = answers.host { s.host = h }
+        if let p = answers.port { s.port = p }
+        if let p = answers.metricsPort { s.metricsPort = p }
+        if let d = answers.domains { s.domains = d.map { $0.lowercased() } }
+        if let r = answers.registration { s.registration = r }
+        if let u = answers.adminUser { s.adminUser = u }
+        s.adminPasswordFile = answers.adminPasswordFile
+        if let l = answers.logLevel { s.logLevel = l }
+        s.initSystem = answers.initSystem
+        s.skipChecks = Set(answers.skipChecks ?? [])
+        if let m = answers.minFreeDiskMB { s.minFreeDiskMB = m }
+        if let m = answers.minMemoryMB { s.minMemoryMB = m }
+
+        switch (answers.tlsCert, answers.tlsKey) {
+        case (let c?, let k?):
+            if answers.tls == false { problems.append("--no-tls contradicts --tls-cert/--tls-key: give one or the other") }
+            s.tls = .provided(cert: c, key: k)
+        case (nil, nil):
+            s.tls = answers.tls == false ? .off : .internalCA
+        default:
+            problems.append("give both --tls-cert and --tls-key, or neither (the internal CA then issues the certificate)")
+        }
+
+        if !(1...65535).contains(s.port) { problems.append("port \(s.port) is not 1-65535") }
+        if s.metricsPort != -1 && !(1...65535).contains(s.metricsPort) { problems.append("metrics port \(s.metricsPort) is not 1-65535 (or -1 for off)") }
+        if s.metricsPort == s.port { problems.append("the metrics port and the server port are both \(s.port): pick two") }
+        if !["open", "admin"].contains(s.registration) { problems.append("registration must be open or admin, not '\(s.registration)'") }
+        if !["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(s.logLevel) {
+            problems.append("log level must be trace, debug, info, notice, warning, error or critical, not '\(s.logLevel)'")
+        }
+        if !Self.isAddress(s.host) { problems.append("host '\(s.host)' is not an IP address to listen on (0.0.0.0 for all)") }
+        for d in s.domains where !Self.isDomainName(d) && !Self.isAddress(d) { problems.append("'\(d)' is not a domain name or an IP address") }
+        if !Self.isUsername(s.adminUser) { problems.append("admin user '\(s.adminUser)' must be 3-32 of a-z 0-9 . _ -") }
+        if s.minFreeDiskMB < 0 || s.minMemoryMB < 0 { problems.append("minimums cannot be negative") }
+        guard problems.isEmpty else { throw OptionsError(problems.joined(separator: "\n")) }
+        self = s
+    }
+
+    static func isAddress(_ s: String) -> Bool { IPAddress.parse(s) != nil }
+
+    /// A DNS name (a leading `*.` wildcard allowed) in lower case.
+    static func isDomainName(_ s: String) -> Bool {
+        guard !s.isEmpty, s.count <= 253 else { return false }
+        let labels = s.split(separator: ".", omittingEmptySubsequences: false)
+        for (i, l) in labels.enumerated() {
+            if i == 0 && l == "*" && labels.count > 2 { continue }
+            guard (1...63).contains(l.count), l.first != "-", l.last != "-",
+                  l.unicodeScalars.allSatisfy({ ("a"..."z").contains($0) || ("0"..."9").contains($0) || $0 == "-" })
+            else { return false }
+        }
+        return true
+    }
+
+    static func isUsername(_ s: String) -> Bool {
+        (3...32).contains(s.count) && s.unicodeScalars.allSatisfy {
+            ("a"..."z").contains($0) || ("0"..."9").contains($0) || $0 == "." || $0 == "_" || $0 == "-"
+        }
+    }
+}
+
+/// An answer that cannot be used, with what to give instead.
+public struct OptionsError: Error, CustomStringConvertible, Sendable, Equatable {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}

@@ -1,0 +1,47 @@
+/// Where an install puts things. `Paths` are as the installed host sees them (they go into configs and units);
+/// `Layout` prefixes them with a staging root (`--root DIR`) to get the path this process writes.
+public enum Paths {
+    public static let etc = "/etc/warbler"
+    public static let config = "/etc/warbler/warbler.yaml"
+    public static let secrets = "/etc/warbler/secrets"
+    public static let jwtKey = "/etc/warbler/secrets/jwt.key"
+    public static let adminPassword = "/etc/warbler/secrets/admin-password"
+    public static let tls = "/etc/warbler/tls"
+    public static let caCert = "/etc/warbler/tls/ca.crt"
+    public static let caKey = "/etc/warbler/tls/ca.key"
+    public static let serverCert = "/etc/warbler/tls/server.crt"
+    public static let serverKey = "/etc/warbler/tls/server.key"
+    public static let opt = "/opt/warbler"
+    public static let releases = "/opt/warbler/releases"
+    public static let current = "/opt/warbler/current"
+    public static let currentBinary = "/opt/warbler/current/bin/warbler"
+    public static let data = "/var/lib/warbler"
+    public static let database = "/var/lib/warbler/warbler.db"
+    public static let installState = "/var/lib/warbler/install"
+    public static let journal = "/var/lib/warbler/install/journal.json"
+    public static let journalBackups = "/var/lib/warbler/install/backup"
+    public static let adminCreatedMarker = "/var/lib/warbler/install/admin-created"
+    public static let logs = "/var/log/warbler"
+    public static let unitDir = "/etc/systemd/system"
+    public static let serverUnitName = "warbler-server.service"
+    public static let serverUnit = "/etc/systemd/system/warbler-server.service"
+
+    public static func release(_ version: String) -> String { "\(releases)/\(version)" }
+}
+
+/// The installer's view of the target: the host itself, or a staging directory.
+public struct Layout: Sendable, Equatable {
+    /// Empty for the host; otherwise an absolute directory every path is placed under.
+    public let root: String
+
+    public init(root: String? = nil) {
+        var r = root ?? ""
+        while r.count > 1 && r.hasSuffix("/") { r.removeLast() }
+        self.root = r == "/" ? "" : r
+    }
+
+    public var isStaging: Bool { !root.isEmpty }
+
+    /// The path this process uses for the host path `target`.
+    public func path(_ target: String) -> String { root + target }
+}

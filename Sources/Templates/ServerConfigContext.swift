@@ -1,0 +1,75 @@
+/// What `warbler.yaml.mustache` is rendered from: the settings the installer manages. Every other server setting
+/// keeps its default (or a `WARBLER_…` environment override).
+public struct ServerConfigContext: Sendable, Equatable {
+    public var host = "0.0.0.0"
+    public var port = 8443
+    /// PEM chain and key; both nil turns TLS off.
+    public var tlsCertFile: String?
+    public var tlsKeyFile: String?
+    public var allowedOrigins: [String] = []
+    public var metricsHost = "127.0.0.1"
+    /// -1 turns the metrics listener off.
+    public var metricsPort = 9464
+    public var storageDriver = "sqlite"
+    public var databasePath = "/var/lib/warbler/warbler.db"
+    /// `open` or `admin`.
+    public var registration = "open"
+    public var jwtKeyFile = "/etc/warbler/secrets/jwt.key"
+    public var dataDir = "/var/lib/warbler"
+    public var logLevel = "info"
+
+    public init() {}
+
+    /// The values as YAML literals, in the shape the template addresses (`server.port`, `auth.jwtKeyFile`, …).
+    func view() -> [String: Any] {
+        [
+            "server": [
+                "host": YAML.quote(host),
+                "port": String(port),
+                "tlsCert": YAML.quote(tlsCertFile ?? ""),
+                "tlsKey": YAML.quote(tlsKeyFile ?? ""),
+                "allowedOrigins": YAML.list(allowedOrigins),
+            ],
+            "metrics": ["host": YAML.quote(metricsHost), "port": String(metricsPort)],
+            "storage": ["driver": YAML.quote(storageDriver), "path": YAML.quote(databasePath)],
+            "auth": ["registration": YAML.quote(registration), "jwtKeyFile": YAML.quote(jwtKeyFile)],
+            "dataDir": YAML.quote(dataDir),
+            "logLevel": YAML.quote(logLevel),
+        ]
+    }
+}
+
+/// YAML literals for values that came from an operator: always double-quoted, so no value can end the mapping,
+/// start a comment or change type.
+public enum YAML {
+    public static func quote(_ s: String) -> String {
+        var out = "\""
+        for scalar in s.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\t": out += "\\t"
+            case "\r": out += "\\r"
+            default:
+                if scalar.value < 0x20 || scalar.value == 0x7f || (0x80...0x9f).contains(scalar.value) {
+                    out += "\\x" + String(scalar.value, radix: 16, uppercase: true).leftPadded(to: 2)
+                } else if scalar.value == 0x2028 || scalar.value == 0x2029 || scalar.value == 0xfeff {
+                    out += "\\u" + String(scalar.value, radix: 16, uppercase: true).leftPadded(to: 4)
+                } else {
+                    out.unicodeScalars.append(scalar)
+                }
+            }
+        }
+        return out + "\""
+    }
+
+    /// A flow sequence of quoted strings: `["a", "b"]`, or `[]`.
+    public static func list(_ items: [String]) -> String {
+        "[" + items.map(quote).joined(separator: ", ") + "]"
+    }
+}
+
+extension String {
+    func leftPadded(to n: Int) -> String { String(repeating: "0", count: Swift.max(0, n - count)) + self }
+}

@@ -1,0 +1,133 @@
+import ArgumentParser
+import Foundation
+import IMServer
+import Installer
+import Templates
+
+/// The answers `install` and `doctor` share: flags, and `--config FILE` under them.
+struct InstallFlags: ParsableArguments {
+    @Option(help: "Stage the whole install under DIR and start nothing (image builders, tests).")
+    var root: String?
+    @Option(name: .customLong("init"), help: "What runs the services: systemd, builtin (Warbler's supervisor) or none (files only). Default: systemd when it is PID 1, else builtin.")
+    var initSystem: String?
+    @Option(help: "The server's port (default 8443).")
+    var port: Int?
+    @Option(help: "The address the server listens on (default 0.0.0.0).")
+    var host: String?
+    @Option(help: "The Prometheus metrics port on 127.0.0.1 (default 9464; -1 turns it off).")
+    var metricsPort: Int?
+    @Option(help: "A name clients use to reach the server; the certificate covers it. Repeat for more.")
+    var domain: [String] = []
+    @Option(help: "Your own PEM certificate chain, instead of the internal CA (with --tls-key).")
+    var tlsCert: String?
+    @Option(help: "The private key of --tls-cert (PEM).")
+    var tlsKey: String?
+    @Flag(help: "Serve plain HTTP (only behind a proxy that terminates TLS).")
+    var noTLS = false
+    @Option(help: "A YAML answers file (keys: port, host, metrics_port, domains, tls_cert, tls_key, tls, registration, admin_user, admin_password_file, log_level, init, skip_checks, min_free_disk_mb, min_memory_mb). Flags override it.")
+    var config: String?
+    @Option(help: "Skip a preflight check by name (root, platform, init, disk, memory, ports, clock, hostname, existing-install). Repeatable.")
+    var skipCheck: [String] = []
+    @Option(help: "A file whose first line is the first admin's password (default: a random one, kept in /etc/warbler/secrets/admin-password).")
+    var adminPasswordFile: String?
+    @Option(help: "The first admin's username (default admin).")
+    var adminUser: String?
+    @Option(help: "open: anyone may register; admin: only admins create accounts.")
+    var registration: String?
+
+    func validate() throws {
+        if let i = initSystem, InitSystem(rawValue: i) == nil {
+            throw ValidationError("--init must be systemd, builtin or none, not '\(i)'")
+        }
+        if let r = root, !r.hasPrefix("/") { throw ValidationError("--root needs an absolute path") }
+    }
+
+    var layout: Layout { Layout(root: root) }
+
+    /// The flags over the answers file.
+    func answers() throws -> InstallAnswers {
+        var flags = InstallAnswers()
+        flags.port = port
+        flags.host = host
+        flags.metricsPort = metricsPort
+        flags.domains = domain.isEmpty ? nil : domain
+        flags.tlsCert = tlsCert
+        flags.tlsKey = tlsKey
+        flags.tls = noTLS ? false : nil
+        flags.skipChecks = skipCheck.isEmpty ? nil : skipCheck
+        flags.adminPasswordFile = adminPasswordFile
+        flags.adminUser = adminUser
+        flags.registration = registration
+        flags.initSystem = initSystem.flatMap(InitSystem.init(rawValue:))
+        guard let config else { return flags }
+        return flags.over(try InstallAnswers.load(path: config))
+    }
+}
+
+extension Warbler {
+    struct Install: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Install Warbler on this host, or converge an install to new settings (safe to re-run).",
+            discussion: """
+                Checks the host first and reports every problem at once. Re-running with the same settings changes \
+                nothing; with changed settings it rewrites only what changed and restarts only what must restart. \
+                Settings not given keep their previous values. An interrupted run is resumed by the next one, or \
+                reverted with --undo.
+                """)
+
+        @OptionGroup var flags: InstallFlags
+        @Option(help: "The warbler executable to install (default: this one).")
+        var binary = "/proc/self/exe"
+        @Option(help: "The templates directory (default: found beside the release or in the checkout).")
+        var templates: String?
+        @Flag(help: "Do not ask before restarting a running service or undoing.")
+        var yes = false
+        @Flag(help: "Show the plan and change nothing.")
+        var dryRun = false
+        @Flag(help: "Revert what an interrupted install did, instead of resuming it.")
+        var undo = false
+
+        func run() throws {
+            do {
+                let layout = flags.layout
+                let lock = try InstallLock(path: InstallLock.path(for: layout))
+                defer { withExtendedLifetime(lock) {} }
+                let installer = Installer(system: LocalSystem(), probe: LiveHostProbe())
+                if undo {
+                    guard confirm("Revert the interrupted install?") else { throw ExitCode(1) }
+                    for line in try installer.undo(layout: layout) { print("  \(line)") }
+                    print("Reverted the interrupted install; run `warbler install` to install again.")
+                    return
+                }
+                let dir = try templates ?? TemplateSet.locate(executable: binary)
+                let request = InstallRequest(answers: try flags.answers(), layout: layout,
+                                             release: BinaryRelease(version: WarblerVersion.version, binaryPath: binary),
+                                             templates: try TemplateSet(directory: dir))
+                var preview = request
+                preview.dryRun = true
+                let planned = try installer.install(preview)
+                print("Preflight:")
+                print(planned.preflight.render(), terminator: "")
+                print("Plan:")
+                print(planned.plan.render(), terminator: "")
+                if dryRun { print(planned.render(), terminator: ""); return }
+                let disruptive = planned.plan.serviceActions.contains { if case .restart = $0 { true } else { false } }
+                if disruptive && !confirm("This restarts running services. Go ahead?") { throw ExitCode(1) }
+                if !planned.plan.isEmpty { print("Applying:") }
+                let outcome = try installer.install(request) { print("  - \($0)") }
+                print(outcome.render(), terminator: "")
+            } catch let e as ExitCode {
+                throw e
+            } catch {
+                throw fail(error)
+            }
+        }
+
+        /// Asks on a terminal unless --yes; scripts (no terminal) go ahead.
+        func confirm(_ question: String) -> Bool {
+            if yes || isatty(0) == 0 { return true }
+            print("\(question) [y/N] ", terminator: "")
+            return ["y", "yes"].contains(readLine()?.lowercased() ?? "")
+        }
+    }
+}

@@ -1,0 +1,63 @@
+import Foundation
+import Templates
+import Testing
+
+/// The rendered units, checked by systemd's own tools (systemd-analyze from the host's systemd).
+@Suite struct SystemdAnalyzeTests {
+    struct Result {
+        var status: Int32
+        var output: String
+    }
+
+    static func run(_ args: [String]) throws -> Result {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/systemd-analyze")
+        p.arguments = args
+        let pipe = Pipe()
+        p.standardOutput = pipe
+        p.standardError = pipe
+        try p.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return Result(status: p.terminationStatus, output: String(decoding: data, as: UTF8.self))
+    }
+
+    /// Renders the unit into a fresh directory, with ExecStart pointing at a real executable there
+    /// (verify refuses a unit whose binary is missing).
+    static func renderUnit(ports: [Int]) throws -> (dir: String, unit: String) {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("warbler-units-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir + "/bin", withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: "/bin/true", toPath: dir + "/bin/warbler")
+        var u = ServiceUnitContext()
+        u.binary = dir + "/bin/warbler"
+        u.ports = ports
+        let unit = dir + "/" + u.unitName
+        try TemplateSet(directory: Repo.templates).renderServerUnit(u).write(toFile: unit, atomically: true, encoding: .utf8)
+        return (dir, unit)
+    }
+
+    @Test(arguments: [[8443, 9464], [443, 9464]])
+    func systemdAnalyzeVerifyAcceptsTheRenderedUnit(ports: [Int]) throws {
+        let (dir, unit) = try Self.renderUnit(ports: ports)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let r = try Self.run(["verify", "--man=no", unit])
+        #expect(r.status == 0, "systemd-analyze verify failed:\n\(r.output)")
+        // Warnings about our unit (an unknown directive, a bad value) do not fail verify: look for them too.
+        let ours = r.output.split(separator: "\n").filter { $0.contains("warbler-server.service") }
+        #expect(ours.isEmpty, "systemd-analyze verify complained:\n\(ours.joined(separator: "\n"))")
+    }
+
+    /// The gate from hardening.md: exit 0 means an exposure of 2.0 or lower ("OK").
+    @Test(arguments: [[8443, 9464], [443, 9464]])
+    func systemdAnalyzeSecurityRatesTheUnitTwoOrLower(ports: [Int]) throws {
+        let (dir, unit) = try Self.renderUnit(ports: ports)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let r = try Self.run(["security", "--offline=yes", "--threshold=20", "--no-pager", unit])
+        let line = r.output.split(separator: "\n").first { $0.contains("Overall exposure level") }.map(String.init) ?? ""
+        print("systemd-analyze security, ports \(ports): \(line.trimmingCharacters(in: .whitespaces))")
+        #expect(r.status == 0, "rated above 2.0:\n\(r.output)")
+        let score = line.split(separator: ":").last?.split(separator: " ").first.flatMap { Double($0) }
+        let value = try #require(score, "no exposure level in:\n\(r.output)")
+        #expect(value <= 2.0)
+    }
+}

@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# End-to-end check of `warbler install` on fresh Debian 12 roots: one booted with systemd (systemd-nspawn -b), one
+# without systemd as PID 1 (a container running a script), each with a private network.
+#
+#   sudo scripts/e2e-nspawn.sh [WARBLER_BINARY]     (default .build/debug/warbler)
+#
+# Needs mmdebstrap and systemd-container (apt-get install mmdebstrap systemd-container). The minimal Debian root is
+# built once and cached in $WARBLER_E2E_CACHE (default /var/cache/warbler-e2e). A build from this checkout links the
+# toolchain's Swift runtime by absolute path, so /opt/swift is bound read-only into the containers (the release file
+# from packaging/build.sh will carry its runtime itself).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=$(readlink -f "${1:-.build/debug/warbler}")
+TEMPLATES=$(pwd)/templates
+CACHE=${WARBLER_E2E_CACHE:-/var/cache/warbler-e2e}
+[ -x "$BIN" ] || { echo "no warbler binary at $BIN; build it or pass its path" >&2; exit 2; }
+[ "$(id -u)" = 0 ] || { echo "run as root (systemd-nspawn)" >&2; exit 2; }
+mkdir -p "$CACHE"
+if [ ! -f "$CACHE/root.tar" ]; then
+  echo "==> building the Debian 12 root (once)"
+  mmdebstrap --variant=minbase --include=systemd,systemd-sysv,dbus,iproute2,curl,ca-certificates bookworm "$CACHE/root.tar" >"$CACHE/mmdebstrap.log" 2>&1
+fi
+WORK=$(mktemp -d "$CACHE/run.XXXXXX")
+NSPAWN_PID=
+cleanup() {
+  if [ -n "$NSPAWN_PID" ] && kill -0 "$NSPAWN_PID" 2>/dev/null; then
+    nsenter -t "$INIT" -a systemctl poweroff >/dev/null 2>&1 || kill "$NSPAWN_PID"
+    wait "$NSPAWN_PID" 2>/dev/null || true
+  fi
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+ok() { echo "  ok: $*"; }
+binds=(--bind-ro=/opt/swift --bind-ro="$BIN":/root/warbler --bind-ro="$TEMPLATES":/root/templates)
+
+echo "==> systemd host"
+mkdir "$WORK/sd" && tar -C "$WORK/sd" -xf "$CACHE/root.tar"
+systemd-nspawn --register=no --keep-unit --private-network -D "$WORK/sd" -M e2e-systemd -b "${binds[@]}" >"$WORK/sd.console" 2>&1 &
+NSPAWN_PID=$!
+for _ in $(seq 100); do INIT=$(pgrep -P "$NSPAWN_PID" | head -1 || true); [ -n "$INIT" ] && break; sleep 0.1; done
+[ -n "$INIT" ] || fail "the container did not start"
+inside() { nsenter -t "$INIT" -a "$@"; }
+for _ in $(seq 300); do
+  s=$(inside systemctl is-system-running 2>/dev/null || true)
+  case "$s" in running|degraded) break ;; esac
+  sleep 0.1
+done
+login() { # port
+  inside sh -c "curl -sf --cacert /etc/warbler/tls/ca.crt --resolve \$(hostname):$1:127.0.0.1 https://\$(hostname):$1/v1/auth/login \
+    -H 'content-type: application/json' -d \"{\\\"username\\\":\\\"admin\\\",\\\"password\\\":\\\"\$(head -1 /etc/warbler/secrets/admin-password)\\\"}\"" \
+    | grep -q accessToken
+}
+start=$(date +%s%N)
+inside /root/warbler install --templates /root/templates --yes >"$WORK/install1.log" 2>&1 || { cat "$WORK/install1.log"; fail "install"; }
+login 8443 || fail "log in after install"
+ms=$(( ($(date +%s%N) - start) / 1000000 ))
+ok "installed and logged in as admin over TLS (verified against the internal CA) in $((ms / 1000)).$(printf %03d $((ms % 1000)))s"
+[ "$(inside systemctl is-active warbler-server)" = active ] && [ "$(inside systemctl is-enabled warbler-server)" = enabled ] || fail "unit not active and enabled"
+score=$(inside systemd-analyze security warbler-server --no-pager | tail -1)
+ok "warbler-server.service active, enabled; ${score#→ }"
+pid=$(inside systemctl show -p MainPID --value warbler-server)
+inside /root/warbler install --templates /root/templates --yes >"$WORK/install2.log" 2>&1 || fail "re-run"
+grep -q "nothing to change" "$WORK/install2.log" && [ "$(inside systemctl show -p MainPID --value warbler-server)" = "$pid" ] \
+  || { cat "$WORK/install2.log"; fail "re-run changed something"; }
+ok "re-run: nothing to change, server not restarted"
+inside /root/warbler install --templates /root/templates --yes --port 9443 >"$WORK/install3.log" 2>&1 || { cat "$WORK/install3.log"; fail "port change"; }
+steps=$(sed -n '/^Plan:/,/^Applying:/p' "$WORK/install3.log" | grep -c '^  [0-9]')
+[ "$steps" = 4 ] && login 9443 || { cat "$WORK/install3.log"; fail "port change: expected 4 steps (config, unit, daemon-reload, restart)"; }
+ok "--port 9443: rewrote warbler.yaml and the unit, reloaded, restarted the server; login on 9443"
+pid=$(inside systemctl show -p MainPID --value warbler-server)
+inside sh -c "kill -9 $pid"
+for _ in $(seq 100); do n=$(inside systemctl show -p MainPID --value warbler-server); [ "$n" != "$pid" ] && [ "$n" != 0 ] && login 9443 && break; sleep 0.1; done
+[ "$(inside systemctl show -p NRestarts --value warbler-server)" -ge 1 ] || fail "systemd did not restart the killed server"
+ok "kill -9: systemd restarted the server and it serves again"
+inside systemctl poweroff >/dev/null 2>&1 || true
+wait "$NSPAWN_PID" 2>/dev/null || true
+NSPAWN_PID=
+
+echo "==> host without systemd as PID 1 (built-in supervisor)"
+mkdir "$WORK/ctr" && tar -C "$WORK/ctr" -xf "$CACHE/root.tar"
+cat >"$WORK/ctr/root/check.sh" <<'SCRIPT'
+#!/bin/sh
+set -e
+login() { curl -sf --cacert /etc/warbler/tls/ca.crt --resolve "$(hostname):$1:127.0.0.1" "https://$(hostname):$1/v1/auth/login" \
+  -H 'content-type: application/json' -d "{\"username\":\"admin\",\"password\":\"$(head -1 /etc/warbler/secrets/admin-password)\"}" | grep -q accessToken; }
+/root/warbler install --templates /root/templates --yes >/root/i1.log 2>&1 || { cat /root/i1.log; exit 1; }
+grep -q "built-in supervisor" /root/i1.log && login 8443 && echo "  ok: installed under the built-in supervisor; logged in"
+/root/warbler install --templates /root/templates --yes >/root/i2.log 2>&1
+grep -q "nothing to change" /root/i2.log && echo "  ok: re-run: nothing to change"
+/root/warbler install --templates /root/templates --yes --port 9443 >/root/i3.log 2>&1
+login 9443 && echo "  ok: --port 9443: restarted on the new port (pid $(cat /run/warbler/server.pid), log /var/log/warbler/server.log)"
+SCRIPT
+chmod +x "$WORK/ctr/root/check.sh"
+out=$(systemd-nspawn --register=no --keep-unit --private-network -D "$WORK/ctr" -M e2e-builtin --as-pid2 "${binds[@]}" /root/check.sh 2>&1 || true)
+echo "$out" | grep '^  ok:' || true
+[ "$(echo "$out" | grep -c '^  ok:')" = 3 ] || { echo "$out" >&2; fail "built-in supervisor run"; }
+echo "==> all passed"
