@@ -31,6 +31,7 @@ let package = Package(
     ],
     targets: [
         .systemLibrary(name: "CSystemd", pkgConfig: "libsystemd", providers: [.apt(["libsystemd-dev"])]),
+        .systemLibrary(name: "CArchive", pkgConfig: "libarchive", providers: [.apt(["libarchive-dev"])]),
         .target(
             name: "IMCore",
             dependencies: [],
@@ -105,12 +106,25 @@ let package = Package(
             dependencies: ["IMClient", "IMCore"],
             swiftSettings: strict
         ),
+        .target(
+            name: "Payload",
+            dependencies: [
+                "CArchive",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "warbler",
             dependencies: [
-                "IMServer", "LoadGen",
+                "IMServer", "LoadGen", "Payload",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "PayloadTests",
+            dependencies: ["Payload", "CArchive", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: strict
         ),
         .testTarget(
