@@ -20,18 +20,28 @@ enum ArchivePath {
         return String(path)
     }
 
-    /// Whether a symlink at `link` (a normalized archive path) pointing at `target` resolves inside the tree,
-    /// judged on the text alone: the target is relative and never climbs above the root.
+    /// Whether a symlink at `link` (a normalized archive path) pointing at `target` resolves inside the tree.
+    ///
+    /// Judged on the text: the target is relative, climbs with leading `..` only (never more levels than the link
+    /// is deep), then names plain components. `..` after a name is refused because the name may itself be a symlink:
+    /// with `s -> .`, the target `s/..` looks inside but resolves to the tree's parent. Links are only ever placed in
+    /// real directories (see `Extractor`), so the leading `..` climb exactly as the text says, and every name that is
+    /// a symlink is checked by this same rule.
     static func symlinkStaysInside(link: String, target: String) -> Bool {
         guard !target.isEmpty, !target.hasPrefix("/"), !target.utf8.contains(0) else { return false }
-        var depth = link.split(separator: "/").count - 1  // the link's directory
-        for component in target.split(separator: "/", omittingEmptySubsequences: true) {
+        let depth = link.split(separator: "/").count - 1  // how deep the link's directory is
+        var climbs = 0
+        var descended = false
+        for component in target.split(separator: "/", omittingEmptySubsequences: false) {
             switch component {
-            case ".": continue
             case "..":
-                depth -= 1
-                if depth < 0 { return false }
-            default: depth += 1
+                guard !descended else { return false }
+                climbs += 1
+                if climbs > depth { return false }
+            case "", ".":
+                return false
+            default:
+                descended = true
             }
         }
         return true

@@ -142,7 +142,7 @@ import Testing
     }
 
     @Test func symlinksPointingOutsideAreRefused() throws {
-        for target in ["/etc/passwd", "../outside", "sub/../../outside", ""] {
+        for target in ["/etc/passwd", "../outside", "sub/../../outside", "", "./x", "a//b"] {
             let scratch = try Scratch()
             let archive = scratch.file("evil.tar.gz")
             try HostileArchive.write(to: archive, entries: [.init(path: "link", type: S_IFLNK, mode: 0o777, symlink: target)])
@@ -152,6 +152,21 @@ import Testing
             #expect(error?.code == .unsafeEntry)
             #expect(try scratch.listing() == ["evil.tar.gz"])
         }
+    }
+
+    @Test func aSymlinkClimbingThroughAnotherSymlinkIsRefused() throws {
+        let scratch = try Scratch()
+        let archive = scratch.file("evil.tar.gz")
+        // "d/root/.." reads as the tree itself, but d/root -> .. is the tree's root, so it resolves to the parent.
+        try HostileArchive.write(to: archive, entries: [
+            .init(path: "d", type: S_IFDIR, mode: 0o755),
+            .init(path: "d/root", type: S_IFLNK, mode: 0o777, symlink: ".."),
+            .init(path: "escape", type: S_IFLNK, mode: 0o777, symlink: "d/root/.."),
+        ])
+        let error = #expect(throws: PayloadError.self) { try PayloadArchive.unpack(archive: archive, into: scratch.file("out")) }
+        #expect(error?.code == .unsafeEntry)
+        #expect(error?.message.contains("escape") == true)
+        #expect(try scratch.listing() == ["evil.tar.gz"])
     }
 
     @Test func writingThroughASymlinkIsRefused() throws {
