@@ -34,6 +34,7 @@ let package = Package(
     ],
     targets: [
         .systemLibrary(name: "CSystemd", pkgConfig: "libsystemd", providers: [.apt(["libsystemd-dev"])]),
+        .systemLibrary(name: "CArchive", pkgConfig: "libarchive", providers: [.apt(["libarchive-dev"])]),
         .target(
             name: "IMCore",
             dependencies: [],
@@ -130,12 +131,26 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // The installer file's payload: libarchive tar.gz with a manifest, the trailer, signatures.
+        .target(
+            name: "Payload",
+            dependencies: [
+                "CArchive",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "warbler",
             dependencies: [
-                "IMServer", "LoadGen", "Installer",
+                "IMServer", "LoadGen", "Installer", "Payload",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "PayloadTests",
+            dependencies: ["Payload", "CArchive", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: strict
         ),
         .testTarget(

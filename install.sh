@@ -42,9 +42,9 @@ else
   fi
 fi
 
-if ! pkg-config --exists libsystemd 2>/dev/null; then
-  say "installing build dependencies (libsystemd-dev)"
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libsystemd-dev pkg-config >/dev/null
+if ! pkg-config --exists libsystemd libarchive 2>/dev/null; then
+  say "installing build dependencies (libsystemd-dev, libarchive-dev)"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libsystemd-dev libarchive-dev pkg-config >/dev/null
 fi
 
 say "building warbler (release; the first build takes a while on 2 cores)"

@@ -1,0 +1,67 @@
+import ArgumentParser
+import Payload
+
+extension Warbler {
+    /// Hidden: inspect or unpack the payload this file carries, and the two steps packaging/build.sh uses to make it.
+    struct PayloadCommand: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "payload",
+            abstract: "Verify, extract or build the payload appended to this executable.",
+            shouldDisplay: false,
+            subcommands: [Verify.self, Extract.self, Pack.self, Append.self])
+    }
+}
+
+extension Warbler.PayloadCommand {
+    struct Verify: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Check the payload's SHA-256 and every file in it against its manifest.")
+        @Option(help: "The installer file to check.") var file = SelfContainedFile.selfPath
+
+        func run() throws {
+            do {
+                let (location, manifest) = try SelfContainedFile.inspect(path: file)
+                print("payload ok: sha256 \(location.expectedSHA256Hex), \(manifest.fileCount) files (\(manifest.totalFileBytes) bytes)")
+            } catch { throw fail(error) }
+        }
+    }
+
+    struct Extract: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Verify the payload, then unpack it into DIR (which must not exist).")
+        @Option(help: "The installer file to extract from.") var file = SelfContainedFile.selfPath
+        @Argument(help: "The directory to create.") var directory: String
+
+        func run() throws {
+            do {
+                let manifest = try SelfContainedFile.extractPayload(from: file, into: directory)
+                print("extracted \(manifest.fileCount) files into \(directory)")
+            } catch { throw fail(error) }
+        }
+    }
+
+    struct Pack: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Pack DIR into a deterministic tar.gz with a manifest.")
+        @Argument(help: "The directory to pack.") var directory: String
+        @Argument(help: "The tar.gz to write.") var archive: String
+
+        func run() throws {
+            do {
+                let manifest = try PayloadArchive.pack(directory: directory, to: archive)
+                print("packed \(manifest.fileCount) files from \(directory) into \(archive)")
+            } catch { throw fail(error) }
+        }
+    }
+
+    struct Append: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Write OUTPUT = EXECUTABLE + PAYLOAD + trailer.")
+        @Option(help: "A plain warbler executable.") var executable: String
+        @Option(help: "The payload tar.gz.") var payload: String
+        @Option(help: "The installer file to write.") var output: String
+
+        func run() throws {
+            do {
+                let location = try SelfContainedFile.append(payload: payload, to: executable, output: output)
+                print("wrote \(output): payload of \(location.payloadRange.count) bytes at offset \(location.payloadRange.lowerBound), sha256 \(location.expectedSHA256Hex)")
+            } catch { throw fail(error) }
+        }
+    }
+}
