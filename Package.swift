@@ -130,10 +130,22 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // Operating an install: `status` (unit or supervisor state, readiness, figures, certificate expiry).
+        .target(
+            name: "Operations",
+            dependencies: [
+                "Installer", "IMServer",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "X509", package: "swift-certificates"),
+            ],
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "warbler",
             dependencies: [
-                "IMServer", "LoadGen", "Installer",
+                "IMServer", "LoadGen", "Installer", "Operations",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict
@@ -169,6 +181,14 @@ let package = Package(
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "SwiftASN1", package: "swift-asn1"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "OperationsTests",
+            dependencies: [
+                "Operations", "Installer", "IMServer",
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
         ),
