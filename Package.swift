@@ -131,6 +131,18 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // Operating an install: `status` (unit or supervisor state, readiness, figures, certificate expiry).
+        .target(
+            name: "Operations",
+            dependencies: [
+                "Installer", "IMServer",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "X509", package: "swift-certificates"),
+            ],
+            swiftSettings: strict
+        ),
         // The installer file's payload: libarchive tar.gz with a manifest, the trailer, signatures.
         .target(
             name: "Payload",
@@ -143,7 +155,7 @@ let package = Package(
         .executableTarget(
             name: "warbler",
             dependencies: [
-                "IMServer", "LoadGen", "Installer", "Payload",
+                "IMServer", "LoadGen", "Installer", "Payload", "Operations",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict
@@ -184,6 +196,14 @@ let package = Package(
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "SwiftASN1", package: "swift-asn1"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "OperationsTests",
+            dependencies: [
+                "Operations", "Installer", "IMServer",
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
         ),

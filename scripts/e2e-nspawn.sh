@@ -73,6 +73,16 @@ inside sh -c "kill -9 $pid"
 for _ in $(seq 100); do n=$(inside systemctl show -p MainPID --value warbler-server); [ "$n" != "$pid" ] && [ "$n" != 0 ] && login 9443 && break; sleep 0.1; done
 [ "$(inside systemctl show -p NRestarts --value warbler-server)" -ge 1 ] || fail "systemd did not restart the killed server"
 ok "kill -9: systemd restarted the server and it serves again"
+inside /root/warbler status >"$WORK/status.log" 2>&1 || { cat "$WORK/status.log"; fail "status says unhealthy"; }
+grep -q "active/running" "$WORK/status.log" && grep -q "certificate expires in" "$WORK/status.log" || { cat "$WORK/status.log"; fail "status table"; }
+inside /root/warbler status --json | grep -q '"healthy" : true' || fail "status --json"
+ok "status: healthy, active/running, ready, certificate days shown (table and --json)"
+inside /root/warbler uninstall --yes >"$WORK/uninstall.log" 2>&1 || { cat "$WORK/uninstall.log"; fail "uninstall"; }
+[ ! -e "$WORK/sd/etc/warbler" ] && [ ! -e "$WORK/sd/opt/warbler" ] && [ ! -e "$WORK/sd/etc/systemd/system/warbler-server.service" ] \
+  && [ -f "$WORK/sd/var/lib/warbler/warbler.db" ] && [ ! -e "$WORK/sd/var/lib/warbler/install" ] || { cat "$WORK/uninstall.log"; fail "uninstall left the wrong files"; }
+[ "$(inside systemctl is-active warbler-server || true)" != active ] || fail "the server still runs after uninstall"
+! inside /root/warbler status >/dev/null 2>&1 || fail "status exits 0 with nothing installed"
+ok "uninstall: unit stopped and removed, releases and config gone, /var/lib/warbler kept; status now exits 1"
 inside systemctl poweroff >/dev/null 2>&1 || true
 wait "$NSPAWN_PID" 2>/dev/null || true
 NSPAWN_PID=
@@ -90,9 +100,21 @@ grep -q "built-in supervisor" /root/i1.log && login 8443 && echo "  ok: installe
 grep -q "nothing to change" /root/i2.log && echo "  ok: re-run: nothing to change"
 /root/warbler install --templates /root/templates --yes --port 9443 >/root/i3.log 2>&1
 login 9443 && echo "  ok: --port 9443: restarted on the new port (pid $(cat /run/warbler/server.pid), log /var/log/warbler/server.log)"
+pid=$(cat /run/warbler/server.pid)
+kill -9 "$pid"
+for _ in $(seq 100); do n=$(cat /run/warbler/server.pid 2>/dev/null || true); [ -n "$n" ] && [ "$n" != "$pid" ] && login 9443 && break; sleep 0.1; done
+login 9443 && grep -q "exited with status 137; restarting in 1 s" /var/log/warbler/server.log \
+  && echo "  ok: kill -9: the supervisor (pid $(cat /run/warbler/supervise.pid)) restarted the server after 1 s"
+/root/warbler status >/root/status.log 2>&1 && grep -q "builtin  active/running" /root/status.log && echo "  ok: status: healthy under the supervisor"
+sup=$(cat /run/warbler/supervise.pid); srv=$(cat /run/warbler/server.pid)
+/root/warbler uninstall --yes >/root/u.log 2>&1
+! kill -0 "$sup" 2>/dev/null && ! kill -0 "$srv" 2>/dev/null && [ ! -e /etc/warbler ] && [ ! -e /opt/warbler ] && [ ! -e /run/warbler ] \
+  && [ -f /var/lib/warbler/warbler.db ] && echo "  ok: uninstall: supervisor and server stopped, files gone, data kept"
+/root/warbler uninstall --purge </dev/null >/root/p.log 2>&1 || grep -q "add --yes" /root/p.log && echo "  ok: --purge without a terminal refuses without --yes"
+/root/warbler uninstall --purge --yes >/root/p2.log 2>&1 && [ ! -e /var/lib/warbler ] && ! id warbler >/dev/null 2>&1 && echo "  ok: --purge --yes: data and user gone"
 SCRIPT
 chmod +x "$WORK/ctr/root/check.sh"
 out=$(systemd-nspawn --register=no --keep-unit --private-network -D "$WORK/ctr" -M e2e-builtin --as-pid2 "${binds[@]}" /root/check.sh 2>&1 || true)
 echo "$out" | grep '^  ok:' || true
-[ "$(echo "$out" | grep -c '^  ok:')" = 3 ] || { echo "$out" >&2; fail "built-in supervisor run"; }
+[ "$(echo "$out" | grep -c '^  ok:')" = 8 ] || { echo "$out" >&2; fail "built-in supervisor run"; }
 echo "==> all passed"

@@ -4,14 +4,12 @@ import Yams
 import Glibc
 #endif
 
-/// Services on hosts where systemd is not PID 1: each daemon runs detached in its own session as the service
-/// user, with a PID file under /run/warbler and its output appended to /var/log/warbler/NAME.log.
-///
-/// This round it starts, stops and restarts; restarting a crashed daemon with backoff is `warbler supervise`'s job
-/// (not built yet), so a daemon that dies stays down until the next `warbler install` or a restart.
+/// Services on hosts where systemd is not PID 1: `warbler supervise` runs detached in its own session as root,
+/// with its PID file in /run/warbler/supervise.pid; it runs the daemon as the service user, appends its output to
+/// /var/log/warbler/server.log, restarts it with backoff, and stops it when it gets SIGTERM.
 struct BuiltinServices {
     let system: LocalSystem
-    static let runDir = "/run/warbler"
+    static let runDir = Paths.run
 
     struct Daemon {
         var argv: [String]
@@ -30,8 +28,8 @@ struct BuiltinServices {
             port = server["port"] as? Int
             if let host = server["host"] as? String, let ip = IPAddress.parse(host), host != "0.0.0.0" { address = ip }
         }
-        return Daemon(argv: [Paths.currentBinary, "server", "--config", Paths.config],
-                      pidFile: "\(Self.runDir)/server.pid", logFile: "\(Paths.logs)/server.log",
+        return Daemon(argv: [Paths.currentBinary, "supervise"],
+                      pidFile: Paths.supervisorPID, logFile: Paths.serverLog,
                       readyAddress: address?.isIPv4 == true ? address : nil, readyPort: port)
     }
 
@@ -62,7 +60,7 @@ struct BuiltinServices {
               let cmdline = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return nil }
         // A recycled PID belongs to some other program.
         let args = cmdline.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
-        return args.contains(d.argv[0]) && args.contains("server") ? pid : nil
+        return args.contains(d.argv[0]) && args.contains("supervise") ? pid : nil
     }
 
     func start(_ d: Daemon, unit: String) throws {
@@ -70,7 +68,8 @@ struct BuiltinServices {
         let owner = Owner(Blueprint.user, Blueprint.user)
         try system.makeDirectory(Paths.logs, mode: 0o750, owner: owner)
         if try system.info(d.logFile) == nil { try system.write(d.logFile, Data(), mode: 0o640, owner: owner) }
-        let argv = ["/usr/bin/setpriv", "--reuid=\(Blueprint.user)", "--regid=\(Blueprint.user)", "--init-groups", "--"] + d.argv
+        // The supervisor stays root (it writes /run/warbler) and drops to the service user for the daemon itself.
+        let argv = d.argv
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
@@ -92,6 +91,7 @@ struct BuiltinServices {
         defer { env.forEach { free($0) } }
         let rc = posix_spawn(&pid, argv[0], &actions, &attrs, cargs, env)
         guard rc == 0 else { throw SystemError("cannot start \(unit): \(String(cString: strerror(rc)))") }
+        // The supervisor writes its own PID file; write it here too so a stop right after a start finds it.
         try system.write(d.pidFile, Data("\(pid)\n".utf8), mode: 0o644, owner: nil)
         try waitReady(pid: pid, daemon: d, unit: unit)
     }

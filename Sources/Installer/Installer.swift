@@ -131,7 +131,7 @@ public struct Installer: Sendable {
             outcome.notes.append("--admin-password-file was not used: the first admin exists already (change its password through the API)")
         }
         if initSystem == .builtin {
-            outcome.notes.append("the built-in supervisor starts the server but does not yet restart it if it dies (warbler supervise is still to come)")
+            outcome.notes.append("systemd is not PID 1 here: `warbler supervise` runs the server and restarts it if it dies (PID file \(Paths.supervisorPID))")
         }
         if layout.isStaging {
             outcome.notes.append("staged without owners (no warbler user under --root); the first install on the target host sets them and creates the first admin")

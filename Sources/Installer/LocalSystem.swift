@@ -115,6 +115,13 @@ public final class LocalSystem: System {
         guard rc == 0 || errno == ENOENT else { throw SystemError("cannot remove \(path): \(Self.errorText())") }
     }
 
+    public func removeTree(_ path: String) throws {
+        guard try info(path) != nil else { return }
+        do { try FileManager.default.removeItem(atPath: path) } catch {
+            throw SystemError("cannot remove \(path): \(error.localizedDescription)")
+        }
+    }
+
     public func userExists(_ name: String) -> Bool { getpwnam(name) != nil }
 
     public func createSystemUser(_ name: String, home: String) throws {

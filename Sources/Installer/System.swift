@@ -88,6 +88,8 @@ public protocol System: Sendable {
     func symlink(_ path: String, to target: String) throws
     /// Removes a file, a link or an empty directory; nothing there is not an error.
     func remove(_ path: String) throws
+    /// Removes `path` and everything under it (a link itself, not what it points to); nothing there is not an error.
+    func removeTree(_ path: String) throws
     /// Which init system service actions go to (decided by the installer after its checks).
     func selectInit(_ initSystem: InitSystem)
     func userExists(_ name: String) -> Bool

@@ -9,7 +9,8 @@ struct Warbler: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "warbler",
         abstract: "Warbler: an instant-messaging private cloud in one file.",
-        subcommands: [Install.self, Doctor.self, Server.self, Version.self, UserAdd.self, Bench.self, PayloadCommand.self])
+        subcommands: [Install.self, Doctor.self, Status.self, Uninstall.self, Server.self, Supervise.self, Version.self, UserAdd.self,
+                      Bench.self, PayloadCommand.self])
 }
 
 /// Options every command that reads the server config shares.

@@ -21,6 +21,7 @@ final class RecordingSystem: System {
         case setAttributes(String)
         case link(String)
         case remove(String)
+        case removeTree(String)
         case createUser(String)
         case service(ServiceAction)
         case run([String], user: String?)
@@ -33,6 +34,7 @@ final class RecordingSystem: System {
             case .setAttributes(let p): "attrs \(p)"
             case .link(let p): "link \(p)"
             case .remove(let p): "remove \(p)"
+            case .removeTree(let p): "remove -r \(p)"
             case .createUser(let u): "useradd \(u)"
             case .service(let a): "\(a)"
             case .run(let argv, let user): "run \(argv.joined(separator: " "))\(user.map { " as \($0)" } ?? "")"
@@ -41,7 +43,7 @@ final class RecordingSystem: System {
 
         var path: String? {
             switch self {
-            case .write(let p), .copy(let p), .makeDirectory(let p), .setAttributes(let p), .link(let p), .remove(let p): p
+            case .write(let p), .copy(let p), .makeDirectory(let p), .setAttributes(let p), .link(let p), .remove(let p), .removeTree(let p): p
             default: nil
             }
         }
@@ -189,6 +191,11 @@ final class RecordingSystem: System {
             throw SystemError("\(path): directory not empty")
         }
         setNode(path, nil)
+    }
+
+    func removeTree(_ path: String) throws {
+        try record(.removeTree(path))
+        for p in paths(under: path) { setNode(p, nil) }
     }
 
     func userExists(_ name: String) -> Bool { state.withLock { $0.users.contains(name) } }

@@ -1,0 +1,254 @@
+import Foundation
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// When the built-in supervisor restarts its child: 1 s after the first unexpected exit, doubling up to 30 s, and back
+/// to 1 s once the child has stayed up for 60 s. Mirrors the units' Restart=on-failure: a clean exit (status 0) is
+/// not restarted.
+public struct RestartPolicy: Sendable, Equatable {
+    public var initialDelay: Double
+    public var maximumDelay: Double
+    public var resetAfter: Double
+
+    public init(initialDelay: Double = 1, maximumDelay: Double = 30, resetAfter: Double = 60) {
+        self.initialDelay = initialDelay; self.maximumDelay = maximumDelay; self.resetAfter = resetAfter
+    }
+}
+
+/// The supervisor's decisions as a state machine with no I/O: the runner feeds it what happened and does what it says.
+public struct SupervisorStateMachine: Sendable, Equatable {
+    public enum Phase: Sendable, Equatable {
+        case idle
+        case running(since: Double)
+        case waiting(until: Double)
+        case stopping
+        case stopped
+    }
+
+    public enum Event: Sendable, Equatable {
+        case start(now: Double)
+        /// The child ended; `status` is its exit status (128 + signal when a signal ended it).
+        case childExited(status: Int32, now: Double)
+        /// A chance to act on time passing (the runner sends one at least every few hundred milliseconds).
+        case tick(now: Double)
+        /// SIGTERM or SIGINT reached the supervisor.
+        case terminate(now: Double)
+    }
+
+    public enum Action: Sendable, Equatable {
+        case none
+        case spawn
+        /// The child died unexpectedly; it is spawned again after `delay` seconds (the runner just logs this).
+        case scheduleRestart(delay: Double, status: Int32)
+        case signalChild
+        case exit(code: Int32)
+    }
+
+    public private(set) var phase: Phase = .idle
+    /// The delay before the next restart.
+    public private(set) var nextDelay: Double
+    public private(set) var restarts = 0
+    public let policy: RestartPolicy
+
+    public init(policy: RestartPolicy = RestartPolicy()) {
+        self.policy = policy
+        nextDelay = policy.initialDelay
+    }
+
+    public mutating func event(_ event: Event) -> Action {
+        switch (phase, event) {
+        case (.idle, .start(let now)):
+            phase = .running(since: now)
+            return .spawn
+        case (.idle, .terminate), (.waiting, .terminate):
+            phase = .stopped
+            return .exit(code: 0)
+        case (.running, .terminate):
+            phase = .stopping
+            return .signalChild
+        case (.running(let since), .childExited(let status, let now)):
+            if status == 0 {
+                phase = .stopped
+                return .exit(code: 0)
+            }
+            if now - since >= policy.resetAfter { nextDelay = policy.initialDelay }
+            let delay = nextDelay
+            nextDelay = min(nextDelay * 2, policy.maximumDelay)
+            phase = .waiting(until: now + delay)
+            return .scheduleRestart(delay: delay, status: status)
+        case (.waiting(let until), .tick(let now)) where now >= until:
+            restarts += 1
+            phase = .running(since: now)
+            return .spawn
+        case (.stopping, .childExited):
+            phase = .stopped
+            return .exit(code: 0)
+        default:
+            return .none
+        }
+    }
+}
+
+/// What `warbler supervise` runs and where it keeps its files.
+public struct SupervisorConfig: Sendable {
+    public var argv: [String]
+    /// Run the child as this user (and its group) through setpriv; nil keeps the supervisor's identity.
+    public var user: String?
+    public var logFile: String
+    public var pidFile: String
+    public var childPIDFile: String
+    public var policy: RestartPolicy
+
+    public init(argv: [String], user: String?, logFile: String, pidFile: String, childPIDFile: String, policy: RestartPolicy = RestartPolicy()) {
+        self.argv = argv; self.user = user; self.logFile = logFile; self.pidFile = pidFile; self.childPIDFile = childPIDFile; self.policy = policy
+    }
+
+    /// The server under the supervisor, as the installer lays it out.
+    public static let server = SupervisorConfig(
+        argv: [Paths.currentBinary, "server", "--config", Paths.config], user: Blueprint.user,
+        logFile: "\(Paths.logs)/server.log", pidFile: "\(Paths.run)/supervise.pid", childPIDFile: "\(Paths.run)/server.pid")
+}
+
+/// The built-in supervisor (`warbler supervise`): runs one child, appends its output to a log, restarts it with
+/// backoff when it dies, and on SIGTERM/SIGINT stops it and exits 0.
+public struct Supervisor: Sendable {
+    public let config: SupervisorConfig
+
+    public init(config: SupervisorConfig) { self.config = config }
+
+    /// Makes SIGTERM and SIGINT set a flag that `run(handleSignals: true)` acts on (whichever thread they reach).
+    public static func installTerminationHandlers() {
+        for sig in [SIGTERM, SIGINT] {
+            var action = sigaction()
+            action.__sigaction_handler.sa_handler = { _ in terminationRequested.store(true, ordering: .relaxed) }
+            sigemptyset(&action.sa_mask)
+            sigaction(sig, &action, nil)
+        }
+    }
+
+    /// Supervises until told to stop (a termination signal when `handleSignals`, or `stop()` returning true) or the
+    /// child exits cleanly. Returns the exit code.
+    public func run(handleSignals: Bool = true, stop: @Sendable () -> Bool = { false }) throws -> Int32 {
+        let log = open(config.logFile, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o640)
+        guard log >= 0 else { throw SystemError("cannot open \(config.logFile): \(String(cString: strerror(errno)))") }
+        defer { close(log) }
+        try Data("\(getpid())\n".utf8).write(to: URL(fileURLWithPath: config.pidFile))
+        defer { unlink(config.pidFile); unlink(config.childPIDFile) }
+
+        var machine = SupervisorStateMachine(policy: config.policy)
+        var child: pid_t = 0
+        // Set once a stop was asked for: when the child gets SIGKILL if it has not exited by then.
+        var killAt: Double?
+        var action = machine.event(.start(now: Self.now()))
+        while true {
+            switch action {
+            case .none:
+                break
+            case .spawn:
+                do { child = try spawn(log: log) } catch {
+                    // Like a child that could not exec: back off and try again.
+                    note("\(error)", log: log)
+                    action = machine.event(.childExited(status: 127, now: Self.now()))
+                    continue
+                }
+                try? Data("\(child)\n".utf8).write(to: URL(fileURLWithPath: config.childPIDFile))
+                note("started \(config.argv[0]) (pid \(child))", log: log)
+            case .scheduleRestart(let delay, let status):
+                unlink(config.childPIDFile)
+                note("\(config.argv[0]) exited with status \(status); restarting in \(Self.format(delay)) s", log: log)
+            case .signalChild:
+                note("stopping \(config.argv[0]) (pid \(child))", log: log)
+                kill(child, SIGTERM)
+            case .exit(let code):
+                note("supervisor exiting", log: log)
+                return code
+            }
+            action = .none
+            // Look at the signal flag, the child and the clock five times a second (a signal cuts the sleep short).
+            usleep(200_000)
+            if killAt == nil && ((handleSignals && terminationRequested.load(ordering: .relaxed)) || stop()) {
+                killAt = Self.now() + Self.stopTimeout
+                action = machine.event(.terminate(now: Self.now()))
+                continue
+            }
+            if let deadline = killAt, child > 0, Self.now() > deadline {
+                note("\(config.argv[0]) did not stop within \(Int(Self.stopTimeout)) s; killing it", log: log)
+                kill(child, SIGKILL)
+                killAt = .infinity
+            }
+            if child > 0 {
+                var status: Int32 = 0
+                if waitpid(child, &status, WNOHANG) == child {
+                    child = 0
+                    action = machine.event(.childExited(status: Self.exitStatus(status), now: Self.now()))
+                    continue
+                }
+            }
+            action = machine.event(.tick(now: Self.now()))
+        }
+    }
+
+    func spawn(log: Int32) throws -> pid_t {
+        var argv = config.argv
+        if let user = config.user {
+            argv = ["/usr/bin/setpriv", "--reuid=\(user)", "--regid=\(user)", "--init-groups", "--"] + argv
+        }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_adddup2(&actions, log, 1)
+        posix_spawn_file_actions_adddup2(&actions, log, 2)
+        var attrs = posix_spawnattr_t()
+        posix_spawnattr_init(&attrs)
+        defer { posix_spawnattr_destroy(&attrs) }
+        // The child starts with no blocked signals and default handlers, whatever the supervisor set up.
+        var empty = sigset_t()
+        sigemptyset(&empty)
+        posix_spawnattr_setsigmask(&attrs, &empty)
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        sigaddset(&defaults, SIGTERM)
+        sigaddset(&defaults, SIGINT)
+        sigaddset(&defaults, SIGPIPE)
+        posix_spawnattr_setsigdefault(&attrs, &defaults)
+        posix_spawnattr_setflags(&attrs, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        var pid: pid_t = 0
+        let cargs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
+        defer { cargs.forEach { free($0) } }
+        let environment = ["PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8"]
+        let env: [UnsafeMutablePointer<CChar>?] = environment.map { strdup($0) } + [nil]
+        defer { env.forEach { free($0) } }
+        let rc = posix_spawn(&pid, argv[0], &actions, &attrs, cargs, env)
+        guard rc == 0 else { throw SystemError("cannot start \(argv[0]): \(String(cString: strerror(rc)))") }
+        return pid
+    }
+
+    func note(_ line: String, log: Int32) {
+        let f = ISO8601DateFormatter()
+        let text = "\(f.string(from: Date())) warbler supervise: \(line)\n"
+        _ = text.withCString { Glibc.write(log, $0, strlen($0)) }
+    }
+
+    /// The exit status, or 128 + the signal that ended the process (as shells report it).
+    static func exitStatus(_ status: Int32) -> Int32 {
+        let signal = status & 0x7f
+        return signal == 0 ? (status >> 8) & 0xff : 128 + signal
+    }
+
+    /// How long a stopping child gets between SIGTERM and SIGKILL (the installer waits 30 s for the supervisor).
+    static let stopTimeout: Double = 25
+
+    static func now() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+    }
+
+    static func format(_ d: Double) -> String { d == d.rounded() ? String(Int(d)) : String(d) }
+}
+
+/// Set by the SIGTERM/SIGINT handler (an atomic store is async-signal-safe).
+let terminationRequested = Atomic<Bool>(false)

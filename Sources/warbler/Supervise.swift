@@ -1,0 +1,35 @@
+import ArgumentParser
+import Foundation
+import Installer
+
+extension Warbler {
+    struct Supervise: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Run the server under Warbler's own supervisor (hosts without systemd as PID 1; started by install).",
+            shouldDisplay: false)
+
+        @Option(help: "Append the child's output here (default /var/log/warbler/server.log).")
+        var log: String?
+        @Option(help: "The supervisor's PID file (default /run/warbler/supervise.pid).")
+        var pidFile: String?
+        @Option(help: "The child's PID file (default /run/warbler/server.pid).")
+        var childPidFile: String?
+        @Option(help: "Run the child as this user (default warbler; 'none' keeps root).")
+        var user: String?
+        @Argument(parsing: .postTerminator, help: "The child's command line (default: the installed server).")
+        var command: [String] = []
+
+        func run() throws {
+            var config = SupervisorConfig.server
+            if !command.isEmpty { config.argv = command }
+            if let log { config.logFile = log }
+            if let pidFile { config.pidFile = pidFile }
+            if let childPidFile { config.childPIDFile = childPidFile }
+            if let user { config.user = user == "none" ? nil : user }
+            Supervisor.installTerminationHandlers()
+            let code: Int32
+            do { code = try Supervisor(config: config).run() } catch { throw fail(error) }
+            if code != 0 { throw ExitCode(code) }
+        }
+    }
+}

@@ -1,0 +1,142 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+import Installer
+import Synchronization
+import Testing
+
+@Suite struct SupervisorStateMachineTests {
+    typealias M = SupervisorStateMachine
+
+    @Test func startsTheChildAndRestartsItWithDoublingDelaysUpTo30Seconds() {
+        var m = M()
+        #expect(m.event(.start(now: 0)) == .spawn)
+        var now = 0.0
+        var delays: [Double] = []
+        for _ in 0..<8 {
+            now += 2  // dies two seconds after each start
+            guard case .scheduleRestart(let delay, let status) = m.event(.childExited(status: 3, now: now)) else {
+                Issue.record("no restart scheduled"); return
+            }
+            #expect(status == 3)
+            delays.append(delay)
+            // Not before the delay is over.
+            #expect(m.event(.tick(now: now + delay - 0.1)) == .none)
+            now += delay
+            #expect(m.event(.tick(now: now)) == .spawn)
+        }
+        #expect(delays == [1, 2, 4, 8, 16, 30, 30, 30])
+        #expect(m.restarts == 8)
+    }
+
+    @Test func sixtySecondsOfUptimeResetTheBackoff() {
+        var m = M()
+        _ = m.event(.start(now: 0))
+        #expect(m.event(.childExited(status: 1, now: 1)) == .scheduleRestart(delay: 1, status: 1))
+        #expect(m.event(.tick(now: 2)) == .spawn)
+        #expect(m.event(.childExited(status: 1, now: 3)) == .scheduleRestart(delay: 2, status: 1))
+        #expect(m.event(.tick(now: 5)) == .spawn)
+        // 59 s up is not enough...
+        #expect(m.event(.childExited(status: 1, now: 64)) == .scheduleRestart(delay: 4, status: 1))
+        #expect(m.event(.tick(now: 68)) == .spawn)
+        // ...60 s is.
+        #expect(m.event(.childExited(status: 137, now: 128)) == .scheduleRestart(delay: 1, status: 137))
+    }
+
+    @Test func terminateSignalsTheChildAndExitsZeroOnceItIsGone() {
+        var m = M()
+        _ = m.event(.start(now: 0))
+        #expect(m.event(.terminate(now: 5)) == .signalChild)
+        #expect(m.event(.tick(now: 6)) == .none)
+        #expect(m.event(.childExited(status: 143, now: 7)) == .exit(code: 0))
+        #expect(m.phase == .stopped)
+    }
+
+    @Test func terminateWhileWaitingToRestartExitsAtOnce() {
+        var m = M()
+        _ = m.event(.start(now: 0))
+        _ = m.event(.childExited(status: 2, now: 1))
+        #expect(m.event(.terminate(now: 1.5)) == .exit(code: 0))
+        #expect(m.event(.tick(now: 10)) == .none)
+    }
+
+    @Test func aCleanExitIsNotRestarted() {
+        var m = M()
+        _ = m.event(.start(now: 0))
+        #expect(m.event(.childExited(status: 0, now: 100)) == .exit(code: 0))
+    }
+}
+
+/// A value shared with the supervisor's thread.
+final class Shared<T: Sendable>: Sendable {
+    let value: Mutex<T>
+    init(_ v: T) { value = Mutex(v) }
+    func get() -> T { value.withLock { $0 } }
+    func set(_ v: T) { value.withLock { $0 = v } }
+}
+
+/// The supervisor running real child processes.
+@Suite struct SupervisorProcessTests {
+    static func directory() throws -> String {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("warbler-supervise-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        return dir
+    }
+
+    @Test func restartsAChildThatKeepsFailingAndLogsIt() async throws {
+        let dir = try Self.directory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let config = SupervisorConfig(argv: ["/bin/sh", "-c", "echo run >> \(dir)/runs; echo child says hello; exit 3"], user: nil,
+                                      logFile: "\(dir)/server.log", pidFile: "\(dir)/supervise.pid", childPIDFile: "\(dir)/server.pid",
+                                      policy: RestartPolicy(initialDelay: 0.2, maximumDelay: 0.4, resetAfter: 60))
+        let stop = Shared(false)
+        let done = Shared<Int32?>(nil)
+        let thread = Thread {
+            let code = try? Supervisor(config: config).run(handleSignals: false) { stop.get() }
+            done.set(code ?? -1)
+        }
+        thread.start()
+        // Three runs: the first and two restarts (after 0.2 s and 0.4 s).
+        let deadline = Date().addingTimeInterval(15)
+        func runs() -> Int { ((try? String(contentsOfFile: "\(dir)/runs", encoding: .utf8)) ?? "").split(separator: "\n").count }
+        while runs() < 3 && Date() < deadline { try await Task.sleep(nanoseconds: 50_000_000) }
+        #expect(runs() >= 3)
+        #expect(FileManager.default.fileExists(atPath: "\(dir)/supervise.pid"))
+        stop.set(true)
+        while done.get() == nil && Date() < deadline { try await Task.sleep(nanoseconds: 50_000_000) }
+        #expect(done.get() == 0)
+        let log = try String(contentsOfFile: "\(dir)/server.log", encoding: .utf8)
+        #expect(log.contains("child says hello"))
+        #expect(log.contains("exited with status 3; restarting in 0.2 s"))
+        #expect(log.contains("exited with status 3; restarting in 0.4 s"))
+        #expect(!FileManager.default.fileExists(atPath: "\(dir)/supervise.pid"), "the PID file goes with the supervisor")
+    }
+
+    @Test func stopForwardsSIGTERMToALongRunningChildAndExitsZero() async throws {
+        let dir = try Self.directory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let config = SupervisorConfig(argv: ["/bin/sleep", "300"], user: nil, logFile: "\(dir)/server.log",
+                                      pidFile: "\(dir)/supervise.pid", childPIDFile: "\(dir)/server.pid")
+        let stop = Shared(false)
+        let done = Shared<Int32?>(nil)
+        let thread = Thread {
+            let code = try? Supervisor(config: config).run(handleSignals: false) { stop.get() }
+            done.set(code ?? -1)
+        }
+        thread.start()
+        let deadline = Date().addingTimeInterval(15)
+        var childPID: pid_t?
+        while childPID == nil && Date() < deadline {
+            childPID = (try? String(contentsOfFile: "\(dir)/server.pid", encoding: .utf8)).flatMap { pid_t($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+            try await Task.sleep(nanoseconds: 50_000_000)
+        }
+        let pid = try #require(childPID)
+        #expect(kill(pid, 0) == 0, "the child runs")
+        stop.set(true)
+        while done.get() == nil && Date() < deadline { try await Task.sleep(nanoseconds: 50_000_000) }
+        #expect(done.get() == 0)
+        #expect(kill(pid, 0) != 0, "the child is gone (and reaped)")
+        #expect(!FileManager.default.fileExists(atPath: "\(dir)/server.pid"))
+    }
+}
