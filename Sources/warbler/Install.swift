@@ -1,4 +1,5 @@
 import ArgumentParser
+import Payload
 import Foundation
 import IMServer
 import Installer
@@ -99,7 +100,11 @@ extension Warbler {
                     print("Reverted the interrupted install; run `warbler install` to install again.")
                     return
                 }
-                let dir = try templates ?? TemplateSet.locate(executable: binary)
+                // The installer file carries its templates: verify its checksum and unpack them before anything
+                // changes (a corrupt or tampered file stops here). A plain build falls back to the checkout's.
+                let payload = try PayloadTemplates(binary: binary)
+                defer { payload?.remove() }
+                let dir = try templates ?? payload?.templatesDirectory ?? TemplateSet.locate(executable: binary)
                 let request = InstallRequest(answers: try flags.answers(), layout: layout,
                                              release: BinaryRelease(version: WarblerVersion.version, binaryPath: binary),
                                              templates: try TemplateSet(directory: dir))
@@ -130,4 +135,30 @@ extension Warbler {
             return ["y", "yes"].contains(readLine()?.lowercased() ?? "")
         }
     }
+}
+
+/// The templates unpacked from the installer file's own payload, in a private temporary directory.
+struct PayloadTemplates {
+    let directory: String
+    var templatesDirectory: String { directory + "/payload/templates" }
+
+    /// Nil when `binary` is a plain build without a payload; throws when it has one that fails verification.
+    init?(binary: String) throws {
+        do {
+            _ = try SelfContainedFile.locate(path: binary)
+        } catch let e as PayloadError where e.code == .noPayload {
+            return nil
+        }
+        var template = Array((NSTemporaryDirectory() + "warbler-payload-XXXXXX").utf8CString)
+        guard let made = mkdtemp(&template) else { throw PayloadError(.io, "cannot make a temporary directory for the payload") }
+        directory = String(cString: made)
+        do {
+            try SelfContainedFile.extractPayload(from: binary, into: directory + "/payload")
+        } catch {
+            try? FileManager.default.removeItem(atPath: directory)
+            throw error
+        }
+    }
+
+    func remove() { try? FileManager.default.removeItem(atPath: directory) }
 }
