@@ -32,7 +32,16 @@ cleanup() {
 trap cleanup EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 ok() { echo "  ok: $*"; }
-binds=(--bind-ro=/opt/swift --bind-ro="$BIN":/root/warbler --bind-ro="$TEMPLATES":/root/templates)
+# The installer file (packaging/build.sh) carries its runtime and templates; a plain build needs the toolchain's
+# runtime and the checkout's templates bound in.
+if "$BIN" payload verify >/dev/null 2>&1; then
+  SELF=1; TPL=""
+  binds=(--bind-ro="$BIN":/root/warbler)
+  echo "==> testing the self-contained installer file $(basename "$BIN") ($(du -h "$BIN" | cut -f1))"
+else
+  SELF=0; TPL="--templates /root/templates"
+  binds=(--bind-ro=/opt/swift --bind-ro="$BIN":/root/warbler --bind-ro="$TEMPLATES":/root/templates)
+fi
 
 echo "==> systemd host"
 mkdir "$WORK/sd" && tar -C "$WORK/sd" -xf "$CACHE/root.tar"
@@ -51,8 +60,26 @@ login() { # port
     -H 'content-type: application/json' -d \"{\\\"username\\\":\\\"admin\\\",\\\"password\\\":\\\"\$(head -1 /etc/warbler/secrets/admin-password)\\\"}\"" \
     | grep -q accessToken
 }
+if [ "$SELF" = 1 ]; then
+  # A tampered installer file is refused before anything changes.
+  cp "$BIN" "$WORK/sd/root/tampered"
+  size=$(stat -c %s "$WORK/sd/root/tampered")
+  printf '\x00' | dd of="$WORK/sd/root/tampered" bs=1 seek=$((size - 64 - 100)) conv=notrunc status=none
+  ! inside /root/tampered install --yes >"$WORK/tampered.log" 2>&1 && grep -q "corrupt or was modified" "$WORK/tampered.log" \
+    && [ ! -e "$WORK/sd/etc/warbler" ] && [ ! -e "$WORK/sd/opt/warbler" ] || { cat "$WORK/tampered.log"; fail "tampered file"; }
+  rm "$WORK/sd/root/tampered"
+  ok "a tampered installer file is refused before anything changes"
+fi
+# A taken port stops the install at preflight, with nothing changed.
+inside sh -c 'cd /tmp && WARBLER_SERVER_PORT=8443 WARBLER_METRICS_PORT=-1 WARBLER_STORAGE_PATH=/tmp/squat.db WARBLER_DATA_DIR=/tmp WARBLER_AUTH_JWT_KEY_FILE=/tmp/squat.key /root/warbler server --config /dev/null >/tmp/squat.log 2>&1 & echo $! >/tmp/squat.pid'
+for _ in $(seq 100); do inside sh -c 'grep -q listening /tmp/squat.log' 2>/dev/null && break; sleep 0.1; done
+! inside /root/warbler install $TPL --yes >"$WORK/taken.log" 2>&1 && grep -q "8443" "$WORK/taken.log" \
+  && [ ! -e "$WORK/sd/etc/warbler" ] && [ ! -e "$WORK/sd/opt/warbler" ] || { cat "$WORK/taken.log"; fail "taken port"; }
+inside sh -c 'kill $(cat /tmp/squat.pid)'
+for _ in $(seq 100); do inside sh -c 'kill -0 $(cat /tmp/squat.pid)' 2>/dev/null || break; sleep 0.1; done
+ok "a taken port stops the install at preflight: $(grep -m1 -i 'port' "$WORK/taken.log" | sed 's/^ *//' | cut -c1-100)"
 start=$(date +%s%N)
-inside /root/warbler install --templates /root/templates --yes >"$WORK/install1.log" 2>&1 || { cat "$WORK/install1.log"; fail "install"; }
+inside /root/warbler install $TPL --yes >"$WORK/install1.log" 2>&1 || { cat "$WORK/install1.log"; fail "install"; }
 login 8443 || fail "log in after install"
 ms=$(( ($(date +%s%N) - start) / 1000000 ))
 ok "installed and logged in as admin over TLS (verified against the internal CA) in $((ms / 1000)).$(printf %03d $((ms % 1000)))s"
@@ -60,11 +87,11 @@ ok "installed and logged in as admin over TLS (verified against the internal CA)
 score=$(inside systemd-analyze security warbler-server --no-pager | tail -1)
 ok "warbler-server.service active, enabled; ${score#→ }"
 pid=$(inside systemctl show -p MainPID --value warbler-server)
-inside /root/warbler install --templates /root/templates --yes >"$WORK/install2.log" 2>&1 || fail "re-run"
+inside /root/warbler install $TPL --yes >"$WORK/install2.log" 2>&1 || fail "re-run"
 grep -q "nothing to change" "$WORK/install2.log" && [ "$(inside systemctl show -p MainPID --value warbler-server)" = "$pid" ] \
   || { cat "$WORK/install2.log"; fail "re-run changed something"; }
 ok "re-run: nothing to change, server not restarted"
-inside /root/warbler install --templates /root/templates --yes --port 9443 >"$WORK/install3.log" 2>&1 || { cat "$WORK/install3.log"; fail "port change"; }
+inside /root/warbler install $TPL --yes --port 9443 >"$WORK/install3.log" 2>&1 || { cat "$WORK/install3.log"; fail "port change"; }
 steps=$(sed -n '/^Plan:/,/^Applying:/p' "$WORK/install3.log" | grep -c '^  [0-9]')
 [ "$steps" = 4 ] && login 9443 || { cat "$WORK/install3.log"; fail "port change: expected 4 steps (config, unit, daemon-reload, restart)"; }
 ok "--port 9443: rewrote warbler.yaml and the unit, reloaded, restarted the server; login on 9443"
@@ -73,6 +100,16 @@ inside sh -c "kill -9 $pid"
 for _ in $(seq 100); do n=$(inside systemctl show -p MainPID --value warbler-server); [ "$n" != "$pid" ] && [ "$n" != 0 ] && login 9443 && break; sleep 0.1; done
 [ "$(inside systemctl show -p NRestarts --value warbler-server)" -ge 1 ] || fail "systemd did not restart the killed server"
 ok "kill -9: systemd restarted the server and it serves again"
+inside systemctl reboot >/dev/null 2>&1 || true
+wait "$NSPAWN_PID" 2>/dev/null || true
+systemd-nspawn --register=no --keep-unit --private-network -D "$WORK/sd" -M e2e-systemd -b "${binds[@]}" >>"$WORK/sd.console" 2>&1 &
+NSPAWN_PID=$!
+INIT=
+for _ in $(seq 100); do INIT=$(pgrep -P "$NSPAWN_PID" | head -1 || true); [ -n "$INIT" ] && break; sleep 0.1; done
+for _ in $(seq 300); do s=$(inside systemctl is-system-running 2>/dev/null || true); case "$s" in running|degraded) break ;; esac; sleep 0.1; done
+for _ in $(seq 100); do login 9443 && break; sleep 0.1; done
+login 9443 && [ "$(inside systemctl is-active warbler-server)" = active ] || fail "after a reboot the server is not back"
+ok "reboot: the host came back with the server active and the admin able to log in"
 inside /root/warbler status >"$WORK/status.log" 2>&1 || { cat "$WORK/status.log"; fail "status says unhealthy"; }
 grep -q "active/running" "$WORK/status.log" && grep -q "certificate expires in" "$WORK/status.log" || { cat "$WORK/status.log"; fail "status table"; }
 inside /root/warbler status --json | grep -q '"healthy" : true' || fail "status --json"
@@ -113,6 +150,7 @@ sup=$(cat /run/warbler/supervise.pid); srv=$(cat /run/warbler/server.pid)
 /root/warbler uninstall --purge </dev/null >/root/p.log 2>&1 || grep -q "add --yes" /root/p.log && echo "  ok: --purge without a terminal refuses without --yes"
 /root/warbler uninstall --purge --yes >/root/p2.log 2>&1 && [ ! -e /var/lib/warbler ] && ! id warbler >/dev/null 2>&1 && echo "  ok: --purge --yes: data and user gone"
 SCRIPT
+sed -i "s|--templates /root/templates|$TPL|g" "$WORK/ctr/root/check.sh"
 chmod +x "$WORK/ctr/root/check.sh"
 out=$(systemd-nspawn --register=no --keep-unit --private-network -D "$WORK/ctr" -M e2e-builtin --as-pid2 "${binds[@]}" /root/check.sh 2>&1 || true)
 echo "$out" | grep '^  ok:' || true

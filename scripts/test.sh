@@ -1,8 +1,15 @@
 #!/usr/bin/env bash
-# Runs the whole test suite: unit, storage contract (SQLite and a real PostgreSQL the tests start), and
-# in-process server tests driven by the client SDK.
+# Runs the whole test suite: unit, storage contract (SQLite and a real PostgreSQL the tests start), in-process
+# server tests driven by the client SDK, installer and payload tests, then the end-to-end suite: the installer
+# file built by packaging/build.sh --debug, installed on fresh Debian 12 roots under systemd-nspawn.
+# WARBLER_E2E=0 leaves the end-to-end suite out (it needs root, mmdebstrap and systemd-container).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Tests that start subprocesses (the crash test) find the built `warbler` executable beside the test bundle.
 swift build --build-tests
 swift test --skip-build --parallel --num-workers 2
+
+if [ "${WARBLER_E2E:-1}" != 0 ]; then
+  bash packaging/build.sh --debug
+  bash scripts/e2e-nspawn.sh "$(ls dist/warbler-*-linux-x86_64 | sort -V | tail -1)"
+fi
