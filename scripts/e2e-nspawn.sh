@@ -22,12 +22,22 @@ if [ ! -f "$CACHE/root.tar" ]; then
 fi
 WORK=$(mktemp -d "$CACHE/run.XXXXXX")
 NSPAWN_PID=
+# The systemd host gets its own network namespace, joined by a veth pair to a "client" namespace from which the
+# SDK talks to it as another machine would. Traffic stays inside these two namespaces.
+NS_HOST=warbler-e2e-host-$$ NS_CLIENT=warbler-e2e-client-$$ HOST_IP=10.231.7.2
+ip netns add "$NS_HOST"; ip netns add "$NS_CLIENT"
+ip link add "e2ec$$" type veth peer name "e2eh$$"
+ip link set "e2eh$$" netns "$NS_HOST"; ip link set "e2ec$$" netns "$NS_CLIENT"
+ip -n "$NS_HOST" addr add "$HOST_IP/24" dev "e2eh$$"; ip -n "$NS_HOST" link set "e2eh$$" up; ip -n "$NS_HOST" link set lo up
+ip -n "$NS_CLIENT" addr add 10.231.7.1/24 dev "e2ec$$"; ip -n "$NS_CLIENT" link set "e2ec$$" up; ip -n "$NS_CLIENT" link set lo up
 cleanup() {
   if [ -n "$NSPAWN_PID" ] && kill -0 "$NSPAWN_PID" 2>/dev/null; then
     nsenter -t "$INIT" -a systemctl poweroff >/dev/null 2>&1 || kill "$NSPAWN_PID"
     wait "$NSPAWN_PID" 2>/dev/null || true
   fi
   rm -rf "$WORK"
+  ip netns del "$NS_HOST" 2>/dev/null || true
+  ip netns del "$NS_CLIENT" 2>/dev/null || true
 }
 trap cleanup EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
@@ -45,7 +55,7 @@ fi
 
 echo "==> systemd host"
 mkdir "$WORK/sd" && tar -C "$WORK/sd" -xf "$CACHE/root.tar"
-systemd-nspawn --register=no --keep-unit --private-network -D "$WORK/sd" -M e2e-systemd -b "${binds[@]}" >"$WORK/sd.console" 2>&1 &
+systemd-nspawn --register=no --keep-unit --network-namespace-path="/run/netns/$NS_HOST" -D "$WORK/sd" -M e2e-systemd -b "${binds[@]}" >"$WORK/sd.console" 2>&1 &
 NSPAWN_PID=$!
 for _ in $(seq 100); do INIT=$(pgrep -P "$NSPAWN_PID" | head -1 || true); [ -n "$INIT" ] && break; sleep 0.1; done
 [ -n "$INIT" ] || fail "the container did not start"
@@ -78,6 +88,12 @@ for _ in $(seq 100); do inside sh -c 'grep -q listening /tmp/squat.log' 2>/dev/n
 inside sh -c 'kill $(cat /tmp/squat.pid)'
 for _ in $(seq 100); do inside sh -c 'kill -0 $(cat /tmp/squat.pid)' 2>/dev/null || break; sleep 0.1; done
 ok "a taken port stops the install at preflight: $(grep -m1 -i 'port' "$WORK/taken.log" | sed 's/^ *//' | cut -c1-100)"
+# A nearly full disk under /var/lib (a 16 MiB tmpfs over it, for this check only) stops preflight too.
+inside mount -t tmpfs -o size=16m tmpfs /var/lib
+! inside /root/warbler install $TPL --yes >"$WORK/disk.log" 2>&1 && grep -q "disk" "$WORK/disk.log" \
+  && [ ! -e "$WORK/sd/etc/warbler" ] && [ ! -e "$WORK/sd/opt/warbler" ] || { inside umount /var/lib; cat "$WORK/disk.log"; fail "nearly full disk"; }
+inside umount /var/lib
+ok "a nearly full disk stops the install at preflight: $(grep -m1 'disk' "$WORK/disk.log" | sed 's/^ *//' | cut -c1-100)"
 start=$(date +%s%N)
 inside /root/warbler install $TPL --yes >"$WORK/install1.log" 2>&1 || { cat "$WORK/install1.log"; fail "install"; }
 login 8443 || fail "log in after install"
@@ -100,16 +116,33 @@ inside sh -c "kill -9 $pid"
 for _ in $(seq 100); do n=$(inside systemctl show -p MainPID --value warbler-server); [ "$n" != "$pid" ] && [ "$n" != 0 ] && login 9443 && break; sleep 0.1; done
 [ "$(inside systemctl show -p NRestarts --value warbler-server)" -ge 1 ] || fail "systemd did not restart the killed server"
 ok "kill -9: systemd restarted the server and it serves again"
+# From outside the host: the SDK (warbler bench) logs in, and users exchange messages over wss, trusting the CA.
+from_client() { ip netns exec "$NS_CLIENT" "$@"; }
+from_client "$BIN" bench --url "https://$HOST_IP:9443" --ca "$WORK/sd/etc/warbler/tls/ca.crt" --pairs 2 --messages 100 --window 8 \
+  --prefix e2e >"$WORK/bench.log" 2>&1 || { cat "$WORK/bench.log"; fail "SDK exchange from outside the host"; }
+grep -q "sent=200 acked=200 delivered=200 errors=0" "$WORK/bench.log" || { cat "$WORK/bench.log"; fail "SDK exchange lost messages"; }
+ok "from another network namespace the SDK logged in 4 users and exchanged 200 messages over wss (all acked and delivered)"
+stored_messages() {
+  local token
+  token=$(from_client curl -sf --cacert "$WORK/sd/etc/warbler/tls/ca.crt" "https://$HOST_IP:9443/v1/auth/login" -H 'content-type: application/json' \
+    -d "{\"username\":\"admin\",\"password\":\"$(head -1 "$WORK/sd/etc/warbler/secrets/admin-password")\"}" | sed -n 's/.*"accessToken":"\([^"]*\)".*/\1/p')
+  from_client curl -sf --cacert "$WORK/sd/etc/warbler/tls/ca.crt" -H "Authorization: Bearer $token" "https://$HOST_IP:9443/v1/admin/stats" \
+    | sed -n 's/.*"messages":\([0-9]*\).*/\1/p'
+}
+before=$(stored_messages)
+[ "${before:-0}" -ge 200 ] || fail "the server reports $before stored messages, expected at least 200"
 inside systemctl reboot >/dev/null 2>&1 || true
 wait "$NSPAWN_PID" 2>/dev/null || true
-systemd-nspawn --register=no --keep-unit --private-network -D "$WORK/sd" -M e2e-systemd -b "${binds[@]}" >>"$WORK/sd.console" 2>&1 &
+systemd-nspawn --register=no --keep-unit --network-namespace-path="/run/netns/$NS_HOST" -D "$WORK/sd" -M e2e-systemd -b "${binds[@]}" >>"$WORK/sd.console" 2>&1 &
 NSPAWN_PID=$!
 INIT=
 for _ in $(seq 100); do INIT=$(pgrep -P "$NSPAWN_PID" | head -1 || true); [ -n "$INIT" ] && break; sleep 0.1; done
 for _ in $(seq 300); do s=$(inside systemctl is-system-running 2>/dev/null || true); case "$s" in running|degraded) break ;; esac; sleep 0.1; done
 for _ in $(seq 100); do login 9443 && break; sleep 0.1; done
 login 9443 && [ "$(inside systemctl is-active warbler-server)" = active ] || fail "after a reboot the server is not back"
-ok "reboot: the host came back with the server active and the admin able to log in"
+after=$(stored_messages)
+[ "$after" = "$before" ] || fail "after the reboot the server has $after messages, before it had $before"
+ok "reboot: the host came back with the server active, the admin able to log in, and all $after messages stored"
 inside /root/warbler status >"$WORK/status.log" 2>&1 || { cat "$WORK/status.log"; fail "status says unhealthy"; }
 grep -q "active/running" "$WORK/status.log" && grep -q "certificate expires in" "$WORK/status.log" || { cat "$WORK/status.log"; fail "status table"; }
 inside /root/warbler status --json | grep -q '"healthy" : true' || fail "status --json"

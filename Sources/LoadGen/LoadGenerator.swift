@@ -51,16 +51,19 @@ public struct LoadGenerator: Sendable {
     public var window: Int
     public var password: String
     public var prefix: String
+    /// A CA certificate (PEM) to trust for https/wss, such as an install's /etc/warbler/tls/ca.crt.
+    public var trustedCA: String?
 
-    public init(baseURL: String, pairs: Int, messagesPerSender: Int, window: Int, password: String, prefix: String) {
+    public init(baseURL: String, pairs: Int, messagesPerSender: Int, window: Int, password: String, prefix: String,
+                trustedCA: String? = nil) {
         self.baseURL = baseURL; self.pairs = pairs; self.messagesPerSender = messagesPerSender
-        self.window = max(1, window); self.password = password; self.prefix = prefix
+        self.window = max(1, window); self.password = password; self.prefix = prefix; self.trustedCA = trustedCA
     }
 
     static func nanos() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
 
     func account(_ name: String) async throws -> IMClient {
-        let client = try IMClient(baseURL: baseURL, deviceName: "bench")
+        let client = try IMClient(baseURL: baseURL, trustedCACertificatePath: trustedCA, deviceName: "bench")
         do {
             _ = try await client.register(username: name, password: password)
         } catch let e as IMError where e.code == .conflict || e.code == .registrationClosed {

@@ -11,11 +11,12 @@ extension Warbler {
         @Option(help: "Sends in flight per sender.") var window = 32
         @Option(help: "Password used for the benchmark accounts.") var password = "bench-password-1"
         @Option(help: "Prefix for the benchmark accounts (created if missing).") var prefix = "bench"
+        @Option(help: "A CA certificate to trust for https (an install's /etc/warbler/tls/ca.crt).") var ca: String?
 
         func run() async throws {
             do {
                 let report = try await LoadGenerator(baseURL: url, pairs: pairs, messagesPerSender: messages, window: window,
-                                                     password: password, prefix: prefix).run()
+                                                     password: password, prefix: prefix, trustedCA: ca).run()
                 print(report.description)
             } catch { throw fail(error) }
         }
