@@ -147,8 +147,35 @@ inside /root/warbler status >"$WORK/status.log" 2>&1 || { cat "$WORK/status.log"
 grep -q "active/running" "$WORK/status.log" && grep -q "certificate expires in" "$WORK/status.log" || { cat "$WORK/status.log"; fail "status table"; }
 inside /root/warbler status --json | grep -q '"healthy" : true' || fail "status --json"
 ok "status: healthy, active/running, ready, certificate days shown (table and --json)"
+# Certificate renewal: the daily timer is on; the job runs clean in its sandbox; forced, it writes a new certificate
+# that the running server serves, without a restart, to a client on another machine.
+[ "$(inside systemctl is-enabled warbler-cert-renew.timer)" = enabled ] && [ "$(inside systemctl is-active warbler-cert-renew.timer)" = active ] \
+  || fail "the renewal timer is not enabled and active"
+inside systemctl start warbler-cert-renew.service || { inside journalctl -u warbler-cert-renew --no-pager | tail; fail "the renewal job failed"; }
+inside journalctl -u warbler-cert-renew --no-pager | grep -q "Nothing to do" || { inside journalctl -u warbler-cert-renew --no-pager | tail; fail "renewal job output"; }
+renew_score=$(inside systemd-analyze security warbler-cert-renew.service --no-pager | tail -1)
+served_serial() { from_client sh -c "openssl s_client -connect $HOST_IP:9443 </dev/null 2>/dev/null | openssl x509 -noout -serial"; }
+old_serial=$(served_serial)
+pid=$(inside systemctl show -p MainPID --value warbler-server)
+mkdir -p "$WORK/sd/etc/systemd/system/warbler-cert-renew.service.d"
+printf '[Service]\nExecStart=\nExecStart=/opt/warbler/current/bin/warbler certs renew --force\n' >"$WORK/sd/etc/systemd/system/warbler-cert-renew.service.d/force.conf"
+inside systemctl daemon-reload
+inside systemctl start warbler-cert-renew.service || { inside journalctl -u warbler-cert-renew --no-pager | tail; fail "the forced renewal failed in its sandbox"; }
+rm -r "$WORK/sd/etc/systemd/system/warbler-cert-renew.service.d"
+inside systemctl daemon-reload
+new_serial=$(openssl x509 -noout -serial -in "$WORK/sd/etc/warbler/tls/server.crt")
+[ "$new_serial" != "$old_serial" ] || fail "no new certificate written"
+[ "$(inside stat -c '%U %a' /etc/warbler/tls/server.key)" = "warbler 600" ] || fail "the renewed key is not warbler's, mode 0600"
+waited=0
+until [ "$(served_serial)" = "$new_serial" ]; do
+  waited=$((waited + 1)); [ "$waited" -le 45 ] || fail "the server still serves $old_serial 45 s after renewal"; sleep 1
+done
+[ "$(inside systemctl show -p MainPID --value warbler-server)" = "$pid" ] || fail "the server restarted for the renewal"
+login 9443 || fail "log in over the renewed certificate"
+ok "renewal: timer enabled; forced renewal in the job's sandbox (${renew_score#→ }) served within ${waited} s, same server pid, login verified against the CA"
 inside /root/warbler uninstall --yes >"$WORK/uninstall.log" 2>&1 || { cat "$WORK/uninstall.log"; fail "uninstall"; }
 [ ! -e "$WORK/sd/etc/warbler" ] && [ ! -e "$WORK/sd/opt/warbler" ] && [ ! -e "$WORK/sd/etc/systemd/system/warbler-server.service" ] \
+  && [ ! -e "$WORK/sd/etc/systemd/system/warbler-cert-renew.timer" ] \
   && [ -f "$WORK/sd/var/lib/warbler/warbler.db" ] && [ ! -e "$WORK/sd/var/lib/warbler/install" ] || { cat "$WORK/uninstall.log"; fail "uninstall left the wrong files"; }
 [ "$(inside systemctl is-active warbler-server || true)" != active ] || fail "the server still runs after uninstall"
 ! inside /root/warbler status >/dev/null 2>&1 || fail "status exits 0 with nothing installed"

@@ -10,6 +10,9 @@ public struct ServerConfig: Codable, Sendable, Equatable {
         /// PEM certificate chain and key; TLS (1.2+) is on when both are set.
         public var tlsCert = ""
         public var tlsKey = ""
+        /// How often (seconds) the server looks for renewed certificate/key files; a changed pair is used by the
+        /// next handshakes without a restart.
+        public var tlsReloadSeconds = 30.0
         /// Origins allowed to open the WebSocket from a browser (besides the server's own); empty = same host only.
         public var allowedOrigins: [String] = []
         /// Seconds given to clients to go away on shutdown.
@@ -107,6 +110,7 @@ public struct ServerConfig: Codable, Sendable, Equatable {
         guard (-1...65535).contains(metrics.port) else { throw ConfigError("metrics.port must be -1 (off) or 0-65535") }
         guard (4...31).contains(auth.bcryptCost) else { throw ConfigError("auth.bcrypt_cost must be 4-31 (12 or more in production)") }
         guard server.tlsCert.isEmpty == server.tlsKey.isEmpty else { throw ConfigError("set both server.tls_cert and server.tls_key, or neither") }
+        guard server.tlsReloadSeconds > 0 else { throw ConfigError("server.tls_reload_seconds must be above 0 (seconds between looks for a renewed certificate)") }
         guard limits.frameBytes >= 1024 else { throw ConfigError("limits.frame_bytes must be at least 1024") }
     }
 

@@ -179,15 +179,9 @@ public final class ServerRuntime: Sendable {
         ws.autoPing = .enabled(timePeriod: .seconds(30))
         var server = HTTPServerBuilder.http1WebSocketUpgrade(webSocketRouter: wsRouter, configuration: .init(ws: ws))
         if !config.server.tlsCert.isEmpty {
-            do {
-                let chain = try NIOSSLCertificate.fromPEMFile(config.server.tlsCert).map { NIOSSLCertificateSource.certificate($0) }
-                let key = try NIOSSLPrivateKey(file: config.server.tlsKey, format: .pem)
-                var tls = TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(key))
-                tls.minimumTLSVersion = .tlsv12
-                server = try .tls(server, tlsConfiguration: tls)
-            } catch {
-                throw ConfigError("cannot load TLS certificate \(config.server.tlsCert) / key \(config.server.tlsKey): \(error)")
-            }
+            let reloader = try CertificateReloader(certPath: config.server.tlsCert, keyPath: config.server.tlsKey,
+                                                   checkInterval: .seconds(config.server.tlsReloadSeconds), logger: logger)
+            server = try .tls(server, tlsConfiguration: reloader.serverConfiguration())
         }
         let logger = self.logger
         let app = Application(

@@ -151,11 +151,27 @@ public struct Blueprint: Sendable {
         unit.ports = settings.ports
         file(Paths.serverUnit, Data(try templates.renderServerUnit(unit).utf8), 0o644, root)
 
+        // The daily renewal of the internal CA's server certificate (the built-in supervisor runs it itself).
+        let renewsCertificate = settings.tls == .internalCA && initSystem == .systemd
+        if renewsCertificate {
+            var job = CertRenewUnitContext()
+            job.binary = Paths.currentBinary
+            job.caKey = Paths.caKey
+            job.tlsDir = Paths.tls
+            job.user = Self.user
+            file(Paths.unitFile(Paths.certRenewServiceName), Data(try templates.renderCertRenewService(job).utf8), 0o644, root)
+            file(Paths.unitFile(Paths.certRenewTimerName), Data(try templates.renderCertRenewTimer(job).utf8), 0o644, root)
+        }
+
         if managesServices {
             d.systemdUnits = initSystem == .systemd
             d.services.append(.init(unit: Paths.serverUnitName, unitFile: layout.path(Paths.serverUnit),
                                     restartOn: [Paths.config, Paths.jwtKey, Paths.serverCert, Paths.serverKey, Paths.current,
                                                 "\(releaseDir)/bin/warbler"].map(layout.path)))
+            if renewsCertificate {
+                d.services.append(.init(unit: Paths.certRenewTimerName, unitFile: layout.path(Paths.unitFile(Paths.certRenewTimerName)),
+                                        restartOn: [], companionUnitFiles: [layout.path(Paths.unitFile(Paths.certRenewServiceName))]))
+            }
             d.oneTime.append(.init(
                 name: "create the first admin, \(settings.adminUser)",
                 argv: [Paths.currentBinary, "user-add", settings.adminUser, "--admin", "--exists-ok",

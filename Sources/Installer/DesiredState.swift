@@ -52,7 +52,11 @@ public struct DesiredState: Sendable {
         public var unitFile: String
         /// Every file whose change means a restart (config, binary, certificates, keys).
         public var restartOn: [String]
-        public init(unit: String, unitFile: String, restartOn: [String]) { self.unit = unit; self.unitFile = unitFile; self.restartOn = restartOn }
+        /// Unit files that come with this one (a timer's service): a change means daemon-reload, not a restart.
+        public var companionUnitFiles: [String]
+        public init(unit: String, unitFile: String, restartOn: [String], companionUnitFiles: [String] = []) {
+            self.unit = unit; self.unitFile = unitFile; self.restartOn = restartOn; self.companionUnitFiles = companionUnitFiles
+        }
     }
     /// A command run once, before the services start (creating the first admin); a marker file remembers it ran.
     public struct OneTimeCommand: Sendable, Equatable {

@@ -29,6 +29,12 @@ public enum Paths {
     public static let unitDir = "/etc/systemd/system"
     public static let serverUnitName = "warbler-server.service"
     public static let serverUnit = "/etc/systemd/system/warbler-server.service"
+    public static let certRenewServiceName = "warbler-cert-renew.service"
+    public static let certRenewTimerName = "warbler-cert-renew.timer"
+    /// Every unit an install may put in /etc/systemd/system, in stopping order: timers before the jobs they start,
+    /// the server last.
+    public static let unitNames = [certRenewTimerName, certRenewServiceName, serverUnitName]
+    public static func unitFile(_ name: String) -> String { "\(unitDir)/\(name)" }
 
     public static func release(_ version: String) -> String { "\(releases)/\(version)" }
 }

@@ -159,7 +159,8 @@ public enum Planner {
 
         guard !desired.services.isEmpty else { return Plan(steps: steps) }
 
-        let unitsChanged = desired.systemdUnits ? desired.services.filter { written.contains($0.unitFile) } : []
+        let unitsChanged = desired.systemdUnits
+            ? desired.services.filter { s in ([s.unitFile] + s.companionUnitFiles).contains(where: written.contains) } : []
         if !unitsChanged.isEmpty || (pending.daemonReload && desired.systemdUnits) {
             let reason = unitsChanged.isEmpty ? "left pending by the interrupted run" : "\(unitsChanged.map(\.unit).joined(separator: ", ")) changed"
             steps.append(.service(.daemonReload, reason: reason))

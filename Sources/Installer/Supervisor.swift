@@ -100,15 +100,30 @@ public struct SupervisorConfig: Sendable {
     public var pidFile: String
     public var childPIDFile: String
     public var policy: RestartPolicy
+    /// Commands the supervisor runs on a schedule as itself (root), their output to the log — what systemd timers do
+    /// on a systemd host.
+    public var periodic: [PeriodicCommand]
 
-    public init(argv: [String], user: String?, logFile: String, pidFile: String, childPIDFile: String, policy: RestartPolicy = RestartPolicy()) {
+    public init(argv: [String], user: String?, logFile: String, pidFile: String, childPIDFile: String, policy: RestartPolicy = RestartPolicy(),
+                periodic: [PeriodicCommand] = []) {
         self.argv = argv; self.user = user; self.logFile = logFile; self.pidFile = pidFile; self.childPIDFile = childPIDFile; self.policy = policy
+        self.periodic = periodic
     }
 
-    /// The server under the supervisor, as the installer lays it out.
+    /// The server under the supervisor, as the installer lays it out, with the daily certificate renewal check.
     public static let server = SupervisorConfig(
         argv: [Paths.currentBinary, "server", "--config", Paths.config], user: Blueprint.user,
-        logFile: "\(Paths.logs)/server.log", pidFile: "\(Paths.run)/supervise.pid", childPIDFile: "\(Paths.run)/server.pid")
+        logFile: "\(Paths.logs)/server.log", pidFile: "\(Paths.run)/supervise.pid", childPIDFile: "\(Paths.run)/server.pid",
+        periodic: [PeriodicCommand(argv: [Paths.currentBinary, "certs", "renew"], firstAfter: 300, every: 12 * 3600)])
+}
+
+/// A command run every `every` seconds, the first time `firstAfter` seconds after the supervisor starts. A run
+/// still going when the next is due is not started twice.
+public struct PeriodicCommand: Sendable, Equatable {
+    public var argv: [String]
+    public var firstAfter: Double
+    public var every: Double
+    public init(argv: [String], firstAfter: Double, every: Double) { self.argv = argv; self.firstAfter = firstAfter; self.every = every }
 }
 
 /// The built-in supervisor (`warbler supervise`): runs one child, appends its output to a log, restarts it with
@@ -142,6 +157,10 @@ public struct Supervisor: Sendable {
         // Set once a stop was asked for: when the child gets SIGKILL if it has not exited by then.
         var killAt: Double?
         var action = machine.event(.start(now: Self.now()))
+        let started = Self.now()
+        var nextRun = config.periodic.map { started + $0.firstAfter }
+        var running = [pid_t](repeating: 0, count: config.periodic.count)
+        defer { for pid in running where pid > 0 { kill(pid, SIGTERM) } }
         while true {
             switch action {
             case .none:
@@ -186,13 +205,29 @@ public struct Supervisor: Sendable {
                     continue
                 }
             }
+            for (i, job) in config.periodic.enumerated() {
+                if running[i] > 0 {
+                    var status: Int32 = 0
+                    if waitpid(running[i], &status, WNOHANG) == running[i] {
+                        let code = Self.exitStatus(status)
+                        if code != 0 { note("\(job.argv.joined(separator: " ")) exited with status \(code)", log: log) }
+                        running[i] = 0
+                    }
+                }
+                if killAt == nil, running[i] == 0, Self.now() >= nextRun[i] {
+                    nextRun[i] = Self.now() + job.every
+                    do { running[i] = try spawn(argv: job.argv, user: nil, log: log) } catch { note("\(error)", log: log) }
+                }
+            }
             action = machine.event(.tick(now: Self.now()))
         }
     }
 
-    func spawn(log: Int32) throws -> pid_t {
-        var argv = config.argv
-        if let user = config.user {
+    func spawn(log: Int32) throws -> pid_t { try spawn(argv: config.argv, user: config.user, log: log) }
+
+    func spawn(argv: [String], user: String?, log: Int32) throws -> pid_t {
+        var argv = argv
+        if let user {
             argv = ["/usr/bin/setpriv", "--reuid=\(user)", "--regid=\(user)", "--init-groups", "--"] + argv
         }
         var actions = posix_spawn_file_actions_t()

@@ -47,24 +47,31 @@ public struct Uninstaller: Sendable {
     public func plan(layout: Layout, purge: Bool) throws -> UninstallPlan {
         let initSystem = try initSystem(layout: layout)
         var steps: [UninstallStep] = []
-        let unit = Paths.serverUnitName
-        let unitFile = layout.path(Paths.serverUnit)
+        // The server always; the other units where their files are.
+        let units = try Paths.unitNames.filter { unit in
+            let present = try system.info(layout.path(Paths.unitFile(unit))) != nil
+            return unit == Paths.serverUnitName || present
+        }
         switch initSystem {
         case .systemd:
             system.selectInit(.systemd)
-            let status = try system.serviceStatus(unit)
-            if status.active { steps.append(.service(.stop(unit))) }
-            if status.enabled { steps.append(.service(.disable(unit))) }
+            for unit in units {
+                let status = try system.serviceStatus(unit)
+                if status.active { steps.append(.service(.stop(unit))) }
+                if status.enabled { steps.append(.service(.disable(unit))) }
+            }
         case .builtin:
             system.selectInit(.builtin)
-            if try system.serviceStatus(unit).active { steps.append(.service(.stop(unit))) }
+            if try system.serviceStatus(Paths.serverUnitName).active { steps.append(.service(.stop(Paths.serverUnitName))) }
         case .none:
             break
         }
-        if try system.info(unitFile) != nil {
-            steps.append(.removeTree(unitFile))
-            if initSystem == .systemd { steps.append(.service(.daemonReload)) }
+        var removedUnit = false
+        for unit in units where try system.info(layout.path(Paths.unitFile(unit))) != nil {
+            steps.append(.removeTree(layout.path(Paths.unitFile(unit))))
+            removedUnit = true
         }
+        if removedUnit && initSystem == .systemd { steps.append(.service(.daemonReload)) }
         var trees = [Paths.opt, Paths.etc, Paths.installState, Paths.run]
         if purge { trees += [Paths.data, Paths.logs] }
         for t in trees where try system.info(layout.path(t)) != nil { steps.append(.removeTree(layout.path(t))) }

@@ -117,6 +117,80 @@ final class NotifySocket {
         }
     }
 
+    /// The serial number of the certificate the server at `port` presents, as openssl prints it.
+    func servedSerial(port: Int) throws -> String {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/sh")
+        p.arguments = ["-c", "openssl s_client -connect 127.0.0.1:\(port) -servername localhost </dev/null 2>/dev/null | openssl x509 -noout -serial"]
+        let out = Pipe()
+        p.standardOutput = out
+        try p.run()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    func fileSerial(_ path: String) throws -> String {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
+        p.arguments = ["x509", "-noout", "-serial", "-in", path]
+        let out = Pipe()
+        p.standardOutput = out
+        try p.run()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    @Test func aRenewedCertificateIsServedWithoutARestartAndABadPairIsIgnored() async throws {
+        let pki = NSTemporaryDirectory() + "warbler-pki-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: pki, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: pki) }
+        try makePKI(pki)
+        let certPath = pki + "/live.pem", keyPath = pki + "/live.key"
+        try FileManager.default.copyItem(atPath: pki + "/server.pem", toPath: certPath)
+        try FileManager.default.copyItem(atPath: pki + "/server.key", toPath: keyPath)
+        /// Puts a file in place the way the renewal does: a new file renamed over the old.
+        func replace(_ path: String, with source: String) throws {
+            try FileManager.default.copyItem(atPath: source, toPath: path + ".new")
+            #expect(rename(path + ".new", path) == 0)
+        }
+        try await withServer(.sqlite, { $0.server.tlsCert = certPath; $0.server.tlsKey = keyPath; $0.server.tlsReloadSeconds = 0.05 }) { server in
+            let first = try fileSerial(pki + "/server.pem")
+            #expect(!first.isEmpty)
+            #expect(try servedSerial(port: server.port) == first)
+
+            // A second certificate with its own key, from the same CA.
+            try run(["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=localhost",
+                     "-keyout", "server2.key", "-out", "server2.csr"], in: pki)
+            try run(["x509", "-req", "-in", "server2.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2",
+                     "-extfile", "san.ext", "-out", "server2.pem"], in: pki)
+            let second = try fileSerial(pki + "/server2.pem")
+            #expect(second != first)
+
+            // Key first: for a moment the key is not the certificate's; the server keeps the old pair meanwhile.
+            try replace(keyPath, with: pki + "/server2.key")
+            try await Task.sleep(for: .milliseconds(150))
+            #expect(try servedSerial(port: server.port) == first)
+            try replace(certPath, with: pki + "/server2.pem")
+            try await Task.sleep(for: .milliseconds(150))
+            _ = try servedSerial(port: server.port)
+            #expect(try servedSerial(port: server.port) == second)
+
+            // The renewed certificate really works: a client that trusts the CA logs in over it.
+            let client = try IMClient(baseURL: "https://localhost:\(server.port)", trustedCACertificatePath: pki + "/ca.pem")
+            _ = try await client.register(username: "carol", password: "password-123")
+            try await client.shutdown()
+
+            // Garbage in place of the certificate: ignored, the good pair stays in use.
+            try "not a certificate".write(toFile: certPath + ".bad", atomically: true, encoding: .utf8)
+            try replace(certPath, with: certPath + ".bad")
+            try await Task.sleep(for: .milliseconds(150))
+            _ = try servedSerial(port: server.port)
+            #expect(try servedSerial(port: server.port) == second)
+        }
+    }
+
     @Test func aMissingCertificateIsAClearError() async throws {
         let dir = NSTemporaryDirectory() + "warbler-tls-" + UUID().uuidString
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)

@@ -26,8 +26,9 @@ import Testing
         #expect(resumed.preflight.result("existing-install")?.status == .warn)
         // Only what was left: the unit, the `current` link (links come after files), the services; nothing done
         // before is redone.
-        #expect(resumed.plan.writtenPaths == [Paths.serverUnit, Paths.current])
-        #expect(resumed.plan.serviceActions == [.daemonReload, .enable(unit), .start(unit)])
+        let timer = Paths.certRenewTimerName
+        #expect(resumed.plan.writtenPaths == [Paths.serverUnit, Paths.unitFile(Paths.certRenewServiceName), Paths.unitFile(timer), Paths.current])
+        #expect(resumed.plan.serviceActions == [.daemonReload, .enable(unit), .enable(timer), .start(unit), .start(timer)])
         #expect(host.system.content(Paths.jwtKey) == key)
         #expect(try journal(host).state == .complete)
         #expect(try host.install().plan.isEmpty)

@@ -18,14 +18,16 @@ import Testing
             "/etc/warbler/secrets/jwt.key", "/etc/warbler/secrets/admin-password",
             "/etc/warbler/tls/ca.crt", "/etc/warbler/tls/ca.key", "/etc/warbler/tls/server.crt", "/etc/warbler/tls/server.key",
             "/etc/warbler/warbler.yaml", "/etc/systemd/system/warbler-server.service",
+            "/etc/systemd/system/warbler-cert-renew.service", "/etc/systemd/system/warbler-cert-renew.timer",
         ])
-        #expect(plan.serviceActions == [.daemonReload, .enable(unit), .start(unit)])
+        let timer = Paths.certRenewTimerName
+        #expect(plan.serviceActions == [.daemonReload, .enable(unit), .enable(timer), .start(unit), .start(timer)])
         // Order: every filesystem step before the services; the admin is created before the first start.
         let firstService = try #require(steps.firstIndex { $0.serviceAction != nil })
         #expect(steps[..<firstService].allSatisfy { $0.serviceAction == nil })
         let admin = try #require(steps.firstIndex { if case .runOnce = $0 { true } else { false } })
         let start = try #require(steps.firstIndex(of: .service(.start(unit), reason: "not running")))
-        #expect(admin < start && start == steps.count - 1)
+        #expect(admin < start && start == steps.count - 2, "the server starts, then the renewal timer")
         #expect(host.system.operations.isEmpty, "a dry run changes nothing")
     }
 

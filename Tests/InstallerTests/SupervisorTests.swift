@@ -113,6 +113,30 @@ final class Shared<T: Sendable>: Sendable {
         #expect(!FileManager.default.fileExists(atPath: "\(dir)/supervise.pid"), "the PID file goes with the supervisor")
     }
 
+    @Test func runsPeriodicCommandsOnScheduleBesideTheChild() async throws {
+        let dir = try Self.directory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let config = SupervisorConfig(argv: ["/bin/sleep", "300"], user: nil, logFile: "\(dir)/server.log",
+                                      pidFile: "\(dir)/supervise.pid", childPIDFile: "\(dir)/server.pid",
+                                      periodic: [PeriodicCommand(argv: ["/bin/sh", "-c", "echo tick >> \(dir)/ticks; exit 4"], firstAfter: 0, every: 0.5)])
+        let stop = Shared(false)
+        let done = Shared<Int32?>(nil)
+        let thread = Thread {
+            let code = try? Supervisor(config: config).run(handleSignals: false) { stop.get() }
+            done.set(code ?? -1)
+        }
+        thread.start()
+        let deadline = Date().addingTimeInterval(20)
+        func ticks() -> Int { ((try? String(contentsOfFile: "\(dir)/ticks", encoding: .utf8)) ?? "").split(separator: "\n").count }
+        while ticks() < 3 && Date() < deadline { try await Task.sleep(nanoseconds: 50_000_000) }
+        #expect(ticks() >= 3, "the command runs again and again")
+        stop.set(true)
+        while done.get() == nil && Date() < deadline { try await Task.sleep(nanoseconds: 50_000_000) }
+        #expect(done.get() == 0)
+        let log = try String(contentsOfFile: "\(dir)/server.log", encoding: .utf8)
+        #expect(log.contains("exited with status 4"), "a failing run is logged")
+    }
+
     @Test func stopForwardsSIGTERMToALongRunningChildAndExitsZero() async throws {
         let dir = try Self.directory()
         defer { try? FileManager.default.removeItem(atPath: dir) }

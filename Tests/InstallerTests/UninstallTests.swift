@@ -15,8 +15,11 @@ import Testing
         let uninstaller = Uninstaller(system: host.system, probe: host.probe)
         let plan = try uninstaller.plan(layout: Layout(), purge: false)
         #expect(plan.initSystem == .systemd)
+        let timer = Paths.certRenewTimerName
         #expect(plan.steps == [
-            .service(.stop(unit)), .service(.disable(unit)), .removeTree(Paths.serverUnit), .service(.daemonReload),
+            .service(.stop(timer)), .service(.disable(timer)), .service(.stop(unit)), .service(.disable(unit)),
+            .removeTree(Paths.unitFile(timer)), .removeTree(Paths.unitFile(Paths.certRenewServiceName)), .removeTree(Paths.serverUnit),
+            .service(.daemonReload),
             .removeTree("/opt/warbler"), .removeTree("/etc/warbler"), .removeTree("/var/lib/warbler/install"),
         ])
         #expect(plan.kept == ["/var/lib/warbler"])
@@ -27,10 +30,11 @@ import Testing
         #expect(host.system.paths(under: "/opt/warbler").isEmpty)
         #expect(host.system.paths(under: "/etc/warbler").isEmpty)
         #expect(host.system.node(Paths.serverUnit) == nil)
+        #expect(host.system.node(Paths.unitFile(timer)) == nil)
         #expect(host.system.paths(under: "/var/lib/warbler") == ["/var/lib/warbler", "/var/lib/warbler/warbler.db"])
         #expect(host.system.userExists("warbler"), "the user owns the kept data")
-        // The stop comes before anything is removed.
-        #expect(host.system.operations.first == .service(.stop(unit)))
+        // The stops come before anything is removed, the timer's first.
+        #expect(Array(host.system.operations.prefix(3)) == [.service(.stop(timer)), .service(.disable(timer)), .service(.stop(unit))])
 
         // A second run has nothing left to do.
         #expect(try uninstaller.plan(layout: Layout(), purge: false).steps.isEmpty)

@@ -60,4 +60,26 @@ import Testing
         let value = try #require(score, "no exposure level in:\n\(r.output)")
         #expect(value <= 2.0)
     }
+
+    /// The certificate-renewal job and its timer: verify accepts both; the job rates 2.0 or lower too.
+    @Test func theCertificateRenewalJobVerifiesAndRatesTwoOrLower() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("warbler-units-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir + "/bin", withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try FileManager.default.copyItem(atPath: "/bin/true", toPath: dir + "/bin/warbler")
+        var job = CertRenewUnitContext()
+        job.binary = dir + "/bin/warbler"
+        let templates = try TemplateSet(directory: Repo.templates)
+        let service = dir + "/" + TemplateSet.certRenewService, timer = dir + "/" + TemplateSet.certRenewTimer
+        try templates.renderCertRenewService(job).write(toFile: service, atomically: true, encoding: .utf8)
+        try templates.renderCertRenewTimer(job).write(toFile: timer, atomically: true, encoding: .utf8)
+        let verify = try Self.run(["verify", "--man=no", service, timer])
+        #expect(verify.status == 0, "systemd-analyze verify failed:\n\(verify.output)")
+        let ours = verify.output.split(separator: "\n").filter { $0.contains("warbler-cert-renew") }
+        #expect(ours.isEmpty, "systemd-analyze verify complained:\n\(ours.joined(separator: "\n"))")
+        let r = try Self.run(["security", "--offline=yes", "--threshold=20", "--no-pager", service])
+        let line = r.output.split(separator: "\n").first { $0.contains("Overall exposure level") }.map(String.init) ?? ""
+        print("systemd-analyze security, warbler-cert-renew.service: \(line.trimmingCharacters(in: .whitespaces))")
+        #expect(r.status == 0, "rated above 2.0:\n\(r.output)")
+    }
 }
