@@ -75,7 +75,7 @@ let package = Package(
         .target(
             name: "IMServer",
             dependencies: [
-                "IMCore", "IMStorage", "IMStorageSQLite", "IMStoragePostgres", "SystemdSupport",
+                "IMCore", "IMStorage", "IMStorageSQLite", "IMStoragePostgres", "SystemdSupport", "Payload",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
                 .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
@@ -154,12 +154,28 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // `warbler upgrade` and `rollback`: verify, back up, install beside, switch, self-check, roll back on failure.
+        .target(
+            name: "Upgrade",
+            dependencies: [
+                "Installer", "Payload", "IMServer", "IMStorage", "IMClient", "IMCore", "Operations",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "warbler",
             dependencies: [
-                "IMServer", "LoadGen", "Installer", "Payload", "Operations",
+                "IMServer", "LoadGen", "Installer", "Payload", "Operations", "Upgrade",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "UpgradeTests",
+            dependencies: ["Upgrade"],
             swiftSettings: strict
         ),
         .testTarget(

@@ -3,6 +3,7 @@
 #
 #   packaging/build.sh            # release build (the first one takes 25+ minutes on 2 cores)
 #   packaging/build.sh --debug    # debug build, packaged the same way (for tests and the end-to-end suite)
+#   packaging/build.sh --version 1.2.0   # stamp the release version (default: the version compiled in)
 #
 # The file is the warbler executable (static Swift standard library, libarchive linked in, stripped), then its
 # payload (templates/ and, when present, web/, packed as a deterministic tar.gz with a manifest), then a 64-byte
@@ -11,10 +12,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 CONFIG=release
+RELEASE=
 while [ $# -gt 0 ]; do
   case "$1" in
     --debug) CONFIG=debug; shift ;;
-    -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+    --version) RELEASE="$2"; shift 2 ;;
+    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
     *) echo "build.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -79,7 +82,7 @@ ALLOWED='^(linux-vdso\.so\.1|/lib64/ld-linux-x86-64\.so\.2|libc\.so\.6|libm\.so\
 UNEXPECTED=$(ldd "$BIN" | awk '{print $1}' | grep -Ev "$ALLOWED" || true)
 [ -z "$UNEXPECTED" ] || die "$BIN needs libraries a minimal Debian 12 host lacks: $(echo $UNEXPECTED)"
 
-VERSION=$("$BIN" version | awk '{print $2}')
+VERSION=${RELEASE:-$("$BIN" version | awk '{print $2}')}
 [ -n "$VERSION" ] || die "cannot read the version from $BIN"
 say "warbler $VERSION"
 
@@ -90,7 +93,7 @@ mkdir -p "$ROOT"
 [ -d templates ] || die "templates/ is missing"
 cp -a templates "$ROOT/templates"
 [ -d web ] && cp -a web "$ROOT/web"
-"$BIN" payload pack "$ROOT" "$SCRATCH/payload.tar.gz"
+"$BIN" payload pack "$ROOT" "$SCRATCH/payload.tar.gz" --release "$VERSION"
 
 # 5. Strip, append payload and trailer, checksum.
 cp "$BIN" "$SCRATCH/warbler.stripped"

@@ -38,6 +38,14 @@ public final class ServerRuntime: Sendable {
     }
 
     public static func openStorage(config: ServerConfig, logger: Logger) async throws -> SQLStore {
+        let driver = try await openDriver(config: config, logger: logger)
+        let applied = try await Migrations.apply(driver, now: nowMillis())
+        if !applied.isEmpty { logger.info("applied schema migrations \(applied)") }
+        return SQLStore(driver: driver, maxBatch: config.storage.maxBatch)
+    }
+
+    /// Connects to the configured database without migrating it (tools that only read, like the schema check).
+    public static func openDriver(config: ServerConfig, logger: Logger) async throws -> any SQLDriver {
         let driver: any SQLDriver
         switch config.storage.driver {
         case "postgres":
@@ -55,9 +63,7 @@ public final class ServerRuntime: Sendable {
         default:
             driver = try await SQLiteDriver.open(path: config.storage.path, logger: logger)
         }
-        let applied = try await Migrations.apply(driver, now: nowMillis())
-        if !applied.isEmpty { logger.info("applied schema migrations \(applied)") }
-        return SQLStore(driver: driver, maxBatch: config.storage.maxBatch)
+        return driver
     }
 
     init(config: ServerConfig, storage: SQLStore, key: Curve25519SigningKey, logger: Logger) async {
@@ -84,6 +90,14 @@ public final class ServerRuntime: Sendable {
     // MARK: Accounts
 
     /// Creates an account (validating username and password); the first admin is made this way by the installer.
+    /// Sets an account's password (checked like any other), enables it, and ends its sessions.
+    public func resetPassword(id: UserID, password: String) async throws {
+        if let e = Validation.password(password) { throw e }
+        try await storage.setPasswordHash(id: id, hash: try await passwords.hash(password))
+        try await storage.setDisabled(id: id, disabled: false)
+        try await storage.revokeAllTokens(user: id)
+    }
+
     public func createUser(username: String, password: String, displayName: String?, admin: Bool) async throws -> UserProfile {
         let name = username.lowercased()
         if let e = Validation.username(name) { throw e }

@@ -38,9 +38,14 @@ public struct CertificateRenewal: Sendable {
             throw PKIError("cannot read the names of the server certificate \(Paths.serverCert); run `warbler install` to issue a new one for this host's names")
         }
         let now = system.now()
-        let material = try PKI.internalCA(caCert: caCert, caKey: caKey, serverCert: force ? nil : existingCert,
-                                          serverKey: force ? nil : try read(keyPath), names: names, now: now)
-        guard material.issued else { return .current(notAfter: material.notAfter) }
+        // Decided from the certificate alone: the job may not read the server's key (it is the server's, and the
+        // job's sandbox gives root no right to read other users' files).
+        if !force, let ca = try? Certificate(pemEncoded: caCert), leaf.issuer == ca.subject,
+           ca.publicKey.isValidSignature(leaf.signature, for: leaf),
+           leaf.notValidBefore <= now, leaf.notValidAfter > now + PKI.renewBefore {
+            return .current(notAfter: leaf.notValidAfter)
+        }
+        let material = try PKI.internalCA(caCert: caCert, caKey: caKey, serverCert: nil, serverKey: nil, names: names, now: now)
 
         // Key first, then certificate, each written atomically: the server refuses a pair whose key is not the
         // certificate's, so between the two renames it keeps serving the old pair.

@@ -199,11 +199,14 @@ public final class LocalSystem: System {
         var ok = false
         defer { if !ok { close(fd); unlink(tmp) } }
         try body(fd)
+        // Mode first: once the file is given away, changing its mode needs CAP_FOWNER, which the sandboxed
+        // certificate-renewal job does not hold.
+        guard fchmod(fd, mode_t(mode)) == 0 else { throw SystemError("cannot set the mode of \(path): \(Self.errorText())") }
         if let owner {
             let (uid, gid) = try Self.ids(owner)
             guard fchown(fd, uid, gid) == 0 else { throw SystemError("cannot give \(path) to \(owner): \(Self.errorText())") }
         }
-        guard fchmod(fd, mode_t(mode)) == 0, fsync(fd) == 0 else { throw SystemError("cannot write \(path): \(Self.errorText())") }
+        guard fsync(fd) == 0 else { throw SystemError("cannot write \(path): \(Self.errorText())") }
         ok = true
         close(fd)
         guard rename(tmp, path) == 0 else {

@@ -37,11 +37,15 @@ public struct Manifest: Codable, Equatable, Sendable {
     }
 
     public var format: Int
+    /// The release version the file carrying this payload installs (stamped by packaging/build.sh); nil in a
+    /// payload packed without one.
+    public var release: String?
     /// Relative path ("templates/server.yaml", no "./") to entry.
     public var entries: [String: Entry]
 
-    public init(entries: [String: Entry]) {
+    public init(entries: [String: Entry], release: String? = nil) {
         self.format = Self.currentFormat
+        self.release = release
         self.entries = entries
     }
 

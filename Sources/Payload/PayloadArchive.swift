@@ -13,9 +13,13 @@ public enum PayloadArchive {
     /// Packs `directory` into a tar.gz at `archive` and returns its manifest. Entries are sorted, owned by 0:0 and
     /// dated 1970, so packing the same tree twice gives identical bytes. The file appears only once complete.
     @discardableResult
-    public static func pack(directory: String, to archive: String) throws -> Manifest {
+    public static func pack(directory: String, to archive: String, release: String? = nil) throws -> Manifest {
+        if let release, !Self.isValidRelease(release) {
+            throw PayloadError(.unsupportedFile, "release '\(release)' is not a version: use digits, letters, '.', '-' and '+' (1-64 characters), like 1.2.0")
+        }
         let tree = try SourceTree.scan(directory)
-        let manifest = tree.manifest
+        var manifest = tree.manifest
+        manifest.release = release
         let (fd, temporary) = try FileIO.temporaryFile(besides: archive)
         close(fd)
         do {
@@ -62,6 +66,17 @@ public enum PayloadArchive {
             FileIO.removeTree(temporary)
             throw error
         }
+    }
+
+    /// A release name that can become a directory name and a URL path segment.
+    public static func isValidRelease(_ s: String) -> Bool {
+        (1...64).contains(s.count) && s.first?.isNumber == true
+            && s.unicodeScalars.allSatisfy { ("0"..."9").contains($0) || ("a"..."z").contains($0) || ("A"..."Z").contains($0) || ".-+".unicodeScalars.contains($0) }
+    }
+
+    /// Reads only the manifest, the archive's first entry (the rest is not checked: `check` or `unpack` do that).
+    public static func manifest(archive: String, byteRange: Range<UInt64>? = nil) throws -> Manifest {
+        try readManifest(try ArchiveReader(path: archive, range: byteRange)).0
     }
 
     /// Reads the whole archive and checks it against its manifest as `unpack` would, writing nothing.

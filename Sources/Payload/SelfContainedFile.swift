@@ -47,6 +47,15 @@ public enum SelfContainedFile {
         throw PayloadError(.noPayload, "this warbler binary carries no payload; build it with packaging/build.sh")
     }
 
+    /// The release version stamped in the file's payload manifest, without verifying the payload (nil: a plain
+    /// build, or a payload packed without a release). Cheap: reads the trailer and the archive's first entry.
+    public static func release(path: String) -> String? {
+        guard let location = try? locate(path: path),
+              let manifest = try? PayloadArchive.manifest(archive: path, byteRange: location.payloadRange),
+              let release = manifest.release, PayloadArchive.isValidRelease(release) else { return nil }
+        return release
+    }
+
     /// Locates the payload and recomputes its SHA-256 by streaming it (never the whole file in memory).
     @discardableResult
     public static func verify(path: String) throws -> Location {
@@ -83,15 +92,22 @@ public enum SelfContainedFile {
     /// Writes `output` = the executable's bytes, the payload file's bytes and a trailer. `output` appears (mode 0755)
     /// only once complete.
     @discardableResult
-    public static func append(payload: String, to executable: String, output: String) throws -> Location {
-        if (try? locate(path: executable)) != nil {
-            throw PayloadError(.unsupportedFile, "\(executable) already carries a payload; append to a plain build")
+    /// With `replacing`, `executable` may be an installer file already: its executable part gets the new payload
+    /// (packaging re-stamps a release this way without rebuilding).
+    public static func append(payload: String, to executable: String, output: String, replacing: Bool = false) throws -> Location {
+        var executableSize: UInt64?
+        if let existing = try? locate(path: executable) {
+            guard replacing else {
+                throw PayloadError(.unsupportedFile, "\(executable) already carries a payload; append to a plain build (or replace it: --replace)")
+            }
+            try verify(existing)
+            executableSize = existing.payloadRange.lowerBound
         }
         let exeFD = try FileIO.open(executable, O_RDONLY)
         defer { close(exeFD) }
         let payloadFD = try FileIO.open(payload, O_RDONLY)
         defer { close(payloadFD) }
-        let exeSize = try FileIO.size(ofOpenFile: exeFD, path: executable)
+        let exeSize = try executableSize ?? FileIO.size(ofOpenFile: exeFD, path: executable)
         let payloadSize = try FileIO.size(ofOpenFile: payloadFD, path: payload)
 
         let (outFD, temporary) = try FileIO.temporaryFile(besides: output)

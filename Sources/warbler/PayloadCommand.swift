@@ -42,10 +42,11 @@ extension Warbler.PayloadCommand {
         static let configuration = CommandConfiguration(abstract: "Pack DIR into a deterministic tar.gz with a manifest.")
         @Argument(help: "The directory to pack.") var directory: String
         @Argument(help: "The tar.gz to write.") var archive: String
+        @Option(help: "The release version the installer file carrying this payload installs.") var release: String?
 
         func run() throws {
             do {
-                let manifest = try PayloadArchive.pack(directory: directory, to: archive)
+                let manifest = try PayloadArchive.pack(directory: directory, to: archive, release: release)
                 print("packed \(manifest.fileCount) files from \(directory) into \(archive)")
             } catch { throw fail(error) }
         }
@@ -56,10 +57,11 @@ extension Warbler.PayloadCommand {
         @Option(help: "A plain warbler executable.") var executable: String
         @Option(help: "The payload tar.gz.") var payload: String
         @Option(help: "The installer file to write.") var output: String
+        @Flag(help: "EXECUTABLE is an installer file: replace its payload.") var replace = false
 
         func run() throws {
             do {
-                let location = try SelfContainedFile.append(payload: payload, to: executable, output: output)
+                let location = try SelfContainedFile.append(payload: payload, to: executable, output: output, replacing: replace)
                 print("wrote \(output): payload of \(location.payloadRange.count) bytes at offset \(location.payloadRange.lowerBound), sha256 \(location.expectedSHA256Hex)")
             } catch { throw fail(error) }
         }

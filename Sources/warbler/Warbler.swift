@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import IMServer
+import IMStorage
 import Logging
 import SystemdSupport
 
@@ -62,7 +63,14 @@ extension Warbler {
 
     struct Version: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Print the version and build.")
-        func run() { print("warbler \(WarblerVersion.version) (build \(WarblerVersion.build))") }
+        @Flag(help: "Print {\"version\", \"build\", \"schema\"} as JSON (what `upgrade` reads).") var json = false
+        func run() {
+            if json {
+                print(#"{"version":"\#(WarblerVersion.version)","build":"\#(WarblerVersion.build)","schema":\#(Migrations.latest)}"#)
+            } else {
+                print("warbler \(WarblerVersion.version) (build \(WarblerVersion.build))")
+            }
+        }
     }
 
     struct UserAdd: AsyncParsableCommand {
@@ -73,6 +81,8 @@ extension Warbler {
         @Flag(help: "Make the account an administrator.") var admin = false
         @Flag(help: "Succeed without changing anything when the account exists (the installer creates the first admin this way).")
         var existsOk = false
+        @Flag(help: "With --exists-ok: set the existing account's password from the file (and enable it).")
+        var updatePassword = false
 
         func run() async throws {
             do {
@@ -82,6 +92,12 @@ extension Warbler {
                 }
                 let runtime = try await ServerRuntime.open(config: config, logger: Logger(label: "warbler.user-add"))
                 if existsOk, let existing = try await runtime.storage.user(username: username.lowercased()) {
+                    if updatePassword {
+                        try await runtime.resetPassword(id: existing.profile.id, password: pw)
+                        try await runtime.storage.close()
+                        print("user \(existing.profile.username) exists; password set")
+                        return
+                    }
                     try await runtime.storage.close()
                     print("user \(existing.profile.username) exists; left as it is")
                     return

@@ -41,6 +41,18 @@ import X509
         #expect(try host.install().plan.writtenPaths.isEmpty)
     }
 
+    /// The job's sandbox gives root no right to read the server's key: deciding and renewing must not need it.
+    @Test func neitherTheCheckNorTheRenewalReadsTheServersKey() throws {
+        let host = try Host()
+        try host.install()
+        host.system.setNode(Paths.serverKey, nil)
+        let renewal = CertificateRenewal(system: host.system, layout: Layout())
+        guard case .current = try renewal.run() else { Issue.record("the check needed the key"); return }
+        host.system.advanceClock(by: 380 * 24 * 3600)
+        guard case .renewed = try renewal.run() else { Issue.record("the renewal needed the old key"); return }
+        #expect(try pair(host).server.publicKey == Certificate.PublicKey(try pair(host).key.publicKey))
+    }
+
     @Test func forceRenewsAtOnce() throws {
         let host = try Host()
         try host.install()

@@ -125,6 +125,24 @@ import Testing
         #expect(FileIO.lstat(installer.scratch.file("twice")) == nil)
     }
 
+    @Test func aReleaseStampedInThePayloadIsReadBackAndCanBeReplacedWithoutARebuild() throws {
+        let installer = try Installer()
+        #expect(SelfContainedFile.release(path: installer.file) == nil, "packed without a release")
+        #expect(SelfContainedFile.release(path: installer.plain) == nil, "a plain build")
+        let stamped = installer.scratch.file("payload-1.2.0.tar.gz")
+        try PayloadArchive.pack(directory: installer.scratch.file("tree"), to: stamped, release: "1.2.0-rc.1")
+        let restamped = installer.scratch.file("installer-1.2.0")
+        try SelfContainedFile.append(payload: stamped, to: installer.file, output: restamped, replacing: true)
+        #expect(SelfContainedFile.release(path: restamped) == "1.2.0-rc.1")
+        try SelfContainedFile.verify(path: restamped)
+        // The executable part is the original's, byte for byte.
+        let exe = try SelfContainedFile.locate(path: restamped).payloadRange.lowerBound
+        #expect(Array(try readBytes(restamped).prefix(Int(exe))) == (try readBytes(installer.plain)))
+        #expect(throws: PayloadError.self) {
+            try PayloadArchive.pack(directory: installer.scratch.file("tree"), to: installer.scratch.file("bad.tar.gz"), release: "../etc")
+        }
+    }
+
     @Test func signatureVerifiesOnlyTheSignedFileWithTheRightKey() throws {
         let installer = try Installer()
         let key = Curve25519.Signing.PrivateKey()

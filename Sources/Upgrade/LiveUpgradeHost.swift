@@ -1,0 +1,191 @@
+import Crypto
+import Foundation
+import IMServer
+import IMStorage
+import Installer
+import Logging
+import Operations
+import Payload
+
+/// The real host: files under a `Layout`, the installed binaries, the init system, the database.
+public struct LiveUpgradeHost: UpgradeHost {
+    public let layout: Layout
+    let system: LocalSystem
+    /// Takes a backup to a file and returns its path; restores one. Supplied by the backup engine.
+    let takeBackup: @Sendable (String) async throws -> String
+    let restoreBackup: @Sendable (String) async throws -> Void
+
+    /// Where an install keeps the public key its releases must be signed with (`warbler install --release-key`).
+    public static let releaseKey = "/etc/warbler/release-key.pub"
+    public static let record = "/var/lib/warbler/install/upgrade.json"
+    public static let previous = "/opt/warbler/previous"
+
+    public init(layout: Layout = Layout(), backup: @escaping @Sendable (String) async throws -> String,
+                restore: @escaping @Sendable (String) async throws -> Void) {
+        self.layout = layout
+        self.system = LocalSystem()
+        self.takeBackup = backup
+        self.restoreBackup = restore
+        system.selectInit(installedInitSystem(layout: layout, system: system))
+    }
+
+    public func verify(file: String) throws {
+        try SelfContainedFile.verify(path: file)
+        let keyPath = layout.path(Self.releaseKey)
+        guard FileManager.default.fileExists(atPath: keyPath) else { return }
+        let text = try String(contentsOfFile: keyPath, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        guard let raw = Data(base64Encoded: text), let key = try? Curve25519.Signing.PublicKey(rawRepresentation: raw) else {
+            throw SystemError("\(keyPath) is not a base64 Ed25519 public key; put the key packaging/sign.sh printed there")
+        }
+        guard FileManager.default.fileExists(atPath: SelfContainedFile.signaturePath(for: file)) else {
+            throw SystemError("this install accepts only signed releases (\(keyPath)), and \(SelfContainedFile.signaturePath(for: file)) is missing; put the .sig published with the file beside it")
+        }
+        try SelfContainedFile.verifySignature(fileAt: file, publicKey: key)
+    }
+
+    public func releaseInfo(binary: String) throws -> ReleaseInfo {
+        let result = try system.run([binary, "version", "--json"], as: nil)
+        guard result.status == 0, let json = result.output.split(separator: "\n").last(where: { $0.hasPrefix("{") }),
+              let info = try? JSONDecoder().decode(ReleaseInfo.self, from: Data(json.utf8)) else {
+            throw SystemError("\(binary) did not say what release it is (`version --json` exited \(result.status): \(result.output.prefix(200)))")
+        }
+        return info
+    }
+
+    public func installed() throws -> InstalledReleases {
+        func target(_ link: String) -> String? {
+            (try? FileManager.default.destinationOfSymbolicLink(atPath: layout.path(link))).map { ($0 as NSString).lastPathComponent }
+        }
+        guard let current = target(Paths.current) else {
+            throw SystemError("no Warbler install here (\(layout.path(Paths.current)) is missing); use `warbler install`")
+        }
+        let dir = layout.path(Paths.releases)
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []
+        let dated = names.map { n -> (String, Date) in
+            let d = (try? FileManager.default.attributesOfItem(atPath: dir + "/" + n)[.modificationDate] as? Date) ?? .distantPast
+            return (n, d)
+        }
+        return InstalledReleases(current: current, currentBinary: layout.path(Paths.release(current) + "/bin/warbler"),
+                                 previous: target(Self.previous), all: dated.sorted { $0.1 < $1.1 }.map(\.0))
+    }
+
+    public func spaceProblems(newFile: String) throws -> [String] {
+        var problems: [String] = []
+        let config = try? ServerConfig.load(path: layout.path(Paths.config))
+        var dataBytes: UInt64 = 0
+        if config?.storage.driver ?? "sqlite" == "sqlite" {
+            let db = config?.storage.path ?? Paths.database
+            for suffix in ["", "-wal"] { dataBytes += Self.size(of: layout.path(db + suffix)) }
+        }
+        dataBytes += Self.treeSize(layout.path((config?.dataDir ?? Paths.data) + "/attachments"))
+        let needData = dataBytes + dataBytes / 10 + (16 << 20)
+        if let free = Self.free(layout.path(Paths.data)), free < needData {
+            problems.append("\(layout.path(Paths.data)) has \(free >> 20) MiB free; the backup needs about \(needData >> 20) MiB (free some space or move old backups away)")
+        }
+        let fileBytes = Self.size(of: newFile)
+        let needRelease = fileBytes + fileBytes / 10
+        if let free = Self.free(layout.path(Paths.releases)), free < needRelease {
+            problems.append("\(layout.path(Paths.releases)) has \(free >> 20) MiB free; the new release needs about \(needRelease >> 20) MiB")
+        }
+        return problems
+    }
+
+    public func healthProblem() async -> String? {
+        let report = await StatusCollector(probe: LiveStatusProbe(), layout: layout)
+            .collect(manager: installedInitSystem(layout: layout, system: system), host: LiveHostProbe().hostname())
+        let problems = report.components.flatMap(\.problems)
+        return problems.isEmpty ? nil : problems.joined(separator: "; ")
+    }
+
+    public func schemaVersion() async throws -> Int {
+        let config = try ServerConfig.load(path: layout.path(Paths.config))
+        var logger = Logger(label: "warbler.upgrade")
+        logger.logLevel = .error
+        let driver = try await ServerRuntime.openDriver(config: config, logger: logger)
+        do {
+            let v = try await Migrations.currentVersion(driver)
+            try await driver.close()
+            return v
+        } catch {
+            try? await driver.close()
+            throw error
+        }
+    }
+
+    public func backup(label: String) async throws -> String { try await takeBackup(label) }
+    public func restore(backup: String) async throws { try await restoreBackup(backup) }
+
+    public func converge(binary: String) throws -> String {
+        var argv = [binary, "install", "--yes"]
+        if layout.isStaging { argv += ["--root", layout.root] }
+        let result = try system.run(argv, as: nil)
+        guard result.status == 0 else {
+            let tail = result.output.split(separator: "\n").suffix(8).joined(separator: "\n")
+            throw SystemError("`\(binary) install` failed:\n\(tail)")
+        }
+        return result.output
+    }
+
+    public func selfCheck() async throws {
+        try await SelfCheck(layout: layout, system: system).run()
+    }
+
+    public func stopServer() throws { try system.perform(.stop(Paths.serverUnitName)) }
+    public func startServer() throws {
+        if try !system.serviceStatus(Paths.serverUnitName).active { try system.perform(.start(Paths.serverUnitName)) }
+    }
+
+    public func setPrevious(_ version: String?) throws {
+        let link = layout.path(Self.previous)
+        guard let version else { try? system.remove(link); return }
+        try system.symlink(link, to: "releases/\(version)")
+    }
+
+    public func pruneReleases(keep: Int, protecting: [String]) throws -> [String] {
+        var all = try installed().all
+        var removed: [String] = []
+        while all.count > keep, let victim = all.first(where: { !protecting.contains($0) }) {
+            try system.removeTree(layout.path(Paths.release(victim)))
+            all.removeAll { $0 == victim }
+            removed.append(victim)
+        }
+        return removed
+    }
+
+    public func save(_ record: UpgradeRecord) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        encoder.dateEncodingStrategy = .iso8601
+        try system.write(layout.path(Self.record), try encoder.encode(record), mode: 0o600, owner: layout.isStaging ? nil : .root)
+    }
+
+    public func lastRecord() throws -> UpgradeRecord? {
+        guard let data = FileManager.default.contents(atPath: layout.path(Self.record)) else { return nil }
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .iso8601
+        return try decoder.decode(UpgradeRecord.self, from: data)
+    }
+
+    public func now() -> Date { Date() }
+
+    static func size(of path: String) -> UInt64 {
+        ((try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? NSNumber)?.uint64Value ?? 0
+    }
+
+    static func treeSize(_ dir: String) -> UInt64 {
+        guard let e = FileManager.default.enumerator(atPath: dir) else { return 0 }
+        var total: UInt64 = 0
+        while let p = e.nextObject() as? String { total += size(of: dir + "/" + p) }
+        return total
+    }
+
+    static func free(_ path: String) -> UInt64? {
+        var s = statvfs()
+        var p = path
+        while statvfs(p, &s) != 0 {
+            guard p != "/" && !p.isEmpty else { return nil }
+            p = (p as NSString).deletingLastPathComponent
+        }
+        return UInt64(s.f_bavail) * UInt64(s.f_frsize)
+    }
+}

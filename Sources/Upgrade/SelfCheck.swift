@@ -1,0 +1,97 @@
+import Foundation
+import IMClient
+import IMCore
+import IMServer
+import Installer
+import X509
+
+/// A real login and a message round trip through the running server, as a client on this host sees it: the
+/// account `warbler-selfcheck` logs in twice (two devices), one sends to its own "Warbler self-check" group and the
+/// other must receive it. The account's password is kept in /etc/warbler/secrets/selfcheck-password (0600 warbler).
+public struct SelfCheck: Sendable {
+    public static let username = "warbler-selfcheck"
+    public static let passwordFile = "/etc/warbler/secrets/selfcheck-password"
+    public static let groupName = "Warbler self-check"
+
+    let layout: Layout
+    let system: LocalSystem
+
+    public init(layout: Layout = Layout(), system: LocalSystem = LocalSystem()) { self.layout = layout; self.system = system }
+
+    public func run(timeout: Duration = .seconds(20)) async throws {
+        let config = try ServerConfig.load(path: layout.path(Paths.config))
+        let password = try ensureAccount()
+        let tls = !config.server.tlsCert.isEmpty
+        // The name the certificate covers: the first DNS name in it (the hostname); plain HTTP uses the loopback.
+        var host = "127.0.0.1"
+        var ca: String?
+        if tls {
+            let pem = try String(contentsOfFile: layout.path(config.server.tlsCert), encoding: .utf8)
+            let names = try PKI.sans(of: try Certificate(pemEncoded: pem))
+            host = names.dns.first ?? names.ips.first?.description ?? host
+            let caPath = layout.path(Paths.caCert)
+            ca = FileManager.default.fileExists(atPath: caPath) ? caPath : nil
+        } else if !["0.0.0.0", "::", ""].contains(config.server.host) {
+            host = config.server.host
+        }
+        let url = "\(tls ? "https" : "http")://\(host.contains(":") ? "[\(host)]" : host):\(config.server.port)"
+        let a = try IMClient(configuration: IMClientConfiguration(baseURL: url, trustedCACertificatePath: ca, deviceName: "selfcheck-a", requestTimeout: .seconds(10)))
+        let b = try IMClient(configuration: IMClientConfiguration(baseURL: url, trustedCACertificatePath: ca, deviceName: "selfcheck-b", requestTimeout: .seconds(10)))
+        defer { Task { try? await a.shutdown(); try? await b.shutdown() } }
+        do {
+            _ = try await a.login(username: Self.username, password: password)
+        } catch {
+            throw SelfCheckError("login as \(Self.username) at \(url) failed: \(error)")
+        }
+        _ = try await b.login(username: Self.username, password: password)
+        let conversation: ConversationID
+        if let existing = try await a.conversations().first(where: { $0.type == .group && $0.name == Self.groupName }) {
+            conversation = existing.id
+        } else {
+            conversation = try await a.createGroup(name: Self.groupName, members: []).id
+        }
+        let receiver = b.makeConnection()
+        let sender = a.makeConnection()
+        defer { Task { await receiver.close(); await sender.close() } }
+        try await receiver.connect()
+        try await sender.connect()
+        let text = "self-check \(UUID().uuidString)"
+        let ack = try await sender.send(conversation: conversation, text: text)
+        let received = try await withThrowingTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                for await event in receiver.events {
+                    if case .message(let m) = event, m.conversation == conversation, m.seq == ack.seq, m.text == text { return true }
+                }
+                return false
+            }
+            group.addTask { try await Task.sleep(for: timeout); return false }
+            let first = try await group.next() ?? false
+            group.cancelAll()
+            return first
+        }
+        guard received else { throw SelfCheckError("the message sent through \(url) (seq \(ack.seq)) did not reach the other device within \(timeout)") }
+    }
+
+    /// Makes sure the account exists with the password in the file, creating both when missing.
+    func ensureAccount() throws -> String {
+        let path = layout.path(Self.passwordFile)
+        var password = (try? String(contentsOfFile: path, encoding: .utf8))?.split(separator: "\n").first.map(String.init)
+        if password == nil {
+            var bytes = [UInt8](repeating: 0, count: 24)
+            for i in bytes.indices { bytes[i] = UInt8.random(in: 0...255) }
+            let fresh = Data(bytes).base64EncodedString().replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "+", with: "-")
+            try system.write(path, Data((fresh + "\n").utf8), mode: 0o600, owner: layout.isStaging ? nil : Owner(Blueprint.user, Blueprint.user))
+            password = fresh
+        }
+        let binary = layout.path(Paths.currentBinary)
+        let result = try system.run([binary, "user-add", Self.username, "--password-file", Self.passwordFile, "--exists-ok",
+                                     "--update-password", "--config", Paths.config], as: layout.isStaging ? nil : Blueprint.user)
+        guard result.status == 0 else { throw SelfCheckError("cannot set up the \(Self.username) account: \(result.output)") }
+        return password!
+    }
+}
+
+public struct SelfCheckError: Error, CustomStringConvertible, Sendable {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
