@@ -12,8 +12,21 @@ extension Warbler {
         @Option(help: "Password used for the benchmark accounts.") var password = "bench-password-1"
         @Option(help: "Prefix for the benchmark accounts (created if missing).") var prefix = "bench"
         @Option(help: "A CA certificate to trust for https (an install's /etc/warbler/tls/ca.crt).") var ca: String?
+        @Option(help: "Soak instead: send at --rate per sender for this many seconds through whatever happens to the server (an upgrade, a restart), then count every message on both sides and in the history, and report the longest gap. Exits 1 if anything was lost, failed or shown twice.")
+        var soak: Double?
+        @Option(help: "With --soak: messages per second per sender.") var rate = 10.0
 
         func run() async throws {
+            if let soak {
+                let report: SoakReport
+                do {
+                    report = try await SoakRun(baseURL: url, pairs: pairs, seconds: soak, ratePerSender: rate, password: password,
+                                               prefix: prefix, trustedCA: ca).run { print($0) }
+                } catch { throw fail(error) }
+                print(report.description)
+                if !report.ok { throw ExitCode(1) }
+                return
+            }
             do {
                 let report = try await LoadGenerator(baseURL: url, pairs: pairs, messagesPerSender: messages, window: window,
                                                      password: password, prefix: prefix, trustedCA: ca).run()
