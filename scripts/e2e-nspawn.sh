@@ -12,36 +12,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=$(readlink -f "${1:-.build/debug/warbler}")
 TEMPLATES=$(pwd)/templates
-CACHE=${WARBLER_E2E_CACHE:-/var/cache/warbler-e2e}
 [ -x "$BIN" ] || { echo "no warbler binary at $BIN; build it or pass its path" >&2; exit 2; }
-[ "$(id -u)" = 0 ] || { echo "run as root (systemd-nspawn)" >&2; exit 2; }
-mkdir -p "$CACHE"
-if [ ! -f "$CACHE/root.tar" ]; then
-  echo "==> building the Debian 12 root (once)"
-  mmdebstrap --variant=minbase --include=systemd,systemd-sysv,dbus,iproute2,curl,ca-certificates bookworm "$CACHE/root.tar" >"$CACHE/mmdebstrap.log" 2>&1
-fi
-WORK=$(mktemp -d "$CACHE/run.XXXXXX")
-NSPAWN_PID=
-# The systemd host gets its own network namespace, joined by a veth pair to a "client" namespace from which the
-# SDK talks to it as another machine would. Traffic stays inside these two namespaces.
-NS_HOST=warbler-e2e-host-$$ NS_CLIENT=warbler-e2e-client-$$ HOST_IP=10.231.7.2
-ip netns add "$NS_HOST"; ip netns add "$NS_CLIENT"
-ip link add "e2ec$$" type veth peer name "e2eh$$"
-ip link set "e2eh$$" netns "$NS_HOST"; ip link set "e2ec$$" netns "$NS_CLIENT"
-ip -n "$NS_HOST" addr add "$HOST_IP/24" dev "e2eh$$"; ip -n "$NS_HOST" link set "e2eh$$" up; ip -n "$NS_HOST" link set lo up
-ip -n "$NS_CLIENT" addr add 10.231.7.1/24 dev "e2ec$$"; ip -n "$NS_CLIENT" link set "e2ec$$" up; ip -n "$NS_CLIENT" link set lo up
-cleanup() {
-  if [ -n "$NSPAWN_PID" ] && kill -0 "$NSPAWN_PID" 2>/dev/null; then
-    nsenter -t "$INIT" -a systemctl poweroff >/dev/null 2>&1 || kill "$NSPAWN_PID"
-    wait "$NSPAWN_PID" 2>/dev/null || true
-  fi
-  rm -rf "$WORK"
-  ip netns del "$NS_HOST" 2>/dev/null || true
-  ip netns del "$NS_CLIENT" 2>/dev/null || true
-}
-trap cleanup EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
-ok() { echo "  ok: $*"; }
+source scripts/e2e-lib.sh
 # The installer file (packaging/build.sh) carries its runtime and templates; a plain build needs the toolchain's
 # runtime and the checkout's templates bound in.
 if "$BIN" payload verify >/dev/null 2>&1; then
@@ -55,21 +27,7 @@ fi
 
 echo "==> systemd host"
 mkdir "$WORK/sd" && tar -C "$WORK/sd" -xf "$CACHE/root.tar"
-systemd-nspawn --register=no --keep-unit --network-namespace-path="/run/netns/$NS_HOST" -D "$WORK/sd" -M e2e-systemd -b "${binds[@]}" >"$WORK/sd.console" 2>&1 &
-NSPAWN_PID=$!
-for _ in $(seq 100); do INIT=$(pgrep -P "$NSPAWN_PID" | head -1 || true); [ -n "$INIT" ] && break; sleep 0.1; done
-[ -n "$INIT" ] || fail "the container did not start"
-inside() { nsenter -t "$INIT" -a "$@"; }
-for _ in $(seq 300); do
-  s=$(inside systemctl is-system-running 2>/dev/null || true)
-  case "$s" in running|degraded) break ;; esac
-  sleep 0.1
-done
-login() { # port
-  inside sh -c "curl -sf --cacert /etc/warbler/tls/ca.crt --resolve \$(hostname):$1:127.0.0.1 https://\$(hostname):$1/v1/auth/login \
-    -H 'content-type: application/json' -d \"{\\\"username\\\":\\\"admin\\\",\\\"password\\\":\\\"\$(head -1 /etc/warbler/secrets/admin-password)\\\"}\"" \
-    | grep -q accessToken
-}
+boot_systemd "$WORK/sd" e2e-systemd "${binds[@]}"
 if [ "$SELF" = 1 ]; then
   # A tampered installer file is refused before anything changes.
   cp "$BIN" "$WORK/sd/root/tampered"
@@ -117,30 +75,18 @@ for _ in $(seq 100); do n=$(inside systemctl show -p MainPID --value warbler-ser
 [ "$(inside systemctl show -p NRestarts --value warbler-server)" -ge 1 ] || fail "systemd did not restart the killed server"
 ok "kill -9: systemd restarted the server and it serves again"
 # From outside the host: the SDK (warbler bench) logs in, and users exchange messages over wss, trusting the CA.
-from_client() { ip netns exec "$NS_CLIENT" "$@"; }
 from_client "$BIN" bench --url "https://$HOST_IP:9443" --ca "$WORK/sd/etc/warbler/tls/ca.crt" --pairs 2 --messages 100 --window 8 \
   --prefix e2e >"$WORK/bench.log" 2>&1 || { cat "$WORK/bench.log"; fail "SDK exchange from outside the host"; }
 grep -q "sent=200 acked=200 delivered=200 errors=0" "$WORK/bench.log" || { cat "$WORK/bench.log"; fail "SDK exchange lost messages"; }
 ok "from another network namespace the SDK logged in 4 users and exchanged 200 messages over wss (all acked and delivered)"
-stored_messages() {
-  local token
-  token=$(from_client curl -sf --cacert "$WORK/sd/etc/warbler/tls/ca.crt" "https://$HOST_IP:9443/v1/auth/login" -H 'content-type: application/json' \
-    -d "{\"username\":\"admin\",\"password\":\"$(head -1 "$WORK/sd/etc/warbler/secrets/admin-password")\"}" | sed -n 's/.*"accessToken":"\([^"]*\)".*/\1/p')
-  from_client curl -sf --cacert "$WORK/sd/etc/warbler/tls/ca.crt" -H "Authorization: Bearer $token" "https://$HOST_IP:9443/v1/admin/stats" \
-    | sed -n 's/.*"messages":\([0-9]*\).*/\1/p'
-}
-before=$(stored_messages)
+before=$(stored_messages "$WORK/sd" 9443)
 [ "${before:-0}" -ge 200 ] || fail "the server reports $before stored messages, expected at least 200"
 inside systemctl reboot >/dev/null 2>&1 || true
 wait "$NSPAWN_PID" 2>/dev/null || true
-systemd-nspawn --register=no --keep-unit --network-namespace-path="/run/netns/$NS_HOST" -D "$WORK/sd" -M e2e-systemd -b "${binds[@]}" >>"$WORK/sd.console" 2>&1 &
-NSPAWN_PID=$!
-INIT=
-for _ in $(seq 100); do INIT=$(pgrep -P "$NSPAWN_PID" | head -1 || true); [ -n "$INIT" ] && break; sleep 0.1; done
-for _ in $(seq 300); do s=$(inside systemctl is-system-running 2>/dev/null || true); case "$s" in running|degraded) break ;; esac; sleep 0.1; done
+boot_systemd "$WORK/sd" e2e-systemd "${binds[@]}"
 for _ in $(seq 100); do login 9443 && break; sleep 0.1; done
 login 9443 && [ "$(inside systemctl is-active warbler-server)" = active ] || fail "after a reboot the server is not back"
-after=$(stored_messages)
+after=$(stored_messages "$WORK/sd" 9443)
 [ "$after" = "$before" ] || fail "after the reboot the server has $after messages, before it had $before"
 ok "reboot: the host came back with the server active, the admin able to log in, and all $after messages stored"
 inside /root/warbler status >"$WORK/status.log" 2>&1 || { cat "$WORK/status.log"; fail "status says unhealthy"; }

@@ -11,5 +11,7 @@ swift test --skip-build --parallel --num-workers 2
 
 if [ "${WARBLER_E2E:-1}" != 0 ]; then
   bash packaging/build.sh --debug
-  bash scripts/e2e-nspawn.sh "$(ls dist/warbler-*-linux-x86_64 | sort -V | tail -1)"
+  FILE=$(ls dist/warbler-*-linux-x86_64 | sort -V | tail -1)
+  bash scripts/e2e-nspawn.sh "$FILE"
+  bash scripts/e2e-upgrade.sh "$FILE"
 fi

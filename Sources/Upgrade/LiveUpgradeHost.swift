@@ -11,21 +11,17 @@ import Payload
 public struct LiveUpgradeHost: UpgradeHost {
     public let layout: Layout
     let system: LocalSystem
-    /// Takes a backup to a file and returns its path; restores one. Supplied by the backup engine.
-    let takeBackup: @Sendable (String) async throws -> String
-    let restoreBackup: @Sendable (String) async throws -> Void
 
     /// Where an install keeps the public key its releases must be signed with (`warbler install --release-key`).
     public static let releaseKey = "/etc/warbler/release-key.pub"
     public static let record = "/var/lib/warbler/install/upgrade.json"
     public static let previous = "/opt/warbler/previous"
 
-    public init(layout: Layout = Layout(), backup: @escaping @Sendable (String) async throws -> String,
-                restore: @escaping @Sendable (String) async throws -> Void) {
+    public static let backups = "/var/lib/warbler/backups"
+
+    public init(layout: Layout = Layout()) {
         self.layout = layout
         self.system = LocalSystem()
-        self.takeBackup = backup
-        self.restoreBackup = restore
         system.selectInit(installedInitSystem(layout: layout, system: system))
     }
 
@@ -112,8 +108,25 @@ public struct LiveUpgradeHost: UpgradeHost {
         }
     }
 
-    public func backup(label: String) async throws -> String { try await takeBackup(label) }
-    public func restore(backup: String) async throws { try await restoreBackup(backup) }
+    public func backup(label: String) async throws -> String {
+        let stamp = ISO8601DateFormatter().string(from: Date()).replacingOccurrences(of: ":", with: "")
+        let path = layout.path("\(Self.backups)/warbler-\(label)-\(stamp).tar.gz")
+        try run([try installed().currentBinary, "backup", "--output", path], what: "the backup")
+        return path
+    }
+
+    public func restore(backup: String, using binary: String) async throws {
+        try run([binary, "restore", backup, "--force"], what: "restoring \(backup)")
+    }
+
+    func run(_ argv: [String], what: String) throws {
+        var argv = argv
+        if layout.isStaging { argv += ["--root", layout.root] }
+        let result = try system.run(argv, as: nil)
+        guard result.status == 0 else {
+            throw SystemError("\(what) failed (`\(argv.joined(separator: " "))`):\n\(result.output.split(separator: "\n").suffix(6).joined(separator: "\n"))")
+        }
+    }
 
     public func converge(binary: String) throws -> String {
         var argv = [binary, "install", "--yes"]
@@ -139,6 +152,10 @@ public struct LiveUpgradeHost: UpgradeHost {
         let link = layout.path(Self.previous)
         guard let version else { try? system.remove(link); return }
         try system.symlink(link, to: "releases/\(version)")
+    }
+
+    public func removeRelease(_ version: String) throws {
+        try system.removeTree(layout.path(Paths.release(version)))
     }
 
     public func pruneReleases(keep: Int, protecting: [String]) throws -> [String] {

@@ -53,10 +53,11 @@ public protocol UpgradeHost: Sendable {
     func healthProblem() async -> String?
     /// The database's schema version now.
     func schemaVersion() async throws -> Int
-    /// Takes a full backup; returns its path.
+    /// Takes a full backup with the installed release's own `warbler backup`; returns its path.
     func backup(label: String) async throws -> String
-    /// Puts a backup back (the server must be stopped).
-    func restore(backup: String) async throws
+    /// Puts a backup back with `binary`'s own `warbler restore` (the release the data is being returned to, so
+    /// nothing migrates it past that release's schema). The server must be stopped.
+    func restore(backup: String, using binary: String) async throws
     /// Runs `BINARY install --yes`: the release in that binary becomes current; config and units are rendered from its
     /// templates; changed services restart, each start gated on readiness. Returns its output; throws on failure.
     func converge(binary: String) throws -> String
@@ -65,6 +66,8 @@ public protocol UpgradeHost: Sendable {
     func stopServer() throws
     func startServer() throws
     func setPrevious(_ version: String?) throws
+    /// Removes one release's directory (a failed upgrade's, after rolling back).
+    func removeRelease(_ version: String) throws
     /// Removes releases beyond `keep`, never `protecting` ones; returns the removed versions.
     func pruneReleases(keep: Int, protecting: [String]) throws -> [String]
     func save(_ record: UpgradeRecord) throws
@@ -179,6 +182,8 @@ public struct Upgrader: Sendable {
             let failure = "\(error)"
             do {
                 let restored = try await rollBack(to: installed.currentBinary, backup: backup, schemaBefore: schemaBefore, progress: progress)
+                // The host as it was: the failed release's directory goes too, unless it was there before.
+                if !installed.all.contains(new.version) && new.version != old.version { try? host.removeRelease(new.version) }
                 record.outcome = .rolledBack; record.failure = failure
                 try? host.save(record)
                 throw UpgradeError(step: step, detail: failure, rolledBack: true, restoredBackup: restored, rollbackFailure: nil, changedNothing: false)
@@ -234,7 +239,7 @@ public struct Upgrader: Sendable {
         if let backup, schemaNow != schemaBefore {
             progress("the schema moved (\(schemaBefore) → \(schemaNow.map(String.init) ?? "unknown")): stopping the server and restoring \(backup)")
             try host.stopServer()
-            try await host.restore(backup: backup)
+            try await host.restore(backup: backup, using: binary)
             restored = true
         }
         let out = try host.converge(binary: binary)

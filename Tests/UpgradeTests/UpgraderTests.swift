@@ -49,7 +49,10 @@ final class FakeUpgradeHost: UpgradeHost, @unchecked Sendable {
         log("backup \(label)")
         return "/var/lib/warbler/backups/\(label)-\(n).tar.gz"
     }
-    func restore(backup: String) async throws { log("restore \(backup)"); state.withLock { $0.schema = 1 } }
+    func restore(backup: String, using binary: String) async throws {
+        log("restore \(backup) with \(binary.split(separator: "/").dropLast(2).last ?? "")")
+        state.withLock { $0.schema = 1 }
+    }
     func converge(binary: String) throws -> String {
         log("converge \(binary)")
         let info = try releaseInfo(binary: binary)
@@ -72,6 +75,7 @@ final class FakeUpgradeHost: UpgradeHost, @unchecked Sendable {
     func stopServer() throws { log("stop") }
     func startServer() throws { log("start") }
     func setPrevious(_ version: String?) throws { log("previous \(version ?? "-")"); state.withLock { $0.previous = version } }
+    func removeRelease(_ version: String) throws { log("remove \(version)"); state.withLock { $0.all.removeAll { $0 == version } } }
     func pruneReleases(keep: Int, protecting: [String]) throws -> [String] {
         state.withLock { s in
             var removed: [String] = []
@@ -110,9 +114,9 @@ struct FakeError: Error, CustomStringConvertible { var description: String; init
             return u?.rolledBack == true && u?.restoredBackup == true && "\(e)".contains("not ready")
         }
         #expect(host.actions == ["verify /root/bad", "backup pre-upgrade-1.0.0-to-1.1.0", "converge /root/bad",
-                                 "stop", "restore /var/lib/warbler/backups/pre-upgrade-1.0.0-to-1.1.0-1.tar.gz",
-                                 "converge /opt/warbler/releases/1.0.0/bin/warbler", "start", "self-check 1.0.0"])
-        #expect(host.state.withLock { ($0.current, $0.schema) } == ("1.0.0", 1))
+                                 "stop", "restore /var/lib/warbler/backups/pre-upgrade-1.0.0-to-1.1.0-1.tar.gz with 1.0.0",
+                                 "converge /opt/warbler/releases/1.0.0/bin/warbler", "start", "self-check 1.0.0", "remove 1.1.0"])
+        #expect(host.state.withLock { ($0.current, $0.schema, $0.all) } == ("1.0.0", 1, ["1.0.0"]))
         #expect(try host.lastRecord()?.outcome == .rolledBack)
     }
 
@@ -124,7 +128,7 @@ struct FakeError: Error, CustomStringConvertible { var description: String; init
             (e as? UpgradeError).map { $0.rolledBack && !$0.restoredBackup } ?? false
         }
         #expect(!host.actions.contains { $0.hasPrefix("restore") || $0 == "stop" })
-        #expect(host.actions.suffix(3) == ["converge /opt/warbler/releases/1.0.0/bin/warbler", "start", "self-check 1.0.0"])
+        #expect(host.actions.suffix(4) == ["converge /opt/warbler/releases/1.0.0/bin/warbler", "start", "self-check 1.0.0", "remove 1.0.1"])
     }
 
     @Test func refusalsChangeNothing() async throws {
@@ -152,7 +156,7 @@ struct FakeError: Error, CustomStringConvertible { var description: String; init
         let (from, to, restored) = try await Upgrader(host: host).rollback()
         #expect(from == "1.1.0" && to == "1.0.0" && restored)
         #expect(host.state.withLock { ($0.current, $0.previous, $0.schema) } == ("1.0.0", "1.1.0", 1))
-        #expect(host.actions.suffix(6) == ["stop", "restore /var/lib/warbler/backups/pre-upgrade-1.0.0-to-1.1.0-1.tar.gz",
+        #expect(host.actions.suffix(6) == ["stop", "restore /var/lib/warbler/backups/pre-upgrade-1.0.0-to-1.1.0-1.tar.gz with 1.0.0",
                                            "converge /opt/warbler/releases/1.0.0/bin/warbler", "start", "self-check 1.0.0", "previous 1.1.0"])
     }
 

@@ -1,0 +1,68 @@
+# Shared by the end-to-end scripts (source it): a cached minimal Debian 12 root, a work directory, two network
+# namespaces joined by a veth pair (the host under test and a "client" machine), booting a root with systemd under
+# systemd-nspawn, and cleanup. Traffic stays inside the two namespaces.
+set -euo pipefail
+CACHE=${WARBLER_E2E_CACHE:-/var/cache/warbler-e2e}
+[ "$(id -u)" = 0 ] || { echo "run as root (systemd-nspawn)" >&2; exit 2; }
+mkdir -p "$CACHE"
+if [ ! -f "$CACHE/root.tar" ]; then
+  echo "==> building the Debian 12 root (once)"
+  mmdebstrap --variant=minbase --include=systemd,systemd-sysv,dbus,iproute2,curl,ca-certificates bookworm "$CACHE/root.tar" >"$CACHE/mmdebstrap.log" 2>&1
+fi
+WORK=$(mktemp -d "$CACHE/run.XXXXXX")
+NSPAWN_PID= INIT=
+NS_HOST=warbler-e2e-host-$$ NS_CLIENT=warbler-e2e-client-$$ HOST_IP=10.231.7.2
+ip netns add "$NS_HOST"; ip netns add "$NS_CLIENT"
+ip link add "e2ec$$" type veth peer name "e2eh$$"
+ip link set "e2eh$$" netns "$NS_HOST"; ip link set "e2ec$$" netns "$NS_CLIENT"
+ip -n "$NS_HOST" addr add "$HOST_IP/24" dev "e2eh$$"; ip -n "$NS_HOST" link set "e2eh$$" up; ip -n "$NS_HOST" link set lo up
+ip -n "$NS_CLIENT" addr add 10.231.7.1/24 dev "e2ec$$"; ip -n "$NS_CLIENT" link set "e2ec$$" up; ip -n "$NS_CLIENT" link set lo up
+BACKGROUND_PIDS=()
+cleanup() {
+  for p in "${BACKGROUND_PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  if [ -n "$NSPAWN_PID" ] && kill -0 "$NSPAWN_PID" 2>/dev/null; then
+    nsenter -t "$INIT" -a systemctl poweroff >/dev/null 2>&1 || kill "$NSPAWN_PID"
+    wait "$NSPAWN_PID" 2>/dev/null || true
+  fi
+  rm -rf "$WORK"
+  ip netns del "$NS_HOST" 2>/dev/null || true
+  ip netns del "$NS_CLIENT" 2>/dev/null || true
+}
+trap cleanup EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+ok() { echo "  ok: $*"; }
+inside() { nsenter -t "$INIT" -a "$@"; }
+from_client() { ip netns exec "$NS_CLIENT" "$@"; }
+
+# boot_systemd DIR NAME [nspawn options…]: boots DIR with systemd in the host namespace; waits until it runs.
+boot_systemd() {
+  local dir=$1 name=$2; shift 2
+  systemd-nspawn --register=no --keep-unit --network-namespace-path="/run/netns/$NS_HOST" -D "$dir" -M "$name" -b "$@" >>"$WORK/$name.console" 2>&1 &
+  NSPAWN_PID=$!
+  INIT=
+  for _ in $(seq 100); do INIT=$(pgrep -P "$NSPAWN_PID" | head -1 || true); [ -n "$INIT" ] && break; sleep 0.1; done
+  [ -n "$INIT" ] || fail "the container $name did not start"
+  for _ in $(seq 300); do
+    s=$(inside systemctl is-system-running 2>/dev/null || true)
+    case "$s" in running|degraded) break ;; esac
+    sleep 0.1
+  done
+}
+
+# login PORT: the admin logs in over TLS from inside the host, verifying the internal CA.
+login() {
+  inside sh -c "curl -sf --cacert /etc/warbler/tls/ca.crt --resolve \$(hostname):$1:127.0.0.1 https://\$(hostname):$1/v1/auth/login \
+    -H 'content-type: application/json' -d \"{\\\"username\\\":\\\"admin\\\",\\\"password\\\":\\\"\$(head -1 /etc/warbler/secrets/admin-password)\\\"}\"" \
+    | grep -q accessToken
+}
+
+# admin_get ROOT PORT PATH: GET PATH as the admin from the client machine (ROOT is the host's root directory).
+admin_get() {
+  local root=$1 port=$2 path=$3 token
+  token=$(from_client curl -sf --cacert "$root/etc/warbler/tls/ca.crt" "https://$HOST_IP:$port/v1/auth/login" -H 'content-type: application/json' \
+    -d "{\"username\":\"admin\",\"password\":\"$(head -1 "$root/etc/warbler/secrets/admin-password")\"}" | sed -n 's/.*"accessToken":"\([^"]*\)".*/\1/p')
+  from_client curl -sf --cacert "$root/etc/warbler/tls/ca.crt" -H "Authorization: Bearer $token" "https://$HOST_IP:$port$path"
+}
+
+# stored_messages ROOT PORT: how many messages the server holds.
+stored_messages() { admin_get "$1" "$2" /v1/admin/stats | sed -n 's/.*"messages":\([0-9]*\).*/\1/p'; }
