@@ -117,11 +117,11 @@ final class NotifySocket {
         }
     }
 
-    /// The serial number of the certificate the server at `port` presents, as openssl prints it.
-    func servedSerial(port: Int) throws -> String {
+    /// What a shell command prints (trimmed).
+    func shell(_ command: String) throws -> String {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/bin/sh")
-        p.arguments = ["-c", "openssl s_client -connect 127.0.0.1:\(port) -servername localhost </dev/null 2>/dev/null | openssl x509 -noout -serial"]
+        p.arguments = ["-c", command]
         let out = Pipe()
         p.standardOutput = out
         try p.run()
@@ -130,17 +130,12 @@ final class NotifySocket {
         return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
-    func fileSerial(_ path: String) throws -> String {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
-        p.arguments = ["x509", "-noout", "-serial", "-in", path]
-        let out = Pipe()
-        p.standardOutput = out
-        try p.run()
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+    /// The serial number of the certificate the server at `port` presents, as openssl prints it.
+    func servedSerial(port: Int) throws -> String {
+        try shell("openssl s_client -connect 127.0.0.1:\(port) -servername localhost </dev/null 2>/dev/null | openssl x509 -noout -serial")
     }
+
+    func fileSerial(_ path: String) throws -> String { try shell("openssl x509 -noout -serial -in '\(path)'") }
 
     @Test func aRenewedCertificateIsServedWithoutARestartAndABadPairIsIgnored() async throws {
         let pki = NSTemporaryDirectory() + "warbler-pki-" + UUID().uuidString

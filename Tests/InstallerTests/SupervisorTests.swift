@@ -76,6 +76,29 @@ final class Shared<T: Sendable>: Sendable {
     func set(_ v: T) { value.withLock { $0 = v } }
 }
 
+/// A supervisor run on its own thread until `stop`.
+final class RunningSupervisor: Sendable {
+    let stopRequested = Shared(false)
+    let exitCode = Shared<Int32?>(nil)
+
+    init(_ config: SupervisorConfig) {
+        let (stop, done) = (stopRequested, exitCode)
+        Thread {
+            let code = try? Supervisor(config: config).run(handleSignals: false) { stop.get() }
+            done.set(code ?? -1)
+        }.start()
+    }
+
+    /// Asks it to stop and waits (until `deadline`) for its exit code.
+    func stop(by deadline: Date) async throws -> Int32? {
+        stopRequested.set(true)
+        while exitCode.get() == nil && Date() < deadline { try await Task.sleep(nanoseconds: 50_000_000) }
+        return exitCode.get()
+    }
+}
+
+func lineCount(_ path: String) -> Int { ((try? String(contentsOfFile: path, encoding: .utf8)) ?? "").split(separator: "\n").count }
+
 /// The supervisor running real child processes.
 @Suite struct SupervisorProcessTests {
     static func directory() throws -> String {
@@ -90,22 +113,14 @@ final class Shared<T: Sendable>: Sendable {
         let config = SupervisorConfig(argv: ["/bin/sh", "-c", "echo run >> \(dir)/runs; echo child says hello; exit 3"], user: nil,
                                       logFile: "\(dir)/server.log", pidFile: "\(dir)/supervise.pid", childPIDFile: "\(dir)/server.pid",
                                       policy: RestartPolicy(initialDelay: 0.2, maximumDelay: 0.4, resetAfter: 60))
-        let stop = Shared(false)
-        let done = Shared<Int32?>(nil)
-        let thread = Thread {
-            let code = try? Supervisor(config: config).run(handleSignals: false) { stop.get() }
-            done.set(code ?? -1)
-        }
-        thread.start()
+        let running = RunningSupervisor(config)
         // Three runs: the first and two restarts (after 0.2 s and 0.4 s).
         let deadline = Date().addingTimeInterval(15)
-        func runs() -> Int { ((try? String(contentsOfFile: "\(dir)/runs", encoding: .utf8)) ?? "").split(separator: "\n").count }
+        func runs() -> Int { lineCount("\(dir)/runs") }
         while runs() < 3 && Date() < deadline { try await Task.sleep(nanoseconds: 50_000_000) }
         #expect(runs() >= 3)
         #expect(FileManager.default.fileExists(atPath: "\(dir)/supervise.pid"))
-        stop.set(true)
-        while done.get() == nil && Date() < deadline { try await Task.sleep(nanoseconds: 50_000_000) }
-        #expect(done.get() == 0)
+        #expect(try await running.stop(by: deadline) == 0)
         let log = try String(contentsOfFile: "\(dir)/server.log", encoding: .utf8)
         #expect(log.contains("child says hello"))
         #expect(log.contains("exited with status 3; restarting in 0.2 s"))
@@ -119,20 +134,12 @@ final class Shared<T: Sendable>: Sendable {
         let config = SupervisorConfig(argv: ["/bin/sleep", "300"], user: nil, logFile: "\(dir)/server.log",
                                       pidFile: "\(dir)/supervise.pid", childPIDFile: "\(dir)/server.pid",
                                       periodic: [PeriodicCommand(argv: ["/bin/sh", "-c", "echo tick >> \(dir)/ticks; exit 4"], firstAfter: 0, every: 0.5)])
-        let stop = Shared(false)
-        let done = Shared<Int32?>(nil)
-        let thread = Thread {
-            let code = try? Supervisor(config: config).run(handleSignals: false) { stop.get() }
-            done.set(code ?? -1)
-        }
-        thread.start()
+        let running = RunningSupervisor(config)
         let deadline = Date().addingTimeInterval(20)
-        func ticks() -> Int { ((try? String(contentsOfFile: "\(dir)/ticks", encoding: .utf8)) ?? "").split(separator: "\n").count }
+        func ticks() -> Int { lineCount("\(dir)/ticks") }
         while ticks() < 3 && Date() < deadline { try await Task.sleep(nanoseconds: 50_000_000) }
         #expect(ticks() >= 3, "the command runs again and again")
-        stop.set(true)
-        while done.get() == nil && Date() < deadline { try await Task.sleep(nanoseconds: 50_000_000) }
-        #expect(done.get() == 0)
+        #expect(try await running.stop(by: deadline) == 0)
         let log = try String(contentsOfFile: "\(dir)/server.log", encoding: .utf8)
         #expect(log.contains("exited with status 4"), "a failing run is logged")
     }
@@ -142,13 +149,7 @@ final class Shared<T: Sendable>: Sendable {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let config = SupervisorConfig(argv: ["/bin/sleep", "300"], user: nil, logFile: "\(dir)/server.log",
                                       pidFile: "\(dir)/supervise.pid", childPIDFile: "\(dir)/server.pid")
-        let stop = Shared(false)
-        let done = Shared<Int32?>(nil)
-        let thread = Thread {
-            let code = try? Supervisor(config: config).run(handleSignals: false) { stop.get() }
-            done.set(code ?? -1)
-        }
-        thread.start()
+        let running = RunningSupervisor(config)
         let deadline = Date().addingTimeInterval(15)
         var childPID: pid_t?
         while childPID == nil && Date() < deadline {
@@ -157,9 +158,7 @@ final class Shared<T: Sendable>: Sendable {
         }
         let pid = try #require(childPID)
         #expect(kill(pid, 0) == 0, "the child runs")
-        stop.set(true)
-        while done.get() == nil && Date() < deadline { try await Task.sleep(nanoseconds: 50_000_000) }
-        #expect(done.get() == 0)
+        #expect(try await running.stop(by: deadline) == 0)
         #expect(kill(pid, 0) != 0, "the child is gone (and reaped)")
         #expect(!FileManager.default.fileExists(atPath: "\(dir)/server.pid"))
     }
