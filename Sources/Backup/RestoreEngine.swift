@@ -297,8 +297,11 @@ public struct RestoreEngine: Sendable {
         // Swap in: each live path is set aside, then the staged one renamed over it. On failure, undo in reverse.
         var swaps = Swaps()
         do {
-            try swaps.replace(live: etcLive, with: etcStage, aside: etcStage + ".old")
-            stages.append(etcStage + ".old")
+            // A backup of a host without /etc/warbler (a bare `warbler server`) leaves the live one alone.
+            if manifest.entry(Member.etc) != nil {
+                try swaps.replace(live: etcLive, with: etcStage, aside: etcStage + ".old")
+                stages.append(etcStage + ".old")
+            }
             try swaps.replace(live: attachmentsLive, with: attachmentsStage, aside: dataStage + "/attachments.old")
             if let dbStage {
                 // The old database's WAL would be replayed into the new file: it goes aside with it.

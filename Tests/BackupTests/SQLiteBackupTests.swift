@@ -294,6 +294,24 @@ import Testing
     }
 }
 
+extension SQLiteBackupTests {
+    @Test func aBackupWithoutEtcWarblerLeavesTheLiveOneAlone() async throws {
+        let host = try StagedHost("noetc")
+        defer { host.remove() }
+        try FileManager.default.createDirectory(atPath: host.path(Paths.data), withIntermediateDirectories: true)
+        let driver = try await SQLiteDriver.open(path: host.path(Paths.database))
+        try await Migrations.apply(driver, now: 1)
+        try await driver.close()
+        // A bare `warbler server` with its defaults: no /etc/warbler at all.
+        let result = try await BackupEngine().create(BackupRequest(layout: host.layout, config: ServerConfig()))
+        #expect(!result.manifest.entries.contains { $0.path.hasPrefix("etc/") })
+        try host.write(Paths.config, "# installed later\n", mode: 0o640)
+        let before = try host.tree(Paths.etc)
+        _ = try await RestoreEngine().restore(RestoreRequest(layout: host.layout, file: result.file))
+        #expect(try host.tree(Paths.etc) == before)
+    }
+}
+
 final class Counter: @unchecked Sendable {
     private let lock = NSLock()
     private var n = 0
