@@ -263,6 +263,13 @@ public struct RestoreEngine: Sendable {
             guard entry.path != Member.postgresDump, let target = stagedPath(entry.path) else { continue }
             try Files.restoreAttributes(target, kind: entry.kind, mode: entry.mode, owner: entry.owner, group: entry.group)
         }
+        if geteuid() == 0 {
+            let unknown = Set(manifest.entries.flatMap { [($0.owner, getpwnam($0.owner) == nil), ($0.group, getgrnam($0.group) == nil)] }
+                .filter(\.1).map(\.0))
+            if !unknown.isEmpty {
+                logger.warning("this host has no user or group \(unknown.sorted().joined(separator: ", ")): those files keep root as owner; run warbler install first, then restore again")
+            }
+        }
 
         // The restored config's PostgreSQL password may be a secret in the backup itself: read it from the stage.
         let pg: Database.Postgres? = manifest.backend == .postgres
