@@ -171,6 +171,7 @@ let package = Package(
                 "Backup", "Payload", "Installer", "IMServer", "IMCore", "IMStorage", "IMStorageSQLite", "IMStoragePostgres",
                 "WarblerTestSupport",
                 .product(name: "SQLiteNIO", package: "sqlite-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: strict
         ),

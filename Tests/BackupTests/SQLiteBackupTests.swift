@@ -1,4 +1,5 @@
 import Backup
+import Crypto
 import Foundation
 import Glibc
 import IMCore
@@ -221,6 +222,16 @@ import Testing
         #expect(everything.range(of: caKey) == nil, "the CA key is readable in the archive")
         #expect(everything.range(of: Data("ca-key-".utf8)) == nil)
         #expect(try Fixture.member("etc/warbler/tls/server.crt", of: result.file) == cert, "a certificate is not a secret")
+        // The manifest describes each member as it is on disk.
+        let m = result.manifest
+        #expect(m.format == 1 && m.warblerVersion == WarblerVersion.version && !m.hostname.isEmpty && m.backend == .sqlite)
+        let certEntry = try #require(m.entry("etc/warbler/tls/server.crt"))
+        #expect(certEntry.sha256 == SHA256.hash(data: cert).map { String(format: "%02x", $0) }.joined())
+        #expect(certEntry.size == UInt64(cert.count) && certEntry.mode == 0o644 && !certEntry.encrypted)
+        #expect(certEntry.owner == (getpwuid(geteuid()).map { String(cString: $0.pointee.pw_name) } ?? ""))
+        let keyEntry = try #require(m.entry("etc/warbler/tls/ca.key"))
+        #expect(keyEntry.encrypted && keyEntry.mode == 0o600 && keyEntry.size == UInt64(caKey.count) + 28)
+        #expect(m.encryption?.kdf == "scrypt" && m.encryption?.cipher == "AES-256-GCM" && m.encryption?.rounds == 1 << 15)
 
         let e = await expectBackupError(.passphrase) { _ = try RestoreEngine().verify(file: result.file, passphrase: "wrong pass") }
         #expect(e?.message.contains("passphrase") == true)
