@@ -61,11 +61,20 @@ public struct ServerConfig: Codable, Sendable, Equatable {
         public var textBytes = 16 * 1024
     }
 
+    /// Read by `warbler backup` (the server ignores it).
+    public struct Backup: Codable, Sendable, Equatable {
+        /// Where backups go (and `last-success.json`, which the exporter reads).
+        public var directory = "/var/lib/warbler/backups"
+        /// Backups kept in `directory` after a successful one; 0 keeps every one.
+        public var keep = 7
+    }
+
     public var server = Server()
     public var metrics = Metrics()
     public var storage = StorageSettings()
     public var auth = Auth()
     public var limits = Limits()
+    public var backup = Backup()
     /// Attachments and other files live here.
     public var dataDir = "/var/lib/warbler"
     /// `info`, `debug`, `warning`, …
@@ -112,6 +121,8 @@ public struct ServerConfig: Codable, Sendable, Equatable {
         guard server.tlsCert.isEmpty == server.tlsKey.isEmpty else { throw ConfigError("set both server.tls_cert and server.tls_key, or neither") }
         guard server.tlsReloadSeconds > 0 else { throw ConfigError("server.tls_reload_seconds must be above 0 (seconds between looks for a renewed certificate)") }
         guard limits.frameBytes >= 1024 else { throw ConfigError("limits.frame_bytes must be at least 1024") }
+        guard backup.keep >= 0 else { throw ConfigError("backup.keep must be 0 (keep every backup) or more") }
+        guard backup.directory.hasPrefix("/") else { throw ConfigError("backup.directory must be an absolute path") }
     }
 
     static func toTree(_ c: ServerConfig) throws -> [String: Any] {

@@ -3,22 +3,24 @@ import Glibc
 
 /// Reads a tar.gz with libarchive from a byte range of a file (the payload inside the installer, or a whole file),
 /// one entry at a time. Only tar and gzip are enabled: nothing else is ever parsed.
-final class ArchiveReader {
+public final class ArchiveReader {
     /// An entry's header as the archive states it, before any checks.
-    struct Header {
-        var path: String
-        var fileType: mode_t
-        var mode: mode_t
-        var size: Int64?
-        var symlink: String?
-        var hardlink: String?
+    public struct Header: Sendable {
+        public var path: String
+        /// `S_IFREG`, `S_IFDIR`, `S_IFLNK`, … (the `S_IFMT` bits).
+        public var fileType: mode_t
+        public var mode: mode_t
+        public var size: Int64?
+        public var symlink: String?
+        public var hardlink: String?
     }
 
     private let archive: OpaquePointer
     private let source: RangeSource
     private let path: String
 
-    init(path: String, range: Range<UInt64>?) throws {
+    /// Opens `range` of the file at `path` (nil: the whole file).
+    public init(path: String, range: Range<UInt64>?) throws {
         let fd = try FileIO.open(path, O_RDONLY)
         let whole: Range<UInt64>
         do { whole = 0..<(try FileIO.size(ofOpenFile: fd, path: path)) } catch { close(fd); throw error }
@@ -49,7 +51,7 @@ final class ArchiveReader {
     }
 
     /// The next entry's header, or nil at the end of the archive.
-    func next() throws -> Header? {
+    public func next() throws -> Header? {
         var entry: OpaquePointer?
         let status = archive_read_next_header(archive, &entry)
         if status == ARCHIVE_EOF { return nil }
@@ -77,7 +79,7 @@ final class ArchiveReader {
     }
 
     /// Streams the current entry's data through `body`.
-    func readData(_ body: (UnsafeRawBufferPointer) throws -> Void) throws {
+    public func readData(_ body: (UnsafeRawBufferPointer) throws -> Void) throws {
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 16, alignment: 16)
         defer { buffer.deallocate() }
         while true {

@@ -2,14 +2,15 @@ import CArchive
 import Glibc
 
 /// A deterministic tar.gz writer over libarchive: POSIX pax (restricted) entries owned by 0:0 with mtime 0, and a gzip
-/// header without a timestamp, so the same entries always give the same bytes.
-final class ArchiveWriter {
+/// header without a timestamp, so the same entries always give the same bytes. Public so other archives (backups)
+/// are written the same way; their own manifests record the modes and owners to restore.
+public final class ArchiveWriter {
     private let archive: OpaquePointer
     private let path: String
     private var closed = false
 
     /// Starts a tar.gz at `path` (the file is created or truncated).
-    init(path: String) throws {
+    public init(path: String) throws {
         guard let archive = archive_write_new() else { throw PayloadError(.io, "libarchive: out of memory") }
         self.archive = archive
         self.path = path
@@ -29,7 +30,8 @@ final class ArchiveWriter {
         archive_write_free(archive)
     }
 
-    func writeHeader(path entryPath: String, kind: Manifest.Kind, permissions: UInt16, size: UInt64 = 0, target: String? = nil) throws {
+    /// Starts an entry; a file's `size` bytes must follow through `writeData`.
+    public func writeHeader(path entryPath: String, kind: Manifest.Kind, permissions: UInt16, size: UInt64 = 0, target: String? = nil) throws {
         guard let entry = archive_entry_new() else { throw PayloadError(.io, "libarchive: out of memory") }
         defer { archive_entry_free(entry) }
         archive_entry_set_pathname(entry, entryPath)
@@ -52,7 +54,7 @@ final class ArchiveWriter {
         try check(archive_write_header(archive, entry), "cannot write the entry for \(entryPath)")
     }
 
-    func writeData(_ buffer: UnsafeRawBufferPointer) throws {
+    public func writeData(_ buffer: UnsafeRawBufferPointer) throws {
         guard buffer.count > 0 else { return }
         let n = archive_write_data(archive, buffer.baseAddress, buffer.count)
         guard n == buffer.count else {
@@ -61,7 +63,7 @@ final class ArchiveWriter {
     }
 
     /// Flushes the compressor and the tar end-of-archive blocks, and closes the file.
-    func finish() throws {
+    public func finish() throws {
         closed = true
         try check(archive_write_close(archive), "cannot finish \(path)")
     }

@@ -10,6 +10,9 @@ public struct TemplateSet: Sendable {
     public static let serverConfig = "warbler.yaml"
     /// `/etc/systemd/system/warbler-server.service`.
     public static let serverUnit = "warbler-server.service"
+    /// `/etc/systemd/system/warbler-backup.service` and `.timer`: the daily backup job.
+    public static let backupService = "warbler-backup.service"
+    public static let backupTimer = "warbler-backup.timer"
     /// Every template an install needs; a set missing one is refused when it is loaded, not halfway through.
     public static let required = [serverConfig, serverUnit]
 
@@ -62,6 +65,16 @@ public struct TemplateSet: Sendable {
     /// Renders the server's systemd unit.
     public func renderServerUnit(_ context: ServiceUnitContext) throws -> String {
         try render(Self.serverUnit, context.view())
+    }
+
+    /// Renders the backup job's oneshot service.
+    public func renderBackupService(_ context: BackupUnitContext) throws -> String {
+        try render(Self.backupService, context.view())
+    }
+
+    /// Renders the timer that starts the backup job daily.
+    public func renderBackupTimer(_ context: BackupUnitContext) throws -> String {
+        try render(Self.backupTimer, context.view())
     }
 
     func render(_ name: String, _ object: Any) throws -> String {

@@ -1,0 +1,249 @@
+import Crypto
+import Foundation
+import Glibc
+import IMServer
+import IMStorage
+import Installer
+import Logging
+import Payload
+
+/// What `warbler backup` is asked to do. Paths in `config` are host paths; `layout` places them (a staging root
+/// in tests, the host itself in production).
+public struct BackupRequest: Sendable {
+    public var layout: Layout
+    public var config: ServerConfig
+    /// The archive to write, as this process sees it; nil: `<backup.directory>/warbler-<host>-<UTC time>.tar.gz`.
+    public var output: String?
+    /// Seals the secrets (AES-256-GCM, scrypt key) when set.
+    public var passphrase: String?
+    /// Backups to keep in the backup directory; nil: `backup.keep` from the config; 0 keeps every one.
+    public var keep: Int?
+    public var hostname: String
+    public var now: Date
+    /// Host paths whose bytes come from another file: the systemd unit runs as the service user and gets the
+    /// root-only CA key as a credential (`$CREDENTIALS_DIRECTORY/ca.key`). Mode and owner still come from the real file.
+    public var readOverrides: [String: String]
+
+    public init(layout: Layout, config: ServerConfig, output: String? = nil, passphrase: String? = nil, keep: Int? = nil,
+                hostname: String = BackupEngine.hostname(), now: Date = Date(), readOverrides: [String: String] = [:]) {
+        self.layout = layout; self.config = config; self.output = output; self.passphrase = passphrase; self.keep = keep
+        self.hostname = hostname; self.now = now; self.readOverrides = readOverrides
+    }
+
+    /// The overrides systemd's credentials give: `ca.key` in `$CREDENTIALS_DIRECTORY` stands for the CA key.
+    public static func credentialOverrides(environment: [String: String] = ProcessInfo.processInfo.environment) -> [String: String] {
+        guard let dir = environment["CREDENTIALS_DIRECTORY"], !dir.isEmpty, FileManager.default.fileExists(atPath: dir + "/ca.key") else { return [:] }
+        return [Paths.caKey: dir + "/ca.key"]
+    }
+}
+
+/// A finished backup.
+public struct BackupResult: Sendable {
+    /// The archive, as this process sees it.
+    public var file: String
+    public var bytes: UInt64
+    public var manifest: BackupManifest
+    /// Older backups deleted by retention.
+    public var removed: [String]
+}
+
+/// `last-success.json` in the backup directory, rewritten atomically after every good backup; the exporter
+/// turns `finishedAt` into `warbler_backup_age_seconds`.
+public struct LastSuccess: Codable, Sendable, Equatable {
+    public static let fileName = "last-success.json"
+    /// ISO 8601, UTC.
+    public var finishedAt: String
+    public var file: String
+    public var bytes: UInt64
+}
+
+/// Takes an online backup: a consistent database snapshot, /etc/warbler (config, secrets, TLS) and the attachments,
+/// in one tar.gz with a manifest of SHA-256 checksums, written to a temporary file, synced, then renamed.
+public struct BackupEngine: Sendable {
+    public var logger: Logger
+
+    public init(logger: Logger = Logger(label: "warbler.backup")) {
+        self.logger = logger
+    }
+
+    public static func hostname() -> String {
+        var buffer = [CChar](repeating: 0, count: 256)
+        guard gethostname(&buffer, buffer.count - 1) == 0 else { return "localhost" }
+        return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    static func timestamp(_ date: Date) -> String {
+        let f = DateFormatter()
+        f.locale = Locale(identifier: "en_US_POSIX")
+        f.timeZone = TimeZone(identifier: "UTC")
+        f.dateFormat = "yyyyMMdd'T'HHmmss'Z'"
+        return f.string(from: date)
+    }
+
+    static func iso8601(_ date: Date) -> String {
+        let f = ISO8601DateFormatter()
+        f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return f.string(from: date)
+    }
+
+    /// The default archive name: `warbler-<host>-<yyyyMMddTHHmmssZ>.tar.gz`.
+    public static func defaultName(hostname: String, at date: Date) -> String {
+        let host = String(hostname.unicodeScalars.map { CharacterSet.alphanumerics.contains($0) || $0 == "-" || $0 == "." ? Character($0) : "_" })
+        return "warbler-\(host.isEmpty ? "host" : host)-\(timestamp(date)).tar.gz"
+    }
+
+    public func create(_ request: BackupRequest) async throws -> BackupResult {
+        let layout = request.layout
+        let config = request.config
+        let backupDir = layout.path(config.backup.directory)
+        let output = request.output ?? backupDir + "/" + Self.defaultName(hostname: request.hostname, at: request.now)
+        if request.output == nil { try Files.makeDirectories(backupDir, mode: 0o700) }
+        guard Files.lstat(Files.parent(output))?.kind == .directory else {
+            throw BackupError(.usage, "the directory of \(output) does not exist; create it or choose another --output")
+        }
+        guard !Files.exists(output) else {
+            throw BackupError(.usage, "\(output) already exists; choose another --output")
+        }
+        let sealer = try request.passphrase.map { try SecretSealer(passphrase: $0) }
+
+        let work = try Files.temporaryDirectory(besides: output, tag: "work")
+        defer { Files.removeTree(work) }
+        let (fd, temporary) = try Files.temporaryFile(besides: output)
+        close(fd)
+        var finished = false
+        defer { if !finished { unlink(temporary) } }
+
+        // 1. The database snapshot, first: it is the part that must be consistent.
+        let backend: BackupManifest.Backend = config.storage.driver == "postgres" ? .postgres : .sqlite
+        let snapshot: String
+        let snapshotMember: String
+        let snapshotOwner: Files.Stat?
+        let schemaVersion: Int
+        switch backend {
+        case .sqlite:
+            let live = layout.path(config.storage.path)
+            snapshot = work + "/warbler.db"
+            snapshotMember = Member.sqliteDatabase
+            try await Database.snapshotSQLite(source: live, destination: snapshot, logger: logger)
+            snapshotOwner = Files.lstat(live)
+            schemaVersion = try await Database.sqliteSchemaVersion(snapshot, logger: logger)
+        case .postgres:
+            let pg = try Database.Postgres(config: config, layout: layout)
+            snapshot = work + "/warbler.pgdump"
+            snapshotMember = Member.postgresDump
+            // The version first: pg_dump's snapshot is then at least as new, and migrations only ever move forward.
+            schemaVersion = try await Database.postgresSchemaVersion(pg, logger: logger)
+            try Database.dumpPostgres(pg, destination: snapshot)
+            snapshotOwner = nil
+        }
+
+        // 2. The archive: config and secrets, the snapshot, the attachments, and the manifest last.
+        var entries: [BackupManifest.Entry] = []
+        let writer = try wrap { try ArchiveWriter(path: temporary) }
+        chmod(temporary, 0o600)
+
+        func add(member: String, source: String, stat st: Files.Stat, ownerFrom: Files.Stat? = nil, readFrom: String? = nil) throws {
+            let ownerStat = ownerFrom ?? st
+            var entry = BackupManifest.Entry(path: member, kind: st.kind ?? .file, size: 0, sha256: "", mode: st.mode,
+                                             owner: Files.userName(ownerStat.uid), group: Files.groupName(ownerStat.gid),
+                                             encrypted: false, target: nil)
+            switch st.kind {
+            case .directory:
+                try wrap { try writer.writeHeader(path: member, kind: .directory, permissions: st.mode) }
+            case .symlink:
+                let target = try FileManager.default.destinationOfSymbolicLink(atPath: source)
+                entry.target = target
+                try wrap { try writer.writeHeader(path: member, kind: .symlink, permissions: st.mode, target: target) }
+            case .file:
+                let content = readFrom ?? source
+                if let sealer, Member.isSecret(member) {
+                    guard let plain = FileManager.default.contents(atPath: content) else {
+                        throw BackupError(.io, "cannot read \(content); run the backup as root (or from the warbler-backup unit)")
+                    }
+                    let sealed = try sealer.seal(plain, path: member)
+                    entry.encrypted = true
+                    entry.size = UInt64(sealed.count)
+                    entry.sha256 = SHA256Hex.of(sealed)
+                    try wrap {
+                        try writer.writeHeader(path: member, kind: .file, permissions: st.mode, size: entry.size)
+                        try sealed.withUnsafeBytes { try writer.writeData($0) }
+                    }
+                } else {
+                    guard let size = readFrom == nil ? st.size : Files.lstat(content)?.size else {
+                        throw BackupError.io("cannot read", path: content)
+                    }
+                    entry.size = size
+                    try wrap { try writer.writeHeader(path: member, kind: .file, permissions: st.mode, size: size) }
+                    entry.sha256 = try Files.stream(content, size: size) { chunk in try wrap { try writer.writeData(chunk) } }
+                }
+            case nil:
+                logger.warning("skipping \(source): not a file, directory or symlink")
+                return
+            }
+            entries.append(entry)
+        }
+
+        func addTree(root: String, hostRoot: String, member: String) throws {
+            guard let st = Files.lstat(root), st.kind == .directory else { return }
+            try add(member: member, source: root, stat: st)
+            for relative in try Files.walk(root) {
+                let source = root + "/" + relative
+                // Leftovers of an interrupted write (Attachments writes `.part` then renames) are not data.
+                if relative.hasSuffix(".part") { continue }
+                guard let child = Files.lstat(source) else { continue }  // gone meanwhile
+                try add(member: member + "/" + relative, source: source, stat: child,
+                        readFrom: request.readOverrides[hostRoot + "/" + relative])
+            }
+        }
+
+        do {
+            try addTree(root: layout.path(Paths.etc), hostRoot: Paths.etc, member: Member.etc)
+            guard let snapStat = Files.lstat(snapshot) else { throw BackupError(.database, "the database snapshot \(snapshot) is missing") }
+            var snapEntryStat = snapStat
+            snapEntryStat.mode = snapshotOwner?.mode ?? 0o600
+            try add(member: snapshotMember, source: snapshot, stat: snapEntryStat, ownerFrom: snapshotOwner)
+            try addTree(root: layout.path(config.dataDir) + "/attachments", hostRoot: config.dataDir + "/attachments", member: Member.attachments)
+
+            let manifest = BackupManifest(
+                format: BackupManifest.currentFormat, warblerVersion: WarblerVersion.version, schemaVersion: schemaVersion,
+                backend: backend, createdAt: Self.iso8601(request.now), hostname: request.hostname, dataDir: config.dataDir,
+                databasePath: backend == .sqlite ? config.storage.path : "", encryption: sealer?.encryption, entries: entries)
+            let manifestData = try manifest.encoded()
+            try wrap {
+                try writer.writeHeader(path: BackupManifest.memberName, kind: .file, permissions: 0o600, size: UInt64(manifestData.count))
+                try manifestData.withUnsafeBytes { try writer.writeData($0) }
+                try writer.finish()
+            }
+            try Files.fsync(temporary)
+            try Files.rename(temporary, to: output)
+            finished = true
+            try Files.fsync(Files.parent(output))
+
+            let bytes = Files.lstat(output)?.size ?? 0
+            let finishedAt = Date()
+            try Files.makeDirectories(backupDir, mode: 0o700)
+            let last = LastSuccess(finishedAt: Self.iso8601(finishedAt), file: output, bytes: bytes)
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+            try Files.writeAtomically(backupDir + "/" + LastSuccess.fileName, try encoder.encode(last), mode: 0o644)
+
+            let removed = try Retention.apply(directory: backupDir, keep: request.keep ?? config.backup.keep, protecting: output)
+            logger.info("backup written", metadata: ["backup.file": "\(output)", "backup.bytes": "\(bytes)", "backup.entries": "\(entries.count)"])
+            return BackupResult(file: output, bytes: bytes, manifest: manifest, removed: removed)
+        }
+    }
+
+    private func wrap<T>(_ body: () throws -> T) throws -> T {
+        do { return try body() } catch let e as PayloadError {
+            throw BackupError(.io, "cannot write the backup archive: \(e.message)")
+        }
+    }
+}
+
+enum SHA256Hex {
+    static func of(_ data: Data) -> String {
+        var hasher = Crypto.SHA256()
+        hasher.update(data: data)
+        return hasher.finalize().hex
+    }
+}

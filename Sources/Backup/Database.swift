@@ -1,0 +1,260 @@
+import Foundation
+import Glibc
+import IMServer
+import IMStorage
+import IMStoragePostgres
+import IMStorageSQLite
+import Installer
+import Logging
+import SQLiteNIO
+
+/// The database side of backup and restore: a consistent snapshot, its schema version, and putting it back.
+enum Database {
+    // MARK: SQLite
+
+    /// Writes a consistent copy of the live SQLite database at `source` to `destination` while the server keeps
+    /// writing, with `VACUUM INTO`: it reads the whole database inside one read transaction, so the copy is the
+    /// database as of one commit (WAL readers never block the writer, nor it them). The copy is then checked with
+    /// `PRAGMA integrity_check`.
+    static func snapshotSQLite(source: String, destination: String, logger: Logger) async throws {
+        guard let dbStat = Files.lstat(source), dbStat.kind == .file else {
+            throw BackupError(.database, "there is no SQLite database at \(source); check storage.path in the config (is Warbler installed?)")
+        }
+        // Opening the database may create its -wal and -shm files (when the server is stopped). As root they would
+        // belong to root and lock the server out: note which exist, and hand new ones to the database's owner.
+        let sidecars = ["-wal", "-shm"].map { source + $0 }
+        let connection: SQLiteConnection
+        do { connection = try await SQLiteConnection.open(storage: .file(path: source), logger: logger) } catch {
+            throw BackupError(.database, "cannot open the SQLite database \(source): \(error); run the backup as root")
+        }
+        do {
+            _ = try await connection.query("PRAGMA busy_timeout=10000", [])
+            _ = try await connection.query("VACUUM INTO ?1", [.text(destination)])
+            try await connection.close()
+        } catch {
+            try? await connection.close()
+            handSidecars(sidecars, to: dbStat)
+            throw BackupError(.database, "cannot snapshot the SQLite database \(source): \(error)")
+        }
+        handSidecars(sidecars, to: dbStat)
+        let check = try await integrityCheck(destination, logger: logger)
+        guard check == "ok" else {
+            throw BackupError(.database, "the snapshot of \(source) fails PRAGMA integrity_check (\(check)); the live database may be damaged")
+        }
+    }
+
+    private static func handSidecars(_ paths: [String], to owner: Files.Stat) {
+        for path in paths {
+            if let st = Files.lstat(path), st.uid != owner.uid || st.gid != owner.gid {
+                _ = lchown(path, owner.uid, owner.gid)
+            }
+        }
+    }
+
+    static func integrityCheck(_ path: String, logger: Logger) async throws -> String {
+        let connection = try await SQLiteConnection.open(storage: .file(path: path), logger: logger)
+        do {
+            let rows = try await connection.query("PRAGMA integrity_check", [])
+            try await connection.close()
+            return rows.compactMap { $0.column("integrity_check")?.string }.joined(separator: "; ")
+        } catch {
+            try? await connection.close()
+            throw BackupError(.database, "cannot check \(path): \(error)")
+        }
+    }
+
+    /// The schema version recorded in a SQLite database file (0 when it has no `schema_migrations`).
+    static func sqliteSchemaVersion(_ path: String, logger: Logger) async throws -> Int {
+        let connection = try await SQLiteConnection.open(storage: .file(path: path), logger: logger)
+        do {
+            let tables = try await connection.query("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'", [])
+            var version = 0
+            if !tables.isEmpty {
+                let rows = try await connection.query("SELECT COALESCE(MAX(version), 0) AS v FROM schema_migrations", [])
+                version = Int(rows.first?.column("v")?.integer ?? 0)
+            }
+            try await connection.close()
+            return version
+        } catch {
+            try? await connection.close()
+            throw BackupError(.database, "cannot read the schema version of \(path): \(error)")
+        }
+    }
+
+    /// Brings a restored SQLite file forward to this build's schema, then closes it and removes its WAL files.
+    static func migrateSQLite(_ path: String, logger: Logger) async throws -> [Int] {
+        let driver = try await SQLiteDriver.open(path: path, readers: 1, logger: logger)
+        let applied: [Int]
+        do {
+            applied = try await Migrations.apply(driver, now: Int64(Date().timeIntervalSince1970 * 1000))
+        } catch {
+            try? await driver.close()
+            throw BackupError(.database, "cannot bring the restored database forward to schema version \(Migrations.latest): \(error)")
+        }
+        try await driver.close()
+        for suffix in ["-wal", "-shm"] { unlink(path + suffix) }
+        return applied
+    }
+
+    /// Whether the SQLite database at `path` holds any message.
+    static func sqliteHasMessages(_ path: String, logger: Logger) async throws -> Bool {
+        guard Files.lstat(path)?.kind == .file else { return false }
+        let connection = try await SQLiteConnection.open(storage: .file(path: path), logger: logger)
+        do {
+            let tables = try await connection.query("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'messages'", [])
+            var found = false
+            if !tables.isEmpty {
+                found = !(try await connection.query("SELECT 1 FROM messages LIMIT 1", [])).isEmpty
+            }
+            try await connection.close()
+            return found
+        } catch {
+            try? await connection.close()
+            throw BackupError(.database, "cannot read \(path): \(error)")
+        }
+    }
+
+    // MARK: PostgreSQL
+
+    /// How to reach the configured PostgreSQL, password included (read from its file under the layout).
+    struct Postgres: Sendable {
+        var host: String
+        var port: Int
+        var user: String
+        var password: String
+        var database: String
+        var tls: Bool
+
+        init(config: ServerConfig, layout: Layout, passwordFileRoot: ((String) -> String)? = nil) throws {
+            let s = config.storage
+            host = s.postgresHost; port = s.postgresPort; user = s.postgresUser; database = s.postgresDatabase; tls = s.postgresTls
+            password = s.postgresPassword
+            if !s.postgresPasswordFile.isEmpty {
+                let file = passwordFileRoot?(s.postgresPasswordFile) ?? layout.path(s.postgresPasswordFile)
+                guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
+                    throw BackupError(.database, "cannot read storage.postgres_password_file \(file)")
+                }
+                password = text.trimmingCharacters(in: .whitespacesAndNewlines)
+            }
+        }
+
+        /// libpq's connection settings for pg_dump and pg_restore. The password goes in the environment, never argv
+        /// (which every user on the host can read in /proc).
+        var environment: [String: String] {
+            var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("PG") }
+            env["PGHOST"] = host
+            env["PGPORT"] = String(port)
+            env["PGUSER"] = user
+            env["PGDATABASE"] = database
+            env["PGSSLMODE"] = tls ? "require" : "prefer"
+            env["PGCONNECT_TIMEOUT"] = "10"
+            if !password.isEmpty { env["PGPASSWORD"] = password }
+            return env
+        }
+
+        var endpoint: String { "\(user)@\(host):\(port)/\(database)" }
+
+        func connect(logger: Logger) async throws -> PostgresDriver {
+            do {
+                return try await PostgresDriver.connect(host: host, port: port, username: user, password: password.isEmpty ? nil : password,
+                                                        database: database, tls: tls, maxConnections: 2, logger: logger)
+            } catch {
+                throw BackupError(.database, "\(error)")
+            }
+        }
+    }
+
+    /// `pg_dump --format=custom` of the configured database into `destination`. pg_dump's snapshot is consistent
+    /// (one repeatable-read transaction) while the servers keep writing.
+    static func dumpPostgres(_ pg: Postgres, destination: String) throws {
+        let result = try run(tool: "pg_dump", ["--format=custom", "--no-password", "--file", destination], environment: pg.environment)
+        guard result.status == 0 else {
+            throw BackupError(.database, "pg_dump of \(pg.endpoint) failed (status \(result.status)): \(result.output.trimmingCharacters(in: .whitespacesAndNewlines))")
+        }
+    }
+
+    /// `pg_restore --clean --if-exists --single-transaction`: the dump replaces what is there in one transaction,
+    /// so a failure leaves the database as it was.
+    static func restorePostgres(_ pg: Postgres, dump: String) throws {
+        let result = try run(tool: "pg_restore", ["--clean", "--if-exists", "--single-transaction", "--exit-on-error", "--no-owner",
+                                                  "--no-password", "--dbname", pg.database, dump], environment: pg.environment)
+        guard result.status == 0 else {
+            throw BackupError(.database, "pg_restore into \(pg.endpoint) failed (status \(result.status)), nothing was changed in the database: \(result.output.trimmingCharacters(in: .whitespacesAndNewlines))")
+        }
+    }
+
+    static func postgresSchemaVersion(_ pg: Postgres, logger: Logger) async throws -> Int {
+        let driver = try await pg.connect(logger: logger)
+        do {
+            let version = try await driver.read { db -> Int in
+                guard try await db.first("SELECT to_regclass('schema_migrations') IS NOT NULL AS present")?.bool("present") == true else { return 0 }
+                return Int(try await db.first("SELECT COALESCE(MAX(version), 0) AS v FROM schema_migrations")?.int("v") ?? 0)
+            }
+            try await driver.close()
+            return version
+        } catch {
+            try? await driver.close()
+            throw BackupError(.database, "cannot read the schema version of \(pg.endpoint): \(error)")
+        }
+    }
+
+    static func postgresHasMessages(_ pg: Postgres, logger: Logger) async throws -> Bool {
+        let driver = try await pg.connect(logger: logger)
+        do {
+            let found = try await driver.read { db -> Bool in
+                guard try await db.first("SELECT to_regclass('messages') IS NOT NULL AS present")?.bool("present") == true else { return false }
+                return try await db.first("SELECT 1 AS one FROM messages LIMIT 1") != nil
+            }
+            try await driver.close()
+            return found
+        } catch {
+            try? await driver.close()
+            throw BackupError(.database, "cannot read \(pg.endpoint): \(error)")
+        }
+    }
+
+    static func migratePostgres(_ pg: Postgres, logger: Logger) async throws -> [Int] {
+        let driver = try await pg.connect(logger: logger)
+        do {
+            let applied = try await Migrations.apply(driver, now: Int64(Date().timeIntervalSince1970 * 1000))
+            try await driver.close()
+            return applied
+        } catch {
+            try? await driver.close()
+            throw BackupError(.database, "the database was restored but cannot be brought forward to schema version \(Migrations.latest): \(error)")
+        }
+    }
+
+    // MARK: Tools
+
+    /// Finds a PostgreSQL client tool: `$WARBLER_PG_BIN`, then the newest /usr/lib/postgresql/N/bin (a newer
+    /// pg_dump reads older servers, never the reverse), then PATH.
+    static func findTool(_ name: String) throws -> String {
+        var candidates: [String] = []
+        if let dir = ProcessInfo.processInfo.environment["WARBLER_PG_BIN"], !dir.isEmpty { candidates.append(dir + "/" + name) }
+        let versions = ((try? FileManager.default.contentsOfDirectory(atPath: "/usr/lib/postgresql")) ?? []).sorted { (Int($0) ?? 0) > (Int($1) ?? 0) }
+        candidates += versions.map { "/usr/lib/postgresql/\($0)/bin/\(name)" }
+        candidates += (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":").map { "\($0)/\(name)" }
+        guard let found = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
+            throw BackupError(.database, "\(name) is not installed; install the PostgreSQL client (apt-get install postgresql-client-15) or set WARBLER_PG_BIN")
+        }
+        return found
+    }
+
+    static func run(tool: String, _ arguments: [String], environment: [String: String]) throws -> (status: Int32, output: String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: try findTool(tool))
+        process.arguments = arguments
+        process.environment = environment
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        process.standardInput = FileHandle.nullDevice
+        do { try process.run() } catch {
+            throw BackupError(.database, "cannot run \(tool): \(error)")
+        }
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: data.suffix(4000), as: UTF8.self))
+    }
+}

@@ -1,0 +1,188 @@
+import Crypto
+import Foundation
+import Glibc
+
+/// POSIX helpers for backups: tree walks with owners by name, streamed copies with hashes, atomic writes.
+enum Files {
+    struct Stat {
+        var kind: BackupManifest.Entry.Kind?
+        var mode: UInt16
+        var uid: uid_t
+        var gid: gid_t
+        var size: UInt64
+    }
+
+    static func lstat(_ path: String) -> Stat? {
+        var st = stat()
+        guard Glibc.lstat(path, &st) == 0 else { return nil }
+        let kind: BackupManifest.Entry.Kind?
+        switch st.st_mode & S_IFMT {
+        case S_IFREG: kind = .file
+        case S_IFDIR: kind = .directory
+        case S_IFLNK: kind = .symlink
+        default: kind = nil
+        }
+        return Stat(kind: kind, mode: UInt16(st.st_mode & 0o7777), uid: st.st_uid, gid: st.st_gid, size: UInt64(st.st_size))
+    }
+
+    static func exists(_ path: String) -> Bool { lstat(path) != nil }
+
+    static func userName(_ uid: uid_t) -> String {
+        guard let pw = getpwuid(uid) else { return String(uid) }
+        return String(cString: pw.pointee.pw_name)
+    }
+
+    static func groupName(_ gid: gid_t) -> String {
+        guard let gr = getgrgid(gid) else { return String(gid) }
+        return String(cString: gr.pointee.gr_name)
+    }
+
+    /// Every path under `root` (relative, sorted, parents before children), without following symlinks.
+    static func walk(_ root: String) throws -> [String] {
+        var out: [String] = []
+        func visit(_ relative: String) throws {
+            let dir = relative.isEmpty ? root : root + "/" + relative
+            let names: [String]
+            do { names = try FileManager.default.contentsOfDirectory(atPath: dir) } catch {
+                throw BackupError(.io, "cannot list \(dir): \(error.localizedDescription); run the backup as root")
+            }
+            for name in names.sorted() {
+                let child = relative.isEmpty ? name : relative + "/" + name
+                out.append(child)
+                if lstat(root + "/" + child)?.kind == .directory { try visit(child) }
+            }
+        }
+        try visit("")
+        return out
+    }
+
+    static func open(_ path: String, _ flags: Int32, mode: mode_t = 0) throws -> Int32 {
+        let fd = Glibc.open(path, flags | O_CLOEXEC, mode)
+        guard fd >= 0 else { throw BackupError.io("cannot open", path: path) }
+        return fd
+    }
+
+    /// Streams exactly `size` bytes of `path` through `body` and returns their SHA-256; a file that changed size
+    /// meanwhile is an error (a torn copy must never look like a good one).
+    static func stream(_ path: String, size: UInt64, _ body: (UnsafeRawBufferPointer) throws -> Void) throws -> String {
+        let fd = try open(path, O_RDONLY)
+        defer { close(fd) }
+        var hasher = SHA256()
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
+        defer { buffer.deallocate() }
+        var done: UInt64 = 0
+        while done < size {
+            let want = Int(min(UInt64(buffer.count), size - done))
+            let n = read(fd, buffer.baseAddress!, want)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw BackupError.io("cannot read", path: path)
+            }
+            if n == 0 { throw BackupError(.io, "\(path) shrank while it was being backed up; run the backup again") }
+            let chunk = UnsafeRawBufferPointer(rebasing: buffer[0..<n])
+            hasher.update(bufferPointer: chunk)
+            try body(chunk)
+            done += UInt64(n)
+        }
+        var st = stat()
+        guard fstat(fd, &st) == 0, UInt64(st.st_size) == size else {
+            throw BackupError(.io, "\(path) changed size while it was being backed up; run the backup again")
+        }
+        return hasher.finalize().hex
+    }
+
+    static func writeAll(fd: Int32, path: String, _ buffer: UnsafeRawBufferPointer) throws {
+        var done = 0
+        while done < buffer.count {
+            let n = write(fd, buffer.baseAddress! + done, buffer.count - done)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw BackupError.io("cannot write", path: path)
+            }
+            done += n
+        }
+    }
+
+    static func fsync(_ path: String) throws {
+        let fd = try open(path, O_RDONLY)
+        defer { close(fd) }
+        guard Glibc.fsync(fd) == 0 else { throw BackupError.io("cannot sync", path: path) }
+    }
+
+    static func parent(_ path: String) -> String {
+        let p = (path as NSString).deletingLastPathComponent
+        return p.isEmpty ? "." : p
+    }
+
+    /// Replaces `path` with `data`: temporary file beside it, fsync, rename, fsync of the directory.
+    static func writeAtomically(_ path: String, _ data: Data, mode: mode_t = 0o644) throws {
+        let (fd, tmp) = try temporaryFile(besides: path)
+        do {
+            try data.withUnsafeBytes { try writeAll(fd: fd, path: tmp, $0) }
+            guard fchmod(fd, mode) == 0 else { throw BackupError.io("cannot set the mode of", path: tmp) }
+            guard Glibc.fsync(fd) == 0 else { throw BackupError.io("cannot sync", path: tmp) }
+            close(fd)
+            try rename(tmp, to: path)
+        } catch {
+            close(fd)
+            unlink(tmp)
+            throw error
+        }
+        try fsync(parent(path))
+    }
+
+    static func temporaryFile(besides path: String) throws -> (fd: Int32, path: String) {
+        var template = Array("\(parent(path))/.\((path as NSString).lastPathComponent).tmp-XXXXXX".utf8CString)
+        let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
+        guard fd >= 0 else { throw BackupError.io("cannot create a temporary file beside", path: path) }
+        _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+        return (fd, template.withUnsafeBufferPointer { String(cString: $0.baseAddress!) })
+    }
+
+    /// A new, empty directory (0700) named after `path` with `tag`, beside it: same filesystem, so renames are atomic.
+    static func temporaryDirectory(besides path: String, tag: String) throws -> String {
+        var template = Array("\(parent(path))/.\((path as NSString).lastPathComponent).\(tag)-XXXXXX".utf8CString)
+        guard template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) != nil else {
+            throw BackupError.io("cannot create a temporary directory beside", path: path)
+        }
+        return template.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+    }
+
+    static func rename(_ from: String, to: String) throws {
+        guard Glibc.rename(from, to) == 0 else { throw BackupError.io("cannot rename \(from) to", path: to) }
+    }
+
+    /// Creates `path` and missing parents with `mode`.
+    static func makeDirectories(_ path: String, mode: mode_t = 0o700) throws {
+        if lstat(path)?.kind == .directory { return }
+        let up = parent(path)
+        if up != path && up != "/" && up != "." { try makeDirectories(up, mode: 0o755) }
+        guard mkdir(path, mode) == 0 || errno == EEXIST else { throw BackupError.io("cannot create the directory", path: path) }
+    }
+
+    /// Removes a tree without following symlinks out of it. Best effort: used for cleanup.
+    static func removeTree(_ path: String) {
+        if lstat(path)?.kind == .directory {
+            if let children = try? FileManager.default.contentsOfDirectory(atPath: path) {
+                for child in children { removeTree(path + "/" + child) }
+            }
+            rmdir(path)
+        } else {
+            unlink(path)
+        }
+    }
+
+    /// Sets mode, and owner by name when running as root and this host knows the names.
+    static func restoreAttributes(_ path: String, kind: BackupManifest.Entry.Kind, mode: UInt16, owner: String, group: String) throws {
+        if geteuid() == 0, let pw = getpwnam(owner), let gr = getgrnam(group) {
+            guard lchown(path, pw.pointee.pw_uid, gr.pointee.gr_gid) == 0 else { throw BackupError.io("cannot set the owner of", path: path) }
+        }
+        if kind != .symlink {
+            guard chmod(path, mode_t(mode)) == 0 else { throw BackupError.io("cannot set the mode of", path: path) }
+        }
+    }
+}
+
+extension Sequence<UInt8> {
+    var hex: String { map { String(format: "%02x", $0) }.joined() }
+}

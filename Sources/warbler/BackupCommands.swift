@@ -1,0 +1,87 @@
+import ArgumentParser
+import Backup
+import Foundation
+import IMServer
+import Installer
+import Logging
+
+extension Warbler {
+    struct BackupCommand: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "backup",
+            abstract: "Take an online backup (database snapshot, /etc/warbler with secrets, attachments) while the server runs.")
+
+        @Option(name: .long, help: "The server's YAML config (default: /etc/warbler/warbler.yaml when it exists).")
+        var config: String?
+        @Option(help: "Write the archive here (default: <backup.directory>/warbler-<host>-<UTC time>.tar.gz).")
+        var output: String?
+        @Option(help: "Encrypt the secrets in the archive with the passphrase on this file's first line.")
+        var passphraseFile: String?
+        @Option(help: "Keep this many backups in the backup directory, deleting the oldest (default: backup.keep; 0 keeps all).")
+        var keep: Int?
+        @Option(help: "Back up an install staged under DIR.")
+        var root: String?
+
+        func validate() throws {
+            if let keep, keep < 0 { throw ValidationError("--keep must be 0 (keep every backup) or more") }
+            if let r = root, !r.hasPrefix("/") { throw ValidationError("--root needs an absolute path") }
+        }
+
+        func run() async throws {
+            bootstrapLogging(level: "warning")
+            do {
+                let layout = Layout(root: root)
+                let path = config ?? (FileManager.default.fileExists(atPath: layout.path(Paths.config)) ? layout.path(Paths.config) : nil)
+                let serverConfig = try ServerConfig.load(path: path)
+                let passphrase = try passphraseFile.map { try BackupEngine.readPassphrase(file: $0) }
+                let request = BackupRequest(layout: layout, config: serverConfig, output: output, passphrase: passphrase, keep: keep,
+                                            readOverrides: BackupRequest.credentialOverrides())
+                let result = try await BackupEngine(logger: Logger(label: "warbler.backup")).create(request)
+                let m = result.manifest
+                print("backup written: \(result.file) (\(result.bytes) bytes, \(m.entries.count) members, \(m.backend.rawValue) schema \(m.schemaVersion)\(m.encryption != nil ? ", secrets encrypted" : ""))")
+                for old in result.removed { print("deleted old backup \(old)") }
+            } catch { throw fail(error) }
+        }
+    }
+
+    struct RestoreCommand: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "restore",
+            abstract: "Restore a backup onto a stopped or freshly installed host, after checking every checksum.")
+
+        @Argument(help: "The backup archive (warbler-<host>-<time>.tar.gz).")
+        var file: String
+        @Option(help: "The file holding the passphrase the backup's secrets were encrypted with (first line).")
+        var passphraseFile: String?
+        @Flag(help: "Replace a database that already holds messages.")
+        var force = false
+        @Flag(help: "Only check the archive (checksums, schema version, passphrase); change nothing.")
+        var verifyOnly = false
+        @Option(help: "Restore into an install staged under DIR.")
+        var root: String?
+
+        func validate() throws {
+            if let r = root, !r.hasPrefix("/") { throw ValidationError("--root needs an absolute path") }
+        }
+
+        func run() async throws {
+            bootstrapLogging(level: "warning")
+            do {
+                let passphrase = try passphraseFile.map { try BackupEngine.readPassphrase(file: $0) }
+                let engine = RestoreEngine(logger: Logger(label: "warbler.restore"))
+                if verifyOnly {
+                    let verified = try engine.verify(file: file, passphrase: passphrase, environment: ProcessInfo.processInfo.environment)
+                    let m = verified.manifest
+                    print("\(file): good; \(m.entries.count) members match the manifest; made \(m.createdAt) on \(m.hostname) by Warbler \(m.warblerVersion), \(m.backend.rawValue) schema \(m.schemaVersion)\(m.encryption != nil ? (passphrase != nil ? ", passphrase opens the secrets" : ", secrets encrypted (not checked without --passphrase-file)") : "")")
+                    return
+                }
+                let result = try await engine.restore(RestoreRequest(layout: Layout(root: root), file: file, passphrase: passphrase, force: force,
+                                                                     environment: ProcessInfo.processInfo.environment))
+                let m = result.manifest
+                let migrated = result.migrationsApplied.isEmpty ? "" : "; migrated to schema \(result.migrationsApplied.last!)"
+                print("restored \(file) (made \(m.createdAt) on \(m.hostname), \(m.backend.rawValue) schema \(m.schemaVersion)\(migrated))")
+                print("start the server: systemctl start warbler-server (or warbler supervise)")
+            } catch { throw fail(error) }
+        }
+    }
+}
