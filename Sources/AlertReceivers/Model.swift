@@ -174,11 +174,12 @@ enum RFC3339 {
     static func format(_ date: Date) -> String {
         var seconds = date.timeIntervalSince1970
         var whole = seconds.rounded(.down)
-        // Milliseconds are all a Date carries reliably; round to them so 0.1 does not print as 0.0999999.
-        var millis = Int(((seconds - whole) * 1000).rounded())
-        if millis == 1000 {
+        // Microseconds are what a Date (a Double) carries reliably at today's epoch; round to them so 0.1 does
+        // not print as 0.0999999.
+        var micros = Int(((seconds - whole) * 1_000_000).rounded())
+        if micros == 1_000_000 {
             whole += 1
-            millis = 0
+            micros = 0
         }
         seconds = whole
         let t = time_t(seconds)
@@ -189,8 +190,8 @@ enum RFC3339 {
             format: "%04d-%02d-%02dT%02d:%02d:%02d",
             Int(parts.tm_year) + 1900, Int(parts.tm_mon) + 1, Int(parts.tm_mday),
             Int(parts.tm_hour), Int(parts.tm_min), Int(parts.tm_sec))
-        if millis != 0 {
-            var frac = String(format: "%03d", millis)
+        if micros != 0 {
+            var frac = String(format: "%06d", micros)
             while frac.hasSuffix("0") { frac.removeLast() }
             s += "." + frac
         }

@@ -20,6 +20,21 @@ public struct ReceiverConfigError: Error, CustomStringConvertible, Sendable, Equ
     public var description: String {
         "receiver '\(receiver.isEmpty ? "(unnamed)" : receiver)', field '\(field)': \(problem)"
     }
+
+    /// The `ReceiverConfigError` inside `error`: decoders (Yams among them) wrap what `init(from:)` throws in a
+    /// `DecodingError`; this digs it out so the operator sees the plain message.
+    public static func find(in error: any Error) -> ReceiverConfigError? {
+        if let own = error as? ReceiverConfigError { return own }
+        let context: DecodingError.Context
+        switch error as? DecodingError {
+        case .dataCorrupted(let c)?: context = c
+        case .typeMismatch(_, let c)?: context = c
+        case .valueNotFound(_, let c)?: context = c
+        case .keyNotFound(_, let c)?: context = c
+        default: return nil
+        }
+        return context.underlyingError.flatMap { find(in: $0) }
+    }
 }
 
 /// One entry of the `receivers:` list in alerts.yaml.

@@ -84,28 +84,37 @@ public struct SMTPClient: Sendable {
         let timedOut = Flag()
         let raw = channel.channel
         let limit = timeout
+        let delivered: Bool
         do {
-            try await withThrowingTaskGroup(of: Void.self) { group in
+            delivered = try await withThrowingTaskGroup(of: Bool.self) { group in
                 group.addTask {
                     try await channel.executeThenClose { inbound, outbound in
                         var session = Session(client: self, inbound: inbound.makeAsyncIterator(), outbound: outbound, channel: raw)
                         try await session.run(from: from, to: to, message: message, credentials: credentials, tls: tls)
                     }
+                    return true
                 }
                 group.addTask {
-                    try await Task.sleep(for: .milliseconds(Int64(limit * 1000)))
+                    do { try await Task.sleep(for: .milliseconds(Int64(limit * 1000))) } catch {
+                        // Cancelled: the session is done, or the caller gave up; either way the connection goes.
+                        raw.close(promise: nil)
+                        throw error
+                    }
                     timedOut.set()
                     raw.close(promise: nil)
+                    return false
                 }
                 // The first to finish decides: the session (done or failed) or the deadline (close, then fail).
-                try await group.next()
+                let first = try await group.next() ?? false
                 group.cancelAll()
+                return first
             }
         } catch {
+            // A session that failed because the deadline closed its connection failed by the deadline.
             if timedOut.isSet { throw timeoutError() }
             throw error
         }
-        if timedOut.isSet { throw timeoutError() }
+        if !delivered { throw timeoutError() }
     }
 
     func timeoutError() -> ReceiverError {
