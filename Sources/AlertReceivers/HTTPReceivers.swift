@@ -76,6 +76,10 @@ struct HTTPPoster: Sendable {
             throw ReceiverError(receiver: receiver, "\(where_) did not answer within \(Self.seconds(timeout)); check that it is reachable or raise `timeout`")
         } catch is CancellationError {
             throw CancellationError()
+        } catch let error as NIOSSLError {
+            throw ReceiverError(receiver: receiver, "cannot POST to \(where_): TLS failed: \(error); if it uses a private CA, set `tls_ca_file` to that CA's PEM file")
+        } catch let error as BoringSSLError {
+            throw ReceiverError(receiver: receiver, "cannot POST to \(where_): TLS failed: \(error); if it uses a private CA, set `tls_ca_file` to that CA's PEM file")
         } catch {
             throw ReceiverError(receiver: receiver, "cannot POST to \(where_): \(error)")
         }

@@ -215,6 +215,28 @@ import Testing
         }
     }
 
+    /// An https endpoint with a private CA: refused with the system's roots, delivered with `tls_ca_file`.
+    @Test func httpsWithPrivateCA() async throws {
+        let pki = try TestPKI()
+        let caFile = try pki.writeCA()
+        defer { try? FileManager.default.removeItem(atPath: caFile) }
+        let server = try await TestHTTPServer.start(pki: pki)
+        defer { Task { try? await server.stop() } }
+        #expect(server.baseURL.hasPrefix("https://"))
+        do {
+            try await Self.receiver(.webhook, url: server.baseURL + "/tls", name: "tls", timeout: 1).send(Fixture.firing())
+            Issue.record("trusted a private CA without tls_ca_file")
+        } catch let error as ReceiverError {
+            #expect(error.description.contains("receiver 'tls': cannot POST to https://127.0.0.1"), "\(error)")
+            #expect(error.description.contains("set `tls_ca_file`"), "\(error)")
+        }
+        #expect(server.requests.isEmpty)
+        let trusting = try Receivers.make(ReceiverConfig(name: "tls", type: .webhook, url: server.baseURL + "/tls", tlsCAFile: caFile))
+        try await trusting.send(Fixture.firing())
+        #expect(server.requests.count == 1)
+        #expect(try JSONDecoder().decode(AlertNotification.self, from: server.requests[0].body) == Fixture.firing())
+    }
+
     @Test func unreachableEndpointSaysSo() async throws {
         // Bind and close to get a port nobody listens on.
         let server = try await TestHTTPServer.start()

@@ -2,6 +2,7 @@ import Foundation
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 import Synchronization
 
 /// A request as the test HTTP server received it.
@@ -58,27 +59,35 @@ final class TestHTTPServer: Sendable {
     private let channel: any Channel
     let port: Int
 
-    var baseURL: String { "http://127.0.0.1:\(port)" }
+    let tls: Bool
+    var baseURL: String { "\(tls ? "https" : "http")://127.0.0.1:\(port)" }
 
-    /// Answers are served in order; the last one repeats (default: 200 "ok").
-    static func start(answers: [Answer] = [Answer()]) async throws -> TestHTTPServer {
+    /// Answers are served in order; the last one repeats (default: 200 "ok"). With `pki`, it speaks HTTPS.
+    static func start(answers: [Answer] = [Answer()], pki: TestPKI? = nil) async throws -> TestHTTPServer {
         let box = ServerBox()
+        let tls = try pki.map { pki in
+            try NIOSSLContext(configuration: .makeServerConfiguration(
+                certificateChain: [.certificate(try NIOSSLCertificate(bytes: Array(pki.serverCertPEM.utf8), format: .pem))],
+                privateKey: .privateKey(try NIOSSLPrivateKey(bytes: Array(pki.serverKeyPEM.utf8), format: .pem))))
+        }
         let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if let tls { try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls)) }
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline()
                     try channel.pipeline.syncOperations.addHandler(RecordingHandler(box: box))
                 }
             }
             .bind(host: "127.0.0.1", port: 0).get()
-        let server = TestHTTPServer(channel: channel, answers: answers)
+        let server = TestHTTPServer(channel: channel, answers: answers, tls: tls != nil)
         box.server.withLock { $0 = server }
         return server
     }
 
-    private init(channel: any Channel, answers: [Answer]) {
+    private init(channel: any Channel, answers: [Answer], tls: Bool) {
         self.channel = channel
+        self.tls = tls
         self.port = channel.localAddress?.port ?? 0
         state.withLock { $0.answers = answers }
     }
@@ -134,8 +143,9 @@ private final class RecordingHandler: ChannelInboundHandler {
                 let responseHead = HTTPResponseHead(version: head.version, status: HTTPResponseStatus(statusCode: answer.status), headers: headers)
                 context.write(wrapOutboundOut(.head(responseHead)), promise: nil)
                 context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: answer.body)))), promise: nil)
+                let channel = context.channel
                 context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in
-                    if !keepAlive { context.close(promise: nil) }
+                    if !keepAlive { channel.close(promise: nil) }
                 }
             }
             if answer.delay == .zero {
