@@ -56,6 +56,8 @@ public struct ReceiverConfig: Decodable, Sendable, Equatable {
         public var port: Int
         /// Upgrade with STARTTLS before anything else is said (default true); the server must offer it.
         public var starttls: Bool
+        /// TLS from the first byte ("SMTPS", port 465 by default) instead of STARTTLS (default false).
+        public var tls: Bool
         public var username: String?
         /// A file holding the SMTP password (one line; a trailing newline is ignored).
         public var passwordFile: String?
@@ -66,12 +68,13 @@ public struct ReceiverConfig: Decodable, Sendable, Equatable {
         /// The name given in EHLO (default: this host's name).
         public var hello: String?
 
-        public init(host: String, port: Int = 587, starttls: Bool = true, username: String? = nil,
+        public init(host: String, port: Int? = nil, starttls: Bool = true, tls: Bool = false, username: String? = nil,
                     passwordFile: String? = nil, from: String, to: [String], tlsCAFile: String? = nil,
                     hello: String? = nil) {
             self.host = host
-            self.port = port
-            self.starttls = starttls
+            self.port = port ?? (tls ? 465 : 587)
+            self.starttls = starttls && !tls
+            self.tls = tls
             self.username = username
             self.passwordFile = passwordFile
             self.from = from
@@ -81,7 +84,7 @@ public struct ReceiverConfig: Decodable, Sendable, Equatable {
         }
 
         enum CodingKeys: String, CodingKey {
-            case host, port, starttls, username, from, to, hello
+            case host, port, starttls, tls, username, from, to, hello
             case passwordFile = "password_file"
             case tlsCAFile = "tls_ca_file"
         }
@@ -89,8 +92,15 @@ public struct ReceiverConfig: Decodable, Sendable, Equatable {
         public init(from decoder: any Decoder) throws {
             let c = try decoder.container(keyedBy: CodingKeys.self)
             host = try c.decodeIfPresent(String.self, forKey: .host) ?? ""
-            port = try c.decodeIfPresent(Int.self, forKey: .port) ?? 587
-            starttls = try c.decodeIfPresent(Bool.self, forKey: .starttls) ?? true
+            tls = try c.decodeIfPresent(Bool.self, forKey: .tls) ?? false
+            port = try c.decodeIfPresent(Int.self, forKey: .port) ?? (tls ? 465 : 587)
+            let starttls = try c.decodeIfPresent(Bool.self, forKey: .starttls)
+            if tls, starttls == true {
+                throw DecodingError.dataCorruptedError(
+                    forKey: .starttls, in: c,
+                    debugDescription: "`tls: true` (TLS from the start, port 465) and `starttls: true` exclude each other; keep one")
+            }
+            self.starttls = tls ? false : (starttls ?? true)
             username = try c.decodeIfPresent(String.self, forKey: .username)
             passwordFile = try c.decodeIfPresent(String.self, forKey: .passwordFile)
             from = try c.decodeIfPresent(String.self, forKey: .from) ?? ""
@@ -172,6 +182,8 @@ public struct ReceiverConfig: Decodable, Sendable, Equatable {
         } catch let DecodingError.typeMismatch(_, context) {
             let key = context.codingPath.last?.stringValue ?? ""
             throw ReceiverConfigError(receiver: name, field: "email." + key, "has the wrong type: \(context.debugDescription)")
+        } catch let DecodingError.dataCorrupted(context) where context.codingPath.last?.stringValue == "starttls" {
+            throw ReceiverConfigError(receiver: name, field: "email.starttls", context.debugDescription)
         } catch {
             throw ReceiverConfigError(receiver: name, field: "email", "must be a mapping with host, port, from and to: \(error)")
         }
@@ -270,7 +282,9 @@ public struct ReceiverConfig: Decodable, Sendable, Equatable {
             try Self.checkReadable(file, "email.password_file", fail)
         }
         if let ca = email.tlsCAFile {
-            guard email.starttls else { throw fail("email.tls_ca_file", "only used with `starttls: true`; remove it or enable STARTTLS") }
+            guard email.starttls || email.tls else {
+                throw fail("email.tls_ca_file", "only used with TLS (`starttls: true` or `tls: true`); remove it or enable TLS")
+            }
             try Self.checkReadable(ca, "email.tls_ca_file", fail)
         }
         if let hello = email.hello, hello.isEmpty || hello.contains(where: { $0.isWhitespace }) {

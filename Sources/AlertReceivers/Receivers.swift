@@ -13,7 +13,8 @@ public struct EmailReceiver: AlertReceiver {
         self.name = name
         self.email = email
         self.client = SMTPClient(receiver: name, host: email.host, port: email.port, starttls: email.starttls,
-                                 caFile: email.tlsCAFile, hello: email.hello, timeout: timeout, group: group)
+                                 implicitTLS: email.tls, caFile: email.tlsCAFile, hello: email.hello, timeout: timeout,
+                                 group: group)
     }
 
     /// Subject `[FIRING:1] DiskFull (critical)`; the body lists every alert.

@@ -23,19 +23,22 @@ public struct SMTPClient: Sendable {
     public var host: String
     public var port: Int
     public var starttls: Bool
+    /// TLS from the first byte ("SMTPS", usually port 465) instead of STARTTLS.
+    public var implicitTLS: Bool
     /// PEM trust roots for the server's certificate (nil: the system's).
     public var caFile: String?
     public var hello: String
     public var timeout: TimeInterval
     public var group: any EventLoopGroup
 
-    public init(receiver: String, host: String, port: Int, starttls: Bool = true, caFile: String? = nil,
-                hello: String? = nil, timeout: TimeInterval = 30,
+    public init(receiver: String, host: String, port: Int, starttls: Bool = true, implicitTLS: Bool = false,
+                caFile: String? = nil, hello: String? = nil, timeout: TimeInterval = 30,
                 group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) {
         self.receiver = receiver
         self.host = host
         self.port = port
-        self.starttls = starttls
+        self.starttls = starttls && !implicitTLS
+        self.implicitTLS = implicitTLS
         self.caFile = caFile
         self.hello = hello ?? SMTPClient.localHostName()
         self.timeout = timeout
@@ -59,7 +62,7 @@ public struct SMTPClient: Sendable {
     /// A recipient the server refuses fails the whole delivery before DATA, so nobody gets it twice on retry.
     public func send(from: String, to: [String], message: String, credentials: Credentials?) async throws {
         let tls: NIOSSLContext?
-        if starttls {
+        if starttls || implicitTLS {
             var configuration = TLSConfiguration.makeClientConfiguration()
             if let caFile { configuration.trustRoots = .file(caFile) }
             do { tls = try NIOSSLContext(configuration: configuration) } catch {
@@ -69,11 +72,16 @@ public struct SMTPClient: Sendable {
             tls = nil
         }
         let channel: NIOAsyncChannel<SMTPReply, ByteBuffer>
+        let implicitTLS = implicitTLS ? tls : nil
+        let sni = sniName
         do {
             channel = try await ClientBootstrap(group: group)
                 .connectTimeout(.milliseconds(Int64(timeout * 1000)))
                 .connect(host: host, port: port) { channel in
                     channel.eventLoop.makeCompletedFuture {
+                        if let implicitTLS {
+                            try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: implicitTLS, serverHostname: sni))
+                        }
                         try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(SMTPReplyDecoder()))
                         return try NIOAsyncChannel<SMTPReply, ByteBuffer>(wrappingChannelSynchronously: channel)
                     }
@@ -90,7 +98,8 @@ public struct SMTPClient: Sendable {
                 group.addTask {
                     try await channel.executeThenClose { inbound, outbound in
                         var session = Session(client: self, inbound: inbound.makeAsyncIterator(), outbound: outbound, channel: raw)
-                        try await session.run(from: from, to: to, message: message, credentials: credentials, tls: tls)
+                        try await session.run(from: from, to: to, message: message, credentials: credentials,
+                                              tls: self.starttls ? tls : nil)
                     }
                     return true
                 }
@@ -116,6 +125,9 @@ public struct SMTPClient: Sendable {
         }
         if !delivered { throw timeoutError() }
     }
+
+    /// The name for SNI and certificate checks: nil for a literal address (NIOSSL then checks the IP).
+    var sniName: String? { (isIPv4Literal(host) || isIPv6Literal(host)) ? nil : host }
 
     func timeoutError() -> ReceiverError {
         fail("\(server) did not finish the delivery within \(HTTPPoster.seconds(timeout)); check that it is reachable or raise `timeout`")
@@ -184,8 +196,7 @@ public struct SMTPClient: Sendable {
                 }
                 let ready = try await command("STARTTLS")
                 guard ready.code == 220 else { throw refused("STARTTLS", ready) }
-                let host = client.host
-                let hostname: String? = (isIPv4Literal(host) || isIPv6Literal(host)) ? nil : host
+                let hostname = client.sniName
                 let handshake: EventLoopFuture<Void>
                 do {
                     handshake = try await channel.eventLoop.submit { [channel] in

@@ -20,11 +20,11 @@ import Testing
         }
 
         func config(name: String = "mail", to: [String] = ["ops@example.com", "oncall@example.com"], starttls: Bool = true,
-                    trust: Bool = true, login: Bool = true, timeout: TimeInterval = 10) -> ReceiverConfig {
+                    tls: Bool = false, trust: Bool = true, login: Bool = true, timeout: TimeInterval = 10) -> ReceiverConfig {
             ReceiverConfig(name: name, type: .email, email: .init(
-                host: "127.0.0.1", port: server.port, starttls: starttls,
+                host: "127.0.0.1", port: server.port, starttls: starttls, tls: tls,
                 username: login ? server.options.username : nil, passwordFile: login ? passwordFile : nil,
-                from: "alerts@example.com", to: to, tlsCAFile: trust && starttls ? caFile : nil, hello: "alertd.test"),
+                from: "alerts@example.com", to: to, tlsCAFile: trust && (starttls || tls) ? caFile : nil, hello: "alertd.test"),
                 timeout: timeout)
         }
 
@@ -199,6 +199,27 @@ import Testing
             #expect(error.description.contains("email.tls_ca_file"))
         }
         #expect(setup.server.record.withLock { $0.authAttempts }.isEmpty)
+    }
+
+    /// SMTPS: TLS from the first byte, no STARTTLS said; an untrusted certificate fails before anything is sent.
+    @Test func implicitTLS() async throws {
+        var options = FakeSMTPServer.Options()
+        options.implicitTLS = true
+        let setup = try await Setup(options)
+        defer { Task { await setup.finish() } }
+        try await setup.send(setup.config(tls: true))
+        let delivery = try #require(setup.server.deliveries.first)
+        #expect(delivery.overTLS)
+        #expect(delivery.authMechanism == "PLAIN")
+        #expect(!setup.server.record.withLock { $0.commands }.contains("STARTTLS"))
+        do {
+            try await setup.send(setup.config(tls: true, trust: false))
+            Issue.record("trusted an unknown CA")
+        } catch let error as ReceiverError {
+            #expect(error.description.contains("TLS with SMTP server 127.0.0.1:\(setup.server.port) failed after connecting"), "\(error)")
+            #expect(error.description.contains("email.tls_ca_file"))
+        }
+        #expect(setup.server.deliveries.count == 1)
     }
 
     @Test func silentServerTimesOut() async throws {

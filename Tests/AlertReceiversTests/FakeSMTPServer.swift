@@ -68,6 +68,8 @@ final class FakeSMTPServer: Sendable {
         var requireAuth = true
         /// Do not answer the greeting at all (a hung server).
         var silent = false
+        /// TLS from the first byte (SMTPS) instead of STARTTLS.
+        var implicitTLS = false
     }
 
     /// One mail as the server took it.
@@ -109,6 +111,9 @@ final class FakeSMTPServer: Sendable {
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { [self] channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if self.options.implicitTLS {
+                        try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls))
+                    }
                     try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(LineDecoder()))
                     try channel.pipeline.syncOperations.addHandler(SMTPServerHandler(server: self, tls: tls))
                 }
@@ -165,6 +170,7 @@ private final class SMTPServerHandler: ChannelInboundHandler {
     init(server: FakeSMTPServer, tls: NIOSSLContext) {
         self.server = server
         self.tls = tls
+        self.overTLS = server.options.implicitTLS
     }
 
     var options: FakeSMTPServer.Options { server.options }

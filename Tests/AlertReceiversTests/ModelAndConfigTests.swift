@@ -167,6 +167,8 @@ enum Fixture {
         #expect(email.starttls)
         #expect(email.username == "alerts")
         #expect(email.to == ["ops@example.com", "oncall@example.com"])
+        let smtps = try #require(try Self.decode("- {name: s, type: email, email: {host: h, tls: true, from: a@b.c, to: x@y.z}}").first?.email)
+        #expect(smtps.tls && !smtps.starttls && smtps.port == 465 && smtps.to == ["x@y.z"])
         #expect(try Receivers.make(configs).map(\.name) == ["hook", "slack", "ding", "wecom", "feishu", "mail"])
     }
 
@@ -188,6 +190,7 @@ enum Fixture {
         ("- name: m\n  type: email\n  email: {host: h, from: a@b.c, to: [a@b.c], username: u}", "'m'", "email.password_file"),
         ("- name: m\n  type: email\n  email: {host: h, from: a@b.c, to: [a@b.c], username: u, password_file: /nonexistent/pw}", "'m'", "email.password_file"),
         ("- name: m\n  type: email\n  email: {host: h, port: many, from: a@b.c, to: [a@b.c]}", "'m'", "email.port"),
+        ("- name: m\n  type: email\n  email: {host: h, tls: true, starttls: true, from: a@b.c, to: [a@b.c]}", "'m'", "email.starttls"),
     ])
     func mistakesNameReceiverAndField(yaml: String, receiver: String, field: String) throws {
         do {
