@@ -37,11 +37,12 @@ struct HTTPPoster: Sendable {
     }
 
     /// POSTs `body`; returns the answer's body when the status is 2xx, throws otherwise.
-    func post(_ url: String, json body: Data) async throws -> String {
+    func post(_ url: String, json body: Data, headers: [(String, String)] = []) async throws -> String {
         var request = HTTPClientRequest(url: url)
         request.method = .POST
         request.headers.add(name: "Content-Type", value: "application/json; charset=utf-8")
         request.headers.add(name: "User-Agent", value: "warbler-alertd")
+        for (name, value) in headers { request.headers.add(name: name, value: value) }
         request.body = .bytes(ByteBuffer(data: body))
         let where_ = Self.redacted(url)
         let client: HTTPClient
@@ -110,12 +111,27 @@ public struct WebhookReceiver: AlertReceiver {
     let poster: HTTPPoster
     let url: String
     let maxAlerts: Int
+    let bearerTokenFile: String?
 
-    init(name: String, url: String, maxAlerts: Int, poster: HTTPPoster) {
+    init(name: String, url: String, maxAlerts: Int, bearerTokenFile: String?, poster: HTTPPoster) {
         self.name = name
         self.url = url
         self.maxAlerts = maxAlerts
+        self.bearerTokenFile = bearerTokenFile
         self.poster = poster
+    }
+
+    /// `Authorization: Bearer …` from the token file, read now so a rotated token takes effect at once.
+    func authorization() throws -> [(String, String)] {
+        guard let file = bearerTokenFile else { return [] }
+        let token: String
+        do { token = try String(contentsOfFile: file, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines) } catch {
+            throw ReceiverError(receiver: name, "cannot read bearer_token_file '\(file)': \(error.localizedDescription); restore the file (readable by the warbler user)")
+        }
+        guard !token.isEmpty, !token.contains(where: { $0.isNewline }) else {
+            throw ReceiverError(receiver: name, "bearer_token_file '\(file)' holds no single-line token; write the token into it")
+        }
+        return [("Authorization", "Bearer \(token)")]
     }
 
     /// The notification as this receiver sends it: alerts beyond `max_alerts` dropped and counted.
@@ -128,7 +144,7 @@ public struct WebhookReceiver: AlertReceiver {
     }
 
     public func send(_ notification: AlertNotification) async throws {
-        _ = try await poster.post(url, json: try payload(notification).webhookJSON())
+        _ = try await poster.post(url, json: try payload(notification).webhookJSON(), headers: try authorization())
     }
 }
 

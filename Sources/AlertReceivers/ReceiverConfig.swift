@@ -129,12 +129,14 @@ public struct ReceiverConfig: Decodable, Sendable, Equatable {
     public var messageType: String?
     /// HTTP receivers: PEM trust roots for an https `url` instead of the system's (an internal CA).
     public var tlsCAFile: String?
+    /// Webhook only: a file holding a token sent as `Authorization: Bearer …` (read at each delivery).
+    public var bearerTokenFile: String?
 
     public static let defaultTimeout: TimeInterval = 10
 
     public init(name: String, type: ReceiverType, url: String? = nil, secret: String? = nil, email: Email? = nil,
                 timeout: TimeInterval = ReceiverConfig.defaultTimeout, maxAlerts: Int = 0, messageType: String? = nil,
-                tlsCAFile: String? = nil) {
+                tlsCAFile: String? = nil, bearerTokenFile: String? = nil) {
         self.name = name
         self.type = type
         self.url = url
@@ -144,6 +146,7 @@ public struct ReceiverConfig: Decodable, Sendable, Equatable {
         self.maxAlerts = maxAlerts
         self.messageType = messageType
         self.tlsCAFile = tlsCAFile
+        self.bearerTokenFile = bearerTokenFile
     }
 
     enum CodingKeys: String, CodingKey {
@@ -151,6 +154,7 @@ public struct ReceiverConfig: Decodable, Sendable, Equatable {
         case maxAlerts = "max_alerts"
         case messageType = "message_type"
         case tlsCAFile = "tls_ca_file"
+        case bearerTokenFile = "bearer_token_file"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -200,6 +204,7 @@ public struct ReceiverConfig: Decodable, Sendable, Equatable {
         maxAlerts = try field(.maxAlerts, "a whole number") ?? 0
         messageType = try field(.messageType, "`interactive` or `text`")
         tlsCAFile = try field(.tlsCAFile, "a file path")
+        bearerTokenFile = try field(.bearerTokenFile, "a file path")
         try validate()
     }
 
@@ -257,6 +262,10 @@ public struct ReceiverConfig: Decodable, Sendable, Equatable {
                 }
             }
             if let tlsCAFile { try Self.checkReadable(tlsCAFile, "tls_ca_file", fail) }
+            if let bearerTokenFile {
+                guard type == .webhook else { throw fail("bearer_token_file", "only webhook receivers send it (robot URLs carry their own token); remove it") }
+                try Self.checkReadable(bearerTokenFile, "bearer_token_file", fail)
+            }
         }
     }
 

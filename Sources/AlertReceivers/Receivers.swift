@@ -55,7 +55,8 @@ public enum Receivers {
         let url = config.url ?? ""
         switch config.type {
         case .webhook:
-            return WebhookReceiver(name: config.name, url: url, maxAlerts: config.maxAlerts, poster: poster)
+            return WebhookReceiver(name: config.name, url: url, maxAlerts: config.maxAlerts,
+                                   bearerTokenFile: config.bearerTokenFile, poster: poster)
         case .slack:
             return SlackReceiver(name: config.name, url: url, poster: poster)
         case .dingtalk:

@@ -45,6 +45,24 @@ import Testing
         #expect(((json["alerts"] as? [[String: Any]])?.first?["endsAt"]) as? String == "0001-01-01T00:00:00Z")
     }
 
+    @Test func webhookSendsTheBearerToken() async throws {
+        let tokenFile = FileManager.default.temporaryDirectory.appendingPathComponent("warbler-token-\(UUID().uuidString)").path
+        try "tok-123\n".write(toFile: tokenFile, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: tokenFile) }
+        let server = try await TestHTTPServer.start()
+        defer { Task { try? await server.stop() } }
+        let hook = try Receivers.make(ReceiverConfig(name: "hook", type: .webhook, url: server.baseURL + "/a", bearerTokenFile: tokenFile))
+        try await hook.send(Fixture.firing())
+        #expect(server.requests.first?.header("Authorization") == "Bearer tok-123")
+        // Rotated on disk: the next delivery carries the new token.
+        try "tok-456".write(toFile: tokenFile, atomically: true, encoding: .utf8)
+        try await hook.send(Fixture.firing())
+        #expect(server.requests.last?.header("Authorization") == "Bearer tok-456")
+        #expect(throws: ReceiverConfigError.self) {
+            try Receivers.make(ReceiverConfig(name: "s", type: .slack, url: "http://x", bearerTokenFile: tokenFile))
+        }
+    }
+
     @Test func webhookTruncatesToMaxAlerts() async throws {
         let request = try await Self.roundTrip(.webhook, Fixture.firing(), maxAlerts: 1)
         let decoded = try JSONDecoder().decode(AlertNotification.self, from: request.body)
