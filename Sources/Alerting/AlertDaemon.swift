@@ -46,6 +46,7 @@ public final class AlertDaemon: Sendable {
                 for t in targets { g.addTask { await scraper.scrape(t) } }
                 for await r in g { await service.ingest(r, at: now) }
             }
+            await service.scrapeRoundFinished(at: now)
         }
         let evaluate = Loop(interval: config.evaluationInterval) { await service.evaluate(at: Date()) }
         let watchdog = Watchdog(service: service, stallAfter: 3 * config.evaluationInterval + 30, logger: logger)

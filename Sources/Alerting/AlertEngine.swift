@@ -99,6 +99,10 @@ public struct AlertView: Codable, Sendable, Equatable {
 public struct AlertEngine: Sendable {
     public var config: AlertsConfig
     public var state: EngineState
+    /// When this process's history started (the first scrape after a start). Until a rule's longest window has
+    /// passed since then, its range functions lack samples, so an alert of that rule missing from the results is
+    /// kept rather than resolved: a restart must not resolve (and later re-announce) what is still wrong.
+    public var warmUpStart: Date?
 
     public init(config: AlertsConfig, state: EngineState = EngineState()) {
         self.config = config
@@ -155,8 +159,13 @@ public struct AlertEngine: Sendable {
                 }
             }
         }
+        var windows: [String: Double] = [:]
+        for (rule, _) in results { windows["\(rule.name)/\(rule.severity.rawValue)"] = rule.expr.longestWindow }
         var resolvedNow: [NotificationGroup.Resolved] = []
         for (fp, a) in state.alerts where !present.contains(fp) {
+            if let start = warmUpStart, let window = windows["\(a.rule)/\(a.severity.rawValue)"], now.timeIntervalSince(start) < window {
+                continue
+            }
             state.alerts[fp] = nil
             if a.status == .firing { resolvedNow.append(.init(alert: a, endsAt: now)) }
         }

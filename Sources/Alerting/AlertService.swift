@@ -22,6 +22,12 @@ public actor AlertService {
         self.logger = logger
     }
 
+    /// Marks a finished round of scrapes; evaluations wait for the first (with no samples yet every alert would
+    /// look resolved), and the range rules' warm-up runs from it.
+    public func scrapeRoundFinished(at time: Date) {
+        if engine.warmUpStart == nil { engine.warmUpStart = time }
+    }
+
     public func ingest(_ result: ScrapeResult, at time: Date) {
         if let error = result.error { logger.warning("scrape failed: \(error)", metadata: ["alertd.target": "\(result.target.job)"]) }
         history.append(source: result.target.url, samples: result.samples, at: time)
@@ -29,6 +35,7 @@ public actor AlertService {
 
     /// Evaluates every rule, sends what is due, and saves the state when it changed.
     public func evaluate(at now: Date) async {
+        guard engine.warmUpStart != nil || engine.config.targets.isEmpty else { return }
         let before = engine.state
         let out = engine.evaluate(history: history, at: now)
         for o in out {

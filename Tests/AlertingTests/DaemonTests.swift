@@ -142,7 +142,7 @@ func withDaemon(_ yaml: String, receiver: RecordingReceiver, _ body: (AlertDaemo
         await #expect(throws: AlertsClientError.self) { _ = try await AlertsClient(baseURL: "http://127.0.0.1:1").alerts() }
     }
 
-    @Test func endToEndAScrapedMetricFlipsAndTheReceiverSeesFiringThenResolved() async throws {
+    @Test func endToEndAScrapedMetricFlipsAndTheReceiverSeesFiringThenResolvedAcrossARestart() async throws {
         let dir = tempDir()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let target = MetricsTarget()
@@ -177,6 +177,13 @@ func withDaemon(_ yaml: String, receiver: RecordingReceiver, _ body: (AlertDaemo
             #expect(rec.received.isEmpty)
             target.text.withLockedValue { $0 = "flip_value{side=\"a\"} 7\n" }
             _ = try await waitFor("the firing notification") { rec.received.isEmpty ? nil : true }
+        }
+        // A restarted alertd (same state file, empty history) neither announces the alert again nor forgets it.
+        try await withDaemon(yaml, receiver: rec) { _, client in
+            _ = try await waitFor("the restarted alertd to list the alert") { try await client.alerts().isEmpty ? nil : true }
+            try await Task.sleep(for: .milliseconds(800))
+            #expect(rec.received.count == 1)
+            #expect(try await client.alerts().map(\.state) == ["firing"])
             target.text.withLockedValue { $0 = "flip_value{side=\"a\"} 0\n" }
             _ = try await waitFor("the resolved notification") { rec.received.count >= 2 ? true : nil }
             #expect(try await client.alerts().isEmpty)

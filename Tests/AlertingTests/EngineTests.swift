@@ -98,6 +98,29 @@ struct Feed {
         #expect(out.map(\.notification.status) == ["resolved"], "the firing alert was remembered, so its resolve is sent")
     }
 
+    @Test func afterARestartARangeRuleKeepsItsFiringAlertUntilItsWindowIsFull() throws {
+        let rules = "  - name: Errors\n    expr: rate(x[5m]) > 1\n    severity: warning"
+        let routes = "  - receivers: [a]\n    group_wait: 0s"
+        var e = try engine(rules: rules, routes: routes)
+        var f = Feed()
+        f.set(["n1": 0], at: at(0))
+        f.set(["n1": 600], at: at(60))
+        #expect(e.evaluate(history: f.history, at: at(60)).map(\.notification.status) == ["firing"])
+
+        var r = try engine(rules: rules, routes: routes)
+        r.state = e.state
+        r.warmUpStart = at(1000)
+        var g = Feed()
+        g.set(["n1": 5000], at: at(1000))
+        #expect(r.evaluate(history: g.history, at: at(1000)).isEmpty, "one sample has no rate, yet nothing resolved")
+        g.set(["n1": 5000], at: at(1200))
+        #expect(r.evaluate(history: g.history, at: at(1200)).isEmpty)
+        #expect(r.alerts(at: at(1200)).map(\.state) == ["firing"])
+        // A full window after the start the rule's answer counts: the counter stood still, so it resolves.
+        g.set(["n1": 5000], at: at(1300))
+        #expect(r.evaluate(history: g.history, at: at(1300)).map(\.notification.status) == ["resolved"])
+    }
+
     @Test func aFiringGroupIsNotifiedAgainAfterItsSeveritysRepeatInterval() throws {
         var e = try engine(rules: """
           - name: XHigh
