@@ -89,6 +89,8 @@ public struct AlertView: Codable, Sendable, Equatable {
     public var firedAt: Date?
     /// The silences that match it.
     public var silencedBy: [String]
+    /// Whether an inhibit rule mutes it (a firing alert it depends on is more severe).
+    public var inhibited: Bool
 }
 
 /// The alert state machine, without I/O: rule results in, notifications out, the clock passed in.
@@ -176,18 +178,32 @@ public struct AlertEngine: Sendable {
         state.silences.filter { $0.isActive(at: now) && $0.matches(labels) }.map(\.id)
     }
 
+    /// Whether another firing alert mutes `labels` through an inhibit rule.
+    func inhibited(_ labels: Labels, fingerprint: String, firing: [ActiveAlert]) -> Bool {
+        config.inhibitRules.contains { rule in
+            rule.target.allSatisfy { labels[$0.key] == $0.value } && firing.contains { source in
+                source.fingerprint != fingerprint && rule.source.allSatisfy { source.labels[$0.key] == $0.value }
+                    && rule.equal.allSatisfy { source.labels[$0] == labels[$0] }
+            }
+        }
+    }
+
+    func muted(_ labels: Labels, fingerprint: String, firing: [ActiveAlert], at now: Date) -> Bool {
+        !silences(for: labels, at: now).isEmpty || inhibited(labels, fingerprint: fingerprint, firing: firing)
+    }
+
     mutating func notifications(_ resolvedNow: [NotificationGroup.Resolved], at now: Date) -> [Outgoing] {
         // Silences that ended a day ago are forgotten.
         state.silences.removeAll { now.timeIntervalSince($0.endsAt) > 86400 }
-        for r in resolvedNow where silences(for: r.alert.labels, at: now).isEmpty {
+        let firing = state.alerts.values.filter { $0.status == .firing }
+        for r in resolvedNow where !muted(r.alert.labels, fingerprint: r.alert.fingerprint, firing: firing, at: now) {
             for key in state.groups.keys where state.groups[key]!.sent.contains(r.alert.fingerprint) {
                 state.groups[key]!.resolved.append(r)
                 state.groups[key]!.sent.remove(r.alert.fingerprint)
             }
         }
         var members: [String: [ActiveAlert]] = [:]
-        let firing = state.alerts.values.filter { $0.status == .firing }
-        for a in firing where silences(for: a.labels, at: now).isEmpty {
+        for a in firing where !muted(a.labels, fingerprint: a.fingerprint, firing: firing, at: now) {
             for (i, route) in config.routes.enumerated() where route.matches(a.labels, severity: a.severity) {
                 var groupLabels: Labels = [:]
                 for l in route.groupBy { if let v = a.labels[l] { groupLabels[l] = v } }
@@ -243,14 +259,17 @@ public struct AlertEngine: Sendable {
                                  commonAnnotations: common(alerts.map(\.annotations)), externalURL: externalURL, alerts: alerts)
     }
 
-    /// Every pending and firing alert, most severe first; silenced ones are listed as `suppressed`.
+    /// Every pending and firing alert, most severe first; silenced and inhibited ones are listed as `suppressed`.
     public func alerts(at now: Date) -> [AlertView] {
-        state.alerts.values.map { a in
+        let firing = state.alerts.values.filter { $0.status == .firing }
+        return state.alerts.values.map { a in
             let silenced = silences(for: a.labels, at: now)
+            let isInhibited = a.status == .firing && inhibited(a.labels, fingerprint: a.fingerprint, firing: firing)
+            let muted = !silenced.isEmpty || isInhibited
             return AlertView(fingerprint: a.fingerprint, name: a.rule, severity: a.severity,
-                             state: a.status == .pending ? "pending" : (silenced.isEmpty ? "firing" : "suppressed"),
+                             state: a.status == .pending ? "pending" : (muted ? "suppressed" : "firing"),
                              labels: a.labels, annotations: a.annotations, value: a.value, activeAt: a.activeAt, firedAt: a.firedAt,
-                             silencedBy: silenced)
+                             silencedBy: silenced, inhibited: isInhibited)
         }.sorted { ($1.severity, $0.name, $0.fingerprint) < ($0.severity, $1.name, $1.fingerprint) }
     }
 

@@ -61,6 +61,20 @@ public struct Route: Sendable {
     }
 }
 
+/// While a firing alert matches `source`, alerts matching `target` that agree with it on every `equal` label send
+/// no notifications (a critical disk alert mutes the warning one for the same mount).
+public struct InhibitRule: Sendable, Equatable {
+    public var source: Labels
+    public var target: Labels
+    public var equal: [String]
+
+    public init(source: Labels, target: Labels, equal: [String]) {
+        self.source = source
+        self.target = target
+        self.equal = equal
+    }
+}
+
 /// `/etc/warbler/alerts.yaml`: global settings, targets, rules, routes and receivers.
 public struct AlertsConfig: Sendable {
     public var scrapeInterval: Double = 15
@@ -74,6 +88,7 @@ public struct AlertsConfig: Sendable {
     public var targets: [ScrapeTarget] = []
     public var rules: [Rule] = []
     public var routes: [Route] = []
+    public var inhibitRules: [InhibitRule] = []
     public var receivers: [ReceiverConfig] = []
 
     public init() {}
@@ -180,7 +195,7 @@ struct Loader {
         guard let root else { throw AlertsConfigError(file: file, line: 0, reason: "the file is empty") }
         var c = AlertsConfig()
         var rulesSeen = false
-        for (key, _, value) in try pairs(root, "the file", allowed: ["global", "targets", "rules", "routes", "receivers"]) {
+        for (key, _, value) in try pairs(root, "the file", allowed: ["global", "targets", "rules", "routes", "inhibit_rules", "receivers"]) {
             switch key {
             case "global": try loadGlobal(value, &c)
             case "targets":
@@ -199,6 +214,9 @@ struct Loader {
             case "routes":
                 guard let seq = value.sequence else { throw fail(value, "routes must be a list") }
                 for r in seq { c.routes.append(try route(r)) }
+            case "inhibit_rules":
+                guard let seq = value.sequence else { throw fail(value, "inhibit_rules must be a list") }
+                for r in seq { c.inhibitRules.append(try inhibitRule(r)) }
             default:
                 guard let seq = value.sequence else { throw fail(value, "receivers must be a list") }
                 for r in seq {
@@ -334,6 +352,21 @@ struct Loader {
             }
         }
         guard !r.receivers.isEmpty else { throw fail(node, "a route needs receivers: [NAME, …]") }
+        return r
+    }
+
+    func inhibitRule(_ node: Node) throws -> InhibitRule {
+        var r = InhibitRule(source: [:], target: [:], equal: [])
+        for (key, _, v) in try pairs(node, "an inhibit rule", allowed: ["source_match", "target_match", "equal"]) {
+            switch key {
+            case "source_match": r.source = try labelMap(v, "inhibit rule source_match")
+            case "target_match": r.target = try labelMap(v, "inhibit rule target_match")
+            default: r.equal = try stringList(v, "inhibit rule equal")
+            }
+        }
+        guard !r.source.isEmpty, !r.target.isEmpty else {
+            throw fail(node, "an inhibit rule needs source_match: and target_match: (such as {severity: critical} and {severity: warning})")
+        }
         return r
     }
 

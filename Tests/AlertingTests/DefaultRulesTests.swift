@@ -29,6 +29,7 @@ func defaultConfigText(_ context: AlertsConfigContext = AlertsConfigContext()) t
                               ScrapeTarget(job: "server", url: "http://127.0.0.1:9464/metrics")])
         #expect(c.listenHost == "127.0.0.1" && c.listenPort == 9102 && c.stateFile == "/var/lib/warbler/alertd/state.json")
         #expect(c.routes.isEmpty && c.receivers.isEmpty)
+        #expect(c.inhibitRules == [InhibitRule(source: ["severity": "critical"], target: ["severity": "warning"], equal: ["alertname", "instance", "mountpoint", "path"])])
         #expect(c.retention == 900, "the restart rule's 15m window is the longest")
         #expect(c.rules.allSatisfy { !$0.summary.source.isEmpty && !$0.description.source.isEmpty })
     }
@@ -74,6 +75,8 @@ func defaultConfigText(_ context: AlertsConfigContext = AlertsConfigContext()) t
                         "CertificateExpiring/warning/"])
         let disk = try #require(firing.first { $0.name == "DiskAlmostFull" && $0.severity == .warning })
         #expect(disk.annotations["summary"] == "/ on 127.0.0.1:9101 is 85% full")
+        // The critical alert on /var inhibits nothing on / (the inhibit rule compares mountpoints too).
+        #expect(e.alerts(at: at(600)).allSatisfy { !$0.inhibited })
         let cert = try #require(firing.first { $0.name == "CertificateExpiring" })
         #expect(cert.annotations["summary"] == "the certificate /etc/warbler/tls/server.crt expires in 10 days")
     }

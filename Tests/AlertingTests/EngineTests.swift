@@ -188,6 +188,29 @@ struct Feed {
         #expect(e.evaluate(history: f.history, at: at(115)).map { $0.notification.groupLabels["instance"] } == ["n5"])
     }
 
+    @Test func aCriticalAlertInhibitsTheWarningForTheSameInstance() throws {
+        var e = try engine(rules: """
+          - name: Disk
+            expr: x > 80
+            severity: warning
+          - name: Disk
+            expr: x > 90
+            severity: critical
+        """, routes: "  - receivers: [a]\n    group_wait: 0s\n    group_by: [alertname, severity, instance]")
+        e.config.inhibitRules = [InhibitRule(source: ["severity": "critical"], target: ["severity": "warning"], equal: ["alertname", "instance"])]
+        var f = Feed()
+        f.set(["n1": 95, "n2": 85], at: at(0))
+        let out = e.evaluate(history: f.history, at: at(0))
+        #expect(Set(out.map { "\($0.notification.groupLabels["instance"]!)/\($0.notification.groupLabels["severity"]!)" }) == ["n1/critical", "n2/warning"])
+        let listed = e.alerts(at: at(0))
+        #expect(listed.filter(\.inhibited).map { $0.labels["instance"]! + "/" + $0.severity.rawValue } == ["n1/warning"])
+        #expect(listed.first { $0.inhibited }?.state == "suppressed")
+        // When the critical one clears, the warning is announced.
+        f.set(["n1": 85, "n2": 85], at: at(10))
+        let next = e.evaluate(history: f.history, at: at(10))
+        #expect(Set(next.map { "\($0.notification.groupLabels["instance"]!)/\($0.notification.status)" }) == ["n1/resolved", "n1/firing"])
+    }
+
     @Test func routesMatchBySeverityAndLabelsFirstMatchUnlessContinue() throws {
         var e = try engine(rules: """
           - name: Db

@@ -52,6 +52,8 @@ func rulesFile(_ rules: String, routes: String = "", receivers: String = "") -> 
         #expect(c.routes[0].severities == [.critical] && c.routes[0].groupBy == ["alertname", "instance"] && c.routes[0].continueMatching)
         #expect(c.receivers.map(\.name) == ["hook"])
         #expect(c.scrapeInterval == 1 && c.listenPort == 0)
+        let inhibit = try AlertsConfig.parse(rulesFile("  []") + "\ninhibit_rules:\n  - source_match: {severity: critical}\n    target_match: {severity: warning}\n    equal: [alertname]\n")
+        #expect(inhibit.inhibitRules == [InhibitRule(source: ["severity": "critical"], target: ["severity": "warning"], equal: ["alertname"])])
     }
 
     /// Each bad rule is on line 11 of the file (rules start at line 10), or at the line of the offending value.
