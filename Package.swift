@@ -178,6 +178,23 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // Alerting: `warbler alertd` (scrape, rules, alert state machine, control API) and `warbler alerts …`.
+        .target(
+            name: "Alerting",
+            dependencies: [
+                "AlertReceivers", "SystemdSupport",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Yams", package: "Yams"),
+            ],
+            swiftSettings: strict
+        ),
         .testTarget(
             name: "BackupTests",
             dependencies: [
@@ -188,10 +205,24 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        .testTarget(
+            name: "AlertingTests",
+            dependencies: [
+                "Alerting", "AlertReceivers", "Templates",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Yams", package: "Yams"),
+            ],
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "warbler",
             dependencies: [
                 "IMServer", "LoadGen", "Installer", "Payload", "Operations", "Upgrade", "Backup",
+                "Alerting", "AlertReceivers",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict

@@ -13,6 +13,10 @@ public struct TemplateSet: Sendable {
     /// `/etc/systemd/system/warbler-backup.service` and `.timer`: the daily backup job.
     public static let backupService = "warbler-backup.service"
     public static let backupTimer = "warbler-backup.timer"
+    /// `/etc/warbler/alerts.yaml`, alertd's targets, rules, routes and receivers.
+    public static let alertsConfig = "alerts.yaml"
+    /// `/etc/systemd/system/warbler-alertd.service`.
+    public static let alertdUnit = "warbler-alertd.service"
     /// Every template an install needs; a set missing one is refused when it is loaded, not halfway through.
     public static let required = [serverConfig, serverUnit]
 
@@ -77,12 +81,24 @@ public struct TemplateSet: Sendable {
         try render(Self.backupTimer, context.view())
     }
 
-    func render(_ name: String, _ object: Any) throws -> String {
+    /// Renders `/etc/warbler/alerts.yaml`.
+    public func renderAlertsConfig(_ context: AlertsConfigContext) throws -> String {
+        // The file's own summaries use {{ $labels.x }}: the template switches to <% %> tags.
+        try render(Self.alertsConfig, context.view(), tagOpener: "<%")
+    }
+
+    /// Renders alertd's systemd unit (`context.unitName` warbler-alertd.service, `configPath` the alerts file,
+    /// `ports` the control API port).
+    public func renderAlertdUnit(_ context: ServiceUnitContext) throws -> String {
+        try render(Self.alertdUnit, context.view())
+    }
+
+    func render(_ name: String, _ object: Any, tagOpener: String = "{{") throws -> String {
         guard let text = library.render(object, withTemplate: name) else {
             throw TemplateError("no template named \(name)")
         }
         // A tag the renderer did not understand would otherwise reach the host's config silently.
-        if text.contains("{{") { throw TemplateError("template \(name) left an unrendered tag") }
+        if text.contains(tagOpener) { throw TemplateError("template \(name) left an unrendered tag") }
         return text
     }
 }

@@ -1,0 +1,75 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Foundation
+
+/// The engine's state as a JSON file, replaced atomically (temp file, fsync, rename, fsync of the directory) so a
+/// crash leaves either the old or the new state, never a torn one.
+public struct StateStore: Sendable {
+    public let path: String
+
+    public init(path: String) { self.path = path }
+
+    static func encoder() -> JSONEncoder {
+        let e = JSONEncoder()
+        e.dateEncodingStrategy = .custom { date, encoder in
+            var c = encoder.singleValueContainer()
+            try c.encode(date.timeIntervalSince1970)
+        }
+        e.outputFormatting = [.sortedKeys]
+        return e
+    }
+
+    static func decoder() -> JSONDecoder {
+        let d = JSONDecoder()
+        d.dateDecodingStrategy = .custom { decoder in
+            Date(timeIntervalSince1970: try decoder.singleValueContainer().decode(Double.self))
+        }
+        return d
+    }
+
+    /// The saved state, or an empty one when the file does not exist yet.
+    public func load() throws -> EngineState {
+        guard FileManager.default.fileExists(atPath: path) else { return EngineState() }
+        do {
+            let data = try Data(contentsOf: URL(fileURLWithPath: path))
+            return try Self.decoder().decode(EngineState.self, from: data)
+        } catch {
+            throw StateError("cannot read the alert state \(path): \(error); move it aside to start with no alerts or silences")
+        }
+    }
+
+    public func save(_ state: EngineState) throws {
+        let data = try Self.encoder().encode(state)
+        let dir = (path as NSString).deletingLastPathComponent
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        let tmp = path + ".tmp"
+        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw StateError("cannot write \(tmp): \(String(cString: strerror(errno)))") }
+        var ok = data.withUnsafeBytes { raw -> Bool in
+            var offset = 0
+            while offset < raw.count {
+                let n = write(fd, raw.baseAddress! + offset, raw.count - offset)
+                if n < 0 { if errno == EINTR { continue }; return false }
+                offset += n
+            }
+            return true
+        }
+        ok = ok && fsync(fd) == 0
+        close(fd)
+        guard ok, rename(tmp, path) == 0 else {
+            let reason = String(cString: strerror(errno))
+            unlink(tmp)
+            throw StateError("cannot save the alert state to \(path): \(reason)")
+        }
+        let dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if dfd >= 0 { _ = fsync(dfd); close(dfd) }
+    }
+}
+
+public struct StateError: Error, CustomStringConvertible, Sendable {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}

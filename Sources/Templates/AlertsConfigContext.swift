@@ -1,0 +1,74 @@
+/// What `alerts.yaml.mustache` (`/etc/warbler/alerts.yaml`) is rendered from: alertd's settings, its scrape
+/// targets, the thresholds of the default rules and the receivers the install names.
+public struct AlertsConfigContext: Sendable, Equatable {
+    public struct Target: Sendable, Equatable {
+        public var job: String
+        public var url: String
+        public init(job: String, url: String) {
+            self.job = job
+            self.url = url
+        }
+    }
+    /// A receiver entry with a URL (webhook and the chat-robot types).
+    public struct Receiver: Sendable, Equatable {
+        public var name: String
+        public var type: String
+        public var url: String
+        public init(name: String, type: String, url: String) {
+            self.name = name
+            self.type = type
+            self.url = url
+        }
+    }
+
+    public var scrapeInterval = "15s"
+    public var evaluationInterval = "15s"
+    public var stateFile = "/var/lib/warbler/alertd/state.json"
+    public var listen = "127.0.0.1:9102"
+    /// The exporter and the server's metrics listener, by default.
+    public var targets = [Target(job: "exporter", url: "http://127.0.0.1:9101/metrics"),
+                          Target(job: "server", url: "http://127.0.0.1:9464/metrics")]
+    public var receivers: [Receiver] = []
+    public var diskWarningPercent = 80
+    public var diskCriticalPercent = 90
+    public var memoryAvailablePercent = 10
+    public var errorPercent = 5
+    public var sendLatencyP99Seconds = 0.5
+    public var certWarningDays = 30
+    public var certCriticalDays = 7
+    public var backupMaxAgeHours = 36
+    public var replicationLagSeconds = 60
+
+    public init() {}
+
+    func view() throws -> [String: Any] {
+        for (what, p) in [("disk warning", diskWarningPercent), ("disk critical", diskCriticalPercent), ("memory", memoryAvailablePercent),
+                          ("error", errorPercent)] where !(1...100).contains(p) {
+            throw TemplateError("the \(what) threshold \(p)% must be 1-100")
+        }
+        guard diskWarningPercent < diskCriticalPercent else { throw TemplateError("the disk warning threshold must be below the critical one") }
+        guard certCriticalDays < certWarningDays else { throw TemplateError("the certificate critical days must be fewer than the warning days") }
+        for r in receivers where r.name.isEmpty || r.name.contains(where: { !($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") }) {
+            throw TemplateError("receiver name '\(r.name)' may hold only letters, digits, - and _")
+        }
+        return [
+            "scrapeInterval": YAML.quote(scrapeInterval),
+            "evaluationInterval": YAML.quote(evaluationInterval),
+            "stateFile": YAML.quote(stateFile),
+            "listen": YAML.quote(listen),
+            "targets": targets.map { ["job": YAML.quote($0.job), "url": YAML.quote($0.url)] },
+            "receivers": receivers.map { ["name": YAML.quote($0.name), "type": YAML.quote($0.type), "url": YAML.quote($0.url)] },
+            "hasReceivers": !receivers.isEmpty,
+            "receiverNames": receivers.map { YAML.quote($0.name) }.joined(separator: ", "),
+            "diskWarningPercent": String(diskWarningPercent),
+            "diskCriticalPercent": String(diskCriticalPercent),
+            "memoryAvailablePercent": String(memoryAvailablePercent),
+            "errorPercent": String(errorPercent),
+            "sendLatencyP99Seconds": String(sendLatencyP99Seconds),
+            "certWarningDays": String(certWarningDays),
+            "certCriticalDays": String(certCriticalDays),
+            "backupMaxAgeHours": String(backupMaxAgeHours),
+            "replicationLagSeconds": String(replicationLagSeconds),
+        ]
+    }
+}

@@ -1,0 +1,109 @@
+import Alerting
+import Foundation
+import Templates
+import Testing
+import Yams
+
+enum Repo {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+    static let templates = root + "/templates"
+}
+
+/// The default rules file as an install renders it.
+func defaultConfigText(_ context: AlertsConfigContext = AlertsConfigContext()) throws -> String {
+    try TemplateSet(directory: Repo.templates).renderAlertsConfig(context)
+}
+
+@Suite struct DefaultRulesTests {
+    static let defaultRules: [(String, Severity)] = [
+        ("WarblerComponentDown", .critical), ("WarblerTargetUnreachable", .critical), ("DiskAlmostFull", .warning),
+        ("DiskAlmostFull", .critical), ("MemoryPressure", .warning), ("HighSendErrorRate", .warning), ("SendLatencyHigh", .warning),
+        ("ComponentRestarting", .warning), ("CertificateExpiring", .warning), ("CertificateExpiring", .critical),
+        ("BackupStale", .warning), ("ReplicationLag", .critical),
+    ]
+
+    @Test func theRenderedDefaultsLoadWithEveryDefaultRule() throws {
+        let c = try AlertsConfig.parse(try defaultConfigText(), file: "alerts.yaml")
+        #expect(c.rules.map { "\($0.name)/\($0.severity)" } == Self.defaultRules.map { "\($0.0)/\($0.1)" })
+        #expect(c.targets == [ScrapeTarget(job: "exporter", url: "http://127.0.0.1:9101/metrics"),
+                              ScrapeTarget(job: "server", url: "http://127.0.0.1:9464/metrics")])
+        #expect(c.listenHost == "127.0.0.1" && c.listenPort == 9102 && c.stateFile == "/var/lib/warbler/alertd/state.json")
+        #expect(c.routes.isEmpty && c.receivers.isEmpty)
+        #expect(c.inhibitRules == [InhibitRule(source: ["severity": "critical"], target: ["severity": "warning"], equal: ["alertname", "instance", "mountpoint", "path"])])
+        #expect(c.retention == 900, "the restart rule's 15m window is the longest")
+        #expect(c.rules.allSatisfy { !$0.summary.source.isEmpty && !$0.description.source.isEmpty })
+    }
+
+    @Test func receiversFromTheInstallGetADefaultRoute() throws {
+        var ctx = AlertsConfigContext()
+        ctx.receivers = [.init(name: "ops-hook", type: "webhook", url: "https://hooks.example.com/warbler"),
+                         .init(name: "chat", type: "webhook", url: "http://10.0.0.5/x")]
+        ctx.diskWarningPercent = 70
+        let c = try AlertsConfig.parse(try defaultConfigText(ctx))
+        #expect(c.receivers.map(\.name) == ["ops-hook", "chat"])
+        #expect(c.routes.map(\.receivers) == [["ops-hook", "chat"]])
+        #expect(c.rules[2].exprText.contains(">= 70 < 90"))
+        #expect(throws: TemplateError.self) {
+            var bad = AlertsConfigContext()
+            bad.diskCriticalPercent = 60
+            _ = try defaultConfigText(bad)
+        }
+    }
+
+    /// The defaults evaluate as intended against figures shaped like the exporter's.
+    @Test func theDefaultDiskAndMemoryRulesFireOnTheirThresholds() throws {
+        var e = AlertEngine(config: try AlertsConfig.parse(try defaultConfigText()))
+        var h = History(retention: 900, lookback: 60)
+        let base = ["job": "exporter", "instance": "127.0.0.1:9101"]
+        func fs(_ mp: String, avail: Double) -> [Sample] {
+            [Sample(name: "node_filesystem_avail_bytes", labels: base.merging(["mountpoint": mp]) { a, _ in a }, value: avail),
+             Sample(name: "node_filesystem_size_bytes", labels: base.merging(["mountpoint": mp]) { a, _ in a }, value: 1000)]
+        }
+        let samples = fs("/", avail: 150) + fs("/var", avail: 50) + fs("/home", avail: 900) + [
+            Sample(name: "node_memory_MemAvailable_bytes", labels: base, value: 50),
+            Sample(name: "node_memory_MemTotal_bytes", labels: base, value: 1000),
+            Sample(name: "warbler_component_up", labels: base.merging(["component": "server"]) { a, _ in a }, value: 0),
+            Sample(name: "warbler_tls_certificate_expiry_seconds", labels: base.merging(["path": "/etc/warbler/tls/server.crt"]) { a, _ in a }, value: 10 * 86400),
+        ]
+        for t in stride(from: 0.0, through: 600, by: 60) {
+            h.append(source: "exporter", samples: samples, at: at(t))
+            _ = e.evaluate(history: h, at: at(t))
+        }
+        let firing = e.alerts(at: at(600)).filter { $0.state == "firing" }
+        let got = Set(firing.map { "\($0.name)/\($0.severity.rawValue)/\($0.labels["mountpoint"] ?? $0.labels["component"] ?? "")" })
+        #expect(got == ["DiskAlmostFull/warning//", "DiskAlmostFull/critical//var", "MemoryPressure/warning/", "WarblerComponentDown/critical/server",
+                        "CertificateExpiring/warning/"])
+        let disk = try #require(firing.first { $0.name == "DiskAlmostFull" && $0.severity == .warning })
+        #expect(disk.annotations["summary"] == "/ on 127.0.0.1:9101 is 85% full")
+        // The critical alert on /var inhibits nothing on / (the inhibit rule compares mountpoints too).
+        #expect(e.alerts(at: at(600)).allSatisfy { !$0.inhibited })
+        let cert = try #require(firing.first { $0.name == "CertificateExpiring" })
+        #expect(cert.annotations["summary"] == "the certificate /etc/warbler/tls/server.crt expires in 10 days")
+    }
+
+    @Test func exportedPrometheusRulesHoldEveryDefaultRule() throws {
+        let c = try AlertsConfig.parse(try defaultConfigText())
+        let text = try PrometheusRules.export(c)
+        let doc = try #require(try Yams.load(yaml: text) as? [String: Any])
+        let groups = try #require(doc["groups"] as? [[String: Any]])
+        #expect(groups.count == 1 && groups[0]["name"] as? String == "warbler")
+        let rules = try #require(groups[0]["rules"] as? [[String: Any]])
+        #expect(rules.count == Self.defaultRules.count)
+        for (rule, exported) in zip(c.rules, rules) {
+            #expect(exported["alert"] as? String == rule.name)
+            #expect(exported["expr"] as? String == rule.exprText)
+            // The exported text parses in our language too (and so is the same expression).
+            #expect(try Expr.parse(exported["expr"] as? String ?? "") == rule.expr)
+            let labels = try #require(exported["labels"] as? [String: Any])
+            #expect(labels["severity"] as? String == rule.severity.rawValue)
+            let annotations = try #require(exported["annotations"] as? [String: Any])
+            #expect(annotations["summary"] as? String == rule.summary.source)
+            #expect(annotations["description"] as? String == rule.description.source)
+            if rule.forSeconds > 0 {
+                #expect((exported["for"] as? String).flatMap(parseDuration) == rule.forSeconds)
+            } else {
+                #expect(exported["for"] == nil)
+            }
+        }
+    }
+}
