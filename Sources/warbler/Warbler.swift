@@ -10,7 +10,8 @@ struct Warbler: AsyncParsableCommand {
         commandName: "warbler",
         abstract: "Warbler: an instant-messaging private cloud in one file.",
         subcommands: [Install.self, Doctor.self, Status.self, Uninstall.self, Server.self, Supervise.self, Version.self, UserAdd.self,
-                      Bench.self, PayloadCommand.self])
+                      Bench.self, PayloadCommand.self,
+                      Exporter.self])
 }
 
 /// Options every command that reads the server config shares.
