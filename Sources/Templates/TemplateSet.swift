@@ -10,6 +10,8 @@ public struct TemplateSet: Sendable {
     public static let serverConfig = "warbler.yaml"
     /// `/etc/systemd/system/warbler-server.service`.
     public static let serverUnit = "warbler-server.service"
+    /// `/etc/systemd/system/warbler-exporter.service`.
+    public static let exporterUnit = "warbler-exporter.service"
     /// Every template an install needs; a set missing one is refused when it is loaded, not halfway through.
     public static let required = [serverConfig, serverUnit]
 
@@ -62,6 +64,11 @@ public struct TemplateSet: Sendable {
     /// Renders the server's systemd unit.
     public func renderServerUnit(_ context: ServiceUnitContext) throws -> String {
         try render(Self.serverUnit, context.view())
+    }
+
+    /// Renders the monitoring exporter's systemd unit (`ServiceUnitContext.exporter` has its defaults).
+    public func renderExporterUnit(_ context: ServiceUnitContext) throws -> String {
+        try render(Self.exporterUnit, context.view())
     }
 
     func render(_ name: String, _ object: Any) throws -> String {
