@@ -119,7 +119,10 @@ public struct ComponentCollector: Collector {
         let unit = Self.unit(component)
         let r = try await runner.run(["systemctl", "show", unit, "-p", Self.systemctlProperties])
         guard r.status == 0 else {
-            throw MonitoringError("systemctl show \(unit) exited with \(r.status): \(r.output.prefix(300).trimmingCharacters(in: .whitespacesAndNewlines))")
+            let why = "systemctl show \(unit) exited with \(r.status): \(r.output.prefix(300).trimmingCharacters(in: .whitespacesAndNewlines))"
+            // Without D-Bus (a minimal host: systemctl needs the system bus when not root) the unit's cgroup still tells.
+            if try cgroup(component, into: &set) { return }
+            throw MonitoringError(why)
         }
         let v = Self.parseShow(r.output)
         guard let active = v["ActiveState"] else { throw MonitoringError("systemctl show \(unit) printed no ActiveState: \(r.output.prefix(300))") }
@@ -135,6 +138,33 @@ public struct ComponentCollector: Collector {
         if up, let pid = v["MainPID"].flatMap(Int.init), pid > 0 {
             process(pid, component: component, withCPU: cgroupCPU == nil, into: &set)
         }
+    }
+
+    /// The D-Bus-free reading of a unit: its cgroup under /sys/fs/cgroup/system.slice (cgroup v2). The unit is up
+    /// while its cgroup holds processes; the first process is taken as the main one (Warbler's daemons do not
+    /// fork). Restarts are not known this way. Returns false when there is no such cgroup hierarchy to read.
+    func cgroup(_ component: String, into set: inout MetricSet) throws -> Bool {
+        let slice = "/sys/fs/cgroup/system.slice"
+        guard files.exists(slice + "/cgroup.procs") || files.exists(slice + "/cgroup.controllers") else { return false }
+        let unit = Self.unit(component)
+        let dir = "\(slice)/\(unit)"
+        let installed = ["/etc/systemd/system/", "/lib/systemd/system/", "/usr/lib/systemd/system/", "/run/systemd/system/"]
+            .contains { files.exists($0 + unit) }
+        let pids = ((try? files.read(dir + "/cgroup.procs")) ?? "").split(separator: "\n").compactMap { Int($0) }
+        if pids.isEmpty && !installed && component != "server" { return true }
+        let l = ["component": component]
+        set.add(Catalog.componentUp, l, pids.isEmpty ? 0 : 1)
+        set.add(Catalog.componentInfo, ["component": component, "manager": "systemd", "state": pids.isEmpty ? "inactive" : "active",
+                                        "sub_state": "unknown"], 1)
+        guard let main = pids.first else { return true }
+        if let m = (try? files.read(dir + "/memory.current")).flatMap({ Double($0.trimmingCharacters(in: .whitespacesAndNewlines)) }) {
+            set.add(Catalog.componentCgroupMemory, l, m)
+        }
+        let usage = (try? files.read(dir + "/cpu.stat"))?.split(separator: "\n").first { $0.hasPrefix("usage_usec ") }
+            .flatMap { $0.split(separator: " ").last }.flatMap { Double($0) }
+        if let u = usage { set.add(Catalog.componentCPU, l, u / 1e6) }
+        process(main, component: component, withCPU: usage == nil, into: &set)
+        return true
     }
 
     func supervised(_ component: String, into set: inout MetricSet) {

@@ -72,9 +72,39 @@ final class RecordedSystemctl: CommandRunner {
     @Test func systemctlFailingFailsTheCollectorWithItsOutput() async throws {
         let runner = RecordedSystemctl([:])
         let e = await #expect(throws: MonitoringError.self) {
-            try await ComponentCollector(components: ["server"], manager: .systemd, runner: runner).collect()
+            // A root without a cgroup hierarchy, so the D-Bus-free fallback has nothing to read either.
+            try await ComponentCollector(components: ["server"], manager: .systemd, runner: runner,
+                                         files: HostFiles(root: Repo.fixtures + "/broken")).collect()
         }
         #expect(e?.description.contains("Failed to connect to bus") == true)
+    }
+
+    @Test func withoutDBusTheUnitsCgroupSaysWhetherItRuns() async throws {
+        let root = try Self.pidDirectory()
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let slice = root + "/sys/fs/cgroup/system.slice"
+        try FileManager.default.createDirectory(atPath: slice + "/warbler-server.service", withIntermediateDirectories: true)
+        try "".write(toFile: slice + "/cgroup.controllers", atomically: true, encoding: .utf8)
+        try "\(getpid())\n".write(toFile: slice + "/warbler-server.service/cgroup.procs", atomically: true, encoding: .utf8)
+        try "73400320\n".write(toFile: slice + "/warbler-server.service/memory.current", atomically: true, encoding: .utf8)
+        try "usage_usec 2500000\nuser_usec 2000000\nsystem_usec 500000\n".write(toFile: slice + "/warbler-server.service/cpu.stat", atomically: true, encoding: .utf8)
+        // alertd's unit file is installed but it is not running; exporter is not installed at all.
+        try FileManager.default.createDirectory(atPath: root + "/etc/systemd/system", withIntermediateDirectories: true)
+        try "".write(toFile: root + "/etc/systemd/system/warbler-alertd.service", atomically: true, encoding: .utf8)
+        // /proc is the live one: the PID in cgroup.procs is this process.
+        let proc = root + "/proc"
+        try FileManager.default.createSymbolicLink(atPath: proc, withDestinationPath: "/proc")
+        let s = try await ComponentCollector(components: ["server", "exporter", "alertd"], manager: .systemd, runner: RecordedSystemctl([:]),
+                                             files: HostFiles(root: root)).collect()
+        let server = ["component": "server"]
+        #expect(s.value("warbler_component_up", server) == 1)
+        #expect(s.value("warbler_component_info", ["component": "server", "manager": "systemd", "state": "active", "sub_state": "unknown"]) == 1)
+        #expect(s.value("warbler_component_cgroup_memory_bytes", server) == 73400320)
+        #expect(s.value("warbler_component_cpu_seconds_total", server) == 2.5)
+        #expect((s.value("warbler_component_open_fds", server) ?? 0) >= 3)
+        #expect(s.value("warbler_component_restarts_total", server) == nil)
+        #expect(s.value("warbler_component_up", ["component": "alertd"]) == 0)
+        #expect(s.value("warbler_component_up", ["component": "exporter"]) == nil)
     }
 
     static func pidDirectory() throws -> String {
