@@ -1,5 +1,6 @@
 import CHostShims
 import Foundation
+import NIOConcurrencyHelpers
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -148,10 +149,17 @@ public struct FilesystemStats: Sendable, Equatable {
 /// Pseudo filesystems (proc, sysfs, cgroup, …) and mounts under /dev, /proc, /sys and /run/credentials are skipped;
 /// a filesystem mounted at several places (bind mounts, a unit's private /tmp) is reported once, at its first mount
 /// point; a mount point that is a file (a container's /etc/hosts) is skipped.
+///
+/// statvfs can hang (an NFS server gone): the calls run on a thread of their own, off the concurrency pool, and a
+/// mount point whose call from an earlier scrape has not returned is reported as a device error without asking again.
 public struct FilesystemCollector: Collector {
     public let name = "filesystem"
     let files: HostFiles
     let stats: @Sendable (String) -> Result<FilesystemStats, MonitoringError>
+    /// Mount points whose statvfs is running, and since when.
+    let inFlight = NIOLockedValueBox<[String: ContinuousClock.Instant]>([:])
+    /// A call running longer than this (from an earlier or concurrent scrape) marks its mount point stuck.
+    static let stuckAfter = Duration.seconds(1)
 
     public init(files: HostFiles, stats: @escaping @Sendable (String) -> Result<FilesystemStats, MonitoringError> = FilesystemStats.live) {
         self.files = files; self.stats = stats
@@ -202,13 +210,32 @@ public struct FilesystemCollector: Collector {
     }
 
     public func collect() async throws -> MetricSet {
+        try await withCheckedThrowingContinuation { continuation in
+            DispatchQueue.global().async { continuation.resume(with: Result { try self.collectBlocking() }) }
+        }
+    }
+
+    func collectBlocking() throws -> MetricSet {
         let mounts = Self.parseMounts(try files.read("/proc/self/mounts")).filter { !Self.skipped($0) }
         var set = MetricSet()
         var seenDevices: Set<UInt64> = []
         var seenMountPoints: Set<String> = []
         for m in mounts {
             let labels = ["device": m.device, "fstype": m.fsType, "mountpoint": m.mountPoint]
-            switch stats(files.path(m.mountPoint)) {
+            let path = files.path(m.mountPoint)
+            let now = ContinuousClock.now
+            let stuck = inFlight.withLockedValue { calls -> Bool in
+                if let since = calls[path], now - since > Self.stuckAfter { return true }
+                calls[path] = now
+                return false
+            }
+            if stuck {
+                if seenMountPoints.insert(m.mountPoint).inserted { set.add(Catalog.fsDeviceError, labels, 1) }
+                continue
+            }
+            let result = stats(path)
+            inFlight.withLockedValue { _ = $0.removeValue(forKey: path) }
+            switch result {
             case .failure:
                 guard seenMountPoints.insert(m.mountPoint).inserted else { continue }
                 set.add(Catalog.fsDeviceError, labels, 1)

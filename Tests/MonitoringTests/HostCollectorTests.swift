@@ -1,5 +1,7 @@
 import Foundation
+import Logging
 @testable import Monitoring
+import NIOConcurrencyHelpers
 import Testing
 
 @Suite struct HostCollectorTests {
@@ -74,6 +76,26 @@ import Testing
         // /tmp is the root filesystem again (a bind mount): reported once, at /. proc, sysfs, devtmpfs, cgroup2,
         // docker's overlays and /run/credentials are not real mounts.
         #expect(mountpoints == ["/", "/run", "/srv/warbler data", "/mnt/gone"])
+    }
+
+    @Test func aMountWhoseStatvfsHangsIsReportedAsAnErrorOnTheNextScrape() async throws {
+        let release = NIOLockedValueBox(false)
+        let collector = FilesystemCollector(files: Self.host) { path in
+            if path.hasSuffix("/srv/warbler data") {
+                // Hangs until the test ends (at most 15 s, so a broken run fails rather than hangs).
+                let until = ContinuousClock.now + .seconds(15)
+                while !release.withLockedValue({ $0 }) && ContinuousClock.now < until { usleep(10_000) }
+            }
+            return Self.fakeStats(path)
+        }
+        defer { release.withLockedValue { $0 = true } }
+        // The first scrape hangs on the dead mount and is given up by the scraper's timeout.
+        let first = Scraper(collectors: [collector], timeout: .milliseconds(1200), logger: Logger(label: "test"))
+        #expect(await first.scrape().value("warbler_exporter_collector_up", ["collector": "filesystem"]) == 0)
+        // The next one does not ask that mount again: it answers, with that mount marked.
+        let s = try await collector.collect()
+        #expect(s.value("node_filesystem_device_error", ["device": "/dev/sdb1", "fstype": "ext4", "mountpoint": "/srv/warbler data"]) == 1)
+        #expect(s.value("node_filesystem_size_bytes", ["device": "/dev/sda1", "fstype": "ext4", "mountpoint": "/"]) == 100e9)
     }
 
     @Test func mountEscapesDecode() {
