@@ -195,6 +195,20 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // The monitoring exporter: host, component, database, TLS and backup collectors, Prometheus text out.
+        .target(
+            name: "Monitoring",
+            dependencies: [
+                "IMServer", "IMStorage", "IMStoragePostgres", "Installer", "Operations", "SystemdSupport", "CHostShims",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "X509", package: "swift-certificates"),
+            ],
+            swiftSettings: strict
+        ),
         .testTarget(
             name: "BackupTests",
             dependencies: [
@@ -218,11 +232,21 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        .testTarget(
+            name: "MonitoringTests",
+            dependencies: [
+                "Monitoring", "IMServer", "IMStorage", "IMStorageSQLite", "IMStoragePostgres", "Installer", "Operations", "WarblerTestSupport",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ],
+            exclude: ["Fixtures"],
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "warbler",
             dependencies: [
                 "IMServer", "LoadGen", "Installer", "Payload", "Operations", "Upgrade", "Backup",
-                "Alerting", "AlertReceivers",
+                "Alerting", "AlertReceivers", "Monitoring",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict

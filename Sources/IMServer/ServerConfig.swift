@@ -69,8 +69,23 @@ public struct ServerConfig: Codable, Sendable, Equatable {
         public var keep = 7
     }
 
+    /// `warbler exporter`: the monitoring exporter's listener and what it watches.
+    public struct Exporter: Codable, Sendable, Equatable {
+        public var host = "127.0.0.1"
+        public var port = 9101
+        /// Components reported: `server` is `warbler-server.service` (or /run/warbler/server.pid under the supervisor).
+        public var components = ["server", "exporter", "alertd"]
+        /// `auto` (systemd when it is PID 1's init, else the built-in supervisor), `systemd` or `supervisor`.
+        public var manager = "auto"
+        /// What `warbler backup` writes after each successful backup.
+        public var backupMarker = "/var/lib/warbler/backups/last-success.json"
+        /// A collector slower than this is reported down for that scrape.
+        public var collectorTimeoutSeconds = 5.0
+    }
+
     public var server = Server()
     public var metrics = Metrics()
+    public var exporter = Exporter()
     public var storage = StorageSettings()
     public var auth = Auth()
     public var limits = Limits()
@@ -123,6 +138,14 @@ public struct ServerConfig: Codable, Sendable, Equatable {
         guard limits.frameBytes >= 1024 else { throw ConfigError("limits.frame_bytes must be at least 1024") }
         guard backup.keep >= 0 else { throw ConfigError("backup.keep must be 0 (keep every backup) or more") }
         guard backup.directory.hasPrefix("/") else { throw ConfigError("backup.directory must be an absolute path") }
+        guard (0...65535).contains(exporter.port) else { throw ConfigError("exporter.port must be 0-65535") }
+        guard ["auto", "systemd", "supervisor"].contains(exporter.manager) else {
+            throw ConfigError("exporter.manager must be auto, systemd or supervisor, not '\(exporter.manager)'")
+        }
+        for c in exporter.components where c.isEmpty || !c.unicodeScalars.allSatisfy({ ("a"..."z").contains($0) || ("0"..."9").contains($0) || $0 == "-" }) {
+            throw ConfigError("exporter.components: '\(c)' is not a component name (lower-case letters, digits and -, as in server, alertd)")
+        }
+        guard exporter.collectorTimeoutSeconds > 0 else { throw ConfigError("exporter.collector_timeout_seconds must be above 0") }
     }
 
     static func toTree(_ c: ServerConfig) throws -> [String: Any] {

@@ -57,8 +57,9 @@ public struct StatusCollector: Sendable {
         }
         if tls {
             let certPath = layout.path(config.server.tlsCert)
-            if let pem = probe.readFile(certPath).map({ String(decoding: $0, as: UTF8.self) }), let cert = try? Certificate(pemEncoded: pem) {
-                let days = Int((cert.notValidAfter.timeIntervalSince(probe.now()) / 86400).rounded(.down))
+            if let pem = probe.readFile(certPath).map({ String(decoding: $0, as: UTF8.self) }),
+               let notAfter = try? CertificateExpiry.notValidAfter(pem: pem) {
+                let days = Int((notAfter.timeIntervalSince(probe.now()) / 86400).rounded(.down))
                 c.certificateDaysLeft = days
                 if days < certificateMinimumDays {
                     c.problems.append(days < 0 ? "the TLS certificate \(certPath) has expired" : "the TLS certificate \(certPath) expires in \(days) days")

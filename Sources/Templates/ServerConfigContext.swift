@@ -10,6 +10,10 @@ public struct ServerConfigContext: Sendable, Equatable {
     public var metricsHost = "127.0.0.1"
     /// -1 turns the metrics listener off.
     public var metricsPort = 9464
+    /// `warbler exporter`'s listener and the components it reports.
+    public var exporterHost = "127.0.0.1"
+    public var exporterPort = 9101
+    public var exporterComponents = ["server", "exporter", "alertd"]
     public var storageDriver = "sqlite"
     public var databasePath = "/var/lib/warbler/warbler.db"
     /// `open` or `admin`.
@@ -31,6 +35,7 @@ public struct ServerConfigContext: Sendable, Equatable {
                 "allowedOrigins": YAML.list(allowedOrigins),
             ],
             "metrics": ["host": YAML.quote(metricsHost), "port": String(metricsPort)],
+            "exporter": ["host": YAML.quote(exporterHost), "port": String(exporterPort), "components": YAML.list(exporterComponents)],
             "storage": ["driver": YAML.quote(storageDriver), "path": YAML.quote(databasePath)],
             "auth": ["registration": YAML.quote(registration), "jwtKeyFile": YAML.quote(jwtKeyFile)],
             "dataDir": YAML.quote(dataDir),

@@ -14,6 +14,14 @@ public struct ServiceUnitContext: Sendable, Equatable {
 
     public init() {}
 
+    /// The exporter's unit: `warbler-exporter.service`, binding only the exporter's port (9101 by default).
+    public static var exporter: ServiceUnitContext {
+        var c = ServiceUnitContext()
+        c.unitName = "warbler-exporter.service"
+        c.ports = [9101]
+        return c
+    }
+
     func view() throws -> [String: Any] {
         for (what, value) in [("unit name", unitName), ("binary", binary), ("config path", configPath),
                               ("config directory", configDir), ("user", user), ("group", group), ("data directory", dataDir)] {

@@ -17,6 +17,8 @@ public struct TemplateSet: Sendable {
     public static let alertsConfig = "alerts.yaml"
     /// `/etc/systemd/system/warbler-alertd.service`.
     public static let alertdUnit = "warbler-alertd.service"
+    /// `/etc/systemd/system/warbler-exporter.service`.
+    public static let exporterUnit = "warbler-exporter.service"
     /// Every template an install needs; a set missing one is refused when it is loaded, not halfway through.
     public static let required = [serverConfig, serverUnit]
 
@@ -91,6 +93,11 @@ public struct TemplateSet: Sendable {
     /// `ports` the control API port).
     public func renderAlertdUnit(_ context: ServiceUnitContext) throws -> String {
         try render(Self.alertdUnit, context.view())
+    }
+
+    /// Renders the monitoring exporter's systemd unit (`ServiceUnitContext.exporter` has its defaults).
+    public func renderExporterUnit(_ context: ServiceUnitContext) throws -> String {
+        try render(Self.exporterUnit, context.view())
     }
 
     func render(_ name: String, _ object: Any, tagOpener: String = "{{") throws -> String {

@@ -36,6 +36,43 @@ import Testing
         return (dir, unit)
     }
 
+    /// The exporter's unit, rendered the same way.
+    static func renderExporterUnit(port: Int) throws -> (dir: String, unit: String) {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("warbler-units-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir + "/bin", withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: "/bin/true", toPath: dir + "/bin/warbler")
+        var u = ServiceUnitContext.exporter
+        u.binary = dir + "/bin/warbler"
+        u.ports = [port]
+        let unit = dir + "/" + u.unitName
+        try TemplateSet(directory: Repo.templates).renderExporterUnit(u).write(toFile: unit, atomically: true, encoding: .utf8)
+        return (dir, unit)
+    }
+
+    @Test(arguments: [9101, 910])
+    func systemdAnalyzeVerifyAcceptsTheExporterUnit(port: Int) throws {
+        let (dir, unit) = try Self.renderExporterUnit(port: port)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let r = try Self.run(["verify", "--man=no", unit])
+        #expect(r.status == 0, "systemd-analyze verify failed:\n\(r.output)")
+        let ours = r.output.split(separator: "\n").filter { $0.contains("warbler-exporter.service") }
+        #expect(ours.isEmpty, "systemd-analyze verify complained:\n\(ours.joined(separator: "\n"))")
+    }
+
+    /// hardening.md's gate for the exporter too, although it keeps /proc whole and may read the clock discipline.
+    @Test(arguments: [9101, 910])
+    func systemdAnalyzeSecurityRatesTheExporterUnitTwoOrLower(port: Int) throws {
+        let (dir, unit) = try Self.renderExporterUnit(port: port)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let r = try Self.run(["security", "--offline=yes", "--threshold=20", "--no-pager", unit])
+        let line = r.output.split(separator: "\n").first { $0.contains("Overall exposure level") }.map(String.init) ?? ""
+        print("systemd-analyze security, exporter port \(port): \(line.trimmingCharacters(in: .whitespaces))")
+        #expect(r.status == 0, "rated above 2.0:\n\(r.output)")
+        let score = line.split(separator: ":").last?.split(separator: " ").first.flatMap { Double($0) }
+        let value = try #require(score, "no exposure level in:\n\(r.output)")
+        #expect(value <= 2.0)
+    }
+
     @Test(arguments: [[8443, 9464], [443, 9464]])
     func systemdAnalyzeVerifyAcceptsTheRenderedUnit(ports: [Int]) throws {
         let (dir, unit) = try Self.renderUnit(ports: ports)

@@ -55,6 +55,20 @@ func expectGolden(_ text: String, _ name: String, sourceLocation: SourceLocation
         try expectGolden(try templates.renderServerUnit(ServiceUnitContext()), "warbler-server.service")
     }
 
+    @Test func theExporterUnitMatchesItsGoldenFile() throws {
+        try expectGolden(try templates.renderExporterUnit(ServiceUnitContext.exporter), "warbler-exporter.service")
+    }
+
+    @Test func theExporterUnitKeepsProcWholeAndMayReadTheClock() throws {
+        let unit = try templates.renderExporterUnit(ServiceUnitContext.exporter)
+        #expect(unit.contains("\nExecStart=/opt/warbler/current/bin/warbler exporter --config /etc/warbler/warbler.yaml\n"))
+        #expect(unit.contains("\nType=notify\n") && unit.contains("\nWatchdogSec=30s\n"))
+        #expect(!unit.contains("\nProcSubset="))
+        #expect(unit.contains("\nSystemCallFilter=adjtimex\n"))
+        #expect(unit.contains("\nSocketBindAllow=tcp:9101\n"))
+        #expect(!unit.contains("\nReadWritePaths=") && !unit.contains("\nStateDirectory="))
+    }
+
     @Test func theLowPortUnitMatchesItsGoldenFile() throws {
         var u = ServiceUnitContext()
         u.ports = [443, 9464]
@@ -73,6 +87,7 @@ func expectGolden(_ text: String, _ name: String, sourceLocation: SourceLocation
         c.jwtKeyFile = "/etc/warbler/secrets/jwt.key"
         c.dataDir = "/var/lib/warbler"
         c.logLevel = "warning"
+        c.exporterHost = "127.0.0.1"
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("warbler-\(UUID().uuidString).yaml").path
         try templates.renderServerConfig(c).write(toFile: path, atomically: true, encoding: .utf8)
         defer { try? FileManager.default.removeItem(atPath: path) }
@@ -85,6 +100,8 @@ func expectGolden(_ text: String, _ name: String, sourceLocation: SourceLocation
         #expect(loaded.storage.driver == "sqlite" && loaded.storage.path == "/var/lib/warbler/other.db")
         #expect(loaded.auth.registration == "admin" && loaded.auth.jwtKeyFile == "/etc/warbler/secrets/jwt.key")
         #expect(loaded.dataDir == "/var/lib/warbler" && loaded.logLevel == "warning")
+        #expect(loaded.exporter.host == "127.0.0.1" && loaded.exporter.port == 9101)
+        #expect(loaded.exporter.components == ["server", "exporter", "alertd"])
 
         // Without TLS the keys are there, empty, and the server reads that as TLS off.
         let plain = ServerConfigContext()

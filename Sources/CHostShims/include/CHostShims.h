@@ -5,4 +5,19 @@
 /// -1 when adjtimex cannot be read.
 int warbler_clock_synchronized(void);
 
+/// The kernel clock discipline's state, read with adjtimex(2) without changing anything (modes 0).
+typedef struct {
+    /// 1 when synchronised (as warbler_clock_synchronized), 0 when not.
+    int synchronized;
+    /// Current offset from the reference, in seconds.
+    double offset_seconds;
+    /// Maximum error, in seconds.
+    double max_error_seconds;
+    /// Estimated error, in seconds.
+    double estimated_error_seconds;
+} warbler_timex_reading;
+
+/// 0 and fills `out`; -1 when adjtimex cannot be read (errno says why).
+int warbler_read_timex(warbler_timex_reading *out);
+
 #endif
