@@ -17,6 +17,9 @@ public struct ServerConfig: Codable, Sendable, Equatable {
         public var allowedOrigins: [String] = []
         /// Seconds given to clients to go away on shutdown.
         public var drainSeconds = 3.0
+        /// The web client and admin console (index.html, admin.html and their assets), served at `/` and `/admin`.
+        /// Empty means the `web` directory of the release this executable belongs to (`BIN/../web`).
+        public var webRoot = ""
     }
     public struct Metrics: Codable, Sendable, Equatable {
         public var host = "127.0.0.1"
@@ -61,11 +64,18 @@ public struct ServerConfig: Codable, Sendable, Equatable {
         public var textBytes = 16 * 1024
     }
 
+    public struct Alerts: Codable, Sendable, Equatable {
+        /// alertd's loopback control API (e.g. `http://127.0.0.1:9102`); `GET /v1/admin/alerts` proxies its
+        /// `/api/alerts`. Empty: the server answers that alerting is not available.
+        public var controlUrl = ""
+    }
+
     public var server = Server()
     public var metrics = Metrics()
     public var storage = StorageSettings()
     public var auth = Auth()
     public var limits = Limits()
+    public var alerts = Alerts()
     /// Attachments and other files live here.
     public var dataDir = "/var/lib/warbler"
     /// `info`, `debug`, `warning`, …
@@ -112,6 +122,18 @@ public struct ServerConfig: Codable, Sendable, Equatable {
         guard server.tlsCert.isEmpty == server.tlsKey.isEmpty else { throw ConfigError("set both server.tls_cert and server.tls_key, or neither") }
         guard server.tlsReloadSeconds > 0 else { throw ConfigError("server.tls_reload_seconds must be above 0 (seconds between looks for a renewed certificate)") }
         guard limits.frameBytes >= 1024 else { throw ConfigError("limits.frame_bytes must be at least 1024") }
+        if !alerts.controlUrl.isEmpty {
+            guard let u = URL(string: alerts.controlUrl), ["http", "https"].contains(u.scheme?.lowercased() ?? ""), u.host != nil else {
+                throw ConfigError("alerts.control_url must be an http(s) URL such as http://127.0.0.1:9102, not '\(alerts.controlUrl)'")
+            }
+        }
+    }
+
+    /// The directory the web client is served from: `server.web_root`, or `web` beside the running release's `bin/`.
+    public func resolvedWebRoot(executable: String = Bundle.main.executablePath ?? CommandLine.arguments.first ?? "") -> String {
+        if !server.webRoot.isEmpty { return server.webRoot }
+        let exe = URL(fileURLWithPath: executable).resolvingSymlinksInPath()
+        return exe.deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("web").path
     }
 
     static func toTree(_ c: ServerConfig) throws -> [String: Any] {

@@ -73,6 +73,8 @@ func expectGolden(_ text: String, _ name: String, sourceLocation: SourceLocation
         c.jwtKeyFile = "/etc/warbler/secrets/jwt.key"
         c.dataDir = "/var/lib/warbler"
         c.logLevel = "warning"
+        c.webRoot = "/srv/warbler web/"
+        c.alertsControlURL = "http://127.0.0.1:9102"
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("warbler-\(UUID().uuidString).yaml").path
         try templates.renderServerConfig(c).write(toFile: path, atomically: true, encoding: .utf8)
         defer { try? FileManager.default.removeItem(atPath: path) }
@@ -85,6 +87,7 @@ func expectGolden(_ text: String, _ name: String, sourceLocation: SourceLocation
         #expect(loaded.storage.driver == "sqlite" && loaded.storage.path == "/var/lib/warbler/other.db")
         #expect(loaded.auth.registration == "admin" && loaded.auth.jwtKeyFile == "/etc/warbler/secrets/jwt.key")
         #expect(loaded.dataDir == "/var/lib/warbler" && loaded.logLevel == "warning")
+        #expect(loaded.server.webRoot == "/srv/warbler web/" && loaded.alerts.controlUrl == "http://127.0.0.1:9102")
 
         // Without TLS the keys are there, empty, and the server reads that as TLS off.
         let plain = ServerConfigContext()
