@@ -79,6 +79,11 @@ from_client "$BIN" bench --url "https://$HOST_IP:9443" --ca "$WORK/sd/etc/warble
   --prefix e2e >"$WORK/bench.log" 2>&1 || { cat "$WORK/bench.log"; fail "SDK exchange from outside the host"; }
 grep -q "sent=200 acked=200 delivered=200 errors=0" "$WORK/bench.log" || { cat "$WORK/bench.log"; fail "SDK exchange lost messages"; }
 ok "from another network namespace the SDK logged in 4 users and exchanged 200 messages over wss (all acked and delivered)"
+from_client curl -sf --cacert "$WORK/sd/etc/warbler/tls/ca.crt" "https://$HOST_IP:9443/" | grep '<title>Warbler</title>' >/dev/null \
+  || fail "the installed server does not serve the web client at /"
+from_client curl -sfI --cacert "$WORK/sd/etc/warbler/tls/ca.crt" "https://$HOST_IP:9443/admin" | grep -i "^content-security-policy: default-src 'self'" >/dev/null \
+  || fail "the installed server does not serve the admin console at /admin with its Content-Security-Policy"
+ok "the installed server serves the web client at / and the admin console at /admin, with the CSP"
 before=$(stored_messages "$WORK/sd" 9443)
 [ "${before:-0}" -ge 200 ] || fail "the server reports $before stored messages, expected at least 200"
 inside systemctl reboot >/dev/null 2>&1 || true

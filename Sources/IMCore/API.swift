@@ -108,6 +108,19 @@ public enum API {
             self.databaseBytes = databaseBytes; self.version = version; self.uptimeSeconds = uptimeSeconds
         }
     }
+    /// One group in the admin console's list (`GET /v1/admin/groups`).
+    public struct AdminGroup: Sendable, Codable, Hashable {
+        public var id: ConversationID
+        public var name: String?
+        public var members: Int64
+        /// The owner's user id (nil only for a group whose owner record is gone).
+        public var owner: UserID?
+        public var lastSeq: Int64
+        public var createdAt: Int64
+        public init(id: ConversationID, name: String?, members: Int64, owner: UserID?, lastSeq: Int64, createdAt: Int64) {
+            self.id = id; self.name = name; self.members = members; self.owner = owner; self.lastSeq = lastSeq; self.createdAt = createdAt
+        }
+    }
     /// The body of every REST error response.
     public struct ErrorBody: Sendable, Codable, Hashable {
         public var error: IMError

@@ -266,5 +266,15 @@ struct Routes: Sendable {
             _ = try await requireAdmin(req)
             return json(try await runtime.stats())
         }
+        admin.get("groups") { req, _ -> Response in
+            _ = try await requireAdmin(req)
+            let offset = req.uri.queryParameters.get("offset").flatMap { Int($0) } ?? 0
+            let n = min(req.uri.queryParameters.get("limit").flatMap { Int($0) } ?? 100, 1000)
+            return json(try await storage.listGroups(offset: max(0, offset), limit: max(1, n)))
+        }
+        admin.get("alerts") { req, _ -> Response in
+            _ = try await requireAdmin(req)
+            return json(await AlertsProxy(controlURL: config.alerts.controlUrl).fetch())
+        }
     }
 }

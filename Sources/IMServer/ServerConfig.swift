@@ -17,6 +17,9 @@ public struct ServerConfig: Codable, Sendable, Equatable {
         public var allowedOrigins: [String] = []
         /// Seconds given to clients to go away on shutdown.
         public var drainSeconds = 3.0
+        /// The web client and admin console (index.html, admin.html and their assets), served at `/` and `/admin`.
+        /// Empty means the `web` directory of the release this executable belongs to (`BIN/../web`).
+        public var webRoot = ""
     }
     public struct Metrics: Codable, Sendable, Equatable {
         public var host = "127.0.0.1"
@@ -83,6 +86,12 @@ public struct ServerConfig: Codable, Sendable, Equatable {
         public var collectorTimeoutSeconds = 5.0
     }
 
+    public struct Alerts: Codable, Sendable, Equatable {
+        /// alertd's loopback control API (e.g. `http://127.0.0.1:9102`); `GET /v1/admin/alerts` proxies its
+        /// `/api/alerts`. Empty: the server answers that alerting is not available.
+        public var controlUrl = ""
+    }
+
     public var server = Server()
     public var metrics = Metrics()
     public var exporter = Exporter()
@@ -90,6 +99,7 @@ public struct ServerConfig: Codable, Sendable, Equatable {
     public var auth = Auth()
     public var limits = Limits()
     public var backup = Backup()
+    public var alerts = Alerts()
     /// Attachments and other files live here.
     public var dataDir = "/var/lib/warbler"
     /// `info`, `debug`, `warning`, …
@@ -146,6 +156,18 @@ public struct ServerConfig: Codable, Sendable, Equatable {
             throw ConfigError("exporter.components: '\(c)' is not a component name (lower-case letters, digits and -, as in server, alertd)")
         }
         guard exporter.collectorTimeoutSeconds > 0 else { throw ConfigError("exporter.collector_timeout_seconds must be above 0") }
+        if !alerts.controlUrl.isEmpty {
+            guard let u = URL(string: alerts.controlUrl), ["http", "https"].contains(u.scheme?.lowercased() ?? ""), u.host != nil else {
+                throw ConfigError("alerts.control_url must be an http(s) URL such as http://127.0.0.1:9102, not '\(alerts.controlUrl)'")
+            }
+        }
+    }
+
+    /// The directory the web client is served from: `server.web_root`, or `web` beside the running release's `bin/`.
+    public func resolvedWebRoot(executable: String = Bundle.main.executablePath ?? CommandLine.arguments.first ?? "") -> String {
+        if !server.webRoot.isEmpty { return server.webRoot }
+        let exe = URL(fileURLWithPath: executable).resolvingSymlinksInPath()
+        return exe.deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("web").path
     }
 
     static func toTree(_ c: ServerConfig) throws -> [String: Any] {

@@ -172,6 +172,13 @@ public final class ServerRuntime: Sendable {
 
     func makeApplications() throws -> [any Service] {
         let router = Router(context: AppContext.self)
+        let webRoot = config.resolvedWebRoot()
+        if FileManager.default.fileExists(atPath: webRoot + "/index.html") {
+            logger.info("serving the web client from \(webRoot)")
+        } else {
+            logger.notice("no web client at \(webRoot) (server.web_root); / will say it is not installed")
+        }
+        router.middlewares.add(WebRoot(root: webRoot))
         router.middlewares.add(ErrorMiddleware(metrics: metrics))
         Routes(runtime: self).add(to: router)
 

@@ -301,6 +301,20 @@ public final class SQLStore: Storage {
         }
     }
 
+    public func listGroups(offset: Int, limit: Int) async throws -> [API.AdminGroup] {
+        try await driver.read { db in
+            try await db.query("""
+                SELECT c.id, c.name, c.last_seq, c.created_at,
+                  (SELECT COUNT(*) FROM members m WHERE m.conv_id = c.id) AS n,
+                  (SELECT o.user_id FROM members o WHERE o.conv_id = c.id AND o.role = 'owner' LIMIT 1) AS owner
+                FROM conversations c WHERE c.type = 'group' ORDER BY c.id LIMIT $1 OFFSET $2
+                """, [.int(Int64(limit)), .int(Int64(offset))]).map {
+                API.AdminGroup(id: try $0.int("id"), name: $0.optText("name"), members: try $0.int("n"), owner: $0.optInt("owner"),
+                               lastSeq: try $0.int("last_seq"), createdAt: try $0.int("created_at"))
+            }
+        }
+    }
+
     public func summaries(for user: UserID) async throws -> [ConversationSummary] {
         try await driver.read { db in
             let rows = try await db.query("""

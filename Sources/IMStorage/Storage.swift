@@ -104,6 +104,8 @@ public protocol Storage: Sendable {
     func dissolve(conversation: ConversationID) async throws
     func conversationIDs(for user: UserID) async throws -> [ConversationID]
     func summaries(for user: UserID) async throws -> [ConversationSummary]
+    /// Every group with its member count, oldest first (for the admin console).
+    func listGroups(offset: Int, limit: Int) async throws -> [API.AdminGroup]
 
     // Messages
     /// Stores messages, each at most once per (sender, cid), assigning per-conversation seqs.

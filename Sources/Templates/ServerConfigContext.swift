@@ -7,6 +7,10 @@ public struct ServerConfigContext: Sendable, Equatable {
     public var tlsCertFile: String?
     public var tlsKeyFile: String?
     public var allowedOrigins: [String] = []
+    /// The web client and admin console: the `web` directory of the current release.
+    public var webRoot = "/opt/warbler/current/web"
+    /// alertd's loopback control API, proxied by `GET /v1/admin/alerts`; empty when alerting is not installed.
+    public var alertsControlURL = ""
     public var metricsHost = "127.0.0.1"
     /// -1 turns the metrics listener off.
     public var metricsPort = 9464
@@ -33,7 +37,9 @@ public struct ServerConfigContext: Sendable, Equatable {
                 "tlsCert": YAML.quote(tlsCertFile ?? ""),
                 "tlsKey": YAML.quote(tlsKeyFile ?? ""),
                 "allowedOrigins": YAML.list(allowedOrigins),
+                "webRoot": YAML.quote(webRoot),
             ],
+            "alerts": ["controlUrl": YAML.quote(alertsControlURL)],
             "metrics": ["host": YAML.quote(metricsHost), "port": String(metricsPort)],
             "exporter": ["host": YAML.quote(exporterHost), "port": String(exporterPort), "components": YAML.list(exporterComponents)],
             "storage": ["driver": YAML.quote(storageDriver), "path": YAML.quote(databasePath)],

@@ -106,7 +106,8 @@ extension Warbler {
                 defer { payload?.remove() }
                 let dir = try templates ?? payload?.templatesDirectory ?? TemplateSet.locate(executable: binary)
                 let request = InstallRequest(answers: try flags.answers(), layout: layout,
-                                             release: BinaryRelease(version: WarblerVersion.version, binaryPath: binary),
+                                             release: try ReleaseWithWeb.from(base: BinaryRelease(version: WarblerVersion.version, binaryPath: binary),
+                                                                              webDirectory: payload?.webDirectory),
                                              templates: try TemplateSet(directory: dir))
                 var preview = request
                 preview.dryRun = true
@@ -141,6 +142,7 @@ extension Warbler {
 struct PayloadTemplates {
     let directory: String
     var templatesDirectory: String { directory + "/payload/templates" }
+    var webDirectory: String { directory + "/payload/web" }
 
     /// Nil when `binary` is a plain build without a payload; throws when it has one that fails verification.
     init?(binary: String) throws {

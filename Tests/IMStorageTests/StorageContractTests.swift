@@ -144,6 +144,24 @@ struct StorageContractTests {
     }
 
     @Test(arguments: Backend.allCases)
+    func listGroupsCountsMembersAndSkipsDirectChats(_ backend: Backend) async throws {
+        try await backend.withStore { store, _ in
+            let a = try await store.user("alice"), b = try await store.user("bob"), c = try await store.user("carol")
+            _ = try await store.directConversation(between: a.id, and: b.id)
+            let g1 = try await store.createGroup(name: "ops", owner: a.id, members: [b.id, c.id])
+            let g2 = try await store.createGroup(name: "pair", owner: c.id, members: [a.id])
+            try await store.removeMember(conversation: g1.id, user: b.id)
+            let all = try await store.listGroups(offset: 0, limit: 100)
+            #expect(all.map(\.id) == [g1.id, g2.id])
+            #expect(all.map(\.members) == [2, 2])
+            #expect(all.map(\.owner) == [a.id, c.id])
+            #expect(all.map(\.name) == ["ops", "pair"])
+            #expect(try await store.listGroups(offset: 1, limit: 5).map(\.id) == [g2.id])
+            #expect(try await store.listGroups(offset: 2, limit: 5).isEmpty)
+        }
+    }
+
+    @Test(arguments: Backend.allCases)
     func groupLifecycle(_ backend: Backend) async throws {
         try await backend.withStore { store, _ in
             let owner = try await store.user("owner"), m1 = try await store.user("m1"), m2 = try await store.user("m2"),

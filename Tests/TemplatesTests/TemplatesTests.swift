@@ -88,6 +88,8 @@ func expectGolden(_ text: String, _ name: String, sourceLocation: SourceLocation
         c.dataDir = "/var/lib/warbler"
         c.logLevel = "warning"
         c.exporterHost = "127.0.0.1"
+        c.webRoot = "/srv/warbler web/"
+        c.alertsControlURL = "http://127.0.0.1:9102"
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("warbler-\(UUID().uuidString).yaml").path
         try templates.renderServerConfig(c).write(toFile: path, atomically: true, encoding: .utf8)
         defer { try? FileManager.default.removeItem(atPath: path) }
@@ -102,6 +104,7 @@ func expectGolden(_ text: String, _ name: String, sourceLocation: SourceLocation
         #expect(loaded.dataDir == "/var/lib/warbler" && loaded.logLevel == "warning")
         #expect(loaded.exporter.host == "127.0.0.1" && loaded.exporter.port == 9101)
         #expect(loaded.exporter.components == ["server", "exporter", "alertd"])
+        #expect(loaded.server.webRoot == "/srv/warbler web/" && loaded.alerts.controlUrl == "http://127.0.0.1:9102")
 
         // Without TLS the keys are there, empty, and the server reads that as TLS off.
         let plain = ServerConfigContext()

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# The browser suite: starts a real `warbler server` (the debug build) on a free loopback port with a temporary
+# data directory and this repository's web/ as its web root, creates an admin, and drives Debian's chromium
+# (headless, through chromedriver and selenium) against it: tests/browser/test_web.py.
+# Screenshots go to $WARBLER_ARTIFACTS (default .artifacts/browser). The server is stopped by its PID.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+ARTIFACTS=${WARBLER_ARTIFACTS:-$ROOT/.artifacts/browser}
+BIN=${WARBLER_BIN:-$ROOT/.build/debug/warbler}
+
+die() { echo "browser-test: $*" >&2; exit 1; }
+[ -x "$BIN" ] || die "$BIN is missing; run 'swift build' first (or set WARBLER_BIN)"
+CHROMIUM=$(command -v chromium || true)
+CHROMEDRIVER=$(command -v chromedriver || true)
+[ -n "$CHROMIUM" ] || die "chromium is not installed; install it with: apt-get install chromium chromium-driver python3-selenium"
+[ -n "$CHROMEDRIVER" ] || die "chromedriver is not installed; install it with: apt-get install chromium-driver"
+
+# selenium: Debian's python3-selenium for the system python, else a venv with selenium from PyPI.
+PY=""
+for p in /usr/bin/python3 python3; do
+  if command -v "$p" >/dev/null && "$p" -c 'import selenium' 2>/dev/null; then PY=$p; break; fi
+done
+if [ -z "$PY" ]; then
+  VENV=$ROOT/.build/browser-venv
+  if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import selenium' 2>/dev/null; then
+    python3 -m venv "$VENV" || die "cannot create a venv; install python3-venv, or python3-selenium"
+    "$VENV/bin/pip" install -q selenium || die "pip could not install selenium; install python3-selenium instead"
+  fi
+  PY=$VENV/bin/python
+fi
+
+WORK=$(mktemp -d /tmp/warbler-browser.XXXXXX)
+PORT=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
+ADMIN_PASSWORD=$(head -c 18 /dev/urandom | base64 | tr -d '/+=' )
+printf '%s\n' "$ADMIN_PASSWORD" > "$WORK/admin-password"
+cat > "$WORK/warbler.yaml" <<YAML
+server:
+  host: "127.0.0.1"
+  port: $PORT
+  web_root: "$ROOT/web"
+  drain_seconds: 1
+metrics:
+  port: -1
+storage:
+  path: "$WORK/warbler.db"
+auth:
+  registration: "admin"
+  jwt_key_file: "$WORK/jwt.key"
+  bcrypt_cost: 4
+  login_per_minute_per_address: 1000
+data_dir: "$WORK"
+log_level: "notice"
+YAML
+
+"$BIN" user-add admin --admin --password-file "$WORK/admin-password" --config "$WORK/warbler.yaml" >/dev/null
+"$BIN" server --config "$WORK/warbler.yaml" > "$WORK/server.log" 2>&1 &
+SERVER_PID=$!
+cleanup() {
+  kill -TERM "$SERVER_PID" 2>/dev/null || true
+  wait "$SERVER_PID" 2>/dev/null || true
+  mkdir -p "$ARTIFACTS" && cp "$WORK/server.log" "$ARTIFACTS/server.log" 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+for _ in $(seq 1 100); do
+  if "$PY" -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:$PORT/readyz', timeout=1)" 2>/dev/null; then break; fi
+  kill -0 "$SERVER_PID" 2>/dev/null || { cat "$WORK/server.log" >&2; die "the server exited"; }
+  sleep 0.1
+done
+
+mkdir -p "$ARTIFACTS"
+WARBLER_URL="http://127.0.0.1:$PORT" WARBLER_ADMIN_USER=admin WARBLER_ADMIN_PASSWORD="$ADMIN_PASSWORD" \
+  WARBLER_ARTIFACTS="$ARTIFACTS" CHROMIUM="$CHROMIUM" CHROMEDRIVER="$CHROMEDRIVER" \
+  "$PY" tests/browser/test_web.py

@@ -1,0 +1,681 @@
+// The Warbler web chat (index.html). All user text goes into the page with textContent, never as HTML.
+import { WarblerClient, WarblerError } from './warbler-client.js';
+import { $, el, clear, formatTime, showDialog, describeError } from './ui.js';
+
+const client = new WarblerClient({ device: 'web' });
+
+const state = {
+  convs: new Map(),        // id -> summary {id, type, name, lastSeq, readSeq, unread, lastMessage, peer}
+  details: new Map(),      // id -> {members: Map(user -> {role, readSeq, deliveredSeq})}
+  messages: new Map(),     // id -> Map(seq -> message)
+  hasMore: new Map(),      // id -> bool (older history on the server)
+  users: new Map(),        // id -> profile
+  userLoads: new Map(),    // id -> Promise
+  presence: new Map(),     // user -> 'online'|'offline'
+  typing: new Map(),       // conv -> Map(user -> timer)
+  contacts: [],
+  current: null,
+  editing: null,           // {conv, seq}
+  readSent: new Map(),     // conv -> seq
+  deliveredSent: new Map(),
+  blobURLs: new Map(),     // attachment id -> blob: URL
+  typingSentAt: 0,
+  typingTimer: null,
+  reloadingConvs: null,    // a running conversation-list reload
+};
+
+// ---- Users -------------------------------------------------------------------------------------
+
+function userName(id) {
+  const u = state.users.get(id);
+  if (u) return u.displayName || u.username;
+  loadUser(id);
+  return `user ${id}`;
+}
+
+function loadUser(id) {
+  if (state.users.has(id) || state.userLoads.has(id)) return state.userLoads.get(id);
+  const p = client.get(`/v1/users/${id}`).then((u) => { state.users.set(id, u); scheduleRender(); return u; })
+    .catch(() => null).finally(() => state.userLoads.delete(id));
+  state.userLoads.set(id, p);
+  return p;
+}
+
+async function userByName(name) {
+  const u = await client.get(`/v1/users/by-name/${encodeURIComponent(name.trim().toLowerCase())}`);
+  state.users.set(u.id, u);
+  return u;
+}
+
+// ---- Rendering ---------------------------------------------------------------------------------
+
+let renderQueued = false;
+function scheduleRender() {
+  if (renderQueued) return;
+  renderQueued = true;
+  requestAnimationFrame(() => { renderQueued = false; render(); });
+}
+
+function render() {
+  renderConnection();
+  renderConversationList();
+  renderChat();
+  renderContacts();
+}
+
+function renderConnection() {
+  const c = $('conn-state');
+  const queued = client.pending().length;
+  const label = { online: 'Online', connecting: 'Connecting…', offline: 'Offline' }[client.state] || client.state;
+  c.textContent = queued ? `${label} · ${queued} queued` : label;
+  c.dataset.state = client.state;
+  c.dataset.queued = String(queued);
+}
+
+function convTitle(c) {
+  if (c.type === 'group') return c.name || `Group ${c.id}`;
+  return c.peer ? userName(c.peer) : 'Direct chat';
+}
+
+function preview(m) {
+  if (!m) return '';
+  if (m.recalled) return 'Message recalled';
+  switch (m.kind) {
+    case 'text': return m.text || '';
+    case 'attachment': return `Attachment: ${m.attachment ? m.attachment.name : 'file'}`;
+    case 'custom': return '[custom message]';
+    case 'system': return systemText(m);
+    default: return '';
+  }
+}
+
+function sortedConvs() {
+  return [...state.convs.values()].sort((a, b) => ((b.lastMessage?.ts || 0) - (a.lastMessage?.ts || 0)) || (b.id - a.id));
+}
+
+function renderConversationList() {
+  const list = $('conv-list');
+  clear(list);
+  for (const c of sortedConvs()) {
+    const li = el('li', { className: 'conv' + (c.id === state.current ? ' active' : ''), dataset: { conv: String(c.id) } });
+    const top = el('div', { className: 'conv-top' });
+    if (c.type === 'direct' && c.peer) top.append(presenceDot(c.peer));
+    top.append(el('span', { className: 'conv-name', text: convTitle(c) }));
+    if (c.lastMessage) top.append(el('time', { className: 'conv-time', text: formatTime(c.lastMessage.ts) }));
+    const bottom = el('div', { className: 'conv-bottom' });
+    bottom.append(el('span', { className: 'conv-last', text: preview(c.lastMessage) }));
+    if (c.unread > 0) bottom.append(el('span', { className: 'badge unread', text: String(c.unread) }));
+    li.append(top, bottom);
+    li.addEventListener('click', () => openConversation(c.id));
+    list.append(li);
+  }
+}
+
+function presenceDot(user) {
+  const s = state.presence.get(user) || 'offline';
+  return el('span', { className: `dot ${s}`, title: s, dataset: { presence: s, user: String(user) } });
+}
+
+function systemText(m) {
+  const d = m.data || {};
+  const by = d.by ? userName(d.by) : 'someone';
+  const names = (d.users || []).map(userName).join(', ');
+  switch (d.event) {
+    case 'created': return `${by} created the group`;
+    case 'members_added': return `${by} added ${names}`;
+    case 'member_removed': return `${by} removed ${names || userName(d.user)}`;
+    case 'member_left': return `${d.user ? userName(d.user) : by} left`;
+    case 'role_changed': return `${by} changed a role`;
+    case 'owner_changed': return `${by} handed over ownership`;
+    case 'renamed': return `${by} renamed the group`;
+    case 'dissolved': return `${by} dissolved the group`;
+    default: return d.event || 'update';
+  }
+}
+
+function otherMembers(conv) {
+  const d = state.details.get(conv);
+  if (!d) return [];
+  return [...d.members.entries()].filter(([u]) => u !== client.user.id).map(([, m]) => m);
+}
+
+function statusOf(conv, m) {
+  const others = otherMembers(conv);
+  if (others.length) {
+    if (others.every((o) => o.readSeq >= m.seq)) return 'read';
+    if (others.every((o) => Math.max(o.deliveredSeq, o.readSeq) >= m.seq)) return 'delivered';
+  }
+  return 'sent';
+}
+
+const statusLabel = { queued: 'Queued', sending: 'Sending…', sent: '✓ Sent', delivered: '✓✓ Delivered', read: '✓✓ Read' };
+
+function renderMessage(conv, m, pending) {
+  const mine = pending || m.sender === client.user.id;
+  if (m.kind === 'system') {
+    return el('li', { className: 'msg system', dataset: { seq: String(m.seq) }, text: systemText(m) });
+  }
+  const li = el('li', { className: `msg ${mine ? 'mine' : 'theirs'}` + (m.recalled ? ' recalled' : '') });
+  if (pending) li.dataset.cid = m.cid; else { li.dataset.seq = String(m.seq); li.dataset.cid = m.cid; }
+  const c = state.convs.get(conv);
+  if (!mine && c && c.type === 'group') li.append(el('div', { className: 'sender', text: userName(m.sender) }));
+  const body = el('div', { className: 'body' });
+  if (m.recalled) {
+    body.textContent = 'Message recalled';
+  } else if (m.kind === 'attachment' && m.attachment) {
+    body.append(renderAttachment(m.attachment));
+    if (m.text) body.append(el('div', { className: 'caption', text: m.text }));
+  } else if (m.kind === 'custom') {
+    body.textContent = JSON.stringify(m.data);
+  } else {
+    body.textContent = m.text || '';
+  }
+  li.append(body);
+  const meta = el('div', { className: 'meta' });
+  meta.append(el('time', { text: m.ts ? formatTime(m.ts) : '' }));
+  if (m.editedAt && !m.recalled) meta.append(el('span', { className: 'edited', text: 'edited' }));
+  if (mine) {
+    const s = pending ? (client.state === 'online' ? 'sending' : 'queued') : statusOf(conv, m);
+    meta.append(el('span', { className: 'status', dataset: { status: s }, text: statusLabel[s] }));
+  }
+  li.append(meta);
+  if (mine && !pending && !m.recalled) {
+    const actions = el('div', { className: 'actions' });
+    if (m.kind === 'text') {
+      const edit = el('button', { type: 'button', className: 'link edit', text: 'Edit' });
+      edit.addEventListener('click', () => startEdit(conv, m));
+      actions.append(edit);
+    }
+    const recall = el('button', { type: 'button', className: 'link recall', text: 'Recall' });
+    recall.addEventListener('click', () => { client.recall(conv, m.seq); scheduleRender(); });
+    actions.append(recall);
+    li.append(actions);
+  }
+  return li;
+}
+
+function renderAttachment(a) {
+  if (a.contentType && a.contentType.startsWith('image/')) {
+    const img = el('img', { className: 'attachment-image', alt: a.name });
+    const cached = state.blobURLs.get(a.id);
+    if (cached) img.src = cached;
+    else loadBlob(a.id).then((url) => { if (url) { img.src = url; scheduleRender(); } });
+    return img;
+  }
+  const button = el('button', { type: 'button', className: 'link file', text: `Download ${a.name} (${Math.ceil(a.size / 1024)} KiB)` });
+  button.addEventListener('click', async () => {
+    const url = await loadBlob(a.id);
+    if (!url) return;
+    const link = el('a', { href: url, download: a.name });
+    document.body.append(link);
+    link.click();
+    link.remove();
+  });
+  return button;
+}
+
+const blobLoads = new Map();
+function loadBlob(id) {
+  if (state.blobURLs.has(id)) return Promise.resolve(state.blobURLs.get(id));
+  if (!blobLoads.has(id)) {
+    // Fetched with the Authorization header and shown from a blob: URL, so no token ever appears in a URL.
+    blobLoads.set(id, client.fetchAttachment(id).then((blob) => {
+      const url = URL.createObjectURL(blob);
+      state.blobURLs.set(id, url);
+      return url;
+    }).catch(() => null).finally(() => blobLoads.delete(id)));
+  }
+  return blobLoads.get(id);
+}
+
+function renderChat() {
+  const conv = state.current;
+  const list = $('messages');
+  const c = conv != null ? state.convs.get(conv) : null;
+  $('empty-chat').hidden = !!c;
+  list.hidden = !c;
+  $('composer').hidden = !c;
+  $('members-btn').hidden = !c;
+  if (!c) { $('chat-title').textContent = 'Warbler'; $('chat-sub').textContent = ''; return; }
+  $('chat-title').textContent = convTitle(c);
+  if (c.type === 'direct' && c.peer) {
+    // While we are offline ourselves, the peer's presence is unknown.
+    const s = client.state === 'online' ? (state.presence.get(c.peer) || 'offline') : 'unknown';
+    $('chat-sub').textContent = s === 'unknown' ? '' : s;
+    $('chat-sub').dataset.presence = s;
+  } else {
+    const d = state.details.get(conv);
+    $('chat-sub').textContent = d ? `${d.members.size} members` : '';
+    delete $('chat-sub').dataset.presence;
+  }
+  const nearBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 80;
+  const oldHeight = list.scrollHeight, oldTop = list.scrollTop;
+  clear(list);
+  if (state.hasMore.get(conv)) list.append(el('li', { className: 'more', text: 'Scroll up for older messages' }));
+  const msgs = [...(state.messages.get(conv) || new Map()).values()]
+    .filter((m) => m.kind !== 'recall' && m.kind !== 'edit').sort((a, b) => a.seq - b.seq);
+  for (const m of msgs) list.append(renderMessage(conv, m, false));
+  for (const p of client.pending(conv)) {
+    if (p.frame.type === 'send') list.append(renderMessage(conv, { ...p.frame, ts: p.queuedAt }, true));
+  }
+  if (list.dataset.prepended === '1') {
+    list.scrollTop = list.scrollHeight - oldHeight + oldTop;
+    delete list.dataset.prepended;
+  } else if (nearBottom || list.dataset.stick !== '0') {
+    list.scrollTop = list.scrollHeight;
+  }
+  renderTyping();
+  markRead(conv, msgs);
+}
+
+function renderTyping() {
+  const t = state.typing.get(state.current);
+  const who = t ? [...t.keys()].map(userName) : [];
+  $('typing-line').textContent = who.length ? `${who.join(', ')} ${who.length > 1 ? 'are' : 'is'} typing…` : '';
+}
+
+function markRead(conv, msgs) {
+  if (document.visibilityState !== 'visible') return;
+  const c = state.convs.get(conv);
+  const last = msgs.length ? msgs[msgs.length - 1].seq : 0;
+  const top = Math.max(last, c ? c.lastSeq : 0);
+  if (top > (state.readSent.get(conv) || 0) && client.receipt(conv, 'read', top)) {
+    state.readSent.set(conv, top);
+    if (c) { c.unread = 0; c.readSeq = top; }
+  }
+}
+
+// ---- Conversations -----------------------------------------------------------------------------
+
+async function loadConversations() {
+  const list = await client.get('/v1/conversations');
+  for (const c of list) {
+    const old = state.convs.get(c.id);
+    state.convs.set(c.id, old && old.lastMessage && c.lastMessage && old.lastMessage.seq > c.lastMessage.seq ? { ...c, lastMessage: old.lastMessage } : c);
+    if (c.peer) loadUser(c.peer);
+  }
+  await refreshPresence();
+  scheduleRender();
+}
+
+async function loadDetails(conv) {
+  const d = await client.get(`/v1/conversations/${conv}`);
+  const members = new Map(d.members.map((m) => [m.user, m]));
+  state.details.set(conv, { members, type: d.type, name: d.name });
+  for (const m of d.members) loadUser(m.user);
+  scheduleRender();
+  return state.details.get(conv);
+}
+
+async function openConversation(conv) {
+  state.current = conv;
+  cancelEdit();
+  document.body.classList.add('show-chat');
+  $('messages').dataset.stick = '1';
+  scheduleRender();
+  try {
+    await loadDetails(conv);
+    if (!state.messages.has(conv) || state.messages.get(conv).size < 20) await loadHistory(conv, false);
+  } catch (e) { showChatError(e); }
+  if (!$('members-panel').hidden) renderMembers();
+  $('composer-input').focus();
+}
+
+async function loadHistory(conv, older) {
+  const msgs = state.messages.get(conv) || new Map();
+  state.messages.set(conv, msgs);
+  const oldest = older && msgs.size ? Math.min(...msgs.keys()) : undefined;
+  const r = await client.history(conv, oldest, 50);
+  for (const m of r.messages) if (!msgs.has(m.seq)) msgs.set(m.seq, m);
+  state.hasMore.set(conv, r.hasMore);
+  if (older) $('messages').dataset.prepended = '1';
+  scheduleRender();
+}
+
+function addMessage(m) {
+  const conv = m.conv;
+  const msgs = state.messages.get(conv) || new Map();
+  state.messages.set(conv, msgs);
+  msgs.set(m.seq, m);
+  if ((m.kind === 'recall' || m.kind === 'edit') && m.target) {
+    const t = msgs.get(m.target);
+    if (t) {
+      if (m.kind === 'recall') { t.recalled = true; t.text = null; t.attachment = null; } else { t.text = m.text; t.editedAt = m.ts; }
+    }
+  }
+  const fromOther = m.sender !== client.user.id;
+  if (fromOther && ['text', 'custom', 'attachment'].includes(m.kind)) queueDelivered(conv, m.seq);
+  const c = state.convs.get(conv);
+  if (!c) {
+    // A conversation we did not know (someone started a chat with us): fetch the list again, once per burst.
+    if (!state.reloadingConvs) state.reloadingConvs = loadConversations().catch(() => {}).finally(() => { state.reloadingConvs = null; });
+    return;
+  }
+  c.lastSeq = Math.max(c.lastSeq, m.seq);
+  if (['text', 'custom', 'attachment', 'system'].includes(m.kind)) c.lastMessage = m;
+  else if (c.lastMessage && m.target === c.lastMessage.seq) c.lastMessage = msgs.get(m.target) || c.lastMessage;
+  if (fromOther && ['text', 'custom', 'attachment'].includes(m.kind)) {
+    const visible = conv === state.current && document.visibilityState === 'visible';
+    if (!visible) c.unread += 1;
+    state.typing.get(conv)?.delete(m.sender);
+  }
+  if (m.kind === 'system') loadDetails(conv).catch(() => {});
+  scheduleRender();
+}
+
+const deliveredTimers = new Map();
+function queueDelivered(conv, seq) {
+  if (seq <= (state.deliveredSent.get(conv) || 0)) return;
+  clearTimeout(deliveredTimers.get(conv));
+  deliveredTimers.set(conv, setTimeout(() => {
+    if (client.receipt(conv, 'delivered', seq)) state.deliveredSent.set(conv, seq);
+  }, 200));
+}
+
+// ---- Presence and contacts ---------------------------------------------------------------------
+
+async function refreshPresence() {
+  const ids = new Set();
+  for (const c of state.convs.values()) if (c.peer) ids.add(c.peer);
+  for (const k of state.contacts) ids.add(k.user.id);
+  if (!ids.size) return;
+  try {
+    for (const p of await client.get(`/v1/presence?users=${[...ids].join(',')}`)) state.presence.set(p.user, p.status);
+  } catch { /* presence is decoration */ }
+  scheduleRender();
+}
+
+async function loadContacts() {
+  state.contacts = await client.get('/v1/contacts');
+  for (const k of state.contacts) state.users.set(k.user.id, k.user);
+  scheduleRender();
+}
+
+function renderContacts() {
+  const list = $('contact-list');
+  clear(list);
+  const incoming = state.contacts.filter((k) => k.state === 'incoming').length;
+  $('contacts-badge').hidden = incoming === 0;
+  $('contacts-badge').textContent = String(incoming);
+  const label = { accepted: 'contact', incoming: 'wants to be your contact', outgoing: 'request sent', blocked: 'blocked' };
+  for (const k of state.contacts) {
+    const li = el('li', { className: `contact ${k.state}`, dataset: { user: String(k.user.id), state: k.state } });
+    li.append(presenceDot(k.user.id), el('span', { className: 'contact-name', text: k.user.displayName || k.user.username }),
+      el('span', { className: 'sub', text: ` @${k.user.username} · ${label[k.state]}` }));
+    const actions = el('span', { className: 'actions' });
+    const act = (text, fn) => {
+      const b = el('button', { type: 'button', className: `link ${text.toLowerCase()}`, text });
+      b.addEventListener('click', async () => { try { await fn(); await loadContacts(); } catch (e) { showChatError(e); } });
+      actions.append(b);
+    };
+    if (k.state === 'incoming') { act('Accept', () => client.post(`/v1/contacts/${k.user.id}/accept`)); act('Decline', () => client.post(`/v1/contacts/${k.user.id}/decline`)); }
+    if (k.state === 'accepted') { act('Chat', () => startDirect(k.user.id)); act('Remove', () => client.del(`/v1/contacts/${k.user.id}`)); }
+    if (k.state === 'outgoing') act('Cancel', () => client.del(`/v1/contacts/${k.user.id}`));
+    if (k.state === 'blocked') act('Unblock', () => client.del(`/v1/contacts/${k.user.id}/block`));
+    else act('Block', () => client.post(`/v1/contacts/${k.user.id}/block`));
+    li.append(actions);
+    list.append(li);
+  }
+}
+
+async function startDirect(userId) {
+  const conv = await client.post('/v1/conversations/direct', { userId });
+  await loadConversations();
+  switchTab('chats');
+  await openConversation(conv.id);
+}
+
+// ---- Members -----------------------------------------------------------------------------------
+
+async function renderMembers() {
+  const conv = state.current;
+  if (conv == null) return;
+  const c = state.convs.get(conv);
+  const d = state.details.get(conv) || await loadDetails(conv);
+  const list = $('member-list');
+  clear(list);
+  const myRole = d.members.get(client.user.id)?.role || 'member';
+  const rank = { member: 0, admin: 1, owner: 2 };
+  for (const [u, m] of d.members) {
+    const li = el('li', { className: 'member', dataset: { user: String(u) } });
+    li.append(presenceDot(u), el('span', { text: userName(u) + (u === client.user.id ? ' (you)' : '') }),
+      el('span', { className: 'sub', text: ` ${m.role}` }));
+    if (c.type === 'group' && u !== client.user.id && rank[myRole] > rank[m.role]) {
+      const rm = el('button', { type: 'button', className: 'link remove', text: 'Remove' });
+      rm.addEventListener('click', async () => {
+        try { await client.del(`/v1/conversations/${conv}/members/${u}`); await loadDetails(conv); renderMembers(); } catch (e) { showChatError(e); }
+      });
+      li.append(rm);
+    }
+    list.append(li);
+  }
+  $('add-member-form').hidden = !(c.type === 'group' && rank[myRole] >= 1);
+  $('leave-group').hidden = !(c.type === 'group' && myRole !== 'owner');
+  $('block-peer').hidden = c.type !== 'direct';
+}
+
+// ---- Composer ----------------------------------------------------------------------------------
+
+function startEdit(conv, m) {
+  state.editing = { conv, seq: m.seq };
+  $('composer-input').value = m.text || '';
+  $('edit-banner').hidden = false;
+  $('composer-input').focus();
+}
+
+function cancelEdit() {
+  if (!state.editing) return;
+  state.editing = null;
+  $('edit-banner').hidden = true;
+  $('composer-input').value = '';
+}
+
+function sendTyping(active) {
+  const conv = state.current;
+  if (conv == null) return;
+  if (active) {
+    if (Date.now() - state.typingSentAt > 3000) { client.typing(conv, true); state.typingSentAt = Date.now(); }
+    clearTimeout(state.typingTimer);
+    state.typingTimer = setTimeout(() => sendTyping(false), 4000);
+  } else {
+    clearTimeout(state.typingTimer);
+    if (state.typingSentAt) client.typing(conv, false);
+    state.typingSentAt = 0;
+  }
+}
+
+function showChatError(e) {
+  $('chat-error').textContent = describeError(e);
+  setTimeout(() => { $('chat-error').textContent = ''; }, 6000);
+}
+
+function switchTab(tab) {
+  $('tab-chats').classList.toggle('active', tab === 'chats');
+  $('tab-contacts').classList.toggle('active', tab === 'contacts');
+  $('chats-panel').hidden = tab !== 'chats';
+  $('contacts-panel').hidden = tab !== 'contacts';
+  if (tab === 'contacts') loadContacts().catch(showChatError);
+}
+
+function wire() {
+  $('login-form').addEventListener('submit', async (e) => {
+    e.preventDefault();
+    $('login-error').textContent = '';
+    $('login-submit').disabled = true;
+    try {
+      await client.login($('login-username').value, $('login-password').value);
+      $('login-password').value = '';
+      await enterApp();
+    } catch (err) {
+      $('login-error').textContent = describeError(err);
+    } finally {
+      $('login-submit').disabled = false;
+    }
+  });
+  $('logout').addEventListener('click', async () => {
+    await client.logout();
+    for (const url of state.blobURLs.values()) URL.revokeObjectURL(url);
+    location.reload();
+  });
+  $('tab-chats').addEventListener('click', () => switchTab('chats'));
+  $('tab-contacts').addEventListener('click', () => switchTab('contacts'));
+  $('back').addEventListener('click', () => { document.body.classList.remove('show-chat'); state.current = null; scheduleRender(); });
+
+  $('composer').addEventListener('submit', (e) => {
+    e.preventDefault();
+    const input = $('composer-input');
+    const text = input.value.trim();
+    if (!text || state.current == null) return;
+    if (state.editing) {
+      client.edit(state.editing.conv, state.editing.seq, text);
+      cancelEdit();
+    } else {
+      client.send(state.current, text);
+      input.value = '';
+    }
+    sendTyping(false);
+    $('messages').dataset.stick = '1';
+    scheduleRender();
+  });
+  $('composer-input').addEventListener('input', () => { if ($('composer-input').value) sendTyping(true); });
+  $('composer-input').addEventListener('keydown', (e) => { if (e.key === 'Escape') cancelEdit(); });
+  $('cancel-edit').addEventListener('click', cancelEdit);
+  $('file-input').addEventListener('change', async () => {
+    const file = $('file-input').files[0];
+    $('file-input').value = '';
+    if (!file || state.current == null) return;
+    const conv = state.current;
+    try {
+      const ref = await client.uploadAttachment(conv, file);
+      if (ref.contentType.startsWith('image/')) state.blobURLs.set(ref.id, URL.createObjectURL(file));
+      client.sendAttachment(conv, ref.id);
+    } catch (e) {
+      showChatError(e.code === 'network' ? new WarblerError('network', 'attachments need a connection; try again when online') : e);
+    }
+  });
+  $('messages').addEventListener('scroll', () => {
+    const list = $('messages');
+    list.dataset.stick = list.scrollHeight - list.scrollTop - list.clientHeight < 80 ? '1' : '0';
+    const conv = state.current;
+    if (list.scrollTop < 40 && conv != null && state.hasMore.get(conv) && !list.dataset.loading) {
+      list.dataset.loading = '1';
+      loadHistory(conv, true).catch(showChatError).finally(() => { delete list.dataset.loading; });
+    }
+  });
+
+  $('new-chat').addEventListener('click', () => showDialog('New chat', [{ name: 'username', label: 'Username' }], async (v) => {
+    const u = await userByName(v.username);
+    await startDirect(u.id);
+  }));
+  $('new-group').addEventListener('click', () => showDialog('New group', [
+    { name: 'name', label: 'Group name' },
+    { name: 'members', label: 'Members (usernames, comma-separated)' },
+  ], async (v) => {
+    const names = v.members.split(',').map((s) => s.trim()).filter(Boolean);
+    const ids = [];
+    for (const n of names) ids.push((await userByName(n)).id);
+    const g = await client.post('/v1/conversations/group', { name: v.name.trim(), members: ids });
+    await loadConversations();
+    await openConversation(g.id);
+  }));
+  $('add-contact-form').addEventListener('submit', async (e) => {
+    e.preventDefault();
+    try {
+      const u = await userByName($('add-contact-name').value);
+      await client.post(`/v1/contacts/${u.id}/request`);
+      $('add-contact-name').value = '';
+      await loadContacts();
+    } catch (err) { showChatError(err); }
+  });
+  $('members-btn').addEventListener('click', () => {
+    const p = $('members-panel');
+    p.hidden = !p.hidden;
+    if (!p.hidden) renderMembers().catch(showChatError);
+  });
+  $('close-members').addEventListener('click', () => { $('members-panel').hidden = true; });
+  $('add-member-form').addEventListener('submit', async (e) => {
+    e.preventDefault();
+    try {
+      const u = await userByName($('add-member-name').value);
+      await client.post(`/v1/conversations/${state.current}/members`, { users: [u.id] });
+      $('add-member-name').value = '';
+      await loadDetails(state.current);
+      await renderMembers();
+    } catch (err) { showChatError(err); }
+  });
+  $('leave-group').addEventListener('click', async () => {
+    try {
+      await client.post(`/v1/conversations/${state.current}/leave`);
+      state.convs.delete(state.current);
+      state.current = null;
+      $('members-panel').hidden = true;
+      scheduleRender();
+    } catch (err) { showChatError(err); }
+  });
+  $('block-peer').addEventListener('click', async () => {
+    const c = state.convs.get(state.current);
+    if (!c || !c.peer) return;
+    try { await client.post(`/v1/contacts/${c.peer}/block`); await loadContacts(); showChatError(new Error(`${userName(c.peer)} is blocked`)); } catch (err) { showChatError(err); }
+  });
+  document.addEventListener('visibilitychange', scheduleRender);
+
+  client.addEventListener('state', () => { renderConnection(); scheduleRender(); });
+  client.addEventListener('queue', scheduleRender);
+  client.addEventListener('ready', () => { loadConversations().catch(() => {}); });
+  client.addEventListener('message', (e) => addMessage(e.detail));
+  client.addEventListener('ack', scheduleRender);
+  client.addEventListener('sendfailed', (e) => { showChatError(e.detail.error); scheduleRender(); });
+  client.addEventListener('error', (e) => showChatError(e.detail));
+  client.addEventListener('receipt', (e) => {
+    const r = e.detail;
+    const d = state.details.get(r.conv);
+    const m = d?.members.get(r.user);
+    if (m) {
+      if (r.kind === 'read') m.readSeq = Math.max(m.readSeq, r.seq);
+      else m.deliveredSeq = Math.max(m.deliveredSeq, r.seq);
+    }
+    if (r.user === client.user.id && r.kind === 'read') {
+      const c = state.convs.get(r.conv);
+      if (c && r.seq >= c.lastSeq) c.unread = 0;   // read on another device
+    }
+    scheduleRender();
+  });
+  client.addEventListener('typing', (e) => {
+    const t = e.detail;
+    const map = state.typing.get(t.conv) || new Map();
+    state.typing.set(t.conv, map);
+    clearTimeout(map.get(t.user));
+    if (t.active) map.set(t.user, setTimeout(() => { map.delete(t.user); scheduleRender(); }, 6000));
+    else map.delete(t.user);
+    scheduleRender();
+  });
+  client.addEventListener('presence', (e) => { state.presence.set(e.detail.user, e.detail.status); scheduleRender(); });
+  client.addEventListener('session', (e) => { if (!e.detail) location.reload(); });
+}
+
+async function enterApp() {
+  $('login').hidden = true;
+  $('app').hidden = false;
+  const me = client.user;
+  $('me').textContent = me.displayName || me.username;
+  state.users.set(me.id, me);
+  await loadConversations();
+  loadContacts().catch(() => {});
+  client.connect();
+  render();
+}
+
+async function start() {
+  wire();
+  if (client.session) {
+    try {
+      await client.get('/v1/me');
+      await enterApp();
+      return;
+    } catch { /* expired or revoked: log in again */ }
+  }
+  $('login').hidden = false;
+  $('login-username').focus();
+}
+
+start();

@@ -1,0 +1,84 @@
+// Small DOM helpers shared by the chat and the admin console. Text is always set with textContent.
+
+/** The element with this id. */
+export const $ = (id) => document.getElementById(id);
+
+/** Creates an element: `props` may hold className, text (textContent), dataset, and any plain property. */
+export function el(tag, props = {}) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(props)) {
+    if (k === 'text') node.textContent = v;
+    else if (k === 'dataset') Object.assign(node.dataset, v);
+    else node[k] = v;
+  }
+  return node;
+}
+
+export function clear(node) { while (node.firstChild) node.firstChild.remove(); }
+
+/** A message time: hh:mm today, otherwise the date too. */
+export function formatTime(ms) {
+  const d = new Date(ms);
+  const now = new Date();
+  const hm = d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+  return d.toDateString() === now.toDateString() ? hm : `${d.toLocaleDateString()} ${hm}`;
+}
+
+/** A readable sentence for an error from the client or the server. */
+export function describeError(e) {
+  if (!e) return '';
+  if (e.code === 'unauthorized') return e.message || 'wrong username or password';
+  return e.message || String(e);
+}
+
+/**
+ * Shows the page's <dialog id="dialog"> with text fields; `onSubmit(values)` may throw to keep it open with the
+ * error shown. Resolves when the dialog closes.
+ */
+export function showDialog(title, fields, onSubmit) {
+  const dialog = $('dialog');
+  $('dialog-title').textContent = title;
+  $('dialog-error').textContent = '';
+  const box = $('dialog-fields');
+  clear(box);
+  const inputs = {};
+  for (const f of fields) {
+    const label = el('label', { text: f.label + ' ' });
+    const input = el('input', { name: f.name, type: f.type || 'text', autocomplete: 'off', required: f.required !== false });
+    input.id = `dialog-${f.name}`;
+    if (f.value) input.value = f.value;
+    inputs[f.name] = input;
+    label.append(input);
+    box.append(label);
+  }
+  if (f0(fields)) setTimeout(() => inputs[fields[0].name].focus(), 0);
+  return new Promise((resolve) => {
+    const form = $('dialog-form');
+    const done = () => {
+      form.removeEventListener('submit', submit);
+      $('dialog-cancel').removeEventListener('click', cancel);
+      dialog.close();
+      resolve();
+    };
+    const submit = async (e) => {
+      e.preventDefault();
+      const values = {};
+      for (const [k, input] of Object.entries(inputs)) values[k] = input.value;
+      $('dialog-ok').disabled = true;
+      try {
+        await onSubmit(values);
+        done();
+      } catch (err) {
+        $('dialog-error').textContent = describeError(err);
+      } finally {
+        $('dialog-ok').disabled = false;
+      }
+    };
+    const cancel = () => done();
+    form.addEventListener('submit', submit);
+    $('dialog-cancel').addEventListener('click', cancel);
+    dialog.showModal();
+  });
+}
+
+function f0(fields) { return fields.length > 0; }

@@ -1,0 +1,450 @@
+// Warbler JavaScript client: REST + WebSocket for browsers, with reconnect, resume and an offline send queue.
+// Documented for application developers in docs/web-client.md; the protocol is docs/protocol.md.
+//
+//   import { WarblerClient } from './warbler-client.js';
+//   const client = new WarblerClient();                 // same origin as the page
+//   await client.login('alice', 'correct horse');
+//   client.addEventListener('message', (e) => show(e.detail));
+//   client.connect();
+//   client.send(12, 'hello');                            // queued while offline, sent on reconnect
+
+const SESSION_KEY = 'warbler.session';
+
+/** An error answered by the server (REST `{"error":{code,message}}` or a socket `error` frame). */
+export class WarblerError extends Error {
+  constructor(code, message, status = 0) {
+    super(message);
+    this.name = 'WarblerError';
+    this.code = code;
+    this.status = status;
+  }
+}
+
+/** A random client message id (the server makes sends idempotent per sender and cid). */
+export function newCid() {
+  const b = new Uint8Array(12);
+  crypto.getRandomValues(b);
+  return Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
+}
+
+/** A key-value store over localStorage (or any object with getItem/setItem/removeItem). */
+class Store {
+  constructor(backend) { this.backend = backend; }
+  get(key, fallback) {
+    try {
+      const v = this.backend.getItem(key);
+      return v == null ? fallback : JSON.parse(v);
+    } catch { return fallback; }
+  }
+  set(key, value) { this.backend.setItem(key, JSON.stringify(value)); }
+  remove(key) { this.backend.removeItem(key); }
+}
+
+/**
+ * A Warbler client for one browser origin.
+ *
+ * Events (each a CustomEvent, payload in `detail`):
+ * - `state`    {state: 'offline'|'connecting'|'online', reason}  connection state changed
+ * - `ready`    {user, session}                                   authenticated and resumed (after `synced`)
+ * - `message`  Message                                           a new message, exactly once per (conv, seq)
+ * - `ack`      {cid, conv, seq, ts, duplicate}                   the server stored one of our sends
+ * - `sendfailed` {item, error}                                   a send the server refused for good (removed from the queue)
+ * - `receipt`  {conv, user, kind, seq}
+ * - `typing`   {conv, user, active}
+ * - `presence` {user, status, lastSeen}
+ * - `queue`    {pending: [items]}                                the offline queue changed
+ * - `session`  {user}|null                                       logged in, refreshed, or logged out
+ * - `error`    WarblerError                                      a socket error not tied to a send
+ */
+export class WarblerClient extends EventTarget {
+  /**
+   * @param {object} [options]
+   * @param {string} [options.baseURL]   server origin, default the page's (`location.origin`)
+   * @param {Storage} [options.storage]  where the session, cursors and queue persist (default localStorage)
+   * @param {string} [options.device]    device name shown in the server's session list
+   * @param {number} [options.pingSeconds]  how often to check the socket is alive (default 25)
+   * @param {number} [options.maxBackoffSeconds]  longest wait between reconnects (default 30)
+   */
+  constructor(options = {}) {
+    super();
+    this.baseURL = (options.baseURL || globalThis.location.origin).replace(/\/$/, '');
+    this.store = new Store(options.storage || globalThis.localStorage);
+    this.device = options.device || 'web';
+    this.pingSeconds = options.pingSeconds || 25;
+    this.maxBackoffSeconds = options.maxBackoffSeconds || 30;
+    this.session = this.store.get(SESSION_KEY, null);
+    this.state = 'offline';
+    this.ws = null;
+    this.wanted = false;        // connect() called and not disconnect()ed
+    this.attempt = 0;
+    this.timer = null;
+    this.pingTimer = null;
+    this.awaitingPong = null;
+    this.refreshing = null;
+    this.cursors = {};
+    this.queue = [];
+    this.inFlight = new Set(); // cids written on the current socket
+    this.loadUserState();
+    this.onOnline = () => { if (this.wanted && this.state !== 'online') this.reconnectNow('network is back'); };
+    this.onOffline = () => { if (this.ws) this.dropSocket('the browser is offline'); };
+    globalThis.addEventListener?.('online', this.onOnline);
+    globalThis.addEventListener?.('offline', this.onOffline);
+  }
+
+  /** The logged-in user ({id, username, displayName, admin}) or null. */
+  get user() { return this.session ? this.session.user : null; }
+
+  emit(type, detail) { this.dispatchEvent(new CustomEvent(type, { detail })); }
+
+  // ---- Session --------------------------------------------------------------------------------
+
+  /** Logs in; keeps the session (access and refresh token) in storage. Resolves to the user. */
+  async login(username, password) {
+    const r = await this.request('POST', '/v1/auth/login', { username, password, device: this.device }, { auth: false });
+    this.setSession(r);
+    return r.user;
+  }
+
+  /** Revokes this login on the server, forgets tokens, cursors and queue, and closes the socket. */
+  async logout() {
+    const s = this.session;
+    this.disconnect();
+    if (s) {
+      try { await this.request('POST', '/v1/auth/logout', { refreshToken: s.refreshToken }, { auth: false }); } catch { /* signed out locally anyway */ }
+      this.store.remove(this.key('cursors', s.user.id));
+      this.store.remove(this.key('queue', s.user.id));
+    }
+    this.clearSession();
+  }
+
+  setSession(r) {
+    this.session = { user: r.user, accessToken: r.accessToken, refreshToken: r.refreshToken, expiresAt: Date.now() + r.expiresIn * 1000 };
+    this.store.set(SESSION_KEY, this.session);
+    this.loadUserState();
+    this.emit('session', { user: r.user });
+  }
+
+  clearSession() {
+    this.session = null;
+    this.store.remove(SESSION_KEY);
+    this.cursors = {};
+    this.queue = [];
+    this.emit('session', null);
+  }
+
+  key(what, userId) { return `warbler.${what}.${userId}`; }
+
+  loadUserState() {
+    if (!this.session) return;
+    this.cursors = this.store.get(this.key('cursors', this.session.user.id), {});
+    this.queue = this.store.get(this.key('queue', this.session.user.id), []);
+  }
+
+  saveCursors() { if (this.session) this.store.set(this.key('cursors', this.session.user.id), this.cursors); }
+
+  saveQueue() {
+    if (this.session) this.store.set(this.key('queue', this.session.user.id), this.queue);
+    this.emit('queue', { pending: this.queue.slice() });
+  }
+
+  /**
+   * Exchanges the refresh token for a new pair. Serialised across tabs with the Web Locks API where present:
+   * refresh tokens are single-use, and a second use would sign the user out everywhere.
+   */
+  async refresh() {
+    if (this.refreshing) return this.refreshing;
+    const run = async () => {
+      // Another tab may have refreshed while we waited for the lock: take its tokens.
+      const stored = this.store.get(SESSION_KEY, null);
+      if (stored && this.session && stored.refreshToken !== this.session.refreshToken && stored.user.id === this.session.user.id) {
+        this.session = stored;
+        return;
+      }
+      if (!this.session) throw new WarblerError('unauthorized', 'not logged in', 401);
+      try {
+        const r = await this.request('POST', '/v1/auth/refresh', { refreshToken: this.session.refreshToken }, { auth: false });
+        this.setSession(r);
+      } catch (e) {
+        if (e.status === 401) { this.disconnect(); this.clearSession(); }
+        throw e;
+      }
+    };
+    const locked = globalThis.navigator?.locks ? () => navigator.locks.request('warbler.refresh', run) : run;
+    this.refreshing = locked().finally(() => { this.refreshing = null; });
+    return this.refreshing;
+  }
+
+  /** A valid access token, refreshed first when it expires within 30 seconds. */
+  async accessToken() {
+    if (!this.session) throw new WarblerError('unauthorized', 'not logged in', 401);
+    if (this.session.expiresAt - Date.now() < 30000) await this.refresh();
+    return this.session.accessToken;
+  }
+
+  // ---- REST -----------------------------------------------------------------------------------
+
+  /**
+   * Calls the REST API. `body` is sent as JSON unless it is a Blob/ArrayBuffer (then `contentType` applies).
+   * Retries once after refreshing on 401. Resolves to the parsed JSON, or null for 204; rejects with WarblerError.
+   */
+  async request(method, path, body, { auth = true, contentType, raw = false } = {}) {
+    for (let tryNo = 0; ; tryNo++) {
+      const headers = {};
+      if (auth) headers.Authorization = `Bearer ${await this.accessToken()}`;
+      let payload;
+      if (body instanceof Blob || body instanceof ArrayBuffer) {
+        payload = body;
+        headers['Content-Type'] = contentType || body.type || 'application/octet-stream';
+      } else if (body !== undefined) {
+        payload = JSON.stringify(body);
+        headers['Content-Type'] = 'application/json';
+      }
+      let res;
+      try {
+        res = await fetch(this.baseURL + path, { method, headers, body: payload, credentials: 'omit', cache: 'no-store' });
+      } catch (e) {
+        throw new WarblerError('network', `cannot reach the server: ${e.message}`);
+      }
+      if (res.status === 401 && auth && tryNo === 0) { await this.refresh(); continue; }
+      if (!res.ok) {
+        let code = 'http_' + res.status, message = res.statusText;
+        try { const j = await res.json(); if (j.error) { code = j.error.code; message = j.error.message; } } catch { /* not JSON */ }
+        throw new WarblerError(code, message, res.status);
+      }
+      if (raw) return res;
+      if (res.status === 204) return null;
+      return res.json();
+    }
+  }
+
+  get(path) { return this.request('GET', path); }
+  post(path, body) { return this.request('POST', path, body === undefined ? {} : body); }
+  patch(path, body) { return this.request('PATCH', path, body); }
+  put(path, body) { return this.request('PUT', path, body); }
+  del(path) { return this.request('DELETE', path); }
+
+  /** Uploads a File/Blob to conversation `conv`; resolves to the attachment reference {id, name, contentType, size}. */
+  uploadAttachment(conv, file, name = file.name || 'file') {
+    return this.request('POST', `/v1/conversations/${conv}/attachments?name=${encodeURIComponent(name)}`, file,
+      { contentType: file.type || 'application/octet-stream' });
+  }
+
+  /** Downloads an attachment with the Authorization header (tokens never go in URLs); resolves to a Blob. */
+  async fetchAttachment(id) {
+    const res = await this.request('GET', `/v1/attachments/${encodeURIComponent(id)}`, undefined, { raw: true });
+    return res.blob();
+  }
+
+  /** History before `before` (a seq; omit for the newest), newest first: {messages, hasMore}. */
+  history(conv, before, limit = 50) {
+    const q = before ? `before=${before}&limit=${limit}` : `limit=${limit}`;
+    return this.get(`/v1/conversations/${conv}/messages?${q}`);
+  }
+
+  // ---- WebSocket ------------------------------------------------------------------------------
+
+  /** Opens the socket and keeps it open (reconnecting with backoff) until disconnect() or logout(). */
+  connect() {
+    if (!this.session) throw new WarblerError('unauthorized', 'log in first', 401);
+    this.wanted = true;
+    if (!this.ws) this.open();
+  }
+
+  /** Closes the socket and stops reconnecting. Queued sends stay queued. */
+  disconnect() {
+    this.wanted = false;
+    clearTimeout(this.timer);
+    if (this.ws) this.dropSocket('closed by the app', false);
+    this.setState('offline', 'disconnected');
+  }
+
+  setState(state, reason) {
+    if (this.state === state) return;
+    this.state = state;
+    this.emit('state', { state, reason });
+  }
+
+  async open() {
+    clearTimeout(this.timer);
+    this.setState('connecting', this.attempt ? `retry ${this.attempt}` : 'connecting');
+    // With no cursors yet (first login on this device), start at each conversation's end: older messages are
+    // history, loaded on demand, not replayed over the socket.
+    if (Object.keys(this.cursors).length === 0) {
+      try {
+        for (const c of await this.get('/v1/conversations')) this.cursors[c.id] = c.lastSeq;
+        this.saveCursors();
+      } catch (e) {
+        return this.scheduleReconnect(e.message);
+      }
+    }
+    let token;
+    try { token = await this.accessToken(); } catch (e) { return this.scheduleReconnect(e.message); }
+    if (!this.wanted || this.ws) return;
+    const url = this.baseURL.replace(/^http/, 'ws') + '/v1/ws';
+    const ws = new WebSocket(url);
+    this.ws = ws;
+    this.inFlight = new Set();
+    ws.onopen = () => ws.send(JSON.stringify({ type: 'auth', token }));
+    ws.onmessage = (e) => { if (this.ws === ws) this.onFrame(JSON.parse(e.data)); };
+    ws.onclose = (e) => { if (this.ws === ws) { this.ws = null; this.stopPing(); this.scheduleReconnect(e.reason || `closed (${e.code})`); } };
+    ws.onerror = () => { /* onclose follows */ };
+  }
+
+  dropSocket(reason, reconnect = true) {
+    const ws = this.ws;
+    this.ws = null;
+    this.stopPing();
+    if (ws) { ws.onclose = null; try { ws.close(1000); } catch { /* already closed */ } }
+    if (reconnect) this.scheduleReconnect(reason);
+  }
+
+  scheduleReconnect(reason) {
+    if (!this.wanted) return this.setState('offline', reason);
+    const offline = globalThis.navigator && navigator.onLine === false;
+    this.setState(offline ? 'offline' : 'connecting', reason);
+    // Offline, the 'online' event reconnects at once; the slow retry covers browsers that never send it.
+    const base = offline ? this.maxBackoffSeconds : Math.min(this.maxBackoffSeconds, 0.5 * 2 ** this.attempt);
+    const delay = base * 1000 * (0.5 + Math.random() / 2);
+    this.attempt++;
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => this.open(), delay);
+  }
+
+  reconnectNow(reason) {
+    this.attempt = 0;
+    if (this.ws) this.dropSocket(reason, false);
+    this.open();
+  }
+
+  startPing() {
+    this.stopPing();
+    this.pingTimer = setInterval(() => {
+      if (!this.ws || this.ws.readyState !== WebSocket.OPEN) return;
+      if (this.awaitingPong) return this.dropSocket('the server stopped answering');
+      this.awaitingPong = String(Date.now());
+      this.ws.send(JSON.stringify({ type: 'ping', ref: this.awaitingPong }));
+    }, this.pingSeconds * 1000);
+  }
+
+  stopPing() { clearInterval(this.pingTimer); this.pingTimer = null; this.awaitingPong = null; }
+
+  write(frame) {
+    if (this.ws && this.ws.readyState === WebSocket.OPEN && this.state === 'online') { this.ws.send(JSON.stringify(frame)); return true; }
+    return false;
+  }
+
+  onFrame(f) {
+    switch (f.type) {
+      case 'ready':
+        this.readyInfo = { user: f.user, session: f.session };
+        this.ws.send(JSON.stringify({ type: 'sync', cursors: this.cursors, limit: 500 }));
+        break;
+      case 'msg': {
+        const held = this.cursors[f.conv] || 0;
+        if (f.seq <= held) break;          // already delivered once: never show twice
+        this.cursors[f.conv] = f.seq;
+        this.saveCursors();
+        delete f.type;
+        if (f.sender === this.user?.id) this.settle(f.cid);
+        this.emit('message', f);
+        break;
+      }
+      case 'synced':
+        if (f.more && f.more.length) {
+          this.ws.send(JSON.stringify({ type: 'sync', cursors: this.cursors, limit: 500 }));
+          break;
+        }
+        this.attempt = 0;
+        this.setState('online', 'synced');
+        this.startPing();
+        this.emit('ready', this.readyInfo);
+        this.flush();
+        break;
+      case 'ack':
+        this.settle(f.cid);
+        this.emit('ack', f);
+        break;
+      case 'error': {
+        const err = new WarblerError(f.code, f.message);
+        if (f.cid) {
+          const item = this.queue.find((q) => q.cid === f.cid);
+          this.inFlight.delete(f.cid);
+          if (item && (f.code === 'unavailable' || f.code === 'rate_limited')) {
+            setTimeout(() => this.flush(), (f.retryAfter || 1) * 1000);   // same cid: idempotent
+          } else if (item) {
+            this.queue = this.queue.filter((q) => q.cid !== f.cid);
+            this.saveQueue();
+            this.emit('sendfailed', { item, error: err });
+          } else {
+            this.emit('error', err);
+          }
+        } else {
+          // A rejected token (expired, or the account was disabled): refresh; a refused refresh signs out.
+          if (f.code === 'unauthorized') this.refresh().catch(() => {});
+          this.emit('error', err);
+        }
+        break;
+      }
+      case 'receipt': this.emit('receipt', f); break;
+      case 'typing': this.emit('typing', f); break;
+      case 'presence': this.emit('presence', f); break;
+      case 'pong': this.awaitingPong = null; break;
+      case 'reconnect': this.dropSocket(f.reason || 'server restarting'); break;
+      default: break;
+    }
+  }
+
+  settle(cid) {
+    this.inFlight.delete(cid);
+    const before = this.queue.length;
+    this.queue = this.queue.filter((q) => q.cid !== cid);
+    if (this.queue.length !== before) this.saveQueue();
+  }
+
+  /** Writes every queued frame not yet written on this socket, in order. */
+  flush() {
+    for (const item of this.queue) {
+      if (this.inFlight.has(item.cid)) continue;
+      if (!this.write(item.frame)) return;
+      this.inFlight.add(item.cid);
+    }
+  }
+
+  enqueue(frame) {
+    const item = { cid: frame.cid, conv: frame.conv, frame, queuedAt: Date.now() };
+    this.queue.push(item);
+    this.saveQueue();
+    this.flush();
+    return item;
+  }
+
+  // ---- Sending --------------------------------------------------------------------------------
+
+  /** Sends text to `conv`. Returns the queue item ({cid, conv, frame}); the `ack` and `message` events follow. */
+  send(conv, text) { return this.enqueue({ type: 'send', cid: newCid(), conv, kind: 'text', text }); }
+
+  /** Sends an application-defined JSON payload. */
+  sendCustom(conv, data) { return this.enqueue({ type: 'send', cid: newCid(), conv, kind: 'custom', data }); }
+
+  /** Sends an uploaded attachment (see uploadAttachment) with an optional caption. */
+  sendAttachment(conv, attachmentId, caption) {
+    const frame = { type: 'send', cid: newCid(), conv, kind: 'attachment', attachment: attachmentId };
+    if (caption) frame.text = caption;
+    return this.enqueue(frame);
+  }
+
+  /** Recalls message `seq` (your own within the recall window; group admins any). */
+  recall(conv, seq) { return this.enqueue({ type: 'recall', cid: newCid(), conv, seq }); }
+
+  /** Replaces the text of your message `seq`. */
+  edit(conv, seq, text) { return this.enqueue({ type: 'edit', cid: newCid(), conv, seq, text }); }
+
+  /** Marks everything up to `seq` delivered or read. Not queued: a later receipt supersedes it. */
+  receipt(conv, kind, seq) { return this.write({ type: 'receipt', conv, kind, seq }); }
+
+  /** Tells the other members you are (or stopped) typing. Not queued. */
+  typing(conv, active) { return this.write({ type: 'typing', conv, active }); }
+
+  /** Queued sends not yet acknowledged (for showing them as pending). */
+  pending(conv) { return this.queue.filter((q) => conv === undefined || q.conv === conv); }
+}
