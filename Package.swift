@@ -249,6 +249,7 @@ let package = Package(
                 "IMServer", "LoadGen", "Installer", "Payload", "Operations", "Upgrade", "Backup",
                 "Alerting", "AlertReceivers", "Monitoring",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Yams", package: "Yams"),
             ],
             swiftSettings: strict
         ),

@@ -53,13 +53,42 @@ inside mount -t tmpfs -o size=16m tmpfs /var/lib
 inside umount /var/lib
 ok "a nearly full disk stops the install at preflight: $(grep -m1 'disk' "$WORK/disk.log" | sed 's/^ *//' | cut -c1-100)"
 start=$(date +%s%N)
-inside /root/warbler install $TPL --yes >"$WORK/install1.log" 2>&1 || { cat "$WORK/install1.log"; fail "install"; }
+# A webhook on the client machine, for alertd's notifications (it records every request body).
+from_client python3 -c '
+import http.server, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("content-length", 0)))
+        open(sys.argv[1], "ab").write(body + b"\n"); self.send_response(200); self.end_headers()
+    def log_message(self, *a): pass
+http.server.HTTPServer(("10.231.7.1", 8099), H).serve_forever()' "$WORK/webhook.log" &
+BACKGROUND_PIDS+=($!)
+inside /root/warbler install $TPL --yes --alert-webhook http://10.231.7.1:8099/hook >"$WORK/install1.log" 2>&1 || { cat "$WORK/install1.log"; fail "install"; }
 login 8443 || fail "log in after install"
 ms=$(( ($(date +%s%N) - start) / 1000000 ))
 ok "installed and logged in as admin over TLS (verified against the internal CA) in $((ms / 1000)).$(printf %03d $((ms % 1000)))s"
 [ "$(inside systemctl is-active warbler-server)" = active ] && [ "$(inside systemctl is-enabled warbler-server)" = enabled ] || fail "unit not active and enabled"
 score=$(inside systemd-analyze security warbler-server --no-pager | tail -1)
 ok "warbler-server.service active, enabled; ${score#→ }"
+for u in warbler-exporter warbler-alertd; do
+  [ "$(inside systemctl is-active $u)" = active ] && [ "$(inside systemctl is-enabled $u)" = enabled ] || { inside journalctl -u $u --no-pager | tail; fail "$u not active and enabled"; }
+  ok "$u.service active, enabled; $(inside systemd-analyze security $u --no-pager | tail -1 | sed 's/^→ //')"
+done
+[ "$(inside systemctl is-enabled warbler-backup.timer)" = enabled ] || fail "the backup timer is not enabled"
+inside systemctl start warbler-backup.service || { inside journalctl -u warbler-backup --no-pager | tail; fail "the backup job failed in its sandbox"; }
+ls "$WORK"/sd/var/lib/warbler/backups/warbler-*.tar.gz >/dev/null && [ -f "$WORK/sd/var/lib/warbler/backups/last-success.json" ] || fail "the backup job wrote no backup"
+ok "warbler-backup.timer enabled; the job ran in its sandbox ($(inside systemd-analyze security warbler-backup.service --no-pager | tail -1 | sed 's/^→ //'))"
+metrics=$(inside curl -sf http://127.0.0.1:9101/metrics) || fail "the exporter does not answer on 127.0.0.1:9101"
+for m in '^node_load1 ' '^node_memory_MemAvailable_bytes ' 'node_filesystem_avail_bytes{' 'warbler_component_up{component="server"} 1' \
+         'warbler_component_up{component="alertd"} 1' 'warbler_tls_certificate_expiry_seconds{' 'warbler_backup_present 1' 'warbler_sqlite_database_bytes'; do
+  echo "$metrics" | grep -q -- "$m" || { echo "$metrics" | head -40; fail "the exporter's metrics lack $m"; }
+done
+ok "the exporter serves host, component, database, TLS and backup figures ($(echo "$metrics" | grep -vc '^#') series)"
+inside /root/warbler alerts list >"$WORK/alerts.log" 2>&1 || { cat "$WORK/alerts.log"; fail "warbler alerts list"; }
+inside /root/warbler alerts test webhook-1 --config /etc/warbler/alerts.yaml >"$WORK/alerts-test.log" 2>&1 || { cat "$WORK/alerts-test.log"; fail "warbler alerts test"; }
+for _ in $(seq 50); do grep -q '"receiver":"webhook-1"' "$WORK/webhook.log" 2>/dev/null && break; sleep 0.1; done
+grep -q '"version":"4"' "$WORK/webhook.log" && grep -q '"receiver":"webhook-1"' "$WORK/webhook.log" || { cat "$WORK/alerts-test.log"; fail "the webhook on the client machine got no Alertmanager-shaped notification"; }
+ok "alertd answers (alerts list); a test notification reached the webhook on the client machine in Alertmanager's JSON"
 pid=$(inside systemctl show -p MainPID --value warbler-server)
 inside /root/warbler install $TPL --yes >"$WORK/install2.log" 2>&1 || fail "re-run"
 grep -q "nothing to change" "$WORK/install2.log" && [ "$(inside systemctl show -p MainPID --value warbler-server)" = "$pid" ] \
@@ -95,9 +124,11 @@ after=$(stored_messages "$WORK/sd" 9443)
 [ "$after" = "$before" ] || fail "after the reboot the server has $after messages, before it had $before"
 ok "reboot: the host came back with the server active, the admin able to log in, and all $after messages stored"
 inside /root/warbler status >"$WORK/status.log" 2>&1 || { cat "$WORK/status.log"; fail "status says unhealthy"; }
-grep -q "active/running" "$WORK/status.log" && grep -q "certificate expires in" "$WORK/status.log" || { cat "$WORK/status.log"; fail "status table"; }
+grep -q "active/running" "$WORK/status.log" && grep -q "certificate expires in" "$WORK/status.log" \
+  && grep -q "^exporter .*active/running" "$WORK/status.log" && grep -q "^alertd .*active/running" "$WORK/status.log" \
+  && grep -q "^alerts: \|^alerts firing" "$WORK/status.log" || { cat "$WORK/status.log"; fail "status table"; }
 inside /root/warbler status --json | grep -q '"healthy" : true' || fail "status --json"
-ok "status: healthy, active/running, ready, certificate days shown (table and --json)"
+ok "status: healthy; server, exporter and alertd active/running and ready; certificate days and alerts shown (table and --json)"
 # Certificate renewal: the daily timer is on; the job runs clean in its sandbox; forced, it writes a new certificate
 # that the running server serves, without a restart, to a client on another machine.
 [ "$(inside systemctl is-enabled warbler-cert-renew.timer)" = enabled ] && [ "$(inside systemctl is-active warbler-cert-renew.timer)" = active ] \

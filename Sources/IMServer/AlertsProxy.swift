@@ -21,7 +21,7 @@ struct AlertsProxy: Sendable {
         guard !controlURL.isEmpty else {
             return Answer(available: false, alerts: nil, reason: "alerting is not configured (alerts.control_url is empty)")
         }
-        let url = controlURL.hasSuffix("/") ? controlURL + "api/alerts" : controlURL + "/api/alerts"
+        let url = controlURL.hasSuffix("/") ? controlURL + "api/v1/alerts" : controlURL + "/api/v1/alerts"
         do {
             var request = HTTPClientRequest(url: url)
             request.headers.add(name: "Accept", value: "application/json")

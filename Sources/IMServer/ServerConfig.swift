@@ -88,7 +88,7 @@ public struct ServerConfig: Codable, Sendable, Equatable {
 
     public struct Alerts: Codable, Sendable, Equatable {
         /// alertd's loopback control API (e.g. `http://127.0.0.1:9102`); `GET /v1/admin/alerts` proxies its
-        /// `/api/alerts`. Empty: the server answers that alerting is not available.
+        /// `/api/v1/alerts`. Empty: the server answers that alerting is not available.
         public var controlUrl = ""
     }
 

@@ -138,6 +138,8 @@ public struct Blueprint: Sendable {
         config.databasePath = Paths.database
         config.jwtKeyFile = Paths.jwtKey
         config.dataDir = Paths.data
+        config.exporterPort = settings.exporterPort
+        config.alertsControlURL = "http://127.0.0.1:\(settings.alertdPort)"
         file(Paths.config, Data(try templates.renderServerConfig(config).utf8), 0o640, rootGroupSvc)
 
         var unit = ServiceUnitContext()
@@ -150,6 +152,43 @@ public struct Blueprint: Sendable {
         unit.dataDir = Paths.data
         unit.ports = settings.ports
         file(Paths.serverUnit, Data(try templates.renderServerUnit(unit).utf8), 0o644, root)
+
+        // The monitoring exporter and alertd: their units, and alertd's rules, targets and receivers.
+        func daemonUnit(_ name: String, config: String, port: Int) -> ServiceUnitContext {
+            var u = unit
+            u.unitName = name
+            u.configPath = config
+            u.ports = [port]
+            return u
+        }
+        file(Paths.unitFile(Paths.exporterUnitName),
+             Data(try templates.renderExporterUnit(daemonUnit(Paths.exporterUnitName, config: Paths.config, port: settings.exporterPort)).utf8), 0o644, root)
+        file(Paths.unitFile(Paths.alertdUnitName),
+             Data(try templates.renderAlertdUnit(daemonUnit(Paths.alertdUnitName, config: Paths.alertsConfig, port: settings.alertdPort)).utf8), 0o644, root)
+        var alerts = AlertsConfigContext()
+        alerts.listen = "127.0.0.1:\(settings.alertdPort)"
+        alerts.stateFile = Paths.alertdState + "/state.json"
+        alerts.targets = [.init(job: "exporter", url: "http://127.0.0.1:\(settings.exporterPort)/metrics")]
+        if settings.metricsPort > 0 { alerts.targets.append(.init(job: "server", url: "http://127.0.0.1:\(settings.metricsPort)/metrics")) }
+        alerts.receiverEntries = try settings.alertReceivers.map { ($0.name, try $0.yamlLine()) }
+        file(Paths.alertsConfig, Data(try templates.renderAlertsConfig(alerts).utf8), 0o640, rootGroupSvc, label: "alertd's rules and receivers")
+        dir(Paths.alertdState, 0o700, svc)
+        dir(Paths.backups, 0o700, svc)
+
+        // The daily backup (the built-in supervisor runs it itself).
+        let backsUp = initSystem == .systemd
+        if backsUp {
+            var job = BackupUnitContext()
+            job.binary = Paths.currentBinary
+            job.configPath = Paths.config
+            job.user = Self.user
+            job.group = Self.user
+            job.dataDir = Paths.data
+            job.backupDir = Paths.backups
+            job.caKeyPath = settings.tls == .internalCA ? Paths.caKey : ""
+            file(Paths.unitFile(Paths.backupServiceName), Data(try templates.renderBackupService(job).utf8), 0o644, root)
+            file(Paths.unitFile(Paths.backupTimerName), Data(try templates.renderBackupTimer(job).utf8), 0o644, root)
+        }
 
         // The daily renewal of the internal CA's server certificate (the built-in supervisor runs it itself).
         let renewsCertificate = settings.tls == .internalCA && initSystem == .systemd
@@ -168,6 +207,15 @@ public struct Blueprint: Sendable {
             d.services.append(.init(unit: Paths.serverUnitName, unitFile: layout.path(Paths.serverUnit),
                                     restartOn: [Paths.config, Paths.jwtKey, Paths.serverCert, Paths.serverKey, Paths.current,
                                                 "\(releaseDir)/bin/warbler"].map(layout.path)))
+            let binaries = [Paths.current, "\(releaseDir)/bin/warbler"]
+            d.services.append(.init(unit: Paths.exporterUnitName, unitFile: layout.path(Paths.unitFile(Paths.exporterUnitName)),
+                                    restartOn: ([Paths.config] + binaries).map(layout.path)))
+            d.services.append(.init(unit: Paths.alertdUnitName, unitFile: layout.path(Paths.unitFile(Paths.alertdUnitName)),
+                                    restartOn: ([Paths.alertsConfig] + binaries).map(layout.path)))
+            if backsUp {
+                d.services.append(.init(unit: Paths.backupTimerName, unitFile: layout.path(Paths.unitFile(Paths.backupTimerName)),
+                                        restartOn: [], companionUnitFiles: [layout.path(Paths.unitFile(Paths.backupServiceName))]))
+            }
             if renewsCertificate {
                 d.services.append(.init(unit: Paths.certRenewTimerName, unitFile: layout.path(Paths.unitFile(Paths.certRenewTimerName)),
                                         restartOn: [], companionUnitFiles: [layout.path(Paths.unitFile(Paths.certRenewServiceName))]))

@@ -21,16 +21,40 @@ struct BuiltinServices {
     }
 
     func daemon(_ unit: String) throws -> Daemon {
-        guard unit == Paths.serverUnitName else { throw SystemError("the built-in supervisor does not know \(unit)") }
-        var port: Int?, address = IPAddress.parse("127.0.0.1")
-        if let text = try? String(contentsOfFile: Paths.config, encoding: .utf8),
-           let yaml = try? Yams.load(yaml: text) as? [String: Any], let server = yaml["server"] as? [String: Any] {
-            port = server["port"] as? Int
-            if let host = server["host"] as? String, let ip = IPAddress.parse(host), host != "0.0.0.0" { address = ip }
+        // The listener that means ready, from the installed config: the server's port, the exporter's, alertd's.
+        func yaml(_ path: String) -> [String: Any]? {
+            (try? String(contentsOfFile: path, encoding: .utf8)).flatMap { try? Yams.load(yaml: $0) as? [String: Any] }
         }
-        return Daemon(argv: [Paths.currentBinary, "supervise"],
-                      pidFile: Paths.supervisorPID, logFile: Paths.serverLog,
-                      readyAddress: address?.isIPv4 == true ? address : nil, readyPort: port)
+        func listener(_ section: [String: Any]?, port key: String = "port") -> (IPAddress?, Int?) {
+            var address = IPAddress.parse("127.0.0.1")
+            if let host = section?["host"] as? String, let ip = IPAddress.parse(host), host != "0.0.0.0" { address = ip }
+            return (address?.isIPv4 == true ? address : nil, section?[key] as? Int)
+        }
+        switch unit {
+        case Paths.serverUnitName:
+            let (address, port) = listener(yaml(Paths.config)?["server"] as? [String: Any])
+            return Daemon(argv: [Paths.currentBinary, "supervise"], pidFile: Paths.supervisorPID, logFile: Paths.serverLog,
+                          readyAddress: address, readyPort: port)
+        case Paths.exporterUnitName, Paths.alertdUnitName:
+            let name = unit == Paths.exporterUnitName ? "exporter" : "alertd"
+            let (address, port): (IPAddress?, Int?)
+            if name == "exporter" {
+                (address, port) = listener(yaml(Paths.config)?["exporter"] as? [String: Any])
+            } else {
+                // alerts.yaml: global.listen is HOST:PORT on loopback.
+                let listen = (yaml(Paths.alertsConfig)?["global"] as? [String: Any])?["listen"] as? String ?? "127.0.0.1:9102"
+                let parts = listen.split(separator: ":")
+                (address, port) = (IPAddress.parse(String(parts.first ?? "127.0.0.1")), parts.last.flatMap { Int($0) })
+            }
+            let config = name == "exporter" ? Paths.config : Paths.alertsConfig
+            return Daemon(argv: [Paths.currentBinary, "supervise", "--log", "\(Paths.logs)/\(name).log",
+                                 "--pid-file", "\(Paths.run)/supervise-\(name).pid", "--child-pid-file", "\(Paths.run)/\(name).pid",
+                                 "--", Paths.currentBinary, name, "--config", config],
+                          pidFile: "\(Paths.run)/supervise-\(name).pid", logFile: "\(Paths.logs)/\(name).log",
+                          readyAddress: address?.isIPv4 == true ? address : nil, readyPort: port)
+        default:
+            throw SystemError("the built-in supervisor does not run \(unit)")
+        }
     }
 
     func status(_ unit: String) throws -> ServiceStatus {

@@ -32,6 +32,10 @@ public struct InstallAnswers: Sendable, Equatable, Codable {
     public var skipChecks: [String]?
     public var minFreeDiskMB: Int?
     public var minMemoryMB: Int?
+    /// Generic webhooks alertd notifies (Alertmanager's JSON), named webhook-1, webhook-2, …
+    public var alertWebhooks: [String]?
+    /// Any receivers, in alerts.yaml's `receivers:` format (docs/operations.md, "Alert receivers").
+    public var alertReceivers: [AlertReceiverAnswer]?
 
     public init() {}
 
@@ -47,6 +51,8 @@ public struct InstallAnswers: Sendable, Equatable, Codable {
         case skipChecks = "skip_checks"
         case minFreeDiskMB = "min_free_disk_mb"
         case minMemoryMB = "min_memory_mb"
+        case alertWebhooks = "alert_webhooks"
+        case alertReceivers = "alert_receivers"
     }
 
     /// Parses an answers file. Unknown keys are refused, like the server refuses unknown settings.
@@ -91,6 +97,8 @@ public struct InstallAnswers: Sendable, Equatable, Codable {
         out.skipChecks = skipChecks ?? base.skipChecks
         out.minFreeDiskMB = minFreeDiskMB ?? base.minFreeDiskMB
         out.minMemoryMB = minMemoryMB ?? base.minMemoryMB
+        out.alertWebhooks = alertWebhooks ?? base.alertWebhooks
+        out.alertReceivers = alertReceivers ?? base.alertReceivers
         return out
     }
 
@@ -140,11 +148,18 @@ public struct InstallSettings: Sendable, Equatable {
     public var skipChecks: Set<String> = []
     public var minFreeDiskMB = 1024
     public var minMemoryMB = 256
+    /// The monitoring exporter's and alertd's loopback ports.
+    public var exporterPort = 9101
+    public var alertdPort = 9102
+    /// Where alertd sends notifications: the answers' receivers, then one webhook entry per `--alert-webhook`.
+    public var alertReceivers: [AlertReceiverAnswer] = []
 
     public init() {}
 
     /// The TCP ports the server binds (the metrics port only when it is on).
     public var ports: [Int] { metricsPort > 0 ? [port, metricsPort] : [port] }
+    /// Every port the install's daemons bind: the server's, the exporter's, alertd's.
+    public var allPorts: [Int] { ports + [exporterPort, alertdPort] }
 
     /// Applies `answers` over the defaults and checks every value, reporting all problems at once.
     public init(_ answers: InstallAnswers) throws {
@@ -162,6 +177,10 @@ public struct InstallSettings: Sendable, Equatable {
         s.skipChecks = Set(answers.skipChecks ?? [])
         if let m = answers.minFreeDiskMB { s.minFreeDiskMB = m }
         if let m = answers.minMemoryMB { s.minMemoryMB = m }
+        s.alertReceivers = answers.alertReceivers ?? []
+        for (i, url) in (answers.alertWebhooks ?? []).enumerated() {
+            s.alertReceivers.append(AlertReceiverAnswer(name: "webhook-\(i + 1)", type: "webhook", url: url))
+        }
 
         switch (answers.tlsCert, answers.tlsKey) {
         case (let c?, let k?):
@@ -184,6 +203,14 @@ public struct InstallSettings: Sendable, Equatable {
         for d in s.domains where !Self.isDomainName(d) && !Self.isAddress(d) { problems.append("'\(d)' is not a domain name or an IP address") }
         if !Self.isUsername(s.adminUser) { problems.append("admin user '\(s.adminUser)' must be 3-32 of a-z 0-9 . _ -") }
         if s.minFreeDiskMB < 0 || s.minMemoryMB < 0 { problems.append("minimums cannot be negative") }
+        for p in [s.port, s.metricsPort] where [s.exporterPort, s.alertdPort].contains(p) {
+            problems.append("port \(p) is the exporter's or alertd's (\(s.exporterPort), \(s.alertdPort)): pick another")
+        }
+        var names = Set<String>()
+        for r in s.alertReceivers {
+            if let problem = r.problem { problems.append(problem) }
+            if !names.insert(r.name).inserted { problems.append("two alert receivers are named '\(r.name)'") }
+        }
         guard problems.isEmpty else { throw OptionsError(problems.joined(separator: "\n")) }
         self = s
     }
@@ -207,6 +234,59 @@ public struct InstallSettings: Sendable, Equatable {
         (3...32).contains(s.count) && s.unicodeScalars.allSatisfy {
             ("a"..."z").contains($0) || ("0"..."9").contains($0) || $0 == "." || $0 == "_" || $0 == "-"
         }
+    }
+}
+
+/// One receiver alertd notifies, as the answers file gives it (`alert_receivers:`); written into alerts.yaml as it
+/// is. `warbler install` checks each entry with alertd's own receiver rules before anything changes.
+public struct AlertReceiverAnswer: Sendable, Equatable, Codable {
+    public struct Email: Sendable, Equatable, Codable {
+        public var host: String
+        public var port: Int?
+        public var starttls: Bool?
+        public var tls: Bool?
+        public var username: String?
+        public var passwordFile: String?
+        public var from: String
+        public var to: [String]
+        public var tlsCaFile: String?
+        enum CodingKeys: String, CodingKey {
+            case host, port, starttls, tls, username, from, to
+            case passwordFile = "password_file"
+            case tlsCaFile = "tls_ca_file"
+        }
+    }
+    public var name: String
+    /// webhook, slack, dingtalk, wecom, feishu or email.
+    public var type: String
+    public var url: String?
+    public var secret: String?
+    public var email: Email?
+
+    public init(name: String, type: String, url: String? = nil, secret: String? = nil, email: Email? = nil) {
+        self.name = name; self.type = type; self.url = url; self.secret = secret; self.email = email
+    }
+
+    /// What is wrong with the entry at a glance (the full check is alertd's, run by `warbler install`).
+    var problem: String? {
+        guard !name.isEmpty, name.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" }) else {
+            return "alert receiver name '\(name)' may hold only letters, digits, - and _"
+        }
+        guard ["webhook", "slack", "dingtalk", "wecom", "feishu", "email"].contains(type) else {
+            return "alert receiver '\(name)': type must be webhook, slack, dingtalk, wecom, feishu or email, not '\(type)'"
+        }
+        if type == "email" { return email == nil ? "alert receiver '\(name)' (email) needs an email: section" : nil }
+        guard let url, url.hasPrefix("https://") || url.hasPrefix("http://") else {
+            return "alert receiver '\(name)' (\(type)) needs an http(s) url"
+        }
+        return nil
+    }
+
+    /// The entry as one line of YAML (JSON is YAML's flow style).
+    public func yamlLine() throws -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return String(decoding: try encoder.encode(self), as: UTF8.self)
     }
 }
 

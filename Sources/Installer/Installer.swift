@@ -153,7 +153,7 @@ public struct Installer: Sendable {
         let fresh = Journal(runID: Self.runID(now), version: release.version, state: .running, startedAt: now, finishedAt: nil,
                             inputs: answers.persistent,
                             baseline: journal.map { $0.state == .complete ? $0.inputs : ($0.baseline ?? InstallAnswers()) },
-                            ports: settings.ports, entries: [], error: nil)
+                            ports: settings.allPorts, entries: [], error: nil)
         _ = try Applier(system: system, store: store).apply(plan, journal: fresh, progress: progress)
         outcome.applied = true
         return outcome

@@ -31,9 +31,19 @@ public enum Paths {
     public static let serverUnit = "/etc/systemd/system/warbler-server.service"
     public static let certRenewServiceName = "warbler-cert-renew.service"
     public static let certRenewTimerName = "warbler-cert-renew.timer"
+    public static let exporterUnitName = "warbler-exporter.service"
+    public static let alertdUnitName = "warbler-alertd.service"
+    public static let backupServiceName = "warbler-backup.service"
+    public static let backupTimerName = "warbler-backup.timer"
     /// Every unit an install may put in /etc/systemd/system, in stopping order: timers before the jobs they start,
-    /// the server last.
-    public static let unitNames = [certRenewTimerName, certRenewServiceName, serverUnitName]
+    /// alerting before what it watches, the server last.
+    public static let unitNames = [certRenewTimerName, certRenewServiceName, backupTimerName, backupServiceName,
+                                   alertdUnitName, exporterUnitName, serverUnitName]
+    /// The long-running daemons, in starting order.
+    public static let daemonUnitNames = [serverUnitName, exporterUnitName, alertdUnitName]
+    public static let alertsConfig = "/etc/warbler/alerts.yaml"
+    public static let alertdState = "/var/lib/warbler/alertd"
+    public static let backups = "/var/lib/warbler/backups"
     public static func unitFile(_ name: String) -> String { "\(unitDir)/\(name)" }
 
     public static func release(_ version: String) -> String { "\(releases)/\(version)" }

@@ -162,7 +162,8 @@ public enum Preflight {
         add("ports") {
             if staging { return CheckResult("ports", .skipped, notWhenStaging) }
             var taken: [String] = [], ours: [Int] = []
-            for (port, flag) in [(c.settings.port, "--port"), (c.settings.metricsPort, "--metrics-port")] where port > 0 {
+            for (port, flag) in [(c.settings.port, "--port"), (c.settings.metricsPort, "--metrics-port"),
+                                 (c.settings.exporterPort, "the exporter's"), (c.settings.alertdPort, "alertd's")] where port > 0 {
                 if probe.canBind(host: c.settings.host, port: port) { continue }
                 if c.existing?.ports.contains(port) == true { ours.append(port); continue }
                 taken.append("\(port) (\(flag))")

@@ -114,7 +114,9 @@ public struct SupervisorConfig: Sendable {
     public static let server = SupervisorConfig(
         argv: [Paths.currentBinary, "server", "--config", Paths.config], user: Blueprint.user,
         logFile: "\(Paths.logs)/server.log", pidFile: "\(Paths.run)/supervise.pid", childPIDFile: "\(Paths.run)/server.pid",
-        periodic: [PeriodicCommand(argv: [Paths.currentBinary, "certs", "renew"], firstAfter: 300, every: 12 * 3600)])
+        periodic: [PeriodicCommand(argv: [Paths.currentBinary, "certs", "renew"], firstAfter: 300, every: 12 * 3600),
+                   // What warbler-backup.timer does on a systemd host: a backup a day, the first an hour after start.
+                   PeriodicCommand(argv: [Paths.currentBinary, "backup", "--config", Paths.config], firstAfter: 3600, every: 24 * 3600)])
 }
 
 /// A command run every `every` seconds, the first time `firstAfter` seconds after the supervisor starts. A run

@@ -62,7 +62,7 @@ public struct Uninstaller: Sendable {
             }
         case .builtin:
             system.selectInit(.builtin)
-            if try system.serviceStatus(Paths.serverUnitName).active { steps.append(.service(.stop(Paths.serverUnitName))) }
+            for unit in Paths.daemonUnitNames.reversed() where try system.serviceStatus(unit).active { steps.append(.service(.stop(unit))) }
         case .none:
             break
         }

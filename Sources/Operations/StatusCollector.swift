@@ -17,7 +17,96 @@ public struct StatusCollector: Sendable {
     }
 
     public func collect(manager: InitSystem, host: String) async -> StatusReport {
-        StatusReport(host: host, components: [await server(manager: manager)])
+        var components = [await server(manager: manager)]
+        var firing: [String]?
+        // The exporter and alertd, where the install has them (their unit files are laid out whatever the manager).
+        if probe.readFile(layout.path(Paths.unitFile(Paths.exporterUnitName))) != nil {
+            let config = try? ServerConfig.load(path: layout.path(Paths.config), environment: [:])
+            let port = config?.exporter.port ?? 9101
+            components.append(await daemon("exporter", unit: Paths.exporterUnitName, manager: manager,
+                                           health: "http://\(Self.probeHost(config?.exporter.host ?? "127.0.0.1")):\(port)/healthz",
+                                           listen: "metrics http://\(Self.shown(config?.exporter.host ?? "127.0.0.1")):\(port)"))
+        }
+        if probe.readFile(layout.path(Paths.unitFile(Paths.alertdUnitName))) != nil {
+            let base = "http://" + alertdListen()
+            var c = await daemon("alertd", unit: Paths.alertdUnitName, manager: manager, health: base + "/-/healthy", listen: "control \(base)")
+            if c.active {
+                do {
+                    let answer = try await probe.get(base + "/api/v1/alerts", caFile: nil)
+                    firing = try Self.firingAlerts(json: answer.body)
+                } catch {
+                    c.warnings.append("cannot list alerts from \(base): \(error)")
+                }
+            }
+            components.append(c)
+        }
+        var report = StatusReport(host: host, components: components)
+        report.firingAlerts = firing
+        return report
+    }
+
+    /// alertd's control API listener, from alerts.yaml's global.listen.
+    func alertdListen() -> String {
+        guard let data = probe.readFile(layout.path(Paths.alertsConfig)) else { return "127.0.0.1:9102" }
+        for line in String(decoding: data, as: UTF8.self).split(separator: "\n") {
+            let t = line.trimmingCharacters(in: .whitespaces)
+            if t.hasPrefix("listen:") {
+                return t.dropFirst("listen:".count).trimmingCharacters(in: CharacterSet(charactersIn: " \"'"))
+            }
+        }
+        return "127.0.0.1:9102"
+    }
+
+    /// "name (severity) since …" of every alert alertd's `/api/v1/alerts` says is firing (silenced ones too, marked).
+    static func firingAlerts(json: String) throws -> [String] {
+        guard let list = try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [[String: Any]] else {
+            throw StatusError("alertd's alert list is not a JSON array")
+        }
+        return list.compactMap { a in
+            guard let state = a["state"] as? String, state == "firing" || state == "suppressed", let name = a["name"] as? String else { return nil }
+            let severity = a["severity"] as? String ?? "?"
+            let labels = (a["labels"] as? [String: String] ?? [:]).filter { $0.key != "alertname" && $0.key != "severity" }
+                .sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
+            let summary = (a["annotations"] as? [String: String])?["summary"]
+            var text = "\(name) (\(severity))"
+            if !labels.isEmpty { text += " {\(labels.joined(separator: ", "))}" }
+            if let summary { text += ": \(summary)" }
+            if state == "suppressed" { text += " [silenced]" }
+            return text
+        }
+    }
+
+    /// A daemon beside the server: its state from systemd or the supervisor, and its health endpoint.
+    func daemon(_ name: String, unit: String, manager: InitSystem, health: String, listen: String) async -> ComponentStatus {
+        var facts: ServiceFacts?
+        switch manager {
+        case .systemd: facts = await probe.systemdService(unit)
+        case .builtin: facts = await probe.supervisedService(supervisorPIDFile: layout.path("\(Paths.run)/supervise-\(name).pid"),
+                                                             childPIDFile: layout.path("\(Paths.run)/\(name).pid"))
+        case .none: facts = nil
+        }
+        var c = ComponentStatus(name: name, manager: manager.rawValue,
+                                state: facts.map { $0.subState.isEmpty ? $0.activeState : "\($0.activeState)/\($0.subState)" } ?? "unknown",
+                                active: facts?.active ?? false)
+        c.pid = facts?.pid
+        c.uptimeSeconds = facts?.uptimeSeconds
+        c.restarts = facts?.restarts
+        c.version = probe.linkTarget(layout.path(Paths.current)).map(StatusParsing.release(linkTarget:))
+        c.listen = [listen]
+        guard c.active else {
+            c.problems.append(manager == .none ? "no init system manages \(name) here" : "\(name) is not running (\(c.state))")
+            return c
+        }
+        do {
+            let answer = try await probe.get(health, caFile: nil)
+            c.ready = answer.status == 200
+            if answer.status != 200 { c.readyDetail = "GET \(health) answered \(answer.status)" }
+        } catch {
+            c.ready = false
+            c.readyDetail = "GET \(health) failed: \(error)"
+        }
+        if c.ready == false { c.problems.append("not ready: \(c.readyDetail ?? "")") }
+        return c
     }
 
     func server(manager: InitSystem) async -> ComponentStatus {
@@ -115,4 +204,9 @@ public struct StatusCollector: Sendable {
         default: shown(host)
         }
     }
+}
+
+public struct StatusError: Error, CustomStringConvertible, Sendable {
+    public var description: String
+    public init(_ description: String) { self.description = description }
 }

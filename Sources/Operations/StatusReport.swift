@@ -37,21 +37,26 @@ public struct ComponentStatus: Sendable, Equatable, Codable {
 public struct StatusReport: Sendable, Equatable, Codable {
     public var host: String
     public var components: [ComponentStatus]
+    /// What alertd says is firing now (nil: alertd not installed or not asked). Firing alerts are news, not a
+    /// failed component: they do not make the report unhealthy.
+    public var firingAlerts: [String]?
     public var healthy: Bool { components.allSatisfy { $0.problems.isEmpty } }
 
     public init(host: String, components: [ComponentStatus]) { self.host = host; self.components = components }
 
-    enum CodingKeys: String, CodingKey { case host, components, healthy }
+    enum CodingKeys: String, CodingKey { case host, components, healthy, firingAlerts }
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(host, forKey: .host)
         try c.encode(components, forKey: .components)
         try c.encode(healthy, forKey: .healthy)
+        try c.encodeIfPresent(firingAlerts, forKey: .firingAlerts)
     }
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         host = try c.decode(String.self, forKey: .host)
         components = try c.decode([ComponentStatus].self, forKey: .components)
+        firingAlerts = try c.decodeIfPresent([String].self, forKey: .firingAlerts)
     }
 
     public func json() throws -> String {
@@ -85,6 +90,9 @@ public struct StatusReport: Sendable, Equatable, Codable {
             if !facts.isEmpty { out += "\(c.name): \(facts.joined(separator: "; "))\n" }
             for p in c.problems { out += "\(c.name): PROBLEM: \(p)\n" }
             for w in c.warnings { out += "\(c.name): warning: \(w)\n" }
+        }
+        if let firing = firingAlerts {
+            out += firing.isEmpty ? "alerts: none firing\n" : "alerts firing (\(firing.count)):\n" + firing.map { "  \($0)\n" }.joined()
         }
         return out
     }

@@ -1,6 +1,17 @@
 /// What `alerts.yaml.mustache` (`/etc/warbler/alerts.yaml`) is rendered from: alertd's settings, its scrape
 /// targets, the thresholds of the default rules and the receivers the install names.
 public struct AlertsConfigContext: Sendable, Equatable {
+    public static func == (a: Self, b: Self) -> Bool {
+        a.scrapeInterval == b.scrapeInterval && a.evaluationInterval == b.evaluationInterval && a.stateFile == b.stateFile
+            && a.listen == b.listen && a.targets == b.targets && a.receivers == b.receivers
+            && a.receiverEntries.map(\.name) == b.receiverEntries.map(\.name) && a.receiverEntries.map(\.line) == b.receiverEntries.map(\.line)
+            && a.diskWarningPercent == b.diskWarningPercent && a.diskCriticalPercent == b.diskCriticalPercent
+            && a.memoryAvailablePercent == b.memoryAvailablePercent && a.errorPercent == b.errorPercent
+            && a.sendLatencyP99Seconds == b.sendLatencyP99Seconds && a.certWarningDays == b.certWarningDays
+            && a.certCriticalDays == b.certCriticalDays && a.backupMaxAgeHours == b.backupMaxAgeHours
+            && a.replicationLagSeconds == b.replicationLagSeconds
+    }
+
     public struct Target: Sendable, Equatable {
         public var job: String
         public var url: String
@@ -29,6 +40,8 @@ public struct AlertsConfigContext: Sendable, Equatable {
     public var targets = [Target(job: "exporter", url: "http://127.0.0.1:9101/metrics"),
                           Target(job: "server", url: "http://127.0.0.1:9464/metrics")]
     public var receivers: [Receiver] = []
+    /// Receivers given whole, each as one line of YAML flow style (JSON), named for the routes.
+    public var receiverEntries: [(name: String, line: String)] = []
     public var diskWarningPercent = 80
     public var diskCriticalPercent = 90
     public var memoryAvailablePercent = 10
@@ -48,9 +61,14 @@ public struct AlertsConfigContext: Sendable, Equatable {
         }
         guard diskWarningPercent < diskCriticalPercent else { throw TemplateError("the disk warning threshold must be below the critical one") }
         guard certCriticalDays < certWarningDays else { throw TemplateError("the certificate critical days must be fewer than the warning days") }
-        for r in receivers where r.name.isEmpty || r.name.contains(where: { !($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") }) {
-            throw TemplateError("receiver name '\(r.name)' may hold only letters, digits, - and _")
+        for name in receivers.map(\.name) + receiverEntries.map(\.name)
+        where name.isEmpty || name.contains(where: { !($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") }) {
+            throw TemplateError("receiver name '\(name)' may hold only letters, digits, - and _")
         }
+        for e in receiverEntries where !e.line.hasPrefix("{") || e.line.contains(where: \.isNewline) {
+            throw TemplateError("receiver '\(e.name)' must be one line of YAML flow style ({…})")
+        }
+        let allNames = receivers.map(\.name) + receiverEntries.map(\.name)
         return [
             "scrapeInterval": YAML.quote(scrapeInterval),
             "evaluationInterval": YAML.quote(evaluationInterval),
@@ -58,8 +76,9 @@ public struct AlertsConfigContext: Sendable, Equatable {
             "listen": YAML.quote(listen),
             "targets": targets.map { ["job": YAML.quote($0.job), "url": YAML.quote($0.url)] },
             "receivers": receivers.map { ["name": YAML.quote($0.name), "type": YAML.quote($0.type), "url": YAML.quote($0.url)] },
-            "hasReceivers": !receivers.isEmpty,
-            "receiverNames": receivers.map { YAML.quote($0.name) }.joined(separator: ", "),
+            "receiverEntries": receiverEntries.map { ["line": $0.line] },
+            "hasReceivers": !allNames.isEmpty,
+            "receiverNames": allNames.map { YAML.quote($0) }.joined(separator: ", "),
             "diskWarningPercent": String(diskWarningPercent),
             "diskCriticalPercent": String(diskCriticalPercent),
             "memoryAvailablePercent": String(memoryAvailablePercent),

@@ -1,9 +1,11 @@
+import AlertReceivers
 import ArgumentParser
 import Payload
 import Foundation
 import IMServer
 import Installer
 import Templates
+import Yams
 
 /// The answers `install` and `doctor` share: flags, and `--config FILE` under them.
 struct InstallFlags: ParsableArguments {
@@ -25,7 +27,7 @@ struct InstallFlags: ParsableArguments {
     var tlsKey: String?
     @Flag(help: "Serve plain HTTP (only behind a proxy that terminates TLS).")
     var noTLS = false
-    @Option(help: "A YAML answers file (keys: port, host, metrics_port, domains, tls_cert, tls_key, tls, registration, admin_user, admin_password_file, log_level, init, skip_checks, min_free_disk_mb, min_memory_mb). Flags override it.")
+    @Option(help: "A YAML answers file (keys: port, host, metrics_port, domains, tls_cert, tls_key, tls, registration, admin_user, admin_password_file, log_level, init, skip_checks, min_free_disk_mb, min_memory_mb, alert_webhooks, alert_receivers). Flags override it.")
     var config: String?
     @Option(help: "Skip a preflight check by name (root, platform, init, disk, memory, ports, clock, hostname, existing-install). Repeatable.")
     var skipCheck: [String] = []
@@ -35,6 +37,8 @@ struct InstallFlags: ParsableArguments {
     var adminUser: String?
     @Option(help: "open: anyone may register; admin: only admins create accounts.")
     var registration: String?
+    @Option(help: "A webhook alertd notifies (Alertmanager's JSON). Repeatable; other receivers (Slack, DingTalk, WeCom, Feishu, email) go in the answers file's alert_receivers.")
+    var alertWebhook: [String] = []
 
     func validate() throws {
         if let i = initSystem, InitSystem(rawValue: i) == nil {
@@ -60,8 +64,21 @@ struct InstallFlags: ParsableArguments {
         flags.adminUser = adminUser
         flags.registration = registration
         flags.initSystem = initSystem.flatMap(InitSystem.init(rawValue:))
-        guard let config else { return flags }
-        return flags.over(try InstallAnswers.load(path: config))
+        flags.alertWebhooks = alertWebhook.isEmpty ? nil : alertWebhook
+        let answers = try config.map { flags.over(try InstallAnswers.load(path: $0)) } ?? flags
+        try Self.checkReceivers(answers.alertReceivers ?? [])
+        return answers
+    }
+
+    /// Each receiver the answers give, checked by alertd's own rules before anything changes.
+    static func checkReceivers(_ receivers: [AlertReceiverAnswer]) throws {
+        for r in receivers {
+            do {
+                try YAMLDecoder().decode(ReceiverConfig.self, from: try r.yamlLine()).validate()
+            } catch {
+                throw OptionsError("alert_receivers: \(ReceiverConfigError.find(in: error).map { "\($0)" } ?? "receiver '\(r.name)': \(error)")")
+            }
+        }
     }
 }
 

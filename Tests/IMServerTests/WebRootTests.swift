@@ -192,8 +192,8 @@ func makeWebRoot() throws -> (root: String, parent: String) {
     }
 
     @Test func alertsAreProxiedFromAlertdsControlAPI() async throws {
-        let alertd = try OneRouteHTTPServer(path: "/api/alerts",
-                                            body: #"{"alerts":[{"name":"DiskAlmostFull","severity":"critical","state":"firing","since":1796212345}]}"#)
+        let alertd = try OneRouteHTTPServer(path: "/api/v1/alerts",
+                                            body: #"[{"fingerprint":"9f2c","name":"DiskAlmostFull","severity":"critical","state":"firing","labels":{"alertname":"DiskAlmostFull","mountpoint":"/"},"annotations":{"summary":"/ is 91% full"},"value":91.2,"activeAt":"2026-11-29T19:00:00Z","firedAt":"2026-11-29T19:05:00Z","silencedBy":[],"inhibited":false}]"#)
         defer { alertd.stop() }
         try await withServer(.sqlite, { $0.alerts.controlUrl = "http://127.0.0.1:\(alertd.port)" }) { server in
             let root = try await server.admin()

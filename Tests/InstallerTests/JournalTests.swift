@@ -26,9 +26,13 @@ import Testing
         #expect(resumed.preflight.result("existing-install")?.status == .warn)
         // Only what was left: the unit, the `current` link (links come after files), the services; nothing done
         // before is redone.
-        let timer = Paths.certRenewTimerName
-        #expect(resumed.plan.writtenPaths == [Paths.serverUnit, Paths.unitFile(Paths.certRenewServiceName), Paths.unitFile(timer), Paths.current])
-        #expect(resumed.plan.serviceActions == [.daemonReload, .enable(unit), .enable(timer), .start(unit), .start(timer)])
+        let timer = Paths.certRenewTimerName, backup = Paths.backupTimerName
+        let (exporter, alertd) = (Paths.exporterUnitName, Paths.alertdUnitName)
+        #expect(resumed.plan.writtenPaths == [Paths.serverUnit, Paths.unitFile(exporter), Paths.unitFile(alertd), Paths.alertsConfig,
+                                              Paths.unitFile(Paths.backupServiceName), Paths.unitFile(backup),
+                                              Paths.unitFile(Paths.certRenewServiceName), Paths.unitFile(timer), Paths.current])
+        #expect(resumed.plan.serviceActions == [.daemonReload, .enable(unit), .enable(exporter), .enable(alertd), .enable(backup), .enable(timer),
+                                                .start(unit), .start(exporter), .start(alertd), .start(backup), .start(timer)])
         #expect(host.system.content(Paths.jwtKey) == key)
         #expect(try journal(host).state == .complete)
         #expect(try host.install().plan.isEmpty)
@@ -43,7 +47,7 @@ import Testing
         // The files are already right, so only the journal knows the server still runs the old config.
         let plan = try host.install(.with { $0.port = 9443 }).plan
         #expect(plan.writtenPaths.isEmpty)
-        #expect(plan.serviceActions == [.restart(unit)])
+        #expect(plan.serviceActions == [.restart(unit), .restart(Paths.exporterUnitName)])
         #expect(try host.install().plan.isEmpty)
     }
 

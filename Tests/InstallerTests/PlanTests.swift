@@ -19,15 +19,20 @@ import Testing
             "/etc/warbler/tls/ca.crt", "/etc/warbler/tls/ca.key", "/etc/warbler/tls/server.crt", "/etc/warbler/tls/server.key",
             "/etc/warbler/warbler.yaml", "/etc/systemd/system/warbler-server.service",
             "/etc/systemd/system/warbler-cert-renew.service", "/etc/systemd/system/warbler-cert-renew.timer",
+            "/etc/systemd/system/warbler-exporter.service", "/etc/systemd/system/warbler-alertd.service", "/etc/warbler/alerts.yaml",
+            "/etc/systemd/system/warbler-backup.service", "/etc/systemd/system/warbler-backup.timer",
         ])
-        let timer = Paths.certRenewTimerName
-        #expect(plan.serviceActions == [.daemonReload, .enable(unit), .enable(timer), .start(unit), .start(timer)])
+        let timer = Paths.certRenewTimerName, backup = Paths.backupTimerName
+        // Daemons in dependency order (the server, then what watches it), then the timers.
+        #expect(plan.serviceActions == [.daemonReload, .enable(unit), .enable(Paths.exporterUnitName), .enable(Paths.alertdUnitName),
+                                        .enable(backup), .enable(timer),
+                                        .start(unit), .start(Paths.exporterUnitName), .start(Paths.alertdUnitName), .start(backup), .start(timer)])
         // Order: every filesystem step before the services; the admin is created before the first start.
         let firstService = try #require(steps.firstIndex { $0.serviceAction != nil })
         #expect(steps[..<firstService].allSatisfy { $0.serviceAction == nil })
         let admin = try #require(steps.firstIndex { if case .runOnce = $0 { true } else { false } })
         let start = try #require(steps.firstIndex(of: .service(.start(unit), reason: "not running")))
-        #expect(admin < start && start == steps.count - 2, "the server starts, then the renewal timer")
+        #expect(admin < start && start == steps.count - 5, "the server starts first, then the exporter, alertd and the timers")
         #expect(host.system.operations.isEmpty, "a dry run changes nothing")
     }
 
@@ -73,16 +78,17 @@ import Testing
         host.system.clearOperations()
         let outcome = try host.install(.with { $0.port = 9443 })
         #expect(Set(outcome.plan.writtenPaths) == [Paths.config, Paths.serverUnit])
-        #expect(outcome.plan.serviceActions == [.daemonReload, .restart(unit)])
+        // The exporter reads warbler.yaml too; alertd (alerts.yaml) does not restart.
+        #expect(outcome.plan.serviceActions == [.daemonReload, .restart(unit), .restart(Paths.exporterUnitName)])
         #expect(outcome.plan.steps.allSatisfy { if case .runOnce = $0 { false } else { true } })
         // Besides the install's own journal (and the backups it keeps for --undo while the run is open).
         let touched = Set(host.system.operations.compactMap(\.path).filter { !$0.hasPrefix(Paths.installState) })
         #expect(touched == [Paths.config, Paths.serverUnit], "touched \(touched)")
-        #expect(host.system.serviceActions == [.daemonReload, .restart(unit)])
+        #expect(host.system.serviceActions == [.daemonReload, .restart(unit), .restart(Paths.exporterUnitName)])
         #expect(host.text(Paths.config)?.contains("port: 9443") == true)
         #expect(host.text(Paths.serverUnit)?.contains("SocketBindAllow=tcp:9443") == true)
         #expect(host.system.content(Paths.jwtKey) == before)
-        #expect(outcome.plan.steps.last?.summary == "restart \(unit) (warbler.yaml, warbler-server.service changed)")
+        #expect(outcome.plan.steps.contains { $0.summary == "restart \(unit) (warbler.yaml, warbler-server.service changed)" })
     }
 
     @Test func restartsOnlyTheUnitsWhoseFilesChanged() throws {
@@ -146,7 +152,7 @@ import Testing
         host.system.setNode(Host.binary, .file(Data("warbler binary, build 2".utf8), mode: 0o755, owner: .root))
         let plan = try host.install().plan
         #expect(plan.writtenPaths == ["/opt/warbler/releases/0.1.0/bin/warbler"])
-        #expect(plan.serviceActions == [.restart(unit)])
+        #expect(plan.serviceActions == [.restart(unit), .restart(Paths.exporterUnitName), .restart(Paths.alertdUnitName)])
     }
 
     @Test func aDirectoryWhereTheConfigGoesStopsThePlan() throws {
@@ -162,7 +168,8 @@ import Testing
         host.probe.systemd = false
         let fresh = try host.install()
         #expect(fresh.initSystem == .builtin)
-        #expect(fresh.plan.serviceActions == [.start(unit)], "no daemon-reload or enable without systemd")
+        #expect(fresh.plan.serviceActions == [.start(unit), .start(Paths.exporterUnitName), .start(Paths.alertdUnitName)],
+                "no daemon-reload, enable or timers without systemd")
         #expect(fresh.plan.writtenPaths.contains(Paths.serverUnit), "the unit is laid out all the same")
         #expect(host.system.paths(under: Paths.logs) == [Paths.logs])
         // A unit file that differs (a newer template) is rewritten, and nothing restarts for it.
@@ -171,7 +178,7 @@ import Testing
         #expect(again.plan.writtenPaths == [Paths.serverUnit])
         #expect(again.plan.serviceActions.isEmpty)
         // The config does restart it.
-        #expect(try host.install(.with { $0.port = 9443 }).plan.serviceActions == [.restart(unit)])
+        #expect(try host.install(.with { $0.port = 9443 }).plan.serviceActions == [.restart(unit), .restart(Paths.exporterUnitName)])
     }
 
     @Test func initNoneLaysOutFilesAndStartsNothing() throws {
@@ -188,6 +195,39 @@ import Testing
             String(format: "%04o", mode) + " " + (owner?.description ?? "-")
         case .link(let t):
             "-> \(t)"
+        }
+    }
+}
+
+@Suite struct MonitoringWiringTests {
+    @Test func alertdGetsTheReceiversTheAnswersNameAndTheServerKnowsWhereAlertdIs() throws {
+        let host = try Host()
+        let answers = try InstallAnswers.parse(yaml: """
+            alert_webhooks: [https://hooks.example.com/warbler]
+            alert_receivers:
+              - name: ops-mail
+                type: email
+                email: {host: smtp.example.com, port: 587, from: warbler@example.com, to: [ops@example.com], password_file: /etc/warbler/smtp.pw}
+            """, source: "answers.yaml")
+        try host.install(answers)
+        let alerts = try #require(host.text(Paths.alertsConfig))
+        #expect(alerts.contains(#"  - {"email":{"from":"warbler@example.com","host":"smtp.example.com","password_file":"/etc/warbler/smtp.pw","port":587,"to":["ops@example.com"]},"name":"ops-mail","type":"email"}"#))
+        #expect(alerts.contains(#"  - {"name":"webhook-1","type":"webhook","url":"https://hooks.example.com/warbler"}"#))
+        #expect(alerts.contains(#"  - receivers: ["ops-mail", "webhook-1"]"#))
+        #expect(alerts.contains("url: \"http://127.0.0.1:9101/metrics\"") && alerts.contains("url: \"http://127.0.0.1:9464/metrics\""))
+        let config = try #require(host.text(Paths.config))
+        #expect(config.contains("control_url: \"http://127.0.0.1:9102\""))
+        // Inherited by the next run, like every other answer.
+        #expect(try host.install().plan.isEmpty)
+    }
+
+    @Test func badReceiversAndPortClashesAreRefusedTogether() throws {
+        var answers = InstallAnswers()
+        answers.alertReceivers = [AlertReceiverAnswer(name: "x y", type: "pager"), AlertReceiverAnswer(name: "ok", type: "slack")]
+        answers.port = 9101
+        #expect { try InstallSettings(answers) } throws: { e in
+            let text = "\(e)"
+            return text.contains("'x y'") && text.contains("'ok' (slack) needs an http(s) url") && text.contains("port 9101 is the exporter's")
         }
     }
 }

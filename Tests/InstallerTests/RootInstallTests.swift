@@ -63,6 +63,11 @@ import Testing
             ("/etc/warbler/tls/server.crt", S_IFREG, 0o644),
             ("/etc/warbler/tls/server.key", S_IFREG, 0o600),
             ("/etc/systemd/system/warbler-server.service", S_IFREG, 0o644),
+            ("/etc/systemd/system/warbler-exporter.service", S_IFREG, 0o644),
+            ("/etc/systemd/system/warbler-alertd.service", S_IFREG, 0o644),
+            ("/etc/warbler/alerts.yaml", S_IFREG, 0o640),
+            ("/var/lib/warbler/alertd", S_IFDIR, 0o700),
+            ("/var/lib/warbler/backups", S_IFDIR, 0o700),
             ("/opt/warbler/releases/0.1.0/bin/warbler", S_IFREG, 0o755),
             ("/opt/warbler/current", S_IFLNK, 0o777),
             ("/var/lib/warbler", S_IFDIR, 0o700),
@@ -75,7 +80,7 @@ import Testing
             #expect(st.mode == mode, "\(path) is \(String(st.mode, radix: 8)), not \(String(mode, radix: 8))")
         }
         let tree = try stage.tree()
-        #expect(tree.count == 26, "nothing else: \(tree)")
+        #expect(tree.count == 31, "nothing else: \(tree)")
         #expect(try FileManager.default.destinationOfSymbolicLink(atPath: stage.root + "/opt/warbler/current") == "releases/0.1.0")
         #expect(FileManager.default.contentsEqual(atPath: stage.binary, andPath: stage.root + "/opt/warbler/releases/0.1.0/bin/warbler"))
         let config = try String(contentsOfFile: stage.root + "/etc/warbler/warbler.yaml", encoding: .utf8)

@@ -15,10 +15,15 @@ import Testing
         let uninstaller = Uninstaller(system: host.system, probe: host.probe)
         let plan = try uninstaller.plan(layout: Layout(), purge: false)
         #expect(plan.initSystem == .systemd)
-        let timer = Paths.certRenewTimerName
+        let timer = Paths.certRenewTimerName, backup = Paths.backupTimerName
+        let (exporter, alertd) = (Paths.exporterUnitName, Paths.alertdUnitName)
         #expect(plan.steps == [
-            .service(.stop(timer)), .service(.disable(timer)), .service(.stop(unit)), .service(.disable(unit)),
-            .removeTree(Paths.unitFile(timer)), .removeTree(Paths.unitFile(Paths.certRenewServiceName)), .removeTree(Paths.serverUnit),
+            .service(.stop(timer)), .service(.disable(timer)), .service(.stop(backup)), .service(.disable(backup)),
+            .service(.stop(alertd)), .service(.disable(alertd)), .service(.stop(exporter)), .service(.disable(exporter)),
+            .service(.stop(unit)), .service(.disable(unit)),
+            .removeTree(Paths.unitFile(timer)), .removeTree(Paths.unitFile(Paths.certRenewServiceName)),
+            .removeTree(Paths.unitFile(backup)), .removeTree(Paths.unitFile(Paths.backupServiceName)),
+            .removeTree(Paths.unitFile(alertd)), .removeTree(Paths.unitFile(exporter)), .removeTree(Paths.serverUnit),
             .service(.daemonReload),
             .removeTree("/opt/warbler"), .removeTree("/etc/warbler"), .removeTree("/var/lib/warbler/install"),
         ])
@@ -31,10 +36,11 @@ import Testing
         #expect(host.system.paths(under: "/etc/warbler").isEmpty)
         #expect(host.system.node(Paths.serverUnit) == nil)
         #expect(host.system.node(Paths.unitFile(timer)) == nil)
-        #expect(host.system.paths(under: "/var/lib/warbler") == ["/var/lib/warbler", "/var/lib/warbler/warbler.db"])
+        #expect(host.system.paths(under: "/var/lib/warbler") == ["/var/lib/warbler", "/var/lib/warbler/alertd", "/var/lib/warbler/backups",
+                                                                 "/var/lib/warbler/warbler.db"])
         #expect(host.system.userExists("warbler"), "the user owns the kept data")
         // The stops come before anything is removed, the timer's first.
-        #expect(Array(host.system.operations.prefix(3)) == [.service(.stop(timer)), .service(.disable(timer)), .service(.stop(unit))])
+        #expect(Array(host.system.operations.prefix(3)) == [.service(.stop(timer)), .service(.disable(timer)), .service(.stop(backup))])
 
         // A second run has nothing left to do.
         #expect(try uninstaller.plan(layout: Layout(), purge: false).steps.isEmpty)
@@ -60,7 +66,8 @@ import Testing
         #expect(host.system.status(unit).active)
         let plan = try Uninstaller(system: host.system, probe: host.probe).plan(layout: Layout(), purge: false)
         #expect(plan.initSystem == .builtin)
-        #expect(plan.steps.filter { if case .service = $0 { true } else { false } } == [.service(.stop(unit))])
+        #expect(plan.steps.filter { if case .service = $0 { true } else { false } }
+                == [.service(.stop(Paths.alertdUnitName)), .service(.stop(Paths.exporterUnitName)), .service(.stop(unit))])
     }
 
     @Test func aFailedStopRemovesNothing() throws {
@@ -85,7 +92,7 @@ extension RootInstallTests {
         #expect(!plan.steps.contains { if case .service = $0 { true } else { false } }, "nothing runs under --root")
         try uninstaller.apply(plan)
         let left = try stage.tree().filter { $0.contains("warbler") }
-        #expect(left == ["/var/lib/warbler"], "\(left)")
+        #expect(left == ["/var/lib/warbler", "/var/lib/warbler/alertd", "/var/lib/warbler/backups"], "\(left)")
 
         try uninstaller.apply(try uninstaller.plan(layout: Layout(root: stage.root), purge: true))
         #expect(try stage.tree().filter { $0.contains("warbler") }.isEmpty)

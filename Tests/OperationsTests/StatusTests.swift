@@ -131,6 +131,40 @@ struct StatusFixture {
         #expect(component?["messagesPerMinute"] as? Double == 600)
     }
 
+    @Test func theExporterAndAlertdAreComponentsAndFiringAlertsAreListed() async throws {
+        let f = try StatusFixture()
+        defer { f.remove() }
+        f.healthyServer()
+        try FileManager.default.createDirectory(atPath: f.root + "/etc/systemd/system", withIntermediateDirectories: true)
+        for unit in [Paths.exporterUnitName, Paths.alertdUnitName] {
+            try "[Service]\n".write(toFile: f.root + Paths.unitFile(unit), atomically: true, encoding: .utf8)
+        }
+        try "global:\n  listen: \"127.0.0.1:9202\"\n".write(toFile: f.root + Paths.alertsConfig, atomically: true, encoding: .utf8)
+        f.probe.state.withLock {
+            $0.answers["http://127.0.0.1:9101/healthz"] = [HTTPAnswer(status: 200, body: "ok")]
+            $0.answers["http://127.0.0.1:9202/-/healthy"] = [HTTPAnswer(status: 200, body: "ok")]
+            $0.answers["http://127.0.0.1:9202/api/v1/alerts"] = [HTTPAnswer(status: 200, body: """
+                [{"name":"DiskAlmostFull","severity":"critical","state":"firing","labels":{"alertname":"DiskAlmostFull","mountpoint":"/"},
+                  "annotations":{"summary":"/ is 91% full"}},
+                 {"name":"ComponentDown","severity":"critical","state":"pending","labels":{}},
+                 {"name":"BackupStale","severity":"warning","state":"suppressed","labels":{}}]
+                """)]
+        }
+        let report = await f.collect()
+        #expect(report.components.map(\.name) == ["server", "exporter", "alertd"])
+        #expect(report.healthy, "firing alerts are news, not a broken component")
+        #expect(report.firingAlerts == ["DiskAlmostFull (critical) {mountpoint=/}: / is 91% full", "BackupStale (warning) [silenced]"])
+        let table = report.render()
+        #expect(table.contains("alerts firing (2):\n  DiskAlmostFull (critical) {mountpoint=/}: / is 91% full\n"))
+        #expect(table.contains("alertd: listen control http://127.0.0.1:9202"))
+
+        // alertd down: a problem of its own, and no alert list.
+        f.probe.state.withLock { $0.answers["http://127.0.0.1:9202/-/healthy"] = nil }
+        let down = await f.collect()
+        #expect(!down.healthy)
+        #expect(down.components.last?.problems.first?.contains("not ready") == true)
+    }
+
     @Test func notReadyIsUnhealthy() async throws {
         let f = try StatusFixture()
         defer { f.remove() }
