@@ -96,8 +96,8 @@ grep -q "nothing to change" "$WORK/install2.log" && [ "$(inside systemctl show -
 ok "re-run: nothing to change, server not restarted"
 inside /root/warbler install $TPL --yes --port 9443 >"$WORK/install3.log" 2>&1 || { cat "$WORK/install3.log"; fail "port change"; }
 steps=$(sed -n '/^Plan:/,/^Applying:/p' "$WORK/install3.log" | grep -c '^  [0-9]')
-[ "$steps" = 4 ] && login 9443 || { cat "$WORK/install3.log"; fail "port change: expected 4 steps (config, unit, daemon-reload, restart)"; }
-ok "--port 9443: rewrote warbler.yaml and the unit, reloaded, restarted the server; login on 9443"
+[ "$steps" = 5 ] && login 9443 || { cat "$WORK/install3.log"; fail "port change: expected 5 steps (config, unit, daemon-reload, restart the server and the exporter)"; }
+ok "--port 9443: rewrote warbler.yaml and the unit, reloaded, restarted the server and the exporter (which reads warbler.yaml); login on 9443"
 pid=$(inside systemctl show -p MainPID --value warbler-server)
 inside sh -c "kill -9 $pid"
 for _ in $(seq 100); do n=$(inside systemctl show -p MainPID --value warbler-server); [ "$n" != "$pid" ] && [ "$n" != 0 ] && login 9443 && break; sleep 0.1; done

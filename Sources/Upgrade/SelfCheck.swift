@@ -22,13 +22,16 @@ public struct SelfCheck: Sendable {
         let config = try ServerConfig.load(path: layout.path(Paths.config))
         let password = try ensureAccount()
         let tls = !config.server.tlsCert.isEmpty
-        // The name the certificate covers: the first DNS name in it (the hostname); plain HTTP uses the loopback.
+        // A name the certificate covers: one of this host's addresses in it (no resolver needed: a host whose name
+        // does not resolve still passes), else its first DNS name; plain HTTP uses the loopback.
         var host = "127.0.0.1"
         var ca: String?
         if tls {
             let pem = try String(contentsOfFile: layout.path(config.server.tlsCert), encoding: .utf8)
             let names = try PKI.sans(of: try Certificate(pemEncoded: pem))
-            host = names.dns.first ?? names.ips.first?.description ?? host
+            let listening = IPAddress.parse(config.server.host)
+            let address = names.ips.first { $0 == listening } ?? names.ips.first { $0.isIPv4 } ?? names.ips.first
+            host = address?.description ?? names.dns.first ?? host
             let caPath = layout.path(Paths.caCert)
             ca = FileManager.default.fileExists(atPath: caPath) ? caPath : nil
         } else if !["0.0.0.0", "::", ""].contains(config.server.host) {
