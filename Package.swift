@@ -255,7 +255,7 @@ let package = Package(
         ),
         .testTarget(
             name: "UpgradeTests",
-            dependencies: ["Upgrade"],
+            dependencies: ["Upgrade", "Installer", "Payload", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: strict
         ),
         .testTarget(

@@ -7,7 +7,8 @@
 # fails readiness (re-stamped 99.0.0 with a config template the server refuses), and a tampered copy. Then:
 # install the previous release; put traffic through from another network namespace while upgrading to the file's
 # own release, counting every message on both sides and measuring the gap; refuse the tampered file; watch the
-# broken release roll itself back; roll back on request; back up, purge, reinstall, restore, and compare.
+# broken release roll itself back; roll back on request; back up, purge, reinstall, restore, and compare. The
+# releases are signed (packaging/sign.sh's commands) and the install is given the key, so unsigned files are refused.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=$(readlink -f "${1:?usage: e2e-upgrade.sh INSTALLER_FILE}")
@@ -30,13 +31,17 @@ mkdir "$WORK/up" && tar -C "$WORK/up" -xf "$CACHE/root.tar"
 restamp 0.0.9 "$WORK/up/root/warbler-0.0.9"
 restamp 99.0.0 "$WORK/up/root/warbler-broken" "printf 'no_such_setting: 1\n' >> templates/warbler.yaml.mustache"
 cp "$BIN" "$WORK/up/root/warbler"
+cp "$BIN" "$WORK/up/root/unsigned"
+# Releases are signed; the install is given the public key, and upgrades then insist on it.
+PUB=$("$BIN" payload keygen --private-key "$WORK/release.key")
+for f in warbler warbler-broken; do "$BIN" payload sign --file "$WORK/up/root/$f" --private-key "$WORK/release.key" >/dev/null; done
 cp "$BIN" "$WORK/up/root/tampered"
 size=$(stat -c %s "$WORK/up/root/tampered")
 printf '\x00' | dd of="$WORK/up/root/tampered" bs=1 seek=$((size - 64 - 100)) conv=notrunc status=none
 boot_systemd "$WORK/up" e2e-upgrade
 ROOT="$WORK/up"
 
-inside /root/warbler-0.0.9 install --yes >"$WORK/install.log" 2>&1 || { cat "$WORK/install.log"; fail "installing 0.0.9"; }
+inside /root/warbler-0.0.9 install --yes --release-key "$PUB" >"$WORK/install.log" 2>&1 || { cat "$WORK/install.log"; fail "installing 0.0.9"; }
 login 8443 || fail "log in to 0.0.9"
 [ "$(readlink "$ROOT/opt/warbler/current")" = releases/0.0.9 ] || fail "0.0.9 is not current"
 ok "installed the previous release, 0.0.9"
@@ -53,6 +58,10 @@ pid=$(inside systemctl show -p MainPID --value warbler-server)
 [ "$(readlink "$ROOT/opt/warbler/current")" = releases/0.0.9 ] && [ "$(inside systemctl show -p MainPID --value warbler-server)" = "$pid" ] \
   && [ ! -e "$ROOT/opt/warbler/releases/$VERSION" ] || fail "the tampered file changed something"
 ok "a tampered installer file is refused before anything changes (same release, same server pid)"
+! inside /opt/warbler/current/bin/warbler upgrade /root/unsigned --yes >"$WORK/unsigned.log" 2>&1 \
+  && grep -q "accepts only signed releases" "$WORK/unsigned.log" || { cat "$WORK/unsigned.log"; fail "an unsigned file was not refused"; }
+[ "$(readlink "$ROOT/opt/warbler/current")" = releases/0.0.9 ] && [ ! -e "$ROOT/opt/warbler/releases/$VERSION" ] || fail "the unsigned file changed something"
+ok "with a release key installed, an unsigned file is refused before anything changes"
 
 start=$(date +%s%N)
 inside /root/warbler upgrade --yes >"$WORK/upgrade.log" 2>&1 || { cat "$WORK/upgrade.log"; fail "upgrade to $VERSION"; }
@@ -67,7 +76,11 @@ ok "upgraded 0.0.9 → $VERSION in $((ms / 1000)).$(printf %03d $((ms % 1000))) 
 wait "$SOAK" || { cat "$WORK/soak.log"; fail "messages were lost, failed or shown twice across the upgrade"; }
 line=$(grep '^soak: pairs' "$WORK/soak.log")
 gap=$(echo "$line" | sed -n 's/.*longest-ack-gap=\([0-9.]*\)s.*/\1/p')
-awk "BEGIN { exit !($gap < 3.0) }" || { echo "$line"; fail "clients could not send for ${gap} s (more than 3 s)"; }
+awk "BEGIN { exit !($gap < 3.0) }" || {
+  echo "$line"
+  inside journalctl -u warbler-server -o short-precise --no-pager | grep -E "Stopping|Stopped|Starting|Started|draining|listening|storage closed|migrat" | tail -12
+  fail "clients could not send for ${gap} s (more than 3 s)"
+}
 ok "through the upgrade: ${line#soak: }"
 echo "$line" >"$WORK/../upgrade-gap.txt" 2>/dev/null || true
 

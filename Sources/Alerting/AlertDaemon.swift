@@ -111,7 +111,7 @@ struct Watchdog: Service {
             } else {
                 logger.error("no evaluation for \(Int(Date().timeIntervalSince(last)))s; withholding the watchdog ping")
             }
-            try? await Task.sleep(for: interval)
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
         }
     }
 }

@@ -202,7 +202,11 @@ public final class ServerRuntime: Sendable {
         if !config.server.tlsCert.isEmpty {
             let reloader = try CertificateReloader(certPath: config.server.tlsCert, keyPath: config.server.tlsKey,
                                                    checkInterval: .seconds(config.server.tlsReloadSeconds), logger: logger)
-            server = try .tls(server, tlsConfiguration: reloader.serverConfiguration())
+            var tls = reloader.serverConfiguration()
+            // A client that closes without TLS close_notify (most do) must not hold shutdown for NIOSSL's default 5 s:
+            // that was the whole of the reconnect gap during a restart.
+            tls.shutdownTimeout = .milliseconds(300)
+            server = try .tls(server, tlsConfiguration: tls)
         }
         let logger = self.logger
         let app = Application(
@@ -323,7 +327,8 @@ struct WatchdogService: Service {
             } catch {
                 logger.error("storage ping failed; withholding watchdog: \(error)")
             }
-            try? await Task.sleep(for: interval)
+            // Cut short by SIGTERM: the services after this one (the drain) must not wait out a watchdog period.
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
         }
     }
 }

@@ -153,6 +153,10 @@ public struct Blueprint: Sendable {
         unit.ports = settings.ports
         file(Paths.serverUnit, Data(try templates.renderServerUnit(unit).utf8), 0o644, root)
 
+        if let key = settings.releaseKey {
+            file(Paths.releaseKey, Data((key + "\n").utf8), 0o644, root, label: "release signing key (upgrades must be signed)")
+        }
+
         // The monitoring exporter and alertd: their units, and alertd's rules, targets and receivers.
         func daemonUnit(_ name: String, config: String, port: Int) -> ServiceUnitContext {
             var u = unit

@@ -36,6 +36,8 @@ public struct InstallAnswers: Sendable, Equatable, Codable {
     public var alertWebhooks: [String]?
     /// Any receivers, in alerts.yaml's `receivers:` format (docs/operations.md, "Alert receivers").
     public var alertReceivers: [AlertReceiverAnswer]?
+    /// The Ed25519 public key (base64) every release this install upgrades to must be signed with.
+    public var releaseKey: String?
 
     public init() {}
 
@@ -53,6 +55,7 @@ public struct InstallAnswers: Sendable, Equatable, Codable {
         case minMemoryMB = "min_memory_mb"
         case alertWebhooks = "alert_webhooks"
         case alertReceivers = "alert_receivers"
+        case releaseKey = "release_key"
     }
 
     /// Parses an answers file. Unknown keys are refused, like the server refuses unknown settings.
@@ -99,6 +102,7 @@ public struct InstallAnswers: Sendable, Equatable, Codable {
         out.minMemoryMB = minMemoryMB ?? base.minMemoryMB
         out.alertWebhooks = alertWebhooks ?? base.alertWebhooks
         out.alertReceivers = alertReceivers ?? base.alertReceivers
+        out.releaseKey = releaseKey ?? base.releaseKey
         return out
     }
 
@@ -153,6 +157,8 @@ public struct InstallSettings: Sendable, Equatable {
     public var alertdPort = 9102
     /// Where alertd sends notifications: the answers' receivers, then one webhook entry per `--alert-webhook`.
     public var alertReceivers: [AlertReceiverAnswer] = []
+    /// Base64 Ed25519 public key that upgrades must be signed with; nil: checksums only.
+    public var releaseKey: String?
 
     public init() {}
 
@@ -178,6 +184,11 @@ public struct InstallSettings: Sendable, Equatable {
         if let m = answers.minFreeDiskMB { s.minFreeDiskMB = m }
         if let m = answers.minMemoryMB { s.minMemoryMB = m }
         s.alertReceivers = answers.alertReceivers ?? []
+        if let k = answers.releaseKey?.trimmingCharacters(in: .whitespaces), !k.isEmpty {
+            if let raw = Data(base64Encoded: k), raw.count == 32 { s.releaseKey = k } else {
+                problems.append("the release key must be the base64 Ed25519 public key `packaging/sign.sh --new-key` printed (32 bytes), not '\(k)'")
+            }
+        }
         for (i, url) in (answers.alertWebhooks ?? []).enumerated() {
             s.alertReceivers.append(AlertReceiverAnswer(name: "webhook-\(i + 1)", type: "webhook", url: url))
         }

@@ -42,6 +42,8 @@ public enum Paths {
     /// The long-running daemons, in starting order.
     public static let daemonUnitNames = [serverUnitName, exporterUnitName, alertdUnitName]
     public static let alertsConfig = "/etc/warbler/alerts.yaml"
+    /// The public key releases must be signed with (`--release-key`); `warbler upgrade` checks FILE.sig against it.
+    public static let releaseKey = "/etc/warbler/release-key.pub"
     public static let alertdState = "/var/lib/warbler/alertd"
     public static let backups = "/var/lib/warbler/backups"
     public static func unitFile(_ name: String) -> String { "\(unitDir)/\(name)" }

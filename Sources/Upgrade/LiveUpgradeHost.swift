@@ -12,8 +12,6 @@ public struct LiveUpgradeHost: UpgradeHost {
     public let layout: Layout
     let system: LocalSystem
 
-    /// Where an install keeps the public key its releases must be signed with (`warbler install --release-key`).
-    public static let releaseKey = "/etc/warbler/release-key.pub"
     public static let record = "/var/lib/warbler/install/upgrade.json"
     public static let previous = "/opt/warbler/previous"
 
@@ -27,7 +25,7 @@ public struct LiveUpgradeHost: UpgradeHost {
 
     public func verify(file: String) throws {
         try SelfContainedFile.verify(path: file)
-        let keyPath = layout.path(Self.releaseKey)
+        let keyPath = layout.path(Paths.releaseKey)
         guard FileManager.default.fileExists(atPath: keyPath) else { return }
         let text = try String(contentsOfFile: keyPath, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
         guard let raw = Data(base64Encoded: text), let key = try? Curve25519.Signing.PublicKey(rawRepresentation: raw) else {

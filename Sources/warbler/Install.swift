@@ -27,7 +27,7 @@ struct InstallFlags: ParsableArguments {
     var tlsKey: String?
     @Flag(help: "Serve plain HTTP (only behind a proxy that terminates TLS).")
     var noTLS = false
-    @Option(help: "A YAML answers file (keys: port, host, metrics_port, domains, tls_cert, tls_key, tls, registration, admin_user, admin_password_file, log_level, init, skip_checks, min_free_disk_mb, min_memory_mb, alert_webhooks, alert_receivers). Flags override it.")
+    @Option(help: "A YAML answers file (keys: port, host, metrics_port, domains, tls_cert, tls_key, tls, registration, admin_user, admin_password_file, log_level, init, skip_checks, min_free_disk_mb, min_memory_mb, alert_webhooks, alert_receivers, release_key). Flags override it.")
     var config: String?
     @Option(help: "Skip a preflight check by name (root, platform, init, disk, memory, ports, clock, hostname, existing-install). Repeatable.")
     var skipCheck: [String] = []
@@ -37,6 +37,8 @@ struct InstallFlags: ParsableArguments {
     var adminUser: String?
     @Option(help: "open: anyone may register; admin: only admins create accounts.")
     var registration: String?
+    @Option(help: "The base64 Ed25519 public key (packaging/sign.sh --new-key) every release `warbler upgrade` installs must be signed with.")
+    var releaseKey: String?
     @Option(help: "A webhook alertd notifies (Alertmanager's JSON). Repeatable; other receivers (Slack, DingTalk, WeCom, Feishu, email) go in the answers file's alert_receivers.")
     var alertWebhook: [String] = []
 
@@ -65,6 +67,7 @@ struct InstallFlags: ParsableArguments {
         flags.registration = registration
         flags.initSystem = initSystem.flatMap(InitSystem.init(rawValue:))
         flags.alertWebhooks = alertWebhook.isEmpty ? nil : alertWebhook
+        flags.releaseKey = releaseKey
         let answers = try config.map { flags.over(try InstallAnswers.load(path: $0)) } ?? flags
         try Self.checkReceivers(answers.alertReceivers ?? [])
         return answers

@@ -1,4 +1,7 @@
 import ArgumentParser
+import Crypto
+import Foundation
+import Installer
 import Payload
 
 extension Warbler {
@@ -8,7 +11,42 @@ extension Warbler {
             commandName: "payload",
             abstract: "Verify, extract or build the payload appended to this executable.",
             shouldDisplay: false,
-            subcommands: [Verify.self, Extract.self, Pack.self, Append.self])
+            subcommands: [Verify.self, Extract.self, Pack.self, Append.self, Keygen.self, Sign.self])
+    }
+}
+
+extension Warbler.PayloadCommand {
+    struct Keygen: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Make an Ed25519 release-signing key; print its public half (base64).")
+        @Option(help: "Where the private key goes (base64, mode 0600; must not exist).") var privateKey: String
+
+        func run() throws {
+            do {
+                guard !FileManager.default.fileExists(atPath: privateKey) else {
+                    throw ValidationError("\(privateKey) exists; keep it (it signs your releases) or move it away first")
+                }
+                let key = Curve25519.Signing.PrivateKey()
+                try LocalSystem().write(privateKey, Data((key.rawRepresentation.base64EncodedString() + "\n").utf8), mode: 0o600, owner: nil)
+                print(key.publicKey.rawRepresentation.base64EncodedString())
+            } catch { throw fail(error) }
+        }
+    }
+
+    struct Sign: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Write FILE.sig: an Ed25519 signature of the installer file.")
+        @Option(help: "The installer file.") var file: String
+        @Option(help: "The private key from `payload keygen`.") var privateKey: String
+
+        func run() throws {
+            do {
+                guard let text = try? String(contentsOfFile: privateKey, encoding: .utf8),
+                      let raw = Data(base64Encoded: text.trimmingCharacters(in: .whitespacesAndNewlines)),
+                      let key = try? Curve25519.Signing.PrivateKey(rawRepresentation: raw) else {
+                    throw ValidationError("\(privateKey) is not a key made by `warbler payload keygen`")
+                }
+                print(try SelfContainedFile.sign(fileAt: file, privateKey: key))
+            } catch { throw fail(error) }
+        }
     }
 }
 

@@ -67,6 +67,26 @@ final class NotifySocket {
         let stopping = notify.collect(timeout: .seconds(1)) { $0.contains { $0.contains("STOPPING=1") } }
         #expect(stopping.contains { $0.contains("STOPPING=1") })
     }
+
+    /// With systemd's usual WatchdogSec=30s the server pings every 15 s; SIGTERM must not wait for the next ping
+    /// before draining (an upgrade's restart measured 6 s there).
+    @Test func aLongWatchdogPeriodDoesNotDelayTheDrain() async throws {
+        let dir = NSTemporaryDirectory() + "warbler-sd-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let notify = try NotifySocket(directory: dir)
+        setenv("NOTIFY_SOCKET", notify.path, 1)
+        setenv("WATCHDOG_USEC", "30000000", 1)
+        defer { unsetenv("NOTIFY_SOCKET"); unsetenv("WATCHDOG_USEC") }
+        let server = try ServerProcess(directory: dir)
+        unsetenv("NOTIFY_SOCKET"); unsetenv("WATCHDOG_USEC")
+        let ready = notify.collect(timeout: .seconds(20)) { $0.contains { $0.contains("READY=1") } }
+        #expect(ready.contains { $0.contains("READY=1") })
+        try await Task.sleep(for: .milliseconds(300))
+        let (status, took) = await server.terminate()
+        #expect(status == 0)
+        #expect(took < .seconds(3), "SIGTERM to exit took \(took)")
+    }
 }
 
 @Suite(.timeLimit(.minutes(2))) struct TLSTests {
