@@ -107,6 +107,12 @@ public enum Migrations {
                 """,
             ]
         ),
+        // The admin console lists groups page by page; without this it scans every direct chat too.
+        Migration(
+            version: 2, name: "index groups for the admin console",
+            sqlite: ["CREATE INDEX conversations_groups ON conversations(id) WHERE type = 'group'"],
+            postgres: ["CREATE INDEX conversations_groups ON conversations(id) WHERE type = 'group'"]
+        ),
     ]
 
     /// Applies every migration newer than the database's version, each in its own transaction.
