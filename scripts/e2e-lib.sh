@@ -56,12 +56,23 @@ login() {
     | grep -q accessToken
 }
 
+# admin_token ROOT PORT: an access token for the admin, logged in from the client machine once and reused while
+# the server accepts it (logins are rate-limited per account, and the checks ask often).
+admin_token() {
+  local root=$1 port=$2 token
+  token=$(cat "$WORK/admin.token" 2>/dev/null || true)
+  if [ -z "$token" ] || ! from_client curl -sf --cacert "$root/etc/warbler/tls/ca.crt" -H "Authorization: Bearer $token" \
+      "https://$HOST_IP:$port/v1/me" >/dev/null; then
+    token=$(from_client curl -sf --cacert "$root/etc/warbler/tls/ca.crt" "https://$HOST_IP:$port/v1/auth/login" -H 'content-type: application/json' \
+      -d "{\"username\":\"admin\",\"password\":\"$(head -1 "$root/etc/warbler/secrets/admin-password")\"}" | sed -n 's/.*"accessToken":"\([^"]*\)".*/\1/p')
+    echo "$token" >"$WORK/admin.token"
+  fi
+  echo "$token"
+}
+
 # admin_get ROOT PORT PATH: GET PATH as the admin from the client machine (ROOT is the host's root directory).
 admin_get() {
-  local root=$1 port=$2 path=$3 token
-  token=$(from_client curl -sf --cacert "$root/etc/warbler/tls/ca.crt" "https://$HOST_IP:$port/v1/auth/login" -H 'content-type: application/json' \
-    -d "{\"username\":\"admin\",\"password\":\"$(head -1 "$root/etc/warbler/secrets/admin-password")\"}" | sed -n 's/.*"accessToken":"\([^"]*\)".*/\1/p')
-  from_client curl -sf --cacert "$root/etc/warbler/tls/ca.crt" -H "Authorization: Bearer $token" "https://$HOST_IP:$port$path"
+  from_client curl -sf --cacert "$1/etc/warbler/tls/ca.crt" -H "Authorization: Bearer $(admin_token "$1" "$2")" "https://$HOST_IP:$2$3"
 }
 
 # stored_messages ROOT PORT: how many messages the server holds.

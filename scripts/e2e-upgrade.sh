@@ -101,8 +101,7 @@ after=$(stored_messages "$ROOT" 8443)
 ok "warbler rollback: back on 0.0.9 with all $before messages"
 
 # Backup, purge, reinstall, restore: every message and attachment comes back.
-token=$(from_client curl -sf --cacert "$ROOT/etc/warbler/tls/ca.crt" "https://$HOST_IP:8443/v1/auth/login" -H 'content-type: application/json' \
-  -d "{\"username\":\"admin\",\"password\":\"$(head -1 "$ROOT/etc/warbler/secrets/admin-password")\"}" | sed -n 's/.*"accessToken":"\([^"]*\)".*/\1/p')
+token=$(admin_token "$ROOT" 8443)
 conv=$(from_client curl -sf --cacert "$ROOT/etc/warbler/tls/ca.crt" -H "Authorization: Bearer $token" -H 'content-type: application/json' \
   "https://$HOST_IP:8443/v1/conversations/group" -d '{"name":"files","members":[]}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
 head -c 300000 /dev/urandom >"$WORK/blob.bin"
@@ -119,8 +118,7 @@ inside /opt/warbler/current/bin/warbler restore /root/full-backup.tar.gz >"$WORK
 inside systemctl start warbler-server
 login 8443 || fail "log in after the restore"
 [ "$(stored_messages "$ROOT" 8443)" = "$messages" ] || fail "after the restore: $(stored_messages "$ROOT" 8443) messages, before $messages"
-token=$(from_client curl -sf --cacert "$ROOT/etc/warbler/tls/ca.crt" "https://$HOST_IP:8443/v1/auth/login" -H 'content-type: application/json' \
-  -d "{\"username\":\"admin\",\"password\":\"$(head -1 "$ROOT/etc/warbler/secrets/admin-password")\"}" | sed -n 's/.*"accessToken":"\([^"]*\)".*/\1/p')
+token=$(admin_token "$ROOT" 8443)
 from_client curl -sf --cacert "$ROOT/etc/warbler/tls/ca.crt" -H "Authorization: Bearer $token" "https://$HOST_IP:8443/v1/attachments/$att" -o "$WORK/blob.back"
 cmp -s "$WORK/blob.bin" "$WORK/blob.back" || fail "the attachment did not come back byte for byte"
 ok "backup → uninstall --purge → reinstall → restore: all $messages messages and the 300 KB attachment back, byte for byte; the old CA still trusted"
