@@ -102,11 +102,13 @@ ok "warbler rollback: back on 0.0.9 with all $before messages"
 
 # Backup, purge, reinstall, restore: every message and attachment comes back.
 token=$(admin_token "$ROOT" 8443)
-conv=$(from_client curl -sf --cacert "$ROOT/etc/warbler/tls/ca.crt" -H "Authorization: Bearer $token" -H 'content-type: application/json' \
-  "https://$HOST_IP:8443/v1/conversations/group" -d '{"name":"files","members":[]}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+# json FIELD: reads one field of the JSON on stdin, or fails saying what came instead.
+json() { python3 -c 'import json,sys; t=sys.stdin.read(); v=json.loads(t).get(sys.argv[1]) if t.startswith("{") else None; print(v) if v is not None else sys.exit("expected " + sys.argv[1] + " in: " + t[:300])' "$1"; }
+conv=$(from_client curl -s --cacert "$ROOT/etc/warbler/tls/ca.crt" -H "Authorization: Bearer $token" -H 'content-type: application/json' \
+  "https://$HOST_IP:8443/v1/conversations/group" -d '{"name":"files","members":[]}' | json id) || fail "could not create a group"
 head -c 300000 /dev/urandom >"$WORK/blob.bin"
-att=$(from_client curl -sf --cacert "$ROOT/etc/warbler/tls/ca.crt" -H "Authorization: Bearer $token" -H 'content-type: application/octet-stream' \
-  --data-binary @"$WORK/blob.bin" "https://$HOST_IP:8443/v1/conversations/$conv/attachments?name=blob.bin" | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+att=$(from_client curl -s --cacert "$ROOT/etc/warbler/tls/ca.crt" -H "Authorization: Bearer $token" -H 'content-type: application/octet-stream' \
+  --data-binary @"$WORK/blob.bin" "https://$HOST_IP:8443/v1/conversations/$conv/attachments?name=blob.bin" | json id) || fail "could not upload an attachment"
 [ -n "$att" ] || fail "could not upload an attachment"
 messages=$(stored_messages "$ROOT" 8443)
 inside /opt/warbler/current/bin/warbler backup --output /root/full-backup.tar.gz >"$WORK/backup.log" 2>&1 || { cat "$WORK/backup.log"; fail "backup"; }

@@ -255,8 +255,13 @@ public struct RestoreEngine: Sendable {
             }
         }
         if !Files.exists(attachmentsStage) {
-            // The backup had no attachments: the restored state has none either.
+            // The backup had no attachments: the restored state has none either, in a directory the server can
+            // write (owned like the data directory it lives in, not by root, who runs the restore).
             guard mkdir(attachmentsStage, 0o700) == 0 else { throw BackupError.io("cannot create", path: attachmentsStage) }
+            var st = stat()
+            if geteuid() == 0, stat(dataDir, &st) == 0, lchown(attachmentsStage, st.st_uid, st.st_gid) != 0 {
+                throw BackupError.io("cannot set the owner of", path: attachmentsStage)
+            }
         }
         // Modes and owners, deepest first (a directory's mode may forbid writing into it).
         for entry in manifest.entries.reversed() {

@@ -321,6 +321,26 @@ extension SQLiteBackupTests {
         _ = try await RestoreEngine().restore(RestoreRequest(layout: host.layout, file: result.file))
         #expect(try host.tree(Paths.etc) == before)
     }
+
+    /// Restored as root from a backup with no attachments, the new attachments directory still belongs to whoever
+    /// owns the data directory (the server), or the server cannot store an upload (an e2e upgrade found this).
+    @Test func anEmptyAttachmentsDirectoryIsRestoredWritableForTheServer() async throws {
+        let host = try StagedHost("noatt")
+        defer { host.remove() }
+        try FileManager.default.createDirectory(atPath: host.path(Paths.data), withIntermediateDirectories: true)
+        let driver = try await SQLiteDriver.open(path: host.path(Paths.database))
+        try await Migrations.apply(driver, now: 1)
+        try await driver.close()
+        let result = try await BackupEngine().create(BackupRequest(layout: host.layout, config: ServerConfig()))
+        #expect(!result.manifest.entries.contains { $0.path.hasPrefix("attachments/") })
+        guard geteuid() == 0, let pw = getpwnam("nobody") else { return }
+        let (uid, gid) = (pw.pointee.pw_uid, pw.pointee.pw_gid)   // getpwnam's buffer is reused by later calls
+        #expect(chown(host.path(Paths.data), uid, gid) == 0)
+        _ = try await RestoreEngine().restore(RestoreRequest(layout: host.layout, file: result.file, force: true))
+        var st = stat()
+        #expect(stat(host.path(Paths.data) + "/attachments", &st) == 0)
+        #expect(st.st_uid == uid, "the attachments directory belongs to \(st.st_uid), not the data directory's owner")
+    }
 }
 
 final class Counter: @unchecked Sendable {
