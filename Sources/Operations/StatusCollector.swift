@@ -76,13 +76,12 @@ public struct StatusCollector: Sendable {
         }
     }
 
-    /// A daemon beside the server: its state from systemd or the supervisor, and its health endpoint.
-    func daemon(_ name: String, unit: String, manager: InitSystem, health: String, listen: String) async -> ComponentStatus {
+    /// A component's state, PID, uptime and restarts from systemd or its supervisor, and the release it runs.
+    func component(_ name: String, unit: String, manager: InitSystem, supervisorPIDFile: String, childPIDFile: String) async -> ComponentStatus {
         var facts: ServiceFacts?
         switch manager {
         case .systemd: facts = await probe.systemdService(unit)
-        case .builtin: facts = await probe.supervisedService(supervisorPIDFile: layout.path("\(Paths.run)/supervise-\(name).pid"),
-                                                             childPIDFile: layout.path("\(Paths.run)/\(name).pid"))
+        case .builtin: facts = await probe.supervisedService(supervisorPIDFile: layout.path(supervisorPIDFile), childPIDFile: layout.path(childPIDFile))
         case .none: facts = nil
         }
         var c = ComponentStatus(name: name, manager: manager.rawValue,
@@ -92,6 +91,13 @@ public struct StatusCollector: Sendable {
         c.uptimeSeconds = facts?.uptimeSeconds
         c.restarts = facts?.restarts
         c.version = probe.linkTarget(layout.path(Paths.current)).map(StatusParsing.release(linkTarget:))
+        return c
+    }
+
+    /// A daemon beside the server: its state from systemd or the supervisor, and its health endpoint.
+    func daemon(_ name: String, unit: String, manager: InitSystem, health: String, listen: String) async -> ComponentStatus {
+        var c = await component(name, unit: unit, manager: manager, supervisorPIDFile: "\(Paths.run)/supervise-\(name).pid",
+                                childPIDFile: "\(Paths.run)/\(name).pid")
         c.listen = [listen]
         guard c.active else {
             c.problems.append(manager == .none ? "no init system manages \(name) here" : "\(name) is not running (\(c.state))")
@@ -110,19 +116,8 @@ public struct StatusCollector: Sendable {
     }
 
     func server(manager: InitSystem) async -> ComponentStatus {
-        var facts: ServiceFacts?
-        switch manager {
-        case .systemd: facts = await probe.systemdService(Paths.serverUnitName)
-        case .builtin: facts = await probe.supervisedService(supervisorPIDFile: layout.path(Paths.supervisorPID), childPIDFile: layout.path(Paths.serverPID))
-        case .none: facts = nil
-        }
-        var c = ComponentStatus(name: "server", manager: manager.rawValue,
-                                state: facts.map { $0.subState.isEmpty ? $0.activeState : "\($0.activeState)/\($0.subState)" } ?? "unknown",
-                                active: facts?.active ?? false)
-        c.pid = facts?.pid
-        c.uptimeSeconds = facts?.uptimeSeconds
-        c.restarts = facts?.restarts
-        c.version = probe.linkTarget(layout.path(Paths.current)).map(StatusParsing.release(linkTarget:))
+        var c = await component("server", unit: Paths.serverUnitName, manager: manager,
+                                supervisorPIDFile: Paths.supervisorPID, childPIDFile: Paths.serverPID)
 
         let configPath = layout.path(Paths.config)
         guard probe.readFile(configPath) != nil else {

@@ -306,13 +306,18 @@ import Testing
 }
 
 extension SQLiteBackupTests {
-    @Test func aBackupWithoutEtcWarblerLeavesTheLiveOneAlone() async throws {
-        let host = try StagedHost("noetc")
-        defer { host.remove() }
+    /// An empty, migrated database in the staged data directory.
+    static func emptyDatabase(_ host: StagedHost) async throws {
         try FileManager.default.createDirectory(atPath: host.path(Paths.data), withIntermediateDirectories: true)
         let driver = try await SQLiteDriver.open(path: host.path(Paths.database))
         try await Migrations.apply(driver, now: 1)
         try await driver.close()
+    }
+
+    @Test func aBackupWithoutEtcWarblerLeavesTheLiveOneAlone() async throws {
+        let host = try StagedHost("noetc")
+        defer { host.remove() }
+        try await Self.emptyDatabase(host)
         // A bare `warbler server` with its defaults: no /etc/warbler at all.
         let result = try await BackupEngine().create(BackupRequest(layout: host.layout, config: ServerConfig()))
         #expect(!result.manifest.entries.contains { $0.path.hasPrefix("etc/") })
@@ -327,10 +332,7 @@ extension SQLiteBackupTests {
     @Test func anEmptyAttachmentsDirectoryIsRestoredWritableForTheServer() async throws {
         let host = try StagedHost("noatt")
         defer { host.remove() }
-        try FileManager.default.createDirectory(atPath: host.path(Paths.data), withIntermediateDirectories: true)
-        let driver = try await SQLiteDriver.open(path: host.path(Paths.database))
-        try await Migrations.apply(driver, now: 1)
-        try await driver.close()
+        try await Self.emptyDatabase(host)
         let result = try await BackupEngine().create(BackupRequest(layout: host.layout, config: ServerConfig()))
         #expect(!result.manifest.entries.contains { $0.path.hasPrefix("attachments/") })
         guard geteuid() == 0, let pw = getpwnam("nobody") else { return }
