@@ -4,12 +4,26 @@ import IMCore
 import IMStorage
 import NIOCore
 
-/// Attachment bytes on disk under `<data_dir>/attachments`, metadata in storage.
+/// Attachment bytes on disk under `<data_dir>/attachments`, metadata in storage. Uploads stream to disk and
+/// downloads stream from it (a 25 MiB file never sits whole in memory); each user has a byte quota and an upload
+/// rate; files go with their conversation, and housekeeping removes the ones no message refers to.
 struct Attachments: Sendable {
     let directory: String
     let storage: any Storage
     let maxBytes: Int
     let allowedTypes: [String]
+    let quotaBytes: Int64
+    let uploads: RateLimiter
+    let fileIO = FileIO()
+
+    init(directory: String, storage: any Storage, limits: ServerConfig.Limits) {
+        self.directory = directory
+        self.storage = storage
+        maxBytes = limits.attachmentBytes
+        allowedTypes = limits.attachmentTypes
+        quotaBytes = Int64(limits.attachmentQuotaBytes)
+        uploads = RateLimiter(perMinute: limits.uploadsPerMinute)
+    }
 
     func allowed(_ type: String) -> Bool {
         allowedTypes.contains { pattern in
@@ -26,37 +40,61 @@ struct Attachments: Sendable {
         guard allowed(type) else {
             throw IMError.invalid("attachments of type \(type) are not accepted; allowed: \(allowedTypes.joined(separator: ", "))")
         }
-        let rawName = request.uri.queryParameters.get("name") ?? "file"
-        let name = String(rawName.replacingOccurrences(of: "/", with: "_").prefix(200))
-        let buffer: ByteBuffer
-        do { buffer = try await request.body.collect(upTo: maxBytes) } catch {
+        if let wait = uploads.take(String(uploader)) {
+            throw RateLimited(message: "too many uploads; wait \(Int(wait.rounded(.up))) seconds", retryAfter: wait)
+        }
+        if let declared = request.headers[.contentLength].flatMap(Int.init), declared > maxBytes {
             throw IMError(.tooLarge, "attachments may be at most \(maxBytes) bytes")
         }
-        guard buffer.readableBytes > 0 else { throw IMError.invalid("the attachment is empty") }
+        let used = try await storage.attachmentBytes(uploader: uploader)
+        let left = max(0, quotaBytes - used)
+        let allowance = min(Int64(maxBytes), left)
+        let overMessage = allowance < Int64(maxBytes)
+            ? "your attachment quota of \(quotaBytes) bytes is used up (\(left) left); ask an administrator, or wait for old files to be removed"
+            : "attachments may be at most \(maxBytes) bytes"
+        guard allowance > 0 else { throw IMError(.tooLarge, overMessage) }
+        let rawName = request.uri.queryParameters.get("name") ?? "file"
+        let name = String(rawName.replacingOccurrences(of: "/", with: "_").prefix(200))
         let id = TokenService.randomToken(bytes: 18)
         let final = path(for: id)
         let dir = (final as NSString).deletingLastPathComponent
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        // Write, fsync, rename: a crash leaves either no file or the whole file, never half of one.
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        // Stream to a private temporary file, fsync, rename, fsync the directory: a crash leaves either no file or
+        // the whole file, never half of one; a body over the allowance stops the upload where it crosses it.
         let tmp = final + ".part"
-        let data = Data(buffer: buffer)
-        let fd = open(tmp, O_CREAT | O_WRONLY | O_TRUNC, 0o600)
+        let fd = open(tmp, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw IMError(.unavailable, "cannot store the attachment (errno \(errno)); check the data directory") }
-        let ok = data.withUnsafeBytes { p -> Bool in
-            var off = 0
-            while off < p.count {
-                let n = write(fd, p.baseAddress! + off, p.count - off)
-                if n <= 0 { return false }
-                off += n
+        var size: Int64 = 0
+        do {
+            defer { close(fd) }
+            for try await chunk in request.body {
+                size += Int64(chunk.readableBytes)
+                guard size <= allowance else { throw IMError(.tooLarge, overMessage) }
+                let ok = chunk.readableBytesView.withContiguousStorageIfAvailable { p -> Bool in
+                    var off = 0
+                    while off < p.count {
+                        let n = write(fd, p.baseAddress! + off, p.count - off)
+                        if n < 0 && errno == EINTR { continue }
+                        if n <= 0 { return false }
+                        off += n
+                    }
+                    return true
+                } ?? false
+                guard ok else { throw IMError(.unavailable, "cannot store the attachment (disk full?); nothing was saved") }
             }
-            return fsync(fd) == 0
-        }
-        close(fd)
-        guard ok, rename(tmp, final) == 0 else {
+            guard size > 0 else { throw IMError.invalid("the attachment is empty") }
+            guard fsync(fd) == 0 else { throw IMError(.unavailable, "cannot store the attachment (disk full?); nothing was saved") }
+        } catch {
             unlink(tmp)
-            throw IMError(.unavailable, "cannot store the attachment (disk full?); nothing was saved")
+            throw error
         }
-        let ref = AttachmentRef(id: id, name: name, contentType: type, size: Int64(data.count))
+        guard rename(tmp, final) == 0 else {
+            unlink(tmp)
+            throw IMError(.unavailable, "cannot store the attachment (errno \(errno)); nothing was saved")
+        }
+        let dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if dfd >= 0 { fsync(dfd); close(dfd) }
+        let ref = AttachmentRef(id: id, name: name, contentType: type, size: size)
         do {
             try await storage.insertAttachment(AttachmentRecord(ref: ref, conversation: conversation, uploader: uploader, createdAt: nowMillis()))
         } catch {
@@ -66,13 +104,35 @@ struct Attachments: Sendable {
         return ref
     }
 
-    func response(for rec: AttachmentRecord) async throws -> Response {
-        guard let data = FileManager.default.contents(atPath: path(for: rec.ref.id)) else {
+    func response(for rec: AttachmentRecord, context: some RequestContext) async throws -> Response {
+        let file = path(for: rec.ref.id)
+        var st = stat()
+        guard lstat(file, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else {
             throw IMError.notFound("the attachment's file is missing")
         }
         var headers: HTTPFields = [.contentType: rec.ref.contentType]
         headers[.contentDisposition] = "attachment; filename=\"\(rec.ref.name.replacingOccurrences(of: "\"", with: "_"))\""
         headers[.xContentTypeOptions] = "nosniff"
-        return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(data: data)))
+        headers[.contentLength] = String(st.st_size)
+        return Response(status: .ok, headers: headers, body: try await fileIO.loadFile(path: file, context: context))
+    }
+
+    /// Removes attachments' files (their rows are already gone); a file already missing is no error.
+    func removeFiles(_ ids: [String]) {
+        for id in ids { unlink(path(for: id)) }
+    }
+
+    /// Deletes attachments that no message refers to, once they are `graceSeconds` old (an upload is normally
+    /// sent within seconds; recalled and never-sent ones are what this finds). Returns how many went.
+    func collectGarbage(now: Int64, graceSeconds: Int64 = 24 * 3600) async throws -> Int {
+        var removed = 0
+        while true {
+            let ids = try await storage.unreferencedAttachments(createdBefore: now - graceSeconds * 1000, limit: 500)
+            guard !ids.isEmpty else { return removed }
+            try await storage.deleteAttachments(ids: ids)
+            removeFiles(ids)
+            removed += ids.count
+            if ids.count < 500 { return removed }
+        }
     }
 }

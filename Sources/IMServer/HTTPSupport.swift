@@ -43,7 +43,7 @@ struct ErrorMiddleware: RouterMiddleware {
             return errorResponse(e)
         } catch let e as RateLimited {
             metrics.errors.increment()
-            var r = errorResponse(IMError(.rateLimited, e.message))
+            var r = errorResponse(IMError(e.code, e.message))
             r.headers[.retryAfter] = String(Int(e.retryAfter.rounded(.up)))
             return r
         } catch let e as HTTPError {
@@ -67,9 +67,12 @@ struct ErrorMiddleware: RouterMiddleware {
     }
 }
 
+/// A request refused for now, answered with Retry-After: `rateLimited` (429) when the caller went over its own
+/// limit, `unavailable` (503) when the server is saturated.
 struct RateLimited: Error {
     var message: String
     var retryAfter: Double
+    var code: ErrorCode = .rateLimited
 }
 
 func errorResponse(_ e: IMError) -> Response {

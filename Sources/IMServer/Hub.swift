@@ -51,6 +51,10 @@ public final class Hub: Sendable {
         var sessions: [UserID: Set<Session>] = [:]
         var members: [ConversationID: [UserID: MemberRole]] = [:]
         var types: [ConversationID: ConversationType] = [:]
+        /// Bumped by every invalidation of a conversation (and `cacheEpoch` when the whole map is cleared): a load
+        /// that started before an invalidation must not put its stale answer into the cache.
+        var generations: [ConversationID: UInt64] = [:]
+        var cacheEpoch: UInt64 = 0
         var blocked: [UserID: Set<UserID>] = [:]
         var lastSeen: [UserID: Int64] = [:]
         var arrivals: [String: ContinuousClock.Instant] = [:]
@@ -61,8 +65,13 @@ public final class Hub: Sendable {
     let metrics: ServerMetrics
     let logger: Logger
 
-    init(storage: any Storage, metrics: ServerMetrics, logger: Logger) {
+    /// Reads a conversation and its members for the cache (storage's, or a test's that can hold a load back).
+    let loadConversation: @Sendable (ConversationID) async throws -> Conversation?
+
+    init(storage: any Storage, metrics: ServerMetrics, logger: Logger,
+         loadConversation: (@Sendable (ConversationID) async throws -> Conversation?)? = nil) {
         self.storage = storage; self.metrics = metrics; self.logger = logger
+        self.loadConversation = loadConversation ?? { try await storage.conversation(id: $0) }
     }
 
     var connectionCount: Int { state.withLock { $0.sessions.values.reduce(0) { $0 + $1.count } } }
@@ -154,11 +163,19 @@ public final class Hub: Sendable {
 
     /// The conversation's type (nil if it doesn't exist) and members, from the cache or storage.
     func conversationInfo(_ conv: ConversationID) async throws -> (type: ConversationType?, members: [UserID: MemberRole]) {
-        if let cached = state.withLock({ st in st.members[conv].map { (st.types[conv], $0) } }) { return cached }
-        let loaded = try await storage.conversation(id: conv)
+        let (cached, stamp) = state.withLock { st -> ((type: ConversationType?, members: [UserID: MemberRole])?, (epoch: UInt64, generation: UInt64)) in
+            (st.members[conv].map { (st.types[conv], $0) }, (st.cacheEpoch, st.generations[conv, default: 0]))
+        }
+        if let cached { return cached }
+        let loaded = try await loadConversation(conv)
         let map = Dictionary(uniqueKeysWithValues: (loaded?.members ?? []).map { ($0.user, $0.role) })
         if let loaded { state.withLock { st in
-            if st.members.count > 200_000 { st.members.removeAll(keepingCapacity: true); st.types.removeAll(keepingCapacity: true) }
+            // Invalidated while we read: what we read may predate the change, so answer with it but do not keep it.
+            guard st.cacheEpoch == stamp.epoch, st.generations[conv, default: 0] == stamp.generation else { return }
+            if st.members.count > 200_000 {
+                st.members.removeAll(keepingCapacity: true); st.types.removeAll(keepingCapacity: true)
+                st.generations.removeAll(keepingCapacity: true); st.cacheEpoch &+= 1
+            }
             st.members[conv] = map
             st.types[conv] = loaded.type
         } }
@@ -169,6 +186,8 @@ public final class Hub: Sendable {
         state.withLock { st in
             st.members.removeValue(forKey: conv)
             st.types.removeValue(forKey: conv)
+            if st.generations.count > 200_000 { st.generations.removeAll(keepingCapacity: true); st.cacheEpoch &+= 1 }
+            st.generations[conv, default: 0] &+= 1
         }
     }
 

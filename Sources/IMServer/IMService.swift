@@ -7,11 +7,12 @@ import Logging
 public final class IMService: Sendable {
     let storage: any Storage
     let hub: Hub
+    let attachments: Attachments
     let config: ServerConfig
     let logger: Logger
 
-    init(storage: any Storage, hub: Hub, config: ServerConfig, logger: Logger) {
-        self.storage = storage; self.hub = hub; self.config = config; self.logger = logger
+    init(storage: any Storage, hub: Hub, attachments: Attachments, config: ServerConfig, logger: Logger) {
+        self.storage = storage; self.hub = hub; self.attachments = attachments; self.config = config; self.logger = logger
     }
 
     // MARK: Access checks
@@ -133,9 +134,18 @@ public final class IMService: Sendable {
         }
         let found = try await storage.users(ids: Array(unique))
         guard found.count == unique.count else { throw IMError.notFound("one or more users do not exist") }
+        try await refuseBlockers(of: user, among: unique)
         let c = try await storage.createGroup(name: name, owner: user, members: Array(unique))
         try await systemEvent(c.id, by: user, "created", ["name": .string(name)])
         return try await storage.conversation(id: c.id) ?? c
+    }
+
+    /// Nobody is put into a group by someone they blocked. The answer is the one for a missing user, so an inviter
+    /// cannot learn who blocked them.
+    func refuseBlockers(of inviter: UserID, among users: Set<UserID>) async throws {
+        for u in users where u != inviter {
+            if try await hub.blocked(by: u).contains(inviter) { throw IMError.notFound("one or more users do not exist") }
+        }
     }
 
     func conversation(_ user: UserID, _ conv: ConversationID) async throws -> Conversation {
@@ -150,6 +160,7 @@ public final class IMService: Sendable {
         guard role >= .admin else { throw IMError.forbidden("only the owner and admins can invite") }
         let found = try await storage.users(ids: users)
         guard found.count == Set(users).count else { throw IMError.notFound("one or more users do not exist") }
+        try await refuseBlockers(of: user, among: Set(users))
         try await storage.addMembers(conversation: conv, users: users, limit: config.limits.groupSize)
         hub.invalidate(conv)
         try await systemEvent(conv, by: user, "members_added", ["users": .array(users.map { .number(Double($0)) })])
@@ -214,8 +225,9 @@ public final class IMService: Sendable {
         _ = try await requireGroup(conv)
         guard role == .owner else { throw IMError.forbidden("only the owner can dissolve the group") }
         try await systemEvent(conv, by: user, "dissolved")
-        try await storage.dissolve(conversation: conv)
+        let files = try await storage.dissolve(conversation: conv)
         hub.invalidate(conv)
+        attachments.removeFiles(files)
     }
 
     func history(_ user: UserID, _ conv: ConversationID, before: Int64?, limit: Int) async throws -> API.History {

@@ -47,6 +47,7 @@ struct Routes: Sendable {
             guard config.auth.registration == "open" else {
                 throw IMError(.registrationClosed, "registration is closed; ask an administrator to create your account")
             }
+            try runtime.checkRegistrationRate(address: ctx.remoteAddress)
             let profile = try await runtime.createUser(username: body.username, password: body.password, displayName: body.displayName, admin: false)
             return json(try await runtime.issueSession(for: profile, device: "web"), status: .created)
         }
@@ -65,8 +66,9 @@ struct Routes: Sendable {
             }
             return noContent()
         }
-        auth.post("password") { req, _ -> Response in
+        auth.post("password") { req, ctx -> Response in
             let claims = try await authenticate(req)
+            try runtime.checkPasswordChangeRate(address: ctx.remoteAddress)
             let body = try await req.decodeJSON(API.ChangePassword.self, limit: limit)
             guard let user = try await storage.user(id: claims.sub), try await runtime.passwords.verify(body.oldPassword, hash: user.passwordHash) else {
                 throw IMError(.unauthorized, "the current password is wrong")
@@ -212,7 +214,7 @@ struct Routes: Sendable {
             let claims = try await authenticate(req)
             guard let id = ctx.parameters.get("id"), let rec = try await storage.attachment(id: id) else { throw IMError.notFound("no such attachment") }
             _ = try await service.requireMember(claims.sub, rec.conversation)
-            return try await runtime.attachments.response(for: rec)
+            return try await runtime.attachments.response(for: rec, context: ctx)
         }
 
         // Admin

@@ -20,6 +20,16 @@ public struct ServerConfig: Codable, Sendable, Equatable {
         /// The web client and admin console (index.html, admin.html and their assets), served at `/` and `/admin`.
         /// Empty means the `web` directory of the release this executable belongs to (`BIN/../web`).
         public var webRoot = ""
+        /// Most client connections open at once (0: as many as the process's descriptors allow, less a reserve for
+        /// the database and files; a larger setting is lowered to that too).
+        public var maxConnections = 50_000
+        /// Most connections from one client address (an IPv4 address or an IPv6 /64); 0: no cap. Raise it (or set
+        /// 0) when clients reach the server through a proxy or a NAT that many of them share.
+        public var maxConnectionsPerAddress = 1_000
+        /// A new connection must deliver a complete request head (after its TLS handshake) within this many seconds.
+        public var requestHeadTimeoutSeconds = 10.0
+        /// A keep-alive HTTP connection idle this long is closed (WebSockets are kept alive by pings instead).
+        public var idleTimeoutSeconds = 75.0
     }
     public struct Metrics: Codable, Sendable, Equatable {
         public var host = "127.0.0.1"
@@ -48,8 +58,18 @@ public struct ServerConfig: Codable, Sendable, Equatable {
         public var accessTtlSeconds = 900
         public var refreshTtlSeconds = 30 * 24 * 3600
         public var bcryptCost = 12
+        /// Wrong passwords per minute for one account from one address (an IPv4 address or an IPv6 /64) before
+        /// logins to that account from there must wait: failures count, successes do not, and strangers' failures
+        /// from elsewhere never lock the owner out.
         public var loginPerMinutePerAccount = 10
+        /// Login attempts per minute from one address, right or wrong (each costs a bcrypt).
         public var loginPerMinutePerAddress = 60
+        /// Registrations, and password changes, per hour from one address.
+        public var registerPerHourPerAddress = 20
+        public var passwordChangesPerHourPerAddress = 20
+        /// bcrypt computations in flight at once; beyond that, requests that need one are answered 503 with
+        /// Retry-After instead of queueing without bound.
+        public var maxConcurrentHashes = 8
     }
     public struct Limits: Codable, Sendable, Equatable {
         public var frameBytes = 64 * 1024
@@ -57,6 +77,10 @@ public struct ServerConfig: Codable, Sendable, Equatable {
         public var sendsPerSecond = 100.0
         public var sendBurst = 200.0
         public var attachmentBytes = 25 * 1024 * 1024
+        /// Bytes of attachments one user may have stored at once.
+        public var attachmentQuotaBytes = 2 * 1024 * 1024 * 1024
+        /// Uploads one user may start per minute.
+        public var uploadsPerMinute = 30
         public var attachmentTypes = ["image/png", "image/jpeg", "image/gif", "image/webp", "application/pdf", "text/plain",
                                       "application/zip", "audio/mpeg", "audio/ogg", "video/mp4", "application/octet-stream"]
         public var groupSize = 2000
@@ -145,7 +169,7 @@ public struct ServerConfig: Codable, Sendable, Equatable {
         guard (4...31).contains(auth.bcryptCost) else { throw ConfigError("auth.bcrypt_cost must be 4-31 (12 or more in production)") }
         guard server.tlsCert.isEmpty == server.tlsKey.isEmpty else { throw ConfigError("set both server.tls_cert and server.tls_key, or neither") }
         guard server.tlsReloadSeconds > 0 else { throw ConfigError("server.tls_reload_seconds must be above 0 (seconds between looks for a renewed certificate)") }
-        guard limits.frameBytes >= 1024 else { throw ConfigError("limits.frame_bytes must be at least 1024") }
+        try validateLimits()
         guard backup.keep >= 0 else { throw ConfigError("backup.keep must be 0 (keep every backup) or more") }
         guard backup.directory.hasPrefix("/") else { throw ConfigError("backup.directory must be an absolute path") }
         guard (0...65535).contains(exporter.port) else { throw ConfigError("exporter.port must be 0-65535") }
@@ -161,6 +185,40 @@ public struct ServerConfig: Codable, Sendable, Equatable {
                 throw ConfigError("alerts.control_url must be an http(s) URL such as http://127.0.0.1:9102, not '\(alerts.controlUrl)'")
             }
         }
+    }
+
+    /// Every limit and period must be one the server can work with: a zero rate would divide by zero at the first
+    /// request, a zero size would refuse everything.
+    func validateLimits() throws {
+        func atLeast<T: Comparable>(_ value: T, _ minimum: T, _ key: String, _ why: String = "") throws {
+            guard value >= minimum else { throw ConfigError("\(key) must be at least \(minimum)\(why), not \(value)") }
+        }
+        func above(_ value: Double, _ key: String) throws {
+            guard value > 0, value.isFinite else { throw ConfigError("\(key) must be a number above 0, not \(value)") }
+        }
+        try atLeast(limits.frameBytes, 1024, "limits.frame_bytes")
+        try atLeast(limits.bodyBytes, 1024, "limits.body_bytes")
+        try above(limits.sendsPerSecond, "limits.sends_per_second")
+        try atLeast(limits.sendBurst, 1, "limits.send_burst")
+        try atLeast(limits.attachmentBytes, 1, "limits.attachment_bytes")
+        try atLeast(limits.attachmentQuotaBytes, limits.attachmentBytes, "limits.attachment_quota_bytes", " (limits.attachment_bytes)")
+        try atLeast(limits.uploadsPerMinute, 1, "limits.uploads_per_minute")
+        try atLeast(limits.groupSize, 2, "limits.group_size")
+        try atLeast(limits.recallSeconds, 0, "limits.recall_seconds")
+        try atLeast(limits.textBytes, 1, "limits.text_bytes")
+        try atLeast(auth.loginPerMinutePerAccount, 1, "auth.login_per_minute_per_account")
+        try atLeast(auth.loginPerMinutePerAddress, 1, "auth.login_per_minute_per_address")
+        try atLeast(auth.registerPerHourPerAddress, 1, "auth.register_per_hour_per_address")
+        try atLeast(auth.passwordChangesPerHourPerAddress, 1, "auth.password_changes_per_hour_per_address")
+        try atLeast(auth.maxConcurrentHashes, 1, "auth.max_concurrent_hashes")
+        try atLeast(auth.accessTtlSeconds, 30, "auth.access_ttl_seconds")
+        try atLeast(auth.refreshTtlSeconds, auth.accessTtlSeconds, "auth.refresh_ttl_seconds", " (auth.access_ttl_seconds)")
+        try atLeast(storage.maxBatch, 1, "storage.max_batch")
+        try atLeast(server.drainSeconds, 0, "server.drain_seconds")
+        try atLeast(server.maxConnections, 0, "server.max_connections", " (0: as many as descriptors allow)")
+        try atLeast(server.maxConnectionsPerAddress, 0, "server.max_connections_per_address", " (0: no cap)")
+        try above(server.requestHeadTimeoutSeconds, "server.request_head_timeout_seconds")
+        try above(server.idleTimeoutSeconds, "server.idle_timeout_seconds")
     }
 
     /// The directory the web client is served from: `server.web_root`, or `web` beside the running release's `bin/`.

@@ -15,6 +15,7 @@ public final class ServerMetrics: Sendable {
     let batchSize: ValueHistogram
     let logins: Counter
     let loginFailures: Counter
+    let refusedConnections: Counter
     private let recent = LockedBox<[Int64]>([])   // per-second send counts for the last 60 s, for status
 
     public init() {
@@ -32,6 +33,7 @@ public final class ServerMetrics: Sendable {
         batchSize = registry.makeValueHistogram(descriptor: .init(metricName: "warbler_storage_batch_size", unitName: "", helpText: "Sends per storage commit"), buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512])
         logins = registry.makeCounter(descriptor: .init(metricName: "warbler_logins_total", unitName: "", helpText: "Successful logins"))
         loginFailures = registry.makeCounter(descriptor: .init(metricName: "warbler_login_failures_total", unitName: "", helpText: "Failed or rate-limited logins"))
+        refusedConnections = registry.makeCounter(descriptor: .init(metricName: "warbler_connections_refused_total", unitName: "", helpText: "Connections refused at accept: over server.max_connections or server.max_connections_per_address"))
     }
 
     func recordSend(count: Int = 1) {

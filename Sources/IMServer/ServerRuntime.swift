@@ -24,9 +24,12 @@ public final class ServerRuntime: Sendable {
     let passwords: PasswordHasher
     let attachments: Attachments
     let logger: Logger
-    let loginByAccount: RateLimiter
+    let loginFailures: RateLimiter
     let loginByAddress: RateLimiter
+    let registerByAddress: RateLimiter
+    let passwordChangeByAddress: RateLimiter
     let started = Date()
+    let connectionLimiter: ConnectionLimiter
     private let ports = LockedBox<(main: Int?, metrics: Int?)>((nil, nil))
     private let group = LockedBox<ServiceGroup?>(nil)
 
@@ -72,13 +75,19 @@ public final class ServerRuntime: Sendable {
         self.logger = logger
         metrics = ServerMetrics()
         hub = Hub(storage: storage, metrics: metrics, logger: logger)
-        service = IMService(storage: storage, hub: hub, config: config, logger: logger)
+        attachments = Attachments(directory: config.dataDir + "/attachments", storage: storage, limits: config.limits)
+        service = IMService(storage: storage, hub: hub, attachments: attachments, config: config, logger: logger)
         tokens = TokenService(key: key, accessTTL: config.auth.accessTtlSeconds, refreshTTL: config.auth.refreshTtlSeconds)
-        passwords = PasswordHasher(cost: config.auth.bcryptCost)
-        attachments = Attachments(directory: config.dataDir + "/attachments", storage: storage,
-                                  maxBytes: config.limits.attachmentBytes, allowedTypes: config.limits.attachmentTypes)
-        loginByAccount = RateLimiter(perMinute: config.auth.loginPerMinutePerAccount)
+        passwords = PasswordHasher(cost: config.auth.bcryptCost, maxInFlight: config.auth.maxConcurrentHashes)
+        let refusedConnections = metrics.refusedConnections
+        connectionLimiter = ConnectionLimiter(total: ConnectionLimiter.effectiveTotal(configured: config.server.maxConnections),
+                                              perAddress: config.server.maxConnectionsPerAddress,
+                                              refused: { refusedConnections.increment() })
+
+        loginFailures = RateLimiter(perMinute: config.auth.loginPerMinutePerAccount)
         loginByAddress = RateLimiter(perMinute: config.auth.loginPerMinutePerAddress)
+        registerByAddress = RateLimiter(perHour: config.auth.registerPerHourPerAddress)
+        passwordChangeByAddress = RateLimiter(perHour: config.auth.passwordChangesPerHourPerAddress)
         let hub = self.hub, metrics = self.metrics
         await storage.observeAppends { hub.deliver($0) }
         await storage.observeCommits { n, d in
@@ -119,24 +128,44 @@ public final class ServerRuntime: Sendable {
                                 refreshToken: token, expiresIn: tokens.accessTTL)
     }
 
+    /// Checks a password. Two limits apply: attempts per address (each costs a bcrypt), and wrong passwords per
+    /// account from one address (an IPv4 address or an IPv6 /64). Only failures count toward the second, and it is
+    /// not shared between addresses: strangers guessing from elsewhere never lock the owner out, and a correct
+    /// password from a clean address always gets in.
     func login(username: String, password: String, device: String, address: String) async throws -> API.AuthResponse {
         let name = username.lowercased()
-        if let wait = loginByAddress.take("addr:\(address)") ?? loginByAccount.take("user:\(name)") {
+        let failureKey = "fail:\(name)@\(ConnectionCounts.key(address))"
+        if let wait = loginByAddress.take("addr:\(ConnectionCounts.key(address))") ?? loginFailures.wait(failureKey) {
             metrics.loginFailures.increment()
             throw RateLimited(message: "too many login attempts; wait \(Int(wait.rounded(.up))) seconds", retryAfter: wait)
         }
         guard let user = try await storage.user(username: name) else {
             try await passwords.dummyVerify()
+            loginFailures.charge(failureKey)
             metrics.loginFailures.increment()
             throw IMError(.unauthorized, "wrong username or password")
         }
         guard try await passwords.verify(password, hash: user.passwordHash) else {
+            loginFailures.charge(failureKey)
             metrics.loginFailures.increment()
             throw IMError(.unauthorized, "wrong username or password")
         }
         guard !user.disabled else { throw IMError(.unauthorized, "this account is disabled; ask an administrator") }
         metrics.logins.increment()
         return try await issueSession(for: user.profile, device: device)
+    }
+
+    /// Registration and password changes cost a bcrypt each: they are limited per address (IPv6 per /64).
+    func checkRegistrationRate(address: String) throws {
+        if let wait = registerByAddress.take(ConnectionCounts.key(address)) {
+            throw RateLimited(message: "too many registrations from this address; wait \(Int(wait.rounded(.up))) seconds", retryAfter: wait)
+        }
+    }
+
+    func checkPasswordChangeRate(address: String) throws {
+        if let wait = passwordChangeByAddress.take(ConnectionCounts.key(address)) {
+            throw RateLimited(message: "too many password changes from this address; wait \(Int(wait.rounded(.up))) seconds", retryAfter: wait)
+        }
     }
 
     /// Rotates a refresh token. Presenting a spent token again means it was stolen or replayed: the whole
@@ -198,7 +227,7 @@ public final class ServerRuntime: Sendable {
 
         var ws = WebSocketServerConfiguration(maxFrameSize: config.limits.frameBytes * Gateway.hardLimitFactor)
         ws.autoPing = .enabled(timePeriod: .seconds(30))
-        var server = HTTPServerBuilder.http1WebSocketUpgrade(webSocketRouter: wsRouter, configuration: .init(ws: ws))
+        var sslContext: NIOSSLContext?
         if !config.server.tlsCert.isEmpty {
             let reloader = try CertificateReloader(certPath: config.server.tlsCert, keyPath: config.server.tlsKey,
                                                    checkInterval: .seconds(config.server.tlsReloadSeconds), logger: logger)
@@ -206,8 +235,21 @@ public final class ServerRuntime: Sendable {
             // A client that closes without TLS close_notify (most do) must not hold shutdown for NIOSSL's default 5 s:
             // that was the whole of the reconnect gap during a restart.
             tls.shutdownTimeout = .milliseconds(300)
-            server = try .tls(server, tlsConfiguration: tls)
+            sslContext = try NIOSSLContext(configuration: tls)
         }
+        // Every connection is counted and capped (overall and per address) and must send a request head in time;
+        // keep-alive HTTP connections close when idle. Hummingbird alone has no idle timeout before the first
+        // request and no cap: idle sockets could use up the descriptors and starve /healthz.
+        let limiter = connectionLimiter
+        let headTimeout = TimeAmount.nanoseconds(Int64(config.server.requestHeadTimeoutSeconds * 1e9))
+        let channelConfig = HTTP1WebSocketUpgradeChannel.Configuration(
+            http1: .init(idleTimeout: .nanoseconds(Int64(config.server.idleTimeoutSeconds * 1e9))), ws: ws)
+        let wsResponder = wsRouter.buildResponder()
+        let server = HTTPServerBuilder { [sslContext] responder in
+            GuardedChannel(base: HTTP1WebSocketUpgradeChannel(responder: responder, webSocketResponder: wsResponder, configuration: channelConfig),
+                           tls: sslContext, limiter: limiter, headTimeout: headTimeout)
+        }
+        logger.info("accepting at most \(limiter.total) connections, \(config.server.maxConnectionsPerAddress == 0 ? "any number" : String(config.server.maxConnectionsPerAddress)) per address")
         let logger = self.logger
         let app = Application(
             router: router, server: server,
@@ -253,9 +295,10 @@ public final class ServerRuntime: Sendable {
         let drain = DrainService(hub: hub, seconds: config.server.drainSeconds, logger: logger)
         let store = StorageService(storage: storage, logger: logger)
         let watchdog = WatchdogService(storage: storage, logger: logger)
+        let housekeeping = HousekeepingService(storage: storage, attachments: attachments, logger: logger)
         // Shut down in reverse: watchdog, then clients are told to reconnect, then listeners stop, then storage flushes.
         let g = ServiceGroup(configuration: .init(
-            services: [.init(service: store)] + apps.map { .init(service: $0) } + [.init(service: drain), .init(service: watchdog)],
+            services: [.init(service: store)] + apps.map { .init(service: $0) } + [.init(service: drain), .init(service: watchdog), .init(service: housekeeping)],
             gracefulShutdownSignals: handleSignals ? [.sigterm, .sigint] : [],
             logger: logger))
         group.withLock { $0 = g }
@@ -307,6 +350,32 @@ struct StorageService: Service {
         try? await gracefulShutdown()
         do { try await storage.close() } catch { logger.error("closing storage: \(error)") }
         logger.info("storage closed")
+    }
+}
+
+/// Hourly clean-up of what would otherwise only grow: expired refresh tokens, and attachments no message refers to.
+struct HousekeepingService: Service {
+    let storage: any Storage
+    let attachments: Attachments
+    let logger: Logger
+    var interval: Duration = .seconds(3600)
+
+    func run() async throws {
+        while !Task.isCancelled && !Task.isShuttingDownGracefully {
+            do {
+                let n = try await storage.purgeExpiredRefreshTokens(now: nowMillis())
+                if n > 0 { logger.info("purged \(n) expired refresh tokens") }
+            } catch {
+                logger.warning("purging expired refresh tokens failed (will retry in an hour): \(error)")
+            }
+            do {
+                let n = try await attachments.collectGarbage(now: nowMillis())
+                if n > 0 { logger.info("removed \(n) attachments no message refers to") }
+            } catch {
+                logger.warning("removing unreferenced attachments failed (will retry in an hour): \(error)")
+            }
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
+        }
     }
 }
 

@@ -162,6 +162,12 @@ public final class SQLStore: Storage {
         }
     }
 
+    public func purgeExpiredRefreshTokens(now: Int64) async throws -> Int {
+        try await driver.write { db in
+            try await db.query("DELETE FROM refresh_tokens WHERE expires_at < $1 RETURNING hash", [.int(now)]).count
+        }
+    }
+
     // MARK: Contacts
 
     public func contactState(owner: UserID, other: UserID) async throws -> ContactState? {
@@ -287,11 +293,14 @@ public final class SQLStore: Storage {
         }
     }
 
-    public func dissolve(conversation: ConversationID) async throws {
+    @discardableResult
+    public func dissolve(conversation: ConversationID) async throws -> [String] {
         try await driver.write { db in
+            let files = try await db.query("DELETE FROM attachments WHERE conv_id = $1 RETURNING id", [.int(conversation)]).map { try $0.text("id") }
             try await db.query("DELETE FROM messages WHERE conv_id = $1", [.int(conversation)])
             try await db.query("DELETE FROM members WHERE conv_id = $1", [.int(conversation)])
             try await db.query("DELETE FROM conversations WHERE id = $1", [.int(conversation)])
+            return files
         }
     }
 
@@ -400,7 +409,8 @@ public final class SQLStore: Storage {
             if let target = m.target, m.kind == .recall || m.kind == .edit {
                 let sql = m.kind == .recall
                     ? "UPDATE messages SET recalled = 1, text = NULL, data = NULL, attachment = NULL WHERE conv_id = $1 AND seq = $2 RETURNING seq"
-                    : "UPDATE messages SET text = $3, edited_at = $4 WHERE conv_id = $1 AND seq = $2 RETURNING seq"
+                    // A recall may commit between the edit's checks and this batch: never write text back into it.
+                    : "UPDATE messages SET text = $3, edited_at = $4 WHERE conv_id = $1 AND seq = $2 AND recalled = 0 RETURNING seq"
                 let binds: [SQLValue] = m.kind == .recall ? [.int(m.conversation), .int(target)]
                     : [.int(m.conversation), .int(target), SQLValue(m.text), .int(now)]
                 if try await db.query(sql, binds).isEmpty { out[i] = .failure(.notFound("no such message")); continue }
@@ -567,6 +577,31 @@ public final class SQLStore: Storage {
             return AttachmentRecord(ref: AttachmentRef(id: try r.text("id"), name: try r.text("name"), contentType: try r.text("content_type"),
                                                        size: try r.int("size")),
                                     conversation: try r.int("conv_id"), uploader: try r.int("uploader"), createdAt: try r.int("created_at"))
+        }
+    }
+
+    public func attachmentBytes(uploader: UserID) async throws -> Int64 {
+        try await driver.read { db in
+            try await db.first("SELECT COALESCE(SUM(size), 0) AS n FROM attachments WHERE uploader = $1", [.int(uploader)])?.int("n") ?? 0
+        }
+    }
+
+    public func unreferencedAttachments(createdBefore: Int64, limit: Int) async throws -> [String] {
+        // A message refers to its attachment by the JSON of the reference, which holds `"id":"…"`.
+        try await driver.read { db in
+            try await db.query("""
+                SELECT a.id FROM attachments a WHERE a.created_at < $1 AND NOT EXISTS (
+                  SELECT 1 FROM messages m WHERE m.conv_id = a.conv_id AND m.attachment IS NOT NULL
+                    AND m.attachment LIKE '%"id":"' || a.id || '"%')
+                ORDER BY a.created_at LIMIT $2
+                """, [.int(createdBefore), .int(Int64(limit))]).map { try $0.text("id") }
+        }
+    }
+
+    public func deleteAttachments(ids: [String]) async throws {
+        guard !ids.isEmpty else { return }
+        try await driver.write { db in
+            for id in ids { try await db.query("DELETE FROM attachments WHERE id = $1", [.text(id)]) }
         }
     }
 

@@ -85,6 +85,9 @@ public protocol Storage: Sendable {
     func spendRefreshToken(hash: String, now: Int64) async throws -> Bool
     func revokeTokenFamily(_ family: String) async throws
     func revokeAllTokens(user: UserID) async throws
+    /// Deletes refresh tokens whose expiry has passed (spent and revoked ones are kept until then, so that a
+    /// replay is still recognised as reuse); returns how many went.
+    func purgeExpiredRefreshTokens(now: Int64) async throws -> Int
 
     // Contacts: `owner`'s view of `other`.
     func contactState(owner: UserID, other: UserID) async throws -> ContactState?
@@ -101,7 +104,10 @@ public protocol Storage: Sendable {
     func setRole(conversation: ConversationID, user: UserID, role: MemberRole) async throws
     func renameGroup(conversation: ConversationID, name: String) async throws
     /// Deletes the group and its messages.
-    func dissolve(conversation: ConversationID) async throws
+    /// Deletes a group with its messages, members and attachment rows; returns the attachment ids, whose files
+    /// the caller removes.
+    @discardableResult
+    func dissolve(conversation: ConversationID) async throws -> [String]
     func conversationIDs(for user: UserID) async throws -> [ConversationID]
     func summaries(for user: UserID) async throws -> [ConversationSummary]
     /// Every group with its member count, oldest first (for the admin console).
@@ -129,6 +135,13 @@ public protocol Storage: Sendable {
     // Attachments
     func insertAttachment(_ record: AttachmentRecord) async throws
     func attachment(id: String) async throws -> AttachmentRecord?
+    /// Bytes of attachments `user` has uploaded that are still stored (their quota's use).
+    func attachmentBytes(uploader: UserID) async throws -> Int64
+    /// Attachments created before `createdBefore` that no stored message refers to (never sent, or their message
+    /// was recalled or its conversation dissolved), at most `limit` of them.
+    func unreferencedAttachments(createdBefore: Int64, limit: Int) async throws -> [String]
+    /// Deletes attachment rows (their files are the caller's to remove).
+    func deleteAttachments(ids: [String]) async throws
 
     // Health
     func ping() async throws

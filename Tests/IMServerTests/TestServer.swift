@@ -31,6 +31,8 @@ final class TestServer: Sendable {
         c.auth.bcryptCost = 4   // production is 12+; tests hash hundreds of passwords
         c.auth.loginPerMinutePerAccount = 1000
         c.auth.loginPerMinutePerAddress = 1000
+        c.auth.registerPerHourPerAddress = 100_000   // every test user registers from 127.0.0.1
+        c.auth.passwordChangesPerHourPerAddress = 1000
         configure(&c)
         return c
     }

@@ -422,6 +422,26 @@ struct StorageContractTests {
         }
     }
 
+    /// An edit checked before a recall committed must not write its text back into the recalled message.
+    @Test(arguments: Backend.allCases)
+    func anEditAfterARecallLeavesTheMessageRecalled(_ backend: Backend) async throws {
+        try await backend.withStore { store, _ in
+            let a = try await store.user("alice"), b = try await store.user("bob")
+            let ab = try await store.directConversation(between: a.id, and: b.id)
+            let original = try await store.send(ab.id, from: a.id, "secret")
+            _ = try await store.send(ab.id, from: a.id, "", kind: .recall, target: original.message.seq)
+            let late = try await store.append([NewMessage(conversation: ab.id, sender: a.id, cid: "late-edit", kind: .edit, text: "secret again",
+                                                          target: original.message.seq)])
+            switch late[0] {
+            case .failure(let e): #expect(e.code == .notFound)
+            case .success(let r): Issue.record("an edit of a recalled message was stored: \(r)")
+            }
+            let stored = try #require(try await store.message(conversation: ab.id, seq: original.message.seq))
+            #expect(stored.recalled == true)
+            #expect(stored.text == nil)
+        }
+    }
+
     // MARK: Cursors and summaries
 
     @Test(arguments: Backend.allCases)
@@ -546,6 +566,58 @@ struct StorageContractTests {
             let used = RefreshTokenRecord(hash: "h5", user: b.id, family: "f5", device: "d", expiresAt: 1, usedAt: 10, revoked: true)
             try await store.insertRefreshToken(used)
             #expect(try await store.refreshToken(hash: "h5") == used)
+        }
+    }
+
+    @Test(arguments: Backend.allCases)
+    func expiredRefreshTokensArePurged(_ backend: Backend) async throws {
+        try await backend.withStore { store, _ in
+            let a = try await store.user("alice")
+            try await store.insertRefreshToken(RefreshTokenRecord(hash: "old", user: a.id, family: "f1", device: "d", expiresAt: 1_000))
+            try await store.insertRefreshToken(RefreshTokenRecord(hash: "spent-old", user: a.id, family: "f2", device: "d", expiresAt: 1_500,
+                                                                  usedAt: 900, revoked: false))
+            try await store.insertRefreshToken(RefreshTokenRecord(hash: "live", user: a.id, family: "f3", device: "d", expiresAt: 5_000))
+            try await store.insertRefreshToken(RefreshTokenRecord(hash: "spent-live", user: a.id, family: "f3", device: "d", expiresAt: 5_000,
+                                                                  usedAt: 1_000, revoked: false))
+            #expect(try await store.purgeExpiredRefreshTokens(now: 2_000) == 2)
+            #expect(try await store.refreshToken(hash: "old") == nil)
+            #expect(try await store.refreshToken(hash: "spent-old") == nil)
+            #expect(try await store.refreshToken(hash: "live") != nil)
+            // A spent token that has not expired stays, so replaying it is still recognised as reuse.
+            #expect(try await store.refreshToken(hash: "spent-live")?.usedAt == 1_000)
+            #expect(try await store.purgeExpiredRefreshTokens(now: 2_000) == 0)
+        }
+    }
+
+    @Test(arguments: Backend.allCases)
+    func attachmentsQuotaGarbageAndDissolve(_ backend: Backend) async throws {
+        try await backend.withStore { store, _ in
+            let a = try await store.user("alice"), b = try await store.user("bob")
+            let ab = try await store.directConversation(between: a.id, and: b.id)
+            let group = try await store.createGroup(name: "g", owner: a.id, members: [b.id])
+            func attach(_ id: String, _ conv: ConversationID, by user: UserID, size: Int64, at: Int64) async throws -> AttachmentRef {
+                let ref = AttachmentRef(id: id, name: id, contentType: "text/plain", size: size)
+                try await store.insertAttachment(AttachmentRecord(ref: ref, conversation: conv, uploader: user, createdAt: at))
+                return ref
+            }
+            let sent = try await attach("sent_1", ab.id, by: a.id, size: 100, at: 1_000)
+            _ = try await attach("unsent_1", ab.id, by: a.id, size: 50, at: 1_000)
+            _ = try await attach("young_1", ab.id, by: a.id, size: 7, at: 9_000)
+            _ = try await attach("ingroup_1", group.id, by: b.id, size: 30, at: 1_000)
+            _ = try await store.append([NewMessage(conversation: ab.id, sender: a.id, cid: "m1", kind: .attachment, attachment: sent)])
+            #expect(try await store.attachmentBytes(uploader: a.id) == 157)
+            #expect(try await store.attachmentBytes(uploader: b.id) == 30)
+
+            // Old and unreferenced: the unsent one and the group's; not the sent one, not the young one.
+            #expect(try await Set(store.unreferencedAttachments(createdBefore: 5_000, limit: 100)) == ["unsent_1", "ingroup_1"])
+            #expect(try await store.unreferencedAttachments(createdBefore: 5_000, limit: 1).count == 1)
+            try await store.deleteAttachments(ids: ["unsent_1"])
+            #expect(try await store.attachment(id: "unsent_1") == nil)
+            #expect(try await store.attachmentBytes(uploader: a.id) == 107)
+
+            #expect(try await store.dissolve(conversation: group.id) == ["ingroup_1"])
+            #expect(try await store.attachment(id: "ingroup_1") == nil)
+            #expect(try await store.attachment(id: "sent_1") != nil)
         }
     }
 
