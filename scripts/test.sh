@@ -2,17 +2,54 @@
 # Runs the whole test suite: unit, storage contract (SQLite and a real PostgreSQL the tests start), in-process
 # server tests driven by the client SDK, installer and payload tests, the browser suite, then the end-to-end suite: the installer
 # file built by packaging/build.sh --debug, installed on fresh Debian 12 roots under systemd-nspawn.
+#
+#   bash scripts/test.sh          (as root on a fresh machine it first installs what it needs from Debian's packages)
+#
 # WARBLER_E2E=0 leaves the end-to-end suite out (it needs root, mmdebstrap and systemd-container).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+say() { printf '==> %s\n' "$*"; }
+E2E=${WARBLER_E2E:-1}
+
+# What the suite needs from Debian, checked with dpkg and installed when missing (as install.sh does for the build):
+# libsystemd-dev, libarchive-dev, pkg-config: the CSystemd and CArchive shims (and libarchive.a for packaging/build.sh);
+# postgresql: the real server the PostgreSQL tests start; systemd: systemd-analyze, which the template tests run;
+# chromium, chromium-driver, python3-selenium: the browser suite; mmdebstrap, systemd-container: the end-to-end
+# suite's fresh Debian 12 hosts (systemd-nspawn).
+plain=(libsystemd-dev libarchive-dev pkg-config postgresql systemd chromium chromium-driver python3-selenium)
+with_recommends=()
+[ "$E2E" = 0 ] || with_recommends=(mmdebstrap systemd-container debian-archive-keyring)
+missing_plain=(); missing_rec=()
+for p in "${plain[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing_plain+=("$p"); done
+for p in "${with_recommends[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing_rec+=("$p"); done
+if [ $((${#missing_plain[@]} + ${#missing_rec[@]})) -gt 0 ]; then
+  all="${missing_plain[*]} ${missing_rec[*]}"
+  if [ "$(id -u)" != 0 ]; then
+    echo "scripts/test.sh: missing Debian packages:${all% }; run as root: apt-get update && apt-get install -y ${all% }  (or run this script as root)" >&2
+    exit 1
+  fi
+  say "installing what the tests need from Debian's packages:${all% }"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  [ ${#missing_plain[@]} -eq 0 ] || apt-get install -y -qq --no-install-recommends "${missing_plain[@]}" >/dev/null
+  [ ${#missing_rec[@]} -eq 0 ] || apt-get install -y -qq "${missing_rec[@]}" >/dev/null
+fi
+if [ "$E2E" != 0 ] && [ "$(id -u)" != 0 ]; then
+  echo "scripts/test.sh: the end-to-end suite boots Debian hosts with systemd-nspawn and needs root; run as root, or set WARBLER_E2E=0 to leave it out" >&2
+  exit 1
+fi
+
 # Tests that start subprocesses (the crash test) find the built `warbler` executable beside the test bundle.
-swift build --build-tests
+say "building the tests (swift build --build-tests; the first build takes about 15 minutes on 2 cores)"
+swift build --build-tests 2>&1 | awk '/^\[[0-9]+\/[0-9]+\]/ { if (++n % 150 == 1) print "    " $1 " " $2 " " $3; next } { print }'
+say "unit, storage contract and in-process server tests (swift test)"
 swift test --skip-build --parallel --num-workers 2
-# The web client and admin console in headless chromium against a real `warbler server` (needs chromium,
-# chromium-driver and selenium; it fails, saying what to install, when they are missing).
+# The web client and admin console in headless chromium against a real `warbler server`.
+say "the browser suite (scripts/browser-test.sh)"
 bash scripts/browser-test.sh
 
-if [ "${WARBLER_E2E:-1}" != 0 ]; then
+if [ "$E2E" != 0 ]; then
+  say "the installer file for the end-to-end suites (packaging/build.sh --debug)"
   bash packaging/build.sh --debug
   FILE=$(ls dist/warbler-*-linux-x86_64 | sort -V | tail -1)
   bash scripts/e2e-nspawn.sh "$FILE"
