@@ -62,7 +62,7 @@ public struct ServerConfig: Codable, Sendable, Equatable {
         /// logins to that account from there must wait: failures count, successes do not, and strangers' failures
         /// from elsewhere never lock the owner out.
         public var loginPerMinutePerAccount = 10
-        /// Login attempts per minute from one address, right or wrong (each costs a bcrypt).
+        /// Wrong passwords per minute from one address, whatever the account.
         public var loginPerMinutePerAddress = 60
         /// Registrations, and password changes, per hour from one address.
         public var registerPerHourPerAddress = 20

@@ -53,21 +53,33 @@ public struct LoadGenerator: Sendable {
     public var prefix: String
     /// A CA certificate (PEM) to trust for https/wss, such as an install's /etc/warbler/tls/ca.crt.
     public var trustedCA: String?
+    /// An admin account that creates the benchmark accounts through the admin API, for a server whose registration
+    /// is closed (`auth.registration: admin`, the installer's default) or limited per address.
+    public var admin: AdminAccounts?
 
     public init(baseURL: String, pairs: Int, messagesPerSender: Int, window: Int, password: String, prefix: String,
-                trustedCA: String? = nil) {
+                trustedCA: String? = nil, admin: AdminAccounts? = nil) {
         self.baseURL = baseURL; self.pairs = pairs; self.messagesPerSender = messagesPerSender
         self.window = max(1, window); self.password = password; self.prefix = prefix; self.trustedCA = trustedCA
+        self.admin = admin
     }
 
     static func nanos() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
 
     func account(_ name: String) async throws -> IMClient {
         let client = try IMClient(baseURL: baseURL, trustedCACertificatePath: trustedCA, deviceName: "bench")
+        if let admin {
+            try await admin.ensure(name, password: password, baseURL: baseURL, trustedCA: trustedCA)
+            _ = try await client.login(username: name, password: password)
+            return client
+        }
         do {
             _ = try await client.register(username: name, password: password)
-        } catch let e as IMError where e.code == .conflict || e.code == .registrationClosed {
+        } catch let e as IMError where e.code == .conflict {
             _ = try await client.login(username: name, password: password)
+        } catch let e as IMError where e.code == .registrationClosed {
+            throw IMError(.registrationClosed, "registration is closed on this server: pass --admin NAME --admin-password-file FILE "
+                          + "(an install's first admin is in /etc/warbler/secrets/admin-password) so the benchmark creates its accounts")
         }
         return client
     }
@@ -170,4 +182,29 @@ final class LatencyBox: @unchecked Sendable {
     private var samples: [Double] = []
     func append(_ v: Double) -> Int { lock.lock(); defer { lock.unlock() }; samples.append(v); return samples.count }
     var values: [Double] { lock.lock(); defer { lock.unlock() }; return samples }
+}
+
+/// Creates benchmark accounts through the admin API, logging the admin in once.
+public actor AdminAccounts {
+    let username: String
+    let password: String
+    private var client: IMClient?
+
+    public init(username: String, password: String) {
+        self.username = username
+        self.password = password
+    }
+
+    /// Makes sure `name` exists with `password` (an account left by an earlier run is kept as it is).
+    func ensure(_ name: String, password userPassword: String, baseURL: String, trustedCA: String?) async throws {
+        let admin: IMClient
+        if let client { admin = client } else {
+            admin = try IMClient(baseURL: baseURL, trustedCACertificatePath: trustedCA, deviceName: "bench-admin")
+            _ = try await admin.login(username: username, password: password)
+            client = admin
+        }
+        do {
+            _ = try await admin.adminCreateUser(username: name, password: userPassword)
+        } catch let e as IMError where e.code == .conflict {}
+    }
 }

@@ -41,13 +41,15 @@ public struct SoakRun: Sendable {
     public var password: String
     public var prefix: String
     public var trustedCA: String?
+    /// Creates the accounts through the admin API (see `LoadGenerator.admin`).
+    public var admin: AdminAccounts?
     /// Time allowed after the run for outstanding sends to be acknowledged and delivered.
     public var settle: Double
 
     public init(baseURL: String, pairs: Int, seconds: Double, ratePerSender: Double, password: String, prefix: String,
-                trustedCA: String? = nil, settle: Double = 60) {
+                trustedCA: String? = nil, admin: AdminAccounts? = nil, settle: Double = 60) {
         self.baseURL = baseURL; self.pairs = max(1, pairs); self.seconds = seconds; self.ratePerSender = max(0.1, ratePerSender)
-        self.password = password; self.prefix = prefix; self.trustedCA = trustedCA; self.settle = settle
+        self.password = password; self.prefix = prefix; self.trustedCA = trustedCA; self.admin = admin; self.settle = settle
     }
 
     final class Tally: @unchecked Sendable {
@@ -66,7 +68,7 @@ public struct SoakRun: Sendable {
 
     public func run(progress: @Sendable (String) -> Void = { _ in }) async throws -> SoakReport {
         let gen = LoadGenerator(baseURL: baseURL, pairs: pairs, messagesPerSender: 0, window: 1, password: password, prefix: prefix,
-                                trustedCA: trustedCA)
+                                trustedCA: trustedCA, admin: admin)
         struct Pair: Sendable { let a: IMClient; let b: IMClient; let sender: IMConnection; let receiver: IMConnection; let conv: ConversationID; let start: Int64 }
         var setup: [Pair] = []
         for i in 0..<pairs {

@@ -15,13 +15,31 @@ extension Warbler {
         @Option(help: "Soak instead: send at --rate per sender for this many seconds through whatever happens to the server (an upgrade, a restart), then count every message on both sides and in the history, and report the longest gap. Exits 1 if anything was lost, failed or shown twice.")
         var soak: Double?
         @Option(help: "With --soak: messages per second per sender.") var rate = 10.0
+        @Option(help: "An admin account that creates the benchmark accounts (for a server whose registration is closed, the installer's default).")
+        var admin: String?
+        @Option(help: "A file holding --admin's password (an install's first admin: /etc/warbler/secrets/admin-password).")
+        var adminPasswordFile: String?
+
+        func validate() throws {
+            if (admin == nil) != (adminPasswordFile == nil) {
+                throw ValidationError("give --admin and --admin-password-file together")
+            }
+        }
+
+        func adminAccounts() throws -> AdminAccounts? {
+            guard let admin, let adminPasswordFile else { return nil }
+            guard let text = try? String(contentsOfFile: adminPasswordFile, encoding: .utf8) else {
+                throw ValidationError("cannot read \(adminPasswordFile); check the path and that this user may read it (it is root's)")
+            }
+            return AdminAccounts(username: admin, password: text.trimmingCharacters(in: .whitespacesAndNewlines))
+        }
 
         func run() async throws {
             if let soak {
                 let report: SoakReport
                 do {
                     report = try await SoakRun(baseURL: url, pairs: pairs, seconds: soak, ratePerSender: rate, password: password,
-                                               prefix: prefix, trustedCA: ca).run { print($0) }
+                                               prefix: prefix, trustedCA: ca, admin: try adminAccounts()).run { print($0) }
                 } catch { throw fail(error) }
                 print(report.description)
                 if !report.ok { throw ExitCode(1) }
@@ -29,7 +47,7 @@ extension Warbler {
             }
             do {
                 let report = try await LoadGenerator(baseURL: url, pairs: pairs, messagesPerSender: messages, window: window,
-                                                     password: password, prefix: prefix, trustedCA: ca).run()
+                                                     password: password, prefix: prefix, trustedCA: ca, admin: try adminAccounts()).run()
                 print(report.description)
             } catch { throw fail(error) }
         }

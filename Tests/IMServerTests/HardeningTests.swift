@@ -2,6 +2,7 @@ import Foundation
 import IMClient
 import IMCore
 import IMStorage
+import LoadGen
 import Logging
 import Testing
 @testable import IMServer
@@ -170,6 +171,44 @@ struct ProbeError: Error, CustomStringConvertible {
             for _ in 0..<5 {
                 let r = try await rawRequest(.POST, server.baseURL + Self.login, json: #"{"username":"alice","password":"password-123"}"#)
                 #expect(r.status == 200)
+            }
+        }
+    }
+
+    /// Only wrong passwords count per address too: many users behind one address (a NAT, `warbler bench`) log in
+    /// freely, while guessing across accounts from one address is held back.
+    @Test func successfulLoginsFromOneAddressAreNotLimited() async throws {
+        try await withServer(.sqlite, { $0.auth.loginPerMinutePerAddress = 3 }) { server in
+            for i in 0..<6 { _ = try await server.user("user\(i)") }
+            for i in 0..<6 {
+                let r = try await rawRequest(.POST, server.baseURL + Self.login, json: #"{"username":"user\#(i)","password":"password-123"}"#)
+                #expect(r.status == 200)
+            }
+            var wrong: [Int] = []
+            for i in 0..<5 {
+                wrong.append(try await rawRequest(.POST, server.baseURL + Self.login, json: #"{"username":"user\#(i)","password":"nope-nope"}"#).status)
+            }
+            #expect(wrong == [401, 401, 401, 429, 429])
+        }
+    }
+
+    /// The installer's default closes registration: `warbler bench` then creates its accounts as an admin, and says
+    /// so when it was not given one.
+    @Test func benchCreatesItsAccountsThroughAnAdminWhenRegistrationIsClosed() async throws {
+        try await withServer(.sqlite, { $0.auth.registration = "admin" }) { server in
+            _ = try await server.runtime.createUser(username: "root", password: "root-password-1", displayName: nil, admin: true)
+            do {
+                _ = try await LoadGenerator(baseURL: server.baseURL, pairs: 1, messagesPerSender: 5, window: 2, password: "bench-password-1",
+                                            prefix: "b1").run()
+                Issue.record("the benchmark ran without accounts")
+            } catch let e as IMError {
+                #expect(e.code == .registrationClosed && e.message.contains("--admin"))
+            }
+            let admin = AdminAccounts(username: "root", password: "root-password-1")
+            for _ in 0..<2 {   // a second run finds its accounts there
+                let report = try await LoadGenerator(baseURL: server.baseURL, pairs: 2, messagesPerSender: 20, window: 4,
+                                                     password: "bench-password-1", prefix: "b2", admin: admin).run()
+                #expect(report.sent == 40 && report.acked == 40 && report.delivered == 40 && report.errors == 0)
             }
         }
     }
