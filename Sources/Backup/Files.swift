@@ -65,7 +65,8 @@ enum Files {
     /// Streams exactly `size` bytes of `path` through `body` and returns their SHA-256; a file that changed size
     /// meanwhile is an error (a torn copy must never look like a good one).
     static func stream(_ path: String, size: UInt64, _ body: (UnsafeRawBufferPointer) throws -> Void) throws -> String {
-        let fd = try open(path, O_RDONLY)
+        // Never through a link: one swapped in since the walk's lstat would make a root-run backup read its target.
+        let fd = try open(path, O_RDONLY | O_NOFOLLOW)
         defer { close(fd) }
         var hasher = SHA256()
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
