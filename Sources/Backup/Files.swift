@@ -172,16 +172,6 @@ enum Files {
             unlink(path)
         }
     }
-
-    /// Sets mode, and owner by name when running as root and this host knows the names.
-    static func restoreAttributes(_ path: String, kind: BackupManifest.Entry.Kind, mode: UInt16, owner: String, group: String) throws {
-        if geteuid() == 0, let pw = getpwnam(owner), let gr = getgrnam(group) {
-            guard lchown(path, pw.pointee.pw_uid, gr.pointee.gr_gid) == 0 else { throw BackupError.io("cannot set the owner of", path: path) }
-        }
-        if kind != .symlink {
-            guard chmod(path, mode_t(mode)) == 0 else { throw BackupError.io("cannot set the mode of", path: path) }
-        }
-    }
 }
 
 extension Sequence<UInt8> {

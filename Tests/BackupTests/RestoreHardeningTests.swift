@@ -85,6 +85,28 @@ enum Craft {
         try write(members, manifest: manifest, to: output)
         return output
     }
+
+    /// A plain ustar archive, written byte by byte: ArchiveWriter makes no hard links, a forger's tar does.
+    static func tar(_ entries: [(name: String, type: Character, data: Data, link: String)]) -> Data {
+        func field(_ text: String, _ width: Int) -> [UInt8] {
+            Array(Array(text.utf8).prefix(width)) + [UInt8](repeating: 0, count: max(0, width - text.utf8.count))
+        }
+        func octal(_ n: Int, _ width: Int) -> [UInt8] { field(String(repeating: "0", count: max(0, width - 1 - String(n, radix: 8).count)) + String(n, radix: 8), width) }
+        var out = Data()
+        for e in entries {
+            var h = field(e.name, 100) + octal(e.type == "5" ? 0o755 : 0o644, 8) + octal(0, 8) + octal(0, 8) + octal(e.data.count, 12) + octal(0, 12)
+            h += [UInt8](repeating: 0x20, count: 8) + [UInt8](String(e.type).utf8) + field(e.link, 100) + Array("ustar\u{0}00".utf8)
+            h += field("root", 32) + field("root", 32) + octal(0, 8) + octal(0, 8) + field("", 155) + field("", 12)
+            let sum = h.reduce(0) { $0 + Int($1) }
+            let check = Array(String(repeating: "0", count: 6 - String(sum, radix: 8).count).utf8) + Array(String(sum, radix: 8).utf8) + [0, 0x20]
+            h.replaceSubrange(148..<156, with: check)
+            out.append(contentsOf: h)
+            out.append(e.data)
+            out.append(Data(count: (512 - e.data.count % 512) % 512))
+        }
+        out.append(Data(count: 1024))
+        return out
+    }
 }
 
 @Suite struct RestoreHardeningTests {
@@ -128,6 +150,27 @@ enum Craft {
             let e = await expectBackupError(.invalidArchive) { _ = try RestoreEngine().verify(file: crafted, layout: host.layout, trustUnauthenticated: true) }
             #expect(e != nil, "\(stranger.path) was accepted")
         }
+    }
+
+    @Test func aHardLinkMemberIsRefused() async throws {
+        let host = try StagedHost("hardlink")
+        defer { host.remove() }
+        let empty = SHA256.hash(data: Data()).map { String(format: "%02x", $0) }.joined()
+        let manifest: [String: Any] = [
+            "format": 1, "warblerVersion": "0", "schemaVersion": 0, "backend": "sqlite", "createdAt": "2026-01-01T00:00:00Z",
+            "hostname": "h", "dataDir": "/var/lib/warbler", "databasePath": "/var/lib/warbler/warbler.db",
+            "entries": [
+                ["path": "attachments", "kind": "directory", "size": 0, "sha256": "", "mode": 0o755, "owner": "root", "group": "root", "encrypted": false],
+                ["path": "attachments/x", "kind": "file", "size": 0, "sha256": empty, "mode": 0o644, "owner": "root", "group": "root", "encrypted": false],
+                ["path": "database/warbler.db", "kind": "file", "size": 0, "sha256": empty, "mode": 0o600, "owner": "root", "group": "root", "encrypted": false],
+            ]]
+        let manifestData = try JSONSerialization.data(withJSONObject: manifest)
+        let archive = host.root + "/hardlink.tar"
+        try Craft.tar([("attachments/", "5", Data(), ""), ("database/warbler.db", "0", Data(), ""),
+                       ("attachments/x", "1", Data(), "database/warbler.db"), ("manifest.json", "0", manifestData, "")])
+            .write(to: URL(fileURLWithPath: archive))
+        let e = await expectBackupError(.invalidArchive) { _ = try RestoreEngine().verify(file: archive, layout: host.layout, trustUnauthenticated: true) }
+        #expect(e?.message.contains("hard link") == true, "\(e?.message ?? "")")
     }
 
     /// A directory member chmodded an existing file 04777; an archive may name any owner.
