@@ -159,7 +159,7 @@ let package = Package(
         .target(
             name: "Upgrade",
             dependencies: [
-                "Installer", "Payload", "IMServer", "IMStorage", "IMClient", "IMCore", "Operations",
+                "Installer", "Payload", "IMServer", "IMStorage", "IMClient", "IMCore", "Operations", "Backup",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "Logging", package: "swift-log"),
@@ -255,7 +255,7 @@ let package = Package(
         ),
         .testTarget(
             name: "UpgradeTests",
-            dependencies: ["Upgrade", "Installer", "Payload", .product(name: "Crypto", package: "swift-crypto")],
+            dependencies: ["Upgrade", "Backup", "Installer", "Payload", "IMServer", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: strict
         ),
         .testTarget(

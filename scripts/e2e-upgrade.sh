@@ -112,10 +112,13 @@ att=$(from_client curl -s --cacert "$ROOT/etc/warbler/tls/ca.crt" -H "Authorizat
 [ -n "$att" ] || fail "could not upload an attachment"
 messages=$(stored_messages "$ROOT" 8443)
 inside /opt/warbler/current/bin/warbler backup --output /root/full-backup.tar.gz >"$WORK/backup.log" 2>&1 || { cat "$WORK/backup.log"; fail "backup"; }
+# The backup is authenticated with the install's backup key, which the purge removes: keep it, as docs/operations.md says.
+inside cp /etc/warbler/secrets/backup-hmac.key /root/backup-hmac.key || fail "no backup key after a root backup"
 inside /opt/warbler/current/bin/warbler uninstall --purge --yes >"$WORK/purge.log" 2>&1 || { cat "$WORK/purge.log"; fail "uninstall --purge"; }
 [ ! -e "$ROOT/var/lib/warbler" ] || fail "purge left the data"
 inside /root/warbler-0.0.9 install --yes >"$WORK/reinstall.log" 2>&1 || { cat "$WORK/reinstall.log"; fail "reinstall"; }
 inside systemctl stop warbler-server
+inside install -m 0600 -o root -g root /root/backup-hmac.key /etc/warbler/secrets/backup-hmac.key
 inside /opt/warbler/current/bin/warbler restore /root/full-backup.tar.gz >"$WORK/restore.log" 2>&1 || { cat "$WORK/restore.log"; fail "restore"; }
 inside systemctl start warbler-server
 login 8443 || fail "log in after the restore"

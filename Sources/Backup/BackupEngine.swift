@@ -20,21 +20,18 @@ public struct BackupRequest: Sendable {
     public var keep: Int?
     public var hostname: String
     public var now: Date
-    /// Host paths whose bytes come from another file: the systemd unit runs as the service user and gets the
-    /// root-only CA key as a credential (`$CREDENTIALS_DIRECTORY/ca.key`). Mode and owner still come from the real file.
-    public var readOverrides: [String: String]
+    /// A timer-run backup by the service user: it leaves out the internal CA key (which must never sit in an
+    /// archive the service user can read) and cannot tag the archive with the install's root-only backup key.
+    /// nil: unattended when this process is not root.
+    public var unattended: Bool?
 
     public init(layout: Layout, config: ServerConfig, output: String? = nil, passphrase: String? = nil, keep: Int? = nil,
-                hostname: String = BackupEngine.hostname(), now: Date = Date(), readOverrides: [String: String] = [:]) {
+                hostname: String = BackupEngine.hostname(), now: Date = Date(), unattended: Bool? = nil) {
         self.layout = layout; self.config = config; self.output = output; self.passphrase = passphrase; self.keep = keep
-        self.hostname = hostname; self.now = now; self.readOverrides = readOverrides
+        self.hostname = hostname; self.now = now; self.unattended = unattended
     }
 
-    /// The overrides systemd's credentials give: `ca.key` in `$CREDENTIALS_DIRECTORY` stands for the CA key.
-    public static func credentialOverrides(environment: [String: String] = ProcessInfo.processInfo.environment) -> [String: String] {
-        guard let dir = environment["CREDENTIALS_DIRECTORY"], !dir.isEmpty, FileManager.default.fileExists(atPath: dir + "/ca.key") else { return [:] }
-        return [Paths.caKey: dir + "/ca.key"]
-    }
+    var isUnattended: Bool { unattended ?? (geteuid() != 0) }
 }
 
 /// A finished backup.
@@ -58,7 +55,8 @@ public struct LastSuccess: Codable, Sendable, Equatable {
 }
 
 /// Takes an online backup: a consistent database snapshot, /etc/warbler (config, secrets, TLS) and the attachments,
-/// in one tar.gz with a manifest of SHA-256 checksums, written to a temporary file, synced, then renamed.
+/// in one tar.gz with a manifest of SHA-256 checksums and `manifest.mac` (HMAC-SHA256 of the manifest under the
+/// install's root-only key and/or the passphrase's key), written to a temporary file, synced, then renamed.
 public struct BackupEngine: Sendable {
     public var logger: Logger
 
@@ -105,6 +103,10 @@ public struct BackupEngine: Sendable {
             throw BackupError(.usage, "\(output) already exists; choose another --output")
         }
         let sealer = try request.passphrase.map { try SecretSealer(passphrase: $0) }
+        let unattended = request.isUnattended
+        // The install's key tags the manifest; a service-user run has none (the key is root's), so its archive is
+        // authenticated only by a passphrase, or not at all.
+        let installKey = try unattended ? nil : BackupKey.loadOrCreate(layout: layout)
 
         let work = try Files.temporaryDirectory(besides: output, tag: "work")
         defer { Files.removeTree(work) }
@@ -142,7 +144,7 @@ public struct BackupEngine: Sendable {
         let writer = try wrap { try ArchiveWriter(path: temporary) }
         chmod(temporary, 0o600)
 
-        func add(member: String, source: String, stat st: Files.Stat, ownerFrom: Files.Stat? = nil, readFrom: String? = nil) throws {
+        func add(member: String, source: String, stat st: Files.Stat, ownerFrom: Files.Stat? = nil) throws {
             let ownerStat = ownerFrom ?? st
             var entry = BackupManifest.Entry(path: member, kind: st.kind ?? .file, size: 0, sha256: "", mode: st.mode,
                                              owner: Files.userName(ownerStat.uid), group: Files.groupName(ownerStat.gid),
@@ -151,11 +153,11 @@ public struct BackupEngine: Sendable {
             case .directory:
                 try wrap { try writer.writeHeader(path: member, kind: .directory, permissions: st.mode) }
             case .symlink:
-                let target = try FileManager.default.destinationOfSymbolicLink(atPath: source)
-                entry.target = target
-                try wrap { try writer.writeHeader(path: member, kind: .symlink, permissions: st.mode, target: target) }
+                // A restore refuses links (root must never write through one), so a backup never holds one.
+                logger.warning("skipping \(source): a symlink; a backup holds only files and directories")
+                return
             case .file:
-                let content = readFrom ?? source
+                let content = source
                 if let sealer, Member.isSecret(member) {
                     guard let plain = FileManager.default.contents(atPath: content) else {
                         throw BackupError(.io, "cannot read \(content); run the backup as root (or from the warbler-backup unit)")
@@ -169,9 +171,7 @@ public struct BackupEngine: Sendable {
                         try sealed.withUnsafeBytes { try writer.writeData($0) }
                     }
                 } else {
-                    guard let size = readFrom == nil ? st.size : Files.lstat(content)?.size else {
-                        throw BackupError.io("cannot read", path: content)
-                    }
+                    let size = st.size
                     entry.size = size
                     try wrap { try writer.writeHeader(path: member, kind: .file, permissions: st.mode, size: size) }
                     entry.sha256 = try Files.stream(content, size: size) { chunk in try wrap { try writer.writeData(chunk) } }
@@ -183,6 +183,10 @@ public struct BackupEngine: Sendable {
             entries.append(entry)
         }
 
+        // Never in a backup: the key that authenticates backups. Not in an unattended one: the CA key, which would
+        // let whoever runs as the service user mint certificates every client trusts.
+        let excluded: Set<String> = unattended ? [BackupKey.path, Paths.caKey] : [BackupKey.path]
+
         func addTree(root: String, hostRoot: String, member: String) throws {
             guard let st = Files.lstat(root), st.kind == .directory else { return }
             try add(member: member, source: root, stat: st)
@@ -190,9 +194,9 @@ public struct BackupEngine: Sendable {
                 let source = root + "/" + relative
                 // Leftovers of an interrupted write (Attachments writes `.part` then renames) are not data.
                 if relative.hasSuffix(".part") { continue }
+                if excluded.contains(hostRoot + "/" + relative) { continue }
                 guard let child = Files.lstat(source) else { continue }  // gone meanwhile
-                try add(member: member + "/" + relative, source: source, stat: child,
-                        readFrom: request.readOverrides[hostRoot + "/" + relative])
+                try add(member: member + "/" + relative, source: source, stat: child)
             }
         }
 
@@ -209,9 +213,22 @@ public struct BackupEngine: Sendable {
                 backend: backend, createdAt: Self.iso8601(request.now), hostname: request.hostname, dataDir: config.dataDir,
                 databasePath: backend == .sqlite ? config.storage.path : "", encryption: sealer?.encryption, entries: entries)
             let manifestData = try manifest.encoded()
+            var tags: [ManifestMAC.Tag] = []
+            if let installKey {
+                tags.append(.init(key: "install", keyID: ManifestMAC.keyID(installKey), value: ManifestMAC.tag(manifestData, key: installKey)))
+            }
+            if let sealer {
+                tags.append(.init(key: "passphrase", keyID: nil, value: ManifestMAC.tag(manifestData, key: sealer.macKey)))
+            }
+            if tags.isEmpty {
+                logger.notice("this backup is not authenticated (no install backup key readable, no passphrase); restoring it will need --trust-unauthenticated")
+            }
+            let macData = try ManifestMAC(algorithm: ManifestMAC.algorithm, tags: tags).encoded()
             try wrap {
                 try writer.writeHeader(path: BackupManifest.memberName, kind: .file, permissions: 0o600, size: UInt64(manifestData.count))
                 try manifestData.withUnsafeBytes { try writer.writeData($0) }
+                try writer.writeHeader(path: ManifestMAC.memberName, kind: .file, permissions: 0o600, size: UInt64(macData.count))
+                try macData.withUnsafeBytes { try writer.writeData($0) }
                 try writer.finish()
             }
             try Files.fsync(temporary)

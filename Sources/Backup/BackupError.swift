@@ -15,6 +15,9 @@ public struct BackupError: Error, CustomStringConvertible, Sendable {
         public static let newerSchema = Code("newerSchema")
         /// The passphrase does not open the backup's encrypted secrets, or one is needed and none was given.
         public static let passphrase = Code("passphrase")
+        /// The archive carries no tag under this install's key or its passphrase, or a wrong one, and
+        /// `--trust-unauthenticated` was not given.
+        public static let unauthenticated = Code("unauthenticated")
         /// The server is running; a restore needs it stopped.
         public static let serverRunning = Code("serverRunning")
         /// The target already holds messages and `--force` was not given.

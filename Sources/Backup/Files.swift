@@ -65,7 +65,8 @@ enum Files {
     /// Streams exactly `size` bytes of `path` through `body` and returns their SHA-256; a file that changed size
     /// meanwhile is an error (a torn copy must never look like a good one).
     static func stream(_ path: String, size: UInt64, _ body: (UnsafeRawBufferPointer) throws -> Void) throws -> String {
-        let fd = try open(path, O_RDONLY)
+        // Never through a link: one swapped in since the walk's lstat would make a root-run backup read its target.
+        let fd = try open(path, O_RDONLY | O_NOFOLLOW)
         defer { close(fd) }
         var hasher = SHA256()
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
@@ -169,16 +170,6 @@ enum Files {
             rmdir(path)
         } else {
             unlink(path)
-        }
-    }
-
-    /// Sets mode, and owner by name when running as root and this host knows the names.
-    static func restoreAttributes(_ path: String, kind: BackupManifest.Entry.Kind, mode: UInt16, owner: String, group: String) throws {
-        if geteuid() == 0, let pw = getpwnam(owner), let gr = getgrnam(group) {
-            guard lchown(path, pw.pointee.pw_uid, gr.pointee.gr_gid) == 0 else { throw BackupError.io("cannot set the owner of", path: path) }
-        }
-        if kind != .symlink {
-            guard chmod(path, mode_t(mode)) == 0 else { throw BackupError.io("cannot set the mode of", path: path) }
         }
     }
 }

@@ -57,8 +57,12 @@ public struct TLSMaterial: Sendable, Equatable {
 public enum PKI {
     /// A server certificate closer than this to its end is reissued by the next install run.
     public static let renewBefore: TimeInterval = 30 * 24 * 3600
-    static let caLifetime: TimeInterval = 10 * 365 * 24 * 3600
+    /// Three years: long enough that clients rarely re-import it, short enough that a stolen key dies. Its
+    /// certificate (same key, so clients' trust holds) is reissued by `warbler install` once less than one server
+    /// certificate's life and the renewal window remain, or when the install's names outgrow its constraints.
+    static let caLifetime: TimeInterval = 3 * 365 * 24 * 3600
     static let serverLifetime: TimeInterval = 397 * 24 * 3600
+    static let caRenewBefore: TimeInterval = serverLifetime + renewBefore
 
     /// Keeps what is there and still right; makes what is missing; reissues the server certificate when its names
     /// changed, it is not from this CA, or it is near its end.
@@ -77,10 +81,17 @@ public enum PKI {
             guard cert.publicKey == Certificate.PublicKey(key.publicKey) else {
                 throw PKIError("\(Paths.caKey) is not the key of \(Paths.caCert); restore the pair from a backup")
             }
-            ca = (cert, key, certPEM, keyPEM)
+            if cert.notValidAfter <= now + caRenewBefore || !constraintsCover(cert, names) {
+                // Same key and subject: certificates it issued still chain, and clients that trust the old
+                // certificate keep working until it ends; the new one carries this install's names as constraints.
+                let renewed = try makeCA(key: key, subject: cert.subject, names: names, now: now)
+                ca = (renewed, key, try renewed.serializeAsPEM().pemString + "\n", keyPEM)
+            } else {
+                ca = (cert, key, certPEM, keyPEM)
+            }
         case (nil, nil):
             let key = P256.Signing.PrivateKey()
-            let cert = try makeCA(key: key, hostname: names.dns.first ?? "warbler", now: now)
+            let cert = try makeCA(key: key, subject: try caSubject(hostname: names.dns.first ?? "warbler"), names: names, now: now)
             ca = (cert, key, try cert.serializeAsPEM().pemString + "\n", key.pemRepresentation + "\n")
         default:
             throw PKIError("only one of \(Paths.caCert) and \(Paths.caKey) exists; restore the other from a backup, or move both away to make a new CA")
@@ -130,12 +141,36 @@ public enum PKI {
                            fingerprint: try fingerprint(leaf), names: names, notAfter: leaf.notValidAfter, issued: false)
     }
 
-    static func makeCA(key: P256.Signing.PrivateKey, hostname: String, now: Date) throws -> Certificate {
-        let publicKey = Certificate.PublicKey(key.publicKey)
-        let name = try DistinguishedName {
+    static func caSubject(hostname: String) throws -> DistinguishedName {
+        try DistinguishedName {
             OrganizationName("Warbler")
             CommonName("Warbler internal CA (\(hostname))")
         }
+    }
+
+    /// The CA may issue only for the install's names: its DNS names (and names under them) and its addresses, each
+    /// alone. With no address, every address is excluded.
+    static func nameConstraints(_ names: CertificateNames) -> NameConstraints {
+        func range(_ ip: IPAddress) -> ASN1OctetString {
+            ASN1OctetString(contentBytes: ArraySlice(ip.bytes + [UInt8](repeating: 0xFF, count: ip.bytes.count)))
+        }
+        let noAddress = names.ips.isEmpty
+            ? [ASN1OctetString(contentBytes: ArraySlice([UInt8](repeating: 0, count: 8))), ASN1OctetString(contentBytes: ArraySlice([UInt8](repeating: 0, count: 32)))]
+            : []
+        return NameConstraints(permittedDNSDomains: names.dns, excludedDNSDomains: [], permittedIPRanges: names.ips.map(range),
+                               excludedIPRanges: noAddress)
+    }
+
+    /// Whether the CA's name constraints are exactly the ones for `names` (a CA without any is not constrained enough).
+    static func constraintsCover(_ cert: Certificate, _ names: CertificateNames) -> Bool {
+        guard let existing = try? cert.extensions.nameConstraints else { return false }
+        let wanted = nameConstraints(names)
+        return Set(existing.permittedSubtrees.map { "\($0)" }) == Set(wanted.permittedSubtrees.map { "\($0)" })
+            && Set(existing.excludedSubtrees.map { "\($0)" }) == Set(wanted.excludedSubtrees.map { "\($0)" })
+    }
+
+    static func makeCA(key: P256.Signing.PrivateKey, subject name: DistinguishedName, names: CertificateNames, now: Date) throws -> Certificate {
+        let publicKey = Certificate.PublicKey(key.publicKey)
         return try Certificate(
             version: .v3, serialNumber: Certificate.SerialNumber(), publicKey: publicKey,
             notValidBefore: now - 3600, notValidAfter: now + caLifetime,
@@ -143,6 +178,7 @@ public enum PKI {
             extensions: try Certificate.Extensions {
                 Critical(BasicConstraints.isCertificateAuthority(maxPathLength: 0))
                 Critical(KeyUsage(keyCertSign: true, cRLSign: true))
+                Critical(nameConstraints(names))
                 SubjectKeyIdentifier(hash: publicKey)
             },
             issuerPrivateKey: Certificate.PrivateKey(key))

@@ -13,7 +13,8 @@ public struct BackupUnitContext: Sendable, Equatable {
     public var dataDir = "/var/lib/warbler"
     /// `backup.directory`; made writable too when it is not under `dataDir`.
     public var backupDir = "/var/lib/warbler/backups"
-    /// The root-only internal CA key, passed as the credential `ca.key`; empty when the install has no internal CA.
+    /// The root-only internal CA key; empty when the install has no internal CA. No longer handed to the unit (an
+    /// unattended backup leaves the CA key out); kept so the installer's blueprint need not change with it.
     public var caKeyPath = "/etc/warbler/tls/ca.key"
     /// systemd.time(7) calendar expression.
     public var onCalendar = "daily"

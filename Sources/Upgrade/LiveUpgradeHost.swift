@@ -1,3 +1,4 @@
+import Backup
 import Crypto
 import Foundation
 import IMServer
@@ -11,14 +12,18 @@ import Payload
 public struct LiveUpgradeHost: UpgradeHost {
     public let layout: Layout
     let system: LocalSystem
+    /// Restore a pre-upgrade backup that is not authenticated by the install's backup key (`warbler rollback
+    /// --trust-unauthenticated`: one made by a release from before backups were authenticated).
+    public var trustUnauthenticated: Bool
 
     public static let record = "/var/lib/warbler/install/upgrade.json"
     public static let previous = "/opt/warbler/previous"
 
     public static let backups = "/var/lib/warbler/backups"
 
-    public init(layout: Layout = Layout()) {
+    public init(layout: Layout = Layout(), trustUnauthenticated: Bool = false) {
         self.layout = layout
+        self.trustUnauthenticated = trustUnauthenticated
         self.system = LocalSystem()
         system.selectInit(installedInitSystem(layout: layout, system: system))
     }
@@ -113,8 +118,22 @@ public struct LiveUpgradeHost: UpgradeHost {
         return path
     }
 
+    /// Restores in this process, with this build's checks, whichever release `binary` is: an older release's own
+    /// `warbler restore` may lack them, and root runs it. Without migrations: the backup is at the schema of the
+    /// release being returned to, whose server brings it forward itself if it must.
     public func restore(backup: String, using binary: String) async throws {
-        try run([binary, "restore", backup, "--force"], what: "restoring \(backup)")
+        var logger = Logger(label: "warbler.restore")
+        logger.logLevel = .warning
+        do {
+            _ = try await RestoreEngine(logger: logger).restore(RestoreRequest(
+                layout: layout, file: backup, force: true, trustUnauthenticated: trustUnauthenticated, migrate: false))
+        } catch let e as BackupError where e.code == .unauthenticated {
+            throw SystemError("restoring \(backup): \(e.message). For `warbler rollback`, that option is `warbler rollback --trust-unauthenticated`")
+        }
+    }
+
+    public func prunePreUpgradeBackups(keeping: String) throws -> [String] {
+        try Retention.prunePreUpgrade(directory: layout.path(Self.backups), keeping: keeping)
     }
 
     func run(_ argv: [String], what: String) throws {

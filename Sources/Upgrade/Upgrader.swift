@@ -55,9 +55,13 @@ public protocol UpgradeHost: Sendable {
     func schemaVersion() async throws -> Int
     /// Takes a full backup with the installed release's own `warbler backup`; returns its path.
     func backup(label: String) async throws -> String
-    /// Puts a backup back with `binary`'s own `warbler restore` (the release the data is being returned to, so
-    /// nothing migrates it past that release's schema). The server must be stopped.
+    /// Puts a backup back for `binary`'s release (the release the data is being returned to: nothing migrates it
+    /// past that release's schema). The server must be stopped. Runs as root, so it must refuse an archive that is
+    /// not authenticated, links, modes and owners a backup never has, exactly as `warbler restore` does.
     func restore(backup: String, using binary: String) async throws
+    /// Deletes pre-upgrade backups other than `keeping` (the one the latest upgrade record names); daily retention
+    /// leaves them alone so that a rollback finds its backup however late it comes.
+    func prunePreUpgradeBackups(keeping: String) throws -> [String]
     /// Runs `BINARY install --yes`: the release in that binary becomes current; config and units are rendered from its
     /// templates; changed services restart, each start gated on readiness. Returns its output; throws on failure.
     func converge(binary: String) throws -> String
@@ -73,6 +77,10 @@ public protocol UpgradeHost: Sendable {
     func save(_ record: UpgradeRecord) throws
     func lastRecord() throws -> UpgradeRecord?
     func now() -> Date
+}
+
+extension UpgradeHost {
+    public func prunePreUpgradeBackups(keeping: String) throws -> [String] { [] }
 }
 
 public struct UpgradeOptions: Sendable {
@@ -202,6 +210,10 @@ public struct Upgrader: Sendable {
         try host.setPrevious(old.version)
         let pruned = try host.pruneReleases(keep: max(2, options.keepReleases), protecting: [new.version, old.version])
         if !pruned.isEmpty { progress("removed old releases: \(pruned.joined(separator: ", "))") }
+        // Older pre-upgrade backups: no record names them any more. This one stays until the next upgrade.
+        if let gone = try? host.prunePreUpgradeBackups(keeping: backup), !gone.isEmpty {
+            progress("removed older pre-upgrade backups: \(gone.joined(separator: ", "))")
+        }
         return .upgraded(from: old.version, to: new.version, backup: backup, pruned: pruned)
     }
 

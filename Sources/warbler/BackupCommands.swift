@@ -34,8 +34,7 @@ extension Warbler {
                 let path = config ?? (FileManager.default.fileExists(atPath: layout.path(Paths.config)) ? layout.path(Paths.config) : nil)
                 let serverConfig = try ServerConfig.load(path: path)
                 let passphrase = try passphraseFile.map { try BackupEngine.readPassphrase(file: $0) }
-                let request = BackupRequest(layout: layout, config: serverConfig, output: output, passphrase: passphrase, keep: keep,
-                                            readOverrides: BackupRequest.credentialOverrides())
+                let request = BackupRequest(layout: layout, config: serverConfig, output: output, passphrase: passphrase, keep: keep)
                 let result = try await BackupEngine(logger: Logger(label: "warbler.backup")).create(request)
                 let m = result.manifest
                 print("backup written: \(result.file) (\(result.bytes) bytes, \(m.entries.count) members, \(m.backend.rawValue) schema \(m.schemaVersion)\(m.encryption != nil ? ", secrets encrypted" : ""))")
@@ -55,8 +54,10 @@ extension Warbler {
         var passphraseFile: String?
         @Flag(help: "Replace a database that already holds messages.")
         var force = false
-        @Flag(help: "Only check the archive (checksums, schema version, passphrase); change nothing.")
+        @Flag(help: "Only check the archive (authentication, checksums, schema version, passphrase); change nothing.")
         var verifyOnly = false
+        @Flag(help: "Accept an archive that is not authenticated by this install's backup key or its passphrase (a timer-run backup, one from another host). Only for a file you know nobody altered.")
+        var trustUnauthenticated = false
         @Option(help: "Restore into an install staged under DIR.")
         var root: String?
 
@@ -69,17 +70,21 @@ extension Warbler {
             do {
                 let passphrase = try passphraseFile.map { try BackupEngine.readPassphrase(file: $0) }
                 let engine = RestoreEngine(logger: Logger(label: "warbler.restore"))
+                let layout = Layout(root: root)
                 if verifyOnly {
-                    let verified = try engine.verify(file: file, passphrase: passphrase, environment: ProcessInfo.processInfo.environment)
+                    let verified = try engine.verify(file: file, passphrase: passphrase, layout: layout, trustUnauthenticated: trustUnauthenticated,
+                                                     environment: ProcessInfo.processInfo.environment)
                     let m = verified.manifest
-                    print("\(file): good; \(m.entries.count) members match the manifest; made \(m.createdAt) on \(m.hostname) by Warbler \(m.warblerVersion), \(m.backend.rawValue) schema \(m.schemaVersion)\(m.encryption != nil ? (passphrase != nil ? ", passphrase opens the secrets" : ", secrets encrypted (not checked without --passphrase-file)") : "")")
+                    print("\(file): good; authenticated by \(verified.authentication.rawValue); \(m.entries.count) members match the manifest; made \(m.createdAt) on \(m.hostname) by Warbler \(m.warblerVersion), \(m.backend.rawValue) schema \(m.schemaVersion)\(m.encryption != nil ? (passphrase != nil ? ", passphrase opens the secrets" : ", secrets encrypted (not checked without --passphrase-file)") : "")")
                     return
                 }
-                let result = try await engine.restore(RestoreRequest(layout: Layout(root: root), file: file, passphrase: passphrase, force: force,
+                let result = try await engine.restore(RestoreRequest(layout: layout, file: file, passphrase: passphrase, force: force,
+                                                                     trustUnauthenticated: trustUnauthenticated,
                                                                      environment: ProcessInfo.processInfo.environment))
                 let m = result.manifest
                 let migrated = result.migrationsApplied.isEmpty ? "" : "; migrated to schema \(result.migrationsApplied.last!)"
-                print("restored \(file) (made \(m.createdAt) on \(m.hostname), \(m.backend.rawValue) schema \(m.schemaVersion)\(migrated))")
+                print("restored \(file) (made \(m.createdAt) on \(m.hostname), \(m.backend.rawValue) schema \(m.schemaVersion)\(migrated); authenticated by \(result.authentication.rawValue))")
+                if let note = result.caNote { print(note) }
                 print("start the server: systemctl start warbler-server (or warbler supervise)")
             } catch { throw fail(error) }
         }

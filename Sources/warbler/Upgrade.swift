@@ -49,6 +49,8 @@ extension Warbler {
         static let configuration = CommandConfiguration(
             abstract: "Return to the previous release (restoring the last upgrade's backup if it changed the schema).")
         @Flag(help: "Do not ask before starting.") var yes = false
+        @Flag(help: "Restore the upgrade's backup even if it is not authenticated by this install's backup key (one made by a release from before backups were authenticated).")
+        var trustUnauthenticated = false
 
         func run() async throws {
             if !yes && isatty(0) == 1 {
@@ -56,7 +58,7 @@ extension Warbler {
                 guard ["y", "yes"].contains(readLine()?.lowercased() ?? "") else { throw ExitCode(1) }
             }
             do {
-                let (from, to, restored) = try await Upgrader(host: LiveUpgradeHost()).rollback { print("  - \($0)") }
+                let (from, to, restored) = try await Upgrader(host: LiveUpgradeHost(trustUnauthenticated: trustUnauthenticated)).rollback { print("  - \($0)") }
                 print("Rolled back \(from) → \(to)\(restored ? ", restoring the pre-upgrade backup" : ", data untouched").")
             } catch {
                 throw fail(error)

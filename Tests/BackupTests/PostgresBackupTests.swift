@@ -59,7 +59,13 @@ import WarblerTestSupport
             try? await driver.close()
             throw error
         }
+        // The live config and its password file stay (as after `warbler install` on a new host): a restore takes
+        // every destination, the database's connection included, from the live install, never from the archive.
+        let liveConfig = try Data(contentsOf: URL(fileURLWithPath: host.path(Paths.config)))
+        let livePassword = try Data(contentsOf: URL(fileURLWithPath: host.path("/etc/warbler/secrets/postgres-password")))
         for p in [Paths.etc, Paths.data + "/attachments"] { try FileManager.default.removeItem(atPath: host.path(p)) }
+        try host.write(Paths.config, liveConfig, mode: 0o640)
+        try host.write("/etc/warbler/secrets/postgres-password", livePassword, mode: 0o600)
 
         let restored = try await RestoreEngine().restore(RestoreRequest(layout: host.layout, file: result.file, passphrase: "pg pass"))
         #expect(restored.migrationsApplied.isEmpty)

@@ -132,8 +132,11 @@ import Testing
         for p in [Paths.etc, Paths.database, Paths.data + "/attachments"] { try FileManager.default.removeItem(atPath: host.path(p)) }
         for s in ["-wal", "-shm"] { unlink(host.path(Paths.database) + s) }
 
-        let restored = try await RestoreEngine().restore(RestoreRequest(layout: host.layout, file: result.file, passphrase: passphrase))
+        let restored = try await RestoreEngine().restore(RestoreRequest(layout: host.layout, file: result.file, passphrase: passphrase,
+                                                                        serviceUser: "nobody"))
         #expect(restored.migrationsApplied.isEmpty)
+        // The install's backup key went with the wipe: the passphrase's key authenticates the archive.
+        #expect(restored.authentication == .passphrase)
         #expect(try await Self.dump(host.path(Paths.database)) == expectedDB)
         let etc = try host.tree(Paths.etc)
         #expect(etc == expectedEtc, "differs: \(Set(etc.keys).symmetricDifference(expectedEtc.keys)) \(etc.filter { expectedEtc[$0.key] != $0.value }.map { "\($0.key): \($0.value) vs \(expectedEtc[$0.key].map(\.description) ?? "-")" })")
@@ -151,7 +154,7 @@ import Testing
         for member in ["etc/warbler/warbler.yaml", attachment, "database/warbler.db"] {
             let tampered = host.root + "/tampered-\(UUID().uuidString.prefix(6)).tar.gz"
             try Fixture.tamper(result.file, member: member, into: tampered)
-            let e = await expectBackupError(.checksumMismatch) { _ = try RestoreEngine().verify(file: tampered) }
+            let e = await expectBackupError(.checksumMismatch) { _ = try RestoreEngine().verify(file: tampered, layout: host.layout) }
             #expect(e?.message.contains(member) == true, "the error does not name \(member): \(e?.message ?? "")")
         }
         // A restore of a tampered archive over a live install changes nothing at all.
@@ -171,7 +174,7 @@ import Testing
         // Where the byte lands in deflate's output decides which check sees it first: inflate (or the tar headers)
         // fails, or a member's checksum does (gzip stores random data uncompressed). Either way it is refused.
         do {
-            _ = try RestoreEngine().verify(file: flipped)
+            _ = try RestoreEngine().verify(file: flipped, layout: host.layout)
             Issue.record("a backup with a flipped byte was accepted")
         } catch let e as BackupError {
             #expect(e.code == .invalidArchive || e.code == .checksumMismatch, "\(e)")
@@ -187,7 +190,7 @@ import Testing
         try await driver.close()
         let result = try await BackupEngine().create(BackupRequest(layout: host.layout, config: try host.config()))
         #expect(result.manifest.schemaVersion == future)
-        let e = await expectBackupError(.newerSchema) { _ = try RestoreEngine().verify(file: result.file) }
+        let e = await expectBackupError(.newerSchema) { _ = try RestoreEngine().verify(file: result.file, layout: host.layout) }
         #expect(e?.message.contains("schema version \(future)") == true)
         #expect(e?.message.contains("up to version \(Migrations.latest)") == true)
     }
@@ -241,7 +244,8 @@ import Testing
         await expectBackupError(.passphrase) {
             _ = try await RestoreEngine().restore(RestoreRequest(layout: host.layout, file: result.file, force: true))
         }
-        _ = try RestoreEngine().verify(file: result.file, passphrase: "s3cret pass")
+        #expect(try RestoreEngine().verify(file: result.file, passphrase: "s3cret pass").authentication == .passphrase)
+        #expect(try RestoreEngine().verify(file: result.file, layout: host.layout).authentication == .installKey)
         // Without a passphrase the backup keeps secrets as they are on disk.
         let plain = try await BackupEngine().create(BackupRequest(layout: host.layout, config: try host.config(), output: host.root + "/plain.tar.gz"))
         #expect(try Fixture.member("etc/warbler/secrets/jwt.key", of: plain.file) == jwt)
@@ -290,9 +294,11 @@ import Testing
         defer { source.remove() }
         let result = try await BackupEngine().create(BackupRequest(layout: source.layout, config: try source.config()))
         let expected = try await Self.dump(source.path(Paths.database))
-        // Another install with its own history.
+        // Another install with its own history; the source's backup key copied over, as docs/operations.md says
+        // to do when moving a backup to another host.
         let target = try await Self.populatedHost("target", messages: 4)
         defer { target.remove() }
+        try target.write(BackupKey.path, try Data(contentsOf: URL(fileURLWithPath: source.path(BackupKey.path))), mode: 0o600)
         let before = try await Self.dump(target.path(Paths.database))
         let e = await expectBackupError(.targetHasData) {
             _ = try await RestoreEngine().restore(RestoreRequest(layout: target.layout, file: result.file))
@@ -323,7 +329,9 @@ extension SQLiteBackupTests {
         #expect(!result.manifest.entries.contains { $0.path.hasPrefix("etc/") })
         try host.write(Paths.config, "# installed later\n", mode: 0o640)
         let before = try host.tree(Paths.etc)
-        _ = try await RestoreEngine().restore(RestoreRequest(layout: host.layout, file: result.file))
+        // No /etc/warbler, so no install backup key to tag it with: restoring it takes trusting it.
+        await expectBackupError(.unauthenticated) { _ = try await RestoreEngine().restore(RestoreRequest(layout: host.layout, file: result.file)) }
+        _ = try await RestoreEngine().restore(RestoreRequest(layout: host.layout, file: result.file, trustUnauthenticated: true))
         #expect(try host.tree(Paths.etc) == before)
     }
 
@@ -338,7 +346,7 @@ extension SQLiteBackupTests {
         guard geteuid() == 0, let pw = getpwnam("nobody") else { return }
         let (uid, gid) = (pw.pointee.pw_uid, pw.pointee.pw_gid)   // getpwnam's buffer is reused by later calls
         #expect(chown(host.path(Paths.data), uid, gid) == 0)
-        _ = try await RestoreEngine().restore(RestoreRequest(layout: host.layout, file: result.file, force: true))
+        _ = try await RestoreEngine().restore(RestoreRequest(layout: host.layout, file: result.file, force: true, trustUnauthenticated: true))
         var st = stat()
         #expect(stat(host.path(Paths.data) + "/attachments", &st) == 0)
         #expect(st.st_uid == uid, "the attachments directory belongs to \(st.st_uid), not the data directory's owner")

@@ -16,6 +16,15 @@ import Testing
         try expectGolden(try templates.renderBackupTimer(BackupUnitContext()), "warbler-backup.timer")
     }
 
+    /// Issue 9, item 4: the unit handed the root-only CA key to the service user, whose archives the server's user reads.
+    @Test func theBackupServiceGetsNoCAKeyEvenWhenTheInstallHasACA() throws {
+        let c = BackupUnitContext()
+        #expect(!c.caKeyPath.isEmpty)
+        let service = try templates.renderBackupService(c)
+        #expect(!service.contains("LoadCredential="))
+        #expect(!service.contains("ca.key"))
+    }
+
     @Test func aBackupDirectoryOutsideTheDataDirectoryIsMadeWritableAndNoCAMeansNoCredential() throws {
         var c = BackupUnitContext()
         c.backupDir = "/srv/backups/warbler"
