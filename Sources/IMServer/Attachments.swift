@@ -1,3 +1,4 @@
+import DurableFiles
 import Foundation
 import Hummingbird
 import IMCore
@@ -38,22 +39,8 @@ struct Attachments: Sendable {
         let dir = (final as NSString).deletingLastPathComponent
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         // Write, fsync, rename: a crash leaves either no file or the whole file, never half of one.
-        let tmp = final + ".part"
         let data = Data(buffer: buffer)
-        let fd = open(tmp, O_CREAT | O_WRONLY | O_TRUNC, 0o600)
-        guard fd >= 0 else { throw IMError(.unavailable, "cannot store the attachment (errno \(errno)); check the data directory") }
-        let ok = data.withUnsafeBytes { p -> Bool in
-            var off = 0
-            while off < p.count {
-                let n = write(fd, p.baseAddress! + off, p.count - off)
-                if n <= 0 { return false }
-                off += n
-            }
-            return fsync(fd) == 0
-        }
-        close(fd)
-        guard ok, rename(tmp, final) == 0 else {
-            unlink(tmp)
+        do { try AtomicFile.write(data, to: final, mode: 0o600) } catch {
             throw IMError(.unavailable, "cannot store the attachment (disk full?); nothing was saved")
         }
         let ref = AttachmentRef(id: id, name: name, contentType: type, size: Int64(data.count))
