@@ -20,6 +20,8 @@ public struct StateStore: Sendable {
             try c.encode(date.timeIntervalSince1970)
         }
         e.outputFormatting = [.sortedKeys]
+        // An alert's value may be ±Inf or NaN (see ControlJSON): without this the state could not be saved.
+        e.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "+Inf", negativeInfinity: "-Inf", nan: "NaN")
         return e
     }
 
@@ -28,6 +30,7 @@ public struct StateStore: Sendable {
         d.dateDecodingStrategy = .custom { decoder in
             Date(timeIntervalSince1970: try decoder.singleValueContainer().decode(Double.self))
         }
+        d.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "+Inf", negativeInfinity: "-Inf", nan: "NaN")
         return d
     }
 
