@@ -129,8 +129,9 @@ public struct Installer: Sendable {
                                      plan: plan, applied: false, resumed: journal?.interrupted == true, url: url(settings, names),
                                      tls: facts.tls, facts: facts, notes: [])
         outcome.notes += moved
-        if let journal, journal.inheritedAnswers.registration == nil, request.answers.registration == nil,
-           settings.registration == "admin", plan.writtenPaths.contains(layout.path(Paths.config)) {
+        // An earlier release's install that took the old default (open) without choosing it: say that it closes.
+        let wasOpen = (try? system.read(layout.path(Paths.config))).map { String(decoding: $0, as: UTF8.self).contains("registration: \"open\"") } ?? false
+        if journal != nil, answers.registration == nil, settings.registration == "admin", wasOpen {
             outcome.notes.append("registration is now admin (only admins create accounts), the default since this release; `warbler install --registration open` lets anyone register again")
         }
         if facts.adminPasswordIgnored {

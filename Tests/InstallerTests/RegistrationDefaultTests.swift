@@ -23,5 +23,7 @@ import Testing
         let outcome = try host.install()
         #expect(outcome.notes.contains { $0.contains("registration is now admin") })
         #expect(try host.install().notes.allSatisfy { !$0.contains("registration") }, "said once")
+        #expect(try host.install(.with { $0.port = 9443 }).notes.allSatisfy { !$0.contains("registration") },
+                "a later change of something else says nothing about it")
     }
 }
