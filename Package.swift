@@ -35,6 +35,13 @@ let package = Package(
     targets: [
         .systemLibrary(name: "CSystemd", pkgConfig: "libsystemd", providers: [.apt(["libsystemd-dev"])]),
         .systemLibrary(name: "CArchive", pkgConfig: "libarchive", providers: [.apt(["libarchive-dev"])]),
+        // The one file-writing layer: atomic, durable replace and create (O_EXCL|O_NOFOLLOW, mode at creation, fsync,
+        // rename, fsync of the directory). Foundation and libc only, so every target can use it.
+        .target(
+            name: "DurableFiles",
+            dependencies: [],
+            swiftSettings: strict
+        ),
         .target(
             name: "IMCore",
             dependencies: [],
@@ -75,7 +82,7 @@ let package = Package(
         .target(
             name: "IMServer",
             dependencies: [
-                "IMCore", "IMStorage", "IMStorageSQLite", "IMStoragePostgres", "SystemdSupport", "Payload",
+                "IMCore", "IMStorage", "IMStorageSQLite", "IMStoragePostgres", "SystemdSupport", "Payload", "DurableFiles",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
                 .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
@@ -95,7 +102,7 @@ let package = Package(
         .target(
             name: "IMClient",
             dependencies: [
-                "IMCore",
+                "IMCore", "DurableFiles",
                 .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Logging", package: "swift-log"),
@@ -126,7 +133,7 @@ let package = Package(
         .target(
             name: "Installer",
             dependencies: [
-                "Templates", "CHostShims",
+                "Templates", "CHostShims", "DurableFiles",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "SwiftASN1", package: "swift-asn1"),
@@ -150,7 +157,7 @@ let package = Package(
         .target(
             name: "Payload",
             dependencies: [
-                "CArchive",
+                "CArchive", "DurableFiles",
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: strict
@@ -171,7 +178,7 @@ let package = Package(
         .target(
             name: "Backup",
             dependencies: [
-                "Payload", "Installer", "IMServer", "IMStorage", "IMStorageSQLite", "IMStoragePostgres",
+                "Payload", "Installer", "IMServer", "IMStorage", "IMStorageSQLite", "IMStoragePostgres", "DurableFiles",
                 .product(name: "SQLiteNIO", package: "sqlite-nio"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "CryptoExtras", package: "swift-crypto"),
@@ -183,7 +190,7 @@ let package = Package(
         .target(
             name: "Alerting",
             dependencies: [
-                "AlertReceivers", "SystemdSupport",
+                "AlertReceivers", "SystemdSupport", "DurableFiles",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -261,6 +268,11 @@ let package = Package(
         .testTarget(
             name: "PayloadTests",
             dependencies: ["Payload", "CArchive", .product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "DurableFilesTests",
+            dependencies: ["DurableFiles"],
             swiftSettings: strict
         ),
         .testTarget(

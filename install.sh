@@ -30,7 +30,10 @@ if [ -z "$INSTALLER" ]; then
       apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
     fi
     echo "==> building the installer file (packaging/build.sh)"
-    bash packaging/build.sh >/tmp/warbler-build.log 2>&1 || { tail -30 /tmp/warbler-build.log >&2; die "build failed; full log in /tmp/warbler-build.log"; }
+    # A fresh name (mktemp: O_EXCL, 0600): as root, a fixed name in /tmp would follow a link someone planted there.
+    log=$(mktemp /tmp/warbler-build.XXXXXXXX.log) || die "cannot create a build log in /tmp"
+    bash packaging/build.sh >"$log" 2>&1 || { tail -30 "$log" >&2; die "build failed; full log in $log"; }
+    rm -f "$log"
   fi
   INSTALLER=$(ls dist/warbler-*-linux-x86_64 2>/dev/null | sort -V | tail -1 || true)
   [ -n "$INSTALLER" ] || die "no installer file: install the Swift toolchain to build one, or pass --installer FILE"

@@ -63,10 +63,14 @@ class H(http.server.BaseHTTPRequestHandler):
     def log_message(self, *a): pass
 http.server.HTTPServer(("10.231.7.1", 8099), H).serve_forever()' "$WORK/webhook.log" &
 BACKGROUND_PIDS+=($!)
-inside /root/warbler install $TPL --yes --alert-webhook http://10.231.7.1:8099/hook >"$WORK/install1.log" 2>&1 || { cat "$WORK/install1.log"; fail "install"; }
+inside /root/warbler install $TPL --yes --registration open --alert-webhook http://10.231.7.1:8099/hook >"$WORK/install1.log" 2>&1 || { cat "$WORK/install1.log"; fail "install"; }
 login 8443 || fail "log in after install"
 ms=$(( ($(date +%s%N) - start) / 1000000 ))
 ok "installed and logged in as admin over TLS (verified against the internal CA) in $((ms / 1000)).$(printf %03d $((ms % 1000)))s"
+[ "$(inside stat -c '%U %a' /var/lib/warbler-install /var/lib/warbler-install/journal.json)" = "$(printf 'root 700\nroot 600')" ] \
+  && [ ! -e "$WORK/sd/var/lib/warbler/install" ] || fail "root's install state is not in /var/lib/warbler-install (root 0700)"
+[ "$(inside env PATH=/usr/local/bin:/usr/bin:/bin sh -c 'command -v warbler')" = /usr/local/bin/warbler ] && inside /usr/local/bin/warbler version >/dev/null || fail "warbler is not on PATH"
+ok "root's install state is in /var/lib/warbler-install (root 0700); warbler is on PATH (/usr/local/bin/warbler)"
 [ "$(inside systemctl is-active warbler-server)" = active ] && [ "$(inside systemctl is-enabled warbler-server)" = enabled ] || fail "unit not active and enabled"
 score=$(inside systemd-analyze security warbler-server --no-pager | tail -1)
 ok "warbler-server.service active, enabled; ${score#â†’ }"
@@ -158,10 +162,11 @@ ok "renewal: timer enabled; forced renewal in the job's sandbox (${renew_score#â
 inside /root/warbler uninstall --yes >"$WORK/uninstall.log" 2>&1 || { cat "$WORK/uninstall.log"; fail "uninstall"; }
 [ ! -e "$WORK/sd/etc/warbler" ] && [ ! -e "$WORK/sd/opt/warbler" ] && [ ! -e "$WORK/sd/etc/systemd/system/warbler-server.service" ] \
   && [ ! -e "$WORK/sd/etc/systemd/system/warbler-cert-renew.timer" ] \
-  && [ -f "$WORK/sd/var/lib/warbler/warbler.db" ] && [ ! -e "$WORK/sd/var/lib/warbler/install" ] || { cat "$WORK/uninstall.log"; fail "uninstall left the wrong files"; }
+  && [ -f "$WORK/sd/var/lib/warbler/warbler.db" ] && [ ! -e "$WORK/sd/var/lib/warbler-install" ] && [ ! -e "$WORK/sd/var/lib/warbler/install" ] \
+  && [ ! -L "$WORK/sd/usr/local/bin/warbler" ] || { cat "$WORK/uninstall.log"; fail "uninstall left the wrong files"; }
 [ "$(inside systemctl is-active warbler-server || true)" != active ] || fail "the server still runs after uninstall"
 ! inside /root/warbler status >/dev/null 2>&1 || fail "status exits 0 with nothing installed"
-ok "uninstall: unit stopped and removed, releases and config gone, /var/lib/warbler kept; status now exits 1"
+ok "uninstall: unit stopped and removed, releases, config, root's install state and /usr/local/bin/warbler gone, /var/lib/warbler kept; status now exits 1"
 inside systemctl poweroff >/dev/null 2>&1 || true
 wait "$NSPAWN_PID" 2>/dev/null || true
 NSPAWN_PID=
@@ -183,7 +188,8 @@ pid=$(cat /run/warbler/server.pid)
 kill -9 "$pid"
 for _ in $(seq 100); do n=$(cat /run/warbler/server.pid 2>/dev/null || true); [ -n "$n" ] && [ "$n" != "$pid" ] && login 9443 && break; sleep 0.1; done
 login 9443 && grep -q "exited with status 137; restarting in 1 s" /var/log/warbler/server.log \
-  && echo "  ok: kill -9: the supervisor (pid $(cat /run/warbler/supervise.pid)) restarted the server after 1 s"
+  && [ "$(stat -c '%U:%G %a' /var/log/warbler)" = "root:warbler 750" ] \
+  && echo "  ok: kill -9: the supervisor (pid $(cat /run/warbler/supervise.pid)) restarted the server after 1 s; /var/log/warbler is root:warbler 0750"
 /root/warbler status >/root/status.log 2>&1 && grep -q "builtin  active/running" /root/status.log && echo "  ok: status: healthy under the supervisor"
 sup=$(cat /run/warbler/supervise.pid); srv=$(cat /run/warbler/server.pid)
 /root/warbler uninstall --yes >/root/u.log 2>&1

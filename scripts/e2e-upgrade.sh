@@ -41,7 +41,7 @@ printf '\x00' | dd of="$WORK/up/root/tampered" bs=1 seek=$((size - 64 - 100)) co
 boot_systemd "$WORK/up" e2e-upgrade
 ROOT="$WORK/up"
 
-inside /root/warbler-0.0.9 install --yes --release-key "$PUB" >"$WORK/install.log" 2>&1 || { cat "$WORK/install.log"; fail "installing 0.0.9"; }
+inside /root/warbler-0.0.9 install --yes --registration open --release-key "$PUB" >"$WORK/install.log" 2>&1 || { cat "$WORK/install.log"; fail "installing 0.0.9"; }
 login 8443 || fail "log in to 0.0.9"
 [ "$(readlink "$ROOT/opt/warbler/current")" = releases/0.0.9 ] || fail "0.0.9 is not current"
 ok "installed the previous release, 0.0.9"

@@ -17,12 +17,15 @@ public final class AlertDaemon: Sendable {
     let logger: Logger
     let group = NIOLockedValueBox<ServiceGroup?>(nil)
     let port = NIOLockedValueBox<Int?>(nil)
+    /// What clients must present to change silences (`ControlToken`).
+    public let controlToken: String
 
     /// `deliver` sends one notification to the receiver it names (normally `NotificationDispatcher.dispatch`).
     public init(config: AlertsConfig, deliver: @escaping @Sendable (AlertNotification, String) async -> Void, logger: Logger) throws {
         self.config = config
         self.logger = logger
         service = try AlertService(config: config, deliver: deliver, logger: logger)
+        controlToken = try ControlToken.loadOrCreate(path: config.controlTokenPath)
         scraper = try Scraper(targets: config.targets, timeout: config.scrapeTimeout)
     }
 
@@ -31,7 +34,7 @@ public final class AlertDaemon: Sendable {
         let logger = self.logger
         let port = self.port
         let app = Application(
-            router: ControlAPI.router(service: service),
+            router: ControlAPI.router(service: service, token: controlToken),
             configuration: .init(address: .hostname(config.listenHost, port: config.listenPort), serverName: "warbler-alertd"),
             onServerRunning: { channel in
                 port.withLockedValue { $0 = channel.localAddress?.port }

@@ -59,6 +59,19 @@ public actor AlertService {
         persist()
     }
 
+    /// Adds `s` unless `limit` silences are active at `now`; false when refused. Silences that ended more than a day
+    /// ago are dropped first, so the state file does not grow without end.
+    public func addSilence(_ s: Silence, limit: Int, now: Date = Date()) -> Bool {
+        let before = engine.state.silences.count
+        engine.state.silences.removeAll { $0.endsAt < now.addingTimeInterval(-86400) }
+        guard engine.state.silences.filter({ $0.endsAt > now }).count < limit else {
+            if engine.state.silences.count != before { persist() }
+            return false
+        }
+        addSilence(s)
+        return true
+    }
+
     public func removeSilence(_ id: String) -> Bool {
         let removed = engine.removeSilence(id)
         if removed { persist() }

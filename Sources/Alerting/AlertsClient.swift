@@ -8,15 +8,19 @@ public struct AlertsClient: Sendable {
     /// `http://127.0.0.1:9102` by default.
     public var baseURL: String
     public var timeout: Double
+    /// alertd's control token (`ControlToken`), which silences need; nil: only the alert list works.
+    public var token: String?
 
-    public init(baseURL: String = "http://127.0.0.1:9102", timeout: Double = 5) {
+    public init(baseURL: String = "http://127.0.0.1:9102", timeout: Double = 5, token: String? = nil) {
         self.baseURL = baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL
         self.timeout = timeout
+        self.token = token
     }
 
     func call(_ method: HTTPMethod, _ path: String, body: Data? = nil) async throws -> (status: Int, body: Data) {
         var request = HTTPClientRequest(url: baseURL + path)
         request.method = method
+        if let token { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
         if let body {
             request.headers.add(name: "Content-Type", value: "application/json")
             request.body = .bytes(ByteBuffer(bytes: body))

@@ -83,6 +83,8 @@ public struct AlertsConfig: Sendable {
     public var stateFile = "/var/lib/warbler/alertd/state.json"
     public var listenHost = "127.0.0.1"
     public var listenPort = 9102
+    /// The control token's file (`global.control_token_file`); nil: `control.token` beside the state file.
+    public var controlTokenFile: String?
     public var externalURL = ""
     public var repeatInterval: [Severity: Double] = [.info: 86400, .warning: 4 * 3600, .critical: 3600]
     public var targets: [ScrapeTarget] = []
@@ -101,6 +103,11 @@ public struct AlertsConfig: Sendable {
     public var controlURL: String {
         let host = listenHost.contains(":") ? "[\(listenHost)]" : listenHost
         return "http://\(host):\(listenPort)"
+    }
+
+    /// Where the control token is: alertd creates it (0600, its own user's) on its first start; silences need it.
+    public var controlTokenPath: String {
+        controlTokenFile ?? ((stateFile as NSString).deletingLastPathComponent + "/control.token")
     }
 
     /// Reads and validates `path`.
@@ -246,7 +253,8 @@ struct Loader {
     }
 
     func loadGlobal(_ node: Node, _ c: inout AlertsConfig) throws {
-        let keys = ["scrape_interval", "scrape_timeout", "evaluation_interval", "state_file", "listen", "external_url", "repeat_interval"]
+        let keys = ["scrape_interval", "scrape_timeout", "evaluation_interval", "state_file", "listen", "external_url", "repeat_interval",
+                    "control_token_file"]
         for (key, _, v) in try pairs(node, "global", allowed: keys) {
             switch key {
             case "scrape_interval": c.scrapeInterval = try duration(v, "global.scrape_interval")
@@ -262,11 +270,14 @@ struct Loader {
                 }
                 let host = String(s[..<colon]).trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
                 guard ["127.0.0.1", "::1", "localhost"].contains(host) else {
-                    throw fail(v, "global.listen: the control API has no authentication, so it listens on loopback only (127.0.0.1 or ::1), not \(host)")
+                    throw fail(v, "global.listen: the alert list needs no authentication, so the control API listens on loopback only (127.0.0.1 or ::1), not \(host)")
                 }
                 c.listenHost = host
                 c.listenPort = port
             case "external_url": c.externalURL = try string(v, "global.external_url")
+            case "control_token_file":
+                c.controlTokenFile = try string(v, "global.control_token_file")
+                guard c.controlTokenFile?.hasPrefix("/") == true else { throw fail(v, "global.control_token_file must be an absolute path") }
             default:
                 for (sk, _, sv) in try pairs(v, "global.repeat_interval", allowed: Severity.allCases.map(\.rawValue)) {
                     c.repeatInterval[Severity(rawValue: sk)!] = try duration(sv, "global.repeat_interval.\(sk)")

@@ -25,21 +25,35 @@ public struct APIErrorBody: Codable, Sendable {
 }
 
 enum ControlJSON {
+    /// An alert's value may be ±Inf or NaN (`warbler_backup_age_seconds` is +Inf before the first backup); JSON has no
+    /// such numbers, so they travel as Prometheus spells them, as strings.
+    static let nonFinite = (positiveInfinity: "+Inf", negativeInfinity: "-Inf", nan: "NaN")
+
     static func encoder() -> JSONEncoder {
         let e = JSONEncoder()
         e.dateEncodingStrategy = .iso8601
         e.outputFormatting = [.sortedKeys]
+        e.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: nonFinite.positiveInfinity,
+                                                                negativeInfinity: nonFinite.negativeInfinity, nan: nonFinite.nan)
         return e
     }
 
     static func decoder() -> JSONDecoder {
         let d = JSONDecoder()
         d.dateDecodingStrategy = .iso8601
+        d.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: nonFinite.positiveInfinity,
+                                                                  negativeInfinity: nonFinite.negativeInfinity, nan: nonFinite.nan)
         return d
     }
 
     static func response<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok) -> Response {
-        let data = (try? encoder().encode(value)) ?? Data("{}".utf8)
+        let data: Data
+        do { data = try encoder().encode(value) } catch {
+            // Never an empty object in place of what was asked for: say what went wrong.
+            let body = #"{"error":"alertd cannot encode its answer"}"#
+            return Response(status: .internalServerError, headers: [.contentType: "application/json"],
+                            body: .init(byteBuffer: ByteBuffer(string: body)))
+        }
         return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
     }
 
@@ -49,14 +63,19 @@ enum ControlJSON {
 }
 
 /// The loopback control API: GET /api/v1/alerts, GET/POST /api/v1/silences, DELETE /api/v1/silences/{id},
-/// GET /-/healthy.
+/// GET /-/healthy. Silences (which mute alerts) need `Authorization: Bearer TOKEN` with the control token, which only
+/// root and the service user can read; at most `maxSilences` are active at once.
 public enum ControlAPI {
-    public static func router(service: AlertService) -> Router<BasicRequestContext> {
+    /// Active silences alertd keeps at most; more are refused (429) until some end or are removed.
+    public static let maxSilences = 1000
+
+    public static func router(service: AlertService, token: String) -> Router<BasicRequestContext> {
         let router = Router()
         router.get("/-/healthy") { _, _ in "ok\n" }
         router.get("/api/v1/alerts") { _, _ in ControlJSON.response(await service.alerts()) }
-        router.get("/api/v1/silences") { _, _ in ControlJSON.response(await service.silences()) }
-        router.post("/api/v1/silences") { request, _ -> Response in
+        let silences = router.group("/api/v1/silences").add(middleware: BearerToken<BasicRequestContext>(token: token))
+        silences.get { _, _ in ControlJSON.response(await service.silences()) }
+        silences.post { request, _ -> Response in
             let body = try await request.body.collect(upTo: 64 * 1024)
             let req: SilenceRequest
             do { req = try ControlJSON.decoder().decode(SilenceRequest.self, from: Data(body.readableBytesView)) } catch {
@@ -75,14 +94,35 @@ public enum ControlAPI {
             let now = Date()
             let silence = Silence(matchers: matchers, startsAt: now, endsAt: now.addingTimeInterval(req.durationSeconds),
                                   comment: req.comment, createdBy: req.createdBy)
-            await service.addSilence(silence)
+            guard await service.addSilence(silence, limit: maxSilences) else {
+                return ControlJSON.error(.tooManyRequests, "alertd already holds \(maxSilences) active silences; remove some (warbler alerts unsilence ID) first")
+            }
             return ControlJSON.response(silence, status: .created)
         }
-        router.delete("/api/v1/silences/:id") { _, context -> Response in
+        silences.delete(":id") { _, context -> Response in
             let id = context.parameters.get("id") ?? ""
             guard await service.removeSilence(id) else { return ControlJSON.error(.notFound, "no silence with id \(id)") }
             return Response(status: .noContent)
         }
         return router
+    }
+}
+
+/// Lets a request through only with `Authorization: Bearer TOKEN`, compared in constant time.
+struct BearerToken<Context: RequestContext>: RouterMiddleware {
+    let token: String
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        guard Self.matches(request.headers[.authorization], token: token) else {
+            return ControlJSON.error(.unauthorized, "silences need alertd's control token: run this as root (it reads the token file named by alerts.yaml's global.control_token_file, by default control.token beside the state file)")
+        }
+        return try await next(request, context)
+    }
+
+    static func matches(_ header: String?, token: String) -> Bool {
+        guard !token.isEmpty, let header, header.hasPrefix("Bearer ") else { return false }
+        let given = Array(header.dropFirst("Bearer ".count).utf8), expected = Array(token.utf8)
+        guard given.count == expected.count else { return false }
+        return zip(given, expected).reduce(UInt8(0)) { $0 | ($1.0 ^ $1.1) } == 0
     }
 }

@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import DurableFiles
 import Foundation
 
 /// The engine's state as a JSON file, replaced atomically (temp file, fsync, rename, fsync of the directory) so a
@@ -19,6 +20,8 @@ public struct StateStore: Sendable {
             try c.encode(date.timeIntervalSince1970)
         }
         e.outputFormatting = [.sortedKeys]
+        // An alert's value may be ±Inf or NaN (see ControlJSON): without this the state could not be saved.
+        e.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "+Inf", negativeInfinity: "-Inf", nan: "NaN")
         return e
     }
 
@@ -27,6 +30,7 @@ public struct StateStore: Sendable {
         d.dateDecodingStrategy = .custom { decoder in
             Date(timeIntervalSince1970: try decoder.singleValueContainer().decode(Double.self))
         }
+        d.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "+Inf", negativeInfinity: "-Inf", nan: "NaN")
         return d
     }
 
@@ -45,27 +49,9 @@ public struct StateStore: Sendable {
         let data = try Self.encoder().encode(state)
         let dir = (path as NSString).deletingLastPathComponent
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-        let tmp = path + ".tmp"
-        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw StateError("cannot write \(tmp): \(String(cString: strerror(errno)))") }
-        var ok = data.withUnsafeBytes { raw -> Bool in
-            var offset = 0
-            while offset < raw.count {
-                let n = write(fd, raw.baseAddress! + offset, raw.count - offset)
-                if n < 0 { if errno == EINTR { continue }; return false }
-                offset += n
-            }
-            return true
+        do { try AtomicFile.write(data, to: path, mode: 0o600) } catch {
+            throw StateError("cannot save the alert state to \(path): \(error)")
         }
-        ok = ok && fsync(fd) == 0
-        close(fd)
-        guard ok, rename(tmp, path) == 0 else {
-            let reason = String(cString: strerror(errno))
-            unlink(tmp)
-            throw StateError("cannot save the alert state to \(path): \(reason)")
-        }
-        let dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if dfd >= 0 { _ = fsync(dfd); close(dfd) }
     }
 }
 

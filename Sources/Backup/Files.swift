@@ -1,4 +1,5 @@
 import Crypto
+import DurableFiles
 import Foundation
 import Glibc
 
@@ -117,19 +118,9 @@ enum Files {
 
     /// Replaces `path` with `data`: temporary file beside it, fsync, rename, fsync of the directory.
     static func writeAtomically(_ path: String, _ data: Data, mode: mode_t = 0o644) throws {
-        let (fd, tmp) = try temporaryFile(besides: path)
-        do {
-            try data.withUnsafeBytes { try writeAll(fd: fd, path: tmp, $0) }
-            guard fchmod(fd, mode) == 0 else { throw BackupError.io("cannot set the mode of", path: tmp) }
-            guard Glibc.fsync(fd) == 0 else { throw BackupError.io("cannot sync", path: tmp) }
-            close(fd)
-            try rename(tmp, to: path)
-        } catch {
-            close(fd)
-            unlink(tmp)
-            throw error
+        do { try AtomicFile.write(data, to: path, mode: mode) } catch let error as AtomicFileError {
+            throw BackupError.io(error.operation, path: error.path, errno: error.code)
         }
-        try fsync(parent(path))
     }
 
     static func temporaryFile(besides path: String) throws -> (fd: Int32, path: String) {

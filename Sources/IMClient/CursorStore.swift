@@ -1,3 +1,4 @@
+import DurableFiles
 import Foundation
 import IMCore
 
@@ -66,17 +67,10 @@ public actor FileCursorStore: CursorStore {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         let raw = Dictionary(uniqueKeysWithValues: cursors.map { (String($0.key), $0.value) })
-        let temporary = path + ".tmp-\(UUID().uuidString)"
         do {
-            try encoder.encode(raw).write(to: URL(fileURLWithPath: temporary))
+            try AtomicFile.write(try encoder.encode(raw), to: path, mode: 0o644)
         } catch {
-            try? FileManager.default.removeItem(atPath: temporary)
-            throw IMError(.internal, "cannot write cursor file '\(temporary)': \(error)")
-        }
-        guard rename(temporary, path) == 0 else {
-            let message = String(cString: strerror(errno))
-            try? FileManager.default.removeItem(atPath: temporary)
-            throw IMError(.internal, "cannot rename '\(temporary)' to '\(path)': \(message)")
+            throw IMError(.internal, "cannot write cursor file '\(path)': \(error)")
         }
     }
 }

@@ -1,3 +1,4 @@
+import DurableFiles
 import Foundation
 import Hummingbird
 import IMCore
@@ -59,28 +60,24 @@ struct Attachments: Sendable {
         let final = path(for: id)
         let dir = (final as NSString).deletingLastPathComponent
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-        // Stream to a private temporary file, fsync, rename, fsync the directory: a crash leaves either no file or
-        // the whole file, never half of one; a body over the allowance stops the upload where it crosses it.
-        let tmp = final + ".part"
-        let fd = open(tmp, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw IMError(.unavailable, "cannot store the attachment (errno \(errno)); check the data directory") }
+        // Stream into a private temporary file (AtomicFile: O_EXCL|O_NOFOLLOW, 0600 from creation), fsync, rename,
+        // fsync the directory: a crash leaves no file or the whole file, never half of one; a body over the
+        // allowance stops the upload where it crosses it.
+        let (fd, tmp): (Int32, String)
+        do { (fd, tmp) = try AtomicFile.createTemporary(besides: final, mode: 0o600) } catch {
+            throw IMError(.unavailable, "cannot store the attachment (\(error)); check the data directory")
+        }
         var size: Int64 = 0
         do {
             defer { close(fd) }
             for try await chunk in request.body {
                 size += Int64(chunk.readableBytes)
                 guard size <= allowance else { throw IMError(.tooLarge, overMessage) }
-                let ok = chunk.readableBytesView.withContiguousStorageIfAvailable { p -> Bool in
-                    var off = 0
-                    while off < p.count {
-                        let n = write(fd, p.baseAddress! + off, p.count - off)
-                        if n < 0 && errno == EINTR { continue }
-                        if n <= 0 { return false }
-                        off += n
-                    }
-                    return true
-                } ?? false
-                guard ok else { throw IMError(.unavailable, "cannot store the attachment (disk full?); nothing was saved") }
+                do {
+                    try chunk.withUnsafeReadableBytes { try AtomicFile.writeAll(fd, $0, path: tmp) }
+                } catch {
+                    throw IMError(.unavailable, "cannot store the attachment (disk full?); nothing was saved")
+                }
             }
             guard size > 0 else { throw IMError.invalid("the attachment is empty") }
             guard fsync(fd) == 0 else { throw IMError(.unavailable, "cannot store the attachment (disk full?); nothing was saved") }
@@ -88,12 +85,10 @@ struct Attachments: Sendable {
             unlink(tmp)
             throw error
         }
-        guard rename(tmp, final) == 0 else {
+        do { try AtomicFile.rename(tmp, to: final) } catch {
             unlink(tmp)
-            throw IMError(.unavailable, "cannot store the attachment (errno \(errno)); nothing was saved")
+            throw IMError(.unavailable, "cannot store the attachment (\(error)); nothing was saved")
         }
-        let dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if dfd >= 0 { fsync(dfd); close(dfd) }
         let ref = AttachmentRef(id: id, name: name, contentType: type, size: size)
         do {
             try await storage.insertAttachment(AttachmentRecord(ref: ref, conversation: conversation, uploader: uploader, createdAt: nowMillis()))

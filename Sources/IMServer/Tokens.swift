@@ -1,4 +1,5 @@
 import Crypto
+import DurableFiles
 import Foundation
 import IMCore
 
@@ -39,10 +40,8 @@ public struct TokenService: Sendable {
         let dir = (path as NSString).deletingLastPathComponent
         do {
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-            let tmp = path + ".tmp"
-            _ = FileManager.default.createFile(atPath: tmp, contents: Data(key.rawRepresentation.base64EncodedString().utf8),
-                                           attributes: [.posixPermissions: 0o600])
-            guard rename(tmp, path) == 0 else { throw ConfigError("rename failed") }
+            // 0600 from creation on, and never over anything (a file or a link) that appeared meanwhile.
+            try AtomicFile.create(Data(key.rawRepresentation.base64EncodedString().utf8), at: path, mode: 0o600)
         } catch {
             throw ConfigError("cannot create the JWT key file \(path): \(error); create \(dir) writable by this user or set auth.jwt_key_file")
         }

@@ -142,6 +142,8 @@ public struct Undoer: Sendable {
                 }
             }
         }
+        // All or nothing: a journal asking for anything outside the install is refused before anything changes.
+        for action in first + files { try confine(action) }
         var report: [String] = []
         for action in first + files {
             report.append(try perform(action))
@@ -152,6 +154,63 @@ public struct Undoer: Sendable {
         journal.finishedAt = system.now()
         try store.save(journal)
         return (journal, report)
+    }
+
+    /// The paths an install manages (as this process sees them): only these are removed, restored or relinked.
+    var managedRoots: [String] {
+        ([Paths.etc, Paths.opt, Paths.data, Paths.installState, Paths.logs, Paths.run, Paths.binLink]
+            + Paths.unitNames.map(Paths.unitFile)).map(store.layout.path)
+    }
+
+    func isManaged(_ path: String) -> Bool {
+        guard !path.split(separator: "/").contains(where: { $0 == ".." || $0 == "." }) else { return false }
+        return managedRoots.contains { path == $0 || path.hasPrefix($0 + "/") }
+    }
+
+    /// A directory above a managed path (`/opt` on a host that had none): removing it is an rmdir, which only
+    /// succeeds when it is empty.
+    func isManagedParent(_ path: String) -> Bool {
+        !path.split(separator: "/").contains(where: { $0 == ".." || $0 == "." })
+            && managedRoots.contains { $0.hasPrefix(path.hasSuffix("/") ? path : path + "/") }
+    }
+
+    /// Throws unless `action` stays inside what the install manages: its paths, its units, modes without
+    /// setuid/setgid/sticky bits, owners among root and the service user, backups in root's state directory, links
+    /// into /opt/warbler.
+    func confine(_ action: UndoAction) throws {
+        func refuse(_ why: String) -> SystemError {
+            SystemError("the install journal asks to \(why), outside what Warbler installs; nothing was undone (move \(store.path) away)")
+        }
+        func check(_ path: String, _ mode: UInt16, _ owner: Owner?) throws {
+            guard isManaged(path) else { throw refuse("change \(path)") }
+            guard mode & 0o7000 == 0 else { throw refuse("give \(path) mode \(String(mode, radix: 8))") }
+            let allowed: Set<String> = ["root", Blueprint.user]
+            if let owner, !allowed.contains(owner.user) || !allowed.contains(owner.group) {
+                throw refuse("give \(path) to \(owner)")
+            }
+        }
+        switch action {
+        case .remove(let path):
+            let isDirectory = (try system.info(path))?.kind ?? .directory == .directory
+            guard isManaged(path) || (isManagedParent(path) && isDirectory) else { throw refuse("remove \(path)") }
+        case .restoreFile(let path, let backup, let mode, let owner):
+            try check(path, mode, owner)
+            let backups = store.layout.path(Paths.journalBackups)
+            guard backup.hasPrefix(backups + "/"), !backup.split(separator: "/").contains("..") else {
+                throw refuse("copy \(backup) over \(path)")
+            }
+        case .restoreAttributes(let path, let mode, let owner):
+            try check(path, mode, owner)
+        case .restoreLink(let path, let target):
+            guard isManaged(path) else { throw refuse("point \(path) at \(target)") }
+            let inside = !target.split(separator: "/").contains("..")
+                && (target.hasPrefix("/") ? target.hasPrefix(Paths.opt + "/") : path.hasPrefix(store.layout.path(Paths.opt) + "/"))
+            guard inside else { throw refuse("point \(path) at \(target)") }
+        case .service(let a):
+            if let unit = a.unit, !Paths.unitNames.contains(unit) { throw refuse("\(a)") }
+        case .keep:
+            break
+        }
     }
 
     func perform(_ action: UndoAction) throws -> String {

@@ -70,7 +70,8 @@ public struct Blueprint: Sendable {
         dir(Paths.data, 0o700, svc)
         dir(Paths.installState, 0o700, root)
         dir(Paths.unitDir, 0o755, root)
-        if initSystem == .builtin && !layout.isStaging { dir(Paths.logs, 0o750, svc) }
+        // Root opens the logs here (the built-in supervisor): root's, readable by the service user's group.
+        if initSystem == .builtin && !layout.isStaging { dir(Paths.logs, 0o750, rootGroupSvc) }
 
         // The release.
         for f in releaseFiles {
@@ -78,11 +79,18 @@ public struct Blueprint: Sendable {
                                  label: f.relativePath == "bin/warbler" ? "warbler \(release.version)" : nil))
         }
         d.links.append(.init(path: layout.path(Paths.current), target: "releases/\(release.version)"))
+        // `warbler` on PATH (as k3s does), unless something that is not ours is already there.
+        let onPath = try system.info(layout.path(Paths.binLink))
+        if onPath == nil || (onPath?.kind == .symlink && onPath?.linkTarget?.hasPrefix(Paths.opt + "/") == true) {
+            let binDir = (Paths.binLink as NSString).deletingLastPathComponent
+            if try system.info(layout.path(binDir)) == nil { dir(binDir, 0o755, root) }
+            d.links.append(.init(path: layout.path(Paths.binLink), target: Paths.binLinkTarget))
+        }
 
         // Secrets, generated once.
         file(Paths.jwtKey, try Secrets.jwtKey(existing: try existing(Paths.jwtKey), path: layout.path(Paths.jwtKey)), 0o600, svc,
              label: "token signing key")
-        let adminExists = try system.info(layout.path(Paths.adminCreatedMarker)) != nil
+        let adminExists = try RootState(system: system, layout: layout).exists(Paths.adminCreatedMarker)
         let given = try settings.adminPasswordFile.map { path -> Data in
             guard try system.info(path) != nil else { throw OptionsError("--admin-password-file \(path): no such file") }
             return try system.read(path)

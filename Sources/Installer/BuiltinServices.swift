@@ -6,7 +6,8 @@ import Glibc
 
 /// Services on hosts where systemd is not PID 1: `warbler supervise` runs detached in its own session as root,
 /// with its PID file in /run/warbler/supervise.pid; it runs the daemon as the service user, appends its output to
-/// /var/log/warbler/server.log, restarts it with backoff, and stops it when it gets SIGTERM.
+/// /var/log/warbler/server.log (root:warbler 0750 directory, opened without following links), restarts it with backoff,
+/// and stops it when it gets SIGTERM. Its root jobs (renewal, backup) write /var/log/warbler/jobs.log.
 struct BuiltinServices {
     let system: LocalSystem
     static let runDir = Paths.run
@@ -89,17 +90,19 @@ struct BuiltinServices {
 
     func start(_ d: Daemon, unit: String) throws {
         try system.makeDirectory(Self.runDir, mode: 0o755, owner: nil)
-        let owner = Owner(Blueprint.user, Blueprint.user)
-        try system.makeDirectory(Paths.logs, mode: 0o750, owner: owner)
-        if try system.info(d.logFile) == nil { try system.write(d.logFile, Data(), mode: 0o640, owner: owner) }
+        // Root's directory, the service user's group: root opens logs here, so the service user must not be able to
+        // plant names in it.
+        try system.makeDirectory(Paths.logs, mode: 0o750, owner: Owner("root", Blueprint.user))
+        let log = try Supervisor.openLog(d.logFile)
+        defer { close(log) }
         // The supervisor stays root (it writes /run/warbler) and drops to the service user for the daemon itself.
         let argv = d.argv
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, d.logFile, O_WRONLY | O_APPEND | O_CREAT, 0o640)
-        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        posix_spawn_file_actions_adddup2(&actions, log, 1)
+        posix_spawn_file_actions_adddup2(&actions, log, 2)
         var attrs = posix_spawnattr_t()
         posix_spawnattr_init(&attrs)
         defer { posix_spawnattr_destroy(&attrs) }

@@ -144,7 +144,9 @@ public struct InstallSettings: Sendable, Equatable {
     public var metricsPort = 9464
     public var domains: [String] = []
     public var tls: TLS = .internalCA
-    public var registration = "open"
+    /// Only admins create accounts unless the operator opts in (`--registration open`): an open server lets anyone
+    /// on the network make accounts, each costing a bcrypt.
+    public var registration = "admin"
     public var adminUser = "admin"
     public var adminPasswordFile: String?
     public var logLevel = "info"

@@ -109,6 +109,7 @@ public struct Installer: Sendable {
 
     public func install(_ request: InstallRequest, progress: @Sendable (String) -> Void = { _ in }) throws -> InstallOutcome {
         let layout = request.layout
+        let moved = request.dryRun ? [] : try RootState(system: system, layout: layout).migrate()
         let (settings, answers, journal) = try resolve(request.answers, layout: layout)
         let release = try ResolvedRelease(request.release, on: system)
 
@@ -127,6 +128,12 @@ public struct Installer: Sendable {
         var outcome = InstallOutcome(preflight: report, settings: settings, initSystem: initSystem, layout: layout, version: release.version,
                                      plan: plan, applied: false, resumed: journal?.interrupted == true, url: url(settings, names),
                                      tls: facts.tls, facts: facts, notes: [])
+        outcome.notes += moved
+        // An earlier release's install that took the old default (open) without choosing it: say that it closes.
+        let wasOpen = (try? system.read(layout.path(Paths.config))).map { String(decoding: $0, as: UTF8.self).contains("registration: \"open\"") } ?? false
+        if journal != nil, answers.registration == nil, settings.registration == "admin", wasOpen {
+            outcome.notes.append("registration is now admin (only admins create accounts), the default since this release; `warbler install --registration open` lets anyone register again")
+        }
         if facts.adminPasswordIgnored {
             outcome.notes.append("--admin-password-file was not used: the first admin exists already (change its password through the API)")
         }
@@ -161,6 +168,7 @@ public struct Installer: Sendable {
 
     /// Reverts the done steps of an interrupted run (`warbler install --undo`).
     public func undo(layout: Layout) throws -> [String] {
+        try RootState(system: system, layout: layout).migrate()
         let store = JournalStore(system: system, layout: layout)
         guard let journal = try store.load() else { throw SystemError("no install journal at \(store.path): nothing to undo") }
         system.selectInit(journal.inputs.initSystem ?? (layout.isStaging ? .none : (probe.systemdIsRunning() ? .systemd : .builtin)))

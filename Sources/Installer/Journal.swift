@@ -11,7 +11,7 @@ public enum UndoAction: Sendable, Equatable, Codable {
     case keep(String)
 }
 
-/// The record of the last install run, kept in /var/lib/warbler/install/journal.json: its inputs, every step of its
+/// The record of the last install run, kept in /var/lib/warbler-install/journal.json (root's, see `RootState`): its inputs, every step of its
 /// plan and how far it got, and how to undo each done step. The next run resumes an interrupted run (or undoes it
 /// with `--undo`) from here, and inherits its answers.
 public struct Journal: Sendable, Equatable, Codable {
@@ -86,9 +86,9 @@ public struct JournalStore: Sendable {
 
     public var path: String { layout.path(Paths.journal) }
 
+    /// The journal, when there is one; throws when it is there but root did not write it (see `RootState`).
     public func load() throws -> Journal? {
-        guard try system.info(path) != nil else { return nil }
-        let data = try system.read(path)
+        guard let data = try RootState(system: system, layout: layout).read(Paths.journal) else { return nil }
         let decoder = JSONDecoder()
         decoder.dateDecodingStrategy = .iso8601
         do { return try decoder.decode(Journal.self, from: data) } catch {

@@ -17,12 +17,24 @@ public enum Paths {
     public static let currentBinary = "/opt/warbler/current/bin/warbler"
     public static let data = "/var/lib/warbler"
     public static let database = "/var/lib/warbler/warbler.db"
-    public static let installState = "/var/lib/warbler/install"
-    public static let journal = "/var/lib/warbler/install/journal.json"
-    public static let journalBackups = "/var/lib/warbler/install/backup"
-    public static let adminCreatedMarker = "/var/lib/warbler/install/admin-created"
+    /// Root's own state (root 0700), outside every tree the service user can write: what root reads back here
+    /// (undo actions, inherited answers, the upgrade record) only root can have written.
+    public static let installState = "/var/lib/warbler-install"
+    public static let journal = "/var/lib/warbler-install/journal.json"
+    public static let journalBackups = "/var/lib/warbler-install/backup"
+    public static let adminCreatedMarker = "/var/lib/warbler-install/admin-created"
+    public static let upgradeRecord = "/var/lib/warbler-install/upgrade.json"
+    /// Where earlier releases kept root's state, inside the service user's data directory; the next root run moves
+    /// what is trustworthy of it to `installState`.
+    public static let legacyInstallState = "/var/lib/warbler/install"
+    /// root:warbler 0750: the service user reads its logs but cannot plant links or files where root opens them.
     public static let logs = "/var/log/warbler"
     public static let serverLog = "/var/log/warbler/server.log"
+    /// The output of the jobs the built-in supervisor runs as root (certificate renewal, the daily backup).
+    public static let jobsLog = "/var/log/warbler/jobs.log"
+    /// `warbler` on PATH: a link to the current release's binary.
+    public static let binLink = "/usr/local/bin/warbler"
+    public static let binLinkTarget = "/opt/warbler/current/bin/warbler"
     public static let run = "/run/warbler"
     public static let supervisorPID = "/run/warbler/supervise.pid"
     public static let serverPID = "/run/warbler/server.pid"

@@ -1,11 +1,12 @@
 import Crypto
+import DurableFiles
 import Foundation
 import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// The host, through libc: atomic writes (temporary file, fsync, rename, fsync of the directory), `useradd`,
+/// The host, through libc: atomic writes (`AtomicFile`: temporary file, fsync, rename, fsync of the directory), `useradd`,
 /// and systemctl (or the built-in supervisor) for services.
 public final class LocalSystem: System {
     private let initSystem = Mutex<InitSystem>(.none)
@@ -192,37 +193,16 @@ public final class LocalSystem: System {
     // MARK: helpers
 
     private func atomically(_ path: String, mode: UInt16, owner: Owner?, body: (Int32) throws -> Void) throws {
-        let tmp = Self.temporaryName(for: path)
-        unlink(tmp)
-        let fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600)
-        guard fd >= 0 else { throw SystemError("cannot write \(path): \(Self.errorText())") }
-        var ok = false
-        defer { if !ok { close(fd); unlink(tmp) } }
-        try body(fd)
-        // Mode first: once the file is given away, changing its mode needs CAP_FOWNER, which the sandboxed
-        // certificate-renewal job does not hold.
-        guard fchmod(fd, mode_t(mode)) == 0 else { throw SystemError("cannot set the mode of \(path): \(Self.errorText())") }
-        if let owner {
-            let (uid, gid) = try Self.ids(owner)
-            guard fchown(fd, uid, gid) == 0 else { throw SystemError("cannot give \(path) to \(owner): \(Self.errorText())") }
+        let ids = try owner.map { try Self.ids($0) }
+        do {
+            try AtomicFile.write(to: path, mode: mode_t(mode), owner: ids.map { (uid: $0.0, gid: $0.1) }) { fd, _ in try body(fd) }
+        } catch let error as AtomicFileError {
+            throw SystemError("cannot write \(path): \(error)")
         }
-        guard fsync(fd) == 0 else { throw SystemError("cannot write \(path): \(Self.errorText())") }
-        ok = true
-        close(fd)
-        guard rename(tmp, path) == 0 else {
-            unlink(tmp)
-            throw SystemError("cannot replace \(path): \(Self.errorText())")
-        }
-        Self.syncDirectory(of: path)
     }
 
     static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, path: String) throws {
-        var offset = 0
-        while offset < bytes.count {
-            let n = Glibc.write(fd, bytes.baseAddress! + offset, bytes.count - offset)
-            if n < 0 { if errno == EINTR { continue }; throw SystemError("cannot write \(path): \(errorText())") }
-            offset += n
-        }
+        do { try AtomicFile.writeAll(fd, bytes, path: path) } catch { throw SystemError("\(error)") }
     }
 
     static func temporaryName(for path: String) -> String {

@@ -103,11 +103,13 @@ public struct SupervisorConfig: Sendable {
     /// Commands the supervisor runs on a schedule as itself (root), their output to the log — what systemd timers do
     /// on a systemd host.
     public var periodic: [PeriodicCommand]
+    /// Where the periodic commands (run as root) write; nil: `logFile`.
+    public var jobsLogFile: String?
 
     public init(argv: [String], user: String?, logFile: String, pidFile: String, childPIDFile: String, policy: RestartPolicy = RestartPolicy(),
-                periodic: [PeriodicCommand] = []) {
+                periodic: [PeriodicCommand] = [], jobsLogFile: String? = nil) {
         self.argv = argv; self.user = user; self.logFile = logFile; self.pidFile = pidFile; self.childPIDFile = childPIDFile; self.policy = policy
-        self.periodic = periodic
+        self.periodic = periodic; self.jobsLogFile = jobsLogFile
     }
 
     /// The server under the supervisor, as the installer lays it out, with the daily certificate renewal check.
@@ -116,7 +118,8 @@ public struct SupervisorConfig: Sendable {
         logFile: "\(Paths.logs)/server.log", pidFile: "\(Paths.run)/supervise.pid", childPIDFile: "\(Paths.run)/server.pid",
         periodic: [PeriodicCommand(argv: [Paths.currentBinary, "certs", "renew"], firstAfter: 300, every: 12 * 3600),
                    // What warbler-backup.timer does on a systemd host: a backup a day, the first an hour after start.
-                   PeriodicCommand(argv: [Paths.currentBinary, "backup", "--config", Paths.config], firstAfter: 3600, every: 24 * 3600)])
+                   PeriodicCommand(argv: [Paths.currentBinary, "backup", "--config", Paths.config], firstAfter: 3600, every: 24 * 3600)],
+        jobsLogFile: Paths.jobsLog)
 }
 
 /// A command run every `every` seconds, the first time `firstAfter` seconds after the supervisor starts. A run
@@ -148,9 +151,10 @@ public struct Supervisor: Sendable {
     /// Supervises until told to stop (a termination signal when `handleSignals`, or `stop()` returning true) or the
     /// child exits cleanly. Returns the exit code.
     public func run(handleSignals: Bool = true, stop: @Sendable () -> Bool = { false }) throws -> Int32 {
-        let log = open(config.logFile, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o640)
-        guard log >= 0 else { throw SystemError("cannot open \(config.logFile): \(String(cString: strerror(errno)))") }
+        let log = try Self.openLog(config.logFile)
         defer { close(log) }
+        let jobsLog = try config.jobsLogFile.map { try Self.openLog($0) } ?? log
+        defer { if jobsLog != log { close(jobsLog) } }
         try Data("\(getpid())\n".utf8).write(to: URL(fileURLWithPath: config.pidFile))
         defer { unlink(config.pidFile); unlink(config.childPIDFile) }
 
@@ -212,17 +216,63 @@ public struct Supervisor: Sendable {
                     var status: Int32 = 0
                     if waitpid(running[i], &status, WNOHANG) == running[i] {
                         let code = Self.exitStatus(status)
-                        if code != 0 { note("\(job.argv.joined(separator: " ")) exited with status \(code)", log: log) }
+                        if code != 0 { note("\(job.argv.joined(separator: " ")) exited with status \(code)", log: jobsLog) }
                         running[i] = 0
                     }
                 }
                 if killAt == nil, running[i] == 0, Self.now() >= nextRun[i] {
                     nextRun[i] = Self.now() + job.every
-                    do { running[i] = try spawn(argv: job.argv, user: nil, log: log) } catch { note("\(error)", log: log) }
+                    do { running[i] = try spawn(argv: job.argv, user: nil, log: jobsLog) } catch { note("\(error)", log: jobsLog) }
                 }
             }
             action = machine.event(.tick(now: Self.now()))
         }
+    }
+
+    /// Opens a log for appending as root would safely: relative to its directory, which must be root's (or this
+    /// process's user's) and writable by nobody else, never through a symlink (`O_NOFOLLOW`), never a FIFO or
+    /// device (`O_NONBLOCK`, then a regular-file check), never a second name of another file. A log that is not
+    /// this user's regular file (from a release that gave the directory to the service user) is moved aside to
+    /// NAME.untrusted and a new one started. The new file is 0640, group from the directory's (root:warbler).
+    public static func openLog(_ path: String) throws -> Int32 {
+        func failure(_ why: String) -> SystemError { SystemError("cannot open the log \(path): \(why)") }
+        let dirPath = (path as NSString).deletingLastPathComponent.isEmpty ? "." : (path as NSString).deletingLastPathComponent
+        let name = (path as NSString).lastPathComponent
+        let dir = open(dirPath, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        guard dir >= 0 else { throw failure("cannot open \(dirPath): \(String(cString: strerror(errno)))") }
+        defer { close(dir) }
+        var st = stat()
+        guard fstat(dir, &st) == 0 else { throw failure(String(cString: strerror(errno))) }
+        let me = geteuid()
+        guard st.st_uid == 0 || st.st_uid == me, st.st_mode & 0o022 == 0 else {
+            throw failure("\(dirPath) must belong to root and be writable by nobody else (root:warbler 0750); `warbler install` sets it")
+        }
+        let flags = O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC
+        for attempt in 0..<2 {
+            let fd = openat(dir, name, flags, 0o640)
+            if fd < 0 {
+                let code = errno
+                // ELOOP: a symlink sits at the name.
+                guard attempt == 0, code == ELOOP || code == ENXIO || code == EISDIR else {
+                    throw failure(String(cString: strerror(code)))
+                }
+            } else {
+                var f = stat()
+                if fstat(fd, &f) == 0, f.st_mode & S_IFMT == S_IFREG, f.st_nlink == 1, f.st_uid == me {
+                    _ = fcntl(fd, F_SETFL, O_WRONLY | O_APPEND)
+                    // The service user reads its logs through the directory's group.
+                    if me == 0 && f.st_gid != st.st_gid { _ = fchown(fd, 0, st.st_gid) }
+                    return fd
+                }
+                close(fd)
+                guard attempt == 0 else { throw failure("it is not a regular file of this user") }
+            }
+            // Whatever is at the name is not ours to append to: move it aside (renameat never follows links).
+            guard renameat(dir, name, dir, name + ".untrusted") == 0 else {
+                throw failure("cannot move the untrusted \(name) aside: \(String(cString: strerror(errno)))")
+            }
+        }
+        throw failure("it keeps being replaced")
     }
 
     func spawn(log: Int32) throws -> pid_t { try spawn(argv: config.argv, user: config.user, log: log) }

@@ -30,7 +30,7 @@ public struct UninstallPlan: Sendable, Equatable {
 }
 
 /// Takes an install off the host: stops and disables the server (systemd unit or built-in supervisor), removes the
-/// unit, the releases and links, the config, the install journal and the PID files; keeps /var/lib/warbler unless
+/// unit, the releases and links (`/usr/local/bin/warbler` too), the config, root's install state and the PID files; keeps /var/lib/warbler unless
 /// `purge`, which also removes the data, the logs and the system user.
 public struct Uninstaller: Sendable {
     public let system: any System
@@ -72,7 +72,17 @@ public struct Uninstaller: Sendable {
             removedUnit = true
         }
         if removedUnit && initSystem == .systemd { steps.append(.service(.daemonReload)) }
+        // `warbler` on PATH goes first, while it still points into /opt/warbler; a link or file someone else put
+        // there stays.
+        if let link = try system.info(layout.path(Paths.binLink)), link.kind == .symlink, link.linkTarget == Paths.binLinkTarget {
+            steps.append(.removeTree(layout.path(Paths.binLink)))
+        }
         var trees = [Paths.opt, Paths.etc, Paths.installState, Paths.run]
+        // An earlier release's state directory, where it is still root's.
+        if let old = try system.info(layout.path(Paths.legacyInstallState)), old.kind == .directory,
+           layout.isStaging || old.owner?.user == "root" {
+            trees.append(Paths.legacyInstallState)
+        }
         if purge { trees += [Paths.data, Paths.logs] }
         for t in trees where try system.info(layout.path(t)) != nil { steps.append(.removeTree(layout.path(t))) }
         if purge && !layout.isStaging && system.userExists(Blueprint.user) { steps.append(.deleteUser(Blueprint.user)) }

@@ -1,5 +1,6 @@
 import Glibc
 import Crypto
+import DurableFiles
 import Foundation
 
 /// Small POSIX helpers: whole reads and writes, streaming hashes, and cleanup. Errors carry the path.
@@ -115,20 +116,18 @@ enum FileIO {
         return template.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
     }
 
-    /// A path for a new file beside `path`, to be renamed over it once complete.
+    /// A new file beside `path` (`AtomicFile`: `O_EXCL|O_NOFOLLOW`, 0600 from creation), to be renamed over it once
+    /// complete.
     static func temporaryFile(besides path: String) throws -> (fd: Int32, path: String) {
-        let parent = (path as NSString).deletingLastPathComponent
-        let name = (path as NSString).lastPathComponent
-        var template = Array("\(parent.isEmpty ? "." : parent)/.\(name).tmp-XXXXXX".utf8CString)
-        let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
-        guard fd >= 0 else { throw PayloadError.io("cannot create a temporary file beside", path: path) }
-        _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
-        return (fd, template.withUnsafeBufferPointer { String(cString: $0.baseAddress!) })
+        do { return try AtomicFile.createTemporary(besides: path, mode: 0o600) } catch let error as AtomicFileError {
+            throw PayloadError.io("cannot create a temporary file beside", path: path, errno: error.code)
+        }
     }
 
+    /// Renames `from` over `to` and syncs the directory (`AtomicFile.rename`), so the new name survives a power cut.
     static func rename(_ from: String, to: String) throws {
-        guard Glibc.rename(from, to) == 0 else {
-            let code = errno
+        do { try AtomicFile.rename(from, to: to) } catch let error as AtomicFileError {
+            let code = error.code
             if code == ENOTEMPTY || code == EEXIST || code == EISDIR || code == ENOTDIR {
                 throw PayloadError(.destinationExists, "\(to) already exists; remove it or choose another directory")
             }

@@ -16,7 +16,9 @@ public struct LiveUpgradeHost: UpgradeHost {
     /// --trust-unauthenticated`: one made by a release from before backups were authenticated).
     public var trustUnauthenticated: Bool
 
-    public static let record = "/var/lib/warbler/install/upgrade.json"
+    public static let record = Paths.upgradeRecord
+    /// Where `stage` copies the installer file (root 0700).
+    public static let staging = Paths.installState + "/upgrade"
     public static let previous = "/opt/warbler/previous"
 
     public static let backups = "/var/lib/warbler/backups"
@@ -26,6 +28,29 @@ public struct LiveUpgradeHost: UpgradeHost {
         self.trustUnauthenticated = trustUnauthenticated
         self.system = LocalSystem()
         system.selectInit(installedInitSystem(layout: layout, system: system))
+    }
+
+    var rootOwner: Owner? { layout.isStaging ? nil : .root }
+
+    public func stage(file: String) throws -> String {
+        let state = layout.path(Paths.installState)
+        if try system.info(state) == nil { try system.makeDirectory(state, mode: 0o700, owner: rootOwner) }
+        let dir = layout.path(Self.staging)
+        try system.removeTree(dir)
+        try system.makeDirectory(dir, mode: 0o700, owner: rootOwner)
+        try RootState(system: system, layout: layout).requireTrusted(dir, kind: .directory)
+        let staged = dir + "/warbler"
+        try system.copy(from: file, to: staged, mode: 0o700, owner: rootOwner)
+        let sig = SelfContainedFile.signaturePath(for: file)
+        if try system.info(sig) != nil {
+            try system.copy(from: sig, to: SelfContainedFile.signaturePath(for: staged), mode: 0o600, owner: rootOwner)
+        }
+        return staged
+    }
+
+    public func removeStaged(_ path: String) {
+        guard path.hasPrefix(layout.path(Self.staging) + "/") else { return }
+        try? system.removeTree(layout.path(Self.staging))
     }
 
     public func verify(file: String) throws {
@@ -190,11 +215,14 @@ public struct LiveUpgradeHost: UpgradeHost {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         encoder.dateEncodingStrategy = .iso8601
-        try system.write(layout.path(Self.record), try encoder.encode(record), mode: 0o600, owner: layout.isStaging ? nil : .root)
+        let state = layout.path(Paths.installState)
+        if try system.info(state) == nil { try system.makeDirectory(state, mode: 0o700, owner: rootOwner) }
+        try system.write(layout.path(Self.record), try encoder.encode(record), mode: 0o600, owner: rootOwner)
     }
 
     public func lastRecord() throws -> UpgradeRecord? {
-        guard let data = FileManager.default.contents(atPath: layout.path(Self.record)) else { return nil }
+        // Root restores the backup this names: only a record only root could have written counts.
+        guard let data = try RootState(system: system, layout: layout).read(Self.record) else { return nil }
         let decoder = JSONDecoder()
         decoder.dateDecodingStrategy = .iso8601
         return try decoder.decode(UpgradeRecord.self, from: data)

@@ -21,7 +21,7 @@ public struct InstalledReleases: Sendable, Equatable {
     }
 }
 
-/// The last upgrade (or rollback), kept in /var/lib/warbler/install/upgrade.json: what `rollback` undoes.
+/// The last upgrade (or rollback), kept in /var/lib/warbler-install/upgrade.json (root's): what `rollback` undoes.
 public struct UpgradeRecord: Codable, Sendable, Equatable {
     public enum Outcome: String, Codable, Sendable { case inProgress = "in-progress", done, rolledBack = "rolled-back", failed }
     public var from: String
@@ -42,6 +42,11 @@ public struct UpgradeRecord: Codable, Sendable, Equatable {
 /// Everything an upgrade does to the host, so the sequence and its failure handling are tested against a recording
 /// fake and run for real by `LiveUpgradeHost`.
 public protocol UpgradeHost: Sendable {
+    /// Copies the installer file (and its .sig) into a directory only root can write and returns the copy's path:
+    /// what is verified is then what runs, whoever can write where the file was given.
+    func stage(file: String) throws -> String
+    /// Removes a copy `stage` made.
+    func removeStaged(_ path: String)
     /// Checks the file's payload checksum, and its signature when the install has a release key.
     func verify(file: String) throws
     /// Asks a binary what it is (`BINARY version --json`).
@@ -98,6 +103,12 @@ public enum UpgradeOutcome: Sendable, Equatable {
     case upgraded(from: String, to: String, backup: String, pruned: [String])
 }
 
+extension UpgradeHost {
+    /// Hosts with nothing to stage (test fakes) use the file where it is.
+    public func stage(file: String) throws -> String { file }
+    public func removeStaged(_ path: String) {}
+}
+
 /// An upgrade that stopped. `rolledBack` says whether the host is back on the old release; `detail` is what failed.
 public struct UpgradeError: Error, CustomStringConvertible, Sendable {
     public var step: String
@@ -131,15 +142,19 @@ public struct Upgrader: Sendable {
 
     public init(host: any UpgradeHost) { self.host = host }
 
-    public func upgrade(file: String, options: UpgradeOptions = UpgradeOptions(),
+    public func upgrade(file given: String, options: UpgradeOptions = UpgradeOptions(),
                         progress: @Sendable (String) -> Void = { _ in }) async throws -> UpgradeOutcome {
-        // 1. The file: intact (and signed, when the install asks for it), newer.
-        do { try host.verify(file: file) } catch { throw UpgradeError.refused("verifying \(file)", "\(error)") }
+        // 1. The file: copied where only root writes, so the bytes verified are the bytes run; intact (and signed,
+        // when the install asks for it), newer.
+        let file: String
+        do { file = try host.stage(file: given) } catch { throw UpgradeError.refused("copying \(given)", "\(error)") }
+        defer { host.removeStaged(file) }
+        do { try host.verify(file: file) } catch { throw UpgradeError.refused("verifying \(given)", "\(error)") }
         let new: ReleaseInfo
-        do { new = try host.releaseInfo(binary: file) } catch { throw UpgradeError.refused("reading \(file)'s version", "\(error)") }
+        do { new = try host.releaseInfo(binary: file) } catch { throw UpgradeError.refused("reading \(given)'s version", "\(error)") }
         let installed = try host.installed()
         let old = try host.releaseInfo(binary: installed.currentBinary)
-        progress("\(file): Warbler \(new.version) (build \(new.build), schema \(new.schema)), verified; installed: \(old.version) (build \(old.build))")
+        progress("\(given): Warbler \(new.version) (build \(new.build), schema \(new.schema)), verified; installed: \(old.version) (build \(old.build))")
         if new.version == old.version && new.build == old.build { return .alreadyCurrent(new.version) }
         guard let newVersion = ReleaseVersion(new.version), let oldVersion = ReleaseVersion(old.version) else {
             throw UpgradeError.refused("comparing versions", "cannot compare '\(new.version)' with '\(old.version)'")

@@ -44,10 +44,11 @@ struct AlertdAddress: ParsableArguments {
     @Option(help: "The rules file alertd runs with (its global.listen is the address).") var config = "/etc/warbler/alerts.yaml"
     @Option(help: "alertd's control API, such as http://127.0.0.1:9102 (overrides --config).") var url: String?
 
-    func client() throws -> AlertsClient {
-        if let url { return AlertsClient(baseURL: url) }
-        guard FileManager.default.isReadableFile(atPath: config) else { return AlertsClient() }
-        return AlertsClient(baseURL: try AlertsConfig.load(path: config).controlURL)
+    /// A client for alertd; `silences`: with the control token, which only root and the service user can read.
+    func client(silences: Bool = false) throws -> AlertsClient {
+        let cfg = FileManager.default.isReadableFile(atPath: config) ? try AlertsConfig.load(path: config) : AlertsConfig()
+        let token = silences ? try ControlToken.read(path: cfg.controlTokenPath) : nil
+        return AlertsClient(baseURL: url ?? cfg.controlURL, token: token)
     }
 }
 
@@ -73,7 +74,7 @@ extension Warbler.Alerts {
 
         func run() async throws {
             do {
-                let client = try address.client()
+                let client = try address.client(silences: silences)
                 let encoder = JSONEncoder()
                 encoder.dateEncodingStrategy = .iso8601
                 encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
@@ -109,7 +110,7 @@ extension Warbler.Alerts {
             do {
                 let env = ProcessInfo.processInfo.environment
                 let who = author ?? env["SUDO_USER"] ?? env["USER"] ?? "unknown"
-                let s = try await address.client().silence(matchers: matchers, duration: parseDuration(duration)!, comment: comment, createdBy: who)
+                let s = try await address.client(silences: true).silence(matchers: matchers, duration: parseDuration(duration)!, comment: comment, createdBy: who)
                 print("silenced \(s.matchers.map(\.description).joined(separator: ", ")) until \(AlertsTable.time(s.endsAt)); id \(s.id)")
             } catch { throw fail(error) }
         }
@@ -122,7 +123,7 @@ extension Warbler.Alerts {
 
         func run() async throws {
             do {
-                try await address.client().unsilence(id)
+                try await address.client(silences: true).unsilence(id)
                 print("silence \(id) removed")
             } catch { throw fail(error) }
         }

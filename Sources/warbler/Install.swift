@@ -35,7 +35,7 @@ struct InstallFlags: ParsableArguments {
     var adminPasswordFile: String?
     @Option(help: "The first admin's username (default admin).")
     var adminUser: String?
-    @Option(help: "open: anyone may register; admin: only admins create accounts.")
+    @Option(help: "admin (default): only admins create accounts; open: anyone who reaches the server may register.")
     var registration: String?
     @Option(help: "The base64 Ed25519 public key (packaging/sign.sh --new-key) every release `warbler upgrade` installs must be signed with.")
     var releaseKey: String?

@@ -22,7 +22,7 @@ extension Warbler {
         func run() throws {
             var config = SupervisorConfig.server
             // Another daemon than the server: it gets the supervision, not the server's periodic jobs.
-            if !command.isEmpty { config.argv = command; config.periodic = [] }
+            if !command.isEmpty { config.argv = command; config.periodic = []; config.jobsLogFile = nil }
             if let log { config.logFile = log }
             if let pidFile { config.pidFile = pidFile }
             if let childPidFile { config.childPIDFile = childPidFile }

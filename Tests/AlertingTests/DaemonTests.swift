@@ -68,7 +68,7 @@ func withDaemon(_ yaml: String, receiver: RecordingReceiver, _ body: (AlertDaemo
     let task = Task { try await daemon.run(handleSignals: false) }
     do {
         let port = try await daemon.waitUntilListening()
-        try await body(daemon, AlertsClient(baseURL: "http://127.0.0.1:\(port)"))
+        try await body(daemon, AlertsClient(baseURL: "http://127.0.0.1:\(port)", token: daemon.controlToken))
     } catch {
         await daemon.shutdown()
         _ = try? await task.value

@@ -30,7 +30,8 @@ import Testing
         let (exporter, alertd) = (Paths.exporterUnitName, Paths.alertdUnitName)
         #expect(resumed.plan.writtenPaths == [Paths.serverUnit, Paths.unitFile(exporter), Paths.unitFile(alertd), Paths.alertsConfig,
                                               Paths.unitFile(Paths.backupServiceName), Paths.unitFile(backup),
-                                              Paths.unitFile(Paths.certRenewServiceName), Paths.unitFile(timer), Paths.current])
+                                              Paths.unitFile(Paths.certRenewServiceName), Paths.unitFile(timer), Paths.current,
+                                              Paths.binLink])
         #expect(resumed.plan.serviceActions == [.daemonReload, .enable(unit), .enable(exporter), .enable(alertd), .enable(backup), .enable(timer),
                                                 .start(unit), .start(exporter), .start(alertd), .start(backup), .start(timer)])
         #expect(host.system.content(Paths.jwtKey) == key)
@@ -91,8 +92,9 @@ import Testing
         #expect(host.system.status(unit) == ServiceStatus(enabled: false, active: false))
         #expect(host.system.userExists("warbler"))
         #expect(report.contains { $0.hasPrefix("kept: the system user warbler") })
-        // The data directory stays (it holds the journal), like uninstall keeps data.
+        // Root's state directory stays (it holds the journal), and so does the data directory, like uninstall keeps data.
         #expect(host.system.node(Paths.journal) != nil)
+        #expect(host.system.node(Paths.binLink) == nil, "the link on PATH went with the run that made it")
     }
 
     @Test func theJournalHoldsNoSecrets() throws {

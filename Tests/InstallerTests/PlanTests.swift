@@ -14,7 +14,7 @@ import Testing
         #expect(steps.contains(.createDirectory(path: "/var/lib/warbler", mode: 0o700, owner: Owner("warbler", "warbler"))))
         #expect(steps.contains(.createDirectory(path: "/etc/warbler/tls", mode: 0o750, owner: Owner("root", "warbler"))))
         #expect(Set(plan.writtenPaths) == [
-            "/opt/warbler/releases/0.1.0/bin/warbler", "/opt/warbler/current",
+            "/opt/warbler/releases/0.1.0/bin/warbler", "/opt/warbler/current", "/usr/local/bin/warbler",
             "/etc/warbler/secrets/jwt.key", "/etc/warbler/secrets/admin-password",
             "/etc/warbler/tls/ca.crt", "/etc/warbler/tls/ca.key", "/etc/warbler/tls/server.crt", "/etc/warbler/tls/server.key",
             "/etc/warbler/warbler.yaml", "/etc/systemd/system/warbler-server.service",
@@ -48,6 +48,7 @@ import Testing
         #expect(s.node("/etc/warbler/warbler.yaml").map(Self.attributes) == "0640 root:warbler")
         #expect(s.node("/etc/systemd/system/warbler-server.service").map(Self.attributes) == "0644 root:root")
         #expect(s.node("/opt/warbler/current") == .link("releases/0.1.0"))
+        #expect(s.node("/usr/local/bin/warbler") == .link("/opt/warbler/current/bin/warbler"), "warbler is on PATH")
         #expect(s.content("/opt/warbler/releases/0.1.0/bin/warbler") == s.content(Host.binary))
         #expect(s.status(unit) == ServiceStatus(enabled: true, active: true))
         #expect(s.operations.contains(.run(["/opt/warbler/current/bin/warbler", "user-add", "admin", "--admin", "--exists-ok",
@@ -172,6 +173,8 @@ import Testing
                 "no daemon-reload, enable or timers without systemd")
         #expect(fresh.plan.writtenPaths.contains(Paths.serverUnit), "the unit is laid out all the same")
         #expect(host.system.paths(under: Paths.logs) == [Paths.logs])
+        // Root opens the logs there: root's directory, the service user may only read.
+        #expect(host.system.node(Paths.logs).map(Self.attributes) == "0750 root:warbler")
         // A unit file that differs (a newer template) is rewritten, and nothing restarts for it.
         host.system.setNode(Paths.serverUnit, .file(Data("old\n".utf8), mode: 0o644, owner: .root))
         let again = try host.install()

@@ -71,8 +71,10 @@ import Testing
             ("/opt/warbler/releases/0.1.0/bin/warbler", S_IFREG, 0o755),
             ("/opt/warbler/current", S_IFLNK, 0o777),
             ("/var/lib/warbler", S_IFDIR, 0o700),
-            ("/var/lib/warbler/install", S_IFDIR, 0o700),
-            ("/var/lib/warbler/install/journal.json", S_IFREG, 0o600),
+            ("/var/lib/warbler-install", S_IFDIR, 0o700),
+            ("/var/lib/warbler-install/journal.json", S_IFREG, 0o600),
+            ("/usr/local/bin", S_IFDIR, 0o755),
+            ("/usr/local/bin/warbler", S_IFLNK, 0o777),
         ]
         for (path, kind, mode) in expected {
             let st = try #require(stage.lstat(path), "\(path) missing")
@@ -80,8 +82,9 @@ import Testing
             #expect(st.mode == mode, "\(path) is \(String(st.mode, radix: 8)), not \(String(mode, radix: 8))")
         }
         let tree = try stage.tree()
-        #expect(tree.count == 31, "nothing else: \(tree)")
+        #expect(tree.count == 35, "nothing else: \(tree)")
         #expect(try FileManager.default.destinationOfSymbolicLink(atPath: stage.root + "/opt/warbler/current") == "releases/0.1.0")
+        #expect(try FileManager.default.destinationOfSymbolicLink(atPath: stage.root + "/usr/local/bin/warbler") == "/opt/warbler/current/bin/warbler")
         #expect(FileManager.default.contentsEqual(atPath: stage.binary, andPath: stage.root + "/opt/warbler/releases/0.1.0/bin/warbler"))
         let config = try String(contentsOfFile: stage.root + "/etc/warbler/warbler.yaml", encoding: .utf8)
         #expect(config.contains("tls_cert: \"/etc/warbler/tls/server.crt\""), "paths are the host's, not the staging root's")

@@ -25,7 +25,8 @@ import Testing
             .removeTree(Paths.unitFile(backup)), .removeTree(Paths.unitFile(Paths.backupServiceName)),
             .removeTree(Paths.unitFile(alertd)), .removeTree(Paths.unitFile(exporter)), .removeTree(Paths.serverUnit),
             .service(.daemonReload),
-            .removeTree("/opt/warbler"), .removeTree("/etc/warbler"), .removeTree("/var/lib/warbler/install"),
+            .removeTree("/usr/local/bin/warbler"),
+            .removeTree("/opt/warbler"), .removeTree("/etc/warbler"), .removeTree("/var/lib/warbler-install"),
         ])
         #expect(plan.kept == ["/var/lib/warbler"])
         #expect(host.system.operations.isEmpty, "planning changes nothing")
@@ -44,6 +45,23 @@ import Testing
 
         // A second run has nothing left to do.
         #expect(try uninstaller.plan(layout: Layout(), purge: false).steps.isEmpty)
+    }
+
+    @Test func theLinkOnPathGoesButSomeoneElsesWarblerThereStays() throws {
+        let host = try Host()
+        try host.install()
+        #expect(host.system.node(Paths.binLink) == .link(Paths.binLinkTarget))
+        let uninstaller = Uninstaller(system: host.system, probe: host.probe)
+        try uninstaller.apply(try uninstaller.plan(layout: Layout(), purge: false))
+        #expect(host.system.node(Paths.binLink) == nil)
+
+        // Another program called warbler is neither replaced by the install nor removed by the uninstall.
+        let other = RecordingSystem.Node.file(Data("#!/bin/sh\n".utf8), mode: 0o755, owner: .root)
+        host.system.setNode(Paths.binLink, other)
+        let outcome = try host.install()
+        #expect(!outcome.plan.writtenPaths.contains(Paths.binLink))
+        try uninstaller.apply(try uninstaller.plan(layout: Layout(), purge: false))
+        #expect(host.system.node(Paths.binLink) == other)
     }
 
     @Test func purgeRemovesTheDataAndTheUserToo() throws {

@@ -55,6 +55,14 @@ func expectGolden(_ text: String, _ name: String, sourceLocation: SourceLocation
         try expectGolden(try templates.renderServerUnit(ServiceUnitContext()), "warbler-server.service")
     }
 
+    @Test func theServerUnitRaisesTheDescriptorLimitForFiftyThousandConnections() throws {
+        let unit = try TemplateSet(directory: Repo.templates).renderServerUnit(ServiceUnitContext())
+        let limits = unit.split(separator: "\n").filter { $0.hasPrefix("LimitNOFILE=") }
+        #expect(limits.count == 1)
+        let value = limits.first.flatMap { Int($0.dropFirst("LimitNOFILE=".count)) }
+        #expect((value ?? 0) >= 50_000 + 1024, "50,000 connections and room for the rest")
+    }
+
     @Test func theExporterUnitMatchesItsGoldenFile() throws {
         try expectGolden(try templates.renderExporterUnit(ServiceUnitContext.exporter), "warbler-exporter.service")
     }
