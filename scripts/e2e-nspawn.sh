@@ -63,7 +63,7 @@ class H(http.server.BaseHTTPRequestHandler):
     def log_message(self, *a): pass
 http.server.HTTPServer(("10.231.7.1", 8099), H).serve_forever()' "$WORK/webhook.log" &
 BACKGROUND_PIDS+=($!)
-inside /root/warbler install $TPL --yes --registration open --alert-webhook http://10.231.7.1:8099/hook >"$WORK/install1.log" 2>&1 || { cat "$WORK/install1.log"; fail "install"; }
+inside /root/warbler install $TPL --yes --alert-webhook http://10.231.7.1:8099/hook >"$WORK/install1.log" 2>&1 || { cat "$WORK/install1.log"; fail "install"; }
 login 8443 || fail "log in after install"
 ms=$(( ($(date +%s%N) - start) / 1000000 ))
 ok "installed and logged in as admin over TLS (verified against the internal CA) in $((ms / 1000)).$(printf %03d $((ms % 1000)))s"
@@ -108,7 +108,9 @@ for _ in $(seq 100); do n=$(inside systemctl show -p MainPID --value warbler-ser
 [ "$(inside systemctl show -p NRestarts --value warbler-server)" -ge 1 ] || fail "systemd did not restart the killed server"
 ok "kill -9: systemd restarted the server and it serves again"
 # From outside the host: the SDK (warbler bench) logs in, and users exchange messages over wss, trusting the CA.
+# Registration is closed by default (admin-created accounts): bench creates its accounts as the first admin.
 from_client "$BIN" bench --url "https://$HOST_IP:9443" --ca "$WORK/sd/etc/warbler/tls/ca.crt" --pairs 2 --messages 100 --window 8 \
+  --admin admin --admin-password-file "$WORK/sd/etc/warbler/secrets/admin-password" \
   --prefix e2e >"$WORK/bench.log" 2>&1 || { cat "$WORK/bench.log"; fail "SDK exchange from outside the host"; }
 grep -q "sent=200 acked=200 delivered=200 errors=0" "$WORK/bench.log" || { cat "$WORK/bench.log"; fail "SDK exchange lost messages"; }
 ok "from another network namespace the SDK logged in 4 users and exchanged 200 messages over wss (all acked and delivered)"
