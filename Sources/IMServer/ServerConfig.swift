@@ -56,6 +56,12 @@ public struct ServerConfig: Codable, Sendable, Equatable {
         public var bodyBytes = 1024 * 1024
         public var sendsPerSecond = 100.0
         public var sendBurst = 200.0
+        /// Per connection; over it a frame is answered `rate_limited` (docs/protocol.md).
+        public var typingPerSecond = 5.0
+        public var receiptsPerSecond = 20.0
+        public var syncsPerSecond = 5.0
+        /// Open WebSockets per user; one more is closed with 4008.
+        public var connectionsPerUser = 32
         public var attachmentBytes = 25 * 1024 * 1024
         public var attachmentTypes = ["image/png", "image/jpeg", "image/gif", "image/webp", "application/pdf", "text/plain",
                                       "application/zip", "audio/mpeg", "audio/ogg", "video/mp4", "application/octet-stream"]
@@ -145,6 +151,10 @@ public struct ServerConfig: Codable, Sendable, Equatable {
         guard (4...31).contains(auth.bcryptCost) else { throw ConfigError("auth.bcrypt_cost must be 4-31 (12 or more in production)") }
         guard server.tlsCert.isEmpty == server.tlsKey.isEmpty else { throw ConfigError("set both server.tls_cert and server.tls_key, or neither") }
         guard server.tlsReloadSeconds > 0 else { throw ConfigError("server.tls_reload_seconds must be above 0 (seconds between looks for a renewed certificate)") }
+        guard limits.typingPerSecond > 0, limits.receiptsPerSecond > 0, limits.syncsPerSecond > 0 else {
+            throw ConfigError("limits.typing_per_second, limits.receipts_per_second and limits.syncs_per_second must be above 0")
+        }
+        guard limits.connectionsPerUser >= 1 else { throw ConfigError("limits.connections_per_user must be at least 1") }
         guard limits.frameBytes >= 1024 else { throw ConfigError("limits.frame_bytes must be at least 1024") }
         guard backup.keep >= 0 else { throw ConfigError("backup.keep must be 0 (keep every backup) or more") }
         guard backup.directory.hasPrefix("/") else { throw ConfigError("backup.directory must be an absolute path") }
