@@ -1,7 +1,7 @@
 import IMCore
 
-/// Per-connection limits on the frames that are not sends (sends have their own bucket): `typing`, `receipt`
-/// and `sync`. No I/O and no clock of its own; the gateway's reader asks it about each frame.
+/// Per-connection limits on the frames that are not sends (sends have their own bucket): `typing`, `receipt`,
+/// `sync` and `auth` sent again on an open socket (each costs database reads; at most 1/s, burst 5). No I/O and no clock of its own; the gateway's reader asks it about each frame.
 ///
 /// - Each kind has a token bucket. A frame over it is answered `rate_limited` with `retryAfter`; the socket stays.
 /// - Typing is coalesced: the same `active` for the same conversation within `typingRepeat` is dropped silently
@@ -20,7 +20,7 @@ struct FrameThrottle: Sendable {
         var strikeBurst: Double = 100
     }
 
-    enum Kind: String, Sendable, Hashable { case typing, receipt, sync }
+    enum Kind: String, Sendable, Hashable { case typing, receipt, sync, auth }
 
     enum Verdict: Sendable, Hashable {
         case allow
@@ -61,7 +61,8 @@ struct FrameThrottle: Sendable {
     init(limits: Limits) {
         self.limits = limits
         func bucket(_ rate: Double) -> Bucket { Bucket(rate: max(rate, 0.001), burst: max(5, rate * 2)) }
-        buckets = [.typing: bucket(limits.typingPerSecond), .receipt: bucket(limits.receiptsPerSecond), .sync: bucket(limits.syncsPerSecond)]
+        buckets = [.typing: bucket(limits.typingPerSecond), .receipt: bucket(limits.receiptsPerSecond), .sync: bucket(limits.syncsPerSecond),
+                   .auth: Bucket(rate: 1, burst: 5)]
         strikes = Bucket(rate: limits.strikesPerSecond, burst: limits.strikeBurst)
     }
 
@@ -84,6 +85,10 @@ struct FrameThrottle: Sendable {
 
     mutating func sync(now: ContinuousClock.Instant) -> Verdict {
         take(.sync, now: now) ?? .allow
+    }
+
+    mutating func reauthentication(now: ContinuousClock.Instant) -> Verdict {
+        take(.auth, now: now) ?? .allow
     }
 
     /// A frame refused for another reason (a second sync while one runs) counts as a strike too.

@@ -164,6 +164,7 @@ struct Gateway: Sendable {
         case .typing(let t): verdict = throttle.typing(t, now: now); what = "typing frames"
         case .receipt(let r): verdict = throttle.receipt(r, now: now); what = "receipts"
         case .sync: verdict = throttle.sync(now: now); what = "syncs"
+        case .auth: verdict = throttle.reauthentication(now: now); what = "auth frames"
         default: return .handle
         }
         var message = "too many \(what) on this connection; slow down"

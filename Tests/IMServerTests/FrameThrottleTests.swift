@@ -51,6 +51,14 @@ import Testing
         #expect(verdicts.dropFirst(5).allSatisfy { if case .limit = $0 { true } else { false } })
     }
 
+    @Test func reauthenticationIsRareByNature() {
+        var throttle = FrameThrottle(limits: limits)
+        let verdicts = (0..<7).map { _ in throttle.reauthentication(now: t0) }
+        #expect(verdicts.prefix(5).allSatisfy { $0 == .allow })
+        #expect(verdicts.dropFirst(5).allSatisfy { if case .limit = $0 { true } else { false } })
+        #expect(throttle.reauthentication(now: t0 + .seconds(2)) == .allow)
+    }
+
     @Test func aSessionQueueIsBoundedByBytesNotOnlyByCount() async {
         let session = Session(user: 1, maxQueued: 20_000, maxQueuedBytes: 1 << 20)
         let big = Message(conversation: 1, seq: 1, sender: 2, cid: "x", kind: .text, text: String(repeating: "x", count: 60_000), ts: 1)
