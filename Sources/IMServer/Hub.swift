@@ -46,7 +46,7 @@ final class Session: Sendable, Hashable {
         var bytes = 0
         var syncInFlight = false
         var closed = false
-        /// The login session (token family) and token generation the socket authenticated with.
+        /// The login session (token family) of the socket's newest access token, and when that token expires.
         var sid: String
         var exp: Int64
     }
@@ -78,22 +78,28 @@ final class Session: Sendable, Hashable {
         queue.withLock { $0.sid = sid; $0.exp = exp }
     }
 
+    private enum Admission { case queued, overflow, afterClose }
+
+    /// Queues `o` for the writer. Past the frame count or the byte budget the socket is closed instead (1001);
+    /// nothing is queued after a close.
     func enqueue(_ o: Outgoing) {
         let size = o.estimatedBytes
-        let verdict = queue.withLock { q -> Int in
-            if q.closed { return 2 }
+        let admission = queue.withLock { q -> Admission in
+            if q.closed { return .afterClose }
             q.count += 1
             q.bytes += size
-            if q.count > maxQueued || q.bytes > maxQueuedBytes { q.closed = true; return 1 }
+            if q.count > maxQueued || q.bytes > maxQueuedBytes { q.closed = true; return .overflow }
             if case .close = o { q.closed = true }
-            return 0
+            return .queued
         }
-        switch verdict {
-        case 0: continuation.yield(o)
-        case 1:
+        switch admission {
+        case .queued:
+            continuation.yield(o)
+        case .overflow:
             continuation.yield(.close(reason: "too far behind; reconnect and resume", code: .goingAway))
             continuation.finish()
-        default: break
+        case .afterClose:
+            break
         }
     }
 
