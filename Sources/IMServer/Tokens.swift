@@ -53,8 +53,9 @@ public struct TokenService: Sendable {
     }
 
     public func issueAccess(user: UserID, admin: Bool, session: String, generation: Int64 = 0, now: Int64) -> String {
-        let claims = AccessClaims(sub: user, adm: admin, sid: session, iat: now / 1000, exp: now / 1000 + Int64(accessTTL), iss: Self.issuer,
-                                  gen: generation)
+        // `exp` rounds up so a token lives at least `accessTTL` seconds (rounding down left a 1 s token 1 ms at worst).
+        let claims = AccessClaims(sub: user, adm: admin, sid: session, iat: now / 1000, exp: (now + 999) / 1000 + Int64(accessTTL),
+                                  iss: Self.issuer, gen: generation)
         let header = #"{"alg":"EdDSA","typ":"JWT"}"#
         let encoder = JSONEncoder()
         encoder.outputFormatting = .sortedKeys
