@@ -315,6 +315,8 @@ public actor IMConnection {
     private enum AttemptEnd {
         case closed(reason: String, serverRequested: Bool, reachedConnected: Bool)
         case authRejected(IMError, token: String)
+        /// The server ended a socket that was authenticated (4001/4002): refresh once, as after a rejection.
+        case authEnded(IMError, token: String)
         case fatal(IMError)
     }
 
@@ -332,7 +334,8 @@ public actor IMConnection {
                 finalError = error
                 reason = "\(error)"
                 break attempts
-            case .authRejected(let error, let token):
+            case .authRejected(let error, let token), .authEnded(let error, let token):
+                if case .authEnded = end { refreshedAfterRejection = false }
                 reason = "authentication rejected: \(error)"
                 guard wantConnected, !Task.isCancelled else { break attempts }
                 if refreshedAfterRejection {
@@ -395,7 +398,7 @@ public actor IMConnection {
         }
 
         generation += 1
-        let socket = Socket(generation: generation)
+        let socket = Socket(generation: generation, token: token)
         socket.out.yield(.text(FrameCodec.encode(ClientFrame.auth(.init(token: token)))))
         self.socket = socket
         phase = .authenticating
@@ -412,14 +415,14 @@ public actor IMConnection {
             sniHostname: tls.webSocketServerName
         )
         let logger = self.logger
-        let attempt = Task<String, Never> {
+        let attempt = Task<(reason: String, code: WebSocketErrorCode?), Never> {
             do {
                 let client = WebSocketClient(url: url, configuration: wsConfiguration, tlsConfiguration: tls.webSocket,
                                              logger: logger, handler: handler)
-                guard let close = try await client.run() else { return "connection closed" }
-                return "closed by the server (\(close.closeCode)\(close.reason.map { ": \($0)" } ?? ""))"
+                guard let close = try await client.run() else { return ("connection closed", nil) }
+                return ("closed by the server (\(close.closeCode)\(close.reason.map { ": \($0)" } ?? ""))", close.closeCode)
             } catch {
-                return "connection failed: \(error)"
+                return ("connection failed: \(error)", nil)
             }
         }
         socket.task = attempt
@@ -428,13 +431,18 @@ public actor IMConnection {
             try? await Task.sleep(for: handshakeTimeout)
             if !Task.isCancelled { self.handshakeTimedOut(generation: socket.generation) }
         }
-        let transportReason = await attempt.value
+        let (transportReason, closeCode) = await attempt.value
         watchdog.cancel()
         socket.out.finish()
         socketEnded(socket)
 
         if let fatal = socket.fatal { return .fatal(fatal) }
-        if let rejection = socket.authRejection { return .authRejected(rejection, token: token) }
+        if let rejection = socket.authRejection { return .authRejected(rejection, token: socket.token) }
+        // 4001: the login session ended (the refresh fails too, and the run ends unauthorized);
+        // 4002: the access token expired (refresh, then reconnect). See docs/protocol.md.
+        if let code = closeCode, code == Self.sessionEndedCode || code == Self.tokenExpiredCode {
+            return .authEnded(IMError(.unauthorized, socket.closeReason ?? transportReason), token: socket.token)
+        }
         return .closed(reason: socket.closeReason ?? transportReason, serverRequested: socket.serverRequestedReconnect,
                        reachedConnected: socket.reachedConnected)
     }
@@ -448,6 +456,7 @@ public actor IMConnection {
     /// Bookkeeping when a socket is gone: sends become unsent (to be re-sent), pings fail.
     private func socketEnded(_ ended: Socket) {
         guard socket === ended else { return }
+        ended.reauthTask?.cancel()
         socket = nil
         phase = .idle
         for cid in pending.keys { pending[cid]?.sentOn = nil }
@@ -512,6 +521,9 @@ public actor IMConnection {
         guard let socket, socket.generation == generation else { return .stop }
         switch frame {
         case .ready(let ready):
+            scheduleReauthentication(on: socket, expiry: ready.exp)
+            // A second `ready` answers a fresh token sent on the open socket: nothing else changes.
+            guard !socket.ready else { break }
             socket.ready = true
             userID = ready.user
             phase = .syncing
@@ -546,6 +558,14 @@ public actor IMConnection {
             }
             if let cid = error.cid, pending[cid] != nil {
                 rejected(cid, error)
+            } else if error.cid == nil, phase == .syncing, error.code == .rateLimited {
+                // Syncs are rate-limited per connection: ask again when the server says.
+                let generation = socket.generation
+                let delay = Duration.milliseconds(Int64(max(0.05, error.retryAfter ?? 1) * 1000))
+                Task { [weak self] in
+                    try? await Task.sleep(for: delay)
+                    await self?.retrySync(generation: generation)
+                }
             } else if error.cid == nil, phase == .syncing {
                 // The sync was refused (nothing else is sent while syncing): retry on a new socket.
                 socket.closeReason = "sync failed: \(IMError(error.code, error.message))"
@@ -577,6 +597,38 @@ public actor IMConnection {
             deliveredToSend[message.conversation] = max(deliveredToSend[message.conversation] ?? 0, message.seq)
             scheduleDeliveredReceipts()
         }
+    }
+
+    /// WebSocket close codes from docs/protocol.md.
+    static let sessionEndedCode = WebSocketErrorCode(codeNumber: 4001)
+    static let tokenExpiredCode = WebSocketErrorCode(codeNumber: 4002)
+
+    /// Before the socket's access token expires, sends a fresh one on it (`auth` again) so the server keeps it open.
+    private func scheduleReauthentication(on socket: Socket, expiry: Int64?) {
+        socket.reauthTask?.cancel()
+        guard let expiry else { return }
+        let left = Double(expiry) - Date().timeIntervalSince1970
+        // Early enough to refresh in time; late enough that `accessToken()` (refreshing within its margin) renews it.
+        let margin = min(seconds(client.configuration.refreshMargin) / 2, max(left / 2, 0))
+        let delay = max(left - margin, 0)
+        let generation = socket.generation
+        socket.reauthTask = Task { [weak self] in
+            try? await Task.sleep(for: .milliseconds(Int64(delay * 1000)))
+            guard !Task.isCancelled else { return }
+            await self?.reauthenticate(generation: generation)
+        }
+    }
+
+    private func reauthenticate(generation: Int) async {
+        guard let token = try? await client.accessToken() else { return }   // the server will close with 4002; we refresh then
+        guard let socket, socket.generation == generation, socket.ready else { return }
+        socket.token = token
+        socket.out.yield(.text(FrameCodec.encode(ClientFrame.auth(.init(token: token)))))
+    }
+
+    private func retrySync(generation: Int) {
+        guard let socket, socket.generation == generation, phase == .syncing else { return }
+        requestSync(on: socket)
     }
 
     private func requestSync(on socket: Socket) {
@@ -765,9 +817,12 @@ public actor IMConnection {
     /// State of one socket; owned by the actor.
     private final class Socket {
         let generation: Int
+        /// The access token the socket authenticated with (the newest one sent on it).
+        var token: String
+        var reauthTask: Task<Void, Never>?
         let outgoing: AsyncStream<Outgoing>
         let out: AsyncStream<Outgoing>.Continuation
-        var task: Task<String, Never>?
+        var task: Task<(reason: String, code: WebSocketErrorCode?), Never>?
         var ready = false
         var reachedConnected = false
         var authRejection: IMError?
@@ -775,8 +830,9 @@ public actor IMConnection {
         var closeReason: String?
         var serverRequestedReconnect = false
 
-        init(generation: Int) {
+        init(generation: Int, token: String) {
             self.generation = generation
+            self.token = token
             (outgoing, out) = AsyncStream.makeStream(of: Outgoing.self, bufferingPolicy: .unbounded)
         }
     }

@@ -103,6 +103,13 @@ public enum FrameDecodingError: Error, Sendable, Equatable {
     case unknownType(String)
 }
 
+/// A client frame that could not be decoded: the error to answer with and the `cid` to answer it under.
+public struct ClientFrameDecodingFailure: Error, Sendable, Hashable {
+    public var error: IMError
+    public var cid: String?
+    public init(error: IMError, cid: String?) { self.error = error; self.cid = cid }
+}
+
 /// Encodes and decodes frames as compact JSON.
 public enum FrameCodec {
     public static func encode(_ frame: ServerFrame) -> String {
@@ -127,23 +134,52 @@ public enum FrameCodec {
 
     /// Decodes a client frame, mapping failures to the error the server answers with.
     public static func decodeClient(_ text: String) -> Result<ClientFrame, IMError> {
+        decodeClientFrame(text).mapError(\.error)
+    }
+
+    /// Decodes a client frame; a failure carries the error to answer with and, when the frame is a send, recall
+    /// or edit whose `cid` can be read, that `cid` (every such frame is answered with its `cid`).
+    public static func decodeClientFrame(_ text: String) -> Result<ClientFrame, ClientFrameDecodingFailure> {
         do {
             return .success(try JSONDecoder().decode(ClientFrame.self, from: Data(text.utf8)))
-        } catch FrameDecodingError.unknownType(let t) {
-            return .failure(IMError(.unknownType, "unknown frame type '\(t.prefix(40))'"))
-        } catch let DecodingError.keyNotFound(key, _) {
-            return .failure(IMError(.badFrame, "missing field '\(key.stringValue)'"))
-        } catch let DecodingError.typeMismatch(_, ctx) {
-            return .failure(IMError(.badFrame, "wrong type at '\(ctx.codingPath.map(\.stringValue).joined(separator: "."))'"))
-        } catch let DecodingError.valueNotFound(_, ctx) {
-            return .failure(IMError(.badFrame, "null at '\(ctx.codingPath.map(\.stringValue).joined(separator: "."))'"))
-        } catch let DecodingError.dataCorrupted(ctx) where !ctx.codingPath.isEmpty {
-            return .failure(IMError(.badFrame, "invalid value at '\(ctx.codingPath.map(\.stringValue).joined(separator: "."))'"))
         } catch {
-            return .failure(IMError(.badFrame, "frame is not a JSON object with a 'type'"))
+            let fields = TopLevelFields(text)
+            let type = fields?.string("type")
+            let cid = ["send", "recall", "edit"].contains(type ?? "") ? fields?.string("cid") : nil
+            return .failure(ClientFrameDecodingFailure(error: describe(error, fields: fields), cid: cid))
         }
     }
 
+    /// The `cid` of a send, recall or edit frame, read without decoding the rest (for frames refused before
+    /// decoding, such as oversized ones).
+    public static func clientID(in text: String) -> String? {
+        guard let fields = TopLevelFields(text), ["send", "recall", "edit"].contains(fields.string("type") ?? "") else { return nil }
+        return fields.string("cid")
+    }
+
+    static func describe(_ error: any Error, fields: TopLevelFields?) -> IMError {
+        func path(_ ctx: DecodingError.Context) -> String { ctx.codingPath.map(\.stringValue).joined(separator: ".") }
+        switch error {
+        case FrameDecodingError.unknownType(let t):
+            return IMError(.unknownType, "unknown frame type '\(t.prefix(40))'")
+        case DecodingError.keyNotFound(let key, _):
+            return IMError(.badFrame, "missing field '\(key.stringValue)'")
+        case DecodingError.typeMismatch(_, let ctx) where !ctx.codingPath.isEmpty:
+            return IMError(.badFrame, "wrong type at '\(path(ctx))'")
+        case DecodingError.valueNotFound(_, let ctx) where !ctx.codingPath.isEmpty:
+            return IMError(.badFrame, "null at '\(path(ctx))'")
+        case DecodingError.dataCorrupted(let ctx) where ctx.codingPath.last?.stringValue == "kind":
+            let given = fields?.string("kind").map { " '\($0.prefix(40))'" } ?? ""
+            return IMError(.invalid, "unknown kind\(given) at '\(path(ctx))'")
+        case DecodingError.dataCorrupted(let ctx) where !ctx.codingPath.isEmpty:
+            return IMError(.badFrame, "invalid value at '\(path(ctx))'")
+        default:
+            // The decoder could not say where (a number that is not an integer, a lone UTF-16 surrogate):
+            // find the field ourselves.
+            if let fields, let (name, why) = fields.firstBadField() { return IMError(.badFrame, "\(why) at '\(name)'") }
+            return IMError(.badFrame, "frame is not a JSON object with a 'type'")
+        }
+    }
     public static func decodeServer(_ text: String) throws -> ServerFrame {
         try JSONDecoder().decode(ServerFrame.self, from: Data(text.utf8))
     }

@@ -85,7 +85,12 @@ public enum ServerFrame: Sendable, Hashable {
         public var user: UserID
         public var session: String
         public var serverTime: Int64
-        public init(user: UserID, session: String, serverTime: Int64) { self.user = user; self.session = session; self.serverTime = serverTime }
+        /// When the access token the socket authenticated with expires (seconds since 1970). Send `auth` with a
+        /// fresh token before then (answered with another `ready`) or the socket is closed with 4002.
+        public var exp: Int64?
+        public init(user: UserID, session: String, serverTime: Int64, exp: Int64? = nil) {
+            self.user = user; self.session = session; self.serverTime = serverTime; self.exp = exp
+        }
     }
     /// Sent once a send (or recall/edit) is durably stored. `duplicate` is true when `cid` was already stored.
     public struct Ack: Sendable, Codable, Hashable {

@@ -18,6 +18,13 @@ struct Gateway: Sendable {
     /// connection lives on; beyond it the connection is closed with 1009.
     static let hardLimitFactor = 4
 
+    var verifier: AccessVerifier { AccessVerifier(tokens: tokens, storage: storage) }
+
+    var throttleLimits: FrameThrottle.Limits {
+        FrameThrottle.Limits(typingPerSecond: config.limits.typingPerSecond, receiptsPerSecond: config.limits.receiptsPerSecond,
+                             syncsPerSecond: config.limits.syncsPerSecond)
+    }
+
     func handle(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, logger: Logger) async {
         var messages = inbound.messages(maxSize: config.limits.frameBytes * Self.hardLimitFactor).makeAsyncIterator()
         let authTimer = Task {
@@ -34,12 +41,10 @@ struct Gateway: Sendable {
                 await closeWith(outbound, IMError(.notAuthenticated, "the first frame must be {\"type\":\"auth\",\"token\":ACCESS_TOKEN}"))
                 return
             }
-            switch tokens.verifyAccess(auth.token, now: nowMillis()) {
-            case .success(let c): claims = c
-            case .failure(let e): await closeWith(outbound, e); return
-            }
-            guard let user = try await storage.user(id: claims.sub), !user.disabled else {
-                await closeWith(outbound, IMError(.unauthorized, "this account is disabled"))
+            do {
+                claims = try await verifier.verify(auth.token).claims
+            } catch let e as IMError {
+                await closeWith(outbound, e)
                 return
             }
         } catch {
@@ -47,27 +52,57 @@ struct Gateway: Sendable {
         }
         authTimer.cancel()
 
-        let session = Session(user: claims.sub)
-        guard hub.register(session) else {
+        let session = Session(user: claims.sub, sid: claims.sid, exp: claims.exp)
+        switch hub.register(session, maxPerUser: config.limits.connectionsPerUser) {
+        case .registered:
+            break
+        case .draining:
             try? await outbound.writeTextMessage(FrameCodec.encode(.reconnect(.init(reason: "server is restarting"))))
             try? await outbound.close(.goingAway, reason: "server is restarting")
+            return
+        case .tooManyConnections:
+            let e = IMError(.rateLimited, "this account already has \(config.limits.connectionsPerUser) connections open; close one first")
+            metrics.errors.increment()
+            try? await outbound.writeTextMessage(FrameCodec.encode(.error(.init(code: e.code, message: e.message))))
+            try? await outbound.close(CloseCode.tooManyConnections, reason: "too many connections")
             return
         }
         let log = logger.with("im.user", "\(claims.sub)").with("im.conn", session.id)
         log.debug("connected")
-        session.enqueue(.frame(.ready(.init(user: claims.sub, session: session.id, serverTime: nowMillis()))))
+        session.enqueue(.frame(.ready(.init(user: claims.sub, session: session.id, serverTime: nowMillis(), exp: claims.exp))))
+        // A revocation that raced the handshake (after the check above, before `register`) still ends the socket.
+        do { try await verifier.stillValid(claims) } catch let e as IMError {
+            session.end(CloseCode.sessionEnded, reason: "session ended", error: e)
+        } catch {}
 
         // 2. Writer and reader run side by side; when either ends, the connection ends.
         // (The writer closing the socket ends the reader's stream too.)
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask { await self.writer(session: session, outbound: outbound, logger: log) }
+        await withTaskGroup(of: Bool.self) { group in
+            group.addTask { await self.writer(session: session, outbound: outbound, logger: log); return true }
+            group.addTask { await self.expiry(session); return false }
             await self.reader(session: session, messages: &messages, logger: log)
             session.finish()
+            // The writer gets a moment to send what is already queued (an error and its close code) first.
+            group.addTask { try? await Task.sleep(for: .seconds(2)); return true }
+            while let done = await group.next(), !done {}
             group.cancelAll()
         }
         hub.unregister(session)
         try? await outbound.close(.normalClosure, reason: nil)
         log.debug("disconnected")
+    }
+
+    /// Ends the socket when its access token expires, unless a newer token was sent on it (`auth` again).
+    private func expiry(_ session: Session) async {
+        while !Task.isCancelled {
+            let left = session.expiry * 1000 - nowMillis()
+            if left <= 0 {
+                session.end(CloseCode.tokenExpired, reason: "access token expired",
+                            error: IMError(.unauthorized, "the access token expired; send auth with a fresh one before it does, or refresh and reconnect"))
+                return
+            }
+            try? await Task.sleep(for: .milliseconds(min(left, 60_000)))
+        }
     }
 
     private func closeWith(_ outbound: WebSocketOutboundWriter, _ e: IMError) async {
@@ -80,6 +115,7 @@ struct Gateway: Sendable {
 
     private func reader(session: Session, messages: inout WebSocketInboundMessageStream.AsyncIterator, logger: Logger) async {
         var bucket = TokenBucket(rate: config.limits.sendsPerSecond, burst: config.limits.sendBurst)
+        var throttle = FrameThrottle(limits: throttleLimits)
         await withDiscardingTaskGroup { acks in
             while true {
                 let next: WebSocketMessage?
@@ -90,13 +126,19 @@ struct Gateway: Sendable {
                     continue
                 }
                 guard text.utf8.count <= config.limits.frameBytes else {
-                    fail(session, IMError(.tooLarge, "frame is \(text.utf8.count) bytes; the limit is \(config.limits.frameBytes)"))
+                    let e = IMError(.tooLarge, "frame is \(text.utf8.count) bytes; the limit is \(config.limits.frameBytes)")
+                    fail(session, e, cid: FrameCodec.clientID(in: text))
                     continue
                 }
                 let frame: ClientFrame
-                switch FrameCodec.decodeClient(text) {
+                switch FrameCodec.decodeClientFrame(text) {
                 case .success(let f): frame = f
-                case .failure(let e): fail(session, e); continue
+                case .failure(let f): fail(session, f.error, cid: f.cid); continue
+                }
+                switch admit(frame, session: session, throttle: &throttle) {
+                case .handle: break
+                case .answered: continue
+                case .close: return
                 }
                 do {
                     try await handle(frame, session: session, bucket: &bucket, acks: &acks, logger: logger)
@@ -110,6 +152,40 @@ struct Gateway: Sendable {
         }
     }
 
+    private enum Admission { case handle, answered, close }
+
+    /// Applies the per-connection limits on typing, receipts and syncs (a sync is queued here, one at a time).
+    /// A frame that is coalesced or over its limit is answered here and not handled; an abusive connection closes.
+    private func admit(_ frame: ClientFrame, session: Session, throttle: inout FrameThrottle) -> Admission {
+        let now = ContinuousClock.now
+        var verdict: FrameThrottle.Verdict
+        let what: String
+        switch frame {
+        case .typing(let t): verdict = throttle.typing(t, now: now); what = "typing frames"
+        case .receipt(let r): verdict = throttle.receipt(r, now: now); what = "receipts"
+        case .sync: verdict = throttle.sync(now: now); what = "syncs"
+        case .auth: verdict = throttle.reauthentication(now: now); what = "auth frames"
+        default: return .handle
+        }
+        var message = "too many \(what) on this connection; slow down"
+        if case .sync(let s) = frame, verdict == .allow {
+            if session.enqueueSync(s) { return .answered }
+            verdict = throttle.refused(now: now)
+            message = "a sync is already running on this connection; wait for its synced"
+        }
+        switch verdict {
+        case .allow: return .handle
+        case .coalesce: return .answered
+        case .limit(let wait):
+            fail(session, IMError(.rateLimited, message), retryAfter: wait)
+            return .answered
+        case .abusive:
+            metrics.errors.increment()
+            session.end(.policyViolation, reason: "too many refused frames", error: IMError(.rateLimited, "too many refused frames; closing"))
+            return .close
+        }
+    }
+
     private func fail(_ session: Session, _ e: IMError, cid: String? = nil, retryAfter: Double? = nil) {
         metrics.errors.increment()
         session.enqueue(.frame(.error(.init(code: e.code, message: e.message, cid: cid, retryAfter: retryAfter))))
@@ -118,12 +194,16 @@ struct Gateway: Sendable {
     private func handle(_ frame: ClientFrame, session: Session, bucket: inout TokenBucket, acks: inout DiscardingTaskGroup, logger: Logger) async throws {
         let user = session.user
         switch frame {
-        case .auth:
-            throw IMError.invalid("already authenticated")
+        case .auth(let a):
+            // A fresh access token on an open socket keeps it open past the old token's expiry.
+            let claims = try await verifier.verify(a.token).claims
+            guard claims.sub == user else { throw IMError.invalid("a connection stays with the user it authenticated as") }
+            session.reauthenticated(sid: claims.sid, exp: claims.exp)
+            session.enqueue(.frame(.ready(.init(user: user, session: session.id, serverTime: nowMillis(), exp: claims.exp))))
         case .ping(let p):
             session.enqueue(.frame(.pong(p)))
         case .sync(let s):
-            session.enqueue(.sync(s))
+            _ = session.enqueueSync(s)   // `admit` queues syncs; this is not reached
         case .send, .recall, .edit:
             if let wait = bucket.take() {
                 metrics.errors.increment()
@@ -178,64 +258,65 @@ struct Gateway: Sendable {
 
     // MARK: Writer
 
-    /// Writes frames in order. Messages go out per conversation in strictly increasing seq with no duplicates:
-    /// anything at or below the connection's cursor is dropped, and a gap is filled from storage first.
+    /// Writes frames in order. What goes out of `msg` frames is decided by the connection's
+    /// `DeliveryStateMachine` (strictly increasing seq per conversation, no duplicates, gaps filled from storage);
+    /// this loop only does the reads and writes it asks for.
     private func writer(session: Session, outbound: WebSocketOutboundWriter, logger: Logger) async {
-        var cursors: [ConversationID: Int64] = [:]
-        var synced = false
-        var held: [(Message, ContinuousClock.Instant?, String)] = []
+        var delivery = DeliveryStateMachine()
 
         func write(_ f: ServerFrame) async throws {
             try await outbound.writeTextMessage(FrameCodec.encode(f))
         }
 
-        func deliver(_ m: Message, arrival: ContinuousClock.Instant?, frame: String) async throws {
-            let cur = cursors[m.conversation] ?? (m.seq - 1)   // a conversation joined after sync starts here
-            if m.seq <= cur { return }
-            var at = cur
-            while m.seq > at + 1 {
-                let fill = try await storage.messages(conversation: m.conversation, after: at, limit: Int(min(500, m.seq - at - 1)))
-                guard !fill.isEmpty else { break }
-                for f in fill where f.seq < m.seq {
-                    try await write(.msg(f))
-                    metrics.deliveries.increment()
-                    at = f.seq
-                }
-                if fill.last.map({ $0.seq >= m.seq - 1 }) ?? true { break }
-            }
-            try await outbound.writeTextMessage(frame)
+        func writeMessage(_ m: Message, frame: String? = nil, arrival: ContinuousClock.Instant? = nil) async throws {
+            try await outbound.writeTextMessage(frame ?? FrameCodec.encode(.msg(m)))
             metrics.deliveries.increment()
             if let arrival, m.sender != session.user { metrics.sendToDeliver.record(arrival.duration(to: .now)) }
-            cursors[m.conversation] = m.seq
+        }
+
+        func live(_ m: Message, arrival: ContinuousClock.Instant?, frame: String?) async throws {
+            switch delivery.liveMessage(m, arrival: arrival) {
+            case .hold, .drop:
+                return
+            case .write:
+                try await writeMessage(m, frame: frame, arrival: arrival)
+            case .fetch(var fetch):
+                while true {
+                    let batch = try await storage.messages(conversation: fetch.conversation, after: fetch.after, limit: fetch.limit)
+                    let next: DeliveryStateMachine.Fetch?
+                    switch delivery.gapFetched(batch, before: m) {
+                    case .write(let messages, let then):
+                        for f in messages {
+                            if f.seq == m.seq { try await writeMessage(m, frame: frame, arrival: arrival) } else { try await writeMessage(f) }
+                        }
+                        next = then
+                    }
+                    guard let next else { break }
+                    fetch = next
+                }
+            }
         }
 
         do {
             for await o in session.stream {
-                session.dequeued()
+                session.dequeued(o)
                 switch o {
                 case .frame(let f):
                     try await write(f)
                 case .message(let m, let arrival, let frame):
-                    if synced { try await deliver(m, arrival: arrival, frame: frame) } else { held.append((m, arrival, frame)) }
+                    try await live(m, arrival: arrival, frame: frame)
                 case .sync(let req):
-                    let limit = max(1, min(req.limit ?? 500, 1000))
-                    var more: [ConversationID] = []
-                    for conv in try await storage.conversationIDs(for: session.user) {
-                        let from = max(req.cursors[String(conv)] ?? 0, 0)
-                        let batch = try await storage.messages(conversation: conv, after: from, limit: limit + 1)
-                        for m in batch.prefix(limit) { try await write(.msg(m)); metrics.deliveries.increment() }
-                        let reached = batch.prefix(limit).last?.seq ?? from
-                        cursors[conv] = max(cursors[conv] ?? 0, reached)
-                        if batch.count > limit { more.append(conv) }
+                    defer { session.syncDone() }
+                    let fetches = delivery.syncStarted(req, conversations: try await storage.conversationIDs(for: session.user))
+                    for fetch in fetches {
+                        let batch = try await storage.messages(conversation: fetch.conversation, after: fetch.after, limit: fetch.limit)
+                        for m in delivery.syncFetched(batch, for: fetch) { try await writeMessage(m) }
                     }
-                    try await write(.synced(.init(cursors: Dictionary(uniqueKeysWithValues: cursors.map { (String($0.key), $0.value) }), more: more)))
-                    if !synced {
-                        synced = true
-                        for (m, a, f) in held { try await deliver(m, arrival: a, frame: f) }
-                        held = []
-                    }
-                case .close(let reason):
-                    try? await outbound.close(.goingAway, reason: reason)
+                    let (synced, released) = delivery.syncFinished()
+                    try await write(.synced(synced))
+                    for h in released { try await live(h.message, arrival: h.arrival, frame: nil) }
+                case .close(let reason, let code):
+                    try? await outbound.close(code, reason: reason)
                     return
                 }
             }

@@ -2,6 +2,7 @@ import Foundation
 import IMCore
 import IMStorage
 import Logging
+import NIOWebSocket
 
 /// What a connection's writer task is asked to do, in order.
 enum Outgoing: Sendable {
@@ -9,7 +10,29 @@ enum Outgoing: Sendable {
     /// A committed message, with its `msg` frame already encoded (once, for every recipient).
     case message(Message, arrival: ContinuousClock.Instant?, frame: String)
     case sync(ClientFrame.Sync)
-    case close(reason: String)
+    /// Close the socket with `code` (see `CloseCode`).
+    case close(reason: String, code: WebSocketErrorCode = .goingAway)
+
+    /// Roughly what the item holds in memory until written: the encoded text for messages, an estimate for the
+    /// small frames (receipts, typing, presence, acks and errors are all well under this).
+    var estimatedBytes: Int {
+        switch self {
+        case .message(_, _, let frame): frame.utf8.count + 64
+        case .frame(.msg(let m)): (m.text?.utf8.count ?? 0) + 256
+        case .frame, .sync, .close: 256
+        }
+    }
+}
+
+/// WebSocket close codes the server uses besides the standard ones (documented in docs/protocol.md).
+enum CloseCode {
+    /// The login session ended (password changed or reset, logout, refresh-token reuse, account disabled):
+    /// refreshing will not help; log in again.
+    static let sessionEnded = WebSocketErrorCode(codeNumber: 4001)
+    /// The access token the socket authenticated with expired and no new one was sent on it: refresh and reconnect.
+    static let tokenExpired = WebSocketErrorCode(codeNumber: 4002)
+    /// The user already has `limits.connections_per_user` sockets open.
+    static let tooManyConnections = WebSocketErrorCode(codeNumber: 4008)
 }
 
 /// One authenticated WebSocket connection, as the hub sees it.
@@ -18,27 +41,94 @@ final class Session: Sendable, Hashable {
     let user: UserID
     let stream: AsyncStream<Outgoing>
     private let continuation: AsyncStream<Outgoing>.Continuation
-    private let depth = LockedBox<Int>(0)
+    private struct Queue {
+        var count = 0
+        var bytes = 0
+        var syncInFlight = false
+        var closed = false
+        /// The login session (token family) of the socket's newest access token, and when that token expires.
+        var sid: String
+        var exp: Int64
+    }
+    private let queue: LockedBox<Queue>
+    let maxQueued: Int
+    let maxQueuedBytes: Int
     /// A client that falls this far behind is disconnected; it resumes from its cursors when it returns.
-    static let maxQueued = 20_000
+    static let defaultMaxQueued = 20_000
+    /// The same by bytes, so 20,000 large frames cannot pile up in memory.
+    static let defaultMaxQueuedBytes = 16 << 20
 
-    init(user: UserID) {
+    init(user: UserID, sid: String = "", exp: Int64 = .max, maxQueued: Int = Session.defaultMaxQueued,
+         maxQueuedBytes: Int = Session.defaultMaxQueuedBytes) {
         self.id = TokenService.randomToken(bytes: 9)
         self.user = user
+        self.maxQueued = maxQueued
+        self.maxQueuedBytes = maxQueuedBytes
+        queue = LockedBox(Queue(sid: sid, exp: exp))
         (stream, continuation) = AsyncStream.makeStream(of: Outgoing.self)
     }
 
+    /// The login session this socket belongs to.
+    var sid: String { queue.withLock { $0.sid } }
+    /// When the socket's access token expires (seconds since 1970).
+    var expiry: Int64 { queue.withLock { $0.exp } }
+
+    /// Records a fresh access token sent on the socket (`auth` again): its session and expiry.
+    func reauthenticated(sid: String, exp: Int64) {
+        queue.withLock { $0.sid = sid; $0.exp = exp }
+    }
+
+    private enum Admission { case queued, overflow, afterClose }
+
+    /// Queues `o` for the writer. Past the frame count or the byte budget the socket is closed instead (1001);
+    /// nothing is queued after a close.
     func enqueue(_ o: Outgoing) {
-        let over = depth.withLock { d -> Bool in d += 1; return d > Self.maxQueued }
-        if over {
-            continuation.yield(.close(reason: "too far behind; reconnect and resume"))
-            continuation.finish()
-        } else {
+        let size = o.estimatedBytes
+        let admission = queue.withLock { q -> Admission in
+            if q.closed { return .afterClose }
+            q.count += 1
+            q.bytes += size
+            if q.count > maxQueued || q.bytes > maxQueuedBytes { q.closed = true; return .overflow }
+            if case .close = o { q.closed = true }
+            return .queued
+        }
+        switch admission {
+        case .queued:
             continuation.yield(o)
+        case .overflow:
+            continuation.yield(.close(reason: "too far behind; reconnect and resume", code: .goingAway))
+            continuation.finish()
+        case .afterClose:
+            break
         }
     }
 
-    func dequeued() { depth.withLock { $0 -= 1 } }
+    /// Queues a sync unless one is already queued or running; false if one is.
+    func enqueueSync(_ s: ClientFrame.Sync) -> Bool {
+        let free = queue.withLock { q -> Bool in
+            if q.syncInFlight { return false }
+            q.syncInFlight = true
+            return true
+        }
+        if free { enqueue(.sync(s)) }
+        return free
+    }
+
+    /// The writer took `o` off the queue.
+    func dequeued(_ o: Outgoing) {
+        let size = o.estimatedBytes
+        queue.withLock { $0.count -= 1; $0.bytes -= size }
+    }
+
+    /// The writer finished a sync (written or failed).
+    func syncDone() { queue.withLock { $0.syncInFlight = false } }
+
+    /// Ends the socket with `code` after the frames already queued.
+    func end(_ code: WebSocketErrorCode, reason: String, error: IMError? = nil) {
+        if let error { enqueue(.frame(.error(.init(code: error.code, message: error.message)))) }
+        enqueue(.close(reason: reason, code: code))
+    }
+
     func finish() { continuation.finish() }
 
     static func == (a: Session, b: Session) -> Bool { a === b }
@@ -79,18 +169,28 @@ public final class Hub: Sendable {
 
     // MARK: Sessions and presence
 
-    /// Registers a session; returns false when the server is draining.
-    func register(_ s: Session) -> Bool {
-        let first: Bool? = state.withLock { st in
-            if st.draining { return nil }
+    enum Registration { case registered, draining, tooManyConnections }
+
+    /// Registers a session unless the server is draining or the user already has `maxPerUser` sockets.
+    func register(_ s: Session, maxPerUser: Int = .max) -> Registration {
+        let outcome: (Registration, first: Bool) = state.withLock { st in
+            if st.draining { return (.draining, false) }
+            if (st.sessions[s.user]?.count ?? 0) >= maxPerUser { return (.tooManyConnections, false) }
             let wasEmpty = st.sessions[s.user]?.isEmpty ?? true
             st.sessions[s.user, default: []].insert(s)
-            return wasEmpty
+            return (.registered, wasEmpty)
         }
-        guard let first else { return false }
+        guard outcome.0 == .registered else { return outcome.0 }
         metrics.connections.increment()
-        if first { announcePresence(user: s.user, status: .online, lastSeen: nil) }
-        return true
+        if outcome.first { announcePresence(user: s.user, status: .online, lastSeen: nil) }
+        return .registered
+    }
+
+    /// Closes the user's sockets (all of them, or those of one login session) with `CloseCode.sessionEnded`.
+    func endSessions(of user: UserID, sid: String? = nil, reason: String) {
+        for s in sessions(of: user) where sid == nil || s.sid == sid {
+            s.end(CloseCode.sessionEnded, reason: reason, error: IMError(.unauthorized, reason + "; log in again"))
+        }
     }
 
     func unregister(_ s: Session) {

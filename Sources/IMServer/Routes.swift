@@ -16,11 +16,7 @@ struct Routes: Sendable {
         guard let header = request.headers[.authorization], header.hasPrefix("Bearer ") else {
             throw IMError(.unauthorized, "send Authorization: Bearer ACCESS_TOKEN")
         }
-        let claims = try runtime.tokens.verifyAccess(String(header.dropFirst(7)), now: nowMillis()).get()
-        guard let user = try await storage.user(id: claims.sub), !user.disabled else {
-            throw IMError(.unauthorized, "this account is disabled")
-        }
-        return claims
+        return try await AccessVerifier(tokens: runtime.tokens, storage: storage).verify(String(header.dropFirst(7))).claims
     }
 
     func requireAdmin(_ request: Request) async throws -> AccessClaims {
@@ -63,6 +59,7 @@ struct Routes: Sendable {
             let body = try await req.decodeJSON(API.Refresh.self, limit: limit)
             if let t = try await storage.refreshToken(hash: TokenService.hashRefreshToken(body.refreshToken)) {
                 try await storage.revokeTokenFamily(t.family)
+                runtime.hub.endSessions(of: t.user, sid: t.family, reason: "logged out")
             }
             return noContent()
         }
@@ -76,6 +73,7 @@ struct Routes: Sendable {
             if let e = Validation.password(body.newPassword) { throw e }
             try await storage.setPasswordHash(id: claims.sub, hash: try await runtime.passwords.hash(body.newPassword))
             try await storage.revokeAllTokens(user: claims.sub)
+            runtime.hub.endSessions(of: claims.sub, reason: "the password was changed")
             return noContent()
         }
 
@@ -213,7 +211,10 @@ struct Routes: Sendable {
         router.get("/v1/attachments/:id") { req, ctx -> Response in
             let claims = try await authenticate(req)
             guard let id = ctx.parameters.get("id"), let rec = try await storage.attachment(id: id) else { throw IMError.notFound("no such attachment") }
-            _ = try await service.requireMember(claims.sub, rec.conversation)
+            // A non-member hears the same words as for a missing id, so the answer does not tell that it exists.
+            do { _ = try await service.requireMember(claims.sub, rec.conversation) } catch let e as IMError where e.code == .notFound {
+                throw IMError.notFound("no such attachment")
+            }
             return try await runtime.attachments.response(for: rec, context: ctx)
         }
 
@@ -241,7 +242,7 @@ struct Routes: Sendable {
             try await storage.setDisabled(id: id, disabled: body.value)
             if body.value {
                 try await storage.revokeAllTokens(user: id)
-                for s in runtime.hub.sessions(of: id) { s.enqueue(.close(reason: "account disabled")) }
+                runtime.hub.endSessions(of: id, reason: "the account was disabled")
             }
             return noContent()
         }
@@ -262,6 +263,7 @@ struct Routes: Sendable {
             guard try await storage.user(id: id) != nil else { throw IMError.notFound("no such user") }
             try await storage.setPasswordHash(id: id, hash: try await runtime.passwords.hash(body.password))
             try await storage.revokeAllTokens(user: id)
+            runtime.hub.endSessions(of: id, reason: "the password was reset")
             return noContent()
         }
         admin.get("stats") { req, _ -> Response in

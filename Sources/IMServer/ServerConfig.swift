@@ -76,6 +76,12 @@ public struct ServerConfig: Codable, Sendable, Equatable {
         public var bodyBytes = 1024 * 1024
         public var sendsPerSecond = 100.0
         public var sendBurst = 200.0
+        /// Per connection; over it a frame is answered `rate_limited` (docs/protocol.md).
+        public var typingPerSecond = 5.0
+        public var receiptsPerSecond = 20.0
+        public var syncsPerSecond = 5.0
+        /// Open WebSockets per user; one more is closed with 4008.
+        public var connectionsPerUser = 32
         public var attachmentBytes = 25 * 1024 * 1024
         /// Bytes of attachments one user may have stored at once.
         public var attachmentQuotaBytes = 2 * 1024 * 1024 * 1024
@@ -203,6 +209,10 @@ public struct ServerConfig: Codable, Sendable, Equatable {
         try atLeast(limits.attachmentBytes, 1, "limits.attachment_bytes")
         try atLeast(limits.attachmentQuotaBytes, limits.attachmentBytes, "limits.attachment_quota_bytes", " (limits.attachment_bytes)")
         try atLeast(limits.uploadsPerMinute, 1, "limits.uploads_per_minute")
+        try above(limits.typingPerSecond, "limits.typing_per_second")
+        try above(limits.receiptsPerSecond, "limits.receipts_per_second")
+        try above(limits.syncsPerSecond, "limits.syncs_per_second")
+        try atLeast(limits.connectionsPerUser, 1, "limits.connections_per_user")
         try atLeast(limits.groupSize, 2, "limits.group_size")
         try atLeast(limits.recallSeconds, 0, "limits.recall_seconds")
         try atLeast(limits.textBytes, 1, "limits.text_bytes")

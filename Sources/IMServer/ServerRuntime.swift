@@ -105,6 +105,7 @@ public final class ServerRuntime: Sendable {
         try await storage.setPasswordHash(id: id, hash: try await passwords.hash(password))
         try await storage.setDisabled(id: id, disabled: false)
         try await storage.revokeAllTokens(user: id)
+        hub.endSessions(of: id, reason: "the password was reset")
     }
 
     public func createUser(username: String, password: String, displayName: String?, admin: Bool) async throws -> UserProfile {
@@ -124,7 +125,11 @@ public final class ServerRuntime: Sendable {
         let (token, hash) = TokenService.newRefreshToken()
         try await storage.insertRefreshToken(RefreshTokenRecord(hash: hash, user: user.id, family: fam, device: String(device.prefix(100)),
                                                                 expiresAt: now + Int64(tokens.refreshTTL) * 1000))
-        return API.AuthResponse(user: user, accessToken: tokens.issueAccess(user: user.id, admin: user.admin, session: fam, now: now),
+        // Read after the refresh token is stored: a revocation racing this either revokes that token (and the
+        // session check refuses the access token) or raised the generation read here.
+        let generation = try await storage.user(id: user.id)?.tokenGeneration ?? 0
+        return API.AuthResponse(user: user, accessToken: tokens.issueAccess(user: user.id, admin: user.admin, session: fam,
+                                                                            generation: generation, now: now),
                                 refreshToken: token, expiresIn: tokens.accessTTL)
     }
 
@@ -182,6 +187,7 @@ public final class ServerRuntime: Sendable {
         guard rec.expiresAt > nowMillis() else { throw IMError(.unauthorized, "refresh token expired; log in again") }
         guard rec.usedAt == nil, try await storage.spendRefreshToken(hash: hash, now: nowMillis()) else {
             try await storage.revokeTokenFamily(rec.family)
+            hub.endSessions(of: rec.user, sid: rec.family, reason: "refresh token reuse detected")
             logger.warning("refresh token reuse detected; session revoked", metadata: ["im.user": "\(rec.user)"])
             throw IMError(.unauthorized, "refresh token reuse detected; this login session was signed out everywhere")
         }

@@ -12,6 +12,9 @@ public struct AccessClaims: Sendable, Codable, Hashable {
     public var iat: Int64
     public var exp: Int64
     public var iss: String
+    /// The user's token generation when issued; a token below the user's current one was revoked.
+    /// Absent in tokens issued before generations existed (read as 0).
+    public var gen: Int64?
 }
 
 /// Signs and verifies EdDSA (Ed25519) JWT access tokens, and makes refresh tokens.
@@ -48,8 +51,10 @@ public struct TokenService: Sendable {
         return key
     }
 
-    public func issueAccess(user: UserID, admin: Bool, session: String, now: Int64) -> String {
-        let claims = AccessClaims(sub: user, adm: admin, sid: session, iat: now / 1000, exp: now / 1000 + Int64(accessTTL), iss: Self.issuer)
+    public func issueAccess(user: UserID, admin: Bool, session: String, generation: Int64 = 0, now: Int64) -> String {
+        // `exp` rounds up so a token lives at least `accessTTL` seconds (rounding down left a 1 s token 1 ms at worst).
+        let claims = AccessClaims(sub: user, adm: admin, sid: session, iat: now / 1000, exp: (now + 999) / 1000 + Int64(accessTTL),
+                                  iss: Self.issuer, gen: generation)
         let header = #"{"alg":"EdDSA","typ":"JWT"}"#
         let encoder = JSONEncoder()
         encoder.outputFormatting = .sortedKeys

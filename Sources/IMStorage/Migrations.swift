@@ -113,6 +113,12 @@ public enum Migrations {
             sqlite: ["CREATE INDEX conversations_groups ON conversations(id) WHERE type = 'group'"],
             postgres: ["CREATE INDEX conversations_groups ON conversations(id) WHERE type = 'group'"]
         ),
+        // Ending sessions: revoking all of a user's tokens raises this, and older access tokens are refused.
+        Migration(
+            version: 3, name: "token generation per user",
+            sqlite: ["ALTER TABLE users ADD COLUMN token_generation INTEGER NOT NULL DEFAULT 0"],
+            postgres: ["ALTER TABLE users ADD COLUMN token_generation BIGINT NOT NULL DEFAULT 0"]
+        ),
     ]
 
     /// Applies every migration newer than the database's version, each in its own transaction.

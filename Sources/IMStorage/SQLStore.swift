@@ -26,13 +26,14 @@ public final class SQLStore: Storage {
 
     // MARK: Users
 
-    static let userColumns = "id, username, display_name, avatar, password_hash, admin, disabled, created_at"
+    static let userColumns = "id, username, display_name, avatar, password_hash, admin, disabled, created_at, token_generation"
 
     static func userRecord(_ r: SQLRow) throws -> UserRecord {
         UserRecord(
             profile: UserProfile(id: try r.int("id"), username: try r.text("username"), displayName: try r.text("display_name"),
                                  avatar: r.optText("avatar"), admin: r.bool("admin")),
-            passwordHash: try r.text("password_hash"), disabled: r.bool("disabled"), createdAt: try r.int("created_at"))
+            passwordHash: try r.text("password_hash"), disabled: r.bool("disabled"), createdAt: try r.int("created_at"),
+            tokenGeneration: try r.int("token_generation"))
     }
 
     public func createUser(username: String, passwordHash: String, displayName: String, admin: Bool, now: Int64) async throws -> UserProfile {
@@ -159,6 +160,8 @@ public final class SQLStore: Storage {
     public func revokeAllTokens(user: UserID) async throws {
         try await driver.write { db in
             try await db.query("UPDATE refresh_tokens SET revoked = 1 WHERE user_id = $1", [.int(user)])
+            // Access tokens issued before this carry an older generation and are refused from now on.
+            try await db.query("UPDATE users SET token_generation = token_generation + 1 WHERE id = $1", [.int(user)])
         }
     }
 

@@ -6,9 +6,12 @@ public struct UserRecord: Sendable, Hashable {
     public var passwordHash: String
     public var disabled: Bool
     public var createdAt: Int64
+    /// Raised by `revokeAllTokens`; access tokens carry the generation they were issued under (`gen`).
+    public var tokenGeneration: Int64
     public var id: UserID { profile.id }
-    public init(profile: UserProfile, passwordHash: String, disabled: Bool, createdAt: Int64) {
+    public init(profile: UserProfile, passwordHash: String, disabled: Bool, createdAt: Int64, tokenGeneration: Int64 = 0) {
         self.profile = profile; self.passwordHash = passwordHash; self.disabled = disabled; self.createdAt = createdAt
+        self.tokenGeneration = tokenGeneration
     }
 }
 
@@ -84,10 +87,13 @@ public protocol Storage: Sendable {
     /// Marks the token spent if it was not already; returns false when it had been spent or revoked (reuse).
     func spendRefreshToken(hash: String, now: Int64) async throws -> Bool
     func revokeTokenFamily(_ family: String) async throws
+    /// Revokes every refresh token of the user and raises the user's token generation (ending its access tokens).
     func revokeAllTokens(user: UserID) async throws
     /// Deletes refresh tokens whose expiry has passed (spent and revoked ones are kept until then, so that a
     /// replay is still recognised as reuse); returns how many went.
     func purgeExpiredRefreshTokens(now: Int64) async throws -> Int
+    /// Whether the login session `family` still has a refresh token that is neither revoked nor expired.
+    func isSessionLive(family: String, now: Int64) async throws -> Bool
 
     // Contacts: `owner`'s view of `other`.
     func contactState(owner: UserID, other: UserID) async throws -> ContactState?

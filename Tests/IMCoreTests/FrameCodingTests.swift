@@ -54,7 +54,7 @@ import Testing
         (#"{"type":"launch"}"#, .unknownType),
         (#"{"type":"send","conv":1,"kind":"text"}"#, .badFrame),
         (#"{"type":"send","cid":"c","conv":"one","kind":"text"}"#, .badFrame),
-        (#"{"type":"send","cid":"c","conv":1,"kind":"poem"}"#, .badFrame),
+        (#"{"type":"send","cid":"c","conv":1,"kind":"poem"}"#, .invalid),   // protocol.md: a wrong kind is `invalid` (issue 9, item 18)
     ])
     func malformedFramesGetPreciseErrors(text: String, code: ErrorCode) {
         guard case .failure(let e) = FrameCodec.decodeClient(text) else {

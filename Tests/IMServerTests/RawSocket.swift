@@ -2,6 +2,7 @@ import Foundation
 import HummingbirdWSClient
 import IMCore
 import Logging
+import NIOWebSocket
 
 /// A bare WebSocket for protocol tests: sends exactly the text it is given and collects what comes back.
 final class RawSocket: Sendable {
@@ -9,16 +10,18 @@ final class RawSocket: Sendable {
     let frames: AsyncStream<String>
     private let out: AsyncStream<Out>.Continuation
     let task: Task<Void, Never>
+    private let closeFrame = Mutexed<WebSocketCloseFrame?>(nil)
 
     init(url: String, maxFrameSize: Int = 1 << 20) {
         let (frames, framesIn) = AsyncStream.makeStream(of: String.self)
         let (outStream, out) = AsyncStream.makeStream(of: Out.self)
         self.frames = frames
         self.out = out
+        let closeFrame = self.closeFrame
         task = Task {
             var logger = Logger(label: "raw")
             logger.logLevel = .critical
-            _ = try? await WebSocketClient.connect(url: url, configuration: .init(maxFrameSize: maxFrameSize), logger: logger) { inbound, outbound, _ in
+            let close = try? await WebSocketClient.connect(url: url, configuration: .init(maxFrameSize: maxFrameSize), logger: logger) { inbound, outbound, _ in
                 await withTaskGroup(of: Void.self) { group in
                     group.addTask {
                         do {
@@ -39,8 +42,18 @@ final class RawSocket: Sendable {
                     group.cancelAll()
                 }
             }
+            closeFrame.withLock { $0 = close ?? nil }
             framesIn.finish()
         }
+    }
+
+    /// Reads (and drops) frames until the server closes the socket; the close code it sent, if any.
+    func closeCode(timeout: Duration = .seconds(10)) async -> WebSocketErrorCode? {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if await next(timeout: deadline - ContinuousClock.now) == nil { break }
+        }
+        return closeFrame.withLock { $0?.closeCode }
     }
 
     func send(_ text: String) { out.yield(.text(text)) }

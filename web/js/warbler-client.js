@@ -286,7 +286,18 @@ export class WarblerClient extends EventTarget {
     this.inFlight = new Set();
     ws.onopen = () => ws.send(JSON.stringify({ type: 'auth', token }));
     ws.onmessage = (e) => { if (this.ws === ws) this.onFrame(JSON.parse(e.data)); };
-    ws.onclose = (e) => { if (this.ws === ws) { this.ws = null; this.stopPing(); this.scheduleReconnect(e.reason || `closed (${e.code})`); } };
+    ws.onclose = (e) => {
+      if (this.ws !== ws) return;
+      this.ws = null;
+      this.stopPing();
+      const reason = e.reason || `closed (${e.code})`;
+      // 4001: the login session ended (a refused refresh signs out); 4002: the access token expired (refresh first).
+      if (e.code === 4001 || e.code === 4002) {
+        this.refresh().then(() => this.scheduleReconnect(reason), () => this.setState('offline', reason));
+        return;
+      }
+      this.scheduleReconnect(reason);
+    };
     ws.onerror = () => { /* onclose follows */ };
   }
 
@@ -326,7 +337,18 @@ export class WarblerClient extends EventTarget {
     }, this.pingSeconds * 1000);
   }
 
-  stopPing() { clearInterval(this.pingTimer); this.pingTimer = null; this.awaitingPong = null; }
+  stopPing() { clearInterval(this.pingTimer); this.pingTimer = null; this.awaitingPong = null; clearTimeout(this.reauthTimer); }
+
+  /** Sends a fresh access token on the open socket before the one it authenticated with expires (`exp`, seconds). */
+  scheduleReauth(ws, exp) {
+    clearTimeout(this.reauthTimer);
+    if (!exp) return;
+    this.reauthTimer = setTimeout(async () => {
+      let token;
+      try { token = await this.accessToken(); } catch { return; }   // the server closes with 4002; onclose refreshes
+      if (this.ws === ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ type: 'auth', token }));
+    }, Math.max(0, exp * 1000 - Date.now() - 20000));
+  }
 
   write(frame) {
     if (this.ws && this.ws.readyState === WebSocket.OPEN && this.state === 'online') { this.ws.send(JSON.stringify(frame)); return true; }
@@ -335,10 +357,14 @@ export class WarblerClient extends EventTarget {
 
   onFrame(f) {
     switch (f.type) {
-      case 'ready':
+      case 'ready': {
+        const again = this.readyInfo?.session === f.session;   // the answer to a fresh token on this socket
+        this.scheduleReauth(this.ws, f.exp);
+        if (again) break;
         this.readyInfo = { user: f.user, session: f.session };
         this.ws.send(JSON.stringify({ type: 'sync', cursors: this.cursors, limit: 500 }));
         break;
+      }
       case 'msg': {
         const held = this.cursors[f.conv] || 0;
         if (f.seq <= held) break;          // already delivered once: never show twice
@@ -381,6 +407,13 @@ export class WarblerClient extends EventTarget {
         } else {
           // A rejected token (expired, or the account was disabled): refresh; a refused refresh signs out.
           if (f.code === 'unauthorized') this.refresh().catch(() => {});
+          // Syncs are rate-limited per connection: while catching up, ask again when the server says.
+          if (f.code === 'rate_limited' && this.state !== 'online') {
+            const ws = this.ws;
+            setTimeout(() => {
+              if (this.ws === ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ type: 'sync', cursors: this.cursors, limit: 500 }));
+            }, (f.retryAfter || 1) * 1000);
+          }
           this.emit('error', err);
         }
         break;
