@@ -9,16 +9,6 @@ import Testing
 /// Typing, receipt and sync frames are throttled per connection, and a user's sockets are capped
 /// (issue 9, item 9). Over-limit frames are answered `rate_limited`; only a flood closes the socket.
 @Suite(.timeLimit(.minutes(2))) struct GatewayLimitsTests {
-    func wsURL(_ server: TestServer) -> String { "ws://127.0.0.1:\(server.port)/v1/ws" }
-
-    func authed(_ server: TestServer, _ user: TestUser) async throws -> RawSocket {
-        let s = RawSocket(url: wsURL(server))
-        s.send(.auth(.init(token: try #require(await user.client.session).accessToken)))
-        let ready = await s.next { if case .ready(let r) = $0 { return r }; return nil }
-        #expect(ready?.user == user.id)
-        return s
-    }
-
     /// Every frame the server sends before the answer to a ping sent now (the writer keeps order, so this is
     /// everything queued for the socket so far). Nil if the socket closed first.
     func drain(_ s: RawSocket) async -> [ServerFrame]? {

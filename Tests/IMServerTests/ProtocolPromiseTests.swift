@@ -6,16 +6,6 @@ import Testing
 
 /// Promises of docs/protocol.md that a black-box client found broken (issue 9, items 17-20).
 @Suite(.timeLimit(.minutes(2))) struct ProtocolPromiseTests {
-    func wsURL(_ server: TestServer) -> String { "ws://127.0.0.1:\(server.port)/v1/ws" }
-
-    func authed(_ server: TestServer, _ user: TestUser) async throws -> RawSocket {
-        let s = RawSocket(url: wsURL(server))
-        s.send(.auth(.init(token: try #require(await user.client.session).accessToken)))
-        let ready = await s.next { if case .ready(let r) = $0 { return r }; return nil }
-        #expect(ready?.user == user.id)
-        return s
-    }
-
     /// The `msg` seqs up to the next `synced`, and that `synced`.
     func syncRound(_ s: RawSocket) async -> ([Int64], ServerFrame.Synced?) {
         var seqs: [Int64] = []

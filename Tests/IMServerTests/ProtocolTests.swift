@@ -7,16 +7,6 @@ import Testing
 
 
 @Suite(.timeLimit(.minutes(2))) struct ProtocolTests {
-    func wsURL(_ server: TestServer) -> String { "ws://127.0.0.1:\(server.port)/v1/ws" }
-
-    func authed(_ server: TestServer, _ user: TestUser) async throws -> RawSocket {
-        let s = RawSocket(url: wsURL(server))
-        s.send(.auth(.init(token: try #require(await user.client.session).accessToken)))
-        let ready = await s.next { if case .ready(let r) = $0 { return r }; return nil }
-        #expect(ready?.user == user.id)
-        return s
-    }
-
     @Test func firstFrameMustAuthenticate() async throws {
         try await withServer { server in
             let s = RawSocket(url: wsURL(server))

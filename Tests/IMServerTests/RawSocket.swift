@@ -3,6 +3,7 @@ import HummingbirdWSClient
 import IMCore
 import Logging
 import NIOWebSocket
+import Testing
 
 /// A bare WebSocket for protocol tests: sends exactly the text it is given and collects what comes back.
 final class RawSocket: Sendable {
@@ -83,4 +84,16 @@ final class RawSocket: Sendable {
         }
         return nil
     }
+}
+
+/// The server's WebSocket URL.
+func wsURL(_ server: TestServer) -> String { "ws://127.0.0.1:\(server.port)/v1/ws" }
+
+/// A raw socket that has authenticated as `user` and seen its `ready`.
+func authed(_ server: TestServer, _ user: TestUser) async throws -> RawSocket {
+    let s = RawSocket(url: wsURL(server))
+    s.send(.auth(.init(token: try #require(await user.client.session).accessToken)))
+    let ready = await s.next { if case .ready(let r) = $0 { return r }; return nil }
+    #expect(ready?.user == user.id)
+    return s
 }
