@@ -41,7 +41,7 @@ fi
 
 # Tests that start subprocesses (the crash test) find the built `warbler` executable beside the test bundle.
 say "building the tests (swift build --build-tests; the first build takes about 15 minutes on 2 cores)"
-swift build --build-tests 2>&1 | awk '/^\[[0-9]+\/[0-9]+\]/ { if (++n % 150 == 1) print "    " $1 " " $2 " " $3; next } { print }'
+swift build --build-tests 2>&1 | awk '/^\[[0-9]+\/[0-9]+\]/ { if (++n % 150 == 1) { print "    " $1 " " $2 " " $3; fflush() } next } { print; fflush() }'
 say "unit, storage contract and in-process server tests (swift test)"
 swift test --skip-build --parallel --num-workers 2
 # The web client and admin console in headless chromium against a real `warbler server`.
