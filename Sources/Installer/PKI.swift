@@ -148,21 +148,17 @@ public enum PKI {
         }
     }
 
-    /// The CA may issue only for the install's names: its DNS names (and names under them) and its addresses, each
-    /// alone. With no address, every address is excluded.
+    /// The CA may issue only for the install's DNS names (and names under them). Addresses are left unconstrained:
+    /// BoringSSL, the TLS stack of the server, the SDK and `warbler bench`, refuses every chain whose CA carries
+    /// iPAddress constraints (a handshake test, TLSHandshakeTests, showed it with constraints that OpenSSL accepts),
+    /// so constraining addresses would lock every client out. With no DNS name there is nothing to constrain.
     static func nameConstraints(_ names: CertificateNames) -> NameConstraints {
-        func range(_ ip: IPAddress) -> ASN1OctetString {
-            ASN1OctetString(contentBytes: ArraySlice(ip.bytes + [UInt8](repeating: 0xFF, count: ip.bytes.count)))
-        }
-        let noAddress = names.ips.isEmpty
-            ? [ASN1OctetString(contentBytes: ArraySlice([UInt8](repeating: 0, count: 8))), ASN1OctetString(contentBytes: ArraySlice([UInt8](repeating: 0, count: 32)))]
-            : []
-        return NameConstraints(permittedDNSDomains: names.dns, excludedDNSDomains: [], permittedIPRanges: names.ips.map(range),
-                               excludedIPRanges: noAddress)
+        NameConstraints(permittedDNSDomains: names.dns, excludedDNSDomains: [], permittedIPRanges: [], excludedIPRanges: [])
     }
 
     /// Whether the CA's name constraints are exactly the ones for `names` (a CA without any is not constrained enough).
     static func constraintsCover(_ cert: Certificate, _ names: CertificateNames) -> Bool {
+        guard !names.dns.isEmpty else { return ((try? cert.extensions.nameConstraints) ?? nil) == nil }
         guard let existing = try? cert.extensions.nameConstraints else { return false }
         let wanted = nameConstraints(names)
         return Set(existing.permittedSubtrees.map { "\($0)" }) == Set(wanted.permittedSubtrees.map { "\($0)" })
@@ -178,7 +174,7 @@ public enum PKI {
             extensions: try Certificate.Extensions {
                 Critical(BasicConstraints.isCertificateAuthority(maxPathLength: 0))
                 Critical(KeyUsage(keyCertSign: true, cRLSign: true))
-                Critical(nameConstraints(names))
+                if !names.dns.isEmpty { Critical(nameConstraints(names)) }
                 SubjectKeyIdentifier(hash: publicKey)
             },
             issuerPrivateKey: Certificate.PrivateKey(key))
