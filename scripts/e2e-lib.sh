@@ -35,18 +35,24 @@ inside() { nsenter -t "$INIT" -a "$@"; }
 from_client() { ip netns exec "$NS_CLIENT" "$@"; }
 
 # boot_systemd DIR NAME [nspawn options…]: boots DIR with systemd in the host namespace; waits until it runs.
+# INIT is the container's systemd: a child of systemd-nspawn whose name is systemd (nspawn's short-lived helper
+# child, seen first under load, is not it).
 boot_systemd() {
   local dir=$1 name=$2; shift 2
   systemd-nspawn --register=no --keep-unit --network-namespace-path="/run/netns/$NS_HOST" -D "$dir" -M "$name" -b "$@" >>"$WORK/$name.console" 2>&1 &
   NSPAWN_PID=$!
   INIT=
-  for _ in $(seq 100); do INIT=$(pgrep -P "$NSPAWN_PID" | head -1 || true); [ -n "$INIT" ] && break; sleep 0.1; done
-  [ -n "$INIT" ] || fail "the container $name did not start"
-  for _ in $(seq 300); do
-    s=$(inside systemctl is-system-running 2>/dev/null || true)
-    case "$s" in running|degraded) break ;; esac
+  local s=""
+  for _ in $(seq 600); do
+    kill -0 "$NSPAWN_PID" 2>/dev/null || { tail -20 "$WORK/$name.console" >&2; fail "the container $name exited while booting"; }
+    INIT=$(for p in $(pgrep -P "$NSPAWN_PID" || true); do [ "$(cat "/proc/$p/comm" 2>/dev/null)" = systemd ] && echo "$p"; done | head -1)
+    if [ -n "$INIT" ]; then
+      s=$(inside systemctl is-system-running 2>/dev/null || true)
+      case "$s" in running|degraded) break ;; esac
+    fi
     sleep 0.1
   done
+  [ -n "$INIT" ] || { tail -20 "$WORK/$name.console" >&2; fail "the container $name did not start"; }
 }
 
 # login PORT: the admin logs in over TLS from inside the host, verifying the internal CA.
