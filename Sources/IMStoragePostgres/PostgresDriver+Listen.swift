@@ -3,6 +3,9 @@ import Logging
 import PostgresNIO
 
 extension PostgresDriver {
+    /// The `application_name` of the listening connection.
+    public static let listenerApplicationName = "warbler-cluster-listener"
+
     /// Listens on `channel` over a connection of its own (LISTEN needs one session for as long as it listens,
     /// which a pooled connection is not): calls `listening` once the LISTEN is in place, then `received` with
     /// each payload, in order. Returns or throws when the connection ends; the caller reconnects.
@@ -10,7 +13,10 @@ extension PostgresDriver {
                        received: @escaping @Sendable (String) async -> Void) async throws {
         let connection: PostgresConnection
         do {
-            connection = try await PostgresConnection.connect(configuration: connectionConfiguration, id: 1, logger: logger)
+            var configuration = connectionConfiguration
+            // Named, so that an operator (or a test) can tell it apart in pg_stat_activity.
+            configuration.options.additionalStartupParameters.append(("application_name", Self.listenerApplicationName))
+            connection = try await PostgresConnection.connect(configuration: configuration, id: 1, logger: logger)
         } catch {
             throw StorageError.unavailable("cannot open a listening connection to PostgreSQL at \(endpoint): \(scrub(Self.describe(error), secret))")
         }

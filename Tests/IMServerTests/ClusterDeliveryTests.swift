@@ -2,6 +2,8 @@ import Foundation
 import IMClient
 import IMCore
 @testable import IMServer
+import IMStorage
+import IMStoragePostgres
 import NIOWebSocket
 import Testing
 
@@ -155,6 +157,40 @@ import Testing
                 #expect(socket.state.messages(conv).map(\.seq) == Array(1...Int64(2 * n)), "\(who): seqs not once each in order")
             }
             aliceSocket.close(); bobSocket.close()
+        }
+    }
+
+    /// Notices are lost while a listener reconnects: after it reconnects, the node reads what it missed and
+    /// forgets the caches those notices would have corrected (here both the doorbells and a membership notice are
+    /// withheld, and the periodic pass is a minute away, so only the reconnect can deliver).
+    @Test func aListenerThatLostItsConnectionCatchesUpAndDropsItsCaches() async throws {
+        try await withCluster { a, b in
+            let alice = try await a.user("alice")
+            let bob = try await b.user("bob")
+            let dave = try await b.user("dave")
+            let conv = try await alice.client.createGroup(name: "lossy", members: [bob.id]).id
+            let aliceSocket = try await connect(a, try await login(a, "alice").accessToken)
+            let bobSocket = try await connect(b, try await login(b, "bob").accessToken)
+            let daveSocket = try await connect(b, try await login(b, "dave").accessToken)
+            await aliceSocket.sendTexts(1, conv: conv, prefix: "warm")
+            #expect(await bobSocket.wait(timeout: .seconds(5)) { $0.texts(conv).contains("warm-0") })
+
+            // Lost notices: no doorbells, and dave added behind the hubs' backs.
+            a.runtime.cluster?.setDoorbells(false)
+            let store = try #require(a.runtime.storage as? SQLStore)
+            try await store.addMembers(conversation: conv, users: [dave.id], limit: 100)
+            await aliceSocket.sendTexts(10, conv: conv, prefix: "missed")
+            try await Task.sleep(for: .milliseconds(500))
+            #expect(!bobSocket.state.texts(conv).contains("missed-0"), "delivered without a doorbell or a catch-up")
+
+            _ = try await store.driver.read { db in
+                try await db.query("SELECT pg_terminate_backend(pid) AS gone FROM pg_stat_activity WHERE application_name = $1",
+                                   [.text(PostgresDriver.listenerApplicationName)])
+            }
+            let missed = (0..<10).map { "missed-\($0)" }
+            #expect(await bobSocket.wait(timeout: .seconds(10)) { Set($0.texts(conv)).isSuperset(of: missed) }, "not caught up after the reconnect")
+            #expect(await daveSocket.wait(timeout: .seconds(5)) { Set($0.texts(conv)).isSuperset(of: missed) }, "the membership cache outlived the reconnect")
+            for s in [aliceSocket, bobSocket, daveSocket] { s.close() }
         }
     }
 
