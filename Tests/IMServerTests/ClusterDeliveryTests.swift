@@ -160,6 +160,27 @@ import Testing
         }
     }
 
+    @Test func aBlockOnOneNodeHoldsOnTheOtherAtOnce() async throws {
+        try await withCluster { a, b in
+            let alice = try await a.user("alice")
+            let bob = try await b.user("bob")
+            let conv = try await alice.client.createDirectConversation(with: bob.id).id
+            let bobSocket = try await connect(b, try await login(b, "bob").accessToken)
+            // Node B now has both block lists cached (empty).
+            await bobSocket.sendTexts(1, conv: conv, prefix: "hello")
+            #expect(bobSocket.state.errors.isEmpty)
+            try await alice.client.block(bob.id)
+            // The notice is on its way: within a few seconds a send from node B must be refused.
+            var refused = false
+            for i in 0..<50 where !refused {
+                bobSocket.socket.send(.send(.init(cid: "after-block-\(i)", conv: conv, kind: .text, text: "hi again")))
+                refused = await bobSocket.wait(timeout: .milliseconds(100)) { $0.errors.contains(.blocked) }
+            }
+            #expect(refused, "node B still used its old block lists")
+            bobSocket.close()
+        }
+    }
+
     /// Notices are lost while a listener reconnects: after it reconnects, the node reads what it missed and
     /// forgets the caches those notices would have corrected (here both the doorbells and a membership notice are
     /// withheld, and the periodic pass is a minute away, so only the reconnect can deliver).
@@ -215,6 +236,7 @@ final class Receiver: Sendable {
     struct State: Sendable {
         var all: [Message] = []
         var acks = 0
+        var errors: [ErrorCode] = []
         var ready = false
         var synced = false
         func messages(_ conv: ConversationID) -> [Message] { all.filter { $0.conversation == conv } }
@@ -234,6 +256,7 @@ final class Receiver: Sendable {
                     switch frame {
                     case .msg(let m): st.all.append(m)
                     case .ack: st.acks += 1
+                    case .error(let e): st.errors.append(e.code)
                     case .ready: st.ready = true
                     case .synced: st.synced = true
                     default: break
