@@ -108,7 +108,7 @@ struct ClusterService: Service {
     static let readLimit = 500
 
     func run() async throws {
-        logger.info("cluster node \(node.id) on channel \(ClusterNode.channel)")
+        logger.info("cluster node on channel \(ClusterNode.channel)")
         await cancelWhenGracefulShutdown {
             await withDiscardingTaskGroup { group in
                 group.addTask { await publish() }
