@@ -9,14 +9,18 @@ import IMCore
 /// baseline that only the next pass makes a cursor. A session that finishes a sync reports where it stands, and
 /// no cursor stays above that: what was committed after its sync's read is always read again for it.
 struct ClusterCursors: Sendable {
-    /// Read the messages of `conversation` with seq > `after` and hand them to the hub.
+    /// Read the messages of `conversation` with seq > `after` (up to `through`, when set) and hand them to the hub.
     struct Fetch: Sendable, Hashable {
         var conversation: ConversationID
         var after: Int64
+        var through: Int64?
     }
 
     private(set) var known: [ConversationID: Int64] = [:]
     private(set) var baseline: [ConversationID: Int64] = [:]
+    /// `last_seq` at the previous pass: what a pass reads must have been committed that long, so its doorbell,
+    /// and any membership notice queued before it, had time to arrive first.
+    private(set) var settled: [ConversationID: Int64] = [:]
 
     init() {}
 
@@ -47,24 +51,28 @@ struct ClusterCursors: Sendable {
         }
     }
 
-    /// Another node's doorbell, for the conversations that have members here: the reads to make.
+    /// Another node's doorbell, for the conversations that have members here: the reads to make. They stop at
+    /// the doorbell's last seq: a later message may follow a membership change whose notice comes before its own
+    /// doorbell, and must not be fanned out with the members as they were.
     mutating func doorbell(_ ranges: [ConversationID: ClosedRange<Int64>]) -> [Fetch] {
         var out: [Fetch] = []
         for c in ranges.keys.sorted() {
             let r = ranges[c]!
             if let k = known[c] {
-                if r.upperBound > k { out.append(Fetch(conversation: c, after: k)) }
+                if r.upperBound > k { out.append(Fetch(conversation: c, after: k, through: r.upperBound)) }
             } else {
                 // Not followed yet: read the whole batch (sessions drop what they already have).
-                out.append(Fetch(conversation: c, after: r.lowerBound - 1))
+                out.append(Fetch(conversation: c, after: r.lowerBound - 1, through: r.upperBound))
             }
         }
         return out
     }
 
     /// A catch-up pass: the database's `last_seq` of every conversation with members connected here. Returns
-    /// the reads for what no doorbell brought; conversations not listed are forgotten.
-    mutating func caughtUp(_ lastSeqs: [ConversationID: Int64]) -> [Fetch] {
+    /// the reads for what no doorbell brought, up to where the previous pass stood (everything, when
+    /// `waitForDoorbells` is false: after a reconnect, when the caches are fresh and notices were lost anyway).
+    /// Conversations not listed are forgotten.
+    mutating func caughtUp(_ lastSeqs: [ConversationID: Int64], waitForDoorbells: Bool = true) -> [Fetch] {
         var out: [Fetch] = []
         var nextKnown: [ConversationID: Int64] = [:]
         var nextBaseline: [ConversationID: Int64] = [:]
@@ -72,13 +80,15 @@ struct ClusterCursors: Sendable {
             let last = lastSeqs[c]!
             if let k = known[c] ?? baseline[c] {
                 nextKnown[c] = k
-                if last > k { out.append(Fetch(conversation: c, after: k)) }
+                let through = waitForDoorbells ? min(last, settled[c] ?? 0) : last
+                if through > k { out.append(Fetch(conversation: c, after: k, through: through)) }
             } else {
                 nextBaseline[c] = last
             }
         }
         known = nextKnown
         baseline = nextBaseline
+        settled = lastSeqs
         return out
     }
 }

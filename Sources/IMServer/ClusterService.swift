@@ -102,6 +102,7 @@ struct ClusterService: Service {
     let store: SQLStore
     let driver: PostgresDriver
     let catchUpInterval: Duration
+    let metrics: ServerMetrics
     let logger: Logger
 
     /// Messages read per query when catching up.
@@ -136,10 +137,14 @@ struct ClusterService: Service {
             for payload in notice.payloads(from: node.id) {
                 do {
                     try await driver.notify(channel: ClusterNode.channel, payload: payload)
+                    metrics.clusterNotices.increment()
                 } catch {
                     // Once more; a doorbell lost for good only delays delivery until the next catch-up pass.
                     try? await Task.sleep(for: .milliseconds(200))
-                    do { try await driver.notify(channel: ClusterNode.channel, payload: payload) } catch {
+                    do {
+                        try await driver.notify(channel: ClusterNode.channel, payload: payload)
+                        metrics.clusterNotices.increment()
+                    } catch {
                         logger.warning("cluster: could not send a notice: \(error)")
                     }
                 }
@@ -166,6 +171,7 @@ struct ClusterService: Service {
                 logger.warning("cluster: listener stopped (\(error)); reconnecting")
             }
             if Task.isCancelled { return }
+            metrics.clusterReconnects.increment()
             failures = started.duration(to: .now) > .seconds(30) ? 1 : failures + 1
             try? await Task.sleep(for: Self.backoff(failures))
         }
@@ -204,7 +210,7 @@ struct ClusterService: Service {
                     if hub.hasSessions(anyOf: members.keys) { here[c] = r }
                 }
                 let fetches = cursors.doorbell(here)
-                await read(fetches, into: &cursors)
+                _ = await read(fetches, into: &cursors)
             case .notice(.membersChanged(let convs)):
                 for c in convs { hub.invalidate(c, announce: false) }
             case .notice(.blocksChanged(let users)):
@@ -214,7 +220,7 @@ struct ClusterService: Service {
             case .listening:
                 // Notices sent while nobody listened are gone: forget what they would have corrected.
                 hub.dropCaches()
-                await catchUp(&cursors)
+                await catchUp(&cursors, waitForDoorbells: false)
             case .tick:
                 node.tickTaken()
                 await catchUp(&cursors)
@@ -222,31 +228,40 @@ struct ClusterService: Service {
         }
     }
 
-    private func catchUp(_ cursors: inout ClusterCursors) async {
+    private func catchUp(_ cursors: inout ClusterCursors, waitForDoorbells: Bool = true) async {
         do {
             let last = try await store.lastSeqs(ofConversationsOf: hub.connectedUsers)
-            let fetches = cursors.caughtUp(last)
-            await read(fetches, into: &cursors)
+            let fetches = cursors.caughtUp(last, waitForDoorbells: waitForDoorbells)
+            let n = await read(fetches, into: &cursors)
+            if n > 0 { metrics.clusterCatchUpMessages.increment(by: Int64(n)) }
         } catch {
             logger.warning("cluster: catch-up failed (retrying in \(catchUpInterval)): \(error)")
         }
     }
 
-    private func read(_ fetches: [ClusterCursors.Fetch], into cursors: inout ClusterCursors) async {
+    /// Reads and hands over; returns how many messages were read.
+    private func read(_ fetches: [ClusterCursors.Fetch], into cursors: inout ClusterCursors) async -> Int {
+        var count = 0
         for f in fetches {
             var after = f.after
             do {
                 while true {
-                    let batch = try await store.messages(conversation: f.conversation, after: after, limit: Self.readLimit)
-                    guard let last = batch.last else { break }
-                    hub.deliver(batch)
+                    // Seqs are dense per conversation: a read never needs more than `through - after` rows.
+                    let limit = f.through.map { Int(min(Int64(Self.readLimit), $0 - after)) } ?? Self.readLimit
+                    guard limit > 0 else { break }
+                    let batch = try await store.messages(conversation: f.conversation, after: after, limit: limit)
+                    let take = f.through.map { through in batch.filter { $0.seq <= through } } ?? batch
+                    guard let last = take.last else { break }
+                    hub.deliver(take)
+                    count += take.count
                     cursors.fetched(f.conversation, upTo: last.seq)
                     after = last.seq
-                    if batch.count < Self.readLimit { break }
+                    if batch.count < limit { break }
                 }
             } catch {
                 logger.warning("cluster: reading conversation \(f.conversation) failed (the next catch-up retries): \(error)")
             }
         }
+        return count
     }
 }

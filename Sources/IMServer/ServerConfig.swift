@@ -130,8 +130,8 @@ public struct ServerConfig: Codable, Sendable, Equatable {
         /// This node's name in the cluster's notifications and logs (letters, digits, `.`, `_`, `-`; at most 64).
         /// Empty: a random one per start.
         public var nodeId = ""
-        /// How often the node compares what it delivered with the database's last seqs, so that a lost
-        /// notification delays a message by at most this long.
+        /// How often the node compares what it delivered with the database's last seqs; a lost notification
+        /// delays a message by at most about twice this.
         public var catchUpSeconds = 1.0
     }
 

@@ -329,7 +329,7 @@ public final class ServerRuntime: Sendable {
         if let cluster, let driver = self.store.driver as? PostgresDriver {
             clusterServices.append(.init(service: ClusterService(
                 node: cluster, hub: hub, store: self.store, driver: driver,
-                catchUpInterval: .milliseconds(Int64(config.cluster.catchUpSeconds * 1000)),
+                catchUpInterval: .milliseconds(Int64(config.cluster.catchUpSeconds * 1000)), metrics: metrics,
                 logger: logger.with("im.cluster.node", cluster.id))))
         }
         // Shut down in reverse: watchdog, then clients are told to reconnect, then listeners stop, then the cluster's

@@ -57,6 +57,13 @@ import Testing
         return r
     }
 
+    func metric(_ server: TestServer, _ name: String) -> Double {
+        for line in server.runtime.metrics.render().split(separator: "\n") where line.hasPrefix(name + " ") {
+            return Double(line.split(separator: " ").last ?? "") ?? 0
+        }
+        return 0
+    }
+
     @Test func twoUsersOnTwoNodesGetEveryMessageOnceInOrder() async throws {
         try await withCluster { a, b in
             let alice = try await a.user("alice")
@@ -78,6 +85,8 @@ import Testing
                 #expect(got.map(\.seq) == Array(1...Int64(2 * n)), "\(who): seqs not 1...\(2 * n) once each in order")
                 #expect(Set(got.map(\.cid)) == Set((0..<n).map { "a-\($0)" } + (0..<n).map { "b-\($0)" }), "\(who): wrong messages")
             }
+            // Every one came by doorbell: no catch-up pass had to read anything.
+            #expect(metric(a, "warbler_cluster_catch_up_messages_total") == 0 && metric(b, "warbler_cluster_catch_up_messages_total") == 0)
             aliceSocket.close(); bobSocket.close()
         }
     }
@@ -211,6 +220,9 @@ import Testing
             let missed = (0..<10).map { "missed-\($0)" }
             #expect(await bobSocket.wait(timeout: .seconds(10)) { Set($0.texts(conv)).isSuperset(of: missed) }, "not caught up after the reconnect")
             #expect(await daveSocket.wait(timeout: .seconds(5)) { Set($0.texts(conv)).isSuperset(of: missed) }, "the membership cache outlived the reconnect")
+            // And the operator can see it happened.
+            #expect(metric(b, "warbler_cluster_listener_reconnects_total") >= 1)
+            #expect(metric(b, "warbler_cluster_catch_up_messages_total") >= 10)
             for s in [aliceSocket, bobSocket, daveSocket] { s.close() }
         }
     }
