@@ -214,7 +214,7 @@ import Testing
             #expect(!bobSocket.state.texts(conv).contains("missed-0"), "delivered without a doorbell or a catch-up")
 
             _ = try await store.driver.read { db in
-                try await db.query("SELECT pg_terminate_backend(pid) AS gone FROM pg_stat_activity WHERE application_name = $1",
+                try await db.query("SELECT pg_terminate_backend(pid) AS gone FROM pg_stat_activity WHERE application_name = $1 AND datname = current_database()",
                                    [.text(PostgresDriver.listenerApplicationName)])
             }
             let missed = (0..<10).map { "missed-\($0)" }
