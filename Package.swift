@@ -320,7 +320,7 @@ let package = Package(
         .testTarget(
             name: "IMServerTests",
             dependencies: [
-                "IMServer", "IMClient", "LoadGen", "WarblerTestSupport",
+                "IMServer", "IMClient", "IMStorage", "IMStoragePostgres", "LoadGen", "WarblerTestSupport",
                 .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

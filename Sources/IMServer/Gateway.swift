@@ -313,6 +313,7 @@ struct Gateway: Sendable {
                         for m in delivery.syncFetched(batch, for: fetch) { try await writeMessage(m) }
                     }
                     let (synced, released) = delivery.syncFinished()
+                    hub.sessionSynced(synced)
                     try await write(.synced(synced))
                     for h in released { try await live(h.message, arrival: h.arrival, frame: nil) }
                 case .close(let reason, let code):

@@ -155,6 +155,20 @@ public final class Hub: Sendable {
     let metrics: ServerMetrics
     let logger: Logger
 
+    /// Where changes other nodes must hear of go (membership, blocks, ended sessions), and where sessions report
+    /// a finished sync; set once when the cluster is on.
+    struct ClusterHooks: Sendable {
+        var announce: @Sendable (ClusterNotice) -> Void
+        var synced: @Sendable (_ cursors: [ConversationID: Int64], _ more: Set<ConversationID>) -> Void
+    }
+    private let cluster = LockedBox<ClusterHooks?>(nil)
+
+    func connectCluster(_ hooks: ClusterHooks) { cluster.withLock { $0 = hooks } }
+
+    private func announce(_ notice: ClusterNotice) {
+        cluster.withLock { $0 }?.announce(notice)
+    }
+
     /// Reads a conversation and its members for the cache (storage's, or a test's that can hold a load back).
     let loadConversation: @Sendable (ConversationID) async throws -> Conversation?
 
@@ -186,8 +200,10 @@ public final class Hub: Sendable {
         return .registered
     }
 
-    /// Closes the user's sockets (all of them, or those of one login session) with `CloseCode.sessionEnded`.
-    func endSessions(of user: UserID, sid: String? = nil, reason: String) {
+    /// Closes the user's sockets (all of them, or those of one login session) with `CloseCode.sessionEnded`, here
+    /// and (unless this is another node's word) on the other nodes.
+    func endSessions(of user: UserID, sid: String? = nil, reason: String, announce: Bool = true) {
+        if announce { self.announce(.sessionsEnded(user: user, sid: sid, reason: reason)) }
         for s in sessions(of: user) where sid == nil || s.sid == sid {
             s.end(CloseCode.sessionEnded, reason: reason, error: IMError(.unauthorized, reason + "; log in again"))
         }
@@ -236,6 +252,21 @@ public final class Hub: Sendable {
 
     func sessions(of user: UserID) -> [Session] { state.withLock { Array($0.sessions[user] ?? []) } }
 
+    /// Users with at least one socket on this node.
+    var connectedUsers: [UserID] { state.withLock { Array($0.sessions.keys) } }
+
+    func hasSessions(anyOf users: some Sequence<UserID>) -> Bool {
+        state.withLock { st in users.contains { st.sessions[$0]?.isEmpty == false } }
+    }
+
+    /// A session finished a sync and stands at these cursors (the cluster reads again whatever came after).
+    func sessionSynced(_ synced: ServerFrame.Synced) {
+        guard let hooks = cluster.withLock({ $0 }) else { return }
+        var cursors: [ConversationID: Int64] = [:]
+        for (k, v) in synced.cursors { if let c = ConversationID(k) { cursors[c] = v } }
+        hooks.synced(cursors, Set(synced.more))
+    }
+
     func send(_ frame: ServerFrame, to users: some Sequence<UserID>, except: Session? = nil) {
         let targets: [Session] = state.withLock { st in users.flatMap { st.sessions[$0] ?? [] } }
         for s in targets where s !== except { s.enqueue(.frame(frame)) }
@@ -282,7 +313,9 @@ public final class Hub: Sendable {
         return (loaded?.type, map)
     }
 
-    func invalidate(_ conv: ConversationID) {
+    /// Forgets the cached members of `conv`, here and (unless this is another node's word) on the other nodes.
+    func invalidate(_ conv: ConversationID, announce: Bool = true) {
+        if announce { self.announce(.membersChanged([conv])) }
         state.withLock { st in
             st.members.removeValue(forKey: conv)
             st.types.removeValue(forKey: conv)
@@ -302,8 +335,19 @@ public final class Hub: Sendable {
         return set
     }
 
-    func invalidateBlocks(_ users: UserID...) {
+    func invalidateBlocks(_ users: UserID...) { invalidateBlocks(users) }
+
+    func invalidateBlocks(_ users: [UserID], announce: Bool = true) {
+        if announce { self.announce(.blocksChanged(users)) }
         state.withLock { st in for u in users { st.blocked.removeValue(forKey: u) } }
+    }
+
+    /// Forgets every cached membership and block list (after the cluster's listener lost notices).
+    func dropCaches() {
+        state.withLock { st in
+            st.members.removeAll(); st.types.removeAll(); st.generations.removeAll(); st.blocked.removeAll()
+            st.cacheEpoch &+= 1
+        }
     }
 
     // MARK: Fan-out

@@ -122,6 +122,19 @@ public struct ServerConfig: Codable, Sendable, Equatable {
         public var controlUrl = ""
     }
 
+    /// Several servers on one PostgreSQL database delivering to each other's users (docs/architecture.md,
+    /// "Cross-node delivery").
+    public struct Cluster: Codable, Sendable, Equatable {
+        /// Off: a single node (every delivery is local). On: requires `storage.driver: postgres`.
+        public var enabled = false
+        /// This node's name in the cluster's notifications and logs (letters, digits, `.`, `_`, `-`; at most 64).
+        /// Empty: a random one per start.
+        public var nodeId = ""
+        /// How often the node compares what it delivered with the database's last seqs; a lost notification
+        /// delays a message by at most about twice this.
+        public var catchUpSeconds = 1.0
+    }
+
     public var server = Server()
     public var metrics = Metrics()
     public var exporter = Exporter()
@@ -130,6 +143,7 @@ public struct ServerConfig: Codable, Sendable, Equatable {
     public var limits = Limits()
     public var backup = Backup()
     public var alerts = Alerts()
+    public var cluster = Cluster()
     /// Attachments and other files live here.
     public var dataDir = "/var/lib/warbler"
     /// `info`, `debug`, `warning`, …
@@ -186,10 +200,24 @@ public struct ServerConfig: Codable, Sendable, Equatable {
             throw ConfigError("exporter.components: '\(c)' is not a component name (lower-case letters, digits and -, as in server, alertd)")
         }
         guard exporter.collectorTimeoutSeconds > 0 else { throw ConfigError("exporter.collector_timeout_seconds must be above 0") }
+        try validateCluster()
         if !alerts.controlUrl.isEmpty {
             guard let u = URL(string: alerts.controlUrl), ["http", "https"].contains(u.scheme?.lowercased() ?? ""), u.host != nil else {
                 throw ConfigError("alerts.control_url must be an http(s) URL such as http://127.0.0.1:9102, not '\(alerts.controlUrl)'")
             }
+        }
+    }
+
+    func validateCluster() throws {
+        guard cluster.nodeId.count <= 64, cluster.nodeId.unicodeScalars.allSatisfy({ ClusterNotice.isNodeIDScalar($0) }) else {
+            throw ConfigError("cluster.node_id must be at most 64 letters, digits, '.', '_' or '-', not '\(cluster.nodeId)'")
+        }
+        guard cluster.catchUpSeconds > 0, cluster.catchUpSeconds.isFinite else {
+            throw ConfigError("cluster.catch_up_seconds must be a number above 0, not \(cluster.catchUpSeconds)")
+        }
+        if cluster.enabled && storage.driver != "postgres" {
+            throw ConfigError("cluster.enabled needs storage.driver: postgres (nodes share one PostgreSQL database); "
+                              + "\(storage.driver) is a single node's own file")
         }
     }
 

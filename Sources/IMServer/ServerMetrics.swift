@@ -16,6 +16,9 @@ public final class ServerMetrics: Sendable {
     let logins: Counter
     let loginFailures: Counter
     let refusedConnections: Counter
+    let clusterNotices: Counter
+    let clusterCatchUpMessages: Counter
+    let clusterReconnects: Counter
     private let recent = LockedBox<[Int64]>([])   // per-second send counts for the last 60 s, for status
 
     public init() {
@@ -34,6 +37,9 @@ public final class ServerMetrics: Sendable {
         logins = registry.makeCounter(descriptor: .init(metricName: "warbler_logins_total", unitName: "", helpText: "Successful logins"))
         loginFailures = registry.makeCounter(descriptor: .init(metricName: "warbler_login_failures_total", unitName: "", helpText: "Failed or rate-limited logins"))
         refusedConnections = registry.makeCounter(descriptor: .init(metricName: "warbler_connections_refused_total", unitName: "", helpText: "Connections refused at accept: over server.max_connections or server.max_connections_per_address"))
+        clusterNotices = registry.makeCounter(descriptor: .init(metricName: "warbler_cluster_notices_sent_total", unitName: "", helpText: "Cluster notices (doorbells and cache invalidations) sent to the other nodes"))
+        clusterCatchUpMessages = registry.makeCounter(descriptor: .init(metricName: "warbler_cluster_catch_up_messages_total", unitName: "", helpText: "Messages from other nodes read by a catch-up pass rather than for a doorbell (notices lost or late)"))
+        clusterReconnects = registry.makeCounter(descriptor: .init(metricName: "warbler_cluster_listener_reconnects_total", unitName: "", helpText: "Times the cluster listener's PostgreSQL connection ended or could not be opened"))
     }
 
     func recordSend(count: Int = 1) {

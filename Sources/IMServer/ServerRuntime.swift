@@ -30,12 +30,19 @@ public final class ServerRuntime: Sendable {
     let passwordChangeByAddress: RateLimiter
     let started = Date()
     let connectionLimiter: ConnectionLimiter
+    /// This node's end of the cluster bus; nil on a single node (`cluster.enabled` off).
+    let cluster: ClusterNode?
+    private let store: SQLStore
     private let ports = LockedBox<(main: Int?, metrics: Int?)>((nil, nil))
     private let group = LockedBox<ServiceGroup?>(nil)
 
     /// Opens storage (applying migrations) and loads or creates the signing key.
     public static func open(config: ServerConfig, logger: Logger) async throws -> ServerRuntime {
         let storage = try await openStorage(config: config, logger: logger)
+        if config.cluster.enabled && !(storage.driver is PostgresDriver) {
+            try? await storage.close()
+            throw ConfigError("cluster.enabled needs storage.driver: postgres")
+        }
         let key = try TokenService.loadOrCreateKey(path: config.auth.jwtKeyFile)
         return await ServerRuntime(config: config, storage: storage, key: key, logger: logger)
     }
@@ -72,6 +79,7 @@ public final class ServerRuntime: Sendable {
     init(config: ServerConfig, storage: SQLStore, key: Curve25519SigningKey, logger: Logger) async {
         self.config = config
         self.storage = storage
+        self.store = storage
         self.logger = logger
         metrics = ServerMetrics()
         hub = Hub(storage: storage, metrics: metrics, logger: logger)
@@ -89,7 +97,18 @@ public final class ServerRuntime: Sendable {
         registerByAddress = RateLimiter(perHour: config.auth.registerPerHourPerAddress)
         passwordChangeByAddress = RateLimiter(perHour: config.auth.passwordChangesPerHourPerAddress)
         let hub = self.hub, metrics = self.metrics
-        await storage.observeAppends { hub.deliver($0) }
+        let cluster = config.cluster.enabled && storage.driver is PostgresDriver
+            ? ClusterNode(id: config.cluster.nodeId.isEmpty ? "node-" + TokenService.randomToken(bytes: 6) : config.cluster.nodeId)
+            : nil
+        self.cluster = cluster
+        if let cluster {
+            hub.connectCluster(.init(announce: { cluster.announce($0) }, synced: { cluster.synced($0, more: $1) }))
+        }
+        // After the commit, never inside it: the hub delivers here, and the cluster rings the other nodes' doorbell.
+        await storage.observeAppends { messages in
+            hub.deliver(messages)
+            cluster?.committed(messages)
+        }
         await storage.observeCommits { n, d in
             metrics.commitSeconds.record(d)
             metrics.batchSize.record(Double(n))
@@ -306,9 +325,17 @@ public final class ServerRuntime: Sendable {
         let store = StorageService(storage: storage, logger: logger)
         let watchdog = WatchdogService(storage: storage, logger: logger)
         let housekeeping = HousekeepingService(storage: storage, attachments: attachments, logger: logger)
-        // Shut down in reverse: watchdog, then clients are told to reconnect, then listeners stop, then storage flushes.
+        var clusterServices: [ServiceGroupConfiguration.ServiceConfiguration] = []
+        if let cluster, let driver = self.store.driver as? PostgresDriver {
+            clusterServices.append(.init(service: ClusterService(
+                node: cluster, hub: hub, store: self.store, driver: driver,
+                catchUpInterval: .milliseconds(Int64(config.cluster.catchUpSeconds * 1000)), metrics: metrics,
+                logger: logger.with("im.cluster.node", cluster.id))))
+        }
+        // Shut down in reverse: watchdog, then clients are told to reconnect, then listeners stop, then the cluster's
+        // last notices go out, then storage flushes.
         let g = ServiceGroup(configuration: .init(
-            services: [.init(service: store)] + apps.map { .init(service: $0) } + [.init(service: drain), .init(service: watchdog), .init(service: housekeeping)],
+            services: [.init(service: store)] + clusterServices + apps.map { .init(service: $0) } + [.init(service: drain), .init(service: watchdog), .init(service: housekeeping)],
             gracefulShutdownSignals: handleSignals ? [.sigterm, .sigint] : [],
             logger: logger))
         group.withLock { $0 = g }

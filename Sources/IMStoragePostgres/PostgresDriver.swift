@@ -14,12 +14,16 @@ public final class PostgresDriver: SQLDriver {
     public let endpoint: String
     private let client: PostgresClient
     private let runner: Task<Void, Never>
-    private let logger: Logger
+    let logger: Logger
     /// Scrubbed from every error message, just in case a lower layer ever echoes it.
-    private let secret: String?
+    let secret: String?
+    /// For connections of their own, outside the pool (the cluster's listener).
+    let connectionConfiguration: PostgresConnection.Configuration
 
-    private init(client: PostgresClient, runner: Task<Void, Never>, endpoint: String, logger: Logger, secret: String?) {
+    private init(client: PostgresClient, runner: Task<Void, Never>, endpoint: String, logger: Logger, secret: String?,
+                 connectionConfiguration: PostgresConnection.Configuration) {
         self.client = client; self.runner = runner; self.endpoint = endpoint; self.logger = logger; self.secret = secret
+        self.connectionConfiguration = connectionConfiguration
     }
 
     /// Connects to PostgreSQL, starting the connection pool in a background task owned by the driver
@@ -78,7 +82,8 @@ public final class PostgresDriver: SQLDriver {
         }
         for await _ in started {}
         await Task.yield()
-        let driver = PostgresDriver(client: client, runner: runner, endpoint: endpoint, logger: logger, secret: secret)
+        let driver = PostgresDriver(client: client, runner: runner, endpoint: endpoint, logger: logger, secret: secret,
+                                    connectionConfiguration: probeConfig)
         do {
             _ = try await driver.read { db in try await db.query("SELECT 1 AS one") }
         } catch {

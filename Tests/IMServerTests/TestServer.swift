@@ -37,7 +37,18 @@ final class TestServer: Sendable {
         return c
     }
 
-    init(_ backend: Backend = .sqlite, _ configure: (inout ServerConfig) -> Void = { _ in }, directory: String? = nil) async throws {
+    /// A PostgreSQL database several test servers share (a cluster's nodes).
+    struct SharedDatabase: Sendable {
+        let port: Int
+        let name: String
+        static func fresh() async throws -> SharedDatabase {
+            let (port, name) = try await PostgresTestServer.shared.freshDatabase()
+            return SharedDatabase(port: port, name: name)
+        }
+    }
+
+    init(_ backend: Backend = .sqlite, _ configure: (inout ServerConfig) -> Void = { _ in }, directory: String? = nil,
+         joining shared: SharedDatabase? = nil) async throws {
         let dir = directory ?? NSTemporaryDirectory() + "warbler-test-" + UUID().uuidString
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         self.directory = dir
@@ -45,7 +56,7 @@ final class TestServer: Sendable {
         logger.logLevel = ProcessInfo.processInfo.environment["WARBLER_TEST_LOG"].flatMap(Logger.Level.init(rawValue:)) ?? .critical
         var config = Self.makeConfig(directory: dir, configure)
         if backend == .postgres {
-            let (port, database) = try await PostgresTestServer.shared.freshDatabase()
+            let (port, database) = if let shared { (shared.port, shared.name) } else { try await PostgresTestServer.shared.freshDatabase() }
             config.storage.driver = "postgres"
             config.storage.postgresHost = PostgresTestServer.host
             config.storage.postgresPort = port

@@ -1,0 +1,267 @@
+import Foundation
+import IMCore
+import IMStorage
+import IMStoragePostgres
+import Logging
+import ServiceLifecycle
+
+/// This node's end of the cluster bus (when `cluster.enabled`): what the hub and the commit loop hand it, queued
+/// for `ClusterService`. Nothing here blocks or does I/O, so the commit loop and the hub never wait for it.
+final class ClusterNode: Sendable {
+    /// The NOTIFY channel every node of one database listens on.
+    static let channel = "warbler_cluster"
+
+    enum Input: Sendable {
+        /// Messages committed on this node (already handed to the hub).
+        case committed([ConversationID: ClosedRange<Int64>])
+        /// Another node's notice.
+        case notice(ClusterNotice)
+        /// A session here finished a sync at these cursors.
+        case synced([ConversationID: Int64], more: Set<ConversationID>)
+        /// The listener is (again) listening: notices may have been missed meanwhile.
+        case listening
+        /// Time for a catch-up pass.
+        case tick
+    }
+
+    let id: String
+    let inputs: AsyncStream<Input>
+    private let input: AsyncStream<Input>.Continuation
+    let outboxSignal: AsyncStream<Void>
+    private let signal: AsyncStream<Void>.Continuation
+    private let outbox = LockedBox<[ClusterNotice]>([])
+    private let tickQueued = LockedBox(false)
+    /// Test seam: with doorbells off, other nodes learn of this node's messages only by catching up.
+    private let doorbells = LockedBox(true)
+
+    /// Notices waiting for the database past this many (it is unreachable) are dropped: the other nodes' listeners
+    /// lose their connection too, and then catch up by cursor and drop their caches.
+    static let maxQueued = 100_000
+
+    init(id: String) {
+        self.id = id
+        (inputs, input) = AsyncStream.makeStream(of: Input.self)
+        (outboxSignal, signal) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+    }
+
+    func setDoorbells(_ on: Bool) { doorbells.withLock { $0 = on } }
+
+    /// After each committed batch (outside its transaction): one doorbell, and a note of what the hub has.
+    func committed(_ messages: [Message]) {
+        let ranges = ClusterNotice.ranges(of: messages)
+        guard !ranges.isEmpty else { return }
+        input.yield(.committed(ranges))
+        if doorbells.withLock({ $0 }) { announce(.appended(ranges)) }
+    }
+
+    /// Queues a notice for the other nodes.
+    func announce(_ notice: ClusterNotice) {
+        outbox.withLock { q in
+            if q.count >= Self.maxQueued { q.removeAll() }
+            q.append(notice)
+        }
+        signal.yield()
+    }
+
+    func takeOutbox() -> [ClusterNotice] { outbox.withLock { q in defer { q = [] }; return q } }
+
+    func synced(_ cursors: [ConversationID: Int64], more: Set<ConversationID>) {
+        input.yield(.synced(cursors, more: more))
+    }
+
+    /// A payload from the channel; our own notices and anything malformed are ignored.
+    func received(_ payload: String) -> Bool {
+        guard let (node, notice) = ClusterNotice.decode(payload) else { return false }
+        if node != id { input.yield(.notice(notice)) }
+        return true
+    }
+
+    func listening() { input.yield(.listening) }
+
+    /// Queues a catch-up pass unless one is already waiting.
+    func tick() {
+        let first = tickQueued.withLock { queued in defer { queued = true }; return !queued }
+        if first { input.yield(.tick) }
+    }
+
+    func tickTaken() { tickQueued.withLock { $0 = false } }
+
+    func finish() {
+        input.finish()
+        signal.finish()
+    }
+}
+
+/// Delivers other nodes' messages to this node's sessions and keeps the hub's caches true: publishes this node's
+/// notices (`pg_notify`, after commits, never inside one), listens on a connection of its own with backoff, and
+/// catches up by cursor every `catchUpInterval` and after each (re)connect, so nothing depends on a notice
+/// arriving (docs/architecture.md, "Cross-node delivery").
+struct ClusterService: Service {
+    let node: ClusterNode
+    let hub: Hub
+    let store: SQLStore
+    let driver: PostgresDriver
+    let catchUpInterval: Duration
+    let metrics: ServerMetrics
+    let logger: Logger
+
+    /// Messages read per query when catching up.
+    static let readLimit = 500
+
+    func run() async throws {
+        logger.info("cluster node on channel \(ClusterNode.channel)")
+        await cancelWhenGracefulShutdown {
+            await withDiscardingTaskGroup { group in
+                group.addTask { await publish() }
+                group.addTask { await listen() }
+                group.addTask { await ticks() }
+                await consume()
+            }
+        }
+        // Whatever is still queued goes out before storage closes (a last doorbell, an ended session).
+        await flush()
+        node.finish()
+    }
+
+    // MARK: Publishing
+
+    private func publish() async {
+        for await _ in node.outboxSignal {
+            await flush()
+            if Task.isCancelled { return }
+        }
+    }
+
+    private func flush() async {
+        for notice in ClusterNotice.coalesce(node.takeOutbox()) {
+            for payload in notice.payloads(from: node.id) {
+                do {
+                    try await driver.notify(channel: ClusterNode.channel, payload: payload)
+                    metrics.clusterNotices.increment()
+                } catch {
+                    // Once more; a doorbell lost for good only delays delivery until the next catch-up pass.
+                    try? await Task.sleep(for: .milliseconds(200))
+                    do {
+                        try await driver.notify(channel: ClusterNode.channel, payload: payload)
+                        metrics.clusterNotices.increment()
+                    } catch {
+                        logger.warning("cluster: could not send a notice: \(error)")
+                    }
+                }
+            }
+        }
+    }
+
+    // MARK: Listening
+
+    private func listen() async {
+        var failures = 0
+        while !Task.isCancelled {
+            let started = ContinuousClock.now
+            let node = self.node, logger = self.logger
+            do {
+                try await driver.listen(channel: ClusterNode.channel, listening: {
+                    logger.info("cluster: listening")
+                    node.listening()
+                }, received: { payload in
+                    if !node.received(payload) { logger.debug("cluster: ignored a notice: \(payload.prefix(80))") }
+                })
+            } catch {
+                if Task.isCancelled { return }
+                logger.warning("cluster: listener stopped (\(error)); reconnecting")
+            }
+            if Task.isCancelled { return }
+            metrics.clusterReconnects.increment()
+            failures = started.duration(to: .now) > .seconds(30) ? 1 : failures + 1
+            try? await Task.sleep(for: Self.backoff(failures))
+        }
+    }
+
+    /// 100 ms doubling up to 5 s, with ±20 % jitter so nodes do not reconnect in step.
+    static func backoff(_ failures: Int) -> Duration {
+        let base = min(5.0, 0.1 * pow(2.0, Double(max(0, failures - 1))))
+        return .milliseconds(Int64(base * Double.random(in: 0.8...1.2) * 1000))
+    }
+
+    private func ticks() async {
+        while !Task.isCancelled {
+            try? await Task.sleep(for: catchUpInterval)
+            node.tick()
+        }
+    }
+
+    // MARK: Consuming
+
+    /// The one consumer: notices, ticks and local commits are applied in the order they came, so a membership
+    /// change is in the hub before the doorbell of the message that follows it.
+    private func consume() async {
+        var cursors = ClusterCursors()
+        for await input in node.inputs {
+            if Task.isCancelled { return }
+            switch input {
+            case .committed(let ranges):
+                cursors.delivered(ranges)
+            case .synced(let at, let more):
+                cursors.synced(at, more: more)
+            case .notice(.appended(let ranges)):
+                var here: [ConversationID: ClosedRange<Int64>] = [:]
+                for (c, r) in ranges {
+                    guard let members = try? await hub.members(of: c) else { continue }
+                    if hub.hasSessions(anyOf: members.keys) { here[c] = r }
+                }
+                let fetches = cursors.doorbell(here)
+                _ = await read(fetches, into: &cursors)
+            case .notice(.membersChanged(let convs)):
+                for c in convs { hub.invalidate(c, announce: false) }
+            case .notice(.blocksChanged(let users)):
+                hub.invalidateBlocks(users, announce: false)
+            case .notice(.sessionsEnded(let user, let sid, let reason)):
+                hub.endSessions(of: user, sid: sid, reason: reason, announce: false)
+            case .listening:
+                // Notices sent while nobody listened are gone: forget what they would have corrected.
+                hub.dropCaches()
+                await catchUp(&cursors, waitForDoorbells: false)
+            case .tick:
+                node.tickTaken()
+                await catchUp(&cursors)
+            }
+        }
+    }
+
+    private func catchUp(_ cursors: inout ClusterCursors, waitForDoorbells: Bool = true) async {
+        do {
+            let last = try await store.lastSeqs(ofConversationsOf: hub.connectedUsers)
+            let fetches = cursors.caughtUp(last, waitForDoorbells: waitForDoorbells)
+            let n = await read(fetches, into: &cursors)
+            if n > 0 { metrics.clusterCatchUpMessages.increment(by: Int64(n)) }
+        } catch {
+            logger.warning("cluster: catch-up failed (retrying in \(catchUpInterval)): \(error)")
+        }
+    }
+
+    /// Reads and hands over; returns how many messages were read.
+    private func read(_ fetches: [ClusterCursors.Fetch], into cursors: inout ClusterCursors) async -> Int {
+        var count = 0
+        for f in fetches {
+            var after = f.after
+            do {
+                while true {
+                    // Seqs are dense per conversation: a read never needs more than `through - after` rows.
+                    let limit = f.through.map { Int(min(Int64(Self.readLimit), $0 - after)) } ?? Self.readLimit
+                    guard limit > 0 else { break }
+                    let batch = try await store.messages(conversation: f.conversation, after: after, limit: limit)
+                    let take = f.through.map { through in batch.filter { $0.seq <= through } } ?? batch
+                    guard let last = take.last else { break }
+                    hub.deliver(take)
+                    count += take.count
+                    cursors.fetched(f.conversation, upTo: last.seq)
+                    after = last.seq
+                    if batch.count < limit { break }
+                }
+            } catch {
+                logger.warning("cluster: reading conversation \(f.conversation) failed (the next catch-up retries): \(error)")
+            }
+        }
+        return count
+    }
+}
