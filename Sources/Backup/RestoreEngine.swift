@@ -259,12 +259,21 @@ public struct RestoreEngine: Sendable {
         var database: String
         var config: ServerConfig?
         var backend: BackupManifest.Backend
+        /// Set when the live config does not load as a server config and its destinations were read leniently.
+        var note: String?
 
         init(layout: Layout, environment: [String: String]) throws {
             let configPath = layout.path(Paths.config)
             if Files.lstat(configPath) != nil {
                 do { config = try ServerConfig.load(path: configPath, environment: environment) } catch {
-                    throw BackupError(.usage, "the live config \(configPath) does not load (\(error)); the restore takes every destination from it: fix it, or run `warbler install` first")
+                    // A release that failed its upgrade may have written a config it alone understood (the rollback
+                    // restores the one before it): where things are is still read from it, leniently. The file is
+                    // root's (0640 root:warbler), so this is still the live install, not the archive.
+                    guard let lenient = try? ServerConfig.load(path: configPath, environment: environment, lenient: true) else {
+                        throw BackupError(.usage, "the live config \(configPath) does not load (\(error)); the restore takes every destination from it: fix it, or run `warbler install` first")
+                    }
+                    config = lenient
+                    note = "the live config \(configPath) does not load (\(error)); took data_dir and storage from it as written"
                 }
             }
             etc = layout.path(Paths.etc)
@@ -285,6 +294,7 @@ public struct RestoreEngine: Sendable {
         }
         let sealer = try request.passphrase.flatMap { p in try manifest.encryption.map { try SecretSealer(passphrase: p, encryption: $0, file: request.file) } }
         let live = try Targets(layout: layout, environment: request.environment)
+        if let note = live.note { logger.warning("\(note)") }
         guard live.backend == manifest.backend else {
             throw BackupError(.usage, "\(request.file) holds a \(manifest.backend.rawValue) database, but this install uses \(live.backend.rawValue) (storage.driver in \(layout.path(Paths.config))); install with the backup's storage driver first, then restore")
         }

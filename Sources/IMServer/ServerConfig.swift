@@ -152,7 +152,10 @@ public struct ServerConfig: Codable, Sendable, Equatable {
     public init() {}
 
     /// Loads `path` (if given) over the defaults, then applies `environment` overrides.
-    public static func load(path: String?, environment: [String: String] = ProcessInfo.processInfo.environment) throws -> ServerConfig {
+    /// With `lenient`, unknown settings are skipped and the result is not validated: for root's tools that need only
+    /// where things are (data_dir, storage) from a config a failed release wrote (a rollback), never for running.
+    public static func load(path: String?, environment: [String: String] = ProcessInfo.processInfo.environment,
+                            lenient: Bool = false) throws -> ServerConfig {
         var tree = try toTree(ServerConfig())
         if let path {
             guard let handle = FileHandle(forReadingAtPath: path), let data = try? handle.readToEnd() ?? Data(),
@@ -165,7 +168,7 @@ public struct ServerConfig: Codable, Sendable, Equatable {
             }
             if let loaded {
                 guard let map = loaded as? [String: Any] else { throw ConfigError("\(path) must be a YAML mapping of sections") }
-                try merge(map, into: &tree, path: "")
+                try merge(map, into: &tree, path: "", skipUnknown: lenient)
             }
         }
         try applyEnvironment(environment, to: &tree)
@@ -174,7 +177,7 @@ public struct ServerConfig: Codable, Sendable, Equatable {
             let decoder = JSONDecoder()
             decoder.keyDecodingStrategy = .convertFromSnakeCase
             let config = try decoder.decode(ServerConfig.self, from: data)
-            try config.validate()
+            if !lenient { try config.validate() }
             return config
         } catch let e as ConfigError { throw e } catch {
             throw ConfigError("invalid configuration: \(error)")
@@ -308,15 +311,16 @@ public struct ServerConfig: Codable, Sendable, Equatable {
         return out
     }
 
-    static func merge(_ src: [String: Any], into dst: inout [String: Any], path: String) throws {
+    static func merge(_ src: [String: Any], into dst: inout [String: Any], path: String, skipUnknown: Bool = false) throws {
         for (k, v) in src {
             let key = path.isEmpty ? k : "\(path).\(k)"
             guard let kind = schema[key], let existing = dst[k] else {
+                if skipUnknown { continue }
                 throw ConfigError("unknown setting '\(key)'; see docs/operations.md for the settings")
             }
             if kind == .section {
                 guard var sub = existing as? [String: Any], let vmap = v as? [String: Any] else { throw ConfigError("'\(key)' must be a mapping") }
-                try merge(vmap, into: &sub, path: key)
+                try merge(vmap, into: &sub, path: key, skipUnknown: skipUnknown)
                 dst[k] = sub
             } else {
                 dst[k] = try coerce(v, kind: kind, key: key)
