@@ -23,12 +23,12 @@ missing_plain=(); missing_rec=()
 for p in "${plain[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing_plain+=("$p"); done
 for p in "${with_recommends[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing_rec+=("$p"); done
 if [ $((${#missing_plain[@]} + ${#missing_rec[@]})) -gt 0 ]; then
-  all="${missing_plain[*]} ${missing_rec[*]}"
+  all=$(echo "${missing_plain[@]}" "${missing_rec[@]}")
   if [ "$(id -u)" != 0 ]; then
-    echo "scripts/test.sh: missing Debian packages:${all% }; run as root: apt-get update && apt-get install -y ${all% }  (or run this script as root)" >&2
+    echo "scripts/test.sh: missing Debian packages: $all; run as root: apt-get update && apt-get install -y $all  (or run this script as root)" >&2
     exit 1
   fi
-  say "installing what the tests need from Debian's packages:${all% }"
+  say "installing what the tests need from Debian's packages: $all"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   [ ${#missing_plain[@]} -eq 0 ] || apt-get install -y -qq --no-install-recommends "${missing_plain[@]}" >/dev/null
