@@ -34,9 +34,17 @@ ok() { echo "  ok: $*"; }
 inside() { nsenter -t "$INIT" -a "$@"; }
 from_client() { ip netns exec "$NS_CLIENT" "$@"; }
 
+# container_init: the container's systemd as the host sees it, a child of systemd-nspawn named systemd (nspawn's
+# short-lived helper child, seen first under load, is not it); empty while there is none yet.
+container_init() {
+  local p
+  for p in $(pgrep -P "$NSPAWN_PID" 2>/dev/null || true); do
+    if [ "$(cat "/proc/$p/comm" 2>/dev/null || true)" = systemd ]; then echo "$p"; return 0; fi
+  done
+  return 0
+}
+
 # boot_systemd DIR NAME [nspawn options…]: boots DIR with systemd in the host namespace; waits until it runs.
-# INIT is the container's systemd: a child of systemd-nspawn whose name is systemd (nspawn's short-lived helper
-# child, seen first under load, is not it).
 boot_systemd() {
   local dir=$1 name=$2; shift 2
   systemd-nspawn --register=no --keep-unit --network-namespace-path="/run/netns/$NS_HOST" -D "$dir" -M "$name" -b "$@" >>"$WORK/$name.console" 2>&1 &
@@ -45,7 +53,7 @@ boot_systemd() {
   local s=""
   for _ in $(seq 600); do
     kill -0 "$NSPAWN_PID" 2>/dev/null || { tail -20 "$WORK/$name.console" >&2; fail "the container $name exited while booting"; }
-    INIT=$(for p in $(pgrep -P "$NSPAWN_PID" || true); do [ "$(cat "/proc/$p/comm" 2>/dev/null)" = systemd ] && echo "$p"; done | head -1)
+    INIT=$(container_init)
     if [ -n "$INIT" ]; then
       s=$(inside systemctl is-system-running 2>/dev/null || true)
       case "$s" in running|degraded) break ;; esac
@@ -53,6 +61,19 @@ boot_systemd() {
     sleep 0.1
   done
   [ -n "$INIT" ] || { tail -20 "$WORK/$name.console" >&2; fail "the container $name did not start"; }
+}
+
+# shut_down reboot|poweroff: asks the container's systemd to go down, again every 5 s (a request made while it is
+# still busy can be refused), and waits until systemd-nspawn has exited; fails after 90 s instead of hanging.
+shut_down() {
+  local how=$1 i
+  for i in $(seq 900); do
+    kill -0 "$NSPAWN_PID" 2>/dev/null || break
+    if [ $((i % 50)) = 1 ]; then inside systemctl "$how" >/dev/null 2>&1 || true; fi
+    sleep 0.1
+  done
+  kill -0 "$NSPAWN_PID" 2>/dev/null && fail "the container did not $how within 90 s"
+  wait "$NSPAWN_PID" 2>/dev/null || true
 }
 
 # login PORT: the admin logs in over TLS from inside the host, verifying the internal CA.

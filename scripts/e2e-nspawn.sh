@@ -121,8 +121,7 @@ from_client curl -sfI --cacert "$WORK/sd/etc/warbler/tls/ca.crt" "https://$HOST_
 ok "the installed server serves the web client at / and the admin console at /admin, with the CSP"
 before=$(stored_messages "$WORK/sd" 9443)
 [ "${before:-0}" -ge 200 ] || fail "the server reports $before stored messages, expected at least 200"
-inside systemctl reboot >/dev/null 2>&1 || true
-wait "$NSPAWN_PID" 2>/dev/null || true
+shut_down reboot
 boot_systemd "$WORK/sd" e2e-systemd "${binds[@]}"
 for _ in $(seq 100); do login 9443 && break; sleep 0.1; done
 login 9443 && [ "$(inside systemctl is-active warbler-server)" = active ] || fail "after a reboot the server is not back"
@@ -169,8 +168,7 @@ inside /root/warbler uninstall --yes >"$WORK/uninstall.log" 2>&1 || { cat "$WORK
 [ "$(inside systemctl is-active warbler-server || true)" != active ] || fail "the server still runs after uninstall"
 ! inside /root/warbler status >/dev/null 2>&1 || fail "status exits 0 with nothing installed"
 ok "uninstall: unit stopped and removed, releases, config, root's install state and /usr/local/bin/warbler gone, /var/lib/warbler kept; status now exits 1"
-inside systemctl poweroff >/dev/null 2>&1 || true
-wait "$NSPAWN_PID" 2>/dev/null || true
+shut_down poweroff
 NSPAWN_PID=
 
 echo "==> host without systemd as PID 1 (built-in supervisor)"
