@@ -53,8 +53,10 @@ inside mount -t tmpfs -o size=16m tmpfs /var/lib
 inside umount /var/lib
 ok "a nearly full disk stops the install at preflight: $(grep -m1 'disk' "$WORK/disk.log" | sed 's/^ *//' | cut -c1-100)"
 start=$(date +%s%N)
-# A webhook on the client machine, for alertd's notifications (it records every request body).
-from_client python3 -c '
+# A webhook on the client machine, for alertd's notifications (it records every request body). Started with `ip netns
+# exec` itself, not through the from_client function: a function in the background is a subshell, and killing that
+# PID at cleanup left the python server running.
+ip netns exec "$NS_CLIENT" python3 -c '
 import http.server, sys
 class H(http.server.BaseHTTPRequestHandler):
     def do_POST(self):
