@@ -24,7 +24,7 @@ done
 if [ -z "$INSTALLER" ]; then
   if command -v swift >/dev/null; then
     missing=()
-    for p in libsystemd-dev libarchive-dev pkg-config; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+    for p in libsystemd-dev libarchive-dev pkg-config patchelf; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
     if [ ${#missing[@]} -gt 0 ]; then
       echo "==> installing build dependencies: ${missing[*]}"
       apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null

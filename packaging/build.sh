@@ -86,13 +86,23 @@ VERSION=${RELEASE:-$("$BIN" version | awk '{print $2}')}
 [ -n "$VERSION" ] || die "cannot read the version from $BIN"
 say "warbler $VERSION"
 
-# 4. The payload: templates/ and web/ (when there is one) under one root.
+# 4. The payload: templates/, web/ (when there is one) and components/ under one root.
 ROOT="$SCRATCH/payload-root"
 rm -rf "$ROOT"
 mkdir -p "$ROOT"
 [ -d templates ] || die "templates/ is missing"
 cp -a templates "$ROOT/templates"
 [ -d web ] && cp -a web "$ROOT/web"
+# The cluster's components (PostgreSQL, etcd, Patroni, HAProxy from Debian 12's packages, packaging/components.sh),
+# each packed as its own verified archive: an install unpacks only the ones its roles run, a single node none.
+if [ "${WARBLER_NO_COMPONENTS:-}" != 1 ]; then
+  packaging/components.sh stage "$SCRATCH/components"
+  mkdir -p "$ROOT/components"
+  for comp in "$SCRATCH"/components/*/; do
+    comp=$(basename "$comp")
+    "$BIN" payload pack "$SCRATCH/components/$comp" "$ROOT/components/$comp.tar.gz" --release "$VERSION" >/dev/null
+  done
+fi
 "$BIN" payload pack "$ROOT" "$SCRATCH/payload.tar.gz" --release "$VERSION"
 
 # 5. Strip, append payload and trailer, checksum.

@@ -15,10 +15,11 @@ E2E=${WARBLER_E2E:-1}
 # libsystemd-dev, libarchive-dev, pkg-config: the CSystemd and CArchive shims (and libarchive.a for packaging/build.sh);
 # postgresql: the real server the PostgreSQL tests start; systemd: systemd-analyze, which the template tests run;
 # chromium, chromium-driver, python3-selenium: the browser suite; mmdebstrap, systemd-container: the end-to-end
-# suite's fresh Debian 12 hosts (systemd-nspawn).
+# suite's fresh Debian 12 hosts (systemd-nspawn); patchelf: packaging/components.sh, which makes the embedded
+# cluster components relocatable.
 plain=(libsystemd-dev libarchive-dev pkg-config postgresql systemd chromium chromium-driver python3-selenium)
 with_recommends=()
-[ "$E2E" = 0 ] || with_recommends=(mmdebstrap systemd-container debian-archive-keyring)
+[ "$E2E" = 0 ] || with_recommends=(mmdebstrap systemd-container debian-archive-keyring patchelf)
 missing_plain=(); missing_rec=()
 for p in "${plain[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing_plain+=("$p"); done
 for p in "${with_recommends[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing_rec+=("$p"); done
