@@ -47,6 +47,8 @@ public struct ServerConfig: Codable, Sendable, Equatable {
         public var postgresPasswordFile = ""
         public var postgresDatabase = "warbler"
         public var postgresTls = false
+        /// With postgres_tls: the CA the server's certificate must chain to (empty: the system's trusted roots).
+        public var postgresCaFile = ""
         /// Largest number of sends committed in one transaction.
         public var maxBatch = 256
     }
@@ -133,6 +135,9 @@ public struct ServerConfig: Codable, Sendable, Equatable {
         /// How often the node compares what it delivered with the database's last seqs; a lost notification
         /// delays a message by at most about twice this.
         public var catchUpSeconds = 1.0
+        /// The cluster CA's certificate, served at `GET /v1/cluster/ca` to hosts joining with a token (which
+        /// check its key's hash against the token). Empty: this server takes no joins.
+        public var caFile = ""
     }
 
     public var server = Server()

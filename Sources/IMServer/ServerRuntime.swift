@@ -69,7 +69,7 @@ public final class ServerRuntime: Sendable {
             driver = try await PostgresDriver.connect(host: config.storage.postgresHost, port: config.storage.postgresPort,
                                                       username: config.storage.postgresUser, password: password,
                                                       database: config.storage.postgresDatabase, tls: config.storage.postgresTls,
-                                                      logger: logger)
+                                                      caFile: config.storage.postgresCaFile, logger: logger)
         default:
             driver = try await SQLiteDriver.open(path: config.storage.path, logger: logger)
         }

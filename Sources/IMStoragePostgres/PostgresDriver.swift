@@ -31,7 +31,7 @@ public final class PostgresDriver: SQLDriver {
     ///
     /// - Throws: `StorageError.unavailable` with a message naming host, port and user (never the password).
     public static func connect(host: String, port: Int = 5432, username: String, password: String?, database: String,
-                               tls: Bool = false, maxConnections: Int = 20,
+                               tls: Bool = false, caFile: String? = nil, maxConnections: Int = 20,
                                logger: Logger = Logger(label: "warbler.postgres")) async throws -> PostgresDriver {
         let endpoint = "\(host):\(port)"
         let secret = password.flatMap { $0.isEmpty ? nil : $0 }
@@ -45,9 +45,12 @@ public final class PostgresDriver: SQLDriver {
         // unknown database), where the pool would keep retrying in the background for a minute.
         var probeConfig = PostgresConnection.Configuration(
             host: host, port: port, username: username, password: password, database: database, tls: .disable)
+        // The server's certificate is verified (name included) against the system's roots, or only `caFile`'s.
+        var tlsConfiguration = TLSConfiguration.makeClientConfiguration()
+        if let caFile, !caFile.isEmpty { tlsConfiguration.trustRoots = .file(caFile) }
         if tls {
             do {
-                probeConfig.tls = .require(try NIOSSLContext(configuration: .makeClientConfiguration()))
+                probeConfig.tls = .require(try NIOSSLContext(configuration: tlsConfiguration))
             } catch {
                 throw StorageError.unavailable("cannot set up TLS for PostgreSQL at \(endpoint): \(scrub(describe(error), secret))")
             }
@@ -68,7 +71,7 @@ public final class PostgresDriver: SQLDriver {
 
         var config = PostgresClient.Configuration(
             host: host, port: port, username: username, password: password, database: database,
-            tls: tls ? .require(.makeClientConfiguration()) : .disable)
+            tls: tls ? .require(tlsConfiguration) : .disable)
         config.options.maximumConnections = max(1, maxConnections)
         config.options.connectTimeout = .seconds(10)
         // The contract: a write returns once its commit is durable, whatever the server's default says.

@@ -73,6 +73,18 @@ public struct Applier: Sendable {
                 throw SystemError("\(command.name) failed (exit \(result.status)): \(result.output.trimmingCharacters(in: .whitespacesAndNewlines))")
             }
             try system.write(command.marker, Data((result.output.isEmpty ? "done\n" : result.output).utf8), mode: 0o600, owner: nil)
+        case .installTree(let tree):
+            // Copied beside its place, marked, then renamed in: a tree is either whole or absent.
+            let staging = tree.path + ".partial"
+            try system.removeTree(staging)
+            let copied = try system.run(["cp", "-R", "--preserve=mode,timestamps", "--no-dereference", tree.source, staging], as: nil)
+            guard copied.status == 0 else {
+                throw SystemError("cannot copy \(tree.label) into \(staging): \(copied.output.trimmingCharacters(in: .whitespacesAndNewlines))")
+            }
+            try system.write(staging + "/" + DesiredState.Tree.markerName, Data((tree.digest + "\n").utf8), mode: 0o644, owner: nil)
+            try system.removeTree(tree.path)
+            let moved = try system.run(["mv", "-T", staging, tree.path], as: nil)
+            guard moved.status == 0 else { throw SystemError("cannot move \(staging) to \(tree.path): \(moved.output)") }
         }
     }
 
@@ -113,6 +125,8 @@ public struct Applier: Sendable {
             }
         case .runOnce(let command):
             return [.keep("\(command.name): done once, kept")]
+        case .installTree(let tree):
+            return [.removeTree(path: tree.path)]
         }
     }
 }
@@ -158,7 +172,8 @@ public struct Undoer: Sendable {
 
     /// The paths an install manages (as this process sees them): only these are removed, restored or relinked.
     var managedRoots: [String] {
-        ([Paths.etc, Paths.opt, Paths.data, Paths.installState, Paths.logs, Paths.run, Paths.binLink]
+        ([Paths.etc, Paths.opt, Paths.data, Paths.installState, Paths.logs, Paths.run, Paths.binLink,
+          ClusterPaths.etcdData, ClusterPaths.postgresHome, ClusterPaths.haproxyState]
             + Paths.unitNames.map(Paths.unitFile)).map(store.layout.path)
     }
 
@@ -184,7 +199,7 @@ public struct Undoer: Sendable {
         func check(_ path: String, _ mode: UInt16, _ owner: Owner?) throws {
             guard isManaged(path) else { throw refuse("change \(path)") }
             guard mode & 0o7000 == 0 else { throw refuse("give \(path) mode \(String(mode, radix: 8))") }
-            let allowed: Set<String> = ["root", Blueprint.user]
+            let allowed: Set<String> = ["root", Blueprint.user, ClusterPaths.etcdUser, ClusterPaths.postgresUser, ClusterPaths.haproxyUser]
             if let owner, !allowed.contains(owner.user) || !allowed.contains(owner.group) {
                 throw refuse("give \(path) to \(owner)")
             }
@@ -208,6 +223,11 @@ public struct Undoer: Sendable {
             guard inside else { throw refuse("point \(path) at \(target)") }
         case .service(let a):
             if let unit = a.unit, !Paths.unitNames.contains(unit) { throw refuse("\(a)") }
+        case .removeTree(let path):
+            // Only a release's embedded component, which the run copied in whole.
+            guard isManaged(path), path.hasPrefix(store.layout.path(Paths.releases) + "/"), path.contains("/embedded/") else {
+                throw refuse("remove the tree \(path)")
+            }
         case .keep:
             break
         }
@@ -221,6 +241,10 @@ public struct Undoer: Sendable {
                 guard try system.info(path)?.kind == .directory else { throw error }
                 return "kept \(path): not empty"
             }
+            return "removed \(path)"
+        case .removeTree(let path):
+            try system.removeTree(path)
+            try system.removeTree(path + ".partial")
             return "removed \(path)"
         case .restoreFile(let path, let backup, let mode, let owner):
             try system.copy(from: backup, to: path, mode: mode, owner: owner)

@@ -11,13 +11,15 @@ public struct Blueprint: Sendable {
     public var release: ResolvedRelease
     public var templates: TemplateSet
     public var names: CertificateNames
+    /// A cluster member's components and joined secrets (nil: a single node).
+    public var cluster: ClusterInputs?
 
     public static let user = "warbler"
 
     public init(settings: InstallSettings, layout: Layout, initSystem: InitSystem, release: ResolvedRelease,
-                templates: TemplateSet, names: CertificateNames) {
+                templates: TemplateSet, names: CertificateNames, cluster: ClusterInputs? = nil) {
         self.settings = settings; self.layout = layout; self.initSystem = initSystem
-        self.release = release; self.templates = templates; self.names = names
+        self.release = release; self.templates = templates; self.names = names; self.cluster = cluster
     }
 
     /// What the build learned that the operator is told.
@@ -88,7 +90,8 @@ public struct Blueprint: Sendable {
         }
 
         // Secrets, generated once.
-        file(Paths.jwtKey, try Secrets.jwtKey(existing: try existing(Paths.jwtKey), path: layout.path(Paths.jwtKey)), 0o600, svc,
+        let bundle = cluster?.bundle
+        file(Paths.jwtKey, try Secrets.jwtKey(existing: try existing(Paths.jwtKey) ?? bundle.map { Data($0.jwtKey.utf8) }, path: layout.path(Paths.jwtKey)), 0o600, svc,
              label: "token signing key")
         let adminExists = try RootState(system: system, layout: layout).exists(Paths.adminCreatedMarker)
         let given = try settings.adminPasswordFile.map { path -> Data in
@@ -112,8 +115,8 @@ public struct Blueprint: Sendable {
         var tls: TLSMaterial?
         switch settings.tls {
         case .internalCA:
-            let m = try PKI.internalCA(caCert: try existing(Paths.caCert).map { String(decoding: $0, as: UTF8.self) },
-                                       caKey: try existing(Paths.caKey).map { String(decoding: $0, as: UTF8.self) },
+            let m = try PKI.internalCA(caCert: try existing(Paths.caCert).map { String(decoding: $0, as: UTF8.self) } ?? bundle?.caCert,
+                                       caKey: try existing(Paths.caKey).map { String(decoding: $0, as: UTF8.self) } ?? bundle?.caKey,
                                        serverCert: try existing(Paths.serverCert).map { String(decoding: $0, as: UTF8.self) },
                                        serverKey: try existing(Paths.serverKey).map { String(decoding: $0, as: UTF8.self) },
                                        names: names, now: system.now())
@@ -148,6 +151,15 @@ public struct Blueprint: Sendable {
         config.dataDir = Paths.data
         config.exporterPort = settings.exporterPort
         config.alertsControlURL = "http://127.0.0.1:\(settings.alertdPort)"
+        if let c = settings.cluster {
+            // Behind HAProxy (which owns the public port), on the address the other members reach.
+            config.host = c.advertise.description
+            config.port = ClusterSettings.Port.im
+            config.postgres = .init(host: "127.0.0.1", port: ClusterSettings.Port.primary, user: "warbler",
+                                    passwordFile: ClusterPaths.appPassword, database: "warbler", caFile: Paths.caCert)
+            config.clusterNodeID = c.nodeName
+            config.clusterCAFile = Paths.caCert
+        }
         file(Paths.config, Data(try templates.renderServerConfig(config).utf8), 0o640, rootGroupSvc)
 
         var unit = ServiceUnitContext()
@@ -159,6 +171,10 @@ public struct Blueprint: Sendable {
         unit.group = Self.user
         unit.dataDir = Paths.data
         unit.ports = settings.ports
+        if settings.cluster != nil {
+            unit.ports = settings.metricsPort > 0 ? [ClusterSettings.Port.im, settings.metricsPort] : [ClusterSettings.Port.im]
+            unit.after = [ClusterPaths.haproxyUnit]
+        }
         file(Paths.serverUnit, Data(try templates.renderServerUnit(unit).utf8), 0o644, root)
 
         if let key = settings.releaseKey {
@@ -232,11 +248,19 @@ public struct Blueprint: Sendable {
                 d.services.append(.init(unit: Paths.certRenewTimerName, unitFile: layout.path(Paths.unitFile(Paths.certRenewTimerName)),
                                         restartOn: [], companionUnitFiles: [layout.path(Paths.unitFile(Paths.certRenewServiceName))]))
             }
-            d.oneTime.append(.init(
-                name: "create the first admin, \(settings.adminUser)",
-                argv: [Paths.currentBinary, "user-add", settings.adminUser, "--admin", "--exists-ok",
-                       "--password-file", Paths.adminPassword, "--config", Paths.config],
-                user: Self.user, marker: layout.path(Paths.adminCreatedMarker)))
+            // A joining member's cluster has its admin already.
+            if settings.cluster?.founder ?? true {
+                d.oneTime.append(.init(
+                    name: "create the first admin, \(settings.adminUser)",
+                    argv: [Paths.currentBinary, "user-add", settings.adminUser, "--admin", "--exists-ok",
+                           "--password-file", Paths.adminPassword, "--config", Paths.config],
+                    user: Self.user, marker: layout.path(Paths.adminCreatedMarker),
+                    beforeUnit: settings.cluster == nil ? nil : Paths.serverUnitName))
+            }
+        }
+        if let c = settings.cluster {
+            guard let tls else { throw OptionsError("a cluster member needs the cluster CA's certificates") }
+            try addCluster(c, tls: tls, into: &d, on: system)
         }
         return (d, Facts(tls: tls, adminPasswordGenerated: passwordGenerated, adminPasswordIgnored: given != nil && adminExists))
     }

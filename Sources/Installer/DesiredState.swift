@@ -64,15 +64,31 @@ public struct DesiredState: Sendable {
         public var argv: [String]
         public var user: String?
         public var marker: String
-        public init(name: String, argv: [String], user: String?, marker: String) {
-            self.name = name; self.argv = argv; self.user = user; self.marker = marker
+        /// Run just before this unit is (re)started or checked, after the units listed before it; nil: before
+        /// every service step.
+        public var beforeUnit: String?
+        public init(name: String, argv: [String], user: String?, marker: String, beforeUnit: String? = nil) {
+            self.name = name; self.argv = argv; self.user = user; self.marker = marker; self.beforeUnit = beforeUnit
         }
+    }
+    /// A directory tree copied in whole from an unpacked, verified archive (an embedded component): one step, not
+    /// one per file. `digest` names the content; a tree whose marker holds it is left alone.
+    public struct Tree: Sendable, Equatable {
+        public var path: String
+        public var source: String
+        public var digest: String
+        public var label: String
+        public init(path: String, source: String, digest: String, label: String) {
+            self.path = path; self.source = source; self.digest = digest; self.label = label
+        }
+        public static let markerName = ".warbler-tree"
     }
 
     public var users: [User] = []
     public var directories: [Directory] = []
     public var files: [File] = []
     public var links: [Link] = []
+    public var trees: [Tree] = []
     public var services: [Service] = []
     public var oneTime: [OneTimeCommand] = []
     /// The services are systemd units: a changed unit file needs daemon-reload and restarts its service, and a

@@ -38,11 +38,13 @@ public struct InstallAnswers: Sendable, Equatable, Codable {
     public var alertReceivers: [AlertReceiverAnswer]?
     /// The Ed25519 public key (base64) every release this install upgrades to must be signed with.
     public var releaseKey: String?
+    /// Set on a cluster member (`install --cluster-init`, `join`).
+    public var cluster: ClusterAnswers?
 
     public init() {}
 
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case host, port, domains, tls, registration
+        case host, port, domains, tls, registration, cluster
         case metricsPort = "metrics_port"
         case tlsCert = "tls_cert"
         case tlsKey = "tls_key"
@@ -103,6 +105,7 @@ public struct InstallAnswers: Sendable, Equatable, Codable {
         out.alertWebhooks = alertWebhooks ?? base.alertWebhooks
         out.alertReceivers = alertReceivers ?? base.alertReceivers
         out.releaseKey = releaseKey ?? base.releaseKey
+        out.cluster = cluster.map { $0.over(base.cluster) } ?? base.cluster
         return out
     }
 
@@ -161,16 +164,18 @@ public struct InstallSettings: Sendable, Equatable {
     public var alertReceivers: [AlertReceiverAnswer] = []
     /// Base64 Ed25519 public key that upgrades must be signed with; nil: checksums only.
     public var releaseKey: String?
+    /// nil: a single node.
+    public var cluster: ClusterSettings?
 
     public init() {}
 
     /// The TCP ports the server binds (the metrics port only when it is on).
     public var ports: [Int] { metricsPort > 0 ? [port, metricsPort] : [port] }
-    /// Every port the install's daemons bind: the server's, the exporter's, alertd's.
-    public var allPorts: [Int] { ports + [exporterPort, alertdPort] }
+    /// Every port the install's daemons bind: the server's, the exporter's, alertd's, and a cluster member's.
+    public var allPorts: [Int] { ports + [exporterPort, alertdPort] + (cluster.map { Array($0.ports(frontend: port).dropFirst()) } ?? []) }
 
     /// Applies `answers` over the defaults and checks every value, reporting all problems at once.
-    public init(_ answers: InstallAnswers) throws {
+    public init(_ answers: InstallAnswers, hostname: String = ProcessInfo.processInfo.hostName) throws {
         var s = InstallSettings()
         var problems: [String] = []
         if let h = answers.host { s.host = h }
@@ -223,6 +228,12 @@ public struct InstallSettings: Sendable, Equatable {
         for r in s.alertReceivers {
             if let problem = r.problem { problems.append(problem) }
             if !names.insert(r.name).inserted { problems.append("two alert receivers are named '\(r.name)'") }
+        }
+        if let c = answers.cluster {
+            let cluster = ClusterSettings(c, hostname: hostname, problems: &problems)
+            if s.tls != .internalCA { problems.append("a cluster runs on its own CA: leave out --tls-cert/--tls-key/--no-tls") }
+            if cluster.ports(frontend: s.port).dropFirst().contains(s.port) { problems.append("port \(s.port) is a cluster component's: pick another --port") }
+            s.cluster = cluster
         }
         guard problems.isEmpty else { throw OptionsError(problems.joined(separator: "\n")) }
         self = s

@@ -10,9 +10,13 @@ public struct InstallRequest: Sendable {
     public var templates: TemplateSet
     /// Compute and show the plan, change nothing.
     public var dryRun: Bool
+    /// A cluster member's embedded components and (when joining) the cluster's secrets.
+    public var cluster: ClusterInputs?
 
-    public init(answers: InstallAnswers, layout: Layout, release: any ReleaseSource, templates: TemplateSet, dryRun: Bool = false) {
+    public init(answers: InstallAnswers, layout: Layout, release: any ReleaseSource, templates: TemplateSet, dryRun: Bool = false,
+                cluster: ClusterInputs? = nil) {
         self.answers = answers; self.layout = layout; self.release = release; self.templates = templates; self.dryRun = dryRun
+        self.cluster = cluster
     }
 }
 
@@ -85,7 +89,7 @@ public struct Installer: Sendable {
     public func resolve(_ given: InstallAnswers, layout: Layout) throws -> (settings: InstallSettings, answers: InstallAnswers, journal: Journal?) {
         let journal = try JournalStore(system: system, layout: layout).load()
         let answers = given.over(journal?.inheritedAnswers ?? InstallAnswers())
-        let settings = try InstallSettings(answers)
+        let settings = try InstallSettings(answers, hostname: probe.hostname())
         try Preflight.validateSkips(settings.skipChecks)
         return (settings, answers, journal)
     }
@@ -119,9 +123,9 @@ public struct Installer: Sendable {
 
         let initSystem = initSystem(for: settings, layout: layout)
         system.selectInit(initSystem)
-        let names = CertificateNames(hostname: probe.hostname(), domains: settings.domains, addresses: probe.addresses())
+        let names = Self.certificateNames(settings, hostname: probe.hostname(), addresses: probe.addresses())
         let blueprint = Blueprint(settings: settings, layout: layout, initSystem: initSystem, release: release,
-                                  templates: request.templates, names: names)
+                                  templates: request.templates, names: names, cluster: settings.cluster == nil ? nil : request.cluster)
         let (desired, facts) = try blueprint.build(on: system)
         let plan = try Planner.plan(desired, on: system, pending: journal?.pendingWork ?? PendingWork())
 
@@ -175,8 +179,18 @@ public struct Installer: Sendable {
         return try Undoer(system: system, store: store).undo(journal).report
     }
 
+    /// A single node's certificate covers its hostname, its addresses and the domains. A cluster member's covers
+    /// the domains (the cluster CA is constrained to them, the same on every member), its advertise address and
+    /// 127.0.0.1 (its own components reach it there).
+    public static func certificateNames(_ settings: InstallSettings, hostname: String, addresses: [IPAddress]) -> CertificateNames {
+        guard let c = settings.cluster else { return CertificateNames(hostname: hostname, domains: settings.domains, addresses: addresses) }
+        var ips = [c.advertise, IPAddress.parse("127.0.0.1")!]
+        for d in settings.domains { if let ip = IPAddress.parse(d), !ips.contains(ip) { ips.append(ip) } }
+        return CertificateNames(dns: settings.domains.filter { IPAddress.parse($0) == nil }, ips: ips)
+    }
+
     func url(_ settings: InstallSettings, _ names: CertificateNames) -> String {
-        let host = settings.domains.first ?? names.dns.first ?? "localhost"
+        let host = settings.domains.first ?? (settings.cluster != nil ? settings.cluster!.advertise.description : names.dns.first ?? "localhost")
         let shown = IPAddress.parse(host).map { $0.isIPv4 ? host : "[\(host)]" } ?? host
         return "\(settings.tls == .off ? "http" : "https")://\(shown):\(settings.port)"
     }

@@ -3,6 +3,8 @@ import Foundation
 /// How to take back one step of an interrupted run.
 public enum UndoAction: Sendable, Equatable, Codable {
     case remove(path: String)
+    /// A directory tree the run copied in whole (an embedded component).
+    case removeTree(path: String)
     case restoreFile(path: String, backup: String, mode: UInt16, owner: Owner?)
     case restoreAttributes(path: String, mode: UInt16, owner: Owner?)
     case restoreLink(path: String, target: String)

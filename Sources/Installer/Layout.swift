@@ -50,7 +50,8 @@ public enum Paths {
     /// Every unit an install may put in /etc/systemd/system, in stopping order: timers before the jobs they start,
     /// alerting before what it watches, the server last.
     public static let unitNames = [certRenewTimerName, certRenewServiceName, backupTimerName, backupServiceName,
-                                   alertdUnitName, exporterUnitName, serverUnitName]
+                                   alertdUnitName, exporterUnitName, serverUnitName,
+                                   ClusterPaths.agentUnit, ClusterPaths.haproxyUnit, ClusterPaths.patroniUnit, ClusterPaths.etcdUnit]
     /// The long-running daemons, in starting order.
     public static let daemonUnitNames = [serverUnitName, exporterUnitName, alertdUnitName]
     public static let alertsConfig = "/etc/warbler/alerts.yaml"

@@ -11,11 +11,13 @@ public enum Step: Sendable, Equatable {
     case link(path: String, target: String, replacing: Bool)
     case service(ServiceAction, reason: String)
     case runOnce(DesiredState.OneTimeCommand)
+    case installTree(DesiredState.Tree)
 
     /// The path a filesystem step changes.
     public var path: String? {
         switch self {
         case .createDirectory(let p, _, _), .writeFile(let p, _, _, _, _, _), .setAttributes(let p, _, _), .link(let p, _, _): p
+        case .installTree(let t): t.path
         case .createUser, .service, .runOnce: nil
         }
     }
@@ -43,6 +45,8 @@ public enum Step: Sendable, Equatable {
             return "\(action)\(reason.isEmpty ? "" : " (\(reason))")"
         case .runOnce(let command):
             return command.name
+        case .installTree(let tree):
+            return "install \(tree.label) in \(tree.path)"
         }
     }
 
@@ -65,6 +69,7 @@ public struct Plan: Sendable, Equatable {
         steps.compactMap { step in
             switch step {
             case .writeFile(let p, _, _, _, _, _), .link(let p, _, _): p
+            case .installTree(let t): t.path + "/" + DesiredState.Tree.markerName
             default: nil
             }
         }
@@ -157,6 +162,15 @@ public enum Planner {
             }
         }
 
+        for tree in desired.trees {
+            let marker = tree.path + "/" + DesiredState.Tree.markerName
+            let current = try system.info(marker).map { _ in String(decoding: try system.read(marker), as: UTF8.self) }
+            if current?.trimmingCharacters(in: .whitespacesAndNewlines) != tree.digest {
+                steps.append(.installTree(tree))
+                written.insert(marker)
+            }
+        }
+
         guard !desired.services.isEmpty else { return Plan(steps: steps) }
 
         let unitsChanged = desired.systemdUnits
@@ -171,10 +185,12 @@ public enum Planner {
             statuses[s.unit] = status
             if desired.systemdUnits && !status.enabled { steps.append(.service(.enable(s.unit), reason: "start at boot")) }
         }
-        for command in desired.oneTime where try system.info(command.marker) == nil {
+        let pendingCommands = try desired.oneTime.filter { try system.info($0.marker) == nil }
+        for command in pendingCommands where command.beforeUnit == nil {
             steps.append(.runOnce(command))
         }
         for s in desired.services {
+            for command in pendingCommands where command.beforeUnit == s.unit { steps.append(.runOnce(command)) }
             let changed = (s.restartOn + (desired.systemdUnits ? [s.unitFile] : [])).filter(written.contains)
             if statuses[s.unit]?.active != true {
                 steps.append(.service(.start(s.unit), reason: "not running"))

@@ -92,7 +92,7 @@ public actor PostgresCollector: Collector {
         }
         let d = try await PostgresDriver.connect(host: settings.postgresHost, port: settings.postgresPort, username: settings.postgresUser,
                                                  password: password.isEmpty ? nil : password, database: settings.postgresDatabase,
-                                                 tls: settings.postgresTls, maxConnections: 1, logger: logger)
+                                                 tls: settings.postgresTls, caFile: settings.postgresCaFile, maxConnections: 1, logger: logger)
         driver = d
         return d
     }

@@ -25,6 +25,24 @@ public struct ServerConfigContext: Sendable, Equatable {
     public var jwtKeyFile = "/etc/warbler/secrets/jwt.key"
     public var dataDir = "/var/lib/warbler"
     public var logLevel = "info"
+    /// A cluster member's database: PostgreSQL (through the local HAProxy that follows the primary), over TLS
+    /// verified against the cluster CA. nil: SQLite at `databasePath`.
+    public var postgres: Postgres?
+    /// A cluster member: its node name and the cluster CA it hands to joining hosts.
+    public var clusterNodeID: String?
+    public var clusterCAFile = ""
+
+    public struct Postgres: Sendable, Equatable {
+        public var host: String
+        public var port: Int
+        public var user: String
+        public var passwordFile: String
+        public var database: String
+        public var caFile: String
+        public init(host: String, port: Int, user: String, passwordFile: String, database: String, caFile: String) {
+            self.host = host; self.port = port; self.user = user; self.passwordFile = passwordFile; self.database = database; self.caFile = caFile
+        }
+    }
 
     public init() {}
 
@@ -42,7 +60,12 @@ public struct ServerConfigContext: Sendable, Equatable {
             "alerts": ["controlUrl": YAML.quote(alertsControlURL)],
             "metrics": ["host": YAML.quote(metricsHost), "port": String(metricsPort)],
             "exporter": ["host": YAML.quote(exporterHost), "port": String(exporterPort), "components": YAML.list(exporterComponents)],
-            "storage": ["driver": YAML.quote(storageDriver), "path": YAML.quote(databasePath)],
+            "storage": ["driver": YAML.quote(postgres == nil ? storageDriver : "postgres"), "path": YAML.quote(databasePath)],
+            "postgres": postgres.map { p -> [[String: Any]] in
+                [["host": YAML.quote(p.host), "port": String(p.port), "user": YAML.quote(p.user), "passwordFile": YAML.quote(p.passwordFile),
+                  "database": YAML.quote(p.database), "caFile": YAML.quote(p.caFile)]]
+            } ?? [],
+            "cluster": clusterNodeID.map { [["nodeId": YAML.quote($0), "caFile": YAML.quote(clusterCAFile)]] } ?? [],
             "auth": ["registration": YAML.quote(registration), "jwtKeyFile": YAML.quote(jwtKeyFile)],
             "dataDir": YAML.quote(dataDir),
             "logLevel": YAML.quote(logLevel),

@@ -11,6 +11,8 @@ public struct ServiceUnitContext: Sendable, Equatable {
     public var dataDir = "/var/lib/warbler"
     /// Every TCP port the daemon binds; a port below 1024 grants CAP_NET_BIND_SERVICE and nothing else.
     public var ports: [Int] = [8443, 9464]
+    /// Units this one starts after (a cluster member's server waits for HAProxy, its way to the database).
+    public var after: [String] = []
 
     public init() {}
 
@@ -23,6 +25,7 @@ public struct ServiceUnitContext: Sendable, Equatable {
     }
 
     func view() throws -> [String: Any] {
+        for a in after { try Self.checkUnitValue(a, what: "unit to start after") }
         for (what, value) in [("unit name", unitName), ("binary", binary), ("config path", configPath),
                               ("config directory", configDir), ("user", user), ("group", group), ("data directory", dataDir)] {
             try Self.checkUnitValue(value, what: what)
@@ -47,6 +50,7 @@ public struct ServiceUnitContext: Sendable, Equatable {
             "bindsPrivilegedPort": !privileged.isEmpty,
             "privilegedPortList": privileged.map(String.init).joined(separator: ", "),
             "bindPorts": sorted.map(String.init),
+            "after": after,
         ]
     }
 

@@ -1,0 +1,196 @@
+import Foundation
+import Templates
+
+/// An embedded component ready to lay out: its tree unpacked (and verified) from the installer file, and the
+/// digest of its archive.
+public struct ComponentSource: Sendable, Equatable {
+    public var directory: String
+    public var digest: String
+    public init(directory: String, digest: String) { self.directory = directory; self.digest = digest }
+}
+
+/// What a cluster member's blueprint needs beyond its settings.
+public struct ClusterInputs: Sendable, Equatable {
+    /// The secrets a joining host received (nil on the founder, and on later runs, which read them back from disk).
+    public var bundle: ClusterBundle?
+    /// The embedded components this release carries, by name (postgresql, etcd, patroni, haproxy).
+    public var components: [String: ComponentSource]
+    public init(bundle: ClusterBundle?, components: [String: ComponentSource]) { self.bundle = bundle; self.components = components }
+}
+
+/// This member's record and what `warbler cluster …` needs to reach the cluster (root's, no secrets).
+public struct MemberFile: Codable, Sendable, Equatable {
+    public var member: ClusterMember
+    public var frontendPort: Int
+    /// etcd client endpoints (addresses) this member uses.
+    public var etcdEndpoints: [String]
+    public var balance: String
+    public var domains: [String]
+    public var registration: String
+
+    public static func load(_ data: Data) throws -> MemberFile {
+        do { return try JSONDecoder().decode(MemberFile.self, from: data) } catch {
+            throw JoinError("\(ClusterPaths.memberFile) does not parse (\(error)); run `warbler install` again to rewrite it")
+        }
+    }
+}
+
+extension Blueprint {
+    /// The cluster's part of the desired state: component users, trees, secrets, certificates, configs, units,
+    /// services (started before the IM server) and the one-time steps that register this member.
+    func addCluster(_ c: ClusterSettings, tls: TLSMaterial, into d: inout DesiredState, on system: any System) throws {
+        guard let inputs = cluster else { throw OptionsError("a cluster install needs the installer file's embedded components") }
+        let root = managesOwnership ? Owner.root : nil
+        func owner(_ user: String) -> Owner? { managesOwnership ? Owner(user, user) : nil }
+        func group(_ user: String) -> Owner? { managesOwnership ? Owner("root", user) : nil }
+        func dir(_ p: String, _ mode: UInt16, _ o: Owner?) {
+            if !d.directories.contains(where: { $0.path == layout.path(p) }) { d.directories.append(.init(path: layout.path(p), mode: mode, owner: o)) }
+        }
+        func file(_ p: String, _ content: String, _ mode: UInt16, _ o: Owner?, label: String? = nil) {
+            d.files.append(.init(path: layout.path(p), content: .bytes(Data(content.utf8)), mode: mode, owner: o, label: label))
+        }
+        func existing(_ p: String) throws -> String? {
+            try system.info(layout.path(p))?.kind == .file
+                ? String(decoding: try system.read(layout.path(p)), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines) : nil
+        }
+        /// A secret: what is on disk, else what the join brought, else (the founder) a new one.
+        func secret(_ p: String, _ fromBundle: (ClusterBundle) -> String, _ what: String) throws -> String {
+            if let v = try existing(p), !v.isEmpty { return v }
+            if let b = inputs.bundle { return fromBundle(b) }
+            guard c.founder else {
+                throw OptionsError("\(p) (\(what)) is missing on this cluster member; join again with a new token (`warbler cluster token` on a member)")
+            }
+            return Secrets.randomPassword(length: 32)
+        }
+
+        let db = c.roles.contains(.database), etcd = c.roles.contains(.etcd)
+        if managesOwnership {
+            d.users.append(.init(name: ClusterPaths.haproxyUser, home: ClusterPaths.haproxyState))
+            if etcd { d.users.append(.init(name: ClusterPaths.etcdUser, home: ClusterPaths.etcdData)) }
+            if db { d.users.append(.init(name: ClusterPaths.postgresUser, home: ClusterPaths.postgresHome)) }
+        }
+
+        // The components, each one step.
+        let releaseDir = Paths.release(release.version)
+        dir("\(releaseDir)/embedded", 0o755, root)
+        for name in ClusterPaths.components(for: c.roles) {
+            guard let source = inputs.components[name] else {
+                throw OptionsError("this installer file carries no \(name) component; build it with packaging/build.sh (without WARBLER_NO_COMPONENTS)")
+            }
+            d.trees.append(.init(path: layout.path("\(releaseDir)/\(ClusterPaths.embedded(name))"), source: source.directory,
+                                 digest: source.digest, label: "\(name) (embedded, from Debian 12)"))
+        }
+
+        // Secrets: PostgreSQL's (root's; Patroni's copy is its config), the IM server's database password.
+        dir(ClusterPaths.dir, 0o755, root)
+        dir(ClusterPaths.secrets, 0o700, root)
+        dir(ClusterPaths.tls, 0o755, root)
+        let superuser = try secret(ClusterPaths.superuserPassword, \.superuserPassword, "PostgreSQL superuser password")
+        let replication = try secret(ClusterPaths.replicationPassword, \.replicationPassword, "replication password")
+        let rewind = try secret(ClusterPaths.rewindPassword, \.rewindPassword, "pg_rewind password")
+        let api = try secret(ClusterPaths.patroniAPIPassword, \.patroniAPIPassword, "Patroni API password")
+        let app = try secret(ClusterPaths.appPassword, \.appPassword, "the IM server's database password")
+        file(ClusterPaths.superuserPassword, superuser + "\n", 0o600, root, label: "PostgreSQL superuser password")
+        file(ClusterPaths.replicationPassword, replication + "\n", 0o600, root, label: "replication password")
+        file(ClusterPaths.rewindPassword, rewind + "\n", 0o600, root, label: "pg_rewind password")
+        file(ClusterPaths.patroniAPIPassword, api + "\n", 0o600, root, label: "Patroni API password")
+        file(ClusterPaths.appPassword, app + "\n", 0o600, managesOwnership ? Owner(Self.user, Self.user) : nil, label: "the IM server's database password")
+
+        // This member's certificate (server and client: etcd peers, Patroni and the agent authenticate with it),
+        // one copy per component user, so each reads only its own key.
+        let cert = tls.serverCertificatePEM, key = tls.serverKeyPEM
+        var ctx = ClusterContext()
+        ctx.caFile = Paths.caCert
+        if etcd {
+            ctx.etcdCert = "\(ClusterPaths.tls)/etcd.crt"; ctx.etcdKey = "\(ClusterPaths.tls)/etcd.key"
+            file(ctx.etcdCert, cert, 0o644, root); file(ctx.etcdKey, key, 0o600, owner(ClusterPaths.etcdUser), label: "etcd's key")
+        }
+        if db {
+            ctx.postgresCert = "\(ClusterPaths.tls)/postgres.crt"; ctx.postgresKey = "\(ClusterPaths.tls)/postgres.key"
+            file(ctx.postgresCert, cert, 0o644, root); file(ctx.postgresKey, key, 0o600, owner(ClusterPaths.postgresUser), label: "PostgreSQL's key")
+        }
+        ctx.agentCert = "\(ClusterPaths.tls)/agent.crt"; ctx.agentKey = "\(ClusterPaths.tls)/agent.key"
+        file(ctx.agentCert, cert, 0o644, root); file(ctx.agentKey, key, 0o600, owner(ClusterPaths.haproxyUser), label: "the member agent's key")
+
+        // Configs.
+        ctx.nodeName = c.nodeName
+        ctx.advertise = c.advertise.description
+        ctx.frontendHost = settings.host
+        ctx.frontendPort = settings.port
+        ctx.balance = c.balance
+        ctx.slots = ClusterSettings.maxMembers
+        let seeds = c.seedMembers.filter { $0.roles.contains(.etcd) && $0.name != c.nodeName }
+        ctx.newCluster = c.founder || seeds.isEmpty
+        ctx.initialMembers = (ctx.newCluster ? [] : seeds).map { .init(name: $0.name, address: $0.address) }
+            + [.init(name: c.nodeName, address: c.advertise.description)]
+        let endpoints = etcd ? ["127.0.0.1"] : c.seedMembers.filter { $0.roles.contains(.etcd) }.map(\.address)
+        ctx.etcdEndpoints = endpoints
+        ctx.etcdBin = ClusterPaths.etcdBin
+        ctx.etcdConfig = ClusterPaths.etcdConfig
+        ctx.etcdData = ClusterPaths.etcdData
+        ctx.postgresBin = ClusterPaths.postgresBin
+        ctx.postgresData = ClusterPaths.postgresData
+        ctx.postgresHome = ClusterPaths.postgresHome
+        ctx.postgresSocketDir = ClusterPaths.postgresSocketDir
+        ctx.python = ClusterPaths.python
+        ctx.patroniScript = ClusterPaths.patroniScript
+        ctx.patroniConfig = ClusterPaths.patroniConfig
+        ctx.haproxyBin = ClusterPaths.haproxyBin
+        ctx.haproxyConfig = ClusterPaths.haproxyConfig
+        ctx.haproxySocket = ClusterPaths.haproxySocket
+        ctx.haproxyState = ClusterPaths.haproxyState
+        ctx.warblerBinary = Paths.currentBinary
+        ctx.superuserPassword = superuser
+        ctx.replicationPassword = replication
+        ctx.rewindPassword = rewind
+        ctx.patroniAPIPassword = api
+
+        let restartOnRelease = [Paths.current]
+        var services: [DesiredState.Service] = []
+        func unit(_ name: String, restartOn: [String]) throws {
+            file(Paths.unitFile(name), try templates.renderCluster(name, ctx), 0o644, root)
+            services.append(.init(unit: name, unitFile: layout.path(Paths.unitFile(name)), restartOn: (restartOn + restartOnRelease).map(layout.path)))
+        }
+        if etcd {
+            file(ClusterPaths.etcdConfig, try templates.renderCluster("etcd.yaml", ctx), 0o640, group(ClusterPaths.etcdUser))
+            try unit(ClusterPaths.etcdUnit, restartOn: [ClusterPaths.etcdConfig, ctx.etcdCert, ctx.etcdKey])
+        }
+        if db {
+            file(ClusterPaths.patroniConfig, try templates.renderCluster("patroni.yml", ctx), 0o640, group(ClusterPaths.postgresUser),
+                 label: "Patroni's config (holds PostgreSQL's passwords)")
+            try unit(ClusterPaths.patroniUnit, restartOn: [ClusterPaths.patroniConfig, ctx.postgresCert, ctx.postgresKey])
+        }
+        file(ClusterPaths.haproxyConfig, try templates.renderCluster("haproxy.cfg", ctx), 0o640, group(ClusterPaths.haproxyUser))
+        try unit(ClusterPaths.haproxyUnit, restartOn: [ClusterPaths.haproxyConfig])
+        try unit(ClusterPaths.agentUnit, restartOn: [ClusterPaths.memberFile, ctx.agentCert, ctx.agentKey])
+
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
+        let member = MemberFile(member: c.me, frontendPort: settings.port, etcdEndpoints: endpoints, balance: c.balance,
+                                domains: settings.domains, registration: settings.registration)
+        file(ClusterPaths.memberFile, String(decoding: try encoder.encode(member), as: UTF8.self) + "\n", 0o644, root)
+
+        guard managesServices else { return }
+        // The components start before the IM server (which needs the database through HAProxy).
+        d.services.insert(contentsOf: services, at: 0)
+        let binary = Paths.currentBinary
+        let firstAfterEtcd = db ? ClusterPaths.patroniUnit : ClusterPaths.haproxyUnit
+        if etcd && !ctx.newCluster {
+            d.oneTime.append(.init(name: "make this host's etcd member a voter once it has caught up",
+                                   argv: [binary, "cluster", "etcd-promote"], user: nil,
+                                   marker: layout.path(Paths.installState + "/cluster-etcd-promoted"), beforeUnit: firstAfterEtcd))
+        }
+        d.oneTime.append(.init(name: "register \(c.nodeName) (\(c.advertise)) as a cluster member in etcd",
+                               argv: [binary, "cluster", "register"], user: nil,
+                               marker: layout.path(ClusterPaths.memberRegisteredMarker), beforeUnit: firstAfterEtcd))
+        if c.founder {
+            d.oneTime.append(.init(name: "create the IM server's database and role in PostgreSQL",
+                                   argv: [binary, "cluster", "setup-database"], user: nil,
+                                   marker: layout.path(ClusterPaths.databaseCreatedMarker), beforeUnit: Paths.serverUnitName))
+        } else {
+            d.oneTime.append(.init(name: "wait for the cluster's database through HAProxy",
+                                   argv: [binary, "cluster", "wait-database"], user: nil,
+                                   marker: layout.path(Paths.installState + "/cluster-database-reached"), beforeUnit: Paths.serverUnitName))
+        }
+    }
+}

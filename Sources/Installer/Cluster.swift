@@ -1,0 +1,198 @@
+import Foundation
+
+/// What a host carries in a cluster besides what every member runs (the IM server, the exporter, alertd, HAProxy
+/// and its member agent).
+public enum ClusterRole: String, Codable, Sendable, CaseIterable, Comparable {
+    /// PostgreSQL under Patroni: the primary or a (synchronous) standby.
+    case database
+    /// A voting etcd member. Every host of a three-host cluster is one; the host without `database` is the witness.
+    case etcd
+
+    public static func < (a: ClusterRole, b: ClusterRole) -> Bool { a.rawValue < b.rawValue }
+}
+
+/// One host of the cluster as the others know it (kept in etcd under `/warbler/members/NAME`).
+public struct ClusterMember: Codable, Sendable, Equatable, Hashable {
+    public var name: String
+    public var address: String
+    public var roles: [ClusterRole]
+
+    public init(name: String, address: String, roles: [ClusterRole]) {
+        self.name = name; self.address = address; self.roles = roles.sorted()
+    }
+
+    /// A member record read from etcd, which any cluster component can write: every field is checked before it
+    /// reaches a config file.
+    public static func decode(_ data: Data) throws -> ClusterMember {
+        let m = try JSONDecoder().decode(ClusterMember.self, from: data)
+        guard ClusterSettings.isNodeName(m.name) else { throw OptionsError("member name '\(m.name)' is not a node name") }
+        guard let ip = IPAddress.parse(m.address), ip.isIPv4 else { throw OptionsError("member \(m.name): '\(m.address)' is not an IPv4 address") }
+        return ClusterMember(name: m.name, address: ip.description, roles: m.roles)
+    }
+
+    public func encoded() -> Data {
+        let e = JSONEncoder()
+        e.outputFormatting = [.sortedKeys]
+        return (try? e.encode(self)) ?? Data()
+    }
+}
+
+/// The cluster answers of an install (`install --cluster-init`, or written by `warbler join`).
+public struct ClusterAnswers: Codable, Sendable, Equatable {
+    /// This host founded the cluster (its etcd started a new cluster, its Patroni bootstrapped the database).
+    public var founder: Bool?
+    public var advertiseAddress: String?
+    public var nodeName: String?
+    public var roles: [ClusterRole]?
+    /// roundrobin, leastconn or source.
+    public var balance: String?
+    /// The etcd members when this host joined: its etcd's first start needs them (`initial-cluster`).
+    public var seedMembers: [ClusterMember]?
+
+    public init(founder: Bool? = nil, advertiseAddress: String? = nil, nodeName: String? = nil, roles: [ClusterRole]? = nil,
+                balance: String? = nil, seedMembers: [ClusterMember]? = nil) {
+        self.founder = founder; self.advertiseAddress = advertiseAddress; self.nodeName = nodeName; self.roles = roles
+        self.balance = balance; self.seedMembers = seedMembers
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case founder, roles, balance
+        case advertiseAddress = "advertise_address"
+        case nodeName = "node_name"
+        case seedMembers = "seed_members"
+    }
+
+    public func over(_ base: ClusterAnswers?) -> ClusterAnswers {
+        var out = base ?? ClusterAnswers()
+        out.founder = founder ?? out.founder
+        out.advertiseAddress = advertiseAddress ?? out.advertiseAddress
+        out.nodeName = nodeName ?? out.nodeName
+        out.roles = roles ?? out.roles
+        out.balance = balance ?? out.balance
+        out.seedMembers = seedMembers ?? out.seedMembers
+        return out
+    }
+}
+
+/// A cluster member's resolved settings.
+public struct ClusterSettings: Sendable, Equatable {
+    public var founder: Bool
+    public var advertise: IPAddress
+    public var nodeName: String
+    public var roles: Set<ClusterRole>
+    public var balance: String
+    public var seedMembers: [ClusterMember]
+
+    /// The ports a member binds besides the HAProxy frontend (the install's `--port`).
+    public enum Port {
+        /// The IM server behind HAProxy, on the advertise address.
+        public static let im = 8444
+        public static let etcdClient = 2379
+        public static let etcdPeer = 2380
+        public static let postgres = 5432
+        public static let patroni = 8008
+        /// HAProxy on 127.0.0.1: the IM server's way to the current PostgreSQL primary.
+        public static let primary = 5433
+    }
+    /// The most members HAProxy has slots for (its `server-template` lines).
+    public static let maxMembers = 16
+
+    public var me: ClusterMember { ClusterMember(name: nodeName, address: advertise.description, roles: Array(roles)) }
+
+    public func ports(frontend: Int) -> [Int] {
+        var p = [frontend, Port.im, Port.primary]
+        if roles.contains(.etcd) { p += [Port.etcdClient, Port.etcdPeer] }
+        if roles.contains(.database) { p += [Port.postgres, Port.patroni] }
+        return p
+    }
+
+    init(_ a: ClusterAnswers, hostname: String, problems: inout [String]) {
+        founder = a.founder ?? false
+        balance = a.balance ?? "leastconn"
+        seedMembers = a.seedMembers ?? []
+        roles = Set(a.roles ?? [.database, .etcd])
+        let name = a.nodeName ?? Self.nodeName(fromHostname: hostname)
+        nodeName = name
+        if let addr = a.advertiseAddress, let ip = IPAddress.parse(addr), ip.isIPv4, addr != "0.0.0.0", !addr.hasPrefix("127.") {
+            advertise = ip
+        } else {
+            advertise = IPAddress.parse("127.0.0.1")!
+            problems.append("a cluster member needs --advertise-address: this host's IPv4 address the other members reach (not 0.0.0.0 or loopback)\(a.advertiseAddress.map { ", not '\($0)'" } ?? "")")
+        }
+        if !Self.isNodeName(name) {
+            problems.append("node name '\(name)' must be 1-63 of a-z 0-9 - (give --node-name)")
+        }
+        if !["roundrobin", "leastconn", "source"].contains(balance) {
+            problems.append("--balance must be roundrobin, leastconn or source, not '\(balance)'")
+        }
+        if founder && !(roles.contains(.database) && roles.contains(.etcd)) {
+            problems.append("the first host of a cluster carries the database and etcd roles")
+        }
+    }
+
+    public static func isNodeName(_ s: String) -> Bool {
+        (1...63).contains(s.count) && s.first != "-" && s.unicodeScalars.allSatisfy {
+            ("a"..."z").contains($0) || ("0"..."9").contains($0) || $0 == "-"
+        }
+    }
+
+    /// The hostname's first label, lower case, with anything else than a-z 0-9 - turned into -.
+    public static func nodeName(fromHostname h: String) -> String {
+        let label = h.split(separator: ".").first.map(String.init) ?? "node"
+        let cleaned = String(label.lowercased().unicodeScalars.map {
+            ("a"..."z").contains($0) || ("0"..."9").contains($0) || $0 == "-" ? Character($0) : "-"
+        })
+        return cleaned.isEmpty ? "node" : String(cleaned.prefix(63))
+    }
+}
+
+/// Where a cluster member keeps what the single-node layout does not have.
+public enum ClusterPaths {
+    public static let dir = "/etc/warbler/cluster"
+    public static let tls = "/etc/warbler/cluster/tls"
+    public static let secrets = "/etc/warbler/cluster/secrets"
+    public static let superuserPassword = "/etc/warbler/cluster/secrets/postgres-superuser"
+    public static let replicationPassword = "/etc/warbler/cluster/secrets/postgres-replication"
+    public static let rewindPassword = "/etc/warbler/cluster/secrets/postgres-rewind"
+    public static let patroniAPIPassword = "/etc/warbler/cluster/secrets/patroni-api"
+    /// The IM server's PostgreSQL password (readable by the service user).
+    public static let appPassword = "/etc/warbler/secrets/postgres-password"
+    public static let etcdConfig = "/etc/warbler/cluster/etcd.yaml"
+    public static let patroniConfig = "/etc/warbler/cluster/patroni.yml"
+    public static let haproxyConfig = "/etc/warbler/cluster/haproxy.cfg"
+    /// This host's member record and the cluster's shared settings (root's, read by `warbler cluster …`).
+    public static let memberFile = "/etc/warbler/cluster/member.json"
+    public static let etcdData = "/var/lib/warbler-etcd"
+    public static let postgresHome = "/var/lib/warbler-postgresql"
+    public static let postgresData = "/var/lib/warbler-postgresql/15/data"
+    public static let haproxyState = "/var/lib/warbler-haproxy"
+    public static let haproxySocket = "/run/warbler-haproxy/admin.sock"
+    public static let postgresSocketDir = "/run/warbler-postgresql"
+    public static let databaseCreatedMarker = "/var/lib/warbler-install/cluster-database-created"
+    public static let memberRegisteredMarker = "/var/lib/warbler-install/cluster-member-registered"
+
+    public static let etcdUser = "warbler-etcd"
+    public static let postgresUser = "warbler-postgres"
+    public static let haproxyUser = "warbler-haproxy"
+
+    public static let etcdUnit = "warbler-etcd.service"
+    public static let patroniUnit = "warbler-patroni.service"
+    public static let haproxyUnit = "warbler-haproxy.service"
+    public static let agentUnit = "warbler-cluster-agent.service"
+    public static let unitNames = [etcdUnit, patroniUnit, haproxyUnit, agentUnit]
+
+    /// A component's files inside a release.
+    public static func embedded(_ component: String) -> String { "embedded/\(component)" }
+    public static let postgresBin = "/opt/warbler/current/embedded/postgresql/usr/lib/postgresql/15/bin"
+    public static let etcdBin = "/opt/warbler/current/embedded/etcd/usr/bin"
+    public static let python = "/opt/warbler/current/embedded/patroni/usr/bin/python3.11"
+    public static let patroniScript = "/opt/warbler/current/embedded/patroni/usr/bin/patroni"
+    public static let haproxyBin = "/opt/warbler/current/embedded/haproxy/usr/sbin/haproxy"
+
+    /// The components a member with these roles runs.
+    public static func components(for roles: Set<ClusterRole>) -> [String] {
+        var c = ["etcd", "haproxy"]   // etcdctl serves every member (registration, status) even without the etcd role
+        if roles.contains(.database) { c += ["patroni", "postgresql"] }
+        return c.sorted()
+    }
+}
