@@ -145,7 +145,7 @@ let package = Package(
         .target(
             name: "Operations",
             dependencies: [
-                "Installer", "IMServer",
+                "Installer", "IMServer", "IMStorage", "IMStoragePostgres", "DurableFiles", "Payload",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -133,5 +133,5 @@ public struct AtomicFileError: Error, CustomStringConvertible, Sendable, Equatab
     /// Something was already at the path (`create`).
     public var exists: Bool { code == EEXIST }
 
-    public var description: String { "\(operation) \(path): \(String(cString: strerror(code)))" }
+    public var description: String { code == 0 ? "\(path) \(operation)" : "\(operation) \(path): \(String(cString: strerror(code)))" }
 }

@@ -8,6 +8,13 @@ public enum API {
             self.username = username; self.password = password; self.displayName = displayName
         }
     }
+    /// `POST /v1/cluster/join`: a joining host proves it holds a token's secret.
+    public struct ClusterJoin: Sendable, Codable, Hashable {
+        public var tokenId: String
+        public var proof: String
+        public init(tokenId: String, proof: String) { self.tokenId = tokenId; self.proof = proof }
+        enum CodingKeys: String, CodingKey { case tokenId = "token_id", proof }
+    }
     public struct Login: Sendable, Codable, Hashable {
         public var username: String
         public var password: String

@@ -25,6 +25,14 @@ struct Routes: Sendable {
         return claims
     }
 
+    /// The client's address for rate limits: the peer's, or behind the cluster's HAProxy (authenticated by its
+    /// client certificate) the last X-Forwarded-For entry, which HAProxy appended.
+    func clientAddress(_ request: Request, _ context: AppContext) -> String {
+        guard config.server.trustForwardedFor, let forwarded = request.headers[.init("X-Forwarded-For")!] else { return context.remoteAddress }
+        let last = forwarded.split(separator: ",").last.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
+        return last.isEmpty ? context.remoteAddress : last
+    }
+
     func add(to router: Router<AppContext>) {
         router.get("/healthz") { _, _ in json(["status": "ok"]) }
         router.get("/readyz") { _, _ -> Response in
@@ -37,19 +45,50 @@ struct Routes: Sendable {
         }
         router.get("/v1/version") { _, _ in json(["version": WarblerVersion.version, "build": WarblerVersion.build]) }
 
+        // Joining a cluster (docs/operations.md, "Joining a host"): the CA is public (the joining host checks its key
+        // against the hash in its token); the join answers only a proof of the token's secret, with the bundle
+        // sealed for that token, which this server cannot open.
+        router.get("/v1/cluster/ca") { _, _ -> Response in
+            guard config.cluster.enabled, !config.cluster.caFile.isEmpty,
+                  let pem = FileManager.default.contents(atPath: config.cluster.caFile) else {
+                throw IMError(.notFound, "this server is not a cluster member")
+            }
+            return Response(status: .ok, headers: [.contentType: "application/x-pem-file"], body: .init(byteBuffer: ByteBuffer(data: pem)))
+        }
+        router.post("/v1/cluster/join") { req, ctx -> Response in
+            guard config.cluster.enabled else { throw IMError(.notFound, "this server is not a cluster member") }
+            let body = try await req.decodeJSON(API.ClusterJoin.self, limit: limit)
+            try runtime.checkJoinRate(address: clientAddress(req, ctx))
+            switch try await storage.redeemJoinToken(id: body.tokenId, proofHash: JoinProof.hash(body.proof), now: Int64(Date().timeIntervalSince1970)) {
+            case .success(let bundle):
+                runtime.logger.notice("cluster join token redeemed", metadata: ["im.cluster.token": "\(body.tokenId)", "im.remote": "\(clientAddress(req, ctx))"])
+                return json(["bundle": bundle])
+            case .failure(let why):
+                runtime.chargeJoinFailure(address: clientAddress(req, ctx))
+                runtime.logger.warning("cluster join refused", metadata: ["im.cluster.token": "\(body.tokenId)", "im.cluster.why": "\(why.rawValue)"])
+                let text = switch why {
+                case .unknown, .wrongProof: "the token is not one of this cluster's; make a new one with `warbler cluster token` on a member"
+                case .expired: "the token has expired; make a new one with `warbler cluster token` on a member"
+                case .used: "the single-use token was used already; make a new one with `warbler cluster token` on a member"
+                case .revoked: "the token was revoked; make a new one with `warbler cluster token` on a member"
+                }
+                throw IMError(.forbidden, text)
+            }
+        }
+
         let auth = router.group("/v1/auth")
         auth.post("register") { req, ctx -> Response in
             let body = try await req.decodeJSON(API.Register.self, limit: limit)
             guard config.auth.registration == "open" else {
                 throw IMError(.registrationClosed, "registration is closed; ask an administrator to create your account")
             }
-            try runtime.checkRegistrationRate(address: ctx.remoteAddress)
+            try runtime.checkRegistrationRate(address: clientAddress(req, ctx))
             let profile = try await runtime.createUser(username: body.username, password: body.password, displayName: body.displayName, admin: false)
             return json(try await runtime.issueSession(for: profile, device: "web"), status: .created)
         }
         auth.post("login") { req, ctx -> Response in
             let body = try await req.decodeJSON(API.Login.self, limit: limit)
-            return json(try await runtime.login(username: body.username, password: body.password, device: body.device ?? "unknown", address: ctx.remoteAddress))
+            return json(try await runtime.login(username: body.username, password: body.password, device: body.device ?? "unknown", address: clientAddress(req, ctx)))
         }
         auth.post("refresh") { req, _ -> Response in
             let body = try await req.decodeJSON(API.Refresh.self, limit: limit)
@@ -65,7 +104,7 @@ struct Routes: Sendable {
         }
         auth.post("password") { req, ctx -> Response in
             let claims = try await authenticate(req)
-            try runtime.checkPasswordChangeRate(address: ctx.remoteAddress)
+            try runtime.checkPasswordChangeRate(address: clientAddress(req, ctx))
             let body = try await req.decodeJSON(API.ChangePassword.self, limit: limit)
             guard let user = try await storage.user(id: claims.sub), try await runtime.passwords.verify(body.oldPassword, hash: user.passwordHash) else {
                 throw IMError(.unauthorized, "the current password is wrong")

@@ -26,6 +26,12 @@ public struct ServerConfig: Codable, Sendable, Equatable {
         /// Most connections from one client address (an IPv4 address or an IPv6 /64); 0: no cap. Raise it (or set
         /// 0) when clients reach the server through a proxy or a NAT that many of them share.
         public var maxConnectionsPerAddress = 1_000
+        /// A cluster member behind HAProxy: every connection must present a client certificate that chains to this
+        /// CA (HAProxy's), so only the cluster's proxies reach the server. Empty: no client certificates asked.
+        public var clientCaFile = ""
+        /// Take the client's address for rate limits from X-Forwarded-For's last entry (what HAProxy appended).
+        /// Needs client_ca_file: only authenticated proxies may say who the client is.
+        public var trustForwardedFor = false
         /// A new connection must deliver a complete request head (after its TLS handshake) within this many seconds.
         public var requestHeadTimeoutSeconds = 10.0
         /// A keep-alive HTTP connection idle this long is closed (WebSockets are kept alive by pings instead).
@@ -196,6 +202,12 @@ public struct ServerConfig: Codable, Sendable, Equatable {
         guard (-1...65535).contains(metrics.port) else { throw ConfigError("metrics.port must be -1 (off) or 0-65535") }
         guard (4...31).contains(auth.bcryptCost) else { throw ConfigError("auth.bcrypt_cost must be 4-31 (12 or more in production)") }
         guard server.tlsCert.isEmpty == server.tlsKey.isEmpty else { throw ConfigError("set both server.tls_cert and server.tls_key, or neither") }
+        guard !server.trustForwardedFor || !server.clientCaFile.isEmpty else {
+            throw ConfigError("server.trust_forwarded_for needs server.client_ca_file: without client certificates anyone could claim any address")
+        }
+        guard server.clientCaFile.isEmpty || !server.tlsCert.isEmpty else {
+            throw ConfigError("server.client_ca_file needs TLS (server.tls_cert and server.tls_key)")
+        }
         guard server.tlsReloadSeconds > 0 else { throw ConfigError("server.tls_reload_seconds must be above 0 (seconds between looks for a renewed certificate)") }
         try validateLimits()
         guard backup.keep >= 0 else { throw ConfigError("backup.keep must be 0 (keep every backup) or more") }

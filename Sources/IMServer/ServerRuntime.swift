@@ -26,6 +26,8 @@ public final class ServerRuntime: Sendable {
     let logger: Logger
     let loginFailures: RateLimiter
     let loginByAddress: RateLimiter
+    /// Failed cluster joins per address: ten a minute (a token's proof is 256 bits; this keeps the log readable).
+    let joinFailuresByAddress = RateLimiter(perMinute: 10)
     let registerByAddress: RateLimiter
     let passwordChangeByAddress: RateLimiter
     let started = Date()
@@ -190,6 +192,14 @@ public final class ServerRuntime: Sendable {
         }
     }
 
+    func checkJoinRate(address: String) throws {
+        if let wait = joinFailuresByAddress.wait(ConnectionCounts.key(address)) {
+            throw RateLimited(message: "too many failed joins from this address; wait \(Int(wait.rounded(.up))) seconds", retryAfter: wait)
+        }
+    }
+
+    func chargeJoinFailure(address: String) { joinFailuresByAddress.charge(ConnectionCounts.key(address)) }
+
     func checkPasswordChangeRate(address: String) throws {
         if let wait = passwordChangeByAddress.take(ConnectionCounts.key(address)) {
             throw RateLimited(message: "too many password changes from this address; wait \(Int(wait.rounded(.up))) seconds", retryAfter: wait)
@@ -264,6 +274,11 @@ public final class ServerRuntime: Sendable {
             // A client that closes without TLS close_notify (most do) must not hold shutdown for NIOSSL's default 5 s:
             // that was the whole of the reconnect gap during a restart.
             tls.shutdownTimeout = .milliseconds(300)
+            if !config.server.clientCaFile.isEmpty {
+                // Only the cluster's HAProxies (certificates from its CA) connect; names are not checked, the CA is.
+                tls.trustRoots = .file(config.server.clientCaFile)
+                tls.certificateVerification = .noHostnameVerification
+            }
             sslContext = try NIOSSLContext(configuration: tls)
         }
         // Every connection is counted and capped (overall and per address) and must send a request head in time;

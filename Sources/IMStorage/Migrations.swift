@@ -119,6 +119,22 @@ public enum Migrations {
             sqlite: ["ALTER TABLE users ADD COLUMN token_generation INTEGER NOT NULL DEFAULT 0"],
             postgres: ["ALTER TABLE users ADD COLUMN token_generation BIGINT NOT NULL DEFAULT 0"]
         ),
+        // Cluster join tokens (`warbler cluster token`): the proof's hash and the bundle sealed for the token.
+        Migration(
+            version: 7, name: "cluster join tokens",
+            sqlite: ["""
+                CREATE TABLE cluster_join_tokens (
+                  id TEXT PRIMARY KEY, proof_hash TEXT NOT NULL, bundle TEXT NOT NULL, created_at INTEGER NOT NULL,
+                  expires_at INTEGER NOT NULL, single_use INTEGER NOT NULL, used_at INTEGER, uses INTEGER NOT NULL DEFAULT 0,
+                  revoked INTEGER NOT NULL DEFAULT 0)
+                """],
+            postgres: ["""
+                CREATE TABLE cluster_join_tokens (
+                  id TEXT PRIMARY KEY, proof_hash TEXT NOT NULL, bundle TEXT NOT NULL, created_at BIGINT NOT NULL,
+                  expires_at BIGINT NOT NULL, single_use INTEGER NOT NULL, used_at BIGINT, uses BIGINT NOT NULL DEFAULT 0,
+                  revoked INTEGER NOT NULL DEFAULT 0)
+                """]
+        ),
     ]
 
     /// Applies every migration newer than the database's version, each in its own transaction.

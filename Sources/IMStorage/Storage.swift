@@ -149,6 +149,12 @@ public protocol Storage: Sendable {
     /// Deletes attachment rows (their files are the caller's to remove).
     func deleteAttachments(ids: [String]) async throws
 
+    // Cluster join tokens (SQLStore+JoinTokens.swift)
+    func createJoinToken(id: String, proofHash: String, bundle: String, now: Int64, expiresAt: Int64, singleUse: Bool) async throws
+    func redeemJoinToken(id: String, proofHash: String, now: Int64) async throws -> Result<String, JoinRefusal>
+    func revokeJoinToken(id: String) async throws -> Bool
+    func joinTokens() async throws -> [JoinTokenRecord]
+
     // Health
     func ping() async throws
     func sizeInBytes() async throws -> Int64

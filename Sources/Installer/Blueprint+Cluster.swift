@@ -89,12 +89,17 @@ extension Blueprint {
         let replication = try secret(ClusterPaths.replicationPassword, \.replicationPassword, "replication password")
         let rewind = try secret(ClusterPaths.rewindPassword, \.rewindPassword, "pg_rewind password")
         let api = try secret(ClusterPaths.patroniAPIPassword, \.patroniAPIPassword, "Patroni API password")
-        let app = try secret(ClusterPaths.appPassword, \.appPassword, "the IM server's database password")
+        let app = try secret(ClusterPaths.appPasswordRootCopy, \.appPassword, "the IM server's database password")
         file(ClusterPaths.superuserPassword, superuser + "\n", 0o600, root, label: "PostgreSQL superuser password")
         file(ClusterPaths.replicationPassword, replication + "\n", 0o600, root, label: "replication password")
         file(ClusterPaths.rewindPassword, rewind + "\n", 0o600, root, label: "pg_rewind password")
         file(ClusterPaths.patroniAPIPassword, api + "\n", 0o600, root, label: "Patroni API password")
+        file(ClusterPaths.appPasswordRootCopy, app + "\n", 0o600, root, label: "the IM server's database password")
         file(ClusterPaths.appPassword, app + "\n", 0o600, managesOwnership ? Owner(Self.user, Self.user) : nil, label: "the IM server's database password")
+        // The token signing key as the blueprint wrote it (root's copy, which the join bundle carries).
+        if let jwt = d.files.first(where: { $0.path == layout.path(Paths.jwtKey) }), case .bytes(let key) = jwt.content {
+            file(ClusterPaths.jwtKeyRootCopy, String(decoding: key, as: UTF8.self), 0o600, root, label: "token signing key (root's copy)")
+        }
 
         // This member's certificate (server and client: etcd peers, Patroni and the agent authenticate with it),
         // one copy per component user, so each reads only its own key.
@@ -111,6 +116,10 @@ extension Blueprint {
         }
         ctx.agentCert = "\(ClusterPaths.tls)/agent.crt"; ctx.agentKey = "\(ClusterPaths.tls)/agent.key"
         file(ctx.agentCert, cert, 0o644, root); file(ctx.agentKey, key, 0o600, owner(ClusterPaths.haproxyUser), label: "the member agent's key")
+        ctx.haproxyPem = "\(ClusterPaths.tls)/haproxy.pem"
+        file(ctx.haproxyPem, cert + key, 0o600, owner(ClusterPaths.haproxyUser), label: "HAProxy's certificate and key")
+        // Root's own copy for `warbler cluster …` (etcdctl): root reads no file a service user can write.
+        file(ClusterPaths.rootCert, cert, 0o644, root); file(ClusterPaths.rootKey, key, 0o600, root, label: "root's cluster client key")
 
         // Configs.
         ctx.nodeName = c.nodeName
@@ -161,7 +170,7 @@ extension Blueprint {
             try unit(ClusterPaths.patroniUnit, restartOn: [ClusterPaths.patroniConfig, ctx.postgresCert, ctx.postgresKey])
         }
         file(ClusterPaths.haproxyConfig, try templates.renderCluster("haproxy.cfg", ctx), 0o640, group(ClusterPaths.haproxyUser))
-        try unit(ClusterPaths.haproxyUnit, restartOn: [ClusterPaths.haproxyConfig])
+        try unit(ClusterPaths.haproxyUnit, restartOn: [ClusterPaths.haproxyConfig, ctx.haproxyPem])
         try unit(ClusterPaths.agentUnit, restartOn: [ClusterPaths.memberFile, ctx.agentCert, ctx.agentKey])
 
         let encoder = JSONEncoder()

@@ -157,6 +157,12 @@ public enum ClusterPaths {
     public static let patroniAPIPassword = "/etc/warbler/cluster/secrets/patroni-api"
     /// The IM server's PostgreSQL password (readable by the service user).
     public static let appPassword = "/etc/warbler/secrets/postgres-password"
+    /// Root's copies of the service user's secrets, for root's own tools (root reads no file the service user
+    /// could write) and for the join bundle.
+    public static let appPasswordRootCopy = "/etc/warbler/cluster/secrets/postgres-app"
+    public static let jwtKeyRootCopy = "/etc/warbler/cluster/secrets/jwt.key"
+    public static let rootCert = "/etc/warbler/cluster/tls/root.crt"
+    public static let rootKey = "/etc/warbler/cluster/tls/root.key"
     public static let etcdConfig = "/etc/warbler/cluster/etcd.yaml"
     public static let patroniConfig = "/etc/warbler/cluster/patroni.yml"
     public static let haproxyConfig = "/etc/warbler/cluster/haproxy.cfg"

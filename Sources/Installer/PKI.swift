@@ -180,6 +180,16 @@ public enum PKI {
             issuerPrivateKey: Certificate.PrivateKey(key))
     }
 
+    /// A short-lived certificate and key from the CA's PEM pair (a joining host's first etcd client identity,
+    /// before its install issues its own).
+    public static func issuePair(caCertPEM: String, caKeyPEM: String, names: CertificateNames, now: Date) throws -> (certPEM: String, keyPEM: String) {
+        let caCert = try Certificate(pemEncoded: caCertPEM)
+        let caKey = try P256.Signing.PrivateKey(pemRepresentation: caKeyPEM)
+        let key = P256.Signing.PrivateKey()
+        let cert = try issueServerCertificate(names: names, key: key, caCert: caCert, caKey: caKey, now: now)
+        return (try cert.serializeAsPEM().pemString + "\n", key.pemRepresentation + "\n")
+    }
+
     static func issueServerCertificate(names: CertificateNames, key: P256.Signing.PrivateKey, caCert: Certificate,
                                        caKey: P256.Signing.PrivateKey, now: Date) throws -> Certificate {
         let publicKey = Certificate.PublicKey(key.publicKey)
@@ -195,7 +205,8 @@ public enum PKI {
             extensions: try Certificate.Extensions {
                 Critical(BasicConstraints.notCertificateAuthority)
                 Critical(KeyUsage(digitalSignature: true))
-                try ExtendedKeyUsage([.serverAuth])
+                // clientAuth too: cluster members authenticate to each other (etcd peers, HAProxy to the IM servers) with it.
+                try ExtendedKeyUsage([.serverAuth, .clientAuth])
                 SubjectAlternativeNames(names.generalNames)
                 SubjectKeyIdentifier(hash: publicKey)
                 if let caKeyID { AuthorityKeyIdentifier(keyIdentifier: caKeyID) }

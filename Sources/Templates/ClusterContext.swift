@@ -36,6 +36,9 @@ public struct ClusterContext: Sendable, Equatable {
     public var postgresKey = ""
     public var agentCert = ""
     public var agentKey = ""
+    /// HAProxy's certificate and key in one PEM (its frontend's and its client certificate to the IM servers).
+    public var haproxyPem = ""
+    public var maxConnectionsPerAddress = 1000
 
     public var etcdBin = ""
     public var etcdConfig = ""
@@ -92,7 +95,7 @@ public struct ClusterContext: Sendable, Equatable {
             try password(v, what)
         }
         for (v, what) in [(caFile, "CA file"), (etcdCert, "etcd certificate"), (etcdKey, "etcd key"), (postgresCert, "PostgreSQL certificate"),
-                          (postgresKey, "PostgreSQL key"), (agentCert, "agent certificate"), (agentKey, "agent key"), (etcdBin, "etcd directory"),
+                          (postgresKey, "PostgreSQL key"), (agentCert, "agent certificate"), (agentKey, "agent key"), (haproxyPem, "HAProxy certificate"), (etcdBin, "etcd directory"),
                           (etcdConfig, "etcd config"), (etcdData, "etcd data"), (postgresBin, "PostgreSQL binaries"), (postgresData, "PostgreSQL data"),
                           (postgresHome, "PostgreSQL home"), (postgresSocketDir, "PostgreSQL socket directory"), (python, "Python"),
                           (patroniScript, "Patroni"), (patroniConfig, "Patroni config"), (haproxyBin, "HAProxy"), (haproxyConfig, "HAProxy config"),
@@ -112,7 +115,7 @@ public struct ClusterContext: Sendable, Equatable {
             "initialCluster": peers, "clusterState": newCluster ? "new" : "existing",
             "etcdHosts": etcdEndpoints.map { "\($0):\(etcdClientPort)" }.joined(separator: ","),
             "caFile": caFile, "etcdCert": etcdCert, "etcdKey": etcdKey, "postgresCert": postgresCert, "postgresKey": postgresKey,
-            "agentCert": agentCert, "agentKey": agentKey,
+            "agentCert": agentCert, "agentKey": agentKey, "haproxyPem": haproxyPem, "maxConnectionsPerAddress": maxConnectionsPerAddress,
             "etcdBin": etcdBin, "etcdConfig": etcdConfig, "etcdData": etcdData, "etcdStateDirectory": String(etcdData.dropFirst("/var/lib/".count)),
             "postgresBin": postgresBin, "postgresData": postgresData, "postgresHome": postgresHome,
             "postgresStateDirectory": String(postgresHome.dropFirst("/var/lib/".count)),

@@ -4,6 +4,7 @@ import Payload
 import Foundation
 import IMServer
 import Installer
+import Operations
 import Templates
 import Yams
 
@@ -41,6 +42,14 @@ struct InstallFlags: ParsableArguments {
     var releaseKey: String?
     @Option(help: "A webhook alertd notifies (Alertmanager's JSON). Repeatable; other receivers (Slack, DingTalk, WeCom, Feishu, email) go in the answers file's alert_receivers.")
     var alertWebhook: [String] = []
+    @Flag(help: "Found a cluster on this host: etcd, PostgreSQL under Patroni, HAProxy and the IM server on PostgreSQL; prints a join token for the other hosts.")
+    var clusterInit = false
+    @Option(help: "This host's IPv4 address the other cluster members reach (a cluster member needs it).")
+    var advertiseAddress: String?
+    @Option(help: "How HAProxy spreads clients over the IM servers: leastconn (default), roundrobin, or source (consistent hashing).")
+    var balance: String?
+    @Option(help: "This member's name in the cluster (default: the hostname's first label).")
+    var nodeName: String?
 
     func validate() throws {
         if let i = initSystem, InitSystem(rawValue: i) == nil {
@@ -68,6 +77,10 @@ struct InstallFlags: ParsableArguments {
         flags.initSystem = initSystem.flatMap(InitSystem.init(rawValue:))
         flags.alertWebhooks = alertWebhook.isEmpty ? nil : alertWebhook
         flags.releaseKey = releaseKey
+        if clusterInit || advertiseAddress != nil || balance != nil || nodeName != nil {
+            flags.cluster = ClusterAnswers(founder: clusterInit ? true : nil, advertiseAddress: advertiseAddress, nodeName: nodeName,
+                                           roles: clusterInit ? [.database, .etcd] : nil, balance: balance)
+        }
         let answers = try config.map { flags.over(try InstallAnswers.load(path: $0)) } ?? flags
         try Self.checkReceivers(answers.alertReceivers ?? [])
         return answers
@@ -86,7 +99,7 @@ struct InstallFlags: ParsableArguments {
 }
 
 extension Warbler {
-    struct Install: ParsableCommand {
+    struct Install: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Install Warbler on this host, or converge an install to new settings (safe to re-run).",
             discussion: """
@@ -108,7 +121,7 @@ extension Warbler {
         @Flag(help: "Revert what an interrupted install did, instead of resuming it.")
         var undo = false
 
-        func run() throws {
+        func run() async throws {
             do {
                 let layout = flags.layout
                 let lock = try InstallLock(path: InstallLock.path(for: layout))
@@ -124,24 +137,14 @@ extension Warbler {
                 // changes (a corrupt or tampered file stops here). A plain build falls back to the checkout's.
                 let payload = try PayloadTemplates(binary: binary)
                 defer { payload?.remove() }
-                let dir = try templates ?? payload?.templatesDirectory ?? TemplateSet.locate(executable: binary)
-                let request = InstallRequest(answers: try flags.answers(), layout: layout,
-                                             release: try ReleaseWithWeb.from(base: BinaryRelease(version: WarblerVersion.version, binaryPath: binary),
-                                                                              webDirectory: payload?.webDirectory),
-                                             templates: try TemplateSet(directory: dir))
-                var preview = request
-                preview.dryRun = true
-                let planned = try installer.install(preview)
-                print("Preflight:")
-                print(planned.preflight.render(), terminator: "")
-                print("Plan:")
-                print(planned.plan.render(), terminator: "")
-                if dryRun { print(planned.render(), terminator: ""); return }
-                let disruptive = planned.plan.serviceActions.contains { if case .restart = $0 { true } else { false } }
-                if disruptive && !confirm("This restarts running services. Go ahead?") { throw ExitCode(1) }
-                if !planned.plan.isEmpty { print("Applying:") }
-                let outcome = try installer.install(request) { print("  - \($0)") }
-                print(outcome.render(), terminator: "")
+                let answers = try flags.answers()
+                let request = try InstallRun.request(installer: installer, answers: answers, layout: layout, binary: binary,
+                                                     templates: templates, payload: payload, bundle: nil)
+                guard let outcome = try InstallRun.perform(installer: installer, request: request, dryRun: dryRun, confirm: confirm) else { return }
+                // The founder prints the first join token.
+                if outcome.settings.cluster?.founder == true && outcome.initSystem != .none {
+                    print(try await InstallRun.firstToken())
+                }
             } catch let e as ExitCode {
                 throw e
             } catch {
@@ -183,4 +186,56 @@ struct PayloadTemplates {
     }
 
     func remove() { try? FileManager.default.removeItem(atPath: directory) }
+}
+
+/// The install steps `install` and `join` share.
+enum InstallRun {
+    /// The request, with the cluster's embedded components unpacked from the payload when the settings make this
+    /// host a cluster member.
+    static func request(installer: Installer, answers: InstallAnswers, layout: Layout, binary: String, templates: String?,
+                        payload: PayloadTemplates?, bundle: ClusterBundle?) throws -> InstallRequest {
+        let dir = try templates ?? payload?.templatesDirectory ?? TemplateSet.locate(executable: binary)
+        var request = InstallRequest(answers: answers, layout: layout,
+                                     release: try ReleaseWithWeb.from(base: BinaryRelease(version: WarblerVersion.version, binaryPath: binary),
+                                                                      webDirectory: payload?.webDirectory),
+                                     templates: try TemplateSet(directory: dir))
+        let (settings, _, _) = try installer.resolve(answers, layout: layout)
+        if let c = settings.cluster {
+            guard let payload else {
+                throw JoinError("a cluster member is installed from the installer file (packaging/build.sh), which carries the components; this is a plain build")
+            }
+            let components = try ComponentUnpacker.unpack(payloadDirectory: payload.directory + "/payload",
+                                                          names: ClusterPaths.components(for: c.roles), into: payload.directory + "/embedded")
+            request.cluster = ClusterInputs(bundle: bundle, components: components)
+        }
+        return request
+    }
+
+    /// Preflight and plan shown, then applied; nil for a dry run or when the operator declined.
+    static func perform(installer: Installer, request: InstallRequest, dryRun: Bool, confirm: (String) -> Bool) throws -> InstallOutcome? {
+        var preview = request
+        preview.dryRun = true
+        let planned = try installer.install(preview)
+        print("Preflight:")
+        print(planned.preflight.render(), terminator: "")
+        print("Plan:")
+        print(planned.plan.render(), terminator: "")
+        if dryRun { print(planned.render(), terminator: ""); return nil }
+        let disruptive = planned.plan.serviceActions.contains { if case .restart = $0 { true } else { false } }
+        if disruptive && !confirm("This restarts running services. Go ahead?") { throw ExitCode(1) }
+        if !planned.plan.isEmpty { print("Applying:") }
+        let outcome = try installer.install(request) { print("  - \($0)") }
+        print(outcome.render(), terminator: "")
+        return outcome
+    }
+
+    static func firstToken() async throws -> String {
+        let tasks = ClusterTasks()
+        let member = try tasks.memberFile()
+        let store = try await JoinTokens.openStore(logger: tasks.logger)
+        defer { Task { try? await store.close() } }
+        let members = (try? MemberRegistry.load(tasks.etcd(member)).members) ?? [member.member]
+        let token = try await JoinTokens(store: store).create(bundle: try JoinTokens.bundle(members: members, member: member), ttl: 24 * 3600, singleUse: false)
+        return Warbler.ClusterCommand.Token.render(token: token, member: member, ttl: "24h", singleUse: false)
+    }
 }

@@ -1,0 +1,97 @@
+import DurableFiles
+import Foundation
+import Installer
+
+/// What HAProxy's slots should hold for a set of members: every member's IM server in `im`, every database
+/// member's PostgreSQL in `primary` (Patroni's health check picks the primary among them). Pure.
+public enum SlotPlan {
+    public struct Want: Sendable, Equatable {
+        public var backend: String
+        public var server: String
+        /// nil: the slot stays empty (maintenance).
+        public var address: String?
+        public var port: Int
+    }
+
+    public static func plan(members: [ClusterMember], slots: Int = ClusterSettings.maxMembers) -> [Want] {
+        let sorted = members.sorted { $0.name < $1.name }
+        let db = sorted.filter { $0.roles.contains(.database) }
+        var out: [Want] = []
+        for i in 0..<slots {
+            out.append(Want(backend: "im", server: "m\(i + 1)", address: i < sorted.count ? sorted[i].address : nil, port: ClusterSettings.Port.im))
+        }
+        for i in 0..<slots {
+            out.append(Want(backend: "primary", server: "db\(i + 1)", address: i < db.count ? db[i].address : nil, port: ClusterSettings.Port.postgres))
+        }
+        return out
+    }
+
+    /// The runtime commands that take `current` to `wants`: an address change first (the slot in maintenance),
+    /// then the state. Slots already right get none, so existing connections are left alone.
+    public static func commands(current: [HAProxyRuntime.Slot], wants: [Want]) -> [(backend: String, server: String, address: String?, port: Int, ready: Bool)] {
+        var out: [(String, String, String?, Int, Bool)] = []
+        for w in wants {
+            let c = current.first { $0.backend == w.backend && $0.name == w.server }
+            if let address = w.address {
+                if c?.address != address || c?.port != w.port || c?.maintenance != false {
+                    out.append((w.backend, w.server, (c?.address != address || c?.port != w.port) ? address : nil, w.port, true))
+                }
+            } else if c?.maintenance == false {
+                out.append((w.backend, w.server, nil, w.port, false))
+            }
+        }
+        return out
+    }
+}
+
+/// `warbler cluster agent`: every few seconds, reads the members from etcd and fills HAProxy's server slots
+/// through its admin socket, then saves HAProxy's server state so a reload starts from it. Runs as HAProxy's user.
+public struct ClusterAgent: Sendable {
+    public var etcd: Etcdctl
+    public var haproxy: HAProxyRuntime
+    public var stateFile: String
+    public var interval: Double
+
+    public init(etcd: Etcdctl, haproxy: HAProxyRuntime = HAProxyRuntime(), stateFile: String = ClusterPaths.haproxyState + "/servers.state",
+                interval: Double = 3) {
+        self.etcd = etcd; self.haproxy = haproxy; self.stateFile = stateFile; self.interval = interval
+    }
+
+    /// One pass. Returns what changed, for the log.
+    public func reconcile() throws -> [String] {
+        let (members, rejected) = try MemberRegistry.load(etcd)
+        var notes = rejected.map { "ignored a member record: \($0)" }
+        guard !members.isEmpty else { return notes + ["no members registered in etcd yet"] }
+        let current = try haproxy.slots(backend: "im") + haproxy.slots(backend: "primary")
+        let changes = SlotPlan.commands(current: current, wants: SlotPlan.plan(members: members))
+        for c in changes {
+            if let address = c.address {
+                try haproxy.state(backend: c.backend, server: c.server, "maint")
+                try haproxy.set(backend: c.backend, server: c.server, address: address, port: c.port)
+            }
+            try haproxy.state(backend: c.backend, server: c.server, c.ready ? "ready" : "maint")
+            notes.append("\(c.backend)/\(c.server): \(c.ready ? "\(c.address ?? "same address"):\(c.port) ready" : "emptied")")
+        }
+        if !changes.isEmpty {
+            // The state file HAProxy loads at a reload: the filled slots survive it.
+            let state = try haproxy.send("show servers state")
+            try AtomicFile.write(Data(state.utf8), to: stateFile, mode: 0o600)
+        }
+        return notes
+    }
+
+    public func run(log: @Sendable (String) -> Void) async {
+        var lastError = ""
+        while !Task.isCancelled {
+            do {
+                for note in try reconcile() { log(note) }
+                lastError = ""
+            } catch {
+                let text = "\(error)"
+                if text != lastError { log("cannot reconcile HAProxy with the members yet: \(text)") }
+                lastError = text
+            }
+            try? await Task.sleep(for: .seconds(interval))
+        }
+    }
+}

@@ -1,0 +1,134 @@
+import DurableFiles
+import Foundation
+import IMServer
+import IMStorage
+import IMStoragePostgres
+import Installer
+import Logging
+
+/// The root-run steps of a cluster member's life that need the running cluster: registering in etcd, becoming an
+/// etcd voter, creating the IM server's database, making join tokens. Each reads only root's files.
+public struct ClusterTasks: Sendable {
+    public var logger: Logger
+    public init(logger: Logger = Logger(label: "warbler.cluster")) { self.logger = logger }
+
+    public func memberFile() throws -> MemberFile {
+        try MemberFile.load(try RootFile.read(ClusterPaths.memberFile))
+    }
+
+    public func etcd(_ m: MemberFile) -> Etcdctl { Etcdctl(endpoints: m.etcdEndpoints) }
+
+    /// Retries `body` until it succeeds or `seconds` pass; the last error says why.
+    func retrying<T>(_ what: String, seconds: Double, _ body: () async throws -> T) async throws -> T {
+        let deadline = Date().addingTimeInterval(seconds)
+        var last: any Error = ClusterOpsError("\(what): not tried")
+        while Date() < deadline {
+            do { return try await body() } catch { last = error }
+            try await Task.sleep(for: .milliseconds(500))
+        }
+        throw ClusterOpsError("\(what) did not succeed within \(Int(seconds)) s: \(last)")
+    }
+
+    /// `warbler cluster register`: this member's record in etcd (what the agents fill HAProxy from).
+    public func register() async throws {
+        let m = try memberFile()
+        try await retrying("registering \(m.member.name) in etcd", seconds: 90) {
+            try MemberRegistry.register(m.member, in: etcd(m))
+        }
+    }
+
+    /// `warbler cluster etcd-promote`: the learner this host's join added becomes a voter once it has caught up
+    /// (etcd refuses the promotion until then).
+    public func promote() async throws {
+        let m = try memberFile()
+        let etcd = etcd(m)
+        try await retrying("promoting \(m.member.name)'s etcd member to a voter", seconds: 120) {
+            guard let me = try etcd.memberList().first(where: { $0.name == m.member.name }) else {
+                throw ClusterOpsError("\(m.member.name) is not an etcd member yet")
+            }
+            if me.isLearner { try etcd.promote(id: me.id) }
+        }
+    }
+
+    /// `warbler cluster setup-database` (the founder): the IM server's role and database, created by the
+    /// PostgreSQL superuser once Patroni has made this host the primary.
+    public func setupDatabase() async throws {
+        let superuser = try RootFile.readText(ClusterPaths.superuserPassword)
+        let app = try RootFile.readText(ClusterPaths.appPasswordRootCopy)
+        guard app.count >= 16, app.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber) }) else {
+            throw ClusterOpsError("\(ClusterPaths.appPassword) must hold 16 or more letters and digits")
+        }
+        let driver = try await retrying("reaching PostgreSQL as its superuser on 127.0.0.1", seconds: 120) {
+            let d = try await PostgresDriver.connect(host: "127.0.0.1", port: ClusterSettings.Port.postgres, username: "postgres",
+                                                     password: superuser, database: "postgres", maxConnections: 1, logger: logger)
+            // A standby answers too: wait for the primary.
+            let recovering = try await d.read { db in try await db.first("SELECT pg_is_in_recovery()::int AS r")?.int("r") ?? 1 }
+            if recovering != 0 { try? await d.close(); throw ClusterOpsError("PostgreSQL here is not the primary yet") }
+            return d
+        }
+        defer { Task { try? await driver.close() } }
+        try await driver.read { db in
+            // A password cannot be a bind parameter in CREATE ROLE; it is letters and digits only (checked above).
+            if try await db.first("SELECT 1 AS x FROM pg_roles WHERE rolname = 'warbler'") == nil {
+                try await db.query("CREATE ROLE warbler LOGIN PASSWORD '\(app)'")
+            } else {
+                try await db.query("ALTER ROLE warbler LOGIN PASSWORD '\(app)'")
+            }
+            if try await db.first("SELECT 1 AS x FROM pg_database WHERE datname = 'warbler'") == nil {
+                try await db.query("CREATE DATABASE warbler OWNER warbler ENCODING 'UTF8' TEMPLATE template0")
+            }
+        }
+        try await waitDatabase()
+    }
+
+    /// `warbler cluster wait-database`: the IM server's way to the primary works (HAProxy's slot filled by the
+    /// agent, Patroni's check passed, TLS verified against the cluster CA, the role's password right).
+    public func waitDatabase(seconds: Double = 120) async throws {
+        let app = try RootFile.readText(ClusterPaths.appPasswordRootCopy)
+        try await retrying("reaching the cluster's database through HAProxy (127.0.0.1:\(ClusterSettings.Port.primary))", seconds: seconds) {
+            let d = try await PostgresDriver.connect(host: "127.0.0.1", port: ClusterSettings.Port.primary, username: "warbler", password: app,
+                                                     database: "warbler", tls: true, caFile: Paths.caCert, maxConnections: 1, logger: logger)
+            try? await d.close()
+        }
+    }
+}
+
+/// Making and checking join tokens.
+public struct JoinTokens: Sendable {
+    public var store: SQLStore
+    public init(store: SQLStore) { self.store = store }
+
+    /// Opens the cluster's database as the IM server does, from root's copy of the config.
+    public static func openStore(logger: Logger) async throws -> SQLStore {
+        let config = try ServerConfig.load(path: Paths.config, environment: [:])
+        guard config.storage.driver == "postgres" else { throw ClusterOpsError("this host is not a cluster member (its database is \(config.storage.driver))") }
+        let password = try RootFile.readText(ClusterPaths.appPasswordRootCopy)
+        let driver = try await PostgresDriver.connect(host: config.storage.postgresHost, port: config.storage.postgresPort,
+                                                      username: config.storage.postgresUser, password: password,
+                                                      database: config.storage.postgresDatabase, tls: config.storage.postgresTls,
+                                                      caFile: config.storage.postgresCaFile, maxConnections: 1, logger: logger)
+        return SQLStore(driver: driver)
+    }
+
+    /// The bundle a new member receives, from this member's root-owned files.
+    public static func bundle(members: [ClusterMember], member: MemberFile) throws -> ClusterBundle {
+        ClusterBundle(caCert: String(decoding: try RootFile.read(Paths.caCert), as: UTF8.self),
+                      caKey: String(decoding: try RootFile.read(Paths.caKey), as: UTF8.self),
+                      jwtKey: try RootFile.readText(ClusterPaths.jwtKeyRootCopy),
+                      superuserPassword: try RootFile.readText(ClusterPaths.superuserPassword),
+                      replicationPassword: try RootFile.readText(ClusterPaths.replicationPassword),
+                      rewindPassword: try RootFile.readText(ClusterPaths.rewindPassword),
+                      patroniAPIPassword: try RootFile.readText(ClusterPaths.patroniAPIPassword),
+                      appPassword: try RootFile.readText(ClusterPaths.appPasswordRootCopy),
+                      domains: member.domains, port: member.frontendPort, balance: member.balance,
+                      registration: member.registration, members: members)
+    }
+
+    public func create(bundle: ClusterBundle, ttl: TimeInterval, singleUse: Bool, now: Date = Date()) async throws -> JoinToken {
+        let token = try JoinToken.generate(caPEM: bundle.caCert)
+        try await store.createJoinToken(id: token.id, proofHash: JoinToken.proofHash(token.proof), bundle: try token.seal(bundle),
+                                        now: Int64(now.timeIntervalSince1970), expiresAt: Int64(now.addingTimeInterval(ttl).timeIntervalSince1970),
+                                        singleUse: singleUse)
+        return token
+    }
+}

@@ -1,0 +1,130 @@
+import Foundation
+import Installer
+
+/// The embedded etcdctl, run with this member's client certificate against the cluster's etcd (v3 API).
+public struct Etcdctl: Sendable {
+    public var binary: String
+    public var endpoints: [String]
+    public var caFile: String
+    public var certFile: String
+    public var keyFile: String
+    public var system: any System
+
+    public init(binary: String = ClusterPaths.etcdBin + "/etcdctl", endpoints: [String], caFile: String = Paths.caCert,
+                certFile: String = ClusterPaths.rootCert, keyFile: String = ClusterPaths.rootKey, system: any System = LocalSystem()) {
+        self.binary = binary; self.endpoints = endpoints; self.caFile = caFile; self.certFile = certFile; self.keyFile = keyFile
+        self.system = system
+    }
+
+    public struct Member: Sendable, Equatable {
+        public var id: UInt64
+        public var name: String
+        public var peerURLs: [String]
+        public var clientURLs: [String]
+        public var isLearner: Bool
+        public var idHex: String { String(id, radix: 16) }
+    }
+
+    func run(_ args: [String], timeout: String = "5s") throws -> String {
+        let argv = [binary, "--endpoints", endpoints.map { "https://\($0):\(ClusterSettings.Port.etcdClient)" }.joined(separator: ","),
+                    "--cacert", caFile, "--cert", certFile, "--key", keyFile, "--command-timeout", timeout] + args
+        let r = try system.run(argv, as: nil)
+        guard r.status == 0 else {
+            throw ClusterOpsError("etcdctl \(args.prefix(2).joined(separator: " ")) failed: \(r.output.trimmingCharacters(in: .whitespacesAndNewlines))")
+        }
+        return r.output
+    }
+
+    static func json(_ text: String) throws -> [String: Any] {
+        // etcdctl may print a warning line before its JSON.
+        guard let start = text.firstIndex(of: "{"), let obj = try JSONSerialization.jsonObject(with: Data(text[start...].utf8)) as? [String: Any] else {
+            throw ClusterOpsError("etcdctl printed no JSON: \(text.prefix(200))")
+        }
+        return obj
+    }
+
+    /// `member list -w simple`: `ID, status, name, peer URLs, client URLs, is learner` with IDs in hex (the JSON
+    /// form prints IDs as 64-bit numbers, which JSON readers round).
+    static func parseMembers(_ text: String) -> [Member] {
+        text.split(separator: "\n").compactMap { line in
+            let f = line.components(separatedBy: ", ")
+            guard f.count >= 6, let id = UInt64(f[0], radix: 16) else { return nil }
+            return Member(id: id, name: f[2], peerURLs: f[3].split(separator: ",").map(String.init),
+                          clientURLs: f[4].split(separator: ",").map(String.init), isLearner: f[5].trimmingCharacters(in: .whitespaces) == "true")
+        }
+    }
+
+    public func memberList() throws -> [Member] { Self.parseMembers(try run(["member", "list", "-w", "simple"])) }
+
+    /// Adds a non-voting member (a learner): the cluster keeps its quorum whatever happens to the new host before
+    /// its etcd has caught up; `promote` makes it a voter then.
+    public func addLearner(name: String, address: String) throws -> [Member] {
+        let peer = "https://\(address):\(ClusterSettings.Port.etcdPeer)"
+        if let existing = try memberList().first(where: { $0.peerURLs.contains(peer) }) {
+            // A retried join: the member is there already (as a learner, or promoted).
+            guard existing.name == name || existing.name.isEmpty else {
+                throw ClusterOpsError("\(address) is already the etcd member '\(existing.name)'; remove it first (`warbler cluster remove \(existing.name)`)")
+            }
+            return try memberList()
+        }
+        _ = try run(["member", "add", name, "--learner", "--peer-urls", peer])
+        return try memberList()
+    }
+
+    public func promote(id: UInt64) throws { _ = try run(["member", "promote", String(id, radix: 16)]) }
+    public func remove(id: UInt64) throws { _ = try run(["member", "remove", String(id, radix: 16)]) }
+
+    public func put(_ key: String, _ value: String) throws { _ = try run(["put", key, value]) }
+    public func delete(_ key: String) throws { _ = try run(["del", key]) }
+
+    /// Keys and values under `prefix`.
+    public func get(prefix: String) throws -> [(key: String, value: Data)] {
+        let obj = try Self.json(try run(["get", prefix, "--prefix", "-w", "json"]))
+        return ((obj["kvs"] as? [[String: Any]]) ?? []).compactMap { kv in
+            guard let k = (kv["key"] as? String).flatMap({ Data(base64Encoded: $0) }),
+                  let v = (kv["value"] as? String).flatMap({ Data(base64Encoded: $0) }) else { return nil }
+            return (String(decoding: k, as: UTF8.self), v)
+        }
+    }
+
+    /// Each endpoint's health (etcdctl endpoint health --cluster).
+    public func health() throws -> [(endpoint: String, healthy: Bool, error: String?)] {
+        let argv = [binary, "--endpoints", endpoints.map { "https://\($0):\(ClusterSettings.Port.etcdClient)" }.joined(separator: ","),
+                    "--cacert", caFile, "--cert", certFile, "--key", keyFile, "--command-timeout", "3s",
+                    "endpoint", "health", "--cluster", "-w", "json"]
+        let r = try system.run(argv, as: nil)
+        guard let start = r.output.firstIndex(of: "["),
+              let list = try? JSONSerialization.jsonObject(with: Data(r.output[start...].utf8)) as? [[String: Any]] else {
+            throw ClusterOpsError("etcd health unknown: \(r.output.trimmingCharacters(in: .whitespacesAndNewlines).prefix(300))")
+        }
+        return list.map { ($0["endpoint"] as? String ?? "?", $0["health"] as? Bool ?? false, $0["error"] as? String) }
+    }
+}
+
+/// The members registered in etcd, each record checked (any cluster component can write there).
+public enum MemberRegistry {
+    public static let prefix = "/warbler/members/"
+
+    public static func load(_ etcd: Etcdctl) throws -> (members: [ClusterMember], rejected: [String]) {
+        var members: [ClusterMember] = [], rejected: [String] = []
+        for (key, value) in try etcd.get(prefix: prefix) {
+            do {
+                let m = try ClusterMember.decode(value)
+                guard key == prefix + m.name else { throw ClusterOpsError("its key is not \(prefix)\(m.name)") }
+                members.append(m)
+            } catch {
+                rejected.append("\(key): \(error)")
+            }
+        }
+        return (members.sorted { $0.name < $1.name }, rejected)
+    }
+
+    public static func register(_ member: ClusterMember, in etcd: Etcdctl) throws {
+        try etcd.put(prefix + member.name, String(decoding: member.encoded(), as: UTF8.self))
+    }
+}
+
+public struct ClusterOpsError: Error, CustomStringConvertible, Sendable {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
