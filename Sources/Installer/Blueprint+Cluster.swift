@@ -192,14 +192,17 @@ extension Blueprint {
         d.oneTime.append(.init(name: "register \(c.nodeName) (\(c.advertise)) as a cluster member in etcd",
                                argv: [binary, "cluster", "register"], user: nil,
                                marker: layout.path(ClusterPaths.memberRegisteredMarker), beforeUnit: firstAfterEtcd))
+        // Before the first admin is created (which needs the database).
+        let serverCommands = d.oneTime.firstIndex { $0.beforeUnit == Paths.serverUnitName } ?? d.oneTime.endIndex
         if c.founder {
-            d.oneTime.append(.init(name: "create the IM server's database and role in PostgreSQL",
+            d.oneTime.insert(.init(name: "create the IM server's database and role in PostgreSQL",
                                    argv: [binary, "cluster", "setup-database"], user: nil,
-                                   marker: layout.path(ClusterPaths.databaseCreatedMarker), beforeUnit: Paths.serverUnitName))
+                                   marker: layout.path(ClusterPaths.databaseCreatedMarker), beforeUnit: Paths.serverUnitName), at: serverCommands)
         } else {
-            d.oneTime.append(.init(name: "wait for the cluster's database through HAProxy",
+            d.oneTime.insert(.init(name: "wait for the cluster's database through HAProxy",
                                    argv: [binary, "cluster", "wait-database"], user: nil,
-                                   marker: layout.path(Paths.installState + "/cluster-database-reached"), beforeUnit: Paths.serverUnitName))
+                                   marker: layout.path(Paths.installState + "/cluster-database-reached"), beforeUnit: Paths.serverUnitName),
+                             at: serverCommands)
         }
     }
 }

@@ -84,6 +84,13 @@ final class RecordingSystem: System {
         if case .file(let d, _, _)? = node(path) { return d }
         return nil
     }
+    func attributes(_ path: String) -> (mode: UInt16, owner: Owner?)? {
+        switch node(path) {
+        case .file(_, let m, let o)?: (m, o)
+        case .directory(let m, let o)?: (m, o)
+        default: nil
+        }
+    }
     func status(_ unit: String) -> ServiceStatus { state.withLock { $0.services[unit] ?? ServiceStatus(enabled: false, active: false) } }
     func setStatus(_ unit: String, _ s: ServiceStatus) { state.withLock { $0.services[unit] = s } }
     /// Every path under `prefix`.
@@ -244,6 +251,21 @@ final class RecordingSystem: System {
 
     func run(_ argv: [String], as user: String?) throws -> CommandResult {
         try record(.run(argv, user: user))
+        // The tree step's copy and rename, as the real commands would leave the nodes.
+        if argv.first == "cp", let dest = argv.last {
+            state.withLock { $0.nodes[dest] = .directory(mode: 0o755, owner: .root) }
+            return CommandResult(status: 0, output: "")
+        }
+        if argv.first == "mv", argv.count == 4, argv[1] == "-T" {
+            let (from, to) = (argv[2], argv[3])
+            state.withLock { s in
+                for (k, v) in s.nodes where k == from || k.hasPrefix(from + "/") {
+                    s.nodes[k] = nil
+                    s.nodes[to + k.dropFirst(from.count)] = v
+                }
+            }
+            return CommandResult(status: 0, output: "")
+        }
         return CommandResult(status: 0, output: "created admin user \(argv.count > 2 ? argv[2] : "?")\n")
     }
 
