@@ -2,13 +2,7 @@
 # namespaces joined by a veth pair (the host under test and a "client" machine), booting a root with systemd under
 # systemd-nspawn, and cleanup. Traffic stays inside the two namespaces.
 set -euo pipefail
-CACHE=${WARBLER_E2E_CACHE:-/var/cache/warbler-e2e}
-[ "$(id -u)" = 0 ] || { echo "run as root (systemd-nspawn)" >&2; exit 2; }
-mkdir -p "$CACHE"
-if [ ! -f "$CACHE/root.tar" ]; then
-  echo "==> building the Debian 12 root (once)"
-  mmdebstrap --variant=minbase --include=systemd,systemd-sysv,dbus,iproute2,curl,ca-certificates bookworm "$CACHE/root.tar" >"$CACHE/mmdebstrap.log" 2>&1
-fi
+source "$(dirname "${BASH_SOURCE[0]}")/e2e-root.sh"
 WORK=$(mktemp -d "$CACHE/run.XXXXXX")
 NSPAWN_PID= INIT=
 NS_HOST=warbler-e2e-host-$$ NS_CLIENT=warbler-e2e-client-$$ HOST_IP=10.231.7.2

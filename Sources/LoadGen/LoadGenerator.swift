@@ -56,18 +56,20 @@ public struct LoadGenerator: Sendable {
     /// An admin account that creates the benchmark accounts through the admin API, for a server whose registration
     /// is closed (`auth.registration: admin`, the installer's default) or limited per address.
     public var admin: AdminAccounts?
+    /// Where the receiving half of each pair connects (another cluster member); nil: `baseURL`.
+    public var peerURL: String?
 
     public init(baseURL: String, pairs: Int, messagesPerSender: Int, window: Int, password: String, prefix: String,
-                trustedCA: String? = nil, admin: AdminAccounts? = nil) {
+                trustedCA: String? = nil, admin: AdminAccounts? = nil, peerURL: String? = nil) {
         self.baseURL = baseURL; self.pairs = pairs; self.messagesPerSender = messagesPerSender
         self.window = max(1, window); self.password = password; self.prefix = prefix; self.trustedCA = trustedCA
-        self.admin = admin
+        self.admin = admin; self.peerURL = peerURL
     }
 
     static func nanos() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
 
-    func account(_ name: String) async throws -> IMClient {
-        let client = try IMClient(baseURL: baseURL, trustedCACertificatePath: trustedCA, deviceName: "bench")
+    func account(_ name: String, receiving: Bool = false) async throws -> IMClient {
+        let client = try IMClient(baseURL: receiving ? (peerURL ?? baseURL) : baseURL, trustedCACertificatePath: trustedCA, deviceName: "bench")
         if let admin {
             try await admin.ensure(name, password: password, baseURL: baseURL, trustedCA: trustedCA)
             _ = try await client.login(username: name, password: password)
@@ -97,7 +99,7 @@ public struct LoadGenerator: Sendable {
         let runTag = String(Int(Date().timeIntervalSince1970) % 1_000_000)
         for i in 0..<pairs {
             let a = try await account("\(prefix)-a\(i)")
-            let b = try await account("\(prefix)-b\(i)")
+            let b = try await account("\(prefix)-b\(i)", receiving: true)
             guard let bID = await b.currentUser?.id else { throw IMError(.internal, "no user after login") }
             let conv = try await a.createDirectConversation(with: bID).id
             let last = try await a.conversation(conv).lastSeq

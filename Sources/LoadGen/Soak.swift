@@ -45,11 +45,14 @@ public struct SoakRun: Sendable {
     public var admin: AdminAccounts?
     /// Time allowed after the run for outstanding sends to be acknowledged and delivered.
     public var settle: Double
+    /// Where the receiving half of each pair connects (another cluster member); nil: `baseURL`.
+    public var peerURL: String?
 
     public init(baseURL: String, pairs: Int, seconds: Double, ratePerSender: Double, password: String, prefix: String,
-                trustedCA: String? = nil, admin: AdminAccounts? = nil, settle: Double = 60) {
+                trustedCA: String? = nil, admin: AdminAccounts? = nil, settle: Double = 60, peerURL: String? = nil) {
         self.baseURL = baseURL; self.pairs = max(1, pairs); self.seconds = seconds; self.ratePerSender = max(0.1, ratePerSender)
         self.password = password; self.prefix = prefix; self.trustedCA = trustedCA; self.admin = admin; self.settle = settle
+        self.peerURL = peerURL
     }
 
     final class Tally: @unchecked Sendable {
@@ -68,12 +71,12 @@ public struct SoakRun: Sendable {
 
     public func run(progress: @Sendable (String) -> Void = { _ in }) async throws -> SoakReport {
         let gen = LoadGenerator(baseURL: baseURL, pairs: pairs, messagesPerSender: 0, window: 1, password: password, prefix: prefix,
-                                trustedCA: trustedCA, admin: admin)
+                                trustedCA: trustedCA, admin: admin, peerURL: peerURL)
         struct Pair: Sendable { let a: IMClient; let b: IMClient; let sender: IMConnection; let receiver: IMConnection; let conv: ConversationID; let start: Int64 }
         var setup: [Pair] = []
         for i in 0..<pairs {
             let a = try await gen.account("\(prefix)-a\(i)")
-            let b = try await gen.account("\(prefix)-b\(i)")
+            let b = try await gen.account("\(prefix)-b\(i)", receiving: true)
             guard let bID = await b.currentUser?.id else { throw IMError(.internal, "no user after login") }
             let conv = try await a.createDirectConversation(with: bID).id
             let last = try await a.conversation(conv).lastSeq

@@ -19,6 +19,8 @@ extension Warbler {
         var admin: String?
         @Option(help: "A file holding --admin's password (an install's first admin: /etc/warbler/secrets/admin-password).")
         var adminPasswordFile: String?
+        @Option(help: "Connect the receiving user of each pair here instead (another cluster member, to measure cross-node delivery).")
+        var peerUrl: String?
 
         func validate() throws {
             if (admin == nil) != (adminPasswordFile == nil) {
@@ -39,7 +41,7 @@ extension Warbler {
                 let report: SoakReport
                 do {
                     report = try await SoakRun(baseURL: url, pairs: pairs, seconds: soak, ratePerSender: rate, password: password,
-                                               prefix: prefix, trustedCA: ca, admin: try adminAccounts()).run { print($0) }
+                                               prefix: prefix, trustedCA: ca, admin: try adminAccounts(), peerURL: peerUrl).run { print($0) }
                 } catch { throw fail(error) }
                 print(report.description)
                 if !report.ok { throw ExitCode(1) }
@@ -47,7 +49,8 @@ extension Warbler {
             }
             do {
                 let report = try await LoadGenerator(baseURL: url, pairs: pairs, messagesPerSender: messages, window: window,
-                                                     password: password, prefix: prefix, trustedCA: ca, admin: try adminAccounts()).run()
+                                                     password: password, prefix: prefix, trustedCA: ca, admin: try adminAccounts(),
+                                                     peerURL: peerUrl).run()
                 print(report.description)
             } catch { throw fail(error) }
         }

@@ -9,7 +9,7 @@ extension Warbler {
         static let configuration = CommandConfiguration(
             commandName: "cluster",
             abstract: "A cluster member's commands: join tokens, the cluster's status.",
-            subcommands: [Token.self, Register.self, Promote.self, SetupDatabase.self, WaitDatabase.self, Agent.self])
+            subcommands: [Token.self, Status.self, HAProxy.self, Register.self, Promote.self, SetupDatabase.self, WaitDatabase.self, Agent.self])
     }
 }
 
@@ -111,6 +111,48 @@ extension Warbler.ClusterCommand {
             let etcd = Etcdctl(endpoints: member.etcdEndpoints, certFile: ClusterPaths.tls + "/agent.crt", keyFile: ClusterPaths.tls + "/agent.key")
             let agent = ClusterAgent(etcd: etcd, interval: interval)
             await agent.run { line in FileHandle.standardError.write(Data("warbler cluster agent: \(line)\n".utf8)) }
+        }
+    }
+}
+
+extension Warbler.ClusterCommand {
+    struct Status: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Every member: roles, version, IM readiness, HAProxy's view, PostgreSQL role and lag, etcd; exit 1 when anything is unhealthy.")
+        @Flag(help: "Print JSON.") var json = false
+        func run() async throws {
+            try requireRoot("warbler cluster status")
+            let report: ClusterStatusReport
+            do {
+                let tasks = ClusterTasks()
+                let member = try tasks.memberFile()
+                report = try await ClusterStatusCollector(member: member, etcd: tasks.etcd(member)).collect()
+            } catch { throw fail(error) }
+            if json {
+                let e = JSONEncoder()
+                e.outputFormatting = [.prettyPrinted, .sortedKeys]
+                print(String(decoding: try e.encode(report), as: UTF8.self))
+            } else {
+                print(report.render(), terminator: "")
+            }
+            if !report.healthy { throw ExitCode(1) }
+        }
+    }
+
+    struct HAProxy: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "haproxy",
+            abstract: "Send HAProxy runtime commands (one per line on stdin, or the arguments) to this member's HAProxy, e.g. `set server im/m2 state drain`.")
+        @Argument(help: "A runtime command; without one, lines are read from stdin.") var command: [String] = []
+        func run() async throws {
+            try requireRoot("warbler cluster haproxy")
+            let lines = command.isEmpty ? (readLine(strippingNewline: true).map { [$0] + Array(sequence(state: (), next: { _ in readLine() })) } ?? [])
+                                        : [command.joined(separator: " ")]
+            do {
+                for line in lines where !line.trimmingCharacters(in: .whitespaces).isEmpty {
+                    print(try HAProxyRuntime().send(line), terminator: "")
+                }
+            } catch { throw fail(error) }
         }
     }
 }

@@ -1,0 +1,169 @@
+#!/usr/bin/env bash
+# End-to-end check of a three-host cluster: fresh Debian 12 hosts booted with systemd under systemd-nspawn, each in
+# its own network namespace on one bridge, plus a client namespace. The one installer file is copied onto each;
+# host 1 founds the cluster, hosts 2 and 3 join with its token; users connected to different members exchange
+# messages, and one member's IM server restarts under traffic without a loss or a duplicate.
+#
+#   sudo scripts/e2e-cluster.sh dist/warbler-VERSION-linux-x86_64
+#
+# Addresses exist only inside the namespaces this script makes (10.232.0.0/24); nothing leaves the machine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=$(readlink -f "${1:?usage: e2e-cluster.sh INSTALLER_FILE}")
+"$BIN" payload verify >/dev/null 2>&1 || { echo "$BIN is not an installer file (packaging/build.sh makes one)" >&2; exit 2; }
+source scripts/e2e-root.sh
+WORK=$(mktemp -d "$CACHE/cluster.XXXXXX")
+N=3
+NS_BR=wcbr-$$ NS_CLIENT=wccl-$$
+declare -a NS PIDS INITS IPS
+for i in $(seq $N); do NS[$i]=wch$i-$$; IPS[$i]=10.232.0.1$i; done
+BACKGROUND=()
+
+cleanup() {
+  for p in "${BACKGROUND[@]}"; do kill "$p" 2>/dev/null || true; done
+  for i in $(seq $N); do
+    if [ -n "${PIDS[$i]:-}" ] && kill -0 "${PIDS[$i]}" 2>/dev/null; then
+      nsenter -t "${INITS[$i]}" -a systemctl poweroff >/dev/null 2>&1 || kill "${PIDS[$i]}" 2>/dev/null || true
+    fi
+  done
+  for i in $(seq $N); do
+    if [ -n "${PIDS[$i]:-}" ]; then
+      for _ in $(seq 300); do kill -0 "${PIDS[$i]}" 2>/dev/null || break; sleep 0.1; done
+      kill -9 "${PIDS[$i]}" 2>/dev/null || true
+      wait "${PIDS[$i]}" 2>/dev/null || true
+    fi
+  done
+  [ "${KEEP_WORK:-0}" = 1 ] && echo "work directory kept: $WORK" || rm -rf "$WORK"
+  for ns in "${NS[@]}" "$NS_BR" "$NS_CLIENT"; do ip netns del "$ns" 2>/dev/null || true; done
+}
+trap cleanup EXIT
+fail() { echo "FAIL: $*" >&2; for i in $(seq $N); do [ -f "$WORK/h$i.log" ] && { echo "--- host $i's last command:" >&2; tail -30 "$WORK/h$i.log" >&2; }; done; exit 1; }
+ok() { echo "  ok: $*"; }
+on() { local i=$1; shift; nsenter -t "${INITS[$i]}" -a "$@"; }
+from_client() { ip netns exec "$NS_CLIENT" "$@"; }
+ms_since() { echo $(( ($(date +%s%N) - $1) / 1000000 )); }
+
+# The network: a bridge in its own namespace, one veth pair per host and one for the client.
+ip netns add "$NS_BR"
+ip -n "$NS_BR" link add br0 type bridge
+ip -n "$NS_BR" link set br0 up
+attach() { # NS ADDRESS TAG
+  ip netns add "$1"
+  ip link add "wc$3-$$" type veth peer name "wb$3-$$"
+  ip link set "wc$3-$$" netns "$1"; ip link set "wb$3-$$" netns "$NS_BR"
+  ip -n "$NS_BR" link set "wb$3-$$" master br0 up
+  ip -n "$1" link set "wc$3-$$" name eth0
+  ip -n "$1" addr add "$2/24" dev eth0; ip -n "$1" link set eth0 up; ip -n "$1" link set lo up
+}
+for i in $(seq $N); do attach "${NS[$i]}" "${IPS[$i]}" "$i"; done
+attach "$NS_CLIENT" 10.232.0.100 c
+
+# Hosts: a fresh root each, the installer file copied in, booted in parallel.
+echo "==> booting $N fresh Debian 12 hosts"
+for i in $(seq $N); do
+  mkdir "$WORK/h$i" && tar -C "$WORK/h$i" -xf "$CACHE/root.tar"
+  echo "warbler-$i" >"$WORK/h$i/etc/hostname"
+  cp "$BIN" "$WORK/h$i/root/warbler"
+  systemd-nspawn --register=no --keep-unit --network-namespace-path="/run/netns/${NS[$i]}" -D "$WORK/h$i" -M "warbler-$i" -b \
+    >>"$WORK/h$i.console" 2>&1 &
+  PIDS[$i]=$!
+done
+for i in $(seq $N); do
+  INITS[$i]=
+  for _ in $(seq 900); do
+    kill -0 "${PIDS[$i]}" 2>/dev/null || { tail -20 "$WORK/h$i.console" >&2; fail "host $i exited while booting"; }
+    if [ -z "${INITS[$i]}" ]; then
+      for p in $(pgrep -P "${PIDS[$i]}" 2>/dev/null || true); do
+        [ "$(cat "/proc/$p/comm" 2>/dev/null || true)" = systemd ] && INITS[$i]=$p
+      done
+    fi
+    if [ -n "${INITS[$i]}" ]; then
+      case "$(on "$i" systemctl is-system-running 2>/dev/null || true)" in running|degraded) break ;; esac
+    fi
+    sleep 0.1
+  done
+  [ -n "${INITS[$i]}" ] || fail "host $i did not boot"
+done
+ok "$N hosts booted"
+
+# 1. Host 1 founds the cluster.
+t0=$(date +%s%N)
+on 1 /root/warbler install --cluster-init --advertise-address "${IPS[1]}" --domain chat.warbler.test --yes >"$WORK/h1.log" 2>&1 \
+  || fail "install --cluster-init on host 1"
+TOKEN=$(sed -n 's/^Join token[^:]*: \(W10[^ ]*\)$/\1/p' "$WORK/h1.log")
+[ -n "$TOKEN" ] || fail "install --cluster-init printed no join token"
+grep -q "warbler join --server https://${IPS[1]}:8443 --token" "$WORK/h1.log" || fail "no join command printed"
+ok "host 1 founded the cluster in $(ms_since "$t0") ms and printed a join token"
+
+# 2. Hosts 2 and 3 join (one at a time: etcd takes one new member at a time).
+for i in 2 3; do
+  t=$(date +%s%N)
+  on "$i" /root/warbler join --server "https://${IPS[1]}:8443" --token "$TOKEN" --advertise-address "${IPS[$i]}" >"$WORK/h$i.log" 2>&1 \
+    || fail "join of host $i"
+  ok "host $i joined in $(ms_since "$t") ms ($(grep -m1 'roles:' "$WORK/h$i.log" | sed 's/^ *//'))"
+done
+# A wrong token is refused with a clear message, and a token naming another CA is caught before anything is sent.
+BAD=$(echo "$TOKEN" | sed 's/::\([a-z0-9]*\)\./::\1x./')
+! on 3 /root/warbler join --server "https://${IPS[1]}:8443" --token "$BAD" --advertise-address "${IPS[3]}" >"$WORK/bad.log" 2>&1 \
+  && grep -q "refused the join" "$WORK/bad.log" || { cat "$WORK/bad.log"; fail "a wrong token"; }
+IMPOSTOR="W10$(printf '0%.0s' $(seq 64))::${TOKEN#*::}"
+! on 3 /root/warbler join --server "https://${IPS[1]}:8443" --token "$IMPOSTOR" --advertise-address "${IPS[3]}" >"$WORK/impostor.log" 2>&1 \
+  && grep -q "not the one the token names" "$WORK/impostor.log" || { cat "$WORK/impostor.log"; fail "a token for another CA"; }
+ok "a wrong token and a token for another cluster's CA are refused: $(tail -1 "$WORK/impostor.log" | cut -c1-110)"
+
+CA="$WORK/h1/etc/warbler/tls/ca.crt"
+ADMIN_PW="$WORK/h1/etc/warbler/secrets/admin-password"
+# Clients use the cluster's name; here the client machine maps it to host 1.
+echo "${IPS[1]} chat.warbler.test" >"$WORK/hosts"
+
+# 3. Every member's HAProxy sees every IM server up (the agents filled the slots from etcd).
+for i in $(seq $N); do
+  up=
+  for _ in $(seq 300); do
+    up=$(on "$i" /opt/warbler/current/bin/warbler cluster status --json 2>/dev/null | sed -n 's/.*"imUp" *: *\([0-9]*\).*/\1/p' | head -1 || true)
+    [ "$up" = "$N" ] && break
+    sleep 0.5
+  done
+  [ "$up" = "$N" ] || { on "$i" /opt/warbler/current/bin/warbler cluster status || true; fail "host $i's HAProxy does not see $N IM servers up"; }
+done
+ok "every member's HAProxy sees all $N IM servers up"
+
+# 4. Cross-node: host 1's HAProxy sends new connections only to host 1's IM server, host 3's only to host 3's
+#    (the others drained, as an operator would), so every pair spans two members.
+drain() { # HOST KEEP: drain every IM slot but KEEP's on HOST's HAProxy
+  local h=$1 keep=$2 s
+  for s in $(seq $N); do
+    [ "$s" = "$keep" ] && continue
+    on "$h" sh -c "printf 'set server im/m$s state drain\n' | /opt/warbler/current/bin/warbler cluster haproxy" >/dev/null
+  done
+}
+drain 1 1; drain 3 3
+t=$(date +%s%N)
+from_client "$BIN" bench --url "https://${IPS[1]}:8443" --peer-url "https://${IPS[3]}:8443" --ca "$CA" --admin admin --admin-password-file "$ADMIN_PW" \
+  --pairs 1 --messages 1 --window 1 --prefix first >"$WORK/first.log" 2>&1 || { cat "$WORK/first.log"; fail "the first cross-node message"; }
+ok "first message from a user on host 1 to a user on host 3: $(ms_since "$t0") ms after the first command on host 1"
+echo "CLUSTER_READY_MS=$(ms_since "$t0")" >"$WORK/figures"
+from_client "$BIN" bench --url "https://${IPS[1]}:8443" --peer-url "https://${IPS[3]}:8443" --ca "$CA" --admin admin --admin-password-file "$ADMIN_PW" \
+  --pairs 4 --messages 500 --window 1 --prefix cross >"$WORK/cross.log" 2>&1 || { cat "$WORK/cross.log"; fail "cross-node messages"; }
+ok "cross-node 1:1 delivery, one in flight: $(grep -i 'deliver' "$WORK/cross.log" | head -1 | sed 's/^ *//')"
+cat "$WORK/cross.log" >>"$WORK/figures"
+
+# 5. Reconnect to another member: pairs across hosts 1 and 3 at 10 msg/s; host 3's IM server restarts meanwhile,
+#    its users reconnect through host 3's HAProxy to the others (undrained), and nothing is lost or shown twice.
+for s in $(seq $N); do on 3 sh -c "printf 'set server im/m$s state ready\n' | /opt/warbler/current/bin/warbler cluster haproxy" >/dev/null; done
+from_client "$BIN" bench --url "https://${IPS[1]}:8443" --peer-url "https://${IPS[3]}:8443" --ca "$CA" --admin admin --admin-password-file "$ADMIN_PW" \
+  --pairs 2 --soak 25 --rate 10 --prefix soak >"$WORK/soak.log" 2>&1 &
+SOAK=$!; BACKGROUND+=("$SOAK")
+sleep 8
+on 3 systemctl restart warbler-server.service
+wait "$SOAK" || { cat "$WORK/soak.log"; fail "messages lost or duplicated across a member's restart"; }
+ok "a member's IM server restarted under cross-node traffic: $(grep -m1 -i 'lost' "$WORK/soak.log" | sed 's/^ *//')"
+
+# 6. Status on every member.
+for i in $(seq $N); do
+  on "$i" /opt/warbler/current/bin/warbler cluster status >"$WORK/status$i.log" 2>&1 || { cat "$WORK/status$i.log"; fail "cluster status on host $i"; }
+done
+sed 's/^/    /' "$WORK/status1.log"
+ok "warbler cluster status is healthy on every member"
+
+echo "==> cluster: all checks passed ($(cat "$WORK/figures" | head -1))"
