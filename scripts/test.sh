@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: unit, storage contract (SQLite and a real PostgreSQL the tests start), in-process
 # server tests driven by the client SDK, installer and payload tests, the browser suite, then the end-to-end suite: the installer
-# file built by packaging/build.sh --debug, installed on fresh Debian 12 roots under systemd-nspawn.
+# file built by packaging/build.sh --debug, installed on fresh Debian 12 roots under systemd-nspawn (one host, then an
+# upgrade, then a three-host cluster).
 #
 #   bash scripts/test.sh          (as root on a fresh machine it first installs what it needs from Debian's packages)
 #
@@ -43,6 +44,13 @@ fi
 # Tests that start subprocesses (the crash test) find the built `warbler` executable beside the test bundle.
 say "building the tests (swift build --build-tests; the first build takes about 15 minutes on 2 cores)"
 swift build --build-tests 2>&1 | awk '/^\[[0-9]+\/[0-9]+\]/ { if (++n % 150 == 1) { print "    " $1 " " $2 " " $3; fflush() } next } { print; fflush() }'
+# The cluster's embedded components (pinned Debian packages, cached outside the repo in /var/cache/warbler-debs):
+# the installer tests check the rendered HAProxy config with the embedded haproxy itself.
+if [ "$E2E" != 0 ]; then
+  say "staging the cluster's embedded components (packaging/components.sh)"
+  bash packaging/components.sh stage .build-packaging/components
+  export WARBLER_COMPONENTS_DIR=$PWD/.build-packaging/components
+fi
 say "unit, storage contract and in-process server tests (swift test)"
 swift test --skip-build --parallel --num-workers 2
 # The web client and admin console in headless chromium against a real `warbler server`.
@@ -55,4 +63,5 @@ if [ "$E2E" != 0 ]; then
   FILE=$(ls dist/warbler-*-linux-x86_64 | sort -V | tail -1)
   bash scripts/e2e-nspawn.sh "$FILE"
   bash scripts/e2e-upgrade.sh "$FILE"
+  bash scripts/e2e-cluster.sh "$FILE"
 fi

@@ -52,7 +52,7 @@ extension SQLStore {
 
     public func joinTokens() async throws -> [JoinTokenRecord] {
         try await driver.read { db in
-            try await db.query("SELECT id, created_at, expires_at, single_use, uses, revoked FROM cluster_join_tokens ORDER BY created_at").map {
+            try await db.query("SELECT id, created_at, expires_at, single_use, uses, revoked FROM cluster_join_tokens ORDER BY created_at, id").map {
                 JoinTokenRecord(id: try $0.text("id"), createdAt: try $0.int("created_at"), expiresAt: try $0.int("expires_at"),
                                 singleUse: $0.bool("single_use"), uses: try $0.int("uses"), revoked: $0.bool("revoked"))
             }

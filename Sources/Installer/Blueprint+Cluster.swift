@@ -105,7 +105,8 @@ extension Blueprint {
         // one copy per component user, so each reads only its own key.
         let cert = tls.serverCertificatePEM, key = tls.serverKeyPEM
         var ctx = ClusterContext()
-        ctx.caFile = Paths.caCert
+        ctx.caFile = ClusterPaths.caCert
+        file(ClusterPaths.caCert, tls.caCertificatePEM ?? "", 0o644, root, label: "the cluster CA's certificate")
         if etcd {
             ctx.etcdCert = "\(ClusterPaths.tls)/etcd.crt"; ctx.etcdKey = "\(ClusterPaths.tls)/etcd.key"
             file(ctx.etcdCert, cert, 0o644, root); file(ctx.etcdKey, key, 0o600, owner(ClusterPaths.etcdUser), label: "etcd's key")

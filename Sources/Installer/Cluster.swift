@@ -161,6 +161,8 @@ public enum ClusterPaths {
     /// could write) and for the join bundle.
     public static let appPasswordRootCopy = "/etc/warbler/cluster/secrets/postgres-app"
     public static let jwtKeyRootCopy = "/etc/warbler/cluster/secrets/jwt.key"
+    /// The cluster CA's certificate where every component user may read it (/etc/warbler/tls is the server's).
+    public static let caCert = "/etc/warbler/cluster/tls/ca.crt"
     public static let rootCert = "/etc/warbler/cluster/tls/root.crt"
     public static let rootKey = "/etc/warbler/cluster/tls/root.key"
     public static let etcdConfig = "/etc/warbler/cluster/etcd.yaml"
@@ -193,6 +195,7 @@ public enum ClusterPaths {
     public static let etcdBin = "/opt/warbler/current/embedded/etcd/usr/bin"
     public static let python = "/opt/warbler/current/embedded/patroni/usr/bin/python3.11"
     public static let patroniScript = "/opt/warbler/current/embedded/patroni/usr/bin/patroni"
+    public static let patronictl = "/opt/warbler/current/embedded/patroni/usr/bin/patronictl"
     public static let haproxyBin = "/opt/warbler/current/embedded/haproxy/usr/sbin/haproxy"
 
     /// The components a member with these roles runs.

@@ -83,10 +83,17 @@ public struct Uninstaller: Sendable {
            layout.isStaging || old.owner?.user == "root" {
             trees.append(Paths.legacyInstallState)
         }
-        if purge { trees += [Paths.data, Paths.logs] }
+        // A cluster member's etcd data is the cluster's (the member has left it), HAProxy's state is this host's;
+        // a PostgreSQL copy stays like the data unless purged.
+        trees += [ClusterPaths.etcdData, ClusterPaths.haproxyState]
+        if purge { trees += [Paths.data, Paths.logs, ClusterPaths.postgresHome] }
         for t in trees where try system.info(layout.path(t)) != nil { steps.append(.removeTree(layout.path(t))) }
-        if purge && !layout.isStaging && system.userExists(Blueprint.user) { steps.append(.deleteUser(Blueprint.user)) }
-        let kept = purge ? [] : [layout.path(Paths.data)].filter { (try? system.info($0)) != nil }
+        if purge && !layout.isStaging {
+            for user in [Blueprint.user, ClusterPaths.etcdUser, ClusterPaths.postgresUser, ClusterPaths.haproxyUser] where system.userExists(user) {
+                steps.append(.deleteUser(user))
+            }
+        }
+        let kept = purge ? [] : [layout.path(Paths.data), layout.path(ClusterPaths.postgresHome)].filter { (try? system.info($0)) != nil }
         return UninstallPlan(initSystem: initSystem, steps: steps, kept: kept)
     }
 

@@ -108,7 +108,8 @@ extension Warbler.ClusterCommand {
                 // The agent runs as HAProxy's user: member.json is root's and world-readable (no secrets).
                 member = try MemberFile.load(try Data(contentsOf: URL(fileURLWithPath: ClusterPaths.memberFile)))
             } catch { throw fail(error) }
-            let etcd = Etcdctl(endpoints: member.etcdEndpoints, certFile: ClusterPaths.tls + "/agent.crt", keyFile: ClusterPaths.tls + "/agent.key")
+            let etcd = Etcdctl(endpoints: member.etcdEndpoints, caFile: ClusterPaths.caCert, certFile: ClusterPaths.tls + "/agent.crt",
+                               keyFile: ClusterPaths.tls + "/agent.key")
             let agent = ClusterAgent(etcd: etcd, interval: interval)
             await agent.run { line in FileHandle.standardError.write(Data("warbler cluster agent: \(line)\n".utf8)) }
         }

@@ -1,9 +1,10 @@
 import ArgumentParser
 import Foundation
 import Installer
+import Operations
 
 extension Warbler {
-    struct Uninstall: ParsableCommand {
+    struct Uninstall: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Stop and remove Warbler: services, releases, config, journal. Keeps /var/lib/warbler unless --purge.")
 
@@ -18,7 +19,7 @@ extension Warbler {
             if let r = root, !r.hasPrefix("/") { throw ValidationError("--root needs an absolute path") }
         }
 
-        func run() throws {
+        func run() async throws {
             do {
                 let layout = Layout(root: root)
                 let uninstaller = Uninstaller(system: LocalSystem(), probe: LiveHostProbe())
@@ -31,6 +32,10 @@ extension Warbler {
                     guard readLine()?.trimmingCharacters(in: .whitespaces) == "purge" else { print("Nothing changed."); throw ExitCode(1) }
                 }
                 if plan.steps.isEmpty { print("Nothing to uninstall.") }
+                // A cluster member leaves the cluster cleanly before its files go.
+                if root == nil, FileManager.default.fileExists(atPath: ClusterPaths.memberFile), !plan.steps.isEmpty {
+                    for line in try await ClusterTasks().leave() { print("  - \(line)") }
+                }
                 try uninstaller.apply(plan) { print("  - \($0)") }
                 print(plan.kept.isEmpty ? "Warbler is uninstalled." : "Warbler is uninstalled; kept \(plan.kept.joined(separator: ", ")) (warbler uninstall --purge removes it).")
             } catch let e as ExitCode {

@@ -38,6 +38,8 @@ func bootstrapLogging(level: String) {
 
 /// Maps a failure to a one-line message and exit code 1, instead of a stack of Swift errors.
 func fail(_ error: any Error) -> ExitCode {
+    // What was printed comes first (stdout is buffered when it is a file; both may share one): flush every stream.
+    fflush(nil)
     FileHandle.standardError.write(Data("warbler: \(error)\n".utf8))
     return ExitCode(1)
 }

@@ -50,6 +50,36 @@ public struct ClusterTasks: Sendable {
         }
     }
 
+    /// Before `warbler uninstall` removes a member: its record goes from etcd (the agents empty its HAProxy slots)
+    /// and its etcd member leaves the quorum. Refused when this host is the PostgreSQL primary with standbys, or
+    /// when the remaining etcd voters would have no quorum.
+    public func leave() async throws -> [String] {
+        let m = try memberFile()
+        let etcd = etcd(m)
+        var done: [String] = []
+        let others = try MemberRegistry.load(etcd).members.filter { $0.name != m.member.name }
+        guard !others.isEmpty else { return ["the last member: nothing to leave"] }
+        if m.member.roles.contains(.database), others.contains(where: { $0.roles.contains(.database) }),
+           let data = try? Data(contentsOf: URL(string: "http://\(m.member.address):\(ClusterSettings.Port.patroni)/cluster")!),
+           let obj = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+           let list = obj["members"] as? [[String: Any]],
+           list.contains(where: { ($0["name"] as? String) == m.member.name && ($0["role"] as? String) == "leader" }) {
+            throw ClusterOpsError("\(m.member.name) is the PostgreSQL primary: move the primary first (\(ClusterPaths.python) \(ClusterPaths.patronictl) -c \(ClusterPaths.patroniConfig) switchover), then uninstall")
+        }
+        try etcd.delete(MemberRegistry.prefix + m.member.name)
+        done.append("removed \(m.member.name) from the cluster's members (HAProxy stops sending it clients)")
+        let members = try etcd.memberList()
+        if let me = members.first(where: { $0.name == m.member.name }) {
+            let voters = members.filter { !$0.isLearner && $0.id != me.id }
+            guard voters.count >= 1 else { throw ClusterOpsError("removing \(m.member.name) would leave etcd without a voter") }
+            // Through another member: this one's etcd stops itself once removed.
+            let remote = Etcdctl(endpoints: voters.compactMap { $0.clientURLs.first.flatMap { URL(string: $0)?.host } }.filter { $0 != m.member.address })
+            try (remote.endpoints.isEmpty ? etcd : remote).remove(id: me.id)
+            done.append("removed \(m.member.name)'s etcd member (\(voters.count) voters remain)")
+        }
+        return done
+    }
+
     /// `warbler cluster setup-database` (the founder): the IM server's role and database, created by the
     /// PostgreSQL superuser once Patroni has made this host the primary.
     public func setupDatabase() async throws {

@@ -74,6 +74,7 @@ public struct JoinClient: Sendable {
 public enum ComponentUnpacker {
     public static func unpack(payloadDirectory: String, names: [String], into directory: String) throws -> [String: ComponentSource] {
         var out: [String: ComponentSource] = [:]
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         for name in names {
             let archive = "\(payloadDirectory)/components/\(name).tar.gz"
             guard FileManager.default.fileExists(atPath: archive) else {

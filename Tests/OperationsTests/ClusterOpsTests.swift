@@ -1,0 +1,75 @@
+import Foundation
+import IMServer
+import Installer
+@testable import Operations
+import Testing
+
+@Suite struct ClusterOpsTests {
+    let one = ClusterMember(name: "one", address: "10.0.0.1", roles: [.database, .etcd])
+    let two = ClusterMember(name: "two", address: "10.0.0.2", roles: [.database, .etcd])
+    let three = ClusterMember(name: "three", address: "10.0.0.3", roles: [.etcd])
+
+    @Test func slotsHoldEveryIMServerAndEveryDatabaseMemberInNameOrder() {
+        let wants = SlotPlan.plan(members: [three, two, one], slots: 4)
+        #expect(wants.filter { $0.backend == "im" }.map(\.address) == ["10.0.0.1", "10.0.0.3", "10.0.0.2", nil])
+        #expect(wants.filter { $0.backend == "primary" }.map(\.address) == ["10.0.0.1", "10.0.0.2", nil, nil])
+        #expect(wants.first { $0.backend == "primary" }?.port == 5432 && wants.first?.port == 8444)
+    }
+
+    @Test func onlySlotsThatDifferGetCommandsAndADrainedSlotIsLeftToTheOperator() {
+        let wants = SlotPlan.plan(members: [one, two], slots: 3).filter { $0.backend == "im" }
+        func slot(_ n: Int, _ addr: String, maint: Bool, drain: Bool = false) -> HAProxyRuntime.Slot {
+            .init(backend: "im", name: "m\(n)", address: addr, port: 8444, maintenance: maint, draining: drain, operational: maint ? 0 : 2)
+        }
+        // Fresh HAProxy: every slot in maintenance at 127.0.0.1.
+        let fresh = SlotPlan.commands(current: [slot(1, "127.0.0.1", maint: true), slot(2, "127.0.0.1", maint: true), slot(3, "127.0.0.1", maint: true)], wants: wants)
+        #expect(fresh.map(\.server) == ["m1", "m2"] && fresh.allSatisfy { $0.ready && $0.address != nil })
+        // Filled and drained by an operator: nothing to do.
+        #expect(SlotPlan.commands(current: [slot(1, "10.0.0.1", maint: false), slot(2, "10.0.0.2", maint: false, drain: true),
+                                            slot(3, "127.0.0.1", maint: true)], wants: wants).isEmpty)
+        // A member left: its slot is emptied; a member moved: its slot gets the new address.
+        let left = SlotPlan.commands(current: [slot(1, "10.0.0.1", maint: false), slot(2, "10.0.0.9", maint: false), slot(3, "10.0.0.3", maint: false)], wants: wants)
+        #expect(left.count == 2 && left[0].server == "m2" && left[0].address == "10.0.0.2" && left[1].server == "m3" && !left[1].ready)
+    }
+
+    @Test func haproxyServerStateIsRead() {
+        let text = """
+        1
+        # be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight srv_iweight srv_time_since_last_change srv_check_status srv_check_result srv_check_health srv_check_state srv_agent_state bk_f_forced_id srv_f_forced_id srv_fqdn srv_port srvrecord srv_use_ssl srv_check_port srv_check_addr srv_agent_addr srv_agent_port
+        3 im 1 m1 10.0.0.1 2 0 1 1 12 6 3 4 6 0 0 0 - 8444 - 1 0 - - 0
+        3 im 2 m2 127.0.0.1 0 5 1 1 12 1 0 0 14 0 0 0 - 8444 - 1 0 - - 0
+        3 im 3 m3 10.0.0.3 2 8 1 1 12 6 3 4 6 0 0 0 - 8444 - 1 0 - - 0
+        """
+        let slots = HAProxyRuntime.parseState(text)
+        #expect(slots.map(\.name) == ["m1", "m2", "m3"])
+        #expect(slots[0].address == "10.0.0.1" && !slots[0].maintenance && slots[0].operational == 2)
+        #expect(slots[1].maintenance && slots[2].draining && !slots[2].maintenance)
+    }
+
+    @Test func etcdMembersAreReadFromTheSimpleFormatWithHexIDs() {
+        let text = """
+        8e9e05c52164694d, started, one, https://10.0.0.1:2380, https://10.0.0.1:2379, false
+        fd422379fda50e48, unstarted, , https://10.0.0.2:2380, , true
+        """
+        let m = Etcdctl.parseMembers(text)
+        #expect(m.count == 2 && m[0].id == 0x8e9e05c52164694d && m[0].name == "one" && !m[0].isLearner)
+        #expect(m[1].name == "" && m[1].isLearner && m[1].peerURLs == ["https://10.0.0.2:2380"] && m[1].clientURLs.isEmpty)
+    }
+
+    @Test func joiningHostsGetTheDefaultRolesOfAThreeHostCluster() {
+        #expect(ClusterJoin.defaultRoles(members: [one], etcdMembers: 1) == [.database, .etcd])
+        #expect(ClusterJoin.defaultRoles(members: [one, two], etcdMembers: 2) == [.etcd])
+        #expect(ClusterJoin.defaultRoles(members: [one, two, three], etcdMembers: 3) == [])
+    }
+
+    @Test func memberRecordsFromEtcdAreChecked() throws {
+        #expect(try ClusterMember.decode(one.encoded()) == one)
+        #expect(throws: (any Error).self) { try ClusterMember.decode(Data(#"{"name":"x;y","address":"10.0.0.1","roles":[]}"#.utf8)) }
+        #expect(throws: (any Error).self) { try ClusterMember.decode(Data(#"{"name":"x","address":"10.0.0.1\nserver evil","roles":[]}"#.utf8)) }
+    }
+
+    @Test func theServerStoresTheProofUnderTheHashTheInstallerComputes() throws {
+        let token = JoinToken(caKeyHash: String(repeating: "a", count: 64), id: "abcdefgh", secret: "0123456789abcdefghijklmnopqrstuv")
+        #expect(JoinProof.hash(token.proof) == JoinToken.proofHash(token.proof))
+    }
+}
