@@ -51,6 +51,10 @@ public final class ServerRuntime: Sendable {
         let driver = try await openDriver(config: config, logger: logger)
         let applied = try await Migrations.apply(driver, now: nowMillis())
         if !applied.isEmpty { logger.info("applied schema migrations \(applied)") }
+        let version = try await Migrations.currentVersion(driver)
+        if version > Migrations.latest {
+            logger.notice("the database is at schema version \(version), one additive migration ahead of this build's \(Migrations.latest) (a newer node migrated it); running on it until this node is upgraded")
+        }
         return SQLStore(driver: driver, maxBatch: config.storage.maxBatch)
     }
 
