@@ -22,6 +22,10 @@ final class ClusterNode: Sendable {
         case listening
         /// Time for a catch-up pass.
         case tick
+        /// A user's first socket on this node opened (`online`), or the last one closed.
+        case presence(UserID, online: Bool, lastSeen: Int64?)
+        /// Time to say this node is alive, and to retire nodes that stopped saying it.
+        case heartbeat
     }
 
     let id: String
@@ -78,6 +82,12 @@ final class ClusterNode: Sendable {
 
     func listening() { input.yield(.listening) }
 
+    func presence(_ user: UserID, online: Bool, lastSeen: Int64?) {
+        input.yield(.presence(user, online: online, lastSeen: lastSeen))
+    }
+
+    func heartbeat() { input.yield(.heartbeat) }
+
     /// Queues a catch-up pass unless one is already waiting.
     func tick() {
         let first = tickQueued.withLock { queued in defer { queued = true }; return !queued }
@@ -107,6 +117,10 @@ struct ClusterService: Service {
 
     /// Messages read per query when catching up.
     static let readLimit = 500
+    /// How often a node records that it is alive (`cluster_nodes.seen_at`).
+    static let heartbeatInterval: Duration = .seconds(5)
+    /// A node not heard of for this long is gone: its users' sessions there no longer count as online.
+    static let presenceTTLMillis: Int64 = 20_000
 
     func run() async throws {
         logger.info("cluster node on channel \(ClusterNode.channel)")
@@ -115,10 +129,12 @@ struct ClusterService: Service {
                 group.addTask { await publish() }
                 group.addTask { await listen() }
                 group.addTask { await ticks() }
+                group.addTask { await heartbeats() }
                 await consume()
             }
         }
-        // Whatever is still queued goes out before storage closes (a last doorbell, an ended session).
+        await leave()
+        // Whatever is still queued goes out before storage closes (a last doorbell, an ended session, who went offline).
         await flush()
         node.finish()
     }
@@ -183,6 +199,13 @@ struct ClusterService: Service {
         return .milliseconds(Int64(base * Double.random(in: 0.8...1.2) * 1000))
     }
 
+    private func heartbeats() async {
+        while !Task.isCancelled {
+            try? await Task.sleep(for: Self.heartbeatInterval)
+            node.heartbeat()
+        }
+    }
+
     private func ticks() async {
         while !Task.isCancelled {
             try? await Task.sleep(for: catchUpInterval)
@@ -196,6 +219,7 @@ struct ClusterService: Service {
     /// change is in the hub before the doorbell of the message that follows it.
     private func consume() async {
         var cursors = ClusterCursors()
+        await join()
         for await input in node.inputs {
             if Task.isCancelled { return }
             switch input {
@@ -217,16 +241,120 @@ struct ClusterService: Service {
                 hub.invalidateBlocks(users, announce: false)
             case .notice(.sessionsEnded(let user, let sid, let reason)):
                 hub.endSessions(of: user, sid: sid, reason: reason, announce: false)
+            case .notice(.receipt(let receipt)):
+                guard let members = try? await hub.members(of: receipt.conv) else { continue }
+                hub.send(.receipt(receipt), to: members.keys)
+            case .notice(.typing(let typing)):
+                guard let members = try? await hub.members(of: typing.conv) else { continue }
+                hub.send(.typing(typing), to: members.keys.filter { $0 != typing.user })
+            case .notice(.presence(let presence)):
+                if presence.status == .offline && !hub.sessions(of: presence.user).isEmpty {
+                    // That node saw the user gone everywhere, just before a socket opened here: say so again.
+                    node.announce(.presence(.init(user: presence.user, status: .online, lastSeen: nil)))
+                } else {
+                    hub.fanOutPresence(presence)
+                }
+            case .presence(let user, let online, let lastSeen):
+                await presenceChanged(user, online: online, lastSeen: lastSeen)
+            case .heartbeat:
+                await heartbeat()
             case .listening:
                 // Notices sent while nobody listened are gone: forget what they would have corrected.
                 hub.dropCaches()
                 await catchUp(&cursors, waitForDoorbells: false)
+                await resendReceipts()
             case .tick:
                 node.tickTaken()
                 await catchUp(&cursors)
             }
         }
     }
+
+    // MARK: Presence
+
+    /// On start: this node is alive, and whatever its previous run left in `presence` is gone.
+    private func join() async {
+        do {
+            try await store.nodeAlive(node.id, now: nowMillis())
+            await wentOffline(try await store.clearPresence(node: node.id), lastSeen: nowMillis())
+        } catch {
+            logger.warning("cluster: cannot record this node's presence (the next heartbeat retries): \(error)")
+        }
+    }
+
+    /// On shutdown: this node's users are offline here; those on no other node are offline for everyone.
+    private func leave() async {
+        do {
+            let users = try await store.clearPresence(node: node.id)
+            try await store.forgetNode(node.id)
+            await wentOffline(users, lastSeen: nowMillis(), evenWithSocketsHere: true)
+        } catch {
+            logger.warning("cluster: cannot clear this node's presence (other nodes expire it): \(error)")
+        }
+    }
+
+    /// A user's first socket here opened, or the last one closed: recorded in `presence`, so that the user is
+    /// online while any live node has a socket, and only the last node to lose one says "offline".
+    private func presenceChanged(_ user: UserID, online: Bool, lastSeen: Int64?) async {
+        do {
+            try await store.setPresent(node: node.id, user: user, present: online)
+        } catch {
+            logger.warning("cluster: cannot record the presence of user \(user): \(error)")
+        }
+        if online {
+            let p = ServerFrame.Presence(user: user, status: .online, lastSeen: nil)
+            hub.fanOutPresence(p)
+            node.announce(.presence(p))
+        } else {
+            await wentOffline([user], lastSeen: lastSeen ?? nowMillis())
+        }
+    }
+
+    /// Of `users`, those with no socket here nor on any live node are announced offline, here and to the others.
+    private func wentOffline(_ users: [UserID], lastSeen: Int64, evenWithSocketsHere: Bool = false) async {
+        let candidates = evenWithSocketsHere ? users : users.filter { hub.sessions(of: $0).isEmpty }
+        guard !candidates.isEmpty else { return }
+        let elsewhere = (try? await store.onlineElsewhere(candidates, except: node.id, heardSince: nowMillis() - Self.presenceTTLMillis)) ?? []
+        for user in candidates where !elsewhere.contains(user) {
+            let p = ServerFrame.Presence(user: user, status: .offline, lastSeen: lastSeen)
+            hub.fanOutPresence(p)
+            node.announce(.presence(p))
+        }
+    }
+
+    /// Records that this node is alive, and retires nodes that stopped doing so (killed, cut off): their users
+    /// go offline unless they have sockets elsewhere. One node wins each retirement (the rows are deleted once).
+    private func heartbeat() async {
+        do {
+            let now = nowMillis()
+            try await store.nodeAlive(node.id, now: now)
+            let orphans = try await store.expireNodes(silentSince: now - Self.presenceTTLMillis)
+            if !orphans.isEmpty { logger.notice("cluster: retired nodes silent for \(Self.presenceTTLMillis / 1000) s; \(orphans.count) users had sockets there") }
+            await wentOffline(orphans, lastSeen: now)
+        } catch {
+            logger.warning("cluster: heartbeat failed: \(error)")
+        }
+    }
+
+    /// After a lost link the receipt notices sent meanwhile are gone: the cursors are in the database, so the
+    /// members connected here get them again (clients keep the highest; a repeat changes nothing).
+    private func resendReceipts() async {
+        do {
+            for c in try await store.memberCursors(ofConversationsOf: hub.connectedUsers) {
+                guard let members = try? await hub.members(of: c.conversation) else { continue }
+                if c.delivered > 0 {
+                    hub.send(.receipt(.init(conv: c.conversation, user: c.user, kind: .delivered, seq: c.delivered)), to: members.keys)
+                }
+                if c.read > 0 {
+                    hub.send(.receipt(.init(conv: c.conversation, user: c.user, kind: .read, seq: c.read)), to: members.keys)
+                }
+            }
+        } catch {
+            logger.warning("cluster: reading receipts to catch up failed: \(error)")
+        }
+    }
+
+    // MARK: Catching up
 
     private func catchUp(_ cursors: inout ClusterCursors, waitForDoorbells: Bool = true) async {
         do {

@@ -160,6 +160,9 @@ public final class Hub: Sendable {
     struct ClusterHooks: Sendable {
         var announce: @Sendable (ClusterNotice) -> Void
         var synced: @Sendable (_ cursors: [ConversationID: Int64], _ more: Set<ConversationID>) -> Void
+        /// The user's first socket here opened (`online`) or its last one closed: with sockets possibly on other
+        /// nodes, the cluster decides what the user's audience hears.
+        var presence: @Sendable (_ user: UserID, _ online: Bool, _ lastSeen: Int64?) -> Void
     }
     private let cluster = LockedBox<ClusterHooks?>(nil)
 
@@ -243,11 +246,40 @@ public final class Hub: Sendable {
     }
 
     private func announcePresence(user: UserID, status: PresenceStatus, lastSeen: Int64?) {
-        Task {
-            guard let audience = try? await presenceAudience(of: user) else { return }
-            let frame = ServerFrame.presence(.init(user: user, status: status, lastSeen: lastSeen))
-            send(frame, to: audience)
+        if let hooks = cluster.withLock({ $0 }) {
+            hooks.presence(user, status == .online, lastSeen)
+            return
         }
+        fanOutPresence(.init(user: user, status: status, lastSeen: lastSeen))
+    }
+
+    /// Tells the user's audience connected here that the user is online or offline.
+    func fanOutPresence(_ presence: ServerFrame.Presence) {
+        if presence.status == .offline, let at = presence.lastSeen { noteLastSeen(presence.user, at: at) }
+        Task {
+            guard let audience = try? await presenceAudience(of: presence.user) else { return }
+            send(.presence(presence), to: audience)
+        }
+    }
+
+    /// When the user was last online on any node (another node's word, for `presence(of:)`).
+    func noteLastSeen(_ user: UserID, at: Int64) {
+        state.withLock { st in
+            if st.lastSeen.count > 200_000 { st.lastSeen.removeAll(keepingCapacity: true) }
+            st.lastSeen[user] = max(st.lastSeen[user] ?? at, at)
+        }
+    }
+
+    /// A read or delivered cursor advanced: tells the members' sessions here, and the other nodes'.
+    func publishReceipt(_ receipt: ServerFrame.Receipt, to members: some Sequence<UserID>) {
+        send(.receipt(receipt), to: members)
+        announce(.receipt(receipt))
+    }
+
+    /// Someone started or stopped typing: tells the other members' sessions here, and the other nodes'.
+    func publishTyping(_ typing: ServerFrame.Typing, to members: some Sequence<UserID>) {
+        send(.typing(typing), to: members.filter { $0 != typing.user })
+        announce(.typing(typing))
     }
 
     func sessions(of user: UserID) -> [Session] { state.withLock { Array($0.sessions[user] ?? []) } }

@@ -106,7 +106,8 @@ public final class ServerRuntime: Sendable {
             : nil
         self.cluster = cluster
         if let cluster {
-            hub.connectCluster(.init(announce: { cluster.announce($0) }, synced: { cluster.synced($0, more: $1) }))
+            hub.connectCluster(.init(announce: { cluster.announce($0) }, synced: { cluster.synced($0, more: $1) },
+                                     presence: { cluster.presence($0, online: $1, lastSeen: $2) }))
         }
         // After the commit, never inside it: the hub delivers here, and the cluster rings the other nodes' doorbell.
         await storage.observeAppends { messages in
@@ -218,6 +219,20 @@ public final class ServerRuntime: Sendable {
             throw IMError(.unauthorized, "this account is disabled")
         }
         return try await issueSession(for: user.profile, device: rec.device, family: rec.family)
+    }
+
+    /// Who of `users` is online: here, or (on a cluster) on any live node.
+    func presence(of users: [UserID]) async throws -> [ServerFrame.Presence] {
+        var out = users.map { hub.presence(of: $0) }
+        guard let cluster else { return out }
+        let offline = out.filter { $0.status == .offline }.map(\.user)
+        guard !offline.isEmpty else { return out }
+        let elsewhere = try await store.onlineElsewhere(offline, except: cluster.id,
+                                                       heardSince: nowMillis() - ClusterService.presenceTTLMillis)
+        for i in out.indices where elsewhere.contains(out[i].user) {
+            out[i] = .init(user: out[i].user, status: .online, lastSeen: nil)
+        }
+        return out
     }
 
     public func stats() async throws -> API.Stats {

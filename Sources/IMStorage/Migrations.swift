@@ -129,6 +129,22 @@ public enum Migrations {
             postgres: ["ALTER TABLE users ADD COLUMN token_generation BIGINT NOT NULL DEFAULT 0"],
             additive: true
         ),
+        // Cluster presence: a user is online while any live node has a socket of theirs (docs/architecture.md,
+        // "Cross-node delivery"). Unused on a single node.
+        Migration(
+            version: 6, name: "cluster presence",
+            sqlite: [
+                "CREATE TABLE presence (node TEXT NOT NULL, user_id INTEGER NOT NULL, PRIMARY KEY (node, user_id)) WITHOUT ROWID",
+                "CREATE INDEX presence_user ON presence(user_id)",
+                "CREATE TABLE cluster_nodes (node TEXT PRIMARY KEY, seen_at INTEGER NOT NULL)",
+            ],
+            postgres: [
+                "CREATE TABLE presence (node TEXT NOT NULL, user_id BIGINT NOT NULL, PRIMARY KEY (node, user_id))",
+                "CREATE INDEX presence_user ON presence(user_id)",
+                "CREATE TABLE cluster_nodes (node TEXT PRIMARY KEY, seen_at BIGINT NOT NULL)",
+            ],
+            additive: true
+        ),
     ]
 
     /// Nodes on one database take this lock (a PostgreSQL advisory lock key) to run migrations one at a time.
