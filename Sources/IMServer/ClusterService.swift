@@ -109,6 +109,8 @@ final class ClusterNode: Sendable {
 struct ClusterService: Service {
     let node: ClusterNode
     let hub: Hub
+    /// Where what other nodes said goes for this node's sessions (never back out to the cluster).
+    let local: LocalFanOutBus
     let store: SQLStore
     let driver: PostgresDriver
     let catchUpInterval: Duration
@@ -240,19 +242,19 @@ struct ClusterService: Service {
             case .notice(.blocksChanged(let users)):
                 hub.invalidateBlocks(users, announce: false)
             case .notice(.sessionsEnded(let user, let sid, let reason)):
-                hub.endSessions(of: user, sid: sid, reason: reason, announce: false)
+                local.publish(.sessionsEnded(user: user, sid: sid, reason: reason))
             case .notice(.receipt(let receipt)):
                 guard let members = try? await hub.members(of: receipt.conv) else { continue }
-                hub.send(.receipt(receipt), to: members.keys)
+                local.publish(.receipt(receipt, members: Array(members.keys)))
             case .notice(.typing(let typing)):
                 guard let members = try? await hub.members(of: typing.conv) else { continue }
-                hub.send(.typing(typing), to: members.keys.filter { $0 != typing.user })
+                local.publish(.typing(typing, members: Array(members.keys)))
             case .notice(.presence(let presence)):
                 if presence.status == .offline && !hub.sessions(of: presence.user).isEmpty {
                     // That node saw the user gone everywhere, just before a socket opened here: say so again.
                     node.announce(.presence(.init(user: presence.user, status: .online, lastSeen: nil)))
                 } else {
-                    hub.fanOutPresence(presence)
+                    local.publish(.presence(presence))
                 }
             case .presence(let user, let online, let lastSeen):
                 await presenceChanged(user, online: online, lastSeen: lastSeen)
@@ -302,9 +304,8 @@ struct ClusterService: Service {
             logger.warning("cluster: cannot record the presence of user \(user): \(error)")
         }
         if online {
-            let p = ServerFrame.Presence(user: user, status: .online, lastSeen: nil)
-            hub.fanOutPresence(p)
-            node.announce(.presence(p))
+            // Through the hub's bus: to the audience here and, as a notice, on the other nodes.
+            hub.fanOutPresence(.init(user: user, status: .online, lastSeen: nil))
         } else {
             await wentOffline([user], lastSeen: lastSeen ?? nowMillis())
         }
@@ -316,9 +317,7 @@ struct ClusterService: Service {
         guard !candidates.isEmpty else { return }
         let elsewhere = (try? await store.onlineElsewhere(candidates, except: node.id, heardSince: nowMillis() - Self.presenceTTLMillis)) ?? []
         for user in candidates where !elsewhere.contains(user) {
-            let p = ServerFrame.Presence(user: user, status: .offline, lastSeen: lastSeen)
-            hub.fanOutPresence(p)
-            node.announce(.presence(p))
+            hub.fanOutPresence(.init(user: user, status: .offline, lastSeen: lastSeen))
         }
     }
 
@@ -343,10 +342,10 @@ struct ClusterService: Service {
             for c in try await store.memberCursors(ofConversationsOf: hub.connectedUsers) {
                 guard let members = try? await hub.members(of: c.conversation) else { continue }
                 if c.delivered > 0 {
-                    hub.send(.receipt(.init(conv: c.conversation, user: c.user, kind: .delivered, seq: c.delivered)), to: members.keys)
+                    local.publish(.receipt(.init(conv: c.conversation, user: c.user, kind: .delivered, seq: c.delivered), members: Array(members.keys)))
                 }
                 if c.read > 0 {
-                    hub.send(.receipt(.init(conv: c.conversation, user: c.user, kind: .read, seq: c.read)), to: members.keys)
+                    local.publish(.receipt(.init(conv: c.conversation, user: c.user, kind: .read, seq: c.read), members: Array(members.keys)))
                 }
             }
         } catch {
@@ -380,7 +379,7 @@ struct ClusterService: Service {
                     let batch = try await store.messages(conversation: f.conversation, after: after, limit: limit)
                     let take = f.through.map { through in batch.filter { $0.seq <= through } } ?? batch
                     guard let last = take.last else { break }
-                    hub.deliver(take)
+                    local.publish(.messages(take))
                     count += take.count
                     cursors.fetched(f.conversation, upTo: last.seq)
                     after = last.seq
