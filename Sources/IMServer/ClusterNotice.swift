@@ -8,11 +8,17 @@ import IMCore
 /// - `m NODE C …` the members of these conversations changed
 /// - `b NODE U …` these users' block lists changed
 /// - `s NODE U SID REASON…` the sessions of user U ended: all of them when SID is `*`, else that login session
+/// - `r NODE C U KIND SEQ` user U's `read` or `delivered` cursor in conversation C advanced to SEQ (already stored)
+/// - `t NODE C U 1|0` user U started (1) or stopped (0) typing in conversation C (ephemeral: never stored)
+/// - `p NODE U online|offline [LASTSEEN]` user U came online on NODE, or is now offline on every node
 enum ClusterNotice: Sendable, Hashable {
     case appended([ConversationID: ClosedRange<Int64>])
     case membersChanged([ConversationID])
     case blocksChanged([UserID])
     case sessionsEnded(user: UserID, sid: String?, reason: String)
+    case receipt(ServerFrame.Receipt)
+    case typing(ServerFrame.Typing)
+    case presence(ServerFrame.Presence)
 
     /// PostgreSQL refuses payloads of 8000 bytes or more; stay clear of it.
     static let maxPayloadBytes = 7_900
@@ -58,6 +64,12 @@ enum ClusterNotice: Sendable, Hashable {
             var text = head + " " + reason.replacingOccurrences(of: "\n", with: " ")
             while text.utf8.count > limit { text.removeLast() }
             return [text]
+        case .receipt(let r):
+            return ["r \(node) \(r.conv) \(r.user) \(r.kind.rawValue) \(r.seq)"]
+        case .typing(let t):
+            return ["t \(node) \(t.conv) \(t.user) \(t.active ? 1 : 0)"]
+        case .presence(let p):
+            return ["p \(node) \(p.user) \(p.status.rawValue)" + (p.lastSeen.map { " \($0)" } ?? "")]
         }
     }
 
@@ -107,6 +119,24 @@ enum ClusterNotice: Sendable, Hashable {
             let sid = String(fields[fields.startIndex + 1])
             let reason = fields.dropFirst(2).joined(separator: " ")
             return (node, .sessionsEnded(user: user, sid: sid == "*" ? nil : sid, reason: reason))
+        case "r":
+            let f = Array(fields)
+            guard f.count == 4, let c = ConversationID(f[0]), let u = UserID(f[1]), let kind = ReceiptKind(rawValue: String(f[2])),
+                  let seq = Int64(f[3]), seq >= 0 else { return nil }
+            return (node, .receipt(.init(conv: c, user: u, kind: kind, seq: seq)))
+        case "t":
+            let f = Array(fields)
+            guard f.count == 3, let c = ConversationID(f[0]), let u = UserID(f[1]), f[2] == "1" || f[2] == "0" else { return nil }
+            return (node, .typing(.init(conv: c, user: u, active: f[2] == "1")))
+        case "p":
+            let f = Array(fields)
+            guard f.count == 2 || f.count == 3, let u = UserID(f[0]), let status = PresenceStatus(rawValue: String(f[1])) else { return nil }
+            var lastSeen: Int64?
+            if f.count == 3 {
+                guard let t = Int64(f[2]) else { return nil }
+                lastSeen = t
+            }
+            return (node, .presence(.init(user: u, status: status, lastSeen: lastSeen)))
         default:
             return nil
         }

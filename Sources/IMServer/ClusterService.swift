@@ -22,6 +22,10 @@ final class ClusterNode: Sendable {
         case listening
         /// Time for a catch-up pass.
         case tick
+        /// A user's first socket on this node opened (`online`), or the last one closed.
+        case presence(UserID, online: Bool, lastSeen: Int64?)
+        /// Time to say this node is alive, and to retire nodes that stopped saying it.
+        case heartbeat
     }
 
     let id: String
@@ -78,6 +82,12 @@ final class ClusterNode: Sendable {
 
     func listening() { input.yield(.listening) }
 
+    func presence(_ user: UserID, online: Bool, lastSeen: Int64?) {
+        input.yield(.presence(user, online: online, lastSeen: lastSeen))
+    }
+
+    func heartbeat() { input.yield(.heartbeat) }
+
     /// Queues a catch-up pass unless one is already waiting.
     func tick() {
         let first = tickQueued.withLock { queued in defer { queued = true }; return !queued }
@@ -99,6 +109,8 @@ final class ClusterNode: Sendable {
 struct ClusterService: Service {
     let node: ClusterNode
     let hub: Hub
+    /// Where what other nodes said goes for this node's sessions (never back out to the cluster).
+    let local: LocalFanOutBus
     let store: SQLStore
     let driver: PostgresDriver
     let catchUpInterval: Duration
@@ -107,6 +119,10 @@ struct ClusterService: Service {
 
     /// Messages read per query when catching up.
     static let readLimit = 500
+    /// How often a node records that it is alive (`cluster_nodes.seen_at`).
+    static let heartbeatInterval: Duration = .seconds(5)
+    /// A node not heard of for this long is gone: its users' sessions there no longer count as online.
+    static let presenceTTLMillis: Int64 = 20_000
 
     func run() async throws {
         logger.info("cluster node on channel \(ClusterNode.channel)")
@@ -115,10 +131,12 @@ struct ClusterService: Service {
                 group.addTask { await publish() }
                 group.addTask { await listen() }
                 group.addTask { await ticks() }
+                group.addTask { await heartbeats() }
                 await consume()
             }
         }
-        // Whatever is still queued goes out before storage closes (a last doorbell, an ended session).
+        await leave()
+        // Whatever is still queued goes out before storage closes (a last doorbell, an ended session, who went offline).
         await flush()
         node.finish()
     }
@@ -183,6 +201,13 @@ struct ClusterService: Service {
         return .milliseconds(Int64(base * Double.random(in: 0.8...1.2) * 1000))
     }
 
+    private func heartbeats() async {
+        while !Task.isCancelled {
+            try? await Task.sleep(for: Self.heartbeatInterval)
+            node.heartbeat()
+        }
+    }
+
     private func ticks() async {
         while !Task.isCancelled {
             try? await Task.sleep(for: catchUpInterval)
@@ -196,6 +221,7 @@ struct ClusterService: Service {
     /// change is in the hub before the doorbell of the message that follows it.
     private func consume() async {
         var cursors = ClusterCursors()
+        await join()
         for await input in node.inputs {
             if Task.isCancelled { return }
             switch input {
@@ -216,17 +242,118 @@ struct ClusterService: Service {
             case .notice(.blocksChanged(let users)):
                 hub.invalidateBlocks(users, announce: false)
             case .notice(.sessionsEnded(let user, let sid, let reason)):
-                hub.endSessions(of: user, sid: sid, reason: reason, announce: false)
+                local.publish(.sessionsEnded(user: user, sid: sid, reason: reason))
+            case .notice(.receipt(let receipt)):
+                guard let members = try? await hub.members(of: receipt.conv) else { continue }
+                local.publish(.receipt(receipt, members: Array(members.keys)))
+            case .notice(.typing(let typing)):
+                guard let members = try? await hub.members(of: typing.conv) else { continue }
+                local.publish(.typing(typing, members: Array(members.keys)))
+            case .notice(.presence(let presence)):
+                if presence.status == .offline && !hub.sessions(of: presence.user).isEmpty {
+                    // That node saw the user gone everywhere, just before a socket opened here: say so again.
+                    node.announce(.presence(.init(user: presence.user, status: .online, lastSeen: nil)))
+                } else {
+                    local.publish(.presence(presence))
+                }
+            case .presence(let user, let online, let lastSeen):
+                await presenceChanged(user, online: online, lastSeen: lastSeen)
+            case .heartbeat:
+                await heartbeat()
             case .listening:
                 // Notices sent while nobody listened are gone: forget what they would have corrected.
                 hub.dropCaches()
                 await catchUp(&cursors, waitForDoorbells: false)
+                await resendReceipts()
             case .tick:
                 node.tickTaken()
                 await catchUp(&cursors)
             }
         }
     }
+
+    // MARK: Presence
+
+    /// On start: this node is alive, and whatever its previous run left in `presence` is gone.
+    private func join() async {
+        do {
+            try await store.nodeAlive(node.id, now: nowMillis())
+            await wentOffline(try await store.clearPresence(node: node.id), lastSeen: nowMillis())
+        } catch {
+            logger.warning("cluster: cannot record this node's presence (the next heartbeat retries): \(error)")
+        }
+    }
+
+    /// On shutdown: this node's users are offline here; those on no other node are offline for everyone.
+    private func leave() async {
+        do {
+            let users = try await store.clearPresence(node: node.id)
+            try await store.forgetNode(node.id)
+            await wentOffline(users, lastSeen: nowMillis(), evenWithSocketsHere: true)
+        } catch {
+            logger.warning("cluster: cannot clear this node's presence (other nodes expire it): \(error)")
+        }
+    }
+
+    /// A user's first socket here opened, or the last one closed: recorded in `presence`, so that the user is
+    /// online while any live node has a socket, and only the last node to lose one says "offline".
+    private func presenceChanged(_ user: UserID, online: Bool, lastSeen: Int64?) async {
+        do {
+            try await store.setPresent(node: node.id, user: user, present: online)
+        } catch {
+            logger.warning("cluster: cannot record the presence of user \(user): \(error)")
+        }
+        if online {
+            // Through the hub's bus: to the audience here and, as a notice, on the other nodes.
+            hub.fanOutPresence(.init(user: user, status: .online, lastSeen: nil))
+        } else {
+            await wentOffline([user], lastSeen: lastSeen ?? nowMillis())
+        }
+    }
+
+    /// Of `users`, those with no socket here nor on any live node are announced offline, here and to the others.
+    private func wentOffline(_ users: [UserID], lastSeen: Int64, evenWithSocketsHere: Bool = false) async {
+        let candidates = evenWithSocketsHere ? users : users.filter { hub.sessions(of: $0).isEmpty }
+        guard !candidates.isEmpty else { return }
+        let elsewhere = (try? await store.onlineElsewhere(candidates, except: node.id, heardSince: nowMillis() - Self.presenceTTLMillis)) ?? []
+        for user in candidates where !elsewhere.contains(user) {
+            hub.fanOutPresence(.init(user: user, status: .offline, lastSeen: lastSeen))
+        }
+    }
+
+    /// Records that this node is alive, and retires nodes that stopped doing so (killed, cut off): their users
+    /// go offline unless they have sockets elsewhere. One node wins each retirement (the rows are deleted once).
+    private func heartbeat() async {
+        do {
+            let now = nowMillis()
+            try await store.nodeAlive(node.id, now: now)
+            let orphans = try await store.expireNodes(silentSince: now - Self.presenceTTLMillis)
+            if !orphans.isEmpty { logger.notice("cluster: retired nodes silent for \(Self.presenceTTLMillis / 1000) s; \(orphans.count) users had sockets there") }
+            await wentOffline(orphans, lastSeen: now)
+        } catch {
+            logger.warning("cluster: heartbeat failed: \(error)")
+        }
+    }
+
+    /// After a lost link the receipt notices sent meanwhile are gone: the cursors are in the database, so the
+    /// members connected here get them again (clients keep the highest; a repeat changes nothing).
+    private func resendReceipts() async {
+        do {
+            for c in try await store.memberCursors(ofConversationsOf: hub.connectedUsers) {
+                guard let members = try? await hub.members(of: c.conversation) else { continue }
+                if c.delivered > 0 {
+                    local.publish(.receipt(.init(conv: c.conversation, user: c.user, kind: .delivered, seq: c.delivered), members: Array(members.keys)))
+                }
+                if c.read > 0 {
+                    local.publish(.receipt(.init(conv: c.conversation, user: c.user, kind: .read, seq: c.read), members: Array(members.keys)))
+                }
+            }
+        } catch {
+            logger.warning("cluster: reading receipts to catch up failed: \(error)")
+        }
+    }
+
+    // MARK: Catching up
 
     private func catchUp(_ cursors: inout ClusterCursors, waitForDoorbells: Bool = true) async {
         do {
@@ -252,7 +379,7 @@ struct ClusterService: Service {
                     let batch = try await store.messages(conversation: f.conversation, after: after, limit: limit)
                     let take = f.through.map { through in batch.filter { $0.seq <= through } } ?? batch
                     guard let last = take.last else { break }
-                    hub.deliver(take)
+                    local.publish(.messages(take))
                     count += take.count
                     cursors.fetched(f.conversation, upTo: last.seq)
                     after = last.seq

@@ -31,6 +31,20 @@ struct DeliveryStateMachine: Sendable {
     enum GapAction: Sendable, Hashable {
         /// Write `messages` in order; then read `next`, or, when it is nil, write the live message.
         case write([Message], next: Fetch?)
+        /// Storage does not have a message the live one comes after: write `messages` (what comes before the
+        /// hole), then end the connection with `gap` so that the client resyncs from its cursors. Skipping the
+        /// hole would break the guarantee silently; the live message is not written (the resync brings it).
+        case resync([Message], gap: UnfillableGap)
+    }
+
+    /// A gap before a live message that storage could not fill: seqs after `after` and before `before`.
+    struct UnfillableGap: Error, Sendable, Hashable, CustomStringConvertible {
+        var conversation: ConversationID
+        var after: Int64
+        var before: Int64
+        var description: String {
+            "conversation \(conversation): storage has no message after seq \(after), but seq \(before) was delivered"
+        }
     }
 
     /// A held live message and when its send arrived (for the send-to-deliver metric).
@@ -72,26 +86,27 @@ struct DeliveryStateMachine: Sendable {
         return .fetch(Self.gapFetch(m.conversation, after: cursor, before: m.seq))
     }
 
-    /// The stored messages read for a gap before the live message `m`.
+    /// The stored messages read for a gap before the live message `m`. Seqs are dense, so what is read is taken
+    /// only while it follows on: a read that brings nothing that follows on is a hole storage cannot fill.
     mutating func gapFetched(_ batch: [Message], before m: Message) -> GapAction {
         let cursor = cursors[m.conversation] ?? (m.seq - 1)
         var write: [Message] = []
         var at = cursor
         for f in batch where f.conversation == m.conversation && f.seq > at && f.seq < m.seq {
+            guard f.seq == at + 1 else { break }
             write.append(f)
             at = f.seq
         }
-        // Storage had nothing more (or a read ended where the gap does): the live message goes next.
-        if at + 1 < m.seq, !write.isEmpty {
-            cursors[m.conversation] = at
-            return .write(write, next: Self.gapFetch(m.conversation, after: at, before: m.seq))
-        }
-        if m.seq > at {
-            write.append(m)
-            at = m.seq
-        }
         cursors[m.conversation] = at
-        return .write(write, next: nil)
+        if at + 1 == m.seq {
+            write.append(m)
+            cursors[m.conversation] = m.seq
+            return .write(write, next: nil)
+        }
+        if m.seq <= at { return .write(write, next: nil) }
+        // Progress: read on from there. None: the hole is storage's, and reading again would not fill it.
+        if !write.isEmpty { return .write(write, next: Self.gapFetch(m.conversation, after: at, before: m.seq)) }
+        return .resync(write, gap: UnfillableGap(conversation: m.conversation, after: at, before: m.seq))
     }
 
     private static func gapFetch(_ conv: ConversationID, after: Int64, before: Int64) -> Fetch {

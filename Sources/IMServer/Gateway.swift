@@ -290,6 +290,9 @@ struct Gateway: Sendable {
                             if f.seq == m.seq { try await writeMessage(m, frame: frame, arrival: arrival) } else { try await writeMessage(f) }
                         }
                         next = then
+                    case .resync(let messages, let gap):
+                        for f in messages { try await writeMessage(f) }
+                        throw gap
                     }
                     guard let next else { break }
                     fetch = next
@@ -321,6 +324,11 @@ struct Gateway: Sendable {
                     return
                 }
             }
+        } catch let gap as DeliveryStateMachine.UnfillableGap {
+            // Never skip: the client reconnects and resyncs from its cursors, which stop before the hole.
+            logger.warning("cannot fill a delivery gap; asking the client to resync: \(gap)")
+            try? await write(.reconnect(.init(reason: "messages are missing on this connection; reconnect and sync")))
+            try? await outbound.close(.goingAway, reason: "resync")
         } catch {
             logger.debug("write ended: \(error)")
         }

@@ -155,26 +155,27 @@ public final class Hub: Sendable {
     let metrics: ServerMetrics
     let logger: Logger
 
-    /// Where changes other nodes must hear of go (membership, blocks, ended sessions), and where sessions report
-    /// a finished sync; set once when the cluster is on.
+    /// Where sessions report a finished sync, and where presence is decided; set once when the cluster is on.
+    /// (What other nodes must hear goes through `bus`.)
     struct ClusterHooks: Sendable {
-        var announce: @Sendable (ClusterNotice) -> Void
         var synced: @Sendable (_ cursors: [ConversationID: Int64], _ more: Set<ConversationID>) -> Void
+        /// The user's first socket here opened (`online`) or its last one closed: with sockets possibly on other
+        /// nodes, the cluster decides what the user's audience hears.
+        var presence: @Sendable (_ user: UserID, _ online: Bool, _ lastSeen: Int64?) -> Void
     }
     private let cluster = LockedBox<ClusterHooks?>(nil)
 
     func connectCluster(_ hooks: ClusterHooks) { cluster.withLock { $0 = hooks } }
 
-    private func announce(_ notice: ClusterNotice) {
-        cluster.withLock { $0 }?.announce(notice)
-    }
-
     /// Reads a conversation and its members for the cache (storage's, or a test's that can hold a load back).
     let loadConversation: @Sendable (ConversationID) async throws -> Conversation?
 
-    init(storage: any Storage, metrics: ServerMetrics, logger: Logger,
+    /// Where cross-session effects go; `FanOutService` applies them here (`apply`).
+    let bus: any FanOutBus
+
+    init(storage: any Storage, metrics: ServerMetrics, logger: Logger, bus: any FanOutBus = LocalFanOutBus(),
          loadConversation: (@Sendable (ConversationID) async throws -> Conversation?)? = nil) {
-        self.storage = storage; self.metrics = metrics; self.logger = logger
+        self.storage = storage; self.metrics = metrics; self.logger = logger; self.bus = bus
         self.loadConversation = loadConversation ?? { try await storage.conversation(id: $0) }
     }
 
@@ -203,7 +204,10 @@ public final class Hub: Sendable {
     /// Closes the user's sockets (all of them, or those of one login session) with `CloseCode.sessionEnded`, here
     /// and (unless this is another node's word) on the other nodes.
     func endSessions(of user: UserID, sid: String? = nil, reason: String, announce: Bool = true) {
-        if announce { self.announce(.sessionsEnded(user: user, sid: sid, reason: reason)) }
+        if announce {
+            bus.publish(.sessionsEnded(user: user, sid: sid, reason: reason))
+            return
+        }
         for s in sessions(of: user) where sid == nil || s.sid == sid {
             s.end(CloseCode.sessionEnded, reason: reason, error: IMError(.unauthorized, reason + "; log in again"))
         }
@@ -243,11 +247,34 @@ public final class Hub: Sendable {
     }
 
     private func announcePresence(user: UserID, status: PresenceStatus, lastSeen: Int64?) {
-        Task {
-            guard let audience = try? await presenceAudience(of: user) else { return }
-            let frame = ServerFrame.presence(.init(user: user, status: status, lastSeen: lastSeen))
-            send(frame, to: audience)
+        if let hooks = cluster.withLock({ $0 }) {
+            hooks.presence(user, status == .online, lastSeen)
+            return
         }
+        fanOutPresence(.init(user: user, status: status, lastSeen: lastSeen))
+    }
+
+    /// Tells the user's audience connected here that the user is online or offline (through the bus).
+    func fanOutPresence(_ presence: ServerFrame.Presence) {
+        bus.publish(.presence(presence))
+    }
+
+    /// When the user was last online on any node (another node's word, for `presence(of:)`).
+    func noteLastSeen(_ user: UserID, at: Int64) {
+        state.withLock { st in
+            if st.lastSeen.count > 200_000 { st.lastSeen.removeAll(keepingCapacity: true) }
+            st.lastSeen[user] = max(st.lastSeen[user] ?? at, at)
+        }
+    }
+
+    /// A read or delivered cursor advanced: tells the members' sessions here, and the other nodes'.
+    func publishReceipt(_ receipt: ServerFrame.Receipt, to members: some Sequence<UserID>) {
+        bus.publish(.receipt(receipt, members: Array(members)))
+    }
+
+    /// Someone started or stopped typing: tells the other members' sessions here, and the other nodes'.
+    func publishTyping(_ typing: ServerFrame.Typing, to members: some Sequence<UserID>) {
+        bus.publish(.typing(typing, members: Array(members)))
     }
 
     func sessions(of user: UserID) -> [Session] { state.withLock { Array($0.sessions[user] ?? []) } }
@@ -314,14 +341,17 @@ public final class Hub: Sendable {
     }
 
     /// Forgets the cached members of `conv`, here and (unless this is another node's word) on the other nodes.
+    /// The cache entry goes at once (authorisation reads right after the change depend on it); the bus carries the
+    /// change to whoever else caches it.
     func invalidate(_ conv: ConversationID, announce: Bool = true) {
-        if announce { self.announce(.membersChanged([conv])) }
+
         state.withLock { st in
             st.members.removeValue(forKey: conv)
             st.types.removeValue(forKey: conv)
             if st.generations.count > 200_000 { st.generations.removeAll(keepingCapacity: true); st.cacheEpoch &+= 1 }
             st.generations[conv, default: 0] &+= 1
         }
+        if announce { bus.publish(.membersChanged([conv])) }
     }
 
     /// The users `user` has blocked, from the cache or storage.
@@ -338,8 +368,8 @@ public final class Hub: Sendable {
     func invalidateBlocks(_ users: UserID...) { invalidateBlocks(users) }
 
     func invalidateBlocks(_ users: [UserID], announce: Bool = true) {
-        if announce { self.announce(.blocksChanged(users)) }
         state.withLock { st in for u in users { st.blocked.removeValue(forKey: u) } }
+        if announce { bus.publish(.blocksChanged(users)) }
     }
 
     /// Forgets every cached membership and block list (after the cluster's listener lost notices).
@@ -360,8 +390,37 @@ public final class Hub: Sendable {
         state.withLock { $0.arrivals.removeValue(forKey: "\(sender):\(cid)") }
     }
 
-    /// Delivers newly committed messages (in seq order) to every session of every member.
+    /// Delivers newly committed messages (in seq order) to every session of every member (through the bus).
     func deliver(_ messages: [Message]) {
+        bus.publish(.messages(messages))
+    }
+
+    /// Applies one event of the bus to the sessions here (`FanOutService`, the one consumer, calls it in order).
+    /// Returns the part that must read storage first, for the caller to run beside the events that follow.
+    func apply(_ event: FanOutEvent) -> (@Sendable () async -> Void)? {
+        switch event {
+        case .messages(let messages):
+            return fanOut(messages)
+        case .receipt(let receipt, let members):
+            send(.receipt(receipt), to: members)
+        case .typing(let typing, let members):
+            send(.typing(typing), to: members.filter { $0 != typing.user })
+        case .presence(let presence):
+            if presence.status == .offline, let at = presence.lastSeen { noteLastSeen(presence.user, at: at) }
+            return { [self] in
+                guard let audience = try? await presenceAudience(of: presence.user) else { return }
+                send(.presence(presence), to: audience)
+            }
+        case .membersChanged, .blocksChanged:
+            break   // this hub dropped its entries when it published
+        case .sessionsEnded(let user, let sid, let reason):
+            endSessions(of: user, sid: sid, reason: reason, announce: false)
+        }
+        return nil
+    }
+
+    /// Hands each message to its members' sessions; returns the delivery of those whose members are not cached.
+    private func fanOut(_ messages: [Message]) -> (@Sendable () async -> Void)? {
         var missing: [Message] = []
         for m in messages {
             let targets: [Session]? = state.withLock { st in
@@ -373,13 +432,12 @@ public final class Hub: Sendable {
             let frame = FrameCodec.encode(.msg(m))
             for s in targets { s.enqueue(.message(m, arrival: arrival, frame: frame)) }
         }
-        if !missing.isEmpty {
-            // Not cached (rare: evicted between check and commit). Sessions order and gap-fill by seq, so late is safe.
-            Task {
-                for m in missing {
-                    guard let members = try? await self.members(of: m.conversation) else { continue }
-                    for u in members.keys { for s in sessions(of: u) { s.enqueue(.message(m, arrival: nil, frame: FrameCodec.encode(.msg(m)))) } }
-                }
+        guard !missing.isEmpty else { return nil }
+        // Not cached (rare: evicted between check and commit). Sessions order and gap-fill by seq, so late is safe.
+        return { [self, missing] in
+            for m in missing {
+                guard let members = try? await self.members(of: m.conversation) else { continue }
+                for u in members.keys { for s in sessions(of: u) { s.enqueue(.message(m, arrival: nil, frame: FrameCodec.encode(.msg(m)))) } }
             }
         }
     }

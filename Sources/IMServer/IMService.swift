@@ -243,14 +243,13 @@ public final class IMService: Sendable {
         let members = try await hub.members(of: r.conv)
         guard members[user] != nil else { throw IMError.notFound("no such conversation") }
         let seq = try await storage.advanceCursor(conversation: r.conv, user: user, kind: r.kind, seq: r.seq)
-        let frame = ServerFrame.receipt(.init(conv: r.conv, user: user, kind: r.kind, seq: seq))
-        hub.send(frame, to: members.keys)
+        hub.publishReceipt(.init(conv: r.conv, user: user, kind: r.kind, seq: seq), to: members.keys)
     }
 
     func typing(_ user: UserID, _ t: ClientFrame.TypingUpdate) async throws {
         let members = try await hub.members(of: t.conv)
         guard members[user] != nil else { throw IMError.notFound("no such conversation") }
-        hub.send(.typing(.init(conv: t.conv, user: user, active: t.active)), to: members.keys.filter { $0 != user })
+        hub.publishTyping(.init(conv: t.conv, user: user, active: t.active), to: members.keys)
     }
 
     // MARK: Contacts

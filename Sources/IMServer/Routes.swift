@@ -144,7 +144,7 @@ struct Routes: Sendable {
             let claims = try await authenticate(req)
             let asked = (req.uri.queryParameters.get("users") ?? "").split(separator: ",").compactMap { Int64($0) }
             let visible = try await runtime.hub.presenceAudience(of: claims.sub)
-            return json(asked.filter { visible.contains($0) || $0 == claims.sub }.map { runtime.hub.presence(of: $0) })
+            return json(try await runtime.presence(of: asked.filter { visible.contains($0) || $0 == claims.sub }))
         }
 
         // Contacts

@@ -34,6 +34,8 @@ public final class ServerRuntime: Sendable {
     let connectionLimiter: ConnectionLimiter
     /// This node's end of the cluster bus; nil on a single node (`cluster.enabled` off).
     let cluster: ClusterNode?
+    /// This node's own events for its sessions (`FanOutService` consumes them; the cluster publishes other nodes' here).
+    let localBus: LocalFanOutBus
     private let store: SQLStore
     private let ports = LockedBox<(main: Int?, metrics: Int?)>((nil, nil))
     private let group = LockedBox<ServiceGroup?>(nil)
@@ -53,6 +55,10 @@ public final class ServerRuntime: Sendable {
         let driver = try await openDriver(config: config, logger: logger)
         let applied = try await Migrations.apply(driver, now: nowMillis())
         if !applied.isEmpty { logger.info("applied schema migrations \(applied)") }
+        let version = try await Migrations.currentVersion(driver)
+        if version > Migrations.latest {
+            logger.notice("the database is at schema version \(version), one additive migration ahead of this build's \(Migrations.latest) (a newer node migrated it); running on it until this node is upgraded")
+        }
         return SQLStore(driver: driver, maxBatch: config.storage.maxBatch)
     }
 
@@ -84,7 +90,14 @@ public final class ServerRuntime: Sendable {
         self.store = storage
         self.logger = logger
         metrics = ServerMetrics()
-        hub = Hub(storage: storage, metrics: metrics, logger: logger)
+        let cluster = config.cluster.enabled && storage.driver is PostgresDriver
+            ? ClusterNode(id: config.cluster.nodeId.isEmpty ? "node-" + TokenService.randomToken(bytes: 6) : config.cluster.nodeId)
+            : nil
+        self.cluster = cluster
+        let local = LocalFanOutBus()
+        localBus = local
+        hub = Hub(storage: storage, metrics: metrics, logger: logger,
+                  bus: cluster.map { ClusterFanOutBus(local: local, node: $0) } ?? local)
         attachments = Attachments(directory: config.dataDir + "/attachments", storage: storage, limits: config.limits)
         service = IMService(storage: storage, hub: hub, attachments: attachments, config: config, logger: logger)
         tokens = TokenService(key: key, accessTTL: config.auth.accessTtlSeconds, refreshTTL: config.auth.refreshTtlSeconds)
@@ -99,17 +112,14 @@ public final class ServerRuntime: Sendable {
         registerByAddress = RateLimiter(perHour: config.auth.registerPerHourPerAddress)
         passwordChangeByAddress = RateLimiter(perHour: config.auth.passwordChangesPerHourPerAddress)
         let hub = self.hub, metrics = self.metrics
-        let cluster = config.cluster.enabled && storage.driver is PostgresDriver
-            ? ClusterNode(id: config.cluster.nodeId.isEmpty ? "node-" + TokenService.randomToken(bytes: 6) : config.cluster.nodeId)
-            : nil
-        self.cluster = cluster
         if let cluster {
-            hub.connectCluster(.init(announce: { cluster.announce($0) }, synced: { cluster.synced($0, more: $1) }))
+            hub.connectCluster(.init(synced: { cluster.synced($0, more: $1) },
+                                     presence: { cluster.presence($0, online: $1, lastSeen: $2) }))
         }
-        // After the commit, never inside it: the hub delivers here, and the cluster rings the other nodes' doorbell.
+        // After the commit, never inside it: onto the bus, whose consumer delivers here (and, on a cluster, whose
+        // cluster side rings the other nodes' doorbell).
         await storage.observeAppends { messages in
             hub.deliver(messages)
-            cluster?.committed(messages)
         }
         await storage.observeCommits { n, d in
             metrics.commitSeconds.record(d)
@@ -224,6 +234,20 @@ public final class ServerRuntime: Sendable {
             throw IMError(.unauthorized, "this account is disabled")
         }
         return try await issueSession(for: user.profile, device: rec.device, family: rec.family)
+    }
+
+    /// Who of `users` is online: here, or (on a cluster) on any live node.
+    func presence(of users: [UserID]) async throws -> [ServerFrame.Presence] {
+        var out = users.map { hub.presence(of: $0) }
+        guard let cluster else { return out }
+        let offline = out.filter { $0.status == .offline }.map(\.user)
+        guard !offline.isEmpty else { return out }
+        let elsewhere = try await store.onlineElsewhere(offline, except: cluster.id,
+                                                       heardSince: nowMillis() - ClusterService.presenceTTLMillis)
+        for i in out.indices where elsewhere.contains(out[i].user) {
+            out[i] = .init(user: out[i].user, status: .online, lastSeen: nil)
+        }
+        return out
     }
 
     public func stats() async throws -> API.Stats {
@@ -343,14 +367,16 @@ public final class ServerRuntime: Sendable {
         var clusterServices: [ServiceGroupConfiguration.ServiceConfiguration] = []
         if let cluster, let driver = self.store.driver as? PostgresDriver {
             clusterServices.append(.init(service: ClusterService(
-                node: cluster, hub: hub, store: self.store, driver: driver,
+                node: cluster, hub: hub, local: localBus, store: self.store, driver: driver,
                 catchUpInterval: .milliseconds(Int64(config.cluster.catchUpSeconds * 1000)), metrics: metrics,
                 logger: logger.with("im.cluster.node", cluster.id))))
         }
         // Shut down in reverse: watchdog, then clients are told to reconnect, then listeners stop, then the cluster's
         // last notices go out, then storage flushes.
+        // The bus's consumer stops after everything that publishes (listeners, drain, the cluster), before storage.
+        let fanOut = FanOutService(events: localBus.events, hub: hub)
         let g = ServiceGroup(configuration: .init(
-            services: [.init(service: store)] + clusterServices + apps.map { .init(service: $0) } + [.init(service: drain), .init(service: watchdog), .init(service: housekeeping)],
+            services: [.init(service: store), .init(service: fanOut)] + clusterServices + apps.map { .init(service: $0) } + [.init(service: drain), .init(service: watchdog), .init(service: housekeeping)],
             gracefulShutdownSignals: handleSignals ? [.sigterm, .sigint] : [],
             logger: logger))
         group.withLock { $0 = g }

@@ -4,6 +4,14 @@ public struct Migration: Sendable {
     public var name: String
     public var sqlite: [String]
     public var postgres: [String]
+    /// The migration only adds (tables, nullable or defaulted columns, indexes) and keeps every statement of the
+    /// previous release working: a node one release behind may run on the database after it (rolling upgrades).
+    /// Recorded in `schema_migrations`, because the older node cannot know the migration itself.
+    public var additive: Bool = false
+
+    public init(version: Int, name: String, sqlite: [String], postgres: [String], additive: Bool = false) {
+        self.version = version; self.name = name; self.sqlite = sqlite; self.postgres = postgres; self.additive = additive
+    }
 
     func statements(for dialect: SQLDialect) -> [String] {
         dialect == .sqlite ? sqlite : postgres
@@ -111,13 +119,31 @@ public enum Migrations {
         Migration(
             version: 2, name: "index groups for the admin console",
             sqlite: ["CREATE INDEX conversations_groups ON conversations(id) WHERE type = 'group'"],
-            postgres: ["CREATE INDEX conversations_groups ON conversations(id) WHERE type = 'group'"]
+            postgres: ["CREATE INDEX conversations_groups ON conversations(id) WHERE type = 'group'"],
+            additive: true
         ),
         // Ending sessions: revoking all of a user's tokens raises this, and older access tokens are refused.
         Migration(
             version: 3, name: "token generation per user",
             sqlite: ["ALTER TABLE users ADD COLUMN token_generation INTEGER NOT NULL DEFAULT 0"],
-            postgres: ["ALTER TABLE users ADD COLUMN token_generation BIGINT NOT NULL DEFAULT 0"]
+            postgres: ["ALTER TABLE users ADD COLUMN token_generation BIGINT NOT NULL DEFAULT 0"],
+            additive: true
+        ),
+        // Cluster presence: a user is online while any live node has a socket of theirs (docs/architecture.md,
+        // "Cross-node delivery"). Unused on a single node.
+        Migration(
+            version: 6, name: "cluster presence",
+            sqlite: [
+                "CREATE TABLE presence (node TEXT NOT NULL, user_id INTEGER NOT NULL, PRIMARY KEY (node, user_id)) WITHOUT ROWID",
+                "CREATE INDEX presence_user ON presence(user_id)",
+                "CREATE TABLE cluster_nodes (node TEXT PRIMARY KEY, seen_at INTEGER NOT NULL)",
+            ],
+            postgres: [
+                "CREATE TABLE presence (node TEXT NOT NULL, user_id BIGINT NOT NULL, PRIMARY KEY (node, user_id))",
+                "CREATE INDEX presence_user ON presence(user_id)",
+                "CREATE TABLE cluster_nodes (node TEXT PRIMARY KEY, seen_at BIGINT NOT NULL)",
+            ],
+            additive: true
         ),
         // Cluster join tokens (`warbler cluster token`): the proof's hash and the bundle sealed for the token.
         Migration(
@@ -137,33 +163,76 @@ public enum Migrations {
         ),
     ]
 
-    /// Applies every migration newer than the database's version, each in its own transaction.
-    /// Returns the versions applied. Refuses a database whose version is newer than this build knows.
+    /// Nodes on one database take this lock (a PostgreSQL advisory lock key) to run migrations one at a time.
+    public static let lockKey: Int64 = 0x5761_7262_6C65_7201   // "Warbler", 1
+
+    /// Applies every migration newer than the database's version, each in its own transaction, while holding the
+    /// database's migration lock (`SQLDriver.withExclusiveLock`): of several nodes starting at once on one database,
+    /// one migrates and the others then find nothing left to do. Returns the versions this call applied.
+    ///
+    /// A database one version newer than this build is accepted when that migration is recorded as additive (a
+    /// rolling upgrade has migrated it and this node is next); anything newer is refused.
     @discardableResult
     public static func apply(_ driver: any SQLDriver, now: Int64, migrations: [Migration] = all) async throws -> [Int] {
-        let bigint = driver.dialect == .sqlite ? "INTEGER" : "BIGINT"
-        try await driver.write { db in
-            try await db.query("CREATE TABLE IF NOT EXISTS schema_migrations (version \(bigint) PRIMARY KEY, name TEXT NOT NULL, applied_at \(bigint) NOT NULL)")
+        try await driver.withExclusiveLock(lockKey) { db in
+            try await applyLocked(db, now: now, migrations: migrations)
+        }
+    }
+
+    private static func applyLocked(_ driver: any SQLDriver, now: Int64, migrations: [Migration]) async throws -> [Int] {
+        try await prepareTable(driver)
+        let newest = migrations.last?.version ?? 0
+        let recorded = try await driver.read { db in
+            try await db.query("SELECT version, name, additive FROM schema_migrations WHERE version > $1 ORDER BY version",
+                               [.int(Int64(newest))])
+        }
+        if let top = recorded.last {
+            let current = Int(try top.int("version"))
+            let name = top.optText("name") ?? "?"
+            if current == newest + 1 && top.bool("additive") { return [] }
+            let why = current > newest + 1
+                ? "\(current - newest) versions newer than this build's \(newest), and a node runs on a schema at most one additive version ahead"
+                : "newer than this build's \(newest), and that migration (\(current): \(name)) is not additive, so this build's statements may no longer work on it"
+            throw StorageError.migration("the database is at schema version \(current), \(why); run this node on the newer Warbler release (upgrade it), or restore a backup made by this one")
         }
         let current = try await currentVersion(driver)
-        let newest = migrations.last?.version ?? 0
-        if current > newest {
-            throw StorageError.migration("the database is at schema version \(current), newer than this build's \(newest); run the newer Warbler release or restore a backup made by this one")
-        }
         var applied: [Int] = []
         for m in migrations where m.version > current {
             do {
-                try await driver.write { db in
+                let ran = try await driver.write { db -> Bool in
+                    // Read again inside the write: on SQLite another process may have migrated since (its writer
+                    // lock, which this transaction now holds, is what orders the two).
+                    if try await db.first("SELECT version FROM schema_migrations WHERE version = $1", [.int(Int64(m.version))]) != nil {
+                        return false
+                    }
                     for sql in m.statements(for: driver.dialect) { try await db.query(sql) }
-                    try await db.query("INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
-                                       [.int(Int64(m.version)), .text(m.name), .int(now)])
+                    try await db.query("INSERT INTO schema_migrations (version, name, applied_at, additive) VALUES ($1, $2, $3, $4)",
+                                       [.int(Int64(m.version)), .text(m.name), .int(now), SQLValue(m.additive)])
+                    return true
                 }
+                if ran { applied.append(m.version) }
             } catch {
                 throw StorageError.migration("version \(m.version) (\(m.name)): \(error); the database was left at version \(applied.last ?? current)")
             }
-            applied.append(m.version)
         }
         return applied
+    }
+
+    /// Creates `schema_migrations`, or gives an older one its `additive` column (0 for what older builds recorded:
+    /// not known to be additive, so never run on by an older node).
+    private static func prepareTable(_ driver: any SQLDriver) async throws {
+        let bigint = driver.dialect == .sqlite ? "INTEGER" : "BIGINT"
+        try await driver.write { db in
+            try await db.query("CREATE TABLE IF NOT EXISTS schema_migrations (version \(bigint) PRIMARY KEY, name TEXT NOT NULL, applied_at \(bigint) NOT NULL, additive \(bigint) NOT NULL DEFAULT 0)")
+            let has: Bool
+            switch driver.dialect {
+            case .sqlite:
+                has = try await db.first("SELECT 1 AS one FROM pragma_table_info('schema_migrations') WHERE name = 'additive'") != nil
+            case .postgres:
+                has = try await db.first("SELECT 1 AS one FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = 'schema_migrations' AND column_name = 'additive'") != nil
+            }
+            if !has { try await db.query("ALTER TABLE schema_migrations ADD COLUMN additive \(bigint) NOT NULL DEFAULT 0") }
+        }
     }
 
     public static func currentVersion(_ driver: any SQLDriver) async throws -> Int {

@@ -74,6 +74,11 @@ public protocol SQLDriver: Sendable {
     /// Runs `body` in one transaction; commits when it returns (durably: the commit is on disk), rolls back when it throws.
     @discardableResult
     func write<T: Sendable>(_ body: @Sendable (any SQLExecutor) async throws -> T) async throws -> T
+    /// Runs `body` while this process holds the database-wide lock `key`, so that of several processes (nodes)
+    /// sharing the database one runs it at a time; `body` gets a driver to use meanwhile (on PostgreSQL, the one
+    /// connection that holds the advisory lock). SQLite has one writer at a time already: there `body` runs at
+    /// once, and must order itself by re-reading inside its write transactions.
+    func withExclusiveLock<T: Sendable>(_ key: Int64, _ body: @Sendable (any SQLDriver) async throws -> T) async throws -> T
     /// Database size in bytes, for status and metrics.
     func sizeInBytes() async throws -> Int64
     func close() async throws

@@ -112,26 +112,67 @@ public final class PostgresDriver: SQLDriver {
     public func write<T: Sendable>(_ body: @Sendable (any SQLExecutor) async throws -> T) async throws -> T {
         do {
             return try await client.withConnection { connection in
-                let ex = PostgresExecutor(connection: connection, logger: logger, secret: secret)
-                try await ex.query("BEGIN")
-                let result: T
-                do {
-                    result = try await body(ex)
-                } catch {
-                    _ = try? await ex.query("ROLLBACK")
-                    throw error
-                }
-                // A failed statement aborts the transaction in PostgreSQL, and COMMIT would then quietly roll
-                // back: if the body swallowed such an error, report it rather than claim a commit.
-                if let failure = ex.failure {
-                    _ = try? await ex.query("ROLLBACK")
-                    throw failure
-                }
-                try await ex.query("COMMIT")
-                return result
+                try await Self.transaction(on: PostgresExecutor(connection: connection, logger: logger, secret: secret), body)
             }
         } catch let error as PSQLError {
             throw StorageError.unavailable("PostgreSQL at \(endpoint): \(scrub(Self.describe(error), secret))")
+        }
+    }
+
+    /// `body` in one `BEGIN … COMMIT` on `ex`'s connection.
+    static func transaction<T: Sendable>(on ex: PostgresExecutor, _ body: @Sendable (any SQLExecutor) async throws -> T) async throws -> T {
+        try await ex.query("BEGIN")
+        let result: T
+        do {
+            result = try await body(ex)
+        } catch {
+            _ = try? await ex.query("ROLLBACK")
+            throw error
+        }
+        // A failed statement aborts the transaction in PostgreSQL, and COMMIT would then quietly roll
+        // back: if the body swallowed such an error, report it rather than claim a commit.
+        if let failure = ex.failure {
+            _ = try? await ex.query("ROLLBACK")
+            throw failure
+        }
+        try await ex.query("COMMIT")
+        return result
+    }
+
+    /// The `application_name` of the connection that holds the migration lock.
+    public static let lockHolderApplicationName = "warbler-exclusive"
+
+    /// Takes the advisory lock `key` (`pg_advisory_lock`) on a connection of its own, outside the pool, and runs
+    /// `body` with a driver over that one connection. The lock is session-level: closing the connection releases
+    /// it whatever happens, so a crashed or failed holder never leaves it taken (a pooled connection would go back
+    /// to the pool still holding it).
+    public func withExclusiveLock<T: Sendable>(_ key: Int64, _ body: @Sendable (any SQLDriver) async throws -> T) async throws -> T {
+        var configuration = connectionConfiguration
+        configuration.options.additionalStartupParameters.append(contentsOf: [
+            ("application_name", Self.lockHolderApplicationName), ("synchronous_commit", "on"),
+        ])
+        let connection: PostgresConnection
+        do {
+            connection = try await PostgresConnection.connect(configuration: configuration, id: 2, logger: logger)
+        } catch {
+            throw StorageError.unavailable("cannot open a connection to PostgreSQL at \(endpoint) to take lock \(key): \(scrub(Self.describe(error), secret))")
+        }
+        let session = PostgresSessionDriver(connection: connection, endpoint: endpoint, logger: logger, secret: secret)
+        do {
+            let taken = try await session.read { db in
+                try await db.first("SELECT pg_try_advisory_lock($1) AS taken", [.int(key)])?.bool("taken") ?? false
+            }
+            if !taken {
+                logger.notice("waiting for another node that holds PostgreSQL advisory lock \(key) (running schema migrations)")
+                _ = try await session.read { db in try await db.query("SELECT pg_advisory_lock($1)", [.int(key)]) }
+            }
+            let result = try await body(session)
+            _ = try? await session.read { db in try await db.query("SELECT pg_advisory_unlock($1)", [.int(key)]) }
+            try? await connection.close()
+            return result
+        } catch {
+            try? await connection.close()
+            throw error
         }
     }
 
@@ -217,6 +258,53 @@ public struct PostgresServerError: Error, Sendable, CustomStringConvertible {
         if let hint { s += "; hint: \(hint)" }
         return s
     }
+}
+
+/// A driver over one connection that is not the pool's (the one holding an advisory lock): reads and writes run on
+/// it one at a time. Closing it is its owner's business.
+final class PostgresSessionDriver: SQLDriver {
+    var dialect: SQLDialect { .postgres }
+    let connection: PostgresConnection
+    let endpoint: String
+    let logger: Logger
+    let secret: String?
+    private let lock = AsyncLock()
+
+    init(connection: PostgresConnection, endpoint: String, logger: Logger, secret: String?) {
+        self.connection = connection; self.endpoint = endpoint; self.logger = logger; self.secret = secret
+    }
+
+    private var executor: PostgresExecutor { PostgresExecutor(connection: connection, logger: logger, secret: secret) }
+
+    func read<T: Sendable>(_ body: @Sendable (any SQLExecutor) async throws -> T) async throws -> T {
+        let ex = executor
+        return try await lock.withLock { try await body(ex) }
+    }
+
+    @discardableResult
+    func write<T: Sendable>(_ body: @Sendable (any SQLExecutor) async throws -> T) async throws -> T {
+        let ex = executor
+        return try await lock.withLock { try await PostgresDriver.transaction(on: ex, body) }
+    }
+
+    /// Session-level advisory locks stack on one connection: taken again here, released after `body`.
+    func withExclusiveLock<T: Sendable>(_ key: Int64, _ body: @Sendable (any SQLDriver) async throws -> T) async throws -> T {
+        _ = try await read { db in try await db.query("SELECT pg_advisory_lock($1)", [.int(key)]) }
+        do {
+            let result = try await body(self)
+            _ = try await read { db in try await db.query("SELECT pg_advisory_unlock($1)", [.int(key)]) }
+            return result
+        } catch {
+            _ = try? await read { db in try await db.query("SELECT pg_advisory_unlock($1)", [.int(key)]) }
+            throw error
+        }
+    }
+
+    func sizeInBytes() async throws -> Int64 {
+        try await read { db in try await db.first("SELECT pg_database_size(current_database()) AS size")?.int("size") ?? 0 }
+    }
+
+    func close() async throws {}
 }
 
 /// The first statement failure on an executor.

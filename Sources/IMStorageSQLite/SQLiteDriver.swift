@@ -69,6 +69,11 @@ public final class SQLiteDriver: SQLDriver {
         }
     }
 
+    /// SQLite's writer is the lock: `BEGIN IMMEDIATE` orders writers across processes, so `body` runs at once.
+    public func withExclusiveLock<T: Sendable>(_ key: Int64, _ body: @Sendable (any SQLDriver) async throws -> T) async throws -> T {
+        try await body(self)
+    }
+
     public func sizeInBytes() async throws -> Int64 {
         var total: Int64 = 0
         for suffix in ["", "-wal"] {

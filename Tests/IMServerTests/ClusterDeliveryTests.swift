@@ -251,6 +251,9 @@ final class Receiver: Sendable {
         var errors: [ErrorCode] = []
         var ready = false
         var synced = false
+        var receipts: [ServerFrame.Receipt] = []
+        var typing: [ServerFrame.Typing] = []
+        var presence: [ServerFrame.Presence] = []
         func messages(_ conv: ConversationID) -> [Message] { all.filter { $0.conversation == conv } }
         func texts(_ conv: ConversationID) -> [String] { messages(conv).compactMap(\.text) }
     }
@@ -271,6 +274,9 @@ final class Receiver: Sendable {
                     case .error(let e): st.errors.append(e.code)
                     case .ready: st.ready = true
                     case .synced: st.synced = true
+                    case .receipt(let r): st.receipts.append(r)
+                    case .typing(let t): st.typing.append(t)
+                    case .presence(let p): st.presence.append(p)
                     default: break
                     }
                 }

@@ -12,6 +12,12 @@ import Testing
             .blocksChanged([1, 2]),
             .sessionsEnded(user: 5, sid: "fam_ily-1", reason: "the password was changed"),
             .sessionsEnded(user: 6, sid: nil, reason: "the account was disabled"),
+            .receipt(.init(conv: 7, user: 5, kind: .read, seq: 42)),
+            .receipt(.init(conv: 7, user: 5, kind: .delivered, seq: 0)),
+            .typing(.init(conv: 7, user: 5, active: true)),
+            .typing(.init(conv: 7, user: 5, active: false)),
+            .presence(.init(user: 5, status: .online, lastSeen: nil)),
+            .presence(.init(user: 5, status: .offline, lastSeen: 1_733_000_000_000)),
         ]
         for n in notices {
             let payloads = n.payloads(from: "node-a")
@@ -37,7 +43,9 @@ import Testing
     }
 
     @Test func malformedPayloadsAreRefused() {
-        for p in ["", "a", "a node", "x node 1", "a node 1:2", "a node 1:5-2", "a bad/node 1:1-2", "m node x", "s node"] {
+        for p in ["", "a", "a node", "x node 1", "a node 1:2", "a node 1:5-2", "a bad/node 1:1-2", "m node x", "s node",
+                  "r node 1 2 seen 3", "r node 1 2 read", "r node 1 2 read -1", "t node 1 2 yes", "t node 1",
+                  "p node 2 away", "p node 2 offline soon", "p node x online"] {
             #expect(ClusterNotice.decode(p) == nil, "\(p)")
         }
     }

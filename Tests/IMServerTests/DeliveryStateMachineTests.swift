@@ -69,11 +69,27 @@ import Testing
         #expect(next.after == 500)
     }
 
-    @Test func storageWithoutTheMissingOnesStillDeliversTheLiveMessage() {
+    /// A gap storage cannot fill is an error that makes the client resync, never a silent skip.
+    @Test func storageWithoutTheMissingOnesAsksForAResync() {
         var machine = DeliveryStateMachine()
         _ = sync(&machine, cursors: [1: 2], stored: [1: []])
         _ = machine.liveMessage(m(5))
-        #expect(machine.gapFetched([], before: m(5)) == .write([m(5)], next: nil))
+        #expect(machine.gapFetched([], before: m(5)) == .resync([], gap: .init(conversation: 1, after: 2, before: 5)))
+        #expect(machine.cursors[1] == 2, "the cursor stays before the hole")
+    }
+
+    @Test func aHoleInsideAGapReadWritesWhatComesBeforeItThenAsksForAResync() {
+        var machine = DeliveryStateMachine()
+        _ = sync(&machine, cursors: [1: 2], stored: [1: []])
+        _ = machine.liveMessage(m(8))
+        // 3 and 4 follow on; 5 is missing, so 6 and 7 must not go out.
+        guard case .write(let written, let next?) = machine.gapFetched([m(3), m(4), m(6), m(7)], before: m(8)) else {
+            Issue.record("expected the part before the hole and another read"); return
+        }
+        #expect(written.map(\.seq) == [3, 4])
+        #expect(next.after == 4)
+        #expect(machine.gapFetched([m(6), m(7)], before: m(8)) == .resync([], gap: .init(conversation: 1, after: 4, before: 8)))
+        #expect(machine.cursors[1] == 4)
     }
 
     @Test func aConversationJoinedAfterTheSyncStartsAtItsFirstLiveMessage() {

@@ -1,0 +1,154 @@
+import Foundation
+import IMCore
+import IMStorage
+import IMStoragePostgres
+import IMStorageSQLite
+import Testing
+import WarblerTestSupport
+
+/// Migrations on a database several nodes share: one runner at a time, and a node tolerates a schema one additive
+/// version newer than its own (a rolling upgrade migrated it first), on both backends.
+@Suite struct MigrationRunnerTests {
+    /// `count` separate drivers (as separate nodes would have) on one fresh, empty database.
+    func withDrivers<T: Sendable>(_ backend: Backend, count: Int, _ body: ([any SQLDriver]) async throws -> T) async throws -> T {
+        var drivers: [any SQLDriver] = []
+        var directory: String?
+        do {
+            switch backend {
+            case .sqlite:
+                let dir = FileManager.default.temporaryDirectory.appendingPathComponent("warbler-sqlite-\(UUID().uuidString)").path
+                try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+                directory = dir
+                for _ in 0..<count { drivers.append(try await SQLiteDriver.open(path: dir + "/warbler.db")) }
+            case .postgres:
+                let (port, database) = try await PostgresTestServer.shared.freshDatabase()
+                for _ in 0..<count {
+                    drivers.append(try await PostgresDriver.connect(host: PostgresTestServer.host, port: port,
+                                                                    username: PostgresTestServer.user, password: nil,
+                                                                    database: database, maxConnections: 4))
+                }
+            }
+            let result = try await body(drivers)
+            for d in drivers { try await d.close() }
+            if let directory { try? FileManager.default.removeItem(atPath: directory) }
+            return result
+        } catch {
+            for d in drivers { try? await d.close() }
+            if let directory { try? FileManager.default.removeItem(atPath: directory) }
+            throw error
+        }
+    }
+
+    /// A statement that takes a noticeable moment, so that concurrent runners overlap.
+    static func slow(_ backend: Backend) -> String {
+        switch backend {
+        case .postgres: "SELECT pg_sleep(0.3)"
+        case .sqlite: "WITH RECURSIVE r(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM r WHERE i < 300000) SELECT count(*) FROM r"
+        }
+    }
+
+    /// This build's migrations and one more from a newer build.
+    static func withNewer(_ backend: Backend, additive: Bool, count: Int = 1) -> [Migration] {
+        Migrations.all + (1...count).map { i in
+            Migration(version: Migrations.latest + i, name: "newer \(i)",
+                      sqlite: ["CREATE TABLE newer_\(i) (id INTEGER PRIMARY KEY, note TEXT)"],
+                      postgres: ["CREATE TABLE newer_\(i) (id BIGINT PRIMARY KEY, note TEXT)"], additive: additive)
+        }
+    }
+
+    @Test(arguments: Backend.allCases)
+    func concurrentRunnersApplyEachMigrationExactlyOnce(_ backend: Backend) async throws {
+        let migrations = Migrations.all + [
+            Migration(version: Migrations.latest + 1, name: "slow",
+                      sqlite: [Self.slow(backend), "CREATE TABLE probe (id INTEGER PRIMARY KEY)"],
+                      postgres: [Self.slow(backend), "CREATE TABLE probe (id BIGINT PRIMARY KEY)"], additive: true),
+        ]
+        // Two on SQLite: in one process its connections share a small thread pool, and a writer waiting out
+        // another's lock (busy_timeout) holds a thread; separate processes, the real case, have no such limit.
+        try await withDrivers(backend, count: backend == .sqlite ? 2 : 4) { drivers in
+            let results = try await withThrowingTaskGroup(of: [Int].self) { group in
+                for d in drivers { group.addTask { try await Migrations.apply(d, now: 1_000, migrations: migrations) } }
+                var all: [[Int]] = []
+                for try await r in group { all.append(r) }
+                return all
+            }
+            let applied = results.flatMap { $0 }
+            #expect(applied.sorted() == migrations.map(\.version), "each version applied once in all: \(results)")
+            if backend == .postgres {
+                // Under the advisory lock the first runner does all of it; SQLite's writers may take turns.
+                #expect(results.filter { !$0.isEmpty }.count == 1, "one runner migrated, the others found it done: \(results)")
+            }
+            let rows = try await drivers[0].read { db in try await db.query("SELECT version FROM schema_migrations ORDER BY version") }
+            #expect(try rows.map { Int(try $0.int("version")) } == migrations.map(\.version))
+            // Every node can run afterwards, and finds nothing left to do.
+            for d in drivers { #expect(try await Migrations.apply(d, now: 2_000, migrations: migrations).isEmpty) }
+        }
+    }
+
+    @Test(arguments: Backend.allCases)
+    func aSchemaOneAdditiveVersionNewerIsAccepted(_ backend: Backend) async throws {
+        try await withDrivers(backend, count: 2) { drivers in
+            let (newer, older) = (drivers[0], drivers[1])
+            #expect(try await Migrations.apply(newer, now: 1_000, migrations: Self.withNewer(backend, additive: true)).last == Migrations.latest + 1)
+            #expect(try await Migrations.apply(older, now: 2_000).isEmpty)
+            #expect(try await Migrations.currentVersion(older) == Migrations.latest + 1)
+            // This build's statements work on it.
+            let store = SQLStore(driver: older)
+            let alice = try await store.createUser(username: "alice", passwordHash: "h", displayName: "Alice", admin: false, now: 1)
+            #expect(try await store.user(id: alice.id)?.profile.username == "alice")
+        }
+    }
+
+    @Test(arguments: Backend.allCases)
+    func aSchemaOneNonAdditiveVersionNewerIsRefused(_ backend: Backend) async throws {
+        try await withDrivers(backend, count: 1) { drivers in
+            try await Migrations.apply(drivers[0], now: 1_000, migrations: Self.withNewer(backend, additive: false))
+            let why = try await refusal { try await Migrations.apply(drivers[0], now: 2_000) }
+            #expect(why.contains("schema version \(Migrations.latest + 1)") && why.contains("not additive"), "\(why)")
+            #expect(why.contains("newer Warbler release"), "says what to do: \(why)")
+        }
+    }
+
+    @Test(arguments: Backend.allCases)
+    func aSchemaTwoVersionsNewerIsRefusedEvenWhenAdditive(_ backend: Backend) async throws {
+        try await withDrivers(backend, count: 1) { drivers in
+            try await Migrations.apply(drivers[0], now: 1_000, migrations: Self.withNewer(backend, additive: true, count: 2))
+            let why = try await refusal { try await Migrations.apply(drivers[0], now: 2_000) }
+            #expect(why.contains("schema version \(Migrations.latest + 2)") && why.contains("2 versions newer"), "\(why)")
+        }
+    }
+
+    /// A database migrated by a build from before `additive` was recorded gets the column, with its old rows
+    /// counted as not additive, and carries on.
+    @Test(arguments: Backend.allCases)
+    func aMigrationsTableWithoutTheAdditiveColumnGetsIt(_ backend: Backend) async throws {
+        try await withDrivers(backend, count: 1) { drivers in
+            let driver = drivers[0]
+            let bigint = backend == .sqlite ? "INTEGER" : "BIGINT"
+            try await driver.write { db in
+                try await db.query("CREATE TABLE schema_migrations (version \(bigint) PRIMARY KEY, name TEXT NOT NULL, applied_at \(bigint) NOT NULL)")
+                return ()
+            }
+            let first = Array(Migrations.all.prefix(1))
+            // As the older build did it: its statements, then the row without the column.
+            try await driver.write { db in
+                for sql in (backend == .sqlite ? first[0].sqlite : first[0].postgres) { try await db.query(sql) }
+                try await db.query("INSERT INTO schema_migrations (version, name, applied_at) VALUES (1, 'initial', 1)")
+                return ()
+            }
+            #expect(try await Migrations.apply(driver, now: 2_000) == Array(Migrations.all.dropFirst().map(\.version)))
+            let rows = try await driver.read { db in try await db.query("SELECT version, additive FROM schema_migrations ORDER BY version") }
+            #expect(rows.map { $0.bool("additive") } == [false] + Migrations.all.dropFirst().map(\.additive))
+        }
+    }
+
+    func refusal(_ body: () async throws -> Void) async throws -> String {
+        do {
+            try await body()
+        } catch let StorageError.migration(why) {
+            return why
+        }
+        Issue.record("a newer schema was accepted")
+        return ""
+    }
+}
