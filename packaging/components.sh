@@ -87,7 +87,7 @@ stage_component() { # component dest
     "$dest/usr/lib/postgresql/15/lib/bitcode" "$dest/usr/lib/postgresql/15/lib/pgxs" \
     "$dest/usr/lib/python3.11/test" "$dest/usr/lib/python3.11/idlelib" "$dest/usr/lib/python3.11/tkinter" \
     "$dest/usr/lib/python3.11/ensurepip" "$dest/usr/lib/python3.11/lib2to3" "$dest/usr/lib/python3.11/pydoc_data" \
-    "$dest/usr/share/haproxy" "$dest/usr/share/vim"
+    "$dest/usr/share/haproxy" "$dest/usr/share/vim" "$dest/usr/lib/postgresql/15/bin/postmaster"
   find "$dest" -name __pycache__ -type d -prune -exec rm -rf {} +
   # Absolute symlinks point into the host's /; make each relative inside the tree, or drop it when its target
   # is not part of the component (the payload refuses links that leave the tree).
@@ -101,10 +101,11 @@ stage_component() { # component dest
   done < <(find "$dest" -type l)
   find "$dest" -xtype l -delete
   # The installer lays out plain files only: a symlink becomes the file it names (a library's versioned file is
-  # renamed to its soname when nothing else points at it, so nothing is stored twice).
+  # renamed to its soname when nothing else points at it, so nothing is stored twice; a program's other name,
+  # postmaster for postgres, becomes a copy).
   while IFS= read -r link; do
     local t dir; t=$(readlink "$link"); dir=$(dirname "$link")
-    if [[ "$t" != */* ]] && [ -f "$dir/$t" ] && [ ! -L "$dir/$t" ] \
+    if [[ "$link" == *.so.* && "$t" != */* ]] && [ -f "$dir/$t" ] && [ ! -L "$dir/$t" ] \
        && [ "$(find "$dir" -maxdepth 1 -type l -lname "$t" | wc -l)" = 1 ]; then
       mv -f "$dir/$t" "$link"
     else

@@ -159,7 +159,8 @@ public enum Migrations {
                   id TEXT PRIMARY KEY, proof_hash TEXT NOT NULL, bundle TEXT NOT NULL, created_at BIGINT NOT NULL,
                   expires_at BIGINT NOT NULL, single_use INTEGER NOT NULL, used_at BIGINT, uses BIGINT NOT NULL DEFAULT 0,
                   revoked INTEGER NOT NULL DEFAULT 0)
-                """]
+                """],
+            additive: true
         ),
     ]
 
