@@ -39,9 +39,12 @@ import Testing
         3 im 1 m1 10.0.0.1 2 0 1 1 12 6 3 4 6 0 0 0 - 8444 - 1 0 - - 0
         3 im 2 m2 127.0.0.1 0 5 1 1 12 1 0 0 14 0 0 0 - 8444 - 1 0 - - 0
         3 im 3 m3 10.0.0.3 2 8 1 1 12 6 3 4 6 0 0 0 - 8444 - 1 0 - - 0
+        3 im 4 m4 10.0.0.4 2 4 1 1 12 6 3 4 6 0 0 0 - 8444 - 1 0 - - 0
         """
         let slots = HAProxyRuntime.parseState(text)
-        #expect(slots.map(\.name) == ["m1", "m2", "m3"])
+        #expect(slots.map(\.name) == ["m1", "m2", "m3", "m4"])
+        // A slot made ready keeps the config's `disabled` bit (0x04) but is in service.
+        #expect(!slots[3].maintenance && !slots[3].draining)
         #expect(slots[0].address == "10.0.0.1" && !slots[0].maintenance && slots[0].operational == 2)
         #expect(slots[1].maintenance && slots[2].draining && !slots[2].maintenance)
     }

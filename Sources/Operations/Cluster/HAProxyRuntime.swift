@@ -65,9 +65,9 @@ public struct HAProxyRuntime: Sendable {
             let f = line.split(separator: " ").map(String.init)
             // be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state … srv_port (index 18)
             guard f.count >= 19, let op = Int(f[5]), let admin = Int(f[6]), let port = Int(f[18]) else { return nil }
-            // srv_admin_state bits: forced/inherited/config/resolution/hostname maintenance 0x01 0x02 0x04 0x20 0x40,
-            // forced/inherited drain 0x08 0x10.
-            return Slot(backend: f[1], name: f[3], address: f[4], port: port, maintenance: admin & 0x67 != 0, draining: admin & 0x18 != 0,
+            // srv_admin_state bits: forced/inherited/resolution/hostname maintenance 0x01 0x02 0x20 0x40, forced/inherited
+            // drain 0x08 0x10. 0x04 (the config's `disabled`) stays set after `state ready` and means nothing then.
+            return Slot(backend: f[1], name: f[3], address: f[4], port: port, maintenance: admin & 0x63 != 0, draining: admin & 0x18 != 0,
                         operational: op)
         }
     }

@@ -36,10 +36,24 @@ public struct JoinClient: Sendable {
     }
 
     /// The cluster CA, checked against the token's hash (a mismatch is an impostor or the wrong cluster).
-    public func fetchCA(token: JoinToken) async throws -> String {
+    public func fetchCA(token: JoinToken, patience: Double = 90) async throws -> String {
         var tls = TLSConfiguration.makeClientConfiguration()
         tls.certificateVerification = .none   // not yet trusted: the hash decides
-        let (status, body) = try await request(HTTPClientRequest(url: server + "/v1/cluster/ca"), tls: tls, what: "fetch the cluster CA")
+        // A member that has just started (its HAProxy checks its IM server twice before sending it anyone) answers
+        // 503 or refuses for a few seconds: ask again for a while before giving up.
+        let deadline = Date().addingTimeInterval(patience)
+        var answer: (Int, Data)?
+        var lastError: (any Error)?
+        while answer == nil || answer?.0 == 503 {
+            do { answer = try await request(HTTPClientRequest(url: server + "/v1/cluster/ca"), tls: tls, what: "fetch the cluster CA") } catch {
+                lastError = error
+            }
+            if let a = answer, a.0 != 503 { break }
+            guard Date() < deadline else { break }
+            try await Task.sleep(for: .seconds(2))
+        }
+        guard let (status, body) = answer else { throw lastError ?? JoinError("no answer from \(server)") }
+        if status == 503 { throw JoinError("\(server) has no IM server ready behind its HAProxy (503 for \(Int(patience)) s); check `warbler cluster status` on that member") }
         guard status == 200 else { throw JoinError("\(server) answered \(status) for the cluster CA: it is not a cluster member") }
         let pem = String(decoding: body, as: UTF8.self)
         let hash = try JoinToken.caKeyHash(pem: pem)
