@@ -27,6 +27,9 @@ public struct MemberFile: Codable, Sendable, Equatable {
     public var balance: String
     public var domains: [String]
     public var registration: String
+    /// The other etcd members when this host joined: a learner's own etcd serves no membership calls, so its
+    /// promotion goes through them.
+    public var seedEtcdEndpoints: [String]? = nil
 
     public static func load(_ data: Data) throws -> MemberFile {
         do { return try JSONDecoder().decode(MemberFile.self, from: data) } catch {
@@ -176,8 +179,9 @@ extension Blueprint {
 
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
-        let member = MemberFile(member: c.me, frontendPort: settings.port, etcdEndpoints: endpoints, balance: c.balance,
+        var member = MemberFile(member: c.me, frontendPort: settings.port, etcdEndpoints: endpoints, balance: c.balance,
                                 domains: settings.domains, registration: settings.registration)
+        member.seedEtcdEndpoints = seeds.map(\.address)
         file(ClusterPaths.memberFile, String(decoding: try encoder.encode(member), as: UTF8.self) + "\n", 0o644, root)
 
         guard managesServices else { return }

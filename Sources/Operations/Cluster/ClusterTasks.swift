@@ -41,7 +41,8 @@ public struct ClusterTasks: Sendable {
     /// (etcd refuses the promotion until then).
     public func promote() async throws {
         let m = try memberFile()
-        let etcd = etcd(m)
+        let seeds = m.seedEtcdEndpoints ?? []
+        let etcd = seeds.isEmpty ? etcd(m) : Etcdctl(endpoints: seeds)
         try await retrying("promoting \(m.member.name)'s etcd member to a voter", seconds: 120) {
             guard let me = try etcd.memberList().first(where: { $0.name == m.member.name }) else {
                 throw ClusterOpsError("\(m.member.name) is not an etcd member yet")

@@ -30,7 +30,9 @@ public struct Etcdctl: Sendable {
                     "--cacert", caFile, "--cert", certFile, "--key", keyFile, "--command-timeout", timeout] + args
         let r = try system.run(argv, as: nil)
         guard r.status == 0 else {
-            throw ClusterOpsError("etcdctl \(args.prefix(2).joined(separator: " ")) failed: \(r.output.trimmingCharacters(in: .whitespacesAndNewlines))")
+            // etcdctl logs every retry before its verdict: the last line says why.
+            let why = r.output.split(separator: "\n").last { !$0.hasPrefix("{") }.map(String.init) ?? r.output.suffix(300).description
+            throw ClusterOpsError("etcdctl \(args.prefix(2).joined(separator: " ")) failed: \(why.trimmingCharacters(in: .whitespacesAndNewlines))")
         }
         return r.output
     }
