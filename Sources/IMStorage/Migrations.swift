@@ -119,6 +119,43 @@ public enum Migrations {
             sqlite: ["ALTER TABLE users ADD COLUMN token_generation INTEGER NOT NULL DEFAULT 0"],
             postgres: ["ALTER TABLE users ADD COLUMN token_generation BIGINT NOT NULL DEFAULT 0"]
         ),
+        // Replies, mentions and reactions. Mentions are kept twice: as JSON on the message (what clients get) and
+        // one row per mentioned user (user 0 for @all) so the unread-mention count is an index range per member.
+        // Reactions are the current state per message (`reaction_seq`: the seq of the `reaction` message that added
+        // it, so users list in the order the stream added them); the `reaction` messages are how it changed.
+        Migration(
+            version: 4, name: "replies, mentions and reactions",
+            sqlite: [
+                "ALTER TABLE messages ADD COLUMN reply_to INTEGER",
+                "ALTER TABLE messages ADD COLUMN mentions TEXT",
+                "ALTER TABLE messages ADD COLUMN mention_all INTEGER NOT NULL DEFAULT 0",
+                """
+                CREATE TABLE message_mentions (
+                  conv_id INTEGER NOT NULL, user_id INTEGER NOT NULL, seq INTEGER NOT NULL,
+                  PRIMARY KEY (conv_id, user_id, seq)) WITHOUT ROWID
+                """,
+                """
+                CREATE TABLE reactions (
+                  conv_id INTEGER NOT NULL, seq INTEGER NOT NULL, emoji TEXT NOT NULL, user_id INTEGER NOT NULL,
+                  reaction_seq INTEGER NOT NULL, PRIMARY KEY (conv_id, seq, emoji, user_id)) WITHOUT ROWID
+                """,
+            ],
+            postgres: [
+                "ALTER TABLE messages ADD COLUMN reply_to BIGINT",
+                "ALTER TABLE messages ADD COLUMN mentions TEXT",
+                "ALTER TABLE messages ADD COLUMN mention_all BIGINT NOT NULL DEFAULT 0",
+                """
+                CREATE TABLE message_mentions (
+                  conv_id BIGINT NOT NULL, user_id BIGINT NOT NULL, seq BIGINT NOT NULL,
+                  PRIMARY KEY (conv_id, user_id, seq))
+                """,
+                """
+                CREATE TABLE reactions (
+                  conv_id BIGINT NOT NULL, seq BIGINT NOT NULL, emoji TEXT NOT NULL, user_id BIGINT NOT NULL,
+                  reaction_seq BIGINT NOT NULL, PRIMARY KEY (conv_id, seq, emoji, user_id))
+                """,
+            ]
+        ),
     ]
 
     /// Applies every migration newer than the database's version, each in its own transaction.

@@ -42,10 +42,16 @@ public struct NewMessage: Sendable, Hashable {
     public var data: JSONValue?
     public var attachment: AttachmentRef?
     public var target: Int64?
+    public var replyTo: Int64?
+    /// Mentioned users, already checked to be members (stored sorted, without repeats).
+    public var mentions: [UserID]?
+    public var mentionAll: Bool?
     public init(conversation: ConversationID, sender: UserID, cid: String, kind: MessageKind, text: String? = nil,
-                data: JSONValue? = nil, attachment: AttachmentRef? = nil, target: Int64? = nil) {
+                data: JSONValue? = nil, attachment: AttachmentRef? = nil, target: Int64? = nil,
+                replyTo: Int64? = nil, mentions: [UserID]? = nil, mentionAll: Bool? = nil) {
         self.conversation = conversation; self.sender = sender; self.cid = cid; self.kind = kind
         self.text = text; self.data = data; self.attachment = attachment; self.target = target
+        self.replyTo = replyTo; self.mentions = mentions; self.mentionAll = mentionAll
     }
 }
 

@@ -1,5 +1,5 @@
 // The Warbler web chat (index.html). All user text goes into the page with textContent, never as HTML.
-import { WarblerClient, WarblerError } from './warbler-client.js';
+import { WarblerClient, WarblerError, applyReaction, mentionsUser } from './warbler-client.js';
 import { $, el, clear, formatTime, showDialog, describeError } from './ui.js';
 
 const client = new WarblerClient({ device: 'web' });
@@ -16,6 +16,10 @@ const state = {
   contacts: [],
   current: null,
   editing: null,           // {conv, seq}
+  replying: null,          // {conv, seq}: the message the next send quotes
+  composeMentions: new Map(), // user id -> the "@name" inserted for them (kept only while it is still in the text)
+  mentionQuery: null,      // {start, text}: the "@…" being typed, for the autocomplete
+  reactingTo: null,        // seq whose emoji picker is open
   readSent: new Map(),     // conv -> seq
   deliveredSent: new Map(),
   blobURLs: new Map(),     // attachment id -> blob: URL
@@ -104,6 +108,7 @@ function renderConversationList() {
     if (c.lastMessage) top.append(el('time', { className: 'conv-time', text: formatTime(c.lastMessage.ts) }));
     const bottom = el('div', { className: 'conv-bottom' });
     bottom.append(el('span', { className: 'conv-last', text: preview(c.lastMessage) }));
+    if (c.unreadMentions > 0) bottom.append(el('span', { className: 'badge mention', title: 'Unread mentions', text: `@${c.unreadMentions}` }));
     if (c.unread > 0) bottom.append(el('span', { className: 'badge unread', text: String(c.unread) }));
     li.append(top, bottom);
     li.addEventListener('click', () => openConversation(c.id));
@@ -155,10 +160,12 @@ function renderMessage(conv, m, pending) {
   if (m.kind === 'system') {
     return el('li', { className: 'msg system', dataset: { seq: String(m.seq) }, text: systemText(m) });
   }
-  const li = el('li', { className: `msg ${mine ? 'mine' : 'theirs'}` + (m.recalled ? ' recalled' : '') });
+  const mentioned = !pending && mentionsUser(m, client.user.id);
+  const li = el('li', { className: `msg ${mine ? 'mine' : 'theirs'}` + (m.recalled ? ' recalled' : '') + (mentioned ? ' mentioned' : '') });
   if (pending) li.dataset.cid = m.cid; else { li.dataset.seq = String(m.seq); li.dataset.cid = m.cid; }
   const c = state.convs.get(conv);
   if (!mine && c && c.type === 'group') li.append(el('div', { className: 'sender', text: userName(m.sender) }));
+  if (m.replyTo) li.append(renderQuote(conv, m.replyTo));
   const body = el('div', { className: 'body' });
   if (m.recalled) {
     body.textContent = 'Message recalled';
@@ -179,19 +186,86 @@ function renderMessage(conv, m, pending) {
     meta.append(el('span', { className: 'status', dataset: { status: s }, text: statusLabel[s] }));
   }
   li.append(meta);
-  if (mine && !pending && !m.recalled) {
+  if (!pending && !m.recalled && m.reactions && m.reactions.length) li.append(renderReactions(conv, m));
+  if (!pending && !m.recalled) {
     const actions = el('div', { className: 'actions' });
-    if (m.kind === 'text') {
+    const reply = el('button', { type: 'button', className: 'link reply', text: 'Reply' });
+    reply.addEventListener('click', () => startReply(conv, m));
+    const react = el('button', { type: 'button', className: 'link react', text: 'React' });
+    react.addEventListener('click', () => { state.reactingTo = state.reactingTo === m.seq ? null : m.seq; scheduleRender(); });
+    actions.append(reply, react);
+    if (mine && m.kind === 'text') {
       const edit = el('button', { type: 'button', className: 'link edit', text: 'Edit' });
       edit.addEventListener('click', () => startEdit(conv, m));
       actions.append(edit);
     }
-    const recall = el('button', { type: 'button', className: 'link recall', text: 'Recall' });
-    recall.addEventListener('click', () => { client.recall(conv, m.seq); scheduleRender(); });
-    actions.append(recall);
+    if (mine) {
+      const recall = el('button', { type: 'button', className: 'link recall', text: 'Recall' });
+      recall.addEventListener('click', () => { client.recall(conv, m.seq); scheduleRender(); });
+      actions.append(recall);
+    }
     li.append(actions);
+    if (state.reactingTo === m.seq) li.append(renderEmojiPicker(conv, m));
   }
   return li;
+}
+
+const quickEmoji = ['👍', '❤️', '😂', '🎉', '😮', '🙏'];
+
+function myReaction(m, emoji) {
+  return (m.reactions || []).some((r) => r.emoji === emoji && r.users.includes(client.user.id));
+}
+
+function toggleReaction(conv, m, emoji) {
+  client.react(conv, m.seq, emoji, myReaction(m, emoji));
+  state.reactingTo = null;
+  scheduleRender();
+}
+
+function renderReactions(conv, m) {
+  const row = el('div', { className: 'reactions' });
+  for (const r of m.reactions) {
+    const chip = el('button', {
+      type: 'button', className: 'reaction' + (r.users.includes(client.user.id) ? ' mine' : ''),
+      title: r.users.map(userName).join(', '), text: `${r.emoji} ${r.users.length}`, dataset: { emoji: r.emoji },
+    });
+    chip.addEventListener('click', () => toggleReaction(conv, m, r.emoji));
+    row.append(chip);
+  }
+  return row;
+}
+
+function renderEmojiPicker(conv, m) {
+  const picker = el('div', { className: 'emoji-picker' });
+  for (const e of quickEmoji) {
+    const b = el('button', { type: 'button', className: 'link emoji', text: e, dataset: { emoji: e } });
+    b.addEventListener('click', () => toggleReaction(conv, m, e));
+    picker.append(b);
+  }
+  return picker;
+}
+
+/** The quoted original of a reply: its sender and text (or "recalled"); a click shows it, loading history back to it. */
+function renderQuote(conv, seq) {
+  const original = state.messages.get(conv)?.get(seq);
+  const quote = el('button', { type: 'button', className: 'quote', dataset: { replyTo: String(seq) } });
+  if (!original) quote.textContent = 'Earlier message';
+  else if (original.recalled) quote.textContent = 'Message recalled';
+  else quote.textContent = `${userName(original.sender)}: ${preview(original)}`;
+  quote.addEventListener('click', () => jumpTo(conv, seq).catch(showChatError));
+  return quote;
+}
+
+/** Scrolls to message `seq`, paging older history in until it is loaded (at most 40 pages). */
+async function jumpTo(conv, seq) {
+  for (let i = 0; i < 40 && !state.messages.get(conv)?.has(seq) && state.hasMore.get(conv) !== false; i++) await loadHistory(conv, true);
+  render();
+  const node = $('messages').querySelector(`li[data-seq="${seq}"]`);
+  if (!node) { showChatError(new Error('that message is no longer in the history')); return; }
+  $('messages').dataset.stick = '0';
+  node.scrollIntoView({ block: 'center' });
+  node.classList.add('flash');
+  setTimeout(() => node.classList.remove('flash'), 1500);
 }
 
 function renderAttachment(a) {
@@ -253,7 +327,7 @@ function renderChat() {
   clear(list);
   if (state.hasMore.get(conv)) list.append(el('li', { className: 'more', text: 'Scroll up for older messages' }));
   const msgs = [...(state.messages.get(conv) || new Map()).values()]
-    .filter((m) => m.kind !== 'recall' && m.kind !== 'edit').sort((a, b) => a.seq - b.seq);
+    .filter((m) => m.kind !== 'recall' && m.kind !== 'edit' && m.kind !== 'reaction').sort((a, b) => a.seq - b.seq);
   for (const m of msgs) list.append(renderMessage(conv, m, false));
   for (const p of client.pending(conv)) {
     if (p.frame.type === 'send') list.append(renderMessage(conv, { ...p.frame, ts: p.queuedAt }, true));
@@ -281,7 +355,7 @@ function markRead(conv, msgs) {
   const top = Math.max(last, c ? c.lastSeq : 0);
   if (top > (state.readSent.get(conv) || 0) && client.receipt(conv, 'read', top)) {
     state.readSent.set(conv, top);
-    if (c) { c.unread = 0; c.readSeq = top; }
+    if (c) { c.unread = 0; c.unreadMentions = 0; c.readSeq = top; }
   }
 }
 
@@ -310,6 +384,9 @@ async function loadDetails(conv) {
 async function openConversation(conv) {
   state.current = conv;
   cancelEdit();
+  cancelReply();
+  state.composeMentions.clear();
+  state.reactingTo = null;
   document.body.classList.add('show-chat');
   $('messages').dataset.stick = '1';
   scheduleRender();
@@ -326,7 +403,12 @@ async function loadHistory(conv, older) {
   state.messages.set(conv, msgs);
   const oldest = older && msgs.size ? Math.min(...msgs.keys()) : undefined;
   const r = await client.history(conv, oldest, 50);
-  for (const m of r.messages) if (!msgs.has(m.seq)) msgs.set(m.seq, m);
+  const reactions = [...msgs.values()].filter((x) => x.kind === 'reaction').sort((a, b) => a.seq - b.seq);
+  for (const m of r.messages) {
+    if (msgs.has(m.seq)) continue;
+    // Reactions that arrived live before this page: replayed in order they give the server's state again.
+    msgs.set(m.seq, reactions.filter((x) => x.target === m.seq).reduce(applyReaction, m));
+  }
   state.hasMore.set(conv, r.hasMore);
   if (older) $('messages').dataset.prepended = '1';
   scheduleRender();
@@ -340,9 +422,12 @@ function addMessage(m) {
   if ((m.kind === 'recall' || m.kind === 'edit') && m.target) {
     const t = msgs.get(m.target);
     if (t) {
-      if (m.kind === 'recall') { t.recalled = true; t.text = null; t.attachment = null; } else { t.text = m.text; t.editedAt = m.ts; }
+      if (m.kind === 'recall') {
+        t.recalled = true; t.text = null; t.attachment = null; t.reactions = undefined; t.mentions = undefined; t.mentionAll = undefined;
+      } else { t.text = m.text; t.editedAt = m.ts; }
     }
   }
+  if (m.kind === 'reaction' && msgs.has(m.target)) msgs.set(m.target, applyReaction(msgs.get(m.target), m));
   const fromOther = m.sender !== client.user.id;
   if (fromOther && ['text', 'custom', 'attachment'].includes(m.kind)) queueDelivered(conv, m.seq);
   const c = state.convs.get(conv);
@@ -356,7 +441,10 @@ function addMessage(m) {
   else if (c.lastMessage && m.target === c.lastMessage.seq) c.lastMessage = msgs.get(m.target) || c.lastMessage;
   if (fromOther && ['text', 'custom', 'attachment'].includes(m.kind)) {
     const visible = conv === state.current && document.visibilityState === 'visible';
-    if (!visible) c.unread += 1;
+    if (!visible) {
+      c.unread += 1;
+      if (mentionsUser(m, client.user.id)) c.unreadMentions = (c.unreadMentions || 0) + 1;
+    }
     state.typing.get(conv)?.delete(m.sender);
   }
   if (m.kind === 'system') loadDetails(conv).catch(() => {});
@@ -463,6 +551,81 @@ function startEdit(conv, m) {
   $('composer-input').focus();
 }
 
+function startReply(conv, m) {
+  cancelEdit();
+  state.replying = { conv, seq: m.seq };
+  $('reply-text').textContent = `${userName(m.sender)}: ${preview(m)}`;
+  $('reply-banner').hidden = false;
+  $('composer-input').focus();
+}
+
+function cancelReply() {
+  state.replying = null;
+  $('reply-banner').hidden = true;
+}
+
+/** Members the "@…" being typed may mean (and `@all` for the group's owner and admins). */
+function mentionCandidates() {
+  const q = state.mentionQuery;
+  const d = state.details.get(state.current);
+  if (!q || !d) return [];
+  const needle = q.text.toLowerCase();
+  const out = [];
+  const me = d.members.get(client.user.id);
+  if (d.type === 'group' && me && (me.role === 'owner' || me.role === 'admin') && 'all'.startsWith(needle)) out.push({ all: true, label: 'all' });
+  for (const u of d.members.keys()) {
+    if (u === client.user.id) continue;
+    const p = state.users.get(u);
+    const names = [p?.username || '', p?.displayName || ''].map((n) => n.toLowerCase());
+    if (names.some((n) => n.startsWith(needle))) out.push({ user: u, label: userName(u) });
+  }
+  return out.slice(0, 8);
+}
+
+function updateMentionQuery() {
+  const input = $('composer-input');
+  const before = input.value.slice(0, input.selectionStart ?? input.value.length);
+  const match = /(^|\s)@([^\s@]*)$/.exec(before);
+  state.mentionQuery = match ? { start: before.length - match[2].length - 1, text: match[2] } : null;
+  renderMentionList();
+}
+
+function renderMentionList() {
+  const list = $('mention-list');
+  clear(list);
+  const options = mentionCandidates();
+  list.hidden = !options.length;
+  for (const o of options) {
+    const li = el('li', { className: 'mention-option', text: `@${o.label}`, dataset: { user: o.all ? 'all' : String(o.user) } });
+    li.addEventListener('mousedown', (e) => { e.preventDefault(); pickMention(o); });
+    list.append(li);
+  }
+}
+
+function pickMention(o) {
+  const input = $('composer-input');
+  const q = state.mentionQuery;
+  if (!q) return;
+  const tag = `@${o.label}`;
+  const end = q.start + 1 + q.text.length;
+  input.value = `${input.value.slice(0, q.start)}${tag} ${input.value.slice(end)}`;
+  state.composeMentions.set(o.all ? 'all' : o.user, tag);
+  state.mentionQuery = null;
+  renderMentionList();
+  input.focus();
+}
+
+/** The mentions of `text`: those picked from the list whose "@name" is still in it. */
+function mentionsIn(text) {
+  const users = [];
+  let all = false;
+  for (const [who, tag] of state.composeMentions) {
+    if (!text.includes(tag)) continue;
+    if (who === 'all') all = true; else users.push(who);
+  }
+  return { mentions: users, mentionAll: all };
+}
+
 function cancelEdit() {
   if (!state.editing) return;
   state.editing = null;
@@ -530,16 +693,26 @@ function wire() {
       client.edit(state.editing.conv, state.editing.seq, text);
       cancelEdit();
     } else {
-      client.send(state.current, text);
+      const replyTo = state.replying && state.replying.conv === state.current ? state.replying.seq : undefined;
+      client.send(state.current, text, { replyTo, ...mentionsIn(text) });
       input.value = '';
+      state.composeMentions.clear();
+      cancelReply();
     }
     sendTyping(false);
     $('messages').dataset.stick = '1';
     scheduleRender();
   });
-  $('composer-input').addEventListener('input', () => { if ($('composer-input').value) sendTyping(true); });
-  $('composer-input').addEventListener('keydown', (e) => { if (e.key === 'Escape') cancelEdit(); });
+  $('composer-input').addEventListener('input', () => { if ($('composer-input').value) sendTyping(true); updateMentionQuery(); });
+  $('composer-input').addEventListener('keydown', (e) => {
+    if (e.key === 'Escape') { cancelEdit(); cancelReply(); state.mentionQuery = null; renderMentionList(); state.reactingTo = null; scheduleRender(); }
+    if ((e.key === 'Enter' || e.key === 'Tab') && state.mentionQuery) {
+      const first = mentionCandidates()[0];
+      if (first) { e.preventDefault(); pickMention(first); }
+    }
+  });
   $('cancel-edit').addEventListener('click', cancelEdit);
+  $('cancel-reply').addEventListener('click', cancelReply);
   $('file-input').addEventListener('change', async () => {
     const file = $('file-input').files[0];
     $('file-input').value = '';
@@ -636,7 +809,7 @@ function wire() {
     }
     if (r.user === client.user.id && r.kind === 'read') {
       const c = state.convs.get(r.conv);
-      if (c && r.seq >= c.lastSeq) c.unread = 0;   // read on another device
+      if (c && r.seq >= c.lastSeq) { c.unread = 0; c.unreadMentions = 0; }   // read on another device
     }
     scheduleRender();
   });
