@@ -277,6 +277,21 @@ public final class IMClient: Sendable {
         return try await call(.GET, "/v1/conversations/\(conversation)/messages", query: query)
     }
 
+    /// Searches the messages you can read (`GET /v1/search`): every word of `query` must occur in the text (ignoring
+    /// case; Chinese works without spaces). Newest first, `limit` (1–50, default 20) a page; pass the page's `next`
+    /// as `before` for the following one.
+    public func search(_ query: String, conversation: ConversationID? = nil, sender: UserID? = nil, from: Int64? = nil,
+                       to: Int64? = nil, before: String? = nil, limit: Int? = nil) async throws -> API.SearchPage {
+        var q: [(String, String)] = [("q", query)]
+        if let conversation { q.append(("conv", String(conversation))) }
+        if let sender { q.append(("sender", String(sender))) }
+        if let from { q.append(("from", String(from))) }
+        if let to { q.append(("to", String(to))) }
+        if let before { q.append(("before", before)) }
+        if let limit { q.append(("limit", String(limit))) }
+        return try await call(.GET, "/v1/search", query: q)
+    }
+
     /// Adds members to a group (`POST /v1/conversations/{id}/members`).
     @discardableResult
     public func addMembers(_ users: [UserID], to conversation: ConversationID) async throws -> Conversation {

@@ -280,6 +280,24 @@ public final class IMService: Sendable {
         return API.History(messages: Array(msgs.prefix(n)), hasMore: msgs.count > n)
     }
 
+    // MARK: Search
+
+    /// Searches the messages `user` can read: the storage query is always scoped to their conversations, and a
+    /// `conversation` filter they are not a member of is answered like a missing conversation.
+    func search(_ user: UserID, query: String, conversation: ConversationID?, sender: UserID?, from: Int64?, to: Int64?,
+                before: String?, limit: Int) async throws -> API.SearchPage {
+        let terms = try Search.terms(query)
+        if let conversation { _ = try await requireMember(user, conversation) }
+        if let from, let to, from >= to { throw IMError.invalid("'from' must be before 'to'") }
+        let n = max(1, min(limit, 50))
+        let cursor = try before.map { token throws(IMError) in try Search.Cursor(token: token) }
+        let found = try await storage.search(MessageSearch(user: user, terms: terms, conversation: conversation, sender: sender,
+                                                           from: from, to: to, before: cursor, limit: n + 1))
+        let page = Array(found.prefix(n))
+        return API.SearchPage(results: page.map { API.SearchHit(message: $0, highlight: Search.highlight($0.text ?? "", terms: terms)) },
+                              next: found.count > n ? page.last.map { Search.Cursor(after: $0).token } : nil)
+    }
+
     // MARK: Receipts and typing
 
     func receipt(_ user: UserID, _ r: ClientFrame.ReceiptUpdate) async throws {

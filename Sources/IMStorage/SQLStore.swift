@@ -633,6 +633,49 @@ public final class SQLStore: Storage {
         }
     }
 
+    public func search(_ q: MessageSearch) async throws -> [Message] {
+        guard !q.terms.isEmpty else { return [] }
+        var binds: [SQLValue] = [.int(q.user)]
+        func bind(_ v: SQLValue) -> String { binds.append(v); return "$\(binds.count)" }
+        func likePattern(_ term: String) -> SQLValue {
+            var escaped = ""
+            for c in term { if c == "%" || c == "_" || c == "\\" { escaped.append("\\") }; escaped.append(c) }
+            return .text("%" + escaped + "%")
+        }
+        var conditions = [
+            "EXISTS (SELECT 1 FROM members w WHERE w.conv_id = m.conv_id AND w.user_id = $1)",
+            "m.recalled = 0", "m.kind IN ('text', 'attachment')", "m.text IS NOT NULL",
+        ]
+        if let c = q.conversation { conditions.append("m.conv_id = \(bind(.int(c)))") }
+        if let s = q.sender { conditions.append("m.sender = \(bind(.int(s)))") }
+        if let f = q.from { conditions.append("m.ts >= \(bind(.int(f)))") }
+        if let t = q.to { conditions.append("m.ts < \(bind(.int(t)))") }
+        if let b = q.before {
+            let ts = bind(.int(b.ts)), c = bind(.int(b.conversation)), s = bind(.int(b.seq))
+            conditions.append("(m.ts < \(ts) OR (m.ts = \(ts) AND (m.conv_id < \(c) OR (m.conv_id = \(c) AND m.seq < \(s)))))")
+        }
+        var from = "messages m"
+        switch driver.dialect {
+        case .sqlite:
+            // Terms of 3+ characters go to the trigram index, which then drives the query; shorter ones (a
+            // two-character Chinese word, say) are checked with LIKE on the candidates, or on every readable
+            // message when no term is long enough.
+            let long = q.terms.filter { $0.unicodeScalars.count >= 3 }
+            if !long.isEmpty {
+                let match = long.map { "\"" + $0.replacingOccurrences(of: "\"", with: "\"\"") + "\"" }.joined(separator: " AND ")
+                from = "message_fts f JOIN messages m ON m.conv_id = f.rowid / 4294967296 AND m.seq = f.rowid % 4294967296"
+                conditions.insert("f.text MATCH \(bind(.text(match)))", at: 0)
+            }
+            for t in q.terms where t.unicodeScalars.count < 3 { conditions.append("m.text LIKE \(bind(likePattern(t))) ESCAPE '\\'") }
+        case .postgres:
+            for t in q.terms { conditions.append("m.text ILIKE \(bind(likePattern(t))) ESCAPE '\\'") }
+        }
+        let sql = "SELECT \(Self.messageColumns.split(separator: ",").map { "m." + $0.trimmingCharacters(in: .whitespaces) }.joined(separator: ", ")) FROM \(from) WHERE "
+            + conditions.joined(separator: " AND ") + " ORDER BY m.ts DESC, m.conv_id DESC, m.seq DESC LIMIT \(bind(.int(Int64(max(1, q.limit)))))"
+        let values = binds
+        return try await driver.read { db in try await db.query(sql, values).map(Self.message) }
+    }
+
     public func messageCount() async throws -> Int64 {
         try await driver.read { db in try await db.first("SELECT COUNT(*) AS n FROM messages")?.int("n") ?? 0 }
     }

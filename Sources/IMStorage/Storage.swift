@@ -55,6 +55,27 @@ public struct NewMessage: Sendable, Hashable {
     }
 }
 
+/// A full-text search of the messages `user` can read (those of the conversations they are a member of).
+public struct MessageSearch: Sendable, Hashable {
+    public var user: UserID
+    /// Every term must occur in the text (substring, ignoring case); see `Search.terms`.
+    public var terms: [String]
+    public var conversation: ConversationID?
+    public var sender: UserID?
+    /// Messages sent at or after this time (ms since 1970).
+    public var from: Int64?
+    /// Messages sent before this time (ms since 1970).
+    public var to: Int64?
+    /// Results strictly older than this one (the previous page's last).
+    public var before: Search.Cursor?
+    public var limit: Int
+    public init(user: UserID, terms: [String], conversation: ConversationID? = nil, sender: UserID? = nil, from: Int64? = nil,
+                to: Int64? = nil, before: Search.Cursor? = nil, limit: Int = 20) {
+        self.user = user; self.terms = terms; self.conversation = conversation; self.sender = sender; self.from = from; self.to = to
+        self.before = before; self.limit = limit
+    }
+}
+
 /// The outcome of an append: the stored message, and whether it had been stored before under the same sender and cid.
 public struct AppendResult: Sendable, Hashable {
     public var message: Message
@@ -143,6 +164,9 @@ public protocol Storage: Sendable {
     /// Raises the member's cursor to `seq` (never lowers it, never past the last seq); returns the cursor after.
     func advanceCursor(conversation: ConversationID, user: UserID, kind: ReceiptKind, seq: Int64) async throws -> Int64
     func messageCount() async throws -> Int64
+    /// Text and attachment messages (by their text or caption) matching `query`, never recalled ones, newest first
+    /// (by time, then conversation and seq, descending), at most `query.limit`.
+    func search(_ query: MessageSearch) async throws -> [Message]
 
     // Attachments
     func insertAttachment(_ record: AttachmentRecord) async throws

@@ -159,3 +159,29 @@ import Testing
         #expect(Validation.reactionEmoji(String(repeating: "x", count: 9)) != nil)
     }
 }
+
+@Suite struct SearchRulesTests {
+    @Test func termsSplitOnWhitespaceWithoutRepeats() throws {
+        #expect(try Search.terms("  预算  Budget budget 会议 ") == ["预算", "Budget", "会议"])
+        #expect(throws: IMError.self) { try Search.terms("   ") }
+        #expect(throws: IMError.self) { try Search.terms(String(repeating: "x", count: 201)) }
+        #expect(throws: IMError.self) { try Search.terms("a b c d e f g h i") }
+    }
+
+    @Test func highlightMarksEveryMatchIgnoringCaseAndMergesOverlaps() {
+        let segments = Search.highlight("明天开会讨论预算, Budget and BUDGETS", terms: ["预算", "budget", "dget a"])
+        #expect(segments == [
+            API.Segment(text: "明天开会讨论", match: false), API.Segment(text: "预算", match: true), API.Segment(text: ", ", match: false),
+            API.Segment(text: "Budget a", match: true), API.Segment(text: "nd ", match: false), API.Segment(text: "BUDGET", match: true),
+            API.Segment(text: "S", match: false),
+        ])
+        #expect(segments.map(\.text).joined() == "明天开会讨论预算, Budget and BUDGETS")
+        #expect(Search.highlight("nothing here", terms: ["zz"]) == [API.Segment(text: "nothing here", match: false)])
+    }
+
+    @Test func cursorTokensRoundTripAndBadOnesAreRefused() throws {
+        let c = Search.Cursor(ts: 1_700_000_000_000, conversation: 12, seq: 40)
+        #expect(try Search.Cursor(token: c.token) == c)
+        #expect(throws: IMError.self) { try Search.Cursor(token: "nope") }
+    }
+}

@@ -702,6 +702,9 @@ struct StorageContractTests {
             #expect(try await store.messages(conversation: group.id, after: 0, limit: 100).count == 25)
             let groups = try await store.listGroups(offset: 0, limit: 10)
             #expect(groups.map(\.id) == [group.id] && groups.first?.members == 2)
+            // Messages from before the migration are in the search index.
+            #expect(try await store.search(MessageSearch(user: alice.id, terms: ["hello"], limit: 100)).count == 50)
+            #expect(try await store.search(MessageSearch(user: bob.id, terms: ["hello 49"], limit: 100)).map(\.seq) == [25])
             // Messages from before the migration take replies, mentions and reactions.
             let reply = try await store.append([NewMessage(conversation: group.id, sender: alice.id, cid: "after", kind: .text, text: "@bob",
                                                            replyTo: 1, mentions: [bob.id])])

@@ -20,6 +20,7 @@ const state = {
   composeMentions: new Map(), // user id -> the "@name" inserted for them (kept only while it is still in the text)
   mentionQuery: null,      // {start, text}: the "@…" being typed, for the autocomplete
   reactingTo: null,        // seq whose emoji picker is open
+  search: null,            // {q, conv, results: [], next}: the search shown instead of the conversation list
   readSent: new Map(),     // conv -> seq
   deliveredSent: new Map(),
   blobURLs: new Map(),     // attachment id -> blob: URL
@@ -653,14 +654,76 @@ function showChatError(e) {
 }
 
 function switchTab(tab) {
+  if (tab !== 'chats' && state.search) closeSearch();
   $('tab-chats').classList.toggle('active', tab === 'chats');
   $('tab-contacts').classList.toggle('active', tab === 'contacts');
-  $('chats-panel').hidden = tab !== 'chats';
+  $('chats-panel').hidden = tab !== 'chats' || !!state.search;
   $('contacts-panel').hidden = tab !== 'contacts';
   if (tab === 'contacts') loadContacts().catch(showChatError);
 }
 
+// ---- Search ------------------------------------------------------------------------------------
+
+async function runSearch(more) {
+  const s = state.search;
+  if (!s) return;
+  $('search-status').textContent = 'Searching…';
+  try {
+    const page = await client.search(s.q, { conv: s.conv, before: more ? s.next : undefined, limit: 20 });
+    if (state.search !== s) return;   // a newer search replaced this one
+    s.results = more ? s.results.concat(page.results) : page.results;
+    s.next = page.next;
+    renderSearch();
+  } catch (e) {
+    $('search-status').textContent = describeError(e);
+  }
+}
+
+function renderSearch() {
+  const s = state.search;
+  $('search-panel').hidden = !s;
+  $('chats-panel').hidden = !!s || !$('tab-chats').classList.contains('active');
+  if (!s) return;
+  const list = $('search-results');
+  clear(list);
+  $('search-status').textContent = s.results.length ? `${s.results.length}${s.next ? '+' : ''} results` : 'No messages found';
+  for (const hit of s.results) {
+    const m = hit.message;
+    const li = el('li', { className: 'search-hit', dataset: { conv: String(m.conv), seq: String(m.seq) } });
+    const c = state.convs.get(m.conv);
+    const top = el('div', { className: 'conv-top' });
+    top.append(el('span', { className: 'conv-name', text: `${c ? convTitle(c) : `#${m.conv}`} · ${userName(m.sender)}` }),
+      el('time', { className: 'conv-time', text: formatTime(m.ts) }));
+    const text = el('div', { className: 'hit-text' });
+    for (const seg of hit.highlight) text.append(seg.match ? el('mark', { text: seg.text }) : document.createTextNode(seg.text));
+    li.append(top, text);
+    li.addEventListener('click', async () => {
+      await openConversation(m.conv);
+      await jumpTo(m.conv, m.seq).catch(showChatError);
+    });
+    list.append(li);
+  }
+  $('search-more').hidden = !s.next;
+}
+
+function closeSearch() {
+  state.search = null;
+  $('search-input').value = '';
+  renderSearch();
+}
+
 function wire() {
+  $('search-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    const q = $('search-input').value.trim();
+    if (!q) { closeSearch(); return; }
+    state.search = { q, conv: $('search-here').checked && state.current != null ? state.current : undefined, results: [], next: null };
+    renderSearch();
+    runSearch(false);
+  });
+  $('search-input').addEventListener('keydown', (e) => { if (e.key === 'Escape') closeSearch(); });
+  $('close-search').addEventListener('click', closeSearch);
+  $('search-more').addEventListener('click', () => runSearch(true));
   $('login-form').addEventListener('submit', async (e) => {
     e.preventDefault();
     $('login-error').textContent = '';

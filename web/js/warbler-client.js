@@ -250,6 +250,17 @@ export class WarblerClient extends EventTarget {
     if (!this.ws) this.open();
   }
 
+  /**
+   * Searches the messages you can read: every word of `q` must occur (ignoring case; Chinese needs no spaces).
+   * Options: `conv`, `sender`, `from`/`to` (ms), `before` (a page's `next`), `limit` (1–50). Resolves to
+   * `{results: [{message, highlight: [{text, match}]}], next}`, newest first.
+   */
+  search(q, { conv, sender, from, to, before, limit } = {}) {
+    const params = new URLSearchParams({ q });
+    for (const [k, v] of Object.entries({ conv, sender, from, to, before, limit })) if (v !== undefined && v !== null && v !== '') params.set(k, String(v));
+    return this.get(`/v1/search?${params}`);
+  }
+
   /** Closes the socket and stops reconnecting. Queued sends stay queued. */
   disconnect() {
     this.wanted = false;
