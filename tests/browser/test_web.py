@@ -334,6 +334,50 @@ class WebClientSuite(unittest.TestCase):
         a.wait("the image at Alice", lambda: any(w == 40 for _, w in a.js(images)))
         a.shot("00-alice-chat-readme")
 
+    def _message_js(self, page, text, script):
+        """Runs `script` with `li` bound to the message whose body is `text` (null when there is none)."""
+        return page.js("""
+            const li = [...document.querySelectorAll('#messages li.msg')].find((l) => l.querySelector('.body')?.textContent === arguments[0]) || null;
+            """ + script, text)
+
+    def test_05b_reply_react_and_search(self):
+        a, b = self.alice, self.bob
+        # Bob replies to Alice's message: Alice sees the quote above his answer.
+        self.assertTrue(b.click_in_message("edited text", "reply"))
+        b.wait("the reply banner", lambda: b.visible("#reply-banner"))
+        b.send("answering that")
+        a.wait("the reply at Alice", lambda: a.count("answering that") == 1)
+        a.wait("the quote", lambda: "edited text" in (self._message_js(a, "answering that", "return li && li.querySelector('.quote')?.textContent;") or ""))
+
+        # Bob reacts; Alice sees the chip and adds hers; both see two.
+        self.assertTrue(b.click_in_message("edited text", "react"))
+        b.wait("the emoji picker", lambda: b.css("#messages .emoji-picker button"))
+        b.js("document.querySelector('#messages .emoji-picker button[data-emoji=\"👍\"]').click()")
+        chip = "return li && [...li.querySelectorAll('.reaction')].map((c) => c.textContent);"
+        a.wait("Bob's reaction at Alice", lambda: self._message_js(a, "edited text", chip) == ["👍 1"])
+        self._message_js(a, "edited text", "li.querySelector('.reaction').click();")
+        b.wait("both reactions at Bob", lambda: self._message_js(b, "edited text", chip) == ["👍 2"])
+        a.wait("both reactions at Alice", lambda: self._message_js(a, "edited text", chip) == ["👍 2"])
+
+        # Search, Chinese included: results show the matching words marked and open the message.
+        b.send("明天下午开会讨论预算")
+        a.wait("the Chinese message at Alice", lambda: a.count("明天下午开会讨论预算") == 1)
+        box = a.one("#search-input")
+        box.send_keys("预算")
+        box.send_keys(Keys.ENTER)
+        marks = "return [...document.querySelectorAll('#search-results li.search-hit mark')].map((m) => m.textContent)"
+        a.wait("the search result", lambda: a.js(marks) == ["预算"])
+        self.assertTrue(a.visible("#search-panel"))
+        a.shot("06-alice-search")
+        a.one("#search-results li.search-hit").click()
+        a.wait("the conversation with the message", lambda: a.one("#chat-title").text == "Bob Builder")
+        box.clear()
+        box.send_keys("never said")
+        box.send_keys(Keys.ENTER)
+        a.wait("no results", lambda: a.one("#search-status").text == "No messages found")
+        a.one("#close-search").click()
+        a.wait("the conversation list again", lambda: a.visible("#conv-list") and not a.visible("#search-panel"))
+
     def test_06_groups_contacts_and_history_on_scroll(self):
         a, b = self.alice, self.bob
         a.one("#new-group").click()
@@ -383,6 +427,27 @@ class WebClientSuite(unittest.TestCase):
                 break
         b.wait("older history after scrolling up", lambda: b.count("old 000") == 1)
         self.assertEqual(sorted(set(b.bodies()) & set(ws_free)), ws_free)
+
+    def test_06b_mentions_with_autocomplete_and_the_unread_mention_badge(self):
+        a, b = self.alice, self.bob
+        a.open_conv("Team")
+        box = a.one("#composer-input")
+        box.send_keys("@")
+        options = "return [...document.querySelectorAll('#mention-list li')].map((li) => li.textContent)"
+        a.wait("the mention suggestions", lambda: a.visible("#mention-list") and sorted(a.js(options)) == ["@Bob Builder", "@all"])
+        box.send_keys("bo")
+        a.wait("the suggestions narrowed", lambda: a.js(options) == ["@Bob Builder"])
+        box.send_keys(Keys.ENTER)
+        a.wait("the picked mention", lambda: box.get_attribute("value") == "@Bob Builder ")
+        box.send_keys("please look")
+        box.send_keys(Keys.ENTER)
+        badge = """for (const li of document.querySelectorAll('#conv-list li.conv'))
+                     if (li.querySelector('.conv-name').textContent === 'Team') return li.querySelector('.badge.mention')?.textContent || null;
+                   return null;"""
+        b.wait("the unread-mention badge at Bob", lambda: b.js(badge) == "@1")
+        b.open_conv("Team")
+        b.wait("the mention marked", lambda: self._message_js(b, "@Bob Builder please look", "return !!(li && li.classList.contains('mentioned'));"))
+        b.wait("the badge cleared once read", lambda: b.js(badge) is None)
 
     def _send_over_socket(self, token, conv, texts):
         """Sends through the browser's own WebSocket stack (in Alice's tab): no Python WebSocket library is needed."""

@@ -686,7 +686,7 @@ function renderSearch() {
   if (!s) return;
   const list = $('search-results');
   clear(list);
-  $('search-status').textContent = s.results.length ? `${s.results.length}${s.next ? '+' : ''} results` : 'No messages found';
+  $('search-status').textContent = s.results.length ? `${s.results.length}${s.next ? '+' : ''} ${s.results.length === 1 && !s.next ? 'result' : 'results'}` : 'No messages found';
   for (const hit of s.results) {
     const m = hit.message;
     const li = el('li', { className: 'search-hit', dataset: { conv: String(m.conv), seq: String(m.seq) } });
