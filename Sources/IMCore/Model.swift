@@ -190,11 +190,22 @@ public struct ConversationSummary: Sendable, Codable, Hashable {
     public var lastMessage: Message?
     /// For a direct conversation: the other participant.
     public var peer: UserID?
+    /// When this user pinned the conversation (ms since 1970); pinned conversations come first, latest pin first.
+    public var pinnedAt: Int64?
     public init(id: ConversationID, type: ConversationType, name: String?, lastSeq: Int64, readSeq: Int64,
-                unread: Int64, unreadMentions: Int64 = 0, lastMessage: Message?, peer: UserID?) {
+                unread: Int64, unreadMentions: Int64 = 0, lastMessage: Message?, peer: UserID?, pinnedAt: Int64? = nil) {
         self.id = id; self.type = type; self.name = name; self.lastSeq = lastSeq; self.readSeq = readSeq
         self.unread = unread; self.unreadMentions = unreadMentions; self.lastMessage = lastMessage; self.peer = peer
+        self.pinnedAt = pinnedAt
     }
+}
+
+/// A message pinned in a group by its owner or an admin.
+public struct PinnedMessage: Sendable, Codable, Hashable {
+    public var message: Message
+    public var pinnedBy: UserID
+    public var pinnedAt: Int64
+    public init(message: Message, pinnedBy: UserID, pinnedAt: Int64) { self.message = message; self.pinnedBy = pinnedBy; self.pinnedAt = pinnedAt }
 }
 
 public enum ContactState: String, Sendable, Codable, Hashable {

@@ -280,6 +280,35 @@ public final class IMService: Sendable {
         return API.History(messages: Array(msgs.prefix(n)), hasMore: msgs.count > n)
     }
 
+    // MARK: Pins
+
+    /// Pins or unpins a conversation in the caller's own list (any member; nobody else sees it).
+    func pinConversation(_ user: UserID, _ conv: ConversationID, pinned: Bool) async throws {
+        _ = try await requireMember(user, conv)
+        try await storage.setConversationPinned(user: user, conversation: conv, pinnedAt: pinned ? nowMillis() : nil)
+    }
+
+    /// Pins or unpins a message of a group (owner and admins). Members learn of it from a `message_pinned` or
+    /// `message_unpinned` system event in the conversation, live and on sync.
+    func pinMessage(_ user: UserID, _ conv: ConversationID, seq: Int64, pinned: Bool) async throws {
+        let role = try await requireMember(user, conv)
+        _ = try await requireGroup(conv)
+        guard role >= .admin else { throw IMError.forbidden("only the group's owner and admins can pin messages") }
+        if pinned, try await storage.pinnedMessages(conversation: conv).count >= Self.maxPinnedMessages {
+            throw IMError.invalid("a group may have at most \(Self.maxPinnedMessages) pinned messages; unpin one first")
+        }
+        if try await storage.setMessagePinned(conversation: conv, seq: seq, by: user, pinnedAt: pinned ? nowMillis() : nil) {
+            try await systemEvent(conv, by: user, pinned ? "message_pinned" : "message_unpinned", ["seq": .number(Double(seq))])
+        }
+    }
+
+    static let maxPinnedMessages = 50
+
+    func pinnedMessages(_ user: UserID, _ conv: ConversationID) async throws -> [PinnedMessage] {
+        _ = try await requireMember(user, conv)
+        return try await storage.pinnedMessages(conversation: conv)
+    }
+
     // MARK: Search
 
     /// Searches the messages `user` can read: the storage query is always scoped to their conversations, and a

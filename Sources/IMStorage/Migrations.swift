@@ -124,7 +124,7 @@ public enum Migrations {
         // Reactions are the current state per message (`reaction_seq`: the seq of the `reaction` message that added
         // it, so users list in the order the stream added them); the `reaction` messages are how it changed.
         Migration(
-            version: 4, name: "replies, mentions, reactions and search",
+            version: 4, name: "replies, mentions, reactions, search and pins",
             sqlite: [
                 "ALTER TABLE messages ADD COLUMN reply_to INTEGER",
                 "ALTER TABLE messages ADD COLUMN mentions TEXT",
@@ -142,6 +142,17 @@ public enum Migrations {
                 // Search: an FTS5 trigram index (substrings of 3+ characters, so Chinese needs no word splitting) that
                 // keeps no copy of the text. Its rowid is conv_id * 2^32 + seq. Triggers keep it in step with sends,
                 // edits, recalls and deletions; see docs/architecture.md.
+                // Pins: each user's own pinned conversations; a group's pinned messages.
+                """
+                CREATE TABLE conversation_pins (
+                  user_id INTEGER NOT NULL, conv_id INTEGER NOT NULL, pinned_at INTEGER NOT NULL,
+                  PRIMARY KEY (user_id, conv_id)) WITHOUT ROWID
+                """,
+                """
+                CREATE TABLE pinned_messages (
+                  conv_id INTEGER NOT NULL, seq INTEGER NOT NULL, pinned_by INTEGER NOT NULL, pinned_at INTEGER NOT NULL,
+                  PRIMARY KEY (conv_id, seq)) WITHOUT ROWID
+                """,
                 "CREATE VIRTUAL TABLE message_fts USING fts5(text, content='', contentless_delete=1, tokenize='trigram')",
                 """
                 CREATE TRIGGER message_fts_insert AFTER INSERT ON messages
@@ -179,6 +190,15 @@ public enum Migrations {
                 CREATE TABLE reactions (
                   conv_id BIGINT NOT NULL, seq BIGINT NOT NULL, emoji TEXT NOT NULL, user_id BIGINT NOT NULL,
                   reaction_seq BIGINT NOT NULL, PRIMARY KEY (conv_id, seq, emoji, user_id))
+                """,
+                """
+                CREATE TABLE conversation_pins (
+                  user_id BIGINT NOT NULL, conv_id BIGINT NOT NULL, pinned_at BIGINT NOT NULL, PRIMARY KEY (user_id, conv_id))
+                """,
+                """
+                CREATE TABLE pinned_messages (
+                  conv_id BIGINT NOT NULL, seq BIGINT NOT NULL, pinned_by BIGINT NOT NULL, pinned_at BIGINT NOT NULL,
+                  PRIMARY KEY (conv_id, seq))
                 """,
                 // Search: a pg_trgm GIN index serves ILIKE '%term%' (any language) and follows every change to the row.
                 "CREATE EXTENSION IF NOT EXISTS pg_trgm",

@@ -280,6 +280,7 @@ public final class SQLStore: Storage {
     public func removeMember(conversation: ConversationID, user: UserID) async throws {
         try await driver.write { db in
             try await db.query("DELETE FROM members WHERE conv_id = $1 AND user_id = $2", [.int(conversation), .int(user)])
+            try await db.query("DELETE FROM conversation_pins WHERE conv_id = $1 AND user_id = $2", [.int(conversation), .int(user)])
         }
     }
 
@@ -303,6 +304,8 @@ public final class SQLStore: Storage {
             try await db.query("DELETE FROM messages WHERE conv_id = $1", [.int(conversation)])
             try await db.query("DELETE FROM message_mentions WHERE conv_id = $1", [.int(conversation)])
             try await db.query("DELETE FROM reactions WHERE conv_id = $1", [.int(conversation)])
+            try await db.query("DELETE FROM conversation_pins WHERE conv_id = $1", [.int(conversation)])
+            try await db.query("DELETE FROM pinned_messages WHERE conv_id = $1", [.int(conversation)])
             try await db.query("DELETE FROM members WHERE conv_id = $1", [.int(conversation)])
             try await db.query("DELETE FROM conversations WHERE id = $1", [.int(conversation)])
             return files
@@ -338,7 +341,8 @@ public final class SQLStore: Storage {
                   (SELECT COUNT(DISTINCT mm.seq) FROM message_mentions mm JOIN messages x ON x.conv_id = mm.conv_id AND x.seq = mm.seq
                      WHERE mm.conv_id = c.id AND mm.user_id IN (0, m.user_id) AND mm.seq > m.read_seq AND x.sender <> m.user_id
                      AND x.recalled = 0) AS unread_mentions,
-                  (SELECT o.user_id FROM members o WHERE o.conv_id = c.id AND o.user_id <> m.user_id ORDER BY o.user_id LIMIT 1) AS peer
+                  (SELECT o.user_id FROM members o WHERE o.conv_id = c.id AND o.user_id <> m.user_id ORDER BY o.user_id LIMIT 1) AS peer,
+                  (SELECT p.pinned_at FROM conversation_pins p WHERE p.user_id = m.user_id AND p.conv_id = c.id) AS pinned_at
                 FROM members m JOIN conversations c ON c.id = m.conv_id WHERE m.user_id = $1
                 """, [.int(user)])
             var out: [ConversationSummary] = []
@@ -351,10 +355,50 @@ public final class SQLStore: Storage {
                 out.append(ConversationSummary(id: id, type: type, name: r.optText("name"), lastSeq: try r.int("last_seq"),
                                                readSeq: try r.int("read_seq"), unread: try r.int("unread"),
                                                unreadMentions: try r.int("unread_mentions"), lastMessage: last,
-                                               peer: type == .direct ? (r.optInt("peer") ?? user) : nil))
+                                               peer: type == .direct ? (r.optInt("peer") ?? user) : nil, pinnedAt: r.optInt("pinned_at")))
             }
-            // Most recently active first.
-            return out.sorted { ($0.lastMessage?.ts ?? 0, $0.id) > ($1.lastMessage?.ts ?? 0, $1.id) }
+            // Pinned first (latest pin first), then the most recently active.
+            return out.sorted { ($0.pinnedAt ?? -1, $0.lastMessage?.ts ?? 0, $0.id) > ($1.pinnedAt ?? -1, $1.lastMessage?.ts ?? 0, $1.id) }
+        }
+    }
+
+    public func setConversationPinned(user: UserID, conversation: ConversationID, pinnedAt: Int64?) async throws {
+        try await driver.write { db in
+            try await db.query("DELETE FROM conversation_pins WHERE user_id = $1 AND conv_id = $2", [.int(user), .int(conversation)])
+            if let pinnedAt {
+                try await db.query("INSERT INTO conversation_pins (user_id, conv_id, pinned_at) VALUES ($1, $2, $3)",
+                                   [.int(user), .int(conversation), .int(pinnedAt)])
+            }
+        }
+    }
+
+    public func setMessagePinned(conversation: ConversationID, seq: Int64, by user: UserID, pinnedAt: Int64?) async throws -> Bool {
+        try await driver.write { db in
+            guard let pinnedAt else {
+                return !(try await db.query("DELETE FROM pinned_messages WHERE conv_id = $1 AND seq = $2 RETURNING seq",
+                                            [.int(conversation), .int(seq)])).isEmpty
+            }
+            guard try await db.first(
+                "SELECT seq FROM messages WHERE conv_id = $1 AND seq = $2 AND recalled = 0 AND kind IN ('text', 'custom', 'attachment')",
+                [.int(conversation), .int(seq)]) != nil else { throw IMError.notFound("no such message to pin") }
+            return !(try await db.query("""
+                INSERT INTO pinned_messages (conv_id, seq, pinned_by, pinned_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING seq
+                """, [.int(conversation), .int(seq), .int(user), .int(pinnedAt)])).isEmpty
+        }
+    }
+
+    public func pinnedMessages(conversation: ConversationID) async throws -> [PinnedMessage] {
+        try await driver.read { db in
+            let pins = try await db.query("SELECT seq, pinned_by, pinned_at FROM pinned_messages WHERE conv_id = $1 ORDER BY pinned_at DESC, seq DESC",
+                                          [.int(conversation)])
+            var out: [PinnedMessage] = []
+            for p in pins {
+                let rows = try await db.query("SELECT \(Self.messageColumns) FROM messages WHERE conv_id = $1 AND seq = $2",
+                                              [.int(conversation), .int(try p.int("seq"))])
+                guard let m = try await Self.messages(db, rows).first else { continue }
+                out.append(PinnedMessage(message: m, pinnedBy: try p.int("pinned_by"), pinnedAt: try p.int("pinned_at")))
+            }
+            return out
         }
     }
 
@@ -460,6 +504,7 @@ public final class SQLStore: Storage {
                     // A recalled message keeps no reactions and mentions no one.
                     try await db.query("DELETE FROM reactions WHERE conv_id = $1 AND seq = $2", [.int(m.conversation), .int(target)])
                     try await db.query("DELETE FROM message_mentions WHERE conv_id = $1 AND seq = $2", [.int(m.conversation), .int(target)])
+                    try await db.query("DELETE FROM pinned_messages WHERE conv_id = $1 AND seq = $2", [.int(m.conversation), .int(target)])
                 }
             }
             valid.append(i)

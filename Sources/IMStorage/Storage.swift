@@ -142,7 +142,15 @@ public protocol Storage: Sendable {
     @discardableResult
     func dissolve(conversation: ConversationID) async throws -> [String]
     func conversationIDs(for user: UserID) async throws -> [ConversationID]
+    /// Pinned conversations come first, latest pin first, then the most recently active.
     func summaries(for user: UserID) async throws -> [ConversationSummary]
+    /// Pins (with the time) or unpins `conversation` in `user`'s own list.
+    func setConversationPinned(user: UserID, conversation: ConversationID, pinnedAt: Int64?) async throws
+    /// Pins message `seq` (a text, custom or attachment message not recalled; `not_found` otherwise) or unpins
+    /// it; returns whether anything changed. A recall unpins its target.
+    func setMessagePinned(conversation: ConversationID, seq: Int64, by user: UserID, pinnedAt: Int64?) async throws -> Bool
+    /// A conversation's pinned messages, latest pin first.
+    func pinnedMessages(conversation: ConversationID) async throws -> [PinnedMessage]
     /// Every group with its member count, oldest first (for the admin console).
     func listGroups(offset: Int, limit: Int) async throws -> [API.AdminGroup]
 

@@ -167,7 +167,7 @@ class Page:
         """Clicks a message's action button (edit, recall), found by the message's text."""
         return self.js("""
             for (const li of document.querySelectorAll('#messages li.msg'))
-              if (li.querySelector('.body').textContent === arguments[0]) {
+              if (li.querySelector('.body')?.textContent === arguments[0]) {
                 const b = li.querySelector('button.' + arguments[1]);
                 if (b) { b.click(); return true; }
               }
@@ -449,22 +449,46 @@ class WebClientSuite(unittest.TestCase):
         b.wait("the mention marked", lambda: self._message_js(b, "@Bob Builder please look", "return !!(li && li.classList.contains('mentioned'));"))
         b.wait("the badge cleared once read", lambda: b.js(badge) is None)
 
-    def _send_over_socket(self, token, conv, texts):
+    def test_06c_pinned_conversations_and_pinned_messages(self):
+        a, b = self.alice, self.bob
+        # Bob pins Team: it moves to the top of his list, with the pin shown.
+        first = "return document.querySelector('#conv-list li.conv .conv-name')?.textContent"
+        b.js("""for (const li of document.querySelectorAll('#conv-list li.conv'))
+                  if (li.querySelector('.conv-name').textContent === 'Team') li.querySelector('button.pin').click();""")
+        pinned = "return document.querySelector('#conv-list li.conv button.pin')?.dataset.pinned"
+        b.wait("Team pinned first", lambda: b.js(first) == "Team" and b.js(pinned) == "1")
+        # Newer messages elsewhere do not push a pinned conversation down.
+        token = api("POST", "/v1/auth/login", {"username": "alice", "password": "alice-password-1"})["accessToken"]
+        archive = [c["id"] for c in api("GET", "/v1/conversations", token=token) if c.get("name") == "Archive"][0]
+        self._send_over_socket(token, archive, ["newer elsewhere"], prefix="pin-test-")
+        b.wait("the newer message at Bob", lambda: b.conv_item("Archive")["last"] == "newer elsewhere")
+        self.assertEqual(b.js(first), "Team")
+        # Alice, the owner, pins a message; Bob (a member, with Team open) sees it above the conversation.
+        a.open_conv("Team")
+        self.assertTrue(a.click_in_message("hello team", "pin-message"))
+        b.open_conv("Team")
+        bar = "return [...document.querySelectorAll('#pinned-bar .pinned-message')].map((e) => e.textContent)"
+        b.wait("the pinned message at Bob", lambda: b.visible("#pinned-bar") and any("hello team" in t for t in b.js(bar)))
+        self.assertEqual(b.js("return [...document.querySelectorAll('#messages li.msg button.pin-message')].length"), 0,
+                         "members cannot pin")
+        b.shot("07-bob-pinned")
+
+    def _send_over_socket(self, token, conv, texts, prefix="hist-"):
         """Sends through the browser's own WebSocket stack (in Alice's tab): no Python WebSocket library is needed."""
         script = """
-            const [url, token, conv, texts, done] = arguments;
+            const [url, token, conv, texts, prefix, done] = arguments;
             const ws = new WebSocket(url.replace(/^http/, 'ws') + '/v1/ws');
             let acks = 0;
             ws.onopen = () => ws.send(JSON.stringify({type: 'auth', token}));
             ws.onmessage = (e) => {
               const f = JSON.parse(e.data);
-              if (f.type === 'ready') texts.forEach((t, i) => ws.send(JSON.stringify({type: 'send', cid: 'hist-' + i, conv, kind: 'text', text: t})));
+              if (f.type === 'ready') texts.forEach((t, i) => ws.send(JSON.stringify({type: 'send', cid: prefix + i, conv, kind: 'text', text: t})));
               if (f.type === 'ack' && ++acks === texts.length) { ws.close(); done(acks); }
               if (f.type === 'error') { ws.close(); done(f.message); }
             };
         """
         self.alice.d.set_script_timeout(30)
-        got = self.alice.d.execute_async_script(script, URL, token, conv, texts)
+        got = self.alice.d.execute_async_script(script, URL, token, conv, texts, prefix)
         self.assertEqual(got, len(texts))
 
     def test_07_admin_console_shows_figures_and_creates_a_user_who_then_chats(self):

@@ -20,6 +20,7 @@ const state = {
   composeMentions: new Map(), // user id -> the "@name" inserted for them (kept only while it is still in the text)
   mentionQuery: null,      // {start, text}: the "@…" being typed, for the autocomplete
   reactingTo: null,        // seq whose emoji picker is open
+  pins: new Map(),         // group id -> [{message, pinnedBy, pinnedAt}]
   search: null,            // {q, conv, results: [], next}: the search shown instead of the conversation list
   readSent: new Map(),     // conv -> seq
   deliveredSent: new Map(),
@@ -95,7 +96,16 @@ function preview(m) {
 }
 
 function sortedConvs() {
-  return [...state.convs.values()].sort((a, b) => ((b.lastMessage?.ts || 0) - (a.lastMessage?.ts || 0)) || (b.id - a.id));
+  // Pinned first (latest pin first), then the most recently active: the server's order.
+  return [...state.convs.values()].sort((a, b) => ((b.pinnedAt || -1) - (a.pinnedAt || -1))
+    || ((b.lastMessage?.ts || 0) - (a.lastMessage?.ts || 0)) || (b.id - a.id));
+}
+
+async function togglePin(c) {
+  try {
+    if (c.pinnedAt) await client.del(`/v1/conversations/${c.id}/pin`); else await client.put(`/v1/conversations/${c.id}/pin`);
+    await loadConversations();
+  } catch (e) { showChatError(e); }
 }
 
 function renderConversationList() {
@@ -106,6 +116,10 @@ function renderConversationList() {
     const top = el('div', { className: 'conv-top' });
     if (c.type === 'direct' && c.peer) top.append(presenceDot(c.peer));
     top.append(el('span', { className: 'conv-name', text: convTitle(c) }));
+    const pin = el('button', { type: 'button', className: 'link pin' + (c.pinnedAt ? ' pinned' : ''), title: c.pinnedAt ? 'Unpin' : 'Pin to the top',
+      text: c.pinnedAt ? '📌' : '📍', dataset: { pinned: c.pinnedAt ? '1' : '0' } });
+    pin.addEventListener('click', (e) => { e.stopPropagation(); togglePin(c); });
+    top.append(pin);
     if (c.lastMessage) top.append(el('time', { className: 'conv-time', text: formatTime(c.lastMessage.ts) }));
     const bottom = el('div', { className: 'conv-bottom' });
     bottom.append(el('span', { className: 'conv-last', text: preview(c.lastMessage) }));
@@ -135,6 +149,8 @@ function systemText(m) {
     case 'owner_changed': return `${by} handed over ownership`;
     case 'renamed': return `${by} renamed the group`;
     case 'dissolved': return `${by} dissolved the group`;
+    case 'message_pinned': return `${by} pinned a message`;
+    case 'message_unpinned': return `${by} unpinned a message`;
     default: return d.event || 'update';
   }
 }
@@ -200,6 +216,17 @@ function renderMessage(conv, m, pending) {
       edit.addEventListener('click', () => startEdit(conv, m));
       actions.append(edit);
     }
+    if (c && c.type === 'group' && canModerate(conv)) {
+      const pinned = (state.pins.get(conv) || []).some((p) => p.message.seq === m.seq);
+      const pin = el('button', { type: 'button', className: 'link pin-message', text: pinned ? 'Unpin' : 'Pin' });
+      pin.addEventListener('click', async () => {
+        try {
+          if (pinned) await client.del(`/v1/conversations/${conv}/pins/${m.seq}`); else await client.put(`/v1/conversations/${conv}/pins/${m.seq}`);
+          await loadPins(conv);
+        } catch (e) { showChatError(e); }
+      });
+      actions.append(pin);
+    }
     if (mine) {
       const recall = el('button', { type: 'button', className: 'link recall', text: 'Recall' });
       recall.addEventListener('click', () => { client.recall(conv, m.seq); scheduleRender(); });
@@ -212,6 +239,31 @@ function renderMessage(conv, m, pending) {
 }
 
 const quickEmoji = ['👍', '❤️', '😂', '🎉', '😮', '🙏'];
+
+function canModerate(conv) {
+  const role = state.details.get(conv)?.members.get(client.user.id)?.role;
+  return role === 'owner' || role === 'admin';
+}
+
+async function loadPins(conv) {
+  if (state.convs.get(conv)?.type !== 'group') { state.pins.delete(conv); scheduleRender(); return; }
+  state.pins.set(conv, await client.get(`/v1/conversations/${conv}/pins`));
+  scheduleRender();
+}
+
+/** The group's pinned messages above the conversation; a click shows the message. */
+function renderPinned(conv) {
+  const bar = $('pinned-bar');
+  clear(bar);
+  const pins = state.pins.get(conv) || [];
+  bar.hidden = !pins.length;
+  for (const p of pins) {
+    const b = el('button', { type: 'button', className: 'link pinned-message', dataset: { seq: String(p.message.seq) },
+      text: `📌 ${userName(p.message.sender)}: ${preview(p.message)}` });
+    b.addEventListener('click', () => jumpTo(conv, p.message.seq).catch(showChatError));
+    bar.append(b);
+  }
+}
 
 function myReaction(m, emoji) {
   return (m.reactions || []).some((r) => r.emoji === emoji && r.users.includes(client.user.id));
@@ -311,7 +363,8 @@ function renderChat() {
   list.hidden = !c;
   $('composer').hidden = !c;
   $('members-btn').hidden = !c;
-  if (!c) { $('chat-title').textContent = 'Warbler'; $('chat-sub').textContent = ''; return; }
+  if (!c) { $('chat-title').textContent = 'Warbler'; $('chat-sub').textContent = ''; $('pinned-bar').hidden = true; return; }
+  renderPinned(conv);
   $('chat-title').textContent = convTitle(c);
   if (c.type === 'direct' && c.peer) {
     // While we are offline ourselves, the peer's presence is unknown.
@@ -393,6 +446,7 @@ async function openConversation(conv) {
   scheduleRender();
   try {
     await loadDetails(conv);
+    loadPins(conv).catch(() => {});
     if (!state.messages.has(conv) || state.messages.get(conv).size < 20) await loadHistory(conv, false);
   } catch (e) { showChatError(e); }
   if (!$('members-panel').hidden) renderMembers();
@@ -449,6 +503,8 @@ function addMessage(m) {
     state.typing.get(conv)?.delete(m.sender);
   }
   if (m.kind === 'system') loadDetails(conv).catch(() => {});
+  if (m.kind === 'system' && ['message_pinned', 'message_unpinned'].includes(m.data?.event)) loadPins(conv).catch(() => {});
+  if (m.kind === 'recall' && (state.pins.get(conv) || []).some((p) => p.message.seq === m.target)) loadPins(conv).catch(() => {});
   scheduleRender();
 }
 
