@@ -543,6 +543,28 @@ class WebClientSuite(unittest.TestCase):
         adm.dialog({"password": "carol-password-2"})
         self.assertTrue(api("POST", "/v1/auth/login", {"username": "carol", "password": "carol-password-2"})["accessToken"])
 
+    def test_08b_the_chat_in_chinese_and_back_in_english(self):
+        a = self.alice
+        a.d.get(URL + "/")
+        a.wait("the app", lambda: a.visible("#app"))
+        a.wait_online()
+        select = "const s = document.getElementById('app-lang'); s.value = arguments[0]; s.dispatchEvent(new Event('change'));"
+        a.js(select, "zh-CN")
+        label = "return document.querySelector(arguments[0]).textContent"
+        a.wait("the Chinese labels", lambda: a.js(label, "#tab-chats") == "会话" and a.js(label, "#send-btn") == "发送")
+        self.assertEqual(a.js("return document.documentElement.lang"), "zh-CN")
+        self.assertEqual(a.one("#conn-state").text, "在线")
+        self.assertEqual(a.one("#search-input").get_attribute("placeholder"), "搜索消息")
+        a.open_conv("Bob Builder")
+        a.wait("message actions in Chinese", lambda: "回复" in a.js("return [...document.querySelectorAll('#messages button.reply')].map((b) => b.textContent)"))
+        a.shot("08-alice-chinese")
+        # The choice is remembered across a reload.
+        a.d.refresh()
+        a.wait("the app after reload", lambda: a.visible("#app"))
+        a.wait("Chinese after reload", lambda: a.js(label, "#tab-chats") == "会话")
+        a.js(select, "en")
+        a.wait("the English labels", lambda: a.js(label, "#tab-chats") == "Chats" and a.js(label, "#send-btn") == "Send")
+
     def test_09_no_content_security_policy_violations(self):
         for p in (self.alice, self.bob, self.admin, self.carol):
             if p:

@@ -1,6 +1,7 @@
 // The Warbler web chat (index.html). All user text goes into the page with textContent, never as HTML.
 import { WarblerClient, WarblerError, applyReaction, mentionsUser } from './warbler-client.js';
 import { $, el, clear, formatTime, showDialog, describeError } from './ui.js';
+import { t, applyTo, wireLanguageSelect } from './i18n.js';
 
 const client = new WarblerClient({ device: 'web' });
 
@@ -36,7 +37,7 @@ function userName(id) {
   const u = state.users.get(id);
   if (u) return u.displayName || u.username;
   loadUser(id);
-  return `user ${id}`;
+  return t('user', { id });
 }
 
 function loadUser(id) {
@@ -72,24 +73,24 @@ function render() {
 function renderConnection() {
   const c = $('conn-state');
   const queued = client.pending().length;
-  const label = { online: 'Online', connecting: 'Connecting…', offline: 'Offline' }[client.state] || client.state;
-  c.textContent = queued ? `${label} · ${queued} queued` : label;
+  const label = ['online', 'connecting', 'offline'].includes(client.state) ? t(`conn.${client.state}`) : client.state;
+  c.textContent = queued ? t('conn.queued', { state: label, n: queued }) : label;
   c.dataset.state = client.state;
   c.dataset.queued = String(queued);
 }
 
 function convTitle(c) {
-  if (c.type === 'group') return c.name || `Group ${c.id}`;
-  return c.peer ? userName(c.peer) : 'Direct chat';
+  if (c.type === 'group') return c.name || t('group.untitled', { id: c.id });
+  return c.peer ? userName(c.peer) : t('direct');
 }
 
 function preview(m) {
   if (!m) return '';
-  if (m.recalled) return 'Message recalled';
+  if (m.recalled) return t('recalled');
   switch (m.kind) {
     case 'text': return m.text || '';
-    case 'attachment': return `Attachment: ${m.attachment ? m.attachment.name : 'file'}`;
-    case 'custom': return '[custom message]';
+    case 'attachment': return t('preview.attachment', { name: m.attachment ? m.attachment.name : t('preview.file') });
+    case 'custom': return t('preview.custom');
     case 'system': return systemText(m);
     default: return '';
   }
@@ -116,14 +117,14 @@ function renderConversationList() {
     const top = el('div', { className: 'conv-top' });
     if (c.type === 'direct' && c.peer) top.append(presenceDot(c.peer));
     top.append(el('span', { className: 'conv-name', text: convTitle(c) }));
-    const pin = el('button', { type: 'button', className: 'link pin' + (c.pinnedAt ? ' pinned' : ''), title: c.pinnedAt ? 'Unpin' : 'Pin to the top',
+    const pin = el('button', { type: 'button', className: 'link pin' + (c.pinnedAt ? ' pinned' : ''), title: c.pinnedAt ? t('pin.unpin') : t('pin.conv'),
       text: c.pinnedAt ? '📌' : '📍', dataset: { pinned: c.pinnedAt ? '1' : '0' } });
     pin.addEventListener('click', (e) => { e.stopPropagation(); togglePin(c); });
     top.append(pin);
     if (c.lastMessage) top.append(el('time', { className: 'conv-time', text: formatTime(c.lastMessage.ts) }));
     const bottom = el('div', { className: 'conv-bottom' });
     bottom.append(el('span', { className: 'conv-last', text: preview(c.lastMessage) }));
-    if (c.unreadMentions > 0) bottom.append(el('span', { className: 'badge mention', title: 'Unread mentions', text: `@${c.unreadMentions}` }));
+    if (c.unreadMentions > 0) bottom.append(el('span', { className: 'badge mention', title: t('mentions.unread'), text: `@${c.unreadMentions}` }));
     if (c.unread > 0) bottom.append(el('span', { className: 'badge unread', text: String(c.unread) }));
     li.append(top, bottom);
     li.addEventListener('click', () => openConversation(c.id));
@@ -133,25 +134,21 @@ function renderConversationList() {
 
 function presenceDot(user) {
   const s = state.presence.get(user) || 'offline';
-  return el('span', { className: `dot ${s}`, title: s, dataset: { presence: s, user: String(user) } });
+  return el('span', { className: `dot ${s}`, title: t(`presence.${s}`), dataset: { presence: s, user: String(user) } });
 }
 
 function systemText(m) {
   const d = m.data || {};
-  const by = d.by ? userName(d.by) : 'someone';
+  const by = d.by ? userName(d.by) : t('sys.someone');
   const names = (d.users || []).map(userName).join(', ');
   switch (d.event) {
-    case 'created': return `${by} created the group`;
-    case 'members_added': return `${by} added ${names}`;
-    case 'member_removed': return `${by} removed ${names || userName(d.user)}`;
-    case 'member_left': return `${d.user ? userName(d.user) : by} left`;
-    case 'role_changed': return `${by} changed a role`;
-    case 'owner_changed': return `${by} handed over ownership`;
-    case 'renamed': return `${by} renamed the group`;
-    case 'dissolved': return `${by} dissolved the group`;
-    case 'message_pinned': return `${by} pinned a message`;
-    case 'message_unpinned': return `${by} unpinned a message`;
-    default: return d.event || 'update';
+    case 'members_added': return t('sys.members_added', { by, names });
+    case 'member_removed': return t('sys.member_removed', { by, names: names || userName(d.user) });
+    case 'member_left': return t('sys.member_left', { who: d.user ? userName(d.user) : by });
+    case 'created': case 'role_changed': case 'owner_changed': case 'renamed': case 'dissolved':
+    case 'message_pinned': case 'message_unpinned':
+      return t(`sys.${d.event}`, { by });
+    default: return d.event || t('sys.update');
   }
 }
 
@@ -170,7 +167,6 @@ function statusOf(conv, m) {
   return 'sent';
 }
 
-const statusLabel = { queued: 'Queued', sending: 'Sending…', sent: '✓ Sent', delivered: '✓✓ Delivered', read: '✓✓ Read' };
 
 function renderMessage(conv, m, pending) {
   const mine = pending || m.sender === client.user.id;
@@ -185,7 +181,7 @@ function renderMessage(conv, m, pending) {
   if (m.replyTo) li.append(renderQuote(conv, m.replyTo));
   const body = el('div', { className: 'body' });
   if (m.recalled) {
-    body.textContent = 'Message recalled';
+    body.textContent = t('recalled');
   } else if (m.kind === 'attachment' && m.attachment) {
     body.append(renderAttachment(m.attachment));
     if (m.text) body.append(el('div', { className: 'caption', text: m.text }));
@@ -197,28 +193,28 @@ function renderMessage(conv, m, pending) {
   li.append(body);
   const meta = el('div', { className: 'meta' });
   meta.append(el('time', { text: m.ts ? formatTime(m.ts) : '' }));
-  if (m.editedAt && !m.recalled) meta.append(el('span', { className: 'edited', text: 'edited' }));
+  if (m.editedAt && !m.recalled) meta.append(el('span', { className: 'edited', text: t('edited') }));
   if (mine) {
     const s = pending ? (client.state === 'online' ? 'sending' : 'queued') : statusOf(conv, m);
-    meta.append(el('span', { className: 'status', dataset: { status: s }, text: statusLabel[s] }));
+    meta.append(el('span', { className: 'status', dataset: { status: s }, text: t(`status.${s}`) }));
   }
   li.append(meta);
   if (!pending && !m.recalled && m.reactions && m.reactions.length) li.append(renderReactions(conv, m));
   if (!pending && !m.recalled) {
     const actions = el('div', { className: 'actions' });
-    const reply = el('button', { type: 'button', className: 'link reply', text: 'Reply' });
+    const reply = el('button', { type: 'button', className: 'link reply', text: t('act.reply') });
     reply.addEventListener('click', () => startReply(conv, m));
-    const react = el('button', { type: 'button', className: 'link react', text: 'React' });
+    const react = el('button', { type: 'button', className: 'link react', text: t('act.react') });
     react.addEventListener('click', () => { state.reactingTo = state.reactingTo === m.seq ? null : m.seq; scheduleRender(); });
     actions.append(reply, react);
     if (mine && m.kind === 'text') {
-      const edit = el('button', { type: 'button', className: 'link edit', text: 'Edit' });
+      const edit = el('button', { type: 'button', className: 'link edit', text: t('act.edit') });
       edit.addEventListener('click', () => startEdit(conv, m));
       actions.append(edit);
     }
     if (c && c.type === 'group' && canModerate(conv)) {
       const pinned = (state.pins.get(conv) || []).some((p) => p.message.seq === m.seq);
-      const pin = el('button', { type: 'button', className: 'link pin-message', text: pinned ? 'Unpin' : 'Pin' });
+      const pin = el('button', { type: 'button', className: 'link pin-message', text: pinned ? t('act.unpin') : t('act.pin') });
       pin.addEventListener('click', async () => {
         try {
           if (pinned) await client.del(`/v1/conversations/${conv}/pins/${m.seq}`); else await client.put(`/v1/conversations/${conv}/pins/${m.seq}`);
@@ -228,7 +224,7 @@ function renderMessage(conv, m, pending) {
       actions.append(pin);
     }
     if (mine) {
-      const recall = el('button', { type: 'button', className: 'link recall', text: 'Recall' });
+      const recall = el('button', { type: 'button', className: 'link recall', text: t('act.recall') });
       recall.addEventListener('click', () => { client.recall(conv, m.seq); scheduleRender(); });
       actions.append(recall);
     }
@@ -302,8 +298,8 @@ function renderEmojiPicker(conv, m) {
 function renderQuote(conv, seq) {
   const original = state.messages.get(conv)?.get(seq);
   const quote = el('button', { type: 'button', className: 'quote', dataset: { replyTo: String(seq) } });
-  if (!original) quote.textContent = 'Earlier message';
-  else if (original.recalled) quote.textContent = 'Message recalled';
+  if (!original) quote.textContent = t('quote.earlier');
+  else if (original.recalled) quote.textContent = t('recalled');
   else quote.textContent = `${userName(original.sender)}: ${preview(original)}`;
   quote.addEventListener('click', () => jumpTo(conv, seq).catch(showChatError));
   return quote;
@@ -314,7 +310,7 @@ async function jumpTo(conv, seq) {
   for (let i = 0; i < 40 && !state.messages.get(conv)?.has(seq) && state.hasMore.get(conv) !== false; i++) await loadHistory(conv, true);
   render();
   const node = $('messages').querySelector(`li[data-seq="${seq}"]`);
-  if (!node) { showChatError(new Error('that message is no longer in the history')); return; }
+  if (!node) { showChatError(new Error(t('jump.gone'))); return; }
   $('messages').dataset.stick = '0';
   node.scrollIntoView({ block: 'center' });
   node.classList.add('flash');
@@ -329,7 +325,7 @@ function renderAttachment(a) {
     else loadBlob(a.id).then((url) => { if (url) { img.src = url; scheduleRender(); } });
     return img;
   }
-  const button = el('button', { type: 'button', className: 'link file', text: `Download ${a.name} (${Math.ceil(a.size / 1024)} KiB)` });
+  const button = el('button', { type: 'button', className: 'link file', text: t('download', { name: a.name, kib: Math.ceil(a.size / 1024) }) });
   button.addEventListener('click', async () => {
     const url = await loadBlob(a.id);
     if (!url) return;
@@ -369,17 +365,17 @@ function renderChat() {
   if (c.type === 'direct' && c.peer) {
     // While we are offline ourselves, the peer's presence is unknown.
     const s = client.state === 'online' ? (state.presence.get(c.peer) || 'offline') : 'unknown';
-    $('chat-sub').textContent = s === 'unknown' ? '' : s;
+    $('chat-sub').textContent = s === 'unknown' ? '' : t(`presence.${s}`);
     $('chat-sub').dataset.presence = s;
   } else {
     const d = state.details.get(conv);
-    $('chat-sub').textContent = d ? `${d.members.size} members` : '';
+    $('chat-sub').textContent = d ? t('members.count', { n: d.members.size }) : '';
     delete $('chat-sub').dataset.presence;
   }
   const nearBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 80;
   const oldHeight = list.scrollHeight, oldTop = list.scrollTop;
   clear(list);
-  if (state.hasMore.get(conv)) list.append(el('li', { className: 'more', text: 'Scroll up for older messages' }));
+  if (state.hasMore.get(conv)) list.append(el('li', { className: 'more', text: t('more.history') }));
   const msgs = [...(state.messages.get(conv) || new Map()).values()]
     .filter((m) => m.kind !== 'recall' && m.kind !== 'edit' && m.kind !== 'reaction').sort((a, b) => a.seq - b.seq);
   for (const m of msgs) list.append(renderMessage(conv, m, false));
@@ -397,9 +393,9 @@ function renderChat() {
 }
 
 function renderTyping() {
-  const t = state.typing.get(state.current);
-  const who = t ? [...t.keys()].map(userName) : [];
-  $('typing-line').textContent = who.length ? `${who.join(', ')} ${who.length > 1 ? 'are' : 'is'} typing…` : '';
+  const typing = state.typing.get(state.current);
+  const who = typing ? [...typing.keys()].map(userName) : [];
+  $('typing-line').textContent = who.length ? t(who.length > 1 ? 'typing.many' : 'typing.one', { who: who.join(', ') }) : '';
 }
 
 function markRead(conv, msgs) {
@@ -475,11 +471,11 @@ function addMessage(m) {
   state.messages.set(conv, msgs);
   msgs.set(m.seq, m);
   if ((m.kind === 'recall' || m.kind === 'edit') && m.target) {
-    const t = msgs.get(m.target);
-    if (t) {
+    const target = msgs.get(m.target);
+    if (target) {
       if (m.kind === 'recall') {
-        t.recalled = true; t.text = null; t.attachment = null; t.reactions = undefined; t.mentions = undefined; t.mentionAll = undefined;
-      } else { t.text = m.text; t.editedAt = m.ts; }
+        Object.assign(target, { recalled: true, text: null, attachment: null, reactions: undefined, mentions: undefined, mentionAll: undefined });
+      } else { target.text = m.text; target.editedAt = m.ts; }
     }
   }
   if (m.kind === 'reaction' && msgs.has(m.target)) msgs.set(m.target, applyReaction(msgs.get(m.target), m));
@@ -542,22 +538,21 @@ function renderContacts() {
   const incoming = state.contacts.filter((k) => k.state === 'incoming').length;
   $('contacts-badge').hidden = incoming === 0;
   $('contacts-badge').textContent = String(incoming);
-  const label = { accepted: 'contact', incoming: 'wants to be your contact', outgoing: 'request sent', blocked: 'blocked' };
   for (const k of state.contacts) {
     const li = el('li', { className: `contact ${k.state}`, dataset: { user: String(k.user.id), state: k.state } });
     li.append(presenceDot(k.user.id), el('span', { className: 'contact-name', text: k.user.displayName || k.user.username }),
-      el('span', { className: 'sub', text: ` @${k.user.username} · ${label[k.state]}` }));
+      el('span', { className: 'sub', text: ` @${k.user.username} · ${t(`contact.${k.state}`)}` }));
     const actions = el('span', { className: 'actions' });
-    const act = (text, fn) => {
-      const b = el('button', { type: 'button', className: `link ${text.toLowerCase()}`, text });
+    const act = (action, fn) => {
+      const b = el('button', { type: 'button', className: `link ${action}`, text: t(`contact.${action}`) });
       b.addEventListener('click', async () => { try { await fn(); await loadContacts(); } catch (e) { showChatError(e); } });
       actions.append(b);
     };
-    if (k.state === 'incoming') { act('Accept', () => client.post(`/v1/contacts/${k.user.id}/accept`)); act('Decline', () => client.post(`/v1/contacts/${k.user.id}/decline`)); }
-    if (k.state === 'accepted') { act('Chat', () => startDirect(k.user.id)); act('Remove', () => client.del(`/v1/contacts/${k.user.id}`)); }
-    if (k.state === 'outgoing') act('Cancel', () => client.del(`/v1/contacts/${k.user.id}`));
-    if (k.state === 'blocked') act('Unblock', () => client.del(`/v1/contacts/${k.user.id}/block`));
-    else act('Block', () => client.post(`/v1/contacts/${k.user.id}/block`));
+    if (k.state === 'incoming') { act('accept', () => client.post(`/v1/contacts/${k.user.id}/accept`)); act('decline', () => client.post(`/v1/contacts/${k.user.id}/decline`)); }
+    if (k.state === 'accepted') { act('chat', () => startDirect(k.user.id)); act('remove', () => client.del(`/v1/contacts/${k.user.id}`)); }
+    if (k.state === 'outgoing') act('cancel', () => client.del(`/v1/contacts/${k.user.id}`));
+    if (k.state === 'blocked') act('unblock', () => client.del(`/v1/contacts/${k.user.id}/block`));
+    else act('block', () => client.post(`/v1/contacts/${k.user.id}/block`));
     li.append(actions);
     list.append(li);
   }
@@ -583,10 +578,10 @@ async function renderMembers() {
   const rank = { member: 0, admin: 1, owner: 2 };
   for (const [u, m] of d.members) {
     const li = el('li', { className: 'member', dataset: { user: String(u) } });
-    li.append(presenceDot(u), el('span', { text: userName(u) + (u === client.user.id ? ' (you)' : '') }),
-      el('span', { className: 'sub', text: ` ${m.role}` }));
+    li.append(presenceDot(u), el('span', { text: u === client.user.id ? t('member.you', { name: userName(u) }) : userName(u) }),
+      el('span', { className: 'sub', text: ` ${t(`role.${m.role}`)}` }));
     if (c.type === 'group' && u !== client.user.id && rank[myRole] > rank[m.role]) {
-      const rm = el('button', { type: 'button', className: 'link remove', text: 'Remove' });
+      const rm = el('button', { type: 'button', className: 'link remove', text: t('member.remove') });
       rm.addEventListener('click', async () => {
         try { await client.del(`/v1/conversations/${conv}/members/${u}`); await loadDetails(conv); renderMembers(); } catch (e) { showChatError(e); }
       });
@@ -723,7 +718,7 @@ function switchTab(tab) {
 async function runSearch(more) {
   const s = state.search;
   if (!s) return;
-  $('search-status').textContent = 'Searching…';
+  $('search-status').textContent = t('search.running');
   try {
     const page = await client.search(s.q, { conv: s.conv, before: more ? s.next : undefined, limit: 20 });
     if (state.search !== s) return;   // a newer search replaced this one
@@ -742,7 +737,8 @@ function renderSearch() {
   if (!s) return;
   const list = $('search-results');
   clear(list);
-  $('search-status').textContent = s.results.length ? `${s.results.length}${s.next ? '+' : ''} ${s.results.length === 1 && !s.next ? 'result' : 'results'}` : 'No messages found';
+  const n = s.results.length;
+  $('search-status').textContent = !n ? t('search.none') : s.next ? t('search.countMore', { n }) : n === 1 ? t('search.one') : t('search.count', { n });
   for (const hit of s.results) {
     const m = hit.message;
     const li = el('li', { className: 'search-hit', dataset: { conv: String(m.conv), seq: String(m.seq) } });
@@ -769,6 +765,8 @@ function closeSearch() {
 }
 
 function wire() {
+  applyTo(document);
+  for (const select of document.querySelectorAll('select.lang-select')) wireLanguageSelect(select, render);
   $('search-form').addEventListener('submit', (e) => {
     e.preventDefault();
     const q = $('search-input').value.trim();
@@ -842,7 +840,7 @@ function wire() {
       if (ref.contentType.startsWith('image/')) state.blobURLs.set(ref.id, URL.createObjectURL(file));
       client.sendAttachment(conv, ref.id);
     } catch (e) {
-      showChatError(e.code === 'network' ? new WarblerError('network', 'attachments need a connection; try again when online') : e);
+      showChatError(e.code === 'network' ? new WarblerError('network', t('error.offlineAttachment')) : e);
     }
   });
   $('messages').addEventListener('scroll', () => {
@@ -855,13 +853,13 @@ function wire() {
     }
   });
 
-  $('new-chat').addEventListener('click', () => showDialog('New chat', [{ name: 'username', label: 'Username' }], async (v) => {
+  $('new-chat').addEventListener('click', () => showDialog(t('dialog.newChat'), [{ name: 'username', label: t('dialog.username') }], async (v) => {
     const u = await userByName(v.username);
     await startDirect(u.id);
   }));
-  $('new-group').addEventListener('click', () => showDialog('New group', [
-    { name: 'name', label: 'Group name' },
-    { name: 'members', label: 'Members (usernames, comma-separated)' },
+  $('new-group').addEventListener('click', () => showDialog(t('dialog.newGroup'), [
+    { name: 'name', label: t('dialog.groupName') },
+    { name: 'members', label: t('dialog.members') },
   ], async (v) => {
     const names = v.members.split(',').map((s) => s.trim()).filter(Boolean);
     const ids = [];
@@ -907,7 +905,7 @@ function wire() {
   $('block-peer').addEventListener('click', async () => {
     const c = state.convs.get(state.current);
     if (!c || !c.peer) return;
-    try { await client.post(`/v1/contacts/${c.peer}/block`); await loadContacts(); showChatError(new Error(`${userName(c.peer)} is blocked`)); } catch (err) { showChatError(err); }
+    try { await client.post(`/v1/contacts/${c.peer}/block`); await loadContacts(); showChatError(new Error(t('blocked.peer', { name: userName(c.peer) }))); } catch (err) { showChatError(err); }
   });
   document.addEventListener('visibilitychange', scheduleRender);
 
@@ -933,12 +931,12 @@ function wire() {
     scheduleRender();
   });
   client.addEventListener('typing', (e) => {
-    const t = e.detail;
-    const map = state.typing.get(t.conv) || new Map();
-    state.typing.set(t.conv, map);
-    clearTimeout(map.get(t.user));
-    if (t.active) map.set(t.user, setTimeout(() => { map.delete(t.user); scheduleRender(); }, 6000));
-    else map.delete(t.user);
+    const ev = e.detail;
+    const map = state.typing.get(ev.conv) || new Map();
+    state.typing.set(ev.conv, map);
+    clearTimeout(map.get(ev.user));
+    if (ev.active) map.set(ev.user, setTimeout(() => { map.delete(ev.user); scheduleRender(); }, 6000));
+    else map.delete(ev.user);
     scheduleRender();
   });
   client.addEventListener('presence', (e) => { state.presence.set(e.detail.user, e.detail.status); scheduleRender(); });
