@@ -277,6 +277,36 @@ public final class IMClient: Sendable {
         return try await call(.GET, "/v1/conversations/\(conversation)/messages", query: query)
     }
 
+    /// Pins (or unpins) a conversation in your own list: pinned ones come first (`PUT`/`DELETE /v1/conversations/{id}/pin`).
+    public func pinConversation(_ conversation: ConversationID, pinned: Bool = true) async throws {
+        try await callVoid(pinned ? .PUT : .DELETE, "/v1/conversations/\(conversation)/pin")
+    }
+
+    /// Pins (or unpins) message `seq` in a group; owner and admins only (`PUT`/`DELETE /v1/conversations/{id}/pins/{seq}`).
+    public func pinMessage(_ seq: Int64, in conversation: ConversationID, pinned: Bool = true) async throws {
+        try await callVoid(pinned ? .PUT : .DELETE, "/v1/conversations/\(conversation)/pins/\(seq)")
+    }
+
+    /// A conversation's pinned messages, latest pin first (`GET /v1/conversations/{id}/pins`).
+    public func pinnedMessages(_ conversation: ConversationID) async throws -> [PinnedMessage] {
+        try await call(.GET, "/v1/conversations/\(conversation)/pins")
+    }
+
+    /// Searches the messages you can read (`GET /v1/search`): every word of `query` must occur in the text (ignoring
+    /// case; Chinese works without spaces). Newest first, `limit` (1–50, default 20) a page; pass the page's `next`
+    /// as `before` for the following one.
+    public func search(_ query: String, conversation: ConversationID? = nil, sender: UserID? = nil, from: Int64? = nil,
+                       to: Int64? = nil, before: String? = nil, limit: Int? = nil) async throws -> API.SearchPage {
+        var q: [(String, String)] = [("q", query)]
+        if let conversation { q.append(("conv", String(conversation))) }
+        if let sender { q.append(("sender", String(sender))) }
+        if let from { q.append(("from", String(from))) }
+        if let to { q.append(("to", String(to))) }
+        if let before { q.append(("before", before)) }
+        if let limit { q.append(("limit", String(limit))) }
+        return try await call(.GET, "/v1/search", query: q)
+    }
+
     /// Adds members to a group (`POST /v1/conversations/{id}/members`).
     @discardableResult
     public func addMembers(_ users: [UserID], to conversation: ConversationID) async throws -> Conversation {

@@ -230,10 +230,13 @@ public actor IMConnection {
         eventsContinuation.finish()
     }
 
-    /// Sends a text message and returns the server's ack (awaited across reconnects).
+    /// Sends a text message and returns the server's ack (awaited across reconnects). `replyTo` quotes message
+    /// seq of the same conversation; `mentions` names members (`mentionAll`: everyone, group owners and admins only).
     @discardableResult
-    public func send(conversation: ConversationID, text: String, cid: String = UUID().uuidString) async throws -> ServerFrame.Ack {
-        try await submit(cid: cid, .send(.init(cid: cid, conv: conversation, kind: .text, text: text)))
+    public func send(conversation: ConversationID, text: String, replyTo: Int64? = nil, mentions: [UserID] = [],
+                     mentionAll: Bool = false, cid: String = UUID().uuidString) async throws -> ServerFrame.Ack {
+        try await submit(cid: cid, .send(.init(cid: cid, conv: conversation, kind: .text, text: text, replyTo: replyTo,
+                                               mentions: mentions.isEmpty ? nil : mentions, mentionAll: mentionAll ? true : nil)))
     }
 
     /// Sends an application-defined JSON payload (kind `custom`) and returns the ack.
@@ -261,6 +264,14 @@ public actor IMConnection {
     public func edit(conversation: ConversationID, seq: Int64, text: String,
                      cid: String = UUID().uuidString) async throws -> ServerFrame.Ack {
         try await submit(cid: cid, .edit(.init(cid: cid, conv: conversation, seq: seq, text: text)))
+    }
+
+    /// Adds the emoji `emoji` on message `seq` (or takes it back with `remove`); stored as a `reaction` message
+    /// that every member's devices receive in order (apply it with ``Message/applyingReaction(_:)``).
+    @discardableResult
+    public func react(conversation: ConversationID, seq: Int64, emoji: String, remove: Bool = false,
+                      cid: String = UUID().uuidString) async throws -> ServerFrame.Ack {
+        try await submit(cid: cid, .react(.init(cid: cid, conv: conversation, seq: seq, emoji: emoji, remove: remove ? true : nil)))
     }
 
     /// Reports that the user has read `conversation` up to `seq`. Sent now when connected, otherwise on the next

@@ -90,7 +90,24 @@ struct FastJSON {
         if let d = m.data { w.raw(",\"data\":"); w.value(d) }
         if let e = m.editedAt { w.raw(",\"editedAt\":"); w.int(e) }
         w.raw(",\"kind\":"); w.string(m.kind.rawValue)
+        if let a = m.mentionAll { w.raw(",\"mentionAll\":"); w.bool(a) }
+        if let ms = m.mentions {
+            w.raw(",\"mentions\":[")
+            for (i, u) in ms.enumerated() { if i > 0 { w.raw(",") }; w.int(u) }
+            w.raw("]")
+        }
+        if let rs = m.reactions {
+            w.raw(",\"reactions\":[")
+            for (i, r) in rs.enumerated() {
+                if i > 0 { w.raw(",") }
+                w.raw("{\"emoji\":"); w.string(r.emoji); w.raw(",\"users\":[")
+                for (j, u) in r.users.enumerated() { if j > 0 { w.raw(",") }; w.int(u) }
+                w.raw("]}")
+            }
+            w.raw("]")
+        }
         if let r = m.recalled { w.raw(",\"recalled\":"); w.bool(r) }
+        if let r = m.replyTo { w.raw(",\"replyTo\":"); w.int(r) }
         w.raw(",\"sender\":"); w.int(m.sender)
         w.raw(",\"seq\":"); w.int(m.seq)
         if let t = m.target { w.raw(",\"target\":"); w.int(t) }

@@ -12,6 +12,7 @@ extension ClientFrame: Codable {
         case .typing: "typing"
         case .recall: "recall"
         case .edit: "edit"
+        case .react: "react"
         case .ping: "ping"
         }
     }
@@ -26,6 +27,7 @@ extension ClientFrame: Codable {
         case "typing": self = .typing(try TypingUpdate(from: decoder))
         case "recall": self = .recall(try Recall(from: decoder))
         case "edit": self = .edit(try Edit(from: decoder))
+        case "react": self = .react(try React(from: decoder))
         case "ping": self = .ping(try Ping(from: decoder))
         default: throw FrameDecodingError.unknownType(type)
         }
@@ -42,6 +44,7 @@ extension ClientFrame: Codable {
         case .typing(let v): try v.encode(to: encoder)
         case .recall(let v): try v.encode(to: encoder)
         case .edit(let v): try v.encode(to: encoder)
+        case .react(let v): try v.encode(to: encoder)
         case .ping(let v): try v.encode(to: encoder)
         }
     }
@@ -145,7 +148,7 @@ public enum FrameCodec {
         } catch {
             let fields = TopLevelFields(text)
             let type = fields?.string("type")
-            let cid = ["send", "recall", "edit"].contains(type ?? "") ? fields?.string("cid") : nil
+            let cid = ["send", "recall", "edit", "react"].contains(type ?? "") ? fields?.string("cid") : nil
             return .failure(ClientFrameDecodingFailure(error: describe(error, fields: fields), cid: cid))
         }
     }
@@ -153,7 +156,7 @@ public enum FrameCodec {
     /// The `cid` of a send, recall or edit frame, read without decoding the rest (for frames refused before
     /// decoding, such as oversized ones).
     public static func clientID(in text: String) -> String? {
-        guard let fields = TopLevelFields(text), ["send", "recall", "edit"].contains(fields.string("type") ?? "") else { return nil }
+        guard let fields = TopLevelFields(text), ["send", "recall", "edit", "react"].contains(fields.string("type") ?? "") else { return nil }
         return fields.string("cid")
     }
 

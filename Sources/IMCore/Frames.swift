@@ -7,6 +7,7 @@ public enum ClientFrame: Sendable, Hashable {
     case typing(TypingUpdate)
     case recall(Recall)
     case edit(Edit)
+    case react(React)
     case ping(Ping)
 
     public struct Auth: Sendable, Codable, Hashable {
@@ -31,9 +32,17 @@ public enum ClientFrame: Sendable, Hashable {
         public var text: String?
         public var data: JSONValue?
         public var attachment: String?
+        /// The seq of a message in `conv` this one replies to.
+        public var replyTo: Int64?
+        /// Members of `conv` this message mentions.
+        public var mentions: [UserID]?
+        /// Mention everyone (groups only; owners and admins only).
+        public var mentionAll: Bool?
         public init(cid: String, conv: ConversationID, kind: MessageKind = .text, text: String? = nil,
-                    data: JSONValue? = nil, attachment: String? = nil) {
+                    data: JSONValue? = nil, attachment: String? = nil, replyTo: Int64? = nil,
+                    mentions: [UserID]? = nil, mentionAll: Bool? = nil) {
             self.cid = cid; self.conv = conv; self.kind = kind; self.text = text; self.data = data; self.attachment = attachment
+            self.replyTo = replyTo; self.mentions = mentions; self.mentionAll = mentionAll
         }
     }
     public struct ReceiptUpdate: Sendable, Codable, Hashable {
@@ -60,6 +69,17 @@ public enum ClientFrame: Sendable, Hashable {
         public var text: String
         public init(cid: String, conv: ConversationID, seq: Int64, text: String) {
             self.cid = cid; self.conv = conv; self.seq = seq; self.text = text
+        }
+    }
+    /// Adds (or with `remove`, takes back) the caller's `emoji` on message `seq`; stored as a `reaction` message.
+    public struct React: Sendable, Codable, Hashable {
+        public var cid: String
+        public var conv: ConversationID
+        public var seq: Int64
+        public var emoji: String
+        public var remove: Bool?
+        public init(cid: String, conv: ConversationID, seq: Int64, emoji: String, remove: Bool? = nil) {
+            self.cid = cid; self.conv = conv; self.seq = seq; self.emoji = emoji; self.remove = remove
         }
     }
     public struct Ping: Sendable, Codable, Hashable {

@@ -17,6 +17,31 @@ public enum MessageKind: String, Sendable, Codable, Hashable, CaseIterable {
     case recall
     /// Replaces the text of message `target` with `text`.
     case edit
+    /// Adds or removes the emoji `text` on message `target` for the sender; `data` is `{"op":"add"}` or
+    /// `{"op":"remove"}`. Apply with ``Message/applyingReaction(_:)``.
+    case reaction
+
+    /// Kinds that carry content a user reads (and that can be replied to, mentioned in and reacted to).
+    public static let content: Set<MessageKind> = [.text, .custom, .attachment]
+}
+
+/// One emoji on a message and who put it there, in the order they did. A message lists its emoji in a fixed order
+/// (by their UTF-8 bytes: ``ordered(_:)``), so that any client replaying `reaction` messages gets the same list.
+public struct Reaction: Sendable, Codable, Hashable {
+    public var emoji: String
+    public var users: [UserID]
+    public init(emoji: String, users: [UserID]) { self.emoji = emoji; self.users = users }
+
+    /// `reactions` in the canonical order: by emoji, compared by UTF-8 bytes.
+    public static func ordered(_ reactions: [Reaction]) -> [Reaction] {
+        reactions.sorted { Array($0.emoji.utf8).lexicographicallyPrecedes(Array($1.emoji.utf8)) }
+    }
+
+    /// Whether a `reaction` message's `data` takes the emoji back (`{"op":"remove"}`) rather than adding it.
+    public static func isRemoval(_ data: JSONValue?) -> Bool {
+        if case .object(let o) = data, case .string("remove")? = o["op"] { return true }
+        return false
+    }
 }
 
 /// A reference to an uploaded attachment.
@@ -49,18 +74,59 @@ public struct Message: Sendable, Codable, Hashable {
     public var editedAt: Int64?
     /// Set on a message that was later recalled.
     public var recalled: Bool?
+    /// The seq of the message (in the same conversation) this one replies to.
+    public var replyTo: Int64?
+    /// Users this message mentions (`@user`), as structured data, never parsed from `text`.
+    public var mentions: [UserID]?
+    /// The message mentions everyone in the group (`@all`; owners and admins only).
+    public var mentionAll: Bool?
+    /// Emoji reactions as of when the message was read from storage (newer `reaction` messages apply on top).
+    public var reactions: [Reaction]?
 
     enum CodingKeys: String, CodingKey {
         case conversation = "conv"
-        case seq, sender, cid, kind, text, data, attachment, target, ts, editedAt, recalled
+        case seq, sender, cid, kind, text, data, attachment, target, ts, editedAt, recalled, replyTo, mentions, mentionAll, reactions
     }
 
     public init(conversation: ConversationID, seq: Int64, sender: UserID, cid: String, kind: MessageKind,
                 text: String? = nil, data: JSONValue? = nil, attachment: AttachmentRef? = nil,
-                target: Int64? = nil, ts: Int64, editedAt: Int64? = nil, recalled: Bool? = nil) {
+                target: Int64? = nil, ts: Int64, editedAt: Int64? = nil, recalled: Bool? = nil,
+                replyTo: Int64? = nil, mentions: [UserID]? = nil, mentionAll: Bool? = nil, reactions: [Reaction]? = nil) {
         self.conversation = conversation; self.seq = seq; self.sender = sender; self.cid = cid
         self.kind = kind; self.text = text; self.data = data; self.attachment = attachment
         self.target = target; self.ts = ts; self.editedAt = editedAt; self.recalled = recalled
+        self.replyTo = replyTo; self.mentions = mentions; self.mentionAll = mentionAll; self.reactions = reactions
+    }
+
+    /// Whether this message mentions `user`, by name or through `@all` (a sender never mentions themself).
+    public func isMentioning(_ user: UserID) -> Bool {
+        guard sender != user, recalled != true else { return false }
+        return mentionAll == true || (mentions ?? []).contains(user)
+    }
+
+    /// For a `reaction` message: whether it removes (rather than adds) its emoji.
+    public var removesReaction: Bool { Reaction.isRemoval(data) }
+
+    /// This message with the `reaction` message `event` applied (when it targets this message; otherwise
+    /// unchanged). Adding is idempotent and removing what is absent does nothing, so replaying events in seq
+    /// order over a snapshot read at any point gives the same result as the server's.
+    public func applyingReaction(_ event: Message) -> Message {
+        guard event.kind == .reaction, event.conversation == conversation, event.target == seq,
+              let emoji = event.text, recalled != true else { return self }
+        var list = reactions ?? []
+        if event.removesReaction {
+            if let i = list.firstIndex(where: { $0.emoji == emoji }) {
+                list[i].users.removeAll { $0 == event.sender }
+                if list[i].users.isEmpty { list.remove(at: i) }
+            }
+        } else if let i = list.firstIndex(where: { $0.emoji == emoji }) {
+            if !list[i].users.contains(event.sender) { list[i].users.append(event.sender) }
+        } else {
+            list.append(Reaction(emoji: emoji, users: [event.sender]))
+        }
+        var out = self
+        out.reactions = list.isEmpty ? nil : Reaction.ordered(list)
+        return out
     }
 }
 
@@ -119,14 +185,27 @@ public struct ConversationSummary: Sendable, Codable, Hashable {
     public var lastSeq: Int64
     public var readSeq: Int64
     public var unread: Int64
+    /// Unread messages (after `readSeq`, not recalled, from others) that mention this user or `@all`.
+    public var unreadMentions: Int64
     public var lastMessage: Message?
     /// For a direct conversation: the other participant.
     public var peer: UserID?
+    /// When this user pinned the conversation (ms since 1970); pinned conversations come first, latest pin first.
+    public var pinnedAt: Int64?
     public init(id: ConversationID, type: ConversationType, name: String?, lastSeq: Int64, readSeq: Int64,
-                unread: Int64, lastMessage: Message?, peer: UserID?) {
+                unread: Int64, unreadMentions: Int64 = 0, lastMessage: Message?, peer: UserID?, pinnedAt: Int64? = nil) {
         self.id = id; self.type = type; self.name = name; self.lastSeq = lastSeq; self.readSeq = readSeq
-        self.unread = unread; self.lastMessage = lastMessage; self.peer = peer
+        self.unread = unread; self.unreadMentions = unreadMentions; self.lastMessage = lastMessage; self.peer = peer
+        self.pinnedAt = pinnedAt
     }
+}
+
+/// A message pinned in a group by its owner or an admin.
+public struct PinnedMessage: Sendable, Codable, Hashable {
+    public var message: Message
+    public var pinnedBy: UserID
+    public var pinnedAt: Int64
+    public init(message: Message, pinnedBy: UserID, pinnedAt: Int64) { self.message = message; self.pinnedBy = pinnedBy; self.pinnedAt = pinnedAt }
 }
 
 public enum ContactState: String, Sendable, Codable, Hashable {

@@ -1,6 +1,8 @@
 /// Input rules shared by the server and the SDK.
 public enum Validation {
     public static let maxClientIDLength = 64
+    /// Different emoji one message may carry (each with any number of users).
+    public static let maxReactionsPerMessage = 50
 
     /// Usernames: 3–32 characters of a–z, 0–9, `.`, `_`, `-`, starting with a letter or digit.
     public static func username(_ s: String) -> IMError? {
@@ -29,6 +31,16 @@ public enum Validation {
 
     public static func displayName(_ s: String) -> IMError? {
         guard (1...64).contains(s.count) else { return .invalid("display name must be 1 to 64 characters") }
+        return nil
+    }
+
+    /// A reaction is one emoji (or a short sequence, such as a flag or a skin tone): 1 to 8 characters, at most
+    /// 32 bytes, with no spaces or control characters.
+    public static func reactionEmoji(_ s: String) -> IMError? {
+        guard (1...8).contains(s.count), s.utf8.count <= 32 else { return .invalid("a reaction must be 1 to 8 characters (an emoji), at most 32 bytes") }
+        guard !s.unicodeScalars.contains(where: { $0.properties.isWhitespace || $0.properties.generalCategory == .control }) else {
+            return .invalid("a reaction may not contain spaces or control characters")
+        }
         return nil
     }
 

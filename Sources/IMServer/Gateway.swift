@@ -204,7 +204,7 @@ struct Gateway: Sendable {
             session.enqueue(.frame(.pong(p)))
         case .sync(let s):
             _ = session.enqueueSync(s)   // `admit` queues syncs; this is not reached
-        case .send, .recall, .edit:
+        case .send, .recall, .edit, .react:
             if let wait = bucket.take() {
                 metrics.errors.increment()
                 let wait2 = (wait * 1000).rounded(.up) / 1000
@@ -218,6 +218,7 @@ struct Gateway: Sendable {
             case .send(let f): message = try await service.prepare(f, from: user)
             case .recall(let f): message = try await service.prepareRecall(f, from: user)
             case .edit(let f): message = try await service.prepareEdit(f, from: user)
+            case .react(let f): message = try await service.prepareReaction(f, from: user)
             default: return
             }
             hub.noteArrival(sender: user, cid: message.cid, at: arrival)
@@ -342,6 +343,7 @@ extension ClientFrame {
         case .send(let f): f.cid
         case .recall(let f): f.cid
         case .edit(let f): f.cid
+        case .react(let f): f.cid
         default: nil
         }
     }

@@ -49,8 +49,8 @@ public final class IMService: Sendable {
             guard f.data != nil else { throw IMError.invalid("a custom message needs data") }
         case .attachment:
             guard f.attachment != nil else { throw IMError.invalid("an attachment message needs an attachment id") }
-        case .system, .recall, .edit:
-            throw IMError.invalid("kind '\(f.kind.rawValue)' cannot be sent; use the recall or edit frames")
+        case .system, .recall, .edit, .reaction:
+            throw IMError.invalid("kind '\(f.kind.rawValue)' cannot be sent; use the recall, edit or react frames")
         }
         _ = try await requireMember(user, f.conv)
         try await checkDirectBlock(conv: f.conv, sender: user)
@@ -61,7 +61,34 @@ public final class IMService: Sendable {
             }
             attachment = rec.ref
         }
-        return NewMessage(conversation: f.conv, sender: user, cid: f.cid, kind: f.kind, text: f.text, data: f.data, attachment: attachment)
+        let (mentions, mentionAll) = try await checkMentions(f, from: user)
+        if let replyTo = f.replyTo {
+            guard let original = try await storage.message(conversation: f.conv, seq: replyTo), MessageKind.content.contains(original.kind),
+                  original.recalled != true else {
+                throw IMError.notFound("no message \(replyTo) to reply to in this conversation (it may have been recalled)")
+            }
+        }
+        return NewMessage(conversation: f.conv, sender: user, cid: f.cid, kind: f.kind, text: f.text, data: f.data, attachment: attachment,
+                          replyTo: f.replyTo, mentions: mentions, mentionAll: mentionAll)
+    }
+
+    /// Mentions must name members of the conversation; `@all` is for groups, and only their owner and admins.
+    func checkMentions(_ f: ClientFrame.Send, from user: UserID) async throws -> ([UserID]?, Bool?) {
+        let users = Array(Set(f.mentions ?? [])).sorted()
+        guard !users.isEmpty || f.mentionAll == true else { return (nil, nil) }
+        let members = try await hub.members(of: f.conv)
+        if let stranger = users.first(where: { members[$0] == nil }) {
+            throw IMError.invalid("user \(stranger) is not a member of this conversation and cannot be mentioned")
+        }
+        if f.mentionAll == true {
+            guard try await hub.conversationInfo(f.conv).type == .group else {
+                throw IMError.invalid("@all is for groups; mention the user instead")
+            }
+            guard let role = members[user], role >= .admin else {
+                throw IMError.forbidden("only the group's owner and admins can mention @all")
+            }
+        }
+        return (users.isEmpty ? nil : users, f.mentionAll == true ? true : nil)
     }
 
     func checkDirectBlock(conv: ConversationID, sender: UserID) async throws {
@@ -104,6 +131,22 @@ public final class IMService: Sendable {
         }
         guard target.sender == user else { throw IMError.forbidden("you can edit only your own messages") }
         return NewMessage(conversation: f.conv, sender: user, cid: f.cid, kind: .edit, text: f.text, target: f.seq)
+    }
+
+    func prepareReaction(_ f: ClientFrame.React, from user: UserID) async throws -> NewMessage {
+        if let e = Validation.clientID(f.cid) { throw e }
+        if let e = Validation.reactionEmoji(f.emoji) { throw e }
+        _ = try await requireMember(user, f.conv)
+        guard let target = try await storage.message(conversation: f.conv, seq: f.seq), MessageKind.content.contains(target.kind),
+              target.recalled != true else {
+            throw IMError.notFound("no such message to react to")
+        }
+        if f.remove != true, !(target.reactions ?? []).contains(where: { $0.emoji == f.emoji }),
+           (target.reactions ?? []).count >= Validation.maxReactionsPerMessage {
+            throw IMError.invalid("a message may carry at most \(Validation.maxReactionsPerMessage) different reactions; add to an existing one")
+        }
+        return NewMessage(conversation: f.conv, sender: user, cid: f.cid, kind: .reaction, text: f.emoji,
+                          data: .object(["op": .string(f.remove == true ? "remove" : "add")]), target: f.seq)
     }
 
     /// Stores a server-written event in a conversation's stream.
@@ -235,6 +278,53 @@ public final class IMService: Sendable {
         let n = max(1, min(limit, 200))
         let msgs = try await storage.messages(conversation: conv, before: before ?? Int64.max, limit: n + 1)
         return API.History(messages: Array(msgs.prefix(n)), hasMore: msgs.count > n)
+    }
+
+    // MARK: Pins
+
+    /// Pins or unpins a conversation in the caller's own list (any member; nobody else sees it).
+    func pinConversation(_ user: UserID, _ conv: ConversationID, pinned: Bool) async throws {
+        _ = try await requireMember(user, conv)
+        try await storage.setConversationPinned(user: user, conversation: conv, pinnedAt: pinned ? nowMillis() : nil)
+    }
+
+    /// Pins or unpins a message of a group (owner and admins). Members learn of it from a `message_pinned` or
+    /// `message_unpinned` system event in the conversation, live and on sync.
+    func pinMessage(_ user: UserID, _ conv: ConversationID, seq: Int64, pinned: Bool) async throws {
+        let role = try await requireMember(user, conv)
+        _ = try await requireGroup(conv)
+        guard role >= .admin else { throw IMError.forbidden("only the group's owner and admins can pin messages") }
+        if pinned, try await storage.pinnedMessages(conversation: conv).count >= Self.maxPinnedMessages {
+            throw IMError.invalid("a group may have at most \(Self.maxPinnedMessages) pinned messages; unpin one first")
+        }
+        if try await storage.setMessagePinned(conversation: conv, seq: seq, by: user, pinnedAt: pinned ? nowMillis() : nil) {
+            try await systemEvent(conv, by: user, pinned ? "message_pinned" : "message_unpinned", ["seq": .number(Double(seq))])
+        }
+    }
+
+    static let maxPinnedMessages = 50
+
+    func pinnedMessages(_ user: UserID, _ conv: ConversationID) async throws -> [PinnedMessage] {
+        _ = try await requireMember(user, conv)
+        return try await storage.pinnedMessages(conversation: conv)
+    }
+
+    // MARK: Search
+
+    /// Searches the messages `user` can read: the storage query is always scoped to their conversations, and a
+    /// `conversation` filter they are not a member of is answered like a missing conversation.
+    func search(_ user: UserID, query: String, conversation: ConversationID?, sender: UserID?, from: Int64?, to: Int64?,
+                before: String?, limit: Int) async throws -> API.SearchPage {
+        let terms = try Search.terms(query)
+        if let conversation { _ = try await requireMember(user, conversation) }
+        if let from, let to, from >= to { throw IMError.invalid("'from' must be before 'to'") }
+        let n = max(1, min(limit, 50))
+        let cursor = try before.map { token throws(IMError) in try Search.Cursor(token: token) }
+        let found = try await storage.search(MessageSearch(user: user, terms: terms, conversation: conversation, sender: sender,
+                                                           from: from, to: to, before: cursor, limit: n + 1))
+        let page = Array(found.prefix(n))
+        return API.SearchPage(results: page.map { API.SearchHit(message: $0, highlight: Search.highlight($0.text ?? "", terms: terms)) },
+                              next: found.count > n ? page.last.map { Search.Cursor(after: $0).token } : nil)
     }
 
     // MARK: Receipts and typing

@@ -211,6 +211,42 @@ struct Routes: Sendable {
             let n = req.uri.queryParameters.get("limit").flatMap { Int($0) } ?? 50
             return json(try await service.history(claims.sub, try ctx.parameters.id("id"), before: before, limit: n))
         }
+        router.put("/v1/conversations/:id/pin") { req, ctx -> Response in
+            let claims = try await authenticate(req)
+            try await service.pinConversation(claims.sub, try ctx.parameters.id("id"), pinned: true)
+            return noContent()
+        }
+        router.delete("/v1/conversations/:id/pin") { req, ctx -> Response in
+            let claims = try await authenticate(req)
+            try await service.pinConversation(claims.sub, try ctx.parameters.id("id"), pinned: false)
+            return noContent()
+        }
+        router.get("/v1/conversations/:id/pins") { req, ctx -> Response in
+            let claims = try await authenticate(req)
+            return json(try await service.pinnedMessages(claims.sub, try ctx.parameters.id("id")))
+        }
+        router.put("/v1/conversations/:id/pins/:seq") { req, ctx -> Response in
+            let claims = try await authenticate(req)
+            try await service.pinMessage(claims.sub, try ctx.parameters.id("id"), seq: try ctx.parameters.id("seq"), pinned: true)
+            return noContent()
+        }
+        router.delete("/v1/conversations/:id/pins/:seq") { req, ctx -> Response in
+            let claims = try await authenticate(req)
+            try await service.pinMessage(claims.sub, try ctx.parameters.id("id"), seq: try ctx.parameters.id("seq"), pinned: false)
+            return noContent()
+        }
+        router.get("/v1/search") { req, _ -> Response in
+            let claims = try await authenticate(req)
+            let p = req.uri.queryParameters
+            func int(_ name: String) throws -> Int64? {
+                guard let v = p.get(name) else { return nil }
+                guard let n = Int64(v) else { throw IMError.invalid("'\(name)' must be an integer") }
+                return n
+            }
+            return json(try await service.search(claims.sub, query: p.get("q") ?? "", conversation: try int("conv"), sender: try int("sender"),
+                                                 from: try int("from"), to: try int("to"), before: p.get("before"),
+                                                 limit: Int(try int("limit") ?? 20)))
+        }
         router.post("/v1/conversations/:id/members") { req, ctx -> Response in
             let claims = try await authenticate(req)
             let body = try await req.decodeJSON(API.AddMembers.self, limit: limit)

@@ -162,6 +162,92 @@ public enum Migrations {
                 """],
             additive: true
         ),
+        // Replies, mentions, reactions and search. Mentions are kept twice: as JSON on the message (what clients get) and
+        // one row per mentioned user (user 0 for @all) so the unread-mention count is an index range per member.
+        // Reactions are the current state per message (`reaction_seq`: the seq of the `reaction` message that added
+        // it, so users list in the order the stream added them); the `reaction` messages are how it changed.
+        Migration(
+            version: 4, name: "replies, mentions, reactions, search and pins",
+            sqlite: [
+                "ALTER TABLE messages ADD COLUMN reply_to INTEGER",
+                "ALTER TABLE messages ADD COLUMN mentions TEXT",
+                "ALTER TABLE messages ADD COLUMN mention_all INTEGER NOT NULL DEFAULT 0",
+                """
+                CREATE TABLE message_mentions (
+                  conv_id INTEGER NOT NULL, user_id INTEGER NOT NULL, seq INTEGER NOT NULL,
+                  PRIMARY KEY (conv_id, user_id, seq)) WITHOUT ROWID
+                """,
+                """
+                CREATE TABLE reactions (
+                  conv_id INTEGER NOT NULL, seq INTEGER NOT NULL, emoji TEXT NOT NULL, user_id INTEGER NOT NULL,
+                  reaction_seq INTEGER NOT NULL, PRIMARY KEY (conv_id, seq, emoji, user_id)) WITHOUT ROWID
+                """,
+                // Search: an FTS5 trigram index (substrings of 3+ characters, so Chinese needs no word splitting) that
+                // keeps no copy of the text. Its rowid is conv_id * 2^32 + seq. Triggers keep it in step with sends,
+                // edits, recalls and deletions; see docs/architecture.md.
+                // Pins: each user's own pinned conversations; a group's pinned messages.
+                """
+                CREATE TABLE conversation_pins (
+                  user_id INTEGER NOT NULL, conv_id INTEGER NOT NULL, pinned_at INTEGER NOT NULL,
+                  PRIMARY KEY (user_id, conv_id)) WITHOUT ROWID
+                """,
+                """
+                CREATE TABLE pinned_messages (
+                  conv_id INTEGER NOT NULL, seq INTEGER NOT NULL, pinned_by INTEGER NOT NULL, pinned_at INTEGER NOT NULL,
+                  PRIMARY KEY (conv_id, seq)) WITHOUT ROWID
+                """,
+                "CREATE VIRTUAL TABLE message_fts USING fts5(text, content='', contentless_delete=1, tokenize='trigram')",
+                """
+                CREATE TRIGGER message_fts_insert AFTER INSERT ON messages
+                WHEN NEW.kind IN ('text', 'attachment') AND NEW.text IS NOT NULL AND NEW.recalled = 0
+                BEGIN INSERT INTO message_fts (rowid, text) VALUES (NEW.conv_id * 4294967296 + NEW.seq, NEW.text); END
+                """,
+                """
+                CREATE TRIGGER message_fts_update AFTER UPDATE OF text, recalled ON messages
+                WHEN NEW.kind IN ('text', 'attachment')
+                BEGIN
+                  DELETE FROM message_fts WHERE rowid = OLD.conv_id * 4294967296 + OLD.seq;
+                  INSERT INTO message_fts (rowid, text) SELECT NEW.conv_id * 4294967296 + NEW.seq, NEW.text
+                    WHERE NEW.text IS NOT NULL AND NEW.recalled = 0;
+                END
+                """,
+                """
+                CREATE TRIGGER message_fts_delete AFTER DELETE ON messages WHEN OLD.kind IN ('text', 'attachment')
+                BEGIN DELETE FROM message_fts WHERE rowid = OLD.conv_id * 4294967296 + OLD.seq; END
+                """,
+                """
+                INSERT INTO message_fts (rowid, text) SELECT conv_id * 4294967296 + seq, text FROM messages
+                WHERE kind IN ('text', 'attachment') AND text IS NOT NULL AND recalled = 0
+                """,
+            ],
+            postgres: [
+                "ALTER TABLE messages ADD COLUMN reply_to BIGINT",
+                "ALTER TABLE messages ADD COLUMN mentions TEXT",
+                "ALTER TABLE messages ADD COLUMN mention_all BIGINT NOT NULL DEFAULT 0",
+                """
+                CREATE TABLE message_mentions (
+                  conv_id BIGINT NOT NULL, user_id BIGINT NOT NULL, seq BIGINT NOT NULL,
+                  PRIMARY KEY (conv_id, user_id, seq))
+                """,
+                """
+                CREATE TABLE reactions (
+                  conv_id BIGINT NOT NULL, seq BIGINT NOT NULL, emoji TEXT NOT NULL, user_id BIGINT NOT NULL,
+                  reaction_seq BIGINT NOT NULL, PRIMARY KEY (conv_id, seq, emoji, user_id))
+                """,
+                """
+                CREATE TABLE conversation_pins (
+                  user_id BIGINT NOT NULL, conv_id BIGINT NOT NULL, pinned_at BIGINT NOT NULL, PRIMARY KEY (user_id, conv_id))
+                """,
+                """
+                CREATE TABLE pinned_messages (
+                  conv_id BIGINT NOT NULL, seq BIGINT NOT NULL, pinned_by BIGINT NOT NULL, pinned_at BIGINT NOT NULL,
+                  PRIMARY KEY (conv_id, seq))
+                """,
+                // Search: a pg_trgm GIN index serves ILIKE '%term%' (any language) and follows every change to the row.
+                "CREATE EXTENSION IF NOT EXISTS pg_trgm",
+                "CREATE INDEX messages_text_trgm ON messages USING gin (text gin_trgm_ops) WHERE recalled = 0 AND kind IN ('text', 'attachment')",
+            ]
+        ),
     ]
 
     /// Nodes on one database take this lock (a PostgreSQL advisory lock key) to run migrations one at a time.

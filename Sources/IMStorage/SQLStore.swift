@@ -280,6 +280,7 @@ public final class SQLStore: Storage {
     public func removeMember(conversation: ConversationID, user: UserID) async throws {
         try await driver.write { db in
             try await db.query("DELETE FROM members WHERE conv_id = $1 AND user_id = $2", [.int(conversation), .int(user)])
+            try await db.query("DELETE FROM conversation_pins WHERE conv_id = $1 AND user_id = $2", [.int(conversation), .int(user)])
         }
     }
 
@@ -301,6 +302,10 @@ public final class SQLStore: Storage {
         try await driver.write { db in
             let files = try await db.query("DELETE FROM attachments WHERE conv_id = $1 RETURNING id", [.int(conversation)]).map { try $0.text("id") }
             try await db.query("DELETE FROM messages WHERE conv_id = $1", [.int(conversation)])
+            try await db.query("DELETE FROM message_mentions WHERE conv_id = $1", [.int(conversation)])
+            try await db.query("DELETE FROM reactions WHERE conv_id = $1", [.int(conversation)])
+            try await db.query("DELETE FROM conversation_pins WHERE conv_id = $1", [.int(conversation)])
+            try await db.query("DELETE FROM pinned_messages WHERE conv_id = $1", [.int(conversation)])
             try await db.query("DELETE FROM members WHERE conv_id = $1", [.int(conversation)])
             try await db.query("DELETE FROM conversations WHERE id = $1", [.int(conversation)])
             return files
@@ -333,37 +338,105 @@ public final class SQLStore: Storage {
                 SELECT c.id, c.type, c.name, c.last_seq, m.read_seq,
                   (SELECT COUNT(*) FROM messages x WHERE x.conv_id = c.id AND x.seq > m.read_seq AND x.sender <> m.user_id
                      AND x.kind IN ('text', 'custom', 'attachment') AND x.recalled = 0) AS unread,
-                  (SELECT o.user_id FROM members o WHERE o.conv_id = c.id AND o.user_id <> m.user_id ORDER BY o.user_id LIMIT 1) AS peer
+                  (SELECT COUNT(DISTINCT mm.seq) FROM message_mentions mm JOIN messages x ON x.conv_id = mm.conv_id AND x.seq = mm.seq
+                     WHERE mm.conv_id = c.id AND mm.user_id IN (0, m.user_id) AND mm.seq > m.read_seq AND x.sender <> m.user_id
+                     AND x.recalled = 0) AS unread_mentions,
+                  (SELECT o.user_id FROM members o WHERE o.conv_id = c.id AND o.user_id <> m.user_id ORDER BY o.user_id LIMIT 1) AS peer,
+                  (SELECT p.pinned_at FROM conversation_pins p WHERE p.user_id = m.user_id AND p.conv_id = c.id) AS pinned_at
                 FROM members m JOIN conversations c ON c.id = m.conv_id WHERE m.user_id = $1
                 """, [.int(user)])
             var out: [ConversationSummary] = []
             for r in rows {
                 let id = try r.int("id")
-                let last = try await db.first(
+                let last = try await Self.messages(db, try await db.query(
                     "SELECT \(Self.messageColumns) FROM messages WHERE conv_id = $1 AND kind IN ('text', 'custom', 'attachment', 'system') ORDER BY seq DESC LIMIT 1",
-                    [.int(id)]).map(Self.message)
+                    [.int(id)])).first
                 let type = ConversationType(rawValue: try r.text("type")) ?? .group
                 out.append(ConversationSummary(id: id, type: type, name: r.optText("name"), lastSeq: try r.int("last_seq"),
-                                               readSeq: try r.int("read_seq"), unread: try r.int("unread"), lastMessage: last,
-                                               peer: type == .direct ? (r.optInt("peer") ?? user) : nil))
+                                               readSeq: try r.int("read_seq"), unread: try r.int("unread"),
+                                               unreadMentions: try r.int("unread_mentions"), lastMessage: last,
+                                               peer: type == .direct ? (r.optInt("peer") ?? user) : nil, pinnedAt: r.optInt("pinned_at")))
             }
-            // Most recently active first.
-            return out.sorted { ($0.lastMessage?.ts ?? 0, $0.id) > ($1.lastMessage?.ts ?? 0, $1.id) }
+            // Pinned first (latest pin first), then the most recently active.
+            return out.sorted { ($0.pinnedAt ?? -1, $0.lastMessage?.ts ?? 0, $0.id) > ($1.pinnedAt ?? -1, $1.lastMessage?.ts ?? 0, $1.id) }
+        }
+    }
+
+    public func setConversationPinned(user: UserID, conversation: ConversationID, pinnedAt: Int64?) async throws {
+        try await driver.write { db in
+            try await db.query("DELETE FROM conversation_pins WHERE user_id = $1 AND conv_id = $2", [.int(user), .int(conversation)])
+            if let pinnedAt {
+                try await db.query("INSERT INTO conversation_pins (user_id, conv_id, pinned_at) VALUES ($1, $2, $3)",
+                                   [.int(user), .int(conversation), .int(pinnedAt)])
+            }
+        }
+    }
+
+    public func setMessagePinned(conversation: ConversationID, seq: Int64, by user: UserID, pinnedAt: Int64?) async throws -> Bool {
+        try await driver.write { db in
+            guard let pinnedAt else {
+                return !(try await db.query("DELETE FROM pinned_messages WHERE conv_id = $1 AND seq = $2 RETURNING seq",
+                                            [.int(conversation), .int(seq)])).isEmpty
+            }
+            guard try await db.first(
+                "SELECT seq FROM messages WHERE conv_id = $1 AND seq = $2 AND recalled = 0 AND kind IN ('text', 'custom', 'attachment')",
+                [.int(conversation), .int(seq)]) != nil else { throw IMError.notFound("no such message to pin") }
+            return !(try await db.query("""
+                INSERT INTO pinned_messages (conv_id, seq, pinned_by, pinned_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING seq
+                """, [.int(conversation), .int(seq), .int(user), .int(pinnedAt)])).isEmpty
+        }
+    }
+
+    public func pinnedMessages(conversation: ConversationID) async throws -> [PinnedMessage] {
+        try await driver.read { db in
+            let pins = try await db.query("SELECT seq, pinned_by, pinned_at FROM pinned_messages WHERE conv_id = $1 ORDER BY pinned_at DESC, seq DESC",
+                                          [.int(conversation)])
+            var out: [PinnedMessage] = []
+            for p in pins {
+                let rows = try await db.query("SELECT \(Self.messageColumns) FROM messages WHERE conv_id = $1 AND seq = $2",
+                                              [.int(conversation), .int(try p.int("seq"))])
+                guard let m = try await Self.messages(db, rows).first else { continue }
+                out.append(PinnedMessage(message: m, pinnedBy: try p.int("pinned_by"), pinnedAt: try p.int("pinned_at")))
+            }
+            return out
         }
     }
 
     // MARK: Messages
 
-    static let messageColumns = "conv_id, seq, sender, cid, kind, text, data, attachment, target, ts, edited_at, recalled"
+    static let messageColumns = "conv_id, seq, sender, cid, kind, text, data, attachment, target, ts, edited_at, recalled, reply_to, mentions, mention_all"
 
     static func message(_ r: SQLRow) throws -> Message {
         let decoder = JSONDecoder()
         let data = try r.optText("data").map { try decoder.decode(JSONValue.self, from: Data($0.utf8)) }
         let attachment = try r.optText("attachment").map { try decoder.decode(AttachmentRef.self, from: Data($0.utf8)) }
+        let mentions = try r.optText("mentions").map { try decoder.decode([UserID].self, from: Data($0.utf8)) }
         return Message(conversation: try r.int("conv_id"), seq: try r.int("seq"), sender: try r.int("sender"), cid: try r.text("cid"),
                        kind: MessageKind(rawValue: try r.text("kind")) ?? .custom, text: r.optText("text"), data: data,
                        attachment: attachment, target: r.optInt("target"), ts: try r.int("ts"), editedAt: r.optInt("edited_at"),
-                       recalled: r.bool("recalled") ? true : nil)
+                       recalled: r.bool("recalled") ? true : nil, replyTo: r.optInt("reply_to"), mentions: mentions,
+                       mentionAll: r.bool("mention_all") ? true : nil)
+    }
+
+    /// Messages read from rows of one conversation, with each one's current reactions (one range query).
+    static func messages(_ db: any SQLExecutor, _ rows: [SQLRow]) async throws -> [Message] {
+        var out = try rows.map(message)
+        guard let conv = out.first?.conversation, let lo = out.map(\.seq).min(), let hi = out.map(\.seq).max() else { return out }
+        let reactions = try await db.query(
+            "SELECT seq, emoji, user_id FROM reactions WHERE conv_id = $1 AND seq >= $2 AND seq <= $3 ORDER BY seq, reaction_seq",
+            [.int(conv), .int(lo), .int(hi)])
+        guard !reactions.isEmpty else { return out }
+        var bySeq: [Int64: [Reaction]] = [:]
+        for r in reactions {
+            let seq = try r.int("seq"), emoji = try r.text("emoji"), user = try r.int("user_id")
+            var list = bySeq[seq] ?? []
+            if let i = list.firstIndex(where: { $0.emoji == emoji }) { list[i].users.append(user) } else { list.append(Reaction(emoji: emoji, users: [user])) }
+            bySeq[seq] = list
+        }
+        for i in out.indices where out[i].conversation == conv {
+            if let r = bySeq[out[i].seq] { out[i].reactions = Reaction.ordered(r) }
+        }
+        return out
     }
 
     static func json<T: Encodable>(_ v: T?) -> SQLValue {
@@ -405,18 +478,34 @@ public final class SQLStore: Storage {
             }
         }
 
-        // 2. Recalls and edits change their target first; a missing target fails just that message.
+        // 2. Recalls, edits and reactions change their target first; a missing target fails just that message.
         var valid: [Int] = []
         for i in fresh {
             let m = batch[i]
+            if let target = m.target, m.kind == .reaction {
+                guard try await db.first(
+                    "SELECT seq FROM messages WHERE conv_id = $1 AND seq = $2 AND recalled = 0 AND kind IN ('text', 'custom', 'attachment')",
+                    [.int(m.conversation), .int(target)]) != nil, let emoji = m.text else {
+                    out[i] = .failure(.notFound("no such message to react to")); continue
+                }
+                _ = emoji   // applied in step 4, once the reaction has its own seq
+                valid.append(i)
+                continue
+            }
             if let target = m.target, m.kind == .recall || m.kind == .edit {
                 let sql = m.kind == .recall
-                    ? "UPDATE messages SET recalled = 1, text = NULL, data = NULL, attachment = NULL WHERE conv_id = $1 AND seq = $2 RETURNING seq"
+                    ? "UPDATE messages SET recalled = 1, text = NULL, data = NULL, attachment = NULL, mentions = NULL, mention_all = 0 WHERE conv_id = $1 AND seq = $2 RETURNING seq"
                     // A recall may commit between the edit's checks and this batch: never write text back into it.
                     : "UPDATE messages SET text = $3, edited_at = $4 WHERE conv_id = $1 AND seq = $2 AND recalled = 0 RETURNING seq"
                 let binds: [SQLValue] = m.kind == .recall ? [.int(m.conversation), .int(target)]
                     : [.int(m.conversation), .int(target), SQLValue(m.text), .int(now)]
                 if try await db.query(sql, binds).isEmpty { out[i] = .failure(.notFound("no such message")); continue }
+                if m.kind == .recall {
+                    // A recalled message keeps no reactions and mentions no one.
+                    try await db.query("DELETE FROM reactions WHERE conv_id = $1 AND seq = $2", [.int(m.conversation), .int(target)])
+                    try await db.query("DELETE FROM message_mentions WHERE conv_id = $1 AND seq = $2", [.int(m.conversation), .int(target)])
+                    try await db.query("DELETE FROM pinned_messages WHERE conv_id = $1 AND seq = $2", [.int(m.conversation), .int(target)])
+                }
             }
             valid.append(i)
         }
@@ -442,7 +531,8 @@ public final class SQLStore: Storage {
                 seq += 1
                 let m = batch[i]
                 rows.append((i, Message(conversation: c, seq: seq, sender: m.sender, cid: m.cid, kind: m.kind, text: m.text,
-                                        data: m.data, attachment: m.attachment, target: m.target, ts: now)))
+                                        data: m.data, attachment: m.attachment, target: m.target, ts: now, replyTo: m.replyTo,
+                                        mentions: m.mentions, mentionAll: m.mentionAll == true ? true : nil)))
             }
         }
 
@@ -452,11 +542,41 @@ public final class SQLStore: Storage {
             var tuples: [String] = []
             for (_, m) in chunk {
                 let n = binds.count
-                tuples.append("(" + (1...10).map { "$\(n + $0)" }.joined(separator: ", ") + ", NULL, 0)")
+                tuples.append("(" + (1...10).map { "$\(n + $0)" }.joined(separator: ", ") + ", NULL, 0, "
+                              + (11...13).map { "$\(n + $0)" }.joined(separator: ", ") + ")")
                 binds += [.int(m.conversation), .int(m.seq), .int(m.sender), .text(m.cid), .text(m.kind.rawValue), SQLValue(m.text),
-                          json(m.data), json(m.attachment), SQLValue(m.target), .int(now)]
+                          json(m.data), json(m.attachment), SQLValue(m.target), .int(now),
+                          SQLValue(m.replyTo), json(m.mentions), SQLValue(m.mentionAll == true)]
             }
             try await db.query("INSERT INTO messages (\(messageColumns)) VALUES \(tuples.joined(separator: ", "))", binds)
+        }
+        // One mention row per mentioned user (0 for @all), for the unread-mention counts.
+        let mentionRows = rows.flatMap { _, m in
+            Set((m.mentions ?? []) + (m.mentionAll == true ? [0] : [])).sorted().map { (m.conversation, $0, m.seq) }
+        }
+        for chunk in stride(from: 0, to: mentionRows.count, by: 300).map({ Array(mentionRows[$0..<min($0 + 300, mentionRows.count)]) }) {
+            var binds: [SQLValue] = []
+            var tuples: [String] = []
+            for (c, u, seq) in chunk {
+                tuples.append("($\(binds.count + 1), $\(binds.count + 2), $\(binds.count + 3))")
+                binds += [.int(c), .int(u), .int(seq)]
+            }
+            try await db.query("INSERT INTO message_mentions (conv_id, user_id, seq) VALUES \(tuples.joined(separator: ", "))", binds)
+        }
+        // Reactions change their target's state in seq order. A recall earlier in this batch has already run, so a
+        // reaction checked before it finds the target recalled here and changes nothing.
+        for (_, m) in rows where m.kind == .reaction {
+            guard let target = m.target, let emoji = m.text else { continue }
+            let binds: [SQLValue] = [.int(m.conversation), .int(target), .text(emoji), .int(m.sender)]
+            if Reaction.isRemoval(m.data) {
+                try await db.query("DELETE FROM reactions WHERE conv_id = $1 AND seq = $2 AND emoji = $3 AND user_id = $4", binds)
+            } else {
+                try await db.query("""
+                    INSERT INTO reactions (conv_id, seq, emoji, user_id, reaction_seq)
+                    SELECT $1, $2, $3, $4, $5 WHERE EXISTS (SELECT 1 FROM messages WHERE conv_id = $1 AND seq = $2 AND recalled = 0)
+                    ON CONFLICT DO NOTHING
+                    """, binds + [.int(m.seq)])
+            }
         }
         for (i, m) in rows { out[i] = .success(AppendResult(message: m, duplicate: false)) }
 
@@ -520,22 +640,22 @@ public final class SQLStore: Storage {
 
     public func messages(conversation: ConversationID, after: Int64, limit: Int) async throws -> [Message] {
         try await driver.read { db in
-            try await db.query("SELECT \(Self.messageColumns) FROM messages WHERE conv_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
-                               [.int(conversation), .int(after), .int(Int64(limit))]).map(Self.message)
+            try await Self.messages(db, try await db.query("SELECT \(Self.messageColumns) FROM messages WHERE conv_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+                                                          [.int(conversation), .int(after), .int(Int64(limit))]))
         }
     }
 
     public func messages(conversation: ConversationID, before: Int64, limit: Int) async throws -> [Message] {
         try await driver.read { db in
-            try await db.query("SELECT \(Self.messageColumns) FROM messages WHERE conv_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3",
-                               [.int(conversation), .int(before), .int(Int64(limit))]).map(Self.message)
+            try await Self.messages(db, try await db.query("SELECT \(Self.messageColumns) FROM messages WHERE conv_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3",
+                                                          [.int(conversation), .int(before), .int(Int64(limit))]))
         }
     }
 
     public func message(conversation: ConversationID, seq: Int64) async throws -> Message? {
         try await driver.read { db in
-            try await db.first("SELECT \(Self.messageColumns) FROM messages WHERE conv_id = $1 AND seq = $2",
-                               [.int(conversation), .int(seq)]).map(Self.message)
+            try await Self.messages(db, try await db.query("SELECT \(Self.messageColumns) FROM messages WHERE conv_id = $1 AND seq = $2",
+                                                          [.int(conversation), .int(seq)])).first
         }
     }
 
@@ -556,6 +676,49 @@ public final class SQLStore: Storage {
                                              [.int(conversation), .int(user)]) else { throw IMError.notFound() }
             return try r.int(kind == .read ? "read_seq" : "delivered_seq")
         }
+    }
+
+    public func search(_ q: MessageSearch) async throws -> [Message] {
+        guard !q.terms.isEmpty else { return [] }
+        var binds: [SQLValue] = [.int(q.user)]
+        func bind(_ v: SQLValue) -> String { binds.append(v); return "$\(binds.count)" }
+        func likePattern(_ term: String) -> SQLValue {
+            var escaped = ""
+            for c in term { if c == "%" || c == "_" || c == "\\" { escaped.append("\\") }; escaped.append(c) }
+            return .text("%" + escaped + "%")
+        }
+        var conditions = [
+            "EXISTS (SELECT 1 FROM members w WHERE w.conv_id = m.conv_id AND w.user_id = $1)",
+            "m.recalled = 0", "m.kind IN ('text', 'attachment')", "m.text IS NOT NULL",
+        ]
+        if let c = q.conversation { conditions.append("m.conv_id = \(bind(.int(c)))") }
+        if let s = q.sender { conditions.append("m.sender = \(bind(.int(s)))") }
+        if let f = q.from { conditions.append("m.ts >= \(bind(.int(f)))") }
+        if let t = q.to { conditions.append("m.ts < \(bind(.int(t)))") }
+        if let b = q.before {
+            let ts = bind(.int(b.ts)), c = bind(.int(b.conversation)), s = bind(.int(b.seq))
+            conditions.append("(m.ts < \(ts) OR (m.ts = \(ts) AND (m.conv_id < \(c) OR (m.conv_id = \(c) AND m.seq < \(s)))))")
+        }
+        var from = "messages m"
+        switch driver.dialect {
+        case .sqlite:
+            // Terms of 3+ characters go to the trigram index, which then drives the query; shorter ones (a
+            // two-character Chinese word, say) are checked with LIKE on the candidates, or on every readable
+            // message when no term is long enough.
+            let long = q.terms.filter { $0.unicodeScalars.count >= 3 }
+            if !long.isEmpty {
+                let match = long.map { "\"" + $0.replacingOccurrences(of: "\"", with: "\"\"") + "\"" }.joined(separator: " AND ")
+                from = "message_fts f JOIN messages m ON m.conv_id = f.rowid / 4294967296 AND m.seq = f.rowid % 4294967296"
+                conditions.insert("f.text MATCH \(bind(.text(match)))", at: 0)
+            }
+            for t in q.terms where t.unicodeScalars.count < 3 { conditions.append("m.text LIKE \(bind(likePattern(t))) ESCAPE '\\'") }
+        case .postgres:
+            for t in q.terms { conditions.append("m.text ILIKE \(bind(likePattern(t))) ESCAPE '\\'") }
+        }
+        let sql = "SELECT \(Self.messageColumns.split(separator: ",").map { "m." + $0.trimmingCharacters(in: .whitespaces) }.joined(separator: ", ")) FROM \(from) WHERE "
+            + conditions.joined(separator: " AND ") + " ORDER BY m.ts DESC, m.conv_id DESC, m.seq DESC LIMIT \(bind(.int(Int64(max(1, q.limit)))))"
+        let values = binds
+        return try await driver.read { db in try await db.query(sql, values).map(Self.message) }
     }
 
     public func messageCount() async throws -> Int64 {

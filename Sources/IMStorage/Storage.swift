@@ -42,10 +42,37 @@ public struct NewMessage: Sendable, Hashable {
     public var data: JSONValue?
     public var attachment: AttachmentRef?
     public var target: Int64?
+    public var replyTo: Int64?
+    /// Mentioned users, already checked to be members (stored sorted, without repeats).
+    public var mentions: [UserID]?
+    public var mentionAll: Bool?
     public init(conversation: ConversationID, sender: UserID, cid: String, kind: MessageKind, text: String? = nil,
-                data: JSONValue? = nil, attachment: AttachmentRef? = nil, target: Int64? = nil) {
+                data: JSONValue? = nil, attachment: AttachmentRef? = nil, target: Int64? = nil,
+                replyTo: Int64? = nil, mentions: [UserID]? = nil, mentionAll: Bool? = nil) {
         self.conversation = conversation; self.sender = sender; self.cid = cid; self.kind = kind
         self.text = text; self.data = data; self.attachment = attachment; self.target = target
+        self.replyTo = replyTo; self.mentions = mentions; self.mentionAll = mentionAll
+    }
+}
+
+/// A full-text search of the messages `user` can read (those of the conversations they are a member of).
+public struct MessageSearch: Sendable, Hashable {
+    public var user: UserID
+    /// Every term must occur in the text (substring, ignoring case); see `Search.terms`.
+    public var terms: [String]
+    public var conversation: ConversationID?
+    public var sender: UserID?
+    /// Messages sent at or after this time (ms since 1970).
+    public var from: Int64?
+    /// Messages sent before this time (ms since 1970).
+    public var to: Int64?
+    /// Results strictly older than this one (the previous page's last).
+    public var before: Search.Cursor?
+    public var limit: Int
+    public init(user: UserID, terms: [String], conversation: ConversationID? = nil, sender: UserID? = nil, from: Int64? = nil,
+                to: Int64? = nil, before: Search.Cursor? = nil, limit: Int = 20) {
+        self.user = user; self.terms = terms; self.conversation = conversation; self.sender = sender; self.from = from; self.to = to
+        self.before = before; self.limit = limit
     }
 }
 
@@ -115,7 +142,15 @@ public protocol Storage: Sendable {
     @discardableResult
     func dissolve(conversation: ConversationID) async throws -> [String]
     func conversationIDs(for user: UserID) async throws -> [ConversationID]
+    /// Pinned conversations come first, latest pin first, then the most recently active.
     func summaries(for user: UserID) async throws -> [ConversationSummary]
+    /// Pins (with the time) or unpins `conversation` in `user`'s own list.
+    func setConversationPinned(user: UserID, conversation: ConversationID, pinnedAt: Int64?) async throws
+    /// Pins message `seq` (a text, custom or attachment message not recalled; `not_found` otherwise) or unpins
+    /// it; returns whether anything changed. A recall unpins its target.
+    func setMessagePinned(conversation: ConversationID, seq: Int64, by user: UserID, pinnedAt: Int64?) async throws -> Bool
+    /// A conversation's pinned messages, latest pin first.
+    func pinnedMessages(conversation: ConversationID) async throws -> [PinnedMessage]
     /// Every group with its member count, oldest first (for the admin console).
     func listGroups(offset: Int, limit: Int) async throws -> [API.AdminGroup]
 
@@ -137,6 +172,9 @@ public protocol Storage: Sendable {
     /// Raises the member's cursor to `seq` (never lowers it, never past the last seq); returns the cursor after.
     func advanceCursor(conversation: ConversationID, user: UserID, kind: ReceiptKind, seq: Int64) async throws -> Int64
     func messageCount() async throws -> Int64
+    /// Text and attachment messages (by their text or caption) matching `query`, never recalled ones, newest first
+    /// (by time, then conversation and seq, descending), at most `query.limit`.
+    func search(_ query: MessageSearch) async throws -> [Message]
 
     // Attachments
     func insertAttachment(_ record: AttachmentRecord) async throws

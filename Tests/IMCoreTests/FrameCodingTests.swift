@@ -103,6 +103,10 @@ import Testing
         Message(conversation: 4, seq: 5, sender: 6, cid: "a", kind: .attachment, text: "caption",
                 attachment: AttachmentRef(id: "id1", name: "plan \"v2\".pdf", contentType: "application/pdf", size: 123), ts: 7),
         Message(conversation: 4, seq: 6, sender: 6, cid: "r", kind: .recall, target: 5, ts: 8, editedAt: 9, recalled: true),
+        Message(conversation: 4, seq: 7, sender: 6, cid: "q", kind: .text, text: "@bob see above", ts: 10, replyTo: 5,
+                mentions: [2, 30], mentionAll: true, reactions: [Reaction(emoji: "👍", users: [2, 6]), Reaction(emoji: "🇨🇳", users: [9])]),
+        Message(conversation: 4, seq: 8, sender: 6, cid: "e", kind: .reaction, text: "👍", data: .object(["op": .string("remove")]),
+                target: 7, ts: 11, mentions: [], reactions: []),
     ]
 
     @Test(arguments: samples) func msgMatchesJSONEncoderByteForByte(_ m: Message) throws {
@@ -114,5 +118,70 @@ import Testing
         for a in [ServerFrame.Ack(cid: "c\"1", conv: 3, seq: 4, ts: 5, duplicate: true), .init(cid: "", conv: 0, seq: 0, ts: -1, duplicate: false)] {
             #expect(FrameCodec.encode(.ack(a)) == FrameCodec.encodeWithJSONEncoder(.ack(a)))
         }
+    }
+}
+
+@Suite struct ReactionTests {
+    func event(_ seq: Int64, by user: UserID, _ emoji: String, on target: Int64, remove: Bool = false) -> Message {
+        Message(conversation: 1, seq: seq, sender: user, cid: "r\(seq)", kind: .reaction, text: emoji,
+                data: .object(["op": .string(remove ? "remove" : "add")]), target: target, ts: seq)
+    }
+
+    @Test func reactionsApplyInOrderIdempotentlyAndOnlyToTheirTarget() {
+        var m = Message(conversation: 1, seq: 5, sender: 9, cid: "m", kind: .text, text: "hi", ts: 1)
+        m = m.applyingReaction(event(6, by: 1, "👍", on: 5))
+        m = m.applyingReaction(event(7, by: 2, "👍", on: 5))
+        m = m.applyingReaction(event(8, by: 1, "👍", on: 5))          // again: no change
+        m = m.applyingReaction(event(9, by: 2, "🎉", on: 5))
+        m = m.applyingReaction(event(10, by: 3, "🎉", on: 4))         // another message: ignored
+        #expect(m.reactions == [Reaction(emoji: "🎉", users: [2]), Reaction(emoji: "👍", users: [1, 2])], "emoji in UTF-8 order")
+        m = m.applyingReaction(event(11, by: 1, "👍", on: 5, remove: true))
+        m = m.applyingReaction(event(12, by: 2, "🎉", on: 5, remove: true))
+        m = m.applyingReaction(event(13, by: 7, "😀", on: 5, remove: true))   // removing what is absent: nothing
+        #expect(m.reactions == [Reaction(emoji: "👍", users: [2])])
+        m = m.applyingReaction(event(14, by: 2, "👍", on: 5, remove: true))
+        #expect(m.reactions == nil)
+    }
+
+    @Test func mentionsNameUsersOrEveryoneButNeverTheSender() {
+        let m = Message(conversation: 1, seq: 1, sender: 9, cid: "m", kind: .text, text: "@a", ts: 1, mentions: [1, 9])
+        #expect(m.isMentioning(1) && !m.isMentioning(2) && !m.isMentioning(9))
+        let all = Message(conversation: 1, seq: 2, sender: 9, cid: "n", kind: .text, text: "@all", ts: 1, mentionAll: true)
+        #expect(all.isMentioning(2) && !all.isMentioning(9))
+    }
+
+    @Test func reactionEmojiValidation() {
+        #expect(Validation.reactionEmoji("👍") == nil)
+        #expect(Validation.reactionEmoji("👍🏽") == nil)
+        #expect(Validation.reactionEmoji("🇨🇳") == nil)
+        #expect(Validation.reactionEmoji("") != nil)
+        #expect(Validation.reactionEmoji("a b") != nil)
+        #expect(Validation.reactionEmoji(String(repeating: "x", count: 9)) != nil)
+    }
+}
+
+@Suite struct SearchRulesTests {
+    @Test func termsSplitOnWhitespaceWithoutRepeats() throws {
+        #expect(try Search.terms("  预算  Budget budget 会议 ") == ["预算", "Budget", "会议"])
+        #expect(throws: IMError.self) { try Search.terms("   ") }
+        #expect(throws: IMError.self) { try Search.terms(String(repeating: "x", count: 201)) }
+        #expect(throws: IMError.self) { try Search.terms("a b c d e f g h i") }
+    }
+
+    @Test func highlightMarksEveryMatchIgnoringCaseAndMergesOverlaps() {
+        let segments = Search.highlight("明天开会讨论预算, Budget and BUDGETS", terms: ["预算", "budget", "dget a"])
+        #expect(segments == [
+            API.Segment(text: "明天开会讨论", match: false), API.Segment(text: "预算", match: true), API.Segment(text: ", ", match: false),
+            API.Segment(text: "Budget a", match: true), API.Segment(text: "nd ", match: false), API.Segment(text: "BUDGET", match: true),
+            API.Segment(text: "S", match: false),
+        ])
+        #expect(segments.map(\.text).joined() == "明天开会讨论预算, Budget and BUDGETS")
+        #expect(Search.highlight("nothing here", terms: ["zz"]) == [API.Segment(text: "nothing here", match: false)])
+    }
+
+    @Test func cursorTokensRoundTripAndBadOnesAreRefused() throws {
+        let c = Search.Cursor(ts: 1_700_000_000_000, conversation: 12, seq: 40)
+        #expect(try Search.Cursor(token: c.token) == c)
+        #expect(throws: IMError.self) { try Search.Cursor(token: "nope") }
     }
 }

@@ -679,10 +679,18 @@ struct StorageContractTests {
             let bob = try await old.createUser(username: "bob", passwordHash: "h", displayName: "Bob", admin: false, now: 1)
             let direct = try await old.directConversation(between: alice.id, and: bob.id)
             let group = try await old.createGroup(name: "team", owner: alice.id, members: [bob.id])
-            let sent = try await old.append((0..<50).map {
-                NewMessage(conversation: $0 % 2 == 0 ? direct.id : group.id, sender: alice.id, cid: "m\($0)", kind: .text, text: "hello \($0)")
-            })
-            #expect(sent.allSatisfy { if case .success = $0 { true } else { false } })
+            // Messages as the previous schema holds them (this build's store writes columns it does not have yet).
+            try await driver.write { db in
+                for i in 0..<50 {
+                    let conv = i % 2 == 0 ? direct.id : group.id
+                    guard let r = try await db.first("UPDATE conversations SET last_seq = last_seq + 1 WHERE id = $1 RETURNING last_seq", [.int(conv)]) else {
+                        throw StorageError.corrupt("no conversation")
+                    }
+                    try await db.query("""
+                        INSERT INTO messages (conv_id, seq, sender, cid, kind, text, ts, recalled) VALUES ($1, $2, $3, $4, 'text', $5, 1, 0)
+                        """, [.int(conv), .int(try r.int("last_seq")), .int(alice.id), .text("m\(i)"), .text("hello \(i)")])
+                }
+            }
 
             #expect(try await Migrations.apply(driver, now: 2_000) == [Migrations.latest])
             #expect(try await Migrations.currentVersion(driver) == Migrations.latest)
@@ -694,6 +702,14 @@ struct StorageContractTests {
             #expect(try await store.messages(conversation: group.id, after: 0, limit: 100).count == 25)
             let groups = try await store.listGroups(offset: 0, limit: 10)
             #expect(groups.map(\.id) == [group.id] && groups.first?.members == 2)
+            // Messages from before the migration are in the search index.
+            #expect(try await store.search(MessageSearch(user: alice.id, terms: ["hello"], limit: 100)).count == 50)
+            #expect(try await store.search(MessageSearch(user: bob.id, terms: ["hello 49"], limit: 100)).map(\.seq) == [25])
+            // Messages from before the migration take replies, mentions and reactions.
+            let reply = try await store.append([NewMessage(conversation: group.id, sender: alice.id, cid: "after", kind: .text, text: "@bob",
+                                                           replyTo: 1, mentions: [bob.id])])
+            #expect((try? reply[0].get())?.message.replyTo == 1)
+            #expect(try await store.summaries(for: bob.id).first { $0.id == group.id }?.unreadMentions == 1)
         }
     }
 

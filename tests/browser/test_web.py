@@ -167,7 +167,7 @@ class Page:
         """Clicks a message's action button (edit, recall), found by the message's text."""
         return self.js("""
             for (const li of document.querySelectorAll('#messages li.msg'))
-              if (li.querySelector('.body').textContent === arguments[0]) {
+              if (li.querySelector('.body')?.textContent === arguments[0]) {
                 const b = li.querySelector('button.' + arguments[1]);
                 if (b) { b.click(); return true; }
               }
@@ -334,6 +334,50 @@ class WebClientSuite(unittest.TestCase):
         a.wait("the image at Alice", lambda: any(w == 40 for _, w in a.js(images)))
         a.shot("00-alice-chat-readme")
 
+    def _message_js(self, page, text, script):
+        """Runs `script` with `li` bound to the message whose body is `text` (null when there is none)."""
+        return page.js("""
+            const li = [...document.querySelectorAll('#messages li.msg')].find((l) => l.querySelector('.body')?.textContent === arguments[0]) || null;
+            """ + script, text)
+
+    def test_05b_reply_react_and_search(self):
+        a, b = self.alice, self.bob
+        # Bob replies to Alice's message: Alice sees the quote above his answer.
+        self.assertTrue(b.click_in_message("edited text", "reply"))
+        b.wait("the reply banner", lambda: b.visible("#reply-banner"))
+        b.send("answering that")
+        a.wait("the reply at Alice", lambda: a.count("answering that") == 1)
+        a.wait("the quote", lambda: "edited text" in (self._message_js(a, "answering that", "return li && li.querySelector('.quote')?.textContent;") or ""))
+
+        # Bob reacts; Alice sees the chip and adds hers; both see two.
+        self.assertTrue(b.click_in_message("edited text", "react"))
+        b.wait("the emoji picker", lambda: b.css("#messages .emoji-picker button"))
+        b.js("document.querySelector('#messages .emoji-picker button[data-emoji=\"👍\"]').click()")
+        chip = "return li && [...li.querySelectorAll('.reaction')].map((c) => c.textContent);"
+        a.wait("Bob's reaction at Alice", lambda: self._message_js(a, "edited text", chip) == ["👍 1"])
+        self._message_js(a, "edited text", "li.querySelector('.reaction').click();")
+        b.wait("both reactions at Bob", lambda: self._message_js(b, "edited text", chip) == ["👍 2"])
+        a.wait("both reactions at Alice", lambda: self._message_js(a, "edited text", chip) == ["👍 2"])
+
+        # Search, Chinese included: results show the matching words marked and open the message.
+        b.send("明天下午开会讨论预算")
+        a.wait("the Chinese message at Alice", lambda: a.count("明天下午开会讨论预算") == 1)
+        box = a.one("#search-input")
+        box.send_keys("预算")
+        box.send_keys(Keys.ENTER)
+        marks = "return [...document.querySelectorAll('#search-results li.search-hit mark')].map((m) => m.textContent)"
+        a.wait("the search result", lambda: a.js(marks) == ["预算"])
+        self.assertTrue(a.visible("#search-panel"))
+        a.shot("06-alice-search")
+        a.one("#search-results li.search-hit").click()
+        a.wait("the conversation with the message", lambda: a.one("#chat-title").text == "Bob Builder")
+        box.clear()
+        box.send_keys("never said")
+        box.send_keys(Keys.ENTER)
+        a.wait("no results", lambda: a.one("#search-status").text == "No messages found")
+        a.one("#close-search").click()
+        a.wait("the conversation list again", lambda: a.visible("#conv-list") and not a.visible("#search-panel"))
+
     def test_06_groups_contacts_and_history_on_scroll(self):
         a, b = self.alice, self.bob
         a.one("#new-group").click()
@@ -384,22 +428,67 @@ class WebClientSuite(unittest.TestCase):
         b.wait("older history after scrolling up", lambda: b.count("old 000") == 1)
         self.assertEqual(sorted(set(b.bodies()) & set(ws_free)), ws_free)
 
-    def _send_over_socket(self, token, conv, texts):
+    def test_06b_mentions_with_autocomplete_and_the_unread_mention_badge(self):
+        a, b = self.alice, self.bob
+        a.open_conv("Team")
+        box = a.one("#composer-input")
+        box.send_keys("@")
+        options = "return [...document.querySelectorAll('#mention-list li')].map((li) => li.textContent)"
+        a.wait("the mention suggestions", lambda: a.visible("#mention-list") and sorted(a.js(options)) == ["@Bob Builder", "@all"])
+        box.send_keys("bo")
+        a.wait("the suggestions narrowed", lambda: a.js(options) == ["@Bob Builder"])
+        box.send_keys(Keys.ENTER)
+        a.wait("the picked mention", lambda: box.get_attribute("value") == "@Bob Builder ")
+        box.send_keys("please look")
+        box.send_keys(Keys.ENTER)
+        badge = """for (const li of document.querySelectorAll('#conv-list li.conv'))
+                     if (li.querySelector('.conv-name').textContent === 'Team') return li.querySelector('.badge.mention')?.textContent || null;
+                   return null;"""
+        b.wait("the unread-mention badge at Bob", lambda: b.js(badge) == "@1")
+        b.open_conv("Team")
+        b.wait("the mention marked", lambda: self._message_js(b, "@Bob Builder please look", "return !!(li && li.classList.contains('mentioned'));"))
+        b.wait("the badge cleared once read", lambda: b.js(badge) is None)
+
+    def test_06c_pinned_conversations_and_pinned_messages(self):
+        a, b = self.alice, self.bob
+        # Bob pins Team: it moves to the top of his list, with the pin shown.
+        first = "return document.querySelector('#conv-list li.conv .conv-name')?.textContent"
+        b.js("""for (const li of document.querySelectorAll('#conv-list li.conv'))
+                  if (li.querySelector('.conv-name').textContent === 'Team') li.querySelector('button.pin').click();""")
+        pinned = "return document.querySelector('#conv-list li.conv button.pin')?.dataset.pinned"
+        b.wait("Team pinned first", lambda: b.js(first) == "Team" and b.js(pinned) == "1")
+        # Newer messages elsewhere do not push a pinned conversation down.
+        token = api("POST", "/v1/auth/login", {"username": "alice", "password": "alice-password-1"})["accessToken"]
+        archive = [c["id"] for c in api("GET", "/v1/conversations", token=token) if c.get("name") == "Archive"][0]
+        self._send_over_socket(token, archive, ["newer elsewhere"], prefix="pin-test-")
+        b.wait("the newer message at Bob", lambda: b.conv_item("Archive")["last"] == "newer elsewhere")
+        self.assertEqual(b.js(first), "Team")
+        # Alice, the owner, pins a message; Bob (a member, with Team open) sees it above the conversation.
+        a.open_conv("Team")
+        self.assertTrue(a.click_in_message("hello team", "pin-message"))
+        b.open_conv("Team")
+        bar = "return [...document.querySelectorAll('#pinned-bar .pinned-message')].map((e) => e.textContent)"
+        b.wait("the pinned message at Bob", lambda: b.visible("#pinned-bar") and any("hello team" in t for t in b.js(bar)))
+        self.assertEqual(b.js("return [...document.querySelectorAll('#messages li.msg button.pin-message')].length"), 0,
+                         "members cannot pin")
+        b.shot("07-bob-pinned")
+
+    def _send_over_socket(self, token, conv, texts, prefix="hist-"):
         """Sends through the browser's own WebSocket stack (in Alice's tab): no Python WebSocket library is needed."""
         script = """
-            const [url, token, conv, texts, done] = arguments;
+            const [url, token, conv, texts, prefix, done] = arguments;
             const ws = new WebSocket(url.replace(/^http/, 'ws') + '/v1/ws');
             let acks = 0;
             ws.onopen = () => ws.send(JSON.stringify({type: 'auth', token}));
             ws.onmessage = (e) => {
               const f = JSON.parse(e.data);
-              if (f.type === 'ready') texts.forEach((t, i) => ws.send(JSON.stringify({type: 'send', cid: 'hist-' + i, conv, kind: 'text', text: t})));
+              if (f.type === 'ready') texts.forEach((t, i) => ws.send(JSON.stringify({type: 'send', cid: prefix + i, conv, kind: 'text', text: t})));
               if (f.type === 'ack' && ++acks === texts.length) { ws.close(); done(acks); }
               if (f.type === 'error') { ws.close(); done(f.message); }
             };
         """
         self.alice.d.set_script_timeout(30)
-        got = self.alice.d.execute_async_script(script, URL, token, conv, texts)
+        got = self.alice.d.execute_async_script(script, URL, token, conv, texts, prefix)
         self.assertEqual(got, len(texts))
 
     def test_07_admin_console_shows_figures_and_creates_a_user_who_then_chats(self):
@@ -453,6 +542,28 @@ class WebClientSuite(unittest.TestCase):
         adm.one("#users tr[data-user='carol'] button.reset-password").click()
         adm.dialog({"password": "carol-password-2"})
         self.assertTrue(api("POST", "/v1/auth/login", {"username": "carol", "password": "carol-password-2"})["accessToken"])
+
+    def test_08b_the_chat_in_chinese_and_back_in_english(self):
+        a = self.alice
+        a.d.get(URL + "/")
+        a.wait("the app", lambda: a.visible("#app"))
+        a.wait_online()
+        select = "const s = document.getElementById('app-lang'); s.value = arguments[0]; s.dispatchEvent(new Event('change'));"
+        a.js(select, "zh-CN")
+        label = "return document.querySelector(arguments[0]).textContent"
+        a.wait("the Chinese labels", lambda: a.js(label, "#tab-chats") == "会话" and a.js(label, "#send-btn") == "发送")
+        self.assertEqual(a.js("return document.documentElement.lang"), "zh-CN")
+        self.assertEqual(a.one("#conn-state").text, "在线")
+        self.assertEqual(a.one("#search-input").get_attribute("placeholder"), "搜索消息")
+        a.open_conv("Bob Builder")
+        a.wait("message actions in Chinese", lambda: "回复" in a.js("return [...document.querySelectorAll('#messages button.reply')].map((b) => b.textContent)"))
+        a.shot("08-alice-chinese")
+        # The choice is remembered across a reload.
+        a.d.refresh()
+        a.wait("the app after reload", lambda: a.visible("#app"))
+        a.wait("Chinese after reload", lambda: a.js(label, "#tab-chats") == "会话")
+        a.js(select, "en")
+        a.wait("the English labels", lambda: a.js(label, "#tab-chats") == "Chats" and a.js(label, "#send-btn") == "Send")
 
     def test_09_no_content_security_policy_violations(self):
         for p in (self.alice, self.bob, self.admin, self.carol):

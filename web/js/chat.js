@@ -1,6 +1,7 @@
 // The Warbler web chat (index.html). All user text goes into the page with textContent, never as HTML.
-import { WarblerClient, WarblerError } from './warbler-client.js';
+import { WarblerClient, WarblerError, applyReaction, mentionsUser } from './warbler-client.js';
 import { $, el, clear, formatTime, showDialog, describeError } from './ui.js';
+import { t, applyTo, wireLanguageSelect } from './i18n.js';
 
 const client = new WarblerClient({ device: 'web' });
 
@@ -16,6 +17,12 @@ const state = {
   contacts: [],
   current: null,
   editing: null,           // {conv, seq}
+  replying: null,          // {conv, seq}: the message the next send quotes
+  composeMentions: new Map(), // user id -> the "@name" inserted for them (kept only while it is still in the text)
+  mentionQuery: null,      // {start, text}: the "@…" being typed, for the autocomplete
+  reactingTo: null,        // seq whose emoji picker is open
+  pins: new Map(),         // group id -> [{message, pinnedBy, pinnedAt}]
+  search: null,            // {q, conv, results: [], next}: the search shown instead of the conversation list
   readSent: new Map(),     // conv -> seq
   deliveredSent: new Map(),
   blobURLs: new Map(),     // attachment id -> blob: URL
@@ -30,7 +37,7 @@ function userName(id) {
   const u = state.users.get(id);
   if (u) return u.displayName || u.username;
   loadUser(id);
-  return `user ${id}`;
+  return t('user', { id });
 }
 
 function loadUser(id) {
@@ -66,31 +73,40 @@ function render() {
 function renderConnection() {
   const c = $('conn-state');
   const queued = client.pending().length;
-  const label = { online: 'Online', connecting: 'Connecting…', offline: 'Offline' }[client.state] || client.state;
-  c.textContent = queued ? `${label} · ${queued} queued` : label;
+  const label = ['online', 'connecting', 'offline'].includes(client.state) ? t(`conn.${client.state}`) : client.state;
+  c.textContent = queued ? t('conn.queued', { state: label, n: queued }) : label;
   c.dataset.state = client.state;
   c.dataset.queued = String(queued);
 }
 
 function convTitle(c) {
-  if (c.type === 'group') return c.name || `Group ${c.id}`;
-  return c.peer ? userName(c.peer) : 'Direct chat';
+  if (c.type === 'group') return c.name || t('group.untitled', { id: c.id });
+  return c.peer ? userName(c.peer) : t('direct');
 }
 
 function preview(m) {
   if (!m) return '';
-  if (m.recalled) return 'Message recalled';
+  if (m.recalled) return t('recalled');
   switch (m.kind) {
     case 'text': return m.text || '';
-    case 'attachment': return `Attachment: ${m.attachment ? m.attachment.name : 'file'}`;
-    case 'custom': return '[custom message]';
+    case 'attachment': return t('preview.attachment', { name: m.attachment ? m.attachment.name : t('preview.file') });
+    case 'custom': return t('preview.custom');
     case 'system': return systemText(m);
     default: return '';
   }
 }
 
 function sortedConvs() {
-  return [...state.convs.values()].sort((a, b) => ((b.lastMessage?.ts || 0) - (a.lastMessage?.ts || 0)) || (b.id - a.id));
+  // Pinned first (latest pin first), then the most recently active: the server's order.
+  return [...state.convs.values()].sort((a, b) => ((b.pinnedAt || -1) - (a.pinnedAt || -1))
+    || ((b.lastMessage?.ts || 0) - (a.lastMessage?.ts || 0)) || (b.id - a.id));
+}
+
+async function togglePin(c) {
+  try {
+    if (c.pinnedAt) await client.del(`/v1/conversations/${c.id}/pin`); else await client.put(`/v1/conversations/${c.id}/pin`);
+    await loadConversations();
+  } catch (e) { showChatError(e); }
 }
 
 function renderConversationList() {
@@ -101,9 +117,14 @@ function renderConversationList() {
     const top = el('div', { className: 'conv-top' });
     if (c.type === 'direct' && c.peer) top.append(presenceDot(c.peer));
     top.append(el('span', { className: 'conv-name', text: convTitle(c) }));
+    const pin = el('button', { type: 'button', className: 'link pin' + (c.pinnedAt ? ' pinned' : ''), title: c.pinnedAt ? t('pin.unpin') : t('pin.conv'),
+      text: c.pinnedAt ? '📌' : '📍', dataset: { pinned: c.pinnedAt ? '1' : '0' } });
+    pin.addEventListener('click', (e) => { e.stopPropagation(); togglePin(c); });
+    top.append(pin);
     if (c.lastMessage) top.append(el('time', { className: 'conv-time', text: formatTime(c.lastMessage.ts) }));
     const bottom = el('div', { className: 'conv-bottom' });
     bottom.append(el('span', { className: 'conv-last', text: preview(c.lastMessage) }));
+    if (c.unreadMentions > 0) bottom.append(el('span', { className: 'badge mention', title: t('mentions.unread'), text: `@${c.unreadMentions}` }));
     if (c.unread > 0) bottom.append(el('span', { className: 'badge unread', text: String(c.unread) }));
     li.append(top, bottom);
     li.addEventListener('click', () => openConversation(c.id));
@@ -113,23 +134,21 @@ function renderConversationList() {
 
 function presenceDot(user) {
   const s = state.presence.get(user) || 'offline';
-  return el('span', { className: `dot ${s}`, title: s, dataset: { presence: s, user: String(user) } });
+  return el('span', { className: `dot ${s}`, title: t(`presence.${s}`), dataset: { presence: s, user: String(user) } });
 }
 
 function systemText(m) {
   const d = m.data || {};
-  const by = d.by ? userName(d.by) : 'someone';
+  const by = d.by ? userName(d.by) : t('sys.someone');
   const names = (d.users || []).map(userName).join(', ');
   switch (d.event) {
-    case 'created': return `${by} created the group`;
-    case 'members_added': return `${by} added ${names}`;
-    case 'member_removed': return `${by} removed ${names || userName(d.user)}`;
-    case 'member_left': return `${d.user ? userName(d.user) : by} left`;
-    case 'role_changed': return `${by} changed a role`;
-    case 'owner_changed': return `${by} handed over ownership`;
-    case 'renamed': return `${by} renamed the group`;
-    case 'dissolved': return `${by} dissolved the group`;
-    default: return d.event || 'update';
+    case 'members_added': return t('sys.members_added', { by, names });
+    case 'member_removed': return t('sys.member_removed', { by, names: names || userName(d.user) });
+    case 'member_left': return t('sys.member_left', { who: d.user ? userName(d.user) : by });
+    case 'created': case 'role_changed': case 'owner_changed': case 'renamed': case 'dissolved':
+    case 'message_pinned': case 'message_unpinned':
+      return t(`sys.${d.event}`, { by });
+    default: return d.event || t('sys.update');
   }
 }
 
@@ -148,20 +167,21 @@ function statusOf(conv, m) {
   return 'sent';
 }
 
-const statusLabel = { queued: 'Queued', sending: 'Sending…', sent: '✓ Sent', delivered: '✓✓ Delivered', read: '✓✓ Read' };
 
 function renderMessage(conv, m, pending) {
   const mine = pending || m.sender === client.user.id;
   if (m.kind === 'system') {
     return el('li', { className: 'msg system', dataset: { seq: String(m.seq) }, text: systemText(m) });
   }
-  const li = el('li', { className: `msg ${mine ? 'mine' : 'theirs'}` + (m.recalled ? ' recalled' : '') });
+  const mentioned = !pending && mentionsUser(m, client.user.id);
+  const li = el('li', { className: `msg ${mine ? 'mine' : 'theirs'}` + (m.recalled ? ' recalled' : '') + (mentioned ? ' mentioned' : '') });
   if (pending) li.dataset.cid = m.cid; else { li.dataset.seq = String(m.seq); li.dataset.cid = m.cid; }
   const c = state.convs.get(conv);
   if (!mine && c && c.type === 'group') li.append(el('div', { className: 'sender', text: userName(m.sender) }));
+  if (m.replyTo) li.append(renderQuote(conv, m.replyTo));
   const body = el('div', { className: 'body' });
   if (m.recalled) {
-    body.textContent = 'Message recalled';
+    body.textContent = t('recalled');
   } else if (m.kind === 'attachment' && m.attachment) {
     body.append(renderAttachment(m.attachment));
     if (m.text) body.append(el('div', { className: 'caption', text: m.text }));
@@ -173,25 +193,128 @@ function renderMessage(conv, m, pending) {
   li.append(body);
   const meta = el('div', { className: 'meta' });
   meta.append(el('time', { text: m.ts ? formatTime(m.ts) : '' }));
-  if (m.editedAt && !m.recalled) meta.append(el('span', { className: 'edited', text: 'edited' }));
+  if (m.editedAt && !m.recalled) meta.append(el('span', { className: 'edited', text: t('edited') }));
   if (mine) {
     const s = pending ? (client.state === 'online' ? 'sending' : 'queued') : statusOf(conv, m);
-    meta.append(el('span', { className: 'status', dataset: { status: s }, text: statusLabel[s] }));
+    meta.append(el('span', { className: 'status', dataset: { status: s }, text: t(`status.${s}`) }));
   }
   li.append(meta);
-  if (mine && !pending && !m.recalled) {
+  if (!pending && !m.recalled && m.reactions && m.reactions.length) li.append(renderReactions(conv, m));
+  if (!pending && !m.recalled) {
     const actions = el('div', { className: 'actions' });
-    if (m.kind === 'text') {
-      const edit = el('button', { type: 'button', className: 'link edit', text: 'Edit' });
+    const reply = el('button', { type: 'button', className: 'link reply', text: t('act.reply') });
+    reply.addEventListener('click', () => startReply(conv, m));
+    const react = el('button', { type: 'button', className: 'link react', text: t('act.react') });
+    react.addEventListener('click', () => { state.reactingTo = state.reactingTo === m.seq ? null : m.seq; scheduleRender(); });
+    actions.append(reply, react);
+    if (mine && m.kind === 'text') {
+      const edit = el('button', { type: 'button', className: 'link edit', text: t('act.edit') });
       edit.addEventListener('click', () => startEdit(conv, m));
       actions.append(edit);
     }
-    const recall = el('button', { type: 'button', className: 'link recall', text: 'Recall' });
-    recall.addEventListener('click', () => { client.recall(conv, m.seq); scheduleRender(); });
-    actions.append(recall);
+    if (c && c.type === 'group' && canModerate(conv)) {
+      const pinned = (state.pins.get(conv) || []).some((p) => p.message.seq === m.seq);
+      const pin = el('button', { type: 'button', className: 'link pin-message', text: pinned ? t('act.unpin') : t('act.pin') });
+      pin.addEventListener('click', async () => {
+        try {
+          if (pinned) await client.del(`/v1/conversations/${conv}/pins/${m.seq}`); else await client.put(`/v1/conversations/${conv}/pins/${m.seq}`);
+          await loadPins(conv);
+        } catch (e) { showChatError(e); }
+      });
+      actions.append(pin);
+    }
+    if (mine) {
+      const recall = el('button', { type: 'button', className: 'link recall', text: t('act.recall') });
+      recall.addEventListener('click', () => { client.recall(conv, m.seq); scheduleRender(); });
+      actions.append(recall);
+    }
     li.append(actions);
+    if (state.reactingTo === m.seq) li.append(renderEmojiPicker(conv, m));
   }
   return li;
+}
+
+const quickEmoji = ['👍', '❤️', '😂', '🎉', '😮', '🙏'];
+
+function canModerate(conv) {
+  const role = state.details.get(conv)?.members.get(client.user.id)?.role;
+  return role === 'owner' || role === 'admin';
+}
+
+async function loadPins(conv) {
+  if (state.convs.get(conv)?.type !== 'group') { state.pins.delete(conv); scheduleRender(); return; }
+  state.pins.set(conv, await client.get(`/v1/conversations/${conv}/pins`));
+  scheduleRender();
+}
+
+/** The group's pinned messages above the conversation; a click shows the message. */
+function renderPinned(conv) {
+  const bar = $('pinned-bar');
+  clear(bar);
+  const pins = state.pins.get(conv) || [];
+  bar.hidden = !pins.length;
+  for (const p of pins) {
+    const b = el('button', { type: 'button', className: 'link pinned-message', dataset: { seq: String(p.message.seq) },
+      text: `📌 ${userName(p.message.sender)}: ${preview(p.message)}` });
+    b.addEventListener('click', () => jumpTo(conv, p.message.seq).catch(showChatError));
+    bar.append(b);
+  }
+}
+
+function myReaction(m, emoji) {
+  return (m.reactions || []).some((r) => r.emoji === emoji && r.users.includes(client.user.id));
+}
+
+function toggleReaction(conv, m, emoji) {
+  client.react(conv, m.seq, emoji, myReaction(m, emoji));
+  state.reactingTo = null;
+  scheduleRender();
+}
+
+function renderReactions(conv, m) {
+  const row = el('div', { className: 'reactions' });
+  for (const r of m.reactions) {
+    const chip = el('button', {
+      type: 'button', className: 'reaction' + (r.users.includes(client.user.id) ? ' mine' : ''),
+      title: r.users.map(userName).join(', '), text: `${r.emoji} ${r.users.length}`, dataset: { emoji: r.emoji },
+    });
+    chip.addEventListener('click', () => toggleReaction(conv, m, r.emoji));
+    row.append(chip);
+  }
+  return row;
+}
+
+function renderEmojiPicker(conv, m) {
+  const picker = el('div', { className: 'emoji-picker' });
+  for (const e of quickEmoji) {
+    const b = el('button', { type: 'button', className: 'link emoji', text: e, dataset: { emoji: e } });
+    b.addEventListener('click', () => toggleReaction(conv, m, e));
+    picker.append(b);
+  }
+  return picker;
+}
+
+/** The quoted original of a reply: its sender and text (or "recalled"); a click shows it, loading history back to it. */
+function renderQuote(conv, seq) {
+  const original = state.messages.get(conv)?.get(seq);
+  const quote = el('button', { type: 'button', className: 'quote', dataset: { replyTo: String(seq) } });
+  if (!original) quote.textContent = t('quote.earlier');
+  else if (original.recalled) quote.textContent = t('recalled');
+  else quote.textContent = `${userName(original.sender)}: ${preview(original)}`;
+  quote.addEventListener('click', () => jumpTo(conv, seq).catch(showChatError));
+  return quote;
+}
+
+/** Scrolls to message `seq`, paging older history in until it is loaded (at most 40 pages). */
+async function jumpTo(conv, seq) {
+  for (let i = 0; i < 40 && !state.messages.get(conv)?.has(seq) && state.hasMore.get(conv) !== false; i++) await loadHistory(conv, true);
+  render();
+  const node = $('messages').querySelector(`li[data-seq="${seq}"]`);
+  if (!node) { showChatError(new Error(t('jump.gone'))); return; }
+  $('messages').dataset.stick = '0';
+  node.scrollIntoView({ block: 'center' });
+  node.classList.add('flash');
+  setTimeout(() => node.classList.remove('flash'), 1500);
 }
 
 function renderAttachment(a) {
@@ -202,7 +325,7 @@ function renderAttachment(a) {
     else loadBlob(a.id).then((url) => { if (url) { img.src = url; scheduleRender(); } });
     return img;
   }
-  const button = el('button', { type: 'button', className: 'link file', text: `Download ${a.name} (${Math.ceil(a.size / 1024)} KiB)` });
+  const button = el('button', { type: 'button', className: 'link file', text: t('download', { name: a.name, kib: Math.ceil(a.size / 1024) }) });
   button.addEventListener('click', async () => {
     const url = await loadBlob(a.id);
     if (!url) return;
@@ -236,24 +359,25 @@ function renderChat() {
   list.hidden = !c;
   $('composer').hidden = !c;
   $('members-btn').hidden = !c;
-  if (!c) { $('chat-title').textContent = 'Warbler'; $('chat-sub').textContent = ''; return; }
+  if (!c) { $('chat-title').textContent = 'Warbler'; $('chat-sub').textContent = ''; $('pinned-bar').hidden = true; return; }
+  renderPinned(conv);
   $('chat-title').textContent = convTitle(c);
   if (c.type === 'direct' && c.peer) {
     // While we are offline ourselves, the peer's presence is unknown.
     const s = client.state === 'online' ? (state.presence.get(c.peer) || 'offline') : 'unknown';
-    $('chat-sub').textContent = s === 'unknown' ? '' : s;
+    $('chat-sub').textContent = s === 'unknown' ? '' : t(`presence.${s}`);
     $('chat-sub').dataset.presence = s;
   } else {
     const d = state.details.get(conv);
-    $('chat-sub').textContent = d ? `${d.members.size} members` : '';
+    $('chat-sub').textContent = d ? t('members.count', { n: d.members.size }) : '';
     delete $('chat-sub').dataset.presence;
   }
   const nearBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 80;
   const oldHeight = list.scrollHeight, oldTop = list.scrollTop;
   clear(list);
-  if (state.hasMore.get(conv)) list.append(el('li', { className: 'more', text: 'Scroll up for older messages' }));
+  if (state.hasMore.get(conv)) list.append(el('li', { className: 'more', text: t('more.history') }));
   const msgs = [...(state.messages.get(conv) || new Map()).values()]
-    .filter((m) => m.kind !== 'recall' && m.kind !== 'edit').sort((a, b) => a.seq - b.seq);
+    .filter((m) => m.kind !== 'recall' && m.kind !== 'edit' && m.kind !== 'reaction').sort((a, b) => a.seq - b.seq);
   for (const m of msgs) list.append(renderMessage(conv, m, false));
   for (const p of client.pending(conv)) {
     if (p.frame.type === 'send') list.append(renderMessage(conv, { ...p.frame, ts: p.queuedAt }, true));
@@ -269,9 +393,9 @@ function renderChat() {
 }
 
 function renderTyping() {
-  const t = state.typing.get(state.current);
-  const who = t ? [...t.keys()].map(userName) : [];
-  $('typing-line').textContent = who.length ? `${who.join(', ')} ${who.length > 1 ? 'are' : 'is'} typing…` : '';
+  const typing = state.typing.get(state.current);
+  const who = typing ? [...typing.keys()].map(userName) : [];
+  $('typing-line').textContent = who.length ? t(who.length > 1 ? 'typing.many' : 'typing.one', { who: who.join(', ') }) : '';
 }
 
 function markRead(conv, msgs) {
@@ -281,7 +405,7 @@ function markRead(conv, msgs) {
   const top = Math.max(last, c ? c.lastSeq : 0);
   if (top > (state.readSent.get(conv) || 0) && client.receipt(conv, 'read', top)) {
     state.readSent.set(conv, top);
-    if (c) { c.unread = 0; c.readSeq = top; }
+    if (c) { c.unread = 0; c.unreadMentions = 0; c.readSeq = top; }
   }
 }
 
@@ -310,11 +434,15 @@ async function loadDetails(conv) {
 async function openConversation(conv) {
   state.current = conv;
   cancelEdit();
+  cancelReply();
+  state.composeMentions.clear();
+  state.reactingTo = null;
   document.body.classList.add('show-chat');
   $('messages').dataset.stick = '1';
   scheduleRender();
   try {
     await loadDetails(conv);
+    loadPins(conv).catch(() => {});
     if (!state.messages.has(conv) || state.messages.get(conv).size < 20) await loadHistory(conv, false);
   } catch (e) { showChatError(e); }
   if (!$('members-panel').hidden) renderMembers();
@@ -326,7 +454,12 @@ async function loadHistory(conv, older) {
   state.messages.set(conv, msgs);
   const oldest = older && msgs.size ? Math.min(...msgs.keys()) : undefined;
   const r = await client.history(conv, oldest, 50);
-  for (const m of r.messages) if (!msgs.has(m.seq)) msgs.set(m.seq, m);
+  const reactions = [...msgs.values()].filter((x) => x.kind === 'reaction').sort((a, b) => a.seq - b.seq);
+  for (const m of r.messages) {
+    if (msgs.has(m.seq)) continue;
+    // Reactions that arrived live before this page: replayed in order they give the server's state again.
+    msgs.set(m.seq, reactions.filter((x) => x.target === m.seq).reduce(applyReaction, m));
+  }
   state.hasMore.set(conv, r.hasMore);
   if (older) $('messages').dataset.prepended = '1';
   scheduleRender();
@@ -338,11 +471,14 @@ function addMessage(m) {
   state.messages.set(conv, msgs);
   msgs.set(m.seq, m);
   if ((m.kind === 'recall' || m.kind === 'edit') && m.target) {
-    const t = msgs.get(m.target);
-    if (t) {
-      if (m.kind === 'recall') { t.recalled = true; t.text = null; t.attachment = null; } else { t.text = m.text; t.editedAt = m.ts; }
+    const target = msgs.get(m.target);
+    if (target) {
+      if (m.kind === 'recall') {
+        Object.assign(target, { recalled: true, text: null, attachment: null, reactions: undefined, mentions: undefined, mentionAll: undefined });
+      } else { target.text = m.text; target.editedAt = m.ts; }
     }
   }
+  if (m.kind === 'reaction' && msgs.has(m.target)) msgs.set(m.target, applyReaction(msgs.get(m.target), m));
   const fromOther = m.sender !== client.user.id;
   if (fromOther && ['text', 'custom', 'attachment'].includes(m.kind)) queueDelivered(conv, m.seq);
   const c = state.convs.get(conv);
@@ -356,10 +492,15 @@ function addMessage(m) {
   else if (c.lastMessage && m.target === c.lastMessage.seq) c.lastMessage = msgs.get(m.target) || c.lastMessage;
   if (fromOther && ['text', 'custom', 'attachment'].includes(m.kind)) {
     const visible = conv === state.current && document.visibilityState === 'visible';
-    if (!visible) c.unread += 1;
+    if (!visible) {
+      c.unread += 1;
+      if (mentionsUser(m, client.user.id)) c.unreadMentions = (c.unreadMentions || 0) + 1;
+    }
     state.typing.get(conv)?.delete(m.sender);
   }
   if (m.kind === 'system') loadDetails(conv).catch(() => {});
+  if (m.kind === 'system' && ['message_pinned', 'message_unpinned'].includes(m.data?.event)) loadPins(conv).catch(() => {});
+  if (m.kind === 'recall' && (state.pins.get(conv) || []).some((p) => p.message.seq === m.target)) loadPins(conv).catch(() => {});
   scheduleRender();
 }
 
@@ -397,22 +538,21 @@ function renderContacts() {
   const incoming = state.contacts.filter((k) => k.state === 'incoming').length;
   $('contacts-badge').hidden = incoming === 0;
   $('contacts-badge').textContent = String(incoming);
-  const label = { accepted: 'contact', incoming: 'wants to be your contact', outgoing: 'request sent', blocked: 'blocked' };
   for (const k of state.contacts) {
     const li = el('li', { className: `contact ${k.state}`, dataset: { user: String(k.user.id), state: k.state } });
     li.append(presenceDot(k.user.id), el('span', { className: 'contact-name', text: k.user.displayName || k.user.username }),
-      el('span', { className: 'sub', text: ` @${k.user.username} · ${label[k.state]}` }));
+      el('span', { className: 'sub', text: ` @${k.user.username} · ${t(`contact.${k.state}`)}` }));
     const actions = el('span', { className: 'actions' });
-    const act = (text, fn) => {
-      const b = el('button', { type: 'button', className: `link ${text.toLowerCase()}`, text });
+    const act = (action, fn) => {
+      const b = el('button', { type: 'button', className: `link ${action}`, text: t(`contact.${action}`) });
       b.addEventListener('click', async () => { try { await fn(); await loadContacts(); } catch (e) { showChatError(e); } });
       actions.append(b);
     };
-    if (k.state === 'incoming') { act('Accept', () => client.post(`/v1/contacts/${k.user.id}/accept`)); act('Decline', () => client.post(`/v1/contacts/${k.user.id}/decline`)); }
-    if (k.state === 'accepted') { act('Chat', () => startDirect(k.user.id)); act('Remove', () => client.del(`/v1/contacts/${k.user.id}`)); }
-    if (k.state === 'outgoing') act('Cancel', () => client.del(`/v1/contacts/${k.user.id}`));
-    if (k.state === 'blocked') act('Unblock', () => client.del(`/v1/contacts/${k.user.id}/block`));
-    else act('Block', () => client.post(`/v1/contacts/${k.user.id}/block`));
+    if (k.state === 'incoming') { act('accept', () => client.post(`/v1/contacts/${k.user.id}/accept`)); act('decline', () => client.post(`/v1/contacts/${k.user.id}/decline`)); }
+    if (k.state === 'accepted') { act('chat', () => startDirect(k.user.id)); act('remove', () => client.del(`/v1/contacts/${k.user.id}`)); }
+    if (k.state === 'outgoing') act('cancel', () => client.del(`/v1/contacts/${k.user.id}`));
+    if (k.state === 'blocked') act('unblock', () => client.del(`/v1/contacts/${k.user.id}/block`));
+    else act('block', () => client.post(`/v1/contacts/${k.user.id}/block`));
     li.append(actions);
     list.append(li);
   }
@@ -438,10 +578,10 @@ async function renderMembers() {
   const rank = { member: 0, admin: 1, owner: 2 };
   for (const [u, m] of d.members) {
     const li = el('li', { className: 'member', dataset: { user: String(u) } });
-    li.append(presenceDot(u), el('span', { text: userName(u) + (u === client.user.id ? ' (you)' : '') }),
-      el('span', { className: 'sub', text: ` ${m.role}` }));
+    li.append(presenceDot(u), el('span', { text: u === client.user.id ? t('member.you', { name: userName(u) }) : userName(u) }),
+      el('span', { className: 'sub', text: ` ${t(`role.${m.role}`)}` }));
     if (c.type === 'group' && u !== client.user.id && rank[myRole] > rank[m.role]) {
-      const rm = el('button', { type: 'button', className: 'link remove', text: 'Remove' });
+      const rm = el('button', { type: 'button', className: 'link remove', text: t('member.remove') });
       rm.addEventListener('click', async () => {
         try { await client.del(`/v1/conversations/${conv}/members/${u}`); await loadDetails(conv); renderMembers(); } catch (e) { showChatError(e); }
       });
@@ -461,6 +601,81 @@ function startEdit(conv, m) {
   $('composer-input').value = m.text || '';
   $('edit-banner').hidden = false;
   $('composer-input').focus();
+}
+
+function startReply(conv, m) {
+  cancelEdit();
+  state.replying = { conv, seq: m.seq };
+  $('reply-text').textContent = `${userName(m.sender)}: ${preview(m)}`;
+  $('reply-banner').hidden = false;
+  $('composer-input').focus();
+}
+
+function cancelReply() {
+  state.replying = null;
+  $('reply-banner').hidden = true;
+}
+
+/** Members the "@…" being typed may mean (and `@all` for the group's owner and admins). */
+function mentionCandidates() {
+  const q = state.mentionQuery;
+  const d = state.details.get(state.current);
+  if (!q || !d) return [];
+  const needle = q.text.toLowerCase();
+  const out = [];
+  const me = d.members.get(client.user.id);
+  if (d.type === 'group' && me && (me.role === 'owner' || me.role === 'admin') && 'all'.startsWith(needle)) out.push({ all: true, label: 'all' });
+  for (const u of d.members.keys()) {
+    if (u === client.user.id) continue;
+    const p = state.users.get(u);
+    const names = [p?.username || '', p?.displayName || ''].map((n) => n.toLowerCase());
+    if (names.some((n) => n.startsWith(needle))) out.push({ user: u, label: userName(u) });
+  }
+  return out.slice(0, 8);
+}
+
+function updateMentionQuery() {
+  const input = $('composer-input');
+  const before = input.value.slice(0, input.selectionStart ?? input.value.length);
+  const match = /(^|\s)@([^\s@]*)$/.exec(before);
+  state.mentionQuery = match ? { start: before.length - match[2].length - 1, text: match[2] } : null;
+  renderMentionList();
+}
+
+function renderMentionList() {
+  const list = $('mention-list');
+  clear(list);
+  const options = mentionCandidates();
+  list.hidden = !options.length;
+  for (const o of options) {
+    const li = el('li', { className: 'mention-option', text: `@${o.label}`, dataset: { user: o.all ? 'all' : String(o.user) } });
+    li.addEventListener('mousedown', (e) => { e.preventDefault(); pickMention(o); });
+    list.append(li);
+  }
+}
+
+function pickMention(o) {
+  const input = $('composer-input');
+  const q = state.mentionQuery;
+  if (!q) return;
+  const tag = `@${o.label}`;
+  const end = q.start + 1 + q.text.length;
+  input.value = `${input.value.slice(0, q.start)}${tag} ${input.value.slice(end)}`;
+  state.composeMentions.set(o.all ? 'all' : o.user, tag);
+  state.mentionQuery = null;
+  renderMentionList();
+  input.focus();
+}
+
+/** The mentions of `text`: those picked from the list whose "@name" is still in it. */
+function mentionsIn(text) {
+  const users = [];
+  let all = false;
+  for (const [who, tag] of state.composeMentions) {
+    if (!text.includes(tag)) continue;
+    if (who === 'all') all = true; else users.push(who);
+  }
+  return { mentions: users, mentionAll: all };
 }
 
 function cancelEdit() {
@@ -490,14 +705,79 @@ function showChatError(e) {
 }
 
 function switchTab(tab) {
+  if (tab !== 'chats' && state.search) closeSearch();
   $('tab-chats').classList.toggle('active', tab === 'chats');
   $('tab-contacts').classList.toggle('active', tab === 'contacts');
-  $('chats-panel').hidden = tab !== 'chats';
+  $('chats-panel').hidden = tab !== 'chats' || !!state.search;
   $('contacts-panel').hidden = tab !== 'contacts';
   if (tab === 'contacts') loadContacts().catch(showChatError);
 }
 
+// ---- Search ------------------------------------------------------------------------------------
+
+async function runSearch(more) {
+  const s = state.search;
+  if (!s) return;
+  $('search-status').textContent = t('search.running');
+  try {
+    const page = await client.search(s.q, { conv: s.conv, before: more ? s.next : undefined, limit: 20 });
+    if (state.search !== s) return;   // a newer search replaced this one
+    s.results = more ? s.results.concat(page.results) : page.results;
+    s.next = page.next;
+    renderSearch();
+  } catch (e) {
+    $('search-status').textContent = describeError(e);
+  }
+}
+
+function renderSearch() {
+  const s = state.search;
+  $('search-panel').hidden = !s;
+  $('chats-panel').hidden = !!s || !$('tab-chats').classList.contains('active');
+  if (!s) return;
+  const list = $('search-results');
+  clear(list);
+  const n = s.results.length;
+  $('search-status').textContent = !n ? t('search.none') : s.next ? t('search.countMore', { n }) : n === 1 ? t('search.one') : t('search.count', { n });
+  for (const hit of s.results) {
+    const m = hit.message;
+    const li = el('li', { className: 'search-hit', dataset: { conv: String(m.conv), seq: String(m.seq) } });
+    const c = state.convs.get(m.conv);
+    const top = el('div', { className: 'conv-top' });
+    top.append(el('span', { className: 'conv-name', text: `${c ? convTitle(c) : `#${m.conv}`} · ${userName(m.sender)}` }),
+      el('time', { className: 'conv-time', text: formatTime(m.ts) }));
+    const text = el('div', { className: 'hit-text' });
+    for (const seg of hit.highlight) text.append(seg.match ? el('mark', { text: seg.text }) : document.createTextNode(seg.text));
+    li.append(top, text);
+    li.addEventListener('click', async () => {
+      await openConversation(m.conv);
+      await jumpTo(m.conv, m.seq).catch(showChatError);
+    });
+    list.append(li);
+  }
+  $('search-more').hidden = !s.next;
+}
+
+function closeSearch() {
+  state.search = null;
+  $('search-input').value = '';
+  renderSearch();
+}
+
 function wire() {
+  applyTo(document);
+  for (const select of document.querySelectorAll('select.lang-select')) wireLanguageSelect(select, render);
+  $('search-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    const q = $('search-input').value.trim();
+    if (!q) { closeSearch(); return; }
+    state.search = { q, conv: $('search-here').checked && state.current != null ? state.current : undefined, results: [], next: null };
+    renderSearch();
+    runSearch(false);
+  });
+  $('search-input').addEventListener('keydown', (e) => { if (e.key === 'Escape') closeSearch(); });
+  $('close-search').addEventListener('click', closeSearch);
+  $('search-more').addEventListener('click', () => runSearch(true));
   $('login-form').addEventListener('submit', async (e) => {
     e.preventDefault();
     $('login-error').textContent = '';
@@ -530,16 +810,26 @@ function wire() {
       client.edit(state.editing.conv, state.editing.seq, text);
       cancelEdit();
     } else {
-      client.send(state.current, text);
+      const replyTo = state.replying && state.replying.conv === state.current ? state.replying.seq : undefined;
+      client.send(state.current, text, { replyTo, ...mentionsIn(text) });
       input.value = '';
+      state.composeMentions.clear();
+      cancelReply();
     }
     sendTyping(false);
     $('messages').dataset.stick = '1';
     scheduleRender();
   });
-  $('composer-input').addEventListener('input', () => { if ($('composer-input').value) sendTyping(true); });
-  $('composer-input').addEventListener('keydown', (e) => { if (e.key === 'Escape') cancelEdit(); });
+  $('composer-input').addEventListener('input', () => { if ($('composer-input').value) sendTyping(true); updateMentionQuery(); });
+  $('composer-input').addEventListener('keydown', (e) => {
+    if (e.key === 'Escape') { cancelEdit(); cancelReply(); state.mentionQuery = null; renderMentionList(); state.reactingTo = null; scheduleRender(); }
+    if ((e.key === 'Enter' || e.key === 'Tab') && state.mentionQuery) {
+      const first = mentionCandidates()[0];
+      if (first) { e.preventDefault(); pickMention(first); }
+    }
+  });
   $('cancel-edit').addEventListener('click', cancelEdit);
+  $('cancel-reply').addEventListener('click', cancelReply);
   $('file-input').addEventListener('change', async () => {
     const file = $('file-input').files[0];
     $('file-input').value = '';
@@ -550,7 +840,7 @@ function wire() {
       if (ref.contentType.startsWith('image/')) state.blobURLs.set(ref.id, URL.createObjectURL(file));
       client.sendAttachment(conv, ref.id);
     } catch (e) {
-      showChatError(e.code === 'network' ? new WarblerError('network', 'attachments need a connection; try again when online') : e);
+      showChatError(e.code === 'network' ? new WarblerError('network', t('error.offlineAttachment')) : e);
     }
   });
   $('messages').addEventListener('scroll', () => {
@@ -563,13 +853,13 @@ function wire() {
     }
   });
 
-  $('new-chat').addEventListener('click', () => showDialog('New chat', [{ name: 'username', label: 'Username' }], async (v) => {
+  $('new-chat').addEventListener('click', () => showDialog(t('dialog.newChat'), [{ name: 'username', label: t('dialog.username') }], async (v) => {
     const u = await userByName(v.username);
     await startDirect(u.id);
   }));
-  $('new-group').addEventListener('click', () => showDialog('New group', [
-    { name: 'name', label: 'Group name' },
-    { name: 'members', label: 'Members (usernames, comma-separated)' },
+  $('new-group').addEventListener('click', () => showDialog(t('dialog.newGroup'), [
+    { name: 'name', label: t('dialog.groupName') },
+    { name: 'members', label: t('dialog.members') },
   ], async (v) => {
     const names = v.members.split(',').map((s) => s.trim()).filter(Boolean);
     const ids = [];
@@ -615,7 +905,7 @@ function wire() {
   $('block-peer').addEventListener('click', async () => {
     const c = state.convs.get(state.current);
     if (!c || !c.peer) return;
-    try { await client.post(`/v1/contacts/${c.peer}/block`); await loadContacts(); showChatError(new Error(`${userName(c.peer)} is blocked`)); } catch (err) { showChatError(err); }
+    try { await client.post(`/v1/contacts/${c.peer}/block`); await loadContacts(); showChatError(new Error(t('blocked.peer', { name: userName(c.peer) }))); } catch (err) { showChatError(err); }
   });
   document.addEventListener('visibilitychange', scheduleRender);
 
@@ -636,17 +926,17 @@ function wire() {
     }
     if (r.user === client.user.id && r.kind === 'read') {
       const c = state.convs.get(r.conv);
-      if (c && r.seq >= c.lastSeq) c.unread = 0;   // read on another device
+      if (c && r.seq >= c.lastSeq) { c.unread = 0; c.unreadMentions = 0; }   // read on another device
     }
     scheduleRender();
   });
   client.addEventListener('typing', (e) => {
-    const t = e.detail;
-    const map = state.typing.get(t.conv) || new Map();
-    state.typing.set(t.conv, map);
-    clearTimeout(map.get(t.user));
-    if (t.active) map.set(t.user, setTimeout(() => { map.delete(t.user); scheduleRender(); }, 6000));
-    else map.delete(t.user);
+    const ev = e.detail;
+    const map = state.typing.get(ev.conv) || new Map();
+    state.typing.set(ev.conv, map);
+    clearTimeout(map.get(ev.user));
+    if (ev.active) map.set(ev.user, setTimeout(() => { map.delete(ev.user); scheduleRender(); }, 6000));
+    else map.delete(ev.user);
     scheduleRender();
   });
   client.addEventListener('presence', (e) => { state.presence.set(e.detail.user, e.detail.status); scheduleRender(); });

@@ -17,11 +17,11 @@ export function el(tag, props = {}) {
 export function clear(node) { while (node.firstChild) node.firstChild.remove(); }
 
 /** A message time: hh:mm today, otherwise the date too. */
-export function formatTime(ms) {
+export function formatTime(ms, locale = document.documentElement.lang || undefined) {
   const d = new Date(ms);
   const now = new Date();
-  const hm = d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
-  return d.toDateString() === now.toDateString() ? hm : `${d.toLocaleDateString()} ${hm}`;
+  const hm = d.toLocaleTimeString(locale, { hour: '2-digit', minute: '2-digit' });
+  return d.toDateString() === now.toDateString() ? hm : `${d.toLocaleDateString(locale)} ${hm}`;
 }
 
 /** A readable sentence for an error from the client or the server. */

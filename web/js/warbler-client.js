@@ -250,6 +250,17 @@ export class WarblerClient extends EventTarget {
     if (!this.ws) this.open();
   }
 
+  /**
+   * Searches the messages you can read: every word of `q` must occur (ignoring case; Chinese needs no spaces).
+   * Options: `conv`, `sender`, `from`/`to` (ms), `before` (a page's `next`), `limit` (1–50). Resolves to
+   * `{results: [{message, highlight: [{text, match}]}], next}`, newest first.
+   */
+  search(q, { conv, sender, from, to, before, limit } = {}) {
+    const params = new URLSearchParams({ q });
+    for (const [k, v] of Object.entries({ conv, sender, from, to, before, limit })) if (v !== undefined && v !== null && v !== '') params.set(k, String(v));
+    return this.get(`/v1/search?${params}`);
+  }
+
   /** Closes the socket and stops reconnecting. Queued sends stay queued. */
   disconnect() {
     this.wanted = false;
@@ -453,8 +464,18 @@ export class WarblerClient extends EventTarget {
 
   // ---- Sending --------------------------------------------------------------------------------
 
-  /** Sends text to `conv`. Returns the queue item ({cid, conv, frame}); the `ack` and `message` events follow. */
-  send(conv, text) { return this.enqueue({ type: 'send', cid: newCid(), conv, kind: 'text', text }); }
+  /**
+   * Sends text to `conv`. Returns the queue item ({cid, conv, frame}); the `ack` and `message` events follow.
+   * Options: `replyTo` (seq of the message quoted), `mentions` ([user ids], members), `mentionAll` (`@all`: group
+   * owners and admins only). Mentions are structured: the server never reads them from the text.
+   */
+  send(conv, text, { replyTo, mentions, mentionAll } = {}) {
+    const frame = { type: 'send', cid: newCid(), conv, kind: 'text', text };
+    if (replyTo) frame.replyTo = replyTo;
+    if (mentions && mentions.length) frame.mentions = [...new Set(mentions)];
+    if (mentionAll) frame.mentionAll = true;
+    return this.enqueue(frame);
+  }
 
   /** Sends an application-defined JSON payload. */
   sendCustom(conv, data) { return this.enqueue({ type: 'send', cid: newCid(), conv, kind: 'custom', data }); }
@@ -472,6 +493,13 @@ export class WarblerClient extends EventTarget {
   /** Replaces the text of your message `seq`. */
   edit(conv, seq, text) { return this.enqueue({ type: 'edit', cid: newCid(), conv, seq, text }); }
 
+  /** Adds your `emoji` on message `seq`, or takes it back with `remove` (stored as a `reaction` message). */
+  react(conv, seq, emoji, remove = false) {
+    const frame = { type: 'react', cid: newCid(), conv, seq, emoji };
+    if (remove) frame.remove = true;
+    return this.enqueue(frame);
+  }
+
   /** Marks everything up to `seq` delivered or read. Not queued: a later receipt supersedes it. */
   receipt(conv, kind, seq) { return this.write({ type: 'receipt', conv, kind, seq }); }
 
@@ -480,4 +508,39 @@ export class WarblerClient extends EventTarget {
 
   /** Queued sends not yet acknowledged (for showing them as pending). */
   pending(conv) { return this.queue.filter((q) => conv === undefined || q.conv === conv); }
+}
+
+/**
+ * Applies a `reaction` message to the message it targets (returns a new message; others are returned as they
+ * are). Adding is idempotent and removing what is absent does nothing, so replaying reactions in seq order over
+ * a message read from history gives the server's state.
+ */
+export function applyReaction(message, event) {
+  if (event.kind !== 'reaction' || event.conv !== message.conv || event.target !== message.seq || message.recalled) return message;
+  const list = (message.reactions || []).map((r) => ({ emoji: r.emoji, users: [...r.users] }));
+  const i = list.findIndex((r) => r.emoji === event.text);
+  if (event.data && event.data.op === 'remove') {
+    if (i >= 0) {
+      list[i].users = list[i].users.filter((u) => u !== event.sender);
+      if (!list[i].users.length) list.splice(i, 1);
+    }
+  } else if (i >= 0) {
+    if (!list[i].users.includes(event.sender)) list[i].users.push(event.sender);
+  } else {
+    list.push({ emoji: event.text, users: [event.sender] });
+  }
+  // Emoji in a fixed order (by code points, which is the server's UTF-8 byte order), users in the order they reacted.
+  const key = (e) => Array.from(e, (c) => c.codePointAt(0));
+  list.sort((x, y) => {
+    const a = key(x.emoji), b = key(y.emoji);
+    for (let k = 0; k < Math.min(a.length, b.length); k++) if (a[k] !== b[k]) return a[k] - b[k];
+    return a.length - b.length;
+  });
+  return { ...message, reactions: list.length ? list : undefined };
+}
+
+/** Whether message `m` mentions user `user` (by id or `@all`; never the sender, never once recalled). */
+export function mentionsUser(m, user) {
+  if (!m || m.sender === user || m.recalled) return false;
+  return m.mentionAll === true || (m.mentions || []).includes(user);
 }
