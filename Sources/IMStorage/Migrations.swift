@@ -129,39 +129,6 @@ public enum Migrations {
             postgres: ["ALTER TABLE users ADD COLUMN token_generation BIGINT NOT NULL DEFAULT 0"],
             additive: true
         ),
-        // Cluster presence: a user is online while any live node has a socket of theirs (docs/architecture.md,
-        // "Cross-node delivery"). Unused on a single node.
-        Migration(
-            version: 6, name: "cluster presence",
-            sqlite: [
-                "CREATE TABLE presence (node TEXT NOT NULL, user_id INTEGER NOT NULL, PRIMARY KEY (node, user_id)) WITHOUT ROWID",
-                "CREATE INDEX presence_user ON presence(user_id)",
-                "CREATE TABLE cluster_nodes (node TEXT PRIMARY KEY, seen_at INTEGER NOT NULL)",
-            ],
-            postgres: [
-                "CREATE TABLE presence (node TEXT NOT NULL, user_id BIGINT NOT NULL, PRIMARY KEY (node, user_id))",
-                "CREATE INDEX presence_user ON presence(user_id)",
-                "CREATE TABLE cluster_nodes (node TEXT PRIMARY KEY, seen_at BIGINT NOT NULL)",
-            ],
-            additive: true
-        ),
-        // Cluster join tokens (`warbler cluster token`): the proof's hash and the bundle sealed for the token.
-        Migration(
-            version: 7, name: "cluster join tokens",
-            sqlite: ["""
-                CREATE TABLE cluster_join_tokens (
-                  id TEXT PRIMARY KEY, proof_hash TEXT NOT NULL, bundle TEXT NOT NULL, created_at INTEGER NOT NULL,
-                  expires_at INTEGER NOT NULL, single_use INTEGER NOT NULL, used_at INTEGER, uses INTEGER NOT NULL DEFAULT 0,
-                  revoked INTEGER NOT NULL DEFAULT 0)
-                """],
-            postgres: ["""
-                CREATE TABLE cluster_join_tokens (
-                  id TEXT PRIMARY KEY, proof_hash TEXT NOT NULL, bundle TEXT NOT NULL, created_at BIGINT NOT NULL,
-                  expires_at BIGINT NOT NULL, single_use INTEGER NOT NULL, used_at BIGINT, uses BIGINT NOT NULL DEFAULT 0,
-                  revoked INTEGER NOT NULL DEFAULT 0)
-                """],
-            additive: true
-        ),
         // Replies, mentions, reactions and search. Mentions are kept twice: as JSON on the message (what clients get) and
         // one row per mentioned user (user 0 for @all) so the unread-mention count is an index range per member.
         // Reactions are the current state per message (`reaction_seq`: the seq of the `reaction` message that added
@@ -246,7 +213,41 @@ public enum Migrations {
                 // Search: a pg_trgm GIN index serves ILIKE '%term%' (any language) and follows every change to the row.
                 "CREATE EXTENSION IF NOT EXISTS pg_trgm",
                 "CREATE INDEX messages_text_trgm ON messages USING gin (text gin_trgm_ops) WHERE recalled = 0 AND kind IN ('text', 'attachment')",
-            ]
+            ],
+            additive: true
+        ),
+        // Cluster presence: a user is online while any live node has a socket of theirs (docs/architecture.md,
+        // "Cross-node delivery"). Unused on a single node.
+        Migration(
+            version: 6, name: "cluster presence",
+            sqlite: [
+                "CREATE TABLE presence (node TEXT NOT NULL, user_id INTEGER NOT NULL, PRIMARY KEY (node, user_id)) WITHOUT ROWID",
+                "CREATE INDEX presence_user ON presence(user_id)",
+                "CREATE TABLE cluster_nodes (node TEXT PRIMARY KEY, seen_at INTEGER NOT NULL)",
+            ],
+            postgres: [
+                "CREATE TABLE presence (node TEXT NOT NULL, user_id BIGINT NOT NULL, PRIMARY KEY (node, user_id))",
+                "CREATE INDEX presence_user ON presence(user_id)",
+                "CREATE TABLE cluster_nodes (node TEXT PRIMARY KEY, seen_at BIGINT NOT NULL)",
+            ],
+            additive: true
+        ),
+        // Cluster join tokens (`warbler cluster token`): the proof's hash and the bundle sealed for the token.
+        Migration(
+            version: 7, name: "cluster join tokens",
+            sqlite: ["""
+                CREATE TABLE cluster_join_tokens (
+                  id TEXT PRIMARY KEY, proof_hash TEXT NOT NULL, bundle TEXT NOT NULL, created_at INTEGER NOT NULL,
+                  expires_at INTEGER NOT NULL, single_use INTEGER NOT NULL, used_at INTEGER, uses INTEGER NOT NULL DEFAULT 0,
+                  revoked INTEGER NOT NULL DEFAULT 0)
+                """],
+            postgres: ["""
+                CREATE TABLE cluster_join_tokens (
+                  id TEXT PRIMARY KEY, proof_hash TEXT NOT NULL, bundle TEXT NOT NULL, created_at BIGINT NOT NULL,
+                  expires_at BIGINT NOT NULL, single_use INTEGER NOT NULL, used_at BIGINT, uses BIGINT NOT NULL DEFAULT 0,
+                  revoked INTEGER NOT NULL DEFAULT 0)
+                """],
+            additive: true
         ),
     ]
 

@@ -59,7 +59,18 @@ public struct ClusterJoin: Sendable {
         var etcdMembers = try etcd.memberList()
         let roles = roles ?? Self.defaultRoles(members: registered.filter { $0.name != nodeName }, etcdMembers: etcdMembers.filter { !$0.isLearner }.count)
         if roles.contains(.etcd) {
-            etcdMembers = try etcd.addLearner(name: nodeName, address: advertise)
+            // etcd refuses a new member for a few seconds after the last change ("unhealthy cluster": every member
+            // must have been connected a while) and takes one learner at a time: wait those out.
+            let deadline = Date().addingTimeInterval(120)
+            while true {
+                do {
+                    etcdMembers = try etcd.addLearner(name: nodeName, address: advertise)
+                    break
+                } catch let e as ClusterOpsError where Date() < deadline
+                    && (e.description.contains("unhealthy cluster") || e.description.contains("too many learner")) {
+                    try await Task.sleep(for: .seconds(2))
+                }
+            }
         }
         // etcd's initial-cluster: every member that has a name and a peer address (ours included).
         let seedMembers: [ClusterMember] = etcdMembers.compactMap { m in
