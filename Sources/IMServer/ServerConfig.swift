@@ -135,6 +135,17 @@ public struct ServerConfig: Codable, Sendable, Equatable {
         public var catchUpSeconds = 1.0
     }
 
+    /// Bot accounts (docs/bots.md).
+    public struct Bots: Codable, Sendable, Equatable {
+        /// Messages one bot may send per minute, over all its connections and `POST /v1/bot/messages` together.
+        public var sendsPerMinute = 600
+        /// Sends a bot may make at once before the per-minute rate applies.
+        public var sendBurst = 60
+        /// How often (seconds) a bot's open WebSockets re-check that its token is still live; a token revoked
+        /// through the command line (not the running server) ends them within this time.
+        public var revocationCheckSeconds = 15.0
+    }
+
     public var server = Server()
     public var metrics = Metrics()
     public var exporter = Exporter()
@@ -144,6 +155,7 @@ public struct ServerConfig: Codable, Sendable, Equatable {
     public var backup = Backup()
     public var alerts = Alerts()
     public var cluster = Cluster()
+    public var bots = Bots()
     /// Attachments and other files live here.
     public var dataDir = "/var/lib/warbler"
     /// `info`, `debug`, `warning`, …
@@ -260,6 +272,9 @@ public struct ServerConfig: Codable, Sendable, Equatable {
         try atLeast(server.maxConnectionsPerAddress, 0, "server.max_connections_per_address", " (0: no cap)")
         try above(server.requestHeadTimeoutSeconds, "server.request_head_timeout_seconds")
         try above(server.idleTimeoutSeconds, "server.idle_timeout_seconds")
+        try atLeast(bots.sendsPerMinute, 1, "bots.sends_per_minute")
+        try atLeast(bots.sendBurst, 1, "bots.send_burst")
+        try above(bots.revocationCheckSeconds, "bots.revocation_check_seconds")
     }
 
     /// The directory the web client is served from: `server.web_root`, or `web` beside the running release's `bin/`.

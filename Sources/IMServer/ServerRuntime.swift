@@ -172,6 +172,9 @@ public final class ServerRuntime: Sendable {
             metrics.loginFailures.increment()
             throw IMError(.unauthorized, "wrong username or password")
         }
+        guard user.profile.kind != .bot else {
+            throw IMError(.unauthorized, "a bot logs in with its bot token (Authorization: Bearer wbot_…), not a password")
+        }
         guard try await passwords.verify(password, hash: user.passwordHash) else {
             loginFailures.charge(failureKey)
             loginByAddress.charge(addressKey)

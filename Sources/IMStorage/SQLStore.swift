@@ -26,12 +26,13 @@ public final class SQLStore: Storage {
 
     // MARK: Users
 
-    static let userColumns = "id, username, display_name, avatar, password_hash, admin, disabled, created_at, token_generation"
+    static let userColumns = "id, username, display_name, avatar, password_hash, admin, disabled, created_at, token_generation, kind"
 
     static func userRecord(_ r: SQLRow) throws -> UserRecord {
         UserRecord(
             profile: UserProfile(id: try r.int("id"), username: try r.text("username"), displayName: try r.text("display_name"),
-                                 avatar: r.optText("avatar"), admin: r.bool("admin")),
+                                 avatar: r.optText("avatar"), admin: r.bool("admin"),
+                                 kind: UserKind(rawValue: r.optText("kind") ?? "user") ?? .user),
             passwordHash: try r.text("password_hash"), disabled: r.bool("disabled"), createdAt: try r.int("created_at"),
             tokenGeneration: try r.int("token_generation"))
     }
