@@ -405,6 +405,40 @@ public final class IMClient: Sendable {
         try await call(.DELETE, "/v1/admin/bots/\(bot)/token")
     }
 
+    // MARK: Webhooks
+
+    /// Subscribes a URL to events (`POST /v1/webhooks`; admins, or a bot for its own conversations). The answer
+    /// holds the signing secret, shown only this once.
+    public func createWebhook(_ body: API.NewWebhook) async throws -> API.WebhookCreated {
+        try await call(.POST, "/v1/webhooks", json: body)
+    }
+
+    /// The subscriptions the caller may see (`GET /v1/webhooks`).
+    public func webhooks() async throws -> [API.Webhook] {
+        try await call(.GET, "/v1/webhooks")
+    }
+
+    /// Deletes a subscription and its pending deliveries (`DELETE /v1/webhooks/{id}`).
+    public func deleteWebhook(_ id: Int64) async throws {
+        try await callVoid(.DELETE, "/v1/webhooks/\(id)")
+    }
+
+    /// Turns a subscription on or off (`POST /v1/webhooks/{id}/enabled`).
+    @discardableResult
+    public func setWebhookEnabled(_ id: Int64, _ enabled: Bool) async throws -> API.Webhook {
+        try await call(.POST, "/v1/webhooks/\(id)/enabled", json: API.SetFlag(value: enabled))
+    }
+
+    /// A subscription's delivery log, newest first (`GET /v1/webhooks/{id}/deliveries`).
+    public func webhookDeliveries(_ id: Int64, limit: Int? = nil) async throws -> [API.WebhookDelivery] {
+        try await call(.GET, "/v1/webhooks/\(id)/deliveries", query: limit.map { [("limit", String($0))] } ?? [])
+    }
+
+    /// Queues a delivery again (`POST /v1/webhooks/{id}/deliveries/{delivery}/redeliver`).
+    public func redeliverWebhook(_ id: Int64, delivery: String) async throws {
+        try await callVoid(.POST, "/v1/webhooks/\(id)/deliveries/\(Transport.escape(delivery))/redeliver")
+    }
+
     // MARK: Plumbing
 
     private struct NoBody: Encodable {}

@@ -297,5 +297,6 @@ struct Routes: Sendable {
             return json(await AlertsProxy(controlURL: config.alerts.controlUrl).fetch())
         }
         addBots(to: router)
+        addWebhooks(to: router)
     }
 }

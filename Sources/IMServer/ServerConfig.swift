@@ -146,6 +146,26 @@ public struct ServerConfig: Codable, Sendable, Equatable {
         public var revocationCheckSeconds = 15.0
     }
 
+    /// Outgoing webhooks (docs/protocol.md, "Outgoing webhooks").
+    public struct Webhooks: Codable, Sendable, Equatable {
+        /// Networks (CIDR) webhooks may go to although they are private, loopback or link-local, e.g. an
+        /// integration host inside the company: `[10.20.0.0/16]`. Empty: only public addresses.
+        public var allowedNetworks: [String] = []
+        /// Allow http:// URLs to non-loopback hosts (https is required otherwise).
+        public var allowHttp = false
+        /// One delivery attempt's limit, connecting included.
+        public var timeoutSeconds = 10.0
+        /// How long a delivery is retried before it fails and its subscription is turned off (at least a day).
+        public var retryHours = 24.0
+        /// The first retry waits about this; each one doubles it, up to `retry_max_seconds` (with jitter).
+        public var retryBaseSeconds = 10.0
+        public var retryMaxSeconds = 3600.0
+        /// Deliveries in flight at once on this node.
+        public var concurrency = 8
+        /// How often the outbox is looked at for due deliveries.
+        public var pollSeconds = 0.5
+    }
+
     public var server = Server()
     public var metrics = Metrics()
     public var exporter = Exporter()
@@ -156,6 +176,7 @@ public struct ServerConfig: Codable, Sendable, Equatable {
     public var alerts = Alerts()
     public var cluster = Cluster()
     public var bots = Bots()
+    public var webhooks = Webhooks()
     /// Attachments and other files live here.
     public var dataDir = "/var/lib/warbler"
     /// `info`, `debug`, `warning`, …
@@ -275,6 +296,13 @@ public struct ServerConfig: Codable, Sendable, Equatable {
         try atLeast(bots.sendsPerMinute, 1, "bots.sends_per_minute")
         try atLeast(bots.sendBurst, 1, "bots.send_burst")
         try above(bots.revocationCheckSeconds, "bots.revocation_check_seconds")
+        try WebhookTargetPolicy.validate(webhooks.allowedNetworks)
+        try above(webhooks.timeoutSeconds, "webhooks.timeout_seconds")
+        try above(webhooks.retryHours, "webhooks.retry_hours")
+        try above(webhooks.retryBaseSeconds, "webhooks.retry_base_seconds")
+        try atLeast(webhooks.retryMaxSeconds, webhooks.retryBaseSeconds, "webhooks.retry_max_seconds", " (webhooks.retry_base_seconds)")
+        try atLeast(webhooks.concurrency, 1, "webhooks.concurrency")
+        try above(webhooks.pollSeconds, "webhooks.poll_seconds")
     }
 
     /// The directory the web client is served from: `server.web_root`, or `web` beside the running release's `bin/`.

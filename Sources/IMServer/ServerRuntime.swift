@@ -32,6 +32,8 @@ public final class ServerRuntime: Sendable {
     let connectionLimiter: ConnectionLimiter
     /// This node's end of the cluster bus; nil on a single node (`cluster.enabled` off).
     let cluster: ClusterNode?
+    /// Outgoing-webhook subscriptions and logs; their deliveries run in `WebhookDeliveryService`.
+    let webhooks: Webhooks
     private let store: SQLStore
     private let ports = LockedBox<(main: Int?, metrics: Int?)>((nil, nil))
     private let group = LockedBox<ServiceGroup?>(nil)
@@ -82,6 +84,8 @@ public final class ServerRuntime: Sendable {
         self.store = storage
         self.logger = logger
         metrics = ServerMetrics()
+        webhooks = Webhooks(store: storage, policy: WebhookTargetPolicy(allowedNetworks: config.webhooks.allowedNetworks,
+                                                                       allowHTTP: config.webhooks.allowHttp))
         hub = Hub(storage: storage, metrics: metrics, logger: logger)
         attachments = Attachments(directory: config.dataDir + "/attachments", storage: storage, limits: config.limits)
         service = IMService(storage: storage, hub: hub, attachments: attachments, config: config, logger: logger)
@@ -335,10 +339,12 @@ public final class ServerRuntime: Sendable {
                 catchUpInterval: .milliseconds(Int64(config.cluster.catchUpSeconds * 1000)), metrics: metrics,
                 logger: logger.with("im.cluster.node", cluster.id))))
         }
+        let webhookDelivery = WebhookDeliveryService(store: self.store, policy: webhooks.policy, settings: config.webhooks, metrics: metrics,
+                                                     logger: logger.with("im.component", "webhooks"))
         // Shut down in reverse: watchdog, then clients are told to reconnect, then listeners stop, then the cluster's
         // last notices go out, then storage flushes.
         let g = ServiceGroup(configuration: .init(
-            services: [.init(service: store)] + clusterServices + apps.map { .init(service: $0) } + [.init(service: drain), .init(service: watchdog), .init(service: housekeeping)],
+            services: [.init(service: store)] + clusterServices + [.init(service: webhookDelivery)] + apps.map { .init(service: $0) } + [.init(service: drain), .init(service: watchdog), .init(service: housekeeping)],
             gracefulShutdownSignals: handleSignals ? [.sigterm, .sigint] : [],
             logger: logger))
         group.withLock { $0 = g }

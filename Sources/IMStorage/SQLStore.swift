@@ -6,10 +6,11 @@ public final class SQLStore: Storage {
     public let driver: any SQLDriver
     private let committer: GroupCommitter
 
-    /// Opens the store over `driver`. Run `Migrations.apply` first.
-    public init(driver: any SQLDriver, maxBatch: Int = 256) {
+    /// Opens the store over `driver`. Run `Migrations.apply` first. `webhookOutbox` false leaves the webhook
+    /// outbox alone, for a store over a schema older than version 5 (the migration tests' old data) only.
+    public init(driver: any SQLDriver, maxBatch: Int = 256, webhookOutbox: Bool = true) {
         self.driver = driver
-        self.committer = GroupCommitter(driver: driver, maxBatch: maxBatch)
+        self.committer = GroupCommitter(driver: driver, maxBatch: maxBatch, outbox: webhookOutbox)
     }
 
     public func observeCommits(_ observer: @escaping @Sendable (Int, Duration) -> Void) async {
@@ -375,7 +376,7 @@ public final class SQLStore: Storage {
     /// Appends a batch inside an open transaction with a handful of statements per batch rather than per message:
     /// one dedupe lookup, one seq reservation per conversation, multi-row inserts, one cursor update per sender.
     /// Domain failures are returned, not thrown, so they don't abort the batch they are part of.
-    static func appendMany(_ db: any SQLExecutor, _ batch: [NewMessage], now: Int64) async throws -> [Result<AppendResult, IMError>] {
+    static func appendMany(_ db: any SQLExecutor, _ batch: [NewMessage], now: Int64, outbox: Bool = true) async throws -> [Result<AppendResult, IMError>] {
         var out = [Result<AppendResult, IMError>?](repeating: nil, count: batch.count)
 
         // 1. Duplicates of stored messages, and repeats within the batch.
@@ -469,6 +470,9 @@ public final class SQLStore: Storage {
                                [.int(c), .int(u), .int(seq)])
         }
 
+        // Webhooks for these messages commit with them, or not at all.
+        if outbox { try await WebhookOutbox.record(db, rows.map(\.1), now: now) }
+
         // Repeats within the batch get the first copy's answer.
         for (i, m) in batch.enumerated() where out[i] == nil {
             guard let first = firstInBatch[key(m.sender, m.cid)], let r = out[first] else { continue }
@@ -487,10 +491,10 @@ public final class SQLStore: Storage {
 
     /// Appends `messages` in one transaction; if that fails as a whole (a constraint race, say), each is retried
     /// in its own transaction so one bad message cannot sink the others.
-    static func appendBatch(_ driver: any SQLDriver, _ messages: [NewMessage], now: Int64) async throws -> [Result<AppendResult, IMError>] {
+    static func appendBatch(_ driver: any SQLDriver, _ messages: [NewMessage], now: Int64, outbox: Bool = true) async throws -> [Result<AppendResult, IMError>] {
         do {
             return try await driver.write { db in
-                try await appendMany(db, messages, now: now)
+                try await appendMany(db, messages, now: now, outbox: outbox)
             }
         } catch let e as StorageError {
             throw e
@@ -498,7 +502,7 @@ public final class SQLStore: Storage {
             var out: [Result<AppendResult, IMError>] = []
             for m in messages {
                 do {
-                    out.append(try await driver.write { db in try await appendMany(db, [m], now: now) }[0])
+                    out.append(try await driver.write { db in try await appendMany(db, [m], now: now, outbox: outbox) }[0])
                 } catch {
                     // A concurrent identical send won the unique index: answer with the stored original.
                     if let row = try? await driver.read({ db in
