@@ -321,6 +321,7 @@ let package = Package(
             name: "IMServerTests",
             dependencies: [
                 "IMServer", "IMClient", "IMStorage", "IMStoragePostgres", "LoadGen", "WarblerTestSupport",
+                .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

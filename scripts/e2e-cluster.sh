@@ -161,9 +161,32 @@ ok "a member's IM server restarted under cross-node traffic: $(grep -m1 -i 'lost
 
 # 6. Status on every member.
 for i in $(seq $N); do
-  on "$i" /opt/warbler/current/bin/warbler cluster status >"$WORK/status$i.log" 2>&1 || { cat "$WORK/status$i.log"; fail "cluster status on host $i"; }
+  healthy=0
+  for _ in $(seq 60); do
+    if on "$i" /opt/warbler/current/bin/warbler cluster status >"$WORK/status$i.log" 2>&1; then healthy=1; break; fi
+    sleep 1
+  done
+  [ "$healthy" = 1 ] || { cat "$WORK/status$i.log"; fail "cluster status on host $i"; }
 done
 sed 's/^/    /' "$WORK/status1.log"
 ok "warbler cluster status is healthy on every member"
+for i in $(seq $N); do
+  on "$i" /opt/warbler/current/bin/warbler status >"$WORK/wstatus$i.log" 2>&1 || { cat "$WORK/wstatus$i.log"; fail "warbler status on host $i"; }
+done
+ok "warbler status is healthy on every member"
+
+# 7. Host 3 leaves: uninstall takes it out of etcd and HAProxy first; the other two stay a working cluster.
+on 3 /opt/warbler/current/bin/warbler uninstall --yes >"$WORK/h3.log" 2>&1 || fail "uninstall on host 3"
+grep -q "removed warbler-3's etcd member" "$WORK/h3.log" || fail "uninstall did not leave etcd"
+healthy=0
+for _ in $(seq 60); do
+  if on 1 /opt/warbler/current/bin/warbler cluster status >"$WORK/after.log" 2>&1; then healthy=1; break; fi
+  sleep 1
+done
+[ "$healthy" = 1 ] && grep -q "etcd: 2/2 voters" "$WORK/after.log" && ! grep -q warbler-3 "$WORK/after.log" \
+  || { cat "$WORK/after.log"; fail "the cluster after host 3 left"; }
+from_client "$BIN" bench --url "https://${IPS[1]}:8443" --peer-url "https://${IPS[2]}:8443" --ca "$CA" --admin admin --admin-password-file "$ADMIN_PW" \
+  --pairs 2 --messages 50 --window 1 --prefix after >"$WORK/after-bench.log" 2>&1 || { cat "$WORK/after-bench.log"; fail "messages after host 3 left"; }
+ok "host 3 left cleanly; hosts 1 and 2 are a healthy cluster and deliver ($(grep -o 'delivered=[0-9]*' "$WORK/after-bench.log"))"
 
 echo "==> cluster: all checks passed ($(cat "$WORK/figures" | head -1))"

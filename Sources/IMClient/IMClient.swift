@@ -395,6 +395,80 @@ public final class IMClient: Sendable {
         try await call(.GET, "/v1/admin/stats")
     }
 
+    // MARK: Bots
+
+    /// Uses a bot token (`wbot_…`) as this client's credentials: checks it with `GET /v1/me` and keeps it. A bot
+    /// token does not expire and is never refreshed; the WebSocket (``makeConnection``) authenticates with it too.
+    @discardableResult
+    public func useBotToken(_ token: String) async throws -> UserProfile {
+        let response = try await transport.perform(.GET, "/v1/me", token: token)
+        guard response.isSuccess else { throw Transport.error(from: response) }
+        let me = try Transport.decode(UserProfile.self, from: response)
+        await sessionHolder.set(IMSession(user: me, accessToken: token, refreshToken: "", accessTokenExpiresAt: .distantFuture))
+        return me
+    }
+
+    /// Sends as the bot over REST (`POST /v1/bot/messages`); a repeated `cid` answers with the stored message
+    /// (`duplicate: true`), as over the WebSocket.
+    public func botSend(_ send: ClientFrame.Send) async throws -> ServerFrame.Ack {
+        try await call(.POST, "/v1/bot/messages", json: send)
+    }
+
+    /// Creates a bot (admin only; `POST /v1/admin/bots`); the answer holds its token, shown only this once.
+    public func adminCreateBot(_ body: API.AdminCreateBot) async throws -> API.BotCredentials {
+        try await call(.POST, "/v1/admin/bots", json: body)
+    }
+
+    /// Lists bots (admin only; `GET /v1/admin/bots`).
+    public func adminBots() async throws -> [API.AdminBot] {
+        try await call(.GET, "/v1/admin/bots")
+    }
+
+    /// Issues a bot a new token and revokes the old one (admin only; `POST /v1/admin/bots/{id}/token`).
+    public func adminRotateBotToken(_ bot: UserID, scopes: [BotScope]? = nil) async throws -> API.BotCredentials {
+        try await call(.POST, "/v1/admin/bots/\(bot)/token", json: API.AdminRotateBotToken(scopes: scopes))
+    }
+
+    /// Revokes a bot's token (admin only; `DELETE /v1/admin/bots/{id}/token`).
+    @discardableResult
+    public func adminRevokeBotToken(_ bot: UserID) async throws -> API.AdminBot {
+        try await call(.DELETE, "/v1/admin/bots/\(bot)/token")
+    }
+
+    // MARK: Webhooks
+
+    /// Subscribes a URL to events (`POST /v1/webhooks`; admins, or a bot for its own conversations). The answer
+    /// holds the signing secret, shown only this once.
+    public func createWebhook(_ body: API.NewWebhook) async throws -> API.WebhookCreated {
+        try await call(.POST, "/v1/webhooks", json: body)
+    }
+
+    /// The subscriptions the caller may see (`GET /v1/webhooks`).
+    public func webhooks() async throws -> [API.Webhook] {
+        try await call(.GET, "/v1/webhooks")
+    }
+
+    /// Deletes a subscription and its pending deliveries (`DELETE /v1/webhooks/{id}`).
+    public func deleteWebhook(_ id: Int64) async throws {
+        try await callVoid(.DELETE, "/v1/webhooks/\(id)")
+    }
+
+    /// Turns a subscription on or off (`POST /v1/webhooks/{id}/enabled`).
+    @discardableResult
+    public func setWebhookEnabled(_ id: Int64, _ enabled: Bool) async throws -> API.Webhook {
+        try await call(.POST, "/v1/webhooks/\(id)/enabled", json: API.SetFlag(value: enabled))
+    }
+
+    /// A subscription's delivery log, newest first (`GET /v1/webhooks/{id}/deliveries`).
+    public func webhookDeliveries(_ id: Int64, limit: Int? = nil) async throws -> [API.WebhookDelivery] {
+        try await call(.GET, "/v1/webhooks/\(id)/deliveries", query: limit.map { [("limit", String($0))] } ?? [])
+    }
+
+    /// Queues a delivery again (`POST /v1/webhooks/{id}/deliveries/{delivery}/redeliver`).
+    public func redeliverWebhook(_ id: Int64, delivery: String) async throws {
+        try await callVoid(.POST, "/v1/webhooks/\(id)/deliveries/\(Transport.escape(delivery))/redeliver")
+    }
+
     // MARK: Plumbing
 
     private struct NoBody: Encodable {}

@@ -131,14 +131,35 @@ public struct Message: Sendable, Codable, Hashable {
 }
 
 /// A user as others see it.
+/// A person's account, or a bot an admin created (which logs in with a bot token, never a password).
+public enum UserKind: String, Sendable, Codable, Hashable {
+    case user, bot
+}
+
 public struct UserProfile: Sendable, Codable, Hashable {
     public var id: UserID
     public var username: String
     public var displayName: String
     public var avatar: String?
     public var admin: Bool
-    public init(id: UserID, username: String, displayName: String, avatar: String? = nil, admin: Bool = false) {
+    /// `bot` for bot accounts (clients show them as bots); `user` otherwise.
+    public var kind: UserKind
+    public init(id: UserID, username: String, displayName: String, avatar: String? = nil, admin: Bool = false, kind: UserKind = .user) {
         self.id = id; self.username = username; self.displayName = displayName; self.avatar = avatar; self.admin = admin
+        self.kind = kind
+    }
+
+    enum CodingKeys: String, CodingKey { case id, username, displayName, avatar, admin, kind }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        id = try c.decode(UserID.self, forKey: .id)
+        username = try c.decode(String.self, forKey: .username)
+        displayName = try c.decode(String.self, forKey: .displayName)
+        avatar = try c.decodeIfPresent(String.self, forKey: .avatar)
+        admin = try c.decode(Bool.self, forKey: .admin)
+        // Servers before bots did not send `kind`: every account was a person's.
+        kind = try c.decodeIfPresent(UserKind.self, forKey: .kind) ?? .user
     }
 }
 

@@ -51,6 +51,12 @@ struct Gateway: Sendable {
             return
         }
         authTimer.cancel()
+        // A bot's socket is its event stream: the token must allow reading.
+        if let scopes = claims.scopes, !scopes.contains(.read) {
+            await closeWith(outbound, IMError.forbidden("this bot token lacks the 'read' scope the WebSocket needs; send with POST /v1/bot/messages"))
+            return
+        }
+        let bot = claims.scopes
 
         let session = Session(user: claims.sub, sid: claims.sid, exp: claims.exp)
         switch hub.register(session, maxPerUser: config.limits.connectionsPerUser) {
@@ -80,7 +86,8 @@ struct Gateway: Sendable {
         await withTaskGroup(of: Bool.self) { group in
             group.addTask { await self.writer(session: session, outbound: outbound, logger: log); return true }
             group.addTask { await self.expiry(session); return false }
-            await self.reader(session: session, messages: &messages, logger: log)
+            if bot != nil { group.addTask { await self.botRevocationCheck(session); return false } }
+            await self.reader(session: session, bot: bot, messages: &messages, logger: log)
             session.finish()
             // The writer gets a moment to send what is already queued (an error and its close code) first.
             group.addTask { try? await Task.sleep(for: .seconds(2)); return true }
@@ -105,6 +112,21 @@ struct Gateway: Sendable {
         }
     }
 
+    /// A bot token does not expire, but may be revoked where this node does not hear of it (`warbler bots revoke`
+    /// writes the database directly): its sockets re-check now and then.
+    private func botRevocationCheck(_ session: Session) async {
+        let period = Duration.milliseconds(Int64(config.bots.revocationCheckSeconds * 1000))
+        while !Task.isCancelled {
+            try? await Task.sleep(for: period)
+            if Task.isCancelled { return }
+            let claims = AccessClaims(sub: session.user, adm: false, sid: session.sid, iat: 0, exp: 0, iss: TokenService.issuer)
+            do { try await verifier.stillValid(claims) } catch let e as IMError {
+                session.end(CloseCode.sessionEnded, reason: "session ended", error: e)
+                return
+            } catch {}
+        }
+    }
+
     private func closeWith(_ outbound: WebSocketOutboundWriter, _ e: IMError) async {
         metrics.errors.increment()
         try? await outbound.writeTextMessage(FrameCodec.encode(.error(.init(code: e.code, message: e.message))))
@@ -113,7 +135,7 @@ struct Gateway: Sendable {
 
     // MARK: Reader
 
-    private func reader(session: Session, messages: inout WebSocketInboundMessageStream.AsyncIterator, logger: Logger) async {
+    private func reader(session: Session, bot: [BotScope]?, messages: inout WebSocketInboundMessageStream.AsyncIterator, logger: Logger) async {
         var bucket = TokenBucket(rate: config.limits.sendsPerSecond, burst: config.limits.sendBurst)
         var throttle = FrameThrottle(limits: throttleLimits)
         await withDiscardingTaskGroup { acks in
@@ -141,9 +163,11 @@ struct Gateway: Sendable {
                 case .close: return
                 }
                 do {
-                    try await handle(frame, session: session, bucket: &bucket, acks: &acks, logger: logger)
+                    try await handle(frame, session: session, bot: bot, bucket: &bucket, acks: &acks, logger: logger)
                 } catch let e as IMError {
                     fail(session, e, cid: frame.cid)
+                } catch let e as RateLimited {
+                    fail(session, IMError(e.code, e.message), cid: frame.cid, retryAfter: e.retryAfter)
                 } catch {
                     logger.error("frame failed: \(error)")
                     fail(session, IMError(.internal, "internal error; retry"), cid: frame.cid)
@@ -191,7 +215,7 @@ struct Gateway: Sendable {
         session.enqueue(.frame(.error(.init(code: e.code, message: e.message, cid: cid, retryAfter: retryAfter))))
     }
 
-    private func handle(_ frame: ClientFrame, session: Session, bucket: inout TokenBucket, acks: inout DiscardingTaskGroup, logger: Logger) async throws {
+    private func handle(_ frame: ClientFrame, session: Session, bot: [BotScope]?, bucket: inout TokenBucket, acks: inout DiscardingTaskGroup, logger: Logger) async throws {
         let user = session.user
         switch frame {
         case .auth(let a):
@@ -205,6 +229,10 @@ struct Gateway: Sendable {
         case .sync(let s):
             _ = session.enqueueSync(s)   // `admit` queues syncs; this is not reached
         case .send, .recall, .edit, .react:
+            if let bot {
+                guard bot.contains(.send) else { throw IMError.forbidden("this bot token lacks the 'send' scope") }
+                try service.checkBotSendRate(user)
+            }
             if let wait = bucket.take() {
                 metrics.errors.increment()
                 let wait2 = (wait * 1000).rounded(.up) / 1000

@@ -11,8 +11,20 @@ public final class IMService: Sendable {
     let config: ServerConfig
     let logger: Logger
 
+    /// Sends per bot, over all its connections and the REST send together.
+    let botSends: RateLimiter
+
     init(storage: any Storage, hub: Hub, attachments: Attachments, config: ServerConfig, logger: Logger) {
         self.storage = storage; self.hub = hub; self.attachments = attachments; self.config = config; self.logger = logger
+        botSends = RateLimiter(perMinute: config.bots.sendsPerMinute, burst: config.bots.sendBurst)
+    }
+
+    /// A bot over its own rate is answered `rate_limited` with the wait (a person's sends are limited per connection).
+    func checkBotSendRate(_ bot: UserID) throws {
+        if let wait = botSends.take("bot:\(bot)") {
+            throw RateLimited(message: "this bot sends more than \(config.bots.sendsPerMinute) messages a minute; slow down",
+                              retryAfter: (wait * 1000).rounded(.up) / 1000)
+        }
     }
 
     // MARK: Access checks

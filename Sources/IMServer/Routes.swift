@@ -12,11 +12,25 @@ struct Routes: Sendable {
     var config: ServerConfig { runtime.config }
     var limit: Int { config.limits.bodyBytes }
 
-    func authenticate(_ request: Request) async throws -> AccessClaims {
+    /// Which callers with a bot token an endpoint admits (people's tokens are admitted everywhere).
+    enum BotAccess { case refused, anyScope, needs(BotScope) }
+
+    func authenticate(_ request: Request, bots: BotAccess = .refused) async throws -> AccessClaims {
         guard let header = request.headers[.authorization], header.hasPrefix("Bearer ") else {
             throw IMError(.unauthorized, "send Authorization: Bearer ACCESS_TOKEN")
         }
-        return try await AccessVerifier(tokens: runtime.tokens, storage: storage).verify(String(header.dropFirst(7))).claims
+        let claims = try await AccessVerifier(tokens: runtime.tokens, storage: storage).verify(String(header.dropFirst(7))).claims
+        if let scopes = claims.scopes {
+            switch bots {
+            case .refused:
+                throw IMError.forbidden("a bot token cannot be used here; docs/bots.md lists what a bot may call")
+            case .anyScope:
+                break
+            case .needs(let scope):
+                guard scopes.contains(scope) else { throw IMError.forbidden("this bot token lacks the '\(scope.rawValue)' scope") }
+            }
+        }
+        return claims
     }
 
     func requireAdmin(_ request: Request) async throws -> AccessClaims {
@@ -117,26 +131,26 @@ struct Routes: Sendable {
         }
 
         router.get("/v1/me") { req, _ -> Response in
-            let claims = try await authenticate(req)
+            let claims = try await authenticate(req, bots: .anyScope)
             guard let u = try await storage.user(id: claims.sub) else { throw IMError.notFound("no such user") }
             return json(u.profile)
         }
         router.patch("/v1/me") { req, _ -> Response in
-            let claims = try await authenticate(req)
+            let claims = try await authenticate(req, bots: .needs(.profile))
             let body = try await req.decodeJSON(API.UpdateProfile.self, limit: limit)
             if let d = body.displayName, let e = Validation.displayName(d) { throw e }
             if let a = body.avatar, a.utf8.count > 2048 { throw IMError.invalid("avatar must be a URL or attachment id of at most 2048 bytes") }
             return json(try await storage.updateProfile(id: claims.sub, displayName: body.displayName, avatar: body.avatar))
         }
         router.get("/v1/users/by-name/:username") { req, ctx -> Response in
-            _ = try await authenticate(req)
+            _ = try await authenticate(req, bots: .needs(.read))
             guard let name = ctx.parameters.get("username"), let u = try await storage.user(username: name.lowercased()), !u.disabled else {
                 throw IMError.notFound("no such user")
             }
             return json(u.profile)
         }
         router.get("/v1/users/:id") { req, ctx -> Response in
-            _ = try await authenticate(req)
+            _ = try await authenticate(req, bots: .needs(.read))
             guard let u = try await storage.user(id: try ctx.parameters.id("id")) else { throw IMError.notFound("no such user") }
             return json(u.profile)
         }
@@ -178,7 +192,7 @@ struct Routes: Sendable {
 
         // Conversations
         router.get("/v1/conversations") { req, _ -> Response in
-            let claims = try await authenticate(req)
+            let claims = try await authenticate(req, bots: .needs(.read))
             return json(try await storage.summaries(for: claims.sub))
         }
         router.post("/v1/conversations/direct") { req, _ -> Response in
@@ -192,7 +206,7 @@ struct Routes: Sendable {
             return json(try await service.createGroup(claims.sub, name: body.name, members: body.members), status: .created)
         }
         router.get("/v1/conversations/:id") { req, ctx -> Response in
-            let claims = try await authenticate(req)
+            let claims = try await authenticate(req, bots: .needs(.read))
             return json(try await service.conversation(claims.sub, try ctx.parameters.id("id")))
         }
         router.patch("/v1/conversations/:id") { req, ctx -> Response in
@@ -206,7 +220,7 @@ struct Routes: Sendable {
             return noContent()
         }
         router.get("/v1/conversations/:id/messages") { req, ctx -> Response in
-            let claims = try await authenticate(req)
+            let claims = try await authenticate(req, bots: .needs(.read))
             let before = req.uri.queryParameters.get("before").flatMap { Int64($0) }
             let n = req.uri.queryParameters.get("limit").flatMap { Int($0) } ?? 50
             return json(try await service.history(claims.sub, try ctx.parameters.id("id"), before: before, limit: n))
@@ -277,14 +291,14 @@ struct Routes: Sendable {
 
         // Attachments
         router.post("/v1/conversations/:id/attachments") { req, ctx -> Response in
-            let claims = try await authenticate(req)
+            let claims = try await authenticate(req, bots: .needs(.send))
             let conv = try ctx.parameters.id("id")
             _ = try await service.requireMember(claims.sub, conv)
             let ref = try await runtime.attachments.store(request: req, conversation: conv, uploader: claims.sub)
             return json(ref, status: .created)
         }
         router.get("/v1/attachments/:id") { req, ctx -> Response in
-            let claims = try await authenticate(req)
+            let claims = try await authenticate(req, bots: .needs(.read))
             guard let id = ctx.parameters.get("id"), let rec = try await storage.attachment(id: id) else { throw IMError.notFound("no such attachment") }
             // A non-member hears the same words as for a missing id, so the answer does not tell that it exists.
             do { _ = try await service.requireMember(claims.sub, rec.conversation) } catch let e as IMError where e.code == .notFound {
@@ -326,7 +340,8 @@ struct Routes: Sendable {
             let id = try ctx.parameters.id("id")
             guard id != claims.sub else { throw IMError.invalid("you cannot change your own admin flag") }
             let body = try await req.decodeJSON(API.SetFlag.self, limit: limit)
-            guard try await storage.user(id: id) != nil else { throw IMError.notFound("no such user") }
+            guard let target = try await storage.user(id: id) else { throw IMError.notFound("no such user") }
+            guard target.profile.kind != .bot || !body.value else { throw IMError.invalid("a bot cannot be an administrator") }
             try await storage.setAdmin(id: id, admin: body.value)
             return noContent()
         }
@@ -335,7 +350,8 @@ struct Routes: Sendable {
             let id = try ctx.parameters.id("id")
             let body = try await req.decodeJSON(API.SetPassword.self, limit: limit)
             if let e = Validation.password(body.password) { throw e }
-            guard try await storage.user(id: id) != nil else { throw IMError.notFound("no such user") }
+            guard let target = try await storage.user(id: id) else { throw IMError.notFound("no such user") }
+            guard target.profile.kind != .bot else { throw IMError.invalid("a bot has no password; rotate its token instead") }
             try await storage.setPasswordHash(id: id, hash: try await runtime.passwords.hash(body.password))
             try await storage.revokeAllTokens(user: id)
             runtime.hub.endSessions(of: id, reason: "the password was reset")
@@ -355,5 +371,7 @@ struct Routes: Sendable {
             _ = try await requireAdmin(req)
             return json(await AlertsProxy(controlURL: config.alerts.controlUrl).fetch())
         }
+        addBots(to: router)
+        addWebhooks(to: router)
     }
 }

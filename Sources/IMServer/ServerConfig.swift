@@ -146,6 +146,37 @@ public struct ServerConfig: Codable, Sendable, Equatable {
         public var caFile = ""
     }
 
+    /// Bot accounts (docs/bots.md).
+    public struct Bots: Codable, Sendable, Equatable {
+        /// Messages one bot may send per minute, over all its connections and `POST /v1/bot/messages` together.
+        public var sendsPerMinute = 600
+        /// Sends a bot may make at once before the per-minute rate applies.
+        public var sendBurst = 60
+        /// How often (seconds) a bot's open WebSockets re-check that its token is still live; a token revoked
+        /// through the command line (not the running server) ends them within this time.
+        public var revocationCheckSeconds = 15.0
+    }
+
+    /// Outgoing webhooks (docs/protocol.md, "Outgoing webhooks").
+    public struct Webhooks: Codable, Sendable, Equatable {
+        /// Networks (CIDR) webhooks may go to although they are private, loopback or link-local, e.g. an
+        /// integration host inside the company: `[10.20.0.0/16]`. Empty: only public addresses.
+        public var allowedNetworks: [String] = []
+        /// Allow http:// URLs to non-loopback hosts (https is required otherwise).
+        public var allowHttp = false
+        /// One delivery attempt's limit, connecting included.
+        public var timeoutSeconds = 10.0
+        /// How long a delivery is retried before it fails and its subscription is turned off (at least a day).
+        public var retryHours = 24.0
+        /// The first retry waits about this; each one doubles it, up to `retry_max_seconds` (with jitter).
+        public var retryBaseSeconds = 10.0
+        public var retryMaxSeconds = 3600.0
+        /// Deliveries in flight at once on this node.
+        public var concurrency = 8
+        /// How often the outbox is looked at for due deliveries.
+        public var pollSeconds = 0.5
+    }
+
     public var server = Server()
     public var metrics = Metrics()
     public var exporter = Exporter()
@@ -155,6 +186,8 @@ public struct ServerConfig: Codable, Sendable, Equatable {
     public var backup = Backup()
     public var alerts = Alerts()
     public var cluster = Cluster()
+    public var bots = Bots()
+    public var webhooks = Webhooks()
     /// Attachments and other files live here.
     public var dataDir = "/var/lib/warbler"
     /// `info`, `debug`, `warning`, …
@@ -277,6 +310,16 @@ public struct ServerConfig: Codable, Sendable, Equatable {
         try atLeast(server.maxConnectionsPerAddress, 0, "server.max_connections_per_address", " (0: no cap)")
         try above(server.requestHeadTimeoutSeconds, "server.request_head_timeout_seconds")
         try above(server.idleTimeoutSeconds, "server.idle_timeout_seconds")
+        try atLeast(bots.sendsPerMinute, 1, "bots.sends_per_minute")
+        try atLeast(bots.sendBurst, 1, "bots.send_burst")
+        try above(bots.revocationCheckSeconds, "bots.revocation_check_seconds")
+        try WebhookTargetPolicy.validate(webhooks.allowedNetworks)
+        try above(webhooks.timeoutSeconds, "webhooks.timeout_seconds")
+        try above(webhooks.retryHours, "webhooks.retry_hours")
+        try above(webhooks.retryBaseSeconds, "webhooks.retry_base_seconds")
+        try atLeast(webhooks.retryMaxSeconds, webhooks.retryBaseSeconds, "webhooks.retry_max_seconds", " (webhooks.retry_base_seconds)")
+        try atLeast(webhooks.concurrency, 1, "webhooks.concurrency")
+        try above(webhooks.pollSeconds, "webhooks.poll_seconds")
     }
 
     /// The directory the web client is served from: `server.web_root`, or `web` beside the running release's `bin/`.

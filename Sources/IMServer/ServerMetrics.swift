@@ -19,6 +19,10 @@ public final class ServerMetrics: Sendable {
     let clusterNotices: Counter
     let clusterCatchUpMessages: Counter
     let clusterReconnects: Counter
+    let webhookDelivered: Counter
+    let webhookFailedAttempts: Counter
+    let webhookDisabled: Counter
+    let webhookLatency: DurationHistogram
     private let recent = LockedBox<[Int64]>([])   // per-second send counts for the last 60 s, for status
 
     public init() {
@@ -39,6 +43,10 @@ public final class ServerMetrics: Sendable {
         refusedConnections = registry.makeCounter(descriptor: .init(metricName: "warbler_connections_refused_total", unitName: "", helpText: "Connections refused at accept: over server.max_connections or server.max_connections_per_address"))
         clusterNotices = registry.makeCounter(descriptor: .init(metricName: "warbler_cluster_notices_sent_total", unitName: "", helpText: "Cluster notices (doorbells and cache invalidations) sent to the other nodes"))
         clusterCatchUpMessages = registry.makeCounter(descriptor: .init(metricName: "warbler_cluster_catch_up_messages_total", unitName: "", helpText: "Messages from other nodes read by a catch-up pass rather than for a doorbell (notices lost or late)"))
+        webhookDelivered = registry.makeCounter(descriptor: .init(metricName: "warbler_webhook_deliveries_total", unitName: "", helpText: "Webhook deliveries answered 2xx"))
+        webhookFailedAttempts = registry.makeCounter(descriptor: .init(metricName: "warbler_webhook_failed_attempts_total", unitName: "", helpText: "Webhook delivery attempts that failed (refused target, no answer, or not 2xx); each is retried with backoff"))
+        webhookDisabled = registry.makeCounter(descriptor: .init(metricName: "warbler_webhook_subscriptions_disabled_total", unitName: "", helpText: "Webhook subscriptions turned off because a delivery failed for webhooks.retry_hours"))
+        webhookLatency = registry.makeDurationHistogram(descriptor: .init(metricName: "warbler_webhook_delivery_seconds", unitName: "", helpText: "Duration of one webhook delivery attempt"), buckets: [.milliseconds(10), .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(2.5), .seconds(5), .seconds(10)])
         clusterReconnects = registry.makeCounter(descriptor: .init(metricName: "warbler_cluster_listener_reconnects_total", unitName: "", helpText: "Times the cluster listener's PostgreSQL connection ended or could not be opened"))
     }
 

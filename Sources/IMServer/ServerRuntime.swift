@@ -36,6 +36,8 @@ public final class ServerRuntime: Sendable {
     let cluster: ClusterNode?
     /// This node's own events for its sessions (`FanOutService` consumes them; the cluster publishes other nodes' here).
     let localBus: LocalFanOutBus
+    /// Outgoing-webhook subscriptions and logs; their deliveries run in `WebhookDeliveryService`.
+    let webhooks: Webhooks
     private let store: SQLStore
     private let ports = LockedBox<(main: Int?, metrics: Int?)>((nil, nil))
     private let group = LockedBox<ServiceGroup?>(nil)
@@ -98,6 +100,8 @@ public final class ServerRuntime: Sendable {
         localBus = local
         hub = Hub(storage: storage, metrics: metrics, logger: logger,
                   bus: cluster.map { ClusterFanOutBus(local: local, node: $0) } ?? local)
+        webhooks = Webhooks(store: storage, policy: WebhookTargetPolicy(allowedNetworks: config.webhooks.allowedNetworks,
+                                                                       allowHTTP: config.webhooks.allowHttp))
         attachments = Attachments(directory: config.dataDir + "/attachments", storage: storage, limits: config.limits)
         service = IMService(storage: storage, hub: hub, attachments: attachments, config: config, logger: logger)
         tokens = TokenService(key: key, accessTTL: config.auth.accessTtlSeconds, refreshTTL: config.auth.refreshTtlSeconds)
@@ -183,6 +187,9 @@ public final class ServerRuntime: Sendable {
             loginByAddress.charge(addressKey)
             metrics.loginFailures.increment()
             throw IMError(.unauthorized, "wrong username or password")
+        }
+        guard user.profile.kind != .bot else {
+            throw IMError(.unauthorized, "a bot logs in with its bot token (Authorization: Bearer wbot_…), not a password")
         }
         guard try await passwords.verify(password, hash: user.passwordHash) else {
             loginFailures.charge(failureKey)
@@ -371,12 +378,14 @@ public final class ServerRuntime: Sendable {
                 catchUpInterval: .milliseconds(Int64(config.cluster.catchUpSeconds * 1000)), metrics: metrics,
                 logger: logger.with("im.cluster.node", cluster.id))))
         }
+        let webhookDelivery = WebhookDeliveryService(store: self.store, policy: webhooks.policy, settings: config.webhooks, metrics: metrics,
+                                                     logger: logger.with("im.component", "webhooks"))
         // Shut down in reverse: watchdog, then clients are told to reconnect, then listeners stop, then the cluster's
         // last notices go out, then storage flushes.
         // The bus's consumer stops after everything that publishes (listeners, drain, the cluster), before storage.
         let fanOut = FanOutService(events: localBus.events, hub: hub)
         let g = ServiceGroup(configuration: .init(
-            services: [.init(service: store), .init(service: fanOut)] + clusterServices + apps.map { .init(service: $0) } + [.init(service: drain), .init(service: watchdog), .init(service: housekeeping)],
+            services: [.init(service: store), .init(service: fanOut)] + clusterServices + [.init(service: webhookDelivery)] + apps.map { .init(service: $0) } + [.init(service: drain), .init(service: watchdog), .init(service: housekeeping)],
             gracefulShutdownSignals: handleSignals ? [.sigterm, .sigint] : [],
             logger: logger))
         group.withLock { $0 = g }

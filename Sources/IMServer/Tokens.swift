@@ -15,6 +15,11 @@ public struct AccessClaims: Sendable, Codable, Hashable {
     /// The user's token generation when issued; a token below the user's current one was revoked.
     /// Absent in tokens issued before generations existed (read as 0).
     public var gen: Int64?
+    /// Set only for a caller that presented a bot token (never part of a JWT): what the token allows.
+    public var scopes: [BotScope]?
+
+    /// Whether the caller is a bot, authenticated by a bot token.
+    public var isBot: Bool { scopes != nil }
 }
 
 /// Signs and verifies EdDSA (Ed25519) JWT access tokens, and makes refresh tokens.

@@ -52,9 +52,12 @@ actor GroupCommitter {
     private var commitObserver: (@Sendable (Int, Duration) -> Void)?
     private var appendObserver: (@Sendable ([Message]) -> Void)?
 
-    init(driver: any SQLDriver, maxBatch: Int) {
+    private let outbox: Bool
+
+    init(driver: any SQLDriver, maxBatch: Int, outbox: Bool = true) {
         self.driver = driver
         self.maxBatch = max(1, maxBatch)
+        self.outbox = outbox
     }
 
     func setCommitObserver(_ o: @escaping @Sendable (Int, Duration) -> Void) { commitObserver = o }
@@ -85,7 +88,7 @@ actor GroupCommitter {
             let started = ContinuousClock.now
             let now = Int64(Date().timeIntervalSince1970 * 1000)
             do {
-                let results = try await SQLStore.appendBatch(driver, batch.map(\.0), now: now)
+                let results = try await SQLStore.appendBatch(driver, batch.map(\.0), now: now, outbox: outbox)
                 commitObserver?(batch.count, started.duration(to: .now))
                 // New messages are published in commit (seq) order before anyone hears their ack.
                 let fresh = results.compactMap { r -> Message? in

@@ -6,10 +6,11 @@ public final class SQLStore: Storage {
     public let driver: any SQLDriver
     private let committer: GroupCommitter
 
-    /// Opens the store over `driver`. Run `Migrations.apply` first.
-    public init(driver: any SQLDriver, maxBatch: Int = 256) {
+    /// Opens the store over `driver`. Run `Migrations.apply` first. `webhookOutbox` false leaves the webhook
+    /// outbox alone, for a store over a schema older than version 5 (the migration tests' old data) only.
+    public init(driver: any SQLDriver, maxBatch: Int = 256, webhookOutbox: Bool = true) {
         self.driver = driver
-        self.committer = GroupCommitter(driver: driver, maxBatch: maxBatch)
+        self.committer = GroupCommitter(driver: driver, maxBatch: maxBatch, outbox: webhookOutbox)
     }
 
     public func observeCommits(_ observer: @escaping @Sendable (Int, Duration) -> Void) async {
@@ -26,12 +27,13 @@ public final class SQLStore: Storage {
 
     // MARK: Users
 
-    static let userColumns = "id, username, display_name, avatar, password_hash, admin, disabled, created_at, token_generation"
+    static let userColumns = "id, username, display_name, avatar, password_hash, admin, disabled, created_at, token_generation, kind"
 
     static func userRecord(_ r: SQLRow) throws -> UserRecord {
         UserRecord(
             profile: UserProfile(id: try r.int("id"), username: try r.text("username"), displayName: try r.text("display_name"),
-                                 avatar: r.optText("avatar"), admin: r.bool("admin")),
+                                 avatar: r.optText("avatar"), admin: r.bool("admin"),
+                                 kind: UserKind(rawValue: r.optText("kind") ?? "user") ?? .user),
             passwordHash: try r.text("password_hash"), disabled: r.bool("disabled"), createdAt: try r.int("created_at"),
             tokenGeneration: try r.int("token_generation"))
     }
@@ -447,7 +449,7 @@ public final class SQLStore: Storage {
     /// Appends a batch inside an open transaction with a handful of statements per batch rather than per message:
     /// one dedupe lookup, one seq reservation per conversation, multi-row inserts, one cursor update per sender.
     /// Domain failures are returned, not thrown, so they don't abort the batch they are part of.
-    static func appendMany(_ db: any SQLExecutor, _ batch: [NewMessage], now: Int64) async throws -> [Result<AppendResult, IMError>] {
+    static func appendMany(_ db: any SQLExecutor, _ batch: [NewMessage], now: Int64, outbox: Bool = true) async throws -> [Result<AppendResult, IMError>] {
         var out = [Result<AppendResult, IMError>?](repeating: nil, count: batch.count)
 
         // 1. Duplicates of stored messages, and repeats within the batch.
@@ -588,6 +590,9 @@ public final class SQLStore: Storage {
                                [.int(c), .int(u), .int(seq)])
         }
 
+        // Webhooks for these messages commit with them, or not at all.
+        if outbox { try await WebhookOutbox.record(db, rows.map(\.1), now: now) }
+
         // Repeats within the batch get the first copy's answer.
         for (i, m) in batch.enumerated() where out[i] == nil {
             guard let first = firstInBatch[key(m.sender, m.cid)], let r = out[first] else { continue }
@@ -606,10 +611,10 @@ public final class SQLStore: Storage {
 
     /// Appends `messages` in one transaction; if that fails as a whole (a constraint race, say), each is retried
     /// in its own transaction so one bad message cannot sink the others.
-    static func appendBatch(_ driver: any SQLDriver, _ messages: [NewMessage], now: Int64) async throws -> [Result<AppendResult, IMError>] {
+    static func appendBatch(_ driver: any SQLDriver, _ messages: [NewMessage], now: Int64, outbox: Bool = true) async throws -> [Result<AppendResult, IMError>] {
         do {
             return try await driver.write { db in
-                try await appendMany(db, messages, now: now)
+                try await appendMany(db, messages, now: now, outbox: outbox)
             }
         } catch let e as StorageError {
             throw e
@@ -617,7 +622,7 @@ public final class SQLStore: Storage {
             var out: [Result<AppendResult, IMError>] = []
             for m in messages {
                 do {
-                    out.append(try await driver.write { db in try await appendMany(db, [m], now: now) }[0])
+                    out.append(try await driver.write { db in try await appendMany(db, [m], now: now, outbox: outbox) }[0])
                 } catch {
                     // A concurrent identical send won the unique index: answer with the stored original.
                     if let row = try? await driver.read({ db in

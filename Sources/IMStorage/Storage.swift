@@ -32,6 +32,30 @@ public struct RefreshTokenRecord: Sendable, Hashable {
     }
 }
 
+/// A bot token as stored: only its SHA-256 hash is kept (the token is shown once, when made).
+public struct BotTokenRecord: Sendable, Hashable {
+    /// Public id, part of the token (`wbot_ID.SECRET`) and shown in lists; the session id of its connections is `bot:ID`.
+    public var id: String
+    public var bot: UserID
+    public var hash: String
+    public var scopes: [BotScope]
+    public var createdAt: Int64
+    public var revokedAt: Int64?
+    public init(id: String, bot: UserID, hash: String, scopes: [BotScope], createdAt: Int64, revokedAt: Int64? = nil) {
+        self.id = id; self.bot = bot; self.hash = hash; self.scopes = scopes; self.createdAt = createdAt; self.revokedAt = revokedAt
+    }
+}
+
+/// A bot account with its description and its live token (nil once every token is revoked).
+public struct BotRecord: Sendable, Hashable {
+    public var user: UserRecord
+    public var description: String
+    public var token: BotTokenRecord?
+    public init(user: UserRecord, description: String, token: BotTokenRecord?) {
+        self.user = user; self.description = description; self.token = token
+    }
+}
+
 /// A message to store. The store assigns `seq` and `ts`.
 public struct NewMessage: Sendable, Hashable {
     public var conversation: ConversationID
@@ -107,6 +131,20 @@ public protocol Storage: Sendable {
     func setDisabled(id: UserID, disabled: Bool) async throws
     func setAdmin(id: UserID, admin: Bool) async throws
     func userCount() async throws -> Int64
+
+    // Bots (a bot is a user of kind `bot` with a row in `bots`; it has at most one live token)
+    /// Creates the bot's account and its first token in one transaction.
+    func createBot(username: String, displayName: String, description: String, token: BotTokenRecord, now: Int64) async throws -> BotRecord
+    func bots() async throws -> [BotRecord]
+    func bot(id: UserID) async throws -> BotRecord?
+    /// The token stored under `hash`, revoked or not.
+    func botToken(hash: String) async throws -> BotTokenRecord?
+    /// Whether token `id` exists and is not revoked.
+    func isBotTokenLive(id: String) async throws -> Bool
+    /// Revokes the bot's live tokens and stores `token` in their place, in one transaction; returns the revoked ids.
+    func replaceBotToken(_ token: BotTokenRecord, now: Int64) async throws -> [String]
+    /// Revokes every live token of the bot; returns their ids.
+    func revokeBotTokens(bot: UserID, now: Int64) async throws -> [String]
 
     // Refresh tokens
     func insertRefreshToken(_ token: RefreshTokenRecord) async throws

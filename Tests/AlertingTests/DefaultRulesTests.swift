@@ -18,7 +18,7 @@ func defaultConfigText(_ context: AlertsConfigContext = AlertsConfigContext()) t
     static let defaultRules: [(String, Severity)] = [
         ("WarblerComponentDown", .critical), ("WarblerTargetUnreachable", .critical), ("DiskAlmostFull", .warning),
         ("DiskAlmostFull", .critical), ("MemoryPressure", .warning), ("HighSendErrorRate", .warning), ("SendLatencyHigh", .warning),
-        ("ComponentRestarting", .warning), ("CertificateExpiring", .warning), ("CertificateExpiring", .critical),
+        ("WebhookSubscriptionDisabled", .warning), ("ComponentRestarting", .warning), ("CertificateExpiring", .warning), ("CertificateExpiring", .critical),
         ("BackupStale", .warning), ("ReplicationLag", .critical),
     ]
 

@@ -31,7 +31,8 @@ final class ServerProcess: @unchecked Sendable {
         return Int(UInt16(bigEndian: addr.sin_port))
     }
 
-    init(directory: String, port: Int? = nil) throws {
+    /// `environment` adds settings (`WARBLER_…`) to the ones every test server gets.
+    init(directory: String, port: Int? = nil, environment: [String: String] = [:]) throws {
         self.directory = directory
         self.port = try port ?? Self.freePort()
         let config = directory + "/empty.yaml"
@@ -49,6 +50,7 @@ final class ServerProcess: @unchecked Sendable {
         env["WARBLER_LIMITS_SENDS_PER_SECOND"] = "1000000"
         env["WARBLER_LIMITS_SEND_BURST"] = "1000000"
         env["WARBLER_LOG_LEVEL"] = "error"
+        env.merge(environment) { _, new in new }
         process.environment = env
         process.standardOutput = FileHandle.nullDevice
         try process.run()

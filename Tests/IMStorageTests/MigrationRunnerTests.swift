@@ -152,3 +152,12 @@ import WarblerTestSupport
         return ""
     }
 }
+
+/// Branches that each add a migration can merge them out of order; the runner applies them in array order.
+@Suite struct MigrationOrderTests {
+    @Test func migrationsAreListedOncePerVersionInAscendingOrder() {
+        let versions = Migrations.all.map(\.version)
+        #expect(versions == Array(1...versions.count))
+        #expect(Migrations.latest == versions.count)
+    }
+}

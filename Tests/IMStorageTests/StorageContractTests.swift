@@ -674,7 +674,7 @@ struct StorageContractTests {
         try await backend.withDriver { driver in
             let previous = Array(Migrations.all.dropLast())
             #expect(try await Migrations.apply(driver, now: 1_000, migrations: previous) == previous.map(\.version))
-            let old = SQLStore(driver: driver)
+            let old = SQLStore(driver: driver, webhookOutbox: false)
             let alice = try await old.createUser(username: "alice", passwordHash: "h", displayName: "Alice", admin: false, now: 1)
             let bob = try await old.createUser(username: "bob", passwordHash: "h", displayName: "Bob", admin: false, now: 1)
             let direct = try await old.directConversation(between: alice.id, and: bob.id)

@@ -32,14 +32,17 @@ public struct ClusterStatusReport: Encodable, Sendable {
     public var quorum: Bool
     public var imUp: Int
     public var problems: [String]
+    /// Worth knowing, not a fault (two etcd voters: working, but losing either stops the cluster).
+    public var warnings: [String] = []
     public var healthy: Bool { problems.isEmpty }
 
-    enum CodingKeys: String, CodingKey { case nodes, primary, etcdVoters, etcdHealthyVoters, quorum, imUp, problems, healthy }
+    enum CodingKeys: String, CodingKey { case nodes, primary, etcdVoters, etcdHealthyVoters, quorum, imUp, problems, warnings, healthy }
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(nodes, forKey: .nodes); try c.encodeIfPresent(primary, forKey: .primary)
         try c.encode(etcdVoters, forKey: .etcdVoters); try c.encode(etcdHealthyVoters, forKey: .etcdHealthyVoters)
         try c.encode(quorum, forKey: .quorum); try c.encode(imUp, forKey: .imUp); try c.encode(problems, forKey: .problems)
+        try c.encode(warnings, forKey: .warnings)
         try c.encode(healthy, forKey: .healthy)
     }
 
@@ -54,6 +57,7 @@ public struct ClusterStatusReport: Encodable, Sendable {
                 + pad(pg, 24) + (n.etcd.map { "\($0)\(n.etcdHealthy == false ? " (unhealthy)" : "")" } ?? "-") + "\n"
         }
         out += "PostgreSQL primary: \(primary ?? "none")   etcd: \(etcdHealthyVoters)/\(etcdVoters) voters healthy, quorum \(quorum ? "yes" : "NO")   IM servers up: \(imUp)/\(nodes.count)\n"
+        out += warnings.map { "warning: \($0)\n" }.joined()
         out += problems.isEmpty ? "healthy\n" : problems.map { "problem: \($0)\n" }.joined()
         return out
     }
@@ -187,9 +191,10 @@ public struct ClusterStatusCollector: Sendable {
         let healthyVoters = voters.filter { v in health.contains { h in v.clientURLs.contains(h.endpoint) && h.healthy } }.count
         let quorum = healthyVoters >= voters.count / 2 + 1
         if !quorum { problems.append("etcd has lost its quorum (\(healthyVoters) of \(voters.count) voters healthy)") }
-        if voters.count == 2 { problems.append("etcd has two voters: losing either stops the cluster; add a third member") }
+        var warnings: [String] = []
+        if voters.count == 2 { warnings.append("etcd has two voters: losing either stops the cluster; join a third host") }
         return ClusterStatusReport(nodes: nodes, primary: leaders.first, etcdVoters: voters.count, etcdHealthyVoters: healthyVoters,
                                    quorum: quorum, imUp: nodes.filter { $0.imReady && $0.haproxy == "UP" || $0.imReady && $0.haproxy == "DRAIN" }.count,
-                                   problems: problems)
+                                   problems: problems, warnings: warnings)
     }
 }
