@@ -84,13 +84,14 @@ import Testing
             let sending = Task {
                 for i in 1...total { _ = try await a.connection.send(conversation: conv, text: "n\(i)") }
             }
-            // Drop bob's socket twice mid-stream; the SDK reconnects and syncs from its cursor.
-            #expect(await b.waitForMessages(50, in: conv))
+            // Drop bob's socket twice mid-stream; the SDK reconnects and syncs from its cursor. (The sends are one at
+            // a time: on a loaded machine with PostgreSQL 150 of them took longer than 15 s.)
+            #expect(await b.waitForMessages(50, in: conv, timeout: .seconds(60)))
             await b.connection.dropConnectionForTesting()
-            #expect(await b.waitForMessages(150, in: conv))
+            #expect(await b.waitForMessages(150, in: conv, timeout: .seconds(60)))
             await b.connection.dropConnectionForTesting()
             try await sending.value
-            #expect(await b.waitForMessages(total, in: conv, timeout: .seconds(30)))
+            #expect(await b.waitForMessages(total, in: conv, timeout: .seconds(60)))
             let got = b.userMessages(in: conv)
             #expect(got.map(\.text) == (1...total).map { "n\($0)" })
             #expect(got.map(\.seq) == Array(1...Int64(total)))

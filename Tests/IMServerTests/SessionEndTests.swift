@@ -137,14 +137,15 @@ import Testing
     }
 
     @Test func theSDKKeepsItsSocketAcrossTokenExpiry() async throws {
-        try await withServer(.sqlite, { $0.auth.accessTtlSeconds = 3 }) { server in
+        // Lifetimes long enough that a renewal due on a loaded machine is not late (3 s failed under the full suite).
+        try await withServer(.sqlite, { $0.auth.accessTtlSeconds = 8 }) { server in
             let alice = try await server.user("alice")
             let bob = try await server.user("bob")
             let conv = try await alice.client.createDirectConversation(with: bob.id).id
             let a = try await EventLog.connect(alice)
             let b = try await EventLog.connect(bob)
             let before = a.events.count
-            try await Task.sleep(for: .seconds(7))
+            try await Task.sleep(for: .seconds(17))
             // Two token lifetimes later the same socket is still up: no reconnect (not even a quiet one) happened.
             let changes = a.events.dropFirst(before).filter { if case .connectionState = $0 { return true }; return false }
             #expect(changes.isEmpty, "\(changes)")
