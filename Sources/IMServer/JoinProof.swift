@@ -1,9 +1,5 @@
-import Crypto
-import Foundation
-
-/// The hash a join token's proof is stored under. Must equal `Installer.JoinToken.proofHash` (a test checks it).
+/// The hash a join token's proof is stored under: the SHA-256 hex every stored secret gets here (a test checks it
+/// equals `Installer.JoinToken.proofHash`).
 public enum JoinProof {
-    public static func hash(_ proof: String) -> String {
-        SHA256.hash(data: Data(proof.utf8)).map { String(format: "%02x", $0) }.joined()
-    }
+    public static func hash(_ proof: String) -> String { TokenService.hashRefreshToken(proof) }
 }

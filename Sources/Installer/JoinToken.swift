@@ -51,18 +51,18 @@ public struct JoinToken: Sendable, Equatable, CustomStringConvertible {
         do { cert = try Certificate(pemEncoded: pem) } catch { throw JoinError("the cluster CA certificate does not parse: \(error)") }
         var serializer = DER.Serializer()
         try serializer.serialize(cert.publicKey)
-        return SHA256.hash(data: Data(serializer.serializedBytes)).map { String(format: "%02x", $0) }.joined()
+        return Digest.hex(Digest.sha256(Data(serializer.serializedBytes)))
     }
 
     /// What the joining host sends to prove it holds the secret (never the secret itself).
     public var proof: String {
         let mac = HMAC<SHA256>.authenticationCode(for: Data("warbler join proof v1|\(id)".utf8), using: SymmetricKey(data: Data(secret.utf8)))
-        return Data(mac).map { String(format: "%02x", $0) }.joined()
+        return Digest.hex(Data(mac))
     }
 
     /// What the server stores to check a proof.
     public static func proofHash(_ proof: String) -> String {
-        SHA256.hash(data: Data(proof.utf8)).map { String(format: "%02x", $0) }.joined()
+        Digest.hex(Digest.sha256(Data(proof.utf8)))
     }
 
     var bundleKey: SymmetricKey {

@@ -57,11 +57,7 @@ public struct LiveStatusProbe: StatusProbe {
             // The chain is checked against the internal CA; the name is not, since we dial the loopback address.
             tls.certificateVerification = .noHostnameVerification
             // A cluster member's IM server admits only holders of a cluster certificate: root's copy answers.
-            if getuid() == 0, let key = try? RootFile.read(ClusterPaths.rootKey),
-               let chain = try? NIOSSLCertificate.fromPEMFile(ClusterPaths.rootCert) {
-                tls.certificateChain = chain.map { .certificate($0) }
-                tls.privateKey = .privateKey(try NIOSSLPrivateKey(bytes: Array(key), format: .pem))
-            }
+            if getuid() == 0 { try? tls.presentClusterIdentity() }
         }
         var configuration = HTTPClient.Configuration(tlsConfiguration: tls)
         configuration.timeout = .init(connect: .seconds(3), read: .seconds(5))

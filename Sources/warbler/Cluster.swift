@@ -31,6 +31,11 @@ extension Warbler.ClusterCommand {
             try requireRoot("warbler cluster token")
             do {
                 let logger = Logger(label: "warbler.cluster")
+                guard revoke != nil || list else {
+                    let (token, member) = try await JoinTokens.issue(ttl: try TokenTTL.parse(ttl), singleUse: singleUse, logger: logger)
+                    print(Self.render(token: token, member: member, ttl: ttl, singleUse: singleUse))
+                    return
+                }
                 let store = try await JoinTokens.openStore(logger: logger)
                 defer { Task { try? await store.close() } }
                 if let id = revoke {
@@ -46,14 +51,7 @@ extension Warbler.ClusterCommand {
                         let expires = ISO8601DateFormatter().string(from: Date(timeIntervalSince1970: TimeInterval(t.expiresAt)))
                         print("\(t.id.padding(toLength: 12, withPad: " ", startingAt: 0))\(expires.padding(toLength: 24, withPad: " ", startingAt: 0))\(String(t.uses).padding(toLength: 6, withPad: " ", startingAt: 0))\(state)\(t.singleUse ? " (single use)" : "")")
                     }
-                    return
                 }
-                let tasks = ClusterTasks(logger: logger)
-                let member = try tasks.memberFile()
-                let members = (try? MemberRegistry.load(tasks.etcd(member)).members) ?? [member.member]
-                let token = try await JoinTokens(store: store).create(bundle: try JoinTokens.bundle(members: members, member: member),
-                                                                      ttl: try TokenTTL.parse(ttl), singleUse: singleUse)
-                print(Self.render(token: token, member: member, ttl: ttl, singleUse: singleUse))
             } catch let e as ExitCode { throw e } catch { throw fail(error) }
         }
 

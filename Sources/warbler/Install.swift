@@ -230,12 +230,7 @@ enum InstallRun {
     }
 
     static func firstToken() async throws -> String {
-        let tasks = ClusterTasks()
-        let member = try tasks.memberFile()
-        let store = try await JoinTokens.openStore(logger: tasks.logger)
-        defer { Task { try? await store.close() } }
-        let members = (try? MemberRegistry.load(tasks.etcd(member)).members) ?? [member.member]
-        let token = try await JoinTokens(store: store).create(bundle: try JoinTokens.bundle(members: members, member: member), ttl: 24 * 3600, singleUse: false)
+        let (token, member) = try await JoinTokens.issue(ttl: 24 * 3600, singleUse: false, logger: ClusterTasks().logger)
         return Warbler.ClusterCommand.Token.render(token: token, member: member, ttl: "24h", singleUse: false)
     }
 }

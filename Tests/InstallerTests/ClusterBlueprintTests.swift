@@ -46,7 +46,7 @@ import Testing
 
     @Test func secretsAreRootsOrTheirComponentsAndConfigsHoldNoForeignValues() throws {
         let host = try Host()
-        try host.installer.install(Self.founder(host))
+        _ = try host.installer.install(Self.founder(host))
         for path in [ClusterPaths.superuserPassword, ClusterPaths.replicationPassword, ClusterPaths.rewindPassword, ClusterPaths.appPasswordRootCopy,
                      ClusterPaths.jwtKeyRootCopy, ClusterPaths.rootKey] {
             #expect(host.system.attributes(path)?.owner == .root && host.system.attributes(path)?.mode == 0o600, "\(path)")

@@ -75,10 +75,9 @@ public struct ClusterStatusCollector: Sendable {
     func client(tls: Bool) throws -> HTTPClient {
         var config = TLSConfiguration.makeClientConfiguration()
         if tls {
+            // Verified in full: every member's certificate names its own address, which is the one dialled.
             config.trustRoots = .file(Paths.caCert)
-            // Only the CA is checked: every member's certificate names its own address, which is the one dialled.
-            config.certificateChain = try NIOSSLCertificate.fromPEMFile(ClusterPaths.rootCert).map { .certificate($0) }
-            config.privateKey = .privateKey(try NIOSSLPrivateKey(bytes: Array(try RootFile.read(ClusterPaths.rootKey)), format: .pem))
+            try config.presentClusterIdentity()
         }
         var c = HTTPClient.Configuration(tlsConfiguration: config)
         c.timeout = .init(connect: .seconds(2), read: .seconds(3))
@@ -194,7 +193,7 @@ public struct ClusterStatusCollector: Sendable {
         var warnings: [String] = []
         if voters.count == 2 { warnings.append("etcd has two voters: losing either stops the cluster; join a third host") }
         return ClusterStatusReport(nodes: nodes, primary: leaders.first, etcdVoters: voters.count, etcdHealthyVoters: healthyVoters,
-                                   quorum: quorum, imUp: nodes.filter { $0.imReady && $0.haproxy == "UP" || $0.imReady && $0.haproxy == "DRAIN" }.count,
+                                   quorum: quorum, imUp: nodes.filter { $0.imReady && ["UP", "DRAIN"].contains($0.haproxy) }.count,
                                    problems: problems, warnings: warnings)
     }
 }

@@ -155,6 +155,23 @@ public struct JoinTokens: Sendable {
                       registration: member.registration, members: members)
     }
 
+    /// A new token for this member's cluster (the bundle from root's files, the members from etcd) and the member
+    /// record its join command names.
+    public static func issue(ttl: TimeInterval, singleUse: Bool, logger: Logger) async throws -> (JoinToken, MemberFile) {
+        let tasks = ClusterTasks(logger: logger)
+        let member = try tasks.memberFile()
+        let store = try await openStore(logger: logger)
+        do {
+            let members = (try? MemberRegistry.load(tasks.etcd(member)).members) ?? [member.member]
+            let token = try await JoinTokens(store: store).create(bundle: try bundle(members: members, member: member), ttl: ttl, singleUse: singleUse)
+            try? await store.close()
+            return (token, member)
+        } catch {
+            try? await store.close()
+            throw error
+        }
+    }
+
     public func create(bundle: ClusterBundle, ttl: TimeInterval, singleUse: Bool, now: Date = Date()) async throws -> JoinToken {
         let token = try JoinToken.generate(caPEM: bundle.caCert)
         try await store.createJoinToken(id: token.id, proofHash: JoinToken.proofHash(token.proof), bundle: try token.seal(bundle),

@@ -25,10 +25,13 @@ public struct Etcdctl: Sendable {
         public var idHex: String { String(id, radix: 16) }
     }
 
+    func argv(_ args: [String], timeout: String) -> [String] {
+        [binary, "--endpoints", endpoints.map { "https://\($0):\(ClusterSettings.Port.etcdClient)" }.joined(separator: ","),
+         "--cacert", caFile, "--cert", certFile, "--key", keyFile, "--command-timeout", timeout] + args
+    }
+
     func run(_ args: [String], timeout: String = "5s") throws -> String {
-        let argv = [binary, "--endpoints", endpoints.map { "https://\($0):\(ClusterSettings.Port.etcdClient)" }.joined(separator: ","),
-                    "--cacert", caFile, "--cert", certFile, "--key", keyFile, "--command-timeout", timeout] + args
-        let r = try system.run(argv, as: nil)
+        let r = try system.run(argv(args, timeout: timeout), as: nil)
         guard r.status == 0 else {
             // etcdctl logs every retry before its verdict: the last line says why.
             let why = r.output.split(separator: "\n").last { !$0.hasPrefix("{") }.map(String.init) ?? r.output.suffix(300).description
@@ -91,10 +94,8 @@ public struct Etcdctl: Sendable {
 
     /// Each endpoint's health (etcdctl endpoint health --cluster).
     public func health() throws -> [(endpoint: String, healthy: Bool, error: String?)] {
-        let argv = [binary, "--endpoints", endpoints.map { "https://\($0):\(ClusterSettings.Port.etcdClient)" }.joined(separator: ","),
-                    "--cacert", caFile, "--cert", certFile, "--key", keyFile, "--command-timeout", "3s",
-                    "endpoint", "health", "--cluster", "-w", "json"]
-        let r = try system.run(argv, as: nil)
+        // Not `run`: an unhealthy endpoint makes etcdctl exit 1, and its JSON still says which.
+        let r = try system.run(argv(["endpoint", "health", "--cluster", "-w", "json"], timeout: "3s"), as: nil)
         guard let start = r.output.firstIndex(of: "["),
               let list = try? JSONSerialization.jsonObject(with: Data(r.output[start...].utf8)) as? [[String: Any]] else {
             throw ClusterOpsError("etcd health unknown: \(r.output.trimmingCharacters(in: .whitespacesAndNewlines).prefix(300))")

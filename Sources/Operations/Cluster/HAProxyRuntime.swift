@@ -61,7 +61,7 @@ public struct HAProxyRuntime: Sendable {
 
     static func parseState(_ text: String) -> [Slot] {
         text.split(separator: "\n").compactMap { line in
-            guard !line.hasPrefix("#"), !line.hasPrefix("1") || line.contains(" ") else { return nil }
+            guard !line.hasPrefix("#") else { return nil }
             let f = line.split(separator: " ").map(String.init)
             // be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state … srv_port (index 18)
             guard f.count >= 19, let op = Int(f[5]), let admin = Int(f[6]), let port = Int(f[18]) else { return nil }

@@ -96,15 +96,9 @@ public enum ComponentUnpacker {
             }
             let dest = "\(directory)/\(name)"
             _ = try PayloadArchive.unpack(archive: archive, into: dest)
-            let digest = try FileIOHash.sha256Hex(archive)
+            let digest = Digest.hex(try LocalSystem().sha256(archive))
             out[name] = ComponentSource(directory: dest, digest: digest)
         }
         return out
-    }
-}
-
-enum FileIOHash {
-    static func sha256Hex(_ path: String) throws -> String {
-        try LocalSystem().sha256(path).map { String(format: "%02x", $0) }.joined()
     }
 }
