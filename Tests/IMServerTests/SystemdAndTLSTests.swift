@@ -48,11 +48,9 @@ final class NotifySocket {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let notify = try NotifySocket(directory: dir)
-        setenv("NOTIFY_SOCKET", notify.path, 1)
-        setenv("WATCHDOG_USEC", "400000", 1)
-        defer { unsetenv("NOTIFY_SOCKET"); unsetenv("WATCHDOG_USEC") }
-        let server = try ServerProcess(directory: dir)
-        unsetenv("NOTIFY_SOCKET"); unsetenv("WATCHDOG_USEC")
+        // Given to the child only: setenv here raced other tests' Process.run (which copies the environment) and
+        // crashed the test process.
+        let server = try ServerProcess(directory: dir, environment: ["NOTIFY_SOCKET": notify.path, "WATCHDOG_USEC": "400000"])
 
         let ready = notify.collect(timeout: .seconds(20)) { $0.contains { $0.contains("READY=1") } }
         #expect(ready.contains { $0.contains("READY=1") })
@@ -75,11 +73,9 @@ final class NotifySocket {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let notify = try NotifySocket(directory: dir)
-        setenv("NOTIFY_SOCKET", notify.path, 1)
-        setenv("WATCHDOG_USEC", "30000000", 1)
-        defer { unsetenv("NOTIFY_SOCKET"); unsetenv("WATCHDOG_USEC") }
-        let server = try ServerProcess(directory: dir)
-        unsetenv("NOTIFY_SOCKET"); unsetenv("WATCHDOG_USEC")
+        // Given to the child only: setenv here raced other tests' Process.run (which copies the environment) and
+        // crashed the test process.
+        let server = try ServerProcess(directory: dir, environment: ["NOTIFY_SOCKET": notify.path, "WATCHDOG_USEC": "30000000"])
         let ready = notify.collect(timeout: .seconds(20)) { $0.contains { $0.contains("READY=1") } }
         #expect(ready.contains { $0.contains("READY=1") })
         try await Task.sleep(for: .milliseconds(300))
