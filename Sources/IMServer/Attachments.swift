@@ -5,11 +5,21 @@ import IMCore
 import IMStorage
 import NIOCore
 
-/// Attachment bytes on disk under `<data_dir>/attachments`, metadata in storage. Uploads stream to disk and
-/// downloads stream from it (a 25 MiB file never sits whole in memory); each user has a byte quota and an upload
-/// rate; files go with their conversation, and housekeeping removes the ones no message refers to.
+/// Attachment bytes, with their metadata in storage. A single node keeps the bytes on disk under
+/// `<data_dir>/attachments`; a cluster keeps them in PostgreSQL as chunks of at most 256 KiB (`.database`), so that
+/// every node serves every attachment and replication copies them. Either way uploads and downloads stream (a
+/// 25 MiB file never sits whole in memory); each user has a byte quota and an upload rate; files go with their
+/// conversation, and housekeeping removes the ones no message refers to.
 struct Attachments: Sendable {
-    let directory: String
+    enum Backing: Sendable, Equatable {
+        /// Files under this directory.
+        case disk(String)
+        /// Chunks in the database (`attachment_chunks`).
+        case database
+    }
+    static let chunkBytes = 256 * 1024
+
+    let backing: Backing
     let storage: any Storage
     let maxBytes: Int
     let allowedTypes: [String]
@@ -17,8 +27,8 @@ struct Attachments: Sendable {
     let uploads: RateLimiter
     let fileIO = FileIO()
 
-    init(directory: String, storage: any Storage, limits: ServerConfig.Limits) {
-        self.directory = directory
+    init(backing: Backing, storage: any Storage, limits: ServerConfig.Limits) {
+        self.backing = backing
         self.storage = storage
         maxBytes = limits.attachmentBytes
         allowedTypes = limits.attachmentTypes
@@ -33,7 +43,7 @@ struct Attachments: Sendable {
         }
     }
 
-    func path(for id: String) -> String { "\(directory)/\(id.prefix(2))/\(id)" }
+    static func path(for id: String, in directory: String) -> String { "\(directory)/\(id.prefix(2))/\(id)" }
 
     func store(request: Request, conversation: ConversationID, uploader: UserID) async throws -> AttachmentRef {
         let type = (request.headers[.contentType] ?? "application/octet-stream").split(separator: ";").first
@@ -57,7 +67,25 @@ struct Attachments: Sendable {
         let rawName = request.uri.queryParameters.get("name") ?? "file"
         let name = String(rawName.replacingOccurrences(of: "/", with: "_").prefix(200))
         let id = TokenService.randomToken(bytes: 18)
-        let final = path(for: id)
+        let size: Int64
+        switch backing {
+        case .disk(let directory):
+            size = try await storeFile(request.body, id: id, directory: directory, allowance: allowance, overMessage: overMessage)
+        case .database:
+            size = try await storeChunks(request.body, id: id, allowance: allowance, overMessage: overMessage)
+        }
+        let ref = AttachmentRef(id: id, name: name, contentType: type, size: size)
+        do {
+            try await storage.insertAttachment(AttachmentRecord(ref: ref, conversation: conversation, uploader: uploader, createdAt: nowMillis()))
+        } catch {
+            await discard([id])
+            throw error
+        }
+        return ref
+    }
+
+    private func storeFile(_ body: RequestBody, id: String, directory: String, allowance: Int64, overMessage: String) async throws -> Int64 {
+        let final = Self.path(for: id, in: directory)
         let dir = (final as NSString).deletingLastPathComponent
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         // Stream into a private temporary file (AtomicFile: O_EXCL|O_NOFOLLOW, 0600 from creation), fsync, rename,
@@ -70,7 +98,7 @@ struct Attachments: Sendable {
         var size: Int64 = 0
         do {
             defer { close(fd) }
-            for try await chunk in request.body {
+            for try await chunk in body {
                 size += Int64(chunk.readableBytes)
                 guard size <= allowance else { throw IMError(.tooLarge, overMessage) }
                 do {
@@ -89,32 +117,147 @@ struct Attachments: Sendable {
             unlink(tmp)
             throw IMError(.unavailable, "cannot store the attachment (\(error)); nothing was saved")
         }
-        let ref = AttachmentRef(id: id, name: name, contentType: type, size: size)
+        return size
+    }
+
+    /// Streams the body into 256 KiB chunk rows, each committed on its own (a replica gets them as they come); the
+    /// attachment's row, written after the last chunk, is what makes them visible. A failed upload's chunks are
+    /// deleted at once, or by housekeeping if the node dies first.
+    private func storeChunks(_ body: RequestBody, id: String, allowance: Int64, overMessage: String) async throws -> Int64 {
+        let created = nowMillis()
+        var buffer: [UInt8] = []
+        buffer.reserveCapacity(Self.chunkBytes)
+        var seq = 0
+        var size: Int64 = 0
+        func flush() async throws {
+            do {
+                try await storage.putAttachmentChunk(id: id, seq: seq, data: buffer, createdAt: created)
+            } catch {
+                throw IMError(.unavailable, "cannot store the attachment (the database refused it: \(error)); nothing was saved")
+            }
+            seq += 1
+            buffer.removeAll(keepingCapacity: true)
+        }
         do {
-            try await storage.insertAttachment(AttachmentRecord(ref: ref, conversation: conversation, uploader: uploader, createdAt: nowMillis()))
+            for try await var chunk in body {
+                size += Int64(chunk.readableBytes)
+                guard size <= allowance else { throw IMError(.tooLarge, overMessage) }
+                while chunk.readableBytes > 0 {
+                    let take = min(chunk.readableBytes, Self.chunkBytes - buffer.count)
+                    buffer.append(contentsOf: chunk.readBytes(length: take) ?? [])
+                    if buffer.count == Self.chunkBytes { try await flush() }
+                }
+            }
+            guard size > 0 else { throw IMError.invalid("the attachment is empty") }
+            if !buffer.isEmpty { try await flush() }
         } catch {
-            unlink(final)
+            await discard([id])
             throw error
         }
-        return ref
+        return size
+    }
+
+    /// Removes what an upload left (its file or its chunks); best effort, housekeeping catches the rest.
+    private func discard(_ ids: [String]) async {
+        switch backing {
+        case .disk(let directory): for id in ids { unlink(Self.path(for: id, in: directory)) }
+        case .database: try? await storage.deleteAttachments(ids: ids)
+        }
     }
 
     func response(for rec: AttachmentRecord, context: some RequestContext) async throws -> Response {
-        let file = path(for: rec.ref.id)
-        var st = stat()
-        guard lstat(file, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else {
-            throw IMError.notFound("the attachment's file is missing")
-        }
         var headers: HTTPFields = [.contentType: rec.ref.contentType]
         headers[.contentDisposition] = "attachment; filename=\"\(rec.ref.name.replacingOccurrences(of: "\"", with: "_"))\""
         headers[.xContentTypeOptions] = "nosniff"
-        headers[.contentLength] = String(st.st_size)
-        return Response(status: .ok, headers: headers, body: try await fileIO.loadFile(path: file, context: context))
+        switch backing {
+        case .disk(let directory):
+            let file = Self.path(for: rec.ref.id, in: directory)
+            var st = stat()
+            guard lstat(file, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else {
+                throw IMError.notFound("the attachment's file is missing")
+            }
+            headers[.contentLength] = String(st.st_size)
+            return Response(status: .ok, headers: headers, body: try await fileIO.loadFile(path: file, context: context))
+        case .database:
+            let totals = try await storage.attachmentChunkTotals(id: rec.ref.id)
+            guard totals.count > 0, totals.bytes == rec.ref.size else {
+                throw IMError.notFound("the attachment's bytes are missing or incomplete in the database")
+            }
+            headers[.contentLength] = String(totals.bytes)
+            let storage = self.storage, id = rec.ref.id, count = totals.count
+            return Response(status: .ok, headers: headers, body: ResponseBody(contentLength: Int(totals.bytes)) { writer in
+                for seq in 0..<count {
+                    guard let bytes = try await storage.attachmentChunk(id: id, seq: seq) else {
+                        throw IMError.notFound("the attachment's chunk \(seq) went missing while it was sent")
+                    }
+                    try await writer.write(ByteBuffer(bytes: bytes))
+                }
+                try await writer.finish(nil)
+            })
+        }
     }
 
-    /// Removes attachments' files (their rows are already gone); a file already missing is no error.
+    /// Moves files a single node kept on disk into the database's chunks (a server that ran on SQLite or kept files
+    /// before attachments lived in PostgreSQL), then removes each file; resumable (chunks are written in order and
+    /// each committed, so a cut-off import goes on from the first missing chunk). Files with no row are left to
+    /// housekeeping's grace period. Returns how many files moved.
+    func importFiles(from directory: String) async throws -> Int {
+        guard backing == .database, let shards = try? FileManager.default.contentsOfDirectory(atPath: directory) else { return 0 }
+        var moved = 0
+        var failures: [String] = []
+        for shard in shards.sorted() {
+            let names = (try? FileManager.default.contentsOfDirectory(atPath: directory + "/" + shard)) ?? []
+            for id in names.sorted() where id.hasPrefix(shard) && !id.hasPrefix(".") {
+                let file = Self.path(for: id, in: directory)
+                do {
+                    guard let rec = try await storage.attachment(id: id) else { continue }
+                    var st = stat()
+                    guard lstat(file, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, Int64(st.st_size) == rec.ref.size else {
+                        throw IMError(.unavailable, "cannot move \(file) into the database: it is not a regular file of \(rec.ref.size) bytes")
+                    }
+                    let have = try await storage.attachmentChunkTotals(id: id)
+                    if have.bytes < rec.ref.size {
+                        guard let handle = FileHandle(forReadingAtPath: file) else {
+                            throw IMError(.unavailable, "cannot read \(file) to move it into the database")
+                        }
+                        defer { try? handle.close() }
+                        try handle.seek(toOffset: UInt64(have.count * Self.chunkBytes))
+                        var seq = have.count
+                        while let data = try handle.read(upToCount: Self.chunkBytes), !data.isEmpty {
+                            try await storage.putAttachmentChunk(id: id, seq: seq, data: Array(data), createdAt: rec.createdAt)
+                            seq += 1
+                        }
+                    }
+                    let now = try await storage.attachmentChunkTotals(id: id)
+                    guard now.bytes == rec.ref.size else {
+                        throw IMError(.unavailable, "moving \(file) into the database gave \(now.bytes) bytes, not \(rec.ref.size); the file is kept")
+                    }
+                    unlink(file)
+                    moved += 1
+                } catch {
+                    failures.append("\(error)")
+                }
+            }
+        }
+        if !failures.isEmpty {
+            throw IMError(.unavailable, "moved \(moved) attachment files into the database; \(failures.count) could not move (they stay on disk): \(failures.prefix(3).joined(separator: "; "))")
+        }
+        return moved
+    }
+
+    /// Whether an attachment's bytes are stored (its file, or any chunk of it).
+    func bytesPresent(for id: String) async throws -> Bool {
+        switch backing {
+        case .disk(let directory): FileManager.default.fileExists(atPath: Self.path(for: id, in: directory))
+        case .database: try await storage.attachmentChunkTotals(id: id).count > 0
+        }
+    }
+
+    /// Removes attachments' files (their rows, and chunks in the database, are already gone); a file already
+    /// missing is no error.
     func removeFiles(_ ids: [String]) {
-        for id in ids { unlink(path(for: id)) }
+        guard case .disk(let directory) = backing else { return }
+        for id in ids { unlink(Self.path(for: id, in: directory)) }
     }
 
     /// Deletes attachments that no message refers to, once they are `graceSeconds` old (an upload is normally
@@ -123,11 +266,15 @@ struct Attachments: Sendable {
         var removed = 0
         while true {
             let ids = try await storage.unreferencedAttachments(createdBefore: now - graceSeconds * 1000, limit: 500)
-            guard !ids.isEmpty else { return removed }
+            guard !ids.isEmpty else { break }
             try await storage.deleteAttachments(ids: ids)
             removeFiles(ids)
             removed += ids.count
-            if ids.count < 500 { return removed }
+            if ids.count < 500 { break }
         }
+        if backing == .database {
+            _ = try await storage.deleteOrphanAttachmentChunks(createdBefore: now - graceSeconds * 1000)
+        }
+        return removed
     }
 }

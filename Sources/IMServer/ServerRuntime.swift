@@ -102,7 +102,9 @@ public final class ServerRuntime: Sendable {
                   bus: cluster.map { ClusterFanOutBus(local: local, node: $0) } ?? local)
         webhooks = Webhooks(store: storage, policy: WebhookTargetPolicy(allowedNetworks: config.webhooks.allowedNetworks,
                                                                        allowHTTP: config.webhooks.allowHttp))
-        attachments = Attachments(directory: config.dataDir + "/attachments", storage: storage, limits: config.limits)
+        // On PostgreSQL the nodes of a cluster share no disk: attachments live in the database with the messages.
+        attachments = Attachments(backing: config.storage.driver == "postgres" ? .database : .disk(config.dataDir + "/attachments"),
+                                  storage: storage, limits: config.limits)
         service = IMService(storage: storage, hub: hub, attachments: attachments, config: config, logger: logger)
         tokens = TokenService(key: key, accessTTL: config.auth.accessTtlSeconds, refreshTTL: config.auth.refreshTtlSeconds)
         passwords = PasswordHasher(cost: config.auth.bcryptCost, maxInFlight: config.auth.maxConcurrentHashes)
@@ -370,7 +372,8 @@ public final class ServerRuntime: Sendable {
         let drain = DrainService(hub: hub, seconds: config.server.drainSeconds, logger: logger)
         let store = StorageService(storage: storage, logger: logger)
         let watchdog = WatchdogService(storage: storage, logger: logger)
-        let housekeeping = HousekeepingService(storage: storage, attachments: attachments, logger: logger)
+        let housekeeping = HousekeepingService(storage: storage, attachments: attachments, logger: logger,
+                                              importFrom: attachments.backing == .database ? config.dataDir + "/attachments" : nil)
         var clusterServices: [ServiceGroupConfiguration.ServiceConfiguration] = []
         if let cluster, let driver = self.store.driver as? PostgresDriver {
             clusterServices.append(.init(service: ClusterService(
@@ -445,9 +448,19 @@ struct HousekeepingService: Service {
     let storage: any Storage
     let attachments: Attachments
     let logger: Logger
+    /// Attachments on PostgreSQL: the directory an earlier server kept files in, moved into the database at start.
+    var importFrom: String? = nil
     var interval: Duration = .seconds(3600)
 
     func run() async throws {
+        if let directory = importFrom {
+            do {
+                let n = try await attachments.importFiles(from: directory)
+                if n > 0 { logger.notice("moved \(n) attachment files from \(directory) into the database") }
+            } catch {
+                logger.error("moving attachment files into the database stopped (will retry at the next start): \(error)")
+            }
+        }
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
             do {
                 let n = try await storage.purgeExpiredRefreshTokens(now: nowMillis())

@@ -305,6 +305,22 @@ public enum Migrations {
                 """],
             additive: true
         ),
+        // Attachment bytes in the database (a cluster's nodes share no disk): chunks of at most 256 KiB, so an
+        // upload or a download streams row by row, and replication copies them like any other row.
+        Migration(
+            version: 8, name: "attachment chunks",
+            sqlite: ["""
+                CREATE TABLE attachment_chunks (
+                  attachment_id TEXT NOT NULL, seq INTEGER NOT NULL, data BLOB NOT NULL, created_at INTEGER NOT NULL,
+                  PRIMARY KEY (attachment_id, seq))
+                """],
+            postgres: ["""
+                CREATE TABLE attachment_chunks (
+                  attachment_id TEXT NOT NULL, seq INTEGER NOT NULL, data BYTEA NOT NULL, created_at BIGINT NOT NULL,
+                  PRIMARY KEY (attachment_id, seq))
+                """],
+            additive: true
+        ),
     ]
 
     /// Nodes on one database take this lock (a PostgreSQL advisory lock key) to run migrations one at a time.

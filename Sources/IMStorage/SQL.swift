@@ -4,18 +4,30 @@ public enum SQLValue: Sendable, Hashable {
     case int(Int64)
     case double(Double)
     case text(String)
+    /// Raw bytes (a BLOB in SQLite, `bytea` in PostgreSQL): attachment chunks.
+    case bytes([UInt8])
 
     public var int: Int64? {
         switch self {
         case .int(let v): v
         case .double(let d): Int64(d)
         case .text(let s): Int64(s)
-        case .null: nil
+        case .null, .bytes: nil
         }
     }
     public var text: String? {
-        if case .text(let s) = self { return s }
-        return nil
+        switch self {
+        case .text(let s): s
+        case .bytes(let b): String(decoding: b, as: UTF8.self)
+        default: nil
+        }
+    }
+    public var bytes: [UInt8]? {
+        switch self {
+        case .bytes(let b): b
+        case .text(let s): Array(s.utf8)
+        default: nil
+        }
     }
 }
 
@@ -44,6 +56,10 @@ public struct SQLRow: Sendable {
         return v
     }
     public func optText(_ name: String) -> String? { self[name].text }
+    public func bytes(_ name: String) throws -> [UInt8] {
+        guard let v = self[name].bytes else { throw StorageError.corrupt("column \(name) is not bytes") }
+        return v
+    }
     public func bool(_ name: String) -> Bool { (self[name].int ?? 0) != 0 }
 }
 

@@ -302,6 +302,7 @@ public final class SQLStore: Storage {
     @discardableResult
     public func dissolve(conversation: ConversationID) async throws -> [String] {
         try await driver.write { db in
+            try await db.query("DELETE FROM attachment_chunks WHERE attachment_id IN (SELECT id FROM attachments WHERE conv_id = $1)", [.int(conversation)])
             let files = try await db.query("DELETE FROM attachments WHERE conv_id = $1 RETURNING id", [.int(conversation)]).map { try $0.text("id") }
             try await db.query("DELETE FROM messages WHERE conv_id = $1", [.int(conversation)])
             try await db.query("DELETE FROM message_mentions WHERE conv_id = $1", [.int(conversation)])
@@ -772,7 +773,42 @@ public final class SQLStore: Storage {
     public func deleteAttachments(ids: [String]) async throws {
         guard !ids.isEmpty else { return }
         try await driver.write { db in
-            for id in ids { try await db.query("DELETE FROM attachments WHERE id = $1", [.text(id)]) }
+            for id in ids {
+                try await db.query("DELETE FROM attachments WHERE id = $1", [.text(id)])
+                try await db.query("DELETE FROM attachment_chunks WHERE attachment_id = $1", [.text(id)])
+            }
+        }
+    }
+
+    public func putAttachmentChunk(id: String, seq: Int, data: [UInt8], createdAt: Int64) async throws {
+        try await driver.write { db in
+            try await db.query("INSERT INTO attachment_chunks (attachment_id, seq, data, created_at) VALUES ($1, $2, $3, $4)",
+                               [.text(id), .int(Int64(seq)), .bytes(data), .int(createdAt)])
+        }
+    }
+
+    public func attachmentChunk(id: String, seq: Int) async throws -> [UInt8]? {
+        try await driver.read { db in
+            try await db.first("SELECT data FROM attachment_chunks WHERE attachment_id = $1 AND seq = $2",
+                               [.text(id), .int(Int64(seq))])?.bytes("data")
+        }
+    }
+
+    public func attachmentChunkTotals(id: String) async throws -> (count: Int, bytes: Int64) {
+        try await driver.read { db in
+            let r = try await db.first("SELECT COUNT(*) AS n, COALESCE(SUM(LENGTH(data)), 0) AS b FROM attachment_chunks WHERE attachment_id = $1",
+                                       [.text(id)])
+            return (Int(r?.optInt("n") ?? 0), r?.optInt("b") ?? 0)
+        }
+    }
+
+    public func deleteOrphanAttachmentChunks(createdBefore: Int64) async throws -> Int {
+        try await driver.write { db in
+            try await db.query("""
+                DELETE FROM attachment_chunks WHERE created_at < $1
+                  AND NOT EXISTS (SELECT 1 FROM attachments a WHERE a.id = attachment_chunks.attachment_id)
+                  RETURNING seq
+                """, [.int(createdBefore)]).count
         }
     }
 

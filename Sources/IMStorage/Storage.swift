@@ -222,8 +222,17 @@ public protocol Storage: Sendable {
     /// Attachments created before `createdBefore` that no stored message refers to (never sent, or their message
     /// was recalled or its conversation dissolved), at most `limit` of them.
     func unreferencedAttachments(createdBefore: Int64, limit: Int) async throws -> [String]
-    /// Deletes attachment rows (their files are the caller's to remove).
+    /// Deletes attachment rows and their chunks in the database (files on disk are the caller's to remove).
     func deleteAttachments(ids: [String]) async throws
+    /// Attachment bytes kept in the database (a cluster's nodes share no disk): chunk `seq` (0, 1, ...) of an
+    /// upload. Chunks are written before their attachment's row, so a row always has all of them.
+    func putAttachmentChunk(id: String, seq: Int, data: [UInt8], createdAt: Int64) async throws
+    func attachmentChunk(id: String, seq: Int) async throws -> [UInt8]?
+    /// How many chunks an attachment has in the database and their total length.
+    func attachmentChunkTotals(id: String) async throws -> (count: Int, bytes: Int64)
+    /// Deletes chunks older than `createdBefore` that no attachment row owns (an upload that failed or was cut
+    /// off before its row was written); returns how many went.
+    func deleteOrphanAttachmentChunks(createdBefore: Int64) async throws -> Int
 
     // Cluster join tokens (SQLStore+JoinTokens.swift)
     func createJoinToken(id: String, proofHash: String, bundle: String, now: Int64, expiresAt: Int64, singleUse: Bool) async throws

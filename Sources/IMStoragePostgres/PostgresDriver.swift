@@ -332,6 +332,7 @@ struct PostgresExecutor: SQLExecutor {
             case .int(let i): bindings.append(i)
             case .double(let d): bindings.append(d)
             case .text(let s): bindings.append(s)
+            case .bytes(let b): bindings.append(ByteBuffer(bytes: b))
             }
         }
         let rows: [PostgresRow]
@@ -382,6 +383,8 @@ struct PostgresExecutor: SQLExecutor {
             return .int(try cell.decode(Bool.self) ? 1 : 0)
         case .text, .varchar, .bpchar, .name, .json, .jsonb, .uuid:
             return .text(try cell.decode(String.self))
+        case .bytea:
+            return .bytes(bytes.readBytes(length: bytes.readableBytes) ?? [])
         case .timestamp, .timestamptz, .date:
             let date = try cell.decode(Date.self)
             return .text(ISO8601DateFormatter().string(from: date))

@@ -118,7 +118,7 @@ struct SQLiteExecutor: SQLExecutor {
                 case .integer(let i): values[c.name] = .int(Int64(i))
                 case .float(let d): values[c.name] = .double(d)
                 case .text(let s): values[c.name] = .text(s)
-                case .blob(let b): values[c.name] = .text(String(buffer: b))
+                case .blob(let b): values[c.name] = .bytes(Array(b.readableBytesView))
                 case .null: values[c.name] = .null
                 }
             }
@@ -132,6 +132,7 @@ struct SQLiteExecutor: SQLExecutor {
         case .int(let i): .integer(SQLiteInt64(i))
         case .double(let d): .float(d)
         case .text(let s): .text(s)
+        case .bytes(let b): .blob(ByteBuffer(bytes: b))
         }
     }
 

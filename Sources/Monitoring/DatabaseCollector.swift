@@ -102,7 +102,7 @@ public actor PostgresCollector: Collector {
         case .int(let i): Double(i)
         case .double(let d): d
         case .text(let s): Double(s)
-        case .null: nil
+        case .null, .bytes: nil
         }
     }
 

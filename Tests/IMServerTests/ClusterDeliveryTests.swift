@@ -118,6 +118,27 @@ import Testing
         }
     }
 
+    /// Nodes share no disk: an attachment uploaded through one node is served whole by the other, from the
+    /// database's chunks (a file of several 256 KiB chunks, every byte value in it).
+    @Test func anAttachmentUploadedOnOneNodeDownloadsWholeFromTheOther() async throws {
+        try await withCluster { a, b in
+            let alice = try await a.user("alice")
+            let bob = try await b.user("bob")
+            let conv = try await alice.client.createDirectConversation(with: bob.id).id
+            var bytes = [UInt8](repeating: 0, count: 3 * Attachments.chunkBytes + 12_345)
+            for i in bytes.indices { bytes[i] = UInt8(truncatingIfNeeded: i &* 2_654_435_761 >> 13) }
+            let ref = try await alice.client.uploadAttachment(to: conv, name: "report.pdf", contentType: "application/pdf", data: Data(bytes))
+            #expect(ref.size == Int64(bytes.count))
+            #expect(try await a.runtime.storage.attachmentChunkTotals(id: ref.id).count == 4)
+            let got = try await bob.client.downloadAttachment(ref.id)
+            #expect(got.data == Data(bytes) && got.contentType == "application/pdf")
+            // Nothing of it on either node's disk.
+            for node in [a, b] {
+                #expect(!FileManager.default.fileExists(atPath: node.runtime.config.dataDir + "/attachments"))
+            }
+        }
+    }
+
     @Test func membershipChangedOnOneNodeHoldsOnTheOtherAtOnce() async throws {
         try await withCluster { a, b in
             let alice = try await a.user("alice")

@@ -345,6 +345,15 @@ struct ProbeError: Error, CustomStringConvertible {
         (FileManager.default.enumerator(atPath: dir + "/attachments")?.allObjects as? [String] ?? []).filter { $0.contains("/") }
     }
 
+    /// How many attachments have bytes stored: files on disk (SQLite), chunked uploads in the database (PostgreSQL).
+    static func storedAttachments(_ server: TestServer) async throws -> Int {
+        guard server.runtime.attachments.backing == .database else { return files(under: server.directory).count }
+        let store = try #require(server.runtime.storage as? SQLStore)
+        return Int(try await store.driver.read { db in
+            try await db.first("SELECT COUNT(DISTINCT attachment_id) AS n FROM attachment_chunks")?.int("n") ?? -1
+        })
+    }
+
     @Test(arguments: Backend.allCases) func eachUserHasAQuotaAndAnUploadOverItLeavesNothingBehind(backend: Backend) async throws {
         try await withServer(backend, { $0.limits.attachmentBytes = 1000; $0.limits.attachmentQuotaBytes = 1500 }) { server in
             let alice = try await server.user("alice")
@@ -360,9 +369,23 @@ struct ProbeError: Error, CustomStringConvertible {
             }
             // The refused upload streamed part of its body before crossing the quota: no partial file is left.
             #expect(Self.files(under: server.directory).filter { $0.hasSuffix(".part") }.isEmpty)
-            #expect(Self.files(under: server.directory).count == 1)
+            #expect(try await Self.storedAttachments(server) == 1)
             // Bob's quota is his own.
             _ = try await bob.client.uploadAttachment(to: conv, name: "c.txt", contentType: "text/plain", data: Data(count: 800))
+        }
+    }
+
+    /// In the database, an upload refused where it crosses the quota has already committed whole chunks: they go.
+    @Test func aChunkedUploadOverTheQuotaLeavesNoChunks() async throws {
+        try await withServer(.postgres, { $0.limits.attachmentBytes = 1 << 20; $0.limits.attachmentQuotaBytes = 1_200_000 }) { server in
+            let alice = try await server.user("alice")
+            let bob = try await server.user("bob")
+            let conv = try await alice.client.createDirectConversation(with: bob.id).id
+            _ = try await alice.client.uploadAttachment(to: conv, name: "a.bin", contentType: "application/octet-stream", data: Data(count: 700_000))
+            await expectIMError(.tooLarge) {
+                _ = try await alice.client.uploadAttachment(to: conv, name: "b.bin", contentType: "application/octet-stream", data: Data(count: 700_000))
+            }
+            #expect(try await Self.storedAttachments(server) == 1)
         }
     }
 
@@ -386,18 +409,17 @@ struct ProbeError: Error, CustomStringConvertible {
             let bob = try await server.user("bob")
             let group = try await alice.client.createGroup(name: "g", members: [bob.id])
             let ref = try await alice.client.uploadAttachment(to: group.id, name: "a.txt", contentType: "text/plain", data: Data(repeating: 65, count: 300))
-            let file = server.directory + "/attachments/\(ref.id.prefix(2))/\(ref.id)"
-            #expect(FileManager.default.fileExists(atPath: file))
+            #expect(try await server.runtime.attachments.bytesPresent(for: ref.id))
             #expect(try await bob.client.downloadAttachment(ref.id).data == Data(repeating: 65, count: 300))
             try await alice.client.dissolveConversation(group.id)
-            #expect(!FileManager.default.fileExists(atPath: file))
+            #expect(try await !server.runtime.attachments.bytesPresent(for: ref.id))
             #expect(try await server.runtime.storage.attachment(id: ref.id) == nil)
             #expect(try await server.runtime.storage.attachmentBytes(uploader: alice.id) == 0)
         }
     }
 
-    @Test func unreferencedAttachmentsAreCollectedAfterTheGracePeriod() async throws {
-        try await withServer { server in
+    @Test(arguments: Backend.allCases) func unreferencedAttachmentsAreCollectedAfterTheGracePeriod(backend: Backend) async throws {
+        try await withServer(backend) { server in
             let alice = try await server.user("alice")
             let bob = try await server.user("bob")
             let conv = try await alice.client.createDirectConversation(with: bob.id).id
@@ -415,8 +437,8 @@ struct ProbeError: Error, CustomStringConvertible {
             #expect(try await server.runtime.storage.attachment(id: sent.id) != nil)
             #expect(try await server.runtime.storage.attachment(id: recalled.id) == nil)
             #expect(try await server.runtime.storage.attachment(id: unsent.id) == nil)
-            #expect(!FileManager.default.fileExists(atPath: attachments.path(for: unsent.id)))
-            #expect(FileManager.default.fileExists(atPath: attachments.path(for: sent.id)))
+            #expect(try await !attachments.bytesPresent(for: unsent.id))
+            #expect(try await attachments.bytesPresent(for: sent.id))
             await a.close()
         }
     }
