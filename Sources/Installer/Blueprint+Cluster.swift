@@ -15,7 +15,13 @@ public struct ClusterInputs: Sendable, Equatable {
     public var bundle: ClusterBundle?
     /// The embedded components this release carries, by name (postgresql, etcd, patroni, haproxy).
     public var components: [String: ComponentSource]
-    public init(bundle: ClusterBundle?, components: [String: ComponentSource]) { self.bundle = bundle; self.components = components }
+    /// The founder of a cluster on the site's PostgreSQL (`--database-url`): the password and CA the operator gave
+    /// (`--database-password-file`, `--database-ca-file`). Joining hosts get them in the bundle.
+    public var externalPassword: String?
+    public var externalCA: String?
+    public init(bundle: ClusterBundle?, components: [String: ComponentSource], externalPassword: String? = nil, externalCA: String? = nil) {
+        self.bundle = bundle; self.components = components; self.externalPassword = externalPassword; self.externalCA = externalCA
+    }
 }
 
 /// This member's record and what `warbler cluster …` needs to reach the cluster (root's, no secrets).
@@ -30,6 +36,8 @@ public struct MemberFile: Codable, Sendable, Equatable {
     /// The other etcd members when this host joined: a learner's own etcd serves no membership calls, so its
     /// promotion goes through them.
     public var seedEtcdEndpoints: [String]? = nil
+    /// The site's PostgreSQL (`--database-url`, without its password), nil when the cluster runs its own.
+    public var database: String? = nil
 
     public static func load(_ data: Data) throws -> MemberFile {
         do { return try JSONDecoder().decode(MemberFile.self, from: data) } catch {
@@ -88,15 +96,36 @@ extension Blueprint {
         dir(ClusterPaths.dir, 0o755, root)
         dir(ClusterPaths.secrets, 0o700, root)
         dir(ClusterPaths.tls, 0o755, root)
-        let superuser = try secret(ClusterPaths.superuserPassword, \.superuserPassword, "PostgreSQL superuser password")
-        let replication = try secret(ClusterPaths.replicationPassword, \.replicationPassword, "replication password")
-        let rewind = try secret(ClusterPaths.rewindPassword, \.rewindPassword, "pg_rewind password")
-        let api = try secret(ClusterPaths.patroniAPIPassword, \.patroniAPIPassword, "Patroni API password")
-        let app = try secret(ClusterPaths.appPasswordRootCopy, \.appPassword, "the IM server's database password")
-        file(ClusterPaths.superuserPassword, superuser + "\n", 0o600, root, label: "PostgreSQL superuser password")
-        file(ClusterPaths.replicationPassword, replication + "\n", 0o600, root, label: "replication password")
-        file(ClusterPaths.rewindPassword, rewind + "\n", 0o600, root, label: "pg_rewind password")
-        file(ClusterPaths.patroniAPIPassword, api + "\n", 0o600, root, label: "Patroni API password")
+        var superuser = "", replication = "", rewind = "", api = "", app = ""
+        if let external = c.externalDatabase {
+            // The site's PostgreSQL: only the IM server's password (and its CA, if one was given) are ours to keep.
+            if let v = try existing(ClusterPaths.appPasswordRootCopy), !v.isEmpty {
+                app = v
+            } else if let b = inputs.bundle, !b.appPassword.isEmpty {
+                app = b.appPassword
+            } else if let p = inputs.externalPassword, !p.isEmpty {
+                app = p
+            } else {
+                throw OptionsError("the password for \(external.url) is missing: give --database-password-file FILE (a file only root can read)")
+            }
+            let ca = try existing(ClusterPaths.externalDatabaseCA) ?? inputs.bundle?.databaseCA ?? inputs.externalCA
+            if let ca, !ca.isEmpty {
+                guard ca.contains("-----BEGIN CERTIFICATE-----") else {
+                    throw OptionsError("the database CA (--database-ca-file) is not a PEM certificate")
+                }
+                file(ClusterPaths.externalDatabaseCA, ca + "\n", 0o644, root, label: "the site database's CA certificate")
+            }
+        } else {
+            superuser = try secret(ClusterPaths.superuserPassword, \.superuserPassword, "PostgreSQL superuser password")
+            replication = try secret(ClusterPaths.replicationPassword, \.replicationPassword, "replication password")
+            rewind = try secret(ClusterPaths.rewindPassword, \.rewindPassword, "pg_rewind password")
+            api = try secret(ClusterPaths.patroniAPIPassword, \.patroniAPIPassword, "Patroni API password")
+            app = try secret(ClusterPaths.appPasswordRootCopy, \.appPassword, "the IM server's database password")
+            file(ClusterPaths.superuserPassword, superuser + "\n", 0o600, root, label: "PostgreSQL superuser password")
+            file(ClusterPaths.replicationPassword, replication + "\n", 0o600, root, label: "replication password")
+            file(ClusterPaths.rewindPassword, rewind + "\n", 0o600, root, label: "pg_rewind password")
+            file(ClusterPaths.patroniAPIPassword, api + "\n", 0o600, root, label: "Patroni API password")
+        }
         file(ClusterPaths.appPasswordRootCopy, app + "\n", 0o600, root, label: "the IM server's database password")
         file(ClusterPaths.appPassword, app + "\n", 0o600, managesOwnership ? Owner(Self.user, Self.user) : nil, label: "the IM server's database password")
         // The token signing key as the blueprint wrote it (root's copy, which the join bundle carries).
@@ -131,6 +160,7 @@ extension Blueprint {
         ctx.frontendHost = settings.host
         ctx.frontendPort = settings.port
         ctx.balance = c.balance
+        ctx.externalDatabase = c.externalDatabase != nil
         ctx.slots = ClusterSettings.maxMembers
         let seeds = c.seedMembers.filter { $0.roles.contains(.etcd) && $0.name != c.nodeName }
         ctx.newCluster = c.founder || seeds.isEmpty
@@ -182,6 +212,7 @@ extension Blueprint {
         var member = MemberFile(member: c.me, frontendPort: settings.port, etcdEndpoints: endpoints, balance: c.balance,
                                 domains: settings.domains, registration: settings.registration)
         member.seedEtcdEndpoints = seeds.map(\.address)
+        member.database = c.externalDatabase?.url
         file(ClusterPaths.memberFile, String(decoding: try encoder.encode(member), as: UTF8.self) + "\n", 0o644, root)
 
         guard managesServices else { return }
@@ -199,12 +230,13 @@ extension Blueprint {
                                marker: layout.path(ClusterPaths.memberRegisteredMarker), beforeUnit: firstAfterEtcd))
         // Before the first admin is created (which needs the database).
         let serverCommands = d.oneTime.firstIndex { $0.beforeUnit == Paths.serverUnitName } ?? d.oneTime.endIndex
-        if c.founder {
+        if c.founder && c.externalDatabase == nil {
             d.oneTime.insert(.init(name: "create the IM server's database and role in PostgreSQL",
                                    argv: [binary, "cluster", "setup-database"], user: nil,
                                    marker: layout.path(ClusterPaths.databaseCreatedMarker), beforeUnit: Paths.serverUnitName), at: serverCommands)
         } else {
-            d.oneTime.insert(.init(name: "wait for the cluster's database through HAProxy",
+            d.oneTime.insert(.init(name: c.externalDatabase.map { "reach the site's database \($0.host):\($0.port) as \($0.user)" }
+                                       ?? "wait for the cluster's database through HAProxy",
                                    argv: [binary, "cluster", "wait-database"], user: nil,
                                    marker: layout.path(Paths.installState + "/cluster-database-reached"), beforeUnit: Paths.serverUnitName),
                              at: serverCommands)

@@ -155,8 +155,17 @@ public struct Blueprint: Sendable {
             // Behind HAProxy (which owns the public port), on the address the other members reach.
             config.host = c.advertise.description
             config.port = ClusterSettings.Port.im
-            config.postgres = .init(host: "127.0.0.1", port: ClusterSettings.Port.primary, user: "warbler",
-                                    passwordFile: ClusterPaths.appPassword, database: "warbler", caFile: Paths.caCert)
+            if let e = c.externalDatabase {
+                // The site's PostgreSQL, directly (its own failover is the site's); TLS verified against the CA the
+                // operator gave, else the system's roots.
+                let ca = try system.info(layout.path(ClusterPaths.externalDatabaseCA)) != nil
+                    || cluster?.bundle?.databaseCA?.isEmpty == false || cluster?.externalCA?.isEmpty == false
+                config.postgres = .init(host: e.host, port: e.port, user: e.user, passwordFile: ClusterPaths.appPassword,
+                                        database: e.database, caFile: ca ? ClusterPaths.externalDatabaseCA : "", tls: e.tls)
+            } else {
+                config.postgres = .init(host: "127.0.0.1", port: ClusterSettings.Port.primary, user: "warbler",
+                                        passwordFile: ClusterPaths.appPassword, database: "warbler", caFile: Paths.caCert)
+            }
             config.clusterNodeID = c.nodeName
             config.clusterCAFile = Paths.caCert
         }

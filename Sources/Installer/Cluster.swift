@@ -48,11 +48,13 @@ public struct ClusterAnswers: Codable, Sendable, Equatable {
     public var balance: String?
     /// The etcd members when this host joined: its etcd's first start needs them (`initial-cluster`).
     public var seedMembers: [ClusterMember]?
+    /// An existing PostgreSQL the cluster uses instead of its own (`--database-url`; no password in it).
+    public var databaseURL: String?
 
     public init(founder: Bool? = nil, advertiseAddress: String? = nil, nodeName: String? = nil, roles: [ClusterRole]? = nil,
-                balance: String? = nil, seedMembers: [ClusterMember]? = nil) {
+                balance: String? = nil, seedMembers: [ClusterMember]? = nil, databaseURL: String? = nil) {
         self.founder = founder; self.advertiseAddress = advertiseAddress; self.nodeName = nodeName; self.roles = roles
-        self.balance = balance; self.seedMembers = seedMembers
+        self.balance = balance; self.seedMembers = seedMembers; self.databaseURL = databaseURL
     }
 
     enum CodingKeys: String, CodingKey {
@@ -60,6 +62,7 @@ public struct ClusterAnswers: Codable, Sendable, Equatable {
         case advertiseAddress = "advertise_address"
         case nodeName = "node_name"
         case seedMembers = "seed_members"
+        case databaseURL = "database_url"
     }
 
     public func over(_ base: ClusterAnswers?) -> ClusterAnswers {
@@ -70,6 +73,7 @@ public struct ClusterAnswers: Codable, Sendable, Equatable {
         out.roles = roles ?? out.roles
         out.balance = balance ?? out.balance
         out.seedMembers = seedMembers ?? out.seedMembers
+        out.databaseURL = databaseURL ?? out.databaseURL
         return out
     }
 }
@@ -82,6 +86,8 @@ public struct ClusterSettings: Sendable, Equatable {
     public var roles: Set<ClusterRole>
     public var balance: String
     public var seedMembers: [ClusterMember]
+    /// The site's own PostgreSQL (`--database-url`): no member then runs PostgreSQL or Patroni.
+    public var externalDatabase: ExternalDatabase?
 
     /// The ports a member binds besides the HAProxy frontend (the install's `--port`).
     public enum Port {
@@ -100,7 +106,8 @@ public struct ClusterSettings: Sendable, Equatable {
     public var me: ClusterMember { ClusterMember(name: nodeName, address: advertise.description, roles: Array(roles)) }
 
     public func ports(frontend: Int) -> [Int] {
-        var p = [frontend, Port.im, Port.primary]
+        var p = [frontend, Port.im]
+        if externalDatabase == nil { p.append(Port.primary) }
         if roles.contains(.etcd) { p += [Port.etcdClient, Port.etcdPeer] }
         if roles.contains(.database) { p += [Port.postgres, Port.patroni] }
         return p
@@ -110,7 +117,18 @@ public struct ClusterSettings: Sendable, Equatable {
         founder = a.founder ?? false
         balance = a.balance ?? "leastconn"
         seedMembers = a.seedMembers ?? []
-        roles = Set(a.roles ?? [.database, .etcd])
+        if let url = a.databaseURL {
+            do { externalDatabase = try ExternalDatabase.parse(url) } catch {
+                externalDatabase = nil
+                problems.append("\(error)")
+            }
+        } else {
+            externalDatabase = nil
+        }
+        roles = Set(a.roles ?? (a.databaseURL == nil ? [.database, .etcd] : [.etcd]))
+        if a.databaseURL != nil && roles.contains(.database) {
+            problems.append("with --database-url the cluster runs no PostgreSQL of its own: no host carries the database role (drop --role database)")
+        }
         let name = a.nodeName ?? Self.nodeName(fromHostname: hostname)
         nodeName = name
         if let addr = a.advertiseAddress, let ip = IPAddress.parse(addr), ip.isIPv4, addr != "0.0.0.0", !addr.hasPrefix("127.") {
@@ -125,8 +143,11 @@ public struct ClusterSettings: Sendable, Equatable {
         if !["roundrobin", "leastconn", "source"].contains(balance) {
             problems.append("--balance must be roundrobin, leastconn or source, not '\(balance)'")
         }
-        if founder && !(roles.contains(.database) && roles.contains(.etcd)) {
+        if founder && a.databaseURL == nil && !(roles.contains(.database) && roles.contains(.etcd)) {
             problems.append("the first host of a cluster carries the database and etcd roles")
+        }
+        if founder && !roles.contains(.etcd) {
+            problems.append("the first host of a cluster carries the etcd role")
         }
     }
 
@@ -144,6 +165,55 @@ public struct ClusterSettings: Sendable, Equatable {
         })
         return cleaned.isEmpty ? "node" : String(cleaned.prefix(63))
     }
+}
+
+/// A PostgreSQL the site already runs, given as `postgres://USER@HOST[:PORT]/DATABASE[?sslmode=MODE]`. The
+/// password never goes in the URL (it would show in `ps` and shell history): it comes from a file.
+public struct ExternalDatabase: Sendable, Equatable {
+    public var host: String
+    public var port: Int
+    public var user: String
+    public var database: String
+    /// TLS verified against the CA given (or the system's roots); `sslmode=disable` turns it off.
+    public var tls: Bool
+
+    public init(host: String, port: Int, user: String, database: String, tls: Bool) {
+        self.host = host; self.port = port; self.user = user; self.database = database; self.tls = tls
+    }
+
+    public static func parse(_ url: String) throws -> ExternalDatabase {
+        func bad(_ why: String) -> OptionsError {
+            OptionsError("--database-url '\(url)': \(why); give postgres://USER@HOST[:PORT]/DATABASE[?sslmode=verify-full|disable]")
+        }
+        guard let c = URLComponents(string: url), let scheme = c.scheme, ["postgres", "postgresql"].contains(scheme) else {
+            throw bad("not a postgres:// URL")
+        }
+        guard c.password == nil else {
+            throw OptionsError("--database-url must not hold the password (it would show in ps and shell history): put it in a file only root can read and give --database-password-file FILE")
+        }
+        guard let host = c.host, !host.isEmpty else { throw bad("no host") }
+        guard let user = c.user, !user.isEmpty else { throw bad("no user") }
+        let database = String(c.path.drop { $0 == "/" })
+        guard !database.isEmpty, !database.contains("/") else { throw bad("no database name") }
+        let port = c.port ?? 5432
+        guard (1...65535).contains(port) else { throw bad("port out of range") }
+        var tls = true
+        for item in c.queryItems ?? [] {
+            switch (item.name, item.value ?? "") {
+            case ("sslmode", "verify-full"), ("sslmode", "require"), ("sslmode", "verify-ca"): tls = true
+            case ("sslmode", "disable"): tls = false
+            case ("sslmode", let v): throw bad("sslmode \(v) is not one of verify-full, disable (TLS is always verified in full)")
+            default: throw bad("unknown parameter \(item.name)")
+            }
+        }
+        for part in [host, user, database] where part.contains(where: { $0 == "\"" || $0 == "\\" || $0.isNewline || $0 == " " }) {
+            throw bad("'\(part)' holds a quote, backslash, space or line break")
+        }
+        return ExternalDatabase(host: host, port: port, user: user, database: database, tls: tls)
+    }
+
+    /// The URL again, canonical and without secrets (what the join bundle carries and status shows).
+    public var url: String { "postgres://\(user)@\(host.contains(":") ? "[\(host)]" : host):\(port)/\(database)\(tls ? "" : "?sslmode=disable")" }
 }
 
 /// Where a cluster member keeps what the single-node layout does not have.
@@ -165,6 +235,8 @@ public enum ClusterPaths {
     public static let caCert = "/etc/warbler/cluster/tls/ca.crt"
     public static let rootCert = "/etc/warbler/cluster/tls/root.crt"
     public static let rootKey = "/etc/warbler/cluster/tls/root.key"
+    /// With `--database-url`: the CA the site's PostgreSQL certificate chains to (absent: the system's roots).
+    public static let externalDatabaseCA = "/etc/warbler/cluster/tls/database-ca.crt"
     public static let etcdConfig = "/etc/warbler/cluster/etcd.yaml"
     public static let patroniConfig = "/etc/warbler/cluster/patroni.yml"
     public static let haproxyConfig = "/etc/warbler/cluster/haproxy.cfg"

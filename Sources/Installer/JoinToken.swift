@@ -107,6 +107,9 @@ public struct ClusterBundle: Codable, Sendable, Equatable {
     public var registration: String
     /// The members when the token was made: the joining host reaches etcd through any of them.
     public var members: [ClusterMember]
+    /// A cluster on the site's PostgreSQL: its URL (no password; that is `appPassword`) and CA, if one was given.
+    public var databaseURL: String? = nil
+    public var databaseCA: String? = nil
 
     public init(caCert: String, caKey: String, jwtKey: String, superuserPassword: String, replicationPassword: String,
                 rewindPassword: String, patroniAPIPassword: String, appPassword: String, domains: [String], port: Int,

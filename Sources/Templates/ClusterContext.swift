@@ -22,6 +22,8 @@ public struct ClusterContext: Sendable, Equatable {
     public var patroniPort = 8008
     public var primaryPort = 5433
     public var balance = "leastconn"
+    /// The cluster uses the site's PostgreSQL (`--database-url`): no local listener for the primary.
+    public var externalDatabase = false
     public var slots = 16
     /// etcd's `initial-cluster` members (this one included) and whether it starts a new cluster.
     public var initialMembers: [Member] = []
@@ -110,7 +112,7 @@ public struct ClusterContext: Sendable, Equatable {
         return [
             "nodeName": nodeName, "advertise": advertise, "frontendHost": frontendHost, "frontendPort": frontendPort,
             "imPort": imPort, "etcdClientPort": etcdClientPort, "etcdPeerPort": etcdPeerPort, "postgresPort": postgresPort,
-            "patroniPort": patroniPort, "primaryPort": primaryPort, "balance": balance, "hashConsistent": balance == "source",
+            "patroniPort": patroniPort, "primaryPort": primaryPort, "balance": balance, "hashConsistent": balance == "source", "externalDatabase": externalDatabase,
             "slots": slots,
             "initialCluster": peers, "clusterState": newCluster ? "new" : "existing",
             "etcdHosts": etcdEndpoints.map { "\($0):\(etcdClientPort)" }.joined(separator: ","),

@@ -39,8 +39,10 @@ public struct ServerConfigContext: Sendable, Equatable {
         public var passwordFile: String
         public var database: String
         public var caFile: String
-        public init(host: String, port: Int, user: String, passwordFile: String, database: String, caFile: String) {
+        public var tls: Bool
+        public init(host: String, port: Int, user: String, passwordFile: String, database: String, caFile: String, tls: Bool = true) {
             self.host = host; self.port = port; self.user = user; self.passwordFile = passwordFile; self.database = database; self.caFile = caFile
+            self.tls = tls
         }
     }
 
@@ -63,7 +65,7 @@ public struct ServerConfigContext: Sendable, Equatable {
             "storage": ["driver": YAML.quote(postgres == nil ? storageDriver : "postgres"), "path": YAML.quote(databasePath)],
             "postgres": postgres.map { p -> [[String: Any]] in
                 [["host": YAML.quote(p.host), "port": String(p.port), "user": YAML.quote(p.user), "passwordFile": YAML.quote(p.passwordFile),
-                  "database": YAML.quote(p.database), "caFile": YAML.quote(p.caFile)]]
+                  "database": YAML.quote(p.database), "caFile": YAML.quote(p.caFile), "tls": p.tls ? "true" : "false"]]
             } ?? [],
             "cluster": clusterNodeID.map { [["nodeId": YAML.quote($0), "caFile": YAML.quote(clusterCAFile)]] } ?? [],
             "auth": ["registration": YAML.quote(registration), "jwtKeyFile": YAML.quote(jwtKeyFile)],

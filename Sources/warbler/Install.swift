@@ -1,4 +1,5 @@
 import AlertReceivers
+import DurableFiles
 import ArgumentParser
 import Payload
 import Foundation
@@ -50,12 +51,42 @@ struct InstallFlags: ParsableArguments {
     var balance: String?
     @Option(help: "This member's name in the cluster (default: the hostname's first label).")
     var nodeName: String?
+    @Option(help: "With --cluster-init: use the site's PostgreSQL instead of running one, as postgres://USER@HOST[:PORT]/DATABASE[?sslmode=disable] (no password in it).")
+    var databaseURL: String?
+    @Option(help: "With --database-url: a root-owned file holding the password of the URL's user.")
+    var databasePasswordFile: String?
+    @Option(help: "With --database-url: the CA certificate (PEM) the database's TLS certificate chains to (default: the system's trusted roots).")
+    var databaseCaFile: String?
 
     func validate() throws {
         if let i = initSystem, InitSystem(rawValue: i) == nil {
             throw ValidationError("--init must be systemd, builtin or none, not '\(i)'")
         }
         if let r = root, !r.hasPrefix("/") { throw ValidationError("--root needs an absolute path") }
+        if databaseURL != nil && !clusterInit {
+            throw ValidationError("--database-url founds a cluster on the site's PostgreSQL: give it with --cluster-init (joining hosts get it with the token)")
+        }
+        if (databasePasswordFile != nil || databaseCaFile != nil) && databaseURL == nil {
+            throw ValidationError("--database-password-file and --database-ca-file go with --database-url")
+        }
+    }
+
+    /// The site database's password and CA from the files the operator named (root's, read without following links).
+    func externalDatabaseInputs() throws -> (password: String?, ca: String?) {
+        guard databaseURL != nil else { return (nil, nil) }
+        guard let pf = databasePasswordFile else {
+            throw ValidationError("--database-url needs --database-password-file FILE: the password of the URL's user, in a file only root can read")
+        }
+        let password: String
+        do { password = try RootFile.readText(pf) } catch { throw ValidationError("--database-password-file: \(error)") }
+        guard !password.isEmpty, !password.contains(where: \.isNewline) else {
+            throw ValidationError("--database-password-file \(pf) must hold the password on one line")
+        }
+        var ca: String?
+        if let cf = databaseCaFile {
+            do { ca = String(decoding: try RootFile.read(cf), as: UTF8.self) } catch { throw ValidationError("--database-ca-file: \(error)") }
+        }
+        return (password, ca)
     }
 
     var layout: Layout { Layout(root: root) }
@@ -79,7 +110,8 @@ struct InstallFlags: ParsableArguments {
         flags.releaseKey = releaseKey
         if clusterInit || advertiseAddress != nil || balance != nil || nodeName != nil {
             flags.cluster = ClusterAnswers(founder: clusterInit ? true : nil, advertiseAddress: advertiseAddress, nodeName: nodeName,
-                                           roles: clusterInit ? [.database, .etcd] : nil, balance: balance)
+                                           roles: clusterInit ? (databaseURL == nil ? [.database, .etcd] : [.etcd]) : nil, balance: balance,
+                                           databaseURL: databaseURL)
         }
         let answers = try config.map { flags.over(try InstallAnswers.load(path: $0)) } ?? flags
         try Self.checkReceivers(answers.alertReceivers ?? [])
@@ -139,7 +171,8 @@ extension Warbler {
                 defer { payload?.remove() }
                 let answers = try flags.answers()
                 let request = try InstallRun.request(installer: installer, answers: answers, layout: layout, binary: binary,
-                                                     templates: templates, payload: payload, bundle: nil)
+                                                     templates: templates, payload: payload, bundle: nil,
+                                                     external: try flags.externalDatabaseInputs())
                 guard let outcome = try InstallRun.perform(installer: installer, request: request, dryRun: dryRun, confirm: confirm) else { return }
                 // The founder prints the first join token.
                 if outcome.settings.cluster?.founder == true && outcome.initSystem != .none {
@@ -193,7 +226,8 @@ enum InstallRun {
     /// The request, with the cluster's embedded components unpacked from the payload when the settings make this
     /// host a cluster member.
     static func request(installer: Installer, answers: InstallAnswers, layout: Layout, binary: String, templates: String?,
-                        payload: PayloadTemplates?, bundle: ClusterBundle?) throws -> InstallRequest {
+                        payload: PayloadTemplates?, bundle: ClusterBundle?,
+                        external: (password: String?, ca: String?) = (nil, nil)) throws -> InstallRequest {
         let dir = try templates ?? payload?.templatesDirectory ?? TemplateSet.locate(executable: binary)
         var request = InstallRequest(answers: answers, layout: layout,
                                      release: try ReleaseWithWeb.from(base: BinaryRelease(version: WarblerVersion.version, binaryPath: binary),
@@ -206,7 +240,7 @@ enum InstallRun {
             }
             let components = try ComponentUnpacker.unpack(payloadDirectory: payload.directory + "/payload",
                                                           names: ClusterPaths.components(for: c.roles), into: payload.directory + "/embedded")
-            request.cluster = ClusterInputs(bundle: bundle, components: components)
+            request.cluster = ClusterInputs(bundle: bundle, components: components, externalPassword: external.password, externalCA: external.ca)
         }
         return request
     }

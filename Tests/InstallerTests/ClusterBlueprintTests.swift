@@ -116,14 +116,89 @@ import Testing
         #expect(throws: (any Error).self) { try InstallSettings(tls, hostname: "h") }
     }
 
+    // MARK: On the site's PostgreSQL (--database-url)
+
+    static let siteCA = try! PKI.internalCA(caCert: nil, caKey: nil, serverCert: nil, serverKey: nil, names: CertificateNames(dns: [], ips: []), now: Date())
+
+    static func externalFounder(_ host: Host, password: String? = "site-password-1", ca: String? = siteCA.caCertificatePEM) -> InstallRequest {
+        var answers = InstallAnswers()
+        answers.cluster = ClusterAnswers(founder: true, advertiseAddress: "10.0.0.5", roles: [.etcd],
+                                         databaseURL: "postgres://chat@db.example.internal:6432/chat")
+        var r = host.request(answers)
+        r.cluster = ClusterInputs(bundle: nil, components: Self.components, externalPassword: password, externalCA: ca)
+        return r
+    }
+
+    @Test func onTheSitesPostgreSQLNoMemberRunsPostgreSQLAndTheServerGoesStraightToIt() throws {
+        let host = try Host()
+        let outcome = try host.installer.install(Self.externalFounder(host))
+        let steps = outcome.plan.steps
+        let units = steps.compactMap { if case .service(.start(let u), _) = $0 { u } else { nil } }
+        #expect(units.contains(ClusterPaths.etcdUnit) && units.contains(ClusterPaths.haproxyUnit) && !units.contains(ClusterPaths.patroniUnit))
+        let trees = steps.compactMap { if case .installTree(let t) = $0 { t.path } else { nil } }
+        #expect(trees == ["etcd", "haproxy"].map { "/opt/warbler/releases/0.1.0/embedded/\($0)" }, "no PostgreSQL or Patroni laid out")
+        let names = steps.compactMap { if case .runOnce(let c) = $0 { c.name } else { nil } }
+        #expect(!names.contains { $0.hasPrefix("create the IM server's database") }, "the site's database is the site's to create")
+        #expect(names.contains { $0.hasPrefix("reach the site's database db.example.internal:6432 as chat") })
+        let config = try #require(host.text(Paths.config))
+        for line in ["postgres_host: \"db.example.internal\"", "postgres_port: 6432", "postgres_user: \"chat\"", "postgres_database: \"chat\"",
+                     "postgres_tls: true", "postgres_ca_file: \"\(ClusterPaths.externalDatabaseCA)\""] {
+            #expect(config.contains(line), "warbler.yaml lacks \(line)")
+        }
+        #expect(host.text(ClusterPaths.appPassword) == "site-password-1\n")
+        #expect(host.text(ClusterPaths.externalDatabaseCA) == Self.siteCA.caCertificatePEM! + "\n")
+        #expect(host.system.attributes(ClusterPaths.superuserPassword) == nil && host.system.attributes(ClusterPaths.patroniConfig) == nil)
+        #expect(host.text(ClusterPaths.haproxyConfig)?.contains("listen primary") == false)
+        let member = try MemberFile.load(Data(try #require(host.text(ClusterPaths.memberFile)).utf8))
+        #expect(member.database == "postgres://chat@db.example.internal:6432/chat")
+        #expect(member.member.roles == [.etcd])
+    }
+
+    @Test func theSitesDatabaseNeedsItsPasswordAndTakesNoDatabaseRole() throws {
+        let host = try Host()
+        #expect { try host.installer.install(Self.externalFounder(host, password: nil)) } throws: { "\($0)".contains("--database-password-file") }
+        var answers = InstallAnswers()
+        answers.cluster = ClusterAnswers(founder: true, advertiseAddress: "10.0.0.5", roles: [.database, .etcd],
+                                         databaseURL: "postgres://chat@db:5432/chat")
+        #expect { try InstallSettings(answers, hostname: "h") } throws: { "\($0)".contains("drop --role database") }
+        // Without TLS (sslmode=disable) and without a CA: the system's roots are not needed, and none is written.
+        let plain = try Host()
+        var r = Self.externalFounder(plain, ca: nil)
+        r.answers.cluster?.databaseURL = "postgres://chat@10.1.2.3/chat?sslmode=disable"
+        _ = try plain.installer.install(r)
+        let config = try #require(plain.text(Paths.config))
+        #expect(config.contains("postgres_tls: false") && config.contains("postgres_ca_file: \"\"") && config.contains("postgres_port: 5432"))
+        #expect(plain.system.attributes(ClusterPaths.externalDatabaseCA) == nil)
+    }
+
+    @Test(arguments: [
+        ("postgres://chat:secret@db/chat", "must not hold the password"),
+        ("mysql://chat@db/chat", "not a postgres:// URL"),
+        ("postgres://db/chat", "no user"),
+        ("postgres://chat@db", "no database name"),
+        ("postgres://chat@db/chat?sslmode=prefer", "sslmode prefer"),
+        ("postgres://chat@db/chat?application_name=x", "unknown parameter"),
+    ])
+    func badDatabaseURLsAreRefusedWithWhatToDo(_ url: String, _ why: String) {
+        #expect { try ExternalDatabase.parse(url) } throws: { "\($0)".contains(why) }
+    }
+
+    @Test func aDatabaseURLParsesAndPrintsBackWithoutSecrets() throws {
+        let e = try ExternalDatabase.parse("postgresql://chat@db.example:6432/warbler?sslmode=verify-full")
+        #expect(e == ExternalDatabase(host: "db.example", port: 6432, user: "chat", database: "warbler", tls: true))
+        #expect(e.url == "postgres://chat@db.example:6432/warbler")
+        #expect(try ExternalDatabase.parse(e.url) == e)
+        #expect(try ExternalDatabase.parse("postgres://u@h/d?sslmode=disable").url == "postgres://u@h:5432/d?sslmode=disable")
+    }
+
     /// With the embedded HAProxy and etcd at hand (scripts/test.sh stages them), the rendered configs pass the
     /// programs' own checks.
     @Test(.enabled(if: ProcessInfo.processInfo.environment["WARBLER_COMPONENTS_DIR"] != nil))
     func renderedConfigsPassTheComponentsOwnChecks() throws {
         let dir = ProcessInfo.processInfo.environment["WARBLER_COMPONENTS_DIR"]!
-        for balance in ["leastconn", "roundrobin", "source"] {
+        for (balance, external) in [("leastconn", false), ("roundrobin", false), ("source", false), ("leastconn", true)] {
             var ctx = ClusterContext()
-            ctx.nodeName = "one"; ctx.advertise = "10.0.0.1"; ctx.balance = balance
+            ctx.nodeName = "one"; ctx.advertise = "10.0.0.1"; ctx.balance = balance; ctx.externalDatabase = external
             let tmp = FileManager.default.temporaryDirectory.appendingPathComponent("haproxy-check-\(UUID().uuidString)")
             try FileManager.default.createDirectory(at: tmp, withIntermediateDirectories: true)
             defer { try? FileManager.default.removeItem(at: tmp) }

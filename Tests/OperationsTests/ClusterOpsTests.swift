@@ -14,6 +14,9 @@ import Testing
         #expect(wants.filter { $0.backend == "im" }.map(\.address) == ["10.0.0.1", "10.0.0.3", "10.0.0.2", nil])
         #expect(wants.filter { $0.backend == "primary" }.map(\.address) == ["10.0.0.1", "10.0.0.2", nil, nil])
         #expect(wants.first { $0.backend == "primary" }?.port == 5432 && wants.first?.port == 8444)
+        // On the site's PostgreSQL HAProxy has no `primary` backend to fill.
+        let external = SlotPlan.plan(members: [three, two, one], slots: 4, primary: false)
+        #expect(external.allSatisfy { $0.backend == "im" } && external.count == 4)
     }
 
     @Test func onlySlotsThatDifferGetCommandsAndADrainedSlotIsLeftToTheOperator() {

@@ -13,14 +13,16 @@ public enum SlotPlan {
         public var port: Int
     }
 
-    public static func plan(members: [ClusterMember], slots: Int = ClusterSettings.maxMembers) -> [Want] {
+    /// `primary`: false on a cluster using the site's PostgreSQL (`--database-url`), whose HAProxy has no
+    /// `primary` backend.
+    public static func plan(members: [ClusterMember], slots: Int = ClusterSettings.maxMembers, primary: Bool = true) -> [Want] {
         let sorted = members.sorted { $0.name < $1.name }
         let db = sorted.filter { $0.roles.contains(.database) }
         var out: [Want] = []
         for i in 0..<slots {
             out.append(Want(backend: "im", server: "m\(i + 1)", address: i < sorted.count ? sorted[i].address : nil, port: ClusterSettings.Port.im))
         }
-        for i in 0..<slots {
+        for i in 0..<slots where primary {
             out.append(Want(backend: "primary", server: "db\(i + 1)", address: i < db.count ? db[i].address : nil, port: ClusterSettings.Port.postgres))
         }
         return out
@@ -51,10 +53,12 @@ public struct ClusterAgent: Sendable {
     public var haproxy: HAProxyRuntime
     public var stateFile: String
     public var interval: Double
+    /// The cluster runs its own PostgreSQL, reached through HAProxy's `primary` backend.
+    public var primaryBackend: Bool
 
     public init(etcd: Etcdctl, haproxy: HAProxyRuntime = HAProxyRuntime(), stateFile: String = ClusterPaths.haproxyState + "/servers.state",
-                interval: Double = 3) {
-        self.etcd = etcd; self.haproxy = haproxy; self.stateFile = stateFile; self.interval = interval
+                interval: Double = 3, primaryBackend: Bool = true) {
+        self.etcd = etcd; self.haproxy = haproxy; self.stateFile = stateFile; self.interval = interval; self.primaryBackend = primaryBackend
     }
 
     /// One pass. Returns what changed, for the log.
@@ -62,8 +66,8 @@ public struct ClusterAgent: Sendable {
         let (members, rejected) = try MemberRegistry.load(etcd)
         var notes = rejected.map { "ignored a member record: \($0)" }
         guard !members.isEmpty else { return notes + ["no members registered in etcd yet"] }
-        let current = try haproxy.slots(backend: "im") + haproxy.slots(backend: "primary")
-        let changes = SlotPlan.commands(current: current, wants: SlotPlan.plan(members: members))
+        let current = try haproxy.slots(backend: "im") + (primaryBackend ? haproxy.slots(backend: "primary") : [])
+        let changes = SlotPlan.commands(current: current, wants: SlotPlan.plan(members: members, primary: primaryBackend))
         for c in changes {
             if let address = c.address {
                 try haproxy.state(backend: c.backend, server: c.server, "maint")

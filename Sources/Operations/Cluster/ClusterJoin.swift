@@ -27,8 +27,9 @@ public struct ClusterJoin: Sendable {
 
     /// Default roles: the first two database hosts carry PostgreSQL (primary and synchronous standby); after
     /// that a host is an etcd member (the witness) while etcd has fewer than three voters, else only an IM node.
-    public static func defaultRoles(members: [ClusterMember], etcdMembers: Int) -> [ClusterRole] {
-        if members.filter({ $0.roles.contains(.database) }).count < 2 { return [.database, .etcd] }
+    /// On the site's PostgreSQL (`externalDatabase`) no host carries the database role.
+    public static func defaultRoles(members: [ClusterMember], etcdMembers: Int, externalDatabase: Bool = false) -> [ClusterRole] {
+        if !externalDatabase && members.filter({ $0.roles.contains(.database) }).count < 2 { return [.database, .etcd] }
         return etcdMembers < 3 ? [.etcd] : []
     }
 
@@ -57,7 +58,8 @@ public struct ClusterJoin: Sendable {
             throw JoinError("the node name '\(nodeName)' is taken by \(clash.address); give --node-name")
         }
         var etcdMembers = try etcd.memberList()
-        let roles = roles ?? Self.defaultRoles(members: registered.filter { $0.name != nodeName }, etcdMembers: etcdMembers.filter { !$0.isLearner }.count)
+        let roles = roles ?? Self.defaultRoles(members: registered.filter { $0.name != nodeName }, etcdMembers: etcdMembers.filter { !$0.isLearner }.count,
+                                               externalDatabase: bundle.databaseURL != nil)
         if roles.contains(.etcd) {
             // etcd refuses a new member for a few seconds after the last change ("unhealthy cluster": every member
             // must have been connected a while) and takes one learner at a time: wait those out.
@@ -79,7 +81,7 @@ public struct ClusterJoin: Sendable {
             return ClusterMember(name: name, address: host, roles: [.etcd])
         }
         let answers = ClusterAnswers(founder: false, advertiseAddress: advertise, nodeName: nodeName, roles: roles,
-                                     balance: bundle.balance, seedMembers: seedMembers)
+                                     balance: bundle.balance, seedMembers: seedMembers, databaseURL: bundle.databaseURL)
         return Prepared(bundle: bundle, answers: answers, roles: roles)
     }
 }

@@ -181,7 +181,8 @@ public struct ClusterStatusCollector: Sendable {
             nodes.append(node)
         }
         let leaders = patroni.values.filter { ($0["role"] as? String) == "leader" }.compactMap { $0["name"] as? String }
-        if leaders.isEmpty { problems.append("PostgreSQL has no primary") }
+        // On the site's PostgreSQL its failover is the site's; each IM server's /readyz says whether it reaches it.
+        if member.database == nil && leaders.isEmpty { problems.append("PostgreSQL has no primary") }
         if members.filter({ $0.roles.contains(.database) }).count > 1,
            !patroni.values.contains(where: { ($0["role"] as? String) == "sync_standby" }) {
             problems.append("PostgreSQL has no synchronous standby: a failover now could lose acknowledged messages")
@@ -192,7 +193,7 @@ public struct ClusterStatusCollector: Sendable {
         if !quorum { problems.append("etcd has lost its quorum (\(healthyVoters) of \(voters.count) voters healthy)") }
         var warnings: [String] = []
         if voters.count == 2 { warnings.append("etcd has two voters: losing either stops the cluster; join a third host") }
-        return ClusterStatusReport(nodes: nodes, primary: leaders.first, etcdVoters: voters.count, etcdHealthyVoters: healthyVoters,
+        return ClusterStatusReport(nodes: nodes, primary: member.database.map { "the site's \($0)" } ?? leaders.first, etcdVoters: voters.count, etcdHealthyVoters: healthyVoters,
                                    quorum: quorum, imUp: nodes.filter { $0.imReady && ["UP", "DRAIN"].contains($0.haproxy) }.count,
                                    problems: problems, warnings: warnings)
     }

@@ -112,13 +112,16 @@ public struct ClusterTasks: Sendable {
         try await waitDatabase()
     }
 
-    /// `warbler cluster wait-database`: the IM server's way to the primary works (HAProxy's slot filled by the
-    /// agent, Patroni's check passed, TLS verified against the cluster CA, the role's password right).
+    /// `warbler cluster wait-database`: the IM server's way to its database works, read from root's copy of its
+    /// config: through HAProxy to the primary (the agent filled the slot, Patroni's check passed, TLS verified
+    /// against the cluster CA), or straight to the site's PostgreSQL (`--database-url`); the role's password right.
     public func waitDatabase(seconds: Double = 120) async throws {
         let app = try RootFile.readText(ClusterPaths.appPasswordRootCopy)
-        try await retrying("reaching the cluster's database through HAProxy (127.0.0.1:\(ClusterSettings.Port.primary))", seconds: seconds) {
-            let d = try await PostgresDriver.connect(host: "127.0.0.1", port: ClusterSettings.Port.primary, username: "warbler", password: app,
-                                                     database: "warbler", tls: true, caFile: Paths.caCert, maxConnections: 1, logger: logger)
+        let s = try ServerConfig.load(path: Paths.config, environment: [:]).storage
+        try await retrying("reaching the database \(s.postgresHost):\(s.postgresPort) as \(s.postgresUser)", seconds: seconds) {
+            let d = try await PostgresDriver.connect(host: s.postgresHost, port: s.postgresPort, username: s.postgresUser, password: app,
+                                                     database: s.postgresDatabase, tls: s.postgresTls, caFile: s.postgresCaFile,
+                                                     maxConnections: 1, logger: logger)
             try? await d.close()
         }
     }
@@ -143,16 +146,26 @@ public struct JoinTokens: Sendable {
 
     /// The bundle a new member receives, from this member's root-owned files.
     public static func bundle(members: [ClusterMember], member: MemberFile) throws -> ClusterBundle {
-        ClusterBundle(caCert: String(decoding: try RootFile.read(Paths.caCert), as: UTF8.self),
-                      caKey: String(decoding: try RootFile.read(Paths.caKey), as: UTF8.self),
-                      jwtKey: try RootFile.readText(ClusterPaths.jwtKeyRootCopy),
-                      superuserPassword: try RootFile.readText(ClusterPaths.superuserPassword),
-                      replicationPassword: try RootFile.readText(ClusterPaths.replicationPassword),
-                      rewindPassword: try RootFile.readText(ClusterPaths.rewindPassword),
-                      patroniAPIPassword: try RootFile.readText(ClusterPaths.patroniAPIPassword),
-                      appPassword: try RootFile.readText(ClusterPaths.appPasswordRootCopy),
-                      domains: member.domains, port: member.frontendPort, balance: member.balance,
-                      registration: member.registration, members: members)
+        // On the site's PostgreSQL the cluster keeps no PostgreSQL secrets of its own but the IM server's password.
+        let own = member.database == nil
+        func secret(_ path: String) throws -> String { own ? try RootFile.readText(path) : "" }
+        var bundle = ClusterBundle(caCert: String(decoding: try RootFile.read(Paths.caCert), as: UTF8.self),
+                                   caKey: String(decoding: try RootFile.read(Paths.caKey), as: UTF8.self),
+                                   jwtKey: try RootFile.readText(ClusterPaths.jwtKeyRootCopy),
+                                   superuserPassword: try secret(ClusterPaths.superuserPassword),
+                                   replicationPassword: try secret(ClusterPaths.replicationPassword),
+                                   rewindPassword: try secret(ClusterPaths.rewindPassword),
+                                   patroniAPIPassword: try secret(ClusterPaths.patroniAPIPassword),
+                                   appPassword: try RootFile.readText(ClusterPaths.appPasswordRootCopy),
+                                   domains: member.domains, port: member.frontendPort, balance: member.balance,
+                                   registration: member.registration, members: members)
+        if let url = member.database {
+            bundle.databaseURL = url
+            if access(ClusterPaths.externalDatabaseCA, F_OK) == 0 {
+                bundle.databaseCA = String(decoding: try RootFile.read(ClusterPaths.externalDatabaseCA), as: UTF8.self)
+            }
+        }
+        return bundle
     }
 
     /// A new token for this member's cluster (the bundle from root's files, the members from etcd) and the member
