@@ -79,10 +79,22 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // The server's config (warbler.yaml), the release's version and the one way to open its database: what
+        // the installer's tools need of the server without linking it.
+        .target(
+            name: "WarblerConfig",
+            dependencies: [
+                "IMCore", "IMStorage", "IMStorageSQLite", "IMStoragePostgres", "Payload",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Yams", package: "Yams"),
+            ],
+            swiftSettings: strict
+        ),
         .target(
             name: "IMServer",
             dependencies: [
-                "IMCore", "IMStorage", "IMStorageSQLite", "IMStoragePostgres", "SystemdSupport", "Payload", "DurableFiles",
+                "WarblerConfig", "IMCore", "IMStorage", "IMStorageSQLite", "IMStoragePostgres", "SystemdSupport", "DurableFiles",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
                 .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
@@ -145,7 +157,7 @@ let package = Package(
         .target(
             name: "Operations",
             dependencies: [
-                "Installer", "IMServer", "IMStorage", "IMStoragePostgres", "DurableFiles", "Payload",
+                "Installer", "WarblerConfig", "IMStorage", "IMStoragePostgres", "DurableFiles", "Payload",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -166,7 +178,7 @@ let package = Package(
         .target(
             name: "Upgrade",
             dependencies: [
-                "Installer", "Payload", "IMServer", "IMStorage", "IMClient", "IMCore", "Operations", "Backup",
+                "Installer", "Payload", "WarblerConfig", "IMStorage", "IMClient", "IMCore", "Operations", "Backup",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "Logging", package: "swift-log"),
@@ -178,7 +190,7 @@ let package = Package(
         .target(
             name: "Backup",
             dependencies: [
-                "Payload", "Installer", "IMServer", "IMStorage", "IMStorageSQLite", "IMStoragePostgres", "DurableFiles",
+                "Payload", "Installer", "WarblerConfig", "IMStorage", "IMStorageSQLite", "IMStoragePostgres", "DurableFiles",
                 .product(name: "SQLiteNIO", package: "sqlite-nio"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "CryptoExtras", package: "swift-crypto"),
@@ -207,7 +219,7 @@ let package = Package(
         .target(
             name: "Monitoring",
             dependencies: [
-                "IMServer", "IMStorage", "IMStoragePostgres", "Installer", "Operations", "SystemdSupport", "CHostShims",
+                "WarblerConfig", "IMStorage", "IMStoragePostgres", "Installer", "Operations", "SystemdSupport", "CHostShims",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -262,7 +274,7 @@ let package = Package(
         ),
         .testTarget(
             name: "UpgradeTests",
-            dependencies: ["Upgrade", "Backup", "Installer", "Payload", "IMServer", .product(name: "Crypto", package: "swift-crypto")],
+            dependencies: ["Upgrade", "Backup", "Installer", "Payload", "WarblerConfig", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: strict
         ),
         .testTarget(
@@ -294,7 +306,7 @@ let package = Package(
         ),
         .testTarget(
             name: "TemplatesTests",
-            dependencies: ["Templates", "IMServer"],
+            dependencies: ["Templates", "WarblerConfig"],
             exclude: ["Golden"],
             swiftSettings: strict
         ),

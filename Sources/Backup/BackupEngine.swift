@@ -1,7 +1,7 @@
 import Crypto
 import Foundation
 import Glibc
-import IMServer
+import WarblerConfig
 import IMStorage
 import Installer
 import Logging

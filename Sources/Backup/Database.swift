@@ -1,6 +1,6 @@
 import Foundation
 import Glibc
-import IMServer
+import WarblerConfig
 import IMStorage
 import IMStoragePostgres
 import IMStorageSQLite

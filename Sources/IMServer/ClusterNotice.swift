@@ -23,12 +23,8 @@ enum ClusterNotice: Sendable, Hashable {
     /// PostgreSQL refuses payloads of 8000 bytes or more; stay clear of it.
     static let maxPayloadBytes = 7_900
 
-    static func isNodeIDScalar(_ c: Unicode.Scalar) -> Bool {
-        ("a"..."z").contains(c) || ("A"..."Z").contains(c) || ("0"..."9").contains(c) || c == "." || c == "_" || c == "-"
-    }
-
     static func isNodeID(_ s: String) -> Bool {
-        !s.isEmpty && s.count <= 64 && s.unicodeScalars.allSatisfy(isNodeIDScalar)
+        !s.isEmpty && s.count <= 64 && s.unicodeScalars.allSatisfy(ServerConfig.isNodeIDScalar)
     }
 
     /// The seq ranges of a committed batch, per conversation.

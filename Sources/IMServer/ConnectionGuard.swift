@@ -1,4 +1,5 @@
 import Foundation
+import IMCore
 import HummingbirdCore
 import Logging
 import NIOCore

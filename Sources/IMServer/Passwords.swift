@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import IMCore
 import HummingbirdBcrypt
 import NIOPosix
 
@@ -58,13 +59,3 @@ public struct PasswordHasher: Sendable {
     static let dummyHashes = LockedBox<[Int: String]>([:])
 }
 
-/// A value behind a lock.
-final class LockedBox<T>: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value: T
-    init(_ v: T) { value = v }
-    func withLock<R>(_ body: (inout T) throws -> R) rethrows -> R {
-        lock.lock(); defer { lock.unlock() }
-        return try body(&value)
-    }
-}

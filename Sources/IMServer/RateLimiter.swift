@@ -1,4 +1,5 @@
 import Foundation
+import IMCore
 
 /// Token buckets by key: `rate` tokens per second up to `burst`.
 public final class RateLimiter: Sendable {

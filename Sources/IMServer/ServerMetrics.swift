@@ -1,4 +1,5 @@
 import Foundation
+import IMCore
 import Prometheus
 
 /// The server's Prometheus figures.

@@ -12,6 +12,8 @@ import NIOCore
 import NIOSSL
 import ServiceLifecycle
 import SystemdSupport
+// The server is configured by ServerConfig: whoever runs it needs that type, so it comes with IMServer.
+@_exported import WarblerConfig
 
 /// A running Warbler server: storage, hub, services, and the HTTP/WebSocket and metrics listeners.
 public final class ServerRuntime: Sendable {
@@ -44,46 +46,13 @@ public final class ServerRuntime: Sendable {
 
     /// Opens storage (applying migrations) and loads or creates the signing key.
     public static func open(config: ServerConfig, logger: Logger) async throws -> ServerRuntime {
-        let storage = try await openStorage(config: config, logger: logger)
+        let storage = try await StorageFactory.openStorage(config: config, logger: logger)
         if config.cluster.enabled && !(storage.driver is PostgresDriver) {
             try? await storage.close()
             throw ConfigError("cluster.enabled needs storage.driver: postgres")
         }
         let key = try TokenService.loadOrCreateKey(path: config.auth.jwtKeyFile)
         return await ServerRuntime(config: config, storage: storage, key: key, logger: logger)
-    }
-
-    public static func openStorage(config: ServerConfig, logger: Logger) async throws -> SQLStore {
-        let driver = try await openDriver(config: config, logger: logger)
-        let applied = try await Migrations.apply(driver, now: nowMillis())
-        if !applied.isEmpty { logger.info("applied schema migrations \(applied)") }
-        let version = try await Migrations.currentVersion(driver)
-        if version > Migrations.latest {
-            logger.notice("the database is at schema version \(version), one additive migration ahead of this build's \(Migrations.latest) (a newer node migrated it); running on it until this node is upgraded")
-        }
-        return SQLStore(driver: driver, maxBatch: config.storage.maxBatch)
-    }
-
-    /// Connects to the configured database without migrating it (tools that only read, like the schema check).
-    public static func openDriver(config: ServerConfig, logger: Logger) async throws -> any SQLDriver {
-        let driver: any SQLDriver
-        switch config.storage.driver {
-        case "postgres":
-            var password = config.storage.postgresPassword
-            if !config.storage.postgresPasswordFile.isEmpty {
-                guard let p = try? String(contentsOfFile: config.storage.postgresPasswordFile, encoding: .utf8) else {
-                    throw ConfigError("cannot read storage.postgres_password_file \(config.storage.postgresPasswordFile)")
-                }
-                password = p.trimmingCharacters(in: .whitespacesAndNewlines)
-            }
-            driver = try await PostgresDriver.connect(host: config.storage.postgresHost, port: config.storage.postgresPort,
-                                                      username: config.storage.postgresUser, password: password,
-                                                      database: config.storage.postgresDatabase, tls: config.storage.postgresTls,
-                                                      caFile: config.storage.postgresCaFile, logger: logger)
-        default:
-            driver = try await SQLiteDriver.open(path: config.storage.path, logger: logger)
-        }
-        return driver
     }
 
     init(config: ServerConfig, storage: SQLStore, key: Curve25519SigningKey, logger: Logger) async {

@@ -25,31 +25,7 @@ enum WebhookBackoff {
 /// not be a way into the operator's network) unless the operator allows their networks, and over http only to
 /// loopback unless allowed.
 struct WebhookTargetPolicy: Sendable {
-    struct Network: Sendable, Hashable {
-        var bytes: [UInt8]
-        var prefix: Int
-
-        init?(_ cidr: String) {
-            let parts = cidr.split(separator: "/", maxSplits: 1).map(String.init)
-            guard let first = parts.first, let bytes = WebhookTargetPolicy.parseIP(first) else { return nil }
-            let bits = bytes.count * 8
-            let prefix = parts.count == 2 ? Int(parts[1]) : bits
-            guard let prefix, (0...bits).contains(prefix) else { return nil }
-            self.bytes = bytes; self.prefix = prefix
-        }
-
-        func contains(_ address: [UInt8]) -> Bool {
-            guard address.count == bytes.count else { return false }
-            var left = prefix
-            for i in 0..<bytes.count where left > 0 {
-                let take = min(8, left)
-                let mask = UInt8(truncatingIfNeeded: 0xFF << (8 - take))
-                if address[i] & mask != bytes[i] & mask { return false }
-                left -= take
-            }
-            return true
-        }
-    }
+    typealias Network = IPNetwork
 
     let allowed: [Network]
     let allowHTTP: Bool
@@ -67,19 +43,7 @@ struct WebhookTargetPolicy: Sendable {
         self.allowHTTP = allowHTTP
     }
 
-    static func validate(_ networks: [String]) throws {
-        for n in networks where Network(n) == nil {
-            throw ConfigError("webhooks.allowed_networks: '\(n)' is not an address or CIDR such as 10.1.0.0/16 or fd00::/8")
-        }
-    }
-
-    static func parseIP(_ text: String) -> [UInt8]? {
-        var v4 = in_addr()
-        if inet_pton(AF_INET, text, &v4) == 1 { return withUnsafeBytes(of: &v4) { Array($0) } }
-        var v6 = in6_addr()
-        if inet_pton(AF_INET6, text, &v6) == 1 { return withUnsafeBytes(of: &v6) { Array($0) } }
-        return nil
-    }
+    static func parseIP(_ text: String) -> [UInt8]? { IPNetwork.parseIP(text) }
 
     /// IPv4-mapped IPv6 (`::ffff:a.b.c.d`) as the IPv4 address it is.
     static func canonical(_ a: [UInt8]) -> [UInt8] {

@@ -4,7 +4,7 @@ import IMCore
 /// The eventual outcome of one submitted append.
 public final class AppendTicket: Sendable {
     private enum State { case waiting([CheckedContinuation<Result<AppendResult, IMError>, any Error>]), done(Result<Result<AppendResult, IMError>, any Error>) }
-    private let state = Locked<State>(.waiting([]))
+    private let state = LockedBox<State>(.waiting([]))
 
     public init() {}
 
@@ -31,16 +31,6 @@ public final class AppendTicket: Sendable {
     }
 }
 
-/// A value behind a lock.
-final class Locked<T>: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value: T
-    init(_ v: T) { value = v }
-    func withLock<R>(_ body: (inout T) throws -> R) rethrows -> R {
-        lock.lock(); defer { lock.unlock() }
-        return try body(&value)
-    }
-}
 
 /// Batches concurrent appends into one transaction (one fsync) per commit: the way a single SQLite writer
 /// gets durability and throughput together. Submissions are committed in the order they were submitted.

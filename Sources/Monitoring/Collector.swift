@@ -1,5 +1,5 @@
 import Foundation
-import IMServer
+import WarblerConfig
 import Logging
 import NIOConcurrencyHelpers
 #if canImport(Glibc)

@@ -1,6 +1,6 @@
 import Foundation
 import Hummingbird
-import IMServer
+import WarblerConfig
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore

@@ -1,5 +1,5 @@
 import Foundation
-import IMServer
+import WarblerConfig
 import Installer
 import X509
 

@@ -1,7 +1,7 @@
 import Backup
 import Crypto
 import Foundation
-import IMServer
+import WarblerConfig
 import IMStorage
 import Installer
 import Logging
@@ -125,7 +125,7 @@ public struct LiveUpgradeHost: UpgradeHost {
         let config = try ServerConfig.load(path: layout.path(Paths.config))
         var logger = Logger(label: "warbler.upgrade")
         logger.logLevel = .error
-        let driver = try await ServerRuntime.openDriver(config: config, logger: logger)
+        let driver = try await StorageFactory.openDriver(config: config, logger: logger)
         do {
             let v = try await Migrations.currentVersion(driver)
             try await driver.close()

@@ -1,7 +1,7 @@
 import Foundation
 import IMClient
 import IMCore
-import IMServer
+import WarblerConfig
 import Installer
 import X509
 

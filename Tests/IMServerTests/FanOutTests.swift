@@ -13,7 +13,7 @@ import Testing
         defer { try? FileManager.default.removeItem(atPath: dir) }
         var config = ServerConfig()
         config.storage.path = dir + "/warbler.db"
-        let storage = try await ServerRuntime.openStorage(config: config, logger: Logger(label: "test"))
+        let storage = try await StorageFactory.openStorage(config: config, logger: Logger(label: "test"))
         let hub = Hub(storage: storage, metrics: ServerMetrics(), logger: Logger(label: "test"), bus: bus)
         let consumer = Task { try await FanOutService(events: events, hub: hub).run() }
         do { try await body(hub) } catch { consumer.cancel(); try await storage.close(); throw error }

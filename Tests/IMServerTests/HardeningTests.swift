@@ -320,7 +320,7 @@ struct ProbeError: Error, CustomStringConvertible {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         var config = ServerConfig()
         config.storage.path = dir + "/warbler.db"
-        let storage = try await ServerRuntime.openStorage(config: config, logger: Logger(label: "test"))
+        let storage = try await StorageFactory.openStorage(config: config, logger: Logger(label: "test"))
         let hub = Hub(storage: storage, metrics: ServerMetrics(), logger: Logger(label: "test"), loadConversation: { id in
             let n = calls.withLock { $0 += 1; return $0 }
             let snapshot = current.withLock { $0 }

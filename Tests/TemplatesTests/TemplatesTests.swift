@@ -1,5 +1,5 @@
 import Foundation
-import IMServer
+import WarblerConfig
 import Templates
 import Testing
 

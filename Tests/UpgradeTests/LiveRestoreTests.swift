@@ -1,7 +1,7 @@
 import Backup
 import Foundation
 import Glibc
-import IMServer
+import WarblerConfig
 import Installer
 import Testing
 import Upgrade

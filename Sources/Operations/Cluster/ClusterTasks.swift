@@ -1,6 +1,6 @@
 import DurableFiles
 import Foundation
-import IMServer
+import WarblerConfig
 import IMStorage
 import IMStoragePostgres
 import Installer

@@ -261,8 +261,13 @@ public struct ServerConfig: Codable, Sendable, Equatable {
         }
     }
 
+    /// A node id's characters: letters, digits, '.', '_', '-' (it travels in cluster notices, space-separated).
+    public static func isNodeIDScalar(_ c: Unicode.Scalar) -> Bool {
+        ("a"..."z").contains(c) || ("A"..."Z").contains(c) || ("0"..."9").contains(c) || c == "." || c == "_" || c == "-"
+    }
+
     func validateCluster() throws {
-        guard cluster.nodeId.count <= 64, cluster.nodeId.unicodeScalars.allSatisfy({ ClusterNotice.isNodeIDScalar($0) }) else {
+        guard cluster.nodeId.count <= 64, cluster.nodeId.unicodeScalars.allSatisfy({ Self.isNodeIDScalar($0) }) else {
             throw ConfigError("cluster.node_id must be at most 64 letters, digits, '.', '_' or '-', not '\(cluster.nodeId)'")
         }
         guard cluster.catchUpSeconds > 0, cluster.catchUpSeconds.isFinite else {
@@ -313,7 +318,9 @@ public struct ServerConfig: Codable, Sendable, Equatable {
         try atLeast(bots.sendsPerMinute, 1, "bots.sends_per_minute")
         try atLeast(bots.sendBurst, 1, "bots.send_burst")
         try above(bots.revocationCheckSeconds, "bots.revocation_check_seconds")
-        try WebhookTargetPolicy.validate(webhooks.allowedNetworks)
+        for n in webhooks.allowedNetworks where IPNetwork(n) == nil {
+            throw ConfigError("webhooks.allowed_networks: '\(n)' is not an address or CIDR such as 10.1.0.0/16 or fd00::/8")
+        }
         try above(webhooks.timeoutSeconds, "webhooks.timeout_seconds")
         try above(webhooks.retryHours, "webhooks.retry_hours")
         try above(webhooks.retryBaseSeconds, "webhooks.retry_base_seconds")
