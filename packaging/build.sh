@@ -93,7 +93,7 @@ mkdir -p "$ROOT"
 [ -d templates ] || die "templates/ is missing"
 cp -a templates "$ROOT/templates"
 [ -d web ] && cp -a web "$ROOT/web"
-# The cluster's components (PostgreSQL, etcd, Patroni, HAProxy from Debian 12's packages, packaging/components.sh),
+# The cluster's components (PostgreSQL, etcd, Patroni, HAProxy, keepalived from Debian 12's packages, packaging/components.sh),
 # each packed as its own verified archive: an install unpacks only the ones its roles run, a single node none.
 if [ "${WARBLER_NO_COMPONENTS:-}" != 1 ]; then
   packaging/components.sh stage "$SCRATCH/components"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The cluster's components (PostgreSQL 15, etcd, Patroni with its Python runtime, HAProxy), taken from Debian 12's
+# The cluster's components (PostgreSQL 15, etcd, Patroni with its Python runtime, HAProxy, keepalived), taken from Debian 12's
 # own packages, pinned in packaging/components.lock, and made relocatable so the installer file can carry them.
 #
 #   packaging/components.sh fetch          # download the pinned .debs into the cache (checks every SHA-256)
