@@ -128,7 +128,7 @@ let package = Package(
         ),
         .target(
             name: "LoadGen",
-            dependencies: ["IMClient", "IMCore"],
+            dependencies: ["IMClient", "IMCore", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: strict
         ),
         // Renders templates/ (the server config, the systemd units) from typed contexts.

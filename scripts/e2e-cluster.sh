@@ -2,7 +2,9 @@
 # End-to-end check of a three-host cluster: fresh Debian 12 hosts booted with systemd under systemd-nspawn, each in
 # its own network namespace on one bridge, plus a client namespace. The one installer file is copied onto each;
 # host 1 founds the cluster, hosts 2 and 3 join with its token; users connected to different members exchange
-# messages, and one member's IM server restarts under traffic without a loss or a duplicate.
+# 1:1 and group messages and attachments, one member's IM server restarts under traffic without a loss or a
+# duplicate, a client resumes through another member, host 3 leaves, and then founds a cluster of its own on a
+# database it is given (--database-url).
 #
 #   sudo scripts/e2e-cluster.sh dist/warbler-VERSION-linux-x86_64
 #
@@ -159,6 +161,14 @@ on 3 systemctl restart warbler-server.service
 wait "$SOAK" || { cat "$WORK/soak.log"; fail "messages lost or duplicated across a member's restart"; }
 ok "a member's IM server restarted under cross-node traffic: $(grep -m1 -i 'lost' "$WORK/soak.log" | sed 's/^ *//')"
 
+# 5b. The probe across all three members' addresses: a group spread over them (everyone sending at once), an
+#     attachment uploaded through host 1 and read back through each member's own address (it lives in PostgreSQL),
+#     and a member that drops and resumes through another address, exactly once and in order.
+from_client "$BIN" probe --url "https://${IPS[1]}:8443" --url "https://${IPS[2]}:8443" --url "https://${IPS[3]}:8443" --ca "$CA" \
+  --admin admin --admin-password-file "$ADMIN_PW" --members 6 --messages 20 >"$WORK/probe.log" 2>&1 \
+  || { cat "$WORK/probe.log"; fail "the probe: group messages, an attachment and a resume across members"; }
+ok "probe: $(tail -1 "$WORK/probe.log")"
+
 # 6. Status on every member.
 for i in $(seq $N); do
   healthy=0
@@ -188,5 +198,30 @@ done
 from_client "$BIN" bench --url "https://${IPS[1]}:8443" --peer-url "https://${IPS[2]}:8443" --ca "$CA" --admin admin --admin-password-file "$ADMIN_PW" \
   --pairs 2 --messages 50 --window 1 --prefix after >"$WORK/after-bench.log" 2>&1 || { cat "$WORK/after-bench.log"; fail "messages after host 3 left"; }
 ok "host 3 left cleanly; hosts 1 and 2 are a healthy cluster and deliver ($(grep -o 'delivered=[0-9]*' "$WORK/after-bench.log"))"
+
+# 8. A cluster on the site's own PostgreSQL (--database-url): host 3, now a bare host again, founds a one-host
+#    cluster whose database is a database on host 1's PostgreSQL, reached over TLS verified against host 1's CA.
+SITE_PW=site-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
+on 1 sh -c "PGPASSWORD=\$(cat /etc/warbler/cluster/secrets/postgres-superuser) /opt/warbler/current/embedded/postgresql/usr/lib/postgresql/15/bin/psql \
+  -h 127.0.0.1 -p 5433 -U postgres -d postgres -v ON_ERROR_STOP=1 -q -c \"CREATE ROLE site LOGIN PASSWORD '$SITE_PW'\" -c 'CREATE DATABASE site OWNER site'" \
+  >"$WORK/site-db.log" 2>&1 || { cat "$WORK/site-db.log"; fail "creating the site's database on host 1"; }
+install -m 600 /dev/null "$WORK/h3/root/site.password"; echo "$SITE_PW" >"$WORK/h3/root/site.password"
+cp "$CA" "$WORK/h3/root/site-ca.crt"
+t=$(date +%s%N)
+on 3 /root/warbler install --cluster-init --advertise-address "${IPS[3]}" --yes \
+  --database-url "postgres://site@${IPS[1]}:5432/site" --database-password-file /root/site.password --database-ca-file /root/site-ca.crt \
+  >"$WORK/h3.log" 2>&1 || fail "install --cluster-init --database-url on host 3"
+! on 3 systemctl is-active --quiet warbler-patroni.service || fail "a cluster on the site's database runs Patroni"
+healthy=0
+for _ in $(seq 60); do
+  if on 3 /opt/warbler/current/bin/warbler cluster status >"$WORK/site-status.log" 2>&1; then healthy=1; break; fi
+  sleep 1
+done
+[ "$healthy" = 1 ] && grep -q "the site's postgres://site@${IPS[1]}:5432/site" "$WORK/site-status.log" \
+  || { cat "$WORK/site-status.log"; fail "cluster status on the site's database"; }
+from_client "$BIN" probe --url "https://${IPS[3]}:8443" --ca "$WORK/h3/etc/warbler/tls/ca.crt" --admin admin \
+  --admin-password-file "$WORK/h3/etc/warbler/secrets/admin-password" --members 3 --messages 10 --prefix site >"$WORK/site-probe.log" 2>&1 \
+  || { cat "$WORK/site-probe.log"; fail "the probe on the cluster on the site's database"; }
+ok "host 3 founded a cluster on the site's PostgreSQL (--database-url) in $(ms_since "$t") ms: no Patroni, status healthy, the probe passes"
 
 echo "==> cluster: all checks passed ($(cat "$WORK/figures" | head -1))"

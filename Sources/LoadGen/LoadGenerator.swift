@@ -197,6 +197,15 @@ public actor AdminAccounts {
         self.password = password
     }
 
+    /// The admin from the command line: its name and a file holding its password (nil when neither is given).
+    public static func from(username: String?, passwordFile: String?) throws -> AdminAccounts? {
+        guard let username, let passwordFile else { return nil }
+        guard let text = try? String(contentsOfFile: passwordFile, encoding: .utf8) else {
+            throw IMError.invalid("cannot read \(passwordFile); check the path and that this user may read it (it is root's)")
+        }
+        return AdminAccounts(username: username, password: text.trimmingCharacters(in: .whitespacesAndNewlines))
+    }
+
     /// Makes sure `name` exists with `password` (an account left by an earlier run is kept as it is).
     func ensure(_ name: String, password userPassword: String, baseURL: String, trustedCA: String?) async throws {
         let admin: IMClient

@@ -28,13 +28,7 @@ extension Warbler {
             }
         }
 
-        func adminAccounts() throws -> AdminAccounts? {
-            guard let admin, let adminPasswordFile else { return nil }
-            guard let text = try? String(contentsOfFile: adminPasswordFile, encoding: .utf8) else {
-                throw ValidationError("cannot read \(adminPasswordFile); check the path and that this user may read it (it is root's)")
-            }
-            return AdminAccounts(username: admin, password: text.trimmingCharacters(in: .whitespacesAndNewlines))
-        }
+        func adminAccounts() throws -> AdminAccounts? { try AdminAccounts.from(username: admin, passwordFile: adminPasswordFile) }
 
         func run() async throws {
             if let soak {

@@ -4,6 +4,7 @@ import IMCore
 @testable import IMServer
 import IMStorage
 import IMStoragePostgres
+import LoadGen
 import NIOWebSocket
 import Testing
 
@@ -136,6 +137,16 @@ import Testing
             for node in [a, b] {
                 #expect(!FileManager.default.fileExists(atPath: node.runtime.config.dataDir + "/attachments"))
             }
+        }
+    }
+
+    /// `warbler probe` over both nodes: a group spread over them, an attachment, a member resuming on the other.
+    @Test func theProbeFindsTwoNodesDeliveringEverythingOnce() async throws {
+        try await withCluster { a, b in
+            let report = try await DeliveryProbe(urls: [a.baseURL, b.baseURL], members: 4, messagesPerMember: 10, attachmentBytes: 300_000,
+                                                 password: "probe-password-1", prefix: "probe", timeout: 20).run()
+            #expect(report.ok, "\(report)")
+            #expect(report.resumed == 20)
         }
     }
 
