@@ -33,3 +33,44 @@ import Testing
         #expect(try #require(score, "no exposure level in:\n\(r.output)") <= Self.ceilings[name]!)
     }
 }
+
+/// The cluster's rendered configs, as golden files (a change shows as a reviewed diff:
+/// `WARBLER_UPDATE_GOLDEN=1 swift test --filter ClusterConfigGoldenTests`).
+@Suite struct ClusterConfigGoldenTests {
+    /// A joining database member of a three-host cluster, with every path as the installer lays it out.
+    static var member: ClusterContext {
+        var c = ClusterContext()
+        c.nodeName = "warbler-2"; c.advertise = "10.0.0.12"
+        c.frontendHost = "0.0.0.0"; c.frontendPort = 8443; c.balance = "leastconn"; c.slots = 16
+        c.newCluster = false
+        c.initialMembers = [.init(name: "warbler-1", address: "10.0.0.11"), .init(name: "warbler-2", address: "10.0.0.12")]
+        c.etcdEndpoints = ["127.0.0.1"]
+        c.caFile = "/etc/warbler/cluster/tls/ca.crt"
+        c.etcdCert = "/etc/warbler/cluster/tls/etcd.crt"; c.etcdKey = "/etc/warbler/cluster/tls/etcd.key"
+        c.postgresCert = "/etc/warbler/cluster/tls/postgres.crt"; c.postgresKey = "/etc/warbler/cluster/tls/postgres.key"
+        c.agentCert = "/etc/warbler/cluster/tls/agent.crt"; c.agentKey = "/etc/warbler/cluster/tls/agent.key"
+        c.haproxyPem = "/etc/warbler/cluster/tls/haproxy.pem"
+        c.etcdBin = "/opt/warbler/current/embedded/etcd/usr/bin"; c.etcdConfig = "/etc/warbler/cluster/etcd.yaml"; c.etcdData = "/var/lib/warbler-etcd"
+        c.postgresBin = "/opt/warbler/current/embedded/postgresql/usr/lib/postgresql/15/bin"
+        c.postgresData = "/var/lib/warbler-postgresql/15/data"
+        c.python = "/opt/warbler/current/embedded/patroni/usr/bin/python3.11"
+        c.patroniScript = "/opt/warbler/current/embedded/patroni/usr/bin/patroni"; c.patroniConfig = "/etc/warbler/cluster/patroni.yml"
+        c.haproxyBin = "/opt/warbler/current/embedded/haproxy/usr/sbin/haproxy"; c.haproxyConfig = "/etc/warbler/cluster/haproxy.cfg"
+        c.haproxySocket = "/run/warbler-haproxy/admin.sock"; c.haproxyState = "/var/lib/warbler-haproxy"
+        c.warblerBinary = "/opt/warbler/current/bin/warbler"
+        c.superuserPassword = "SUPERUSERpassword0000"; c.replicationPassword = "REPLICATIONpassword000"
+        c.rewindPassword = "REWINDpassword000000"; c.patroniAPIPassword = "PATRONIAPIpassword000"
+        return c
+    }
+
+    @Test(arguments: ["etcd.yaml", "patroni.yml", "haproxy.cfg"])
+    func aJoiningDatabaseMembersConfigsMatchTheirGoldenFiles(_ name: String) throws {
+        try expectGolden(try TemplateSet(directory: Repo.templates).renderCluster(name, Self.member), "cluster-" + name)
+    }
+
+    @Test func onTheSitesDatabaseHAProxyHasNoPrimaryListener() throws {
+        var c = Self.member
+        c.externalDatabase = true; c.balance = "source"
+        try expectGolden(try TemplateSet(directory: Repo.templates).renderCluster("haproxy.cfg", c), "cluster-haproxy-site-database.cfg")
+    }
+}
