@@ -1,5 +1,6 @@
 import Foundation
 import IMCore
+import IMStorage
 
 /// Token buckets by key: `rate` tokens per second up to `burst`.
 public final class RateLimiter: Sendable {
@@ -39,17 +40,47 @@ public final class RateLimiter: Sendable {
     private func update(_ key: String, now: Double, consume: Bool) -> Double? {
         buckets.withLock { b in
             if b.count > 100_000 { b = b.filter { now - $0.value.at < 600 } }
-            var entry = b[key] ?? (burst, now)
-            entry.tokens = min(burst, entry.tokens + (now - entry.at) * rate)
-            entry.at = now
-            if entry.tokens >= 1 {
-                if consume { entry.tokens -= 1 }
-                b[key] = entry
-                return nil
-            }
-            b[key] = entry
-            return (1 - entry.tokens) / rate
+            let (next, wait) = Self.step(b[key].map { RateBucket(tokens: $0.tokens, at: $0.at) }, now: now, rate: rate, burst: burst, consume: consume)
+            b[key] = (next.tokens, next.at)
+            return wait
         }
+    }
+
+    /// The bucket math, on a bucket kept anywhere (here, or in the database for a cluster): refill since `at`,
+    /// then take a token when there is one and `consume`. Returns the new state and nil when a token was there,
+    /// else the seconds until one is.
+    static func step(_ bucket: RateBucket?, now: Double, rate: Double, burst: Double, consume: Bool) -> (RateBucket, Double?) {
+        var b = bucket ?? RateBucket(tokens: burst, at: now)
+        b.tokens = min(burst, b.tokens + max(0, now - b.at) * rate)
+        b.at = now
+        if b.tokens >= 1 {
+            if consume { b.tokens -= 1 }
+            return (b, nil)
+        }
+        return (b, (1 - b.tokens) / rate)
+    }
+}
+
+/// Failed logins and joins: counted on this node alone, or, on a cluster, in buckets in the database every node
+/// shares, so that guessing through several nodes buys no more attempts than through one.
+struct FailureLimiter: Sendable {
+    let limiter: RateLimiter
+    /// The cluster's shared buckets; nil on a single node.
+    let shared: (any Storage)?
+
+    init(_ limiter: RateLimiter, shared: (any Storage)?) { self.limiter = limiter; self.shared = shared }
+
+    /// The seconds `key` must wait, or nil; takes nothing.
+    func wait(_ key: String, now: Double = Date().timeIntervalSince1970) async throws -> Double? {
+        guard let shared else { return limiter.wait(key, now: now) }
+        return RateLimiter.step(try await shared.rateBucket(key: key), now: now, rate: limiter.rate, burst: limiter.burst, consume: false).1
+    }
+
+    /// Counts one failure for `key`.
+    func charge(_ key: String, now: Double = Date().timeIntervalSince1970) async throws {
+        guard let shared else { return limiter.charge(key, now: now) }
+        let rate = limiter.rate, burst = limiter.burst
+        try await shared.updateRateBucket(key: key) { RateLimiter.step($0, now: now, rate: rate, burst: burst, consume: true).0 }
     }
 }
 

@@ -72,13 +72,13 @@ struct Routes: Sendable {
         router.post("/v1/cluster/join") { req, ctx -> Response in
             guard config.cluster.enabled else { throw IMError(.notFound, "this server is not a cluster member") }
             let body = try await req.decodeJSON(API.ClusterJoin.self, limit: limit)
-            try runtime.checkJoinRate(address: clientAddress(req, ctx))
+            try await runtime.checkJoinRate(address: clientAddress(req, ctx))
             switch try await storage.redeemJoinToken(id: body.tokenId, proofHash: JoinProof.hash(body.proof), now: Int64(Date().timeIntervalSince1970)) {
             case .success(let bundle):
                 runtime.logger.notice("cluster join token redeemed", metadata: ["im.cluster.token": "\(body.tokenId)", "im.remote": "\(clientAddress(req, ctx))"])
                 return json(["bundle": bundle])
             case .failure(let why):
-                runtime.chargeJoinFailure(address: clientAddress(req, ctx))
+                try await runtime.chargeJoinFailure(address: clientAddress(req, ctx))
                 runtime.logger.warning("cluster join refused", metadata: ["im.cluster.token": "\(body.tokenId)", "im.cluster.why": "\(why.rawValue)"])
                 let text = switch why {
                 case .unknown, .wrongProof: "the token is not one of this cluster's; make a new one with `warbler cluster token` on a member"

@@ -26,10 +26,10 @@ public final class ServerRuntime: Sendable {
     let passwords: PasswordHasher
     let attachments: Attachments
     let logger: Logger
-    let loginFailures: RateLimiter
-    let loginByAddress: RateLimiter
+    let loginFailures: FailureLimiter
+    let loginByAddress: FailureLimiter
     /// Failed cluster joins per address: ten a minute (a token's proof is 256 bits; this keeps the log readable).
-    let joinFailuresByAddress = RateLimiter(perMinute: 10)
+    let joinFailuresByAddress: FailureLimiter
     let registerByAddress: RateLimiter
     let passwordChangeByAddress: RateLimiter
     let started = Date()
@@ -82,8 +82,11 @@ public final class ServerRuntime: Sendable {
                                               perAddress: config.server.maxConnectionsPerAddress,
                                               refused: { refusedConnections.increment() })
 
-        loginFailures = RateLimiter(perMinute: config.auth.loginPerMinutePerAccount)
-        loginByAddress = RateLimiter(perMinute: config.auth.loginPerMinutePerAddress)
+        // A cluster counts failures in the database all nodes share: guessing through every node buys nothing.
+        let shared: (any Storage)? = cluster == nil ? nil : storage
+        loginFailures = FailureLimiter(RateLimiter(perMinute: config.auth.loginPerMinutePerAccount), shared: shared)
+        loginByAddress = FailureLimiter(RateLimiter(perMinute: config.auth.loginPerMinutePerAddress), shared: shared)
+        joinFailuresByAddress = FailureLimiter(RateLimiter(perMinute: 10), shared: shared)
         registerByAddress = RateLimiter(perHour: config.auth.registerPerHourPerAddress)
         passwordChangeByAddress = RateLimiter(perHour: config.auth.passwordChangesPerHourPerAddress)
         let hub = self.hub, metrics = self.metrics
@@ -148,14 +151,16 @@ public final class ServerRuntime: Sendable {
         let name = username.lowercased()
         let addressKey = "addr:\(ConnectionCounts.key(address))"
         let failureKey = "fail:\(name)@\(ConnectionCounts.key(address))"
-        if let wait = loginByAddress.wait(addressKey) ?? loginFailures.wait(failureKey) {
+        let byAddress = try await loginByAddress.wait(addressKey)
+        let byAccount = try await loginFailures.wait(failureKey)
+        if let wait = byAddress ?? byAccount {
             metrics.loginFailures.increment()
             throw RateLimited(message: "too many login attempts; wait \(Int(wait.rounded(.up))) seconds", retryAfter: wait)
         }
         guard let user = try await storage.user(username: name) else {
             try await passwords.dummyVerify()
-            loginFailures.charge(failureKey)
-            loginByAddress.charge(addressKey)
+            try await loginFailures.charge(failureKey)
+            try await loginByAddress.charge(addressKey)
             metrics.loginFailures.increment()
             throw IMError(.unauthorized, "wrong username or password")
         }
@@ -163,8 +168,8 @@ public final class ServerRuntime: Sendable {
             throw IMError(.unauthorized, "a bot logs in with its bot token (Authorization: Bearer wbot_…), not a password")
         }
         guard try await passwords.verify(password, hash: user.passwordHash) else {
-            loginFailures.charge(failureKey)
-            loginByAddress.charge(addressKey)
+            try await loginFailures.charge(failureKey)
+            try await loginByAddress.charge(addressKey)
             metrics.loginFailures.increment()
             throw IMError(.unauthorized, "wrong username or password")
         }
@@ -180,13 +185,13 @@ public final class ServerRuntime: Sendable {
         }
     }
 
-    func checkJoinRate(address: String) throws {
-        if let wait = joinFailuresByAddress.wait(ConnectionCounts.key(address)) {
+    func checkJoinRate(address: String) async throws {
+        if let wait = try await joinFailuresByAddress.wait(ConnectionCounts.key(address)) {
             throw RateLimited(message: "too many failed joins from this address; wait \(Int(wait.rounded(.up))) seconds", retryAfter: wait)
         }
     }
 
-    func chargeJoinFailure(address: String) { joinFailuresByAddress.charge(ConnectionCounts.key(address)) }
+    func chargeJoinFailure(address: String) async throws { try await joinFailuresByAddress.charge(ConnectionCounts.key(address)) }
 
     func checkPasswordChangeRate(address: String) throws {
         if let wait = passwordChangeByAddress.take(ConnectionCounts.key(address)) {
@@ -436,6 +441,11 @@ struct HousekeepingService: Service {
                 if n > 0 { logger.info("purged \(n) expired refresh tokens") }
             } catch {
                 logger.warning("purging expired refresh tokens failed (will retry in an hour): \(error)")
+            }
+            do {
+                _ = try await storage.purgeRateBuckets(updatedBefore: Date().timeIntervalSince1970 - 3600)
+            } catch {
+                logger.warning("purging idle rate-limit buckets failed (will retry in an hour): \(error)")
             }
             do {
                 let n = try await attachments.collectGarbage(now: nowMillis())

@@ -305,20 +305,24 @@ public enum Migrations {
                 """],
             additive: true
         ),
-        // Attachment bytes in the database (a cluster's nodes share no disk): chunks of at most 256 KiB, so an
-        // upload or a download streams row by row, and replication copies them like any other row.
+        // What a cluster's nodes must share: attachment bytes (the nodes share no disk), as chunks of at most
+        // 256 KiB, so an upload or a download streams row by row and replication copies them like any other row;
+        // and the token buckets of the limits an attacker could otherwise multiply by the number of nodes
+        // (failed logins, failed joins).
         Migration(
-            version: 8, name: "attachment chunks",
+            version: 8, name: "attachment chunks and shared rate limits",
             sqlite: ["""
                 CREATE TABLE attachment_chunks (
                   attachment_id TEXT NOT NULL, seq INTEGER NOT NULL, data BLOB NOT NULL, created_at INTEGER NOT NULL,
                   PRIMARY KEY (attachment_id, seq))
-                """],
+                """,
+                "CREATE TABLE rate_buckets (key TEXT PRIMARY KEY, tokens REAL, at REAL)"],
             postgres: ["""
                 CREATE TABLE attachment_chunks (
                   attachment_id TEXT NOT NULL, seq INTEGER NOT NULL, data BYTEA NOT NULL, created_at BIGINT NOT NULL,
                   PRIMARY KEY (attachment_id, seq))
-                """],
+                """,
+                "CREATE TABLE rate_buckets (key TEXT PRIMARY KEY, tokens DOUBLE PRECISION, at DOUBLE PRECISION)"],
             additive: true
         ),
     ]

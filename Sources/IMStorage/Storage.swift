@@ -107,6 +107,13 @@ public struct AppendResult: Sendable, Hashable {
     public init(message: Message, duplicate: Bool) { self.message = message; self.duplicate = duplicate }
 }
 
+/// A token bucket's state: `tokens` left as of `at` (seconds since 1970).
+public struct RateBucket: Sendable, Equatable {
+    public var tokens: Double
+    public var at: Double
+    public init(tokens: Double, at: Double) { self.tokens = tokens; self.at = at }
+}
+
 /// A stored attachment's metadata (its bytes live in the attachment directory).
 public struct AttachmentRecord: Sendable, Hashable {
     public var ref: AttachmentRef
@@ -233,6 +240,14 @@ public protocol Storage: Sendable {
     /// Deletes chunks older than `createdBefore` that no attachment row owns (an upload that failed or was cut
     /// off before its row was written); returns how many went.
     func deleteOrphanAttachmentChunks(createdBefore: Int64) async throws -> Int
+
+    // Shared rate limits (a cluster's nodes count failed logins and joins together)
+    /// A token bucket's state: tokens left (nil: a bucket never charged) and when it was last updated.
+    func rateBucket(key: String) async throws -> RateBucket?
+    /// Updates a bucket atomically across every node on the database: `body` gets its state (nil when new).
+    func updateRateBucket(key: String, _ body: @escaping @Sendable (RateBucket?) -> RateBucket) async throws
+    /// Drops buckets not updated since `before` (seconds since 1970); returns how many.
+    func purgeRateBuckets(updatedBefore: Double) async throws -> Int
 
     // Cluster join tokens (SQLStore+JoinTokens.swift)
     func createJoinToken(id: String, proofHash: String, bundle: String, now: Int64, expiresAt: Int64, singleUse: Bool) async throws

@@ -14,7 +14,8 @@ import Testing
 @Suite(.timeLimit(.minutes(3))) struct ClusterDeliveryTests {
     /// Two nodes on one database with one signing key (a token from one node is good on the other).
     /// `catchUp` long by default, so that what arrives at once arrived by doorbell, not by the periodic pass.
-    func withCluster(catchUp: Double = 60, _ body: (TestServer, TestServer) async throws -> Void) async throws {
+    func withCluster(catchUp: Double = 60, configure: @escaping (inout ServerConfig) -> Void = { _ in },
+                     _ body: (TestServer, TestServer) async throws -> Void) async throws {
         let database = try await TestServer.SharedDatabase.fresh()
         let keyDir = NSTemporaryDirectory() + "warbler-cluster-key-" + UUID().uuidString
         try FileManager.default.createDirectory(atPath: keyDir, withIntermediateDirectories: true)
@@ -27,6 +28,7 @@ import Testing
                 c.auth.jwtKeyFile = keyDir + "/jwt.key"
                 c.limits.sendsPerSecond = 10_000
                 c.limits.sendBurst = 10_000
+                configure(&c)
             }
         }
         let a = try await TestServer(.postgres, node("node-a"), joining: database)
@@ -147,6 +149,22 @@ import Testing
                                                  password: "probe-password-1", prefix: "probe", timeout: 20).run()
             #expect(report.ok, "\(report)")
             #expect(report.resumed == 20)
+        }
+    }
+
+    /// Wrong passwords count on every node together: guessing through two nodes buys no more attempts than one.
+    @Test func failedLoginsCountAcrossNodes() async throws {
+        try await withCluster(configure: { $0.auth.loginPerMinutePerAccount = 3 }) { a, b in
+            _ = try await a.user("alice")
+            func attempt(_ server: TestServer, _ password: String) async throws -> Int {
+                try await rawRequest(.POST, server.baseURL + "/v1/auth/login", json: #"{"username":"alice","password":"\#(password)"}"#).status
+            }
+            #expect(try await attempt(a, "wrong-1") == 401)
+            #expect(try await attempt(b, "wrong-2") == 401)
+            #expect(try await attempt(a, "wrong-3") == 401)
+            // The fourth guess, through the other node, waits: the three failures were counted together.
+            #expect(try await attempt(b, "wrong-4") == 429)
+            #expect(try await attempt(b, "password-123") == 429, "even the right password waits out the limit from this address")
         }
     }
 
