@@ -287,6 +287,27 @@ public final class IMClient: Sendable {
         try await callVoid(pinned ? .PUT : .DELETE, "/v1/conversations/\(conversation)/pins/\(seq)")
     }
 
+    /// Mutes a conversation's notifications for you alone until `until` (ms since 1970; nil: until you unmute), or
+    /// unmutes it (`PUT`/`DELETE /v1/conversations/{id}/mute`). Unread counts and mentions still count.
+    public func muteConversation(_ conversation: ConversationID, muted: Bool = true, until: Int64? = nil) async throws {
+        if muted { try await callVoid(.PUT, "/v1/conversations/\(conversation)/mute", json: API.Mute(until: until)) }
+        else { try await callVoid(.DELETE, "/v1/conversations/\(conversation)/mute") }
+    }
+
+    /// Mutes (禁言) a group member below your role until `until` (nil: until unmuted), or unmutes them; owner and
+    /// admins only (`PUT`/`DELETE /v1/conversations/{id}/members/{user}/mute`). Their sends are refused with `muted`.
+    public func muteMember(_ user: UserID, in conversation: ConversationID, muted: Bool = true, until: Int64? = nil) async throws {
+        if muted { try await callVoid(.PUT, "/v1/conversations/\(conversation)/members/\(user)/mute", json: API.Mute(until: until)) }
+        else { try await callVoid(.DELETE, "/v1/conversations/\(conversation)/members/\(user)/mute") }
+    }
+
+    /// Mutes the whole group (全员禁言: only owner and admins may send) until `until` (nil: until unmuted), or lifts it
+    /// (`PUT`/`DELETE /v1/conversations/{id}/mute-all`).
+    public func muteGroup(_ conversation: ConversationID, muted: Bool = true, until: Int64? = nil) async throws {
+        if muted { try await callVoid(.PUT, "/v1/conversations/\(conversation)/mute-all", json: API.Mute(until: until)) }
+        else { try await callVoid(.DELETE, "/v1/conversations/\(conversation)/mute-all") }
+    }
+
     /// A conversation's pinned messages, latest pin first (`GET /v1/conversations/{id}/pins`).
     public func pinnedMessages(_ conversation: ConversationID) async throws -> [PinnedMessage] {
         try await call(.GET, "/v1/conversations/\(conversation)/pins")

@@ -128,6 +128,11 @@ public enum API {
             self.id = id; self.name = name; self.members = members; self.owner = owner; self.lastSeq = lastSeq; self.createdAt = createdAt
         }
     }
+    /// `PUT …/mute`, `…/members/{user}/mute`, `…/mute-all`: until when (ms since 1970); left out, until unmuted.
+    public struct Mute: Sendable, Codable, Hashable {
+        public var until: Int64?
+        public init(until: Int64? = nil) { self.until = until }
+    }
     /// The body of every REST error response.
     public struct ErrorBody: Sendable, Codable, Hashable {
         public var error: IMError

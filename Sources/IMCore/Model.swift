@@ -180,8 +180,13 @@ public struct Member: Sendable, Codable, Hashable {
     public var readSeq: Int64
     /// Highest seq delivered to any of this member's devices.
     public var deliveredSeq: Int64
-    public init(user: UserID, role: MemberRole, readSeq: Int64 = 0, deliveredSeq: Int64 = 0) {
+    /// An owner or admin muted this member (禁言): their sends are refused with `muted` until `mutedUntil`.
+    public var muted: Bool?
+    /// When the member's mute ends (ms since 1970); nil while muted means until an admin unmutes them.
+    public var mutedUntil: Int64?
+    public init(user: UserID, role: MemberRole, readSeq: Int64 = 0, deliveredSeq: Int64 = 0, muted: Bool? = nil, mutedUntil: Int64? = nil) {
         self.user = user; self.role = role; self.readSeq = readSeq; self.deliveredSeq = deliveredSeq
+        self.muted = muted; self.mutedUntil = mutedUntil
     }
 }
 
@@ -193,8 +198,14 @@ public struct Conversation: Sendable, Codable, Hashable {
     /// The seq of the newest message (0 when empty).
     public var lastSeq: Int64
     public var members: [Member]
-    public init(id: ConversationID, type: ConversationType, name: String?, lastSeq: Int64, members: [Member]) {
+    /// The whole group is muted (全员禁言): only its owner and admins may send, until `allMutedUntil`.
+    public var allMuted: Bool?
+    /// When the group's mute ends (ms since 1970); nil while muted means until an admin lifts it.
+    public var allMutedUntil: Int64?
+    public init(id: ConversationID, type: ConversationType, name: String?, lastSeq: Int64, members: [Member],
+                allMuted: Bool? = nil, allMutedUntil: Int64? = nil) {
         self.id = id; self.type = type; self.name = name; self.lastSeq = lastSeq; self.members = members
+        self.allMuted = allMuted; self.allMutedUntil = allMutedUntil
     }
 }
 
@@ -213,11 +224,16 @@ public struct ConversationSummary: Sendable, Codable, Hashable {
     public var peer: UserID?
     /// When this user pinned the conversation (ms since 1970); pinned conversations come first, latest pin first.
     public var pinnedAt: Int64?
+    /// This user muted the conversation's notifications (unread counts and mentions still count).
+    public var muted: Bool?
+    /// When this user's mute ends (ms since 1970); nil while muted means until they unmute.
+    public var mutedUntil: Int64?
     public init(id: ConversationID, type: ConversationType, name: String?, lastSeq: Int64, readSeq: Int64,
-                unread: Int64, unreadMentions: Int64 = 0, lastMessage: Message?, peer: UserID?, pinnedAt: Int64? = nil) {
+                unread: Int64, unreadMentions: Int64 = 0, lastMessage: Message?, peer: UserID?, pinnedAt: Int64? = nil,
+                muted: Bool? = nil, mutedUntil: Int64? = nil) {
         self.id = id; self.type = type; self.name = name; self.lastSeq = lastSeq; self.readSeq = readSeq
         self.unread = unread; self.unreadMentions = unreadMentions; self.lastMessage = lastMessage; self.peer = peer
-        self.pinnedAt = pinnedAt
+        self.pinnedAt = pinnedAt; self.muted = muted; self.mutedUntil = mutedUntil
     }
 }
 

@@ -64,7 +64,7 @@ public final class IMService: Sendable {
         case .system, .recall, .edit, .reaction:
             throw IMError.invalid("kind '\(f.kind.rawValue)' cannot be sent; use the recall, edit or react frames")
         }
-        _ = try await requireMember(user, f.conv)
+        try await checkNotMuted(user, f.conv, role: try await requireMember(user, f.conv))
         try await checkDirectBlock(conv: f.conv, sender: user)
         var attachment: AttachmentRef?
         if let id = f.attachment {
@@ -134,7 +134,7 @@ public final class IMService: Sendable {
 
     func prepareEdit(_ f: ClientFrame.Edit, from user: UserID) async throws -> NewMessage {
         if let e = Validation.clientID(f.cid) { throw e }
-        _ = try await requireMember(user, f.conv)
+        try await checkNotMuted(user, f.conv, role: try await requireMember(user, f.conv))
         guard !f.text.isEmpty, f.text.utf8.count <= config.limits.textBytes else {
             throw IMError.invalid("edited text must be 1 to \(config.limits.textBytes) bytes")
         }
@@ -148,7 +148,7 @@ public final class IMService: Sendable {
     func prepareReaction(_ f: ClientFrame.React, from user: UserID) async throws -> NewMessage {
         if let e = Validation.clientID(f.cid) { throw e }
         if let e = Validation.reactionEmoji(f.emoji) { throw e }
-        _ = try await requireMember(user, f.conv)
+        try await checkNotMuted(user, f.conv, role: try await requireMember(user, f.conv))
         guard let target = try await storage.message(conversation: f.conv, seq: f.seq), MessageKind.content.contains(target.kind),
               target.recalled != true else {
             throw IMError.notFound("no such message to react to")

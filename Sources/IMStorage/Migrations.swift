@@ -305,6 +305,24 @@ public enum Migrations {
                 """],
             additive: true
         ),
+        // Issue 15, second part. NOTE for the merge: numbered 8 on this branch; it becomes 9 (8 is the lead's).
+        // Mutes: a member's own notification mute (`members.muted_until`), an admin's mute of a member
+        // (`members.send_muted_until`) and of the whole group (`conversations.send_muted_until`); each is the end in
+        // ms, `Mute.indefinite` for open-ended, NULL for none.
+        Migration(
+            version: 8, name: "mutes, forwarding, announcements, invites, join requests and drafts",
+            sqlite: [
+                "ALTER TABLE members ADD COLUMN muted_until INTEGER",
+                "ALTER TABLE members ADD COLUMN send_muted_until INTEGER",
+                "ALTER TABLE conversations ADD COLUMN send_muted_until INTEGER",
+            ],
+            postgres: [
+                "ALTER TABLE members ADD COLUMN muted_until BIGINT",
+                "ALTER TABLE members ADD COLUMN send_muted_until BIGINT",
+                "ALTER TABLE conversations ADD COLUMN send_muted_until BIGINT",
+            ],
+            additive: true
+        ),
     ]
 
     /// Nodes on one database take this lock (a PostgreSQL advisory lock key) to run migrations one at a time.

@@ -207,17 +207,24 @@ public final class SQLStore: Storage {
     // MARK: Conversations
 
     static func members(_ db: any SQLExecutor, _ conv: ConversationID) async throws -> [Member] {
-        try await db.query("SELECT user_id, role, read_seq, delivered_seq FROM members WHERE conv_id = $1 ORDER BY user_id", [.int(conv)]).map { r in
-            Member(user: try r.int("user_id"), role: MemberRole(rawValue: try r.text("role")) ?? .member,
-                   readSeq: try r.int("read_seq"), deliveredSeq: try r.int("delivered_seq"))
+        let now = nowMillis()
+        return try await db.query("SELECT user_id, role, read_seq, delivered_seq, send_muted_until FROM members WHERE conv_id = $1 ORDER BY user_id",
+                                  [.int(conv)]).map { r in
+            let mute = Mute.wire(r.optInt("send_muted_until"), now: now)
+            return Member(user: try r.int("user_id"), role: MemberRole(rawValue: try r.text("role")) ?? .member,
+                          readSeq: try r.int("read_seq"), deliveredSeq: try r.int("delivered_seq"), muted: mute.muted, mutedUntil: mute.until)
         }
     }
 
     static func loadConversation(_ db: any SQLExecutor, _ id: ConversationID) async throws -> Conversation? {
-        guard let r = try await db.first("SELECT id, type, name, last_seq FROM conversations WHERE id = $1", [.int(id)]) else { return nil }
+        guard let r = try await db.first("SELECT id, type, name, last_seq, send_muted_until FROM conversations WHERE id = $1", [.int(id)]) else { return nil }
+        let mute = Mute.wire(r.optInt("send_muted_until"), now: nowMillis())
         return Conversation(id: try r.int("id"), type: ConversationType(rawValue: try r.text("type")) ?? .group,
-                            name: r.optText("name"), lastSeq: try r.int("last_seq"), members: try await members(db, id))
+                            name: r.optText("name"), lastSeq: try r.int("last_seq"), members: try await members(db, id),
+                            allMuted: mute.muted, allMutedUntil: mute.until)
     }
+
+    static func nowMillis() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
 
     public func directConversation(between a: UserID, and b: UserID) async throws -> Conversation {
         let key = "\(min(a, b)):\(max(a, b))"
@@ -344,10 +351,12 @@ public final class SQLStore: Storage {
                      WHERE mm.conv_id = c.id AND mm.user_id IN (0, m.user_id) AND mm.seq > m.read_seq AND x.sender <> m.user_id
                      AND x.recalled = 0) AS unread_mentions,
                   (SELECT o.user_id FROM members o WHERE o.conv_id = c.id AND o.user_id <> m.user_id ORDER BY o.user_id LIMIT 1) AS peer,
-                  (SELECT p.pinned_at FROM conversation_pins p WHERE p.user_id = m.user_id AND p.conv_id = c.id) AS pinned_at
+                  (SELECT p.pinned_at FROM conversation_pins p WHERE p.user_id = m.user_id AND p.conv_id = c.id) AS pinned_at,
+                  m.muted_until
                 FROM members m JOIN conversations c ON c.id = m.conv_id WHERE m.user_id = $1
                 """, [.int(user)])
             var out: [ConversationSummary] = []
+            let now = Self.nowMillis()
             for r in rows {
                 let id = try r.int("id")
                 let last = try await Self.messages(db, try await db.query(
@@ -357,7 +366,9 @@ public final class SQLStore: Storage {
                 out.append(ConversationSummary(id: id, type: type, name: r.optText("name"), lastSeq: try r.int("last_seq"),
                                                readSeq: try r.int("read_seq"), unread: try r.int("unread"),
                                                unreadMentions: try r.int("unread_mentions"), lastMessage: last,
-                                               peer: type == .direct ? (r.optInt("peer") ?? user) : nil, pinnedAt: r.optInt("pinned_at")))
+                                               peer: type == .direct ? (r.optInt("peer") ?? user) : nil, pinnedAt: r.optInt("pinned_at"),
+                                               muted: Mute.wire(r.optInt("muted_until"), now: now).muted,
+                                               mutedUntil: Mute.wire(r.optInt("muted_until"), now: now).until))
             }
             // Pinned first (latest pin first), then the most recently active.
             return out.sorted { ($0.pinnedAt ?? -1, $0.lastMessage?.ts ?? 0, $0.id) > ($1.pinnedAt ?? -1, $1.lastMessage?.ts ?? 0, $1.id) }

@@ -225,6 +225,16 @@ public protocol Storage: Sendable {
     /// Deletes attachment rows (their files are the caller's to remove).
     func deleteAttachments(ids: [String]) async throws
 
+    // Mutes (SQLStore+Mutes.swift); each end is ms since 1970, `Mute.indefinite` for open-ended, nil to lift it.
+    /// Mutes (or unmutes) `conversation`'s notifications for `user` alone; false when they are not a member.
+    @discardableResult
+    func setNotificationMute(user: UserID, conversation: ConversationID, until: Int64?) async throws -> Bool
+    /// Stops (or lets again) member `user` from sending in `conversation`; false when they are not a member.
+    @discardableResult
+    func setMemberMute(conversation: ConversationID, user: UserID, until: Int64?) async throws -> Bool
+    /// Stops (or lets again) everyone below admin from sending in `conversation`.
+    func setGroupMute(conversation: ConversationID, until: Int64?) async throws
+
     // Cluster join tokens (SQLStore+JoinTokens.swift)
     func createJoinToken(id: String, proofHash: String, bundle: String, now: Int64, expiresAt: Int64, singleUse: Bool) async throws
     func redeemJoinToken(id: String, proofHash: String, now: Int64) async throws -> Result<String, JoinRefusal>

@@ -109,23 +109,47 @@ async function togglePin(c) {
   } catch (e) { showChatError(e); }
 }
 
+/** Whether the user muted `c`'s notifications (an end that has passed no longer counts). */
+function isMuted(c) {
+  return !!c.muted && (!c.mutedUntil || c.mutedUntil > Date.now());
+}
+
+async function toggleMute(c) {
+  try {
+    await client.muteConversation(c.id, { muted: !isMuted(c) });
+    await loadConversations();
+  } catch (e) { showChatError(e); }
+}
+
+/** The page title counts unread messages; a muted conversation adds only its unread mentions. */
+function renderTitle() {
+  let n = 0;
+  for (const c of state.convs.values()) n += isMuted(c) ? (c.unreadMentions || 0) : (c.unread || 0);
+  document.title = n > 0 ? `(${n}) Warbler` : 'Warbler';
+}
+
 function renderConversationList() {
   const list = $('conv-list');
   clear(list);
+  renderTitle();
   for (const c of sortedConvs()) {
-    const li = el('li', { className: 'conv' + (c.id === state.current ? ' active' : ''), dataset: { conv: String(c.id) } });
+    const muted = isMuted(c);
+    const li = el('li', { className: 'conv' + (c.id === state.current ? ' active' : '') + (muted ? ' muted' : ''), dataset: { conv: String(c.id) } });
     const top = el('div', { className: 'conv-top' });
     if (c.type === 'direct' && c.peer) top.append(presenceDot(c.peer));
     top.append(el('span', { className: 'conv-name', text: convTitle(c) }));
     const pin = el('button', { type: 'button', className: 'link pin' + (c.pinnedAt ? ' pinned' : ''), title: c.pinnedAt ? t('pin.unpin') : t('pin.conv'),
       text: c.pinnedAt ? '📌' : '📍', dataset: { pinned: c.pinnedAt ? '1' : '0' } });
     pin.addEventListener('click', (e) => { e.stopPropagation(); togglePin(c); });
-    top.append(pin);
+    const mute = el('button', { type: 'button', className: 'link mute' + (muted ? ' on' : ''), title: muted ? t('mute.off') : t('mute.on'),
+      text: muted ? '🔕' : '🔔', dataset: { muted: muted ? '1' : '0' } });
+    mute.addEventListener('click', (e) => { e.stopPropagation(); toggleMute(c); });
+    top.append(pin, mute);
     if (c.lastMessage) top.append(el('time', { className: 'conv-time', text: formatTime(c.lastMessage.ts) }));
     const bottom = el('div', { className: 'conv-bottom' });
     bottom.append(el('span', { className: 'conv-last', text: preview(c.lastMessage) }));
     if (c.unreadMentions > 0) bottom.append(el('span', { className: 'badge mention', title: t('mentions.unread'), text: `@${c.unreadMentions}` }));
-    if (c.unread > 0) bottom.append(el('span', { className: 'badge unread', text: String(c.unread) }));
+    if (c.unread > 0) bottom.append(el('span', { className: 'badge unread' + (muted ? ' quiet' : ''), text: String(c.unread) }));
     li.append(top, bottom);
     li.addEventListener('click', () => openConversation(c.id));
     list.append(li);
@@ -146,8 +170,12 @@ function systemText(m) {
     case 'member_removed': return t('sys.member_removed', { by, names: names || userName(d.user) });
     case 'member_left': return t('sys.member_left', { who: d.user ? userName(d.user) : by });
     case 'created': case 'role_changed': case 'owner_changed': case 'renamed': case 'dissolved':
-    case 'message_pinned': case 'message_unpinned':
+    case 'message_pinned': case 'message_unpinned': case 'group_unmuted':
       return t(`sys.${d.event}`, { by });
+    case 'member_muted': case 'member_unmuted':
+      return t(d.until ? 'sys.member_muted_until' : `sys.${d.event}`, { by, who: userName(d.user), until: d.until ? formatTime(d.until) : '' });
+    case 'group_muted':
+      return t(d.until ? 'sys.group_muted_until' : 'sys.group_muted', { by, until: d.until ? formatTime(d.until) : '' });
     default: return d.event || t('sys.update');
   }
 }
@@ -389,7 +417,29 @@ function renderChat() {
     list.scrollTop = list.scrollHeight;
   }
   renderTyping();
+  renderSendMute(conv);
   markRead(conv, msgs);
+}
+
+/** Why I may not send here now (an admin muted me, or the whole group), or null. */
+function sendMuteReason(conv) {
+  const d = state.details.get(conv);
+  const me = d?.members.get(client.user.id);
+  if (!d || !me) return null;
+  const now = Date.now();
+  if (me.muted && (!me.mutedUntil || me.mutedUntil > now)) return me.mutedUntil ? t('muted.youUntil', { until: formatTime(me.mutedUntil) }) : t('muted.you');
+  if (d.allMuted && (!d.allMutedUntil || d.allMutedUntil > now) && me.role === 'member') {
+    return d.allMutedUntil ? t('muted.groupUntil', { until: formatTime(d.allMutedUntil) }) : t('muted.group');
+  }
+  return null;
+}
+
+function renderSendMute(conv) {
+  const why = sendMuteReason(conv);
+  $('muted-banner').hidden = !why;
+  $('muted-banner').textContent = why || '';
+  $('composer-input').disabled = !!why;
+  $('send-btn').disabled = !!why;
 }
 
 function renderTyping() {
@@ -425,7 +475,7 @@ async function loadConversations() {
 async function loadDetails(conv) {
   const d = await client.get(`/v1/conversations/${conv}`);
   const members = new Map(d.members.map((m) => [m.user, m]));
-  state.details.set(conv, { members, type: d.type, name: d.name });
+  state.details.set(conv, { members, type: d.type, name: d.name, allMuted: !!d.allMuted, allMutedUntil: d.allMutedUntil });
   for (const m of d.members) loadUser(m.user);
   scheduleRender();
   return state.details.get(conv);
@@ -580,7 +630,17 @@ async function renderMembers() {
     const li = el('li', { className: 'member', dataset: { user: String(u) } });
     li.append(presenceDot(u), el('span', { text: u === client.user.id ? t('member.you', { name: userName(u) }) : userName(u) }),
       el('span', { className: 'sub', text: ` ${t(`role.${m.role}`)}` }));
+    const memberMuted = m.muted && (!m.mutedUntil || m.mutedUntil > Date.now());
+    if (memberMuted) li.append(el('span', { className: 'sub muted-label', text: ` · ${m.mutedUntil ? t('member.mutedUntil', { until: formatTime(m.mutedUntil) }) : t('member.muted')}` }));
     if (c.type === 'group' && u !== client.user.id && rank[myRole] > rank[m.role]) {
+      const mute = el('button', { type: 'button', className: 'link mute-member', text: memberMuted ? t('member.unmute') : t('member.mute') });
+      mute.addEventListener('click', async () => {
+        try {
+          await client.muteMember(conv, u, memberMuted ? { muted: false } : { until: Date.now() + 3600 * 1000 });
+          await loadDetails(conv); renderMembers();
+        } catch (e) { showChatError(e); }
+      });
+      li.append(mute);
       const rm = el('button', { type: 'button', className: 'link remove', text: t('member.remove') });
       rm.addEventListener('click', async () => {
         try { await client.del(`/v1/conversations/${conv}/members/${u}`); await loadDetails(conv); renderMembers(); } catch (e) { showChatError(e); }
@@ -591,6 +651,10 @@ async function renderMembers() {
   }
   $('add-member-form').hidden = !(c.type === 'group' && rank[myRole] >= 1);
   $('leave-group').hidden = !(c.type === 'group' && myRole !== 'owner');
+  const allMuted = d.allMuted && (!d.allMutedUntil || d.allMutedUntil > Date.now());
+  $('mute-all').hidden = !(c.type === 'group' && rank[myRole] >= 1);
+  $('mute-all').textContent = allMuted ? t('group.unmuteAll') : t('group.muteAll');
+  $('mute-all').dataset.on = allMuted ? '1' : '0';
   $('block-peer').hidden = c.type !== 'direct';
 }
 
@@ -892,6 +956,13 @@ function wire() {
       await loadDetails(state.current);
       await renderMembers();
     } catch (err) { showChatError(err); }
+  });
+  $('mute-all').addEventListener('click', async () => {
+    const conv = state.current;
+    try {
+      await client.muteGroup(conv, { muted: $('mute-all').dataset.on !== '1' });
+      await loadDetails(conv); renderMembers();
+    } catch (e) { showChatError(e); }
   });
   $('leave-group').addEventListener('click', async () => {
     try {

@@ -33,6 +33,13 @@ const catalogues = {
     'dialog.newChat': 'New chat', 'dialog.username': 'Username', 'dialog.newGroup': 'New group', 'dialog.groupName': 'Group name',
     'dialog.members': 'Members (usernames, comma-separated)', 'blocked.peer': '{name} is blocked',
     'error.offlineAttachment': 'attachments need a connection; try again when online', 'error.login': 'wrong username or password',
+    'mute.on': 'Mute notifications', 'mute.off': 'Unmute notifications',
+    'muted.you': 'An admin muted you in this group', 'muted.youUntil': 'An admin muted you in this group until {until}',
+    'muted.group': 'Only the owner and admins can send: the group is muted', 'muted.groupUntil': 'Only the owner and admins can send until {until}',
+    'member.mute': 'Mute 1 h', 'member.unmute': 'Unmute', 'member.muted': 'muted', 'member.mutedUntil': 'muted until {until}',
+    'group.muteAll': 'Mute everyone', 'group.unmuteAll': 'Unmute everyone',
+    'sys.member_muted': '{by} muted {who}', 'sys.member_muted_until': '{by} muted {who} until {until}', 'sys.member_unmuted': '{by} unmuted {who}',
+    'sys.group_muted': '{by} muted the group', 'sys.group_muted_until': '{by} muted the group until {until}', 'sys.group_unmuted': '{by} unmuted the group',
   },
   'zh-CN': {
     'login.username': '用户名', 'login.password': '密码', 'login.submit': '登录', 'logout': '退出登录',
@@ -64,6 +71,13 @@ const catalogues = {
     'dialog.newChat': '发起聊天', 'dialog.username': '用户名', 'dialog.newGroup': '创建群组', 'dialog.groupName': '群组名称',
     'dialog.members': '成员（用户名，以逗号分隔）', 'blocked.peer': '已屏蔽 {name}',
     'error.offlineAttachment': '发送附件需要联网，请在恢复连接后重试', 'error.login': '用户名或密码错误',
+    'mute.on': '消息免打扰', 'mute.off': '取消免打扰',
+    'muted.you': '你已被管理员禁言', 'muted.youUntil': '你已被管理员禁言，{until} 解除',
+    'muted.group': '全员禁言中，仅群主和管理员可以发言', 'muted.groupUntil': '全员禁言中，{until} 前仅群主和管理员可以发言',
+    'member.mute': '禁言 1 小时', 'member.unmute': '解除禁言', 'member.muted': '已禁言', 'member.mutedUntil': '禁言至 {until}',
+    'group.muteAll': '全员禁言', 'group.unmuteAll': '解除全员禁言',
+    'sys.member_muted': '{by} 禁言了 {who}', 'sys.member_muted_until': '{by} 禁言了 {who}，至 {until}', 'sys.member_unmuted': '{by} 解除了 {who} 的禁言',
+    'sys.group_muted': '{by} 开启了全员禁言', 'sys.group_muted_until': '{by} 开启了全员禁言，至 {until}', 'sys.group_unmuted': '{by} 解除了全员禁言',
   },
 };
 

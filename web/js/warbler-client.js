@@ -261,6 +261,25 @@ export class WarblerClient extends EventTarget {
     return this.get(`/v1/search?${params}`);
   }
 
+  /**
+   * Mutes a conversation's notifications for you (`until`: ms, or until you unmute), or unmutes it (`muted` false).
+   * Unread counts and mentions still count.
+   */
+  muteConversation(conv, { muted = true, until } = {}) {
+    return muted ? this.put(`/v1/conversations/${conv}/mute`, until ? { until } : {}) : this.del(`/v1/conversations/${conv}/mute`);
+  }
+
+  /** Owner and admins: mutes (禁言) a member below their role until `until` (ms; or until unmuted), or unmutes them. */
+  muteMember(conv, user, { muted = true, until } = {}) {
+    const path = `/v1/conversations/${conv}/members/${user}/mute`;
+    return muted ? this.put(path, until ? { until } : {}) : this.del(path);
+  }
+
+  /** Owner and admins: mutes the whole group (全员禁言) until `until` (ms; or until unmuted), or lifts it. */
+  muteGroup(conv, { muted = true, until } = {}) {
+    return muted ? this.put(`/v1/conversations/${conv}/mute-all`, until ? { until } : {}) : this.del(`/v1/conversations/${conv}/mute-all`);
+  }
+
   /** Closes the socket and stops reconnecting. Queued sends stay queued. */
   disconnect() {
     this.wanted = false;

@@ -1,0 +1,42 @@
+import Hummingbird
+import IMCore
+import IMStorage
+
+/// REST calls for mutes (docs/protocol.md, "Mutes").
+extension Routes {
+    func addGroupFeatures(to router: Router<AppContext>) {
+        router.put("/v1/conversations/:id/mute") { req, ctx -> Response in
+            let claims = try await authenticate(req)
+            let body = try await req.decodeOptionalJSON(API.Mute.self, limit: limit, empty: API.Mute())
+            try await service.muteNotifications(claims.sub, try ctx.parameters.id("id"), muted: true, until: body.until)
+            return noContent()
+        }
+        router.delete("/v1/conversations/:id/mute") { req, ctx -> Response in
+            let claims = try await authenticate(req)
+            try await service.muteNotifications(claims.sub, try ctx.parameters.id("id"), muted: false, until: nil)
+            return noContent()
+        }
+        router.put("/v1/conversations/:id/members/:user/mute") { req, ctx -> Response in
+            let claims = try await authenticate(req)
+            let body = try await req.decodeOptionalJSON(API.Mute.self, limit: limit, empty: API.Mute())
+            try await service.muteMember(claims.sub, try ctx.parameters.id("id"), try ctx.parameters.id("user"), muted: true, until: body.until)
+            return noContent()
+        }
+        router.delete("/v1/conversations/:id/members/:user/mute") { req, ctx -> Response in
+            let claims = try await authenticate(req)
+            try await service.muteMember(claims.sub, try ctx.parameters.id("id"), try ctx.parameters.id("user"), muted: false, until: nil)
+            return noContent()
+        }
+        router.put("/v1/conversations/:id/mute-all") { req, ctx -> Response in
+            let claims = try await authenticate(req)
+            let body = try await req.decodeOptionalJSON(API.Mute.self, limit: limit, empty: API.Mute())
+            try await service.muteGroup(claims.sub, try ctx.parameters.id("id"), muted: true, until: body.until)
+            return noContent()
+        }
+        router.delete("/v1/conversations/:id/mute-all") { req, ctx -> Response in
+            let claims = try await authenticate(req)
+            try await service.muteGroup(claims.sub, try ctx.parameters.id("id"), muted: false, until: nil)
+            return noContent()
+        }
+    }
+}

@@ -1,0 +1,27 @@
+import IMCore
+
+/// Mutes (docs/protocol.md, "Mutes"). The ends are read back through `Conversation`, `Member` and
+/// `ConversationSummary`, which show only those that have not passed.
+extension SQLStore {
+    @discardableResult
+    public func setNotificationMute(user: UserID, conversation: ConversationID, until: Int64?) async throws -> Bool {
+        try await driver.write { db in
+            !(try await db.query("UPDATE members SET muted_until = $3 WHERE conv_id = $1 AND user_id = $2 RETURNING user_id",
+                                 [.int(conversation), .int(user), SQLValue(until)])).isEmpty
+        }
+    }
+
+    @discardableResult
+    public func setMemberMute(conversation: ConversationID, user: UserID, until: Int64?) async throws -> Bool {
+        try await driver.write { db in
+            !(try await db.query("UPDATE members SET send_muted_until = $3 WHERE conv_id = $1 AND user_id = $2 RETURNING user_id",
+                                 [.int(conversation), .int(user), SQLValue(until)])).isEmpty
+        }
+    }
+
+    public func setGroupMute(conversation: ConversationID, until: Int64?) async throws {
+        try await driver.write { db in
+            try await db.query("UPDATE conversations SET send_muted_until = $2 WHERE id = $1", [.int(conversation), SQLValue(until)])
+        }
+    }
+}
