@@ -308,6 +308,16 @@ public final class IMClient: Sendable {
         else { try await callVoid(.DELETE, "/v1/conversations/\(conversation)/mute-all") }
     }
 
+    /// Forwards messages `seqs` of conversation `from` (which you must be able to read) to `conversation`, in order,
+    /// attachments included without uploading them again (`POST /v1/conversations/{id}/forward`). Retry with the same
+    /// `cid` after a failure: copies already stored are answered `duplicate`, never stored twice.
+    @discardableResult
+    public func forward(_ seqs: [Int64], from: ConversationID, to conversation: ConversationID,
+                        cid: String = UUID().uuidString) async throws -> [ServerFrame.Ack] {
+        let r: API.Forwarded = try await call(.POST, "/v1/conversations/\(conversation)/forward", json: API.Forward(cid: cid, from: from, seqs: seqs))
+        return r.acks
+    }
+
     /// A conversation's pinned messages, latest pin first (`GET /v1/conversations/{id}/pins`).
     public func pinnedMessages(_ conversation: ConversationID) async throws -> [PinnedMessage] {
         try await call(.GET, "/v1/conversations/\(conversation)/pins")

@@ -133,6 +133,19 @@ public enum API {
         public var until: Int64?
         public init(until: Int64? = nil) { self.until = until }
     }
+    /// `POST /v1/conversations/{id}/forward`: copies messages `seqs` of conversation `from` into this one, in order.
+    public struct Forward: Sendable, Codable, Hashable {
+        /// The client's id for the forward: the copies get `cid` (one message) or `cid/1`, `cid/2`, … (several).
+        public var cid: String
+        public var from: ConversationID
+        public var seqs: [Int64]
+        public init(cid: String, from: ConversationID, seqs: [Int64]) { self.cid = cid; self.from = from; self.seqs = seqs }
+    }
+    /// The answer to a forward: one ack per copy, in the order of `seqs`.
+    public struct Forwarded: Sendable, Codable, Hashable {
+        public var acks: [ServerFrame.Ack]
+        public init(acks: [ServerFrame.Ack]) { self.acks = acks }
+    }
     /// The body of every REST error response.
     public struct ErrorBody: Sendable, Codable, Hashable {
         public var error: IMError

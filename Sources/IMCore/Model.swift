@@ -55,6 +55,14 @@ public struct AttachmentRef: Sendable, Codable, Hashable {
     }
 }
 
+/// Where a forwarded message came from: the original's sender and time. Not its conversation, which readers of the
+/// copy may not be members of.
+public struct ForwardedFrom: Sendable, Codable, Hashable {
+    public var sender: UserID
+    public var ts: Int64
+    public init(sender: UserID, ts: Int64) { self.sender = sender; self.ts = ts }
+}
+
 /// A message as stored and delivered: `seq` is strictly increasing within `conversation`.
 public struct Message: Sendable, Codable, Hashable {
     public var conversation: ConversationID
@@ -82,20 +90,25 @@ public struct Message: Sendable, Codable, Hashable {
     public var mentionAll: Bool?
     /// Emoji reactions as of when the message was read from storage (newer `reaction` messages apply on top).
     public var reactions: [Reaction]?
+    /// Set on a message forwarded from another conversation: who wrote the original, and when.
+    public var forwardedFrom: ForwardedFrom?
 
     enum CodingKeys: String, CodingKey {
         case conversation = "conv"
         case seq, sender, cid, kind, text, data, attachment, target, ts, editedAt, recalled, replyTo, mentions, mentionAll, reactions
+        case forwardedFrom
     }
 
     public init(conversation: ConversationID, seq: Int64, sender: UserID, cid: String, kind: MessageKind,
                 text: String? = nil, data: JSONValue? = nil, attachment: AttachmentRef? = nil,
                 target: Int64? = nil, ts: Int64, editedAt: Int64? = nil, recalled: Bool? = nil,
-                replyTo: Int64? = nil, mentions: [UserID]? = nil, mentionAll: Bool? = nil, reactions: [Reaction]? = nil) {
+                replyTo: Int64? = nil, mentions: [UserID]? = nil, mentionAll: Bool? = nil, reactions: [Reaction]? = nil,
+                forwardedFrom: ForwardedFrom? = nil) {
         self.conversation = conversation; self.seq = seq; self.sender = sender; self.cid = cid
         self.kind = kind; self.text = text; self.data = data; self.attachment = attachment
         self.target = target; self.ts = ts; self.editedAt = editedAt; self.recalled = recalled
         self.replyTo = replyTo; self.mentions = mentions; self.mentionAll = mentionAll; self.reactions = reactions
+        self.forwardedFrom = forwardedFrom
     }
 
     /// Whether this message mentions `user`, by name or through `@all` (a sender never mentions themself).

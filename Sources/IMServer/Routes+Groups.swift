@@ -2,7 +2,7 @@ import Hummingbird
 import IMCore
 import IMStorage
 
-/// REST calls for mutes (docs/protocol.md, "Mutes").
+/// REST calls for mutes and forwarding (docs/protocol.md, "Mutes", "Forwarding").
 extension Routes {
     func addGroupFeatures(to router: Router<AppContext>) {
         router.put("/v1/conversations/:id/mute") { req, ctx -> Response in
@@ -37,6 +37,13 @@ extension Routes {
             let claims = try await authenticate(req)
             try await service.muteGroup(claims.sub, try ctx.parameters.id("id"), muted: false, until: nil)
             return noContent()
+        }
+        router.post("/v1/conversations/:id/forward") { req, ctx -> Response in
+            let claims = try await authenticate(req)
+            let body = try await req.decodeJSON(API.Forward.self, limit: limit)
+            let acks = try await service.forward(claims.sub, to: try ctx.parameters.id("id"), body)
+            for a in acks where !a.duplicate { runtime.metrics.recordSend() }
+            return json(API.Forwarded(acks: acks), status: acks.allSatisfy(\.duplicate) ? .ok : .created)
         }
     }
 }

@@ -308,18 +308,21 @@ public enum Migrations {
         // Issue 15, second part. NOTE for the merge: numbered 8 on this branch; it becomes 9 (8 is the lead's).
         // Mutes: a member's own notification mute (`members.muted_until`), an admin's mute of a member
         // (`members.send_muted_until`) and of the whole group (`conversations.send_muted_until`); each is the end in
-        // ms, `Mute.indefinite` for open-ended, NULL for none.
+        // ms, `Mute.indefinite` for open-ended, NULL for none. Forwarding: a copy's original sender and time
+        // (`messages.forwarded`, JSON).
         Migration(
             version: 8, name: "mutes, forwarding, announcements, invites, join requests and drafts",
             sqlite: [
                 "ALTER TABLE members ADD COLUMN muted_until INTEGER",
                 "ALTER TABLE members ADD COLUMN send_muted_until INTEGER",
                 "ALTER TABLE conversations ADD COLUMN send_muted_until INTEGER",
+                "ALTER TABLE messages ADD COLUMN forwarded TEXT",
             ],
             postgres: [
                 "ALTER TABLE members ADD COLUMN muted_until BIGINT",
                 "ALTER TABLE members ADD COLUMN send_muted_until BIGINT",
                 "ALTER TABLE conversations ADD COLUMN send_muted_until BIGINT",
+                "ALTER TABLE messages ADD COLUMN forwarded TEXT",
             ],
             additive: true
         ),

@@ -417,18 +417,19 @@ public final class SQLStore: Storage {
 
     // MARK: Messages
 
-    static let messageColumns = "conv_id, seq, sender, cid, kind, text, data, attachment, target, ts, edited_at, recalled, reply_to, mentions, mention_all"
+    static let messageColumns = "conv_id, seq, sender, cid, kind, text, data, attachment, target, ts, edited_at, recalled, reply_to, mentions, mention_all, forwarded"
 
     static func message(_ r: SQLRow) throws -> Message {
         let decoder = JSONDecoder()
         let data = try r.optText("data").map { try decoder.decode(JSONValue.self, from: Data($0.utf8)) }
         let attachment = try r.optText("attachment").map { try decoder.decode(AttachmentRef.self, from: Data($0.utf8)) }
         let mentions = try r.optText("mentions").map { try decoder.decode([UserID].self, from: Data($0.utf8)) }
+        let forwarded = try r.optText("forwarded").map { try decoder.decode(ForwardedFrom.self, from: Data($0.utf8)) }
         return Message(conversation: try r.int("conv_id"), seq: try r.int("seq"), sender: try r.int("sender"), cid: try r.text("cid"),
                        kind: MessageKind(rawValue: try r.text("kind")) ?? .custom, text: r.optText("text"), data: data,
                        attachment: attachment, target: r.optInt("target"), ts: try r.int("ts"), editedAt: r.optInt("edited_at"),
                        recalled: r.bool("recalled") ? true : nil, replyTo: r.optInt("reply_to"), mentions: mentions,
-                       mentionAll: r.bool("mention_all") ? true : nil)
+                       mentionAll: r.bool("mention_all") ? true : nil, forwardedFrom: forwarded)
     }
 
     /// Messages read from rows of one conversation, with each one's current reactions (one range query).
@@ -507,7 +508,7 @@ public final class SQLStore: Storage {
             }
             if let target = m.target, m.kind == .recall || m.kind == .edit {
                 let sql = m.kind == .recall
-                    ? "UPDATE messages SET recalled = 1, text = NULL, data = NULL, attachment = NULL, mentions = NULL, mention_all = 0 WHERE conv_id = $1 AND seq = $2 RETURNING seq"
+                    ? "UPDATE messages SET recalled = 1, text = NULL, data = NULL, attachment = NULL, mentions = NULL, mention_all = 0, forwarded = NULL WHERE conv_id = $1 AND seq = $2 RETURNING seq"
                     // A recall may commit between the edit's checks and this batch: never write text back into it.
                     : "UPDATE messages SET text = $3, edited_at = $4 WHERE conv_id = $1 AND seq = $2 AND recalled = 0 RETURNING seq"
                 let binds: [SQLValue] = m.kind == .recall ? [.int(m.conversation), .int(target)]
@@ -545,7 +546,7 @@ public final class SQLStore: Storage {
                 let m = batch[i]
                 rows.append((i, Message(conversation: c, seq: seq, sender: m.sender, cid: m.cid, kind: m.kind, text: m.text,
                                         data: m.data, attachment: m.attachment, target: m.target, ts: now, replyTo: m.replyTo,
-                                        mentions: m.mentions, mentionAll: m.mentionAll == true ? true : nil)))
+                                        mentions: m.mentions, mentionAll: m.mentionAll == true ? true : nil, forwardedFrom: m.forwardedFrom)))
             }
         }
 
@@ -556,10 +557,10 @@ public final class SQLStore: Storage {
             for (_, m) in chunk {
                 let n = binds.count
                 tuples.append("(" + (1...10).map { "$\(n + $0)" }.joined(separator: ", ") + ", NULL, 0, "
-                              + (11...13).map { "$\(n + $0)" }.joined(separator: ", ") + ")")
+                              + (11...14).map { "$\(n + $0)" }.joined(separator: ", ") + ")")
                 binds += [.int(m.conversation), .int(m.seq), .int(m.sender), .text(m.cid), .text(m.kind.rawValue), SQLValue(m.text),
                           json(m.data), json(m.attachment), SQLValue(m.target), .int(now),
-                          SQLValue(m.replyTo), json(m.mentions), SQLValue(m.mentionAll == true)]
+                          SQLValue(m.replyTo), json(m.mentions), SQLValue(m.mentionAll == true), json(m.forwardedFrom)]
             }
             try await db.query("INSERT INTO messages (\(messageColumns)) VALUES \(tuples.joined(separator: ", "))", binds)
         }

@@ -70,12 +70,14 @@ public struct NewMessage: Sendable, Hashable {
     /// Mentioned users, already checked to be members (stored sorted, without repeats).
     public var mentions: [UserID]?
     public var mentionAll: Bool?
+    /// For a forwarded copy: the original's sender and time.
+    public var forwardedFrom: ForwardedFrom?
     public init(conversation: ConversationID, sender: UserID, cid: String, kind: MessageKind, text: String? = nil,
                 data: JSONValue? = nil, attachment: AttachmentRef? = nil, target: Int64? = nil,
-                replyTo: Int64? = nil, mentions: [UserID]? = nil, mentionAll: Bool? = nil) {
+                replyTo: Int64? = nil, mentions: [UserID]? = nil, mentionAll: Bool? = nil, forwardedFrom: ForwardedFrom? = nil) {
         self.conversation = conversation; self.sender = sender; self.cid = cid; self.kind = kind
         self.text = text; self.data = data; self.attachment = attachment; self.target = target
-        self.replyTo = replyTo; self.mentions = mentions; self.mentionAll = mentionAll
+        self.replyTo = replyTo; self.mentions = mentions; self.mentionAll = mentionAll; self.forwardedFrom = forwardedFrom
     }
 }
 

@@ -65,3 +65,22 @@ struct MutesContractTests {
         }
     }
 }
+
+@Suite("Storage contract: forwarding")
+struct ForwardContractTests {
+    @Test(arguments: Backend.allCases)
+    func aForwardedCopyKeepsItsOriginAndARecallClearsIt(_ backend: Backend) async throws {
+        try await backend.withStore { store, _ in
+            let a = try await store.user("alice"), b = try await store.user("bob")
+            let g = try await store.createGroup(name: "g", owner: a.id, members: [b.id])
+            let origin = ForwardedFrom(sender: b.id, ts: 1_234)
+            let r = try await store.append([NewMessage(conversation: g.id, sender: a.id, cid: "f1", kind: .text, text: "copied", forwardedFrom: origin)])
+            let stored = try r[0].get().message
+            #expect(stored.forwardedFrom == origin)
+            #expect(try await store.message(conversation: g.id, seq: stored.seq)?.forwardedFrom == origin)
+            #expect(try await store.messages(conversation: g.id, after: 0, limit: 10).last?.forwardedFrom == origin)
+            _ = try await store.send(g.id, from: a.id, "", kind: .recall, target: stored.seq)
+            #expect(try await store.message(conversation: g.id, seq: stored.seq)?.forwardedFrom == nil)
+        }
+    }
+}

@@ -21,6 +21,7 @@ const state = {
   composeMentions: new Map(), // user id -> the "@name" inserted for them (kept only while it is still in the text)
   mentionQuery: null,      // {start, text}: the "@…" being typed, for the autocomplete
   reactingTo: null,        // seq whose emoji picker is open
+  forwarding: null,        // {conv, seqs: Set}: messages picked to forward
   pins: new Map(),         // group id -> [{message, pinnedBy, pinnedAt}]
   search: null,            // {q, conv, results: [], next}: the search shown instead of the conversation list
   readSent: new Map(),     // conv -> seq
@@ -218,6 +219,9 @@ function renderMessage(conv, m, pending) {
   } else {
     body.textContent = m.text || '';
   }
+  if (m.forwardedFrom && !m.recalled) {
+    li.append(el('div', { className: 'forwarded', text: t('forwarded.from', { who: userName(m.forwardedFrom.sender), when: formatTime(m.forwardedFrom.ts) }) }));
+  }
   li.append(body);
   const meta = el('div', { className: 'meta' });
   meta.append(el('time', { text: m.ts ? formatTime(m.ts) : '' }));
@@ -251,6 +255,11 @@ function renderMessage(conv, m, pending) {
       });
       actions.append(pin);
     }
+    const picked = state.forwarding?.conv === conv && state.forwarding.seqs.has(m.seq);
+    if (picked) li.classList.add('picked');
+    const forward = el('button', { type: 'button', className: 'link forward', text: picked ? t('act.unpick') : t('act.forward') });
+    forward.addEventListener('click', () => togglePick(conv, m.seq));
+    actions.append(forward);
     if (mine) {
       const recall = el('button', { type: 'button', className: 'link recall', text: t('act.recall') });
       recall.addEventListener('click', () => { client.recall(conv, m.seq); scheduleRender(); });
@@ -417,8 +426,36 @@ function renderChat() {
     list.scrollTop = list.scrollHeight;
   }
   renderTyping();
+  renderForwardBar(conv);
   renderSendMute(conv);
   markRead(conv, msgs);
+}
+
+/** Adds message `seq` to (or takes it from) the messages to forward; picking in another conversation starts over. */
+function togglePick(conv, seq) {
+  if (state.forwarding?.conv !== conv) state.forwarding = { conv, seqs: new Set() };
+  const seqs = state.forwarding.seqs;
+  if (seqs.has(seq)) seqs.delete(seq); else seqs.add(seq);
+  if (!seqs.size) state.forwarding = null;
+  scheduleRender();
+}
+
+function renderForwardBar(conv) {
+  const f = state.forwarding?.conv === conv ? state.forwarding : null;
+  $('forward-bar').hidden = !f;
+  if (f) $('forward-count').textContent = t('forward.count', { n: f.seqs.size });
+}
+
+/** Asks for the conversation to forward the picked messages to, then forwards them in their order. */
+function forwardPicked() {
+  const f = state.forwarding;
+  if (!f) return;
+  const options = sortedConvs().map((c) => ({ value: String(c.id), label: convTitle(c) }));
+  showDialog(t('forward.title', { n: f.seqs.size }), [{ name: 'to', label: t('forward.to'), options }], async (v) => {
+    await client.forward(Number(v.to), f.conv, [...f.seqs].sort((a, b) => a - b));
+    state.forwarding = null;
+    await openConversation(Number(v.to));
+  });
 }
 
 /** Why I may not send here now (an admin muted me, or the whole group), or null. */
@@ -957,6 +994,8 @@ function wire() {
       await renderMembers();
     } catch (err) { showChatError(err); }
   });
+  $('forward-go').addEventListener('click', forwardPicked);
+  $('forward-cancel').addEventListener('click', () => { state.forwarding = null; scheduleRender(); });
   $('mute-all').addEventListener('click', async () => {
     const conv = state.current;
     try {

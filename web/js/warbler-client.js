@@ -280,6 +280,15 @@ export class WarblerClient extends EventTarget {
     return muted ? this.put(`/v1/conversations/${conv}/mute-all`, until ? { until } : {}) : this.del(`/v1/conversations/${conv}/mute-all`);
   }
 
+  /**
+   * Forwards messages `seqs` of conversation `from` to conversation `conv`, in order, attachments included (no
+   * upload). Resolves to `{acks: [{cid, conv, seq, ts, duplicate}]}`; the copies arrive as `message` events like any
+   * other. Pass the same `cid` to retry: copies already stored are answered `duplicate`, never stored twice.
+   */
+  forward(conv, from, seqs, cid = newCid()) {
+    return this.post(`/v1/conversations/${conv}/forward`, { cid, from, seqs });
+  }
+
   /** Closes the socket and stops reconnecting. Queued sends stay queued. */
   disconnect() {
     this.wanted = false;
