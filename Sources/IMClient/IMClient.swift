@@ -308,6 +308,14 @@ public final class IMClient: Sendable {
         else { try await callVoid(.DELETE, "/v1/conversations/\(conversation)/mute-all") }
     }
 
+    /// Sets a group's announcement (owner and admins; `PUT /v1/conversations/{id}/announcement`), or clears it with
+    /// nil (`DELETE`). Returns the conversation, whose `announcement` is the new one.
+    @discardableResult
+    public func setAnnouncement(_ text: String?, in conversation: ConversationID) async throws -> Conversation {
+        if let text { return try await call(.PUT, "/v1/conversations/\(conversation)/announcement", json: API.SetAnnouncement(text: text)) }
+        return try await call(.DELETE, "/v1/conversations/\(conversation)/announcement")
+    }
+
     /// Forwards messages `seqs` of conversation `from` (which you must be able to read) to `conversation`, in order,
     /// attachments included without uploading them again (`POST /v1/conversations/{id}/forward`). Retry with the same
     /// `cid` after a failure: copies already stored are answered `duplicate`, never stored twice.

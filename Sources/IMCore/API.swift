@@ -146,6 +146,11 @@ public enum API {
         public var acks: [ServerFrame.Ack]
         public init(acks: [ServerFrame.Ack]) { self.acks = acks }
     }
+    /// `PUT /v1/conversations/{id}/announcement`.
+    public struct SetAnnouncement: Sendable, Codable, Hashable {
+        public var text: String
+        public init(text: String) { self.text = text }
+    }
     /// The body of every REST error response.
     public struct ErrorBody: Sendable, Codable, Hashable {
         public var error: IMError

@@ -203,6 +203,15 @@ public struct Member: Sendable, Codable, Hashable {
     }
 }
 
+/// A group's announcement (群公告), set by its owner or an admin.
+public struct Announcement: Sendable, Codable, Hashable {
+    public var text: String
+    /// Who set it, and when (ms since 1970).
+    public var by: UserID
+    public var at: Int64
+    public init(text: String, by: UserID, at: Int64) { self.text = text; self.by = by; self.at = at }
+}
+
 /// A conversation with its members.
 public struct Conversation: Sendable, Codable, Hashable {
     public var id: ConversationID
@@ -215,10 +224,12 @@ public struct Conversation: Sendable, Codable, Hashable {
     public var allMuted: Bool?
     /// When the group's mute ends (ms since 1970); nil while muted means until an admin lifts it.
     public var allMutedUntil: Int64?
+    /// The group's current announcement, if any.
+    public var announcement: Announcement?
     public init(id: ConversationID, type: ConversationType, name: String?, lastSeq: Int64, members: [Member],
-                allMuted: Bool? = nil, allMutedUntil: Int64? = nil) {
+                allMuted: Bool? = nil, allMutedUntil: Int64? = nil, announcement: Announcement? = nil) {
         self.id = id; self.type = type; self.name = name; self.lastSeq = lastSeq; self.members = members
-        self.allMuted = allMuted; self.allMutedUntil = allMutedUntil
+        self.allMuted = allMuted; self.allMutedUntil = allMutedUntil; self.announcement = announcement
     }
 }
 

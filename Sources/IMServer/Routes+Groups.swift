@@ -2,7 +2,7 @@ import Hummingbird
 import IMCore
 import IMStorage
 
-/// REST calls for mutes and forwarding (docs/protocol.md, "Mutes", "Forwarding").
+/// REST calls for mutes, forwarding and announcements (docs/protocol.md, "Mutes", "Forwarding", "Announcements").
 extension Routes {
     func addGroupFeatures(to router: Router<AppContext>) {
         router.put("/v1/conversations/:id/mute") { req, ctx -> Response in
@@ -37,6 +37,15 @@ extension Routes {
             let claims = try await authenticate(req)
             try await service.muteGroup(claims.sub, try ctx.parameters.id("id"), muted: false, until: nil)
             return noContent()
+        }
+        router.put("/v1/conversations/:id/announcement") { req, ctx -> Response in
+            let claims = try await authenticate(req)
+            let body = try await req.decodeJSON(API.SetAnnouncement.self, limit: limit)
+            return json(try await service.setAnnouncement(claims.sub, try ctx.parameters.id("id"), text: body.text))
+        }
+        router.delete("/v1/conversations/:id/announcement") { req, ctx -> Response in
+            let claims = try await authenticate(req)
+            return json(try await service.setAnnouncement(claims.sub, try ctx.parameters.id("id"), text: nil))
         }
         router.post("/v1/conversations/:id/forward") { req, ctx -> Response in
             let claims = try await authenticate(req)

@@ -309,7 +309,7 @@ public enum Migrations {
         // Mutes: a member's own notification mute (`members.muted_until`), an admin's mute of a member
         // (`members.send_muted_until`) and of the whole group (`conversations.send_muted_until`); each is the end in
         // ms, `Mute.indefinite` for open-ended, NULL for none. Forwarding: a copy's original sender and time
-        // (`messages.forwarded`, JSON).
+        // (`messages.forwarded`, JSON). A group's announcement with who set it and when (`conversations.announcement*`).
         Migration(
             version: 8, name: "mutes, forwarding, announcements, invites, join requests and drafts",
             sqlite: [
@@ -317,12 +317,18 @@ public enum Migrations {
                 "ALTER TABLE members ADD COLUMN send_muted_until INTEGER",
                 "ALTER TABLE conversations ADD COLUMN send_muted_until INTEGER",
                 "ALTER TABLE messages ADD COLUMN forwarded TEXT",
+                "ALTER TABLE conversations ADD COLUMN announcement TEXT",
+                "ALTER TABLE conversations ADD COLUMN announcement_by INTEGER",
+                "ALTER TABLE conversations ADD COLUMN announcement_at INTEGER",
             ],
             postgres: [
                 "ALTER TABLE members ADD COLUMN muted_until BIGINT",
                 "ALTER TABLE members ADD COLUMN send_muted_until BIGINT",
                 "ALTER TABLE conversations ADD COLUMN send_muted_until BIGINT",
                 "ALTER TABLE messages ADD COLUMN forwarded TEXT",
+                "ALTER TABLE conversations ADD COLUMN announcement TEXT",
+                "ALTER TABLE conversations ADD COLUMN announcement_by BIGINT",
+                "ALTER TABLE conversations ADD COLUMN announcement_at BIGINT",
             ],
             additive: true
         ),

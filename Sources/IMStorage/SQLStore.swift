@@ -217,11 +217,17 @@ public final class SQLStore: Storage {
     }
 
     static func loadConversation(_ db: any SQLExecutor, _ id: ConversationID) async throws -> Conversation? {
-        guard let r = try await db.first("SELECT id, type, name, last_seq, send_muted_until FROM conversations WHERE id = $1", [.int(id)]) else { return nil }
+        guard let r = try await db.first(
+            "SELECT id, type, name, last_seq, send_muted_until, announcement, announcement_by, announcement_at FROM conversations WHERE id = $1",
+            [.int(id)]) else { return nil }
         let mute = Mute.wire(r.optInt("send_muted_until"), now: nowMillis())
+        var announcement: Announcement?
+        if let text = r.optText("announcement"), let by = r.optInt("announcement_by"), let at = r.optInt("announcement_at") {
+            announcement = Announcement(text: text, by: by, at: at)
+        }
         return Conversation(id: try r.int("id"), type: ConversationType(rawValue: try r.text("type")) ?? .group,
                             name: r.optText("name"), lastSeq: try r.int("last_seq"), members: try await members(db, id),
-                            allMuted: mute.muted, allMutedUntil: mute.until)
+                            allMuted: mute.muted, allMutedUntil: mute.until, announcement: announcement)
     }
 
     static func nowMillis() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }

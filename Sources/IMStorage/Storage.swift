@@ -227,7 +227,7 @@ public protocol Storage: Sendable {
     /// Deletes attachment rows (their files are the caller's to remove).
     func deleteAttachments(ids: [String]) async throws
 
-    // Mutes (SQLStore+Mutes.swift); each end is ms since 1970, `Mute.indefinite` for open-ended, nil to lift it.
+    // Mutes (SQLStore+GroupSettings.swift); each end is ms since 1970, `Mute.indefinite` for open-ended, nil to lift it.
     /// Mutes (or unmutes) `conversation`'s notifications for `user` alone; false when they are not a member.
     @discardableResult
     func setNotificationMute(user: UserID, conversation: ConversationID, until: Int64?) async throws -> Bool
@@ -236,6 +236,9 @@ public protocol Storage: Sendable {
     func setMemberMute(conversation: ConversationID, user: UserID, until: Int64?) async throws -> Bool
     /// Stops (or lets again) everyone below admin from sending in `conversation`.
     func setGroupMute(conversation: ConversationID, until: Int64?) async throws
+
+    /// Sets (or with nil clears) a group's announcement.
+    func setAnnouncement(conversation: ConversationID, _ announcement: Announcement?) async throws
 
     // Cluster join tokens (SQLStore+JoinTokens.swift)
     func createJoinToken(id: String, proofHash: String, bundle: String, now: Int64, expiresAt: Int64, singleUse: Bool) async throws

@@ -84,3 +84,20 @@ struct ForwardContractTests {
         }
     }
 }
+
+@Suite("Storage contract: announcements")
+struct AnnouncementContractTests {
+    @Test(arguments: Backend.allCases)
+    func anAnnouncementIsSetReplacedAndCleared(_ backend: Backend) async throws {
+        try await backend.withStore { store, _ in
+            let a = try await store.user("alice"), b = try await store.user("bob")
+            let g = try await store.createGroup(name: "g", owner: a.id, members: [b.id])
+            #expect(try await store.conversation(id: g.id)?.announcement == nil)
+            try await store.setAnnouncement(conversation: g.id, Announcement(text: "first", by: a.id, at: 10))
+            try await store.setAnnouncement(conversation: g.id, Announcement(text: "第二条公告", by: b.id, at: 20))
+            #expect(try await store.conversation(id: g.id)?.announcement == Announcement(text: "第二条公告", by: b.id, at: 20))
+            try await store.setAnnouncement(conversation: g.id, nil)
+            #expect(try await store.conversation(id: g.id)?.announcement == nil)
+        }
+    }
+}

@@ -171,7 +171,7 @@ function systemText(m) {
     case 'member_removed': return t('sys.member_removed', { by, names: names || userName(d.user) });
     case 'member_left': return t('sys.member_left', { who: d.user ? userName(d.user) : by });
     case 'created': case 'role_changed': case 'owner_changed': case 'renamed': case 'dissolved':
-    case 'message_pinned': case 'message_unpinned': case 'group_unmuted':
+    case 'message_pinned': case 'message_unpinned': case 'group_unmuted': case 'announcement_set': case 'announcement_cleared':
       return t(`sys.${d.event}`, { by });
     case 'member_muted': case 'member_unmuted':
       return t(d.until ? 'sys.member_muted_until' : `sys.${d.event}`, { by, who: userName(d.user), until: d.until ? formatTime(d.until) : '' });
@@ -396,8 +396,12 @@ function renderChat() {
   list.hidden = !c;
   $('composer').hidden = !c;
   $('members-btn').hidden = !c;
-  if (!c) { $('chat-title').textContent = 'Warbler'; $('chat-sub').textContent = ''; $('pinned-bar').hidden = true; return; }
+  if (!c) {
+    $('chat-title').textContent = 'Warbler'; $('chat-sub').textContent = ''; $('pinned-bar').hidden = true; $('announcement-bar').hidden = true;
+    return;
+  }
   renderPinned(conv);
+  renderAnnouncement(conv);
   $('chat-title').textContent = convTitle(c);
   if (c.type === 'direct' && c.peer) {
     // While we are offline ourselves, the peer's presence is unknown.
@@ -429,6 +433,27 @@ function renderChat() {
   renderForwardBar(conv);
   renderSendMute(conv);
   markRead(conv, msgs);
+}
+
+/** The group's announcement at the top of the conversation, with who set it and when. */
+function renderAnnouncement(conv) {
+  const a = state.details.get(conv)?.announcement;
+  $('announcement-bar').hidden = !a;
+  if (!a) return;
+  $('announcement-text').textContent = a.text;
+  $('announcement-meta').textContent = t('announcement.meta', { who: userName(a.by), when: formatTime(a.at) });
+}
+
+/** Owner and admins: edit the announcement (an empty text clears it). */
+function editAnnouncement() {
+  const conv = state.current;
+  const current = state.details.get(conv)?.announcement?.text || '';
+  showDialog(t('announcement.edit'), [{ name: 'text', label: t('announcement.text'), value: current, required: false }], async (v) => {
+    const text = v.text.trim();
+    if (text) await client.put(`/v1/conversations/${conv}/announcement`, { text });
+    else if (current) await client.del(`/v1/conversations/${conv}/announcement`);
+    await loadDetails(conv);
+  });
 }
 
 /** Adds message `seq` to (or takes it from) the messages to forward; picking in another conversation starts over. */
@@ -512,7 +537,8 @@ async function loadConversations() {
 async function loadDetails(conv) {
   const d = await client.get(`/v1/conversations/${conv}`);
   const members = new Map(d.members.map((m) => [m.user, m]));
-  state.details.set(conv, { members, type: d.type, name: d.name, allMuted: !!d.allMuted, allMutedUntil: d.allMutedUntil });
+  state.details.set(conv, { members, type: d.type, name: d.name, allMuted: !!d.allMuted, allMutedUntil: d.allMutedUntil,
+    announcement: d.announcement || null });
   for (const m of d.members) loadUser(m.user);
   scheduleRender();
   return state.details.get(conv);
@@ -690,6 +716,7 @@ async function renderMembers() {
   $('leave-group').hidden = !(c.type === 'group' && myRole !== 'owner');
   const allMuted = d.allMuted && (!d.allMutedUntil || d.allMutedUntil > Date.now());
   $('mute-all').hidden = !(c.type === 'group' && rank[myRole] >= 1);
+  $('edit-announcement').hidden = !(c.type === 'group' && rank[myRole] >= 1);
   $('mute-all').textContent = allMuted ? t('group.unmuteAll') : t('group.muteAll');
   $('mute-all').dataset.on = allMuted ? '1' : '0';
   $('block-peer').hidden = c.type !== 'direct';
@@ -995,6 +1022,7 @@ function wire() {
     } catch (err) { showChatError(err); }
   });
   $('forward-go').addEventListener('click', forwardPicked);
+  $('edit-announcement').addEventListener('click', editAnnouncement);
   $('forward-cancel').addEventListener('click', () => { state.forwarding = null; scheduleRender(); });
   $('mute-all').addEventListener('click', async () => {
     const conv = state.current;

@@ -1,8 +1,15 @@
 import IMCore
 
-/// Mutes (docs/protocol.md, "Mutes"). The ends are read back through `Conversation`, `Member` and
-/// `ConversationSummary`, which show only those that have not passed.
+/// Mutes (docs/protocol.md, "Mutes") and announcements. The mutes' ends are read back through `Conversation`,
+/// `Member` and `ConversationSummary`, which show only those that have not passed.
 extension SQLStore {
+    public func setAnnouncement(conversation: ConversationID, _ a: Announcement?) async throws {
+        try await driver.write { db in
+            try await db.query("UPDATE conversations SET announcement = $2, announcement_by = $3, announcement_at = $4 WHERE id = $1",
+                               [.int(conversation), SQLValue(a?.text), SQLValue(a?.by), SQLValue(a?.at)])
+        }
+    }
+
     @discardableResult
     public func setNotificationMute(user: UserID, conversation: ConversationID, until: Int64?) async throws -> Bool {
         try await driver.write { db in
