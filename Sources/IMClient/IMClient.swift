@@ -316,6 +316,67 @@ public final class IMClient: Sendable {
         return try await call(.DELETE, "/v1/conversations/\(conversation)/announcement")
     }
 
+    /// Makes an invite link to a group (owner and admins; `POST /v1/conversations/{id}/invites`).
+    public func createInvite(to conversation: ConversationID, expiresInSeconds: Int64? = nil, maxUses: Int64? = nil,
+                             approval: Bool = false) async throws -> GroupInvite {
+        try await call(.POST, "/v1/conversations/\(conversation)/invites",
+                       json: API.NewInvite(expiresInSeconds: expiresInSeconds, maxUses: maxUses, approval: approval ? true : nil))
+    }
+
+    /// A group's invite links, newest first (owner and admins).
+    public func invites(of conversation: ConversationID) async throws -> [GroupInvite] {
+        try await call(.GET, "/v1/conversations/\(conversation)/invites")
+    }
+
+    /// Revokes an invite link (owner and admins).
+    public func revokeInvite(_ code: String, in conversation: ConversationID) async throws {
+        try await callVoid(.DELETE, "/v1/conversations/\(conversation)/invites/\(code)")
+    }
+
+    /// What an invite link leads to (`GET /v1/invites/{code}`).
+    public func previewInvite(_ code: String) async throws -> API.InvitePreview {
+        try await call(.GET, "/v1/invites/\(code)")
+    }
+
+    /// Joins a group through an invite link, or asks to when it needs approval (`POST /v1/invites/{code}/join`).
+    public func joinInvite(_ code: String) async throws -> API.JoinResult {
+        try await call(.POST, "/v1/invites/\(code)/join", json: [String: String]())
+    }
+
+    /// A group's pending join requests, oldest first (owner and admins).
+    public func joinRequests(of conversation: ConversationID) async throws -> [JoinRequest] {
+        try await call(.GET, "/v1/conversations/\(conversation)/join-requests")
+    }
+
+    /// Accepts (the requester joins) or declines a pending join request (owner and admins).
+    public func resolveJoinRequest(from user: UserID, in conversation: ConversationID, accept: Bool) async throws {
+        try await callVoid(.POST, "/v1/conversations/\(conversation)/join-requests/\(user)/\(accept ? "accept" : "decline")")
+    }
+
+    /// Your own join requests, pending and declined, newest first (`GET /v1/me/join-requests`).
+    public func myJoinRequests() async throws -> [JoinRequest] {
+        try await call(.GET, "/v1/me/join-requests")
+    }
+
+    /// Saves the message you are writing in a conversation, for your other devices (`PUT /v1/conversations/{id}/draft`);
+    /// an empty text (or `clearDraft`) deletes it. Returns the saved draft, nil when deleted.
+    @discardableResult
+    public func saveDraft(_ text: String, replyTo: Int64? = nil, in conversation: ConversationID) async throws -> Draft? {
+        guard !text.isEmpty else { try await clearDraft(in: conversation); return nil }
+        let draft: Draft = try await call(.PUT, "/v1/conversations/\(conversation)/draft", json: API.SaveDraft(text: text, replyTo: replyTo))
+        return draft
+    }
+
+    /// Deletes your draft in a conversation (`DELETE /v1/conversations/{id}/draft`).
+    public func clearDraft(in conversation: ConversationID) async throws {
+        try await callVoid(.DELETE, "/v1/conversations/\(conversation)/draft")
+    }
+
+    /// Your drafts, latest first (`GET /v1/drafts`); each conversation's also shows in `conversations()`.
+    public func drafts() async throws -> [Draft] {
+        try await call(.GET, "/v1/drafts")
+    }
+
     /// Forwards messages `seqs` of conversation `from` (which you must be able to read) to `conversation`, in order,
     /// attachments included without uploading them again (`POST /v1/conversations/{id}/forward`). Retry with the same
     /// `cid` after a failure: copies already stored are answered `duplicate`, never stored twice.

@@ -151,6 +151,12 @@ public enum API {
         public var text: String
         public init(text: String) { self.text = text }
     }
+    /// `PUT /v1/conversations/{id}/draft`: an empty `text` deletes the draft.
+    public struct SaveDraft: Sendable, Codable, Hashable {
+        public var text: String
+        public var replyTo: Int64?
+        public init(text: String, replyTo: Int64? = nil) { self.text = text; self.replyTo = replyTo }
+    }
     /// The body of every REST error response.
     public struct ErrorBody: Sendable, Codable, Hashable {
         public var error: IMError

@@ -250,14 +250,30 @@ public struct ConversationSummary: Sendable, Codable, Hashable {
     public var pinnedAt: Int64?
     /// This user muted the conversation's notifications (unread counts and mentions still count).
     public var muted: Bool?
+    /// The message this user is writing here, saved by any of their devices.
+    public var draft: Draft?
     /// When this user's mute ends (ms since 1970); nil while muted means until they unmute.
     public var mutedUntil: Int64?
     public init(id: ConversationID, type: ConversationType, name: String?, lastSeq: Int64, readSeq: Int64,
                 unread: Int64, unreadMentions: Int64 = 0, lastMessage: Message?, peer: UserID?, pinnedAt: Int64? = nil,
-                muted: Bool? = nil, mutedUntil: Int64? = nil) {
+                muted: Bool? = nil, mutedUntil: Int64? = nil, draft: Draft? = nil) {
         self.id = id; self.type = type; self.name = name; self.lastSeq = lastSeq; self.readSeq = readSeq
         self.unread = unread; self.unreadMentions = unreadMentions; self.lastMessage = lastMessage; self.peer = peer
-        self.pinnedAt = pinnedAt; self.muted = muted; self.mutedUntil = mutedUntil
+        self.pinnedAt = pinnedAt; self.muted = muted; self.mutedUntil = mutedUntil; self.draft = draft
+    }
+}
+
+/// A message being written, kept per user and conversation so that every device of the user sees it.
+public struct Draft: Sendable, Codable, Hashable {
+    public var conversation: ConversationID
+    public var text: String
+    /// The message it replies to, if any.
+    public var replyTo: Int64?
+    /// When it was last saved (ms since 1970).
+    public var updatedAt: Int64
+    enum CodingKeys: String, CodingKey { case conversation = "conv", text, replyTo, updatedAt }
+    public init(conversation: ConversationID, text: String, replyTo: Int64? = nil, updatedAt: Int64) {
+        self.conversation = conversation; self.text = text; self.replyTo = replyTo; self.updatedAt = updatedAt
     }
 }
 

@@ -296,6 +296,7 @@ public final class SQLStore: Storage {
         try await driver.write { db in
             try await db.query("DELETE FROM members WHERE conv_id = $1 AND user_id = $2", [.int(conversation), .int(user)])
             try await db.query("DELETE FROM conversation_pins WHERE conv_id = $1 AND user_id = $2", [.int(conversation), .int(user)])
+            try await db.query("DELETE FROM drafts WHERE conv_id = $1 AND user_id = $2", [.int(conversation), .int(user)])
         }
     }
 
@@ -321,6 +322,9 @@ public final class SQLStore: Storage {
             try await db.query("DELETE FROM reactions WHERE conv_id = $1", [.int(conversation)])
             try await db.query("DELETE FROM conversation_pins WHERE conv_id = $1", [.int(conversation)])
             try await db.query("DELETE FROM pinned_messages WHERE conv_id = $1", [.int(conversation)])
+            try await db.query("DELETE FROM group_invites WHERE conv_id = $1", [.int(conversation)])
+            try await db.query("DELETE FROM drafts WHERE conv_id = $1", [.int(conversation)])
+            try await db.query("DELETE FROM join_requests WHERE conv_id = $1", [.int(conversation)])
             try await db.query("DELETE FROM members WHERE conv_id = $1", [.int(conversation)])
             try await db.query("DELETE FROM conversations WHERE id = $1", [.int(conversation)])
             return files
@@ -358,8 +362,10 @@ public final class SQLStore: Storage {
                      AND x.recalled = 0) AS unread_mentions,
                   (SELECT o.user_id FROM members o WHERE o.conv_id = c.id AND o.user_id <> m.user_id ORDER BY o.user_id LIMIT 1) AS peer,
                   (SELECT p.pinned_at FROM conversation_pins p WHERE p.user_id = m.user_id AND p.conv_id = c.id) AS pinned_at,
-                  m.muted_until
-                FROM members m JOIN conversations c ON c.id = m.conv_id WHERE m.user_id = $1
+                  m.muted_until, d.text AS draft_text, d.reply_to AS draft_reply_to, d.updated_at AS draft_at
+                FROM members m JOIN conversations c ON c.id = m.conv_id
+                  LEFT JOIN drafts d ON d.user_id = m.user_id AND d.conv_id = m.conv_id
+                WHERE m.user_id = $1
                 """, [.int(user)])
             var out: [ConversationSummary] = []
             let now = Self.nowMillis()
@@ -374,7 +380,10 @@ public final class SQLStore: Storage {
                                                unreadMentions: try r.int("unread_mentions"), lastMessage: last,
                                                peer: type == .direct ? (r.optInt("peer") ?? user) : nil, pinnedAt: r.optInt("pinned_at"),
                                                muted: Mute.wire(r.optInt("muted_until"), now: now).muted,
-                                               mutedUntil: Mute.wire(r.optInt("muted_until"), now: now).until))
+                                               mutedUntil: Mute.wire(r.optInt("muted_until"), now: now).until,
+                                               draft: try r.optText("draft_text").map {
+                                                   Draft(conversation: id, text: $0, replyTo: r.optInt("draft_reply_to"), updatedAt: try r.int("draft_at"))
+                                               }))
             }
             // Pinned first (latest pin first), then the most recently active.
             return out.sorted { ($0.pinnedAt ?? -1, $0.lastMessage?.ts ?? 0, $0.id) > ($1.pinnedAt ?? -1, $1.lastMessage?.ts ?? 0, $1.id) }

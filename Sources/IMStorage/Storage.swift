@@ -240,6 +240,25 @@ public protocol Storage: Sendable {
     /// Sets (or with nil clears) a group's announcement.
     func setAnnouncement(conversation: ConversationID, _ announcement: Announcement?) async throws
 
+    // Invite links and join requests (SQLStore+Invites.swift)
+    func createInvite(_ invite: GroupInvite) async throws
+    /// A group's invite links, newest first (revoked and spent ones included).
+    func invites(conversation: ConversationID) async throws -> [GroupInvite]
+    func invite(code: String) async throws -> GroupInvite?
+    func revokeInvite(conversation: ConversationID, code: String) async throws -> Bool
+    /// Joins `user` through link `code`, or files their join request when the link needs approval (`not_found` for an
+    /// unknown code, `forbidden` saying why for an expired, used-up or revoked one, `group_full`).
+    func redeemInvite(code: String, user: UserID, now: Int64, groupLimit: Int) async throws -> InviteRedemption
+    func joinRequests(conversation: ConversationID) async throws -> [JoinRequest]
+    func joinRequests(user: UserID) async throws -> [JoinRequest]
+    func resolveJoinRequest(conversation: ConversationID, user: UserID, accept: Bool, groupLimit: Int) async throws -> Bool
+
+    // Drafts (SQLStore+GroupSettings.swift), also shown in `summaries`.
+    /// Saves `user`'s draft, or with nil deletes it.
+    func saveDraft(user: UserID, conversation: ConversationID, _ draft: Draft?) async throws
+    /// `user`'s drafts, latest first.
+    func drafts(user: UserID) async throws -> [Draft]
+
     // Cluster join tokens (SQLStore+JoinTokens.swift)
     func createJoinToken(id: String, proofHash: String, bundle: String, now: Int64, expiresAt: Int64, singleUse: Bool) async throws
     func redeemJoinToken(id: String, proofHash: String, now: Int64) async throws -> Result<String, JoinRefusal>

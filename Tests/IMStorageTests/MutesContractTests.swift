@@ -101,3 +101,79 @@ struct AnnouncementContractTests {
         }
     }
 }
+
+@Suite("Storage contract: invite links and join requests")
+struct InviteContractTests {
+    @Test(arguments: Backend.allCases)
+    func anInviteAdmitsUntilItsUsesRunOutAndCountsNoRepeat(_ backend: Backend) async throws {
+        try await backend.withStore { store, _ in
+            let a = try await store.user("alice"), b = try await store.user("bob"), c = try await store.user("carol"), d = try await store.user("dave")
+            let g = try await store.createGroup(name: "g", owner: a.id, members: [])
+            try await store.createInvite(GroupInvite(code: "two", conversation: g.id, createdBy: a.id, createdAt: 1, expiresAt: nil, maxUses: 2))
+            #expect(try await store.redeemInvite(code: "two", user: b.id, now: 10, groupLimit: 100) == .joined(alreadyMember: false))
+            #expect(try await store.redeemInvite(code: "two", user: b.id, now: 11, groupLimit: 100) == .joined(alreadyMember: true))
+            #expect(try await store.invite(code: "two")?.uses == 1, "a member using the link again does not count")
+            await expectIMError(.groupFull) { _ = try await store.redeemInvite(code: "two", user: c.id, now: 12, groupLimit: 2) }
+            #expect(try await store.redeemInvite(code: "two", user: c.id, now: 12, groupLimit: 100) == .joined(alreadyMember: false))
+            await expectIMError(.forbidden) { _ = try await store.redeemInvite(code: "two", user: d.id, now: 13, groupLimit: 100) }
+            await expectIMError(.notFound) { _ = try await store.redeemInvite(code: "nope", user: d.id, now: 13, groupLimit: 100) }
+            let joined = try #require(try await store.conversation(id: g.id))
+            #expect(Set(joined.members.map(\.user)) == [a.id, b.id, c.id])
+            // Expiry and revocation.
+            try await store.createInvite(GroupInvite(code: "old", conversation: g.id, createdBy: a.id, createdAt: 1, expiresAt: 20, maxUses: nil))
+            await expectIMError(.forbidden) { _ = try await store.redeemInvite(code: "old", user: d.id, now: 20, groupLimit: 100) }
+            try await store.createInvite(GroupInvite(code: "open", conversation: g.id, createdBy: a.id, createdAt: 2, expiresAt: nil, maxUses: nil))
+            #expect(try await store.revokeInvite(conversation: g.id, code: "open"))
+            #expect(!(try await store.revokeInvite(conversation: 999, code: "old")))
+            await expectIMError(.forbidden) { _ = try await store.redeemInvite(code: "open", user: d.id, now: 21, groupLimit: 100) }
+            #expect(try await store.invites(conversation: g.id).map(\.code) == ["open", "old", "two"])
+        }
+    }
+
+    @Test(arguments: Backend.allCases)
+    func anApprovalLinkFilesRequestsThatAdminsAcceptOrDecline(_ backend: Backend) async throws {
+        try await backend.withStore { store, _ in
+            let a = try await store.user("alice"), b = try await store.user("bob"), c = try await store.user("carol")
+            let g = try await store.createGroup(name: "g", owner: a.id, members: [])
+            try await store.createInvite(GroupInvite(code: "ask", conversation: g.id, createdBy: a.id, createdAt: 1, expiresAt: nil, maxUses: nil, approval: true))
+            #expect(try await store.redeemInvite(code: "ask", user: b.id, now: 10, groupLimit: 100) == .requested(again: false))
+            #expect(try await store.redeemInvite(code: "ask", user: b.id, now: 11, groupLimit: 100) == .requested(again: true))
+            #expect(try await store.redeemInvite(code: "ask", user: c.id, now: 12, groupLimit: 100) == .requested(again: false))
+            #expect(try await store.conversation(id: g.id)?.members.count == 1, "nobody joins before an admin accepts")
+            #expect(try await store.joinRequests(conversation: g.id).map(\.user) == [b.id, c.id])
+            #expect(try await store.resolveJoinRequest(conversation: g.id, user: b.id, accept: true, groupLimit: 100))
+            #expect(try await store.resolveJoinRequest(conversation: g.id, user: c.id, accept: false, groupLimit: 100))
+            #expect(!(try await store.resolveJoinRequest(conversation: g.id, user: c.id, accept: true, groupLimit: 100)), "declined is final")
+            #expect(Set(try await store.conversation(id: g.id)?.members.map(\.user) ?? []) == [a.id, b.id])
+            #expect(try await store.joinRequests(conversation: g.id).isEmpty)
+            #expect(try await store.joinRequests(user: c.id).map(\.state) == [.declined])
+            #expect(try await store.joinRequests(user: b.id).isEmpty, "an accepted request is done")
+            try await store.dissolve(conversation: g.id)
+            #expect(try await store.invite(code: "ask") == nil)
+            #expect(try await store.joinRequests(user: c.id).isEmpty)
+        }
+    }
+}
+
+@Suite("Storage contract: drafts")
+struct DraftContractTests {
+    @Test(arguments: Backend.allCases)
+    func draftsArePerUserAndConversationAndGoWithTheMembership(_ backend: Backend) async throws {
+        try await backend.withStore { store, _ in
+            let a = try await store.user("alice"), b = try await store.user("bob")
+            let g = try await store.createGroup(name: "g", owner: a.id, members: [b.id])
+            let d = try await store.directConversation(between: a.id, and: b.id)
+            try await store.saveDraft(user: b.id, conversation: g.id, Draft(conversation: g.id, text: "first", updatedAt: 10))
+            try await store.saveDraft(user: b.id, conversation: g.id, Draft(conversation: g.id, text: "second", replyTo: 3, updatedAt: 20))
+            try await store.saveDraft(user: b.id, conversation: d.id, Draft(conversation: d.id, text: "hi", updatedAt: 30))
+            #expect(try await store.drafts(user: b.id) == [Draft(conversation: d.id, text: "hi", updatedAt: 30),
+                                                             Draft(conversation: g.id, text: "second", replyTo: 3, updatedAt: 20)])
+            #expect(try await store.summaries(for: b.id).first { $0.id == g.id }?.draft?.text == "second")
+            #expect(try await store.drafts(user: a.id).isEmpty)
+            #expect(try await store.summaries(for: a.id).allSatisfy { $0.draft == nil })
+            try await store.saveDraft(user: b.id, conversation: d.id, nil)
+            try await store.removeMember(conversation: g.id, user: b.id)
+            #expect(try await store.drafts(user: b.id).isEmpty, "leaving takes the draft with it")
+        }
+    }
+}

@@ -22,6 +22,9 @@ const state = {
   mentionQuery: null,      // {start, text}: the "@…" being typed, for the autocomplete
   reactingTo: null,        // seq whose emoji picker is open
   forwarding: null,        // {conv, seqs: Set}: messages picked to forward
+  inviteShown: null,       // the invite link just made, shown in the member list
+  draftTimer: null,        // the pending save of the composer's draft
+  draftSaved: new Map(),   // conv -> the draft text the server has
   pins: new Map(),         // group id -> [{message, pinnedBy, pinnedAt}]
   search: null,            // {q, conv, results: [], next}: the search shown instead of the conversation list
   readSent: new Map(),     // conv -> seq
@@ -173,6 +176,8 @@ function systemText(m) {
     case 'created': case 'role_changed': case 'owner_changed': case 'renamed': case 'dissolved':
     case 'message_pinned': case 'message_unpinned': case 'group_unmuted': case 'announcement_set': case 'announcement_cleared':
       return t(`sys.${d.event}`, { by });
+    case 'member_joined': return t('sys.member_joined', { who: userName(d.user) });
+    case 'join_requested': return t('sys.join_requested', { who: userName(d.user) });
     case 'member_muted': case 'member_unmuted':
       return t(d.until ? 'sys.member_muted_until' : `sys.${d.event}`, { by, who: userName(d.user), until: d.until ? formatTime(d.until) : '' });
     case 'group_muted':
@@ -444,6 +449,65 @@ function renderAnnouncement(conv) {
   $('announcement-meta').textContent = t('announcement.meta', { who: userName(a.by), when: formatTime(a.at) });
 }
 
+/** The page address that opens invite `code` (the code travels in the fragment, never to the server's logs). */
+function inviteURL(code) { return `${location.origin}${location.pathname}#invite=${encodeURIComponent(code)}`; }
+
+/** Owner and admins: make an invite link (hours it lasts, uses, whether joining needs approval) and show it. */
+function makeInvite() {
+  const conv = state.current;
+  showDialog(t('invite.make'), [
+    { name: 'hours', label: t('invite.hours'), type: 'number', value: '24', required: false },
+    { name: 'uses', label: t('invite.uses'), type: 'number', value: '', required: false },
+    { name: 'approval', label: t('invite.approval'), options: [{ value: 'no', label: t('invite.approval.no') }, { value: 'yes', label: t('invite.approval.yes') }] },
+  ], async (v) => {
+    const hours = Number(v.hours), uses = Number(v.uses);
+    const invite = await client.createInvite(conv, {
+      expiresInSeconds: hours > 0 ? Math.round(hours * 3600) : undefined, maxUses: uses > 0 ? uses : undefined, approval: v.approval === 'yes',
+    });
+    state.inviteShown = inviteURL(invite.code);
+    renderMembers();
+  });
+}
+
+/** Opens an invite link from the page address (`#invite=CODE`): shows the group and joins, or asks to. */
+async function openInviteFromURL() {
+  const m = /^#invite=(.+)$/.exec(location.hash);
+  if (!m || !client.user) return;
+  const code = decodeURIComponent(m[1]);
+  history.replaceState(null, '', location.pathname);
+  try {
+    const p = await client.get(`/v1/invites/${encodeURIComponent(code)}`);
+    const title = t(p.approval ? 'invite.ask' : 'invite.join', { name: p.name || t('group.untitled', { id: p.conversation }), n: p.members });
+    await showDialog(title, [], async () => {
+      const r = await client.joinInvite(code);
+      if (r.outcome === 'joined') { await loadConversations(); await openConversation(r.conversation); }
+      else showChatError(new Error(t('invite.requested')));
+    });
+  } catch (e) { showChatError(e); }
+}
+
+/** Owner and admins: the group's pending join requests, each to accept or decline. */
+async function renderJoinRequests(conv, canManage) {
+  const list = $('join-requests');
+  clear(list);
+  list.hidden = true;
+  if (!canManage) return;
+  const requests = await client.get(`/v1/conversations/${conv}/join-requests`);
+  list.hidden = !requests.length;
+  for (const r of requests) {
+    const li = el('li', { className: 'join-request', dataset: { user: String(r.user) } });
+    li.append(el('span', { text: t('invite.requestFrom', { who: userName(r.user) }) }));
+    for (const accept of [true, false]) {
+      const b = el('button', { type: 'button', className: `link ${accept ? 'accept' : 'decline'}`, text: t(accept ? 'contact.accept' : 'contact.decline') });
+      b.addEventListener('click', async () => {
+        try { await client.resolveJoinRequest(conv, r.user, accept); await loadDetails(conv); renderMembers(); } catch (e) { showChatError(e); }
+      });
+      li.append(b);
+    }
+    list.append(li);
+  }
+}
+
 /** Owner and admins: edit the announcement (an empty text clears it). */
 function editAnnouncement() {
   const conv = state.current;
@@ -544,12 +608,44 @@ async function loadDetails(conv) {
   return state.details.get(conv);
 }
 
+/** Saves the composer's text as the draft of the conversation it was written in (a second after typing stops). */
+function queueDraft() {
+  const conv = state.current;
+  if (conv == null || state.editing) return;
+  clearTimeout(state.draftTimer);
+  state.draftTimer = setTimeout(() => flushDraft(conv), 1000);
+}
+
+function flushDraft(conv) {
+  clearTimeout(state.draftTimer);
+  state.draftTimer = null;
+  const text = $('composer-input').value;
+  const replyTo = state.replying && state.replying.conv === conv ? state.replying.seq : undefined;
+  if ((state.draftSaved.get(conv) || '') === text) return;
+  state.draftSaved.set(conv, text);
+  client.saveDraft(conv, text, replyTo).catch(() => state.draftSaved.delete(conv));
+}
+
+/** Puts the conversation's latest draft (from any of my devices) into the composer. */
+async function restoreDraft(conv) {
+  const drafts = await client.drafts();
+  const d = drafts.find((x) => x.conv === conv);
+  if (state.current !== conv || state.editing) return;
+  $('composer-input').value = d ? d.text : '';
+  state.draftSaved.set(conv, d ? d.text : '');
+  const original = d && d.replyTo ? state.messages.get(conv)?.get(d.replyTo) : null;
+  if (original) startReply(conv, original);
+}
+
 async function openConversation(conv) {
+  if (state.current != null && state.current !== conv && state.draftTimer) flushDraft(state.current);
+  if (state.current !== conv) $('composer-input').value = '';
   state.current = conv;
   cancelEdit();
   cancelReply();
   state.composeMentions.clear();
   state.reactingTo = null;
+  state.inviteShown = null;
   document.body.classList.add('show-chat');
   $('messages').dataset.stick = '1';
   scheduleRender();
@@ -557,6 +653,7 @@ async function openConversation(conv) {
     await loadDetails(conv);
     loadPins(conv).catch(() => {});
     if (!state.messages.has(conv) || state.messages.get(conv).size < 20) await loadHistory(conv, false);
+    await restoreDraft(conv);
   } catch (e) { showChatError(e); }
   if (!$('members-panel').hidden) renderMembers();
   $('composer-input').focus();
@@ -717,6 +814,10 @@ async function renderMembers() {
   const allMuted = d.allMuted && (!d.allMutedUntil || d.allMutedUntil > Date.now());
   $('mute-all').hidden = !(c.type === 'group' && rank[myRole] >= 1);
   $('edit-announcement').hidden = !(c.type === 'group' && rank[myRole] >= 1);
+  $('make-invite').hidden = !(c.type === 'group' && rank[myRole] >= 1);
+  $('invite-link').hidden = !state.inviteShown;
+  $('invite-link').value = state.inviteShown || '';
+  renderJoinRequests(conv, c.type === 'group' && rank[myRole] >= 1).catch(showChatError);
   $('mute-all').textContent = allMuted ? t('group.unmuteAll') : t('group.muteAll');
   $('mute-all').dataset.on = allMuted ? '1' : '0';
   $('block-peer').hidden = c.type !== 'direct';
@@ -941,6 +1042,9 @@ function wire() {
       const replyTo = state.replying && state.replying.conv === state.current ? state.replying.seq : undefined;
       client.send(state.current, text, { replyTo, ...mentionsIn(text) });
       input.value = '';
+      clearTimeout(state.draftTimer);
+      state.draftTimer = null;
+      if (state.draftSaved.get(state.current)) { state.draftSaved.set(state.current, ''); client.saveDraft(state.current, '').catch(() => {}); }
       state.composeMentions.clear();
       cancelReply();
     }
@@ -948,7 +1052,7 @@ function wire() {
     $('messages').dataset.stick = '1';
     scheduleRender();
   });
-  $('composer-input').addEventListener('input', () => { if ($('composer-input').value) sendTyping(true); updateMentionQuery(); });
+  $('composer-input').addEventListener('input', () => { if ($('composer-input').value) sendTyping(true); updateMentionQuery(); queueDraft(); });
   $('composer-input').addEventListener('keydown', (e) => {
     if (e.key === 'Escape') { cancelEdit(); cancelReply(); state.mentionQuery = null; renderMentionList(); state.reactingTo = null; scheduleRender(); }
     if ((e.key === 'Enter' || e.key === 'Tab') && state.mentionQuery) {
@@ -1023,6 +1127,8 @@ function wire() {
   });
   $('forward-go').addEventListener('click', forwardPicked);
   $('edit-announcement').addEventListener('click', editAnnouncement);
+  $('make-invite').addEventListener('click', makeInvite);
+  window.addEventListener('hashchange', () => { openInviteFromURL(); });
   $('forward-cancel').addEventListener('click', () => { state.forwarding = null; scheduleRender(); });
   $('mute-all').addEventListener('click', async () => {
     const conv = state.current;
@@ -1049,7 +1155,7 @@ function wire() {
 
   client.addEventListener('state', () => { renderConnection(); scheduleRender(); });
   client.addEventListener('queue', scheduleRender);
-  client.addEventListener('ready', () => { loadConversations().catch(() => {}); });
+  client.addEventListener('ready', () => { loadConversations().catch(() => {}); openInviteFromURL(); });
   client.addEventListener('message', (e) => addMessage(e.detail));
   client.addEventListener('ack', scheduleRender);
   client.addEventListener('sendfailed', (e) => { showChatError(e.detail.error); scheduleRender(); });

@@ -289,6 +289,30 @@ export class WarblerClient extends EventTarget {
     return this.post(`/v1/conversations/${conv}/forward`, { cid, from, seqs });
   }
 
+  /**
+   * Owner and admins: makes an invite link to group `conv`. Options: `expiresInSeconds` (60 to a year), `maxUses`
+   * (1–10000), `approval` (joining makes a request an admin accepts). Resolves to the invite `{code, …}`.
+   */
+  createInvite(conv, { expiresInSeconds, maxUses, approval } = {}) {
+    return this.post(`/v1/conversations/${conv}/invites`, { expiresInSeconds, maxUses, approval });
+  }
+
+  /** Joins through invite `code`, or asks to: resolves to `{outcome: 'joined' | 'requested', conversation}`. */
+  joinInvite(code) { return this.post(`/v1/invites/${encodeURIComponent(code)}/join`); }
+
+  /** Owner and admins: accepts (`accept` true) or declines a pending join request of `user`. */
+  resolveJoinRequest(conv, user, accept) { return this.post(`/v1/conversations/${conv}/join-requests/${user}/${accept ? 'accept' : 'decline'}`); }
+
+  /**
+   * Saves what you are writing in `conv` for your other devices (`replyTo`: the message it answers); an empty text
+   * deletes the draft. `drafts()` resolves to `[{conv, text, replyTo, updatedAt}]`, latest first.
+   */
+  saveDraft(conv, text, replyTo) {
+    return text ? this.put(`/v1/conversations/${conv}/draft`, { text, replyTo }) : this.del(`/v1/conversations/${conv}/draft`);
+  }
+
+  drafts() { return this.get('/v1/drafts'); }
+
   /** Closes the socket and stops reconnecting. Queued sends stay queued. */
   disconnect() {
     this.wanted = false;
