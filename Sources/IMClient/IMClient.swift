@@ -377,6 +377,22 @@ public final class IMClient: Sendable {
         try await call(.GET, "/v1/drafts")
     }
 
+    /// The content-moderation word list in force (admins; `GET /v1/admin/moderation`).
+    public func moderationStatus() async throws -> API.ModerationStatus {
+        try await call(.GET, "/v1/admin/moderation")
+    }
+
+    /// Reads the word list file again now (admins; `POST /v1/admin/moderation/reload`).
+    @discardableResult
+    public func reloadModeration() async throws -> API.ModerationStatus {
+        try await call(.POST, "/v1/admin/moderation/reload", json: [String: String]())
+    }
+
+    /// The latest sends the word list refused, newest first (admins; `GET /v1/admin/moderation/blocks`).
+    public func moderationBlocks(limit: Int? = nil) async throws -> [API.ModerationBlock] {
+        try await call(.GET, "/v1/admin/moderation/blocks", query: limit.map { [("limit", String($0))] } ?? [])
+    }
+
     /// Forwards messages `seqs` of conversation `from` (which you must be able to read) to `conversation`, in order,
     /// attachments included without uploading them again (`POST /v1/conversations/{id}/forward`). Retry with the same
     /// `cid` after a failure: copies already stored are answered `duplicate`, never stored twice.

@@ -157,6 +157,30 @@ public enum API {
         public var replyTo: Int64?
         public init(text: String, replyTo: Int64? = nil) { self.text = text; self.replyTo = replyTo }
     }
+    /// `GET /v1/admin/moderation`: the word list in force.
+    public struct ModerationStatus: Sendable, Codable, Hashable {
+        public var enabled: Bool
+        /// `block` or `mask`.
+        public var action: String
+        public var words: Int
+        public var loadedAt: Int64?
+        /// Why the file could not be read at the last try (the previous list stays in force).
+        public var error: String?
+        public init(enabled: Bool, action: String, words: Int, loadedAt: Int64?, error: String?) {
+            self.enabled = enabled; self.action = action; self.words = words; self.loadedAt = loadedAt; self.error = error
+        }
+    }
+    /// One refused send in the moderation log (`GET /v1/admin/moderation/blocks`).
+    public struct ModerationBlock: Sendable, Codable, Hashable {
+        public var at: Int64
+        public var user: UserID
+        public var conversation: ConversationID
+        public var word: String
+        enum CodingKeys: String, CodingKey { case at, user, conversation = "conv", word }
+        public init(at: Int64, user: UserID, conversation: ConversationID, word: String) {
+            self.at = at; self.user = user; self.conversation = conversation; self.word = word
+        }
+    }
     /// The body of every REST error response.
     public struct ErrorBody: Sendable, Codable, Hashable {
         public var error: IMError

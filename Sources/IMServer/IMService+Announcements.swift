@@ -17,6 +17,7 @@ extension IMService {
                 throw IMError.invalid("an announcement is 1 to \(Self.maxAnnouncementBytes) bytes of text; DELETE it to clear it")
             }
         }
+        let text = try await moderated(text, from: user, in: conv)
         try await storage.setAnnouncement(conversation: conv, text.map { Announcement(text: $0, by: user, at: nowMillis()) })
         if let text {
             try await systemEvent(conv, by: user, "announcement_set", ["text": .string(text)])

@@ -13,10 +13,13 @@ public final class IMService: Sendable {
 
     /// Sends per bot, over all its connections and the REST send together.
     let botSends: RateLimiter
+    /// The operator's word list (IMService+Moderation.swift).
+    let moderation: ContentModeration
 
     init(storage: any Storage, hub: Hub, attachments: Attachments, config: ServerConfig, logger: Logger) {
         self.storage = storage; self.hub = hub; self.attachments = attachments; self.config = config; self.logger = logger
         botSends = RateLimiter(perMinute: config.bots.sendsPerMinute, burst: config.bots.sendBurst)
+        moderation = ContentModeration(config: config.moderation, logger: logger)
     }
 
     /// A bot over its own rate is answered `rate_limited` with the wait (a person's sends are limited per connection).
@@ -73,6 +76,7 @@ public final class IMService: Sendable {
             }
             attachment = rec.ref
         }
+        let text = try await moderated(f.text, from: user, in: f.conv)
         let (mentions, mentionAll) = try await checkMentions(f, from: user)
         if let replyTo = f.replyTo {
             guard let original = try await storage.message(conversation: f.conv, seq: replyTo), MessageKind.content.contains(original.kind),
@@ -80,7 +84,7 @@ public final class IMService: Sendable {
                 throw IMError.notFound("no message \(replyTo) to reply to in this conversation (it may have been recalled)")
             }
         }
-        return NewMessage(conversation: f.conv, sender: user, cid: f.cid, kind: f.kind, text: f.text, data: f.data, attachment: attachment,
+        return NewMessage(conversation: f.conv, sender: user, cid: f.cid, kind: f.kind, text: text, data: f.data, attachment: attachment,
                           replyTo: f.replyTo, mentions: mentions, mentionAll: mentionAll)
     }
 
@@ -142,7 +146,8 @@ public final class IMService: Sendable {
             throw IMError.notFound("no such text message")
         }
         guard target.sender == user else { throw IMError.forbidden("you can edit only your own messages") }
-        return NewMessage(conversation: f.conv, sender: user, cid: f.cid, kind: .edit, text: f.text, target: f.seq)
+        return NewMessage(conversation: f.conv, sender: user, cid: f.cid, kind: .edit, text: try await moderated(f.text, from: user, in: f.conv),
+                          target: f.seq)
     }
 
     func prepareReaction(_ f: ClientFrame.React, from user: UserID) async throws -> NewMessage {

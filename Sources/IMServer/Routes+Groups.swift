@@ -100,6 +100,23 @@ extension Routes {
             let claims = try await authenticate(req)
             return json(try await storage.drafts(user: claims.sub))
         }
+        router.get("/v1/admin/moderation") { req, _ -> Response in
+            _ = try await requireAdmin(req)
+            return json(service.moderation.status())
+        }
+        router.post("/v1/admin/moderation/reload") { req, _ -> Response in
+            _ = try await requireAdmin(req)
+            guard service.moderation.enabled else {
+                throw IMError.invalid("content moderation is off; set moderation.words_file in the server's configuration and restart it once")
+            }
+            try service.moderation.reload()
+            return json(service.moderation.status())
+        }
+        router.get("/v1/admin/moderation/blocks") { req, _ -> Response in
+            _ = try await requireAdmin(req)
+            let n = min(max(req.uri.queryParameters.get("limit").flatMap { Int($0) } ?? 100, 1), 1000)
+            return json(try await storage.moderationBlocks(limit: n))
+        }
         router.post("/v1/conversations/:id/forward") { req, ctx -> Response in
             let claims = try await authenticate(req)
             let body = try await req.decodeJSON(API.Forward.self, limit: limit)

@@ -311,7 +311,7 @@ public enum Migrations {
         // ms, `Mute.indefinite` for open-ended, NULL for none. Forwarding: a copy's original sender and time
         // (`messages.forwarded`, JSON). A group's announcement with who set it and when (`conversations.announcement*`).
         // Invite links (`group_invites`) and the join requests made through those that need approval. Drafts, one per
-        // user and conversation.
+        // user and conversation. Sends the moderation word list refused (`moderation_blocks`, for the admin console).
         Migration(
             version: 8, name: "mutes, forwarding, announcements, invites, join requests and drafts",
             sqlite: [
@@ -340,6 +340,8 @@ public enum Migrations {
                   user_id INTEGER NOT NULL, conv_id INTEGER NOT NULL, text TEXT NOT NULL, reply_to INTEGER, updated_at INTEGER NOT NULL,
                   PRIMARY KEY (user_id, conv_id)) WITHOUT ROWID
                 """,
+                "CREATE TABLE moderation_blocks (at INTEGER NOT NULL, user_id INTEGER NOT NULL, conv_id INTEGER NOT NULL, word TEXT NOT NULL)",
+                "CREATE INDEX moderation_blocks_at ON moderation_blocks(at)",
             ],
             postgres: [
                 "ALTER TABLE members ADD COLUMN muted_until BIGINT",
@@ -367,6 +369,8 @@ public enum Migrations {
                   user_id BIGINT NOT NULL, conv_id BIGINT NOT NULL, text TEXT NOT NULL, reply_to BIGINT, updated_at BIGINT NOT NULL,
                   PRIMARY KEY (user_id, conv_id))
                 """,
+                "CREATE TABLE moderation_blocks (at BIGINT NOT NULL, user_id BIGINT NOT NULL, conv_id BIGINT NOT NULL, word TEXT NOT NULL)",
+                "CREATE INDEX moderation_blocks_at ON moderation_blocks(at)",
             ],
             additive: true
         ),

@@ -259,6 +259,11 @@ public protocol Storage: Sendable {
     /// `user`'s drafts, latest first.
     func drafts(user: UserID) async throws -> [Draft]
 
+    // Content moderation's log of refused sends (SQLStore+GroupSettings.swift)
+    func logModerationBlock(_ block: API.ModerationBlock) async throws
+    /// The latest refused sends, newest first.
+    func moderationBlocks(limit: Int) async throws -> [API.ModerationBlock]
+
     // Cluster join tokens (SQLStore+JoinTokens.swift)
     func createJoinToken(id: String, proofHash: String, bundle: String, now: Int64, expiresAt: Int64, singleUse: Bool) async throws
     func redeemJoinToken(id: String, proofHash: String, now: Int64) async throws -> Result<String, JoinRefusal>
