@@ -1,6 +1,7 @@
 import Foundation
 import IMClient
 import IMCore
+import NIOHTTP1
 import Testing
 
 @Suite(.timeLimit(.minutes(2))) struct MuteTests {
@@ -55,6 +56,28 @@ import Testing
             let direct = try await bob.client.createDirectConversation(with: carol.id).id
             await expectIMError(.invalid) { try await bob.client.muteMember(carol.id, in: direct) }
             for l in [o, b, c, a] { await l.close() }
+        }
+    }
+
+    @Test func theMuteBodyIsOptionalAndABadOneIsNamed() async throws {
+        try await withServer { server in
+            let alice = try await server.user("alice"), bob = try await server.user("bob")
+            let g = try await alice.client.createGroup(name: "g", members: [bob.id]).id
+            let token = try #require(await alice.client.session?.accessToken)
+            let url = server.baseURL + "/v1/conversations/\(g)/mute"
+            #expect(try await rawRequest(.PUT, url, bearer: token).status == 204, "no body: muted until unmuted")
+            #expect(try await alice.client.conversations().first?.muted == true)
+            let bad = try await rawRequest(.PUT, url, json: #"{"until":"soon"}"#, bearer: token)
+            #expect(bad.status == 400 && bad.body.contains("until"), "\(bad.body)")
+            let past = try await rawRequest(.PUT, url, json: #"{"until":1}"#, bearer: token)
+            #expect(past.status == 400 && past.body.contains("in the future"), "\(past.body)")
+            #expect(try await rawRequest(.DELETE, url, bearer: token).status == 204)
+            #expect(try await alice.client.conversations().first?.muted == nil)
+            // A muted member's send is refused with the code `muted`.
+            try await alice.client.muteMember(bob.id, in: g)
+            let b = try await EventLog.connect(bob)
+            await expectIMError(.muted) { _ = try await b.connection.send(conversation: g, text: "hi") }
+            await b.close()
         }
     }
 
