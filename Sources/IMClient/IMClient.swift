@@ -287,6 +287,122 @@ public final class IMClient: Sendable {
         try await callVoid(pinned ? .PUT : .DELETE, "/v1/conversations/\(conversation)/pins/\(seq)")
     }
 
+    /// Mutes a conversation's notifications for you alone until `until` (ms since 1970; nil: until you unmute), or
+    /// unmutes it (`PUT`/`DELETE /v1/conversations/{id}/mute`). Unread counts and mentions still count.
+    public func muteConversation(_ conversation: ConversationID, muted: Bool = true, until: Int64? = nil) async throws {
+        if muted { try await callVoid(.PUT, "/v1/conversations/\(conversation)/mute", json: API.Mute(until: until)) }
+        else { try await callVoid(.DELETE, "/v1/conversations/\(conversation)/mute") }
+    }
+
+    /// Mutes (禁言) a group member below your role until `until` (nil: until unmuted), or unmutes them; owner and
+    /// admins only (`PUT`/`DELETE /v1/conversations/{id}/members/{user}/mute`). Their sends are refused with `muted`.
+    public func muteMember(_ user: UserID, in conversation: ConversationID, muted: Bool = true, until: Int64? = nil) async throws {
+        if muted { try await callVoid(.PUT, "/v1/conversations/\(conversation)/members/\(user)/mute", json: API.Mute(until: until)) }
+        else { try await callVoid(.DELETE, "/v1/conversations/\(conversation)/members/\(user)/mute") }
+    }
+
+    /// Mutes the whole group (全员禁言: only owner and admins may send) until `until` (nil: until unmuted), or lifts it
+    /// (`PUT`/`DELETE /v1/conversations/{id}/mute-all`).
+    public func muteGroup(_ conversation: ConversationID, muted: Bool = true, until: Int64? = nil) async throws {
+        if muted { try await callVoid(.PUT, "/v1/conversations/\(conversation)/mute-all", json: API.Mute(until: until)) }
+        else { try await callVoid(.DELETE, "/v1/conversations/\(conversation)/mute-all") }
+    }
+
+    /// Sets a group's announcement (owner and admins; `PUT /v1/conversations/{id}/announcement`), or clears it with
+    /// nil (`DELETE`). Returns the conversation, whose `announcement` is the new one.
+    @discardableResult
+    public func setAnnouncement(_ text: String?, in conversation: ConversationID) async throws -> Conversation {
+        if let text { return try await call(.PUT, "/v1/conversations/\(conversation)/announcement", json: API.SetAnnouncement(text: text)) }
+        return try await call(.DELETE, "/v1/conversations/\(conversation)/announcement")
+    }
+
+    /// Makes an invite link to a group (owner and admins; `POST /v1/conversations/{id}/invites`).
+    public func createInvite(to conversation: ConversationID, expiresInSeconds: Int64? = nil, maxUses: Int64? = nil,
+                             approval: Bool = false) async throws -> GroupInvite {
+        try await call(.POST, "/v1/conversations/\(conversation)/invites",
+                       json: API.NewInvite(expiresInSeconds: expiresInSeconds, maxUses: maxUses, approval: approval ? true : nil))
+    }
+
+    /// A group's invite links, newest first (owner and admins).
+    public func invites(of conversation: ConversationID) async throws -> [GroupInvite] {
+        try await call(.GET, "/v1/conversations/\(conversation)/invites")
+    }
+
+    /// Revokes an invite link (owner and admins).
+    public func revokeInvite(_ code: String, in conversation: ConversationID) async throws {
+        try await callVoid(.DELETE, "/v1/conversations/\(conversation)/invites/\(code)")
+    }
+
+    /// What an invite link leads to (`GET /v1/invites/{code}`).
+    public func previewInvite(_ code: String) async throws -> API.InvitePreview {
+        try await call(.GET, "/v1/invites/\(code)")
+    }
+
+    /// Joins a group through an invite link, or asks to when it needs approval (`POST /v1/invites/{code}/join`).
+    public func joinInvite(_ code: String) async throws -> API.JoinResult {
+        try await call(.POST, "/v1/invites/\(code)/join", json: [String: String]())
+    }
+
+    /// A group's pending join requests, oldest first (owner and admins).
+    public func joinRequests(of conversation: ConversationID) async throws -> [JoinRequest] {
+        try await call(.GET, "/v1/conversations/\(conversation)/join-requests")
+    }
+
+    /// Accepts (the requester joins) or declines a pending join request (owner and admins).
+    public func resolveJoinRequest(from user: UserID, in conversation: ConversationID, accept: Bool) async throws {
+        try await callVoid(.POST, "/v1/conversations/\(conversation)/join-requests/\(user)/\(accept ? "accept" : "decline")")
+    }
+
+    /// Your own join requests, pending and declined, newest first (`GET /v1/me/join-requests`).
+    public func myJoinRequests() async throws -> [JoinRequest] {
+        try await call(.GET, "/v1/me/join-requests")
+    }
+
+    /// Saves the message you are writing in a conversation, for your other devices (`PUT /v1/conversations/{id}/draft`);
+    /// an empty text (or `clearDraft`) deletes it. Returns the saved draft, nil when deleted.
+    @discardableResult
+    public func saveDraft(_ text: String, replyTo: Int64? = nil, in conversation: ConversationID) async throws -> Draft? {
+        guard !text.isEmpty else { try await clearDraft(in: conversation); return nil }
+        let draft: Draft = try await call(.PUT, "/v1/conversations/\(conversation)/draft", json: API.SaveDraft(text: text, replyTo: replyTo))
+        return draft
+    }
+
+    /// Deletes your draft in a conversation (`DELETE /v1/conversations/{id}/draft`).
+    public func clearDraft(in conversation: ConversationID) async throws {
+        try await callVoid(.DELETE, "/v1/conversations/\(conversation)/draft")
+    }
+
+    /// Your drafts, latest first (`GET /v1/drafts`); each conversation's also shows in `conversations()`.
+    public func drafts() async throws -> [Draft] {
+        try await call(.GET, "/v1/drafts")
+    }
+
+    /// The content-moderation word list in force (admins; `GET /v1/admin/moderation`).
+    public func moderationStatus() async throws -> API.ModerationStatus {
+        try await call(.GET, "/v1/admin/moderation")
+    }
+
+    /// Reads the word list file again now (admins; `POST /v1/admin/moderation/reload`).
+    @discardableResult
+    public func reloadModeration() async throws -> API.ModerationStatus {
+        try await call(.POST, "/v1/admin/moderation/reload", json: [String: String]())
+    }
+
+    /// The latest sends the word list refused, newest first (admins; `GET /v1/admin/moderation/blocks`).
+    public func moderationBlocks(limit: Int? = nil) async throws -> [API.ModerationBlock] {
+        try await call(.GET, "/v1/admin/moderation/blocks", query: limit.map { [("limit", String($0))] } ?? [])
+    }
+
+    /// Forwards messages `seqs` of conversation `from` (which you must be able to read) to `conversation`, in order,
+    /// attachments included without uploading them again (`POST /v1/conversations/{id}/forward`). Retry with the same
+    /// `cid` after a failure: copies already stored are answered `duplicate`, never stored twice.
+    @discardableResult
+    public func forward(_ seqs: [Int64], from: ConversationID, to conversation: ConversationID,
+                        cid: String = UUID().uuidString) async throws -> [ServerFrame.Ack] {
+        let r: API.Forwarded = try await call(.POST, "/v1/conversations/\(conversation)/forward", json: API.Forward(cid: cid, from: from, seqs: seqs))
+        return r.acks
+    }
+
     /// A conversation's pinned messages, latest pin first (`GET /v1/conversations/{id}/pins`).
     public func pinnedMessages(_ conversation: ConversationID) async throws -> [PinnedMessage] {
         try await call(.GET, "/v1/conversations/\(conversation)/pins")

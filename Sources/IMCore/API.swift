@@ -128,6 +128,59 @@ public enum API {
             self.id = id; self.name = name; self.members = members; self.owner = owner; self.lastSeq = lastSeq; self.createdAt = createdAt
         }
     }
+    /// `PUT …/mute`, `…/members/{user}/mute`, `…/mute-all`: until when (ms since 1970); left out, until unmuted.
+    public struct Mute: Sendable, Codable, Hashable {
+        public var until: Int64?
+        public init(until: Int64? = nil) { self.until = until }
+    }
+    /// `POST /v1/conversations/{id}/forward`: copies messages `seqs` of conversation `from` into this one, in order.
+    public struct Forward: Sendable, Codable, Hashable {
+        /// The client's id for the forward: the copies get `cid` (one message) or `cid/1`, `cid/2`, … (several).
+        public var cid: String
+        public var from: ConversationID
+        public var seqs: [Int64]
+        public init(cid: String, from: ConversationID, seqs: [Int64]) { self.cid = cid; self.from = from; self.seqs = seqs }
+    }
+    /// The answer to a forward: one ack per copy, in the order of `seqs`.
+    public struct Forwarded: Sendable, Codable, Hashable {
+        public var acks: [ServerFrame.Ack]
+        public init(acks: [ServerFrame.Ack]) { self.acks = acks }
+    }
+    /// `PUT /v1/conversations/{id}/announcement`.
+    public struct SetAnnouncement: Sendable, Codable, Hashable {
+        public var text: String
+        public init(text: String) { self.text = text }
+    }
+    /// `PUT /v1/conversations/{id}/draft`: an empty `text` deletes the draft.
+    public struct SaveDraft: Sendable, Codable, Hashable {
+        public var text: String
+        public var replyTo: Int64?
+        public init(text: String, replyTo: Int64? = nil) { self.text = text; self.replyTo = replyTo }
+    }
+    /// `GET /v1/admin/moderation`: the word list in force.
+    public struct ModerationStatus: Sendable, Codable, Hashable {
+        public var enabled: Bool
+        /// `block` or `mask`.
+        public var action: String
+        public var words: Int
+        public var loadedAt: Int64?
+        /// Why the file could not be read at the last try (the previous list stays in force).
+        public var error: String?
+        public init(enabled: Bool, action: String, words: Int, loadedAt: Int64?, error: String?) {
+            self.enabled = enabled; self.action = action; self.words = words; self.loadedAt = loadedAt; self.error = error
+        }
+    }
+    /// One refused send in the moderation log (`GET /v1/admin/moderation/blocks`).
+    public struct ModerationBlock: Sendable, Codable, Hashable {
+        public var at: Int64
+        public var user: UserID
+        public var conversation: ConversationID
+        public var word: String
+        enum CodingKeys: String, CodingKey { case at, user, conversation = "conv", word }
+        public init(at: Int64, user: UserID, conversation: ConversationID, word: String) {
+            self.at = at; self.user = user; self.conversation = conversation; self.word = word
+        }
+    }
     /// The body of every REST error response.
     public struct ErrorBody: Sendable, Codable, Hashable {
         public var error: IMError

@@ -22,6 +22,8 @@ public enum ErrorCode: String, Sendable, Codable, Hashable {
     case blocked
     /// The group has reached its size limit.
     case groupFull = "group_full"
+    /// An owner or admin muted you in this group, or muted the whole group; the message says until when.
+    case muted
     /// Recall is only possible within the configured window.
     case recallWindow = "recall_window"
     /// The connection must authenticate first.

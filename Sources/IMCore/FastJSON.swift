@@ -89,6 +89,7 @@ struct FastJSON {
         w.raw(",\"conv\":"); w.int(m.conversation)
         if let d = m.data { w.raw(",\"data\":"); w.value(d) }
         if let e = m.editedAt { w.raw(",\"editedAt\":"); w.int(e) }
+        if let f = m.forwardedFrom { w.raw(",\"forwardedFrom\":{\"sender\":"); w.int(f.sender); w.raw(",\"ts\":"); w.int(f.ts); w.raw("}") }
         w.raw(",\"kind\":"); w.string(m.kind.rawValue)
         if let a = m.mentionAll { w.raw(",\"mentionAll\":"); w.bool(a) }
         if let ms = m.mentions {

@@ -55,6 +55,14 @@ public struct AttachmentRef: Sendable, Codable, Hashable {
     }
 }
 
+/// Where a forwarded message came from: the original's sender and time. Not its conversation, which readers of the
+/// copy may not be members of.
+public struct ForwardedFrom: Sendable, Codable, Hashable {
+    public var sender: UserID
+    public var ts: Int64
+    public init(sender: UserID, ts: Int64) { self.sender = sender; self.ts = ts }
+}
+
 /// A message as stored and delivered: `seq` is strictly increasing within `conversation`.
 public struct Message: Sendable, Codable, Hashable {
     public var conversation: ConversationID
@@ -82,20 +90,25 @@ public struct Message: Sendable, Codable, Hashable {
     public var mentionAll: Bool?
     /// Emoji reactions as of when the message was read from storage (newer `reaction` messages apply on top).
     public var reactions: [Reaction]?
+    /// Set on a message forwarded from another conversation: who wrote the original, and when.
+    public var forwardedFrom: ForwardedFrom?
 
     enum CodingKeys: String, CodingKey {
         case conversation = "conv"
         case seq, sender, cid, kind, text, data, attachment, target, ts, editedAt, recalled, replyTo, mentions, mentionAll, reactions
+        case forwardedFrom
     }
 
     public init(conversation: ConversationID, seq: Int64, sender: UserID, cid: String, kind: MessageKind,
                 text: String? = nil, data: JSONValue? = nil, attachment: AttachmentRef? = nil,
                 target: Int64? = nil, ts: Int64, editedAt: Int64? = nil, recalled: Bool? = nil,
-                replyTo: Int64? = nil, mentions: [UserID]? = nil, mentionAll: Bool? = nil, reactions: [Reaction]? = nil) {
+                replyTo: Int64? = nil, mentions: [UserID]? = nil, mentionAll: Bool? = nil, reactions: [Reaction]? = nil,
+                forwardedFrom: ForwardedFrom? = nil) {
         self.conversation = conversation; self.seq = seq; self.sender = sender; self.cid = cid
         self.kind = kind; self.text = text; self.data = data; self.attachment = attachment
         self.target = target; self.ts = ts; self.editedAt = editedAt; self.recalled = recalled
         self.replyTo = replyTo; self.mentions = mentions; self.mentionAll = mentionAll; self.reactions = reactions
+        self.forwardedFrom = forwardedFrom
     }
 
     /// Whether this message mentions `user`, by name or through `@all` (a sender never mentions themself).
@@ -180,9 +193,23 @@ public struct Member: Sendable, Codable, Hashable {
     public var readSeq: Int64
     /// Highest seq delivered to any of this member's devices.
     public var deliveredSeq: Int64
-    public init(user: UserID, role: MemberRole, readSeq: Int64 = 0, deliveredSeq: Int64 = 0) {
+    /// An owner or admin muted this member (禁言): their sends are refused with `muted` until `mutedUntil`.
+    public var muted: Bool?
+    /// When the member's mute ends (ms since 1970); nil while muted means until an admin unmutes them.
+    public var mutedUntil: Int64?
+    public init(user: UserID, role: MemberRole, readSeq: Int64 = 0, deliveredSeq: Int64 = 0, muted: Bool? = nil, mutedUntil: Int64? = nil) {
         self.user = user; self.role = role; self.readSeq = readSeq; self.deliveredSeq = deliveredSeq
+        self.muted = muted; self.mutedUntil = mutedUntil
     }
+}
+
+/// A group's announcement (群公告), set by its owner or an admin.
+public struct Announcement: Sendable, Codable, Hashable {
+    public var text: String
+    /// Who set it, and when (ms since 1970).
+    public var by: UserID
+    public var at: Int64
+    public init(text: String, by: UserID, at: Int64) { self.text = text; self.by = by; self.at = at }
 }
 
 /// A conversation with its members.
@@ -193,8 +220,16 @@ public struct Conversation: Sendable, Codable, Hashable {
     /// The seq of the newest message (0 when empty).
     public var lastSeq: Int64
     public var members: [Member]
-    public init(id: ConversationID, type: ConversationType, name: String?, lastSeq: Int64, members: [Member]) {
+    /// The whole group is muted (全员禁言): only its owner and admins may send, until `allMutedUntil`.
+    public var allMuted: Bool?
+    /// When the group's mute ends (ms since 1970); nil while muted means until an admin lifts it.
+    public var allMutedUntil: Int64?
+    /// The group's current announcement, if any.
+    public var announcement: Announcement?
+    public init(id: ConversationID, type: ConversationType, name: String?, lastSeq: Int64, members: [Member],
+                allMuted: Bool? = nil, allMutedUntil: Int64? = nil, announcement: Announcement? = nil) {
         self.id = id; self.type = type; self.name = name; self.lastSeq = lastSeq; self.members = members
+        self.allMuted = allMuted; self.allMutedUntil = allMutedUntil; self.announcement = announcement
     }
 }
 
@@ -213,11 +248,32 @@ public struct ConversationSummary: Sendable, Codable, Hashable {
     public var peer: UserID?
     /// When this user pinned the conversation (ms since 1970); pinned conversations come first, latest pin first.
     public var pinnedAt: Int64?
+    /// This user muted the conversation's notifications (unread counts and mentions still count).
+    public var muted: Bool?
+    /// The message this user is writing here, saved by any of their devices.
+    public var draft: Draft?
+    /// When this user's mute ends (ms since 1970); nil while muted means until they unmute.
+    public var mutedUntil: Int64?
     public init(id: ConversationID, type: ConversationType, name: String?, lastSeq: Int64, readSeq: Int64,
-                unread: Int64, unreadMentions: Int64 = 0, lastMessage: Message?, peer: UserID?, pinnedAt: Int64? = nil) {
+                unread: Int64, unreadMentions: Int64 = 0, lastMessage: Message?, peer: UserID?, pinnedAt: Int64? = nil,
+                muted: Bool? = nil, mutedUntil: Int64? = nil, draft: Draft? = nil) {
         self.id = id; self.type = type; self.name = name; self.lastSeq = lastSeq; self.readSeq = readSeq
         self.unread = unread; self.unreadMentions = unreadMentions; self.lastMessage = lastMessage; self.peer = peer
-        self.pinnedAt = pinnedAt
+        self.pinnedAt = pinnedAt; self.muted = muted; self.mutedUntil = mutedUntil; self.draft = draft
+    }
+}
+
+/// A message being written, kept per user and conversation so that every device of the user sees it.
+public struct Draft: Sendable, Codable, Hashable {
+    public var conversation: ConversationID
+    public var text: String
+    /// The message it replies to, if any.
+    public var replyTo: Int64?
+    /// When it was last saved (ms since 1970).
+    public var updatedAt: Int64
+    enum CodingKeys: String, CodingKey { case conversation = "conv", text, replyTo, updatedAt }
+    public init(conversation: ConversationID, text: String, replyTo: Int64? = nil, updatedAt: Int64) {
+        self.conversation = conversation; self.text = text; self.replyTo = replyTo; self.updatedAt = updatedAt
     }
 }
 

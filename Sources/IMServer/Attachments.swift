@@ -158,7 +158,7 @@ struct Attachments: Sendable {
     }
 
     /// Removes what an upload left (its file or its chunks); best effort, housekeeping catches the rest.
-    private func discard(_ ids: [String]) async {
+    func discard(_ ids: [String]) async {
         switch backing {
         case .disk(let directory): for id in ids { unlink(Self.path(for: id, in: directory)) }
         case .database: try? await storage.deleteAttachments(ids: ids)

@@ -19,7 +19,7 @@ extension IMError {
         switch code {
         case .badFrame, .invalid, .unknownType: .badRequest
         case .unauthorized, .notAuthenticated: .unauthorized
-        case .forbidden, .blocked, .registrationClosed: .forbidden
+        case .forbidden, .blocked, .registrationClosed, .muted: .forbidden
         case .notFound: .notFound
         case .conflict, .recallWindow, .groupFull: .conflict
         case .tooLarge: .contentTooLarge
@@ -96,12 +96,26 @@ func json<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok) -> Respon
 func noContent() -> Response { Response(status: .noContent) }
 
 extension Request {
+    /// The body as `T`, or `empty` when there is no body at all (for calls whose body is optional).
+    func decodeOptionalJSON<T: Decodable>(_ type: T.Type, limit: Int, empty: T) async throws -> T {
+        let buffer: ByteBuffer
+        do { buffer = try await body.collect(upTo: limit) } catch {
+            throw IMError(.tooLarge, "request body is larger than \(limit) bytes")
+        }
+        guard buffer.readableBytes > 0 else { return empty }
+        return try Self.decode(type, from: buffer)
+    }
+
     /// Decodes a JSON body of at most `limit` bytes, answering malformed input with `bad_frame`.
     func decodeJSON<T: Decodable>(_ type: T.Type, limit: Int) async throws -> T {
         let buffer: ByteBuffer
         do { buffer = try await body.collect(upTo: limit) } catch {
             throw IMError(.tooLarge, "request body is larger than \(limit) bytes")
         }
+        return try Self.decode(type, from: buffer)
+    }
+
+    static func decode<T: Decodable>(_ type: T.Type, from buffer: ByteBuffer) throws -> T {
         do {
             return try JSONDecoder().decode(T.self, from: Data(buffer: buffer))
         } catch let DecodingError.keyNotFound(k, _) {

@@ -146,6 +146,8 @@ public final class Hub: Sendable {
         var generations: [ConversationID: UInt64] = [:]
         var cacheEpoch: UInt64 = 0
         var blocked: [UserID: Set<UserID>] = [:]
+        /// Mutes of the conversations in `members` that have any (Hub+Mutes.swift); cached and dropped with them.
+        var restrictions: [ConversationID: SendRestrictions] = [:]
         var lastSeen: [UserID: Int64] = [:]
         var arrivals: [String: ContinuousClock.Instant] = [:]
         var draining = false
@@ -331,13 +333,25 @@ public final class Hub: Sendable {
             // Invalidated while we read: what we read may predate the change, so answer with it but do not keep it.
             guard st.cacheEpoch == stamp.epoch, st.generations[conv, default: 0] == stamp.generation else { return }
             if st.members.count > 200_000 {
-                st.members.removeAll(keepingCapacity: true); st.types.removeAll(keepingCapacity: true)
+                st.members.removeAll(keepingCapacity: true); st.types.removeAll(keepingCapacity: true); st.restrictions.removeAll()
                 st.generations.removeAll(keepingCapacity: true); st.cacheEpoch &+= 1
             }
             st.members[conv] = map
             st.types[conv] = loaded.type
+            let restrictions = SendRestrictions(loaded)
+            st.restrictions[conv] = restrictions.isEmpty ? nil : restrictions
         } }
         return (loaded?.type, map)
+    }
+
+    /// Who may not send in `conv` now (mutes): cached with the conversation's members and dropped with them, here
+    /// and on the other nodes, by `invalidate`, so checking a send costs a dictionary lookup.
+    func sendRestrictions(_ conv: ConversationID) async throws -> SendRestrictions {
+        if let cached = state.withLock({ st in st.members[conv] != nil ? (st.restrictions[conv] ?? SendRestrictions()) : nil }) {
+            return cached
+        }
+        guard let loaded = try await loadConversation(conv) else { return SendRestrictions() }
+        return SendRestrictions(loaded)
     }
 
     /// Forgets the cached members of `conv`, here and (unless this is another node's word) on the other nodes.
@@ -348,6 +362,7 @@ public final class Hub: Sendable {
         state.withLock { st in
             st.members.removeValue(forKey: conv)
             st.types.removeValue(forKey: conv)
+            st.restrictions.removeValue(forKey: conv)
             if st.generations.count > 200_000 { st.generations.removeAll(keepingCapacity: true); st.cacheEpoch &+= 1 }
             st.generations[conv, default: 0] &+= 1
         }
@@ -375,7 +390,7 @@ public final class Hub: Sendable {
     /// Forgets every cached membership and block list (after the cluster's listener lost notices).
     func dropCaches() {
         state.withLock { st in
-            st.members.removeAll(); st.types.removeAll(); st.generations.removeAll(); st.blocked.removeAll()
+            st.members.removeAll(); st.types.removeAll(); st.generations.removeAll(); st.blocked.removeAll(); st.restrictions.removeAll()
             st.cacheEpoch &+= 1
         }
     }

@@ -13,10 +13,13 @@ public final class IMService: Sendable {
 
     /// Sends per bot, over all its connections and the REST send together.
     let botSends: RateLimiter
+    /// The operator's word list (IMService+Moderation.swift).
+    let moderation: ContentModeration
 
     init(storage: any Storage, hub: Hub, attachments: Attachments, config: ServerConfig, logger: Logger) {
         self.storage = storage; self.hub = hub; self.attachments = attachments; self.config = config; self.logger = logger
         botSends = RateLimiter(perMinute: config.bots.sendsPerMinute, burst: config.bots.sendBurst)
+        moderation = ContentModeration(config: config.moderation, logger: logger)
     }
 
     /// A bot over its own rate is answered `rate_limited` with the wait (a person's sends are limited per connection).
@@ -64,7 +67,7 @@ public final class IMService: Sendable {
         case .system, .recall, .edit, .reaction:
             throw IMError.invalid("kind '\(f.kind.rawValue)' cannot be sent; use the recall, edit or react frames")
         }
-        _ = try await requireMember(user, f.conv)
+        try await checkNotMuted(user, f.conv, role: try await requireMember(user, f.conv))
         try await checkDirectBlock(conv: f.conv, sender: user)
         var attachment: AttachmentRef?
         if let id = f.attachment {
@@ -73,6 +76,7 @@ public final class IMService: Sendable {
             }
             attachment = rec.ref
         }
+        let text = try await moderated(f.text, from: user, in: f.conv)
         let (mentions, mentionAll) = try await checkMentions(f, from: user)
         if let replyTo = f.replyTo {
             guard let original = try await storage.message(conversation: f.conv, seq: replyTo), MessageKind.content.contains(original.kind),
@@ -80,7 +84,7 @@ public final class IMService: Sendable {
                 throw IMError.notFound("no message \(replyTo) to reply to in this conversation (it may have been recalled)")
             }
         }
-        return NewMessage(conversation: f.conv, sender: user, cid: f.cid, kind: f.kind, text: f.text, data: f.data, attachment: attachment,
+        return NewMessage(conversation: f.conv, sender: user, cid: f.cid, kind: f.kind, text: text, data: f.data, attachment: attachment,
                           replyTo: f.replyTo, mentions: mentions, mentionAll: mentionAll)
     }
 
@@ -134,7 +138,7 @@ public final class IMService: Sendable {
 
     func prepareEdit(_ f: ClientFrame.Edit, from user: UserID) async throws -> NewMessage {
         if let e = Validation.clientID(f.cid) { throw e }
-        _ = try await requireMember(user, f.conv)
+        try await checkNotMuted(user, f.conv, role: try await requireMember(user, f.conv))
         guard !f.text.isEmpty, f.text.utf8.count <= config.limits.textBytes else {
             throw IMError.invalid("edited text must be 1 to \(config.limits.textBytes) bytes")
         }
@@ -142,13 +146,14 @@ public final class IMService: Sendable {
             throw IMError.notFound("no such text message")
         }
         guard target.sender == user else { throw IMError.forbidden("you can edit only your own messages") }
-        return NewMessage(conversation: f.conv, sender: user, cid: f.cid, kind: .edit, text: f.text, target: f.seq)
+        return NewMessage(conversation: f.conv, sender: user, cid: f.cid, kind: .edit, text: try await moderated(f.text, from: user, in: f.conv),
+                          target: f.seq)
     }
 
     func prepareReaction(_ f: ClientFrame.React, from user: UserID) async throws -> NewMessage {
         if let e = Validation.clientID(f.cid) { throw e }
         if let e = Validation.reactionEmoji(f.emoji) { throw e }
-        _ = try await requireMember(user, f.conv)
+        try await checkNotMuted(user, f.conv, role: try await requireMember(user, f.conv))
         guard let target = try await storage.message(conversation: f.conv, seq: f.seq), MessageKind.content.contains(target.kind),
               target.recalled != true else {
             throw IMError.notFound("no such message to react to")

@@ -325,6 +325,75 @@ public enum Migrations {
                 "CREATE TABLE rate_buckets (key TEXT PRIMARY KEY, tokens DOUBLE PRECISION, at DOUBLE PRECISION)"],
             additive: true
         ),
+        // Issue 15, second part.
+        // Mutes: a member's own notification mute (`members.muted_until`), an admin's mute of a member
+        // (`members.send_muted_until`) and of the whole group (`conversations.send_muted_until`); each is the end in
+        // ms, `Mute.indefinite` for open-ended, NULL for none. Forwarding: a copy's original sender and time
+        // (`messages.forwarded`, JSON). A group's announcement with who set it and when (`conversations.announcement*`).
+        // Invite links (`group_invites`) and the join requests made through those that need approval. Drafts, one per
+        // user and conversation. Sends the moderation word list refused (`moderation_blocks`, for the admin console).
+        Migration(
+            version: 9, name: "mutes, forwarding, announcements, invites, join requests and drafts",
+            sqlite: [
+                "ALTER TABLE members ADD COLUMN muted_until INTEGER",
+                "ALTER TABLE members ADD COLUMN send_muted_until INTEGER",
+                "ALTER TABLE conversations ADD COLUMN send_muted_until INTEGER",
+                "ALTER TABLE messages ADD COLUMN forwarded TEXT",
+                "ALTER TABLE conversations ADD COLUMN announcement TEXT",
+                "ALTER TABLE conversations ADD COLUMN announcement_by INTEGER",
+                "ALTER TABLE conversations ADD COLUMN announcement_at INTEGER",
+                """
+                CREATE TABLE group_invites (
+                  code TEXT PRIMARY KEY, conv_id INTEGER NOT NULL, created_by INTEGER NOT NULL, created_at INTEGER NOT NULL,
+                  expires_at INTEGER, max_uses INTEGER, uses INTEGER NOT NULL DEFAULT 0, approval INTEGER NOT NULL DEFAULT 0,
+                  revoked INTEGER NOT NULL DEFAULT 0)
+                """,
+                "CREATE INDEX group_invites_conv ON group_invites(conv_id)",
+                """
+                CREATE TABLE join_requests (
+                  conv_id INTEGER NOT NULL, user_id INTEGER NOT NULL, created_at INTEGER NOT NULL, state TEXT NOT NULL,
+                  PRIMARY KEY (conv_id, user_id)) WITHOUT ROWID
+                """,
+                "CREATE INDEX join_requests_user ON join_requests(user_id)",
+                """
+                CREATE TABLE drafts (
+                  user_id INTEGER NOT NULL, conv_id INTEGER NOT NULL, text TEXT NOT NULL, reply_to INTEGER, updated_at INTEGER NOT NULL,
+                  PRIMARY KEY (user_id, conv_id)) WITHOUT ROWID
+                """,
+                "CREATE TABLE moderation_blocks (at INTEGER NOT NULL, user_id INTEGER NOT NULL, conv_id INTEGER NOT NULL, word TEXT NOT NULL)",
+                "CREATE INDEX moderation_blocks_at ON moderation_blocks(at)",
+            ],
+            postgres: [
+                "ALTER TABLE members ADD COLUMN muted_until BIGINT",
+                "ALTER TABLE members ADD COLUMN send_muted_until BIGINT",
+                "ALTER TABLE conversations ADD COLUMN send_muted_until BIGINT",
+                "ALTER TABLE messages ADD COLUMN forwarded TEXT",
+                "ALTER TABLE conversations ADD COLUMN announcement TEXT",
+                "ALTER TABLE conversations ADD COLUMN announcement_by BIGINT",
+                "ALTER TABLE conversations ADD COLUMN announcement_at BIGINT",
+                """
+                CREATE TABLE group_invites (
+                  code TEXT PRIMARY KEY, conv_id BIGINT NOT NULL, created_by BIGINT NOT NULL, created_at BIGINT NOT NULL,
+                  expires_at BIGINT, max_uses BIGINT, uses BIGINT NOT NULL DEFAULT 0, approval BIGINT NOT NULL DEFAULT 0,
+                  revoked BIGINT NOT NULL DEFAULT 0)
+                """,
+                "CREATE INDEX group_invites_conv ON group_invites(conv_id)",
+                """
+                CREATE TABLE join_requests (
+                  conv_id BIGINT NOT NULL, user_id BIGINT NOT NULL, created_at BIGINT NOT NULL, state TEXT NOT NULL,
+                  PRIMARY KEY (conv_id, user_id))
+                """,
+                "CREATE INDEX join_requests_user ON join_requests(user_id)",
+                """
+                CREATE TABLE drafts (
+                  user_id BIGINT NOT NULL, conv_id BIGINT NOT NULL, text TEXT NOT NULL, reply_to BIGINT, updated_at BIGINT NOT NULL,
+                  PRIMARY KEY (user_id, conv_id))
+                """,
+                "CREATE TABLE moderation_blocks (at BIGINT NOT NULL, user_id BIGINT NOT NULL, conv_id BIGINT NOT NULL, word TEXT NOT NULL)",
+                "CREATE INDEX moderation_blocks_at ON moderation_blocks(at)",
+            ],
+            additive: true
+        ),
     ]
 
     /// Nodes on one database take this lock (a PostgreSQL advisory lock key) to run migrations one at a time.

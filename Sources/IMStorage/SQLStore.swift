@@ -207,17 +207,30 @@ public final class SQLStore: Storage {
     // MARK: Conversations
 
     static func members(_ db: any SQLExecutor, _ conv: ConversationID) async throws -> [Member] {
-        try await db.query("SELECT user_id, role, read_seq, delivered_seq FROM members WHERE conv_id = $1 ORDER BY user_id", [.int(conv)]).map { r in
-            Member(user: try r.int("user_id"), role: MemberRole(rawValue: try r.text("role")) ?? .member,
-                   readSeq: try r.int("read_seq"), deliveredSeq: try r.int("delivered_seq"))
+        let now = nowMillis()
+        return try await db.query("SELECT user_id, role, read_seq, delivered_seq, send_muted_until FROM members WHERE conv_id = $1 ORDER BY user_id",
+                                  [.int(conv)]).map { r in
+            let mute = Mute.wire(r.optInt("send_muted_until"), now: now)
+            return Member(user: try r.int("user_id"), role: MemberRole(rawValue: try r.text("role")) ?? .member,
+                          readSeq: try r.int("read_seq"), deliveredSeq: try r.int("delivered_seq"), muted: mute.muted, mutedUntil: mute.until)
         }
     }
 
     static func loadConversation(_ db: any SQLExecutor, _ id: ConversationID) async throws -> Conversation? {
-        guard let r = try await db.first("SELECT id, type, name, last_seq FROM conversations WHERE id = $1", [.int(id)]) else { return nil }
+        guard let r = try await db.first(
+            "SELECT id, type, name, last_seq, send_muted_until, announcement, announcement_by, announcement_at FROM conversations WHERE id = $1",
+            [.int(id)]) else { return nil }
+        let mute = Mute.wire(r.optInt("send_muted_until"), now: nowMillis())
+        var announcement: Announcement?
+        if let text = r.optText("announcement"), let by = r.optInt("announcement_by"), let at = r.optInt("announcement_at") {
+            announcement = Announcement(text: text, by: by, at: at)
+        }
         return Conversation(id: try r.int("id"), type: ConversationType(rawValue: try r.text("type")) ?? .group,
-                            name: r.optText("name"), lastSeq: try r.int("last_seq"), members: try await members(db, id))
+                            name: r.optText("name"), lastSeq: try r.int("last_seq"), members: try await members(db, id),
+                            allMuted: mute.muted, allMutedUntil: mute.until, announcement: announcement)
     }
+
+    static func nowMillis() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
 
     public func directConversation(between a: UserID, and b: UserID) async throws -> Conversation {
         let key = "\(min(a, b)):\(max(a, b))"
@@ -283,6 +296,7 @@ public final class SQLStore: Storage {
         try await driver.write { db in
             try await db.query("DELETE FROM members WHERE conv_id = $1 AND user_id = $2", [.int(conversation), .int(user)])
             try await db.query("DELETE FROM conversation_pins WHERE conv_id = $1 AND user_id = $2", [.int(conversation), .int(user)])
+            try await db.query("DELETE FROM drafts WHERE conv_id = $1 AND user_id = $2", [.int(conversation), .int(user)])
         }
     }
 
@@ -309,6 +323,9 @@ public final class SQLStore: Storage {
             try await db.query("DELETE FROM reactions WHERE conv_id = $1", [.int(conversation)])
             try await db.query("DELETE FROM conversation_pins WHERE conv_id = $1", [.int(conversation)])
             try await db.query("DELETE FROM pinned_messages WHERE conv_id = $1", [.int(conversation)])
+            try await db.query("DELETE FROM group_invites WHERE conv_id = $1", [.int(conversation)])
+            try await db.query("DELETE FROM drafts WHERE conv_id = $1", [.int(conversation)])
+            try await db.query("DELETE FROM join_requests WHERE conv_id = $1", [.int(conversation)])
             try await db.query("DELETE FROM members WHERE conv_id = $1", [.int(conversation)])
             try await db.query("DELETE FROM conversations WHERE id = $1", [.int(conversation)])
             return files
@@ -345,10 +362,14 @@ public final class SQLStore: Storage {
                      WHERE mm.conv_id = c.id AND mm.user_id IN (0, m.user_id) AND mm.seq > m.read_seq AND x.sender <> m.user_id
                      AND x.recalled = 0) AS unread_mentions,
                   (SELECT o.user_id FROM members o WHERE o.conv_id = c.id AND o.user_id <> m.user_id ORDER BY o.user_id LIMIT 1) AS peer,
-                  (SELECT p.pinned_at FROM conversation_pins p WHERE p.user_id = m.user_id AND p.conv_id = c.id) AS pinned_at
-                FROM members m JOIN conversations c ON c.id = m.conv_id WHERE m.user_id = $1
+                  (SELECT p.pinned_at FROM conversation_pins p WHERE p.user_id = m.user_id AND p.conv_id = c.id) AS pinned_at,
+                  m.muted_until, d.text AS draft_text, d.reply_to AS draft_reply_to, d.updated_at AS draft_at
+                FROM members m JOIN conversations c ON c.id = m.conv_id
+                  LEFT JOIN drafts d ON d.user_id = m.user_id AND d.conv_id = m.conv_id
+                WHERE m.user_id = $1
                 """, [.int(user)])
             var out: [ConversationSummary] = []
+            let now = Self.nowMillis()
             for r in rows {
                 let id = try r.int("id")
                 let last = try await Self.messages(db, try await db.query(
@@ -358,7 +379,12 @@ public final class SQLStore: Storage {
                 out.append(ConversationSummary(id: id, type: type, name: r.optText("name"), lastSeq: try r.int("last_seq"),
                                                readSeq: try r.int("read_seq"), unread: try r.int("unread"),
                                                unreadMentions: try r.int("unread_mentions"), lastMessage: last,
-                                               peer: type == .direct ? (r.optInt("peer") ?? user) : nil, pinnedAt: r.optInt("pinned_at")))
+                                               peer: type == .direct ? (r.optInt("peer") ?? user) : nil, pinnedAt: r.optInt("pinned_at"),
+                                               muted: Mute.wire(r.optInt("muted_until"), now: now).muted,
+                                               mutedUntil: Mute.wire(r.optInt("muted_until"), now: now).until,
+                                               draft: try r.optText("draft_text").map {
+                                                   Draft(conversation: id, text: $0, replyTo: r.optInt("draft_reply_to"), updatedAt: try r.int("draft_at"))
+                                               }))
             }
             // Pinned first (latest pin first), then the most recently active.
             return out.sorted { ($0.pinnedAt ?? -1, $0.lastMessage?.ts ?? 0, $0.id) > ($1.pinnedAt ?? -1, $1.lastMessage?.ts ?? 0, $1.id) }
@@ -407,18 +433,19 @@ public final class SQLStore: Storage {
 
     // MARK: Messages
 
-    static let messageColumns = "conv_id, seq, sender, cid, kind, text, data, attachment, target, ts, edited_at, recalled, reply_to, mentions, mention_all"
+    static let messageColumns = "conv_id, seq, sender, cid, kind, text, data, attachment, target, ts, edited_at, recalled, reply_to, mentions, mention_all, forwarded"
 
     static func message(_ r: SQLRow) throws -> Message {
         let decoder = JSONDecoder()
         let data = try r.optText("data").map { try decoder.decode(JSONValue.self, from: Data($0.utf8)) }
         let attachment = try r.optText("attachment").map { try decoder.decode(AttachmentRef.self, from: Data($0.utf8)) }
         let mentions = try r.optText("mentions").map { try decoder.decode([UserID].self, from: Data($0.utf8)) }
+        let forwarded = try r.optText("forwarded").map { try decoder.decode(ForwardedFrom.self, from: Data($0.utf8)) }
         return Message(conversation: try r.int("conv_id"), seq: try r.int("seq"), sender: try r.int("sender"), cid: try r.text("cid"),
                        kind: MessageKind(rawValue: try r.text("kind")) ?? .custom, text: r.optText("text"), data: data,
                        attachment: attachment, target: r.optInt("target"), ts: try r.int("ts"), editedAt: r.optInt("edited_at"),
                        recalled: r.bool("recalled") ? true : nil, replyTo: r.optInt("reply_to"), mentions: mentions,
-                       mentionAll: r.bool("mention_all") ? true : nil)
+                       mentionAll: r.bool("mention_all") ? true : nil, forwardedFrom: forwarded)
     }
 
     /// Messages read from rows of one conversation, with each one's current reactions (one range query).
@@ -497,7 +524,7 @@ public final class SQLStore: Storage {
             }
             if let target = m.target, m.kind == .recall || m.kind == .edit {
                 let sql = m.kind == .recall
-                    ? "UPDATE messages SET recalled = 1, text = NULL, data = NULL, attachment = NULL, mentions = NULL, mention_all = 0 WHERE conv_id = $1 AND seq = $2 RETURNING seq"
+                    ? "UPDATE messages SET recalled = 1, text = NULL, data = NULL, attachment = NULL, mentions = NULL, mention_all = 0, forwarded = NULL WHERE conv_id = $1 AND seq = $2 RETURNING seq"
                     // A recall may commit between the edit's checks and this batch: never write text back into it.
                     : "UPDATE messages SET text = $3, edited_at = $4 WHERE conv_id = $1 AND seq = $2 AND recalled = 0 RETURNING seq"
                 let binds: [SQLValue] = m.kind == .recall ? [.int(m.conversation), .int(target)]
@@ -535,7 +562,7 @@ public final class SQLStore: Storage {
                 let m = batch[i]
                 rows.append((i, Message(conversation: c, seq: seq, sender: m.sender, cid: m.cid, kind: m.kind, text: m.text,
                                         data: m.data, attachment: m.attachment, target: m.target, ts: now, replyTo: m.replyTo,
-                                        mentions: m.mentions, mentionAll: m.mentionAll == true ? true : nil)))
+                                        mentions: m.mentions, mentionAll: m.mentionAll == true ? true : nil, forwardedFrom: m.forwardedFrom)))
             }
         }
 
@@ -546,10 +573,10 @@ public final class SQLStore: Storage {
             for (_, m) in chunk {
                 let n = binds.count
                 tuples.append("(" + (1...10).map { "$\(n + $0)" }.joined(separator: ", ") + ", NULL, 0, "
-                              + (11...13).map { "$\(n + $0)" }.joined(separator: ", ") + ")")
+                              + (11...14).map { "$\(n + $0)" }.joined(separator: ", ") + ")")
                 binds += [.int(m.conversation), .int(m.seq), .int(m.sender), .text(m.cid), .text(m.kind.rawValue), SQLValue(m.text),
                           json(m.data), json(m.attachment), SQLValue(m.target), .int(now),
-                          SQLValue(m.replyTo), json(m.mentions), SQLValue(m.mentionAll == true)]
+                          SQLValue(m.replyTo), json(m.mentions), SQLValue(m.mentionAll == true), json(m.forwardedFrom)]
             }
             try await db.query("INSERT INTO messages (\(messageColumns)) VALUES \(tuples.joined(separator: ", "))", binds)
         }
@@ -800,6 +827,14 @@ public final class SQLStore: Storage {
                                        [.text(id)])
             return (Int(r?.optInt("n") ?? 0), r?.optInt("b") ?? 0)
         }
+    }
+
+    public func copyAttachmentChunks(from: String, to: String, createdAt: Int64) async throws -> (count: Int, bytes: Int64) {
+        try await driver.write { db in
+            try await db.query("INSERT INTO attachment_chunks (attachment_id, seq, data, created_at) SELECT $2, seq, data, $3 FROM attachment_chunks WHERE attachment_id = $1",
+                               [.text(from), .text(to), .int(createdAt)])
+        }
+        return try await attachmentChunkTotals(id: to)
     }
 
     public func deleteOrphanAttachmentChunks(createdBefore: Int64) async throws -> Int {

@@ -70,12 +70,14 @@ public struct NewMessage: Sendable, Hashable {
     /// Mentioned users, already checked to be members (stored sorted, without repeats).
     public var mentions: [UserID]?
     public var mentionAll: Bool?
+    /// For a forwarded copy: the original's sender and time.
+    public var forwardedFrom: ForwardedFrom?
     public init(conversation: ConversationID, sender: UserID, cid: String, kind: MessageKind, text: String? = nil,
                 data: JSONValue? = nil, attachment: AttachmentRef? = nil, target: Int64? = nil,
-                replyTo: Int64? = nil, mentions: [UserID]? = nil, mentionAll: Bool? = nil) {
+                replyTo: Int64? = nil, mentions: [UserID]? = nil, mentionAll: Bool? = nil, forwardedFrom: ForwardedFrom? = nil) {
         self.conversation = conversation; self.sender = sender; self.cid = cid; self.kind = kind
         self.text = text; self.data = data; self.attachment = attachment; self.target = target
-        self.replyTo = replyTo; self.mentions = mentions; self.mentionAll = mentionAll
+        self.replyTo = replyTo; self.mentions = mentions; self.mentionAll = mentionAll; self.forwardedFrom = forwardedFrom
     }
 }
 
@@ -240,6 +242,8 @@ public protocol Storage: Sendable {
     /// Deletes chunks older than `createdBefore` that no attachment row owns (an upload that failed or was cut
     /// off before its row was written); returns how many went.
     func deleteOrphanAttachmentChunks(createdBefore: Int64) async throws -> Int
+    /// Copies attachment `from`'s chunks as attachment `to`'s (a forwarded attachment); returns what was copied.
+    func copyAttachmentChunks(from: String, to: String, createdAt: Int64) async throws -> (count: Int, bytes: Int64)
 
     // Shared rate limits (a cluster's nodes count failed logins and joins together)
     /// A token bucket's state: tokens left (nil: a bucket never charged) and when it was last updated.
@@ -248,6 +252,43 @@ public protocol Storage: Sendable {
     func updateRateBucket(key: String, _ body: @escaping @Sendable (RateBucket?) -> RateBucket) async throws
     /// Drops buckets not updated since `before` (seconds since 1970); returns how many.
     func purgeRateBuckets(updatedBefore: Double) async throws -> Int
+
+    // Mutes (SQLStore+GroupSettings.swift); each end is ms since 1970, `Mute.indefinite` for open-ended, nil to lift it.
+    /// Mutes (or unmutes) `conversation`'s notifications for `user` alone; false when they are not a member.
+    @discardableResult
+    func setNotificationMute(user: UserID, conversation: ConversationID, until: Int64?) async throws -> Bool
+    /// Stops (or lets again) member `user` from sending in `conversation`; false when they are not a member.
+    @discardableResult
+    func setMemberMute(conversation: ConversationID, user: UserID, until: Int64?) async throws -> Bool
+    /// Stops (or lets again) everyone below admin from sending in `conversation`.
+    func setGroupMute(conversation: ConversationID, until: Int64?) async throws
+
+    /// Sets (or with nil clears) a group's announcement.
+    func setAnnouncement(conversation: ConversationID, _ announcement: Announcement?) async throws
+
+    // Invite links and join requests (SQLStore+Invites.swift)
+    func createInvite(_ invite: GroupInvite) async throws
+    /// A group's invite links, newest first (revoked and spent ones included).
+    func invites(conversation: ConversationID) async throws -> [GroupInvite]
+    func invite(code: String) async throws -> GroupInvite?
+    func revokeInvite(conversation: ConversationID, code: String) async throws -> Bool
+    /// Joins `user` through link `code`, or files their join request when the link needs approval (`not_found` for an
+    /// unknown code, `forbidden` saying why for an expired, used-up or revoked one, `group_full`).
+    func redeemInvite(code: String, user: UserID, now: Int64, groupLimit: Int) async throws -> InviteRedemption
+    func joinRequests(conversation: ConversationID) async throws -> [JoinRequest]
+    func joinRequests(user: UserID) async throws -> [JoinRequest]
+    func resolveJoinRequest(conversation: ConversationID, user: UserID, accept: Bool, groupLimit: Int) async throws -> Bool
+
+    // Drafts (SQLStore+GroupSettings.swift), also shown in `summaries`.
+    /// Saves `user`'s draft, or with nil deletes it.
+    func saveDraft(user: UserID, conversation: ConversationID, _ draft: Draft?) async throws
+    /// `user`'s drafts, latest first.
+    func drafts(user: UserID) async throws -> [Draft]
+
+    // Content moderation's log of refused sends (SQLStore+GroupSettings.swift)
+    func logModerationBlock(_ block: API.ModerationBlock) async throws
+    /// The latest refused sends, newest first.
+    func moderationBlocks(limit: Int) async throws -> [API.ModerationBlock]
 
     // Cluster join tokens (SQLStore+JoinTokens.swift)
     func createJoinToken(id: String, proofHash: String, bundle: String, now: Int64, expiresAt: Int64, singleUse: Bool) async throws

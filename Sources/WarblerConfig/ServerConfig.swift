@@ -188,6 +188,23 @@ public struct ServerConfig: Codable, Sendable, Equatable {
     public var cluster = Cluster()
     public var bots = Bots()
     public var webhooks = Webhooks()
+    // --- Content moderation (issue 15, branch features2): one contiguous block, all public. ---
+    /// An operator-managed word list applied to every message text before it is stored (docs/operations.md,
+    /// "Content moderation").
+    public struct Moderation: Codable, Sendable, Equatable {
+        public enum Action: String, Codable, Sendable, Equatable { case block, mask }
+        /// The word list: one word or phrase per line, `#` starts a comment line. Empty: no moderation. Edits are
+        /// picked up within `reload_seconds` (or at once with `POST /v1/admin/moderation/reload`), no restart.
+        public var wordsFile = ""
+        /// `block` refuses a message that contains a listed word (`blocked` error, logged for the admin console);
+        /// `mask` stores it with each listed word replaced by `*`.
+        public var action = Action.block
+        /// How often (at most) the file's modification time is checked for changes.
+        public var reloadSeconds = 10.0
+        public init() {}
+    }
+    public var moderation = Moderation()
+    // --- end of content moderation ---
     /// Attachments and other files live here.
     public var dataDir = "/var/lib/warbler"
     /// `info`, `debug`, `warning`, …

@@ -107,6 +107,8 @@ import Testing
                 mentions: [2, 30], mentionAll: true, reactions: [Reaction(emoji: "👍", users: [2, 6]), Reaction(emoji: "🇨🇳", users: [9])]),
         Message(conversation: 4, seq: 8, sender: 6, cid: "e", kind: .reaction, text: "👍", data: .object(["op": .string("remove")]),
                 target: 7, ts: 11, mentions: [], reactions: []),
+        Message(conversation: 4, seq: 9, sender: 6, cid: "f/1", kind: .text, text: "copied", ts: 12, editedAt: 13,
+                forwardedFrom: ForwardedFrom(sender: 3, ts: 1_796_212_345_678)),
     ]
 
     @Test(arguments: samples) func msgMatchesJSONEncoderByteForByte(_ m: Message) throws {

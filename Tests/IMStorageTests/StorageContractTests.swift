@@ -677,12 +677,25 @@ struct StorageContractTests {
             let old = SQLStore(driver: driver, webhookOutbox: false)
             let alice = try await old.createUser(username: "alice", passwordHash: "h", displayName: "Alice", admin: false, now: 1)
             let bob = try await old.createUser(username: "bob", passwordHash: "h", displayName: "Bob", admin: false, now: 1)
-            let direct = try await old.directConversation(between: alice.id, and: bob.id)
-            let group = try await old.createGroup(name: "team", owner: alice.id, members: [bob.id])
-            // Messages as the previous schema holds them (this build's store writes columns it does not have yet).
+            // Conversations and messages as the previous schema holds them (this build's store reads and writes
+            // columns it does not have yet).
+            let (direct, group) = try await driver.write { db -> (ConversationID, ConversationID) in
+                func conversation(_ type: String, _ name: String?, _ key: String?, roles: [(UserID, String)]) async throws -> ConversationID {
+                    guard let r = try await db.first(
+                        "INSERT INTO conversations (type, name, last_seq, direct_key, created_at) VALUES ($1, $2, 0, $3, 1) RETURNING id",
+                        [.text(type), SQLValue(name), SQLValue(key)]) else { throw StorageError.corrupt("no id") }
+                    let id = try r.int("id")
+                    for (u, role) in roles {
+                        try await db.query("INSERT INTO members (conv_id, user_id, role) VALUES ($1, $2, $3)", [.int(id), .int(u), .text(role)])
+                    }
+                    return id
+                }
+                return (try await conversation("direct", nil, "\(alice.id):\(bob.id)", roles: [(alice.id, "member"), (bob.id, "member")]),
+                        try await conversation("group", "team", nil, roles: [(alice.id, "owner"), (bob.id, "member")]))
+            }
             try await driver.write { db in
                 for i in 0..<50 {
-                    let conv = i % 2 == 0 ? direct.id : group.id
+                    let conv = i % 2 == 0 ? direct : group
                     guard let r = try await db.first("UPDATE conversations SET last_seq = last_seq + 1 WHERE id = $1 RETURNING last_seq", [.int(conv)]) else {
                         throw StorageError.corrupt("no conversation")
                     }
@@ -696,20 +709,20 @@ struct StorageContractTests {
             #expect(try await Migrations.currentVersion(driver) == Migrations.latest)
             let store = SQLStore(driver: driver)
             #expect(try await store.user(username: "alice")?.profile.displayName == "Alice")
-            let directMessages = try await store.messages(conversation: direct.id, after: 0, limit: 100)
+            let directMessages = try await store.messages(conversation: direct, after: 0, limit: 100)
             #expect(directMessages.map(\.text) == (0..<25).map { "hello \(2 * $0)" })
             #expect(directMessages.map(\.seq) == Array(1...25))
-            #expect(try await store.messages(conversation: group.id, after: 0, limit: 100).count == 25)
+            #expect(try await store.messages(conversation: group, after: 0, limit: 100).count == 25)
             let groups = try await store.listGroups(offset: 0, limit: 10)
-            #expect(groups.map(\.id) == [group.id] && groups.first?.members == 2)
+            #expect(groups.map(\.id) == [group] && groups.first?.members == 2)
             // Messages from before the migration are in the search index.
             #expect(try await store.search(MessageSearch(user: alice.id, terms: ["hello"], limit: 100)).count == 50)
             #expect(try await store.search(MessageSearch(user: bob.id, terms: ["hello 49"], limit: 100)).map(\.seq) == [25])
             // Messages from before the migration take replies, mentions and reactions.
-            let reply = try await store.append([NewMessage(conversation: group.id, sender: alice.id, cid: "after", kind: .text, text: "@bob",
+            let reply = try await store.append([NewMessage(conversation: group, sender: alice.id, cid: "after", kind: .text, text: "@bob",
                                                            replyTo: 1, mentions: [bob.id])])
             #expect((try? reply[0].get())?.message.replyTo == 1)
-            #expect(try await store.summaries(for: bob.id).first { $0.id == group.id }?.unreadMentions == 1)
+            #expect(try await store.summaries(for: bob.id).first { $0.id == group }?.unreadMentions == 1)
         }
     }
 

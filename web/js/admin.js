@@ -134,8 +134,25 @@ async function loadGroups() {
   }
 }
 
+/** The word list in force and the latest sends it refused. */
+async function loadModeration() {
+  const s = await client.get('/v1/admin/moderation');
+  $('moderation-status').textContent = !s.enabled
+    ? 'off: set moderation.words_file in the server configuration to turn it on'
+    : `${s.words} words, action ${s.action}` + (s.loadedAt ? `, loaded ${formatTime(s.loadedAt)}` : '') + (s.error ? ` — ${s.error}` : '');
+  $('moderation-reload').hidden = !s.enabled;
+  const body = $('moderation-blocks');
+  clear(body);
+  for (const b of await client.get('/v1/admin/moderation/blocks?limit=50')) {
+    const tr = el('tr');
+    tr.append(el('td', { text: formatTime(b.at) }), el('td', { text: users.get(b.user)?.username || `user ${b.user}` }),
+      el('td', { text: String(b.conv) }), el('td', { text: b.word }));
+    body.append(tr);
+  }
+}
+
 async function refresh() {
-  await Promise.all([loadFigures(), loadAlerts()]);
+  await Promise.all([loadFigures(), loadAlerts(), loadModeration()]);
 }
 
 async function enter() {
@@ -154,6 +171,9 @@ async function enter() {
 }
 
 function wire() {
+  $('moderation-reload').addEventListener('click', async () => {
+    try { await client.post('/v1/admin/moderation/reload'); showError(null); await loadModeration(); } catch (e) { showError(e); }
+  });
   $('login-form').addEventListener('submit', async (e) => {
     e.preventDefault();
     $('login-error').textContent = '';

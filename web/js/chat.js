@@ -21,6 +21,10 @@ const state = {
   composeMentions: new Map(), // user id -> the "@name" inserted for them (kept only while it is still in the text)
   mentionQuery: null,      // {start, text}: the "@…" being typed, for the autocomplete
   reactingTo: null,        // seq whose emoji picker is open
+  forwarding: null,        // {conv, seqs: Set}: messages picked to forward
+  inviteShown: null,       // the invite link just made, shown in the member list
+  draftTimer: null,        // the pending save of the composer's draft
+  draftSaved: new Map(),   // conv -> the draft text the server has
   pins: new Map(),         // group id -> [{message, pinnedBy, pinnedAt}]
   search: null,            // {q, conv, results: [], next}: the search shown instead of the conversation list
   readSent: new Map(),     // conv -> seq
@@ -109,23 +113,47 @@ async function togglePin(c) {
   } catch (e) { showChatError(e); }
 }
 
+/** Whether the user muted `c`'s notifications (an end that has passed no longer counts). */
+function isMuted(c) {
+  return !!c.muted && (!c.mutedUntil || c.mutedUntil > Date.now());
+}
+
+async function toggleMute(c) {
+  try {
+    await client.muteConversation(c.id, { muted: !isMuted(c) });
+    await loadConversations();
+  } catch (e) { showChatError(e); }
+}
+
+/** The page title counts unread messages; a muted conversation adds only its unread mentions. */
+function renderTitle() {
+  let n = 0;
+  for (const c of state.convs.values()) n += isMuted(c) ? (c.unreadMentions || 0) : (c.unread || 0);
+  document.title = n > 0 ? `(${n}) Warbler` : 'Warbler';
+}
+
 function renderConversationList() {
   const list = $('conv-list');
   clear(list);
+  renderTitle();
   for (const c of sortedConvs()) {
-    const li = el('li', { className: 'conv' + (c.id === state.current ? ' active' : ''), dataset: { conv: String(c.id) } });
+    const muted = isMuted(c);
+    const li = el('li', { className: 'conv' + (c.id === state.current ? ' active' : '') + (muted ? ' muted' : ''), dataset: { conv: String(c.id) } });
     const top = el('div', { className: 'conv-top' });
     if (c.type === 'direct' && c.peer) top.append(presenceDot(c.peer));
     top.append(el('span', { className: 'conv-name', text: convTitle(c) }));
     const pin = el('button', { type: 'button', className: 'link pin' + (c.pinnedAt ? ' pinned' : ''), title: c.pinnedAt ? t('pin.unpin') : t('pin.conv'),
       text: c.pinnedAt ? '📌' : '📍', dataset: { pinned: c.pinnedAt ? '1' : '0' } });
     pin.addEventListener('click', (e) => { e.stopPropagation(); togglePin(c); });
-    top.append(pin);
+    const mute = el('button', { type: 'button', className: 'link mute' + (muted ? ' on' : ''), title: muted ? t('mute.off') : t('mute.on'),
+      text: muted ? '🔕' : '🔔', dataset: { muted: muted ? '1' : '0' } });
+    mute.addEventListener('click', (e) => { e.stopPropagation(); toggleMute(c); });
+    top.append(pin, mute);
     if (c.lastMessage) top.append(el('time', { className: 'conv-time', text: formatTime(c.lastMessage.ts) }));
     const bottom = el('div', { className: 'conv-bottom' });
     bottom.append(el('span', { className: 'conv-last', text: preview(c.lastMessage) }));
     if (c.unreadMentions > 0) bottom.append(el('span', { className: 'badge mention', title: t('mentions.unread'), text: `@${c.unreadMentions}` }));
-    if (c.unread > 0) bottom.append(el('span', { className: 'badge unread', text: String(c.unread) }));
+    if (c.unread > 0) bottom.append(el('span', { className: 'badge unread' + (muted ? ' quiet' : ''), text: String(c.unread) }));
     li.append(top, bottom);
     li.addEventListener('click', () => openConversation(c.id));
     list.append(li);
@@ -146,8 +174,14 @@ function systemText(m) {
     case 'member_removed': return t('sys.member_removed', { by, names: names || userName(d.user) });
     case 'member_left': return t('sys.member_left', { who: d.user ? userName(d.user) : by });
     case 'created': case 'role_changed': case 'owner_changed': case 'renamed': case 'dissolved':
-    case 'message_pinned': case 'message_unpinned':
+    case 'message_pinned': case 'message_unpinned': case 'group_unmuted': case 'announcement_set': case 'announcement_cleared':
       return t(`sys.${d.event}`, { by });
+    case 'member_joined': return t('sys.member_joined', { who: userName(d.user) });
+    case 'join_requested': return t('sys.join_requested', { who: userName(d.user) });
+    case 'member_muted': case 'member_unmuted':
+      return t(d.until ? 'sys.member_muted_until' : `sys.${d.event}`, { by, who: userName(d.user), until: d.until ? formatTime(d.until) : '' });
+    case 'group_muted':
+      return t(d.until ? 'sys.group_muted_until' : 'sys.group_muted', { by, until: d.until ? formatTime(d.until) : '' });
     default: return d.event || t('sys.update');
   }
 }
@@ -190,6 +224,9 @@ function renderMessage(conv, m, pending) {
   } else {
     body.textContent = m.text || '';
   }
+  if (m.forwardedFrom && !m.recalled) {
+    li.append(el('div', { className: 'forwarded', text: t('forwarded.from', { who: userName(m.forwardedFrom.sender), when: formatTime(m.forwardedFrom.ts) }) }));
+  }
   li.append(body);
   const meta = el('div', { className: 'meta' });
   meta.append(el('time', { text: m.ts ? formatTime(m.ts) : '' }));
@@ -223,6 +260,11 @@ function renderMessage(conv, m, pending) {
       });
       actions.append(pin);
     }
+    const picked = state.forwarding?.conv === conv && state.forwarding.seqs.has(m.seq);
+    if (picked) li.classList.add('picked');
+    const forward = el('button', { type: 'button', className: 'link forward', text: picked ? t('act.unpick') : t('act.forward') });
+    forward.addEventListener('click', () => togglePick(conv, m.seq));
+    actions.append(forward);
     if (mine) {
       const recall = el('button', { type: 'button', className: 'link recall', text: t('act.recall') });
       recall.addEventListener('click', () => { client.recall(conv, m.seq); scheduleRender(); });
@@ -359,8 +401,12 @@ function renderChat() {
   list.hidden = !c;
   $('composer').hidden = !c;
   $('members-btn').hidden = !c;
-  if (!c) { $('chat-title').textContent = 'Warbler'; $('chat-sub').textContent = ''; $('pinned-bar').hidden = true; return; }
+  if (!c) {
+    $('chat-title').textContent = 'Warbler'; $('chat-sub').textContent = ''; $('pinned-bar').hidden = true; $('announcement-bar').hidden = true;
+    return;
+  }
   renderPinned(conv);
+  renderAnnouncement(conv);
   $('chat-title').textContent = convTitle(c);
   if (c.type === 'direct' && c.peer) {
     // While we are offline ourselves, the peer's presence is unknown.
@@ -389,7 +435,137 @@ function renderChat() {
     list.scrollTop = list.scrollHeight;
   }
   renderTyping();
+  renderForwardBar(conv);
+  renderSendMute(conv);
   markRead(conv, msgs);
+}
+
+/** The group's announcement at the top of the conversation, with who set it and when. */
+function renderAnnouncement(conv) {
+  const a = state.details.get(conv)?.announcement;
+  $('announcement-bar').hidden = !a;
+  if (!a) return;
+  $('announcement-text').textContent = a.text;
+  $('announcement-meta').textContent = t('announcement.meta', { who: userName(a.by), when: formatTime(a.at) });
+}
+
+/** The page address that opens invite `code` (the code travels in the fragment, never to the server's logs). */
+function inviteURL(code) { return `${location.origin}${location.pathname}#invite=${encodeURIComponent(code)}`; }
+
+/** Owner and admins: make an invite link (hours it lasts, uses, whether joining needs approval) and show it. */
+function makeInvite() {
+  const conv = state.current;
+  showDialog(t('invite.make'), [
+    { name: 'hours', label: t('invite.hours'), type: 'number', value: '24', required: false },
+    { name: 'uses', label: t('invite.uses'), type: 'number', value: '', required: false },
+    { name: 'approval', label: t('invite.approval'), options: [{ value: 'no', label: t('invite.approval.no') }, { value: 'yes', label: t('invite.approval.yes') }] },
+  ], async (v) => {
+    const hours = Number(v.hours), uses = Number(v.uses);
+    const invite = await client.createInvite(conv, {
+      expiresInSeconds: hours > 0 ? Math.round(hours * 3600) : undefined, maxUses: uses > 0 ? uses : undefined, approval: v.approval === 'yes',
+    });
+    state.inviteShown = inviteURL(invite.code);
+    renderMembers();
+  });
+}
+
+/** Opens an invite link from the page address (`#invite=CODE`): shows the group and joins, or asks to. */
+async function openInviteFromURL() {
+  const m = /^#invite=(.+)$/.exec(location.hash);
+  if (!m || !client.user) return;
+  const code = decodeURIComponent(m[1]);
+  history.replaceState(null, '', location.pathname);
+  try {
+    const p = await client.get(`/v1/invites/${encodeURIComponent(code)}`);
+    const title = t(p.approval ? 'invite.ask' : 'invite.join', { name: p.name || t('group.untitled', { id: p.conversation }), n: p.members });
+    await showDialog(title, [], async () => {
+      const r = await client.joinInvite(code);
+      if (r.outcome === 'joined') { await loadConversations(); await openConversation(r.conversation); }
+      else showChatError(new Error(t('invite.requested')));
+    });
+  } catch (e) { showChatError(e); }
+}
+
+/** Owner and admins: the group's pending join requests, each to accept or decline. */
+async function renderJoinRequests(conv, canManage) {
+  const list = $('join-requests');
+  clear(list);
+  list.hidden = true;
+  if (!canManage) return;
+  const requests = await client.get(`/v1/conversations/${conv}/join-requests`);
+  list.hidden = !requests.length;
+  for (const r of requests) {
+    const li = el('li', { className: 'join-request', dataset: { user: String(r.user) } });
+    li.append(el('span', { text: t('invite.requestFrom', { who: userName(r.user) }) }));
+    for (const accept of [true, false]) {
+      const b = el('button', { type: 'button', className: `link ${accept ? 'accept' : 'decline'}`, text: t(accept ? 'contact.accept' : 'contact.decline') });
+      b.addEventListener('click', async () => {
+        try { await client.resolveJoinRequest(conv, r.user, accept); await loadDetails(conv); renderMembers(); } catch (e) { showChatError(e); }
+      });
+      li.append(b);
+    }
+    list.append(li);
+  }
+}
+
+/** Owner and admins: edit the announcement (an empty text clears it). */
+function editAnnouncement() {
+  const conv = state.current;
+  const current = state.details.get(conv)?.announcement?.text || '';
+  showDialog(t('announcement.edit'), [{ name: 'text', label: t('announcement.text'), value: current, required: false }], async (v) => {
+    const text = v.text.trim();
+    if (text) await client.put(`/v1/conversations/${conv}/announcement`, { text });
+    else if (current) await client.del(`/v1/conversations/${conv}/announcement`);
+    await loadDetails(conv);
+  });
+}
+
+/** Adds message `seq` to (or takes it from) the messages to forward; picking in another conversation starts over. */
+function togglePick(conv, seq) {
+  if (state.forwarding?.conv !== conv) state.forwarding = { conv, seqs: new Set() };
+  const seqs = state.forwarding.seqs;
+  if (seqs.has(seq)) seqs.delete(seq); else seqs.add(seq);
+  if (!seqs.size) state.forwarding = null;
+  scheduleRender();
+}
+
+function renderForwardBar(conv) {
+  const f = state.forwarding?.conv === conv ? state.forwarding : null;
+  $('forward-bar').hidden = !f;
+  if (f) $('forward-count').textContent = t('forward.count', { n: f.seqs.size });
+}
+
+/** Asks for the conversation to forward the picked messages to, then forwards them in their order. */
+function forwardPicked() {
+  const f = state.forwarding;
+  if (!f) return;
+  const options = sortedConvs().map((c) => ({ value: String(c.id), label: convTitle(c) }));
+  showDialog(t('forward.title', { n: f.seqs.size }), [{ name: 'to', label: t('forward.to'), options }], async (v) => {
+    await client.forward(Number(v.to), f.conv, [...f.seqs].sort((a, b) => a - b));
+    state.forwarding = null;
+    await openConversation(Number(v.to));
+  });
+}
+
+/** Why I may not send here now (an admin muted me, or the whole group), or null. */
+function sendMuteReason(conv) {
+  const d = state.details.get(conv);
+  const me = d?.members.get(client.user.id);
+  if (!d || !me) return null;
+  const now = Date.now();
+  if (me.muted && (!me.mutedUntil || me.mutedUntil > now)) return me.mutedUntil ? t('muted.youUntil', { until: formatTime(me.mutedUntil) }) : t('muted.you');
+  if (d.allMuted && (!d.allMutedUntil || d.allMutedUntil > now) && me.role === 'member') {
+    return d.allMutedUntil ? t('muted.groupUntil', { until: formatTime(d.allMutedUntil) }) : t('muted.group');
+  }
+  return null;
+}
+
+function renderSendMute(conv) {
+  const why = sendMuteReason(conv);
+  $('muted-banner').hidden = !why;
+  $('muted-banner').textContent = why || '';
+  $('composer-input').disabled = !!why;
+  $('send-btn').disabled = !!why;
 }
 
 function renderTyping() {
@@ -425,18 +601,51 @@ async function loadConversations() {
 async function loadDetails(conv) {
   const d = await client.get(`/v1/conversations/${conv}`);
   const members = new Map(d.members.map((m) => [m.user, m]));
-  state.details.set(conv, { members, type: d.type, name: d.name });
+  state.details.set(conv, { members, type: d.type, name: d.name, allMuted: !!d.allMuted, allMutedUntil: d.allMutedUntil,
+    announcement: d.announcement || null });
   for (const m of d.members) loadUser(m.user);
   scheduleRender();
   return state.details.get(conv);
 }
 
+/** Saves the composer's text as the draft of the conversation it was written in (a second after typing stops). */
+function queueDraft() {
+  const conv = state.current;
+  if (conv == null || state.editing) return;
+  clearTimeout(state.draftTimer);
+  state.draftTimer = setTimeout(() => flushDraft(conv), 1000);
+}
+
+function flushDraft(conv) {
+  clearTimeout(state.draftTimer);
+  state.draftTimer = null;
+  const text = $('composer-input').value;
+  const replyTo = state.replying && state.replying.conv === conv ? state.replying.seq : undefined;
+  if ((state.draftSaved.get(conv) || '') === text) return;
+  state.draftSaved.set(conv, text);
+  client.saveDraft(conv, text, replyTo).catch(() => state.draftSaved.delete(conv));
+}
+
+/** Puts the conversation's latest draft (from any of my devices) into the composer. */
+async function restoreDraft(conv) {
+  const drafts = await client.drafts();
+  const d = drafts.find((x) => x.conv === conv);
+  if (state.current !== conv || state.editing) return;
+  $('composer-input').value = d ? d.text : '';
+  state.draftSaved.set(conv, d ? d.text : '');
+  const original = d && d.replyTo ? state.messages.get(conv)?.get(d.replyTo) : null;
+  if (original) startReply(conv, original);
+}
+
 async function openConversation(conv) {
+  if (state.current != null && state.current !== conv && state.draftTimer) flushDraft(state.current);
+  if (state.current !== conv) $('composer-input').value = '';
   state.current = conv;
   cancelEdit();
   cancelReply();
   state.composeMentions.clear();
   state.reactingTo = null;
+  state.inviteShown = null;
   document.body.classList.add('show-chat');
   $('messages').dataset.stick = '1';
   scheduleRender();
@@ -444,6 +653,7 @@ async function openConversation(conv) {
     await loadDetails(conv);
     loadPins(conv).catch(() => {});
     if (!state.messages.has(conv) || state.messages.get(conv).size < 20) await loadHistory(conv, false);
+    await restoreDraft(conv);
   } catch (e) { showChatError(e); }
   if (!$('members-panel').hidden) renderMembers();
   $('composer-input').focus();
@@ -580,7 +790,17 @@ async function renderMembers() {
     const li = el('li', { className: 'member', dataset: { user: String(u) } });
     li.append(presenceDot(u), el('span', { text: u === client.user.id ? t('member.you', { name: userName(u) }) : userName(u) }),
       el('span', { className: 'sub', text: ` ${t(`role.${m.role}`)}` }));
+    const memberMuted = m.muted && (!m.mutedUntil || m.mutedUntil > Date.now());
+    if (memberMuted) li.append(el('span', { className: 'sub muted-label', text: ` · ${m.mutedUntil ? t('member.mutedUntil', { until: formatTime(m.mutedUntil) }) : t('member.muted')}` }));
     if (c.type === 'group' && u !== client.user.id && rank[myRole] > rank[m.role]) {
+      const mute = el('button', { type: 'button', className: 'link mute-member', text: memberMuted ? t('member.unmute') : t('member.mute') });
+      mute.addEventListener('click', async () => {
+        try {
+          await client.muteMember(conv, u, memberMuted ? { muted: false } : { until: Date.now() + 3600 * 1000 });
+          await loadDetails(conv); renderMembers();
+        } catch (e) { showChatError(e); }
+      });
+      li.append(mute);
       const rm = el('button', { type: 'button', className: 'link remove', text: t('member.remove') });
       rm.addEventListener('click', async () => {
         try { await client.del(`/v1/conversations/${conv}/members/${u}`); await loadDetails(conv); renderMembers(); } catch (e) { showChatError(e); }
@@ -591,6 +811,15 @@ async function renderMembers() {
   }
   $('add-member-form').hidden = !(c.type === 'group' && rank[myRole] >= 1);
   $('leave-group').hidden = !(c.type === 'group' && myRole !== 'owner');
+  const allMuted = d.allMuted && (!d.allMutedUntil || d.allMutedUntil > Date.now());
+  $('mute-all').hidden = !(c.type === 'group' && rank[myRole] >= 1);
+  $('edit-announcement').hidden = !(c.type === 'group' && rank[myRole] >= 1);
+  $('make-invite').hidden = !(c.type === 'group' && rank[myRole] >= 1);
+  $('invite-link').hidden = !state.inviteShown;
+  $('invite-link').value = state.inviteShown || '';
+  renderJoinRequests(conv, c.type === 'group' && rank[myRole] >= 1).catch(showChatError);
+  $('mute-all').textContent = allMuted ? t('group.unmuteAll') : t('group.muteAll');
+  $('mute-all').dataset.on = allMuted ? '1' : '0';
   $('block-peer').hidden = c.type !== 'direct';
 }
 
@@ -813,6 +1042,9 @@ function wire() {
       const replyTo = state.replying && state.replying.conv === state.current ? state.replying.seq : undefined;
       client.send(state.current, text, { replyTo, ...mentionsIn(text) });
       input.value = '';
+      clearTimeout(state.draftTimer);
+      state.draftTimer = null;
+      if (state.draftSaved.get(state.current)) { state.draftSaved.set(state.current, ''); client.saveDraft(state.current, '').catch(() => {}); }
       state.composeMentions.clear();
       cancelReply();
     }
@@ -820,7 +1052,7 @@ function wire() {
     $('messages').dataset.stick = '1';
     scheduleRender();
   });
-  $('composer-input').addEventListener('input', () => { if ($('composer-input').value) sendTyping(true); updateMentionQuery(); });
+  $('composer-input').addEventListener('input', () => { if ($('composer-input').value) sendTyping(true); updateMentionQuery(); queueDraft(); });
   $('composer-input').addEventListener('keydown', (e) => {
     if (e.key === 'Escape') { cancelEdit(); cancelReply(); state.mentionQuery = null; renderMentionList(); state.reactingTo = null; scheduleRender(); }
     if ((e.key === 'Enter' || e.key === 'Tab') && state.mentionQuery) {
@@ -893,6 +1125,18 @@ function wire() {
       await renderMembers();
     } catch (err) { showChatError(err); }
   });
+  $('forward-go').addEventListener('click', forwardPicked);
+  $('edit-announcement').addEventListener('click', editAnnouncement);
+  $('make-invite').addEventListener('click', makeInvite);
+  window.addEventListener('hashchange', () => { openInviteFromURL(); });
+  $('forward-cancel').addEventListener('click', () => { state.forwarding = null; scheduleRender(); });
+  $('mute-all').addEventListener('click', async () => {
+    const conv = state.current;
+    try {
+      await client.muteGroup(conv, { muted: $('mute-all').dataset.on !== '1' });
+      await loadDetails(conv); renderMembers();
+    } catch (e) { showChatError(e); }
+  });
   $('leave-group').addEventListener('click', async () => {
     try {
       await client.post(`/v1/conversations/${state.current}/leave`);
@@ -911,7 +1155,7 @@ function wire() {
 
   client.addEventListener('state', () => { renderConnection(); scheduleRender(); });
   client.addEventListener('queue', scheduleRender);
-  client.addEventListener('ready', () => { loadConversations().catch(() => {}); });
+  client.addEventListener('ready', () => { loadConversations().catch(() => {}); openInviteFromURL(); });
   client.addEventListener('message', (e) => addMessage(e.detail));
   client.addEventListener('ack', scheduleRender);
   client.addEventListener('sendfailed', (e) => { showChatError(e.detail.error); scheduleRender(); });

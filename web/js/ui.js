@@ -44,7 +44,9 @@ export function showDialog(title, fields, onSubmit) {
   const inputs = {};
   for (const f of fields) {
     const label = el('label', { text: f.label + ' ' });
-    const input = el('input', { name: f.name, type: f.type || 'text', autocomplete: 'off', required: f.required !== false });
+    // `options` ([{value, label}]) makes a choice list instead of a text field.
+    const input = f.options ? el('select', { name: f.name }) : el('input', { name: f.name, type: f.type || 'text', autocomplete: 'off', required: f.required !== false });
+    for (const o of f.options || []) input.append(el('option', { value: o.value, text: o.label }));
     input.id = `dialog-${f.name}`;
     if (f.value) input.value = f.value;
     inputs[f.name] = input;

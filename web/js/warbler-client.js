@@ -261,6 +261,58 @@ export class WarblerClient extends EventTarget {
     return this.get(`/v1/search?${params}`);
   }
 
+  /**
+   * Mutes a conversation's notifications for you (`until`: ms, or until you unmute), or unmutes it (`muted` false).
+   * Unread counts and mentions still count.
+   */
+  muteConversation(conv, { muted = true, until } = {}) {
+    return muted ? this.put(`/v1/conversations/${conv}/mute`, until ? { until } : {}) : this.del(`/v1/conversations/${conv}/mute`);
+  }
+
+  /** Owner and admins: mutes (禁言) a member below their role until `until` (ms; or until unmuted), or unmutes them. */
+  muteMember(conv, user, { muted = true, until } = {}) {
+    const path = `/v1/conversations/${conv}/members/${user}/mute`;
+    return muted ? this.put(path, until ? { until } : {}) : this.del(path);
+  }
+
+  /** Owner and admins: mutes the whole group (全员禁言) until `until` (ms; or until unmuted), or lifts it. */
+  muteGroup(conv, { muted = true, until } = {}) {
+    return muted ? this.put(`/v1/conversations/${conv}/mute-all`, until ? { until } : {}) : this.del(`/v1/conversations/${conv}/mute-all`);
+  }
+
+  /**
+   * Forwards messages `seqs` of conversation `from` to conversation `conv`, in order, attachments included (no
+   * upload). Resolves to `{acks: [{cid, conv, seq, ts, duplicate}]}`; the copies arrive as `message` events like any
+   * other. Pass the same `cid` to retry: copies already stored are answered `duplicate`, never stored twice.
+   */
+  forward(conv, from, seqs, cid = newCid()) {
+    return this.post(`/v1/conversations/${conv}/forward`, { cid, from, seqs });
+  }
+
+  /**
+   * Owner and admins: makes an invite link to group `conv`. Options: `expiresInSeconds` (60 to a year), `maxUses`
+   * (1–10000), `approval` (joining makes a request an admin accepts). Resolves to the invite `{code, …}`.
+   */
+  createInvite(conv, { expiresInSeconds, maxUses, approval } = {}) {
+    return this.post(`/v1/conversations/${conv}/invites`, { expiresInSeconds, maxUses, approval });
+  }
+
+  /** Joins through invite `code`, or asks to: resolves to `{outcome: 'joined' | 'requested', conversation}`. */
+  joinInvite(code) { return this.post(`/v1/invites/${encodeURIComponent(code)}/join`); }
+
+  /** Owner and admins: accepts (`accept` true) or declines a pending join request of `user`. */
+  resolveJoinRequest(conv, user, accept) { return this.post(`/v1/conversations/${conv}/join-requests/${user}/${accept ? 'accept' : 'decline'}`); }
+
+  /**
+   * Saves what you are writing in `conv` for your other devices (`replyTo`: the message it answers); an empty text
+   * deletes the draft. `drafts()` resolves to `[{conv, text, replyTo, updatedAt}]`, latest first.
+   */
+  saveDraft(conv, text, replyTo) {
+    return text ? this.put(`/v1/conversations/${conv}/draft`, { text, replyTo }) : this.del(`/v1/conversations/${conv}/draft`);
+  }
+
+  drafts() { return this.get('/v1/drafts'); }
+
   /** Closes the socket and stops reconnecting. Queued sends stay queued. */
   disconnect() {
     this.wanted = false;

@@ -1,0 +1,16 @@
+import IMCore
+import IMStorage
+
+/// Drafts (docs/protocol.md, "Drafts"): one per user and conversation, kept on the server so every device of the
+/// user picks up where another left off.
+extension IMService {
+    func saveDraft(_ user: UserID, _ conv: ConversationID, _ body: API.SaveDraft) async throws -> Draft? {
+        _ = try await requireMember(user, conv)
+        guard body.text.utf8.count <= config.limits.textBytes else {
+            throw IMError(.tooLarge, "a draft is at most \(config.limits.textBytes) bytes, like a message")
+        }
+        let draft = body.text.isEmpty ? nil : Draft(conversation: conv, text: body.text, replyTo: body.replyTo, updatedAt: nowMillis())
+        try await storage.saveDraft(user: user, conversation: conv, draft)
+        return draft
+    }
+}
