@@ -373,5 +373,6 @@ struct Routes: Sendable {
         }
         addBots(to: router)
         addWebhooks(to: router)
+        addAssistant(to: router)
     }
 }
