@@ -3,7 +3,7 @@ extension API {
     public struct AdminAssistant: Sendable, Codable, Hashable {
         public var enabled: Bool
         public var username: String
-        /// The assistant's account, once the server has made or found it.
+        /// The assistant's account, once the server has made or found it (nil: it could not start; the log says why).
         public var user: UserID?
         /// The endpoint's API base without any user or password in it.
         public var endpoint: String

@@ -425,6 +425,9 @@ struct AssistantService: Service {
                 assistant.stop()
             }
         }
+        // `run` returns early only when the assistant could not start (its account; logged): the server runs on
+        // without it, as a service that ended on its own would end the whole group.
+        try? await gracefulShutdown()
         try? await http.shutdown()
     }
 }

@@ -24,10 +24,8 @@ extension ServerRuntime {
     public func assistantStatus() async throws -> API.AdminAssistant {
         let a = config.assistant
         let use = assistant?.usageSoFar ?? Assistant.Usage()
-        var bot = assistant?.bot
-        if bot == nil, a.enabled { bot = try await storage.user(username: a.username.lowercased())?.id }
         return API.AdminAssistant(
-            enabled: a.enabled, username: a.username.lowercased(), user: bot, endpoint: Self.withoutCredentials(a.endpoint), model: a.model,
+            enabled: a.enabled, username: a.username.lowercased(), user: assistant?.bot, endpoint: Self.withoutCredentials(a.endpoint), model: a.model,
             keyConfigured: !a.keyFile.isEmpty,
             usage: .init(questions: use.questions, failures: use.failures, promptTokens: use.promptTokens, completionTokens: use.completionTokens),
             conversations: try await store.assistantSettings().map {

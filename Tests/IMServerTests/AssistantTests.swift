@@ -51,7 +51,7 @@ import Testing
     /// The assistant's answer after `seq` as the user's devices see it: its message with every edit applied, the
     /// edits it took, and its `data.assistant` state. Waits (at most `timeout`) until the state is final.
     func answer(_ log: EventLog, in conv: ConversationID, from bot: UserID, after seq: Int64,
-                timeout: Duration = .seconds(15)) async -> (text: String, edits: Int, state: String, message: Message)? {
+                timeout: Duration = .seconds(30)) async -> (text: String, edits: Int, state: String, message: Message)? {
         let result = Mutexed<(String, Int, String, Message)?>(nil)
         // The condition reads only the events it is handed: the log's lock is held while it runs.
         _ = await log.wait(timeout: timeout) { events in
@@ -89,12 +89,15 @@ import Testing
                 let q = try await send(log, conv.id, "What is Warbler?")
                 let got = await answer(log, in: conv.id, from: bot, after: q)
                 #expect(got?.text == "Warbler is a chat server in one file." && got?.state == "complete", "\(String(describing: got))")
-                #expect((got?.edits ?? 0) >= 3, "the answer should grow in place, not arrive at once")
+                #expect((got?.edits ?? 0) >= 2, "the answer should grow in place, not arrive at once")
                 #expect(got?.message.data == .object(["assistant": .string("streaming")]))
                 #expect(log.messages(in: conv.id).filter { $0.sender == bot && $0.kind == .text }.count == 1)
-                // Typing while it worked, and no longer once done.
-                let typing = log.events.compactMap { e -> Bool? in if case .typing(let t) = e, t.user == bot { return t.active }; return nil }
-                #expect(typing.first == true && typing.last == false)
+                // Typing while it worked, and no longer once done (the last typing goes out after the last edit).
+                func typing(_ events: [IMEvent]) -> [Bool] {
+                    events.compactMap { e -> Bool? in if case .typing(let t) = e, t.user == bot { return t.active }; return nil }
+                }
+                #expect(await log.wait(timeout: .seconds(10)) { typing($0).last == false })
+                #expect(typing(log.events).first == true)
                 // What the endpoint was asked.
                 #expect(fake.lastAuthorization == "Bearer \(Self.key)" && fake.lastModel == "test-model" && fake.lastStream == true)
                 #expect(fake.lastMessages.first?.role == "system")
@@ -122,7 +125,8 @@ import Testing
 
     @Test func failuresBecomeShortAnswersWithBoundedRetries() async throws {
         try await withFake { fake in
-            try await withAssistant(fake, { $0.assistant.timeoutSeconds = 1.5; $0.assistant.retries = 1 }) { server, bot in
+            // The timeout leaves room for a loaded machine; the slow and silent cases take it (about 12 s in all).
+            try await withAssistant(fake, { $0.assistant.timeoutSeconds = 6; $0.assistant.retries = 1 }) { server, bot in
                 let alice = try await server.user("alice")
                 let conv = try await alice.client.createDirectConversation(with: bot)
                 let log = try await EventLog.connect(alice)
@@ -150,10 +154,10 @@ import Testing
                 let dropped = try await ask([.dropAfter(["Half an"])], "six")
                 #expect(dropped?.text.hasPrefix("Half an") == true && dropped?.text.contains("broke off") == true && dropped?.state == "failed",
                         "\(String(describing: dropped))")
-                let slow = try await ask([.stream(["Slow", " and", " slower"], gap: .seconds(1))], "seven")
-                #expect(slow?.text.hasPrefix("Slow") == true && slow?.text.contains("within 1.5 seconds") == true, "\(String(describing: slow))")
-                let silent = try await ask([.hang(.seconds(8))], "eight")
-                #expect(silent?.text.contains("unavailable") == true && silent?.text.contains("within 1.5 seconds") == true, "\(String(describing: silent))")
+                let slow = try await ask([.stream(["Slow", " and", " slower"], gap: .seconds(4))], "seven")
+                #expect(slow?.text.hasPrefix("Slow") == true && slow?.text.contains("within 6 seconds") == true, "\(String(describing: slow))")
+                let silent = try await ask([.hang(.seconds(30))], "eight")
+                #expect(silent?.text.contains("unavailable") == true && silent?.text.contains("within 6 seconds") == true, "\(String(describing: silent))")
                 let text = try await metrics(server)
                 for (outcome, n) in [("rate_limited", 1), ("server_error", 1), ("refused", 1), ("malformed", 1), ("disconnected", 1), ("timeout", 2), ("ok", 1)] {
                     #expect(text.contains(#"warbler_assistant_requests_total{outcome="\#(outcome)"} \#(n)"#), "\(outcome)")
@@ -166,19 +170,21 @@ import Testing
 
     @Test func aSlowModelNeverSlowsMessagesBetweenPeople() async throws {
         try await withFake { fake in
-            fake.script([.hang(.seconds(6))])
-            try await withAssistant(fake, { $0.assistant.timeoutSeconds = 4 }) { server, bot in
+            // The model sits on the question for a minute; people's messages go on meanwhile.
+            fake.script([.hang(.seconds(60))])
+            try await withAssistant(fake, { $0.assistant.timeoutSeconds = 60 }) { server, bot in
                 let alice = try await server.user("alice"), bob = try await server.user("bob")
                 let withBot = try await alice.client.createDirectConversation(with: bot)
                 let withBob = try await alice.client.createDirectConversation(with: bob.id)
                 let log = try await EventLog.connect(alice)
                 let bobLog = try await EventLog.connect(bob)
                 _ = try await send(log, withBot.id, "a question the model sits on")
-                try await Task.sleep(for: .milliseconds(200))
-                let started = ContinuousClock.now
+                #expect(try await within(.seconds(15)) { while fake.requestCount == 0 { try await Task.sleep(for: .milliseconds(20)) }; return true })
                 for i in 0..<20 { _ = try await send(log, withBob.id, "hello \(i)") }
-                #expect(await bobLog.waitForMessages(20, in: withBob.id, timeout: .seconds(5)))
-                #expect(started.duration(to: .now) < .seconds(3), "people's messages wait for nothing the assistant does")
+                #expect(await bobLog.waitForMessages(20, in: withBob.id, timeout: .seconds(30)))
+                // All delivered while the model still holds the question: nothing waited for the assistant.
+                #expect(fake.requestCount == 1)
+                #expect(!log.messages(in: withBot.id).contains { $0.sender == bot }, "the assistant cannot have answered yet")
                 await bobLog.close()
                 await log.close()
             }
@@ -305,6 +311,35 @@ import Testing
         let all = lines.withLock { $0 }
         #expect(all.contains { $0.contains("assistant") }, "the test should have seen the assistant's log lines")
         #expect(!all.contains { $0.contains(Self.key) || $0.contains("9f2c7e41") })
+    }
+
+    @Test func aPersonNamedAssistantKeepsItOffAndTheServerRunning() async throws {
+        let dir = NSTemporaryDirectory() + "warbler-ai-name-" + UUID().uuidString
+        let first = try await TestServer(.sqlite, directory: dir)
+        _ = try await first.user("assistant")
+        await first.stop(remove: false)
+        try await withFake { fake in
+            let base = fake.baseURL
+            let server = try await TestServer(.sqlite, {
+                $0.assistant.enabled = true; $0.assistant.endpoint = base; $0.assistant.model = "m"
+            }, directory: dir)
+            do {
+                let person = try #require(try await server.runtime.storage.user(username: "assistant"))
+                let alice = try await server.user("alice")
+                let conv = try await alice.client.createDirectConversation(with: person.id)
+                let log = try await EventLog.connect(alice)
+                _ = try await send(log, conv.id, "are you a bot?")
+                try await Task.sleep(for: .milliseconds(500))
+                #expect(fake.requestCount == 0)
+                let status = try await server.runtime.assistantStatus()
+                #expect(status.enabled && status.user == nil)
+                await log.close()
+            } catch {
+                await server.stop()
+                throw error
+            }
+            await server.stop()
+        }
     }
 
     @Test func aMissingOrEmptyKeyFileStopsTheServerWithAClearError() async throws {
