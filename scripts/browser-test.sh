@@ -31,6 +31,13 @@ if [ -z "$PY" ]; then
 fi
 
 WORK=$(mktemp -d /tmp/warbler-browser.XXXXXX)
+# The AI assistant's endpoint: a fake OpenAI-compatible server streaming its answer (tests/browser/fake_openai.py).
+"$PY" tests/browser/fake_openai.py "$WORK/ai-port" &
+AI_PID=$!
+trap 'kill -TERM "$AI_PID" 2>/dev/null || true; rm -rf "$WORK"' EXIT   # until cleanup (below) takes over
+for _ in $(seq 1 50); do [ -s "$WORK/ai-port" ] && break; sleep 0.1; done
+[ -s "$WORK/ai-port" ] || die "the fake AI endpoint did not start"
+AI_PORT=$(cat "$WORK/ai-port")
 PORT=$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
 ADMIN_PASSWORD=$(head -c 18 /dev/urandom | base64 | tr -d '/+=' )
 printf '%s\n' "$ADMIN_PASSWORD" > "$WORK/admin-password"
@@ -49,6 +56,11 @@ auth:
   jwt_key_file: "$WORK/jwt.key"
   bcrypt_cost: 4
   login_per_minute_per_address: 1000
+assistant:
+  enabled: true
+  endpoint: "http://127.0.0.1:$AI_PORT/v1"
+  model: "browser-test"
+  edit_interval_seconds: 0.2
 data_dir: "$WORK"
 log_level: "notice"
 YAML
@@ -57,6 +69,7 @@ YAML
 "$BIN" server --config "$WORK/warbler.yaml" > "$WORK/server.log" 2>&1 &
 SERVER_PID=$!
 cleanup() {
+  kill -TERM "$AI_PID" 2>/dev/null || true
   kill -TERM "$SERVER_PID" 2>/dev/null || true
   wait "$SERVER_PID" 2>/dev/null || true
   mkdir -p "$ARTIFACTS" && cp "$WORK/server.log" "$ARTIFACTS/server.log" 2>/dev/null || true

@@ -374,5 +374,6 @@ struct Routes: Sendable {
         addBots(to: router)
         addWebhooks(to: router)
         addGroupFeatures(to: router)
+        addAssistant(to: router)
     }
 }

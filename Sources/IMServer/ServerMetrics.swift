@@ -24,6 +24,7 @@ public final class ServerMetrics: Sendable {
     let webhookFailedAttempts: Counter
     let webhookDisabled: Counter
     let webhookLatency: DurationHistogram
+    let assistant: AssistantMetrics
     private let recent = LockedBox<[Int64]>([])   // per-second send counts for the last 60 s, for status
 
     public init() {
@@ -48,6 +49,7 @@ public final class ServerMetrics: Sendable {
         webhookFailedAttempts = registry.makeCounter(descriptor: .init(metricName: "warbler_webhook_failed_attempts_total", unitName: "", helpText: "Webhook delivery attempts that failed (refused target, no answer, or not 2xx); each is retried with backoff"))
         webhookDisabled = registry.makeCounter(descriptor: .init(metricName: "warbler_webhook_subscriptions_disabled_total", unitName: "", helpText: "Webhook subscriptions turned off because a delivery failed for webhooks.retry_hours"))
         webhookLatency = registry.makeDurationHistogram(descriptor: .init(metricName: "warbler_webhook_delivery_seconds", unitName: "", helpText: "Duration of one webhook delivery attempt"), buckets: [.milliseconds(10), .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(2.5), .seconds(5), .seconds(10)])
+        assistant = AssistantMetrics(registry)
         clusterReconnects = registry.makeCounter(descriptor: .init(metricName: "warbler_cluster_listener_reconnects_total", unitName: "", helpText: "Times the cluster listener's PostgreSQL connection ended or could not be opened"))
     }
 
@@ -75,5 +77,45 @@ public final class ServerMetrics: Sendable {
         var buffer: [UInt8] = []
         registry.emit(into: &buffer)
         return String(decoding: buffer, as: UTF8.self)
+    }
+}
+
+/// The AI assistant's figures (docs/operations.md, "The AI assistant").
+struct AssistantMetrics: Sendable {
+    /// Answers by how they ended (`outcome`: ok, timeout, rate_limited, server_error, refused, malformed,
+    /// disconnected, unreachable, cancelled).
+    let requests: [ChatCompletions.Outcome: Counter]
+    /// Questions refused before asking the endpoint (`reason`: user_limit, conversation_limit, busy).
+    let refused: [String: Counter]
+    /// Answers that failed, whatever the outcome: the alert's input.
+    let failures: Counter
+    let promptTokens: Counter
+    let completionTokens: Counter
+    let latency: DurationHistogram
+    let firstToken: DurationHistogram
+
+    static let refusalReasons = ["user_limit", "conversation_limit", "busy"]
+
+    init(_ registry: PrometheusCollectorRegistry) {
+        func counter(_ name: String, _ help: String, _ label: (String, String)) -> Counter {
+            registry.makeCounter(descriptor: .init(metricName: name, unitName: "", helpText: help), labels: [label])
+        }
+        var requests: [ChatCompletions.Outcome: Counter] = [:]
+        for o in ChatCompletions.Outcome.allCases {
+            requests[o] = counter("warbler_assistant_requests_total", "AI assistant answers by how they ended", ("outcome", o.rawValue))
+        }
+        self.requests = requests
+        var refused: [String: Counter] = [:]
+        for r in Self.refusalReasons {
+            refused[r] = counter("warbler_assistant_refused_total", "Questions the AI assistant did not take up (a rate limit, or its queue was full)", ("reason", r))
+        }
+        self.refused = refused
+        failures = registry.makeCounter(descriptor: .init(metricName: "warbler_assistant_failures_total", unitName: "", helpText: "AI assistant answers that failed or were cut off (any outcome but ok)"))
+        let tokensHelp = "Tokens the AI assistant used: the endpoint's usage figures, else counted chunks (completion) and an estimate (prompt)"
+        promptTokens = counter("warbler_assistant_tokens_total", tokensHelp, ("kind", "prompt"))
+        completionTokens = counter("warbler_assistant_tokens_total", tokensHelp, ("kind", "completion"))
+        let buckets: [Duration] = [.milliseconds(250), .milliseconds(500), .seconds(1), .seconds(2.5), .seconds(5), .seconds(10), .seconds(30), .seconds(60), .seconds(120)]
+        latency = registry.makeDurationHistogram(descriptor: .init(metricName: "warbler_assistant_answer_seconds", unitName: "", helpText: "From taking up a question to its complete (or failed) answer"), buckets: buckets)
+        firstToken = registry.makeDurationHistogram(descriptor: .init(metricName: "warbler_assistant_first_token_seconds", unitName: "", helpText: "From taking up a question to the first words of its answer"), buckets: buckets)
     }
 }

@@ -40,7 +40,9 @@ public final class ServerRuntime: Sendable {
     let localBus: LocalFanOutBus
     /// Outgoing-webhook subscriptions and logs; their deliveries run in `WebhookDeliveryService`.
     let webhooks: Webhooks
-    private let store: SQLStore
+    /// The built-in AI assistant when `assistant.enabled`; it answers in `AssistantService`.
+    let assistant: Assistant?
+    let store: SQLStore
     private let ports = LockedBox<(main: Int?, metrics: Int?)>((nil, nil))
     private let group = LockedBox<ServiceGroup?>(nil)
 
@@ -51,11 +53,19 @@ public final class ServerRuntime: Sendable {
             try? await storage.close()
             throw ConfigError("cluster.enabled needs storage.driver: postgres")
         }
-        let key = try TokenService.loadOrCreateKey(path: config.auth.jwtKeyFile)
-        return await ServerRuntime(config: config, storage: storage, key: key, logger: logger)
+        let key: TokenService.Key
+        let assistantKey: String?
+        do {
+            key = try TokenService.loadOrCreateKey(path: config.auth.jwtKeyFile)
+            assistantKey = config.assistant.enabled ? try Assistant.readKey(config.assistant.keyFile) : nil
+        } catch {
+            try? await storage.close()
+            throw error
+        }
+        return await ServerRuntime(config: config, storage: storage, key: key, assistantKey: assistantKey, logger: logger)
     }
 
-    init(config: ServerConfig, storage: SQLStore, key: Curve25519SigningKey, logger: Logger) async {
+    init(config: ServerConfig, storage: SQLStore, key: Curve25519SigningKey, assistantKey: String? = nil, logger: Logger) async {
         self.config = config
         self.storage = storage
         self.store = storage
@@ -75,6 +85,10 @@ public final class ServerRuntime: Sendable {
         attachments = Attachments(backing: config.storage.driver == "postgres" ? .database : .disk(config.dataDir + "/attachments"),
                                   storage: storage, limits: config.limits)
         service = IMService(storage: storage, hub: hub, attachments: attachments, config: config, logger: logger)
+        assistant = config.assistant.enabled
+            ? Assistant(settings: config.assistant, key: assistantKey, textBytes: config.limits.textBytes, store: storage, service: service,
+                        hub: hub, metrics: metrics.assistant, logger: logger.with("im.component", "assistant"))
+            : nil
         tokens = TokenService(key: key, accessTTL: config.auth.accessTtlSeconds, refreshTTL: config.auth.refreshTtlSeconds)
         passwords = PasswordHasher(cost: config.auth.bcryptCost, maxInFlight: config.auth.maxConcurrentHashes)
         let refusedConnections = metrics.refusedConnections
@@ -96,8 +110,10 @@ public final class ServerRuntime: Sendable {
         }
         // After the commit, never inside it: onto the bus, whose consumer delivers here (and, on a cluster, whose
         // cluster side rings the other nodes' doorbell).
+        let assistant = self.assistant
         await storage.observeAppends { messages in
             hub.deliver(messages)
+            assistant?.observe(messages)   // queues only: the assistant works in AssistantService
         }
         await storage.observeCommits { n, d in
             metrics.commitSeconds.record(d)
@@ -362,7 +378,9 @@ public final class ServerRuntime: Sendable {
         // The bus's consumer stops after everything that publishes (listeners, drain, the cluster), before storage.
         let fanOut = FanOutService(events: localBus.events, hub: hub)
         let g = ServiceGroup(configuration: .init(
-            services: [.init(service: store), .init(service: fanOut)] + clusterServices + [.init(service: webhookDelivery)] + apps.map { .init(service: $0) } + [.init(service: drain), .init(service: watchdog), .init(service: housekeeping)],
+            services: [.init(service: store), .init(service: fanOut)] + clusterServices + [.init(service: webhookDelivery)]
+                + (assistant.map { [.init(service: AssistantService(assistant: $0))] } ?? [])
+                + apps.map { .init(service: $0) } + [.init(service: drain), .init(service: watchdog), .init(service: housekeeping)],
             gracefulShutdownSignals: handleSignals ? [.sigterm, .sigint] : [],
             logger: logger))
         group.withLock { $0 = g }

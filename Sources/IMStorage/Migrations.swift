@@ -394,6 +394,20 @@ public enum Migrations {
             ],
             additive: true
         ),
+        // The AI assistant turned off (or back on) per conversation by an admin; a conversation without a row has it
+        // on.
+        Migration(
+            version: 10, name: "assistant per conversation",
+            sqlite: ["""
+                CREATE TABLE assistant_conversations (
+                  conv_id INTEGER PRIMARY KEY, enabled INTEGER NOT NULL, changed_by INTEGER NOT NULL, changed_at INTEGER NOT NULL)
+                """],
+            postgres: ["""
+                CREATE TABLE assistant_conversations (
+                  conv_id BIGINT PRIMARY KEY, enabled INTEGER NOT NULL, changed_by BIGINT NOT NULL, changed_at BIGINT NOT NULL)
+                """],
+            additive: true
+        ),
     ]
 
     /// Nodes on one database take this lock (a PostgreSQL advisory lock key) to run migrations one at a time.

@@ -526,9 +526,11 @@ public final class SQLStore: Storage {
                 let sql = m.kind == .recall
                     ? "UPDATE messages SET recalled = 1, text = NULL, data = NULL, attachment = NULL, mentions = NULL, mention_all = 0, forwarded = NULL WHERE conv_id = $1 AND seq = $2 RETURNING seq"
                     // A recall may commit between the edit's checks and this batch: never write text back into it.
-                    : "UPDATE messages SET text = $3, edited_at = $4 WHERE conv_id = $1 AND seq = $2 AND recalled = 0 RETURNING seq"
+                    // An edit with `data` (only the server writes one: the assistant's streaming state) replaces the
+                    // target's data too; a person's edit has none and leaves it.
+                    : "UPDATE messages SET text = $3, edited_at = $4, data = COALESCE($5, data) WHERE conv_id = $1 AND seq = $2 AND recalled = 0 RETURNING seq"
                 let binds: [SQLValue] = m.kind == .recall ? [.int(m.conversation), .int(target)]
-                    : [.int(m.conversation), .int(target), SQLValue(m.text), .int(now)]
+                    : [.int(m.conversation), .int(target), SQLValue(m.text), .int(now), json(m.data)]
                 if try await db.query(sql, binds).isEmpty { out[i] = .failure(.notFound("no such message")); continue }
                 if m.kind == .recall {
                     // A recalled message keeps no reactions and mentions no one.

@@ -111,6 +111,21 @@ public struct Blueprint: Sendable {
             passwordGenerated = password.generated
         }
 
+        // The AI assistant's key: the operator's file copied into the secrets (trimmed), else the installed copy kept.
+        var aiKeyInstalled = false
+        if let a = settings.assistant {
+            if let path = a.keyFile {
+                guard try system.info(path) != nil else { throw OptionsError("--ai-key-file \(path): no such file") }
+                let key = String(decoding: try system.read(path), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+                guard !key.isEmpty else { throw OptionsError("--ai-key-file \(path) is empty; put the endpoint's API key in it") }
+                file(Paths.aiKey, Data((key + "\n").utf8), 0o600, svc, label: "AI assistant key")
+                aiKeyInstalled = true
+            } else if let kept = try existing(Paths.aiKey) {
+                file(Paths.aiKey, kept, 0o600, svc, label: "AI assistant key")
+                aiKeyInstalled = true
+            }
+        }
+
         // TLS.
         var tls: TLSMaterial?
         switch settings.tls {
@@ -151,6 +166,7 @@ public struct Blueprint: Sendable {
         config.dataDir = Paths.data
         config.exporterPort = settings.exporterPort
         config.alertsControlURL = "http://127.0.0.1:\(settings.alertdPort)"
+        config.assistant = settings.assistant.map { .init(endpoint: $0.endpoint, model: $0.model, keyFile: aiKeyInstalled ? Paths.aiKey : nil) }
         if let c = settings.cluster {
             // Behind HAProxy (which owns the public port), on the address the other members reach.
             config.host = c.advertise.description

@@ -40,6 +40,11 @@ public struct InstallAnswers: Sendable, Equatable, Codable {
     public var releaseKey: String?
     /// Set on a cluster member (`install --cluster-init`, `join`).
     public var cluster: ClusterAnswers?
+    /// The AI assistant: an OpenAI-compatible API base and model turn it on; the key file is copied into the
+    /// install's secrets (`/etc/warbler/secrets/ai.key`) and not remembered (the copy is kept).
+    public var aiEndpoint: String?
+    public var aiModel: String?
+    public var aiKeyFile: String?
 
     public init() {}
 
@@ -58,6 +63,9 @@ public struct InstallAnswers: Sendable, Equatable, Codable {
         case alertWebhooks = "alert_webhooks"
         case alertReceivers = "alert_receivers"
         case releaseKey = "release_key"
+        case aiEndpoint = "ai_endpoint"
+        case aiModel = "ai_model"
+        case aiKeyFile = "ai_key_file"
     }
 
     /// Parses an answers file. Unknown keys are refused, like the server refuses unknown settings.
@@ -106,6 +114,9 @@ public struct InstallAnswers: Sendable, Equatable, Codable {
         out.alertReceivers = alertReceivers ?? base.alertReceivers
         out.releaseKey = releaseKey ?? base.releaseKey
         out.cluster = cluster.map { $0.over(base.cluster) } ?? base.cluster
+        out.aiEndpoint = aiEndpoint ?? base.aiEndpoint
+        out.aiModel = aiModel ?? base.aiModel
+        out.aiKeyFile = aiKeyFile ?? base.aiKeyFile
         return out
     }
 
@@ -115,6 +126,7 @@ public struct InstallAnswers: Sendable, Equatable, Codable {
         var p = self
         p.skipChecks = nil
         p.adminPasswordFile = nil
+        p.aiKeyFile = nil
         p.minFreeDiskMB = nil
         p.minMemoryMB = nil
         return p
@@ -166,6 +178,16 @@ public struct InstallSettings: Sendable, Equatable {
     public var releaseKey: String?
     /// nil: a single node.
     public var cluster: ClusterSettings?
+    /// nil: no AI assistant.
+    public var assistant: AssistantSettings?
+
+    /// The AI assistant's endpoint, model, and the operator's key file to copy (nil: keep the installed copy, if any).
+    public struct AssistantSettings: Sendable, Equatable {
+        public var endpoint: String
+        public var model: String
+        public var keyFile: String?
+        public init(endpoint: String, model: String, keyFile: String?) { self.endpoint = endpoint; self.model = model; self.keyFile = keyFile }
+    }
 
     public init() {}
 
@@ -228,6 +250,18 @@ public struct InstallSettings: Sendable, Equatable {
         for r in s.alertReceivers {
             if let problem = r.problem { problems.append(problem) }
             if !names.insert(r.name).inserted { problems.append("two alert receivers are named '\(r.name)'") }
+        }
+        switch (answers.aiEndpoint.flatMap { $0.isEmpty ? nil : $0 }, answers.aiModel.flatMap { $0.isEmpty ? nil : $0 }) {
+        case (let e?, let m?):
+            if let u = URL(string: e), ["http", "https"].contains(u.scheme?.lowercased() ?? ""), u.host != nil, u.query == nil {
+                s.assistant = AssistantSettings(endpoint: e, model: m, keyFile: answers.aiKeyFile)
+            } else {
+                problems.append("--ai-endpoint must be the endpoint's http(s) API base, such as https://api.openai.com/v1, not '\(e)'")
+            }
+        case (nil, nil):
+            if answers.aiKeyFile != nil { problems.append("--ai-key-file needs --ai-endpoint and --ai-model (the assistant's endpoint and model)") }
+        default:
+            problems.append("give both --ai-endpoint and --ai-model to turn the AI assistant on (empty values for both turn it off)")
         }
         if let c = answers.cluster {
             let cluster = ClusterSettings(c, hostname: hostname, problems: &problems)

@@ -6,6 +6,8 @@ public enum Paths {
     public static let secrets = "/etc/warbler/secrets"
     public static let jwtKey = "/etc/warbler/secrets/jwt.key"
     public static let adminPassword = "/etc/warbler/secrets/admin-password"
+    /// The AI assistant's API key (`install --ai-key-file`), 0600 warbler.
+    public static let aiKey = "/etc/warbler/secrets/ai.key"
     public static let tls = "/etc/warbler/tls"
     public static let caCert = "/etc/warbler/tls/ca.crt"
     public static let caKey = "/etc/warbler/tls/ca.key"

@@ -31,6 +31,15 @@ public struct ServerConfigContext: Sendable, Equatable {
     /// A cluster member: its node name and the cluster CA it hands to joining hosts.
     public var clusterNodeID: String?
     public var clusterCAFile = ""
+    /// The AI assistant, on: its endpoint, model and key file (nil: no key). nil: off.
+    public var assistant: Assistant?
+
+    public struct Assistant: Sendable, Equatable {
+        public var endpoint: String
+        public var model: String
+        public var keyFile: String?
+        public init(endpoint: String, model: String, keyFile: String?) { self.endpoint = endpoint; self.model = model; self.keyFile = keyFile }
+    }
 
     public struct Postgres: Sendable, Equatable {
         public var host: String
@@ -69,6 +78,9 @@ public struct ServerConfigContext: Sendable, Equatable {
             } ?? [],
             "cluster": clusterNodeID.map { [["nodeId": YAML.quote($0), "caFile": YAML.quote(clusterCAFile)]] } ?? [],
             "auth": ["registration": YAML.quote(registration), "jwtKeyFile": YAML.quote(jwtKeyFile)],
+            "assistant": assistant.map { a -> [[String: Any]] in
+                [["endpoint": YAML.quote(a.endpoint), "model": YAML.quote(a.model), "keyFile": YAML.quote(a.keyFile ?? "")]]
+            } ?? [],
             "dataDir": YAML.quote(dataDir),
             "logLevel": YAML.quote(logLevel),
         ]

@@ -1,5 +1,6 @@
 import Foundation
 import Yams
+import IMCore
 
 /// Everything `warbler server` can be told. Loaded from YAML (snake_case keys), then overridden by
 /// `WARBLER_<SECTION>_<KEY>` environment variables; every setting has a default that works.
@@ -205,6 +206,8 @@ public struct ServerConfig: Codable, Sendable, Equatable {
     }
     public var moderation = Moderation()
     // --- end of content moderation ---
+    /// The built-in AI assistant (`Assistant` and its checks are at the end of this file).
+    public var assistant = Assistant()
     /// Attachments and other files live here.
     public var dataDir = "/var/lib/warbler"
     /// `info`, `debug`, `warning`, …
@@ -271,6 +274,7 @@ public struct ServerConfig: Codable, Sendable, Equatable {
         }
         guard exporter.collectorTimeoutSeconds > 0 else { throw ConfigError("exporter.collector_timeout_seconds must be above 0") }
         try validateCluster()
+        try validateAssistant()
         if !alerts.controlUrl.isEmpty {
             guard let u = URL(string: alerts.controlUrl), ["http", "https"].contains(u.scheme?.lowercased() ?? ""), u.host != nil else {
                 throw ConfigError("alerts.control_url must be an http(s) URL such as http://127.0.0.1:9102, not '\(alerts.controlUrl)'")
@@ -458,4 +462,69 @@ public struct ServerConfig: Codable, Sendable, Equatable {
 public struct ConfigError: Error, CustomStringConvertible, Sendable {
     public var description: String
     public init(_ d: String) { description = d }
+}
+
+// MARK: The AI assistant (docs/bots.md, "The assistant"; docs/operations.md, "The AI assistant")
+
+extension ServerConfig {
+    /// The built-in AI assistant: a bot that answers through an OpenAI-compatible chat-completions endpoint.
+    public struct Assistant: Codable, Sendable, Equatable {
+        public var enabled = false
+        /// The bot's username; the account is created at start (a bot without a token) when missing.
+        public var username = "assistant"
+        public var displayName = "Assistant"
+        /// The API base: `https://api.openai.com/v1`, `http://127.0.0.1:11434/v1` (Ollama), …; `/chat/completions`
+        /// is appended.
+        public var endpoint = ""
+        public var model = ""
+        /// A file holding the API key, sent as `Authorization: Bearer`; empty for an endpoint without one. Never logged.
+        public var keyFile = ""
+        public var systemPrompt = "You are a helpful assistant in a company chat. Answer briefly and clearly."
+        /// The most recent messages of the conversation sent as context, and about this many tokens of them
+        /// (estimated from their characters); the oldest are dropped first.
+        public var contextMessages = 20
+        public var contextTokens = 4000
+        /// The most tokens an answer may use (sent as `max_tokens`); 0 leaves it to the endpoint.
+        public var maxTokens = 0
+        /// An answer that has not finished in this long is cut off with a note (and a silent stream fails this soon).
+        public var timeoutSeconds = 60.0
+        /// Retries of a request that failed before any answer came (429, 5xx, no connection).
+        public var retries = 1
+        /// The growing answer is written (as an edit of its message) at most this often.
+        public var editIntervalSeconds = 0.5
+        /// Questions per user per minute, and per conversation per minute.
+        public var perUserPerMinute = 10
+        public var perConversationPerMinute = 20
+        /// Answers being worked on at once, and questions that may wait for one (more are refused with a note).
+        public var concurrency = 4
+        public var queueSize = 100
+
+        public init() {}
+    }
+
+    func validateAssistant() throws {
+        let a = assistant
+        func positive(_ value: Double, _ key: String) throws {
+            guard value > 0, value.isFinite else { throw ConfigError("assistant.\(key) must be a number above 0, not \(value)") }
+        }
+        func atLeast(_ value: Int, _ minimum: Int, _ key: String) throws {
+            guard value >= minimum else { throw ConfigError("assistant.\(key) must be at least \(minimum), not \(value)") }
+        }
+        try atLeast(a.contextMessages, 1, "context_messages")
+        try atLeast(a.contextTokens, 100, "context_tokens")
+        try atLeast(a.maxTokens, 0, "max_tokens")
+        try positive(a.timeoutSeconds, "timeout_seconds")
+        try atLeast(a.retries, 0, "retries")
+        try positive(a.editIntervalSeconds, "edit_interval_seconds")
+        try atLeast(a.perUserPerMinute, 1, "per_user_per_minute")
+        try atLeast(a.perConversationPerMinute, 1, "per_conversation_per_minute")
+        try atLeast(a.concurrency, 1, "concurrency")
+        try atLeast(a.queueSize, 1, "queue_size")
+        guard a.enabled else { return }
+        guard let u = URL(string: a.endpoint), ["http", "https"].contains(u.scheme?.lowercased() ?? ""), u.host != nil, u.query == nil else {
+            throw ConfigError("assistant.endpoint must be the endpoint's http(s) API base, such as https://api.openai.com/v1, not '\(a.endpoint)'")
+        }
+        guard !a.model.isEmpty else { throw ConfigError("assistant.model must name the model to ask, such as gpt-4o-mini or qwen2.5:7b") }
+        if let e = Validation.username(a.username.lowercased()) { throw ConfigError("assistant.username: \(e.message)") }
+    }
 }

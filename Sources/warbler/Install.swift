@@ -29,7 +29,7 @@ struct InstallFlags: ParsableArguments {
     var tlsKey: String?
     @Flag(help: "Serve plain HTTP (only behind a proxy that terminates TLS).")
     var noTLS = false
-    @Option(help: "A YAML answers file (keys: port, host, metrics_port, domains, tls_cert, tls_key, tls, registration, admin_user, admin_password_file, log_level, init, skip_checks, min_free_disk_mb, min_memory_mb, alert_webhooks, alert_receivers, release_key). Flags override it.")
+    @Option(help: "A YAML answers file (keys: port, host, metrics_port, domains, tls_cert, tls_key, tls, registration, admin_user, admin_password_file, log_level, init, skip_checks, min_free_disk_mb, min_memory_mb, alert_webhooks, alert_receivers, release_key, ai_endpoint, ai_model, ai_key_file). Flags override it.")
     var config: String?
     @Option(help: "Skip a preflight check by name (root, platform, init, disk, memory, ports, clock, hostname, existing-install). Repeatable.")
     var skipCheck: [String] = []
@@ -43,6 +43,12 @@ struct InstallFlags: ParsableArguments {
     var releaseKey: String?
     @Option(help: "A webhook alertd notifies (Alertmanager's JSON). Repeatable; other receivers (Slack, DingTalk, WeCom, Feishu, email) go in the answers file's alert_receivers.")
     var alertWebhook: [String] = []
+    @Option(help: "Turn on the AI assistant: an OpenAI-compatible API base, e.g. https://api.openai.com/v1 or http://127.0.0.1:11434/v1 (with --ai-model; empty turns it off).")
+    var aiEndpoint: String?
+    @Option(help: "The model the AI assistant asks, e.g. gpt-4o-mini, deepseek-chat, qwen-plus, qwen2.5:7b.")
+    var aiModel: String?
+    @Option(help: "A file holding the endpoint's API key; copied to /etc/warbler/secrets/ai.key (0600), never logged or shown.")
+    var aiKeyFile: String?
     @Flag(help: "Found a cluster on this host: etcd, PostgreSQL under Patroni, HAProxy and the IM server on PostgreSQL; prints a join token for the other hosts.")
     var clusterInit = false
     @Option(help: "This host's IPv4 address the other cluster members reach (a cluster member needs it).")
@@ -108,6 +114,9 @@ struct InstallFlags: ParsableArguments {
         flags.initSystem = initSystem.flatMap(InitSystem.init(rawValue:))
         flags.alertWebhooks = alertWebhook.isEmpty ? nil : alertWebhook
         flags.releaseKey = releaseKey
+        flags.aiEndpoint = aiEndpoint
+        flags.aiModel = aiModel
+        flags.aiKeyFile = aiKeyFile
         if clusterInit || advertiseAddress != nil || balance != nil || nodeName != nil {
             flags.cluster = ClusterAnswers(founder: clusterInit ? true : nil, advertiseAddress: advertiseAddress, nodeName: nodeName,
                                            roles: clusterInit ? (databaseURL == nil ? [.database, .etcd] : [.etcd]) : nil, balance: balance,

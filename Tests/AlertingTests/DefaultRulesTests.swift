@@ -18,7 +18,7 @@ func defaultConfigText(_ context: AlertsConfigContext = AlertsConfigContext()) t
     static let defaultRules: [(String, Severity)] = [
         ("WarblerComponentDown", .critical), ("WarblerTargetUnreachable", .critical), ("DiskAlmostFull", .warning),
         ("DiskAlmostFull", .critical), ("MemoryPressure", .warning), ("HighSendErrorRate", .warning), ("SendLatencyHigh", .warning),
-        ("WebhookSubscriptionDisabled", .warning), ("ComponentRestarting", .warning), ("CertificateExpiring", .warning), ("CertificateExpiring", .critical),
+        ("WebhookSubscriptionDisabled", .warning), ("AssistantEndpointFailing", .warning), ("ComponentRestarting", .warning), ("CertificateExpiring", .warning), ("CertificateExpiring", .critical),
         ("BackupStale", .warning), ("ReplicationLag", .critical),
     ]
 
@@ -79,6 +79,26 @@ func defaultConfigText(_ context: AlertsConfigContext = AlertsConfigContext()) t
         #expect(e.alerts(at: at(600)).allSatisfy { !$0.inhibited })
         let cert = try #require(firing.first { $0.name == "CertificateExpiring" })
         #expect(cert.annotations["summary"] == "the certificate /etc/warbler/tls/server.crt expires in 10 days")
+    }
+
+    @Test func theAssistantAlertFiresWhenMostAnswersFailAndNotForAFewFailures() throws {
+        func run(failuresPerMinute: Double, answersPerMinute: Double) throws -> Bool {
+            var e = AlertEngine(config: try AlertsConfig.parse(try defaultConfigText()))
+            var h = History(retention: 900, lookback: 60)
+            let base = ["job": "server", "instance": "127.0.0.1:9464"]
+            for t in stride(from: 0.0, through: 900, by: 60) {
+                let minutes = t / 60
+                h.append(source: "server", samples: [
+                    Sample(name: "warbler_assistant_failures_total", labels: base, value: failuresPerMinute * minutes),
+                    Sample(name: "warbler_assistant_answer_seconds_count", labels: base, value: answersPerMinute * minutes),
+                ], at: at(t))
+                _ = e.evaluate(history: h, at: at(t))
+            }
+            return e.alerts(at: at(900)).contains { $0.name == "AssistantEndpointFailing" && $0.state == "firing" }
+        }
+        #expect(try run(failuresPerMinute: 2, answersPerMinute: 2), "every answer failing")
+        #expect(try !run(failuresPerMinute: 1, answersPerMinute: 10), "one in ten failing is not the endpoint down")
+        #expect(try !run(failuresPerMinute: 0, answersPerMinute: 0), "no questions, no alert")
     }
 
     @Test func exportedPrometheusRulesHoldEveryDefaultRule() throws {

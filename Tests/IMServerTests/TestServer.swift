@@ -48,12 +48,13 @@ final class TestServer: Sendable {
     }
 
     init(_ backend: Backend = .sqlite, _ configure: (inout ServerConfig) -> Void = { _ in }, directory: String? = nil,
-         joining shared: SharedDatabase? = nil) async throws {
+         joining shared: SharedDatabase? = nil, logger custom: Logger? = nil) async throws {
         let dir = directory ?? NSTemporaryDirectory() + "warbler-test-" + UUID().uuidString
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         self.directory = dir
         var logger = Logger(label: "test.server")
         logger.logLevel = ProcessInfo.processInfo.environment["WARBLER_TEST_LOG"].flatMap(Logger.Level.init(rawValue:)) ?? .critical
+        if let custom { logger = custom }
         var config = Self.makeConfig(directory: dir, configure)
         if backend == .postgres {
             let (port, database) = if let shared { (shared.port, shared.name) } else { try await PostgresTestServer.shared.freshDatabase() }
@@ -78,9 +79,9 @@ final class TestServer: Sendable {
 }
 
 /// Runs `body` against a fresh server and always stops it.
-func withServer<T>(_ backend: Backend = .sqlite, _ configure: (inout ServerConfig) -> Void = { _ in },
+func withServer<T>(_ backend: Backend = .sqlite, _ configure: (inout ServerConfig) -> Void = { _ in }, logger: Logger? = nil,
                    _ body: (TestServer) async throws -> T) async throws -> T {
-    let server = try await TestServer(backend, configure)
+    let server = try await TestServer(backend, configure, logger: logger)
     do {
         let r = try await body(server)
         await server.stop()

@@ -491,6 +491,29 @@ class WebClientSuite(unittest.TestCase):
         got = self.alice.d.execute_async_script(script, URL, token, conv, texts, prefix)
         self.assertEqual(got, len(texts))
 
+    def test_06d_the_assistants_answer_grows_in_place(self):
+        a = self.alice
+        a.one("#new-chat").click()
+        a.dialog({"username": "assistant"})
+        a.wait("the chat with the assistant", lambda: a.one("#chat-title").text == "Assistant")
+        a.send("What is Warbler?")
+        final = "Warbler is a chat server in one file."
+        answers = lambda: a.js("""return [...document.querySelectorAll('#messages li.msg.theirs')].map((li) =>
+            ({text: li.querySelector('.body').textContent, streaming: li.classList.contains('streaming')}))""")
+        seen = []
+
+        def grown():
+            now = answers()
+            if now:
+                seen.append(now[-1])
+            return bool(now) and now[-1]["text"] == final and not now[-1]["streaming"]
+
+        a.wait("the assistant's complete answer", grown, timeout=30)
+        partial = [s for s in seen if s["streaming"] and final.startswith(s["text"]) and len(s["text"]) < len(final)]
+        self.assertTrue(partial, f"the answer should be seen growing, saw {seen[:5]}")
+        self.assertEqual(len(answers()), 1, "one message that grew, not one per piece")
+        a.shot("assistant-answer")
+
     def test_07_admin_console_shows_figures_and_creates_a_user_who_then_chats(self):
         WebClientSuite.admin = adm = Page("admin")
         adm.login(ADMIN, ADMIN_PASSWORD, "/admin")

@@ -1,10 +1,11 @@
-// The Warbler admin console (admin.html): users, groups, live figures, health and firing alerts.
+// The Warbler admin console (admin.html): users, groups, live figures, health, firing alerts and the AI assistant.
 import { WarblerClient } from './warbler-client.js';
 import { $, el, clear, formatTime, showDialog, describeError } from './ui.js';
 
 const client = new WarblerClient({ device: 'admin-console' });
 const users = new Map();
 let timer = null;
+let assistant = null;   // GET /v1/admin/assistant, when it answers
 
 function showError(e) {
   $('console-error').textContent = e ? describeError(e) : '';
@@ -84,6 +85,31 @@ async function loadAlerts() {
   }
 }
 
+/** The AI assistant's settings (never its key) and this server's use of it; the section is hidden while it is off. */
+async function loadAssistant() {
+  try { assistant = await client.get('/v1/admin/assistant'); } catch { assistant = null; }
+  const section = $('assistant-section');
+  section.hidden = !(assistant && assistant.enabled);
+  if (section.hidden) return;
+  $('assistant-status').textContent = `@${assistant.username} asks ${assistant.model} at ${assistant.endpoint}`
+    + `${assistant.keyConfigured ? ' with a key' : ' without a key'}. Use on this server since it started:`;
+  const box = $('assistant-figures');
+  clear(box);
+  const u = assistant.usage;
+  box.append(
+    figure('assistantQuestions', 'Questions answered', String(u.questions)),
+    figure('assistantFailures', 'Failed answers', String(u.failures)),
+    figure('assistantPromptTokens', 'Prompt tokens', String(u.promptTokens)),
+    figure('assistantCompletionTokens', 'Completion tokens', String(u.completionTokens)),
+  );
+}
+
+/** Whether the assistant answers in `conv`: on unless an admin turned it off there. */
+function assistantOn(conv) {
+  const c = (assistant?.conversations || []).find((x) => x.conv === conv);
+  return c ? c.enabled : true;
+}
+
 function action(text, fn) {
   const b = el('button', { type: 'button', className: `link ${text.toLowerCase().replace(/\s+/g, '-')}`, text });
   b.addEventListener('click', async () => {
@@ -130,6 +156,23 @@ async function loadGroups() {
     const tr = el('tr', { dataset: { group: String(g.id) } });
     tr.append(el('td', { text: String(g.id) }), el('td', { text: g.name || '' }), el('td', { className: 'member-count', text: String(g.members) }),
       el('td', { text: owner }), el('td', { text: String(g.lastSeq) }), el('td', { text: formatTime(g.createdAt) }));
+    const ai = el('td', { className: 'assistant' });
+    if (assistant && assistant.enabled) {
+      const on = assistantOn(g.id);
+      const toggle = el('button', { type: 'button', className: 'link assistant-toggle', text: on ? 'Turn off' : 'Turn on' });
+      toggle.addEventListener('click', async () => {
+        showError(null);
+        try {
+          await client.put(`/v1/admin/assistant/conversations/${g.id}`, { enabled: !on });
+          await loadAssistant();
+          await loadGroups();
+        } catch (e) { showError(e); }
+      });
+      ai.append(el('span', { className: 'assistant-state', text: on ? 'on ' : 'off ' }), toggle);
+    } else {
+      ai.textContent = '—';
+    }
+    tr.append(ai);
     body.append(tr);
   }
 }
@@ -152,7 +195,7 @@ async function loadModeration() {
 }
 
 async function refresh() {
-  await Promise.all([loadFigures(), loadAlerts(), loadModeration()]);
+  await Promise.all([loadFigures(), loadAlerts(), loadModeration(), loadAssistant()]);
 }
 
 async function enter() {
@@ -165,6 +208,7 @@ async function enter() {
   $('console').hidden = false;
   $('me').textContent = `signed in as ${me.username}`;
   await loadUsers();
+  await loadAssistant();
   await Promise.all([loadGroups(), refresh()]);
   clearInterval(timer);
   timer = setInterval(() => { refresh().catch(showError); loadGroups().catch(() => {}); }, 5000);

@@ -230,7 +230,13 @@ function renderMessage(conv, m, pending) {
   li.append(body);
   const meta = el('div', { className: 'meta' });
   meta.append(el('time', { text: m.ts ? formatTime(m.ts) : '' }));
-  if (m.editedAt && !m.recalled) meta.append(el('span', { className: 'edited', text: t('edited') }));
+  const assistantState = m.data && typeof m.data === 'object' ? m.data.assistant : undefined;
+  if (assistantState === 'streaming' && !m.recalled) {
+    li.classList.add('streaming');
+    meta.append(el('span', { className: 'streaming-mark', text: t('assistant.writing') }));
+  } else if (m.editedAt && !m.recalled && !assistantState) {
+    meta.append(el('span', { className: 'edited', text: t('edited') }));
+  }
   if (mine) {
     const s = pending ? (client.state === 'online' ? 'sending' : 'queued') : statusOf(conv, m);
     meta.append(el('span', { className: 'status', dataset: { status: s }, text: t(`status.${s}`) }));
@@ -685,7 +691,12 @@ function addMessage(m) {
     if (target) {
       if (m.kind === 'recall') {
         Object.assign(target, { recalled: true, text: null, attachment: null, reactions: undefined, mentions: undefined, mentionAll: undefined });
-      } else { target.text = m.text; target.editedAt = m.ts; }
+      } else {
+        // The edit replaces the text in place; an edit the server wrote with data (the assistant's streaming
+        // state, docs/protocol.md "The assistant's messages") replaces that too.
+        target.text = m.text; target.editedAt = m.ts;
+        if (m.data !== undefined && m.data !== null) target.data = m.data;
+      }
     }
   }
   if (m.kind === 'reaction' && msgs.has(m.target)) msgs.set(m.target, applyReaction(msgs.get(m.target), m));
