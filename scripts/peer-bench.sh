@@ -12,16 +12,17 @@
 #
 # Options: --rounds N, --shapes "T L R", --procs N (driver processes), --warbler "LABEL=BIN[,KEY=VALUE...]"
 # (repeatable; default one release build), --servers "warbler ejabberd ejabberd-mam" (which to run),
-# --results FILE (keep the JSON lines there).
+# --results FILE (keep the JSON lines there), --count-syscalls (perf stat the server: writes, futex calls and
+# context switches per message, which do not depend on how loaded the machine is).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ROUNDS=3 SHAPES="T L R" PROCS=2 SMOKE=0 ONLY="warbler ejabberd ejabberd-mam" RESULTS= BIN=
+ROUNDS=3 SHAPES="T L R" PROCS=2 COUNT= SMOKE=0 ONLY="warbler ejabberd ejabberd-mam" RESULTS= BIN=
 WARBLERS=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --rounds) ROUNDS=$2; shift 2 ;; --shapes) SHAPES=$2; shift 2 ;; --procs) PROCS=$2; shift 2 ;;
     --warbler) WARBLERS+=("$2"); shift 2 ;; --bin) BIN=$2; shift 2 ;;
-    --servers) ONLY=$2; shift 2 ;; --results) RESULTS=$2; shift 2 ;;
+    --servers) ONLY=$2; shift 2 ;; --count-syscalls) COUNT=--count-syscalls; shift ;; --results) RESULTS=$2; shift 2 ;;
     --smoke) SMOKE=1; ONLY=warbler; ROUNDS=1; shift ;;
     *) echo "unknown option $1 (see the head of $0)" >&2; exit 2 ;;
   esac
@@ -193,7 +194,7 @@ for round in $(seq 1 "$ROUNDS"); do
     esac
     for shape in $SHAPES; do
       # shellcheck disable=SC2046
-      if ! $DRIVER run "${TARGET[@]}" --shape "$shape" --procs "$PROCS" --label "$label" --pid "$SERVER_CPU_PID" \
+      if ! $DRIVER run "${TARGET[@]}" --shape "$shape" --procs "$PROCS" --label "$label" --pid "$SERVER_CPU_PID" $COUNT \
           $(shape_args "$shape") | tee -a "$RESULTS"; then
         FAILED=1
         [ "$SMOKE" = 1 ] && { echo "peer-bench smoke: $label $shape FAILED" >&2; exit 1; }

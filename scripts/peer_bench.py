@@ -551,6 +551,35 @@ def proc_cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+COUNTED = {"syscalls:sys_enter_write": "write", "syscalls:sys_enter_writev": "writev",
+           "syscalls:sys_enter_sendmsg": "sendmsg", "syscalls:sys_enter_futex": "futex",
+           "context-switches": "context_switches"}
+
+
+def start_counting(pid):
+    """`perf stat` on the server for the run: its socket writes, futex calls and context switches per message are
+    what the hops between threads cost, and they do not depend on how loaded the machine is."""
+    import shutil
+    import subprocess
+    if not shutil.which("perf"):
+        print("perf is not installed (apt-get install linux-perf): no syscall counts", file=sys.stderr)
+        return None
+    return subprocess.Popen(["perf", "stat", "-x", ",", "-p", str(pid)] + [a for e in COUNTED for a in ("-e", e)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def stop_counting(proc):
+    import signal
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    counts = {}
+    for line in err.splitlines():
+        parts = line.split(",")
+        if len(parts) > 2 and parts[2] in COUNTED and parts[0].strip().isdigit():
+            counts[COUNTED[parts[2]]] = int(parts[0])
+    return counts
+
+
 def pct(samples, q):
     if not samples:
         return 0.0
@@ -581,8 +610,10 @@ def cmd_run(args):
     except threading.BrokenBarrierError:
         pass  # a worker failed its setup; its failure is in the queue
     cpu0 = proc_cpu_seconds(args.pid) if args.pid else None
+    counting = start_counting(args.pid) if args.pid and args.count_syscalls else None
     results = [queue.get() for _ in workers]
     cpu1 = proc_cpu_seconds(args.pid) if args.pid else None
+    counts = stop_counting(counting) if counting else {}
     for p in workers:
         p.join()
     failures = [r["failure"] for r in results if "failure" in r]
@@ -605,6 +636,8 @@ def cmd_run(args):
     if cpu0 is not None:
         out["server_cpu_pct"] = round((cpu1 - cpu0) / seconds * 100, 1) if seconds else None
         out["server_us_per_msg"] = round((cpu1 - cpu0) / delivered * 1e6, 1) if delivered else None
+    for name, n in counts.items():
+        out[f"server_{name}_per_msg"] = round(n / delivered, 2) if delivered else None
     print(json.dumps(out), flush=True)
     ok = (out["sent"] == out["acked"] == out["delivered"] and out["lost"] == 0 and out["duplicates"] == 0
           and out["errors"] == 0 and out["unexpected"] == 0)
@@ -698,6 +731,15 @@ def cmd_table(args):
         print("| server CPU at T | " + " | ".join(cells) + " |")
         cells = [fmt(med(lab, "T", "driver_us_per_msg")) + " µs/msg" for lab in labels]
         print("| driver CPU at T | " + " | ".join(cells) + " |")
+    for s in shapes:
+        if not any(r.get("server_futex_per_msg") is not None for r in runs if r["shape"] == s):
+            continue
+        cells = []
+        for lab in labels:
+            w = sum(med(lab, s, f"server_{k}_per_msg") or 0 for k in ("write", "writev", "sendmsg"))
+            cells.append(f"{w:.2f} writes, {fmt(med(lab, s, 'server_futex_per_msg'), 2)} futex, "
+                         f"{fmt(med(lab, s, 'server_context_switches_per_msg'), 2)} switches")
+        print(f"| server per message at {s} | " + " | ".join(cells) + " |")
     bad = [r for r in runs if not (r["sent"] == r["acked"] == r["delivered"] and r["lost"] == 0 and r["duplicates"] == 0)]
     print()
     print(f"correctness: {len(runs) - len(bad)} of {len(runs)} runs with sent = acked = delivered, lost 0, duplicates 0")
@@ -730,6 +772,8 @@ def main():
     r.add_argument("--label", help="the server's name in the table")
     r.add_argument("--pid", type=int, help="the server's process, to measure its CPU during the run")
     r.add_argument("--timeout", type=float, default=60, help="seconds to wait for outstanding acks and deliveries")
+    r.add_argument("--count-syscalls", action="store_true",
+                   help="with --pid: count the server's writes, futex calls and context switches (perf stat)")
     r.add_argument("--max-seconds", type=float, default=30, help="stop sending after this long (a slow server)")
     d = sub.add_parser("disk", help="fdatasync and one-row SQLite commit latency in DIR")
     d.add_argument("dir")
