@@ -22,6 +22,16 @@ final class FlushCoalescer: ChannelOutboundHandler, RemovableChannelHandler {
         }
     }
 
+    /// Whatever was written in this tick leaves before the close (a refusal written and closed at once, say):
+    /// closing fails writes that were never flushed.
+    func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
+        if flushPending {
+            flushPending = false
+            context.flush()
+        }
+        context.close(mode: mode, promise: promise)
+    }
+
     func handlerRemoved(context: ChannelHandlerContext) {
         // A flush still deferred goes out now rather than never.
         if flushPending {

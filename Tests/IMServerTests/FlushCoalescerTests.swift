@@ -9,9 +9,15 @@ import Testing
     final class FlushCounter: ChannelOutboundHandler {
         typealias OutboundIn = NIOAny
         var flushes = 0
+        var events: [String] = []
         func flush(context: ChannelHandlerContext) {
             flushes += 1
+            events.append("flush")
             context.flush()
+        }
+        func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
+            events.append("close")
+            context.close(mode: mode, promise: promise)
         }
     }
 
@@ -38,6 +44,20 @@ import Testing
         #expect(counter.flushes == 2)
         #expect(try channel.readOutbound(as: ByteBuffer.self).map { String(buffer: $0) } == "d")
         _ = try channel.finish()
+    }
+
+    @Test func whatWasWrittenBeforeACloseInTheSameTickIsSent() throws {
+        let channel = EmbeddedChannel()
+        let counter = FlushCounter()
+        try channel.pipeline.syncOperations.addHandler(counter)
+        try channel.pipeline.syncOperations.addHandler(FlushCoalescer())
+        channel.writeAndFlush(ByteBuffer(string: "refused"), promise: nil)
+        let closed = channel.close()
+        channel.embeddedEventLoop.run()
+        try closed.wait()
+        // A socket fails the writes that are not flushed when it closes: the flush must come first.
+        #expect(counter.events == ["flush", "close"])
+        #expect(try channel.readOutbound(as: ByteBuffer.self).map { String(buffer: $0) } == "refused")
     }
 
     @Test func aDeferredFlushIsNotLostWhenTheHandlerIsRemoved() throws {
