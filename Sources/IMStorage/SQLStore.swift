@@ -8,7 +8,7 @@ public final class SQLStore: Storage {
 
     /// Opens the store over `driver`. Run `Migrations.apply` first. `webhookOutbox` false leaves the webhook
     /// outbox alone, for a store over a schema older than version 5 (the migration tests' old data) only.
-    public init(driver: any SQLDriver, maxBatch: Int = 256, webhookOutbox: Bool = true) {
+    public init(driver: any SQLDriver, maxBatch: Int = 1024, webhookOutbox: Bool = true) {
         self.driver = driver
         self.committer = GroupCommitter(driver: driver, maxBatch: maxBatch, outbox: webhookOutbox)
     }
