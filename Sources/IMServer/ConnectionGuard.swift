@@ -213,6 +213,8 @@ struct GuardedChannel<Base: ServerChildChannel>: ServerChildChannel {
         channel.closeFuture.whenComplete { _ in limiter.release(key) }
         return channel.eventLoop.makeCompletedFuture {
             if let tls { try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls)) }
+            // Above TLS, so a tick's frames are also encrypted together; TCP_NODELAY is inherited from the listener.
+            try channel.pipeline.syncOperations.addHandler(FlushCoalescer())
             try channel.pipeline.syncOperations.addHandler(RequestHeadDeadline(timeout: headTimeout))
         }.flatMap {
             base.setup(channel: channel, logger: logger)

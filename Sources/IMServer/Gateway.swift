@@ -138,42 +138,43 @@ struct Gateway: Sendable {
     private func reader(session: Session, bot: [BotScope]?, messages: inout WebSocketInboundMessageStream.AsyncIterator, logger: Logger) async {
         var bucket = TokenBucket(rate: config.limits.sendsPerSecond, burst: config.limits.sendBurst)
         var throttle = FrameThrottle(limits: throttleLimits)
-        await withDiscardingTaskGroup { acks in
-            while true {
-                let next: WebSocketMessage?
-                do { next = try await messages.next() } catch { logger.debug("read ended: \(error)"); return }
-                guard let next else { return }
-                guard case .text(let text) = next else {
-                    fail(session, IMError(.badFrame, "frames must be JSON text, not binary"))
-                    continue
-                }
-                guard text.utf8.count <= config.limits.frameBytes else {
-                    let e = IMError(.tooLarge, "frame is \(text.utf8.count) bytes; the limit is \(config.limits.frameBytes)")
-                    fail(session, e, cid: FrameCodec.clientID(in: text))
-                    continue
-                }
-                let frame: ClientFrame
-                switch FrameCodec.decodeClientFrame(text) {
-                case .success(let f): frame = f
-                case .failure(let f): fail(session, f.error, cid: f.cid); continue
-                }
-                switch admit(frame, session: session, throttle: &throttle) {
-                case .handle: break
-                case .answered: continue
-                case .close: return
-                }
-                do {
-                    try await handle(frame, session: session, bot: bot, bucket: &bucket, acks: &acks, logger: logger)
-                } catch let e as IMError {
-                    fail(session, e, cid: frame.cid)
-                } catch let e as RateLimited {
-                    fail(session, IMError(e.code, e.message), cid: frame.cid, retryAfter: e.retryAfter)
-                } catch {
-                    logger.error("frame failed: \(error)")
-                    fail(session, IMError(.internal, "internal error; retry"), cid: frame.cid)
-                }
+        var lastSend: AppendTicket?
+        reading: while true {
+            let next: WebSocketMessage?
+            do { next = try await messages.next() } catch { logger.debug("read ended: \(error)"); break reading }
+            guard let next else { break reading }
+            guard case .text(let text) = next else {
+                fail(session, IMError(.badFrame, "frames must be JSON text, not binary"))
+                continue
+            }
+            guard text.utf8.count <= config.limits.frameBytes else {
+                let e = IMError(.tooLarge, "frame is \(text.utf8.count) bytes; the limit is \(config.limits.frameBytes)")
+                fail(session, e, cid: FrameCodec.clientID(in: text))
+                continue
+            }
+            let frame: ClientFrame
+            switch FrameCodec.decodeClientFrame(text) {
+            case .success(let f): frame = f
+            case .failure(let f): fail(session, f.error, cid: f.cid); continue
+            }
+            switch admit(frame, session: session, throttle: &throttle) {
+            case .handle: break
+            case .answered: continue
+            case .close: break reading
+            }
+            do {
+                try await handle(frame, session: session, bot: bot, bucket: &bucket, lastSend: &lastSend, logger: logger)
+            } catch let e as IMError {
+                fail(session, e, cid: frame.cid)
+            } catch let e as RateLimited {
+                fail(session, IMError(e.code, e.message), cid: frame.cid, retryAfter: e.retryAfter)
+            } catch {
+                logger.error("frame failed: \(error)")
+                fail(session, IMError(.internal, "internal error; retry"), cid: frame.cid)
             }
         }
+        // Commits complete in submission order: once the last send's is done, every ack of this socket is queued.
+        if let lastSend { _ = try? await lastSend.result() }
     }
 
     private enum Admission { case handle, answered, close }
@@ -215,7 +216,7 @@ struct Gateway: Sendable {
         session.enqueue(.frame(.error(.init(code: e.code, message: e.message, cid: cid, retryAfter: retryAfter))))
     }
 
-    private func handle(_ frame: ClientFrame, session: Session, bot: [BotScope]?, bucket: inout TokenBucket, acks: inout DiscardingTaskGroup, logger: Logger) async throws {
+    private func handle(_ frame: ClientFrame, session: Session, bot: [BotScope]?, bucket: inout TokenBucket, lastSend: inout AppendTicket?, logger: Logger) async throws {
         let user = session.user
         switch frame {
         case .auth(let a):
@@ -250,12 +251,15 @@ struct Gateway: Sendable {
             default: return
             }
             hub.noteArrival(sender: user, cid: message.cid, at: arrival)
-            // Submitting here, in frame order, keeps one connection's sends in order; the ack waits in a child task.
+            // Submitting here, in frame order, keeps one connection's sends in order. The ack is queued by the
+            // committer right after the commit (after the message's own fan-out), with no task per send.
             let ticket = await storage.submit(message)
-            acks.addTask {
+            lastSend = ticket
+            let metrics = self.metrics, hub = self.hub
+            ticket.onCompletion { outcome in
                 let frame: ServerFrame
                 do {
-                    switch try await ticket.result() {
+                    switch try outcome.get() {
                     case .success(let r):
                         frame = .ack(.init(cid: message.cid, conv: r.message.conversation, seq: r.message.seq, ts: r.message.ts, duplicate: r.duplicate))
                         if r.duplicate {

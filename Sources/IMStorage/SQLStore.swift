@@ -8,7 +8,7 @@ public final class SQLStore: Storage {
 
     /// Opens the store over `driver`. Run `Migrations.apply` first. `webhookOutbox` false leaves the webhook
     /// outbox alone, for a store over a schema older than version 5 (the migration tests' old data) only.
-    public init(driver: any SQLDriver, maxBatch: Int = 256, webhookOutbox: Bool = true) {
+    public init(driver: any SQLDriver, maxBatch: Int = 1024, webhookOutbox: Bool = true) {
         self.driver = driver
         self.committer = GroupCommitter(driver: driver, maxBatch: maxBatch, outbox: webhookOutbox)
     }
@@ -550,15 +550,30 @@ public final class SQLStore: Storage {
             if byConversation[c] == nil { order.append(c) }
             byConversation[c, default: []].append(i)
         }
+        // One statement for all of the batch's conversations: every statement is a round trip to the database's
+        // thread (or server), and a batch spans up to max_batch conversations.
+        var reserved: [ConversationID: Int64] = [:]
+        for chunk in stride(from: 0, to: order.count, by: 500).map({ Array(order[$0..<min($0 + 500, order.count)]) }) {
+            var binds: [SQLValue] = []
+            var cases: [String] = []
+            var ids: [String] = []
+            for c in chunk {
+                cases.append("WHEN $\(binds.count + 1) THEN $\(binds.count + 2)")
+                ids.append("$\(binds.count + 1)")
+                binds += [.int(c), .int(Int64(byConversation[c]!.count))]
+            }
+            let sql = "UPDATE conversations SET last_seq = last_seq + CASE id \(cases.joined(separator: " ")) END "
+                + "WHERE id IN (\(ids.joined(separator: ", "))) RETURNING id, last_seq"
+            for r in try await db.query(sql, binds) { reserved[try r.int("id")] = try r.int("last_seq") }
+        }
         var rows: [(Int, Message)] = []
         for c in order {
             let items = byConversation[c]!
-            guard let r = try await db.first("UPDATE conversations SET last_seq = last_seq + $2 WHERE id = $1 RETURNING last_seq",
-                                             [.int(c), .int(Int64(items.count))]) else {
+            guard let last = reserved[c] else {
                 for i in items { out[i] = .failure(.notFound("no such conversation")) }
                 continue
             }
-            var seq = try r.int("last_seq") - Int64(items.count)
+            var seq = last - Int64(items.count)
             for i in items {
                 seq += 1
                 let m = batch[i]
@@ -615,9 +630,19 @@ public final class SQLStore: Storage {
         // 5. A sender has read everything up to what they send.
         var newest: [String: (ConversationID, UserID, Int64)] = [:]
         for (_, m) in rows { newest[key(m.conversation, String(m.sender))] = (m.conversation, m.sender, m.seq) }
-        for (c, u, seq) in newest.values {
-            try await db.query("UPDATE members SET read_seq = $3, delivered_seq = $3 WHERE conv_id = $1 AND user_id = $2 AND read_seq < $3",
-                               [.int(c), .int(u), .int(seq)])
+        let cursors = Array(newest.values)
+        for chunk in stride(from: 0, to: cursors.count, by: 300).map({ Array(cursors[$0..<min($0 + 300, cursors.count)]) }) {
+            var binds: [SQLValue] = []
+            var tuples: [String] = []
+            for (c, u, seq) in chunk {
+                tuples.append("($\(binds.count + 1), $\(binds.count + 2), $\(binds.count + 3))")
+                binds += [.int(c), .int(u), .int(seq)]
+            }
+            try await db.query("""
+                WITH v (conv_id, user_id, seq) AS (VALUES \(tuples.joined(separator: ", ")))
+                UPDATE members SET read_seq = v.seq, delivered_seq = v.seq FROM v
+                WHERE members.conv_id = v.conv_id AND members.user_id = v.user_id AND members.read_seq < v.seq
+                """, binds)
         }
 
         // Webhooks for these messages commit with them, or not at all.
