@@ -68,6 +68,19 @@ import Testing
         #expect(Set(report.failures.map(\.name)) == ["platform", "memory"])
     }
 
+    @Test func aClusterMemberWithoutSystemdIsRefusedWithWhatToDo() throws {
+        var probe = FakeProbe()
+        probe.systemd = false
+        probe.pid1 = "sh"
+        var answers = InstallAnswers()
+        answers.cluster = ClusterAnswers(founder: true, advertiseAddress: "10.0.0.5")
+        let report = Preflight.run(.init(settings: try InstallSettings(answers, hostname: "h"), layout: Layout()), probe: probe)
+        let check = try #require(report.result("init"))
+        #expect(check.status == .fail && check.message.contains("needs systemd as PID 1"))
+        // A single node on the same host runs under the built-in supervisor.
+        #expect(Preflight.run(.init(settings: InstallSettings(), layout: Layout()), probe: probe).result("init")?.status == .warn)
+    }
+
     @Test func stagingSkipsTheChecksThatConcernTheRunningHost() throws {
         var probe = FakeProbe()
         probe.uid = 1000
