@@ -56,6 +56,9 @@ auth:
   jwt_key_file: "$WORK/jwt.key"
   bcrypt_cost: 4
   login_per_minute_per_address: 1000
+webhooks:
+  # The console test subscribes a receiver on loopback (refused unless allowed, like any private address).
+  allowed_networks: ["127.0.0.0/8"]
 assistant:
   enabled: true
   endpoint: "http://127.0.0.1:$AI_PORT/v1"

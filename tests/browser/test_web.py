@@ -7,6 +7,8 @@ The tests run in order (test_01 … test_09) and share the browser sessions: eac
 as a person using two browsers would.
 """
 import base64
+import http.server
+import threading
 import json
 import os
 import struct
@@ -565,6 +567,62 @@ class WebClientSuite(unittest.TestCase):
         adm.one("#users tr[data-user='carol'] button.reset-password").click()
         adm.dialog({"password": "carol-password-2"})
         self.assertTrue(api("POST", "/v1/auth/login", {"username": "carol", "password": "carol-password-2"})["accessToken"])
+
+    def test_08c_bots_and_a_webhook_with_its_delivery_log_from_the_console(self):
+        adm = self.admin
+        adm.d.get(URL + "/admin")
+        adm.wait("the console", lambda: adm.visible("#console"))
+        # A bot: its token is shown once and works.
+        adm.one("#new-bot-username").send_keys("deploybot")
+        adm.one("#new-bot-description").send_keys("posts deploys")
+        adm.one("#create-bot").click()
+        adm.wait("the bot's token", lambda: adm.visible("#secret-box") and adm.css("#secret-box code.secret"))
+        token = adm.one("#secret-box code.secret").text
+        self.assertTrue(token.startswith("wbot_"))
+        self.assertEqual(api("GET", "/v1/me", token=token)["username"], "deploybot")
+        adm.wait("the bot in the list", lambda: adm.css("#bots tr[data-bot='deploybot']"))
+        adm.one("#bots tr[data-bot='deploybot'] button.rotate-token").click()
+        adm.wait("a new token", lambda: adm.css("#secret-box code.secret") and adm.one("#secret-box code.secret").text != token)
+        with self.assertRaises(urllib.error.HTTPError):
+            api("GET", "/v1/me", token=token)
+
+        # A webhook to a receiver on loopback: a message makes a delivery, shown with its status; redeliver sends it again.
+        got = []
+
+        class Receiver(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                got.append((self.headers.get("X-Warbler-Delivery"), json.loads(body).get("type")))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        server = http.server.HTTPServer(("127.0.0.1", 0), Receiver)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            adm.one("#new-webhook-url").send_keys(f"http://127.0.0.1:{server.server_port}/hook")
+            adm.one("#create-webhook").click()
+            adm.wait("the signing secret", lambda: adm.css("#secret-box code.secret") and adm.one("#secret-box code.secret").text.startswith("whsec_"))
+            adm.wait("the subscription", lambda: adm.css("#webhooks tr .url"))
+            self.alice.open_conv("Bob Builder")
+            self.alice.send("a message for the webhook")
+            adm.wait("the delivery at the receiver", lambda: any(t == "message.created" for _, t in got), timeout=30)
+            adm.one("#webhooks tr button.show-deliveries").click()
+            adm.wait("the delivery log", lambda: adm.css("#deliveries tr[data-state='delivered'] .last-status"))
+            self.assertEqual(adm.one("#deliveries tr[data-state='delivered'] .last-status").text, "204")
+            first = adm.one("#deliveries tr[data-state='delivered']").get_attribute("data-delivery")
+            before = len(got)
+            adm.one(f"#deliveries tr[data-delivery='{first}'] button.redeliver").click()
+            adm.wait("the redelivery at the receiver", lambda: len(got) > before, timeout=30)
+            self.assertIn(first, [d for d, _ in got[before:]], "a redelivery keeps its delivery id")
+            adm.one("#webhooks tr button.toggle-webhook").click()
+            adm.wait("the subscription off", lambda: adm.one("#webhooks tr .state").text.startswith("off"))
+            adm.shot("09-admin-bots-webhooks")
+        finally:
+            server.shutdown()
+            server.server_close()
 
     def test_08b_the_chat_in_chinese_and_back_in_english(self):
         a = self.alice

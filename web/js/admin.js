@@ -1,6 +1,8 @@
-// The Warbler admin console (admin.html): users, groups, live figures, health, firing alerts and the AI assistant.
+// The Warbler admin console (admin.html): users, groups, live figures, health, firing alerts, bots and webhooks
+// (admin-integrations.js), content moderation and the AI assistant.
 import { WarblerClient } from './warbler-client.js';
 import { $, el, clear, formatTime, showDialog, describeError } from './ui.js';
+import { setUpIntegrations } from './admin-integrations.js';
 
 const client = new WarblerClient({ device: 'admin-console' });
 const users = new Map();
@@ -208,13 +210,17 @@ async function enter() {
   $('console').hidden = false;
   $('me').textContent = `signed in as ${me.username}`;
   await loadUsers();
+  await Promise.all([integrations.loadBots(), integrations.loadWebhooks()]);
   await loadAssistant();
   await Promise.all([loadGroups(), refresh()]);
   clearInterval(timer);
   timer = setInterval(() => { refresh().catch(showError); loadGroups().catch(() => {}); }, 5000);
 }
 
+let integrations = null;
+
 function wire() {
+  integrations = setUpIntegrations(client, showError);
   $('moderation-reload').addEventListener('click', async () => {
     try { await client.post('/v1/admin/moderation/reload'); showError(null); await loadModeration(); } catch (e) { showError(e); }
   });
