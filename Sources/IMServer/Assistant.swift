@@ -300,21 +300,29 @@ final class Assistant: Sendable {
                                                history: recent.map { (names[$0.sender] ?? "user \($0.sender)", $0.sender == bot, $0.text ?? "") },
                                                maxTokens: settings.contextTokens)
         let promptEstimate = messages.reduce(0) { $0 + ChatCompletions.estimatedTokens($1.content) }
-        var request = HTTPClientRequest(url: Self.completionsURL(settings.endpoint))
+        var request = HTTPClientRequest(url: Self.completionsURL(settings.endpoint, apiVersion: settings.apiVersion))
         request.method = .POST
         request.headers.add(name: "Content-Type", value: "application/json")
         request.headers.add(name: "Accept", value: "text/event-stream")
         request.headers.add(name: "User-Agent", value: "warbler/\(WarblerVersion.version)")
-        if let key { request.headers.add(name: "Authorization", value: "Bearer \(key)") }
+        if let key, let (name, value) = Self.keyHeader(key, settings.keyHeader) { request.headers.add(name: name, value: value) }
         let body = ChatCompletions.Request(model: settings.model, messages: messages, maxTokens: settings.maxTokens > 0 ? settings.maxTokens : nil)
         request.body = .bytes(ByteBuffer(data: try JSONEncoder().encode(body)))
         return (request, promptEstimate)
     }
 
-    static func completionsURL(_ endpoint: String) -> String {
+    /// The endpoint's chat-completions URL (Azure OpenAI's deployments also need their `api-version`).
+    static func completionsURL(_ endpoint: String, apiVersion: String = "") -> String {
         var base = endpoint
         while base.hasSuffix("/") { base.removeLast() }
-        return base + "/chat/completions"
+        return base + "/chat/completions" + (apiVersion.isEmpty ? "" : "?api-version=\(apiVersion)")
+    }
+
+    /// The header that carries the key: `Authorization: Bearer` (OpenAI and every compatible server), or Azure
+    /// OpenAI's `api-key`.
+    static func keyHeader(_ key: String, _ style: String) -> (String, String)? {
+        guard !key.isEmpty else { return nil }
+        return style == "api-key" ? ("api-key", key) : ("Authorization", "Bearer \(key)")
     }
 
     /// Sends the request and hands each piece of content to `onContent` as it arrives. A 429, a 5xx, no connection or

@@ -480,6 +480,11 @@ extension ServerConfig {
         public var model = ""
         /// A file holding the API key, sent as `Authorization: Bearer`; empty for an endpoint without one. Never logged.
         public var keyFile = ""
+        /// How the key travels: `authorization` (`Authorization: Bearer KEY`, every OpenAI-compatible server) or
+        /// `api-key` (`api-key: KEY`, Azure OpenAI's deployments).
+        public var keyHeader = "authorization"
+        /// Azure OpenAI's `api-version` (such as `2024-10-21`), sent as a query parameter; empty for others.
+        public var apiVersion = ""
         public var systemPrompt = "You are a helpful assistant in a company chat. Answer briefly and clearly."
         /// The most recent messages of the conversation sent as context, and about this many tokens of them
         /// (estimated from their characters); the oldest are dropped first.
@@ -526,6 +531,12 @@ extension ServerConfig {
             throw ConfigError("assistant.endpoint must be the endpoint's http(s) API base, such as https://api.openai.com/v1, not '\(a.endpoint)'")
         }
         guard !a.model.isEmpty else { throw ConfigError("assistant.model must name the model to ask, such as gpt-4o-mini or qwen2.5:7b") }
+        guard ["authorization", "api-key"].contains(a.keyHeader) else {
+            throw ConfigError("assistant.key_header must be authorization (Bearer, the default) or api-key (Azure OpenAI), not '\(a.keyHeader)'")
+        }
+        guard a.apiVersion.unicodeScalars.allSatisfy({ CharacterSet.alphanumerics.contains($0) || $0 == "-" || $0 == "." }) else {
+            throw ConfigError("assistant.api_version must be a version such as 2024-10-21, not '\(a.apiVersion)'")
+        }
         if let e = Validation.username(a.username.lowercased()) { throw ConfigError("assistant.username: \(e.message)") }
     }
 }

@@ -418,6 +418,12 @@ import Testing
         c.assistant.editIntervalSeconds = 0
         #expect(throws: ConfigError.self) { try c.validate() }
         #expect(Assistant.completionsURL("https://api.example.com/v1/") == "https://api.example.com/v1/chat/completions")
+        // Azure OpenAI: a deployment's base, its api-version, and the key in `api-key`.
+        #expect(Assistant.completionsURL("https://r.openai.azure.com/openai/deployments/gpt4o", apiVersion: "2024-10-21")
+                == "https://r.openai.azure.com/openai/deployments/gpt4o/chat/completions?api-version=2024-10-21")
+        #expect(Assistant.keyHeader("k1", "api-key")! == ("api-key", "k1"))
+        #expect(Assistant.keyHeader("k1", "authorization")! == ("Authorization", "Bearer k1"))
+        #expect(Assistant.keyHeader("", "authorization") == nil)
         #expect(ServerRuntime.withoutCredentials("https://u:secret@api.example.com/v1") == "https://api.example.com/v1")
     }
 }
