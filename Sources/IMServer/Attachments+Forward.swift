@@ -37,13 +37,7 @@ extension Attachments {
                 throw IMError(.notFound, "the attachment's bytes are missing or incomplete in the database; nothing was forwarded")
             }
         }
-        let ref = AttachmentRef(id: id, name: source.ref.name, contentType: source.ref.contentType, size: source.ref.size)
-        do {
-            try await storage.insertAttachment(AttachmentRecord(ref: ref, conversation: conversation, uploader: uploader, createdAt: nowMillis()))
-        } catch {
-            await discard([id])
-            throw error
-        }
-        return ref
+        return try await record(AttachmentRef(id: id, name: source.ref.name, contentType: source.ref.contentType, size: source.ref.size),
+                                conversation: conversation, uploader: uploader)
     }
 }

@@ -74,11 +74,15 @@ struct Attachments: Sendable {
         case .database:
             size = try await storeChunks(request.body, id: id, allowance: allowance, overMessage: overMessage)
         }
-        let ref = AttachmentRef(id: id, name: name, contentType: type, size: size)
+        return try await record(AttachmentRef(id: id, name: name, contentType: type, size: size), conversation: conversation, uploader: uploader)
+    }
+
+    /// Writes the row that makes stored bytes an attachment; when that fails, the bytes go too.
+    func record(_ ref: AttachmentRef, conversation: ConversationID, uploader: UserID) async throws -> AttachmentRef {
         do {
             try await storage.insertAttachment(AttachmentRecord(ref: ref, conversation: conversation, uploader: uploader, createdAt: nowMillis()))
         } catch {
-            await discard([id])
+            await discard([ref.id])
             throw error
         }
         return ref
