@@ -11,8 +11,10 @@ public enum Mute {
         return (true, stored == indefinite ? nil : stored)
     }
 
-    /// Checks a requested end (`until`, ms; nil for indefinite) and returns what to store.
-    public static func end(_ until: Int64?, now: Int64) throws(IMError) -> Int64 {
+    /// Checks a requested end (`until`, ms; nil for indefinite) and returns what to store. Untyped `throws` on
+    /// purpose: with `throws(IMError)`, inlined into the async route handlers, Swift 6.3.1's optimizer crashed
+    /// (signal 11 splitting the coroutine) and no release build could be made.
+    public static func end(_ until: Int64?, now: Int64) throws -> Int64 {
         guard let until else { return indefinite }
         guard until > now else { throw IMError.invalid("'until' must be in the future (milliseconds since 1970); leave it out to mute until unmuted") }
         return until

@@ -15,7 +15,8 @@ extension IMService {
     /// Mutes (until `until`, ms; nil for indefinitely) or unmutes the conversation's notifications for `user` alone.
     func muteNotifications(_ user: UserID, _ conv: ConversationID, muted: Bool, until: Int64?) async throws {
         _ = try await requireMember(user, conv)
-        let end = muted ? try Mute.end(until, now: nowMillis()) : nil
+        var end: Int64?
+        if muted { end = try Mute.end(until, now: nowMillis()) }
         try await storage.setNotificationMute(user: user, conversation: conv, until: end)
     }
 
@@ -27,7 +28,8 @@ extension IMService {
         guard let targetRole = try await hub.members(of: conv)[target] else { throw IMError.notFound("not a member") }
         guard target != user else { throw IMError.invalid("you cannot mute yourself in a group; mute its notifications instead") }
         guard role >= .admin, role > targetRole else { throw IMError.forbidden("you may mute only members below your role") }
-        let end = muted ? try Mute.end(until, now: nowMillis()) : nil
+        var end: Int64?
+        if muted { end = try Mute.end(until, now: nowMillis()) }
         try await storage.setMemberMute(conversation: conv, user: target, until: end)
         hub.invalidate(conv)
         var fields: [String: JSONValue] = ["user": .number(Double(target))]
@@ -40,7 +42,8 @@ extension IMService {
         let role = try await requireMember(user, conv)
         _ = try await requireGroup(conv)
         guard role >= .admin else { throw IMError.forbidden("only the group's owner and admins can mute the group") }
-        let end = muted ? try Mute.end(until, now: nowMillis()) : nil
+        var end: Int64?
+        if muted { end = try Mute.end(until, now: nowMillis()) }
         try await storage.setGroupMute(conversation: conv, until: end)
         hub.invalidate(conv)
         var fields: [String: JSONValue] = [:]

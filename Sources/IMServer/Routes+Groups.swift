@@ -6,37 +6,22 @@ import IMStorage
 extension Routes {
     func addGroupFeatures(to router: Router<AppContext>) {
         router.put("/v1/conversations/:id/mute") { req, ctx -> Response in
-            let claims = try await authenticate(req)
-            let body = try await req.decodeOptionalJSON(API.Mute.self, limit: limit, empty: API.Mute())
-            try await service.muteNotifications(claims.sub, try ctx.parameters.id("id"), muted: true, until: body.until)
-            return noContent()
+            try await mute(req, ctx, .notifications, muted: true)
         }
         router.delete("/v1/conversations/:id/mute") { req, ctx -> Response in
-            let claims = try await authenticate(req)
-            try await service.muteNotifications(claims.sub, try ctx.parameters.id("id"), muted: false, until: nil)
-            return noContent()
+            try await mute(req, ctx, .notifications, muted: false)
         }
         router.put("/v1/conversations/:id/members/:user/mute") { req, ctx -> Response in
-            let claims = try await authenticate(req)
-            let body = try await req.decodeOptionalJSON(API.Mute.self, limit: limit, empty: API.Mute())
-            try await service.muteMember(claims.sub, try ctx.parameters.id("id"), try ctx.parameters.id("user"), muted: true, until: body.until)
-            return noContent()
+            try await mute(req, ctx, .member, muted: true)
         }
         router.delete("/v1/conversations/:id/members/:user/mute") { req, ctx -> Response in
-            let claims = try await authenticate(req)
-            try await service.muteMember(claims.sub, try ctx.parameters.id("id"), try ctx.parameters.id("user"), muted: false, until: nil)
-            return noContent()
+            try await mute(req, ctx, .member, muted: false)
         }
         router.put("/v1/conversations/:id/mute-all") { req, ctx -> Response in
-            let claims = try await authenticate(req)
-            let body = try await req.decodeOptionalJSON(API.Mute.self, limit: limit, empty: API.Mute())
-            try await service.muteGroup(claims.sub, try ctx.parameters.id("id"), muted: true, until: body.until)
-            return noContent()
+            try await mute(req, ctx, .group, muted: true)
         }
         router.delete("/v1/conversations/:id/mute-all") { req, ctx -> Response in
-            let claims = try await authenticate(req)
-            try await service.muteGroup(claims.sub, try ctx.parameters.id("id"), muted: false, until: nil)
-            return noContent()
+            try await mute(req, ctx, .group, muted: false)
         }
         router.put("/v1/conversations/:id/announcement") { req, ctx -> Response in
             let claims = try await authenticate(req)
@@ -124,5 +109,25 @@ extension Routes {
             for a in acks where !a.duplicate { runtime.metrics.recordSend() }
             return json(API.Forwarded(acks: acks), status: acks.allSatisfy(\.duplicate) ? .ok : .created)
         }
+    }
+
+    enum MuteKind { case notifications, member, group }
+
+    /// The six mute calls: a user's own notification mute, an admin's mute of a member, and of the whole group.
+    func mute(_ req: Request, _ ctx: AppContext, _ kind: MuteKind, muted: Bool) async throws -> Response {
+        let claims = try await authenticate(req)
+        let conv = try ctx.parameters.id("id")
+        let until: Int64?
+        if muted {
+            until = try await req.decodeOptionalJSON(API.Mute.self, limit: limit, empty: API.Mute()).until
+        } else {
+            until = nil
+        }
+        switch kind {
+        case .notifications: try await service.muteNotifications(claims.sub, conv, muted: muted, until: until)
+        case .member: try await service.muteMember(claims.sub, conv, try ctx.parameters.id("user"), muted: muted, until: until)
+        case .group: try await service.muteGroup(claims.sub, conv, muted: muted, until: until)
+        }
+        return noContent()
     }
 }
