@@ -219,7 +219,7 @@ let package = Package(
         .target(
             name: "Monitoring",
             dependencies: [
-                "WarblerConfig", "IMStorage", "IMStoragePostgres", "Installer", "Operations", "SystemdSupport", "CHostShims",
+                "WarblerConfig", "IMStorage", "IMStoragePostgres", "Installer", "Operations", "SystemdSupport", "CHostShims", "DurableFiles",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -306,14 +306,14 @@ let package = Package(
         ),
         .testTarget(
             name: "TemplatesTests",
-            dependencies: ["Templates", "WarblerConfig"],
+            dependencies: ["Templates", "WarblerConfig", "DurableFiles"],
             exclude: ["Golden"],
             swiftSettings: strict
         ),
         .testTarget(
             name: "InstallerTests",
             dependencies: [
-                "Installer", "Templates",
+                "Installer", "Templates", "DurableFiles",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "SwiftASN1", package: "swift-asn1"),
@@ -332,7 +332,7 @@ let package = Package(
         .testTarget(
             name: "IMServerTests",
             dependencies: [
-                "IMServer", "IMClient", "IMStorage", "IMStoragePostgres", "LoadGen", "WarblerTestSupport",
+                "IMServer", "IMClient", "IMStorage", "IMStoragePostgres", "LoadGen", "WarblerTestSupport", "DurableFiles",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),

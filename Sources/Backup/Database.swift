@@ -1,3 +1,4 @@
+import DurableFiles
 import Foundation
 import Glibc
 import WarblerConfig
@@ -242,19 +243,12 @@ enum Database {
     }
 
     static func run(tool: String, _ arguments: [String], environment: [String: String]) throws -> (status: Int32, output: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: try findTool(tool))
-        process.arguments = arguments
-        process.environment = environment
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        process.standardInput = FileHandle.nullDevice
-        do { try process.run() } catch {
+        let r: Subprocess.Result
+        do { r = try Subprocess.run([try findTool(tool)] + arguments, environment: environment) } catch let e as BackupError {
+            throw e
+        } catch {
             throw BackupError(.database, "cannot run \(tool): \(error)")
         }
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: data.suffix(4000), as: UTF8.self))
+        return (r.status, String(decoding: r.output.suffix(4000), as: UTF8.self))
     }
 }

@@ -1,3 +1,4 @@
+import DurableFiles
 import Foundation
 import Glibc
 import Installer
@@ -40,17 +41,9 @@ public struct LiveServerActivity: ServerActivityProbe {
     }
 
     private func unitState(_ unit: String) -> String? {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/bin/systemctl")
-        process.arguments = ["show", "--property=ActiveState", "--value", unit]
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = FileHandle.nullDevice
-        guard (try? process.run()) != nil else { return nil }
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else { return nil }
-        return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        guard let r = try? Subprocess.run(["/bin/sh", "-c", "exec /bin/systemctl show --property=ActiveState --value \"$0\" 2>/dev/null", unit]),
+              r.status == 0 else { return nil }
+        return r.text.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
     static func accepts(port: Int) -> Bool {

@@ -174,18 +174,13 @@ public final class LocalSystem: System {
             // setpriv (util-linux, on every Debian) drops to the service user without a login session.
             full = ["setpriv", "--reuid=\(user)", "--regid=\(user)", "--init-groups", "--"] + argv
         }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: full[0].hasPrefix("/") ? full[0] : try Self.which(full[0]))
-        process.arguments = Array(full.dropFirst())
-        process.environment = ["PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"]
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        process.standardInput = FileHandle.nullDevice
-        do { try process.run() } catch { throw SystemError("cannot run \(full[0]): \(error)") }
-        let output = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return CommandResult(status: process.terminationStatus, output: String(decoding: output, as: UTF8.self))
+        let path = full[0].hasPrefix("/") ? full[0] : try Self.which(full[0])
+        // posix_spawn, not Foundation's Process (its run() can crash the process: DurableFiles/Subprocess.swift).
+        let r: Subprocess.Result
+        do {
+            r = try Subprocess.run([path] + full.dropFirst(), environment: ["PATH": Subprocess.defaultPath, "LANG": "C.UTF-8"])
+        } catch { throw SystemError("cannot run \(full[0]): \(error)") }
+        return CommandResult(status: r.status, output: r.text)
     }
 
     public func now() -> Date { Date() }

@@ -1,3 +1,4 @@
+import DurableFiles
 import Foundation
 import Installer
 import Operations
@@ -17,25 +18,13 @@ public struct ProcessRunner: CommandRunner {
     public func run(_ argv: [String]) async throws -> (status: Int32, output: String) {
         try await withCheckedThrowingContinuation { continuation in
             DispatchQueue.global().async {
-                let p = Process()
-                if argv[0].contains("/") {
-                    p.executableURL = URL(fileURLWithPath: argv[0])
-                    p.arguments = Array(argv.dropFirst())
-                } else {
-                    p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-                    p.arguments = argv
-                }
-                let out = Pipe()
-                p.standardOutput = out
-                p.standardError = out
-                p.standardInput = FileHandle.nullDevice
-                do { try p.run() } catch {
+                // posix_spawn, not Foundation's Process (its run() can crash the process: DurableFiles/Subprocess.swift).
+                do {
+                    let r = try Subprocess.run(argv)
+                    continuation.resume(returning: (r.status, r.text))
+                } catch {
                     continuation.resume(throwing: MonitoringError("cannot run \(argv[0]): \(error)"))
-                    return
                 }
-                let data = out.fileHandleForReading.readDataToEndOfFile()
-                p.waitUntilExit()
-                continuation.resume(returning: (p.terminationStatus, String(decoding: data, as: UTF8.self)))
             }
         }
     }

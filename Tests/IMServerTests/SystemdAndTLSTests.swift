@@ -1,3 +1,4 @@
+import DurableFiles
 import Foundation
 import IMClient
 import IMCore
@@ -87,15 +88,9 @@ final class NotifySocket {
 
 @Suite(.timeLimit(.minutes(2))) struct TLSTests {
     func run(_ args: [String], in dir: String) throws {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
-        p.arguments = args
-        p.currentDirectoryURL = URL(fileURLWithPath: dir)
-        p.standardOutput = FileHandle.nullDevice
-        p.standardError = FileHandle.nullDevice
-        try p.run()
-        p.waitUntilExit()
-        guard p.terminationStatus == 0 else { throw IMError(.internal, "openssl \(args.first ?? "") failed") }
+        // In `dir` (the shell changes to it, then becomes openssl).
+        let r = try Subprocess.run(["/bin/sh", "-c", "cd \"$0\" && exec \"$@\"", dir, "/usr/bin/openssl"] + args)
+        guard r.status == 0 else { throw IMError(.internal, "openssl \(args.first ?? "") failed: \(r.text)") }
     }
 
     /// A private CA and a server certificate for localhost and 127.0.0.1.
@@ -135,15 +130,8 @@ final class NotifySocket {
 
     /// What a shell command prints (trimmed).
     func shell(_ command: String) throws -> String {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/bin/sh")
-        p.arguments = ["-c", command]
-        let out = Pipe()
-        p.standardOutput = out
-        try p.run()
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        // Standard error is kept out, as before: only what the command prints counts.
+        try Subprocess.run(["/bin/sh", "-c", command + " 2>/dev/null"]).text.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
     /// The serial number of the certificate the server at `port` presents, as openssl prints it.

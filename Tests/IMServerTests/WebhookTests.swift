@@ -1,3 +1,4 @@
+import DurableFiles
 import Foundation
 import IMClient
 import IMCore
@@ -23,13 +24,9 @@ func pythonVerifies(secret: String, header: String, body: String) throws -> Bool
         body = open(sys.argv[1], "rb").read()
         sys.exit(0 if verify(os.environ["SECRET"], os.environ["SIGNATURE"], body) else 1)
         """
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    p.arguments = ["python3", "-c", script, dir + "/body"]
-    p.environment = ["SECRET": secret, "SIGNATURE": header, "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"]
-    try p.run()
-    p.waitUntilExit()
-    return p.terminationStatus == 0
+    let r = try Subprocess.run(["python3", "-c", script, dir + "/body"],
+                               environment: ["SECRET": secret, "SIGNATURE": header, "PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"])
+    return r.status == 0
 }
 
 /// Outgoing webhooks (issue 13): an outbox written with the messages, signed deliveries to a real loopback

@@ -1,3 +1,4 @@
+import DurableFiles
 import Foundation
 import Installer
 import Templates
@@ -210,14 +211,8 @@ import Testing
             ctx.haproxySocket = tmp.path + "/admin.sock"; ctx.haproxyState = tmp.path
             let cfg = try TemplateSet(directory: Repo.templates).renderCluster("haproxy.cfg", ctx)
             try cfg.write(to: tmp.appendingPathComponent("haproxy.cfg"), atomically: true, encoding: .utf8)
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: dir + "/haproxy/usr/sbin/haproxy")
-            p.arguments = ["-c", "-f", tmp.path + "/haproxy.cfg"]
-            let pipe = Pipe()
-            p.standardOutput = pipe; p.standardError = pipe
-            try p.run(); p.waitUntilExit()
-            let out = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            #expect(p.terminationStatus == 0, "haproxy -c (balance \(balance)): \(out)")
+            let r = try Subprocess.run([dir + "/haproxy/usr/sbin/haproxy", "-c", "-f", tmp.path + "/haproxy.cfg"])
+            #expect(r.status == 0, "haproxy -c (balance \(balance)): \(r.text)")
         }
     }
 }

@@ -1,4 +1,5 @@
 import Crypto
+import DurableFiles
 import Foundation
 import Glibc
 import Testing
@@ -54,11 +55,7 @@ import Testing
         #expect(Array(fileBytes[0..<plainSize]) == (try readBytes(installer.plain)))
 
         // The executable still runs with the payload appended.
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: installer.file)
-        try process.run()
-        process.waitUntilExit()
-        #expect(process.terminationReason == .exit && process.terminationStatus == 0)
+        #expect(try Subprocess.run([installer.file]).status == 0)
 
         let location = try SelfContainedFile.locate(path: installer.file)
         #expect(location.payloadRange == UInt64(plainSize)..<UInt64(plainSize + payloadBytes.count))

@@ -1,3 +1,4 @@
+import DurableFiles
 import Foundation
 import Templates
 import Testing
@@ -10,16 +11,8 @@ import Testing
     }
 
     static func run(_ args: [String]) throws -> Result {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/systemd-analyze")
-        p.arguments = args
-        let pipe = Pipe()
-        p.standardOutput = pipe
-        p.standardError = pipe
-        try p.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return Result(status: p.terminationStatus, output: String(decoding: data, as: UTF8.self))
+        let r = try Subprocess.run(["/usr/bin/systemd-analyze"] + args)
+        return Result(status: r.status, output: r.text)
     }
 
     /// Renders the unit into a fresh directory, with ExecStart pointing at a real executable there

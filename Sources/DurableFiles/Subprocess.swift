@@ -1,0 +1,73 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Runs a program to completion and collects what it printed, through `posix_spawn` directly.
+///
+/// Not Foundation's `Process`: on Linux with Swift 6.3.1 its `run()` reads `/proc/self/fd` entries past the end of
+/// glibc's buffer (swift-corelibs-foundation PR #5472) and crashes the whole process now and then, more often the
+/// more descriptors are open — a server, or a test run, that spawns commands while it holds many sockets.
+public enum Subprocess {
+    public struct Result: Sendable, Equatable {
+        public var status: Int32
+        /// Standard output and standard error, interleaved as written.
+        public var output: Data
+        public var text: String { String(decoding: output, as: UTF8.self) }
+    }
+
+    public struct Failure: Error, CustomStringConvertible {
+        public var description: String
+    }
+
+    /// Runs `argv` (`argv[0]` an absolute path, or a name looked up in `PATH`) with `environment` (default: this
+    /// process's, as Foundation's `Process` does), standard input from /dev/null; returns its exit status (128 + N
+    /// when killed by signal N) and its output.
+    public static func run(_ argv: [String], environment: [String: String]? = nil) throws -> Result {
+        guard let first = argv.first else { throw Failure(description: "no command to run") }
+        let environment = environment ?? ProcessInfo.processInfo.environment
+        let path = first.hasPrefix("/") ? first : try which(first, path: environment["PATH"] ?? defaultPath)
+        var fds: [Int32] = [0, 0]
+        guard pipe(&fds) == 0 else { throw Failure(description: "cannot make a pipe for \(first): \(String(cString: strerror(errno)))") }
+        let (readEnd, writeEnd) = (fds[0], fds[1])
+        _ = fcntl(readEnd, F_SETFD, FD_CLOEXEC)
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_adddup2(&actions, writeEnd, 1)
+        posix_spawn_file_actions_adddup2(&actions, writeEnd, 2)
+        posix_spawn_file_actions_addclose(&actions, writeEnd)
+        let env = environment.map { "\($0)=\($1)" }
+        let cargs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
+        let cenv: [UnsafeMutablePointer<CChar>?] = env.map { strdup($0) } + [nil]
+        defer { cargs.forEach { free($0) }; cenv.forEach { free($0) } }
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, path, &actions, nil, cargs, cenv)
+        close(writeEnd)
+        guard rc == 0 else {
+            close(readEnd)
+            throw Failure(description: "cannot run \(path): \(String(cString: strerror(rc)))")
+        }
+        var output = Data()
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { read(readEnd, $0.baseAddress, $0.count) }
+            if n > 0 { output.append(contentsOf: buffer[0..<n]); continue }
+            if n < 0 && errno == EINTR { continue }
+            break
+        }
+        close(readEnd)
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        let exited = status & 0x7f == 0
+        return Result(status: exited ? (status >> 8) & 0xff : 128 + (status & 0x7f), output: output)
+    }
+
+    public static let defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+    static func which(_ name: String, path: String) throws -> String {
+        for dir in path.split(separator: ":") where access("\(dir)/\(name)", X_OK) == 0 { return "\(dir)/\(name)" }
+        throw Failure(description: "\(name) is not installed (not found in \(path))")
+    }
+}
