@@ -174,11 +174,11 @@ public final class LocalSystem: System {
             // setpriv (util-linux, on every Debian) drops to the service user without a login session.
             full = ["setpriv", "--reuid=\(user)", "--regid=\(user)", "--init-groups", "--"] + argv
         }
-        let path = full[0].hasPrefix("/") ? full[0] : try Self.which(full[0])
-        // posix_spawn, not Foundation's Process (its run() can crash the process: DurableFiles/Subprocess.swift).
+        // posix_spawn, not Foundation's Process (its run() can crash the process: DurableFiles/Subprocess.swift);
+        // a bare name is found on the PATH given here.
         let r: Subprocess.Result
         do {
-            r = try Subprocess.run([path] + full.dropFirst(), environment: ["PATH": Subprocess.defaultPath, "LANG": "C.UTF-8"])
+            r = try Subprocess.run(full, environment: ["PATH": Subprocess.defaultPath, "LANG": "C.UTF-8"])
         } catch { throw SystemError("cannot run \(full[0]): \(error)") }
         return CommandResult(status: r.status, output: r.text)
     }
@@ -214,13 +214,6 @@ public final class LocalSystem: System {
         guard let pw = getpwnam(owner.user) else { throw SystemError("no user \(owner.user) on this host") }
         guard let gr = getgrnam(owner.group) else { throw SystemError("no group \(owner.group) on this host") }
         return (pw.pointee.pw_uid, gr.pointee.gr_gid)
-    }
-
-    static func which(_ name: String) throws -> String {
-        for dir in ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"] where access("\(dir)/\(name)", X_OK) == 0 {
-            return "\(dir)/\(name)"
-        }
-        throw SystemError("\(name) is not installed on this host")
     }
 
     static func errorText() -> String { String(cString: strerror(errno)) }
