@@ -121,7 +121,14 @@ struct ProbeError: Error, CustomStringConvertible {
         try await withServer(.sqlite, { $0.server.maxConnectionsPerAddress = 20; $0.server.requestHeadTimeoutSeconds = 60 }) { server in
             var idle: [TCPProbe] = []
             for _ in 0..<20 { idle.append(try TCPProbe(port: server.port)) }
-            try await Task.sleep(for: .milliseconds(200))   // let the server accept them all
+            // Each child channel is admitted on its own event loop, not in connect order: wait until the server
+            // holds all twenty, or under load the 21st may be admitted before one of them (a fixed sleep was not
+            // enough on a busy CI machine).
+            let deadline = ContinuousClock.now + .seconds(30)
+            while server.runtime.connectionLimiter.open < 20 && ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            #expect(server.runtime.connectionLimiter.open == 20)
             let refused = try TCPProbe(port: server.port, receiveTimeout: 5)
             let answer = await refused.readAll()
             #expect(answer.closed)
@@ -131,7 +138,10 @@ struct ProbeError: Error, CustomStringConvertible {
             #expect(TCPProbe.status(health) == 200, "got: \(health)")
             // Closing idle sockets frees their slots.
             idle.removeAll()
-            try await Task.sleep(for: .milliseconds(300))
+            let freed = ContinuousClock.now + .seconds(30)
+            while server.runtime.connectionLimiter.open > 0 && ContinuousClock.now < freed {
+                try await Task.sleep(for: .milliseconds(20))
+            }
             #expect(TCPProbe.status(try await TCPProbe.http(port: server.port, from: "127.0.0.1", "GET", "/healthz")) == 200)
             let metrics = try await rawRequest(.GET, server.metricsURL)
             #expect(metrics.body.contains("warbler_connections_refused_total 1"))
