@@ -19,6 +19,7 @@ N=3
 NS_BR=wcbr-$$ NS_CLIENT=wccl-$$
 declare -a NS PIDS INITS IPS
 for i in $(seq $N); do NS[$i]=wch$i-$$; IPS[$i]=10.232.0.1$i; done
+VIP=10.232.0.10
 BACKGROUND=()
 
 cleanup() {
@@ -60,18 +61,17 @@ attach() { # NS ADDRESS TAG
 for i in $(seq $N); do attach "${NS[$i]}" "${IPS[$i]}" "$i"; done
 attach "$NS_CLIENT" 10.232.0.100 c
 
-# Hosts: a fresh root each, the installer file copied in, booted in parallel.
+# Hosts: a fresh root each, the installer file copied in, booted in parallel. CAP_NET_ADMIN: keepalived adds and
+# removes the virtual IP (nspawn drops it in a network namespace of our making).
 echo "==> booting $N fresh Debian 12 hosts"
-for i in $(seq $N); do
-  mkdir "$WORK/h$i" && tar -C "$WORK/h$i" -xf "$CACHE/root.tar"
-  echo "warbler-$i" >"$WORK/h$i/etc/hostname"
-  cp "$BIN" "$WORK/h$i/root/warbler"
-  systemd-nspawn --register=no --keep-unit --network-namespace-path="/run/netns/${NS[$i]}" -D "$WORK/h$i" -M "warbler-$i" -b \
-    >>"$WORK/h$i.console" 2>&1 &
-  PIDS[$i]=$!
-done
-for i in $(seq $N); do
-  INITS[$i]=
+boot() { # HOST: (re)boot the host's root in its namespace
+  systemd-nspawn --register=no --keep-unit --network-namespace-path="/run/netns/${NS[$1]}" --capability=CAP_NET_ADMIN \
+    -D "$WORK/h$1" -M "warbler-$1" -b >>"$WORK/h$1.console" 2>&1 &
+  PIDS[$1]=$!
+  INITS[$1]=
+}
+wait_booted() { # HOST
+  local i=$1
   for _ in $(seq 900); do
     kill -0 "${PIDS[$i]}" 2>/dev/null || { tail -20 "$WORK/h$i.console" >&2; fail "host $i exited while booting"; }
     if [ -z "${INITS[$i]}" ]; then
@@ -80,17 +80,24 @@ for i in $(seq $N); do
       done
     fi
     if [ -n "${INITS[$i]}" ]; then
-      case "$(on "$i" systemctl is-system-running 2>/dev/null || true)" in running|degraded) break ;; esac
+      case "$(on "$i" systemctl is-system-running 2>/dev/null || true)" in running|degraded) return 0 ;; esac
     fi
     sleep 0.1
   done
-  [ -n "${INITS[$i]}" ] || fail "host $i did not boot"
+  fail "host $i did not boot"
+}
+for i in $(seq $N); do
+  mkdir "$WORK/h$i" && tar -C "$WORK/h$i" -xf "$CACHE/root.tar"
+  echo "warbler-$i" >"$WORK/h$i/etc/hostname"
+  cp "$BIN" "$WORK/h$i/root/warbler"
+  boot "$i"
 done
+for i in $(seq $N); do wait_booted "$i"; done
 ok "$N hosts booted"
 
 # 1. Host 1 founds the cluster.
 t0=$(date +%s%N)
-on 1 /root/warbler install --cluster-init --advertise-address "${IPS[1]}" --domain chat.warbler.test --yes >"$WORK/h1.log" 2>&1 \
+on 1 /root/warbler install --cluster-init --advertise-address "${IPS[1]}" --vip "$VIP" --domain chat.warbler.test --yes >"$WORK/h1.log" 2>&1 \
   || fail "install --cluster-init on host 1"
 TOKEN=$(sed -n 's/^Join token[^:]*: \(W10[^ ]*\)$/\1/p' "$WORK/h1.log")
 [ -n "$TOKEN" ] || fail "install --cluster-init printed no join token"
@@ -185,6 +192,9 @@ for i in $(seq $N); do
 done
 ok "warbler status is healthy on every member"
 
+# 6b. The fault drills (issue 11): power loss, partition, VIP holder loss, IM server loss, etcd member loss.
+[ "${SKIP_DRILLS:-0}" = 1 ] || source scripts/e2e-cluster-faults.sh
+
 # 7. Host 3 leaves: uninstall takes it out of etcd and HAProxy first; the other two stay a working cluster.
 on 3 /opt/warbler/current/bin/warbler uninstall --yes >"$WORK/h3.log" 2>&1 || fail "uninstall on host 3"
 grep -q "removed warbler-3's etcd member" "$WORK/h3.log" || fail "uninstall did not leave etcd"
@@ -225,3 +235,4 @@ from_client "$BIN" probe --url "https://${IPS[3]}:8443" --ca "$WORK/h3/etc/warbl
 ok "host 3 founded a cluster on the site's PostgreSQL (--database-url) in $(ms_since "$t") ms: no Patroni, status healthy, the probe passes"
 
 echo "==> cluster: all checks passed ($(cat "$WORK/figures" | head -1))"
+[ -s "$WORK/drills" ] && { echo "==> drill figures:"; sed 's/^/    /' "$WORK/drills"; }

@@ -278,7 +278,10 @@ struct Gateway: Sendable {
                     _ = hub.takeArrival(sender: user, cid: message.cid)
                     logger.error("storage failed: \(error)")
                     metrics.errors.increment()
-                    frame = .error(.init(code: .unavailable, message: "storage is unavailable; retry the send with the same cid", cid: message.cid))
+                    // A database failover is under way (or the database is unreachable): the send was not stored; the
+                    // client retries it with the same cid each second until it is (docs/protocol.md, "Errors").
+                    frame = .error(.init(code: .unavailable, message: "storage is unavailable; retry the send with the same cid", cid: message.cid,
+                                         retryAfter: 1))
                 }
                 session.enqueue(.frame(frame))
             }

@@ -38,6 +38,8 @@ public struct MemberFile: Codable, Sendable, Equatable {
     public var seedEtcdEndpoints: [String]? = nil
     /// The site's PostgreSQL (`--database-url`, without its password), nil when the cluster runs its own.
     public var database: String? = nil
+    /// The cluster's virtual IP (`--vip`), nil when it has none.
+    public var vip: String? = nil
 
     public static func load(_ data: Data) throws -> MemberFile {
         do { return try JSONDecoder().decode(MemberFile.self, from: data) } catch {
@@ -84,7 +86,7 @@ extension Blueprint {
         // The components, each one step.
         let releaseDir = Paths.release(release.version)
         dir("\(releaseDir)/embedded", 0o755, root)
-        for name in ClusterPaths.components(for: c.roles) {
+        for name in ClusterPaths.components(for: c.roles, vip: c.vip != nil) {
             guard let source = inputs.components[name] else {
                 throw OptionsError("this installer file carries no \(name) component; build it with packaging/build.sh (without WARBLER_NO_COMPONENTS)")
             }
@@ -206,6 +208,16 @@ extension Blueprint {
         file(ClusterPaths.haproxyConfig, try templates.renderCluster("haproxy.cfg", ctx), 0o640, group(ClusterPaths.haproxyUser))
         try unit(ClusterPaths.haproxyUnit, restartOn: [ClusterPaths.haproxyConfig, ctx.haproxyPem])
         try unit(ClusterPaths.agentUnit, restartOn: [ClusterPaths.memberFile, ctx.agentCert, ctx.agentKey])
+        if let vip = c.vip {
+            // The virtual IP: the VIP agent writes keepalived's config from the members in etcd (root's files only).
+            ctx.vip = vip.description
+            ctx.keepalivedBin = ClusterPaths.keepalivedBin
+            ctx.keepalivedConfig = ClusterPaths.keepalivedConfig
+            ctx.keepalivedState = ClusterPaths.keepalivedState
+            ctx.keepalivedRuntime = ClusterPaths.keepalivedRuntime
+            try unit(ClusterPaths.vipAgentUnit, restartOn: [ClusterPaths.memberFile, ClusterPaths.rootCert, ClusterPaths.rootKey])
+            try unit(ClusterPaths.keepalivedUnit, restartOn: [])
+        }
 
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
@@ -213,6 +225,7 @@ extension Blueprint {
                                 domains: settings.domains, registration: settings.registration)
         member.seedEtcdEndpoints = seeds.map(\.address)
         member.database = c.externalDatabase?.url
+        member.vip = c.vip?.description
         file(ClusterPaths.memberFile, String(decoding: try encoder.encode(member), as: UTF8.self) + "\n", 0o644, root)
 
         guard managesServices else { return }

@@ -223,6 +223,7 @@ public struct Blueprint: Sendable {
         alerts.stateFile = Paths.alertdState + "/state.json"
         alerts.targets = [.init(job: "exporter", url: "http://127.0.0.1:\(settings.exporterPort)/metrics")]
         if settings.metricsPort > 0 { alerts.targets.append(.init(job: "server", url: "http://127.0.0.1:\(settings.metricsPort)/metrics")) }
+        alerts.cluster = settings.cluster != nil
         alerts.receiverEntries = try settings.alertReceivers.map { ($0.name, try $0.yamlLine()) }
         file(Paths.alertsConfig, Data(try templates.renderAlertsConfig(alerts).utf8), 0o640, rootGroupSvc, label: "alertd's rules and receivers")
         dir(Paths.alertdState, 0o700, svc)

@@ -50,15 +50,17 @@ public struct ClusterAnswers: Codable, Sendable, Equatable {
     public var seedMembers: [ClusterMember]?
     /// An existing PostgreSQL the cluster uses instead of its own (`--database-url`; no password in it).
     public var databaseURL: String?
+    /// The cluster's virtual IP (`--vip`): keepalived on every member holds it on one HAProxy at a time.
+    public var vip: String?
 
     public init(founder: Bool? = nil, advertiseAddress: String? = nil, nodeName: String? = nil, roles: [ClusterRole]? = nil,
-                balance: String? = nil, seedMembers: [ClusterMember]? = nil, databaseURL: String? = nil) {
+                balance: String? = nil, seedMembers: [ClusterMember]? = nil, databaseURL: String? = nil, vip: String? = nil) {
         self.founder = founder; self.advertiseAddress = advertiseAddress; self.nodeName = nodeName; self.roles = roles
-        self.balance = balance; self.seedMembers = seedMembers; self.databaseURL = databaseURL
+        self.balance = balance; self.seedMembers = seedMembers; self.databaseURL = databaseURL; self.vip = vip
     }
 
     enum CodingKeys: String, CodingKey {
-        case founder, roles, balance
+        case founder, roles, balance, vip
         case advertiseAddress = "advertise_address"
         case nodeName = "node_name"
         case seedMembers = "seed_members"
@@ -74,6 +76,7 @@ public struct ClusterAnswers: Codable, Sendable, Equatable {
         out.balance = balance ?? out.balance
         out.seedMembers = seedMembers ?? out.seedMembers
         out.databaseURL = databaseURL ?? out.databaseURL
+        out.vip = vip ?? out.vip
         return out
     }
 }
@@ -88,6 +91,8 @@ public struct ClusterSettings: Sendable, Equatable {
     public var seedMembers: [ClusterMember]
     /// The site's own PostgreSQL (`--database-url`): no member then runs PostgreSQL or Patroni.
     public var externalDatabase: ExternalDatabase?
+    /// The virtual IP clients use (`--vip`), held by keepalived on one member at a time; nil: none.
+    public var vip: IPAddress?
 
     /// The ports a member binds besides the HAProxy frontend (the install's `--port`).
     public enum Port {
@@ -99,6 +104,10 @@ public struct ClusterSettings: Sendable, Equatable {
         public static let patroni = 8008
         /// HAProxy on 127.0.0.1: the IM server's way to the current PostgreSQL primary.
         public static let primary = 5433
+        /// HAProxy's own health on 127.0.0.1 (keepalived's track script asks it).
+        public static let haproxyMonitor = 8405
+        /// etcd's metrics and health, plain HTTP on 127.0.0.1 (the exporter reads them).
+        public static let etcdMetrics = 2381
     }
     /// The most members HAProxy has slots for (its `server-template` lines).
     public static let maxMembers = 16
@@ -106,9 +115,9 @@ public struct ClusterSettings: Sendable, Equatable {
     public var me: ClusterMember { ClusterMember(name: nodeName, address: advertise.description, roles: Array(roles)) }
 
     public func ports(frontend: Int) -> [Int] {
-        var p = [frontend, Port.im]
+        var p = [frontend, Port.im, Port.haproxyMonitor]
         if externalDatabase == nil { p.append(Port.primary) }
-        if roles.contains(.etcd) { p += [Port.etcdClient, Port.etcdPeer] }
+        if roles.contains(.etcd) { p += [Port.etcdClient, Port.etcdPeer, Port.etcdMetrics] }
         if roles.contains(.database) { p += [Port.postgres, Port.patroni] }
         return p
     }
@@ -136,6 +145,16 @@ public struct ClusterSettings: Sendable, Equatable {
         } else {
             advertise = IPAddress.parse("127.0.0.1")!
             problems.append("a cluster member needs --advertise-address: this host's IPv4 address the other members reach (not 0.0.0.0 or loopback)\(a.advertiseAddress.map { ", not '\($0)'" } ?? "")")
+        }
+        if let v = a.vip {
+            if let ip = IPAddress.parse(v), ip.isIPv4, v != "0.0.0.0", !v.hasPrefix("127."), ip != advertise {
+                vip = ip
+            } else {
+                vip = nil
+                problems.append("--vip must be an unused IPv4 address on the members' network (not 0.0.0.0, loopback or this host's own address), not '\(v)'")
+            }
+        } else {
+            vip = nil
         }
         if !Self.isNodeName(name) {
             problems.append("node name '\(name)' must be 1-63 of a-z 0-9 - (give --node-name)")
@@ -259,7 +278,9 @@ public enum ClusterPaths {
     public static let patroniUnit = "warbler-patroni.service"
     public static let haproxyUnit = "warbler-haproxy.service"
     public static let agentUnit = "warbler-cluster-agent.service"
-    public static let unitNames = [etcdUnit, patroniUnit, haproxyUnit, agentUnit]
+    public static let keepalivedUnit = "warbler-keepalived.service"
+    public static let vipAgentUnit = "warbler-vip-agent.service"
+    public static let unitNames = [etcdUnit, patroniUnit, haproxyUnit, agentUnit, vipAgentUnit, keepalivedUnit]
 
     /// A component's files inside a release.
     public static func embedded(_ component: String) -> String { "embedded/\(component)" }
@@ -269,11 +290,24 @@ public enum ClusterPaths {
     public static let patroniScript = "/opt/warbler/current/embedded/patroni/usr/bin/patroni"
     public static let patronictl = "/opt/warbler/current/embedded/patroni/usr/bin/patronictl"
     public static let haproxyBin = "/opt/warbler/current/embedded/haproxy/usr/sbin/haproxy"
+    public static let keepalivedBin = "/opt/warbler/current/embedded/keepalived/usr/sbin/keepalived"
+    /// keepalived's config, written by the VIP agent (root's; keepalived runs as root).
+    public static let keepalivedState = "/var/lib/warbler-keepalived"
+    public static let keepalivedConfig = "/var/lib/warbler-keepalived/keepalived.conf"
+    public static let keepalivedRuntime = "/run/warbler-keepalived"
+    /// HAProxy's own health on loopback (plain HTTP, `monitor-uri`): 200 while it runs. keepalived's
+    /// track script asks it.
+    public static let haproxyMonitorPort = ClusterSettings.Port.haproxyMonitor
+    public static let haproxyMonitorPath = "/warbler-haproxy-health"
+    public static let haproxyStatsPath = "/warbler-haproxy-stats"
+    /// etcd keys: each member's VIP agent publishes the peers its keepalived has (`/warbler/vip/NAME`).
+    public static let vipPeersPrefix = "/warbler/vip/"
 
     /// The components a member with these roles runs.
-    public static func components(for roles: Set<ClusterRole>) -> [String] {
+    public static func components(for roles: Set<ClusterRole>, vip: Bool = false) -> [String] {
         var c = ["etcd", "haproxy"]   // etcdctl serves every member (registration, status) even without the etcd role
         if roles.contains(.database) { c += ["patroni", "postgresql"] }
+        if vip { c.append("keepalived") }
         return c.sorted()
     }
 }

@@ -185,12 +185,13 @@ public struct Installer: Sendable {
     public static func certificateNames(_ settings: InstallSettings, hostname: String, addresses: [IPAddress]) -> CertificateNames {
         guard let c = settings.cluster else { return CertificateNames(hostname: hostname, domains: settings.domains, addresses: addresses) }
         var ips = [c.advertise, IPAddress.parse("127.0.0.1")!]
+        if let vip = c.vip { ips.append(vip) }
         for d in settings.domains { if let ip = IPAddress.parse(d), !ips.contains(ip) { ips.append(ip) } }
         return CertificateNames(dns: settings.domains.filter { IPAddress.parse($0) == nil }, ips: ips)
     }
 
     func url(_ settings: InstallSettings, _ names: CertificateNames) -> String {
-        let host = settings.domains.first ?? (settings.cluster != nil ? settings.cluster!.advertise.description : names.dns.first ?? "localhost")
+        let host = settings.domains.first ?? (settings.cluster.map { ($0.vip ?? $0.advertise).description } ?? names.dns.first ?? "localhost")
         let shown = IPAddress.parse(host).map { $0.isIPv4 ? host : "[\(host)]" } ?? host
         return "\(settings.tls == .off ? "http" : "https")://\(shown):\(settings.port)"
     }

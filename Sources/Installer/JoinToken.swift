@@ -110,6 +110,8 @@ public struct ClusterBundle: Codable, Sendable, Equatable {
     /// A cluster on the site's PostgreSQL: its URL (no password; that is `appPassword`) and CA, if one was given.
     public var databaseURL: String? = nil
     public var databaseCA: String? = nil
+    /// The cluster's virtual IP (`--vip`), if it has one: every member runs keepalived for it.
+    public var vip: String? = nil
 
     public init(caCert: String, caKey: String, jwtKey: String, superuserPassword: String, replicationPassword: String,
                 rewindPassword: String, patroniAPIPassword: String, appPassword: String, domains: [String], port: Int,

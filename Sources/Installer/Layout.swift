@@ -53,7 +53,7 @@ public enum Paths {
     /// alerting before what it watches, the server last.
     public static let unitNames = [certRenewTimerName, certRenewServiceName, backupTimerName, backupServiceName,
                                    alertdUnitName, exporterUnitName, serverUnitName,
-                                   ClusterPaths.agentUnit, ClusterPaths.haproxyUnit, ClusterPaths.patroniUnit, ClusterPaths.etcdUnit]
+                                   ClusterPaths.keepalivedUnit, ClusterPaths.vipAgentUnit, ClusterPaths.agentUnit, ClusterPaths.haproxyUnit, ClusterPaths.patroniUnit, ClusterPaths.etcdUnit]
     /// The long-running daemons, in starting order.
     public static let daemonUnitNames = [serverUnitName, exporterUnitName, alertdUnitName]
     public static let alertsConfig = "/etc/warbler/alerts.yaml"

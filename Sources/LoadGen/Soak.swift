@@ -15,6 +15,8 @@ public struct SoakReport: Sendable, CustomStringConvertible {
     public var undelivered = 0
     /// Acknowledged messages missing from the server's history afterwards (or stored with another seq).
     public var lost = 0
+    /// Messages a receiver was shown after one with a higher seq (new ones only; a duplicate is counted above).
+    public var outOfOrder = 0
     /// The longest time between two consecutive acks on any sender (the service was not taking messages).
     public var longestAckGap = 0.0
     /// The longest time a connection spent between `disconnected` and `connected` again.
@@ -22,11 +24,11 @@ public struct SoakReport: Sendable, CustomStringConvertible {
     public var reconnects = 0
     public var seconds = 0.0
 
-    public var ok: Bool { failed == 0 && duplicates == 0 && undelivered == 0 && lost == 0 && acked == sent }
+    public var ok: Bool { failed == 0 && duplicates == 0 && undelivered == 0 && lost == 0 && outOfOrder == 0 && acked == sent }
 
     public var description: String {
-        String(format: "soak: pairs=%d sent=%d acked=%d failed=%d delivered=%d duplicates=%d undelivered=%d lost=%d reconnects=%d longest-ack-gap=%.2fs longest-disconnect=%.2fs seconds=%.1f %@",
-               pairs, sent, acked, failed, delivered, duplicates, undelivered, lost, reconnects, longestAckGap, longestDisconnect, seconds,
+        String(format: "soak: pairs=%d sent=%d acked=%d failed=%d delivered=%d duplicates=%d undelivered=%d lost=%d out-of-order=%d reconnects=%d longest-ack-gap=%.2fs longest-disconnect=%.2fs seconds=%.1f %@",
+               pairs, sent, acked, failed, delivered, duplicates, undelivered, lost, outOfOrder, reconnects, longestAckGap, longestDisconnect, seconds,
                ok ? "OK" : "PROBLEM")
     }
 }
@@ -61,6 +63,8 @@ public struct SoakRun: Sendable {
         var ackTimes: [Double] = []
         var failed = 0
         var seen: [String: Int] = [:]            // cid → times shown to the receiver
+        var lastSeq: Int64 = 0                    // the highest seq the receiver was shown
+        var outOfOrder = 0
         var disconnectedAt: Double?
         var longestDisconnect = 0.0
         var reconnects = 0
@@ -107,6 +111,10 @@ public struct SoakRun: Sendable {
                         switch e {
                         case .message(let m) where m.cid.hasPrefix(run):
                             let done = t.with { t -> Bool in
+                                if t.seen[m.cid] == nil {
+                                    if m.seq < t.lastSeq { t.outOfOrder += 1 }
+                                    t.lastSeq = max(t.lastSeq, m.seq)
+                                }
                                 t.seen[m.cid, default: 0] += 1
                                 return t.seen.count >= perSender
                             }
@@ -157,6 +165,7 @@ public struct SoakRun: Sendable {
         report.seconds = Self.now() - started
         for (p, t) in zip(setup, tallies) {
             let (acks, times, failed, seen, longest, reconnects) = t.with { ($0.acks, $0.ackTimes.sorted(), $0.failed, $0.seen, $0.longestDisconnect, $0.reconnects) }
+            report.outOfOrder += t.with { $0.outOfOrder }
             report.sent += perSender
             report.acked += acks.count
             report.failed += failed

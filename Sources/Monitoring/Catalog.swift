@@ -134,6 +134,25 @@ public enum Catalog {
     public static let pgReplayDelay = MetricDescriptor("warbler_postgres_replica_lag_seconds", .gauge,
         "On a replica, seconds since the last replayed transaction's commit (0 when all received WAL is replayed)")
 
+    // MARK: The cluster (ClusterCollector; absent on a single node)
+    public static let clusterIMServerUp = MetricDescriptor("warbler_cluster_im_server_up", .gauge,
+        "1 while this member's HAProxy has the member's IM server up (drained counts as up), 0 when its checks fail", labels: ["member"])
+    public static let clusterPatroniUp = MetricDescriptor("warbler_cluster_patroni_up", .gauge, "1 when a database member's Patroni answered")
+    public static let clusterPostgresPrimary = MetricDescriptor("warbler_cluster_postgres_primary", .gauge,
+        "1 for the database member Patroni has as the PostgreSQL primary, 0 for the others", labels: ["member"])
+    public static let clusterPostgresTimeline = MetricDescriptor("warbler_cluster_postgres_timeline", .gauge,
+        "The primary's timeline: it grows by one at each promotion (a failover or switchover)")
+    public static let clusterStandbyStreaming = MetricDescriptor("warbler_cluster_postgres_standby_streaming", .gauge,
+        "1 while the standby streams WAL from the primary", labels: ["member"])
+    public static let clusterStandbyLagBytes = MetricDescriptor("warbler_cluster_postgres_standby_lag_bytes", .gauge,
+        "WAL bytes the standby is behind the primary (Patroni's lag)", labels: ["member"])
+    public static let clusterEtcdHasLeader = MetricDescriptor("warbler_cluster_etcd_has_leader", .gauge,
+        "1 while this member's etcd sees a leader (the quorum holds), 0 when it does not or does not answer")
+    public static let clusterEtcdPeerConnected = MetricDescriptor("warbler_cluster_etcd_peer_connected", .gauge,
+        "1 while this member's etcd is connected to the peer (etcd's member id), 0 when not", labels: ["peer"])
+    public static let clusterVIPHeld = MetricDescriptor("warbler_cluster_vip_held", .gauge,
+        "1 while this host holds the cluster's virtual IP", labels: ["vip"])
+
     // MARK: TLS and backups
     public static let tlsExpiry = MetricDescriptor("warbler_tls_certificate_expiry_seconds", .gauge,
         "Seconds until the certificate's notAfter (negative once expired)", labels: ["path"])
@@ -161,6 +180,8 @@ public enum Catalog {
         sqliteBytes, sqliteWALBytes, sqliteCheckpoint, sqliteWALResets,
         pgUp, pgSize, pgConnections, pgMaxConnections, pgInRecovery, pgReplicas, pgReplicationLag, pgReplicationLagBytes, pgReplayDelay,
         tlsExpiry, tlsNotAfter, backupPresent, backupTimestamp, backupAge, backupBytes,
+        clusterIMServerUp, clusterPatroniUp, clusterPostgresPrimary, clusterPostgresTimeline, clusterStandbyStreaming, clusterStandbyLagBytes,
+        clusterEtcdHasLeader, clusterEtcdPeerConnected, clusterVIPHeld,
     ]
 
     /// True for a name the exporter can emit.

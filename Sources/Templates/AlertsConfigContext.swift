@@ -51,6 +51,9 @@ public struct AlertsConfigContext: Sendable, Equatable {
     public var certCriticalDays = 7
     public var backupMaxAgeHours = 36
     public var replicationLagSeconds = 60
+    /// A cluster member: the cluster's rules (node down, primary changed, standby, etcd, VIP) are added.
+    public var cluster = false
+    public var standbyLagBytes = 16 << 20
 
     public init() {}
 
@@ -88,6 +91,8 @@ public struct AlertsConfigContext: Sendable, Equatable {
             "certCriticalDays": String(certCriticalDays),
             "backupMaxAgeHours": String(backupMaxAgeHours),
             "replicationLagSeconds": String(replicationLagSeconds),
+            "cluster": cluster,
+            "standbyLagBytes": String(standbyLagBytes),
         ]
     }
 }

@@ -61,6 +61,16 @@ public struct ClusterContext: Sendable, Equatable {
     public var etcdUser = "warbler-etcd"
     public var postgresUser = "warbler-postgres"
     public var haproxyUser = "warbler-haproxy"
+    /// The cluster's virtual IP (empty: none) and keepalived's paths.
+    public var vip = ""
+    public var keepalivedBin = ""
+    public var keepalivedConfig = ""
+    public var keepalivedState = "/var/lib/warbler-keepalived"
+    public var keepalivedRuntime = "/run/warbler-keepalived"
+    public var haproxyMonitorPort = 8405
+    public var haproxyMonitorPath = "/warbler-haproxy-health"
+    public var haproxyStatsPath = "/warbler-haproxy-stats"
+    public var etcdMetricsPort = 2381
 
     public var superuserPassword = ""
     public var replicationPassword = ""
@@ -89,6 +99,12 @@ public struct ClusterContext: Sendable, Equatable {
         try name(nodeName, "node name")
         try ipv4(advertise, "advertise address")
         try ipv4(frontendHost, "frontend address")
+        if !vip.isEmpty { try ipv4(vip, "virtual IP") }
+        for path in [haproxyMonitorPath, haproxyStatsPath] {
+            guard path.hasPrefix("/"), path.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "/-_".contains($0)) }) else {
+                throw TemplateError("the HAProxy path '\(path)' must be a plain absolute path")
+            }
+        }
         for m in initialMembers { try name(m.name, "member name"); try ipv4(m.address, "address of member \(m.name)") }
         for e in etcdEndpoints { try ipv4(e, "etcd endpoint") }
         guard ["roundrobin", "leastconn", "source"].contains(balance) else { throw TemplateError("balance must be roundrobin, leastconn or source") }
@@ -102,10 +118,12 @@ public struct ClusterContext: Sendable, Equatable {
                           (postgresHome, "PostgreSQL home"), (postgresSocketDir, "PostgreSQL socket directory"), (python, "Python"),
                           (patroniScript, "Patroni"), (patroniConfig, "Patroni config"), (haproxyBin, "HAProxy"), (haproxyConfig, "HAProxy config"),
                           (haproxySocket, "HAProxy socket"), (haproxyState, "HAProxy state"), (warblerBinary, "warbler binary"),
-                          (etcdUser, "etcd user"), (postgresUser, "PostgreSQL user"), (haproxyUser, "HAProxy user")] where !v.isEmpty {
+                          (etcdUser, "etcd user"), (postgresUser, "PostgreSQL user"), (haproxyUser, "HAProxy user"),
+                          (keepalivedBin, "keepalived"), (keepalivedConfig, "keepalived config"), (keepalivedState, "keepalived state"),
+                          (keepalivedRuntime, "keepalived runtime directory")] where !v.isEmpty {
             try ServiceUnitContext.checkUnitValue(v, what: what)
         }
-        for p in [frontendPort, imPort, etcdClientPort, etcdPeerPort, postgresPort, patroniPort, primaryPort] where !(1...65535).contains(p) {
+        for p in [frontendPort, imPort, etcdClientPort, etcdPeerPort, postgresPort, patroniPort, primaryPort, haproxyMonitorPort, etcdMetricsPort] where !(1...65535).contains(p) {
             throw TemplateError("port \(p) is not 1-65535")
         }
         let peers = initialMembers.map { "\($0.name)=https://\($0.address):\(etcdPeerPort)" }.joined(separator: ",")
@@ -130,6 +148,11 @@ public struct ClusterContext: Sendable, Equatable {
             "etcdUser": etcdUser, "postgresUser": postgresUser, "haproxyUser": haproxyUser,
             "superuserPassword": superuserPassword, "replicationPassword": replicationPassword, "rewindPassword": rewindPassword,
             "patroniAPIPassword": patroniAPIPassword,
+            "vip": vip, "keepalivedBin": keepalivedBin, "keepalivedConfig": keepalivedConfig,
+            "keepalivedStateDirectory": String(keepalivedState.dropFirst("/var/lib/".count)),
+            "keepalivedRuntime": keepalivedRuntime, "keepalivedRuntimeDirectory": String(keepalivedRuntime.dropFirst("/run/".count)),
+            "haproxyMonitorPort": haproxyMonitorPort, "haproxyMonitorPath": haproxyMonitorPath, "haproxyStatsPath": haproxyStatsPath,
+            "etcdMetricsPort": etcdMetricsPort,
         ]
     }
 }
@@ -138,7 +161,8 @@ extension TemplateSet {
     /// The cluster's files, by template name: `etcd.yaml`, `patroni.yml`, `haproxy.cfg` and the units
     /// `warbler-etcd.service`, `warbler-patroni.service`, `warbler-haproxy.service`, `warbler-cluster-agent.service`.
     public static let clusterTemplates = ["etcd.yaml", "patroni.yml", "haproxy.cfg", "warbler-etcd.service", "warbler-patroni.service",
-                                          "warbler-haproxy.service", "warbler-cluster-agent.service"]
+                                          "warbler-haproxy.service", "warbler-cluster-agent.service", "warbler-keepalived.service",
+                                          "warbler-vip-agent.service"]
 
     public func renderCluster(_ name: String, _ context: ClusterContext) throws -> String {
         guard Self.clusterTemplates.contains(name) else { throw TemplateError("\(name) is not a cluster template") }

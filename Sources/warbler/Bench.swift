@@ -35,7 +35,7 @@ extension Warbler {
                 let report: SoakReport
                 do {
                     report = try await SoakRun(baseURL: url, pairs: pairs, seconds: soak, ratePerSender: rate, password: password,
-                                               prefix: prefix, trustedCA: ca, admin: try adminAccounts(), peerURL: peerUrl).run { print($0) }
+                                               prefix: prefix, trustedCA: ca, admin: try adminAccounts(), peerURL: peerUrl).run { print($0); fflush(nil) }
                 } catch { throw fail(error) }
                 print(report.description)
                 if !report.ok { throw ExitCode(1) }

@@ -9,7 +9,8 @@ extension Warbler {
         static let configuration = CommandConfiguration(
             commandName: "cluster",
             abstract: "A cluster member's commands: join tokens, the cluster's status.",
-            subcommands: [Token.self, Status.self, HAProxy.self, Register.self, Promote.self, SetupDatabase.self, WaitDatabase.self, Agent.self])
+            subcommands: [Token.self, Status.self, HAProxy.self, Register.self, Promote.self, SetupDatabase.self, WaitDatabase.self, Agent.self,
+                          VIPAgentCommand.self, VIPWait.self, VIPRelease.self, VIPCheck.self, Switchover.self, Failover.self])
     }
 }
 

@@ -59,6 +59,8 @@ struct InstallFlags: ParsableArguments {
     var nodeName: String?
     @Option(help: "With --cluster-init: use the site's PostgreSQL instead of running one, as postgres://USER@HOST[:PORT]/DATABASE[?sslmode=disable] (no password in it).")
     var databaseURL: String?
+    @Option(help: "With --cluster-init: the cluster's virtual IPv4 address (unused, on the members' network); keepalived holds it on one member's HAProxy at a time, and clients use it.")
+    var vip: String?
     @Option(help: "With --database-url: a root-owned file holding the password of the URL's user.")
     var databasePasswordFile: String?
     @Option(help: "With --database-url: the CA certificate (PEM) the database's TLS certificate chains to (default: the system's trusted roots).")
@@ -69,6 +71,9 @@ struct InstallFlags: ParsableArguments {
             throw ValidationError("--init must be systemd, builtin or none, not '\(i)'")
         }
         if let r = root, !r.hasPrefix("/") { throw ValidationError("--root needs an absolute path") }
+        if vip != nil && !clusterInit {
+            throw ValidationError("--vip belongs to the cluster: give it with --cluster-init (joining hosts get it with the token)")
+        }
         if databaseURL != nil && !clusterInit {
             throw ValidationError("--database-url founds a cluster on the site's PostgreSQL: give it with --cluster-init (joining hosts get it with the token)")
         }
@@ -120,7 +125,7 @@ struct InstallFlags: ParsableArguments {
         if clusterInit || advertiseAddress != nil || balance != nil || nodeName != nil {
             flags.cluster = ClusterAnswers(founder: clusterInit ? true : nil, advertiseAddress: advertiseAddress, nodeName: nodeName,
                                            roles: clusterInit ? (databaseURL == nil ? [.database, .etcd] : [.etcd]) : nil, balance: balance,
-                                           databaseURL: databaseURL)
+                                           databaseURL: databaseURL, vip: vip)
         }
         let answers = try config.map { flags.over(try InstallAnswers.load(path: $0)) } ?? flags
         try Self.checkReceivers(answers.alertReceivers ?? [])
@@ -248,7 +253,7 @@ enum InstallRun {
                 throw JoinError("a cluster member is installed from the installer file (packaging/build.sh), which carries the components; this is a plain build")
             }
             let components = try ComponentUnpacker.unpack(payloadDirectory: payload.directory + "/payload",
-                                                          names: ClusterPaths.components(for: c.roles), into: payload.directory + "/embedded")
+                                                          names: ClusterPaths.components(for: c.roles, vip: c.vip != nil), into: payload.directory + "/embedded")
             request.cluster = ClusterInputs(bundle: bundle, components: components, externalPassword: external.password, externalCA: external.ca)
         }
         return request

@@ -3,6 +3,7 @@ import Foundation
 import IMServer
 import IMStorage
 import Logging
+import Operations
 import SystemdSupport
 
 @main
@@ -13,6 +14,13 @@ struct Warbler: AsyncParsableCommand {
         subcommands: [Install.self, Doctor.self, Status.self, Uninstall.self, Server.self, Supervise.self, Version.self, UserAdd.self,
                       Bench.self, PayloadCommand.self, Certs.self, UpgradeCommand.self, Rollback.self, BackupCommand.self, RestoreCommand.self,
                       Alertd.self, Alerts.self, Exporter.self, Join.self, ClusterCommand.self, Bots.self, Probe.self])
+
+    /// keepalived runs `warbler cluster vip-check` every second: it is answered before anything starts a thread of
+    /// the concurrency pool (each new pool thread logs a line when the unit's sandbox refuses it a priority).
+    static func main() async {
+        if Array(CommandLine.arguments.dropFirst()) == ["cluster", "vip-check"] { Glibc.exit(HAProxyHealth.ok() ? 0 : 1) }
+        await main(nil)
+    }
 }
 
 /// Options every command that reads the server config shares.

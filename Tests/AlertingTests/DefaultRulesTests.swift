@@ -127,3 +127,62 @@ func defaultConfigText(_ context: AlertsConfigContext = AlertsConfigContext()) t
         }
     }
 }
+
+/// A cluster member's rules (alerts.yaml with `cluster`), evaluated against figures shaped like the exporter's
+/// cluster collector: each fires on its fault and stays quiet on a healthy cluster.
+@Suite struct ClusterRulesTests {
+    static func engine() throws -> AlertEngine {
+        var ctx = AlertsConfigContext()
+        ctx.cluster = true
+        return AlertEngine(config: try AlertsConfig.parse(try defaultConfigText(ctx)))
+    }
+    let base = ["job": "exporter", "instance": "10.0.0.1:9101"]
+    func s(_ name: String, _ labels: [String: String] = [:], _ v: Double) -> Sample {
+        Sample(name: name, labels: base.merging(labels) { a, _ in a }, value: v)
+    }
+    func healthy(vip: Double = 1, timeline: Double = 2) -> [Sample] {
+        [s("warbler_cluster_im_server_up", ["member": "10.0.0.1"], 1), s("warbler_cluster_im_server_up", ["member": "10.0.0.2"], 1),
+         s("warbler_cluster_postgres_timeline", [:], timeline), s("warbler_cluster_postgres_standby_streaming", ["member": "two"], 1),
+         s("warbler_cluster_postgres_standby_lag_bytes", ["member": "two"], 0), s("warbler_cluster_etcd_has_leader", [:], 1),
+         s("warbler_cluster_etcd_peer_connected", ["peer": "aa"], 1), s("warbler_cluster_vip_held", ["vip": "10.0.0.10"], vip)]
+    }
+    func firing(_ timeline: [(Double, [Sample])]) throws -> Set<String> {
+        var e = try Self.engine()
+        var h = History(retention: 900, lookback: 60)
+        for (t, samples) in timeline {
+            h.append(source: "exporter", samples: samples, at: at(t))
+            _ = e.evaluate(history: h, at: at(t))
+        }
+        return Set(e.alerts(at: at(timeline.last!.0)).filter { $0.state == "firing" }.map(\.name))
+    }
+
+    @Test func theClusterRulesLoadOnlyForAClusterMember() throws {
+        var ctx = AlertsConfigContext()
+        ctx.cluster = true
+        let names = try AlertsConfig.parse(try defaultConfigText(ctx)).rules.map(\.name)
+        for n in ["ClusterNodeDown", "PostgresPrimaryChanged", "StandbyNotStreaming", "StandbyLagging", "EtcdMemberDown", "EtcdNoLeader", "VIPMoved"] {
+            #expect(names.contains(n))
+            #expect(!(try AlertsConfig.parse(try defaultConfigText())).rules.map(\.name).contains(n))
+        }
+    }
+
+    @Test func aHealthyClusterFiresNothing() throws {
+        #expect(try firing(stride(from: 0.0, through: 300, by: 15).map { ($0, healthy()) }).isEmpty)
+    }
+
+    @Test func eachFaultFiresItsRule() throws {
+        func fault(_ change: ([Sample]) -> [Sample]) throws -> Set<String> {
+            try firing(stride(from: 0.0, through: 60, by: 15).map { ($0, healthy()) } + stride(from: 75.0, through: 300, by: 15).map { ($0, change(healthy())) })
+        }
+        func set(_ samples: [Sample], _ name: String, _ v: Double) -> [Sample] {
+            samples.map { $0.name == name ? Sample(name: $0.name, labels: $0.labels, value: v) : $0 }
+        }
+        #expect(try fault { set($0, "warbler_cluster_postgres_standby_streaming", 0) } == ["StandbyNotStreaming"])
+        #expect(try fault { set($0, "warbler_cluster_postgres_standby_lag_bytes", 67_108_864) } == ["StandbyLagging"])
+        #expect(try fault { set($0, "warbler_cluster_etcd_peer_connected", 0) } == ["EtcdMemberDown"])
+        #expect(try fault { set($0, "warbler_cluster_etcd_has_leader", 0) } == ["EtcdNoLeader"])
+        #expect(try fault { set($0, "warbler_cluster_postgres_timeline", 3) } == ["PostgresPrimaryChanged"])
+        #expect(try fault { set($0, "warbler_cluster_vip_held", 0) } == ["VIPMoved"])
+        #expect(try fault { $0.map { $0.name == "warbler_cluster_im_server_up" && $0.labels["member"] == "10.0.0.2" ? Sample(name: $0.name, labels: $0.labels, value: 0) : $0 } } == ["ClusterNodeDown"])
+    }
+}

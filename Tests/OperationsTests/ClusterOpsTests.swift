@@ -74,6 +74,20 @@ import Testing
         #expect(throws: (any Error).self) { try ClusterMember.decode(Data(#"{"name":"x","address":"10.0.0.1\nserver evil","roles":[]}"#.utf8)) }
     }
 
+    /// With a member down etcdctl prints retry warnings, the JSON, then "Error: unhealthy cluster" (exit 1): the
+    /// two healthy members must still count (status once said the quorum was lost with one member of three down).
+    @Test func etcdHealthWithAMemberDownIsRead() throws {
+        let output = """
+        {"level":"warn","ts":"2026-12-05T07:47:46.778Z","caller":"clientv3/retry_interceptor.go:62","msg":"retrying of unary invoker failed","attempt":0}
+        [{"endpoint":"https://10.232.0.12:2379","health":true,"took":"588ms"},{"endpoint":"https://10.232.0.13:2379","health":true,"took":"594ms"},{"endpoint":"https://10.232.0.11:2379","health":false,"took":"3s","error":"context deadline exceeded"}]
+        Error: unhealthy cluster
+        """
+        let h = try Etcdctl.parseHealth(output)
+        #expect(h.map(\.healthy) == [true, true, false])
+        #expect(h[2].error == "context deadline exceeded")
+        #expect(throws: ClusterOpsError.self) { try Etcdctl.parseHealth("Error: context deadline exceeded") }
+    }
+
     @Test func theServerStoresTheProofUnderTheHashTheInstallerComputes() throws {
         let token = JoinToken(caKeyHash: String(repeating: "a", count: 64), id: "abcdefgh", secret: "0123456789abcdefghijklmnopqrstuv")
         #expect(JoinProof.hash(token.proof) == JoinToken.proofHash(token.proof))

@@ -8,19 +8,24 @@ import Testing
     /// Patroni 1.2, with @resources and /proc/stat left to it, as its unit says why).
     static let ceilings: [String: Double] = [
         "warbler-etcd.service": 2.0, "warbler-haproxy.service": 2.0, "warbler-cluster-agent.service": 2.0, "warbler-patroni.service": 2.0,
+        // Root: keepalived needs CAP_NET_ADMIN, CAP_NET_RAW (and SETUID/SETGID for its track script); the VIP agent
+        // writes root's config.
+        "warbler-keepalived.service": 3.5, "warbler-vip-agent.service": 3.0,   // measured 2.9 and 2.2
     ]
 
-    @Test(arguments: ["warbler-etcd.service", "warbler-patroni.service", "warbler-haproxy.service", "warbler-cluster-agent.service"])
+    @Test(arguments: ["warbler-etcd.service", "warbler-patroni.service", "warbler-haproxy.service", "warbler-cluster-agent.service",
+                      "warbler-keepalived.service", "warbler-vip-agent.service"])
     func clusterUnitsVerifyAndRateWithinTheirCeiling(_ name: String) throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("warbler-cluster-units-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: dir) }
         try FileManager.default.createDirectory(atPath: dir + "/bin", withIntermediateDirectories: true)
-        for b in ["etcd", "python3.11", "haproxy", "warbler"] { try FileManager.default.copyItem(atPath: "/bin/true", toPath: dir + "/bin/" + b) }
+        for b in ["etcd", "python3.11", "haproxy", "warbler", "keepalived"] { try FileManager.default.copyItem(atPath: "/bin/true", toPath: dir + "/bin/" + b) }
         var c = ClusterContext()
         c.nodeName = "one"; c.advertise = "10.0.0.1"
         c.etcdBin = dir + "/bin"; c.etcdConfig = dir + "/etcd.yaml"
         c.python = dir + "/bin/python3.11"; c.patroniScript = dir + "/patroni"; c.patroniConfig = dir + "/patroni.yml"
         c.haproxyBin = dir + "/bin/haproxy"; c.haproxyConfig = dir + "/haproxy.cfg"; c.warblerBinary = dir + "/bin/warbler"
+        c.vip = "10.0.0.10"; c.keepalivedBin = dir + "/bin/keepalived"; c.keepalivedConfig = dir + "/keepalived.conf"
         let unit = dir + "/" + name
         try TemplateSet(directory: Repo.templates).renderCluster(name, c).write(toFile: unit, atomically: true, encoding: .utf8)
         let verify = try SystemdAnalyzeTests.run(["verify", "--man=no", unit])

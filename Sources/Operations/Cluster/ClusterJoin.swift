@@ -81,7 +81,8 @@ public struct ClusterJoin: Sendable {
             return ClusterMember(name: name, address: host, roles: [.etcd])
         }
         let answers = ClusterAnswers(founder: false, advertiseAddress: advertise, nodeName: nodeName, roles: roles,
-                                     balance: bundle.balance, seedMembers: seedMembers, databaseURL: bundle.databaseURL)
+                                     balance: bundle.balance, seedMembers: seedMembers, databaseURL: bundle.databaseURL,
+                                     vip: bundle.vip)
         return Prepared(bundle: bundle, answers: answers, roles: roles)
     }
 }

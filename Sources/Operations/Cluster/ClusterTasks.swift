@@ -68,6 +68,7 @@ public struct ClusterTasks: Sendable {
             throw ClusterOpsError("\(m.member.name) is the PostgreSQL primary: move the primary first (\(ClusterPaths.python) \(ClusterPaths.patronictl) -c \(ClusterPaths.patroniConfig) switchover), then uninstall")
         }
         try etcd.delete(MemberRegistry.prefix + m.member.name)
+        if m.vip != nil { try etcd.delete(ClusterPaths.vipPeersPrefix + m.member.name) }
         done.append("removed \(m.member.name) from the cluster's members (HAProxy stops sending it clients)")
         let members = try etcd.memberList()
         if let me = members.first(where: { $0.name == m.member.name }) {
@@ -159,6 +160,7 @@ public struct JoinTokens: Sendable {
                                    appPassword: try RootFile.readText(ClusterPaths.appPasswordRootCopy),
                                    domains: member.domains, port: member.frontendPort, balance: member.balance,
                                    registration: member.registration, members: members)
+        bundle.vip = member.vip
         if let url = member.database {
             bundle.databaseURL = url
             if access(ClusterPaths.externalDatabaseCA, F_OK) == 0 {

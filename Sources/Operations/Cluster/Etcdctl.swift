@@ -96,9 +96,14 @@ public struct Etcdctl: Sendable {
     public func health() throws -> [(endpoint: String, healthy: Bool, error: String?)] {
         // Not `run`: an unhealthy endpoint makes etcdctl exit 1, and its JSON still says which.
         let r = try system.run(argv(["endpoint", "health", "--cluster", "-w", "json"], timeout: "3s"), as: nil)
-        guard let start = r.output.firstIndex(of: "["),
-              let list = try? JSONSerialization.jsonObject(with: Data(r.output[start...].utf8)) as? [[String: Any]] else {
-            throw ClusterOpsError("etcd health unknown: \(r.output.trimmingCharacters(in: .whitespacesAndNewlines).prefix(300))")
+        return try Self.parseHealth(r.output)
+    }
+
+    static func parseHealth(_ output: String) throws -> [(endpoint: String, healthy: Bool, error: String?)] {
+        // The JSON is one line; etcdctl's retry warnings come before it and "Error: unhealthy cluster" after it.
+        guard let line = output.split(separator: "\n").first(where: { $0.hasPrefix("[") }),
+              let list = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [[String: Any]] else {
+            throw ClusterOpsError("etcd health unknown: \(output.trimmingCharacters(in: .whitespacesAndNewlines).prefix(300))")
         }
         return list.map { ($0["endpoint"] as? String ?? "?", $0["health"] as? Bool ?? false, $0["error"] as? String) }
     }

@@ -1,0 +1,153 @@
+# The cluster's fault drills, sourced by scripts/e2e-cluster.sh once its three booted hosts are a healthy cluster
+# behind the virtual IP ($VIP): each drill runs while SDK clients in the client namespace send through the VIP
+# (4 pairs at 20 messages/s each), and afterwards checks from the database and every client's view that every
+# acknowledged message is there exactly once, in order, with no duplicate shown, and records how long sends
+# failed. The figures go to $WORK/drills (printed at the end, and copied to docs/benchmarks.md by hand).
+#
+# Power loss of a host = SIGKILL of its init (the kernel kills every process of its PID namespace at once) and its
+# link on the bridge down (a dead host's NIC answers nothing; the address it held stays in its namespace, as it would
+# in a powered-off machine's memory, and is gone at the next boot). Partition = the link down while the host runs.
+
+PROBE="python3 scripts/e2e_cluster_probe.py"
+: >"$WORK/drills"
+figure() { echo "$*" | tee -a "$WORK/drills" | sed 's/^/    /'; }
+
+power_off() { # HOST
+  kill -9 "${INITS[$1]}" 2>/dev/null || true
+  wait "${PIDS[$1]}" 2>/dev/null || true
+  ip -n "$NS_BR" link set "wb$1-$$" down
+}
+power_on() { # HOST: the NIC back with only its own address (a reboot starts clean), then boot
+  ip -n "${NS[$1]}" addr flush dev eth0
+  ip -n "${NS[$1]}" addr add "${IPS[$1]}/24" dev eth0
+  ip -n "$NS_BR" link set "wb$1-$$" up
+  boot "$1"; wait_booted "$1"
+}
+vip_holders() { local i out=""; for i in $(seq $N); do ip -n "${NS[$i]}" -4 -o addr show dev eth0 | grep -q " $VIP/" && out+="$i "; done; echo "${out% }"; }
+host_of() { echo "${1##*-}"; }   # warbler-2 -> 2
+leader() { from_client $PROBE leader "$@"; }
+wait_healthy() { # HOST SECONDS WHAT
+  for _ in $(seq "$2"); do
+    on "$1" /opt/warbler/current/bin/warbler cluster status >"$WORK/healthy.log" 2>&1 && return 0
+    sleep 1
+  done
+  cat "$WORK/healthy.log"; fail "$3: cluster status on host $1 not healthy within $2 s"
+}
+load_start() { # TAG SECONDS: the drill's clients through the VIP; returns once they send
+  from_client "$BIN" bench --url "https://$VIP:8443" --ca "$CA" --admin admin --admin-password-file "$ADMIN_PW" \
+    --pairs 4 --soak "$2" --rate 20 --prefix "$1" >"$WORK/$1.log" 2>&1 &
+  LOAD=$!; BACKGROUND+=("$LOAD")
+  for _ in $(seq 300); do grep -q "messages each at" "$WORK/$1.log" && break; kill -0 "$LOAD" 2>/dev/null || break; sleep 0.2; done
+  grep -q "messages each at" "$WORK/$1.log" || { cat "$WORK/$1.log"; fail "$1: the clients did not start sending"; }
+  sleep 3   # a steady stream before the fault
+}
+load_end() { # TAG: every acknowledged message once, in order; sets GAP (longest time without an acknowledged send)
+  wait "$LOAD" || { cat "$WORK/$1.log"; fail "$1: messages lost, duplicated or out of order"; }
+  LINE=$(grep '^soak: pairs' "$WORK/$1.log")
+  GAP=$(echo "$LINE" | grep -o 'longest-ack-gap=[0-9.]*' | cut -d= -f2)
+  case "$LINE" in *" lost=0 "*" OK") ;; *) fail "$1: $LINE" ;; esac
+}
+connects_start() { rm -f "$WORK/stop-connects"; from_client $PROBE connects "$VIP" 8443 "$WORK/stop-connects" >"$WORK/connects.log" & CONNECTS=$!; BACKGROUND+=("$CONNECTS"); }
+connects_end() { touch "$WORK/stop-connects"; wait "$CONNECTS" || true; CGAP=$(grep -o 'longest-connect-gap=[0-9.]*' "$WORK/connects.log" | cut -d= -f2); }
+
+echo "==> fault drills (clients send through the virtual IP $VIP)"
+[ "$(vip_holders | wc -w)" = 1 ] || fail "the VIP $VIP is held by hosts '$(vip_holders)', not exactly one"
+ok "the VIP is on host $(vip_holders) only"
+
+# Drill 5 (first: it breaks nothing else). etcd stops on the witness: the cluster works on 2 of 3 members, status
+# says what is wrong meanwhile, and a restart heals it.
+load_start d5 25
+on 3 systemctl stop warbler-etcd.service
+sleep 4
+! on 1 /opt/warbler/current/bin/warbler cluster status >"$WORK/d5-status.log" 2>&1 || { cat "$WORK/d5-status.log"; fail "d5: status was healthy with an etcd member down"; }
+grep -q "etcd" "$WORK/d5-status.log" || { cat "$WORK/d5-status.log"; fail "d5: status did not name etcd"; }
+sleep 8
+on 3 systemctl start warbler-etcd.service
+load_end d5
+wait_healthy 1 60 "d5"
+figure "drill 5 (etcd stopped on the witness, 12 s): longest-ack-gap=${GAP}s; status said: $(grep -m1 "problem:.*etcd" "$WORK/d5-status.log" | sed 's/^ *//' | cut -c1-100)"
+
+# Drill 1. Power off the PostgreSQL primary's host: the synchronous standby is promoted, nothing acknowledged is
+# lost; the host comes back and rejoins as a standby by itself.
+P=$(host_of "$(leader "${IPS[@]}")")
+[ -n "$P" ] || fail "d1: no PostgreSQL primary"
+OTHERS=(); for i in $(seq $N); do [ "$i" != "$P" ] && OTHERS+=("${IPS[$i]}"); done
+load_start d1 40
+connects_start
+t=$(date +%s%N)
+power_off "$P"
+NEW=""
+for _ in $(seq 600); do NEW=$(leader "${OTHERS[@]}"); [ -n "$NEW" ] && [ "$(host_of "$NEW")" != "$P" ] && break; sleep 0.1; done
+PROMOTED=$(ms_since "$t")
+[ -n "$NEW" ] || fail "d1: no standby was promoted"
+load_end d1
+connects_end
+figure "drill 1 (power off the primary, host $P; VIP was on $(vip_holders)): promoted $NEW in ${PROMOTED} ms; longest-ack-gap=${GAP}s; longest-connect-gap=${CGAP}s; $(echo "$LINE" | grep -o 'sent=[0-9]* acked=[0-9]*.*out-of-order=[0-9]*')"
+power_on "$P"
+wait_healthy "$(host_of "$NEW")" 180 "d1 (host $P back)"
+[ "$(leader "${IPS[@]}")" = "$NEW" ] || fail "d1: the returning host took the primary back"
+ok "host $P rejoined as a standby; $NEW stays the primary"
+
+# Drill 3. kill -9 keepalived and HAProxy on the VIP holder, then power it off: the VIP moves, and only the new
+# holder answers on it.
+V=$(vip_holders)
+load_start d3 30
+connects_start
+# SIGKILL to every process of both units (systemctl may complain about a helper that already left: ignored).
+on "$V" systemctl kill --signal=SIGKILL warbler-keepalived.service warbler-haproxy.service 2>/dev/null || true
+sleep 2
+power_off "$V"
+sleep 8
+HOLDERS=$(vip_holders)
+load_end d3
+connects_end
+# The powered-off host's namespace still carries the address on a dead link; it answers nothing.
+LIVE=""; for h in $HOLDERS; do [ "$h" != "$V" ] && LIVE+="$h "; done
+[ "$(echo $LIVE | wc -w)" = 1 ] || fail "d3: the VIP is on live hosts '$LIVE' (was on $V)"
+figure "drill 3 (kill -9 keepalived + HAProxy on the VIP holder, host $V, then power off): VIP moved to host ${LIVE% }; longest-connect-gap=${CGAP}s; longest-ack-gap=${GAP}s"
+power_on "$V"
+wait_healthy "$V" 180 "d3 (host $V back)"
+[ "$(vip_holders)" = "${LIVE% }" ] || fail "d3: the VIP moved back to the returning host (nopreempt) or is duplicated: '$(vip_holders)'"
+ok "host $V is back; the VIP stays on host ${LIVE% } (nopreempt)"
+
+# Drill 4. kill -9 the IM server on a host that is neither the primary nor the VIP holder, then power it off: its
+# clients reconnect through the VIP to the others and resume exactly once.
+P=$(host_of "$(leader "${IPS[@]}")"); V=$(vip_holders); K=""
+for i in $(seq $N); do [ "$i" != "$P" ] && [ "$i" != "$V" ] && K=$i; done
+[ -n "$K" ] || fail "d4: no host is free of the primary and the VIP"
+load_start d4 30
+on "$K" systemctl kill --signal=SIGKILL warbler-server.service
+sleep 1
+power_off "$K"
+load_end d4
+figure "drill 4 (kill -9 the IM server on host $K, then power off): longest-ack-gap=${GAP}s; $(echo "$LINE" | grep -o 'reconnects=[0-9]*')"
+power_on "$K"
+wait_healthy "$K" 180 "d4 (host $K back)"
+ok "host $K is back and the cluster is healthy"
+
+# Drill 2. Cut the primary off the network: it demotes itself before another is promoted (never two writable
+# primaries: a write probe on every host's PostgreSQL each half second); healed, it rejoins as a standby by itself.
+P=$(host_of "$(leader "${IPS[@]}")")
+writable() { # HOST -> 1 when its PostgreSQL accepts writes
+  on "$1" sh -c "PGPASSWORD=\$(cat /etc/warbler/cluster/secrets/postgres-superuser) PGCONNECT_TIMEOUT=1 \
+    /opt/warbler/current/embedded/postgresql/usr/lib/postgresql/15/bin/psql -h 127.0.0.1 -p 5432 -U postgres -d postgres -tAq \
+    -c 'SELECT (NOT pg_is_in_recovery())::int'" 2>/dev/null | tr -d ' \n' || true
+}
+load_start d2 45
+ip -n "$NS_BR" link set "wb$P-$$" down
+t=$(date +%s%N); DEMOTED=""; PROMOTED=""; TWO=0
+while [ "$(ms_since "$t")" -lt 40000 ]; do
+  W=0; for i in $(seq $N); do [ "$(writable "$i")" = 1 ] && W=$((W + 1)) && { [ "$i" = "$P" ] || [ -n "$PROMOTED" ] || PROMOTED=$(ms_since "$t"); }; done
+  [ "$(writable "$P")" = 1 ] || [ -n "$DEMOTED" ] || DEMOTED=$(ms_since "$t")
+  [ "$W" -gt 1 ] && TWO=$((TWO + 1))
+  [ -n "$DEMOTED" ] && [ -n "$PROMOTED" ] && break
+  sleep 0.5
+done
+[ "$TWO" = 0 ] || fail "d2: two writable primaries seen $TWO times"
+[ -n "$DEMOTED" ] && [ -n "$PROMOTED" ] || fail "d2: demoted='${DEMOTED}' promoted='${PROMOTED}' (ms) within 40 s"
+ip -n "$NS_BR" link set "wb$P-$$" up
+load_end d2
+wait_healthy "$P" 180 "d2 (link healed)"
+[ "$(writable "$P")" = 0 ] || fail "d2: the old primary is writable after the heal"
+figure "drill 2 (primary host $P cut off): demoted itself after ${DEMOTED} ms, another promoted after ${PROMOTED} ms, never two writable; longest-ack-gap=${GAP}s; rejoined as a standby"
+ok "fault drills passed"
