@@ -40,6 +40,7 @@ cleanup() {
   for ns in "${NS[@]}" "$NS_BR" "$NS_CLIENT"; do ip netns del "$ns" 2>/dev/null || true; done
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM
 fail() { echo "FAIL: $*" >&2; for i in $(seq $N); do [ -f "$WORK/h$i.log" ] && { echo "--- host $i's last command:" >&2; tail -30 "$WORK/h$i.log" >&2; }; done; exit 1; }
 ok() { echo "  ok: $*"; }
 on() { local i=$1; shift; nsenter -t "${INITS[$i]}" -a "$@"; }

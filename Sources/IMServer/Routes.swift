@@ -50,11 +50,16 @@ struct Routes: Sendable {
     func add(to router: Router<AppContext>) {
         router.get("/healthz") { _, _ in json(["status": "ok"]) }
         router.get("/readyz") { _, _ -> Response in
-            do {
-                try await storage.ping()
+            // Bounded: with its database gone (a cluster's primary failing over) a connection attempt can wait far
+            // longer than a health check does; the answer must still come at once.
+            let storage = storage
+            switch await firstOf(seconds: 2, { try await storage.ping() }) {
+            case .some(.success):
                 return runtime.hub.isDraining ? errorResponse(IMError(.unavailable, "shutting down")) : json(["status": "ready"])
-            } catch {
+            case .some(.failure(let error)):
                 return errorResponse(IMError(.unavailable, "storage is unreachable: \(error)"))
+            case .none:
+                return errorResponse(IMError(.unavailable, "storage did not answer within 2 seconds"))
             }
         }
         router.get("/v1/version") { _, _ in json(["version": WarblerVersion.version, "build": WarblerVersion.build]) }

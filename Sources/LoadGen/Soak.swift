@@ -103,7 +103,8 @@ public struct SoakRun: Sendable {
         let perSender = Int((seconds * ratePerSender).rounded(.down))
         progress("soak: \(pairs) pairs, \(perSender) messages each at \(ratePerSender)/s")
 
-        await withTaskGroup(of: Void.self) { group in
+        // Each task says whether it was the bound.
+        await withTaskGroup(of: Bool.self) { group in
             for (p, t) in zip(setup, tallies) {
                 // Receiver: counts what it is shown, and how long it was disconnected.
                 group.addTask {
@@ -118,7 +119,7 @@ public struct SoakRun: Sendable {
                                 t.seen[m.cid, default: 0] += 1
                                 return t.seen.count >= perSender
                             }
-                            if done { return }
+                            if done { return false }
                         case .connectionState(.disconnected):
                             t.with { if $0.disconnectedAt == nil { $0.disconnectedAt = Self.now() } }
                         case .connectionState(.connected):
@@ -129,6 +130,7 @@ public struct SoakRun: Sendable {
                         default: break
                         }
                     }
+                    return false
                 }
                 // Sender: one message every `interval`, each awaited in its own task (sends survive reconnects).
                 group.addTask {
@@ -148,15 +150,15 @@ public struct SoakRun: Sendable {
                             }
                         }
                     }
+                    return false
                 }
             }
             // Bounded: whatever has not arrived `settle` seconds after the last send is counted as missing.
-            group.addTask { try? await Task.sleep(for: .seconds(seconds + settle)) }
-            _ = await group.next()
-            // Wait for the senders and receivers, or the bound, whichever first.
-            var finished = 1
-            while finished < 2 * pairs + 1, await group.next() != nil {
-                finished += 1
+            group.addTask { try? await Task.sleep(for: .seconds(seconds + settle)); return true }
+            // Wait for the senders and receivers, or the bound, whichever first: a receiver still missing a
+            // message, or a send still being retried, must not hold the run past it.
+            while let wasBound = await group.next() {
+                if wasBound { break }
                 if tallies.allSatisfy({ t in t.with { $0.acks.count + $0.failed >= perSender && $0.seen.count >= $0.acks.count } }) { break }
             }
             group.cancelAll()

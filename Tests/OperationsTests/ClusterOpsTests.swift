@@ -88,6 +88,22 @@ import Testing
         #expect(throws: ClusterOpsError.self) { try Etcdctl.parseHealth("Error: context deadline exceeded") }
     }
 
+    @Test func etcdsLeadershipGoesToTheWitnessOnlyFromADatabaseMember() throws {
+        func e(_ id: UInt64, _ name: String, learner: Bool = false) -> Etcdctl.Member {
+            Etcdctl.Member(id: id, name: name, peerURLs: [], clientURLs: [], isLearner: learner)
+        }
+        let etcd = [e(1, "one"), e(2, "two"), e(3, "three")]
+        #expect(EtcdLeaderPlacement.target(leader: 1, etcdMembers: etcd, members: [one, two, three])?.name == "three")
+        #expect(EtcdLeaderPlacement.target(leader: 2, etcdMembers: etcd, members: [one, two, three])?.name == "three")
+        #expect(EtcdLeaderPlacement.target(leader: 3, etcdMembers: etcd, members: [one, two, three]) == nil)
+        // No witness (two database members only), or the witness a learner still: leave it.
+        #expect(EtcdLeaderPlacement.target(leader: 1, etcdMembers: etcd.prefix(2).map { $0 }, members: [one, two]) == nil)
+        #expect(EtcdLeaderPlacement.target(leader: 1, etcdMembers: [e(1, "one"), e(2, "two"), e(3, "three", learner: true)], members: [one, two, three]) == nil)
+        let status = "\"ClusterID\" : 14351609496173374412\n\"MemberID\" : 5638483246965029977\n\"Leader\" : 12557232440838382315\n\"IsLearner\" : false\n"
+        let s = try Etcdctl.parseStatus(status)
+        #expect(s.member == 5638483246965029977 && s.leader == 12557232440838382315)
+    }
+
     @Test func theServerStoresTheProofUnderTheHashTheInstallerComputes() throws {
         let token = JoinToken(caKeyHash: String(repeating: "a", count: 64), id: "abcdefgh", secret: "0123456789abcdefghijklmnopqrstuv")
         #expect(JoinProof.hash(token.proof) == JoinToken.proofHash(token.proof))

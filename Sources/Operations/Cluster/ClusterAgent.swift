@@ -46,6 +46,19 @@ public enum SlotPlan {
     }
 }
 
+/// Where etcd's leader should be: not on a PostgreSQL member when a voter without the database role (the witness)
+/// exists. etcd renews every lease to its full TTL when it elects a new leader, so losing a host that is both the
+/// PostgreSQL primary and the etcd leader delayed the failover by the election (measured: 20 s instead of 14). Pure.
+public enum EtcdLeaderPlacement {
+    /// The etcd member to hand leadership to, or nil to leave it.
+    public static func target(leader: UInt64, etcdMembers: [Etcdctl.Member], members: [ClusterMember]) -> Etcdctl.Member? {
+        let roles = Dictionary(members.map { ($0.name, Set($0.roles)) }, uniquingKeysWith: { a, _ in a })
+        guard let current = etcdMembers.first(where: { $0.id == leader }), roles[current.name]?.contains(.database) == true else { return nil }
+        return etcdMembers.filter { !$0.isLearner && $0.id != leader && roles[$0.name] != nil && roles[$0.name]?.contains(.database) == false }
+            .min { $0.name < $1.name }
+    }
+}
+
 /// `warbler cluster agent`: every few seconds, reads the members from etcd and fills HAProxy's server slots
 /// through its admin socket, then saves HAProxy's server state so a reload starts from it. Runs as HAProxy's user.
 public struct ClusterAgent: Sendable {
@@ -84,12 +97,28 @@ public struct ClusterAgent: Sendable {
         return notes
     }
 
+    /// On the member whose etcd leads: hands the leadership to the witness when this member carries PostgreSQL.
+    public func placeEtcdLeader() throws -> String? {
+        guard etcd.endpoints == ["127.0.0.1"] else { return nil }   // only a member with its own etcd acts
+        let (me, leader) = try etcd.status()
+        guard me == leader else { return nil }
+        let etcdMembers = try etcd.memberList()
+        guard let to = EtcdLeaderPlacement.target(leader: leader, etcdMembers: etcdMembers, members: try MemberRegistry.load(etcd).members) else { return nil }
+        try etcd.moveLeader(to: to.id)
+        return "moved etcd's leadership to \(to.name), which carries no PostgreSQL (a failover of this host's primary then waits for no etcd election)"
+    }
+
     public func run(log: @Sendable (String) -> Void) async {
         var lastError = ""
+        var lastPlacement = Date.distantPast
         while !Task.isCancelled {
             do {
                 for note in try reconcile() { log(note) }
                 lastError = ""
+                if Date().timeIntervalSince(lastPlacement) >= 30 {
+                    lastPlacement = Date()
+                    do { if let note = try placeEtcdLeader() { log(note) } } catch { log("etcd leadership stays: \(error)") }
+                }
             } catch {
                 let text = "\(error)"
                 if text != lastError { log("cannot reconcile HAProxy with the members yet: \(text)") }

@@ -92,6 +92,23 @@ public struct Etcdctl: Sendable {
         }
     }
 
+    /// This endpoint's member id and the leader's (`endpoint status -w fields`: the ids are 64-bit, which JSON
+    /// numbers would round).
+    public func status() throws -> (member: UInt64, leader: UInt64) {
+        try Self.parseStatus(try run(["endpoint", "status", "-w", "fields"]))
+    }
+
+    static func parseStatus(_ text: String) throws -> (member: UInt64, leader: UInt64) {
+        func field(_ name: String) -> UInt64? {
+            text.split(separator: "\n").first { $0.hasPrefix("\"\(name)\" : ") }.flatMap { UInt64($0.split(separator: ":").last!.trimmingCharacters(in: .whitespaces)) }
+        }
+        guard let member = field("MemberID"), let leader = field("Leader") else { throw ClusterOpsError("etcd's status has no member or leader id: \(text.prefix(200))") }
+        return (member, leader)
+    }
+
+    /// Hands etcd's leadership to `id` (asked of the current leader).
+    public func moveLeader(to id: UInt64) throws { _ = try run(["move-leader", String(id, radix: 16)]) }
+
     /// Each endpoint's health (etcdctl endpoint health --cluster).
     public func health() throws -> [(endpoint: String, healthy: Bool, error: String?)] {
         // Not `run`: an unhealthy endpoint makes etcdctl exit 1, and its JSON still says which.
