@@ -1,8 +1,10 @@
 // The Warbler admin console (admin.html): users, groups, live figures, health, firing alerts, bots and webhooks
-// (admin-integrations.js), content moderation and the AI assistant.
+// (admin-integrations.js), content moderation, compliance search and export with its audit trail
+// (admin-compliance.js) and the AI assistant.
 import { WarblerClient } from './warbler-client.js';
 import { $, el, clear, formatTime, showDialog, describeError } from './ui.js';
 import { setUpIntegrations } from './admin-integrations.js';
+import { setUpCompliance } from './admin-compliance.js';
 
 const client = new WarblerClient({ device: 'admin-console' });
 const users = new Map();
@@ -210,7 +212,7 @@ async function enter() {
   $('console').hidden = false;
   $('me').textContent = `signed in as ${me.username}`;
   await loadUsers();
-  await Promise.all([integrations.loadBots(), integrations.loadWebhooks()]);
+  await Promise.all([integrations.loadBots(), integrations.loadWebhooks(), compliance.loadKey(), compliance.loadAudit()]);
   await loadAssistant();
   await Promise.all([loadGroups(), refresh()]);
   clearInterval(timer);
@@ -218,9 +220,11 @@ async function enter() {
 }
 
 let integrations = null;
+let compliance = null;
 
 function wire() {
   integrations = setUpIntegrations(client, showError);
+  compliance = setUpCompliance(client, showError, users);
   $('moderation-reload').addEventListener('click', async () => {
     try { await client.post('/v1/admin/moderation/reload'); showError(null); await loadModeration(); } catch (e) { showError(e); }
   });

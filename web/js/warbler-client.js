@@ -313,6 +313,41 @@ export class WarblerClient extends EventTarget {
 
   drafts() { return this.get('/v1/drafts'); }
 
+  // ---- Compliance (admins; every search and export is recorded in the audit trail) -------------
+
+  /** Searches every conversation; the options and the answer are those of search(). */
+  complianceSearch(q, { conv, sender, from, to, before, limit } = {}) {
+    const params = new URLSearchParams({ q });
+    for (const [k, v] of Object.entries({ conv, sender, from, to, before, limit })) if (v !== undefined && v !== null && v !== '') params.set(k, String(v));
+    return this.get(`/v1/admin/compliance/search?${params}`);
+  }
+
+  /**
+   * Exports a conversation's messages (`conv`), or everything one user sent (`user`), with `from` <= ts < `to` (ms), as
+   * a signed archive. Resolves to {blob, filename, sha256, auditId}.
+   */
+  async complianceExport({ conv, user, from, to }) {
+    const body = { from, to };
+    if (conv !== undefined && conv !== null) body.conv = conv;
+    if (user !== undefined && user !== null) body.user = user;
+    const res = await this.request('POST', '/v1/admin/compliance/exports', body, { raw: true });
+    const disposition = res.headers.get('Content-Disposition') || '';
+    const filename = (/filename="([^"]+)"/.exec(disposition) || [])[1] || 'warbler-export.tar.gz';
+    return { blob: await res.blob(), filename, sha256: res.headers.get('X-Warbler-Export-Sha256') || '',
+      auditId: Number(res.headers.get('X-Warbler-Audit-Id') || 0) };
+  }
+
+  /** The audit trail of compliance searches and exports, newest first; `before`: an entry's id, for older ones. */
+  complianceAudit({ before, limit } = {}) {
+    const params = new URLSearchParams();
+    if (before) params.set('before', String(before));
+    if (limit) params.set('limit', String(limit));
+    return this.get(`/v1/admin/compliance/audit?${params}`);
+  }
+
+  /** The Ed25519 public key exports are signed with: {algorithm, publicKey, fingerprint}. */
+  complianceKey() { return this.get('/v1/admin/compliance/key'); }
+
   /** Closes the socket and stops reconnecting. Queued sends stay queued. */
   disconnect() {
     this.wanted = false;
