@@ -184,16 +184,18 @@ async function loadGroups() {
 /** The word list in force and the latest sends it refused. */
 async function loadModeration() {
   const s = await client.get('/v1/admin/moderation');
-  $('moderation-status').textContent = !s.enabled
-    ? 'off: set moderation.words_file in the server configuration to turn it on'
-    : `${s.words} words, action ${s.action}` + (s.loadedAt ? `, loaded ${formatTime(s.loadedAt)}` : '') + (s.error ? ` — ${s.error}` : '');
+  $('moderation-status').textContent = (!s.enabled
+    ? 'word list off: set moderation.words_file in the server configuration to turn it on'
+    : `${s.words} words, action ${s.action}` + (s.loadedAt ? `, loaded ${formatTime(s.loadedAt)}` : '') + (s.error ? ` — ${s.error}` : ''))
+    + (s.webhook ? `; moderation webhook ${s.webhook} (budget ${s.webhookTimeoutSeconds} s, fails ${s.webhookFailure})` : '');
   $('moderation-reload').hidden = !s.enabled;
   const body = $('moderation-blocks');
   clear(body);
   for (const b of await client.get('/v1/admin/moderation/blocks?limit=50')) {
     const tr = el('tr');
+    tr.dataset.source = b.source;
     tr.append(el('td', { text: formatTime(b.at) }), el('td', { text: users.get(b.user)?.username || `user ${b.user}` }),
-      el('td', { text: String(b.conv) }), el('td', { text: b.word }));
+      el('td', { text: String(b.conv) }), el('td', { text: b.word }), el('td', { className: 'source', text: b.source }));
     body.append(tr);
   }
 }

@@ -151,7 +151,12 @@ function renderConversationList() {
     top.append(pin, mute);
     if (c.lastMessage) top.append(el('time', { className: 'conv-time', text: formatTime(c.lastMessage.ts) }));
     const bottom = el('div', { className: 'conv-bottom' });
-    bottom.append(el('span', { className: 'conv-last', text: preview(c.lastMessage) }));
+    // A draft (from any of my devices) shows instead of the last message, except in the open conversation.
+    if (c.draft && c.draft.text && c.id !== state.current) {
+      bottom.append(el('span', { className: 'conv-last conv-draft', text: t('preview.draft', { text: c.draft.text }) }));
+    } else {
+      bottom.append(el('span', { className: 'conv-last', text: preview(c.lastMessage) }));
+    }
     if (c.unreadMentions > 0) bottom.append(el('span', { className: 'badge mention', title: t('mentions.unread'), text: `@${c.unreadMentions}` }));
     if (c.unread > 0) bottom.append(el('span', { className: 'badge unread' + (muted ? ' quiet' : ''), text: String(c.unread) }));
     li.append(top, bottom);
@@ -630,6 +635,28 @@ function flushDraft(conv) {
   if ((state.draftSaved.get(conv) || '') === text) return;
   state.draftSaved.set(conv, text);
   client.saveDraft(conv, text, replyTo).catch(() => state.draftSaved.delete(conv));
+}
+
+/**
+ * A draft saved on one of my devices (this one's own saves come back too, and change nothing): shown in the
+ * conversation list at once, and put into the open composer unless I am typing something else there.
+ */
+function applyDraft(d) {
+  const c = state.convs.get(d.conv);
+  if (c) state.convs.set(d.conv, { ...c, draft: d.text ? d : null });
+  const saved = state.draftSaved.get(d.conv) || '';
+  if (state.current === d.conv && !state.editing && saved !== d.text) {
+    const input = $('composer-input');
+    if (document.activeElement !== input || input.value === saved) {
+      input.value = d.text;
+      state.draftSaved.set(d.conv, d.text);
+      const original = d.replyTo ? state.messages.get(d.conv)?.get(d.replyTo) : null;
+      if (original) startReply(d.conv, original);
+    }
+  } else if (state.current !== d.conv) {
+    state.draftSaved.set(d.conv, d.text);
+  }
+  scheduleRender();
 }
 
 /** Puts the conversation's latest draft (from any of my devices) into the composer. */
@@ -1195,6 +1222,7 @@ function wire() {
     scheduleRender();
   });
   client.addEventListener('presence', (e) => { state.presence.set(e.detail.user, e.detail.status); scheduleRender(); });
+  client.addEventListener('draft', (e) => applyDraft(e.detail));
   client.addEventListener('session', (e) => { if (!e.detail) location.reload(); });
 }
 

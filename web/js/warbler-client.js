@@ -519,6 +519,7 @@ export class WarblerClient extends EventTarget {
       case 'receipt': this.emit('receipt', f); break;
       case 'typing': this.emit('typing', f); break;
       case 'presence': this.emit('presence', f); break;
+      case 'draft': this.emit('draft', f); break;
       case 'pong': this.awaitingPong = null; break;
       case 'reconnect': this.dropSocket(f.reason || 'server restarting'); break;
       default: break;
