@@ -2,6 +2,7 @@
 // user's messages as a signed archive, and read the audit trail in which the server records each search and export
 // (docs/protocol.md, "Compliance").
 import { $, el, clear, formatTime } from './ui.js';
+import { t } from './i18n.js';
 
 /** Midnight at the start of a <input type=date> day in the browser's time zone (ms), or undefined when empty. */
 function dayStart(input) {
@@ -20,7 +21,8 @@ export function setUpCompliance(client, showError, users) {
   let lastQuery = null;   // the options of the search shown, for "More results"
   let shown = 0;
 
-  const name = (id) => users.get(id)?.username || `user ${id}`;
+  const name = (id) => users.get(id)?.username || t('admin.userN', { id });
+  let key = null;   // GET /v1/admin/compliance/key
 
   /** A username's id: from the console's user list (disabled accounts included: a leaver's messages are often what is asked for). */
   async function userId(username) {
@@ -33,10 +35,10 @@ export function setUpCompliance(client, showError, users) {
   function describe(e) {
     const parts = [];
     if (e.query) parts.push(`“${e.query}”`);
-    if (e.conv) parts.push(`conversation ${e.conv}`);
-    if (e.user) parts.push(e.action === 'export' ? `messages of ${name(e.user)}` : `sender ${name(e.user)}`);
+    if (e.conv) parts.push(t('admin.compliance.conv', { id: e.conv }));
+    if (e.user) parts.push(t(e.action === 'export' ? 'admin.compliance.messagesOf' : 'admin.compliance.senderIs', { name: name(e.user) }));
     if (e.from || e.to) parts.push(`${e.from ? formatTime(e.from) : '…'} – ${e.to ? formatTime(e.to) : '…'}`);
-    if (e.before) parts.push('(next page)');
+    if (e.before) parts.push(t('admin.compliance.nextPage'));
     return parts.join(', ');
   }
 
@@ -47,17 +49,23 @@ export function setUpCompliance(client, showError, users) {
     for (const e of list) {
       const tr = el('tr', { dataset: { audit: String(e.id), action: e.action } });
       tr.append(el('td', { text: formatTime(e.at) }), el('td', { className: 'admin', text: e.adminName || name(e.admin) }),
-        el('td', { className: 'action', text: e.action }), el('td', { className: 'what', text: describe(e) }),
+        el('td', { className: 'action', text: t(`admin.compliance.action.${e.action}`) }), el('td', { className: 'what', text: describe(e) }),
         el('td', { className: 'results', text: String(e.results) }),
         el('td', { className: 'sha', text: e.archiveSha256 ? e.archiveSha256.slice(0, 16) + '…' : '' }));
       body.append(tr);
     }
   }
 
+  /** The key line, in the language in use. */
+  function relabel() {
+    if (!key) return;
+    $('compliance-key-note').textContent = t('admin.compliance.key', { fingerprint: key.fingerprint });
+    $('compliance-key').textContent = key.publicKey;
+  }
+
   async function loadKey() {
-    const k = await client.complianceKey();
-    $('compliance-fingerprint').textContent = k.fingerprint;
-    $('compliance-key').textContent = k.publicKey;
+    key = await client.complianceKey();
+    relabel();
   }
 
   function showHits(page, append) {
@@ -72,7 +80,8 @@ export function setUpCompliance(client, showError, users) {
       body.append(tr);
     }
     shown += page.results.length;
-    $('compliance-count').textContent = shown === 0 ? 'No messages found' : shown === 1 ? '1 result' : `${shown}${page.next ? '+' : ''} results`;
+    $('compliance-count').textContent = shown === 0 ? t('admin.compliance.none') : shown === 1 && !page.next ? t('admin.compliance.one')
+      : t(page.next ? 'admin.compliance.countMore' : 'admin.compliance.count', { n: shown });
     $('compliance-more').hidden = !page.next;
     lastQuery = page.next ? { ...lastQuery, before: page.next } : null;
   }
@@ -104,12 +113,12 @@ export function setUpCompliance(client, showError, users) {
     const from = dayStart($('compliance-export-from')), to = dayEnd($('compliance-export-to'));
     const body = { from, to };
     if (scope === 'conv') {
-      if (!/^\d+$/.test(target)) throw new Error('a conversation is named by its id (a number); the Groups table lists them');
+      if (!/^\d+$/.test(target)) throw new Error(t('admin.compliance.convNeedsId'));
       body.conv = Number(target);
     } else {
       body.user = await userId(target);
     }
-    $('compliance-export-result').textContent = 'Exporting…';
+    $('compliance-export-result').textContent = t('admin.compliance.exporting');
     const r = await client.complianceExport(body);
     const url = URL.createObjectURL(r.blob);
     const a = el('a', { href: url, download: r.filename, id: 'compliance-download', text: r.filename });
@@ -117,7 +126,7 @@ export function setUpCompliance(client, showError, users) {
     setTimeout(() => URL.revokeObjectURL(url), 60000);
     const box = $('compliance-export-result');
     clear(box);
-    box.append(document.createTextNode(`Saved ${r.filename} (${r.blob.size} bytes, SHA-256 ${r.sha256}, audit entry ${r.auditId}) `));
+    box.append(document.createTextNode(t('admin.compliance.saved', { file: r.filename, bytes: r.blob.size, sha: r.sha256, id: r.auditId })));
     await loadAudit();
   }
 
@@ -130,5 +139,5 @@ export function setUpCompliance(client, showError, users) {
   $('compliance-more').addEventListener('click', guard(more));
   $('compliance-export-form').addEventListener('submit', guard(exportArchive));
 
-  return { loadAudit, loadKey };
+  return { loadAudit, loadKey, relabel };
 }

@@ -132,6 +132,39 @@ function renderTitle() {
   document.title = n > 0 ? `(${n}) Warbler` : 'Warbler';
 }
 
+// ---- Browser notifications --------------------------------------------------------------------
+
+/** Whether this browser can show notifications and the user has not answered yet (the button asks, on a click). */
+function canAskForNotifications() {
+  return typeof Notification !== 'undefined' && Notification.permission === 'default';
+}
+
+function renderNotifyButton() {
+  $('notify-toggle').hidden = !canAskForNotifications();
+}
+
+async function askForNotifications() {
+  if (!canAskForNotifications()) return;
+  try { await Notification.requestPermission(); } catch { /* an old browser's callback form: nothing to do */ }
+  renderNotifyButton();
+}
+
+/**
+ * A new message from someone else while this tab is hidden: a notification (one per conversation, replaced by the
+ * next), unless the conversation is muted and the message does not mention me. Clicking it opens the conversation.
+ */
+function notifyIfHidden(c, m) {
+  if (document.visibilityState !== 'hidden' || typeof Notification === 'undefined' || Notification.permission !== 'granted') return;
+  const mentioned = mentionsUser(m, client.user.id);
+  if (isMuted(c) && !mentioned) return;
+  const title = mentioned ? t('notify.mention', { who: userName(m.sender), conv: convTitle(c) }) : convTitle(c);
+  const body = (c.type === 'group' && !mentioned ? `${userName(m.sender)}: ` : '') + preview(m);
+  try {
+    const n = new Notification(title, { body, tag: `warbler-conv-${c.id}`, icon: '/favicon.svg', lang: document.documentElement.lang });
+    n.onclick = () => { window.focus(); openConversation(c.id); n.close(); };
+  } catch { /* e.g. a page where only a service worker may notify: the title still counts */ }
+}
+
 function renderConversationList() {
   const list = $('conv-list');
   clear(list);
@@ -745,6 +778,7 @@ function addMessage(m) {
       if (mentionsUser(m, client.user.id)) c.unreadMentions = (c.unreadMentions || 0) + 1;
     }
     state.typing.get(conv)?.delete(m.sender);
+    notifyIfHidden(c, m);
   }
   if (m.kind === 'system') loadDetails(conv).catch(() => {});
   if (m.kind === 'system' && ['message_pinned', 'message_unpinned'].includes(m.data?.event)) loadPins(conv).catch(() => {});
@@ -1190,6 +1224,8 @@ function wire() {
     try { await client.post(`/v1/contacts/${c.peer}/block`); await loadContacts(); showChatError(new Error(t('blocked.peer', { name: userName(c.peer) }))); } catch (err) { showChatError(err); }
   });
   document.addEventListener('visibilitychange', scheduleRender);
+  $('notify-toggle').addEventListener('click', askForNotifications);
+  renderNotifyButton();
 
   client.addEventListener('state', () => { renderConnection(); scheduleRender(); });
   client.addEventListener('queue', scheduleRender);
