@@ -18,8 +18,7 @@ function dayEnd(input) {
 }
 
 export function setUpCompliance(client, showError, users) {
-  let lastQuery = null;   // the options of the search shown, for "More results"
-  let shown = 0;
+  let lastQuery;   // the options of the search shown, for "More results" (undefined before the first search)
 
   const name = (id) => users.get(id)?.username || t('admin.userN', { id });
   let key = null;   // GET /v1/admin/compliance/key
@@ -56,8 +55,10 @@ export function setUpCompliance(client, showError, users) {
     }
   }
 
-  /** The key line, in the language in use. */
+  /** The key line and the results, in the language in use. */
   function relabel() {
+    drawHits();
+    $('compliance-export-result').textContent = '';
     if (!key) return;
     $('compliance-key-note').textContent = t('admin.compliance.key', { fingerprint: key.fingerprint });
     $('compliance-key').textContent = key.publicKey;
@@ -68,10 +69,13 @@ export function setUpCompliance(client, showError, users) {
     relabel();
   }
 
-  function showHits(page, append) {
+  let hits = [];         // the results shown, every page so far
+  let hasMore = false;   // whether the last page said there are more
+
+  function drawHits() {
     const body = $('compliance-results');
-    if (!append) { clear(body); shown = 0; }
-    for (const hit of page.results) {
+    clear(body);
+    for (const hit of hits) {
       const m = hit.message;
       const text = el('td', { className: 'text' });
       for (const seg of hit.highlight) text.append(seg.match ? el('mark', { text: seg.text }) : document.createTextNode(seg.text));
@@ -79,11 +83,17 @@ export function setUpCompliance(client, showError, users) {
       tr.append(el('td', { text: formatTime(m.ts) }), el('td', { text: String(m.conv) }), el('td', { text: name(m.sender) }), text);
       body.append(tr);
     }
-    shown += page.results.length;
-    $('compliance-count').textContent = shown === 0 ? t('admin.compliance.none') : shown === 1 && !page.next ? t('admin.compliance.one')
-      : t(page.next ? 'admin.compliance.countMore' : 'admin.compliance.count', { n: shown });
-    $('compliance-more').hidden = !page.next;
+    const shown = hits.length;
+    $('compliance-count').textContent = lastQuery === undefined ? '' : shown === 0 ? t('admin.compliance.none')
+      : shown === 1 && !hasMore ? t('admin.compliance.one') : t(hasMore ? 'admin.compliance.countMore' : 'admin.compliance.count', { n: shown });
+    $('compliance-more').hidden = !hasMore;
+  }
+
+  function showHits(page, append) {
+    hits = append ? hits.concat(page.results) : page.results;
+    hasMore = !!page.next;
     lastQuery = page.next ? { ...lastQuery, before: page.next } : null;
+    drawHits();
   }
 
   async function search() {

@@ -21,7 +21,13 @@ export class WarblerError extends Error {
 }
 
 /** A random client message id (the server makes sends idempotent per sender and cid). */
-export function newCid() {
+export /**
+ * A query string the server reads as meant: URLSearchParams writes a space as '+' (form encoding), which the server
+ * takes literally, so spaces go as %20 (a literal '+' is already %2B).
+ */
+function query(params) { return params.toString().replace(/\+/g, '%20'); }
+
+function newCid() {
   const b = new Uint8Array(12);
   crypto.getRandomValues(b);
   return Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
@@ -258,7 +264,7 @@ export class WarblerClient extends EventTarget {
   search(q, { conv, sender, from, to, before, limit } = {}) {
     const params = new URLSearchParams({ q });
     for (const [k, v] of Object.entries({ conv, sender, from, to, before, limit })) if (v !== undefined && v !== null && v !== '') params.set(k, String(v));
-    return this.get(`/v1/search?${params}`);
+    return this.get(`/v1/search?${query(params)}`);
   }
 
   /**
@@ -319,7 +325,7 @@ export class WarblerClient extends EventTarget {
   complianceSearch(q, { conv, sender, from, to, before, limit } = {}) {
     const params = new URLSearchParams({ q });
     for (const [k, v] of Object.entries({ conv, sender, from, to, before, limit })) if (v !== undefined && v !== null && v !== '') params.set(k, String(v));
-    return this.get(`/v1/admin/compliance/search?${params}`);
+    return this.get(`/v1/admin/compliance/search?${query(params)}`);
   }
 
   /**
@@ -342,7 +348,7 @@ export class WarblerClient extends EventTarget {
     const params = new URLSearchParams();
     if (before) params.set('before', String(before));
     if (limit) params.set('limit', String(limit));
-    return this.get(`/v1/admin/compliance/audit?${params}`);
+    return this.get(`/v1/admin/compliance/audit?${query(params)}`);
   }
 
   /** The Ed25519 public key exports are signed with: {algorithm, publicKey, fingerprint}. */
