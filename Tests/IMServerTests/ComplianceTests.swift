@@ -2,7 +2,8 @@ import Crypto
 import Foundation
 import IMClient
 import IMCore
-import IMServer
+@testable import IMServer
+import IMStorage
 import Testing
 
 @Suite(.timeLimit(.minutes(2))) struct ComplianceTests {
@@ -135,6 +136,54 @@ import Testing
             await expectIMError(.notFound) { _ = try await root.client.adminComplianceExport(.init(conversation: 999_999, from: 0, to: 10)) }
             await expectIMError(.notFound) { _ = try await root.client.adminComplianceExport(.init(user: 999_999, from: 0, to: 10)) }
             #expect(try await root.client.adminComplianceAudit().isEmpty, "a refused export is not recorded as one")
+        }
+    }
+
+    @Test func anAttachmentWhoseBytesAreGoneIsListedAsMissingAndTheRestIsExported() async throws {
+        try await withServer { server in
+            let root = try await server.admin()
+            let alice = try await server.user("alice"), bob = try await server.user("bob")
+            let conv = try await alice.client.createDirectConversation(with: bob.id).id
+            let a = try await EventLog.connect(alice)
+            let start = Int64(Date().timeIntervalSince1970 * 1000) - 1
+            let kept = try await alice.client.uploadAttachment(to: conv, name: "kept.txt", contentType: "text/plain", data: Data("kept".utf8))
+            let lost = try await alice.client.uploadAttachment(to: conv, name: "lost.txt", contentType: "text/plain", data: Data("lost".utf8))
+            _ = try await a.connection.send(conversation: conv, attachment: kept)
+            _ = try await a.connection.send(conversation: conv, attachment: lost)
+            await a.close()
+            let end = Int64(Date().timeIntervalSince1970 * 1000) + 1
+            // The disk lost one file (an operator's mistake, a restore without attachments).
+            let file = server.directory + "/attachments/" + lost.id.prefix(2) + "/" + lost.id
+            #expect(unlink(file) == 0)
+
+            let export = try await root.client.adminComplianceExport(.init(conversation: conv, from: start, to: end))
+            let verified = try ComplianceArchive.verify(path: try Self.save(export, in: server), publicKey: try await root.client.adminComplianceKey().publicKey)
+            #expect(verified.messages.count == 2)
+            #expect(verified.info.attachments == 1 && verified.info.missingAttachments == [lost.id])
+            #expect(verified.members.contains { $0.path == "attachments/" + kept.id } && !verified.members.contains { $0.path == "attachments/" + lost.id })
+        }
+    }
+
+    @Test func nothingIsShownOrSentWhenTheAuditEntryCannotBeStored() async throws {
+        try await withServer { server in
+            let root = try await server.admin()
+            let alice = try await server.user("alice"), bob = try await server.user("bob")
+            let conv = try await alice.client.createDirectConversation(with: bob.id).id
+            let a = try await EventLog.connect(alice)
+            _ = try await a.connection.send(conversation: conv, text: "confidential")
+            await a.close()
+            #expect(try await root.client.adminComplianceSearch("confidential").results.count == 1)
+            // The audit trail becomes unwritable.
+            try await server.runtime.store.driver.write { db in
+                try await db.query("DROP TABLE compliance_audit")
+                return ()
+            }
+            await #expect(throws: (any Error).self) { _ = try await root.client.adminComplianceSearch("confidential") }
+            await #expect(throws: (any Error).self) {
+                _ = try await root.client.adminComplianceExport(.init(conversation: conv, from: 0, to: Int64.max / 2))
+            }
+            let leftovers = (try? FileManager.default.contentsOfDirectory(atPath: server.directory + "/compliance")) ?? []
+            #expect(leftovers.isEmpty, "\(leftovers)")
         }
     }
 }
