@@ -97,7 +97,7 @@ struct ModerationHook: Sendable {
                 request.headers.add(name: "X-Warbler-Signature", value: signature)
                 request.body = .bytes(ByteBuffer(string: body))
                 do {
-                    let response = try await HTTPClient.shared.execute(request, timeout: .nanoseconds(budget.nanoseconds))
+                    let response = try await moderationHTTPClient.execute(request, timeout: .nanoseconds(budget.nanoseconds))
                     let bytes = try await response.body.collect(upTo: Self.maxResponseBytes)
                     return Self.decide(status: Int(response.status.code), body: Data(bytes.readableBytesView), textBytes: textBytes)
                 } catch is CancellationError {
@@ -122,6 +122,14 @@ struct ModerationHook: Sendable {
         }
     }
 }
+
+/// The moderation webhook's client: redirects are not followed (a 3xx is no verdict), answers are not decompressed.
+/// One for the process, like `HTTPClient.shared`: a global is never deinitialised, so it needs no shutdown.
+private let moderationHTTPClient: HTTPClient = {
+    var configuration = HTTPClient.Configuration(redirectConfiguration: .disallow)
+    configuration.decompression = .disabled
+    return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+}()
 
 extension Duration {
     /// Whole nanoseconds (for APIs that take a TimeAmount).

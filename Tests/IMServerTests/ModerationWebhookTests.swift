@@ -109,16 +109,18 @@ import Testing
         defer { Task { await receiver.stop() } }
         let dir = Self.scratch()
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        receiver.answer([500, 200, 200], bodies: [#"{"action":"block"}"#, #"not json"#, #"{"action":"shrug"}"#])
+        // A 500, not JSON, an unknown action, and a redirect (to an answer that would allow it: not followed).
+        receiver.answer([500, 200, 200, 307, 200], location: receiver.url("/moderate-elsewhere"),
+                        bodies: [#"{"action":"block"}"#, #"not json"#, #"{"action":"shrug"}"#, #"{"action":"allow"}"#, #"{"action":"allow"}"#])
         try await withServer(.sqlite, try Self.configure(receiver, directory: dir, failure: .closed)) { server in
             let alice = try await server.user("alice"), bob = try await server.user("bob")
             let conv = try await alice.client.createDirectConversation(with: bob.id).id
             let a = try await EventLog.connect(alice, configuration: .init(maxSendAttempts: 1))
-            for text in ["one", "two", "three"] {
+            for text in ["one", "two", "three", "four"] {
                 await expectIMError(.unavailable) { _ = try await a.connection.send(conversation: conv, text: text) }
             }
             await a.close()
-            #expect(receiver.received.count == 3)
+            #expect(receiver.received.count == 4)
             #expect(try await bob.client.history(conv).messages.isEmpty)
         }
     }
