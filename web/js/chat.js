@@ -25,6 +25,7 @@ const state = {
   inviteShown: null,       // the invite link just made, shown in the member list
   draftTimer: null,        // the pending save of the composer's draft
   draftSaved: new Map(),   // conv -> the draft text the server has
+  draftAt: new Map(),      // conv -> the newest draft's updatedAt seen (a late push of an older save is ignored)
   pins: new Map(),         // group id -> [{message, pinnedBy, pinnedAt}]
   search: null,            // {q, conv, results: [], next}: the search shown instead of the conversation list
   readSent: new Map(),     // conv -> seq
@@ -667,7 +668,9 @@ function flushDraft(conv) {
   const replyTo = state.replying && state.replying.conv === conv ? state.replying.seq : undefined;
   if ((state.draftSaved.get(conv) || '') === text) return;
   state.draftSaved.set(conv, text);
-  client.saveDraft(conv, text, replyTo).catch(() => state.draftSaved.delete(conv));
+  client.saveDraft(conv, text, replyTo)
+    .then((d) => { if (d && d.updatedAt > (state.draftAt.get(conv) || 0)) state.draftAt.set(conv, d.updatedAt); })
+    .catch(() => state.draftSaved.delete(conv));
 }
 
 /**
@@ -675,6 +678,8 @@ function flushDraft(conv) {
  * conversation list at once, and put into the open composer unless I am typing something else there.
  */
 function applyDraft(d) {
+  if (d.updatedAt < (state.draftAt.get(d.conv) || 0)) return;   // an older save, arriving late
+  state.draftAt.set(d.conv, d.updatedAt);
   const c = state.convs.get(d.conv);
   if (c) state.convs.set(d.conv, { ...c, draft: d.text ? d : null });
   const saved = state.draftSaved.get(d.conv) || '';
