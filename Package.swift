@@ -95,6 +95,7 @@ let package = Package(
             name: "IMServer",
             dependencies: [
                 "WarblerConfig", "IMCore", "IMStorage", "IMStorageSQLite", "IMStoragePostgres", "SystemdSupport", "DurableFiles",
+                "Payload",   // compliance exports are signed archives
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
                 .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
@@ -333,6 +334,7 @@ let package = Package(
             name: "IMServerTests",
             dependencies: [
                 "IMServer", "IMClient", "IMStorage", "IMStoragePostgres", "LoadGen", "WarblerTestSupport", "DurableFiles",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),

@@ -7,6 +7,18 @@ import NIOCore
 import NIOHTTP1
 
 /// An attachment's bytes as downloaded, with the content type the server reported.
+/// A compliance export as downloaded: the signed archive (tar.gz) and what the server said of it.
+public struct IMComplianceExport: Sendable, Hashable {
+    /// The archive's bytes.
+    public var archive: Data
+    /// Its SHA-256 (hex), as recorded in the audit trail.
+    public var sha256: String
+    /// The audit trail entry that records the export.
+    public var auditID: Int64
+    /// Creates an export value.
+    public init(archive: Data, sha256: String, auditID: Int64) { self.archive = archive; self.sha256 = sha256; self.auditID = auditID }
+}
+
 public struct IMDownloadedAttachment: Sendable, Hashable {
     /// The file's bytes.
     public var data: Data
@@ -509,6 +521,45 @@ public final class IMClient: Sendable {
     /// Server statistics (admin only; `GET /v1/admin/stats`).
     public func adminStats() async throws -> API.Stats {
         try await call(.GET, "/v1/admin/stats")
+    }
+
+    // MARK: Compliance (admins; every search and export is recorded in the audit trail)
+
+    /// Searches every conversation (`GET /v1/admin/compliance/search`), with the same query, filters and paging as
+    /// ``search(_:conversation:sender:from:to:before:limit:)``; the search is recorded in the audit trail.
+    public func adminComplianceSearch(_ query: String, conversation: ConversationID? = nil, sender: UserID? = nil, from: Int64? = nil,
+                                      to: Int64? = nil, before: String? = nil, limit: Int? = nil) async throws -> API.SearchPage {
+        var q: [(String, String)] = [("q", query)]
+        if let conversation { q.append(("conv", String(conversation))) }
+        if let sender { q.append(("sender", String(sender))) }
+        if let from { q.append(("from", String(from))) }
+        if let to { q.append(("to", String(to))) }
+        if let before { q.append(("before", before)) }
+        if let limit { q.append(("limit", String(limit))) }
+        return try await call(.GET, "/v1/admin/compliance/search", query: q)
+    }
+
+    /// Exports a conversation's messages, or everything one user sent, in a time range as a signed archive
+    /// (`POST /v1/admin/compliance/exports`); the export is recorded in the audit trail.
+    public func adminComplianceExport(_ request: API.ComplianceExportRequest) async throws -> IMComplianceExport {
+        let response = try await self.request(.POST, "/v1/admin/compliance/exports", body: try Transport.encode(request),
+                                              timeout: configuration.transferTimeout)
+        return IMComplianceExport(archive: response.data, sha256: response.headers.first(name: "X-Warbler-Export-Sha256") ?? "",
+                                  auditID: response.headers.first(name: "X-Warbler-Audit-Id").flatMap { Int64($0) } ?? 0)
+    }
+
+    /// The compliance audit trail, newest first (`GET /v1/admin/compliance/audit`); pass the last entry's id as
+    /// `before` for older ones.
+    public func adminComplianceAudit(before: Int64? = nil, limit: Int? = nil) async throws -> [API.ComplianceAuditEntry] {
+        var q: [(String, String)] = []
+        if let before { q.append(("before", String(before))) }
+        if let limit { q.append(("limit", String(limit))) }
+        return try await call(.GET, "/v1/admin/compliance/audit", query: q)
+    }
+
+    /// The public key export archives are signed with (`GET /v1/admin/compliance/key`).
+    public func adminComplianceKey() async throws -> API.ComplianceKey {
+        try await call(.GET, "/v1/admin/compliance/key")
     }
 
     // MARK: Bots

@@ -594,6 +594,8 @@ public actor IMConnection {
             eventsContinuation.yield(.typing(typing))
         case .presence(let presence):
             eventsContinuation.yield(.presence(presence))
+        case .draft(let draft):
+            eventsContinuation.yield(.draft(draft))
         }
         return .proceed
     }

@@ -22,6 +22,8 @@ public enum IMEvent: Sendable, Hashable {
     case typing(ServerFrame.Typing)
     /// A user came online or went offline.
     case presence(ServerFrame.Presence)
+    /// The user saved a draft on one of their devices (this one included); an empty `text` means it was deleted.
+    case draft(Draft)
     /// An error frame from the server (errors answering a send are also thrown to that send's caller).
     case error(ServerFrame.ErrorFrame)
     /// The connection state changed.

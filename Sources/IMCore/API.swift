@@ -166,19 +166,37 @@ public enum API {
         public var loadedAt: Int64?
         /// Why the file could not be read at the last try (the previous list stays in force).
         public var error: String?
-        public init(enabled: Bool, action: String, words: Int, loadedAt: Int64?, error: String?) {
+        /// The external moderation webhook's URL, when one is set.
+        public var webhook: String?
+        /// `open` or `closed`: what a send does when the webhook fails or is late.
+        public var webhookFailure: String?
+        /// The webhook's time budget in seconds.
+        public var webhookTimeoutSeconds: Double?
+        public init(enabled: Bool, action: String, words: Int, loadedAt: Int64?, error: String?, webhook: String? = nil,
+                    webhookFailure: String? = nil, webhookTimeoutSeconds: Double? = nil) {
             self.enabled = enabled; self.action = action; self.words = words; self.loadedAt = loadedAt; self.error = error
+            self.webhook = webhook; self.webhookFailure = webhookFailure; self.webhookTimeoutSeconds = webhookTimeoutSeconds
         }
     }
     /// One refused send in the moderation log (`GET /v1/admin/moderation/blocks`).
     public struct ModerationBlock: Sendable, Codable, Hashable {
+        /// What refused the send.
+        public enum Source: String, Sendable, Codable, Hashable {
+            /// The operator's word list (`word` is the listed word).
+            case words
+            /// The external moderation webhook (`word` is the reason it gave).
+            case webhook
+            /// The webhook failed or was late while moderation fails closed (`word` says how it failed).
+            case webhookUnavailable = "webhook-unavailable"
+        }
         public var at: Int64
         public var user: UserID
         public var conversation: ConversationID
         public var word: String
-        enum CodingKeys: String, CodingKey { case at, user, conversation = "conv", word }
-        public init(at: Int64, user: UserID, conversation: ConversationID, word: String) {
-            self.at = at; self.user = user; self.conversation = conversation; self.word = word
+        public var source: Source
+        enum CodingKeys: String, CodingKey { case at, user, conversation = "conv", word, source }
+        public init(at: Int64, user: UserID, conversation: ConversationID, word: String, source: Source = .words) {
+            self.at = at; self.user = user; self.conversation = conversation; self.word = word; self.source = source
         }
     }
     /// The body of every REST error response.

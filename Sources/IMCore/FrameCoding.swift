@@ -63,6 +63,7 @@ extension ServerFrame: Codable {
         case .error: "error"
         case .reconnect: "reconnect"
         case .pong: "pong"
+        case .draft: "draft"
         }
     }
 
@@ -79,6 +80,7 @@ extension ServerFrame: Codable {
         case "error": self = .error(try ErrorFrame(from: decoder))
         case "reconnect": self = .reconnect(try Reconnect(from: decoder))
         case "pong": self = .pong(try ClientFrame.Ping(from: decoder))
+        case "draft": self = .draft(try Draft(from: decoder))
         default: throw FrameDecodingError.unknownType(type)
         }
     }
@@ -97,6 +99,7 @@ extension ServerFrame: Codable {
         case .error(let v): try v.encode(to: encoder)
         case .reconnect(let v): try v.encode(to: encoder)
         case .pong(let v): try v.encode(to: encoder)
+        case .draft(let v): try v.encode(to: encoder)
         }
     }
 }

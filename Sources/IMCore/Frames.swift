@@ -100,6 +100,8 @@ public enum ServerFrame: Sendable, Hashable {
     case error(ErrorFrame)
     case reconnect(Reconnect)
     case pong(ClientFrame.Ping)
+    /// The user saved (or, with empty `text`, deleted) a draft on one of their devices; sent to all of them.
+    case draft(Draft)
 
     public struct Ready: Sendable, Codable, Hashable {
         public var user: UserID

@@ -249,6 +249,38 @@ struct Attachments: Sendable {
         return moved
     }
 
+    /// The size of an attachment's stored bytes when they are all there (nil: the file or some chunks are missing).
+    func storedSize(of rec: AttachmentRecord) async throws -> Int64? {
+        switch backing {
+        case .disk(let directory):
+            var st = stat()
+            guard lstat(Self.path(for: rec.ref.id, in: directory), &st) == 0, (st.st_mode & S_IFMT) == S_IFREG else { return nil }
+            return Int64(st.st_size)
+        case .database:
+            let totals = try await storage.attachmentChunkTotals(id: rec.ref.id)
+            return totals.count > 0 && totals.bytes == rec.ref.size ? totals.bytes : nil
+        }
+    }
+
+    /// Streams an attachment's bytes through `body`, a chunk at a time (a compliance export copies them this way).
+    func read(_ rec: AttachmentRecord, _ body: (Data) throws -> Void) async throws {
+        switch backing {
+        case .disk(let directory):
+            let file = Self.path(for: rec.ref.id, in: directory)
+            guard let handle = FileHandle(forReadingAtPath: file) else { throw IMError.notFound("the attachment's file \(file) is missing") }
+            defer { try? handle.close() }
+            while let chunk = try handle.read(upToCount: Self.chunkBytes), !chunk.isEmpty { try body(chunk) }
+        case .database:
+            let totals = try await storage.attachmentChunkTotals(id: rec.ref.id)
+            for seq in 0..<totals.count {
+                guard let bytes = try await storage.attachmentChunk(id: rec.ref.id, seq: seq) else {
+                    throw IMError.notFound("the attachment's chunk \(seq) went missing while it was read")
+                }
+                try body(Data(bytes))
+            }
+        }
+    }
+
     /// Whether an attachment's bytes are stored (its file, or any chunk of it).
     func bytesPresent(for id: String) async throws -> Bool {
         switch backing {

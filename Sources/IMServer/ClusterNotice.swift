@@ -11,6 +11,8 @@ import IMCore
 /// - `r NODE C U KIND SEQ` user U's `read` or `delivered` cursor in conversation C advanced to SEQ (already stored)
 /// - `t NODE C U 1|0` user U started (1) or stopped (0) typing in conversation C (ephemeral: never stored)
 /// - `p NODE U online|offline [LASTSEEN]` user U came online on NODE, or is now offline on every node
+/// - `d NODE U C` user U saved or deleted the draft of conversation C (already stored; its text may be too long for
+///   a notice, so the other nodes read it)
 enum ClusterNotice: Sendable, Hashable {
     case appended([ConversationID: ClosedRange<Int64>])
     case membersChanged([ConversationID])
@@ -19,6 +21,7 @@ enum ClusterNotice: Sendable, Hashable {
     case receipt(ServerFrame.Receipt)
     case typing(ServerFrame.Typing)
     case presence(ServerFrame.Presence)
+    case draft(user: UserID, conv: ConversationID)
 
     /// PostgreSQL refuses payloads of 8000 bytes or more; stay clear of it.
     static let maxPayloadBytes = 7_900
@@ -66,6 +69,8 @@ enum ClusterNotice: Sendable, Hashable {
             return ["t \(node) \(t.conv) \(t.user) \(t.active ? 1 : 0)"]
         case .presence(let p):
             return ["p \(node) \(p.user) \(p.status.rawValue)" + (p.lastSeen.map { " \($0)" } ?? "")]
+        case .draft(let user, let conv):
+            return ["d \(node) \(user) \(conv)"]
         }
     }
 
@@ -133,6 +138,10 @@ enum ClusterNotice: Sendable, Hashable {
                 lastSeen = t
             }
             return (node, .presence(.init(user: u, status: status, lastSeen: lastSeen)))
+        case "d":
+            let f = Array(fields)
+            guard f.count == 2, let u = UserID(f[0]), let c = ConversationID(f[1]) else { return nil }
+            return (node, .draft(user: u, conv: c))
         default:
             return nil
         }

@@ -249,6 +249,12 @@ struct ClusterService: Service {
             case .notice(.typing(let typing)):
                 guard let members = try? await hub.members(of: typing.conv) else { continue }
                 local.publish(.typing(typing, members: Array(members.keys)))
+            case .notice(.draft(let user, let conv)):
+                // Only when the user has a socket here; the draft as it is stored now (the newest, whatever order
+                // notices arrive in), or deleted.
+                guard !hub.sessions(of: user).isEmpty, let drafts = try? await store.drafts(user: user) else { continue }
+                let draft = drafts.first { $0.conversation == conv } ?? Draft(conversation: conv, text: "", updatedAt: nowMillis())
+                local.publish(.draft(draft, user: user))
             case .notice(.presence(let presence)):
                 if presence.status == .offline && !hub.sessions(of: presence.user).isEmpty {
                     // That node saw the user gone everywhere, just before a socket opened here: say so again.

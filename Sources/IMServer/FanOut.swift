@@ -18,6 +18,8 @@ enum FanOutEvent: Sendable {
     case blocksChanged([UserID])
     /// The user's sockets (all, or those of one login session) must close with `CloseCode.sessionEnded`.
     case sessionsEnded(user: UserID, sid: String?, reason: String)
+    /// The user saved or deleted (empty text) a draft, for all of the user's sessions.
+    case draft(Draft, user: UserID)
 }
 
 /// Where the hub publishes cross-session effects, and the one ordered stream its consumer (`FanOutService`)
@@ -63,6 +65,7 @@ final class ClusterFanOutBus: FanOutBus {
         case .membersChanged(let convs): node.announce(.membersChanged(convs))
         case .blocksChanged(let users): node.announce(.blocksChanged(users))
         case .sessionsEnded(let user, let sid, let reason): node.announce(.sessionsEnded(user: user, sid: sid, reason: reason))
+        case .draft(let draft, let user): node.announce(.draft(user: user, conv: draft.conversation))
         }
     }
 }

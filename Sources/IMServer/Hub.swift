@@ -274,6 +274,11 @@ public final class Hub: Sendable {
         bus.publish(.receipt(receipt, members: Array(members)))
     }
 
+    /// The user saved or deleted a draft: tells all of the user's sessions, here and on the other nodes.
+    func publishDraft(_ draft: Draft, user: UserID) {
+        bus.publish(.draft(draft, user: user))
+    }
+
     /// Someone started or stopped typing: tells the other members' sessions here, and the other nodes'.
     func publishTyping(_ typing: ServerFrame.Typing, to members: some Sequence<UserID>) {
         bus.publish(.typing(typing, members: Array(members)))
@@ -430,6 +435,8 @@ public final class Hub: Sendable {
             break   // this hub dropped its entries when it published
         case .sessionsEnded(let user, let sid, let reason):
             endSessions(of: user, sid: sid, reason: reason, announce: false)
+        case .draft(let draft, let user):
+            send(.draft(draft), to: [user])
         }
         return nil
     }

@@ -15,9 +15,14 @@ public final class IMService: Sendable {
     let botSends: RateLimiter
     /// The operator's word list (IMService+Moderation.swift).
     let moderation: ContentModeration
+    /// The external moderation service, when `moderation.webhook_url` is set.
+    let moderationHook: ModerationHook?
+    let metrics: ServerMetrics?
 
-    init(storage: any Storage, hub: Hub, attachments: Attachments, config: ServerConfig, logger: Logger) {
+    init(storage: any Storage, hub: Hub, attachments: Attachments, config: ServerConfig, moderationHook: ModerationHook? = nil,
+         metrics: ServerMetrics? = nil, logger: Logger) {
         self.storage = storage; self.hub = hub; self.attachments = attachments; self.config = config; self.logger = logger
+        self.moderationHook = moderationHook; self.metrics = metrics
         botSends = RateLimiter(perMinute: config.bots.sendsPerMinute, burst: config.bots.sendBurst)
         moderation = ContentModeration(config: config.moderation, logger: logger)
     }
@@ -332,8 +337,14 @@ public final class IMService: Sendable {
     /// `conversation` filter they are not a member of is answered like a missing conversation.
     func search(_ user: UserID, query: String, conversation: ConversationID?, sender: UserID?, from: Int64?, to: Int64?,
                 before: String?, limit: Int) async throws -> API.SearchPage {
-        let terms = try Search.terms(query)
         if let conversation { _ = try await requireMember(user, conversation) }
+        return try await searchPage(user, query: query, conversation: conversation, sender: sender, from: from, to: to, before: before, limit: limit)
+    }
+
+    /// A page of search results in `user`'s conversations, or with nil in every conversation (compliance search).
+    func searchPage(_ user: UserID?, query: String, conversation: ConversationID?, sender: UserID?, from: Int64?, to: Int64?,
+                    before: String?, limit: Int) async throws -> API.SearchPage {
+        let terms = try Search.terms(query)
         if let from, let to, from >= to { throw IMError.invalid("'from' must be before 'to'") }
         let n = max(1, min(limit, 50))
         let cursor = try before.map { token throws(IMError) in try Search.Cursor(token: token) }

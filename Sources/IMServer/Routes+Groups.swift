@@ -87,7 +87,7 @@ extension Routes {
         }
         router.get("/v1/admin/moderation") { req, _ -> Response in
             _ = try await requireAdmin(req)
-            return json(service.moderation.status())
+            return json(moderationStatus())
         }
         router.post("/v1/admin/moderation/reload") { req, _ -> Response in
             _ = try await requireAdmin(req)
@@ -95,7 +95,7 @@ extension Routes {
                 throw IMError.invalid("content moderation is off; set moderation.words_file in the server's configuration and restart it once")
             }
             try service.moderation.reload()
-            return json(service.moderation.status())
+            return json(moderationStatus())
         }
         router.get("/v1/admin/moderation/blocks") { req, _ -> Response in
             _ = try await requireAdmin(req)
@@ -109,6 +109,17 @@ extension Routes {
             for a in acks where !a.duplicate { runtime.metrics.recordSend() }
             return json(API.Forwarded(acks: acks), status: acks.allSatisfy(\.duplicate) ? .ok : .created)
         }
+    }
+
+    /// The word list in force, and the moderation webhook's settings when one is set.
+    func moderationStatus() -> API.ModerationStatus {
+        var s = service.moderation.status()
+        if service.moderationHook != nil {
+            s.webhook = config.moderation.webhookUrl
+            s.webhookFailure = config.moderation.webhookFailure.rawValue
+            s.webhookTimeoutSeconds = config.moderation.webhookTimeoutSeconds
+        }
+        return s
     }
 
     enum MuteKind { case notifications, member, group }

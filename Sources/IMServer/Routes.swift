@@ -380,5 +380,6 @@ struct Routes: Sendable {
         addWebhooks(to: router)
         addGroupFeatures(to: router)
         addAssistant(to: router)
+        addCompliance(to: router)
     }
 }

@@ -25,6 +25,9 @@ public final class ServerMetrics: Sendable {
     let webhookDisabled: Counter
     let webhookLatency: DurationHistogram
     let assistant: AssistantMetrics
+    /// Moderation webhook checks by outcome: allow, mask, block, failed_open (let through), failed_closed (refused).
+    let moderationWebhook: [String: Counter]
+    static let moderationOutcomes = ["allow", "mask", "block", "failed_open", "failed_closed"]
     private let recent = LockedBox<[Int64]>([])   // per-second send counts for the last 60 s, for status
 
     public init() {
@@ -50,6 +53,13 @@ public final class ServerMetrics: Sendable {
         webhookDisabled = registry.makeCounter(descriptor: .init(metricName: "warbler_webhook_subscriptions_disabled_total", unitName: "", helpText: "Webhook subscriptions turned off because a delivery failed for webhooks.retry_hours"))
         webhookLatency = registry.makeDurationHistogram(descriptor: .init(metricName: "warbler_webhook_delivery_seconds", unitName: "", helpText: "Duration of one webhook delivery attempt"), buckets: [.milliseconds(10), .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(2.5), .seconds(5), .seconds(10)])
         assistant = AssistantMetrics(registry)
+        var moderation: [String: Counter] = [:]
+        for o in Self.moderationOutcomes {
+            moderation[o] = registry.makeCounter(descriptor: .init(metricName: "warbler_moderation_webhook_total", unitName: "",
+                                                                   helpText: "Moderation webhook checks by outcome (failed_open: let through, failed_closed: refused)"),
+                                                 labels: [("outcome", o)])
+        }
+        moderationWebhook = moderation
         clusterReconnects = registry.makeCounter(descriptor: .init(metricName: "warbler_cluster_listener_reconnects_total", unitName: "", helpText: "Times the cluster listener's PostgreSQL connection ended or could not be opened"))
     }
 

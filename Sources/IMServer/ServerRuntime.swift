@@ -43,6 +43,8 @@ public final class ServerRuntime: Sendable {
     /// The built-in AI assistant when `assistant.enabled`; it answers in `AssistantService`.
     let assistant: Assistant?
     let store: SQLStore
+    /// Compliance exports, signed with the server's Ed25519 key (Routes+Compliance.swift).
+    let compliance: ComplianceExporter
     private let ports = LockedBox<(main: Int?, metrics: Int?)>((nil, nil))
     private let group = LockedBox<ServiceGroup?>(nil)
 
@@ -55,17 +57,23 @@ public final class ServerRuntime: Sendable {
         }
         let key: TokenService.Key
         let assistantKey: String?
+        let moderationHook: ModerationHook?
         do {
             key = try TokenService.loadOrCreateKey(path: config.auth.jwtKeyFile)
             assistantKey = config.assistant.enabled ? try Assistant.readKey(config.assistant.keyFile) : nil
+            moderationHook = try ModerationHook.configured(
+                config.moderation, policy: WebhookTargetPolicy(allowedNetworks: config.webhooks.allowedNetworks, allowHTTP: config.webhooks.allowHttp),
+                textBytes: config.limits.textBytes)
         } catch {
             try? await storage.close()
             throw error
         }
-        return await ServerRuntime(config: config, storage: storage, key: key, assistantKey: assistantKey, logger: logger)
+        return await ServerRuntime(config: config, storage: storage, key: key, assistantKey: assistantKey, moderationHook: moderationHook,
+                                   logger: logger)
     }
 
-    init(config: ServerConfig, storage: SQLStore, key: Curve25519SigningKey, assistantKey: String? = nil, logger: Logger) async {
+    init(config: ServerConfig, storage: SQLStore, key: Curve25519SigningKey, assistantKey: String? = nil,
+         moderationHook: ModerationHook? = nil, logger: Logger) async {
         self.config = config
         self.storage = storage
         self.store = storage
@@ -84,7 +92,9 @@ public final class ServerRuntime: Sendable {
         // On PostgreSQL the nodes of a cluster share no disk: attachments live in the database with the messages.
         attachments = Attachments(backing: config.storage.driver == "postgres" ? .database : .disk(config.dataDir + "/attachments"),
                                   storage: storage, limits: config.limits)
-        service = IMService(storage: storage, hub: hub, attachments: attachments, config: config, logger: logger)
+        service = IMService(storage: storage, hub: hub, attachments: attachments, config: config, moderationHook: moderationHook,
+                            metrics: metrics, logger: logger)
+        compliance = ComplianceExporter(storage: storage, attachments: attachments, key: key, directory: config.dataDir + "/compliance")
         assistant = config.assistant.enabled
             ? Assistant(settings: config.assistant, key: assistantKey, textBytes: config.limits.textBytes, store: storage, service: service,
                         hub: hub, metrics: metrics.assistant, logger: logger.with("im.component", "assistant"))

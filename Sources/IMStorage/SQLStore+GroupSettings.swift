@@ -24,15 +24,16 @@ extension SQLStore {
 
     public func logModerationBlock(_ b: API.ModerationBlock) async throws {
         try await driver.write { db in
-            try await db.query("INSERT INTO moderation_blocks (at, user_id, conv_id, word) VALUES ($1, $2, $3, $4)",
-                               [.int(b.at), .int(b.user), .int(b.conversation), .text(b.word)])
+            try await db.query("INSERT INTO moderation_blocks (at, user_id, conv_id, word, source) VALUES ($1, $2, $3, $4, $5)",
+                               [.int(b.at), .int(b.user), .int(b.conversation), .text(b.word), .text(b.source.rawValue)])
         }
     }
 
     public func moderationBlocks(limit: Int) async throws -> [API.ModerationBlock] {
         try await driver.read { db in
-            try await db.query("SELECT at, user_id, conv_id, word FROM moderation_blocks ORDER BY at DESC LIMIT $1", [.int(Int64(limit))]).map {
-                API.ModerationBlock(at: try $0.int("at"), user: try $0.int("user_id"), conversation: try $0.int("conv_id"), word: try $0.text("word"))
+            try await db.query("SELECT at, user_id, conv_id, word, source FROM moderation_blocks ORDER BY at DESC LIMIT $1", [.int(Int64(limit))]).map {
+                API.ModerationBlock(at: try $0.int("at"), user: try $0.int("user_id"), conversation: try $0.int("conv_id"), word: try $0.text("word"),
+                                    source: $0.optText("source").flatMap(API.ModerationBlock.Source.init(rawValue:)) ?? .words)
             }
         }
     }

@@ -740,17 +740,16 @@ public final class SQLStore: Storage {
 
     public func search(_ q: MessageSearch) async throws -> [Message] {
         guard !q.terms.isEmpty else { return [] }
-        var binds: [SQLValue] = [.int(q.user)]
+        var binds: [SQLValue] = []
         func bind(_ v: SQLValue) -> String { binds.append(v); return "$\(binds.count)" }
         func likePattern(_ term: String) -> SQLValue {
             var escaped = ""
             for c in term { if c == "%" || c == "_" || c == "\\" { escaped.append("\\") }; escaped.append(c) }
             return .text("%" + escaped + "%")
         }
-        var conditions = [
-            "EXISTS (SELECT 1 FROM members w WHERE w.conv_id = m.conv_id AND w.user_id = $1)",
-            "m.recalled = 0", "m.kind IN ('text', 'attachment')", "m.text IS NOT NULL",
-        ]
+        var conditions = ["m.recalled = 0", "m.kind IN ('text', 'attachment')", "m.text IS NOT NULL"]
+        // Without a user: every conversation (the compliance search).
+        if let u = q.user { conditions.insert("EXISTS (SELECT 1 FROM members w WHERE w.conv_id = m.conv_id AND w.user_id = \(bind(.int(u))))", at: 0) }
         if let c = q.conversation { conditions.append("m.conv_id = \(bind(.int(c)))") }
         if let s = q.sender { conditions.append("m.sender = \(bind(.int(s)))") }
         if let f = q.from { conditions.append("m.ts >= \(bind(.int(f)))") }

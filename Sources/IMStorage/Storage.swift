@@ -81,9 +81,11 @@ public struct NewMessage: Sendable, Hashable {
     }
 }
 
-/// A full-text search of the messages `user` can read (those of the conversations they are a member of).
+/// A full-text search of the messages `user` can read (those of the conversations they are a member of), or with
+/// no `user` of every conversation (the admins' compliance search).
 public struct MessageSearch: Sendable, Hashable {
-    public var user: UserID
+    /// Whose conversations to search; nil: all of them (compliance search, admins only, audited by the caller).
+    public var user: UserID?
     /// Every term must occur in the text (substring, ignoring case); see `Search.terms`.
     public var terms: [String]
     public var conversation: ConversationID?
@@ -95,7 +97,7 @@ public struct MessageSearch: Sendable, Hashable {
     /// Results strictly older than this one (the previous page's last).
     public var before: Search.Cursor?
     public var limit: Int
-    public init(user: UserID, terms: [String], conversation: ConversationID? = nil, sender: UserID? = nil, from: Int64? = nil,
+    public init(user: UserID?, terms: [String], conversation: ConversationID? = nil, sender: UserID? = nil, from: Int64? = nil,
                 to: Int64? = nil, before: Search.Cursor? = nil, limit: Int = 20) {
         self.user = user; self.terms = terms; self.conversation = conversation; self.sender = sender; self.from = from; self.to = to
         self.before = before; self.limit = limit
@@ -284,6 +286,20 @@ public protocol Storage: Sendable {
     func saveDraft(user: UserID, conversation: ConversationID, _ draft: Draft?) async throws
     /// `user`'s drafts, latest first.
     func drafts(user: UserID) async throws -> [Draft]
+
+    // Compliance (SQLStore+Compliance.swift): exports read every message of a range, and every compliance search
+    // and export is recorded in the audit trail.
+    /// Messages of `conversation` (only those `sender` sent, when given) with `from` <= ts < `to` and seq > `afterSeq`,
+    /// oldest first, at most `limit`, each with its reactions; recalled ones included (their content is gone).
+    func complianceMessages(conversation: ConversationID, sender: UserID?, from: Int64, to: Int64, afterSeq: Int64,
+                            limit: Int) async throws -> [Message]
+    /// The conversations in which `sender` sent anything with `from` <= ts < `to`, in id order.
+    func complianceConversations(sender: UserID, from: Int64, to: Int64) async throws -> [ConversationID]
+    /// Records an audit entry (its `id` and `adminName` are ignored); returns the id it got.
+    @discardableResult
+    func recordComplianceAudit(_ entry: API.ComplianceAuditEntry) async throws -> Int64
+    /// Audit entries with id < `before` (nil: the newest), newest first, with the admin's username.
+    func complianceAudit(before: Int64?, limit: Int) async throws -> [API.ComplianceAuditEntry]
 
     // Content moderation's log of refused sends (SQLStore+GroupSettings.swift)
     func logModerationBlock(_ block: API.ModerationBlock) async throws

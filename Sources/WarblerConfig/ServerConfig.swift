@@ -203,6 +203,17 @@ public struct ServerConfig: Codable, Sendable, Equatable {
         public var action = Action.block
         /// How often (at most) the file's modification time is checked for changes.
         public var reloadSeconds = 10.0
+        /// What a send does when the moderation webhook fails or is late: `open` lets it through, `closed` refuses it.
+        public enum Failure: String, Codable, Sendable, Equatable { case open, closed }
+        /// An external moderation service (docs/operations.md, "The moderation webhook"): every text the word list
+        /// passed is POSTed to it, signed like an outgoing webhook, and it answers allow, mask or block. Empty: none.
+        /// https, or http to loopback (`webhooks.allow_http` allows http elsewhere).
+        public var webhookUrl = ""
+        /// The file holding the signing secret (its first line; `X-Warbler-Signature` as for outgoing webhooks).
+        public var webhookSecretFile = ""
+        /// The time budget for the service's answer, in seconds; past it the send goes on as `webhook_failure` says.
+        public var webhookTimeoutSeconds = 0.5
+        public var webhookFailure = Failure.open
         public init() {}
     }
     public var moderation = Moderation()
@@ -276,10 +287,27 @@ public struct ServerConfig: Codable, Sendable, Equatable {
         guard exporter.collectorTimeoutSeconds > 0 else { throw ConfigError("exporter.collector_timeout_seconds must be above 0") }
         try validateCluster()
         try validateAssistant()
+        try validateModeration()
         if !alerts.controlUrl.isEmpty {
             guard let u = URL(string: alerts.controlUrl), ["http", "https"].contains(u.scheme?.lowercased() ?? ""), u.host != nil else {
                 throw ConfigError("alerts.control_url must be an http(s) URL such as http://127.0.0.1:9102, not '\(alerts.controlUrl)'")
             }
+        }
+    }
+
+    func validateModeration() throws {
+        guard moderation.reloadSeconds > 0, moderation.reloadSeconds.isFinite else {
+            throw ConfigError("moderation.reload_seconds must be a number above 0, not \(moderation.reloadSeconds)")
+        }
+        guard !moderation.webhookUrl.isEmpty else { return }
+        guard let u = URL(string: moderation.webhookUrl), ["http", "https"].contains(u.scheme?.lowercased() ?? ""), u.host != nil else {
+            throw ConfigError("moderation.webhook_url must be an http(s) URL such as https://moderation.example.com/check, not '\(moderation.webhookUrl)'")
+        }
+        guard !moderation.webhookSecretFile.isEmpty else {
+            throw ConfigError("moderation.webhook_url needs moderation.webhook_secret_file: a file whose first line is the secret its requests are signed with")
+        }
+        guard moderation.webhookTimeoutSeconds > 0, moderation.webhookTimeoutSeconds <= 10 else {
+            throw ConfigError("moderation.webhook_timeout_seconds must be above 0 and at most 10 (every send waits for it), not \(moderation.webhookTimeoutSeconds)")
         }
     }
 

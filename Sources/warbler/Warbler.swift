@@ -13,7 +13,8 @@ struct Warbler: AsyncParsableCommand {
         abstract: "Warbler: an instant-messaging private cloud in one file.",
         subcommands: [Install.self, Doctor.self, Status.self, Uninstall.self, Server.self, Supervise.self, Version.self, UserAdd.self,
                       Bench.self, PayloadCommand.self, Certs.self, UpgradeCommand.self, Rollback.self, BackupCommand.self, RestoreCommand.self,
-                      Alertd.self, Alerts.self, Exporter.self, Join.self, ClusterCommand.self, Bots.self, Probe.self])
+                      Alertd.self, Alerts.self, Exporter.self, Join.self, ClusterCommand.self, Bots.self, Probe.self,
+                      ComplianceVerify.self])
 
     /// keepalived runs `warbler cluster vip-check` every second: it is answered before anything starts a thread of
     /// the concurrency pool (each new pool thread logs a line when the unit's sandbox refuses it a priority).

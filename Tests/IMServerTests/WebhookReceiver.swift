@@ -18,6 +18,7 @@ final class WebhookReceiver: Sendable {
         var statuses: [Int] = [200]
         var delay: Duration = .zero
         var location = ""
+        var bodies: [String] = []
     }
     private let state = Mutexed(State())
     private let task: Task<Void, any Error>
@@ -27,9 +28,10 @@ final class WebhookReceiver: Sendable {
     func url(_ path: String = "/hook") -> String { "http://127.0.0.1:\(port)\(path)" }
     var received: [Received] { state.withLock { $0.received } }
 
-    /// Answers these statuses in turn (the last repeats), after `delay`; a 3xx carries `Location: location`.
-    func answer(_ statuses: [Int], delay: Duration = .zero, location: String = "") {
-        state.withLock { $0.statuses = statuses; $0.delay = delay; $0.location = location }
+    /// Answers these statuses in turn (the last repeats), after `delay`; a 3xx carries `Location: location`. `bodies`
+    /// (JSON) are answered in turn the same way (none: an empty body).
+    func answer(_ statuses: [Int], delay: Duration = .zero, location: String = "", bodies: [String] = []) {
+        state.withLock { $0.statuses = statuses; $0.delay = delay; $0.location = location; $0.bodies = bodies }
     }
 
     init() async throws {
@@ -39,13 +41,16 @@ final class WebhookReceiver: Sendable {
             let body = try await request.body.collect(upTo: 1 << 20)
             var headers: [String: String] = [:]
             for h in request.headers { headers[h.name.canonicalName.lowercased()] = h.value }   // looked up in lower case
-            let (status, delay, location) = state.withLock { s -> (Int, Duration, String) in
+            let (status, delay, location, answer) = state.withLock { s -> (Int, Duration, String, String?) in
                 s.received.append(Received(path: request.uri.path, headers: headers, body: String(buffer: body)))
                 let status = s.statuses.count > 1 ? s.statuses.removeFirst() : (s.statuses.first ?? 200)
-                return (status, s.delay, s.location)
+                let answer = s.bodies.count > 1 ? s.bodies.removeFirst() : s.bodies.first
+                return (status, s.delay, s.location, answer)
             }
             if delay > .zero { try await Task.sleep(for: delay) }
-            var response = Response(status: .init(code: status))
+            var response = answer.map {
+                Response(status: .init(code: status), headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: $0)))
+            } ?? Response(status: .init(code: status))
             if !location.isEmpty { response.headers[.location] = location }
             return response
         }

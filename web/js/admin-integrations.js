@@ -2,12 +2,13 @@
 // revoke it; subscribe a URL and see its signing secret once, turn a subscription off or on, read its delivery
 // log (state, attempts, last HTTP status, latency) and redeliver one. docs/bots.md has the API behind each.
 import { $, el, clear, formatTime } from './ui.js';
+import { t } from './i18n.js';
 
 /** Shows a secret the server gives only once, with a note on where it goes. */
 function showSecret(title, secret, note) {
   const box = $('secret-box');
   clear(box);
-  const dismiss = el('button', { type: 'button', className: 'link', id: 'secret-dismiss', text: 'Hide' });
+  const dismiss = el('button', { type: 'button', className: 'link', id: 'secret-dismiss', text: t('admin.hide') });
   dismiss.addEventListener('click', () => { box.hidden = true; clear(box); });
   box.append(el('strong', { text: title }), el('code', { className: 'secret', text: secret }), el('span', { className: 'sub', text: note }), dismiss);
   box.hidden = false;
@@ -32,17 +33,17 @@ export function setUpIntegrations(client, showError) {
         el('td', { text: String(b.user.id) }),
         el('td', { className: 'username', text: b.user.username }),
         el('td', { text: b.description || '' }),
-        el('td', { className: 'token', text: b.tokenId ? `${b.tokenId}… (${b.scopes.join(', ')})` : 'revoked' }),
+        el('td', { className: 'token', text: b.tokenId ? `${b.tokenId}… (${b.scopes.join(', ')})` : t('admin.revoked') }),
         el('td', { text: formatTime(b.createdAt) }),
       );
       const actions = el('td');
-      actions.append(button('Rotate token', 'rotate-token', async () => {
+      actions.append(button(t('admin.rotateToken'), 'rotate-token', async () => {
         const r = await client.post(`/v1/admin/bots/${b.user.id}/token`, {});
-        showSecret(`New token for ${b.user.username}`, r.token, 'Shown this once: the old token stops working now. Give it to the bot (Authorization: Bearer …).');
+        showSecret(t('admin.newTokenFor', { name: b.user.username }), r.token, t('admin.newTokenNote'));
         await loadBots();
       }));
       if (b.tokenId) {
-        actions.append(button('Revoke tokens', 'revoke-tokens', async () => {
+        actions.append(button(t('admin.revokeTokens'), 'revoke-tokens', async () => {
           await client.del(`/v1/admin/bots/${b.user.id}/token`);
           await loadBots();
         }));
@@ -57,9 +58,10 @@ export function setUpIntegrations(client, showError) {
     clear(panel);
     panel.hidden = false;
     panel.dataset.webhook = String(hook.id);
-    panel.append(el('h3', { text: `Deliveries to ${hook.url}` }));
+    panel.append(el('h3', { text: t('admin.deliveriesTo', { url: hook.url }) }));
     const table = el('table'), head = el('tr'), thead = el('thead');
-    for (const h of ['Delivery', 'Event', 'State', 'Attempts', 'Last status', 'Latency', 'Created', '']) head.append(el('th', { text: h }));
+    for (const h of ['delivery', 'event', 'state', 'attempts', 'lastStatus', 'latency', 'created']) head.append(el('th', { text: t(`admin.col.${h}`) }));
+    head.append(el('th'));
     thead.append(head);
     table.append(thead);
     const body = el('tbody');
@@ -75,7 +77,7 @@ export function setUpIntegrations(client, showError) {
         el('td', { text: formatTime(d.createdAt) }),
       );
       const cell = el('td');
-      cell.append(button('Redeliver', 'redeliver', async () => {
+      cell.append(button(t('admin.redeliver'), 'redeliver', async () => {
         await client.post(`/v1/webhooks/${hook.id}/deliveries/${encodeURIComponent(d.id)}/redeliver`, {});
         await loadDeliveries(hook);
       }));
@@ -91,22 +93,22 @@ export function setUpIntegrations(client, showError) {
     clear(body);
     for (const h of await client.get('/v1/webhooks')) {
       const tr = el('tr', { dataset: { webhook: String(h.id) } });
-      const state = h.enabled ? 'on' : `off${h.disabledReason ? ` (${h.disabledReason})` : ''}`;
+      const state = h.enabled ? t('admin.on') : `${t('admin.off')}${h.disabledReason ? ` (${h.disabledReason})` : ''}`;
       tr.append(
         el('td', { text: String(h.id) }),
         el('td', { className: 'url', text: h.url }),
         el('td', { text: h.events.join(', ') }),
-        el('td', { text: h.conversation != null ? String(h.conversation) : 'all' }),
-        el('td', { text: h.ownerBot != null ? `bot ${h.ownerBot}` : 'admin' }),
-        el('td', { className: 'state', text: state }),
+        el('td', { text: h.conversation != null ? String(h.conversation) : t('admin.all') }),
+        el('td', { text: h.ownerBot != null ? t('admin.botN', { id: h.ownerBot }) : t('admin.ownerAdmin') }),
+        el('td', { className: 'state', dataset: { enabled: h.enabled ? '1' : '0' }, text: state }),
       );
       const actions = el('td');
-      actions.append(button(h.enabled ? 'Turn off' : 'Turn on', 'toggle-webhook', async () => {
+      actions.append(button(t(h.enabled ? 'admin.turnOff' : 'admin.turnOn'), 'toggle-webhook', async () => {
         await client.post(`/v1/webhooks/${h.id}/enabled`, { value: !h.enabled });
         await loadWebhooks();
       }));
-      actions.append(button('Deliveries', 'show-deliveries', () => loadDeliveries(h)));
-      actions.append(button('Delete', 'delete-webhook', async () => {
+      actions.append(button(t('admin.deliveries'), 'show-deliveries', () => loadDeliveries(h)));
+      actions.append(button(t('admin.delete'), 'delete-webhook', async () => {
         await client.del(`/v1/webhooks/${h.id}`);
         if ($('deliveries').dataset.webhook === String(h.id)) $('deliveries').hidden = true;
         await loadWebhooks();
@@ -124,7 +126,7 @@ export function setUpIntegrations(client, showError) {
       const description = $('new-bot-description').value.trim();
       if (description) body.description = description;
       const r = await client.post('/v1/admin/bots', body);
-      showSecret(`Token for ${r.bot.user.username}`, r.token, 'Shown this once: store it where the bot runs (Authorization: Bearer …); rotate it here if it leaks.');
+      showSecret(t('admin.tokenFor', { name: r.bot.user.username }), r.token, t('admin.tokenNote'));
       $('new-bot-username').value = ''; $('new-bot-description').value = '';
       await loadBots();
     } catch (err) { showError(err); }
@@ -137,8 +139,7 @@ export function setUpIntegrations(client, showError) {
       const conv = $('new-webhook-conversation').value.trim();
       if (conv) body.conversation = Number(conv);
       const r = await client.post('/v1/webhooks', body);
-      showSecret(`Signing secret for ${r.webhook.url}`, r.secret,
-        'Shown this once: verify X-Warbler-Signature with it (docs/bots.md has the code).');
+      showSecret(t('admin.secretFor', { url: r.webhook.url }), r.secret, t('admin.secretNote'));
       $('new-webhook-url').value = ''; $('new-webhook-conversation').value = '';
       await loadWebhooks();
     } catch (err) { showError(err); }

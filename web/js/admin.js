@@ -1,8 +1,11 @@
 // The Warbler admin console (admin.html): users, groups, live figures, health, firing alerts, bots and webhooks
-// (admin-integrations.js), content moderation and the AI assistant.
+// (admin-integrations.js), content moderation, compliance search and export with its audit trail
+// (admin-compliance.js) and the AI assistant.
 import { WarblerClient } from './warbler-client.js';
 import { $, el, clear, formatTime, showDialog, describeError } from './ui.js';
+import { t, applyTo, wireLanguageSelect } from './i18n.js';
 import { setUpIntegrations } from './admin-integrations.js';
+import { setUpCompliance } from './admin-compliance.js';
 
 const client = new WarblerClient({ device: 'admin-console' });
 const users = new Map();
@@ -42,20 +45,20 @@ async function loadFigures() {
   try { stats = await client.get('/v1/admin/stats'); } catch (e) { statsError = e; }
   clear(health);
   const badge = (name, ok, okText, badText) => {
-    health.append(el('span', { className: ok ? 'ok' : 'bad', dataset: { component: name }, text: `${name}: ${ok ? okText : badText}` }));
+    health.append(el('span', { className: ok ? 'ok' : 'bad', dataset: { component: name }, text: `${t(`admin.health.${name}`)}: ${ok ? okText : badText}` }));
   };
-  badge('server', live, 'serving', 'not answering');
-  badge('storage', ready, 'ready', 'not ready');
-  badge('statistics', !!stats, 'available', statsError ? describeError(statsError) : 'unavailable');
+  badge('server', live, t('admin.health.serving'), t('admin.health.notAnswering'));
+  badge('storage', ready, t('admin.health.ready'), t('admin.health.notReady'));
+  badge('statistics', !!stats, t('admin.health.available'), statsError ? describeError(statsError) : t('admin.health.unavailable'));
   clear(box);
   if (stats) {
     box.append(
-      figure('connections', 'Connections', String(stats.connections)),
-      figure('messagesLastMinute', 'Messages / minute', String(stats.messagesLastMinute)),
-      figure('messages', 'Messages stored', String(stats.messages)),
-      figure('users', 'Users', String(stats.users)),
-      figure('databaseBytes', 'Storage size', bytes(stats.databaseBytes)),
-      figure('uptime', `Uptime · version ${stats.version}`, duration(stats.uptimeSeconds)),
+      figure('connections', t('admin.fig.connections'), String(stats.connections)),
+      figure('messagesLastMinute', t('admin.fig.messagesLastMinute'), String(stats.messagesLastMinute)),
+      figure('messages', t('admin.fig.messages'), String(stats.messages)),
+      figure('users', t('admin.fig.users'), String(stats.users)),
+      figure('databaseBytes', t('admin.fig.databaseBytes'), bytes(stats.databaseBytes)),
+      figure('uptime', t('admin.fig.uptime', { version: stats.version }), duration(stats.uptimeSeconds)),
     );
   }
 }
@@ -66,12 +69,12 @@ async function loadAlerts() {
   try { r = await client.get('/v1/admin/alerts'); } catch (e) { r = { available: false, reason: describeError(e) }; }
   clear(box);
   if (!r.available) {
-    box.append(el('p', { className: 'alert sub', dataset: { available: 'false' }, text: `Alerting is not available: ${r.reason || 'not configured'}.` }));
+    box.append(el('p', { className: 'alert sub', dataset: { available: 'false' }, text: t('admin.alerts.off', { reason: r.reason || t('admin.alerts.notConfigured') }) }));
     return;
   }
   const list = Array.isArray(r.alerts) ? r.alerts : [];
   if (!list.length) {
-    box.append(el('p', { className: 'alert sub', dataset: { available: 'true' }, text: 'No alerts are firing.' }));
+    box.append(el('p', { className: 'alert sub', dataset: { available: 'true' }, text: t('admin.alerts.none') }));
     return;
   }
   for (const a of list) {
@@ -82,7 +85,7 @@ async function loadAlerts() {
     const summary = a.summary || a.description || a.annotations?.summary || a.message;
     if (summary) div.append(el('div', { text: String(summary) }));
     const since = a.since || a.startsAt || a.activeAt;
-    if (since) div.append(el('div', { className: 'sub', text: `since ${typeof since === 'number' ? formatTime(since < 1e12 ? since * 1000 : since) : since}` }));
+    if (since) div.append(el('div', { className: 'sub', text: t('admin.alerts.since', { time: typeof since === 'number' ? formatTime(since < 1e12 ? since * 1000 : since) : since }) }));
     box.append(div);
   }
 }
@@ -93,16 +96,16 @@ async function loadAssistant() {
   const section = $('assistant-section');
   section.hidden = !(assistant && assistant.enabled);
   if (section.hidden) return;
-  $('assistant-status').textContent = `@${assistant.username} asks ${assistant.model} at ${assistant.endpoint}`
-    + `${assistant.keyConfigured ? ' with a key' : ' without a key'}. Use on this server since it started:`;
+  $('assistant-status').textContent = t('admin.assistant.status', { user: assistant.username, model: assistant.model,
+    endpoint: assistant.endpoint, key: t(assistant.keyConfigured ? 'admin.assistant.withKey' : 'admin.assistant.withoutKey') });
   const box = $('assistant-figures');
   clear(box);
   const u = assistant.usage;
   box.append(
-    figure('assistantQuestions', 'Questions answered', String(u.questions)),
-    figure('assistantFailures', 'Failed answers', String(u.failures)),
-    figure('assistantPromptTokens', 'Prompt tokens', String(u.promptTokens)),
-    figure('assistantCompletionTokens', 'Completion tokens', String(u.completionTokens)),
+    figure('assistantQuestions', t('admin.fig.questions'), String(u.questions)),
+    figure('assistantFailures', t('admin.fig.failures'), String(u.failures)),
+    figure('assistantPromptTokens', t('admin.fig.promptTokens'), String(u.promptTokens)),
+    figure('assistantCompletionTokens', t('admin.fig.completionTokens'), String(u.completionTokens)),
   );
 }
 
@@ -112,8 +115,9 @@ function assistantOn(conv) {
   return c ? c.enabled : true;
 }
 
-function action(text, fn) {
-  const b = el('button', { type: 'button', className: `link ${text.toLowerCase().replace(/\s+/g, '-')}`, text });
+/** A button of a user's row: `cls` names it for scripts and tests (promote, reset-password, …), `key` labels it. */
+function action(cls, key, fn) {
+  const b = el('button', { type: 'button', className: `link ${cls}`, text: t(key) });
   b.addEventListener('click', async () => {
     showError(null);
     try { await fn(); await loadUsers(); } catch (e) { showError(e); }
@@ -132,17 +136,19 @@ async function loadUsers() {
       el('td', { text: String(u.user.id) }),
       el('td', { className: 'username', text: u.user.username }),
       el('td', { text: u.user.displayName }),
-      el('td', { className: 'role', text: u.user.admin ? 'admin' : 'user' }),
-      el('td', { className: 'status', text: u.disabled ? 'disabled' : 'active' }),
+      el('td', { className: 'role', dataset: { role: u.user.admin ? 'admin' : 'user' }, text: t(u.user.admin ? 'admin.role.admin' : 'admin.role.user') }),
+      el('td', { className: 'status', dataset: { status: u.disabled ? 'disabled' : 'active' }, text: t(u.disabled ? 'admin.status.disabled' : 'admin.status.active') }),
       el('td', { text: formatTime(u.createdAt) }),
     );
     const actions = el('td');
     if (u.user.id !== client.user.id) {
-      actions.append(action(u.disabled ? 'Enable' : 'Disable', () => client.post(`/v1/admin/users/${u.user.id}/disabled`, { value: !u.disabled })));
-      actions.append(action(u.user.admin ? 'Demote' : 'Promote', () => client.post(`/v1/admin/users/${u.user.id}/admin`, { value: !u.user.admin })));
+      actions.append(action(u.disabled ? 'enable' : 'disable', u.disabled ? 'admin.enable' : 'admin.disable',
+        () => client.post(`/v1/admin/users/${u.user.id}/disabled`, { value: !u.disabled })));
+      actions.append(action(u.user.admin ? 'demote' : 'promote', u.user.admin ? 'admin.demote' : 'admin.promote',
+        () => client.post(`/v1/admin/users/${u.user.id}/admin`, { value: !u.user.admin })));
     }
-    actions.append(action('Reset password', () => showDialog(`New password for ${u.user.username}`,
-      [{ name: 'password', label: 'Password (8+ characters)', type: 'password' }],
+    actions.append(action('reset-password', 'admin.resetPassword', () => showDialog(t('admin.newPasswordFor', { name: u.user.username }),
+      [{ name: 'password', label: t('admin.passwordLabel'), type: 'password' }],
       (v) => client.post(`/v1/admin/users/${u.user.id}/password`, { password: v.password }))));
     tr.append(actions);
     body.append(tr);
@@ -154,14 +160,14 @@ async function loadGroups() {
   const body = $('groups');
   clear(body);
   for (const g of list) {
-    const owner = g.owner != null ? (users.get(g.owner)?.username || `user ${g.owner}`) : '—';
+    const owner = g.owner != null ? (users.get(g.owner)?.username || t('admin.userN', { id: g.owner })) : '—';
     const tr = el('tr', { dataset: { group: String(g.id) } });
     tr.append(el('td', { text: String(g.id) }), el('td', { text: g.name || '' }), el('td', { className: 'member-count', text: String(g.members) }),
       el('td', { text: owner }), el('td', { text: String(g.lastSeq) }), el('td', { text: formatTime(g.createdAt) }));
     const ai = el('td', { className: 'assistant' });
     if (assistant && assistant.enabled) {
       const on = assistantOn(g.id);
-      const toggle = el('button', { type: 'button', className: 'link assistant-toggle', text: on ? 'Turn off' : 'Turn on' });
+      const toggle = el('button', { type: 'button', className: 'link assistant-toggle', text: t(on ? 'admin.turnOff' : 'admin.turnOn') });
       toggle.addEventListener('click', async () => {
         showError(null);
         try {
@@ -170,7 +176,7 @@ async function loadGroups() {
           await loadGroups();
         } catch (e) { showError(e); }
       });
-      ai.append(el('span', { className: 'assistant-state', text: on ? 'on ' : 'off ' }), toggle);
+      ai.append(el('span', { className: 'assistant-state', dataset: { on: on ? '1' : '0' }, text: t(on ? 'admin.on' : 'admin.off') + ' ' }), toggle);
     } else {
       ai.textContent = '—';
     }
@@ -182,16 +188,19 @@ async function loadGroups() {
 /** The word list in force and the latest sends it refused. */
 async function loadModeration() {
   const s = await client.get('/v1/admin/moderation');
-  $('moderation-status').textContent = !s.enabled
-    ? 'off: set moderation.words_file in the server configuration to turn it on'
-    : `${s.words} words, action ${s.action}` + (s.loadedAt ? `, loaded ${formatTime(s.loadedAt)}` : '') + (s.error ? ` — ${s.error}` : '');
+  $('moderation-status').textContent = (!s.enabled
+    ? t('admin.moderation.off')
+    : t('admin.moderation.on', { words: s.words, action: s.action }) + (s.loadedAt ? t('admin.moderation.loaded', { time: formatTime(s.loadedAt) }) : '')
+      + (s.error ? ` — ${s.error}` : ''))
+    + (s.webhook ? t('admin.moderation.webhook', { url: s.webhook, seconds: s.webhookTimeoutSeconds, failure: s.webhookFailure }) : '');
   $('moderation-reload').hidden = !s.enabled;
   const body = $('moderation-blocks');
   clear(body);
   for (const b of await client.get('/v1/admin/moderation/blocks?limit=50')) {
     const tr = el('tr');
-    tr.append(el('td', { text: formatTime(b.at) }), el('td', { text: users.get(b.user)?.username || `user ${b.user}` }),
-      el('td', { text: String(b.conv) }), el('td', { text: b.word }));
+    tr.dataset.source = b.source;
+    tr.append(el('td', { text: formatTime(b.at) }), el('td', { text: users.get(b.user)?.username || t('admin.userN', { id: b.user }) }),
+      el('td', { text: String(b.conv) }), el('td', { text: b.word }), el('td', { className: 'source', text: b.source }));
     body.append(tr);
   }
 }
@@ -204,13 +213,14 @@ async function enter() {
   const me = await client.get('/v1/me');
   if (!me.admin) {
     await client.logout();
-    throw new Error(`${me.username} is not an administrator; ask an admin to promote you`);
+    throw new Error(t('admin.notAdmin', { name: me.username }));
   }
   $('login').hidden = true;
   $('console').hidden = false;
-  $('me').textContent = `signed in as ${me.username}`;
+  $('me').textContent = t('admin.signedInAs', { name: me.username });
+  state.me = me;
   await loadUsers();
-  await Promise.all([integrations.loadBots(), integrations.loadWebhooks()]);
+  await Promise.all([integrations.loadBots(), integrations.loadWebhooks(), compliance.loadKey(), compliance.loadAudit()]);
   await loadAssistant();
   await Promise.all([loadGroups(), refresh()]);
   clearInterval(timer);
@@ -218,9 +228,22 @@ async function enter() {
 }
 
 let integrations = null;
+let compliance = null;
+const state = { me: null };
+
+/** Everything the console drew, drawn again in the language just chosen. */
+async function redraw() {
+  if (!state.me) return;
+  $('me').textContent = t('admin.signedInAs', { name: state.me.username });
+  compliance.relabel();
+  await Promise.all([loadUsers(), integrations.loadBots(), integrations.loadWebhooks(), loadGroups(), refresh(), compliance.loadAudit()]);
+}
 
 function wire() {
+  applyTo(document);
+  for (const select of document.querySelectorAll('select.lang-select')) wireLanguageSelect(select, () => { redraw().catch(showError); });
   integrations = setUpIntegrations(client, showError);
+  compliance = setUpCompliance(client, showError, users);
   $('moderation-reload').addEventListener('click', async () => {
     try { await client.post('/v1/admin/moderation/reload'); showError(null); await loadModeration(); } catch (e) { showError(e); }
   });

@@ -25,6 +25,7 @@ const state = {
   inviteShown: null,       // the invite link just made, shown in the member list
   draftTimer: null,        // the pending save of the composer's draft
   draftSaved: new Map(),   // conv -> the draft text the server has
+  draftAt: new Map(),      // conv -> the newest draft's updatedAt seen (a late push of an older save is ignored)
   pins: new Map(),         // group id -> [{message, pinnedBy, pinnedAt}]
   search: null,            // {q, conv, results: [], next}: the search shown instead of the conversation list
   readSent: new Map(),     // conv -> seq
@@ -132,6 +133,39 @@ function renderTitle() {
   document.title = n > 0 ? `(${n}) Warbler` : 'Warbler';
 }
 
+// ---- Browser notifications --------------------------------------------------------------------
+
+/** Whether this browser can show notifications and the user has not answered yet (the button asks, on a click). */
+function canAskForNotifications() {
+  return typeof Notification !== 'undefined' && Notification.permission === 'default';
+}
+
+function renderNotifyButton() {
+  $('notify-toggle').hidden = !canAskForNotifications();
+}
+
+async function askForNotifications() {
+  if (!canAskForNotifications()) return;
+  try { await Notification.requestPermission(); } catch { /* an old browser's callback form: nothing to do */ }
+  renderNotifyButton();
+}
+
+/**
+ * A new message from someone else while this tab is hidden: a notification (one per conversation, replaced by the
+ * next), unless the conversation is muted and the message does not mention me. Clicking it opens the conversation.
+ */
+function notifyIfHidden(c, m) {
+  if (document.visibilityState !== 'hidden' || typeof Notification === 'undefined' || Notification.permission !== 'granted') return;
+  const mentioned = mentionsUser(m, client.user.id);
+  if (isMuted(c) && !mentioned) return;
+  const title = mentioned ? t('notify.mention', { who: userName(m.sender), conv: convTitle(c) }) : convTitle(c);
+  const body = (c.type === 'group' && !mentioned ? `${userName(m.sender)}: ` : '') + preview(m);
+  try {
+    const n = new Notification(title, { body, tag: `warbler-conv-${c.id}`, icon: '/favicon.svg', lang: document.documentElement.lang });
+    n.onclick = () => { window.focus(); openConversation(c.id); n.close(); };
+  } catch { /* e.g. a page where only a service worker may notify: the title still counts */ }
+}
+
 function renderConversationList() {
   const list = $('conv-list');
   clear(list);
@@ -151,7 +185,12 @@ function renderConversationList() {
     top.append(pin, mute);
     if (c.lastMessage) top.append(el('time', { className: 'conv-time', text: formatTime(c.lastMessage.ts) }));
     const bottom = el('div', { className: 'conv-bottom' });
-    bottom.append(el('span', { className: 'conv-last', text: preview(c.lastMessage) }));
+    // A draft (from any of my devices) shows instead of the last message, except in the open conversation.
+    if (c.draft && c.draft.text && c.id !== state.current) {
+      bottom.append(el('span', { className: 'conv-last conv-draft', text: t('preview.draft', { text: c.draft.text }) }));
+    } else {
+      bottom.append(el('span', { className: 'conv-last', text: preview(c.lastMessage) }));
+    }
     if (c.unreadMentions > 0) bottom.append(el('span', { className: 'badge mention', title: t('mentions.unread'), text: `@${c.unreadMentions}` }));
     if (c.unread > 0) bottom.append(el('span', { className: 'badge unread' + (muted ? ' quiet' : ''), text: String(c.unread) }));
     li.append(top, bottom);
@@ -629,7 +668,33 @@ function flushDraft(conv) {
   const replyTo = state.replying && state.replying.conv === conv ? state.replying.seq : undefined;
   if ((state.draftSaved.get(conv) || '') === text) return;
   state.draftSaved.set(conv, text);
-  client.saveDraft(conv, text, replyTo).catch(() => state.draftSaved.delete(conv));
+  client.saveDraft(conv, text, replyTo)
+    .then((d) => { if (d && d.updatedAt > (state.draftAt.get(conv) || 0)) state.draftAt.set(conv, d.updatedAt); })
+    .catch(() => state.draftSaved.delete(conv));
+}
+
+/**
+ * A draft saved on one of my devices (this one's own saves come back too, and change nothing): shown in the
+ * conversation list at once, and put into the open composer unless I am typing something else there.
+ */
+function applyDraft(d) {
+  if (d.updatedAt < (state.draftAt.get(d.conv) || 0)) return;   // an older save, arriving late
+  state.draftAt.set(d.conv, d.updatedAt);
+  const c = state.convs.get(d.conv);
+  if (c) state.convs.set(d.conv, { ...c, draft: d.text ? d : null });
+  const saved = state.draftSaved.get(d.conv) || '';
+  if (state.current === d.conv && !state.editing && saved !== d.text) {
+    const input = $('composer-input');
+    if (document.activeElement !== input || input.value === saved) {
+      input.value = d.text;
+      state.draftSaved.set(d.conv, d.text);
+      const original = d.replyTo ? state.messages.get(d.conv)?.get(d.replyTo) : null;
+      if (original) startReply(d.conv, original);
+    }
+  } else if (state.current !== d.conv) {
+    state.draftSaved.set(d.conv, d.text);
+  }
+  scheduleRender();
 }
 
 /** Puts the conversation's latest draft (from any of my devices) into the composer. */
@@ -718,6 +783,7 @@ function addMessage(m) {
       if (mentionsUser(m, client.user.id)) c.unreadMentions = (c.unreadMentions || 0) + 1;
     }
     state.typing.get(conv)?.delete(m.sender);
+    notifyIfHidden(c, m);
   }
   if (m.kind === 'system') loadDetails(conv).catch(() => {});
   if (m.kind === 'system' && ['message_pinned', 'message_unpinned'].includes(m.data?.event)) loadPins(conv).catch(() => {});
@@ -1163,6 +1229,8 @@ function wire() {
     try { await client.post(`/v1/contacts/${c.peer}/block`); await loadContacts(); showChatError(new Error(t('blocked.peer', { name: userName(c.peer) }))); } catch (err) { showChatError(err); }
   });
   document.addEventListener('visibilitychange', scheduleRender);
+  $('notify-toggle').addEventListener('click', askForNotifications);
+  renderNotifyButton();
 
   client.addEventListener('state', () => { renderConnection(); scheduleRender(); });
   client.addEventListener('queue', scheduleRender);
@@ -1195,6 +1263,7 @@ function wire() {
     scheduleRender();
   });
   client.addEventListener('presence', (e) => { state.presence.set(e.detail.user, e.detail.status); scheduleRender(); });
+  client.addEventListener('draft', (e) => applyDraft(e.detail));
   client.addEventListener('session', (e) => { if (!e.detail) location.reload(); });
 }
 

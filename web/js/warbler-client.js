@@ -21,7 +21,13 @@ export class WarblerError extends Error {
 }
 
 /** A random client message id (the server makes sends idempotent per sender and cid). */
-export function newCid() {
+export /**
+ * A query string the server reads as meant: URLSearchParams writes a space as '+' (form encoding), which the server
+ * takes literally, so spaces go as %20 (a literal '+' is already %2B).
+ */
+function query(params) { return params.toString().replace(/\+/g, '%20'); }
+
+function newCid() {
   const b = new Uint8Array(12);
   crypto.getRandomValues(b);
   return Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
@@ -258,7 +264,7 @@ export class WarblerClient extends EventTarget {
   search(q, { conv, sender, from, to, before, limit } = {}) {
     const params = new URLSearchParams({ q });
     for (const [k, v] of Object.entries({ conv, sender, from, to, before, limit })) if (v !== undefined && v !== null && v !== '') params.set(k, String(v));
-    return this.get(`/v1/search?${params}`);
+    return this.get(`/v1/search?${query(params)}`);
   }
 
   /**
@@ -312,6 +318,41 @@ export class WarblerClient extends EventTarget {
   }
 
   drafts() { return this.get('/v1/drafts'); }
+
+  // ---- Compliance (admins; every search and export is recorded in the audit trail) -------------
+
+  /** Searches every conversation; the options and the answer are those of search(). */
+  complianceSearch(q, { conv, sender, from, to, before, limit } = {}) {
+    const params = new URLSearchParams({ q });
+    for (const [k, v] of Object.entries({ conv, sender, from, to, before, limit })) if (v !== undefined && v !== null && v !== '') params.set(k, String(v));
+    return this.get(`/v1/admin/compliance/search?${query(params)}`);
+  }
+
+  /**
+   * Exports a conversation's messages (`conv`), or everything one user sent (`user`), with `from` <= ts < `to` (ms), as
+   * a signed archive. Resolves to {blob, filename, sha256, auditId}.
+   */
+  async complianceExport({ conv, user, from, to }) {
+    const body = { from, to };
+    if (conv !== undefined && conv !== null) body.conv = conv;
+    if (user !== undefined && user !== null) body.user = user;
+    const res = await this.request('POST', '/v1/admin/compliance/exports', body, { raw: true });
+    const disposition = res.headers.get('Content-Disposition') || '';
+    const filename = (/filename="([^"]+)"/.exec(disposition) || [])[1] || 'warbler-export.tar.gz';
+    return { blob: await res.blob(), filename, sha256: res.headers.get('X-Warbler-Export-Sha256') || '',
+      auditId: Number(res.headers.get('X-Warbler-Audit-Id') || 0) };
+  }
+
+  /** The audit trail of compliance searches and exports, newest first; `before`: an entry's id, for older ones. */
+  complianceAudit({ before, limit } = {}) {
+    const params = new URLSearchParams();
+    if (before) params.set('before', String(before));
+    if (limit) params.set('limit', String(limit));
+    return this.get(`/v1/admin/compliance/audit?${query(params)}`);
+  }
+
+  /** The Ed25519 public key exports are signed with: {algorithm, publicKey, fingerprint}. */
+  complianceKey() { return this.get('/v1/admin/compliance/key'); }
 
   /** Closes the socket and stops reconnecting. Queued sends stay queued. */
   disconnect() {
@@ -484,6 +525,7 @@ export class WarblerClient extends EventTarget {
       case 'receipt': this.emit('receipt', f); break;
       case 'typing': this.emit('typing', f); break;
       case 'presence': this.emit('presence', f); break;
+      case 'draft': this.emit('draft', f); break;
       case 'pong': this.awaitingPong = null; break;
       case 'reconnect': this.dropSocket(f.reason || 'server restarting'); break;
       default: break;
