@@ -78,7 +78,8 @@ actor GroupCommitter {
         pending.append((m, ticket))
         if !flushing {
             flushing = true
-            Task { await self.flushLoop() }
+            // On the database's writer thread when it has one: the commit then needs no hop to it and back.
+            Task(executorPreference: driver.writeExecutor) { await self.flushLoop() }
         }
         return ticket
     }
