@@ -6,11 +6,19 @@ import Logging
 import NIOWebSocket
 
 /// Runs one WebSocket connection: authentication, the inbound frame loop, and the ordered outbound writer.
-struct Gateway: Sendable {
+///
+/// A class, not a struct: every async function and child task of a connection keeps its `self` in its frame for
+/// the connection's lifetime, and as a struct that was a copy of the whole `ServerConfig` each (about half of an
+/// idle connection's memory, docs/benchmarks.md); as a class it is one pointer.
+final class Gateway: Sendable {
     let service: IMService
     let tokens: TokenService
     let metrics: ServerMetrics
     let config: ServerConfig
+
+    init(service: IMService, tokens: TokenService, metrics: ServerMetrics, config: ServerConfig) {
+        self.service = service; self.tokens = tokens; self.metrics = metrics; self.config = config
+    }
     var hub: Hub { service.hub }
     var storage: any Storage { service.storage }
 

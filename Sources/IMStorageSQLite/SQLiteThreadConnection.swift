@@ -55,7 +55,8 @@ final class SQLiteThreadConnection: @unchecked Sendable {
     func run<T>(_ body: (SQLiteThreadConnection) throws -> T) async throws -> T {
         if executor.isCurrent { return try body(self) }
         return try await enter {
-            precondition(executor.isCurrent, "SQLite connection used off its thread")
+            // Off the thread only once `close` ended it: nothing may touch the connection then.
+            guard executor.isCurrent else { throw StorageError.unavailable("the SQLite database \(path) is closed") }
             return try body(self)
         }
     }

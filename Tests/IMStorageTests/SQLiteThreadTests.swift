@@ -97,3 +97,16 @@ struct SQLiteThreadTests {
         #expect(SQLiteThreadConnection.placeholders("SELECT $1, $12 FROM t WHERE a = '$x' AND b = $2") == "SELECT ?1, ?12 FROM t WHERE a = '$x' AND b = ?2")
     }
 }
+
+extension SQLiteThreadTests {
+    @Test func aClosedDriverRefusesStatementsAndClosesAgainHarmlessly() async throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("warbler-sqlite-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let driver = try await SQLiteDriver.open(path: dir + "/warbler.db")
+        try await driver.close()
+        try await driver.close()
+        await #expect(throws: StorageError.self) { try await driver.write { db in try await db.query("SELECT 1") } }
+        await #expect(throws: StorageError.self) { try await driver.read { db in try await db.query("SELECT 1") } }
+    }
+}
