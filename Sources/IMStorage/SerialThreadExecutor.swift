@@ -16,10 +16,11 @@ public final class SerialThreadExecutor: TaskExecutor, @unchecked Sendable {
         let started = DispatchSemaphore(value: 0)
         let t = Thread { [self] in
             thread = pthread_self()
+            // Named from inside the thread, where Linux applies it: the name `top -H` and `perf` show.
+            Thread.current.name = name
             started.signal()
             run()
         }
-        t.name = name
         t.start()
         started.wait()
     }
