@@ -93,7 +93,6 @@ final class Gateway: Sendable {
         // (The writer closing the socket ends the reader's stream too.)
         await withTaskGroup(of: Bool.self) { group in
             group.addTask { await self.writer(session: session, outbound: outbound, logger: log); return true }
-            group.addTask { await self.expiry(session); return false }
             if bot != nil { group.addTask { await self.botRevocationCheck(session); return false } }
             await self.reader(session: session, bot: bot, messages: &messages, logger: log)
             session.finish()
@@ -105,19 +104,6 @@ final class Gateway: Sendable {
         hub.unregister(session)
         try? await outbound.close(.normalClosure, reason: nil)
         log.debug("disconnected")
-    }
-
-    /// Ends the socket when its access token expires, unless a newer token was sent on it (`auth` again).
-    private func expiry(_ session: Session) async {
-        while !Task.isCancelled {
-            let left = session.expiry * 1000 - nowMillis()
-            if left <= 0 {
-                session.end(CloseCode.tokenExpired, reason: "access token expired",
-                            error: IMError(.unauthorized, "the access token expired; send auth with a fresh one before it does, or refresh and reconnect"))
-                return
-            }
-            try? await Task.sleep(for: .milliseconds(min(left, 60_000)))
-        }
     }
 
     /// A bot token does not expire, but may be revoked where this node does not hear of it (`warbler bots revoke`
