@@ -59,6 +59,8 @@ let package = Package(
             name: "IMStorageSQLite",
             dependencies: [
                 "IMStorage",
+                // For the SQLite library it compiles in (VaporCSQLite), which our own connection threads call
+                // directly; the one copy of SQLite in the process (Backup uses SQLiteNIO itself).
                 .product(name: "SQLiteNIO", package: "sqlite-nio"),
             ],
             swiftSettings: strict

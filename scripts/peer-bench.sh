@@ -9,6 +9,7 @@
 #   bash scripts/peer-bench.sh --warbler "mb256=BIN,WARBLER_STORAGE_MAX_BATCH=256" \
 #       --warbler "mb1024=BIN,WARBLER_STORAGE_MAX_BATCH=1024" --servers warbler --shapes T
 #   bash scripts/peer-bench.sh --smoke [--bin PATH]  # CI: a few seconds against Warbler, correctness only
+#   bash scripts/peer-bench.sh --idle 5000 --warbler "before=BIN" --warbler "after=BIN"   # RSS per idle socket
 #
 # Options: --rounds N, --shapes "T L R", --procs N (driver processes), --warbler "LABEL=BIN[,KEY=VALUE...]"
 # (repeatable; default one release build), --servers "warbler ejabberd ejabberd-mam" (which to run),
@@ -16,7 +17,7 @@
 # context switches per message, which do not depend on how loaded the machine is).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ROUNDS=3 SHAPES="T L R" PROCS=2 COUNT= SMOKE=0 ONLY="warbler ejabberd ejabberd-mam" RESULTS= BIN=
+ROUNDS=3 SHAPES="T L R" PROCS=2 COUNT= SMOKE=0 ONLY="warbler ejabberd ejabberd-mam" RESULTS= BIN= IDLE=
 WARBLERS=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -24,6 +25,7 @@ while [ $# -gt 0 ]; do
     --warbler) WARBLERS+=("$2"); shift 2 ;; --bin) BIN=$2; shift 2 ;;
     --servers) ONLY=$2; shift 2 ;; --count-syscalls) COUNT=--count-syscalls; shift ;; --results) RESULTS=$2; shift 2 ;;
     --smoke) SMOKE=1; ONLY=warbler; ROUNDS=1; shift ;;
+    --idle) IDLE=$2; ONLY=warbler; shift 2 ;;
     *) echo "unknown option $1 (see the head of $0)" >&2; exit 2 ;;
   esac
 done
@@ -192,6 +194,11 @@ for round in $(seq 1 "$ROUNDS"); do
       ejabberd) start_ejabberd ejabberd 0; label=ejabberd ;;
       ejabberd-mam) start_ejabberd ejabberd-mam 1; label=ejabberd-mam ;;
     esac
+    if [ -n "$IDLE" ]; then
+      $DRIVER idle "${TARGET[@]:2}" --pid "$SERVER_CPU_PID" --connections "$IDLE" --label "$label" | tee -a "$WORK/idle.jsonl"
+      stop_server
+      continue
+    fi
     for shape in $SHAPES; do
       # shellcheck disable=SC2046
       if ! $DRIVER run "${TARGET[@]}" --shape "$shape" --procs "$PROCS" --label "$label" --pid "$SERVER_CPU_PID" $COUNT \
@@ -204,6 +211,14 @@ for round in $(seq 1 "$ROUNDS"); do
   done
 done
 echo
+if [ -n "$IDLE" ]; then
+  python3 -c 'import json, sys, statistics as st
+rows = [json.loads(l) for l in open(sys.argv[1])]
+for lab in dict.fromkeys(r["label"] for r in rows):
+    v = [r["kb_per_connection"] for r in rows if r["label"] == lab]
+    print(f"{lab}: RSS growth per authenticated idle WebSocket, median of {len(v)}: {st.median(v):.1f} KB ({v})")' "$WORK/idle.jsonl"
+  exit 0
+fi
 $DRIVER table "$RESULTS" || FAILED=1
 if [ "$SMOKE" = 1 ] && [ "$FAILED" = 0 ]; then echo "peer-bench smoke: every acknowledged message delivered exactly once"; fi
 exit "$FAILED"

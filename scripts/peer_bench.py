@@ -648,6 +648,62 @@ def cmd_run(args):
         sys.exit(1)
 
 
+# --------------------------------------------------------------------------------------------- idle connections
+def rss_kb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def cmd_idle(args):
+    """Memory per authenticated idle WebSocket: the server's RSS growth over --connections sockets (Warbler)."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    base = args.url.rstrip("/")
+    u = urllib.parse.urlsplit(base)
+    tag = f"idle{os.getpid() % 100000}x{random.randrange(1000)}"
+    users = (args.connections + args.per_user - 1) // args.per_user
+    tokens = [warbler_account(base, f"{tag}u{i}", args.password)[1] for i in range(users)]
+
+    async def main():
+        socks = []
+        gate = asyncio.Semaphore(64)
+
+        async def one(i):
+            async with gate:
+                ws = await WebSocket.connect(u.hostname, u.port or 80, "/v1/ws")
+                stream = ws.messages()
+                ws.send_text(json.dumps({"type": "auth", "token": tokens[i // args.per_user]}))
+                while True:
+                    batch = await stream.__anext__()
+                    if any(json.loads(t).get("type") == "ready" for t in batch):
+                        break
+                socks.append(ws)
+
+        async def open_range(a, b):
+            await asyncio.gather(*(one(i) for i in range(a, b)))
+
+        # The first sockets warm the server up (thread pools, caches, allocator arenas); the growth is measured after.
+        warm = min(args.warm, args.connections // 10)
+        await open_range(0, warm)
+        await asyncio.sleep(args.settle)
+        rss0 = rss_kb(args.pid)
+        await open_range(warm, args.connections)
+        await asyncio.sleep(args.settle)
+        rss1 = rss_kb(args.pid)
+        n = args.connections - warm
+        out = dict(label=args.label or "warbler", connections=args.connections, measured=n, rss_before_kb=rss0,
+                   rss_after_kb=rss1, kb_per_connection=round((rss1 - rss0) / n, 2) if n else None)
+        print(json.dumps(out), flush=True)
+        for ws in socks:
+            ws.writer.close()
+
+    asyncio.run(main())
+
+
 # --------------------------------------------------------------------------------------------- disk
 def cmd_disk(args):
     """The durable part of a message's latency on this disk: fdatasync of a 4 KiB write, a one-row SQLite commit."""
@@ -778,6 +834,15 @@ def main():
     d = sub.add_parser("disk", help="fdatasync and one-row SQLite commit latency in DIR")
     d.add_argument("dir")
     d.add_argument("-n", type=int, default=500)
+    i = sub.add_parser("idle", help="the server's RSS growth per authenticated idle WebSocket (Warbler)")
+    i.add_argument("--url", required=True)
+    i.add_argument("--pid", type=int, required=True)
+    i.add_argument("--connections", type=int, default=5000)
+    i.add_argument("--per-user", type=int, default=30, help="sockets per account (the server's limit is 32)")
+    i.add_argument("--warm", type=int, default=500, help="sockets opened before the baseline")
+    i.add_argument("--settle", type=float, default=3, help="seconds to wait before each RSS reading")
+    i.add_argument("--password", default="bench-password-1")
+    i.add_argument("--label")
     t = sub.add_parser("table", help="median table with ratios from run/disk JSON lines")
     t.add_argument("results")
     t.add_argument("--base", help="the label the ratios compare against (default: the first)")
@@ -788,6 +853,8 @@ def main():
         cmd_run(args)
     elif args.cmd == "disk":
         cmd_disk(args)
+    elif args.cmd == "idle":
+        cmd_idle(args)
     else:
         cmd_table(args)
 

@@ -6,11 +6,19 @@ import Logging
 import NIOWebSocket
 
 /// Runs one WebSocket connection: authentication, the inbound frame loop, and the ordered outbound writer.
-struct Gateway: Sendable {
+///
+/// A class, not a struct: every async function and child task of a connection keeps its `self` in its frame for
+/// the connection's lifetime, and as a struct that was a copy of the whole `ServerConfig` each; as a class it is
+/// one pointer (68 → 63 KB per idle connection, docs/benchmarks.md).
+final class Gateway: Sendable {
     let service: IMService
     let tokens: TokenService
     let metrics: ServerMetrics
     let config: ServerConfig
+
+    init(service: IMService, tokens: TokenService, metrics: ServerMetrics, config: ServerConfig) {
+        self.service = service; self.tokens = tokens; self.metrics = metrics; self.config = config
+    }
     var hub: Hub { service.hub }
     var storage: any Storage { service.storage }
 
@@ -85,7 +93,6 @@ struct Gateway: Sendable {
         // (The writer closing the socket ends the reader's stream too.)
         await withTaskGroup(of: Bool.self) { group in
             group.addTask { await self.writer(session: session, outbound: outbound, logger: log); return true }
-            group.addTask { await self.expiry(session); return false }
             if bot != nil { group.addTask { await self.botRevocationCheck(session); return false } }
             await self.reader(session: session, bot: bot, messages: &messages, logger: log)
             session.finish()
@@ -97,19 +104,6 @@ struct Gateway: Sendable {
         hub.unregister(session)
         try? await outbound.close(.normalClosure, reason: nil)
         log.debug("disconnected")
-    }
-
-    /// Ends the socket when its access token expires, unless a newer token was sent on it (`auth` again).
-    private func expiry(_ session: Session) async {
-        while !Task.isCancelled {
-            let left = session.expiry * 1000 - nowMillis()
-            if left <= 0 {
-                session.end(CloseCode.tokenExpired, reason: "access token expired",
-                            error: IMError(.unauthorized, "the access token expired; send auth with a fresh one before it does, or refresh and reconnect"))
-                return
-            }
-            try? await Task.sleep(for: .milliseconds(min(left, 60_000)))
-        }
     }
 
     /// A bot token does not expire, but may be revoked where this node does not hear of it (`warbler bots revoke`

@@ -78,6 +78,9 @@ final class Session: Sendable, Hashable {
         queue.withLock { $0.sid = sid; $0.exp = exp }
     }
 
+    /// A close is queued: nothing more goes out on the socket.
+    var isClosing: Bool { queue.withLock { $0.closed } }
+
     private enum Admission { case queued, overflow, afterClose }
 
     /// Queues `o` for the writer. Past the frame count or the byte budget the socket is closed instead (1001);
@@ -285,6 +288,12 @@ public final class Hub: Sendable {
     }
 
     func sessions(of user: UserID) -> [Session] { state.withLock { Array($0.sessions[user] ?? []) } }
+
+    /// The sessions whose access token expired by `nowMillis` and that are not closing already (`SessionExpiryService`).
+    func expiredSessions(nowMillis: Int64) -> [Session] {
+        let all: [Session] = state.withLock { st in st.sessions.values.flatMap { $0 } }
+        return all.filter { $0.expiry < Int64.max / 1000 && $0.expiry * 1000 <= nowMillis && !$0.isClosing }
+    }
 
     /// Users with at least one socket on this node.
     var connectedUsers: [UserID] { state.withLock { Array($0.sessions.keys) } }

@@ -388,7 +388,7 @@ public final class ServerRuntime: Sendable {
         // The bus's consumer stops after everything that publishes (listeners, drain, the cluster), before storage.
         let fanOut = FanOutService(events: localBus.events, hub: hub)
         let g = ServiceGroup(configuration: .init(
-            services: [.init(service: store), .init(service: fanOut)] + clusterServices + [.init(service: webhookDelivery)]
+            services: [.init(service: store), .init(service: fanOut), .init(service: SessionExpiryService(hub: hub))] + clusterServices + [.init(service: webhookDelivery)]
                 + (assistant.map { [.init(service: AssistantService(assistant: $0))] } ?? [])
                 + apps.map { .init(service: $0) } + [.init(service: drain), .init(service: watchdog), .init(service: housekeeping)],
             gracefulShutdownSignals: handleSignals ? [.sigterm, .sigint] : [],

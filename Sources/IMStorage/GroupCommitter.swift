@@ -54,15 +54,21 @@ public final class AppendTicket: Sendable {
 
 /// Batches concurrent appends into one transaction (one fsync) per commit: the way a single SQLite writer
 /// gets durability and throughput together. Submissions are committed in the order they were submitted.
-actor GroupCommitter {
+///
+/// Not an actor: a submission takes a lock for a moment and never waits, so a connection's reader neither hops
+/// to an actor's executor nor contends for it with the commit loop; the loop runs on the database's writer
+/// thread when it has one (`SQLDriver.writeExecutor`), so a commit starts there without a hop.
+final class GroupCommitter: Sendable {
+    private struct State {
+        var pending: [(NewMessage, AppendTicket)] = []
+        var flushing = false
+        var commitObserver: (@Sendable (Int, Duration) -> Void)?
+        var appendObserver: (@Sendable ([Message]) -> Void)?
+    }
     private let driver: any SQLDriver
     private let maxBatch: Int
-    private var pending: [(NewMessage, AppendTicket)] = []
-    private var flushing = false
-    private var commitObserver: (@Sendable (Int, Duration) -> Void)?
-    private var appendObserver: (@Sendable ([Message]) -> Void)?
-
     private let outbox: Bool
+    private let state = LockedBox(State())
 
     init(driver: any SQLDriver, maxBatch: Int, outbox: Bool = true) {
         self.driver = driver
@@ -70,31 +76,40 @@ actor GroupCommitter {
         self.outbox = outbox
     }
 
-    func setCommitObserver(_ o: @escaping @Sendable (Int, Duration) -> Void) { commitObserver = o }
-    func setAppendObserver(_ o: @escaping @Sendable ([Message]) -> Void) { appendObserver = o }
+    func setCommitObserver(_ o: @escaping @Sendable (Int, Duration) -> Void) { state.withLock { $0.commitObserver = o } }
+    func setAppendObserver(_ o: @escaping @Sendable ([Message]) -> Void) { state.withLock { $0.appendObserver = o } }
 
     func submit(_ m: NewMessage) -> AppendTicket {
         let ticket = AppendTicket()
-        pending.append((m, ticket))
-        if !flushing {
-            flushing = true
-            Task { await self.flushLoop() }
+        let start = state.withLock { s -> Bool in
+            s.pending.append((m, ticket))
+            if s.flushing { return false }
+            s.flushing = true
+            return true
+        }
+        if start {
+            Task(executorPreference: driver.writeExecutor) { await self.flushLoop() }
         }
         return ticket
     }
 
     /// Waits until everything submitted so far is committed.
     func drain() async {
-        while flushing || !pending.isEmpty {
+        while state.withLock({ $0.flushing || !$0.pending.isEmpty }) {
             try? await Task.sleep(for: .milliseconds(5))
         }
     }
 
     private func flushLoop() async {
-        while !pending.isEmpty {
-            let take = min(pending.count, maxBatch)
-            let batch = Array(pending.prefix(take))
-            pending.removeFirst(take)
+        while true {
+            let next = state.withLock { s -> (batch: [(NewMessage, AppendTicket)], commit: (@Sendable (Int, Duration) -> Void)?, append: (@Sendable ([Message]) -> Void)?)? in
+                if s.pending.isEmpty { s.flushing = false; return nil }
+                let take = min(s.pending.count, maxBatch)
+                let batch = Array(s.pending.prefix(take))
+                s.pending.removeFirst(take)
+                return (batch, s.commitObserver, s.appendObserver)
+            }
+            guard let (batch, commitObserver, appendObserver) = next else { return }
             let started = ContinuousClock.now
             let now = Int64(Date().timeIntervalSince1970 * 1000)
             do {
@@ -111,6 +126,5 @@ actor GroupCommitter {
                 for item in batch { item.1.complete(.failure(error)) }
             }
         }
-        flushing = false
     }
 }

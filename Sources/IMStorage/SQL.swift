@@ -95,9 +95,16 @@ public protocol SQLDriver: Sendable {
     /// connection that holds the advisory lock). SQLite has one writer at a time already: there `body` runs at
     /// once, and must order itself by re-reading inside its write transactions.
     func withExclusiveLock<T: Sendable>(_ key: Int64, _ body: @Sendable (any SQLDriver) async throws -> T) async throws -> T
+    /// The executor `write` runs its transactions on, when it has one of its own (SQLite's writer thread): the
+    /// group committer runs its loop there too, so a commit starts and ends without a hand-off between threads.
+    var writeExecutor: (any TaskExecutor)? { get }
     /// Database size in bytes, for status and metrics.
     func sizeInBytes() async throws -> Int64
     func close() async throws
+}
+
+extension SQLDriver {
+    public var writeExecutor: (any TaskExecutor)? { nil }
 }
 
 /// Storage faults (as opposed to domain errors, which are `IMError`).

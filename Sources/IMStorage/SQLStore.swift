@@ -14,15 +14,15 @@ public final class SQLStore: Storage {
     }
 
     public func observeCommits(_ observer: @escaping @Sendable (Int, Duration) -> Void) async {
-        await committer.setCommitObserver(observer)
+        committer.setCommitObserver(observer)
     }
 
     public func observeAppends(_ observer: @escaping @Sendable ([Message]) -> Void) async {
-        await committer.setAppendObserver(observer)
+        committer.setAppendObserver(observer)
     }
 
     public func submit(_ message: NewMessage) async -> AppendTicket {
-        await committer.submit(message)
+        committer.submit(message)
     }
 
     // MARK: Users
@@ -658,7 +658,7 @@ public final class SQLStore: Storage {
 
     public func append(_ messages: [NewMessage]) async throws -> [Result<AppendResult, IMError>] {
         var tickets: [AppendTicket] = []
-        for m in messages { tickets.append(await committer.submit(m)) }
+        for m in messages { tickets.append(committer.submit(m)) }
         var out: [Result<AppendResult, IMError>] = []
         for t in tickets { out.append(try await t.result()) }
         return out

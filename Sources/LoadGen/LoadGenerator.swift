@@ -12,8 +12,13 @@ public struct LoadReport: Sendable, CustomStringConvertible {
     public var seconds: Double
     public var ackLatency: Percentiles
     public var deliverLatency: Percentiles
+    /// CPU seconds (user + system) this load generator's process used while it sent: with `delivered`, what each
+    /// message cost the generator itself, so a saturated generator is visible beside the server's figures.
+    public var generatorCPUSeconds: Double = 0
 
     public var sendsPerSecond: Double { seconds > 0 ? Double(acked) / seconds : 0 }
+    /// Generator CPU per delivered message, in microseconds.
+    public var generatorMicrosPerMessage: Double { delivered > 0 ? generatorCPUSeconds / Double(delivered) * 1e6 : 0 }
 
     public var description: String {
         """
@@ -21,6 +26,7 @@ public struct LoadReport: Sendable, CustomStringConvertible {
         durable messages/s: \(String(format: "%.0f", sendsPerSecond))
         send->ack ms:     \(ackLatency)
         send->deliver ms: \(deliverLatency)
+        load generator CPU: \(String(format: "%.0f", generatorMicrosPerMessage)) µs per delivered message (\(String(format: "%.0f", seconds > 0 ? generatorCPUSeconds / seconds * 100 : 0)) % of one core)
         """
     }
 }
@@ -67,6 +73,19 @@ public struct LoadGenerator: Sendable {
     }
 
     static func nanos() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
+
+    /// User + system CPU time of this process so far, in seconds.
+    static func processCPUSeconds() -> Double {
+        var usage = rusage()
+        #if os(Linux)
+        let who = __rusage_who_t(RUSAGE_SELF.rawValue)
+        #else
+        let who = RUSAGE_SELF
+        #endif
+        guard getrusage(who, &usage) == 0 else { return 0 }
+        func s(_ t: timeval) -> Double { Double(t.tv_sec) + Double(t.tv_usec) / 1e6 }
+        return s(usage.ru_utime) + s(usage.ru_stime)
+    }
 
     func account(_ name: String, receiving: Bool = false) async throws -> IMClient {
         let client = try IMClient(baseURL: receiving ? (peerURL ?? baseURL) : baseURL, trustedCACertificatePath: trustedCA, deviceName: "bench")
@@ -117,6 +136,7 @@ public struct LoadGenerator: Sendable {
         let w = window
 
         let started = Self.nanos()
+        let cpuStarted = Self.processCPUSeconds()
         let results = await withTaskGroup(of: (acks: [Double], delivers: [Double], errors: Int).self) { group in
             for p in pairsReady {
                 // Receiver: collect send→deliver latency from the timestamp in each text.
@@ -168,13 +188,15 @@ public struct LoadGenerator: Sendable {
             return (acks, delivers, errors)
         }
         let seconds = Double(Self.nanos() - started) / 1e9
+        let cpu = Self.processCPUSeconds() - cpuStarted
         for p in pairsReady {
             await p.sender.close()
             await p.receiver.close()
             for c in p.clients { try? await c.shutdown() }
         }
         return LoadReport(pairs: pairs, sent: pairs * n, acked: results.0.count, delivered: results.1.count, errors: results.2,
-                          seconds: seconds, ackLatency: Percentiles(results.0), deliverLatency: Percentiles(results.1))
+                          seconds: seconds, ackLatency: Percentiles(results.0), deliverLatency: Percentiles(results.1),
+                          generatorCPUSeconds: cpu)
     }
 }
 

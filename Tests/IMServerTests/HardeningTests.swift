@@ -219,6 +219,8 @@ struct ProbeError: Error, CustomStringConvertible {
                 let report = try await LoadGenerator(baseURL: server.baseURL, pairs: 2, messagesPerSender: 20, window: 4,
                                                      password: "bench-password-1", prefix: "b2", admin: admin).run()
                 #expect(report.sent == 40 && report.acked == 40 && report.delivered == 40 && report.errors == 0)
+                // The generator reports what its own process spent, so a saturated generator shows.
+                #expect(report.generatorCPUSeconds > 0 && report.description.contains("load generator CPU"))
             }
         }
     }

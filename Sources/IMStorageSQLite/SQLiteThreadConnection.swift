@@ -1,0 +1,187 @@
+import Foundation
+import IMStorage
+import Synchronization
+import VaporCSQLite
+
+/// One SQLite connection that lives on a thread of its own: every statement runs there, synchronously, from
+/// prepared statements it keeps. A body run under `withTaskExecutorPreference(executor)` (what `SQLiteDriver`
+/// does for a read or a whole write transaction) runs its statements with no hand-off between threads at all;
+/// a statement from anywhere else is one hop to the thread and back.
+///
+/// It uses the SQLite library SQLiteNIO compiles in (`VaporCSQLite`), never a second copy: two SQLite libraries
+/// in one process would not see each other's POSIX locks on the same database file.
+final class SQLiteThreadConnection: @unchecked Sendable {
+    let executor: SerialThreadExecutor
+    let path: String
+    /// Touched only on `executor`'s thread.
+    private var db: OpaquePointer?
+    private var statements: [String: OpaquePointer] = [:]
+    /// How many times work came onto the thread from elsewhere (a hand-off and a wake-up each).
+    let hops = Atomic<Int>(0)
+
+    /// Statements longer than this (a batch's multi-row insert, whose text changes with its size) are prepared
+    /// each time and not kept.
+    static let cachedStatementLength = 2048
+    /// More distinct statements than this and the cache starts over.
+    static let cachedStatements = 256
+
+    private init(path: String, executor: SerialThreadExecutor) {
+        self.path = path; self.executor = executor
+    }
+
+    /// Opens `path` (creating it) on a new thread named `name`.
+    static func open(path: String, name: String) async throws -> SQLiteThreadConnection {
+        let c = SQLiteThreadConnection(path: path, executor: SerialThreadExecutor(name: name))
+        do {
+            try await c.run { c in
+                var handle: OpaquePointer?
+                let flags = SQLITE_OPEN_CREATE | SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE
+                let rc = sqlite_nio_sqlite3_open_v2(path, &handle, flags, nil)
+                guard rc == SQLITE_OK, let handle else {
+                    let message = handle.flatMap { sqlite_nio_sqlite3_errmsg($0).map { String(cString: $0) } } ?? "code \(rc)"
+                    sqlite_nio_sqlite3_close_v2(handle)
+                    throw SQLiteFailure(code: rc, message: message)
+                }
+                c.db = handle
+            }
+        } catch {
+            c.executor.shutdown()
+            throw error
+        }
+        return c
+    }
+
+    /// Runs `body` on the connection's thread: at once when already there, else after one hop.
+    func run<T>(_ body: (SQLiteThreadConnection) throws -> T) async throws -> T {
+        if executor.isCurrent { return try body(self) }
+        return try await enter {
+            // Off the thread only once `close` ended it: nothing may touch the connection then.
+            guard executor.isCurrent else { throw StorageError.unavailable("the SQLite database \(path) is closed") }
+            return try body(self)
+        }
+    }
+
+    /// Runs `body` with the connection's thread as its task executor: `body`, and whatever nonisolated code it
+    /// awaits (the statements of `run` included), stays on the thread.
+    func enter<T>(_ body: () async throws -> T) async throws -> T {
+        if !executor.isCurrent { hops.add(1, ordering: .relaxed) }
+        return try await withTaskExecutorPreference(executor, operation: body)
+    }
+
+    /// Runs one statement with `binds` for `$1`, `$2`, …, and returns its rows. On the connection's thread only.
+    func query(_ sql: String, _ binds: [SQLValue]) throws -> [SQLRow] {
+        guard let db else { throw StorageError.unavailable("the SQLite database \(path) is closed") }
+        let cached = sql.utf8.count <= Self.cachedStatementLength
+        var stmt: OpaquePointer
+        if cached, let s = statements[sql] {
+            stmt = s
+        } else {
+            var s: OpaquePointer?
+            let rc = sqlite_nio_sqlite3_prepare_v3(db, Self.placeholders(sql), -1, cached ? UInt32(SQLITE_PREPARE_PERSISTENT) : 0, &s, nil)
+            guard rc == SQLITE_OK, let s else { throw failure(rc) }
+            stmt = s
+            if cached {
+                if statements.count >= Self.cachedStatements { finalizeStatements() }
+                statements[sql] = s
+            }
+        }
+        defer {
+            if cached {
+                sqlite_nio_sqlite3_reset(stmt)
+                sqlite_nio_sqlite3_clear_bindings(stmt)
+            } else {
+                sqlite_nio_sqlite3_finalize(stmt)
+            }
+        }
+        for (i, v) in binds.enumerated() {
+            let n = Int32(i + 1)
+            let rc: Int32
+            switch v {
+            case .null: rc = sqlite_nio_sqlite3_bind_null(stmt, n)
+            case .int(let x): rc = sqlite_nio_sqlite3_bind_int64(stmt, n, x)
+            case .double(let x): rc = sqlite_nio_sqlite3_bind_double(stmt, n, x)
+            case .text(let s): rc = sqlite_nio_sqlite3_bind_text64(stmt, n, s, UInt64(s.utf8.count), sqliteTransient, UInt8(SQLITE_UTF8))
+            case .bytes(let b):
+                rc = b.withUnsafeBytes { sqlite_nio_sqlite3_bind_blob64(stmt, n, $0.baseAddress ?? UnsafeRawPointer(bitPattern: 1), UInt64($0.count), sqliteTransient) }
+            }
+            guard rc == SQLITE_OK else { throw failure(rc) }
+        }
+        let count = sqlite_nio_sqlite3_column_count(stmt)
+        var names: [String] = []
+        names.reserveCapacity(Int(count))
+        for c in 0..<count { names.append(sqlite_nio_sqlite3_column_name(stmt, c).map { String(cString: $0) } ?? "") }
+        var rows: [SQLRow] = []
+        while true {
+            let rc = sqlite_nio_sqlite3_step(stmt)
+            if rc == SQLITE_DONE { break }
+            guard rc == SQLITE_ROW else { throw failure(rc) }
+            var values: [String: SQLValue] = Dictionary(minimumCapacity: Int(count))
+            for c in 0..<count {
+                let value: SQLValue
+                switch sqlite_nio_sqlite3_column_type(stmt, c) {
+                case SQLITE_INTEGER: value = .int(sqlite_nio_sqlite3_column_int64(stmt, c))
+                case SQLITE_FLOAT: value = .double(sqlite_nio_sqlite3_column_double(stmt, c))
+                case SQLITE_TEXT:
+                    let n = Int(sqlite_nio_sqlite3_column_bytes(stmt, c))
+                    if let p = sqlite_nio_sqlite3_column_text(stmt, c) {
+                        value = .text(String(decoding: UnsafeBufferPointer(start: p, count: n), as: UTF8.self))
+                    } else {
+                        value = .text("")
+                    }
+                case SQLITE_BLOB:
+                    let n = Int(sqlite_nio_sqlite3_column_bytes(stmt, c))
+                    if let p = sqlite_nio_sqlite3_column_blob(stmt, c), n > 0 {
+                        value = .bytes(Array(UnsafeRawBufferPointer(start: p, count: n)))
+                    } else {
+                        value = .bytes([])
+                    }
+                default: value = .null
+                }
+                values[names[Int(c)]] = value
+            }
+            rows.append(SQLRow(values))
+        }
+        return rows
+    }
+
+    /// Closes the connection and ends its thread.
+    func close() async {
+        _ = try? await run { c in
+            c.finalizeStatements()
+            sqlite_nio_sqlite3_close_v2(c.db)
+            c.db = nil
+        }
+        executor.shutdown()
+    }
+
+    private func finalizeStatements() {
+        for s in statements.values { sqlite_nio_sqlite3_finalize(s) }
+        statements.removeAll()
+    }
+
+    private func failure(_ rc: Int32) -> SQLiteFailure {
+        SQLiteFailure(code: rc, message: db.flatMap { sqlite_nio_sqlite3_errmsg($0).map { String(cString: $0) } } ?? "code \(rc)")
+    }
+
+    /// `$1` → `?1`: SQLite's numbered parameters, so one SQL text serves both backends.
+    static func placeholders(_ sql: String) -> String {
+        var out: [UInt8] = []
+        out.reserveCapacity(sql.utf8.count)
+        var prev: UInt8 = 0
+        for b in sql.utf8 {
+            if prev == UInt8(ascii: "$"), b >= UInt8(ascii: "0"), b <= UInt8(ascii: "9") { out[out.count - 1] = UInt8(ascii: "?") }
+            out.append(b)
+            prev = b
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+}
+
+/// An error SQLite returned, with its (extended) result code and message.
+struct SQLiteFailure: Error, CustomStringConvertible {
+    let code: Int32
+    let message: String
+    var description: String { "SQLite error \(code): \(message)" }
+}
+
+private let sqliteTransient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
