@@ -163,6 +163,7 @@ public struct SoakRun: Sendable {
             }
             group.cancelAll()
         }
+        progress("soak: sending ended after \(String(format: "%.1f", Self.now() - started)) s; reading the server's history")
         var report = SoakReport(pairs: pairs)
         report.seconds = Self.now() - started
         for (p, t) in zip(setup, tallies) {
@@ -189,10 +190,19 @@ public struct SoakRun: Sendable {
             report.lost += acks.filter { stored[$0.key] != [$0.value] }.count
             report.duplicates += stored.values.filter { $0.count > 1 }.count
         }
-        for p in setup {
-            await p.sender.close(); await p.receiver.close()
-            try? await p.a.shutdown(); try? await p.b.shutdown()
+        progress("soak: counted; closing the connections")
+        // Bounded (and not a task group, which would wait for it): a connection whose server vanished mid-run must
+        // not hold the report.
+        let closed = LockedBox(false)
+        Task {
+            for p in setup {
+                await p.sender.close(); await p.receiver.close()
+                try? await p.a.shutdown(); try? await p.b.shutdown()
+            }
+            closed.withLock { $0 = true }
         }
+        for _ in 0..<150 where !closed.withLock({ $0 }) { try? await Task.sleep(for: .milliseconds(100)) }
+        if !closed.withLock({ $0 }) { progress("soak: some connections did not close within 15 s; leaving them") }
         return report
     }
 }

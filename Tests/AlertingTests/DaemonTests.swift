@@ -83,10 +83,12 @@ func withDaemon(_ yaml: String, receiver: RecordingReceiver, _ body: (AlertDaemo
         let dir = tempDir()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         // Nothing listens on port 1: the target is down and up == 0 fires. (AsyncHTTPClient retries a refused
-        // connection until the deadline, so a short scrape timeout makes the failure quick.)
+        // connection until the deadline, so a short scrape timeout makes the failure quick.) A 1 s scrape interval
+        // gives a 3 s lookback: with 100 ms (1.2 s) a scrape loop starved by a loaded machine let the series go
+        // stale and the alert flapped between firing and resolved.
         let yaml = """
         global:
-          scrape_interval: 100ms
+          scrape_interval: 1s
           scrape_timeout: 300ms
           evaluation_interval: 100ms
           state_file: \(dir)/state.json

@@ -161,7 +161,7 @@ public actor PostgresTestServer {
             _ = FileManager.default.createFile(atPath: serverLogPath, contents: nil)
             let serverLog = try FileHandle(forWritingTo: URL(fileURLWithPath: serverLogPath))
             let server = process("postgres", ["-D", data, "-c", "listen_addresses=127.0.0.1", "-p", "\(port)", "-k", directory,
-                                              "-c", "fsync=on", "-c", "max_connections=300", "-c", "shared_buffers=32MB",
+                                              "-c", "fsync=on", "-c", "max_connections=1000", "-c", "shared_buffers=32MB",
                                               // Off by default here so a test can see that the driver turns it on.
                                               "-c", "synchronous_commit=off"],
                                  log: serverLog)
