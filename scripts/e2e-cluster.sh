@@ -206,8 +206,12 @@ for _ in $(seq 60); do
 done
 [ "$healthy" = 1 ] && grep -q "etcd: 2/2 voters" "$WORK/after.log" && ! grep -q warbler-3 "$WORK/after.log" \
   || { cat "$WORK/after.log"; fail "the cluster after host 3 left"; }
+# One retry: a member leaving moves etcd's leadership, and a request in that moment may be answered "retry later".
 from_client "$BIN" bench --url "https://${IPS[1]}:8443" --peer-url "https://${IPS[2]}:8443" --ca "$CA" --admin admin --admin-password-file "$ADMIN_PW" \
-  --pairs 2 --messages 50 --window 1 --prefix after >"$WORK/after-bench.log" 2>&1 || { cat "$WORK/after-bench.log"; fail "messages after host 3 left"; }
+  --pairs 2 --messages 50 --window 1 --prefix after >"$WORK/after-bench.log" 2>&1 \
+  || { sleep 5; from_client "$BIN" bench --url "https://${IPS[1]}:8443" --peer-url "https://${IPS[2]}:8443" --ca "$CA" --admin admin \
+         --admin-password-file "$ADMIN_PW" --pairs 2 --messages 50 --window 1 --prefix after2 >"$WORK/after-bench.log" 2>&1; } \
+  || { cat "$WORK/after-bench.log"; fail "messages after host 3 left"; }
 ok "host 3 left cleanly; hosts 1 and 2 are a healthy cluster and deliver ($(grep -o 'delivered=[0-9]*' "$WORK/after-bench.log"))"
 
 # 8. A cluster on the site's own PostgreSQL (--database-url): host 3, now a bare host again, founds a one-host

@@ -74,6 +74,13 @@ public struct ClusterTasks: Sendable {
         if let me = members.first(where: { $0.name == m.member.name }) {
             let voters = members.filter { !$0.isLearner && $0.id != me.id }
             guard voters.count >= 1 else { throw ClusterOpsError("removing \(m.member.name) would leave etcd without a voter") }
+            // A leader that leaves forces an election (and renews every lease) while Patroni refreshes its key:
+            // hand the leadership to another voter first, as etcd advises.
+            if m.member.roles.contains(.etcd), let (mine, leader) = try? etcd.status(), mine == leader, mine == me.id,
+               let next = voters.min(by: { $0.name < $1.name }) {
+                try? etcd.moveLeader(to: next.id)
+                done.append("handed etcd's leadership to \(next.name)")
+            }
             // Through another member: this one's etcd stops itself once removed.
             let remote = Etcdctl(endpoints: voters.compactMap { $0.clientURLs.first.flatMap { URL(string: $0)?.host } }.filter { $0 != m.member.address })
             try (remote.endpoints.isEmpty ? etcd : remote).remove(id: me.id)
