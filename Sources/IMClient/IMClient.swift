@@ -425,6 +425,12 @@ public final class IMClient: Sendable {
     /// as `before` for the following one.
     public func search(_ query: String, conversation: ConversationID? = nil, sender: UserID? = nil, from: Int64? = nil,
                        to: Int64? = nil, before: String? = nil, limit: Int? = nil) async throws -> API.SearchPage {
+        try await call(.GET, "/v1/search", query: Self.searchQuery(query, conversation, sender, from, to, before, limit))
+    }
+
+    /// The query string of a search (the user's and the admins' compliance search take the same one).
+    static func searchQuery(_ query: String, _ conversation: ConversationID?, _ sender: UserID?, _ from: Int64?, _ to: Int64?,
+                            _ before: String?, _ limit: Int?) -> [(String, String)] {
         var q: [(String, String)] = [("q", query)]
         if let conversation { q.append(("conv", String(conversation))) }
         if let sender { q.append(("sender", String(sender))) }
@@ -432,7 +438,7 @@ public final class IMClient: Sendable {
         if let to { q.append(("to", String(to))) }
         if let before { q.append(("before", before)) }
         if let limit { q.append(("limit", String(limit))) }
-        return try await call(.GET, "/v1/search", query: q)
+        return q
     }
 
     /// Adds members to a group (`POST /v1/conversations/{id}/members`).
@@ -529,14 +535,7 @@ public final class IMClient: Sendable {
     /// ``search(_:conversation:sender:from:to:before:limit:)``; the search is recorded in the audit trail.
     public func adminComplianceSearch(_ query: String, conversation: ConversationID? = nil, sender: UserID? = nil, from: Int64? = nil,
                                       to: Int64? = nil, before: String? = nil, limit: Int? = nil) async throws -> API.SearchPage {
-        var q: [(String, String)] = [("q", query)]
-        if let conversation { q.append(("conv", String(conversation))) }
-        if let sender { q.append(("sender", String(sender))) }
-        if let from { q.append(("from", String(from))) }
-        if let to { q.append(("to", String(to))) }
-        if let before { q.append(("before", before)) }
-        if let limit { q.append(("limit", String(limit))) }
-        return try await call(.GET, "/v1/admin/compliance/search", query: q)
+        try await call(.GET, "/v1/admin/compliance/search", query: Self.searchQuery(query, conversation, sender, from, to, before, limit))
     }
 
     /// Exports a conversation's messages, or everything one user sent, in a time range as a signed archive

@@ -109,19 +109,30 @@ public struct ClusterAgent: Sendable {
     }
 
     public func run(log: @Sendable (String) -> Void) async {
-        var lastError = ""
         var lastPlacement = Date.distantPast
+        await AgentLoop.run(every: interval, failing: "cannot reconcile HAProxy with the members yet", log: log) {
+            var notes = try reconcile()
+            if Date().timeIntervalSince(lastPlacement) >= 30 {
+                lastPlacement = Date()
+                do { if let note = try placeEtcdLeader() { notes.append(note) } } catch { notes.append("etcd leadership stays: \(error)") }
+            }
+            return notes
+        }
+    }
+}
+
+/// The member agents' loop: a pass every `interval` seconds, its notes logged, a failure logged once until it
+/// changes or a pass succeeds.
+enum AgentLoop {
+    static func run(every interval: Double, failing: String, log: @Sendable (String) -> Void, _ pass: () throws -> [String]) async {
+        var lastError = ""
         while !Task.isCancelled {
             do {
-                for note in try reconcile() { log(note) }
+                for note in try pass() { log(note) }
                 lastError = ""
-                if Date().timeIntervalSince(lastPlacement) >= 30 {
-                    lastPlacement = Date()
-                    do { if let note = try placeEtcdLeader() { log(note) } } catch { log("etcd leadership stays: \(error)") }
-                }
             } catch {
                 let text = "\(error)"
-                if text != lastError { log("cannot reconcile HAProxy with the members yet: \(text)") }
+                if text != lastError { log("\(failing): \(text)") }
                 lastError = text
             }
             try? await Task.sleep(for: .seconds(interval))

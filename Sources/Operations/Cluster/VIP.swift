@@ -208,18 +208,7 @@ public struct VIPAgent: Sendable {
     }
 
     public func run(log: @Sendable (String) -> Void) async {
-        var lastError = ""
-        while !Task.isCancelled {
-            do {
-                for note in try reconcile() { log(note) }
-                lastError = ""
-            } catch {
-                let text = "\(error)"
-                if text != lastError { log("cannot bring keepalived in step with the members yet: \(text)") }
-                lastError = text
-            }
-            try? await Task.sleep(for: .seconds(interval))
-        }
+        await AgentLoop.run(every: interval, failing: "cannot bring keepalived in step with the members yet", log: log) { try reconcile() }
     }
 
     /// The members whose keepalived does not yet send to `address` (they published peers without it). A member
