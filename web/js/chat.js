@@ -28,7 +28,7 @@ const state = {
   draftSaved: new Map(),   // conv -> the draft text the server has
   draftAt: new Map(),      // conv -> the newest draft's updatedAt seen (a late push of an older save is ignored)
   pins: new Map(),         // group id -> [{message, pinnedBy, pinnedAt}]
-  search: null,            // {q, conv, results: [], next}: the search shown instead of the conversation list
+  search: null,            // {q, conv, sender, from, to, results: [], next}: the search shown instead of the conversation list
   readSent: new Map(),     // conv -> seq
   deliveredSent: new Map(),
   blobURLs: new Map(),     // attachment id -> blob: URL
@@ -1059,7 +1059,7 @@ async function runSearch(more) {
   if (!s) return;
   $('search-status').textContent = t('search.running');
   try {
-    const page = await client.search(s.q, { conv: s.conv, before: more ? s.next : undefined, limit: 20 });
+    const page = await client.search(s.q, { conv: s.conv, sender: s.sender, from: s.from, to: s.to, before: more ? s.next : undefined, limit: 20 });
     if (state.search !== s) return;   // a newer search replaced this one
     s.results = more ? s.results.concat(page.results) : page.results;
     s.next = page.next;
@@ -1097,9 +1097,32 @@ function renderSearch() {
   $('search-more').hidden = !s.next;
 }
 
+/**
+ * The search filters as the API takes them: the sender's id (from a username), and the dates as a window of local
+ * days (`from` the start of the first, `to` the start of the day after the last; either may be left out).
+ */
+async function searchFilters() {
+  const out = {};
+  const name = $('search-sender').value.trim();
+  if (name) {
+    try { out.sender = (await userByName(name)).id; } catch (e) {
+      throw e.code === 'not_found' ? new Error(t('search.noUser', { name })) : e;
+    }
+  }
+  const day = (value, after) => {
+    const [y, m, d] = value.split('-').map(Number);
+    return new Date(y, m - 1, d + (after ? 1 : 0)).getTime();
+  };
+  if ($('search-since').value) out.from = day($('search-since').value, false);
+  if ($('search-until').value) out.to = day($('search-until').value, true);
+  return out;
+}
+
 function closeSearch() {
   state.search = null;
   $('search-input').value = '';
+  for (const id of ['search-sender', 'search-since', 'search-until']) $(id).value = '';
+  $('search-filters').open = false;
   renderSearch();
 }
 
@@ -1107,13 +1130,20 @@ function wire() {
   applyTo(document);
   for (const select of document.querySelectorAll('select.lang-select')) wireLanguageSelect(select, render);
   for (const select of document.querySelectorAll('select.theme-select')) wireThemeSelect(select);
-  $('search-form').addEventListener('submit', (e) => {
+  $('search-form').addEventListener('submit', async (e) => {
     e.preventDefault();
     const q = $('search-input').value.trim();
     if (!q) { closeSearch(); return; }
-    state.search = { q, conv: $('search-here').checked && state.current != null ? state.current : undefined, results: [], next: null };
+    const s = { q, conv: $('search-here').checked && state.current != null ? state.current : undefined, results: [], next: null };
+    state.search = s;
     renderSearch();
-    runSearch(false);
+    try {
+      Object.assign(s, await searchFilters());
+    } catch (err) {
+      if (state.search === s) $('search-status').textContent = describeError(err);
+      return;
+    }
+    if (state.search === s) runSearch(false);
   });
   $('search-input').addEventListener('keydown', (e) => { if (e.key === 'Escape') closeSearch(); });
   $('close-search').addEventListener('click', closeSearch);
