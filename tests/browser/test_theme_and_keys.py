@@ -282,6 +282,11 @@ class ThemeAndKeysSuite(unittest.TestCase):
         # Up in the empty composer: my last message (not Hank's, newer) is in the composer to edit.
         box.send_keys(Keys.ARROW_UP)
         g.wait("the edit", lambda: g.visible("#edit-banner") and box.get_attribute("value") == "the venue is booked")
+        # An Escape that drops an input method's composition leaves the edit alone.
+        g.js("""document.getElementById('composer-input').dispatchEvent(new KeyboardEvent('keydown',
+                  {key: 'Escape', keyCode: 229, isComposing: true, bubbles: true, cancelable: true}));""")
+        time.sleep(0.2)
+        self.assertTrue(g.visible("#edit-banner"))
         # Escape: nothing changes, the composer is empty again.
         box.send_keys(Keys.ESCAPE)
         g.wait("the edit cancelled", lambda: not g.visible("#edit-banner") and box.get_attribute("value") == "")

@@ -1202,24 +1202,25 @@ function wire() {
   // Keys: Enter sends (Shift+Enter breaks the line: the textarea's own behaviour); Enter or Tab picks a mention;
   // Up in an empty composer edits my last message; Escape cancels an edit or a reply (and closes the menus, below).
   $('composer-input').addEventListener('keydown', (e) => {
+    // Keys that an input method is composing with (pinyin, say: Enter confirms, Escape drops) are the IME's.
+    if (e.isComposing || e.keyCode === 229) return;
     const plain = !e.shiftKey && !e.ctrlKey && !e.altKey && !e.metaKey;
     if (e.key === 'Escape') { cancelEdit(); cancelReply(); return; }
     if ((e.key === 'Enter' || e.key === 'Tab') && state.mentionQuery) {
       const first = mentionCandidates()[0];
       if (first) { e.preventDefault(); pickMention(first); return; }
     }
-    // An Enter that confirms an input method's composition (pinyin, say) is the IME's, not a send.
-    if (e.key === 'Enter' && plain && !e.isComposing && e.keyCode !== 229) {
+    if (e.key === 'Enter' && plain) {
       e.preventDefault();
       $('composer').requestSubmit();
-    } else if (e.key === 'ArrowUp' && plain && !e.isComposing && !state.editing && state.current != null && $('composer-input').value === '') {
+    } else if (e.key === 'ArrowUp' && plain && !state.editing && state.current != null && $('composer-input').value === '') {
       const last = lastEditable(state.current);
       if (last) { e.preventDefault(); startEdit(state.current, last); }
     }
   });
   // Escape anywhere closes the open menus: the mention suggestions and the emoji picker.
   document.addEventListener('keydown', (e) => {
-    if (e.key !== 'Escape') return;
+    if (e.key !== 'Escape' || e.isComposing) return;
     if (state.mentionQuery) { state.mentionQuery = null; renderMentionList(); }
     if (state.reactingTo != null) { state.reactingTo = null; scheduleRender(); }
   });
