@@ -148,7 +148,11 @@ class ThemeAndKeysSuite(unittest.TestCase):
         if p is None:
             p = cls.pages[name] = page(name)
         if not p.visible("#app"):
-            p.login_chat(name, name + "-password-1")
+            p.d.get(URL + "/")
+            p.wait("the login form or the chat", lambda: p.visible("#login-username") or p.visible("#app"))
+            if p.visible("#login-username"):
+                p.login_chat(name, name + "-password-1")
+            p.wait_online()
         if conv and p.one("#chat-title").text != conv:
             p.open_conv(conv)
         return p
@@ -220,6 +224,19 @@ class ThemeAndKeysSuite(unittest.TestCase):
         self.assertTrue(self.dark(g))
         g.open_conv("Launch")
         self.assertEqual(g.js(LOW_CONTRAST), [])
+        # The choice applies before the page's modules run (no light flash first): with chat.js blocked, still dark.
+        g.d.execute_cdp_cmd("Network.enable", {})
+        g.d.execute_cdp_cmd("Network.setBlockedURLs", {"urls": ["*/js/chat.js"]})
+        try:
+            g.d.refresh()
+            self.assertFalse(g.visible("#app"), "chat.js ran")
+            self.assertTrue(self.dark(g), "the saved choice waits for the modules")
+        finally:
+            g.d.execute_cdp_cmd("Network.setBlockedURLs", {"urls": []})
+        g.d.refresh()
+        g.wait("the app after reload", lambda: g.visible("#app"))
+        g.wait_online()
+        g.open_conv("Launch")
         # The switch speaks Chinese too.
         select = "const s = document.getElementById('app-lang'); s.value = arguments[0]; s.dispatchEvent(new Event('change'));"
         g.js(select, "zh-CN")
@@ -352,6 +369,7 @@ class ThemeAndKeysSuite(unittest.TestCase):
     def test_08_the_readme_screenshots(self):
         readme = "Product launch 🚀"
         g, h, i = (self.person(name, readme) for name in ("gina", "hank", "ivy"))
+        self.choose_theme(g, "app-theme", "system")
         # Gina posts the group's announcement.
         g.one("#members-btn").click()
         g.wait("the owner's tools", lambda: g.visible("#edit-announcement"))

@@ -1,6 +1,7 @@
 // The colour theme: the system's (prefers-color-scheme, the default), light or dark. A choice is kept in this browser
 // (localStorage `warbler.theme`) and set as <html data-theme="light|dark">; warbler.css does the rest, so without a
-// choice the page follows the system setting as it changes, with no script involved. Shared by both pages.
+// choice the page follows the system setting as it changes, with no script involved. Shared by both pages;
+// theme-boot.js applies a saved choice before the page is first drawn.
 import { el } from './ui.js';
 import { t } from './i18n.js';
 
