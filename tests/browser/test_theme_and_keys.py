@@ -241,6 +241,7 @@ class ThemeAndKeysSuite(unittest.TestCase):
         select = "const s = document.getElementById('app-lang'); s.value = arguments[0]; s.dispatchEvent(new Event('change'));"
         g.js(select, "zh-CN")
         g.wait("the choices in Chinese", lambda: g.js(options) == ["跟随系统", "浅色", "深色"])
+        g.shot("20-gina-dark-zh-CN")
         g.js(select, "en")
         self.choose_theme(g, "app-theme", "system")
         g.wait("light with the system", lambda: self.light(g))
