@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The browser suite: starts a real `warbler server` (the debug build) on a free loopback port with a temporary
 # data directory and this repository's web/ as its web root, creates an admin, and drives Debian's chromium
-# (headless, through chromedriver and selenium) against it: tests/browser/test_web.py, then test_features.py.
+# (headless, through chromedriver and selenium) against it: tests/browser/test_web.py, test_features.py, then
+# test_theme_and_keys.py (dark mode, the keyboard, emoji, and README's screenshots: 00-readme-light/dark.png) and
+# test_search_filters.py.
 # Screenshots go to $WARBLER_ARTIFACTS (default .artifacts/browser). The server is stopped by its PID.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -87,9 +89,9 @@ for _ in $(seq 1 100); do
 done
 
 mkdir -p "$ARTIFACTS"
-# Both suites by default; WARBLER_BROWSER_SUITES names some (e.g. tests/browser/test_features.py) to run only those.
+# Every suite by default; WARBLER_BROWSER_SUITES names some (e.g. tests/browser/test_features.py) to run only those.
 status=0
-for suite in ${WARBLER_BROWSER_SUITES:-tests/browser/test_web.py tests/browser/test_features.py}; do
+for suite in ${WARBLER_BROWSER_SUITES:-tests/browser/test_web.py tests/browser/test_features.py tests/browser/test_theme_and_keys.py tests/browser/test_search_filters.py}; do
   WARBLER_URL="http://127.0.0.1:$PORT" WARBLER_ADMIN_USER=admin WARBLER_ADMIN_PASSWORD="$ADMIN_PASSWORD" \
     WARBLER_ARTIFACTS="$ARTIFACTS" CHROMIUM="$CHROMIUM" CHROMEDRIVER="$CHROMEDRIVER" WARBLER_BIN="$BIN" \
     "$PY" "$suite" || status=1

@@ -16,10 +16,11 @@ E2E=${WARBLER_E2E:-1}
 # libsystemd-dev, libarchive-dev, pkg-config: the CSystemd and CArchive shims (and libarchive.a for packaging/build.sh);
 # postgresql: the real server the PostgreSQL tests start; systemd: systemd-analyze, which the template tests run;
 # chromium, chromium-driver, python3-selenium: the browser suite (fonts-noto-cjk: Chinese glyphs in its zh-CN
-# screenshots, which are empty boxes without a CJK font); mmdebstrap, systemd-container: the end-to-end
+# screenshots, which are empty boxes without a CJK font; fonts-noto-color-emoji: the colour emoji font its emoji
+# test looks for, as a user's system has one); mmdebstrap, systemd-container: the end-to-end
 # suite's fresh Debian 12 hosts (systemd-nspawn); patchelf: packaging/components.sh, which makes the embedded
 # cluster components relocatable.
-plain=(libsystemd-dev libarchive-dev pkg-config postgresql systemd chromium chromium-driver python3-selenium fonts-noto-cjk)
+plain=(libsystemd-dev libarchive-dev pkg-config postgresql systemd chromium chromium-driver python3-selenium fonts-noto-cjk fonts-noto-color-emoji)
 with_recommends=()
 [ "$E2E" = 0 ] || with_recommends=(mmdebstrap systemd-container debian-archive-keyring patchelf)
 missing_plain=(); missing_rec=()

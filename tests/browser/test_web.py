@@ -334,7 +334,7 @@ class WebClientSuite(unittest.TestCase):
         for src, _ in b.js(images):
             self.assertTrue(src.startswith("blob:"), src)
         a.wait("the image at Alice", lambda: any(w == 40 for _, w in a.js(images)))
-        a.shot("00-alice-chat-readme")
+        a.shot("00-alice-chat")   # README's screenshots are test_theme_and_keys.py's 00-readme-*
 
     def _message_js(self, page, text, script):
         """Runs `script` with `li` bound to the message whose body is `text` (null when there is none)."""

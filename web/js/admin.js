@@ -4,6 +4,7 @@
 import { WarblerClient } from './warbler-client.js';
 import { $, el, clear, formatTime, showDialog, describeError } from './ui.js';
 import { t, applyTo, wireLanguageSelect } from './i18n.js';
+import { wireThemeSelect } from './theme.js';
 import { setUpIntegrations } from './admin-integrations.js';
 import { setUpCompliance } from './admin-compliance.js';
 
@@ -242,6 +243,7 @@ async function redraw() {
 function wire() {
   applyTo(document);
   for (const select of document.querySelectorAll('select.lang-select')) wireLanguageSelect(select, () => { redraw().catch(showError); });
+  for (const select of document.querySelectorAll('select.theme-select')) wireThemeSelect(select);
   integrations = setUpIntegrations(client, showError);
   compliance = setUpCompliance(client, showError, users);
   $('moderation-reload').addEventListener('click', async () => {

@@ -2,6 +2,7 @@
 import { WarblerClient, WarblerError, applyReaction, mentionsUser } from './warbler-client.js';
 import { $, el, clear, formatTime, showDialog, describeError } from './ui.js';
 import { t, applyTo, wireLanguageSelect } from './i18n.js';
+import { wireThemeSelect } from './theme.js';
 
 const client = new WarblerClient({ device: 'web' });
 
@@ -16,7 +17,7 @@ const state = {
   typing: new Map(),       // conv -> Map(user -> timer)
   contacts: [],
   current: null,
-  editing: null,           // {conv, seq}
+  editing: null,           // {conv, seq, before}: the message being edited, and what the composer held before
   replying: null,          // {conv, seq}: the message the next send quotes
   composeMentions: new Map(), // user id -> the "@name" inserted for them (kept only while it is still in the text)
   mentionQuery: null,      // {start, text}: the "@…" being typed, for the autocomplete
@@ -27,7 +28,7 @@ const state = {
   draftSaved: new Map(),   // conv -> the draft text the server has
   draftAt: new Map(),      // conv -> the newest draft's updatedAt seen (a late push of an older save is ignored)
   pins: new Map(),         // group id -> [{message, pinnedBy, pinnedAt}]
-  search: null,            // {q, conv, results: [], next}: the search shown instead of the conversation list
+  search: null,            // {q, conv, sender, from, to, results: [], next}: the search shown instead of the conversation list
   readSent: new Map(),     // conv -> seq
   deliveredSent: new Map(),
   blobURLs: new Map(),     // attachment id -> blob: URL
@@ -289,7 +290,7 @@ function renderMessage(conv, m, pending) {
     const react = el('button', { type: 'button', className: 'link react', text: t('act.react') });
     react.addEventListener('click', () => { state.reactingTo = state.reactingTo === m.seq ? null : m.seq; scheduleRender(); });
     actions.append(reply, react);
-    if (mine && m.kind === 'text') {
+    if (!pending && canEdit(m)) {
       const edit = el('button', { type: 'button', className: 'link edit', text: t('act.edit') });
       edit.addEventListener('click', () => startEdit(conv, m));
       actions.append(edit);
@@ -686,7 +687,7 @@ function applyDraft(d) {
   if (state.current === d.conv && !state.editing && saved !== d.text) {
     const input = $('composer-input');
     if (document.activeElement !== input || input.value === saved) {
-      input.value = d.text;
+      setComposer(d.text);
       state.draftSaved.set(d.conv, d.text);
       const original = d.replyTo ? state.messages.get(d.conv)?.get(d.replyTo) : null;
       if (original) startReply(d.conv, original);
@@ -702,15 +703,16 @@ async function restoreDraft(conv) {
   const drafts = await client.drafts();
   const d = drafts.find((x) => x.conv === conv);
   if (state.current !== conv || state.editing) return;
-  $('composer-input').value = d ? d.text : '';
+  setComposer(d ? d.text : '');
   state.draftSaved.set(conv, d ? d.text : '');
   const original = d && d.replyTo ? state.messages.get(conv)?.get(d.replyTo) : null;
   if (original) startReply(conv, original);
 }
 
 async function openConversation(conv) {
+  if (state.current !== conv) cancelEdit();   // the text typed before an edit is back, so that the draft keeps it
   if (state.current != null && state.current !== conv && state.draftTimer) flushDraft(state.current);
-  if (state.current !== conv) $('composer-input').value = '';
+  if (state.current !== conv) setComposer('');
   state.current = conv;
   cancelEdit();
   cancelReply();
@@ -902,9 +904,39 @@ async function renderMembers() {
 
 // ---- Composer ----------------------------------------------------------------------------------
 
+/** Puts `text` in the composer, as tall as its lines. */
+function setComposer(text) {
+  $('composer-input').value = text;
+  fitComposer();
+}
+
+/** Fits the composer's height to its text: one line when empty, more as lines are added (up to the CSS cap). */
+function fitComposer() {
+  const input = $('composer-input');
+  input.style.height = '';
+  if (!input.offsetParent) return;   // not laid out (hidden): rows="1" holds until it is
+  input.style.height = `${input.scrollHeight + input.offsetHeight - input.clientHeight}px`;
+}
+
+/** Whether `m` is mine and may be edited: a text message of mine, not recalled (the server's rule). */
+function canEdit(m) {
+  return m.sender === client.user.id && m.kind === 'text' && !m.recalled;
+}
+
+/** My newest message in `conv` that I may edit (what the Up key edits), or null. */
+function lastEditable(conv) {
+  let last = null;
+  for (const m of (state.messages.get(conv) || new Map()).values()) {
+    if (canEdit(m) && (!last || m.seq > last.seq)) last = m;
+  }
+  return last;
+}
+
+/** Edits `m` in the composer; what was typed there comes back when the edit is sent or cancelled. */
 function startEdit(conv, m) {
-  state.editing = { conv, seq: m.seq };
-  $('composer-input').value = m.text || '';
+  const before = state.editing ? state.editing.before : $('composer-input').value;
+  state.editing = { conv, seq: m.seq, before };
+  setComposer(m.text || '');
   $('edit-banner').hidden = false;
   $('composer-input').focus();
 }
@@ -966,7 +998,7 @@ function pickMention(o) {
   if (!q) return;
   const tag = `@${o.label}`;
   const end = q.start + 1 + q.text.length;
-  input.value = `${input.value.slice(0, q.start)}${tag} ${input.value.slice(end)}`;
+  setComposer(`${input.value.slice(0, q.start)}${tag} ${input.value.slice(end)}`);
   state.composeMentions.set(o.all ? 'all' : o.user, tag);
   state.mentionQuery = null;
   renderMentionList();
@@ -986,9 +1018,10 @@ function mentionsIn(text) {
 
 function cancelEdit() {
   if (!state.editing) return;
+  const { before } = state.editing;
   state.editing = null;
   $('edit-banner').hidden = true;
-  $('composer-input').value = '';
+  setComposer(before || '');
 }
 
 function sendTyping(active) {
@@ -1026,7 +1059,7 @@ async function runSearch(more) {
   if (!s) return;
   $('search-status').textContent = t('search.running');
   try {
-    const page = await client.search(s.q, { conv: s.conv, before: more ? s.next : undefined, limit: 20 });
+    const page = await client.search(s.q, { conv: s.conv, sender: s.sender, from: s.from, to: s.to, before: more ? s.next : undefined, limit: 20 });
     if (state.search !== s) return;   // a newer search replaced this one
     s.results = more ? s.results.concat(page.results) : page.results;
     s.next = page.next;
@@ -1064,22 +1097,53 @@ function renderSearch() {
   $('search-more').hidden = !s.next;
 }
 
+/**
+ * The search filters as the API takes them: the sender's id (from a username), and the dates as a window of local
+ * days (`from` the start of the first, `to` the start of the day after the last; either may be left out).
+ */
+async function searchFilters() {
+  const out = {};
+  const name = $('search-sender').value.trim();
+  if (name) {
+    try { out.sender = (await userByName(name)).id; } catch (e) {
+      throw e.code === 'not_found' ? new Error(t('search.noUser', { name })) : e;
+    }
+  }
+  const day = (value, after) => {
+    const [y, m, d] = value.split('-').map(Number);
+    return new Date(y, m - 1, d + (after ? 1 : 0)).getTime();
+  };
+  if ($('search-since').value) out.from = day($('search-since').value, false);
+  if ($('search-until').value) out.to = day($('search-until').value, true);
+  return out;
+}
+
 function closeSearch() {
   state.search = null;
   $('search-input').value = '';
+  for (const id of ['search-sender', 'search-since', 'search-until']) $(id).value = '';
+  $('search-filters').open = false;
   renderSearch();
 }
 
 function wire() {
   applyTo(document);
   for (const select of document.querySelectorAll('select.lang-select')) wireLanguageSelect(select, render);
-  $('search-form').addEventListener('submit', (e) => {
+  for (const select of document.querySelectorAll('select.theme-select')) wireThemeSelect(select);
+  $('search-form').addEventListener('submit', async (e) => {
     e.preventDefault();
     const q = $('search-input').value.trim();
     if (!q) { closeSearch(); return; }
-    state.search = { q, conv: $('search-here').checked && state.current != null ? state.current : undefined, results: [], next: null };
+    const s = { q, conv: $('search-here').checked && state.current != null ? state.current : undefined, results: [], next: null };
+    state.search = s;
     renderSearch();
-    runSearch(false);
+    try {
+      Object.assign(s, await searchFilters());
+    } catch (err) {
+      if (state.search === s) $('search-status').textContent = describeError(err);
+      return;
+    }
+    if (state.search === s) runSearch(false);
   });
   $('search-input').addEventListener('keydown', (e) => { if (e.key === 'Escape') closeSearch(); });
   $('close-search').addEventListener('click', closeSearch);
@@ -1118,7 +1182,7 @@ function wire() {
     } else {
       const replyTo = state.replying && state.replying.conv === state.current ? state.replying.seq : undefined;
       client.send(state.current, text, { replyTo, ...mentionsIn(text) });
-      input.value = '';
+      setComposer('');
       clearTimeout(state.draftTimer);
       state.draftTimer = null;
       if (state.draftSaved.get(state.current)) { state.draftSaved.set(state.current, ''); client.saveDraft(state.current, '').catch(() => {}); }
@@ -1129,13 +1193,36 @@ function wire() {
     $('messages').dataset.stick = '1';
     scheduleRender();
   });
-  $('composer-input').addEventListener('input', () => { if ($('composer-input').value) sendTyping(true); updateMentionQuery(); queueDraft(); });
+  $('composer-input').addEventListener('input', () => {
+    if ($('composer-input').value) sendTyping(true);
+    fitComposer();
+    updateMentionQuery();
+    queueDraft();
+  });
+  // Keys: Enter sends (Shift+Enter breaks the line: the textarea's own behaviour); Enter or Tab picks a mention;
+  // Up in an empty composer edits my last message; Escape cancels an edit or a reply (and closes the menus, below).
   $('composer-input').addEventListener('keydown', (e) => {
-    if (e.key === 'Escape') { cancelEdit(); cancelReply(); state.mentionQuery = null; renderMentionList(); state.reactingTo = null; scheduleRender(); }
+    // Keys that an input method is composing with (pinyin, say: Enter confirms, Escape drops) are the IME's.
+    if (e.isComposing || e.keyCode === 229) return;
+    const plain = !e.shiftKey && !e.ctrlKey && !e.altKey && !e.metaKey;
+    if (e.key === 'Escape') { cancelEdit(); cancelReply(); return; }
     if ((e.key === 'Enter' || e.key === 'Tab') && state.mentionQuery) {
       const first = mentionCandidates()[0];
-      if (first) { e.preventDefault(); pickMention(first); }
+      if (first) { e.preventDefault(); pickMention(first); return; }
     }
+    if (e.key === 'Enter' && plain) {
+      e.preventDefault();
+      $('composer').requestSubmit();
+    } else if (e.key === 'ArrowUp' && plain && !state.editing && state.current != null && $('composer-input').value === '') {
+      const last = lastEditable(state.current);
+      if (last) { e.preventDefault(); startEdit(state.current, last); }
+    }
+  });
+  // Escape anywhere closes the open menus: the mention suggestions and the emoji picker.
+  document.addEventListener('keydown', (e) => {
+    if (e.key !== 'Escape' || e.isComposing) return;
+    if (state.mentionQuery) { state.mentionQuery = null; renderMentionList(); }
+    if (state.reactingTo != null) { state.reactingTo = null; scheduleRender(); }
   });
   $('cancel-edit').addEventListener('click', cancelEdit);
   $('cancel-reply').addEventListener('click', cancelReply);

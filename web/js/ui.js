@@ -33,7 +33,8 @@ export function describeError(e) {
 
 /**
  * Shows the page's <dialog id="dialog"> with text fields; `onSubmit(values)` may throw to keep it open with the
- * error shown. Resolves when the dialog closes.
+ * error shown. Resolves when the dialog closes: by OK, Cancel, or Escape (the browser's own close, which must drop
+ * this dialog's handlers too, or the next dialog's OK would run this one's `onSubmit` as well).
  */
 export function showDialog(title, fields, onSubmit) {
   const dialog = $('dialog');
@@ -56,12 +57,18 @@ export function showDialog(title, fields, onSubmit) {
   if (f0(fields)) setTimeout(() => inputs[fields[0].name].focus(), 0);
   return new Promise((resolve) => {
     const form = $('dialog-form');
-    const done = () => {
+    let finished = false;
+    const finish = () => {
+      if (finished) return;
+      finished = true;
       form.removeEventListener('submit', submit);
       $('dialog-cancel').removeEventListener('click', cancel);
-      dialog.close();
+      dialog.removeEventListener('close', closed);
       resolve();
     };
+    // Closed by the browser (Escape). A close event while the dialog is open is a late one from an earlier dialog.
+    const closed = () => { if (!dialog.open) finish(); };
+    const done = () => { if (!finished) { finish(); dialog.close(); } };
     const submit = async (e) => {
       e.preventDefault();
       const values = {};
@@ -79,6 +86,7 @@ export function showDialog(title, fields, onSubmit) {
     const cancel = () => done();
     form.addEventListener('submit', submit);
     $('dialog-cancel').addEventListener('click', cancel);
+    dialog.addEventListener('close', closed);
     dialog.showModal();
   });
 }
