@@ -8,6 +8,7 @@ public final class ServerMetrics: Sendable {
     let connections: Gauge
     let sends: Counter
     let sendDuplicates: Counter
+    let commitStalls: Counter
     let deliveries: Counter
     let errors: Counter
     let sendToAck: DurationHistogram
@@ -37,6 +38,7 @@ public final class ServerMetrics: Sendable {
         connections = registry.makeGauge(descriptor: .init(metricName: "warbler_connections", unitName: "", helpText: "Open authenticated WebSocket connections"))
         sends = registry.makeCounter(descriptor: .init(metricName: "warbler_sends_total", unitName: "", helpText: "Messages stored (acknowledged sends)"))
         sendDuplicates = registry.makeCounter(descriptor: .init(metricName: "warbler_send_duplicates_total", unitName: "", helpText: "Sends answered from an earlier identical send"))
+        commitStalls = registry.makeCounter(descriptor: .init(metricName: "warbler_storage_commit_stalls_total", unitName: "", helpText: "Commits given up on after the commit timeout (their sends were answered unavailable, to be sent again)"))
         deliveries = registry.makeCounter(descriptor: .init(metricName: "warbler_deliveries_total", unitName: "", helpText: "Message frames written to connections"))
         errors = registry.makeCounter(descriptor: .init(metricName: "warbler_errors_total", unitName: "", helpText: "Error frames and error responses sent"))
         sendToAck = registry.makeDurationHistogram(descriptor: .init(metricName: "warbler_send_to_ack_seconds", unitName: "", helpText: "From a send frame's arrival to its acknowledgement"), buckets: latency)

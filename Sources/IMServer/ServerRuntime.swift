@@ -129,6 +129,11 @@ public final class ServerRuntime: Sendable {
             metrics.commitSeconds.record(d)
             metrics.batchSize.record(Double(n))
         }
+        let logger = self.logger
+        await storage.observeStalledCommits { n, waited in
+            metrics.commitStalls.increment()
+            logger.error("storage: a commit of \(n) sends did not finish within \(waited); they were answered 'unavailable' (the clients send them again) and commits go on without it")
+        }
     }
 
     // MARK: Accounts

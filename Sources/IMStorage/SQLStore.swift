@@ -8,9 +8,9 @@ public final class SQLStore: Storage {
 
     /// Opens the store over `driver`. Run `Migrations.apply` first. `webhookOutbox` false leaves the webhook
     /// outbox alone, for a store over a schema older than version 5 (the migration tests' old data) only.
-    public init(driver: any SQLDriver, maxBatch: Int = 1024, webhookOutbox: Bool = true) {
+    public init(driver: any SQLDriver, maxBatch: Int = 1024, webhookOutbox: Bool = true, commitTimeout: Duration = .seconds(10)) {
         self.driver = driver
-        self.committer = GroupCommitter(driver: driver, maxBatch: maxBatch, outbox: webhookOutbox)
+        self.committer = GroupCommitter(driver: driver, maxBatch: maxBatch, outbox: webhookOutbox, commitTimeout: commitTimeout)
     }
 
     public func observeCommits(_ observer: @escaping @Sendable (Int, Duration) -> Void) async {
@@ -19,6 +19,10 @@ public final class SQLStore: Storage {
 
     public func observeAppends(_ observer: @escaping @Sendable ([Message]) -> Void) async {
         committer.setAppendObserver(observer)
+    }
+
+    public func observeStalledCommits(_ observer: @escaping @Sendable (Int, Duration) -> Void) async {
+        committer.setStallObserver(observer)
     }
 
     public func submit(_ message: NewMessage) async -> AppendTicket {

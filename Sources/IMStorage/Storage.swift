@@ -213,6 +213,8 @@ public protocol Storage: Sendable {
     func observeAppends(_ observer: @escaping @Sendable ([Message]) -> Void) async
     /// Called after each commit with the batch size and its duration.
     func observeCommits(_ observer: @escaping @Sendable (Int, Duration) -> Void) async
+    /// Called when a commit did not finish in time and its sends were answered `unavailable` (batch size, time waited).
+    func observeStalledCommits(_ observer: @escaping @Sendable (Int, Duration) -> Void) async
     /// Messages with seq > `after`, oldest first.
     func messages(conversation: ConversationID, after: Int64, limit: Int) async throws -> [Message]
     /// Messages with seq < `before`, newest first.
