@@ -1,0 +1,187 @@
+import Foundation
+import IMClient
+import IMCore
+import IMStoragePostgres
+import Testing
+import WarblerTestSupport
+@testable import IMServer
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A TCP relay between the server and PostgreSQL that the test can cut and restore: what a cluster's IM server sees
+/// while its primary fails over (its local HAProxy has no primary to send it to, then the promoted one).
+final class CuttableRelay: @unchecked Sendable {
+    let target: Int
+    private(set) var port = 0
+    private let lock = NSLock()
+    private var listener: Int32 = -1
+    private var open: [Int32] = []
+
+    init(to target: Int) throws {
+        self.target = target
+        try listen()
+    }
+
+    deinit { cut() }
+
+    private func listen() throws {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var one: Int32 = 1
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        var sa = sockaddr_in()
+        sa.sin_family = sa_family_t(AF_INET)
+        sa.sin_port = in_port_t(UInt16(port).bigEndian)
+        sa.sin_addr.s_addr = UInt32(0x7f00_0001).bigEndian
+        let bound = withUnsafePointer(to: &sa) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+        guard bound == 0, Glibc.listen(fd, 64) == 0 else { close(fd); throw ProbeError("relay: cannot listen: errno \(errno)") }
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &sa) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) } }
+        port = Int(UInt16(bigEndian: sa.sin_port))
+        lock.withLock { listener = fd }
+        Thread.detachNewThread { [self] in
+            while true {
+                let client = accept(fd, nil, nil)
+                if client < 0 && (errno == EINTR || errno == ECONNABORTED) { continue }
+                guard client >= 0 else { FileHandle.standardError.write(Data("relay: accept ended: errno \(errno)\n".utf8)); return }
+                let upstream = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+                var to = sockaddr_in()
+                to.sin_family = sa_family_t(AF_INET)
+                to.sin_port = in_port_t(UInt16(target).bigEndian)
+                to.sin_addr.s_addr = UInt32(0x7f00_0001).bigEndian
+                let ok = withUnsafePointer(to: &to) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(upstream, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+                guard ok == 0 else { FileHandle.standardError.write(Data("relay: upstream connect failed: errno \(errno)\n".utf8)); close(client); close(upstream); continue }
+                lock.withLock { open += [client, upstream] }
+                for (from, into) in [(client, upstream), (upstream, client)] {
+                    Thread.detachNewThread {
+                        var buf = [UInt8](repeating: 0, count: 65536)
+                        while true {
+                            let n = buf.withUnsafeMutableBytes { recv(from, $0.baseAddress, $0.count, 0) }
+                            guard n > 0, buf.withUnsafeBytes({ send(into, $0.baseAddress, n, Int32(MSG_NOSIGNAL)) }) == n else { break }
+                        }
+                        shutdown(into, Int32(SHUT_RDWR))
+                        shutdown(from, Int32(SHUT_RDWR))
+                    }
+                }
+            }
+        }
+    }
+
+    /// Every connection through the relay ends, and new ones are refused (nothing listens).
+    func cut() {
+        lock.withLock {
+            if listener >= 0 { shutdown(listener, Int32(SHUT_RDWR)); close(listener); listener = -1 }
+            for fd in open { shutdown(fd, Int32(SHUT_RDWR)) }
+            open.removeAll()
+        }
+    }
+
+    /// Listening again on the same port.
+    func restore() throws { try listen() }
+}
+
+/// While the database cannot commit (a cluster's primary failing over), a send is answered with the retryable
+/// `unavailable` and never acknowledged; the SDK sends it again with the same cid, and once the database is back it
+/// is stored exactly once. Readiness says 503 meanwhile, so HAProxy sends new clients elsewhere.
+@Suite(.timeLimit(.minutes(2))) struct DatabaseOutageTests {
+    @Test func aSendDuringADatabaseOutageIsRetriedAndStoredOnceAndReadinessFollows() async throws {
+        let db = try await TestServer.SharedDatabase.fresh()
+        let relay = try CuttableRelay(to: db.port)
+        let server = try await TestServer(.postgres, joining: .init(port: relay.port, name: db.name))
+        do {
+            let alice = try await server.user("alice"), bob = try await server.user("bob")
+            let conv = try await alice.client.createDirectConversation(with: bob.id).id
+            let sender = try await EventLog.connect(alice)
+            let receiver = try await EventLog.connect(bob)
+            _ = try await sender.connection.send(conversation: conv, text: "before")
+            relay.cut()
+            var ready = 200
+            for _ in 0..<100 where ready == 200 {
+                ready = try await rawRequest(.GET, server.baseURL + "/readyz").status
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            #expect(ready == 503, "readiness stayed 200 with the database gone")
+            let cid = "outage-\(UUID().uuidString)"
+            let during = Task { try await sender.connection.send(conversation: conv, text: "during", cid: cid) }
+            try await Task.sleep(for: .seconds(3))
+            // Not acknowledged while nothing can commit (and not failed: it is being retried).
+            #expect(!receiver.userMessages(in: conv).contains { $0.cid == cid })
+            try relay.restore()
+            let ack = try await during.value
+            #expect(await receiver.wait { events in
+                events.contains { if case .message(let m) = $0 { m.cid == cid } else { false } }
+            })
+            let history = try await bob.client.history(conv, before: nil, limit: 50).messages.filter { $0.cid == cid }
+            #expect(history.map(\.seq) == [ack.seq], "stored \(history.count) times")
+            #expect(receiver.userMessages(in: conv).filter { $0.cid == cid }.count == 1)
+            var back = 0
+            for _ in 0..<100 where back != 200 {
+                back = try await rawRequest(.GET, server.baseURL + "/readyz").status
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            #expect(back == 200)
+            await sender.connection.close(); await receiver.connection.close()
+        } catch {
+            await server.stop()
+            throw error
+        }
+        await server.stop()
+    }
+}
+
+/// What a PostgreSQL switchover does to every node: the old primary terminates every backend ("terminating
+/// connection due to administrator command") in the middle of whatever it was doing, commits included. Measured on
+/// booted hosts: afterwards one node's committer never committed again and every send to it went unacknowledged.
+@Suite(.timeLimit(.minutes(3))) struct TerminatedBackendsTests {
+    @Test func sendsAreStillAcknowledgedAfterEveryBackendIsTerminatedMidCommit() async throws {
+        let db = try await TestServer.SharedDatabase.fresh()
+        let server = try await TestServer(.postgres, joining: db)
+        let admin = try await PostgresDriver.connect(host: PostgresTestServer.host, port: db.port, username: PostgresTestServer.user,
+                                                     password: nil, database: "postgres", maxConnections: 1)
+        do {
+            let alice = try await server.user("alice"), bob = try await server.user("bob")
+            let conv = try await alice.client.createDirectConversation(with: bob.id).id
+            let sender = try await EventLog.connect(alice)
+            // A steady stream of sends while every backend of the server's database is terminated, ten times.
+            let stream = Task {
+                await withTaskGroup(of: Void.self) { group in
+                    for i in 0..<150 {
+                        group.addTask { _ = try? await sender.connection.send(conversation: conv, text: "load \(i)", cid: "load-\(i)") }
+                        try? await Task.sleep(for: .milliseconds(15))
+                    }
+                }
+            }
+            for _ in 0..<10 {
+                try await Task.sleep(for: .milliseconds(200))
+                _ = try await admin.write { ex in
+                    try await ex.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+                                       [.text(db.name)])
+                }
+            }
+            // Afterwards each send is acknowledged, and soon: not queued behind a commit that never ends.
+            for i in 0..<5 {
+                let ack = try await withThrowingTaskGroup(of: ServerFrame.Ack?.self) { group in
+                    group.addTask { try await sender.connection.send(conversation: conv, text: "after \(i)", cid: "after-\(i)") }
+                    group.addTask { try await Task.sleep(for: .seconds(20)); return nil }
+                    let first = try await group.next()!
+                    group.cancelAll()
+                    return first
+                }
+                #expect(ack != nil, "send \(i) after the terminations was not acknowledged within 20 s")
+                if ack == nil { break }
+            }
+            await stream.value
+            // Nothing acknowledged is stored twice.
+            let history = try await bob.client.history(conv, before: nil, limit: 500).messages
+            let cids = history.compactMap(\.cid)
+            #expect(Set(cids).count == cids.count, "a cid was stored twice")
+            await sender.connection.close()
+        } catch {
+            try? await admin.close()
+            await server.stop()
+            throw error
+        }
+        try? await admin.close()
+        await server.stop()
+    }
+}
