@@ -76,6 +76,14 @@ figure "drill 5 (etcd stopped on the witness, 12 s): longest-ack-gap=${GAP}s; st
 # after the primary changes (a failover or a planned switchover) the IM servers sometimes stop acknowledging sends
 # for good (no error, no reconnect): drill 1 passed twice here, and in the CI run of 2026-12-05 09:20 it
 # acknowledged 252 of 3,200. Losing the host that holds both the VIP and the primary also hung the load generator.
+# DRILL_ONLY=switchover: a planned switchover under load, whatever holds the VIP, and nothing else.
+if [ "${DRILL_ONLY:-}" = switchover ]; then
+  P=$(host_of "$(leader "${IPS[@]}")")
+  load_start d0 25
+  on "$P" /opt/warbler/current/bin/warbler cluster switchover >"$WORK/switchover.log" 2>&1 || { cat "$WORK/switchover.log"; fail "switchover"; }
+  load_end d0
+  figure "switchover (host $P's primary handed over): longest-ack-gap=${GAP}s; $(echo "$LINE" | grep -o 'sent=[0-9]* acked=[0-9]*.*out-of-order=[0-9]*')"
+fi
 if [ "${ALL_DRILLS:-0}" = 1 ]; then
 
 # etcd's leadership stays off the PostgreSQL members (the member agents hand it to the witness): losing the
