@@ -207,6 +207,26 @@ import Upgrade
         #expect(c.progress == recorded)
     }
 
+    @Test func theChecksAloneChangeNothingAndListTheSteps() async throws {
+        let c = Self.cluster()
+        let planned = try await ClusterUpgrader(driver: c).plan(file: Self.file)
+        #expect(c.calls == ["verify \(Self.file)"] && c.progress == nil)
+        #expect(planned.done == 2 && planned.steps.count == 26 && planned.steps[19] == .switchover(from: "db1"))
+        c.setVersion("w1", "2.0.0")
+        let stop = try await stopped { _ = try await ClusterUpgrader(driver: c).plan(file: Self.file) }
+        #expect(stop.step == .checkSkew && stop.changedNothing)
+    }
+
+    @Test func aStepTheDriverCannotDoRefusesTheWholeRunBeforeAnyChange() async throws {
+        let c = Self.cluster()
+        c.state.withLock { $0.unavailable["switch the PostgreSQL primary over from db1"] = "cluster upgrade: step switchover is not available in this build" }
+        let why = try await refused { try await ClusterUpgrader(driver: c).upgrade(file: Self.file) }
+        #expect(why == "cluster upgrade: step switchover is not available in this build")
+        #expect(c.calls == ["lock", "verify \(Self.file)", "unlock"] && c.progress == nil)
+        let planned = try await ClusterUpgrader(driver: c).plan(file: Self.file)
+        #expect(ClusterUpgrader(driver: c).unavailable(planned) == [why])
+    }
+
     // MARK: Contract step
 
     @Test func contractMigrationsWaitForTheSeparateStep() async throws {
@@ -271,6 +291,8 @@ import Upgrade
         #expect(why.contains("contract migrations of the upgrade to 1.1.0 ran (through schema 14)"), "\(why)")
         #expect(why.contains("cannot go back") && why.contains("warbler restore") && why.contains("pre-upgrade-1.0.0-to-1.1.0"), "\(why)")
         #expect(c.calls == ["lock", "unlock"] && Set(c.versions.values) == ["1.1.0"])
+        let planned = try await refused { _ = try await ClusterUpgrader(driver: c).planRollback() }
+        #expect(planned == why, "the check alone says the same")
     }
 
     @Test func aStoppedRollbackResumes() async throws {

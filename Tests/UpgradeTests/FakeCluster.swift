@@ -17,6 +17,8 @@ final class FakeCluster: ClusterUpgradeDriver, @unchecked Sendable {
         var saves = 0
         var locked = false
         var backups = 0
+        /// Steps (by description) this cluster says it cannot do.
+        var unavailable: [String: String] = [:]
     }
     let state: Mutex<State>
 
@@ -103,6 +105,9 @@ final class FakeCluster: ClusterUpgradeDriver, @unchecked Sendable {
     }
     func waitReady(node: String, version: String) async throws { try record("ready \(node) \(version)") }
     func undrain(node: String) async throws { try record("undrain \(node)") }
+    func unavailable(_ step: ClusterUpgradeStep?) -> String? {
+        step.flatMap { step in state.withLock { $0.unavailable[step.description] } }
+    }
     func switchover(from primary: String) async throws -> String {
         try record("switchover \(primary)")
         return try state.withLock { s in

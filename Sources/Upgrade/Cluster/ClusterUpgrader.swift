@@ -29,6 +29,13 @@ public protocol ClusterUpgradeDriver: Sendable {
     func undrain(node: String) async throws
     /// A planned Patroni switchover away from `primary`; returns the new primary.
     func switchover(from primary: String) async throws -> String
+    /// Why this driver cannot do `step` (a primitive this build lacks), or nil when it can. Nil for the lock's
+    /// question (`step` nil) and every step by default.
+    func unavailable(_ step: ClusterUpgradeStep?) -> String?
+}
+
+extension ClusterUpgradeDriver {
+    public func unavailable(_ step: ClusterUpgradeStep?) -> String? { nil }
 }
 
 /// Drives a `ClusterUpgradePlan` through a driver: `warbler upgrade FILE` on a cluster member, `--resume`,
@@ -64,6 +71,34 @@ public struct ClusterUpgrader: Sendable {
             }
             return try await run(&plan, log: log)
         }
+    }
+
+    /// The checks alone, changing nothing and taking no lock: verifies the file, reads the cluster, checks version
+    /// skew, and returns the steps an upgrade would take. Throws the refusal's `ClusterUpgradeStop` as `upgrade` would.
+    public func plan(file: String) async throws -> ClusterUpgradeProgress {
+        var plan = ClusterUpgradePlan(file: file, facts: try await driver.survey())
+        var action = plan.next(.start)
+        while case .perform(let step) = action, step == .verifyFile {
+            action = plan.next(await perform(step, progress: plan.progress, log: { _ in }))
+        }
+        if case .stopped(let stop) = action { throw stop }
+        return plan.progress
+    }
+
+    /// The steps (and the lock) from `progress.done` on that this driver cannot do, each with why; empty when it
+    /// can do them all.
+    public func unavailable(_ progress: ClusterUpgradeProgress) -> [String] {
+        var out: [String] = []
+        if let why = driver.unavailable(nil) { out.append(why) }
+        for step in progress.steps.dropFirst(progress.done) {
+            if let why = driver.unavailable(step), !out.contains(why) { out.append(why) }
+        }
+        return out
+    }
+
+    /// What `rollback` would do, changing nothing and taking no lock; throws its refusal.
+    public func planRollback() async throws -> ClusterUpgradeProgress {
+        try ClusterUpgradePlan.rollback(of: try await driver.loadProgress(), facts: try await driver.survey()).get()
     }
 
     /// The separate contract step: the target's destructive migrations, once every node runs it.
@@ -125,9 +160,16 @@ public struct ClusterUpgrader: Sendable {
 
     func run(_ plan: inout ClusterUpgradePlan, log: @Sendable (String) -> Void) async throws -> ClusterUpgradeProgress {
         var action = plan.next(.start)
+        var availabilityChecked = false
         while true {
             switch action {
             case .perform(let step):
+                if plan.persists && !availabilityChecked {
+                    // Before the first change: a step this build cannot do refuses the whole run, not half of it.
+                    availabilityChecked = true
+                    let missing = unavailable(plan.progress)
+                    if !missing.isEmpty { throw ClusterUpgradeRefusal(missing.joined(separator: "\n")) }
+                }
                 if plan.persists { try await save(&plan) }
                 log(step.description)
                 action = plan.next(await perform(step, progress: plan.progress, log: log))
