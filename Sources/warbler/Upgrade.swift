@@ -27,16 +27,20 @@ extension Warbler {
         @Flag(help: "On a cluster member: continue the recorded, stopped cluster upgrade (give the same FILE).") var resume = false
         @Flag(help: "On a cluster member: run the upgrade's contract (destructive) migrations, once every member runs the new release.")
         var contract = false
+        @Flag(help: "On a cluster member: upgrade only this host, as on a single host (what `upgrade` did on members before the cluster engine); the member is not drained first.")
+        var hostOnly = false
 
         func run() async throws {
             let path = file.map { URL(fileURLWithPath: $0).standardizedFileURL.path } ?? "/proc/self/exe"
             // /proc/self/exe is this process's image; the installed copy must come from a stable path.
             let target = path == "/proc/self/exe" ? ((try? FileManager.default.destinationOfSymbolicLink(atPath: path)) ?? path) : path
-            if LiveClusterUpgradeDriver.isClusterMember {
+            if LiveClusterUpgradeDriver.isClusterMember && !hostOnly {
                 do { try await upgradeCluster(file: target) } catch let e as ExitCode { throw e } catch { throw fail(error) }
                 return
             }
-            if resume || contract { throw fail(ValidationError("--resume and --contract are for cluster members; this host is not one")) }
+            if resume || contract {
+                throw fail(ValidationError("--resume and --contract are for a cluster upgrade, on a cluster member\(hostOnly ? ", not with --host-only" : "; this host is not one")"))
+            }
             if !yes && isatty(0) == 1 {
                 print("Upgrade this host to the release in \(target)? Connected clients reconnect by themselves. [y/N] ", terminator: "")
                 guard ["y", "yes"].contains(readLine()?.lowercased() ?? "") else { throw ExitCode(1) }
