@@ -94,6 +94,20 @@ public struct ClusterUpgradeProgress: Codable, Sendable, Equatable {
     public var contracted: Int?
     public var updatedAt: Date
 
+    /// One line for `cluster status`.
+    public var summary: String {
+        let what = "\(kind.rawValue) \(from) → \(to)"
+        switch state {
+        case .finished:
+            return "\(what): finished" + (contractPending.map { "; its contract migrations (through schema \($0)) wait for `warbler upgrade --contract`" } ?? "")
+        case .running:
+            return "\(what): running, step \(done + 1) of \(steps.count)" + (done < steps.count ? " (\(steps[done]))" : "")
+        case .stopped:
+            guard let stop else { return "\(what): stopped" }
+            return "\(what): STOPPED at step \(stop.stepNumber) of \(stop.steps) (\(stop.step))\(stop.node.map { " on \($0)" } ?? ""); resume: \(stop.resume ?? "-")"
+        }
+    }
+
     /// Nodes whose drain-to-undrain group finished: they run `to`.
     public var switched: [String] {
         steps.prefix(done).compactMap { if case .undrain(let n) = $0 { n } else { nil } }

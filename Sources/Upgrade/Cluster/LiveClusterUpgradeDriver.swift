@@ -79,6 +79,7 @@ public struct LiveClusterUpgradeDriver: ClusterUpgradeDriver {
         // etcd's copy is for `cluster status` on any member; root's file is what a resume trusts.
         let compact = try JSONEncoder.iso8601Compact.encode(progress)
         try etcd.put(Self.etcdKey, String(decoding: compact, as: UTF8.self))
+        try etcd.put(ClusterStatusCollector.upgradeSummaryKey, progress.summary)
     }
 
     public func lock() async throws { throw refuse(nil) }
