@@ -40,6 +40,32 @@ import Upgrade
         #expect(progress.backup == "/var/lib/warbler/backups/pre-upgrade-1.0.0-to-1.1.0-1.tar.gz")
     }
 
+    /// The plan alone, without an executor: events in, actions out.
+    @Test func thePlanIsEventsInActionsOut() throws {
+        let c = Self.cluster()
+        let facts = c.state.withLock { ClusterUpgradeFacts(nodes: $0.nodes, databaseSchema: 12, runningSchema: 12) }
+        var plan = ClusterUpgradePlan(file: Self.file, facts: facts)
+        #expect(plan.next(.start) == .perform(.verifyFile))
+        #expect(!plan.persists)
+        #expect(plan.next(.verified(Self.release())) == .perform(.distribute(node: "w1")))
+        #expect(plan.persists && plan.progress.from == "1.0.0" && plan.progress.to == "1.1.0")
+        for expected: ClusterUpgradeStep in [.distribute(node: "db2"), .distribute(node: "db1"), .backup] {
+            #expect(plan.next(.succeeded) == .perform(expected))
+        }
+        #expect(plan.next(.backedUp("/b.tar.gz")) == .perform(.expandMigrations(through: 13)))
+        for expected: ClusterUpgradeStep in [.drain(node: "w1"), .reconnectClients(node: "w1"), .waitSessions(node: "w1"), .switchRelease(node: "w1")] {
+            #expect(plan.next(.succeeded) == .perform(expected))
+        }
+        #expect(plan.next(.failed("disk full")) == .returnNode(node: "w1", release: "1.0.0", switchBack: true))
+        guard case .stopped(let stop) = plan.next(.nodeReturned) else { Issue.record("not stopped"); return }
+        #expect(stop.step == .switchRelease(node: "w1") && stop.detail == "disk full" && stop.nodeReturned == true)
+        #expect(plan.progress.done == 7 && plan.progress.steps[7] == .drain(node: "w1") && plan.progress.backup == "/b.tar.gz")
+        // An event out of turn is a bug said as such, not a step taken.
+        var other = ClusterUpgradePlan(file: Self.file, facts: facts)
+        guard case .stopped(let odd) = other.next(.succeeded) else { Issue.record("not stopped"); return }
+        #expect(odd.detail.contains("this is a bug"))
+    }
+
     @Test func fourNodesUpgradeTheClientOnlyHostsFirst() async throws {
         let c = Self.cluster(4)
         try await ClusterUpgrader(driver: c).upgrade(file: Self.file)
@@ -189,7 +215,14 @@ import Upgrade
         c.add(file: "/srv/other", ReleaseInfo(version: "1.1.0", build: "ccc", schema: 13, migrations: Self.release().migrations))
         let stop = try await stopped { try await ClusterUpgrader(driver: c).upgrade(file: "/srv/other", resume: true) }
         #expect(stop.detail.contains("build ccc") && stop.detail.contains("build bbb"), "\(stop.detail)")
+        #expect(c.calls.contains("verify /srv/other"), "the file given is the one verified")
+        #expect(stop.resume == "warbler upgrade --resume \(Self.file)", "the resume command keeps the upgrade's own file")
         #expect(c.progress == recorded)
+        // The same release under another path resumes, and is the file recorded from then on.
+        c.add(file: "/srv/copy", Self.release())
+        c.clearCalls()
+        let done = try await ClusterUpgrader(driver: c).upgrade(file: "/srv/copy", resume: true)
+        #expect(c.calls.prefix(3) == ["lock", "verify /srv/copy", "drain db2"] && done.file == "/srv/copy")
     }
 
     @Test func aNewUpgradeIsRefusedWhileOneIsStopped() async throws {

@@ -202,7 +202,7 @@ public struct ClusterUpgradePlan: Sendable {
         self.facts = facts
         self.resuming = true
         progress = resuming
-        if let file { progress.file = file }
+        resumeFile = file
         progress.state = .running
         progress.stop = nil
     }
@@ -211,6 +211,10 @@ public struct ClusterUpgradePlan: Sendable {
     /// (a refusal before leaves whatever was recorded untouched; so does an upgrade with nothing to do).
     public var persists: Bool { checked && progress.steps.count > 2 }
     var checked = false
+    /// The file a resume was given: recorded once it proved to be the upgrade's own.
+    var resumeFile: String?
+    /// The file to verify: the one given now.
+    public var file: String { resumeFile ?? progress.file }
 
     /// Stamps the progress before the executor records it.
     public mutating func stamp(_ now: Date) { progress.updatedAt = now }
@@ -265,6 +269,7 @@ public struct ClusterUpgradePlan: Sendable {
         case .success(let verdict):
             checked = true
             if resuming {
+                if let resumeFile { progress.file = resumeFile }
                 return go(progress.done)
             }
             progress.from = verdict.from

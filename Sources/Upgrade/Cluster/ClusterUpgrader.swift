@@ -79,7 +79,7 @@ public struct ClusterUpgrader: Sendable {
         var plan = ClusterUpgradePlan(file: file, facts: try await driver.survey())
         var action = plan.next(.start)
         while case .perform(let step) = action, step == .verifyFile {
-            action = plan.next(await perform(step, progress: plan.progress, log: { _ in }))
+            action = plan.next(await perform(step, progress: plan.progress, file: plan.file, log: { _ in }))
         }
         if case .stopped(let stop) = action { throw stop }
         return plan.progress
@@ -172,7 +172,7 @@ public struct ClusterUpgrader: Sendable {
                 }
                 if plan.persists { try await save(&plan) }
                 log(step.description)
-                action = plan.next(await perform(step, progress: plan.progress, log: log))
+                action = plan.next(await perform(step, progress: plan.progress, file: plan.file, log: log))
             case .returnNode(let node, let release, let switchBack):
                 try await save(&plan)
                 log("returning \(node) to \(release)")
@@ -203,11 +203,11 @@ public struct ClusterUpgrader: Sendable {
         try await driver.save(plan.progress)
     }
 
-    func perform(_ step: ClusterUpgradeStep, progress: ClusterUpgradeProgress, log: @Sendable (String) -> Void) async -> ClusterUpgradePlan.Event {
+    func perform(_ step: ClusterUpgradeStep, progress: ClusterUpgradeProgress, file: String, log: @Sendable (String) -> Void) async -> ClusterUpgradePlan.Event {
         do {
             switch step {
             case .verifyFile:
-                return .verified(try await driver.verify(file: progress.file))
+                return .verified(try await driver.verify(file: file))
             case .checkSkew:
                 return .failed("the skew check is the plan's own")
             case .distribute(let node):
