@@ -181,7 +181,7 @@ let package = Package(
         .target(
             name: "Upgrade",
             dependencies: [
-                "Installer", "Payload", "WarblerConfig", "IMStorage", "IMClient", "IMCore", "Operations", "Backup",
+                "Installer", "Payload", "WarblerConfig", "IMStorage", "IMClient", "IMCore", "Operations", "Backup", "DurableFiles",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "Logging", package: "swift-log"),
@@ -277,7 +277,8 @@ let package = Package(
         ),
         .testTarget(
             name: "UpgradeTests",
-            dependencies: ["Upgrade", "Backup", "Installer", "Payload", "WarblerConfig", .product(name: "Crypto", package: "swift-crypto")],
+            dependencies: ["Upgrade", "Backup", "Installer", "Payload", "WarblerConfig", "IMStorage", "DurableFiles",
+                           .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: strict
         ),
         .testTarget(

@@ -13,6 +13,10 @@ import IMCore
 /// - `p NODE U online|offline [LASTSEEN]` user U came online on NODE, or is now offline on every node
 /// - `d NODE U C` user U saved or deleted the draft of conversation C (already stored; its text may be too long for
 ///   a notice, so the other nodes read it)
+///
+/// Across one release of difference (a rolling upgrade), a newer release may add fields as `name=value` anywhere
+/// after NODE (in `s` only before U, since the reason runs to the end); an older node skips fields of that shape,
+/// and ignores a kind it does not know. A field that changes what an older node must do needs a new kind.
 enum ClusterNotice: Sendable, Hashable {
     case appended([ConversationID: ClosedRange<Int64>])
     case membersChanged([ConversationID])
@@ -95,7 +99,15 @@ enum ClusterNotice: Sendable, Hashable {
         let parts = payload.split(separator: " ", omittingEmptySubsequences: false)
         guard parts.count >= 3, isNodeID(String(parts[1])) else { return nil }
         let node = String(parts[1])
-        let fields = parts.dropFirst(2)
+        // Mixed versions: a field a newer release adds is `name=value`, and a node skips those it does not know.
+        // In `s`, whose reason runs to the end of the line, they come before the user.
+        var fields = parts.dropFirst(2)
+        if parts[0] == "s" {
+            while let f = fields.first, isExtension(f) { fields = fields.dropFirst() }
+        } else {
+            fields = ArraySlice(fields.filter { !isExtension($0) })
+        }
+        guard !fields.isEmpty else { return nil }
         switch parts[0] {
         case "a":
             var ranges: [ConversationID: ClosedRange<Int64>] = [:]
@@ -145,6 +157,12 @@ enum ClusterNotice: Sendable, Hashable {
         default:
             return nil
         }
+    }
+
+    /// `name=value` with a name of lower-case letters, digits, `-` and `_`: a field from a newer release.
+    static func isExtension(_ field: Substring) -> Bool {
+        guard let eq = field.firstIndex(of: "="), eq != field.startIndex else { return false }
+        return field[..<eq].unicodeScalars.allSatisfy { ("a"..."z").contains($0) || ("0"..."9").contains($0) || $0 == "-" || $0 == "_" }
     }
 
     // MARK: Coalescing

@@ -4,13 +4,23 @@ public struct Migration: Sendable {
     public var name: String
     public var sqlite: [String]
     public var postgres: [String]
-    /// The migration only adds (tables, nullable or defaulted columns, indexes) and keeps every statement of the
-    /// previous release working: a node one release behind may run on the database after it (rolling upgrades).
-    /// Recorded in `schema_migrations`, because the older node cannot know the migration itself.
-    public var additive: Bool = false
+    /// What a migration does to the previous release's statements, which a cluster upgrade needs to know: every
+    /// migration says it (there is no default), and `MigrationPhaseTests` holds each `expand` one to its SQL.
+    public enum Phase: String, Codable, Sendable {
+        /// Only adds (tables, nullable or defaulted columns, indexes, triggers, a backfill) and keeps every statement
+        /// of the previous release working: a node one release behind may run on the database after it. A cluster
+        /// upgrade runs these once, before the first node switches.
+        case expand
+        /// Drops, renames or narrows something the previous release uses: it may run only once no node runs that
+        /// release (a cluster upgrade's separate, explicit last step).
+        case contract
+    }
+    public var phase: Phase
+    /// `phase == .expand`. Recorded in `schema_migrations`, because the older node cannot know the migration itself.
+    public var additive: Bool { phase == .expand }
 
-    public init(version: Int, name: String, sqlite: [String], postgres: [String], additive: Bool = false) {
-        self.version = version; self.name = name; self.sqlite = sqlite; self.postgres = postgres; self.additive = additive
+    public init(version: Int, name: String, sqlite: [String], postgres: [String], phase: Phase) {
+        self.version = version; self.name = name; self.sqlite = sqlite; self.postgres = postgres; self.phase = phase
     }
 
     func statements(for dialect: SQLDialect) -> [String] {
@@ -113,21 +123,23 @@ public enum Migrations {
                   id TEXT PRIMARY KEY, conv_id BIGINT NOT NULL, uploader BIGINT NOT NULL, name TEXT NOT NULL,
                   content_type TEXT NOT NULL, size BIGINT NOT NULL, created_at BIGINT NOT NULL)
                 """,
-            ]
+            ],
+            // Creates only; there is no release before it to keep working.
+            phase: .expand
         ),
         // The admin console lists groups page by page; without this it scans every direct chat too.
         Migration(
             version: 2, name: "index groups for the admin console",
             sqlite: ["CREATE INDEX conversations_groups ON conversations(id) WHERE type = 'group'"],
             postgres: ["CREATE INDEX conversations_groups ON conversations(id) WHERE type = 'group'"],
-            additive: true
+            phase: .expand
         ),
         // Ending sessions: revoking all of a user's tokens raises this, and older access tokens are refused.
         Migration(
             version: 3, name: "token generation per user",
             sqlite: ["ALTER TABLE users ADD COLUMN token_generation INTEGER NOT NULL DEFAULT 0"],
             postgres: ["ALTER TABLE users ADD COLUMN token_generation BIGINT NOT NULL DEFAULT 0"],
-            additive: true
+            phase: .expand
         ),
         // Replies, mentions, reactions and search. Mentions are kept twice: as JSON on the message (what clients get) and
         // one row per mentioned user (user 0 for @all) so the unread-mention count is an index range per member.
@@ -214,7 +226,7 @@ public enum Migrations {
                 "CREATE EXTENSION IF NOT EXISTS pg_trgm",
                 "CREATE INDEX messages_text_trgm ON messages USING gin (text gin_trgm_ops) WHERE recalled = 0 AND kind IN ('text', 'attachment')",
             ],
-            additive: true
+            phase: .expand
         ),
         // Bots (issue 13): accounts of kind 'bot' that log in with hashed, revocable tokens; outgoing webhooks with
         // an outbox written in the same transaction as the messages they report.
@@ -270,7 +282,7 @@ public enum Migrations {
                 "CREATE INDEX webhook_outbox_due ON webhook_outbox(state, next_at)",
                 "CREATE INDEX webhook_outbox_sub ON webhook_outbox(sub_id, created_at)",
             ],
-            additive: true
+            phase: .expand
         ),
         // Cluster presence: a user is online while any live node has a socket of theirs (docs/architecture.md,
         // "Cross-node delivery"). Unused on a single node.
@@ -286,7 +298,7 @@ public enum Migrations {
                 "CREATE INDEX presence_user ON presence(user_id)",
                 "CREATE TABLE cluster_nodes (node TEXT PRIMARY KEY, seen_at BIGINT NOT NULL)",
             ],
-            additive: true
+            phase: .expand
         ),
         // Cluster join tokens (`warbler cluster token`): the proof's hash and the bundle sealed for the token.
         Migration(
@@ -303,7 +315,7 @@ public enum Migrations {
                   expires_at BIGINT NOT NULL, single_use INTEGER NOT NULL, used_at BIGINT, uses BIGINT NOT NULL DEFAULT 0,
                   revoked INTEGER NOT NULL DEFAULT 0)
                 """],
-            additive: true
+            phase: .expand
         ),
         // What a cluster's nodes must share: attachment bytes (the nodes share no disk), as chunks of at most
         // 256 KiB, so an upload or a download streams row by row and replication copies them like any other row;
@@ -323,7 +335,7 @@ public enum Migrations {
                   PRIMARY KEY (attachment_id, seq))
                 """,
                 "CREATE TABLE rate_buckets (key TEXT PRIMARY KEY, tokens DOUBLE PRECISION, at DOUBLE PRECISION)"],
-            additive: true
+            phase: .expand
         ),
         // Issue 15, second part.
         // Mutes: a member's own notification mute (`members.muted_until`), an admin's mute of a member
@@ -392,7 +404,7 @@ public enum Migrations {
                 "CREATE TABLE moderation_blocks (at BIGINT NOT NULL, user_id BIGINT NOT NULL, conv_id BIGINT NOT NULL, word TEXT NOT NULL)",
                 "CREATE INDEX moderation_blocks_at ON moderation_blocks(at)",
             ],
-            additive: true
+            phase: .expand
         ),
         // The AI assistant turned off (or back on) per conversation by an admin; a conversation without a row has it
         // on.
@@ -406,7 +418,7 @@ public enum Migrations {
                 CREATE TABLE assistant_conversations (
                   conv_id BIGINT PRIMARY KEY, enabled INTEGER NOT NULL, changed_by BIGINT NOT NULL, changed_at BIGINT NOT NULL)
                 """],
-            additive: true
+            phase: .expand
         ),
         // Compliance: the audit trail of admins' compliance searches and exports (who, when, what), and an index that
         // finds a user's messages in a time range for an export of everything they sent.
@@ -430,7 +442,7 @@ public enum Migrations {
                 """,
                 "CREATE INDEX messages_sender_ts ON messages(sender, ts)",
             ],
-            additive: true
+            phase: .expand
         ),
         // The external moderation webhook: a refused send's log entry says what refused it (`words`: the word list,
         // `webhook`: the service, `webhook-unavailable`: the service failing while moderation fails closed).
@@ -438,7 +450,7 @@ public enum Migrations {
             version: 12, name: "moderation block source",
             sqlite: ["ALTER TABLE moderation_blocks ADD COLUMN source TEXT"],
             postgres: ["ALTER TABLE moderation_blocks ADD COLUMN source TEXT"],
-            additive: true
+            phase: .expand
         ),
     ]
 
@@ -467,12 +479,10 @@ public enum Migrations {
         }
         if let top = recorded.last {
             let current = Int(try top.int("version"))
-            let name = top.optText("name") ?? "?"
-            if current == newest + 1 && top.bool("additive") { return [] }
-            let why = current > newest + 1
-                ? "\(current - newest) versions newer than this build's \(newest), and a node runs on a schema at most one additive version ahead"
-                : "newer than this build's \(newest), and that migration (\(current): \(name)) is not additive, so this build's statements may no longer work on it"
-            throw StorageError.migration("the database is at schema version \(current), \(why); run this node on the newer Warbler release (upgrade it), or restore a backup made by this one")
+            if let why = refusal(newest: newest, databaseVersion: current, additive: top.bool("additive"), name: top.optText("name") ?? "?") {
+                throw StorageError.migration("\(why); run this node on the newer Warbler release (upgrade it), or restore a backup made by this one")
+            }
+            return []
         }
         let current = try await currentVersion(driver)
         var applied: [Int] = []
@@ -512,6 +522,18 @@ public enum Migrations {
             }
             if !has { try await db.query("ALTER TABLE schema_migrations ADD COLUMN additive \(bigint) NOT NULL DEFAULT 0") }
         }
+    }
+
+    /// Why a build whose newest migration is `newest` may not run on a database whose newest migration is
+    /// `databaseVersion` (`additive`: that migration's recorded phase), or nil when it may: at the build's own version
+    /// or below, or exactly one version ahead when that one migration is additive. The one rule for a node starting
+    /// on a shared database and for a cluster upgrade's version-skew check (`ClusterSkew`).
+    public static func refusal(newest: Int, databaseVersion: Int, additive: Bool, name: String) -> String? {
+        if databaseVersion <= newest || (databaseVersion == newest + 1 && additive) { return nil }
+        let why = databaseVersion > newest + 1
+            ? "\(databaseVersion - newest) versions newer than this build's \(newest), and a node runs on a schema at most one additive version ahead"
+            : "newer than this build's \(newest), and that migration (\(databaseVersion): \(name)) is not additive, so this build's statements may no longer work on it"
+        return "the database is at schema version \(databaseVersion), \(why)"
     }
 
     public static func currentVersion(_ driver: any SQLDriver) async throws -> Int {

@@ -1,4 +1,5 @@
 import Foundation
+import IMStorage
 
 /// What `warbler version --json` says about a binary.
 public struct ReleaseInfo: Codable, Sendable, Equatable {
@@ -6,7 +7,19 @@ public struct ReleaseInfo: Codable, Sendable, Equatable {
     public var build: String
     /// The newest schema version its migrations reach.
     public var schema: Int
-    public init(version: String, build: String, schema: Int) { self.version = version; self.build = build; self.schema = schema }
+    /// Each of its migrations' version and phase (expand or contract): what a cluster upgrade's version-skew check
+    /// reads. Nil from releases made before cluster upgrades.
+    public var migrations: [MigrationPhaseInfo]?
+    public init(version: String, build: String, schema: Int, migrations: [MigrationPhaseInfo]? = nil) {
+        self.version = version; self.build = build; self.schema = schema; self.migrations = migrations
+    }
+}
+
+/// One migration of a release, as `warbler version --json` lists it.
+public struct MigrationPhaseInfo: Codable, Sendable, Equatable {
+    public var version: Int
+    public var phase: Migration.Phase
+    public init(version: Int, phase: Migration.Phase) { self.version = version; self.phase = phase }
 }
 
 /// The installed release, as `/opt/warbler/current` and `previous` point.

@@ -75,10 +75,12 @@ extension Warbler {
 
     struct Version: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Print the version and build.")
-        @Flag(help: "Print {\"version\", \"build\", \"schema\"} as JSON (what `upgrade` reads).") var json = false
+        @Flag(help: "Print {\"version\", \"build\", \"schema\", \"migrations\"} as JSON (what `upgrade` reads).") var json = false
         func run() {
             if json {
-                print(#"{"version":"\#(WarblerVersion.version)","build":"\#(WarblerVersion.build)","schema":\#(Migrations.latest)}"#)
+                // Each migration's phase: a cluster upgrade's version-skew check reads it from the new release's file.
+                let migrations = Migrations.all.map { #"{"version":\#($0.version),"phase":"\#($0.phase.rawValue)"}"# }.joined(separator: ",")
+                print(#"{"version":"\#(WarblerVersion.version)","build":"\#(WarblerVersion.build)","schema":\#(Migrations.latest),"migrations":[\#(migrations)]}"#)
             } else {
                 print("warbler \(WarblerVersion.version) (build \(WarblerVersion.build))")
             }

@@ -50,6 +50,31 @@ import Testing
         }
     }
 
+    /// Mixed versions: a node one release behind reads a newer node's notices that carry fields it does not know
+    /// (`name=value`), as the notice it knows; a kind it does not know is ignored, not misread.
+    @Test func fieldsFromANewerReleaseAreSkipped() {
+        let notices: [ClusterNotice] = [
+            .appended([7: 3...9, 12: 1...1]), .membersChanged([4, 9]), .blocksChanged([1, 2]),
+            .sessionsEnded(user: 5, sid: "fam", reason: "the password was changed to x=y"),
+            .receipt(.init(conv: 7, user: 5, kind: .read, seq: 42)), .typing(.init(conv: 7, user: 5, active: true)),
+            .presence(.init(user: 5, status: .offline, lastSeen: 1_733_000_000_000)), .draft(user: 5, conv: 7),
+        ]
+        for n in notices {
+            let payload = n.payloads(from: "node-b")[0]
+            var parts = payload.split(separator: " ", omittingEmptySubsequences: false).map(String.init)
+            // After the node id always; at the end too except in `s`, whose reason runs to the end.
+            parts.insert("epoch=3", at: 2)
+            if parts[0] != "s" { parts.append("trace_id=ab-12") }
+            let newer = parts.joined(separator: " ")
+            let decoded = ClusterNotice.decode(newer)
+            #expect(decoded?.node == "node-b")
+            #expect(decoded?.notice == n, "\(newer)")
+        }
+        #expect(ClusterNotice.decode("q node-b 1 2 epoch=3") == nil, "an unknown kind is ignored")
+        #expect(ClusterNotice.decode("m node-b epoch=3") == nil, "nothing left but the unknown field")
+        #expect(ClusterNotice.decode("r node-b 1 2 read") == nil, "a missing field is still refused")
+    }
+
     @Test func neighbouringDoorbellsMergeAndOtherNoticesKeepTheirPlace() {
         let merged = ClusterNotice.coalesce([
             .appended([1: 1...2]), .appended([1: 3...4, 2: 1...1]),

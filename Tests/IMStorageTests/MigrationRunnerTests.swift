@@ -52,7 +52,7 @@ import WarblerTestSupport
         Migrations.all + (1...count).map { i in
             Migration(version: Migrations.latest + i, name: "newer \(i)",
                       sqlite: ["CREATE TABLE newer_\(i) (id INTEGER PRIMARY KEY, note TEXT)"],
-                      postgres: ["CREATE TABLE newer_\(i) (id BIGINT PRIMARY KEY, note TEXT)"], additive: additive)
+                      postgres: ["CREATE TABLE newer_\(i) (id BIGINT PRIMARY KEY, note TEXT)"], phase: additive ? .expand : .contract)
         }
     }
 
@@ -61,7 +61,7 @@ import WarblerTestSupport
         let migrations = Migrations.all + [
             Migration(version: Migrations.latest + 1, name: "slow",
                       sqlite: [Self.slow(backend), "CREATE TABLE probe (id INTEGER PRIMARY KEY)"],
-                      postgres: [Self.slow(backend), "CREATE TABLE probe (id BIGINT PRIMARY KEY)"], additive: true),
+                      postgres: [Self.slow(backend), "CREATE TABLE probe (id BIGINT PRIMARY KEY)"], phase: .expand),
         ]
         // Two on SQLite: in one process its connections share a small thread pool, and a writer waiting out
         // another's lock (busy_timeout) holds a thread; separate processes, the real case, have no such limit.
@@ -96,6 +96,29 @@ import WarblerTestSupport
             let store = SQLStore(driver: older)
             let alice = try await store.createUser(username: "alice", passwordHash: "h", displayName: "Alice", admin: false, now: 1)
             #expect(try await store.user(id: alice.id)?.profile.username == "alice")
+        }
+    }
+
+    /// The real pair a rolling upgrade to this build makes: the previous release's migrations (this build's less
+    /// its last) start on the database this build migrated, and run on it exactly when that last migration is an
+    /// expand one; the previous build's statements then work on it alongside this build's.
+    @Test(arguments: Backend.allCases)
+    func thePreviousReleaseRunsOnThisSchemaWhenItsLastMigrationExpands(_ backend: Backend) async throws {
+        try await withDrivers(backend, count: 2) { drivers in
+            let (current, previous) = (drivers[0], drivers[1])
+            try await Migrations.apply(current, now: 1_000)
+            let last = Migrations.all.last!
+            if last.phase == .expand {
+                #expect(try await Migrations.apply(previous, now: 2_000, migrations: Array(Migrations.all.dropLast())).isEmpty)
+                let old = SQLStore(driver: previous), new = SQLStore(driver: current)
+                let alice = try await old.createUser(username: "alice", passwordHash: "h", displayName: "Alice", admin: false, now: 1)
+                #expect(try await new.user(id: alice.id)?.profile.username == "alice")
+                let bob = try await new.createUser(username: "bob", passwordHash: "h", displayName: "Bob", admin: false, now: 2)
+                #expect(try await old.user(id: bob.id)?.profile.username == "bob")
+            } else {
+                let why = try await refusal { try await Migrations.apply(previous, now: 2_000, migrations: Array(Migrations.all.dropLast())) }
+                #expect(why.contains("not additive"), "\(why)")
+            }
         }
     }
 

@@ -35,6 +35,15 @@ import Testing
         #expect(left.count == 2 && left[0].server == "m2" && left[0].address == "10.0.0.2" && left[1].server == "m3" && !left[1].ready)
     }
 
+    @Test func clusterStatusShowsTheUpgradesProgressLine() throws {
+        var report = ClusterStatusReport(nodes: [], primary: "one", etcdVoters: 3, etcdHealthyVoters: 3, quorum: true, imUp: 0, problems: [])
+        #expect(!report.render().contains("upgrade:"))
+        report.upgrade = "upgrade 1.0.0 → 1.1.0: running, step 12 of 26 (wait for w1 to be ready)"
+        #expect(report.render().contains("\nupgrade: upgrade 1.0.0 → 1.1.0: running, step 12 of 26 (wait for w1 to be ready)\n"))
+        let json = try JSONSerialization.jsonObject(with: JSONEncoder().encode(report)) as? [String: Any]
+        #expect(json?["upgrade"] as? String == report.upgrade)
+    }
+
     @Test func haproxyServerStateIsRead() {
         let text = """
         1

@@ -34,15 +34,18 @@ public struct ClusterStatusReport: Encodable, Sendable {
     public var problems: [String]
     /// Worth knowing, not a fault (two etcd voters: working, but losing either stops the cluster).
     public var warnings: [String] = []
+    /// The last cluster upgrade's (or rollback's) progress in one line, as its engine left it in etcd.
+    public var upgrade: String? = nil
     public var healthy: Bool { problems.isEmpty }
 
-    enum CodingKeys: String, CodingKey { case nodes, primary, etcdVoters, etcdHealthyVoters, quorum, imUp, problems, warnings, healthy }
+    enum CodingKeys: String, CodingKey { case nodes, primary, etcdVoters, etcdHealthyVoters, quorum, imUp, problems, warnings, upgrade, healthy }
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(nodes, forKey: .nodes); try c.encodeIfPresent(primary, forKey: .primary)
         try c.encode(etcdVoters, forKey: .etcdVoters); try c.encode(etcdHealthyVoters, forKey: .etcdHealthyVoters)
         try c.encode(quorum, forKey: .quorum); try c.encode(imUp, forKey: .imUp); try c.encode(problems, forKey: .problems)
         try c.encode(warnings, forKey: .warnings)
+        try c.encodeIfPresent(upgrade, forKey: .upgrade)
         try c.encode(healthy, forKey: .healthy)
     }
 
@@ -57,6 +60,7 @@ public struct ClusterStatusReport: Encodable, Sendable {
                 + pad(pg, 24) + (n.etcd.map { "\($0)\(n.etcdHealthy == false ? " (unhealthy)" : "")" } ?? "-") + "\n"
         }
         out += "PostgreSQL primary: \(primary ?? "none")   etcd: \(etcdHealthyVoters)/\(etcdVoters) voters healthy, quorum \(quorum ? "yes" : "NO")   IM servers up: \(imUp)/\(nodes.count)\n"
+        if let upgrade { out += "upgrade: \(upgrade)\n" }
         out += warnings.map { "warning: \($0)\n" }.joined()
         out += problems.isEmpty ? "healthy\n" : problems.map { "problem: \($0)\n" }.joined()
         return out
@@ -64,6 +68,8 @@ public struct ClusterStatusReport: Encodable, Sendable {
 }
 
 public struct ClusterStatusCollector: Sendable {
+    /// Where the cluster upgrade engine keeps its one-line progress for this report.
+    public static let upgradeSummaryKey = "/warbler/upgrade/summary"
     public var member: MemberFile
     public var etcd: Etcdctl
     public var haproxy: HAProxyRuntime
@@ -113,10 +119,12 @@ public struct ClusterStatusCollector: Sendable {
         }
 
         let https = try client(tls: true), http = try client(tls: false)
-        let report = await collect(members: members, etcdMembers: etcdMembers, health: health, slots: slots, sessions: sessions,
+        var report = await collect(members: members, etcdMembers: etcdMembers, health: health, slots: slots, sessions: sessions,
                                    problems: problems, https: https, http: http)
         try? await https.shutdown()
         try? await http.shutdown()
+        report.upgrade = (try? etcd.get(prefix: Self.upgradeSummaryKey))?.first { $0.key == Self.upgradeSummaryKey }
+            .map { String(decoding: $0.value, as: UTF8.self) }
         return report
     }
 
