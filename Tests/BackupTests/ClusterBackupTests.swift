@@ -221,7 +221,9 @@ final class InProcessServer: Sendable {
             throw error
         }
 
-        // `warbler backup` on a member, while the server runs.
+        // `warbler backup` on a member, while the server runs. Root reads the database password from its own copy:
+        // the service user's file is gone here, and the backup does not notice.
+        try FileManager.default.removeItem(atPath: old.path(ClusterPaths.appPassword))
         let result: BackupResult
         do {
             result = try await BackupEngine().create(BackupRequest(
