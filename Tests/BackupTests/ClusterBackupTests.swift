@@ -38,7 +38,7 @@ final class InProcessServer: Sendable {
     let port: Int
     var baseURL: String { "http://127.0.0.1:\(port)" }
 
-    init(database: String, port pgPort: Int, jwtKeyFile: String, dataDir: String) async throws {
+    init(database: String, port pgPort: Int, user: String = PostgresTestServer.user, jwtKeyFile: String, dataDir: String) async throws {
         var c = ServerConfig()
         c.server.host = "127.0.0.1"
         c.server.port = 0
@@ -50,7 +50,7 @@ final class InProcessServer: Sendable {
         c.storage.driver = "postgres"
         c.storage.postgresHost = PostgresTestServer.host
         c.storage.postgresPort = pgPort
-        c.storage.postgresUser = PostgresTestServer.user
+        c.storage.postgresUser = user
         c.storage.postgresDatabase = database
         var logger = Logger(label: "test.server")
         logger.logLevel = .critical
@@ -76,13 +76,13 @@ final class InProcessServer: Sendable {
 
     /// A cluster member as `install --cluster-init`/`join` leaves one, staged: the config on `database` through the
     /// primary listener, the member file, root's cluster secrets and copies, component keys, Patroni's config.
-    static func stageMember(_ node: ClusterMember, port: Int, database: String, jwtKey: String) throws -> StagedHost {
+    static func stageMember(_ node: ClusterMember, port: Int, database: String, user: String = PostgresTestServer.user, jwtKey: String) throws -> StagedHost {
         let host = try StagedHost("cluster-\(node.name)")
         try host.writeEtc(storage: """
               driver: postgres
               postgres_host: \(PostgresTestServer.host)
               postgres_port: \(port)
-              postgres_user: \(PostgresTestServer.user)
+              postgres_user: \(user)
               postgres_password_file: \(ClusterPaths.appPassword)
               postgres_database: \(database)
 
@@ -112,9 +112,28 @@ final class InProcessServer: Sendable {
         return host
     }
 
-    static func connect(_ port: Int, _ database: String) async throws -> PostgresDriver {
-        try await PostgresDriver.connect(host: PostgresTestServer.host, port: port, username: PostgresTestServer.user,
+    static func connect(_ port: Int, _ database: String, user: String = PostgresTestServer.user) async throws -> PostgresDriver {
+        try await PostgresDriver.connect(host: PostgresTestServer.host, port: port, username: user,
                                          password: nil, database: database, maxConnections: 4)
+    }
+
+    /// A database owned by its own login role, not a superuser: as `cluster setup-database` makes the cluster's
+    /// (role `warbler`, owner of database `warbler`), so pg_dump and pg_restore run with the IM server's rights only.
+    static func appDatabase() async throws -> (port: Int, database: String, user: String) {
+        let (port, database) = try await PostgresTestServer.shared.freshDatabase()
+        let user = "app_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased().prefix(12)
+        let admin = try await connect(port, database)
+        do {
+            _ = try await admin.read { db in
+                try await db.query("CREATE ROLE \(user) LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE")
+                try await db.query("ALTER DATABASE \(database) OWNER TO \(user)")
+            }
+            try await admin.close()
+        } catch {
+            try? await admin.close()
+            throw error
+        }
+        return (port, database, String(user))
     }
 
     static let tables = Fixture.tables + ["attachment_chunks", "cluster_join_tokens"]
@@ -154,10 +173,16 @@ final class InProcessServer: Sendable {
     }
 
     /// A freshly founded cluster: its server ran the migrations and made the first admin, and nothing else.
-    static func freshCluster(withMessages: Bool = false) async throws -> (host: StagedHost, port: Int, database: String) {
-        let (port, database) = try await PostgresTestServer.shared.freshDatabase()
-        let host = try stageMember(n1, port: port, database: database, jwtKey: newJWTKey())
-        let driver = try await connect(port, database)
+    static func freshCluster(withMessages: Bool = false, ownRole: Bool = false) async throws -> (host: StagedHost, port: Int, database: String, user: String) {
+        let port: Int, database: String, user: String
+        if ownRole {
+            (port, database, user) = try await appDatabase()
+        } else {
+            (port, database) = try await PostgresTestServer.shared.freshDatabase()
+            user = PostgresTestServer.user
+        }
+        let host = try stageMember(n1, port: port, database: database, user: user, jwtKey: newJWTKey())
+        let driver = try await connect(port, database, user: user)
         do {
             try await Migrations.apply(driver, now: 5_000)
             if withMessages {
@@ -170,7 +195,7 @@ final class InProcessServer: Sendable {
             try? await driver.close()
             throw error
         }
-        return (host, port, database)
+        return (host, port, database, user)
     }
 
     // MARK: The whole round
@@ -180,11 +205,11 @@ final class InProcessServer: Sendable {
     /// attachment byte for byte, and a token the old cluster issued is accepted by the new one.
     @Test func aClusterBackupRestoredOntoAFreshClusterGivesBackEveryMessageAndAttachmentAndKeepsOldTokensValid() async throws {
         // The old cluster: its IM server (in process, on PostgreSQL), used through the client SDK.
-        let (oldPort, oldDatabase) = try await PostgresTestServer.shared.freshDatabase()
+        let (oldPort, oldDatabase, oldUser) = try await Self.appDatabase()
         let oldKey = Self.newJWTKey()
-        let old = try Self.stageMember(Self.m1, port: oldPort, database: oldDatabase, jwtKey: oldKey)
+        let old = try Self.stageMember(Self.m1, port: oldPort, database: oldDatabase, user: oldUser, jwtKey: oldKey)
         defer { old.remove() }
-        let server = try await InProcessServer(database: oldDatabase, port: oldPort, jwtKeyFile: old.path(Paths.jwtKey), dataDir: old.path(Paths.data))
+        let server = try await InProcessServer(database: oldDatabase, port: oldPort, user: oldUser, jwtKeyFile: old.path(Paths.jwtKey), dataDir: old.path(Paths.data))
         var attachments: [String: Data] = [:]
         let session: IMSession
         let direct: ConversationID, group: ConversationID
@@ -253,7 +278,7 @@ final class InProcessServer: Sendable {
         #expect(expected["attachment_chunks"]?.count == 6)
 
         // A freshly founded cluster on another database: `warbler restore` there.
-        let (fresh, newPort, newDatabase) = try await Self.freshCluster()
+        let (fresh, newPort, newDatabase, newUser) = try await Self.freshCluster(ownRole: true)
         defer { fresh.remove() }
         let untouched = [ClusterPaths.superuserPassword, ClusterPaths.appPasswordRootCopy, ClusterPaths.rootKey, ClusterPaths.patroniConfig,
                          ClusterPaths.memberFile, ClusterPaths.caCert, Paths.config]
@@ -273,7 +298,7 @@ final class InProcessServer: Sendable {
         #expect(try untouched.map { try Data(contentsOf: URL(fileURLWithPath: fresh.path($0))) } == before)
 
         // The new cluster's server, with the restored key: the old session works, every attachment comes back whole.
-        let newServer = try await InProcessServer(database: newDatabase, port: newPort, jwtKeyFile: fresh.path(Paths.jwtKey), dataDir: fresh.path(Paths.data))
+        let newServer = try await InProcessServer(database: newDatabase, port: newPort, user: newUser, jwtKeyFile: fresh.path(Paths.jwtKey), dataDir: fresh.path(Paths.data))
         do {
             let client = try IMClient(baseURL: newServer.baseURL, deviceName: "test")
             // The access token alone (no refresh token, whose rows the restore brought back and which would get a
@@ -304,7 +329,7 @@ final class InProcessServer: Sendable {
     @Test func aTruncatedOrAlteredClusterBackupIsRefusedAndTheTargetKeepsEverything() async throws {
         let (file, source) = try await Self.smallClusterBackup()
         defer { source.remove() }
-        let (target, port, database) = try await Self.freshCluster(withMessages: true)
+        let (target, port, database, _) = try await Self.freshCluster(withMessages: true)
         defer { target.remove() }
         let before = try await Self.dump(port, database)
         let etcBefore = try target.tree(Paths.etc)
@@ -356,7 +381,7 @@ final class InProcessServer: Sendable {
         // That host's backup onto a cluster member.
         let singleBackup = try await BackupEngine().create(BackupRequest(layout: single.layout, config: try single.config(), passphrase: "p"))
         #expect(singleBackup.manifest.format == BackupManifest.currentFormat && singleBackup.manifest.cluster == nil)
-        let (target, tPort, tDatabase) = try await Self.freshCluster()
+        let (target, tPort, tDatabase, _) = try await Self.freshCluster()
         defer { target.remove() }
         let before = try await Self.dump(tPort, tDatabase)
         let e2 = await expectBackupError(.wrongKind) {
@@ -373,7 +398,7 @@ final class InProcessServer: Sendable {
     @Test func aClusterRestoreNeedsTheOnlyMemberItsServerStoppedAndNoMessagesUnlessForced() async throws {
         let (file, source) = try await Self.smallClusterBackup()
         defer { source.remove() }
-        let (target, port, database) = try await Self.freshCluster(withMessages: true)
+        let (target, port, database, _) = try await Self.freshCluster(withMessages: true)
         defer { target.remove() }
         let before = try await Self.dump(port, database)
         func restore(force: Bool = false, running: String? = nil, members: [ClusterMember] = [Self.n1], unreachable: Bool = false) async throws {
