@@ -252,6 +252,8 @@ public struct RestoreEngine: Sendable {
         throw BackupError(.unauthenticated, "\(file) is not authenticated: \(problems.joined(separator: "; ")). A restore runs as root and must not act on a file that whoever can write the backup directory could have crafted. If you know where this file came from and that nobody altered it, run the restore again with --trust-unauthenticated")
     }
 
+    private func id(_ c: BackupManifest.Cluster) -> String { "cluster \(c.id ?? "?"), \(c.node)" }
+
     static func constantTimeEqual(_ a: String, _ b: String) -> Bool {
         let x = Array(a.utf8), y = Array(b.utf8)
         guard x.count == y.count else { return false }
@@ -305,14 +307,26 @@ public struct RestoreEngine: Sendable {
         // A cluster's backup restores onto a cluster member, a single host's onto a single host: the two restore
         // different things to different places.
         let liveCluster = Files.lstat(layout.path(ClusterPaths.memberFile)) != nil
-        if let cluster = manifest.cluster, !liveCluster {
-            throw BackupError(.wrongKind, "\(request.file) is a cluster's backup (cluster \(cluster.id ?? "?"), taken on \(cluster.node)); this host is not a cluster member. Found a new cluster with `warbler install --cluster-init …` on this host, then restore it there")
+        // A member's backup made by a build from before cluster backups has format 1 but holds the member file.
+        let backupOfMember = manifest.cluster != nil || manifest.entry(Member.cluster + "/member.json") != nil
+        if backupOfMember && !liveCluster {
+            throw BackupError(.wrongKind, "\(request.file) is a cluster's backup (\(manifest.cluster.map { "cluster \($0.id ?? "?"), " } ?? "")taken on \(manifest.cluster?.node ?? manifest.hostname)); this host is not a cluster member. Found a new cluster with `warbler install --cluster-init …` on this host, then restore it there")
         }
-        if manifest.cluster == nil && liveCluster {
+        if !backupOfMember && liveCluster {
             throw BackupError(.wrongKind, "\(request.file) is a single host's backup (taken on \(manifest.hostname)); this host is a cluster member (\(layout.path(ClusterPaths.memberFile))). Restore it onto a single-node install (`warbler install` without --cluster-init)")
         }
-        if liveCluster {
-            return try await restoreCluster(request, verified: verified, sealer: sealer)
+        if let cluster = manifest.cluster, liveCluster {
+            // This member's own backup in this same cluster (a rollback's pre-upgrade backup) puts the member back as
+            // it was, like a host's restore; any other goes onto a freshly founded cluster.
+            let view = request.clusterView ?? LiveClusterView(layout: layout)
+            var own = false
+            if let id = cluster.id, cluster.node == (try? view.node()) {
+                do { own = try view.state().id == id } catch {
+                    throw BackupError(.otherMembers, "\(request.file) is this member's backup; cannot ask etcd whether it is from this same cluster (\(error)). Check `warbler cluster status`, then restore again")
+                }
+            }
+            if !own { return try await restoreCluster(request, verified: verified, sealer: sealer) }
+            logger.notice("\(request.file) is this member's own backup in this cluster (\(id(cluster))): restoring it as the member's state")
         }
         let live = try Targets(layout: layout, environment: request.environment)
         if let note = live.note { logger.warning("\(note)") }
@@ -332,7 +346,9 @@ public struct RestoreEngine: Sendable {
         }
 
         // PostgreSQL is reached as the live config says, with the live password file.
-        let pg: Database.Postgres? = manifest.backend == .postgres ? try Database.Postgres(config: live.config ?? ServerConfig(), layout: layout) : nil
+        // (A cluster member's root reads its own copy of the password.)
+        let pg: Database.Postgres? = manifest.backend == .postgres
+            ? try Database.Postgres(config: live.config ?? ServerConfig(), layout: layout, rootCopy: liveCluster && geteuid() == 0) : nil
 
         // Never replace someone's history by accident; asked before anything is unpacked.
         if !request.force {

@@ -419,6 +419,27 @@ final class InProcessServer: Sendable {
         #expect(after["messages"]?.count == 12)
     }
 
+    /// A member's own backup in its own cluster (what a rollback restores) puts that member back as a host's restore
+    /// does, whatever other members there are: the database, and its /etc/warbler with its cluster files.
+    @Test func aMembersOwnBackupInItsOwnClusterRestoresAsTheMembersState() async throws {
+        let (file, host) = try await Self.smallClusterBackup()
+        defer { host.remove() }
+        let expected = try await Self.dump(try host.config().storage.postgresPort, try host.config().storage.postgresDatabase)
+        try host.write(ClusterPaths.haproxyConfig, "global\n# changed since the backup\n", mode: 0o640)
+        let restored = try await RestoreEngine().restore(RestoreRequest(
+            layout: host.layout, file: file, passphrase: "cluster pass", force: true, migrate: false, activity: Activity(evidence: nil),
+            clusterView: FakeClusterView(nodeName: "m1", members: [Self.m1, Self.m2, Self.m3])))
+        #expect(restored.replaced.contains(host.path(Paths.etc)))
+        #expect(try String(contentsOfFile: host.path(ClusterPaths.haproxyConfig), encoding: .utf8) == "global\n")
+        #expect(try await Self.dump(try host.config().storage.postgresPort, try host.config().storage.postgresDatabase) == expected)
+        // From another cluster (a new etcd id), the same file goes the fresh-cluster way, which refuses other members.
+        await expectBackupError(.otherMembers) {
+            _ = try await RestoreEngine().restore(RestoreRequest(
+                layout: host.layout, file: file, passphrase: "cluster pass", force: true, activity: Activity(evidence: nil),
+                clusterView: FakeClusterView(nodeName: "m1", id: "77", members: [Self.m1, Self.m2])))
+        }
+    }
+
     /// The daily unit runs as the service user: it cannot read root's cluster files, so its backup leaves
     /// /etc/warbler/cluster out (a restore never needs it) and records the cluster as the lock's snapshot says.
     @Test func anUnattendedClusterBackupLeavesTheClusterDirectoryOutAndUsesTheLocksSnapshot() async throws {
