@@ -193,7 +193,7 @@ let package = Package(
         .target(
             name: "Backup",
             dependencies: [
-                "Payload", "Installer", "WarblerConfig", "IMStorage", "IMStorageSQLite", "IMStoragePostgres", "DurableFiles",
+                "Payload", "Installer", "WarblerConfig", "IMStorage", "IMStorageSQLite", "IMStoragePostgres", "DurableFiles", "Operations",
                 .product(name: "SQLiteNIO", package: "sqlite-nio"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "CryptoExtras", package: "swift-crypto"),
@@ -236,7 +236,7 @@ let package = Package(
             name: "BackupTests",
             dependencies: [
                 "Backup", "Payload", "Installer", "IMServer", "IMCore", "IMStorage", "IMStorageSQLite", "IMStoragePostgres",
-                "WarblerTestSupport",
+                "WarblerTestSupport", "Operations", "IMClient",
                 .product(name: "SQLiteNIO", package: "sqlite-nio"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],

@@ -24,11 +24,15 @@ public struct BackupRequest: Sendable {
     /// archive the service user can read) and cannot tag the archive with the install's root-only backup key.
     /// nil: unattended when this process is not root.
     public var unattended: Bool?
+    /// On a cluster member (it has /etc/warbler/cluster/member.json): how to ask etcd for the cluster's id and
+    /// members; nil: `LiveClusterView`.
+    public var clusterView: (any ClusterView)?
 
     public init(layout: Layout, config: ServerConfig, output: String? = nil, passphrase: String? = nil, keep: Int? = nil,
-                hostname: String = BackupEngine.hostname(), now: Date = Date(), unattended: Bool? = nil) {
+                hostname: String = BackupEngine.hostname(), now: Date = Date(), unattended: Bool? = nil,
+                clusterView: (any ClusterView)? = nil) {
         self.layout = layout; self.config = config; self.output = output; self.passphrase = passphrase; self.keep = keep
-        self.hostname = hostname; self.now = now; self.unattended = unattended
+        self.hostname = hostname; self.now = now; self.unattended = unattended; self.clusterView = clusterView
     }
 
     var isUnattended: Bool { unattended ?? (geteuid() != 0) }
@@ -107,6 +111,10 @@ public struct BackupEngine: Sendable {
         // The install's key tags the manifest; a service-user run has none (the key is root's), so its archive is
         // authenticated only by a passphrase, or not at all.
         let installKey = try unattended ? nil : BackupKey.loadOrCreate(layout: layout)
+        // A cluster member: the manifest says so (format 2, the cluster's id and members), root reads the database
+        // password from its own copy, and the service user's run leaves out /etc/warbler/cluster (root's and the
+        // components' files, which it cannot read and a restore never needs).
+        let isCluster = Files.lstat(layout.path(ClusterPaths.memberFile)) != nil
 
         let work = try Files.temporaryDirectory(besides: output, tag: "work")
         defer { Files.removeTree(work) }
@@ -130,7 +138,7 @@ public struct BackupEngine: Sendable {
             snapshotOwner = Files.lstat(live)
             schemaVersion = try await Database.sqliteSchemaVersion(snapshot, logger: logger)
         case .postgres:
-            let pg = try Database.Postgres(config: config, layout: layout)
+            let pg = try Database.Postgres(config: config, layout: layout, rootCopy: isCluster && !unattended)
             snapshot = work + "/warbler.pgdump"
             snapshotMember = Member.postgresDump
             // The version first: pg_dump's snapshot is then at least as new, and migrations only ever move forward.
@@ -195,6 +203,7 @@ public struct BackupEngine: Sendable {
                 // Leftovers of an interrupted write (Attachments writes `.part` then renames) are not data.
                 if relative.hasSuffix(".part") { continue }
                 if excluded.contains(hostRoot + "/" + relative) { continue }
+                if unattended && isCluster && (hostRoot + "/" + relative + "/").hasPrefix(ClusterPaths.dir + "/") { continue }
                 guard let child = Files.lstat(source) else { continue }  // gone meanwhile
                 try add(member: member + "/" + relative, source: source, stat: child)
             }
@@ -209,9 +218,10 @@ public struct BackupEngine: Sendable {
             try addTree(root: layout.path(config.dataDir) + "/attachments", hostRoot: config.dataDir + "/attachments", member: Member.attachments)
 
             let manifest = BackupManifest(
-                format: BackupManifest.currentFormat, warblerVersion: WarblerVersion.version, schemaVersion: schemaVersion,
+                format: isCluster ? BackupManifest.clusterFormat : BackupManifest.currentFormat, warblerVersion: WarblerVersion.version, schemaVersion: schemaVersion,
                 backend: backend, createdAt: Self.iso8601(request.now), hostname: request.hostname, dataDir: config.dataDir,
-                databasePath: backend == .sqlite ? config.storage.path : "", encryption: sealer?.encryption, entries: entries)
+                databasePath: backend == .sqlite ? config.storage.path : "", encryption: sealer?.encryption, entries: entries,
+                cluster: isCluster ? BackupManifest.Cluster.current(layout: layout, view: request.clusterView ?? LiveClusterView(layout: layout), unattended: unattended) : nil)
             let manifestData = try manifest.encoded()
             var tags: [ManifestMAC.Tag] = []
             if let installKey {

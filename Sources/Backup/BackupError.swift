@@ -26,6 +26,10 @@ public struct BackupError: Error, CustomStringConvertible, Sendable {
         public static let database = Code("database")
         /// Bad input from the operator (a missing passphrase file, a bad option).
         public static let usage = Code("usage")
+        /// A cluster's backup offered to a single host, or a single host's to a cluster member.
+        public static let wrongKind = Code("wrongKind")
+        /// A cluster restore found other members registered (it restores onto a freshly founded cluster alone).
+        public static let otherMembers = Code("otherMembers")
         /// A system call failed.
         public static let io = Code("io")
     }

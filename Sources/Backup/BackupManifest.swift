@@ -1,4 +1,5 @@
 import Foundation
+import Installer
 
 /// The last member of every backup archive (`manifest.json`): what made it, and every member's path, size, SHA-256,
 /// mode and owner, so a restore can check each byte before it changes anything.
@@ -7,6 +8,27 @@ public struct BackupManifest: Codable, Sendable, Equatable {
     public static let memberName = "manifest.json"
     /// Bumped when the archive's layout changes; a restore refuses a format it does not know.
     public static let currentFormat = 1
+    /// A cluster member's backup (it has `cluster`). Its own number, so that a build from before cluster backups
+    /// refuses it instead of restoring it as a single host's.
+    public static let clusterFormat = 2
+
+    /// Which cluster a backup was taken in, and its members then.
+    public struct Cluster: Codable, Sendable, Equatable {
+        /// etcd's cluster id (decimal); nil when the backup could not ask etcd (see `note`).
+        public var id: String?
+        /// The member the backup was taken on.
+        public var node: String
+        /// The members registered in etcd at the time (empty when etcd was not asked).
+        public var members: [ClusterMember]
+        /// The site's PostgreSQL (`--database-url`, no password) when the cluster runs none of its own.
+        public var database: String?
+        /// Why `id` or `members` are missing, when they are.
+        public var note: String?
+
+        public init(id: String?, node: String, members: [ClusterMember], database: String? = nil, note: String? = nil) {
+            self.id = id; self.node = node; self.members = members; self.database = database; self.note = note
+        }
+    }
 
     public enum Backend: String, Codable, Sendable {
         case sqlite, postgres
@@ -59,6 +81,8 @@ public struct BackupManifest: Codable, Sendable, Equatable {
     public var databasePath: String
     public var encryption: Encryption?
     public var entries: [Entry]
+    /// Set on a cluster member's backup (format `clusterFormat`); nil on a single host's.
+    public var cluster: Cluster? = nil
 
     public func entry(_ path: String) -> Entry? { entries.first { $0.path == path } }
 
@@ -85,8 +109,16 @@ enum Member {
     static let sqliteDatabase = "database/warbler.db"
     static let postgresDump = "database/warbler.pgdump"
 
-    /// Secrets: everything under /etc/warbler/secrets and the TLS private keys. Sealed when a passphrase is given.
+    static let cluster = "etc/warbler/cluster"
+
+    /// Secrets: everything under /etc/warbler/secrets and the TLS private keys; on a cluster member also root's
+    /// cluster secrets (PostgreSQL's passwords, root's copies of the token key and the database password), every
+    /// component's private key and HAProxy's certificate-and-key file, and Patroni's config (it holds PostgreSQL's
+    /// passwords). Sealed when a passphrase is given.
     static func isSecret(_ path: String) -> Bool {
         path.hasPrefix(etc + "/secrets/") || (path.hasPrefix(etc + "/tls/") && path.hasSuffix(".key"))
+            || path.hasPrefix(cluster + "/secrets/")
+            || (path.hasPrefix(cluster + "/tls/") && (path.hasSuffix(".key") || path.hasSuffix(".pem")))
+            || path == cluster + "/patroni.yml"
     }
 }

@@ -126,11 +126,18 @@ enum Database {
         var database: String
         var tls: Bool
 
-        init(config: ServerConfig, layout: Layout, passwordFileRoot: ((String) -> String)? = nil) throws {
+        /// `rootCopy`: a cluster member's root reads root's copy of the IM server's password
+        /// (/etc/warbler/cluster/secrets/postgres-app), never the service user's file, which that user could rewrite.
+        init(config: ServerConfig, layout: Layout, passwordFileRoot: ((String) -> String)? = nil, rootCopy: Bool = false) throws {
             let s = config.storage
             host = s.postgresHost; port = s.postgresPort; user = s.postgresUser; database = s.postgresDatabase; tls = s.postgresTls
             password = s.postgresPassword
-            if !s.postgresPasswordFile.isEmpty {
+            if rootCopy {
+                let file = layout.path(ClusterPaths.appPasswordRootCopy)
+                do { password = try RootFile.readText(file) } catch {
+                    throw BackupError(.database, "cannot read root's copy of the database password \(file) (\(error)); run `warbler install` again to rewrite it")
+                }
+            } else if !s.postgresPasswordFile.isEmpty {
                 let file = passwordFileRoot?(s.postgresPasswordFile) ?? layout.path(s.postgresPasswordFile)
                 guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
                     throw BackupError(.database, "cannot read storage.postgres_password_file \(file)")
@@ -228,11 +235,14 @@ enum Database {
 
     // MARK: Tools
 
-    /// Finds a PostgreSQL client tool: `$WARBLER_PG_BIN`, then the newest /usr/lib/postgresql/N/bin (a newer
+    /// Finds a PostgreSQL client tool: `$WARBLER_PG_BIN`, then the release's embedded PostgreSQL 15 (a cluster
+    /// member's), then the newest /usr/lib/postgresql/N/bin (a newer
     /// pg_dump reads older servers, never the reverse), then PATH.
     static func findTool(_ name: String) throws -> String {
         var candidates: [String] = []
         if let dir = ProcessInfo.processInfo.environment["WARBLER_PG_BIN"], !dir.isEmpty { candidates.append(dir + "/" + name) }
+        // A cluster member's release carries PostgreSQL 15's client tools (the cluster's server version).
+        candidates.append(ClusterPaths.postgresBin + "/" + name)
         let versions = ((try? FileManager.default.contentsOfDirectory(atPath: "/usr/lib/postgresql")) ?? []).sorted { (Int($0) ?? 0) > (Int($1) ?? 0) }
         candidates += versions.map { "/usr/lib/postgresql/\($0)/bin/\(name)" }
         candidates += (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":").map { "\($0)/\(name)" }

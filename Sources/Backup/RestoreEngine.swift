@@ -34,15 +34,18 @@ public struct RestoreRequest: Sendable {
     public var serviceUser: String
     /// How to tell whether the server is running; nil: `LiveServerActivity` on the configured ports.
     public var activity: (any ServerActivityProbe)?
+    /// On a cluster member: how to ask etcd for the members (a restore needs this member to be the only one); nil:
+    /// `LiveClusterView`.
+    public var clusterView: (any ClusterView)?
     /// `WARBLER_*` overrides applied to the live config, as the server would apply them.
     public var environment: [String: String]
 
     public init(layout: Layout, file: String, passphrase: String? = nil, force: Bool = false, trustUnauthenticated: Bool = false,
                 migrate: Bool = true, serviceUser: String = Blueprint.user,
-                activity: (any ServerActivityProbe)? = nil, environment: [String: String] = [:]) {
+                activity: (any ServerActivityProbe)? = nil, environment: [String: String] = [:], clusterView: (any ClusterView)? = nil) {
         self.layout = layout; self.file = file; self.passphrase = passphrase; self.force = force
         self.trustUnauthenticated = trustUnauthenticated; self.migrate = migrate; self.serviceUser = serviceUser
-        self.activity = activity; self.environment = environment
+        self.activity = activity; self.environment = environment; self.clusterView = clusterView
     }
 }
 
@@ -55,6 +58,8 @@ public struct RestoreResult: Sendable {
     public var replaced: [String]
     /// What the operator must do next about the internal CA (the backup held no CA key), or nil.
     public var caNote: String?
+    /// Further things the operator should know (a cluster restore: what it kept, what it deleted).
+    public var notes: [String] = []
 }
 
 /// Verifies a backup (authentication, every checksum, the schema version, the passphrase) before anything changes,
@@ -135,8 +140,12 @@ public struct RestoreEngine: Sendable {
             throw BackupError(.invalidArchive, "\(file) has no \(BackupManifest.memberName): it is not a Warbler backup, or it was cut short (copy it again)")
         }
         let manifest = try BackupManifest.decode(manifestData, file: file)
-        guard manifest.format == BackupManifest.currentFormat else {
-            throw BackupError(.invalidArchive, "\(file) is in backup format \(manifest.format); this build reads format \(BackupManifest.currentFormat): restore it with Warbler \(manifest.warblerVersion)")
+        guard manifest.format == BackupManifest.currentFormat || manifest.format == BackupManifest.clusterFormat else {
+            throw BackupError(.invalidArchive, "\(file) is in backup format \(manifest.format); this build reads formats \(BackupManifest.currentFormat) and \(BackupManifest.clusterFormat): restore it with Warbler \(manifest.warblerVersion)")
+        }
+        guard (manifest.format == BackupManifest.clusterFormat) == (manifest.cluster != nil),
+              manifest.cluster == nil || manifest.backend == .postgres else {
+            throw BackupError(.invalidArchive, "\(file) has a manifest that is neither a single host's nor a cluster's (format \(manifest.format), cluster \(manifest.cluster == nil ? "absent" : "present"), \(manifest.backend.rawValue)); it was altered")
         }
 
         // Who made it: a tag under this install's key, or under the passphrase's key. Checked before the members,
@@ -243,6 +252,8 @@ public struct RestoreEngine: Sendable {
         throw BackupError(.unauthenticated, "\(file) is not authenticated: \(problems.joined(separator: "; ")). A restore runs as root and must not act on a file that whoever can write the backup directory could have crafted. If you know where this file came from and that nobody altered it, run the restore again with --trust-unauthenticated")
     }
 
+    private func id(_ c: BackupManifest.Cluster) -> String { "cluster \(c.id ?? "?"), \(c.node)" }
+
     static func constantTimeEqual(_ a: String, _ b: String) -> Bool {
         let x = Array(a.utf8), y = Array(b.utf8)
         guard x.count == y.count else { return false }
@@ -293,6 +304,30 @@ public struct RestoreEngine: Sendable {
             throw BackupError(.passphrase, "the secrets in \(request.file) are encrypted; pass --passphrase-file with the passphrase the backup was made with")
         }
         let sealer = try request.passphrase.flatMap { p in try manifest.encryption.map { try SecretSealer(passphrase: p, encryption: $0, file: request.file) } }
+        // A cluster's backup restores onto a cluster member, a single host's onto a single host: the two restore
+        // different things to different places.
+        let liveCluster = Files.lstat(layout.path(ClusterPaths.memberFile)) != nil
+        // A member's backup made by a build from before cluster backups has format 1 but holds the member file.
+        let backupOfMember = manifest.cluster != nil || manifest.entry(Member.cluster + "/member.json") != nil
+        if backupOfMember && !liveCluster {
+            throw BackupError(.wrongKind, "\(request.file) is a cluster's backup (\(manifest.cluster.map { "cluster \($0.id ?? "?"), " } ?? "")taken on \(manifest.cluster?.node ?? manifest.hostname)); this host is not a cluster member. Found a new cluster with `warbler install --cluster-init …` on this host, then restore it there")
+        }
+        if !backupOfMember && liveCluster {
+            throw BackupError(.wrongKind, "\(request.file) is a single host's backup (taken on \(manifest.hostname)); this host is a cluster member (\(layout.path(ClusterPaths.memberFile))). Restore it onto a single-node install (`warbler install` without --cluster-init)")
+        }
+        if let cluster = manifest.cluster, liveCluster {
+            // This member's own backup in this same cluster (a rollback's pre-upgrade backup) puts the member back as
+            // it was, like a host's restore; any other goes onto a freshly founded cluster.
+            let view = request.clusterView ?? LiveClusterView(layout: layout)
+            var own = false
+            if let id = cluster.id, cluster.node == (try? view.node()) {
+                do { own = try view.state().id == id } catch {
+                    throw BackupError(.otherMembers, "\(request.file) is this member's backup; cannot ask etcd whether it is from this same cluster (\(error)). Check `warbler cluster status`, then restore again")
+                }
+            }
+            if !own { return try await restoreCluster(request, verified: verified, sealer: sealer) }
+            logger.notice("\(request.file) is this member's own backup in this cluster (\(id(cluster))): restoring it as the member's state")
+        }
         let live = try Targets(layout: layout, environment: request.environment)
         if let note = live.note { logger.warning("\(note)") }
         guard live.backend == manifest.backend else {
@@ -311,7 +346,9 @@ public struct RestoreEngine: Sendable {
         }
 
         // PostgreSQL is reached as the live config says, with the live password file.
-        let pg: Database.Postgres? = manifest.backend == .postgres ? try Database.Postgres(config: live.config ?? ServerConfig(), layout: layout) : nil
+        // (A cluster member's root reads its own copy of the password.)
+        let pg: Database.Postgres? = manifest.backend == .postgres
+            ? try Database.Postgres(config: live.config ?? ServerConfig(), layout: layout, rootCopy: liveCluster && geteuid() == 0) : nil
 
         // Never replace someone's history by accident; asked before anything is unpacked.
         if !request.force {
@@ -532,7 +569,7 @@ public struct RestoreEngine: Sendable {
 
     // MARK: Reading
 
-    private func readArchive(_ file: String, _ body: (ArchiveReader.Header, ArchiveReader) throws -> Void) throws {
+    func readArchive(_ file: String, _ body: (ArchiveReader.Header, ArchiveReader) throws -> Void) throws {
         guard Files.lstat(file)?.kind == .file else {
             throw BackupError(.usage, "\(file) is not a file; name a backup archive (warbler-<host>-<time>.tar.gz)")
         }

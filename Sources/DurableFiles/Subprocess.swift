@@ -20,11 +20,16 @@ public enum Subprocess {
         public var description: String
     }
 
+    /// The most standard input `run` takes: it is written into the pipe before the child reads, so it must fit the
+    /// pipe's buffer (64 KiB on Linux) or the write would wait for a reader that is not reading yet.
+    public static let maxInput = 16 << 10
+
     /// Runs `argv` (`argv[0]` an absolute path, or a name looked up in `PATH`) with `environment` (default: this
-    /// process's, as Foundation's `Process` does), standard input from /dev/null; returns its exit status (128 + N
-    /// when killed by signal N) and its output.
-    public static func run(_ argv: [String], environment: [String: String]? = nil) throws -> Result {
+    /// process's, as Foundation's `Process` does), standard input from `input` (at most `maxInput` bytes; nil:
+    /// /dev/null); returns its exit status (128 + N when killed by signal N) and its output.
+    public static func run(_ argv: [String], environment: [String: String]? = nil, input: Data? = nil) throws -> Result {
         guard let first = argv.first else { throw Failure(description: "no command to run") }
+        if let input, input.count > maxInput { throw Failure(description: "\(input.count) bytes of input for \(first); at most \(maxInput)") }
         let environment = environment ?? ProcessInfo.processInfo.environment
         let path = first.hasPrefix("/") ? first : try which(first, path: environment["PATH"] ?? defaultPath)
         var fds: [Int32] = [0, 0]
@@ -34,7 +39,24 @@ public enum Subprocess {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        var inputRead: Int32 = -1
+        if let input {
+            var ifds: [Int32] = [0, 0]
+            guard pipe(&ifds) == 0 else { close(readEnd); close(writeEnd); throw Failure(description: "cannot make a pipe for \(first): \(String(cString: strerror(errno)))") }
+            _ = fcntl(ifds[1], F_SETFD, FD_CLOEXEC)
+            // Small enough for the pipe's buffer: written whole now, then the end closed so the child sees EOF.
+            let written = input.withUnsafeBytes { write(ifds[1], $0.baseAddress, $0.count) }
+            close(ifds[1])
+            guard written == input.count else {
+                close(ifds[0]); close(readEnd); close(writeEnd)
+                throw Failure(description: "cannot hand \(first) its input: \(String(cString: strerror(errno)))")
+            }
+            inputRead = ifds[0]
+            posix_spawn_file_actions_adddup2(&actions, inputRead, 0)
+            posix_spawn_file_actions_addclose(&actions, inputRead)
+        } else {
+            posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        }
         posix_spawn_file_actions_adddup2(&actions, writeEnd, 1)
         posix_spawn_file_actions_adddup2(&actions, writeEnd, 2)
         posix_spawn_file_actions_addclose(&actions, writeEnd)
@@ -45,6 +67,7 @@ public enum Subprocess {
         var pid: pid_t = 0
         let rc = posix_spawn(&pid, path, &actions, nil, cargs, cenv)
         close(writeEnd)
+        if inputRead >= 0 { close(inputRead) }
         guard rc == 0 else {
             close(readEnd)
             throw Failure(description: "cannot run \(path): \(String(cString: strerror(rc)))")

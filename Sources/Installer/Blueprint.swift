@@ -240,6 +240,7 @@ public struct Blueprint: Sendable {
             job.dataDir = Paths.data
             job.backupDir = Paths.backups
             job.caKeyPath = settings.tls == .internalCA ? Paths.caKey : ""
+            job.cluster = settings.cluster != nil
             file(Paths.unitFile(Paths.backupServiceName), Data(try templates.renderBackupService(job).utf8), 0o644, root)
             file(Paths.unitFile(Paths.backupTimerName), Data(try templates.renderBackupTimer(job).utf8), 0o644, root)
         }

@@ -305,8 +305,10 @@ public enum ClusterPaths {
 
     /// The components a member with these roles runs.
     public static func components(for roles: Set<ClusterRole>, vip: Bool = false) -> [String] {
-        var c = ["etcd", "haproxy"]   // etcdctl serves every member (registration, status) even without the etcd role
-        if roles.contains(.database) { c += ["patroni", "postgresql"] }
+        // etcdctl serves every member (registration, status, the daily backup's lock) even without the etcd role, and
+        // PostgreSQL's client tools (pg_dump, pg_restore) let `warbler backup` and `restore` run on any member.
+        var c = ["etcd", "haproxy", "postgresql"]
+        if roles.contains(.database) { c += ["patroni"] }
         if vip { c.append("keepalived") }
         return c.sorted()
     }

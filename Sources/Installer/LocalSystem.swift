@@ -169,6 +169,14 @@ public final class LocalSystem: System {
     }
 
     public func run(_ argv: [String], as user: String?) throws -> CommandResult {
+        try run(argv, as: user, stdin: nil)
+    }
+
+    public func run(_ argv: [String], as user: String?, input: Data) throws -> CommandResult {
+        try run(argv, as: user, stdin: input)
+    }
+
+    private func run(_ argv: [String], as user: String?, stdin: Data?) throws -> CommandResult {
         var full = argv
         if let user {
             // setpriv (util-linux, on every Debian) drops to the service user without a login session.
@@ -178,7 +186,7 @@ public final class LocalSystem: System {
         // a bare name is found on the PATH given here.
         let r: Subprocess.Result
         do {
-            r = try Subprocess.run(full, environment: ["PATH": Subprocess.defaultPath, "LANG": "C.UTF-8"])
+            r = try Subprocess.run(full, environment: ["PATH": Subprocess.defaultPath, "LANG": "C.UTF-8"], input: stdin)
         } catch { throw SystemError("cannot run \(full[0]): \(error)") }
         return CommandResult(status: r.status, output: r.text)
     }

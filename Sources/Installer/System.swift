@@ -99,7 +99,17 @@ public protocol System: Sendable {
     func perform(_ action: ServiceAction) throws
     /// Runs a program, as `user` when given, and waits for it.
     func run(_ argv: [String], as user: String?) throws -> CommandResult
+    /// Runs a program with `input` (a few KiB at most) as its standard input (etcdctl txn reads its operations
+    /// there).
+    func run(_ argv: [String], as user: String?, input: Data) throws -> CommandResult
     func now() -> Date
+}
+
+extension System {
+    /// Systems that never feed a program its input (the installer's fakes) refuse it.
+    public func run(_ argv: [String], as user: String?, input: Data) throws -> CommandResult {
+        throw SystemError("cannot run \(argv.first ?? "?") with input on this system")
+    }
 }
 
 /// A side effect that failed, with what to do about it.

@@ -20,6 +20,9 @@ public struct BackupUnitContext: Sendable, Equatable {
     public var onCalendar = "daily"
     /// systemd.time(7) time span.
     public var randomizedDelaySec = "1h"
+    /// A cluster member: root takes the cluster's daily lock in etcd before the run (`ExecCondition=+`, which skips
+    /// the run when another member holds it or took today's) and releases it after (`ExecStopPost=+`).
+    public var cluster = false
 
     public init() {}
 
@@ -57,6 +60,7 @@ public struct BackupUnitContext: Sendable, Equatable {
             "caKeyPath": caKeyPath,
             "onCalendar": onCalendar,
             "randomizedDelaySec": randomizedDelaySec,
+            "cluster": cluster,
         ]
     }
 }

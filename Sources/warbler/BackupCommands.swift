@@ -3,6 +3,7 @@ import Backup
 import Foundation
 import IMServer
 import Installer
+import Glibc
 import Logging
 
 extension Warbler {
@@ -38,6 +39,9 @@ extension Warbler {
                 let result = try await BackupEngine(logger: Logger(label: "warbler.backup")).create(request)
                 let m = result.manifest
                 print("backup written: \(result.file) (\(result.bytes) bytes, \(m.entries.count) members, \(m.backend.rawValue) schema \(m.schemaVersion)\(m.encryption != nil ? ", secrets encrypted" : ""))")
+                if let c = m.cluster {
+                    print("a cluster backup: cluster \(c.id ?? "id unknown"), taken on \(c.node), members \(c.members.isEmpty ? "unknown" : c.members.map(\.name).joined(separator: ", "))\(c.note.map { " (\($0))" } ?? "")")
+                }
                 for old in result.removed { print("deleted old backup \(old)") }
             } catch { throw fail(error) }
         }
@@ -76,6 +80,9 @@ extension Warbler {
                                                      environment: ProcessInfo.processInfo.environment)
                     let m = verified.manifest
                     print("\(file): good; authenticated by \(verified.authentication.rawValue); \(m.entries.count) members match the manifest; made \(m.createdAt) on \(m.hostname) by Warbler \(m.warblerVersion), \(m.backend.rawValue) schema \(m.schemaVersion)\(m.encryption != nil ? (passphrase != nil ? ", passphrase opens the secrets" : ", secrets encrypted (not checked without --passphrase-file)") : "")")
+                    if let c = m.cluster {
+                        print("a cluster backup: cluster \(c.id ?? "id unknown"), taken on \(c.node), members \(c.members.isEmpty ? "unknown" : c.members.map(\.name).joined(separator: ", "))")
+                    }
                     return
                 }
                 let result = try await engine.restore(RestoreRequest(layout: layout, file: file, passphrase: passphrase, force: force,
@@ -85,8 +92,55 @@ extension Warbler {
                 let migrated = result.migrationsApplied.isEmpty ? "" : "; migrated to schema \(result.migrationsApplied.last!)"
                 print("restored \(file) (made \(m.createdAt) on \(m.hostname), \(m.backend.rawValue) schema \(m.schemaVersion)\(migrated); authenticated by \(result.authentication.rawValue))")
                 if let note = result.caNote { print(note) }
-                print("start the server: systemctl start warbler-server (or warbler supervise)")
+                for note in result.notes { print(note) }
+                if m.cluster != nil {
+                    print("start the IM server: systemctl start warbler-server; then join the other hosts (`warbler cluster token` here, `warbler join …` there): each receives the restored token key")
+                } else {
+                    print("start the server: systemctl start warbler-server (or warbler supervise)")
+                }
             } catch { throw fail(error) }
+        }
+    }
+}
+
+extension Warbler {
+    /// The cluster's daily backup lock, run as root by `warbler-backup.service` around the service user's backup.
+    struct BackupLock: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "backup-lock",
+            abstract: "Take or release the cluster's daily backup lock in etcd (run by warbler-backup.service on a cluster member).",
+            shouldDisplay: false)
+
+        @Argument(help: "acquire (exit 0: this member backs up today; 1: another member does or did) or release.")
+        var action: String
+
+        func validate() throws {
+            guard ["acquire", "release"].contains(action) else { throw ValidationError("give acquire or release, not '\(action)'") }
+        }
+
+        func run() async throws {
+            bootstrapLogging(level: "warning")
+            guard geteuid() == 0 else { throw fail(BackupError(.usage, "backup-lock runs as root (it uses root's etcd client key)")) }
+            let layout = Layout()
+            do {
+                if action == "acquire" {
+                    let decision = try ClusterDailyBackup.acquire(layout: layout, now: Date())
+                    print(decision.message)
+                    // ExecCondition: 1 skips the run without failing the unit.
+                    if !decision.takeBackup { throw ExitCode(1) }
+                } else {
+                    // ExecStopPost: systemd says how the run ended.
+                    let succeeded = ProcessInfo.processInfo.environment["SERVICE_RESULT"] == "success"
+                    print(try ClusterDailyBackup.release(layout: layout, succeeded: succeeded, now: Date()))
+                }
+            } catch let exit as ExitCode {
+                throw exit
+            } catch {
+                // Anything else (etcd unreachable): 255 fails the unit instead of skipping, so the operator sees it.
+                fflush(nil)
+                FileHandle.standardError.write(Data("warbler: the cluster's daily backup lock: \(error)\n".utf8))
+                throw ExitCode(255)
+            }
         }
     }
 }

@@ -137,7 +137,8 @@ import Testing
         let units = steps.compactMap { if case .service(.start(let u), _) = $0 { u } else { nil } }
         #expect(units.contains(ClusterPaths.etcdUnit) && units.contains(ClusterPaths.haproxyUnit) && !units.contains(ClusterPaths.patroniUnit))
         let trees = steps.compactMap { if case .installTree(let t) = $0 { t.path } else { nil } }
-        #expect(trees == ["etcd", "haproxy"].map { "/opt/warbler/releases/0.1.0/embedded/\($0)" }, "no PostgreSQL or Patroni laid out")
+        // PostgreSQL's client tools only (for `warbler backup` and `restore`): no server runs, no Patroni.
+        #expect(trees == ["etcd", "haproxy", "postgresql"].map { "/opt/warbler/releases/0.1.0/embedded/\($0)" }, "no Patroni laid out")
         let names = steps.compactMap { if case .runOnce(let c) = $0 { c.name } else { nil } }
         #expect(!names.contains { $0.hasPrefix("create the IM server's database") }, "the site's database is the site's to create")
         #expect(names.contains { $0.hasPrefix("reach the site's database db.example.internal:6432 as chat") })

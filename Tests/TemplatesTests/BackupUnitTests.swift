@@ -48,13 +48,32 @@ import Testing
         #expect(throws: TemplateError.self) { try templates.renderBackupService(c) }
     }
 
+    /// Issue 12: on a cluster member root takes the daily lock in etcd before the run (a skip, not a failure, when
+    /// another member has it) and releases it after; a single host's unit has neither.
+    @Test func aClusterMembersBackupServiceTakesAndReleasesTheDailyLockAsRoot() throws {
+        var c = BackupUnitContext()
+        c.cluster = true
+        let service = try templates.renderBackupService(c)
+        #expect(service.contains("\nExecCondition=+/opt/warbler/current/bin/warbler backup-lock acquire\nExecStart=/opt/warbler/current/bin/warbler backup --config /etc/warbler/warbler.yaml\n"))
+        #expect(service.contains("\nExecStopPost=+/opt/warbler/current/bin/warbler backup-lock release\n"))
+        #expect(service.contains("\nUser=warbler\n"), "the backup itself still runs as the service user")
+        let single = try templates.renderBackupService(BackupUnitContext())
+        #expect(!single.contains("backup-lock") && !single.contains("ExecCondition"))
+        let (dir, path, timer) = try Self.renderUnits(cluster: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let r = try SystemdAnalyzeTests.run(["verify", "--man=no", path, timer])
+        let ours = r.output.split(separator: "\n").filter { $0.contains("warbler-backup") }
+        #expect(r.status == 0 && ours.isEmpty, "systemd-analyze verify complained:\n\(r.output)")
+    }
+
     /// Both units in one directory (verify checks that the timer's unit exists), ExecStart pointing at a real file.
-    static func renderUnits() throws -> (dir: String, service: String, timer: String) {
+    static func renderUnits(cluster: Bool = false) throws -> (dir: String, service: String, timer: String) {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("warbler-backup-units-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: dir + "/bin", withIntermediateDirectories: true)
         try FileManager.default.copyItem(atPath: "/bin/true", toPath: dir + "/bin/warbler")
         var c = BackupUnitContext()
         c.binary = dir + "/bin/warbler"
+        c.cluster = cluster
         let templates = try TemplateSet(directory: Repo.templates)
         let service = dir + "/" + c.unitName, timer = dir + "/" + c.timerName
         try templates.renderBackupService(c).write(toFile: service, atomically: true, encoding: .utf8)

@@ -106,6 +106,81 @@ public struct Etcdctl: Sendable {
         return (member, leader)
     }
 
+    /// The etcd cluster's id (`endpoint status -w fields`, `"ClusterID" : N`): new for every `install --cluster-init`.
+    public func clusterID() throws -> UInt64 { try Self.parseClusterID(try run(["endpoint", "status", "-w", "fields"])) }
+
+    static func parseClusterID(_ text: String) throws -> UInt64 {
+        guard let line = text.split(separator: "\n").first(where: { $0.hasPrefix("\"ClusterID\" : ") }),
+              let id = UInt64(line.split(separator: ":").last!.trimmingCharacters(in: .whitespaces)) else {
+            throw ClusterOpsError("etcd's status has no cluster id: \(text.prefix(200))")
+        }
+        return id
+    }
+
+    // MARK: Leases and transactions
+
+    /// `lease grant TTL`: a lease etcd ends by itself after `ttl` seconds (with every key attached to it) unless it
+    /// is revoked first.
+    public func grantLease(ttl: Int) throws -> UInt64 { try Self.parseLeaseGrant(try run(["lease", "grant", String(ttl)])) }
+
+    /// `lease 390da245bad10e05 granted with TTL(600s)` (the id in hex).
+    static func parseLeaseGrant(_ text: String) throws -> UInt64 {
+        for line in text.split(separator: "\n") {
+            let f = line.split(separator: " ")
+            if f.count >= 3, f[0] == "lease", f[2] == "granted", let id = UInt64(f[1], radix: 16) { return id }
+        }
+        throw ClusterOpsError("etcdctl lease grant printed no lease id: \(text.prefix(200))")
+    }
+
+    /// Ends a lease and deletes every key attached to it.
+    public func revokeLease(_ id: UInt64) throws { _ = try run(["lease", "revoke", String(id, radix: 16)]) }
+
+    /// What a transaction did: whether its comparisons held, and the keys its branch read (key → value).
+    public struct TxnResult: Sendable, Equatable {
+        public var succeeded: Bool
+        public var values: [String: String]
+    }
+
+    /// Puts `key` = `value` (attached to `lease` when given) only if none of `absent` exists, in one etcd
+    /// transaction (each key's create revision compared with 0, which holds for a missing key); otherwise changes
+    /// nothing and reads those keys, so the caller learns who has them.
+    public func putIfAbsent(_ key: String, _ value: String, lease: UInt64?, absent: [String]) throws -> TxnResult {
+        for part in [key, value] + absent where part.contains(where: { $0 == "\"" || $0 == "\\" || $0.isNewline }) || part.isEmpty {
+            throw ClusterOpsError("etcd transaction operand \(part.debugDescription) is empty or holds a quote, backslash or line break")
+        }
+        let text = Self.txnInput(key, value, lease: lease, absent: absent)
+        let r = try system.run(argv(["txn", "-w", "json"], timeout: "5s"), as: nil, input: Data(text.utf8))
+        guard r.status == 0 else {
+            let why = r.output.split(separator: "\n").last { !$0.hasPrefix("{") }.map(String.init) ?? r.output.suffix(300).description
+            throw ClusterOpsError("etcdctl txn failed: \(why.trimmingCharacters(in: .whitespacesAndNewlines))")
+        }
+        return try Self.parseTxn(r.output)
+    }
+
+    /// etcdctl txn's input: comparisons, a blank line, the operations on success, a blank line, those on failure.
+    static func txnInput(_ key: String, _ value: String, lease: UInt64?, absent: [String]) -> String {
+        let compares = absent.map { "create(\"\($0)\") = \"0\"" }
+        let put = "put " + (lease.map { "--lease=\(String($0, radix: 16)) " } ?? "") + "\(key) \"\(value)\""
+        return (compares + ["", put, ""] + absent.map { "get \($0)" } + ["", ""]).joined(separator: "\n")
+    }
+
+    /// `txn -w json`: `succeeded` is true on success and left out on failure; range responses carry base64 keys
+    /// and values.
+    static func parseTxn(_ text: String) throws -> TxnResult {
+        let obj = try json(text)
+        guard obj["header"] != nil else { throw ClusterOpsError("etcdctl txn printed no transaction result: \(text.prefix(200))") }
+        var values: [String: String] = [:]
+        for response in (obj["responses"] as? [[String: Any]]) ?? [] {
+            let range = ((response["Response"] as? [String: Any])?["ResponseRange"] as? [String: Any]) ?? [:]
+            for kv in (range["kvs"] as? [[String: Any]]) ?? [] {
+                guard let k = (kv["key"] as? String).flatMap({ Data(base64Encoded: $0) }) else { continue }
+                let v = (kv["value"] as? String).flatMap { Data(base64Encoded: $0) } ?? Data()
+                values[String(decoding: k, as: UTF8.self)] = String(decoding: v, as: UTF8.self)
+            }
+        }
+        return TxnResult(succeeded: obj["succeeded"] as? Bool ?? false, values: values)
+    }
+
     /// Hands etcd's leadership to `id` (asked of the current leader).
     public func moveLeader(to id: UInt64) throws { _ = try run(["move-leader", String(id, radix: 16)]) }
 
