@@ -72,10 +72,7 @@ load_end d5
 wait_healthy 1 60 "d5"
 figure "drill 5 (etcd stopped on the witness, 12 s): longest-ack-gap=${GAP}s; status said: $(grep -m1 "problem:.*etcd" "$WORK/d5-status.log" | sed 's/^ *//' | cut -c1-100)"
 
-# The rest is opt-in (ALL_DRILLS=1) until a fault the drills found is fixed (docs/benchmarks.md, "Fault drills"):
-# after the primary changes (a failover or a planned switchover) the IM servers sometimes stop acknowledging sends
-# for good (no error, no reconnect): drill 1 passed twice here, and in the CI run of 2026-12-05 09:20 it
-# acknowledged 252 of 3,200. Losing the host that holds both the VIP and the primary also hung the load generator.
+
 # DRILL_ONLY=switchover: a planned switchover under load, whatever holds the VIP, and nothing else.
 if [ "${DRILL_ONLY:-}" = switchover ]; then
   P=$(host_of "$(leader "${IPS[@]}")")
@@ -84,7 +81,7 @@ if [ "${DRILL_ONLY:-}" = switchover ]; then
   load_end d0
   figure "switchover (host $P's primary handed over): longest-ack-gap=${GAP}s; $(echo "$LINE" | grep -o 'sent=[0-9]* acked=[0-9]*.*out-of-order=[0-9]*')"
 fi
-if [ "${ALL_DRILLS:-0}" = 1 ]; then
+if [ -z "${DRILL_ONLY:-}" ]; then
 
 # etcd's leadership stays off the PostgreSQL members (the member agents hand it to the witness): losing the
 # primary's host then costs no etcd election, which would renew the leader key's lease (measured: 20 s, not 14).
@@ -141,6 +138,11 @@ if [ "$V" = "$P" ]; then
   figure "switchover (warbler cluster switchover, host $P's primary handed over): ${SWITCHED} ms; longest-ack-gap=${GAP}s; $(echo "$LINE" | grep -o 'lost=[0-9]*') $(echo "$LINE" | grep -o 'duplicates=[0-9]*')"
   wait_healthy "$P" 120 "after the switchover"
 fi
+
+# The rest is opt-in (ALL_DRILLS=1) until what drill 3 found is fixed (docs/benchmarks.md, "Fault drills"): after
+# the VIP holder's HAProxy and keepalived are killed and the host is powered off, some clients never reconnect
+# within the drill and their sends fail.
+if [ "${ALL_DRILLS:-0}" = 1 ]; then
 
 # Drill 3. kill -9 keepalived and HAProxy on the VIP holder, then power it off: the VIP moves, and only the new
 # holder answers on it.
@@ -204,5 +206,6 @@ load_end d2
 wait_healthy "$P" 180 "d2 (link healed)"
 [ "$(writable "$P")" = 0 ] || fail "d2: the old primary is writable after the heal"
 figure "drill 2 (primary host $P cut off): demoted itself after ${DEMOTED} ms, another promoted after ${PROMOTED} ms, never two writable; longest-ack-gap=${GAP}s; rejoined as a standby"
+fi
 fi
 ok "fault drills passed"

@@ -204,6 +204,20 @@ ok "warbler status is healthy on every member"
 [ "${SKIP_DRILLS:-0}" = 1 ] || source scripts/e2e-cluster-faults.sh
 [ -z "${DRILL_ONLY:-}" ] || { ok "DRILL_ONLY=$DRILL_ONLY: the rest is skipped"; exit 0; }
 
+# 6c. A backup of the cluster, taken on the witness (any member can: it dumps the primary through its local
+#     listener), and the fingerprint of every message and attachment chunk at that moment (no client sends now).
+PSQL=/opt/warbler/current/embedded/postgresql/usr/lib/postgresql/15/bin/psql
+FINGERPRINT="SELECT (SELECT count(*)||':'||md5(string_agg(conv_id||'/'||seq||'/'||sender||'/'||cid||'/'||kind||'/'||coalesce(text,'')||'/'||coalesce(data,'')||'/'||coalesce(attachment,''),',' ORDER BY conv_id,seq)) FROM messages)||' '||(SELECT count(*)||':'||md5(string_agg(attachment_id||'/'||seq||'/'||md5(data),',' ORDER BY attachment_id,seq)) FROM attachment_chunks)"
+on 1 sh -c "PGPASSWORD=\$(cat /etc/warbler/cluster/secrets/postgres-app) $PSQL 'host=127.0.0.1 port=5433 user=warbler dbname=warbler sslmode=require' -Atc \"$FINGERPRINT\"" \
+  >"$WORK/before-backup.txt" 2>&1 || { cat "$WORK/before-backup.txt"; fail "the messages' fingerprint on host 1"; }
+on 3 sh -c 'umask 077; echo e2e-restore-passphrase >/root/backup.pass'
+t=$(date +%s%N)
+on 3 /opt/warbler/current/bin/warbler backup --output /root/cluster-backup.tar.gz --passphrase-file /root/backup.pass >"$WORK/backup.log" 2>&1 \
+  || { cat "$WORK/backup.log"; fail "warbler backup on host 3 (the witness)"; }
+BACKUP_MS=$(ms_since "$t")
+cp "$WORK/h3/root/cluster-backup.tar.gz" "$WORK/h3/root/backup.pass" "$WORK/"
+ok "host 3 (the witness) backed up the cluster in ${BACKUP_MS} ms ($(du -h "$WORK/cluster-backup.tar.gz" | cut -f1); messages and chunks: $(cat "$WORK/before-backup.txt"))"
+
 # 7. Host 3 leaves: uninstall takes it out of etcd and HAProxy first; the other two stay a working cluster.
 on 3 /opt/warbler/current/bin/warbler uninstall --yes >"$WORK/h3.log" 2>&1 || fail "uninstall on host 3"
 grep -q "removed warbler-3's etcd member" "$WORK/h3.log" || fail "uninstall did not leave etcd"
@@ -225,6 +239,10 @@ ok "host 3 left cleanly; hosts 1 and 2 are a healthy cluster and deliver ($(grep
 # 8. A cluster on the site's own PostgreSQL (--database-url): host 3, now a bare host again, founds a one-host
 #    cluster whose database is a database on host 1's PostgreSQL, reached over TLS verified against host 1's CA.
 SITE_PW=site-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
+# The database goes where the primary is now (the drills may have moved it off host 1).
+SITE_NODE=$(from_client python3 scripts/e2e_cluster_probe.py leader "${IPS[1]}" "${IPS[2]}")
+[ -n "$SITE_NODE" ] || fail "no PostgreSQL primary among hosts 1 and 2"
+SITE_IP=${IPS[${SITE_NODE##*-}]}
 on 1 sh -c "PGPASSWORD=\$(cat /etc/warbler/cluster/secrets/postgres-superuser) /opt/warbler/current/embedded/postgresql/usr/lib/postgresql/15/bin/psql \
   -h 127.0.0.1 -p 5433 -U postgres -d postgres -v ON_ERROR_STOP=1 -q -c \"CREATE ROLE site LOGIN PASSWORD '$SITE_PW'\" -c 'CREATE DATABASE site OWNER site'" \
   >"$WORK/site-db.log" 2>&1 || { cat "$WORK/site-db.log"; fail "creating the site's database on host 1"; }
@@ -232,7 +250,7 @@ install -m 600 /dev/null "$WORK/h3/root/site.password"; echo "$SITE_PW" >"$WORK/
 cp "$CA" "$WORK/h3/root/site-ca.crt"
 t=$(date +%s%N)
 on 3 /root/warbler install --cluster-init --advertise-address "${IPS[3]}" --yes \
-  --database-url "postgres://site@${IPS[1]}:5432/site" --database-password-file /root/site.password --database-ca-file /root/site-ca.crt \
+  --database-url "postgres://site@$SITE_IP:5432/site" --database-password-file /root/site.password --database-ca-file /root/site-ca.crt \
   >"$WORK/h3.log" 2>&1 || fail "install --cluster-init --database-url on host 3"
 ! on 3 systemctl is-active --quiet warbler-patroni.service || fail "a cluster on the site's database runs Patroni"
 healthy=0
@@ -240,12 +258,33 @@ for _ in $(seq 60); do
   if on 3 /opt/warbler/current/bin/warbler cluster status >"$WORK/site-status.log" 2>&1; then healthy=1; break; fi
   sleep 1
 done
-[ "$healthy" = 1 ] && grep -q "the site's postgres://site@${IPS[1]}:5432/site" "$WORK/site-status.log" \
+[ "$healthy" = 1 ] && grep -q "the site's postgres://site@$SITE_IP:5432/site" "$WORK/site-status.log" \
   || { cat "$WORK/site-status.log"; fail "cluster status on the site's database"; }
+ok "host 3 founded a cluster on the site's PostgreSQL (--database-url) in $(ms_since "$t") ms: no Patroni, status healthy"
+
+# 9. The backup of the first cluster (step 6c) restored onto this fresh one: every message and attachment chunk
+#    comes back byte for byte, and the first cluster's admin logs in to it.
+cp "$WORK/cluster-backup.tar.gz" "$WORK/backup.pass" "$WORK/h3/root/"
+on 3 /opt/warbler/current/bin/warbler restore /root/cluster-backup.tar.gz --passphrase-file /root/backup.pass --verify-only >"$WORK/restore.log" 2>&1 \
+  || { cat "$WORK/restore.log"; fail "restore --verify-only on host 3"; }
+on 3 systemctl stop warbler-server.service
+t=$(date +%s%N)
+on 3 /opt/warbler/current/bin/warbler restore /root/cluster-backup.tar.gz --passphrase-file /root/backup.pass >"$WORK/restore.log" 2>&1 \
+  || { cat "$WORK/restore.log"; fail "warbler restore of the first cluster's backup on host 3's fresh cluster"; }
+RESTORE_MS=$(ms_since "$t")
+on 3 systemctl start warbler-server.service
+on 3 sh -c "PGPASSWORD='$SITE_PW' $PSQL 'host=$SITE_IP port=5432 user=site dbname=site sslmode=require' -Atc \"$FINGERPRINT\"" \
+  >"$WORK/after-restore.txt" 2>&1 || { cat "$WORK/after-restore.txt"; fail "the messages' fingerprint on the restored cluster"; }
+[ "$(cat "$WORK/after-restore.txt")" = "$(cat "$WORK/before-backup.txt")" ] \
+  || fail "the restored cluster's messages differ: before $(cat "$WORK/before-backup.txt"), after $(cat "$WORK/after-restore.txt")"
+ok "the first cluster's backup restored onto host 3's fresh cluster in ${RESTORE_MS} ms: every message and attachment chunk identical ($(cat "$WORK/after-restore.txt"))"
+echo "cluster backup on the witness: ${BACKUP_MS} ms; restore onto a fresh cluster: ${RESTORE_MS} ms; $(cat "$WORK/after-restore.txt")" >>"$WORK/figures"
+# The restored database's admin is the first cluster's.
+for _ in $(seq 60); do on 3 curl -sf --cacert /etc/warbler/tls/ca.crt https://127.0.0.1:8443/readyz >/dev/null 2>&1 && break; sleep 1; done
 from_client "$BIN" probe --url "https://${IPS[3]}:8443" --ca "$WORK/h3/etc/warbler/tls/ca.crt" --admin admin \
-  --admin-password-file "$WORK/h3/etc/warbler/secrets/admin-password" --members 3 --messages 10 --prefix site >"$WORK/site-probe.log" 2>&1 \
-  || { cat "$WORK/site-probe.log"; fail "the probe on the cluster on the site's database"; }
-ok "host 3 founded a cluster on the site's PostgreSQL (--database-url) in $(ms_since "$t") ms: no Patroni, status healthy, the probe passes"
+  --admin-password-file "$ADMIN_PW" --members 3 --messages 10 --prefix site >"$WORK/site-probe.log" 2>&1 \
+  || { cat "$WORK/site-probe.log"; fail "the probe on the restored cluster on the site's database"; }
+ok "the restored cluster serves: the first cluster's admin logs in and the probe passes"
 
 echo "==> cluster: all checks passed ($(cat "$WORK/figures" | head -1))"
 [ -s "$WORK/drills" ] && { echo "==> drill figures:"; sed 's/^/    /' "$WORK/drills"; }
