@@ -125,12 +125,16 @@ enum Database {
         var password: String
         var database: String
         var tls: Bool
+        /// The CA the server's certificate must chain to (storage.postgres_ca_file, under the layout); empty: the
+        /// system's roots.
+        var caFile: String
 
         /// `rootCopy`: a cluster member's root reads root's copy of the IM server's password
         /// (/etc/warbler/cluster/secrets/postgres-app), never the service user's file, which that user could rewrite.
         init(config: ServerConfig, layout: Layout, passwordFileRoot: ((String) -> String)? = nil, rootCopy: Bool = false) throws {
             let s = config.storage
             host = s.postgresHost; port = s.postgresPort; user = s.postgresUser; database = s.postgresDatabase; tls = s.postgresTls
+            caFile = s.postgresCaFile.isEmpty ? "" : layout.path(s.postgresCaFile)
             password = s.postgresPassword
             if rootCopy {
                 let file = layout.path(ClusterPaths.appPasswordRootCopy)
@@ -154,7 +158,14 @@ enum Database {
             env["PGPORT"] = String(port)
             env["PGUSER"] = user
             env["PGDATABASE"] = database
-            env["PGSSLMODE"] = tls ? "require" : "prefer"
+            // With a CA (a cluster's, or the site's --database-ca-file) the server is verified as the IM server
+            // verifies it: chain and name.
+            if tls && !caFile.isEmpty {
+                env["PGSSLMODE"] = "verify-full"
+                env["PGSSLROOTCERT"] = caFile
+            } else {
+                env["PGSSLMODE"] = tls ? "require" : "prefer"
+            }
             env["PGCONNECT_TIMEOUT"] = "10"
             if !password.isEmpty { env["PGPASSWORD"] = password }
             return env
@@ -165,7 +176,8 @@ enum Database {
         func connect(logger: Logger) async throws -> PostgresDriver {
             do {
                 return try await PostgresDriver.connect(host: host, port: port, username: user, password: password.isEmpty ? nil : password,
-                                                        database: database, tls: tls, maxConnections: 2, logger: logger)
+                                                        database: database, tls: tls, caFile: caFile.isEmpty ? nil : caFile,
+                                                        maxConnections: 2, logger: logger)
             } catch {
                 throw BackupError(.database, "\(error)")
             }
