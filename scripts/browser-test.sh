@@ -3,7 +3,7 @@
 # data directory and this repository's web/ as its web root, creates an admin, and drives Debian's chromium
 # (headless, through chromedriver and selenium) against it: tests/browser/test_web.py, test_features.py, then
 # test_theme_and_keys.py (dark mode, the keyboard, emoji, and README's screenshots: 00-readme-light/dark.png) and
-# test_search_filters.py.
+# test_search_filters.py and test_errors_and_mutes.py (errors in Chinese, mutes for a chosen time).
 # Screenshots go to $WARBLER_ARTIFACTS (default .artifacts/browser). The server is stopped by its PID.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -91,7 +91,7 @@ done
 mkdir -p "$ARTIFACTS"
 # Every suite by default; WARBLER_BROWSER_SUITES names some (e.g. tests/browser/test_features.py) to run only those.
 status=0
-for suite in ${WARBLER_BROWSER_SUITES:-tests/browser/test_web.py tests/browser/test_features.py tests/browser/test_theme_and_keys.py tests/browser/test_search_filters.py}; do
+for suite in ${WARBLER_BROWSER_SUITES:-tests/browser/test_web.py tests/browser/test_features.py tests/browser/test_theme_and_keys.py tests/browser/test_search_filters.py tests/browser/test_errors_and_mutes.py}; do
   WARBLER_URL="http://127.0.0.1:$PORT" WARBLER_ADMIN_USER=admin WARBLER_ADMIN_PASSWORD="$ADMIN_PASSWORD" \
     WARBLER_ARTIFACTS="$ARTIFACTS" CHROMIUM="$CHROMIUM" CHROMEDRIVER="$CHROMEDRIVER" WARBLER_BIN="$BIN" \
     "$PY" "$suite" || status=1

@@ -257,7 +257,7 @@ function wire() {
       $('login-password').value = '';
       await enter();
     } catch (err) {
-      $('login-error').textContent = describeError(err);
+      $('login-error').textContent = describeError(err, { login: true });
     }
   });
   $('logout').addEventListener('click', async () => { clearInterval(timer); await client.logout(); location.reload(); });

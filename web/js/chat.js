@@ -1,5 +1,5 @@
 // The Warbler web chat (index.html). All user text goes into the page with textContent, never as HTML.
-import { WarblerClient, WarblerError, applyReaction, mentionsUser } from './warbler-client.js';
+import { WarblerClient, applyReaction, mentionsUser } from './warbler-client.js';
 import { $, el, clear, formatTime, showDialog, describeError } from './ui.js';
 import { t, applyTo, wireLanguageSelect } from './i18n.js';
 import { wireThemeSelect } from './theme.js';
@@ -593,6 +593,24 @@ function forwardPicked() {
   });
 }
 
+/** The lengths a mute can be given (ms; 0: until turned off), named `mute.KEY` in the catalogues. */
+const MUTE_FOR = [['1h', 3600_000], ['8h', 8 * 3600_000], ['1d', 86400_000], ['1w', 7 * 86400_000], ['forever', 0]];
+
+/** A <select> of MUTE_FOR with `chosen` (ms) selected. */
+function muteForSelect(className, chosen) {
+  const select = el('select', { className });
+  select.setAttribute('aria-label', t('mute.for'));
+  for (const [key, ms] of MUTE_FOR) select.append(el('option', { value: String(ms), text: t(`mute.${key}`) }));
+  select.value = String(chosen);
+  return select;
+}
+
+/** The `until` (ms) a mute chosen in `select` runs to, or undefined for until turned off. */
+function muteUntil(select) {
+  const ms = Number(select?.value || 0);
+  return ms ? Date.now() + ms : undefined;
+}
+
 /** Why I may not send here now (an admin muted me, or the whole group), or null. */
 function sendMuteReason(conv) {
   const d = state.details.get(conv);
@@ -872,10 +890,13 @@ async function renderMembers() {
     const memberMuted = m.muted && (!m.mutedUntil || m.mutedUntil > Date.now());
     if (memberMuted) li.append(el('span', { className: 'sub muted-label', text: ` · ${m.mutedUntil ? t('member.mutedUntil', { until: formatTime(m.mutedUntil) }) : t('member.muted')}` }));
     if (c.type === 'group' && u !== client.user.id && rank[myRole] > rank[m.role]) {
+      // Muting asks for how long first (an hour unless another is chosen); a muted member has Unmute instead.
+      const muteFor = memberMuted ? null : muteForSelect('mute-for', MUTE_FOR[0][1]);
+      if (muteFor) li.append(muteFor);
       const mute = el('button', { type: 'button', className: 'link mute-member', text: memberMuted ? t('member.unmute') : t('member.mute') });
       mute.addEventListener('click', async () => {
         try {
-          await client.muteMember(conv, u, memberMuted ? { muted: false } : { until: Date.now() + 3600 * 1000 });
+          await client.muteMember(conv, u, memberMuted ? { muted: false } : { until: muteUntil(muteFor) });
           await loadDetails(conv); renderMembers();
         } catch (e) { showChatError(e); }
       });
@@ -892,6 +913,13 @@ async function renderMembers() {
   $('leave-group').hidden = !(c.type === 'group' && myRole !== 'owner');
   const allMuted = d.allMuted && (!d.allMutedUntil || d.allMutedUntil > Date.now());
   $('mute-all').hidden = !(c.type === 'group' && rank[myRole] >= 1);
+  // How long "Mute everyone" lasts (until turned off unless another is chosen; the choice stays while the panel
+  // is redrawn), and, while the group is muted, until when.
+  const allFor = $('mute-all-for');
+  const chosen = allFor.value || '0';
+  allFor.replaceWith(Object.assign(muteForSelect('', Number(chosen)), { id: 'mute-all-for', hidden: $('mute-all').hidden || allMuted }));
+  $('mute-all-state').hidden = !(c.type === 'group' && allMuted);
+  $('mute-all-state').textContent = d.allMutedUntil ? t('group.mutedUntil', { until: formatTime(d.allMutedUntil) }) : t('group.mutedForever');
   $('edit-announcement').hidden = !(c.type === 'group' && rank[myRole] >= 1);
   $('make-invite').hidden = !(c.type === 'group' && rank[myRole] >= 1);
   $('invite-link').hidden = !state.inviteShown;
@@ -1128,7 +1156,9 @@ function closeSearch() {
 
 function wire() {
   applyTo(document);
-  for (const select of document.querySelectorAll('select.lang-select')) wireLanguageSelect(select, render);
+  // A new language redraws what code drew: the page, and the member list when it is open.
+  const relabel = () => { render(); if (!$('members-panel').hidden) renderMembers().catch(showChatError); };
+  for (const select of document.querySelectorAll('select.lang-select')) wireLanguageSelect(select, relabel);
   for (const select of document.querySelectorAll('select.theme-select')) wireThemeSelect(select);
   $('search-form').addEventListener('submit', async (e) => {
     e.preventDefault();
@@ -1157,7 +1187,7 @@ function wire() {
       $('login-password').value = '';
       await enterApp();
     } catch (err) {
-      $('login-error').textContent = describeError(err);
+      $('login-error').textContent = describeError(err, { login: true });
     } finally {
       $('login-submit').disabled = false;
     }
@@ -1236,7 +1266,7 @@ function wire() {
       if (ref.contentType.startsWith('image/')) state.blobURLs.set(ref.id, URL.createObjectURL(file));
       client.sendAttachment(conv, ref.id);
     } catch (e) {
-      showChatError(e.code === 'network' ? new WarblerError('network', t('error.offlineAttachment')) : e);
+      showChatError(e.code === 'network' ? new Error(t('error.offlineAttachment')) : e);
     }
   });
   $('messages').addEventListener('scroll', () => {
@@ -1297,7 +1327,8 @@ function wire() {
   $('mute-all').addEventListener('click', async () => {
     const conv = state.current;
     try {
-      await client.muteGroup(conv, { muted: $('mute-all').dataset.on !== '1' });
+      const on = $('mute-all').dataset.on !== '1';
+      await client.muteGroup(conv, on ? { until: muteUntil($('mute-all-for')) } : { muted: false });
       await loadDetails(conv); renderMembers();
     } catch (e) { showChatError(e); }
   });
@@ -1324,7 +1355,18 @@ function wire() {
   client.addEventListener('ready', () => { loadConversations().catch(() => {}); openInviteFromURL(); });
   client.addEventListener('message', (e) => addMessage(e.detail));
   client.addEventListener('ack', scheduleRender);
-  client.addEventListener('sendfailed', (e) => { showChatError(e.detail.error); scheduleRender(); });
+  client.addEventListener('sendfailed', (e) => {
+    const { item, error } = e.detail;
+    scheduleRender();
+    // Refused as muted: the page's view of the mutes was behind; fetch it, and say until when.
+    if (error.code === 'muted' && item?.conv != null) {
+      loadDetails(item.conv).then(() => {
+        const why = sendMuteReason(item.conv);
+        showChatError(why ? new Error(why) : error);
+        scheduleRender();
+      }, () => showChatError(error));
+    } else showChatError(error);
+  });
   client.addEventListener('error', (e) => showChatError(e.detail));
   client.addEventListener('receipt', (e) => {
     const r = e.detail;

@@ -1,5 +1,7 @@
 // Small DOM helpers shared by the chat and the admin console. Text is always set with textContent.
 
+import { t, has } from './i18n.js';
+
 /** The element with this id. */
 export const $ = (id) => document.getElementById(id);
 
@@ -24,11 +26,20 @@ export function formatTime(ms, locale = document.documentElement.lang || undefin
   return d.toDateString() === now.toDateString() ? hm : `${d.toLocaleDateString(locale)} ${hm}`;
 }
 
-/** A readable sentence for an error from the client or the server. */
-export function describeError(e) {
+/**
+ * A sentence in the page's language for an error. A `WarblerError` (from the server, or warbler-client.js's own:
+ * `network`, `not_logged_in`) is told by its `code` from the catalogue (`error.CODE`); the server's own (English)
+ * text shows only for a code the catalogue does not know. An error without a code is the page's own, already in
+ * the page's language. `login` says the error answers a login, where `unauthorized` means a wrong password or a
+ * disabled account.
+ */
+export function describeError(e, { login = false } = {}) {
   if (!e) return '';
-  if (e.code === 'unauthorized') return e.message || 'wrong username or password';
-  return e.message || String(e);
+  if (!e.code) return e.message || String(e);
+  if (login && e.code === 'unauthorized') return t('error.login');
+  if (has(`error.${e.code}`)) return t(`error.${e.code}`);
+  if (/^http_\d+$/.test(e.code)) return t('error.http', { status: e.status });
+  return e.message || e.code;
 }
 
 /**

@@ -10,7 +10,12 @@
 
 const SESSION_KEY = 'warbler.session';
 
-/** An error answered by the server (REST `{"error":{code,message}}` or a socket `error` frame). */
+/**
+ * An error answered by the server (REST `{"error":{code,message}}` or a socket `error` frame), with the server's
+ * `code` (docs/protocol.md, "Errors"), or one of this module's own: `network` (the server could not be reached) and
+ * `not_logged_in` (a call that needs a session, without one; status 401). `message` is English, for logs and
+ * developers; a page shows its users a sentence chosen by `code`, in their language.
+ */
 export class WarblerError extends Error {
   constructor(code, message, status = 0) {
     super(message);
@@ -166,7 +171,7 @@ export class WarblerClient extends EventTarget {
         this.session = stored;
         return;
       }
-      if (!this.session) throw new WarblerError('unauthorized', 'not logged in', 401);
+      if (!this.session) throw new WarblerError('not_logged_in', 'not logged in', 401);
       try {
         const r = await this.request('POST', '/v1/auth/refresh', { refreshToken: this.session.refreshToken }, { auth: false });
         this.setSession(r);
@@ -182,7 +187,7 @@ export class WarblerClient extends EventTarget {
 
   /** A valid access token, refreshed first when it expires within 30 seconds. */
   async accessToken() {
-    if (!this.session) throw new WarblerError('unauthorized', 'not logged in', 401);
+    if (!this.session) throw new WarblerError('not_logged_in', 'not logged in', 401);
     if (this.session.expiresAt - Date.now() < 30000) await this.refresh();
     return this.session.accessToken;
   }
@@ -251,7 +256,7 @@ export class WarblerClient extends EventTarget {
 
   /** Opens the socket and keeps it open (reconnecting with backoff) until disconnect() or logout(). */
   connect() {
-    if (!this.session) throw new WarblerError('unauthorized', 'log in first', 401);
+    if (!this.session) throw new WarblerError('not_logged_in', 'log in first', 401);
     this.wanted = true;
     if (!this.ws) this.open();
   }
