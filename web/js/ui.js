@@ -33,11 +33,18 @@ export function formatTime(ms, locale = document.documentElement.lang || undefin
  * the page's language. `login` says the error answers a login, where `unauthorized` means a wrong password or a
  * disabled account.
  */
+// Codes whose server text says what exactly (which rule a value broke, which word was refused): that text follows
+// the translated one, so the user still learns what to change.
+const DETAILED = new Set(['invalid', 'blocked', 'conflict', 'too_large']);
+
 export function describeError(e, { login = false } = {}) {
   if (!e) return '';
   if (!e.code) return e.message || String(e);
   if (login && e.code === 'unauthorized') return t('error.login');
-  if (has(`error.${e.code}`)) return t(`error.${e.code}`);
+  if (has(`error.${e.code}`)) {
+    const text = t(`error.${e.code}`);
+    return DETAILED.has(e.code) && e.message && e.message !== e.code ? `${text} (${e.message})` : text;
+  }
   if (/^http_\d+$/.test(e.code)) return t('error.http', { status: e.status });
   return e.message || e.code;
 }
