@@ -40,6 +40,11 @@ public actor IMConnection {
         public var closeTimeout: Duration
         /// Interval of WebSocket pings that detect a dead connection (nil: none).
         public var pingInterval: Duration?
+        /// When a send written on the socket has had no answer for this long, a `ping` asks whether the connection
+        /// is alive; no `pong` within the same time ends the socket, and the sends go again (same cid) after the
+        /// reconnect. A server that fell silent (its host lost with the address clients reached it by) is noticed
+        /// in seconds instead of at the next WebSocket ping (nil: off).
+        public var silenceProbe: Duration?
         /// Messages per conversation per sync request (nil: the server's default).
         public var syncLimit: Int?
         /// Largest inbound WebSocket frame/message accepted, in bytes.
@@ -63,6 +68,7 @@ public actor IMConnection {
             handshakeTimeout: Duration = .seconds(10),
             closeTimeout: Duration = .seconds(2),
             pingInterval: Duration? = .seconds(30),
+            silenceProbe: Duration? = .seconds(3),
             syncLimit: Int? = nil,
             maxMessageSize: Int = 4 << 20,
             outboundFragmentSize: Int = 64 << 10,
@@ -77,6 +83,7 @@ public actor IMConnection {
             self.handshakeTimeout = handshakeTimeout
             self.closeTimeout = closeTimeout
             self.pingInterval = pingInterval
+            self.silenceProbe = silenceProbe
             self.syncLimit = syncLimit
             self.maxMessageSize = maxMessageSize
             self.outboundFragmentSize = max(1024, outboundFragmentSize)
@@ -126,6 +133,8 @@ public actor IMConnection {
     private var pending: [String: PendingSend] = [:]
     private var sendCounter: UInt64 = 0
     private var pings: [String: CheckedContinuation<Void, any Error>] = [:]
+    /// The silence probe's pings in flight (ref → socket generation).
+    private var probes: [String: Int] = [:]
 
     // Receipts waiting for a connected socket / the coalescing delay.
     private var deliveredToSend: [ConversationID: Int64] = [:]
@@ -468,6 +477,8 @@ public actor IMConnection {
     private func socketEnded(_ ended: Socket) {
         guard socket === ended else { return }
         ended.reauthTask?.cancel()
+        ended.probeTask?.cancel()
+        probes = probes.filter { $0.value != ended.generation }
         socket = nil
         phase = .idle
         for cid in pending.keys { pending[cid]?.sentOn = nil }
@@ -587,7 +598,7 @@ public actor IMConnection {
             socket.closeReason = "server asked to reconnect: \(reconnect.reason)"
             return .stop
         case .pong(let pong):
-            if let ref = pong.ref { pings.removeValue(forKey: ref)?.resume() }
+            if let ref = pong.ref { probes.removeValue(forKey: ref); pings.removeValue(forKey: ref)?.resume() }
         case .receipt(let receipt):
             eventsContinuation.yield(.receipt(receipt))
         case .typing(let typing):
@@ -663,6 +674,46 @@ public actor IMConnection {
         }
         flushReadReceipts()
         flushDeliveredReceipts()
+        startSilenceProbe(socket)
+    }
+
+    // MARK: Silence probe
+
+    /// One task per socket: every half probe interval, whether a send written on it has waited a whole interval.
+    private func startSilenceProbe(_ socket: Socket) {
+        guard let probe = configuration.silenceProbe else { return }
+        let generation = socket.generation
+        socket.probeTask = Task { [weak self] in
+            while !Task.isCancelled {
+                try? await Task.sleep(for: probe / 2)
+                guard let self, await self.probeIfSilent(generation: generation, after: probe) else { return }
+            }
+        }
+    }
+
+    /// False once the socket is gone.
+    private func probeIfSilent(generation: Int, after probe: Duration) -> Bool {
+        guard let socket, socket.generation == generation, phase == .connected else { return false }
+        guard !probes.values.contains(generation) else { return true }
+        let now = ContinuousClock.now
+        let waiting = pending.values.contains { $0.sentOn == generation && ($0.writtenAt.map { now - $0 >= probe } ?? false) }
+        guard waiting else { return true }
+        let ref = "probe-" + UUID().uuidString
+        probes[ref] = generation
+        socket.out.yield(.text(FrameCodec.encode(ClientFrame.ping(.init(ref: ref)))))
+        Task {
+            try? await Task.sleep(for: probe)
+            self.probeExpired(ref)
+        }
+        return true
+    }
+
+    private func probeExpired(_ ref: String) {
+        guard let generation = probes.removeValue(forKey: ref), let socket, socket.generation == generation else { return }
+        let probe = configuration.silenceProbe ?? .zero
+        socket.closeReason = "no answer from the server: a send waited \(probe) and a ping another \(probe)"
+        logger.debug("silence probe unanswered; reconnecting", metadata: ["generation": "\(generation)"])
+        socket.task?.cancel()
     }
 
     // MARK: Outbound
@@ -671,8 +722,9 @@ public actor IMConnection {
         let order: UInt64
         let frame: String
         var waiter: CheckedContinuation<ServerFrame.Ack, any Error>?
-        /// The socket generation it was last written on (nil: needs writing).
+        /// The socket generation it was last written on (nil: needs writing), and when.
         var sentOn: Int?
+        var writtenAt: ContinuousClock.Instant?
         var attempts = 0
         /// After a retryable rejection: not to be written before this instant (a timer writes it then).
         var notBefore: ContinuousClock.Instant?
@@ -710,6 +762,7 @@ public actor IMConnection {
         }
         socket.out.yield(.text(entry.frame))
         entry.sentOn = socket.generation
+        entry.writtenAt = .now
         entry.attempts += 1
         entry.notBefore = nil
         pending[cid] = entry
@@ -833,6 +886,7 @@ public actor IMConnection {
         /// The access token the socket authenticated with (the newest one sent on it).
         var token: String
         var reauthTask: Task<Void, Never>?
+        var probeTask: Task<Void, Never>?
         let outgoing: AsyncStream<Outgoing>
         let out: AsyncStream<Outgoing>.Continuation
         var task: Task<(reason: String, code: WebSocketErrorCode?), Never>?

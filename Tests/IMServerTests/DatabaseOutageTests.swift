@@ -17,6 +17,8 @@ final class CuttableRelay: @unchecked Sendable {
     private let lock = NSLock()
     private var listener: Int32 = -1
     private var open: [Int32] = []
+    private var accepted = 0
+    private var frozenUpTo = 0
 
     init(to target: Int) throws {
         self.target = target
@@ -51,13 +53,15 @@ final class CuttableRelay: @unchecked Sendable {
                 to.sin_addr.s_addr = UInt32(0x7f00_0001).bigEndian
                 let ok = withUnsafePointer(to: &to) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(upstream, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
                 guard ok == 0 else { FileHandle.standardError.write(Data("relay: upstream connect failed: errno \(errno)\n".utf8)); close(client); close(upstream); continue }
-                lock.withLock { open += [client, upstream] }
+                let id = lock.withLock { open += [client, upstream]; accepted += 1; return accepted }
                 for (from, into) in [(client, upstream), (upstream, client)] {
-                    Thread.detachNewThread {
+                    Thread.detachNewThread { [self] in
                         var buf = [UInt8](repeating: 0, count: 65536)
                         while true {
                             let n = buf.withUnsafeMutableBytes { recv(from, $0.baseAddress, $0.count, 0) }
-                            guard n > 0, buf.withUnsafeBytes({ send(into, $0.baseAddress, n, Int32(MSG_NOSIGNAL)) }) == n else { break }
+                            guard n > 0 else { break }
+                            if lock.withLock({ id <= frozenUpTo }) { continue }   // a silent peer: bytes vanish
+                            guard buf.withUnsafeBytes({ send(into, $0.baseAddress, n, Int32(MSG_NOSIGNAL)) }) == n else { break }
                         }
                         shutdown(into, Int32(SHUT_RDWR))
                         shutdown(from, Int32(SHUT_RDWR))
@@ -78,6 +82,10 @@ final class CuttableRelay: @unchecked Sendable {
 
     /// Listening again on the same port.
     func restore() throws { try listen() }
+
+    /// Every connection open now goes silent both ways, without closing (a host powered off under its peers);
+    /// new connections work.
+    func freeze() { lock.withLock { frozenUpTo = accepted } }
 }
 
 /// While the database cannot commit (a cluster's primary failing over), a send is answered with the retryable
@@ -183,5 +191,34 @@ final class CuttableRelay: @unchecked Sendable {
         }
         try? await admin.close()
         await server.stop()
+    }
+}
+
+/// A server that falls silent under a connected client (the host that held the address the client reached, powered
+/// off): the SDK notices within seconds because a send went unanswered, reconnects, and the send is stored once.
+@Suite(.timeLimit(.minutes(2))) struct SilentServerTests {
+    @Test func aSendOnASocketThatWentSilentIsAcknowledgedAfterAReconnectWithinSeconds() async throws {
+        try await withServer { server in
+            let relay = try CuttableRelay(to: server.port)
+            let alice = try await server.user("alice"), bob = try await server.user("bob")
+            let conv = try await alice.client.createDirectConversation(with: bob.id).id
+            let viaRelay = try IMClient(baseURL: "http://127.0.0.1:\(relay.port)", deviceName: "relay")
+            _ = try await viaRelay.login(username: "alice", password: "password-123")
+            let sender = EventLog(viaRelay.makeConnection())
+            try await sender.connection.connect()
+            _ = try await sender.connection.send(conversation: conv, text: "before")
+
+            relay.freeze()
+            let started = ContinuousClock.now
+            let ack = try await sender.connection.send(conversation: conv, text: "into the silence", cid: "silent-1")
+            let waited = started.duration(to: .now)
+            // 3 s until the probe, 3 s for its pong, then a reconnect: well under the 30 s WebSocket ping.
+            #expect(waited < .seconds(15), "the send waited \(waited)")
+            #expect(await sender.wait { events in events.contains { if case .connectionState(.connected) = $0 { true } else { false } } })
+            let history = try await bob.client.history(conv, before: nil, limit: 10).messages.filter { $0.cid == "silent-1" }
+            #expect(history.map(\.seq) == [ack.seq])
+            await sender.close()
+            relay.cut()
+        }
     }
 }
