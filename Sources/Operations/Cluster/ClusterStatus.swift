@@ -38,7 +38,26 @@ public struct ClusterStatusReport: Encodable, Sendable {
     public var upgrade: String? = nil
     public var healthy: Bool { problems.isEmpty }
 
-    enum CodingKeys: String, CodingKey { case nodes, primary, etcdVoters, etcdHealthyVoters, quorum, imUp, problems, warnings, upgrade, healthy }
+    /// One release and the members that run it.
+    public struct Release: Codable, Sendable, Equatable {
+        public var version: String
+        public var nodes: [String]
+    }
+    /// The releases the members' IM servers say they run, in the order of the members; a member that did not
+    /// answer `/v1/version` is in none.
+    public var versions: [Release] {
+        var releases: [Release] = []
+        for n in nodes {
+            guard let v = n.version else { continue }
+            if let i = releases.firstIndex(where: { $0.version == v }) { releases[i].nodes.append(n.name) } else { releases.append(Release(version: v, nodes: [n.name])) }
+        }
+        return releases
+    }
+    /// More than one release runs: a rolling upgrade (or rollback) is under way or stopped part way. Said, not a
+    /// fault by itself: the members are compatible across one release.
+    public var mixedVersions: Bool { versions.count > 1 }
+
+    enum CodingKeys: String, CodingKey { case nodes, primary, etcdVoters, etcdHealthyVoters, quorum, imUp, problems, warnings, upgrade, versions, mixedVersions, healthy }
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(nodes, forKey: .nodes); try c.encodeIfPresent(primary, forKey: .primary)
@@ -46,6 +65,7 @@ public struct ClusterStatusReport: Encodable, Sendable {
         try c.encode(quorum, forKey: .quorum); try c.encode(imUp, forKey: .imUp); try c.encode(problems, forKey: .problems)
         try c.encode(warnings, forKey: .warnings)
         try c.encodeIfPresent(upgrade, forKey: .upgrade)
+        try c.encode(versions, forKey: .versions); try c.encode(mixedVersions, forKey: .mixedVersions)
         try c.encode(healthy, forKey: .healthy)
     }
 
@@ -61,6 +81,10 @@ public struct ClusterStatusReport: Encodable, Sendable {
         }
         out += "PostgreSQL primary: \(primary ?? "none")   etcd: \(etcdHealthyVoters)/\(etcdVoters) voters healthy, quorum \(quorum ? "yes" : "NO")   IM servers up: \(imUp)/\(nodes.count)\n"
         if let upgrade { out += "upgrade: \(upgrade)\n" }
+        if mixedVersions {
+            out += "versions: " + versions.map { "\($0.version) on \($0.nodes.joined(separator: ", "))" }.joined(separator: ", ")
+                + " (upgrade in progress or unfinished)\n"
+        }
         out += warnings.map { "warning: \($0)\n" }.joined()
         out += problems.isEmpty ? "healthy\n" : problems.map { "problem: \($0)\n" }.joined()
         return out
