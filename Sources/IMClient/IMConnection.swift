@@ -45,6 +45,10 @@ public actor IMConnection {
         /// reconnect. A server that fell silent (its host lost with the address clients reached it by) is noticed
         /// in seconds instead of at the next WebSocket ping (nil: off).
         public var silenceProbe: Duration?
+        /// A socket on which nothing has arrived for this long is probed the same way (a `ping`, then `silenceProbe`
+        /// for its `pong`), so a connection that only receives notices a silent server too; the WebSocket ping
+        /// never ended such a socket in the drills (nil: off).
+        public var idleProbe: Duration?
         /// Messages per conversation per sync request (nil: the server's default).
         public var syncLimit: Int?
         /// Largest inbound WebSocket frame/message accepted, in bytes.
@@ -69,6 +73,7 @@ public actor IMConnection {
             closeTimeout: Duration = .seconds(2),
             pingInterval: Duration? = .seconds(30),
             silenceProbe: Duration? = .seconds(3),
+            idleProbe: Duration? = .seconds(15),
             syncLimit: Int? = nil,
             maxMessageSize: Int = 4 << 20,
             outboundFragmentSize: Int = 64 << 10,
@@ -84,6 +89,7 @@ public actor IMConnection {
             self.closeTimeout = closeTimeout
             self.pingInterval = pingInterval
             self.silenceProbe = silenceProbe
+            self.idleProbe = idleProbe
             self.syncLimit = syncLimit
             self.maxMessageSize = maxMessageSize
             self.outboundFragmentSize = max(1024, outboundFragmentSize)
@@ -541,6 +547,7 @@ public actor IMConnection {
 
     private func receive(_ frame: ServerFrame, generation: Int) -> ReadAction {
         guard let socket, socket.generation == generation else { return .stop }
+        socket.lastReceivedAt = .now
         switch frame {
         case .ready(let ready):
             scheduleReauthentication(on: socket, expiry: ready.exp)
@@ -697,7 +704,8 @@ public actor IMConnection {
         guard !probes.values.contains(generation) else { return true }
         let now = ContinuousClock.now
         let waiting = pending.values.contains { $0.sentOn == generation && ($0.writtenAt.map { now - $0 >= probe } ?? false) }
-        guard waiting else { return true }
+        let idle = configuration.idleProbe.map { now - socket.lastReceivedAt >= $0 } ?? false
+        guard waiting || idle else { return true }
         let ref = "probe-" + UUID().uuidString
         probes[ref] = generation
         socket.out.yield(.text(FrameCodec.encode(ClientFrame.ping(.init(ref: ref)))))
@@ -711,7 +719,7 @@ public actor IMConnection {
     private func probeExpired(_ ref: String) {
         guard let generation = probes.removeValue(forKey: ref), let socket, socket.generation == generation else { return }
         let probe = configuration.silenceProbe ?? .zero
-        socket.closeReason = "no answer from the server: a send waited \(probe) and a ping another \(probe)"
+        socket.closeReason = "no answer from the server: a send waited \(probe), or nothing arrived for \(configuration.idleProbe ?? .zero), and a ping another \(probe)"
         logger.debug("silence probe unanswered; reconnecting", metadata: ["generation": "\(generation)"])
         socket.task?.cancel()
     }
@@ -887,6 +895,7 @@ public actor IMConnection {
         var token: String
         var reauthTask: Task<Void, Never>?
         var probeTask: Task<Void, Never>?
+        var lastReceivedAt = ContinuousClock.now
         let outgoing: AsyncStream<Outgoing>
         let out: AsyncStream<Outgoing>.Continuation
         var task: Task<(reason: String, code: WebSocketErrorCode?), Never>?

@@ -223,4 +223,28 @@ final class CuttableRelay: @unchecked Sendable {
             relay.cut()
         }
     }
+
+    @Test func aConnectionThatOnlyReceivesNoticesTheSilenceAndCatchesUp() async throws {
+        try await withServer { server in
+            let relay = try CuttableRelay(to: server.port)
+            let alice = try await server.user("alice"), bob = try await server.user("bob")
+            let conv = try await alice.client.createDirectConversation(with: bob.id).id
+            let viaRelay = try IMClient(baseURL: "http://127.0.0.1:\(relay.port)", deviceName: "relay")
+            _ = try await viaRelay.login(username: "bob", password: "password-123")
+            let receiver = EventLog(viaRelay.makeConnection(configuration: .init(silenceProbe: .seconds(1), idleProbe: .seconds(2))))
+            try await receiver.connection.connect()
+            let sender = try await EventLog.connect(alice)
+            _ = try await sender.connection.send(conversation: conv, text: "before")
+            #expect(await receiver.waitForMessages(1, in: conv))
+
+            relay.freeze()
+            _ = try await sender.connection.send(conversation: conv, text: "while silent", cid: "while-silent")
+            // Nothing arrives on the frozen socket; 2 s of silence, a ping, 1 s without its pong: reconnect and sync.
+            #expect(await receiver.wait(timeout: .seconds(12)) { events in
+                events.contains { if case .message(let m) = $0 { m.cid == "while-silent" } else { false } }
+            }, "the receive-only connection did not notice the silent server")
+            await receiver.close(); await sender.close()
+            relay.cut()
+        }
+    }
 }
