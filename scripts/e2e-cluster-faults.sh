@@ -73,6 +73,36 @@ wait_healthy 1 60 "d5"
 figure "drill 5 (etcd stopped on the witness, 12 s): longest-ack-gap=${GAP}s; status said: $(grep -m1 "problem:.*etcd" "$WORK/d5-status.log" | sed 's/^ *//' | cut -c1-100)"
 
 
+# Drill 6. The disk under the standby's WAL fills (its PostgreSQL file system, filled by root): the standby stops,
+# the primary keeps accepting writes (Patroni drops the synchronous standby), nothing is lost; the disk and standby
+# alerts fire; space freed, the standby streams again by itself.
+alert_state() { # HOST NAME -> the alert's states on HOST's alertd (firing, pending, ...), space-separated
+  on "$1" /opt/warbler/current/bin/warbler alerts list --json 2>/dev/null \
+    | python3 -c 'import json,sys; print(" ".join(a["state"] for a in json.load(sys.stdin) if a["name"] == sys.argv[1]))' "$2" 2>/dev/null || true
+}
+if [ -z "${DRILL_ONLY:-}" ]; then
+P=$(host_of "$(leader "${IPS[@]}")"); S=""
+for i in $(seq $N); do [ "$i" != "$P" ] && on "$i" mountpoint -q /var/lib/warbler-postgresql && S=$i; done
+[ -n "$S" ] || fail "d6: no standby with PostgreSQL on a file system of its own"
+load_start d6 30
+t=$(date +%s%N)
+on "$S" sh -c 'fallocate -l "$(df --output=avail -B1 /var/lib/warbler-postgresql | tail -1)" /var/lib/warbler-postgresql/drill6-fill; \
+  dd if=/dev/zero of=/var/lib/warbler-postgresql/drill6-fill2 bs=4k 2>/dev/null; sync' || true
+FULL=$(on "$S" df --output=pcent /var/lib/warbler-postgresql | tail -1 | tr -d ' %')
+load_end d6
+D6GAP=$GAP; D6LINE=$LINE
+FIRED=""
+for _ in $(seq 300); do
+  DISK=$(alert_state "$S" DiskAlmostFull); STANDBY=$(alert_state "$P" StandbyNotStreaming)
+  case " $DISK " in *" firing "*) case " $STANDBY " in *" firing "*) FIRED=$(ms_since "$t"); break ;; esac ;; esac
+  sleep 1
+done
+[ -n "$FIRED" ] || { on "$S" /opt/warbler/current/bin/warbler alerts list >&2 || true; fail "d6: DiskAlmostFull on host $S ('$DISK') and StandbyNotStreaming on host $P ('$STANDBY') did not both fire within 300 s"; }
+on "$S" rm -f /var/lib/warbler-postgresql/drill6-fill /var/lib/warbler-postgresql/drill6-fill2
+wait_healthy "$P" 180 "d6 (space freed on host $S)"
+figure "drill 6 (the standby's PostgreSQL disk on host $S filled to ${FULL}%): longest-ack-gap=${D6GAP}s; DiskAlmostFull and StandbyNotStreaming firing after $((FIRED / 1000)) s; $(echo "$D6LINE" | grep -o 'sent=[0-9]* acked=[0-9]*.*out-of-order=[0-9]*'); the standby streams again"
+fi
+
 # DRILL_ONLY=switchover: a planned switchover under load, whatever holds the VIP, and nothing else.
 if [ "${DRILL_ONLY:-}" = switchover ]; then
   P=$(host_of "$(leader "${IPS[@]}")")

@@ -36,6 +36,7 @@ cleanup() {
       wait "${PIDS[$i]}" 2>/dev/null || true
     fi
   done
+  for i in $(seq $N); do mountpoint -q "$WORK/pgfs$i" 2>/dev/null && { umount "$WORK/pgfs$i" || umount -l "$WORK/pgfs$i"; }; done
   [ "${KEEP_WORK:-0}" = 1 ] && echo "work directory kept: $WORK" || rm -rf "$WORK"
   for ns in "${NS[@]}" "$NS_BR" "$NS_CLIENT"; do ip netns del "$ns" 2>/dev/null || true; done
 }
@@ -72,9 +73,12 @@ attach "$NS_CLIENT" 10.232.0.100 c
 # Hosts: a fresh root each, the installer file copied in, booted in parallel. CAP_NET_ADMIN: keepalived adds and
 # removes the virtual IP (nspawn drops it in a network namespace of our making).
 echo "==> booting $N fresh Debian 12 hosts"
+# The database hosts (1 and 2) keep PostgreSQL on a small file system of their own, a loop-mounted file bound into
+# the host, for drill 6 to fill (on this machine's disk it would fill the machine).
 boot() { # HOST: (re)boot the host's root in its namespace
+  local bind=(); [ -d "$WORK/pgfs$1" ] && bind=(--bind="$WORK/pgfs$1:/var/lib/warbler-postgresql")
   systemd-nspawn --register=no --keep-unit --network-namespace-path="/run/netns/${NS[$1]}" --capability=CAP_NET_ADMIN \
-    -D "$WORK/h$1" -M "warbler-$1" -b >>"$WORK/h$1.console" 2>&1 &
+    "${bind[@]}" -D "$WORK/h$1" -M "warbler-$1" -b >>"$WORK/h$1.console" 2>&1 &
   PIDS[$1]=$!
   INITS[$1]=
 }
@@ -94,6 +98,10 @@ wait_booted() { # HOST
   done
   fail "host $i did not boot"
 }
+for i in 1 2; do
+  truncate -s 1536M "$WORK/pg$i.img" && mkfs.ext4 -q -m 0 "$WORK/pg$i.img" && mkdir "$WORK/pgfs$i" \
+    && mount -o loop "$WORK/pg$i.img" "$WORK/pgfs$i" && rmdir "$WORK/pgfs$i/lost+found" || fail "a loop file system for host $i's PostgreSQL"
+done
 for i in $(seq $N); do
   mkdir "$WORK/h$i" && tar -C "$WORK/h$i" -xf "$CACHE/root.tar"
   echo "warbler-$i" >"$WORK/h$i/etc/hostname"

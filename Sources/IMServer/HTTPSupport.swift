@@ -134,24 +134,3 @@ extension Parameters {
         return v
     }
 }
-
-/// `body`'s result, or nil when `seconds` pass first; the body is then cancelled and left to end on its own (a
-/// task group would wait for it, and a connection attempt may not heed cancellation).
-func firstOf<T: Sendable>(seconds: Double, _ body: @escaping @Sendable () async throws -> T) async -> Result<T, any Error>? {
-    let waiting = LockedBox<CheckedContinuation<Result<T, any Error>?, Never>?>(nil)
-    return await withCheckedContinuation { continuation in
-        waiting.withLock { $0 = continuation }
-        let work = Task {
-            let r: Result<T, any Error>
-            do { r = .success(try await body()) } catch { r = .failure(error) }
-            waiting.withLock { c in c.take() }?.resume(returning: r)
-        }
-        Task {
-            try? await Task.sleep(for: .seconds(seconds))
-            if let c = waiting.withLock({ c in c.take() }) {
-                work.cancel()
-                c.resume(returning: nil)
-            }
-        }
-    }
-}

@@ -86,10 +86,10 @@ public enum SQLDialect: String, Sendable {
 public protocol SQLDriver: Sendable {
     var dialect: SQLDialect { get }
     /// Runs `body` on a connection for reads (no transaction guarantees across statements).
-    func read<T: Sendable>(_ body: @Sendable (any SQLExecutor) async throws -> T) async throws -> T
+    func read<T: Sendable>(_ body: @escaping @Sendable (any SQLExecutor) async throws -> T) async throws -> T
     /// Runs `body` in one transaction; commits when it returns (durably: the commit is on disk), rolls back when it throws.
     @discardableResult
-    func write<T: Sendable>(_ body: @Sendable (any SQLExecutor) async throws -> T) async throws -> T
+    func write<T: Sendable>(_ body: @escaping @Sendable (any SQLExecutor) async throws -> T) async throws -> T
     /// Runs `body` while this process holds the database-wide lock `key`, so that of several processes (nodes)
     /// sharing the database one runs it at a time; `body` gets a driver to use meanwhile (on PostgreSQL, the one
     /// connection that holds the advisory lock). SQLite has one writer at a time already: there `body` runs at

@@ -1,3 +1,4 @@
+import IMCore
 import IMStorage
 import Logging
 import PostgresNIO
@@ -29,11 +30,18 @@ extension PostgresDriver {
                         for try await n in notifications { await received(n.payload) }
                     }
                     // A connection that died quietly would leave the loop above waiting forever: a statement on it
-                    // every few seconds fails instead, and ends the listening.
+                    // every few seconds fails instead, and ends the listening; so does one that gets no answer
+                    // within the probe period (an await inside PostgresNIO was seen never to resume after a
+                    // failover).
                     group.addTask {
+                        let seconds = Double(probeEvery.components.seconds) + Double(probeEvery.components.attoseconds) / 1e18
                         while true {
                             try await Task.sleep(for: probeEvery)
-                            _ = try await connection.query("SELECT 1", logger: logger).collect()
+                            switch await firstOf(seconds: seconds, { _ = try await connection.query("SELECT 1", logger: logger).collect() }) {
+                            case .success?: continue
+                            case .failure(let error)?: throw error
+                            case nil: throw StorageError.unavailable("no answer to a probe within \(probeEvery)")
+                            }
                         }
                     }
                     _ = try await group.next()

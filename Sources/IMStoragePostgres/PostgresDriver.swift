@@ -1,4 +1,5 @@
 import Foundation
+import IMCore
 import IMStorage
 import Logging
 import NIOCore
@@ -19,11 +20,16 @@ public final class PostgresDriver: SQLDriver {
     let secret: String?
     /// For connections of their own, outside the pool (the cluster's listener).
     let connectionConfiguration: PostgresConnection.Configuration
+    /// How long one pooled read or write may take, waiting for a connection included; nil: unbounded.
+    public let operationDeadline: Double?
+    /// How many reads and writes were abandoned at `operationDeadline`.
+    public var deadlinesPassedCount: Int { deadlinesPassed.withLock { $0 } }
+    private let deadlinesPassed = LockedBox(0)
 
     private init(client: PostgresClient, runner: Task<Void, Never>, endpoint: String, logger: Logger, secret: String?,
-                 connectionConfiguration: PostgresConnection.Configuration) {
+                 connectionConfiguration: PostgresConnection.Configuration, operationDeadline: Double?) {
         self.client = client; self.runner = runner; self.endpoint = endpoint; self.logger = logger; self.secret = secret
-        self.connectionConfiguration = connectionConfiguration
+        self.connectionConfiguration = connectionConfiguration; self.operationDeadline = operationDeadline
     }
 
     /// Connects to PostgreSQL, starting the connection pool in a background task owned by the driver
@@ -32,6 +38,7 @@ public final class PostgresDriver: SQLDriver {
     /// - Throws: `StorageError.unavailable` with a message naming host, port and user (never the password).
     public static func connect(host: String, port: Int = 5432, username: String, password: String?, database: String,
                                tls: Bool = false, caFile: String? = nil, maxConnections: Int = 20,
+                               operationDeadline: Double? = nil,
                                logger: Logger = Logger(label: "warbler.postgres")) async throws -> PostgresDriver {
         let endpoint = "\(host):\(port)"
         let secret = password.flatMap { $0.isEmpty ? nil : $0 }
@@ -86,7 +93,7 @@ public final class PostgresDriver: SQLDriver {
         for await _ in started {}
         await Task.yield()
         let driver = PostgresDriver(client: client, runner: runner, endpoint: endpoint, logger: logger, secret: secret,
-                                    connectionConfiguration: probeConfig)
+                                    connectionConfiguration: probeConfig, operationDeadline: operationDeadline)
         do {
             _ = try await driver.read { db in try await db.query("SELECT 1 AS one") }
         } catch {
@@ -97,25 +104,53 @@ public final class PostgresDriver: SQLDriver {
         return driver
     }
 
-    public func read<T: Sendable>(_ body: @Sendable (any SQLExecutor) async throws -> T) async throws -> T {
-        do {
-            return try await client.withConnection { connection in
-                try await body(PostgresExecutor(connection: connection, logger: logger, secret: secret))
+    public func read<T: Sendable>(_ body: @escaping @Sendable (any SQLExecutor) async throws -> T) async throws -> T {
+        try await bounded("read") { [client, logger, secret] held in
+            try await client.withConnection { connection in
+                held.withLock { $0 = connection }
+                return try await body(PostgresExecutor(connection: connection, logger: logger, secret: secret))
             }
-        } catch let error as PSQLError {
-            // Leasing failed (pool closed, server gone).
-            throw StorageError.unavailable("PostgreSQL at \(endpoint): \(scrub(Self.describe(error), secret))")
         }
     }
 
     @discardableResult
-    public func write<T: Sendable>(_ body: @Sendable (any SQLExecutor) async throws -> T) async throws -> T {
-        do {
-            return try await client.withConnection { connection in
-                try await Self.transaction(on: PostgresExecutor(connection: connection, logger: logger, secret: secret), body)
+    public func write<T: Sendable>(_ body: @escaping @Sendable (any SQLExecutor) async throws -> T) async throws -> T {
+        try await bounded("write") { [client, logger, secret] held in
+            try await client.withConnection { connection in
+                held.withLock { $0 = connection }
+                return try await Self.transaction(on: PostgresExecutor(connection: connection, logger: logger, secret: secret), body)
             }
-        } catch let error as PSQLError {
+        }
+    }
+
+    /// One read or write, leasing included, within `operationDeadline`. Past it the caller gets `unavailable`
+    /// (retryable) and the connection, if one was leased, is closed so that the pool replaces it: after a primary
+    /// changed, an await inside PostgresNIO was seen never to resume, and one such await in the cluster service's
+    /// single consumer stopped cross-node delivery on its node for good. A write abandoned this way may still
+    /// commit; every write the server retries is idempotent (a send by its client id).
+    private func bounded<T: Sendable>(_ what: String, _ op: @escaping @Sendable (LockedBox<PostgresConnection?>) async throws -> T) async throws -> T {
+        let held = LockedBox<PostgresConnection?>(nil)
+        let result: Result<T, any Error>?
+        if let deadline = operationDeadline {
+            result = await firstOf(seconds: deadline) { try await op(held) }
+        } else {
+            do { result = .success(try await op(held)) } catch { result = .failure(error) }
+        }
+        switch result {
+        case .success(let value)?:
+            return value
+        case .failure(let error as PSQLError)?:
+            // Leasing failed (pool closed, server gone).
             throw StorageError.unavailable("PostgreSQL at \(endpoint): \(scrub(Self.describe(error), secret))")
+        case .failure(let error)?:
+            throw error
+        case nil:
+            let connection = held.withLock { $0 }
+            deadlinesPassed.withLock { $0 += 1 }
+            let seconds = operationDeadline.map { String(format: "%g", $0) } ?? "?"
+            logger.error("PostgreSQL at \(endpoint): a \(what) did not end within \(seconds) s; \(connection == nil ? "no connection was leased yet" : "its connection is closed and the pool opens another")")
+            if let connection { Task { try? await connection.close() } }
+            throw StorageError.unavailable("PostgreSQL at \(endpoint) did not answer within \(seconds) s; try again")
         }
     }
 
@@ -276,13 +311,13 @@ final class PostgresSessionDriver: SQLDriver {
 
     private var executor: PostgresExecutor { PostgresExecutor(connection: connection, logger: logger, secret: secret) }
 
-    func read<T: Sendable>(_ body: @Sendable (any SQLExecutor) async throws -> T) async throws -> T {
+    func read<T: Sendable>(_ body: @escaping @Sendable (any SQLExecutor) async throws -> T) async throws -> T {
         let ex = executor
         return try await lock.withLock { try await body(ex) }
     }
 
     @discardableResult
-    func write<T: Sendable>(_ body: @Sendable (any SQLExecutor) async throws -> T) async throws -> T {
+    func write<T: Sendable>(_ body: @escaping @Sendable (any SQLExecutor) async throws -> T) async throws -> T {
         let ex = executor
         return try await lock.withLock { try await PostgresDriver.transaction(on: ex, body) }
     }

@@ -58,13 +58,13 @@ public final class SQLiteDriver: SQLDriver {
         return SQLiteDriver(path: path, writer: writer, readers: rs)
     }
 
-    public func read<T: Sendable>(_ body: @Sendable (any SQLExecutor) async throws -> T) async throws -> T {
+    public func read<T: Sendable>(_ body: @escaping @Sendable (any SQLExecutor) async throws -> T) async throws -> T {
         let reader = readers[next.take() % readers.count]
         return try await reader.enter { try await body(SQLiteExecutor(connection: reader)) }
     }
 
     @discardableResult
-    public func write<T: Sendable>(_ body: @Sendable (any SQLExecutor) async throws -> T) async throws -> T {
+    public func write<T: Sendable>(_ body: @escaping @Sendable (any SQLExecutor) async throws -> T) async throws -> T {
         let writer = self.writer
         // The lock and the transaction's statements run on the writer's thread: one hop there, one back.
         return try await writer.enter {

@@ -59,6 +59,10 @@ public struct ServerConfig: Codable, Sendable, Equatable {
         /// Largest number of sends committed in one transaction (1024: in the T benchmark, 1,600 sends in flight,
         /// it cut the server's CPU per message by about a fifth against 256; docs/benchmarks.md).
         public var maxBatch = 1024
+        /// Longest a PostgreSQL read or write may take, waiting for a pooled connection included, before it is
+        /// abandoned as `unavailable` (retryable) and its connection closed; 0: no limit. The group commit has its
+        /// own 10 s watchdog; this bounds every other query (docs/operations.md).
+        public var postgresTimeoutSeconds = 15.0
     }
     public struct Auth: Codable, Sendable, Equatable {
         /// `open`: anyone may register; `admin`: only admins create accounts.
@@ -360,6 +364,9 @@ public struct ServerConfig: Codable, Sendable, Equatable {
         try atLeast(auth.accessTtlSeconds, 30, "auth.access_ttl_seconds")
         try atLeast(auth.refreshTtlSeconds, auth.accessTtlSeconds, "auth.refresh_ttl_seconds", " (auth.access_ttl_seconds)")
         try atLeast(storage.maxBatch, 1, "storage.max_batch")
+        if !(storage.postgresTimeoutSeconds >= 0) || storage.postgresTimeoutSeconds.isInfinite {
+            throw ConfigError("storage.postgres_timeout_seconds must be 0 (no limit) or a number of seconds, not \(storage.postgresTimeoutSeconds)")
+        }
         try atLeast(server.drainSeconds, 0, "server.drain_seconds")
         try atLeast(server.maxConnections, 0, "server.max_connections", " (0: as many as descriptors allow)")
         try atLeast(server.maxConnectionsPerAddress, 0, "server.max_connections_per_address", " (0: no cap)")

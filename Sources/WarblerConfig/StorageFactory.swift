@@ -33,7 +33,9 @@ public enum StorageFactory {
             return try await PostgresDriver.connect(host: config.storage.postgresHost, port: config.storage.postgresPort,
                                                     username: config.storage.postgresUser, password: password,
                                                     database: config.storage.postgresDatabase, tls: config.storage.postgresTls,
-                                                    caFile: config.storage.postgresCaFile, logger: logger)
+                                                    caFile: config.storage.postgresCaFile,
+                                                    operationDeadline: config.storage.postgresTimeoutSeconds > 0 ? config.storage.postgresTimeoutSeconds : nil,
+                                                    logger: logger)
         default:
             return try await SQLiteDriver.open(path: config.storage.path, logger: logger)
         }

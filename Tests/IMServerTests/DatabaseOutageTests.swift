@@ -248,3 +248,52 @@ final class CuttableRelay: @unchecked Sendable {
         }
     }
 }
+
+/// A node whose every database connection goes silent at once (a primary powered off under HAProxy's open
+/// sessions): its reads are abandoned at `storage.postgres_timeout_seconds` and their connections closed, so the
+/// cluster service's one consumer is not stuck behind one of them and cross-node delivery resumes on new
+/// connections. Found by the failover drill: every send acknowledged, but 1,478 messages never reached receivers on
+/// a surviving node.
+@Suite(.timeLimit(.minutes(2))) struct SilentDatabaseTests {
+    @Test func crossNodeDeliveryResumesAfterEveryConnectionOfANodeWentSilent() async throws {
+        let db = try await TestServer.SharedDatabase.fresh()
+        let relay = try CuttableRelay(to: db.port)
+        let keyDir = NSTemporaryDirectory() + "warbler-silent-db-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: keyDir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: keyDir) }
+        func node(_ id: String) -> (inout ServerConfig) -> Void {
+            { c in
+                c.cluster.enabled = true
+                c.cluster.nodeId = id
+                c.cluster.catchUpSeconds = 0.5
+                c.auth.jwtKeyFile = keyDir + "/jwt.key"
+                c.storage.postgresTimeoutSeconds = 2
+            }
+        }
+        let a = try await TestServer(.postgres, node("node-a"), joining: db)
+        let b: TestServer
+        do { b = try await TestServer(.postgres, node("node-b"), joining: .init(port: relay.port, name: db.name)) } catch { await a.stop(); throw error }
+        do {
+            let alice = try await a.user("alice"), bob = try await b.user("bob")
+            let conv = try await alice.client.createDirectConversation(with: bob.id).id
+            let sender = try await EventLog.connect(alice)
+            let receiver = try await EventLog.connect(bob)
+            var seqs = [try await sender.connection.send(conversation: conv, text: "before").seq]
+            #expect(await receiver.waitForMessages(1, in: conv))
+
+            relay.freeze()
+            for i in 0..<20 { seqs.append(try await sender.connection.send(conversation: conv, text: "after \(i)", cid: "after-\(i)").seq) }
+            // 2 s until the stuck read is abandoned, then a catch-up pass on a new connection.
+            #expect(await receiver.waitForMessages(21, in: conv, timeout: .seconds(20)),
+                    "node b delivered \(receiver.userMessages(in: conv).count) of 21 after its connections went silent")
+            #expect(receiver.userMessages(in: conv).map(\.seq) == seqs, "not once each, in order")
+            await sender.close(); await receiver.close()
+        } catch {
+            relay.cut()
+            await a.stop(); await b.stop()
+            throw error
+        }
+        relay.cut()
+        await a.stop(); await b.stop()
+    }
+}

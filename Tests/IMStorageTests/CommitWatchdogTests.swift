@@ -18,8 +18,8 @@ final class HoldingDriver: SQLDriver {
         for c in waiting { c.resume() }
     }
 
-    func read<T: Sendable>(_ body: @Sendable (any SQLExecutor) async throws -> T) async throws -> T { try await inner.read(body) }
-    func write<T: Sendable>(_ body: @Sendable (any SQLExecutor) async throws -> T) async throws -> T {
+    func read<T: Sendable>(_ body: @escaping @Sendable (any SQLExecutor) async throws -> T) async throws -> T { try await inner.read(body) }
+    func write<T: Sendable>(_ body: @escaping @Sendable (any SQLExecutor) async throws -> T) async throws -> T {
         let hold = held.withLock { h -> Bool in defer { h.armed = false }; return h.armed }
         if hold {
             await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
