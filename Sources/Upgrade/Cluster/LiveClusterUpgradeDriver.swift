@@ -16,7 +16,7 @@ import WarblerConfig
 /// verifying the file (checksum, and signature with the release key), the recorded progress (root's file and
 /// etcd's copy), the cluster-wide lock (`ClusterUpgradeLock`, renewed while the run lasts), the cluster backup
 /// (in process, on this member), the expand and contract migrations (`warbler cluster migrate` of the release they
-/// belong to), and the Patroni switchover. Missing: copying the file to another node, draining a node in every
+/// belong to), waiting for a member to be ready on a release (`NodeReadiness`), and the Patroni switchover. Missing: copying the file to another node, draining a node in every
 /// member's HAProxy (each member's runtime socket is local), telling one node's clients to reconnect, and switching
 /// another node's release.
 public struct LiveClusterUpgradeDriver: ClusterUpgradeDriver {
@@ -44,12 +44,12 @@ public struct LiveClusterUpgradeDriver: ClusterUpgradeDriver {
     public func unavailable(_ step: ClusterUpgradeStep?) -> String? {
         let missing: String
         switch step {
-        case nil, .backup?, .expandMigrations?, .contractMigrations?: return nil
+        case nil, .backup?, .expandMigrations?, .contractMigrations?, .waitReady?: return nil
         case .distribute?: missing = "copy the file to another node (distribute)"
         case .drain?, .undrain?: missing = "draining a node in every member's HAProxy (drain)"
         case .reconnectClients?: missing = "telling one node's clients to reconnect (reconnect)"
         case .waitSessions?: missing = "counting one node's sessions across every HAProxy (wait for sessions)"
-        case .switchRelease?, .waitReady?: missing = "switching another node's release (switch)"
+        case .switchRelease?: missing = "switching another node's release (switch)"
         case .verifyFile?, .checkSkew?, .switchover?: return nil
         }
         return "cluster upgrade: step \(missing) is not available in this build"
@@ -209,7 +209,20 @@ public struct LiveClusterUpgradeDriver: ClusterUpgradeDriver {
     public func reconnectClients(node: String) async throws { throw refuse(.reconnectClients(node: node)) }
     public func waitForSessions(node: String, timeout: Duration) async throws -> Int { throw refuse(.waitSessions(node: node)) }
     public func switchRelease(node: String, to version: String) async throws { throw refuse(.switchRelease(node: node)) }
-    public func waitReady(node: String, version: String) async throws { throw refuse(.waitReady(node: node)) }
+    /// How long a switched member's IM server has to be ready on the new release.
+    public static let readyTimeout: Duration = .seconds(120)
+
+    /// Polls the member's IM server over the cluster listener (root's cluster identity, the member's certificate
+    /// verified against the cluster CA for the address dialled) until `/readyz` is 200 and `/v1/version` names
+    /// `version`.
+    public func waitReady(node: String, version: String) async throws {
+        guard let address = try MemberRegistry.load(etcd).members.first(where: { $0.name == node })?.address else {
+            throw ClusterUpgradeRefusal("etcd lists no member \(node); see `warbler cluster status`")
+        }
+        try await NodeReadiness.live(member: member, etcd: etcd) {
+            try await $0.wait(node: node, address: address, version: version, timeout: Self.readyTimeout)
+        }
+    }
     public func undrain(node: String) async throws { throw refuse(.undrain(node: node)) }
 
     public func switchover(from primary: String) async throws -> String {
