@@ -47,6 +47,23 @@ import Testing
         guard case .acquired = try m1.acquire(now: Self.now.addingTimeInterval(61)) else { Issue.record("the dead run's lock outlived its lease"); return }
     }
 
+    @Test func theKeepersThreadRenewsUntilReleased() async throws {
+        let etcd = FakeEtcd()
+        let m1 = Self.lock(etcd, "m1")
+        guard case .acquired(let lease) = try m1.acquire(now: Self.now) else { Issue.record("m1 did not get the lock"); return }
+        let keeper = LeaseKeeper(lock: m1.lock, lease: lease, interval: 0.05).start()
+        let renewal = ["lease", "keep-alive", "--once", String(lease, radix: 16)]
+        for _ in 0..<100 where etcd.commands.filter({ $0 == renewal }).count < 2 { try await Task.sleep(for: .milliseconds(50)) }
+        #expect(etcd.commands.filter { $0 == renewal }.count >= 2)
+        keeper.release()
+        #expect(etcd.value(ClusterUpgradeLock.key) == nil)
+        // Released: the thread renews no more (a renewal already under way when it was released may still land).
+        try await Task.sleep(for: .milliseconds(300))
+        let after = etcd.commands.count
+        try await Task.sleep(for: .milliseconds(500))
+        #expect(etcd.commands.count == after)
+    }
+
     @Test func aHolderRenewsItsLeaseAndLearnsWhenItIsLost() throws {
         let etcd = FakeEtcd()
         let m1 = Self.lock(etcd, "m1")

@@ -73,14 +73,20 @@ public final class LeaseKeeper: Sendable {
     let interval: Double
     let state: Mutex<State>
 
-    /// Starts renewing `lease` (just granted, so counted as renewed now).
+    /// Keeps `lease` (just granted, so counted as renewed now); `start` begins the renewals.
     public init(lock: EtcdLeaseLock, lease: UInt64, interval: Double? = nil) {
         self.lock = lock; self.lease = lease
         self.interval = interval ?? max(1, Double(lock.ttl) / 3)
         state = Mutex(State(lastRenewed: Date()))
+    }
+
+    /// Starts the renewing thread; it ends at `release`, `stop`, or when the lock is lost.
+    @discardableResult
+    public func start() -> LeaseKeeper {
         let thread = Thread { [self] in self.loop() }
         thread.name = "warbler-lease-keeper"
         thread.start()
+        return self
     }
 
     /// Why the lock is no longer held, or nil while it is.

@@ -113,7 +113,7 @@ public struct LiveClusterUpgradeDriver: ClusterUpgradeDriver {
     public func lock() async throws {
         switch try upgradeLock.acquire(now: Date()) {
         case .acquired(let lease):
-            keeper.hold(LeaseKeeper(lock: upgradeLock.lock, lease: lease))
+            keeper.hold(LeaseKeeper(lock: upgradeLock.lock, lease: lease).start())
         case .held(let node, let since):
             throw ClusterUpgradeRefusal(upgradeLock.heldMessage(by: node, since: since))
         }
