@@ -149,6 +149,16 @@ extension ClusterTasks {
                                                 caFile: config.storage.postgresCaFile, maxConnections: maxConnections, logger: logger)
     }
 
+    /// Why the contract migrations of `release` may not run while the members run what they run, or nil when every
+    /// member answered that it runs `release`. Pure.
+    public static func contractRefusal(nodes: [(name: String, version: String?)], release: String) -> String? {
+        let behind = nodes.filter { $0.version != release }
+        guard !behind.isEmpty else { return nil }
+        return "contract migrations remove what the previous release uses, so they run only once every member runs \(release): "
+            + behind.map { "\($0.name) \($0.version.map { "runs \($0)" } ?? "does not say which release it runs")" }.joined(separator: ", ")
+            + "; upgrade those members first (`warbler cluster status` shows each member's release)"
+    }
+
     /// What `warbler cluster migrate` did: the versions it applied and the schema after, as the one JSON line it
     /// prints (what the cluster upgrade's driver reads back).
     public struct MigrationRun: Codable, Sendable, Equatable {
@@ -161,6 +171,15 @@ extension ClusterTasks {
     /// release whose migrations these are): this build's migrations of that phase, once, under the database's
     /// migration lock, against the primary.
     public func migrate(phase: Migration.Phase, through: Int) async throws -> MigrationRun {
+        if phase == .contract {
+            // Also when run by hand (after members were upgraded one by one with `--host-only`): a contract
+            // migration removes what the previous release uses.
+            let m = try memberFile()
+            let report = try await ClusterStatusCollector(member: m, etcd: etcd(m)).collect()
+            if let why = Self.contractRefusal(nodes: report.nodes.map { ($0.name, $0.version) }, release: WarblerVersion.version) {
+                throw ClusterOpsError(why)
+            }
+        }
         let driver = try await Self.connectDatabase(logger: logger)
         do {
             let selection: Migrations.Selection = phase == .expand ? .expand(through: through) : .contract(through: through)
