@@ -16,9 +16,10 @@ import WarblerConfig
 /// verifying the file (checksum, and signature with the release key), the recorded progress (root's file and
 /// etcd's copy), the cluster-wide lock (`ClusterUpgradeLock`, renewed while the run lasts), the cluster backup
 /// (in process, on this member), the expand and contract migrations (`warbler cluster migrate` of the release they
-/// belong to), waiting for a member to be ready on a release (`NodeReadiness`), and the Patroni switchover. Missing: copying the file to another node, draining a node in every
-/// member's HAProxy (each member's runtime socket is local), telling one node's clients to reconnect, and switching
-/// another node's release.
+/// belong to), waiting for a member to be ready on a release (`NodeReadiness`), and the Patroni switchover.
+/// Missing: copying the file to another node, draining a node in every member's HAProxy (each member's runtime
+/// socket is local), telling one node's clients to reconnect, and switching another node's release (designed in
+/// docs/architecture.md, *Cluster upgrade*).
 public struct LiveClusterUpgradeDriver: ClusterUpgradeDriver {
     public static let etcdKey = "/warbler/upgrade/progress"
 
@@ -101,7 +102,11 @@ public struct LiveClusterUpgradeDriver: ClusterUpgradeDriver {
         // Before every step: a run that lost the lock (its lease ended: the process stalled, or etcd was away for the
         // whole TTL) may no longer be the only one, so it stops here, where a resume continues.
         if let lost = keeper.lost {
-            throw ClusterUpgradeRefusal("this run lost the cluster upgrade lock: \(lost). It stopped before step \(progress.done + 1) of \(progress.steps.count) (\(progress.done < progress.steps.count ? "\(progress.steps[progress.done])" : "the end")); see `warbler cluster status`, then `warbler upgrade --resume \(progress.file)`")
+            let again = progress.state == .finished ? "`warbler upgrade --contract` again"
+                : progress.kind == .upgrade ? "`warbler upgrade --resume \(progress.file)`" : "`warbler rollback --resume`"
+            let at = progress.state == .finished ? "the contract migrations"
+                : "step \(progress.done + 1) of \(progress.steps.count)\(progress.done < progress.steps.count ? " (\(progress.steps[progress.done]))" : "")"
+            throw ClusterUpgradeRefusal("this run lost the cluster upgrade lock: \(lost). It stopped before \(at); see `warbler cluster status`, then \(again)")
         }
         try progressFile.save(progress)
         // etcd's copy is for `cluster status` on any member; root's file is what a resume trusts.
@@ -130,6 +135,7 @@ public struct LiveClusterUpgradeDriver: ClusterUpgradeDriver {
     }
 
     public func distribute(file: String, to node: String) async throws { throw refuse(.distribute(node: node)) }
+
     /// Where the cluster's pre-upgrade backups go on the member that runs the upgrade: root's directory (0700, in
     /// root's install state), not the backup directory, which the service user can write; the archive holds the
     /// internal CA's key.
@@ -205,6 +211,7 @@ public struct LiveClusterUpgradeDriver: ClusterUpgradeDriver {
         }
         return run
     }
+
     public func drain(node: String) async throws { throw refuse(.drain(node: node)) }
     public func reconnectClients(node: String) async throws { throw refuse(.reconnectClients(node: node)) }
     public func waitForSessions(node: String, timeout: Duration) async throws -> Int { throw refuse(.waitSessions(node: node)) }
