@@ -164,6 +164,12 @@ public struct ClusterUpgradeLock: Sendable {
         }
     }
 
+    /// The lock's value for people: `NODE since TIME`.
+    public static func describe(_ value: String) -> String {
+        let f = value.split(separator: " ").map(String.init)
+        return f.count >= 3 ? "\(f[0]) since \(f[2])" : value
+    }
+
     /// The refusal an operator reads when another run holds the lock.
     public func heldMessage(by node: String, since: String) -> String {
         "another cluster upgrade, rollback or contract step holds the cluster upgrade lock (\(Self.key)): run on \(node), started \(since). "
