@@ -457,20 +457,64 @@ public enum Migrations {
     /// Nodes on one database take this lock (a PostgreSQL advisory lock key) to run migrations one at a time.
     public static let lockKey: Int64 = 0x5761_7262_6C65_7201   // "Warbler", 1
 
-    /// Applies every migration newer than the database's version, each in its own transaction, while holding the
-    /// database's migration lock (`SQLDriver.withExclusiveLock`): of several nodes starting at once on one database,
-    /// one migrates and the others then find nothing left to do. Returns the versions this call applied.
+    /// Which pending migrations a run applies. Migrations apply in version order and none is ever skipped (the
+    /// schema's version is its newest migration), so a selection only decides where a run stops.
+    public enum Selection: Sendable, Equatable {
+        /// Every pending migration: a single node, a restore.
+        case all
+        /// The pending migrations in order while they are expand ones, through `through` (nil: the newest); the run
+        /// stops before the first contract one, which waits for `.contract`. A cluster upgrade runs this once,
+        /// under its lock, before the first node switches.
+        case expand(through: Int?)
+        /// The pending migrations from the next one, which must be a contract one (else the expand step has not
+        /// run), through `through` (nil: the newest); expand migrations after a contract one come with it, since
+        /// none may be skipped. A cluster upgrade's separate last step, once every node runs the new release.
+        case contract(through: Int?)
+        /// A cluster node opening the database: `.expand(through: nil)`, except that an empty database (no
+        /// migration recorded) takes every migration, since no older release runs on it.
+        case clusterOpen
+    }
+
+    /// Applies the migrations newer than the database's version that `selection` picks, each in its own
+    /// transaction, while holding the database's migration lock (`SQLDriver.withExclusiveLock`): of several nodes
+    /// starting at once on one database, one migrates and the others then find nothing left to do. Returns the
+    /// versions this call applied.
     ///
     /// A database one version newer than this build is accepted when that migration is recorded as additive (a
     /// rolling upgrade has migrated it and this node is next); anything newer is refused.
     @discardableResult
-    public static func apply(_ driver: any SQLDriver, now: Int64, migrations: [Migration] = all) async throws -> [Int] {
+    public static func apply(_ driver: any SQLDriver, now: Int64, migrations: [Migration] = all, selection: Selection = .all) async throws -> [Int] {
         try await driver.withExclusiveLock(lockKey) { db in
-            try await applyLocked(db, now: now, migrations: migrations)
+            try await applyLocked(db, now: now, migrations: migrations, selection: selection)
         }
     }
 
-    private static func applyLocked(_ driver: any SQLDriver, now: Int64, migrations: [Migration]) async throws -> [Int] {
+    /// The migrations of `migrations` a run with `selection` applies to a database at `current`, in order; throws
+    /// when `selection` cannot start there (a contract run whose next migration is an expand one, or a `through`
+    /// beyond the migrations this build has). Pure.
+    public static func chosen(_ migrations: [Migration], current: Int, selection: Selection) throws -> [Migration] {
+        let pending = migrations.filter { $0.version > current }
+        let newest = migrations.last?.version ?? 0
+        switch selection {
+        case .all:
+            return pending
+        case .clusterOpen:
+            return current == 0 ? pending : try chosen(migrations, current: current, selection: .expand(through: nil))
+        case .expand(let through), .contract(let through):
+            if let through, through > newest {
+                throw StorageError.migration("schema \(through) was asked for, but this build's migrations reach only \(newest); run the release that brings it")
+            }
+            let limit = through ?? newest
+            let upTo = pending.filter { $0.version <= limit }
+            if case .expand = selection { return Array(upTo.prefix { $0.phase == .expand }) }
+            if let first = upTo.first, first.phase == .expand {
+                throw StorageError.migration("the next migration (\(first.version): \(first.name)) is an expand one: the contract migrations run only after the expand ones (`warbler upgrade` runs those before any node switches)")
+            }
+            return upTo
+        }
+    }
+
+    private static func applyLocked(_ driver: any SQLDriver, now: Int64, migrations: [Migration], selection: Selection) async throws -> [Int] {
         try await prepareTable(driver)
         let newest = migrations.last?.version ?? 0
         let recorded = try await driver.read { db in
@@ -486,7 +530,7 @@ public enum Migrations {
         }
         let current = try await currentVersion(driver)
         var applied: [Int] = []
-        for m in migrations where m.version > current {
+        for m in try chosen(migrations, current: current, selection: selection) {
             do {
                 let ran = try await driver.write { db -> Bool in
                     // Read again inside the write: on SQLite another process may have migrated since (its writer

@@ -7,14 +7,22 @@ import Logging
 /// Opens the database a config names: the server, backup, upgrade's schema check, the exporter and the cluster
 /// tools all open it this one way.
 public enum StorageFactory {
-    /// Opens storage, applying migrations (one runner at a time on a shared database).
-    public static func openStorage(config: ServerConfig, logger: Logger) async throws -> SQLStore {
+    /// Opens storage, applying migrations (one runner at a time on a shared database). A single node applies every
+    /// pending migration. A cluster node applies only the expand ones (`Migrations.Selection.clusterOpen`): a
+    /// contract migration removes what the previous release still uses, and while a rolling upgrade runs, nodes on
+    /// that release share this database; the upgrade's separate last step (`warbler upgrade --contract`) runs it.
+    /// `migrations`: this build's, except in tests.
+    public static func openStorage(config: ServerConfig, logger: Logger, migrations: [Migration] = Migrations.all) async throws -> SQLStore {
         let driver = try await openDriver(config: config, logger: logger)
-        let applied = try await Migrations.apply(driver, now: Int64(Date().timeIntervalSince1970 * 1000))
+        let applied = try await Migrations.apply(driver, now: Int64(Date().timeIntervalSince1970 * 1000), migrations: migrations,
+                                                 selection: config.cluster.enabled ? .clusterOpen : .all)
         if !applied.isEmpty { logger.info("applied schema migrations \(applied)") }
         let version = try await Migrations.currentVersion(driver)
-        if version > Migrations.latest {
-            logger.notice("the database is at schema version \(version), one additive migration ahead of this build's \(Migrations.latest) (a newer node migrated it); running on it until this node is upgraded")
+        let latest = migrations.last?.version ?? 0
+        if version > latest {
+            logger.notice("the database is at schema version \(version), one additive migration ahead of this build's \(latest) (a newer node migrated it); running on it until this node is upgraded")
+        } else if version < latest {
+            logger.notice("the database is at schema version \(version); this build's migrations \(version + 1)...\(latest) start with a contract (destructive) one, which a cluster node does not run at start: `warbler upgrade --contract` runs them once every node runs this release")
         }
         return SQLStore(driver: driver, maxBatch: config.storage.maxBatch)
     }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import IMStorage
 import Installer
 import Logging
 import Operations
@@ -10,7 +11,7 @@ extension Warbler {
             commandName: "cluster",
             abstract: "A cluster member's commands: join tokens, the cluster's status.",
             subcommands: [Token.self, Status.self, HAProxy.self, Register.self, Promote.self, SetupDatabase.self, WaitDatabase.self, Agent.self,
-                          VIPAgentCommand.self, VIPWait.self, VIPRelease.self, VIPCheck.self, Switchover.self, Failover.self])
+                          Migrate.self, VIPAgentCommand.self, VIPWait.self, VIPRelease.self, VIPCheck.self, Switchover.self, Failover.self])
     }
 }
 
@@ -86,6 +87,30 @@ extension Warbler.ClusterCommand {
         func run() async throws {
             try requireRoot("warbler cluster setup-database")
             do { try await ClusterTasks().setupDatabase() } catch { throw fail(error) }
+        }
+    }
+
+    struct Migrate: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Run this release's expand or contract migrations on the cluster's database (run by a cluster upgrade).", shouldDisplay: false)
+        @Option(help: "expand: the additive migrations, stopping before the first contract one; contract: the rest, from a contract one.")
+        var phase: String
+        @Option(help: "The schema version to stop at.") var through: Int
+        func validate() throws {
+            guard Migration.Phase(rawValue: phase) != nil else { throw ValidationError("--phase is expand or contract, not '\(phase)'") }
+        }
+        func run() async throws {
+            try requireRoot("warbler cluster migrate")
+            var logger = Logger(label: "warbler.migrate")
+            logger.logLevel = .error
+            do {
+                let run = try await ClusterTasks(logger: logger).migrate(phase: Migration.Phase(rawValue: phase)!, through: through)
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.sortedKeys]
+                print(String(decoding: try encoder.encode(run), as: UTF8.self))
+            } catch {
+                throw fail(error)
+            }
         }
     }
 

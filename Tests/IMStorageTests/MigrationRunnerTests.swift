@@ -165,6 +165,78 @@ import WarblerTestSupport
         }
     }
 
+    /// This build's migrations, then a newer release's: expand, expand, contract (drops what the previous release
+    /// reads), expand.
+    static func upgradeMigrations() -> [Migration] {
+        let n = Migrations.latest
+        func m(_ i: Int, _ phase: Migration.Phase, _ sqlite: String, _ postgres: String) -> Migration {
+            Migration(version: n + i, name: "newer \(i)", sqlite: [sqlite], postgres: [postgres], phase: phase)
+        }
+        return Migrations.all + [
+            m(1, .expand, "CREATE TABLE grown_a (id INTEGER PRIMARY KEY)", "CREATE TABLE grown_a (id BIGINT PRIMARY KEY)"),
+            m(2, .expand, "CREATE TABLE grown_b (id INTEGER PRIMARY KEY)", "CREATE TABLE grown_b (id BIGINT PRIMARY KEY)"),
+            m(3, .contract, "DROP TABLE grown_a", "DROP TABLE grown_a"),
+            m(4, .expand, "CREATE TABLE grown_c (id INTEGER PRIMARY KEY)", "CREATE TABLE grown_c (id BIGINT PRIMARY KEY)"),
+        ]
+    }
+
+    func tables(_ driver: any SQLDriver, _ backend: Backend) async throws -> Set<String> {
+        let sql = backend == .sqlite ? "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'grown_%'"
+            : "SELECT table_name AS name FROM information_schema.tables WHERE table_schema = current_schema() AND table_name LIKE 'grown_%'"
+        return Set(try await driver.read { db in try await db.query(sql) }.map { try $0.text("name") })
+    }
+
+    /// A cluster upgrade's two runs: expand-only stops before the first contract migration (leaving it and what
+    /// follows pending), contract-only then runs the rest; each refuses to run out of turn.
+    @Test(arguments: Backend.allCases)
+    func expandOnlyStopsBeforeTheFirstContractMigrationAndContractOnlyRunsTheRest(_ backend: Backend) async throws {
+        try await withDrivers(backend, count: 1) { drivers in
+            let db = drivers[0], n = Migrations.latest, migrations = Self.upgradeMigrations()
+            try await Migrations.apply(db, now: 1_000)
+            // Contract before expand: refused, nothing changed.
+            let early = try await refusal { try await Migrations.apply(db, now: 1_500, migrations: migrations, selection: .contract(through: nil)) }
+            #expect(early.contains("expand one"), "\(early)")
+            #expect(try await Migrations.currentVersion(db) == n)
+            // Expand through the first only, then through the newest: stops before the contract one.
+            #expect(try await Migrations.apply(db, now: 2_000, migrations: migrations, selection: .expand(through: n + 1)) == [n + 1])
+            #expect(try await Migrations.apply(db, now: 2_500, migrations: migrations, selection: .expand(through: nil)) == [n + 2])
+            #expect(try await Migrations.apply(db, now: 3_000, migrations: migrations, selection: .expand(through: nil)).isEmpty)
+            #expect(try await tables(db, backend) == ["grown_a", "grown_b"])
+            #expect(try await Migrations.currentVersion(db) == n + 2)
+            // A `through` beyond this build's migrations is refused.
+            let beyond = try await refusal { try await Migrations.apply(db, now: 3_500, migrations: migrations, selection: .contract(through: n + 9)) }
+            #expect(beyond.contains("reach only \(n + 4)"), "\(beyond)")
+            // Contract through the contract one, then the rest (the expand one after it comes with the contract run).
+            #expect(try await Migrations.apply(db, now: 4_000, migrations: migrations, selection: .contract(through: n + 3)) == [n + 3])
+            #expect(try await tables(db, backend) == ["grown_b"])
+            #expect(try await Migrations.apply(db, now: 5_000, migrations: migrations, selection: .expand(through: nil)) == [n + 4])
+            #expect(try await Migrations.currentVersion(db) == n + 4)
+            let rows = try await db.read { db in try await db.query("SELECT version, additive FROM schema_migrations WHERE version > $1 ORDER BY version", [.int(Int64(n))]) }
+            #expect(rows.map { $0.bool("additive") } == [true, true, false, true])
+        }
+    }
+
+    /// A cluster node opening the database runs the pending expand migrations and leaves a contract one pending,
+    /// except on an empty database, where no older release runs.
+    @Test(arguments: Backend.allCases)
+    func aClusterOpenLeavesContractMigrationsPendingExceptOnAnEmptyDatabase(_ backend: Backend) async throws {
+        try await withDrivers(backend, count: 1) { drivers in
+            let existing = drivers[0]
+            let n = Migrations.latest, migrations = Self.upgradeMigrations()
+            try await Migrations.apply(existing, now: 1_000)
+            #expect(try await Migrations.apply(existing, now: 2_000, migrations: migrations, selection: .clusterOpen) == [n + 1, n + 2])
+            #expect(try await Migrations.currentVersion(existing) == n + 2)
+            #expect(try await tables(existing, backend) == ["grown_a", "grown_b"])
+            // `.all` (a single node) runs the contract one too.
+            #expect(try await Migrations.apply(existing, now: 3_000, migrations: migrations, selection: .all) == [n + 3, n + 4])
+        }
+        try await withDrivers(backend, count: 1) { drivers in
+            let migrations = Self.upgradeMigrations()
+            let applied = try await Migrations.apply(drivers[0], now: 1_000, migrations: migrations, selection: .clusterOpen)
+            #expect(applied == migrations.map(\.version))
+        }
+    }
+
     func refusal(_ body: () async throws -> Void) async throws -> String {
         do {
             try await body()

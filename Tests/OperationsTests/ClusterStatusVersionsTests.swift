@@ -26,6 +26,7 @@ import Testing
     @Test func aMixedVersionClusterSaysWhichMemberRunsWhichReleaseAndStaysHealthy() {
         var r = report("0.1.0", "0.2.0", "0.2.0")
         r.upgrade = "upgrade 0.1.0 → 0.2.0: running, step 20 of 26 (drain warbler-1)"
+        r.upgradeLock = ClusterUpgradeLock.describe("warbler-2 390da245bad10e05 2026-12-05T01:00:00Z")
         #expect(r.healthy)
         #expect(r.render() == table + """
             warbler-1     10.0.0.1       im,database,etcd 0.1.0    ready  UP      12    leader running          voter
@@ -33,6 +34,7 @@ import Testing
             warbler-3     10.0.0.3       im,etcd         0.2.0    ready  DRAIN   0     -                       voter
             PostgreSQL primary: warbler-1   etcd: 3/3 voters healthy, quorum yes   IM servers up: 3/3
             upgrade: upgrade 0.1.0 → 0.2.0: running, step 20 of 26 (drain warbler-1)
+            upgrade lock: held by warbler-2 since 2026-12-05T01:00:00Z
             versions: 0.1.0 on warbler-1, 0.2.0 on warbler-2, warbler-3 (upgrade in progress or unfinished)
             healthy
 

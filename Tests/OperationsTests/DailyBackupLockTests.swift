@@ -61,6 +61,12 @@ final class FakeEtcd: System {
                 }
                 s.kvs = s.kvs.filter { $0.value.lease != id }
                 return CommandResult(status: 0, output: "lease \(args[2]) revoked\n")
+            case ("lease", "keep-alive"):
+                #expect(args.count == 4 && args[2] == "--once")
+                guard let id = UInt64(args[3], radix: 16), s.leases.contains(id) else {
+                    return CommandResult(status: 1, output: "Error: etcdserver: requested lease not found\n")
+                }
+                return CommandResult(status: 0, output: "lease \(args[3]) keepalived with TTL(60)\n")
             case ("txn", _):
                 #expect(args == ["txn", "-w", "json"])
                 let sections = (input ?? "").components(separatedBy: "\n\n")

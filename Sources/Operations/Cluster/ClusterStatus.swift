@@ -36,6 +36,8 @@ public struct ClusterStatusReport: Encodable, Sendable {
     public var warnings: [String] = []
     /// The last cluster upgrade's (or rollback's) progress in one line, as its engine left it in etcd.
     public var upgrade: String? = nil
+    /// Who holds the cluster upgrade lock now (`NODE since TIME`), nil when no upgrade, rollback or contract step runs.
+    public var upgradeLock: String? = nil
     public var healthy: Bool { problems.isEmpty }
 
     /// One release and the members that run it.
@@ -57,7 +59,7 @@ public struct ClusterStatusReport: Encodable, Sendable {
     /// fault by itself: the members are compatible across one release.
     public var mixedVersions: Bool { versions.count > 1 }
 
-    enum CodingKeys: String, CodingKey { case nodes, primary, etcdVoters, etcdHealthyVoters, quorum, imUp, problems, warnings, upgrade, versions, mixedVersions, healthy }
+    enum CodingKeys: String, CodingKey { case nodes, primary, etcdVoters, etcdHealthyVoters, quorum, imUp, problems, warnings, upgrade, upgradeLock, versions, mixedVersions, healthy }
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(nodes, forKey: .nodes); try c.encodeIfPresent(primary, forKey: .primary)
@@ -65,6 +67,7 @@ public struct ClusterStatusReport: Encodable, Sendable {
         try c.encode(quorum, forKey: .quorum); try c.encode(imUp, forKey: .imUp); try c.encode(problems, forKey: .problems)
         try c.encode(warnings, forKey: .warnings)
         try c.encodeIfPresent(upgrade, forKey: .upgrade)
+        try c.encodeIfPresent(upgradeLock, forKey: .upgradeLock)
         try c.encode(versions, forKey: .versions); try c.encode(mixedVersions, forKey: .mixedVersions)
         try c.encode(healthy, forKey: .healthy)
     }
@@ -81,6 +84,7 @@ public struct ClusterStatusReport: Encodable, Sendable {
         }
         out += "PostgreSQL primary: \(primary ?? "none")   etcd: \(etcdHealthyVoters)/\(etcdVoters) voters healthy, quorum \(quorum ? "yes" : "NO")   IM servers up: \(imUp)/\(nodes.count)\n"
         if let upgrade { out += "upgrade: \(upgrade)\n" }
+        if let upgradeLock { out += "upgrade lock: held by \(upgradeLock)\n" }
         if mixedVersions {
             out += "versions: " + versions.map { "\($0.version) on \($0.nodes.joined(separator: ", "))" }.joined(separator: ", ")
                 + " (upgrade in progress or unfinished)\n"
@@ -149,6 +153,8 @@ public struct ClusterStatusCollector: Sendable {
         try? await http.shutdown()
         report.upgrade = (try? etcd.get(prefix: Self.upgradeSummaryKey))?.first { $0.key == Self.upgradeSummaryKey }
             .map { String(decoding: $0.value, as: UTF8.self) }
+        report.upgradeLock = (try? EtcdLeaseLock(etcd: etcd, key: ClusterUpgradeLock.key, ttl: 0).holder()).flatMap { $0 }
+            .map(ClusterUpgradeLock.describe)
         return report
     }
 

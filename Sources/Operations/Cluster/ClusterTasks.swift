@@ -135,6 +135,65 @@ public struct ClusterTasks: Sendable {
     }
 }
 
+extension ClusterTasks {
+    /// Connects to the cluster's database as the IM server does (its user and database, through this member's local
+    /// HAProxy listener, which leads to the PostgreSQL primary), with root's copy of the password and root's copy of
+    /// the config: never the service user's password file, which that user could rewrite.
+    public static func connectDatabase(logger: Logger, maxConnections: Int = 1) async throws -> PostgresDriver {
+        let config = try ServerConfig.load(path: Paths.config, environment: [:])
+        guard config.storage.driver == "postgres" else { throw ClusterOpsError("this host is not a cluster member (its database is \(config.storage.driver))") }
+        let password = try RootFile.readText(ClusterPaths.appPasswordRootCopy)
+        return try await PostgresDriver.connect(host: config.storage.postgresHost, port: config.storage.postgresPort,
+                                                username: config.storage.postgresUser, password: password,
+                                                database: config.storage.postgresDatabase, tls: config.storage.postgresTls,
+                                                caFile: config.storage.postgresCaFile, maxConnections: maxConnections, logger: logger)
+    }
+
+    /// Why the contract migrations of `release` may not run while the members run what they run, or nil when every
+    /// member answered that it runs `release`. Pure.
+    public static func contractRefusal(nodes: [(name: String, version: String?)], release: String) -> String? {
+        let behind = nodes.filter { $0.version != release }
+        guard !behind.isEmpty else { return nil }
+        return "contract migrations remove what the previous release uses, so they run only once every member runs \(release): "
+            + behind.map { "\($0.name) \($0.version.map { "runs \($0)" } ?? "does not say which release it runs")" }.joined(separator: ", ")
+            + "; upgrade those members first (`warbler cluster status` shows each member's release)"
+    }
+
+    /// What `warbler cluster migrate` did: the versions it applied and the schema after, as the one JSON line it
+    /// prints (what the cluster upgrade's driver reads back).
+    public struct MigrationRun: Codable, Sendable, Equatable {
+        public var applied: [Int]
+        public var schema: Int
+        public init(applied: [Int], schema: Int) { self.applied = applied; self.schema = schema }
+    }
+
+    /// `warbler cluster migrate --phase expand|contract --through N` (root, run by a cluster upgrade with the
+    /// release whose migrations these are): this build's migrations of that phase, once, under the database's
+    /// migration lock, against the primary.
+    public func migrate(phase: Migration.Phase, through: Int) async throws -> MigrationRun {
+        if phase == .contract {
+            // Also when run by hand (after members were upgraded one by one with `--host-only`): a contract
+            // migration removes what the previous release uses.
+            let m = try memberFile()
+            let report = try await ClusterStatusCollector(member: m, etcd: etcd(m)).collect()
+            if let why = Self.contractRefusal(nodes: report.nodes.map { ($0.name, $0.version) }, release: WarblerVersion.version) {
+                throw ClusterOpsError(why)
+            }
+        }
+        let driver = try await Self.connectDatabase(logger: logger)
+        do {
+            let selection: Migrations.Selection = phase == .expand ? .expand(through: through) : .contract(through: through)
+            let applied = try await Migrations.apply(driver, now: Int64(Date().timeIntervalSince1970 * 1000), selection: selection)
+            let schema = try await Migrations.currentVersion(driver)
+            try await driver.close()
+            return MigrationRun(applied: applied, schema: schema)
+        } catch {
+            try? await driver.close()
+            throw error
+        }
+    }
+}
+
 /// Making and checking join tokens.
 public struct JoinTokens: Sendable {
     public var store: SQLStore
@@ -142,14 +201,7 @@ public struct JoinTokens: Sendable {
 
     /// Opens the cluster's database as the IM server does, from root's copy of the config.
     public static func openStore(logger: Logger) async throws -> SQLStore {
-        let config = try ServerConfig.load(path: Paths.config, environment: [:])
-        guard config.storage.driver == "postgres" else { throw ClusterOpsError("this host is not a cluster member (its database is \(config.storage.driver))") }
-        let password = try RootFile.readText(ClusterPaths.appPasswordRootCopy)
-        let driver = try await PostgresDriver.connect(host: config.storage.postgresHost, port: config.storage.postgresPort,
-                                                      username: config.storage.postgresUser, password: password,
-                                                      database: config.storage.postgresDatabase, tls: config.storage.postgresTls,
-                                                      caFile: config.storage.postgresCaFile, maxConnections: 1, logger: logger)
-        return SQLStore(driver: driver)
+        SQLStore(driver: try await ClusterTasks.connectDatabase(logger: logger))
     }
 
     /// The bundle a new member receives, from this member's root-owned files.

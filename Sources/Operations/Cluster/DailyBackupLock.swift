@@ -6,7 +6,8 @@ import Foundation
 /// done-mark `/warbler/backup/day/YYYY-MM-DD` (UTC) exists. The others skip and log who holds it or who took
 /// today's. After the run (`ExecStopPost=+`, `warbler backup-lock release`) the holder writes the day's mark when
 /// the backup succeeded, and revokes the lease, which deletes the lock. A holder that dies leaves the lock until its
-/// lease ends (`ttl`), so a crashed run blocks the others for at most that long and never for ever.
+/// lease ends (`ttl`), so a crashed run blocks the others for at most that long and never for ever. The lock itself
+/// is an `EtcdLeaseLock`, as the cluster upgrade's is.
 public struct DailyBackupLock: Sendable {
     public static let lockKey = "/warbler/backup/lock"
     public static let dayPrefix = "/warbler/backup/day/"
@@ -55,24 +56,15 @@ public struct DailyBackupLock: Sendable {
     public func acquire(now: Date) throws -> Outcome {
         let day = Self.day(now)
         let mark = Self.dayPrefix + day
-        // Twice at most: a holder that released between our transaction and our reading of its keys leaves nothing
-        // to name, and the second try then either takes the lock or finds today's mark.
-        for _ in 0..<2 {
-            let lease = try etcd.grantLease(ttl: ttl)
-            let holder = Holder(member: member, lease: lease, day: day)
-            let result: Etcdctl.TxnResult
-            do {
-                result = try etcd.putIfAbsent(Self.lockKey, holder.value, lease: lease, absent: [Self.lockKey, mark])
-            } catch {
-                try? etcd.revokeLease(lease)
-                throw error
-            }
-            if result.succeeded { return .acquired(lease: lease) }
-            try? etcd.revokeLease(lease)
-            if let done = result.values[mark] { return .done(mark: done) }
-            if let held = result.values[Self.lockKey] { return .held(by: Holder.parse(held)?.member ?? held) }
+        let lock = EtcdLeaseLock(etcd: etcd, key: Self.lockKey, ttl: ttl)
+        switch try lock.acquire(value: { Holder(member: member, lease: $0, day: day).value }, unless: [mark]) {
+        case .acquired(let lease):
+            return .acquired(lease: lease)
+        case .refused(let values):
+            if let done = values[mark] { return .done(mark: done) }
+            let held = values[Self.lockKey] ?? "?"
+            return .held(by: Holder.parse(held)?.member ?? held)
         }
-        throw ClusterOpsError("the backup lock \(Self.lockKey) changed hands twice while it was being taken; the next run tries again")
     }
 
     /// Ends this member's hold: writes today's mark when the backup succeeded (dropping older marks), then revokes

@@ -135,6 +135,25 @@ public struct Etcdctl: Sendable {
     /// Ends a lease and deletes every key attached to it.
     public func revokeLease(_ id: UInt64) throws { _ = try run(["lease", "revoke", String(id, radix: 16)]) }
 
+    /// `lease keep-alive --once ID`: renews the lease for its TTL. True when etcd renewed it (`lease ID keepalived
+    /// with TTL(N)`), false when the lease is gone (etcdctl exits non-zero with "requested lease not found"); throws
+    /// when etcd cannot be asked.
+    public func keepAliveOnce(_ id: UInt64) throws -> Bool {
+        let r = try system.run(argv(["lease", "keep-alive", "--once", String(id, radix: 16)], timeout: "5s"), as: nil)
+        return try Self.parseKeepAlive(r.output, status: r.status)
+    }
+
+    static func parseKeepAlive(_ output: String, status: Int32) throws -> Bool {
+        if output.contains("lease not found") || output.contains("expired or revoked") { return false }
+        guard status == 0, let line = output.split(separator: "\n").first(where: { $0.contains(" keepalived with TTL(") }) else {
+            let why = output.split(separator: "\n").last { !$0.hasPrefix("{") }.map(String.init) ?? String(output.suffix(300))
+            throw ClusterOpsError("etcdctl lease keep-alive failed: \(why.trimmingCharacters(in: .whitespacesAndNewlines))")
+        }
+        // TTL(0) or less: etcd answered, but the lease has ended.
+        let ttl = line.split(separator: "(").last.flatMap { Int($0.prefix { $0 != ")" }) } ?? 0
+        return ttl > 0
+    }
+
     /// What a transaction did: whether its comparisons held, and the keys its branch read (key → value).
     public struct TxnResult: Sendable, Equatable {
         public var succeeded: Bool
