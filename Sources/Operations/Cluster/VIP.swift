@@ -143,10 +143,39 @@ public enum PlainHTTP {
             if n <= 0 { break }
             out += buf[0..<n]
         }
-        let text = String(decoding: out, as: UTF8.self)
-        guard text.hasPrefix("HTTP/1."), let status = Int(text.dropFirst(9).prefix(3)) else { return nil }
-        let body = text.range(of: "\r\n\r\n").map { String(text[$0.upperBound...]) } ?? ""
-        return (status, body)
+        return parse(out)
+    }
+
+    /// A whole HTTP/1.x response: its status and body, de-chunked when the server sent it chunked (HAProxy does,
+    /// even to an HTTP/1.0 request). Works on bytes: in a Swift string "\r\n" is one character, so splitting text
+    /// on "\n" would leave each chunk-size line glued to the line after it.
+    public static func parse(_ response: [UInt8]) -> (status: Int, body: String)? {
+        let separator: [UInt8] = Array("\r\n\r\n".utf8)
+        guard response.count >= separator.count,
+              let end = (0...(response.count - separator.count)).first(where: { response[$0..<($0 + separator.count)].elementsEqual(separator) })
+        else { return nil }
+        let head = String(decoding: response[..<end], as: UTF8.self)
+        guard head.hasPrefix("HTTP/1."), let status = Int(head.dropFirst(9).prefix(3)) else { return nil }
+        let raw = Array(response[(end + separator.count)...])
+        let chunked = head.split(separator: "\r\n").dropFirst().contains { line in
+            let parts = line.split(separator: ":", maxSplits: 1)
+            return parts.count == 2 && parts[0].trimmingCharacters(in: .whitespaces).lowercased() == "transfer-encoding"
+                && parts[1].lowercased().contains("chunked")
+        }
+        guard chunked else { return (status, String(decoding: raw, as: UTF8.self)) }
+        var body: [UInt8] = []
+        var i = 0
+        while i < raw.count {
+            guard i + 1 < raw.count, let lineEnd = (i..<(raw.count - 1)).first(where: { raw[$0] == 13 && raw[$0 + 1] == 10 }) else { return nil }
+            let sizeText = String(decoding: raw[i..<lineEnd], as: UTF8.self).split(separator: ";").first.map(String.init) ?? ""
+            guard let size = Int(sizeText.trimmingCharacters(in: .whitespaces), radix: 16) else { return nil }
+            if size == 0 { return (status, String(decoding: body, as: UTF8.self)) }
+            let start = lineEnd + 2
+            guard start + size <= raw.count else { return nil }   // cut short
+            body += raw[start..<(start + size)]
+            i = start + size + 2   // the CRLF after the chunk
+        }
+        return nil   // no last chunk: the response was cut short
     }
 }
 
