@@ -17,6 +17,14 @@ public enum AlertsTable {
         }.joined(separator: "\n")
     }
 
+    /// `alerts list --json`: pretty, in the control API's encoding, where a value may be +Inf (BackupStale before the
+    /// first backup), which a plain JSONEncoder refuses (it made `--json` fail whenever such an alert was active).
+    public static func json<T: Encodable>(_ value: T) throws -> String {
+        let encoder = ControlJSON.encoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        return String(decoding: try encoder.encode(value), as: UTF8.self)
+    }
+
     public static func alerts(_ list: [AlertView]) -> String {
         if list.isEmpty { return "no alerts" }
         let rows = list.map { a -> [String] in

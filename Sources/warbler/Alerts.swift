@@ -75,16 +75,13 @@ extension Warbler.Alerts {
         func run() async throws {
             do {
                 let client = try address.client(silences: silences)
-                let encoder = JSONEncoder()
-                encoder.dateEncodingStrategy = .iso8601
-                encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
                 if silences {
                     let list = try await client.silences()
-                    if json { print(String(decoding: try encoder.encode(list), as: UTF8.self)); return }
+                    if json { print(try AlertsTable.json(list)); return }
                     print(AlertsTable.silences(list))
                 } else {
                     let list = try await client.alerts()
-                    if json { print(String(decoding: try encoder.encode(list), as: UTF8.self)); return }
+                    if json { print(try AlertsTable.json(list)); return }
                     print(AlertsTable.alerts(list))
                 }
             } catch { throw fail(error) }
