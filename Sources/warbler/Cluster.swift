@@ -109,7 +109,7 @@ extension Warbler.ClusterCommand {
             } catch { throw fail(error) }
             let etcd = Etcdctl(endpoints: member.etcdEndpoints, caFile: ClusterPaths.caCert, certFile: ClusterPaths.tls + "/agent.crt",
                                keyFile: ClusterPaths.tls + "/agent.key")
-            let agent = ClusterAgent(etcd: etcd, interval: interval, primaryBackend: member.database == nil)
+            let agent = ClusterAgent(etcd: etcd, member: member.member.name, interval: interval, primaryBackend: member.database == nil)
             await agent.run { line in FileHandle.standardError.write(Data("warbler cluster agent: \(line)\n".utf8)) }
         }
     }

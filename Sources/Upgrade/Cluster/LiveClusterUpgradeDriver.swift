@@ -10,9 +10,10 @@ import Operations
 ///
 /// Real: reading the cluster (etcd's members, each IM server's `/v1/version`, Patroni's primary, the schema),
 /// verifying the file (checksum, and signature with the release key), the recorded progress (root's file and
-/// etcd's copy), and the Patroni switchover. Missing: the cluster-wide lock, copying the file to another node,
-/// the cluster backup, running only the expand (or contract) migrations, draining a node in every member's HAProxy
-/// (each member's runtime socket is local), telling one node's clients to reconnect, and switching another node's
+/// etcd's copy), the Patroni switchover, draining a node in every member's HAProxy (a mark in etcd each member's
+/// agent applies, `DrainMarks`), and telling one node's clients to reconnect and counting its sessions (a signed
+/// cluster operation to its IM server, `NodeSessions`). Missing: the cluster-wide lock, copying the file to another
+/// node, the cluster backup, running only the expand (or contract) migrations, and switching another node's
 /// release.
 public struct LiveClusterUpgradeDriver: ClusterUpgradeDriver {
     public static let etcdKey = "/warbler/upgrade/progress"
@@ -39,11 +40,8 @@ public struct LiveClusterUpgradeDriver: ClusterUpgradeDriver {
         case .distribute?: missing = "copy the file to another node (distribute)"
         case .backup?: missing = "the cluster database backup (backup)"
         case .expandMigrations?, .contractMigrations?: missing = "running only the expand or contract migrations (migrate)"
-        case .drain?, .undrain?: missing = "draining a node in every member's HAProxy (drain)"
-        case .reconnectClients?: missing = "telling one node's clients to reconnect (reconnect)"
-        case .waitSessions?: missing = "counting one node's sessions across every HAProxy (wait for sessions)"
         case .switchRelease?, .waitReady?: missing = "switching another node's release (switch)"
-        case .verifyFile?, .checkSkew?, .switchover?: return nil
+        case .verifyFile?, .checkSkew?, .switchover?, .drain?, .undrain?, .reconnectClients?, .waitSessions?: return nil
         }
         return "cluster upgrade: step \(missing) is not available in this build"
     }
@@ -96,12 +94,34 @@ public struct LiveClusterUpgradeDriver: ClusterUpgradeDriver {
     public func distribute(file: String, to node: String) async throws { throw refuse(.distribute(node: node)) }
     public func backup(label: String) async throws -> String { throw refuse(.backup) }
     public func migrate(through schema: Int, phase: Migration.Phase) async throws { throw refuse(.expandMigrations(through: schema)) }
-    public func drain(node: String) async throws { throw refuse(.drain(node: node)) }
-    public func reconnectClients(node: String) async throws { throw refuse(.reconnectClients(node: node)) }
-    public func waitForSessions(node: String, timeout: Duration) async throws -> Int { throw refuse(.waitSessions(node: node)) }
+    /// How long every member's agent has to apply a drain mark (they pass every 3 s).
+    static let drainTimeout: Duration = .seconds(30)
+    /// The window over which a node's clients are told to reconnect (well inside the engine's session wait).
+    static let reconnectWindow: Duration = .seconds(10)
+
+    public func drain(node: String) async throws {
+        try await DrainControl(etcd: etcd, by: member.member.name).drain(node: node, reason: "cluster upgrade", timeout: Self.drainTimeout)
+    }
+
+    public func reconnectClients(node: String) async throws {
+        _ = try await NodeSessions.forMember(try registered(node)).reconnect(window: Self.reconnectWindow)
+    }
+
+    public func waitForSessions(node: String, timeout: Duration) async throws -> Int {
+        try await NodeSessions.forMember(try registered(node)).waitUntilEmpty(timeout: timeout)
+    }
+
+    func registered(_ node: String) throws -> ClusterMember {
+        guard let m = try MemberRegistry.load(etcd).members.first(where: { $0.name == node }) else {
+            throw ClusterUpgradeRefusal("\(node) is not a member registered in etcd; see `warbler cluster status`")
+        }
+        return m
+    }
     public func switchRelease(node: String, to version: String) async throws { throw refuse(.switchRelease(node: node)) }
     public func waitReady(node: String, version: String) async throws { throw refuse(.waitReady(node: node)) }
-    public func undrain(node: String) async throws { throw refuse(.undrain(node: node)) }
+    public func undrain(node: String) async throws {
+        try await DrainControl(etcd: etcd, by: member.member.name).undrain(node: node, timeout: Self.drainTimeout)
+    }
 
     public func switchover(from primary: String) async throws -> String {
         let patroni = try PatroniControl.fromMember(member, etcd: etcd)
