@@ -48,7 +48,7 @@ struct Routes: Sendable {
         do {
             _ = try ClusterOperationToken.verify(String(header.dropFirst(7)), key: runtime.tokens.key.publicKey, op: op, node: config.cluster.nodeId)
         } catch {
-            runtime.logger.warning("cluster operation refused", metadata: ["im.cluster.op": "\(op.rawValue)", "im.why": "\(error)"])
+            runtime.logger.debug("cluster operation refused", metadata: ["im.cluster.op": "\(op.rawValue)", "im.why": "\(error)"])
             throw IMError(.unauthorized, "\(error)")
         }
     }

@@ -3,12 +3,11 @@ import IMClient
 import IMCore
 import NIOHTTP1
 @testable import IMServer
-import Synchronization
 import Testing
 
 /// A connection's events with the time each arrived.
 final class TimedLog: Sendable {
-    private let box = Mutex<[(at: ContinuousClock.Instant, event: IMEvent)]>([])
+    private let box = Mutexed<[(at: ContinuousClock.Instant, event: IMEvent)]>([])
     let connection: IMConnection
     private let task: Task<Void, Never>
 
@@ -115,7 +114,8 @@ final class TimedLog: Sendable {
             #expect(try await rawRequest(.POST, url, json: "{}", bearer: try order(.reconnect, node: "n2")).status == 401)
             #expect(try await rawRequest(.POST, url, json: #"{"window_seconds":301}"#, bearer: try order(.reconnect)).status == 400)
             let before = try await rawRequest(.GET, server.baseURL + "/v1/cluster/sessions", bearer: try order(.sessions))
-            #expect(before.status == 200 && (try decode(API.ClusterSessions.self, before.body)).sessions == 7)
+            #expect(before.status == 200)
+            #expect(try decode(API.ClusterSessions.self, before.body).sessions == 7)
             #expect(everyone.allSatisfy { $0.serverReconnects.isEmpty })
 
             // Messages keep flowing while every socket is moved.
@@ -134,7 +134,7 @@ final class TimedLog: Sendable {
             try await sending.value
 
             let deadline = ContinuousClock.now + .seconds(30)
-            while ContinuousClock.now < deadline, !logs.allSatisfy({ $0.texts(in: conv).count >= total }) || !everyone.allSatisfy(\.isConnected) {
+            while ContinuousClock.now < deadline, !logs.allSatisfy({ $0.texts(in: conv).count >= total }) || !everyone.allSatisfy({ $0.isConnected }) {
                 try await Task.sleep(for: .milliseconds(50))
             }
             try await Task.sleep(for: .milliseconds(300))
@@ -147,7 +147,7 @@ final class TimedLog: Sendable {
             // Every client was told once, and came back.
             let closes = everyone.map(\.serverReconnects)
             #expect(closes.allSatisfy { $0.count == 1 })
-            #expect(everyone.allSatisfy(\.isConnected))
+            #expect(everyone.allSatisfy { $0.isConnected })
             // Spread over the window, not all at once: 7 slots of 3/7 s, so the first and last are at least
             // 5/7 × 3 s apart, and none comes after the window.
             let times = closes.compactMap(\.first).sorted()
@@ -156,7 +156,7 @@ final class TimedLog: Sendable {
                 #expect(last - asked < .seconds(4), "closes at \(times.map { $0 - asked })")
             }
             let after = try await rawRequest(.GET, server.baseURL + "/v1/cluster/sessions", bearer: try order(.sessions))
-            #expect((try decode(API.ClusterSessions.self, after.body)).sessions == 7)
+            #expect(try decode(API.ClusterSessions.self, after.body).sessions == 7)
             for log in everyone { await log.close() }
         }
     }
