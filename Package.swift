@@ -331,6 +331,7 @@ let package = Package(
             dependencies: [
                 "Operations", "Installer", "IMServer",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ],
             swiftSettings: strict
         ),

@@ -98,7 +98,7 @@ final class FakeCluster: ClusterUpgradeDriver, @unchecked Sendable {
     }
     func drain(node: String) async throws { try record("drain \(node)") }
     func reconnectClients(node: String) async throws { try record("reconnect \(node)") }
-    func waitForSessions(node: String, timeout: Duration) async throws -> Int { try record("sessions \(node)"); return 0 }
+    func waitForSessions(node: String, timeout: Duration) async throws -> Int? { try record("sessions \(node)"); return 0 }
     func switchRelease(node: String, to version: String) async throws {
         try record("switch \(node) \(version)")
         setVersion(node, version)

@@ -33,27 +33,29 @@ public struct NodeSessions: Sendable {
         return NodeSessions(baseURL: "https://\(member.address):\(ClusterSettings.Port.im)", node: member.name, key: key, tls: tls)
     }
 
-    /// Asks the server to tell its clients to reconnect, spread over `window`; returns how many it will close.
-    public func reconnect(window: Duration) async throws -> Int {
+    /// Asks the server to tell its clients to reconnect, spread over `window`; returns how many it will close, or
+    /// nil when its release predates cluster operations (404: its clients are told when it stops, as at a restart).
+    public func reconnect(window: Duration) async throws -> Int? {
         let seconds = Double(window.components.seconds) + Double(window.components.attoseconds) / 1e18
         let body = try JSONEncoder().encode(API.ClusterReconnect(windowSeconds: seconds))
-        return try await call(post: true, "/v1/cluster/reconnect", .reconnect, body: body).sessions
+        return try await call(post: true, "/v1/cluster/reconnect", .reconnect, body: body)?.sessions
     }
 
-    /// The server's open WebSocket sessions now.
-    public func sessions() async throws -> Int { try await call(post: false, "/v1/cluster/sessions", .sessions, body: nil).sessions }
+    /// The server's open WebSocket sessions now, or nil when its release predates cluster operations.
+    public func sessions() async throws -> Int? { try await call(post: false, "/v1/cluster/sessions", .sessions, body: nil)?.sessions }
 
-    /// Polls `sessions()` until none is left or `timeout` has passed; returns how many are left.
-    public func waitUntilEmpty(timeout: Duration, poll: Duration = .milliseconds(500)) async throws -> Int {
+    /// Polls `sessions()` until none is left or `timeout` has passed; returns how many are left (nil: the release
+    /// cannot say).
+    public func waitUntilEmpty(timeout: Duration, poll: Duration = .milliseconds(500)) async throws -> Int? {
         let deadline = ContinuousClock.now + timeout
         while true {
-            let left = try await sessions()
+            guard let left = try await sessions() else { return nil }
             if left == 0 || ContinuousClock.now >= deadline { return left }
             try await Task.sleep(for: poll)
         }
     }
 
-    func call(post: Bool, _ path: String, _ op: ClusterOperationToken.Operation, body: Data?) async throws -> API.ClusterSessions {
+    func call(post: Bool, _ path: String, _ op: ClusterOperationToken.Operation, body: Data?) async throws -> API.ClusterSessions? {
         var config = HTTPClient.Configuration(tlsConfiguration: tls)
         config.timeout = .init(connect: .seconds(3), read: .seconds(5))
         config.redirectConfiguration = .disallow
@@ -76,10 +78,11 @@ public struct NodeSessions: Sendable {
             try? await client.shutdown()
             throw ClusterOpsError("\(node)'s IM server (\(baseURL)) does not answer \(method) \(path): \(error)")
         }
+        // An older release: no such route (a release with it answers 401 to a bad token, never 404).
+        if response.status.code == 404 { return nil }
         guard (200..<300).contains(response.status.code), let answer = try? JSONDecoder().decode(API.ClusterSessions.self, from: Data(buffer: data)) else {
             let text = String(buffer: data).prefix(300)
-            let hint = response.status.code == 404 ? " (its release predates cluster operations: upgrade it by hand)" : ""
-            throw ClusterOpsError("\(node)'s IM server refused \(method) \(path): \(response.status.code) \(text)\(hint)")
+            throw ClusterOpsError("\(node)'s IM server refused \(method) \(path): \(response.status.code) \(text)")
         }
         return answer
     }

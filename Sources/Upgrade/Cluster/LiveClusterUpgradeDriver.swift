@@ -107,7 +107,7 @@ public struct LiveClusterUpgradeDriver: ClusterUpgradeDriver {
         _ = try await NodeSessions.forMember(try registered(node)).reconnect(window: Self.reconnectWindow)
     }
 
-    public func waitForSessions(node: String, timeout: Duration) async throws -> Int {
+    public func waitForSessions(node: String, timeout: Duration) async throws -> Int? {
         try await NodeSessions.forMember(try registered(node)).waitUntilEmpty(timeout: timeout)
     }
 
