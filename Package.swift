@@ -160,7 +160,8 @@ let package = Package(
         .target(
             name: "Operations",
             dependencies: [
-                "Installer", "WarblerConfig", "IMStorage", "IMStoragePostgres", "DurableFiles", "Payload",
+                "Installer", "WarblerConfig", "IMCore", "IMStorage", "IMStoragePostgres", "DurableFiles", "Payload",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -330,6 +331,7 @@ let package = Package(
             dependencies: [
                 "Operations", "Installer", "IMServer",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ],
             swiftSettings: strict
         ),

@@ -15,6 +15,21 @@ public enum API {
         public init(tokenId: String, proof: String) { self.tokenId = tokenId; self.proof = proof }
         enum CodingKeys: String, CodingKey { case tokenId = "token_id", proof }
     }
+    /// `POST /v1/cluster/reconnect` (a cluster operation token): tell this node's clients to reconnect, spread
+    /// over `window_seconds` (default 10, at most 300).
+    public struct ClusterReconnect: Sendable, Codable, Hashable {
+        public var windowSeconds: Double?
+        public init(windowSeconds: Double? = nil) { self.windowSeconds = windowSeconds }
+        enum CodingKeys: String, CodingKey { case windowSeconds = "window_seconds" }
+    }
+    /// The answer of `POST /v1/cluster/reconnect` and `GET /v1/cluster/sessions`: the node's open WebSocket sessions
+    /// (for reconnect: how many it will close) and the window.
+    public struct ClusterSessions: Sendable, Codable, Hashable {
+        public var sessions: Int
+        public var windowSeconds: Double?
+        public init(sessions: Int, windowSeconds: Double? = nil) { self.sessions = sessions; self.windowSeconds = windowSeconds }
+        enum CodingKeys: String, CodingKey { case sessions, windowSeconds = "window_seconds" }
+    }
     public struct Login: Sendable, Codable, Hashable {
         public var username: String
         public var password: String

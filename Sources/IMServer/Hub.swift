@@ -295,6 +295,9 @@ public final class Hub: Sendable {
         return all.filter { $0.expiry < Int64.max / 1000 && $0.expiry * 1000 <= nowMillis && !$0.isClosing }
     }
 
+    /// Every socket on this node now.
+    var allSessions: [Session] { state.withLock { st in st.sessions.values.flatMap { $0 } } }
+
     /// Users with at least one socket on this node.
     var connectedUsers: [UserID] { state.withLock { Array($0.sessions.keys) } }
 

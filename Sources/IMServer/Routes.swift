@@ -3,6 +3,7 @@ import Hummingbird
 import IMCore
 import IMStorage
 import NIOCore
+import WarblerConfig
 
 /// The REST API (docs/protocol.md).
 struct Routes: Sendable {
@@ -37,6 +38,19 @@ struct Routes: Sendable {
         let claims = try await authenticate(request)
         guard try await storage.user(id: claims.sub)?.profile.admin == true else { throw IMError.forbidden("admins only") }
         return claims
+    }
+
+    /// A request carrying a cluster operation token for `op` on this node, signed with this server's key.
+    func authorizeClusterOperation(_ request: Request, _ op: ClusterOperationToken.Operation) throws {
+        guard let header = request.headers[.authorization], header.hasPrefix("Bearer ") else {
+            throw IMError(.unauthorized, "send Authorization: Bearer CLUSTER_OPERATION_TOKEN (root on a member makes one)")
+        }
+        do {
+            _ = try ClusterOperationToken.verify(String(header.dropFirst(7)), key: runtime.tokens.key.publicKey, op: op, node: config.cluster.nodeId)
+        } catch {
+            runtime.logger.debug("cluster operation refused", metadata: ["im.cluster.op": "\(op.rawValue)", "im.why": "\(error)"])
+            throw IMError(.unauthorized, "\(error)")
+        }
     }
 
     /// The client's address for rate limits: the peer's, or behind the cluster's HAProxy (authenticated by its
@@ -93,6 +107,23 @@ struct Routes: Sendable {
                 }
                 throw IMError(.forbidden, text)
             }
+        }
+
+        // Orders from whoever holds the token signing key (root on a cluster member, for a rolling upgrade):
+        // a cluster operation token, never a user's (docs/protocol.md, "Cluster operations").
+        router.post("/v1/cluster/reconnect") { req, _ -> Response in
+            try authorizeClusterOperation(req, .reconnect)
+            let body = try await req.decodeOptionalJSON(API.ClusterReconnect.self, limit: limit, empty: .init())
+            let seconds = body.windowSeconds ?? 10
+            guard seconds.isFinite, seconds >= 0, seconds <= Double(ReconnectSchedule.maxWindow.components.seconds) else {
+                throw IMError(.invalid, "window_seconds must be between 0 and \(ReconnectSchedule.maxWindow.components.seconds)")
+            }
+            let count = runtime.hub.reconnectAll(over: .nanoseconds(Int64(seconds * 1e9)), reason: "this node is being upgraded")
+            return json(API.ClusterSessions(sessions: count, windowSeconds: seconds), status: .accepted)
+        }
+        router.get("/v1/cluster/sessions") { req, _ -> Response in
+            try authorizeClusterOperation(req, .sessions)
+            return json(API.ClusterSessions(sessions: runtime.hub.connectionCount))
         }
 
         let auth = router.group("/v1/auth")

@@ -11,7 +11,7 @@ extension Warbler {
             commandName: "cluster",
             abstract: "A cluster member's commands: join tokens, the cluster's status.",
             subcommands: [Token.self, Status.self, HAProxy.self, Register.self, Promote.self, SetupDatabase.self, WaitDatabase.self, Agent.self,
-                          Migrate.self, VIPAgentCommand.self, VIPWait.self, VIPRelease.self, VIPCheck.self, Switchover.self, Failover.self])
+                          Migrate.self, VIPAgentCommand.self, VIPWait.self, VIPRelease.self, VIPCheck.self, Switchover.self, Failover.self, Drain.self, Undrain.self])
     }
 }
 
@@ -134,7 +134,7 @@ extension Warbler.ClusterCommand {
             } catch { throw fail(error) }
             let etcd = Etcdctl(endpoints: member.etcdEndpoints, caFile: ClusterPaths.caCert, certFile: ClusterPaths.tls + "/agent.crt",
                                keyFile: ClusterPaths.tls + "/agent.key")
-            let agent = ClusterAgent(etcd: etcd, interval: interval, primaryBackend: member.database == nil)
+            let agent = ClusterAgent(etcd: etcd, member: member.member.name, interval: interval, primaryBackend: member.database == nil)
             await agent.run { line in FileHandle.standardError.write(Data("warbler cluster agent: \(line)\n".utf8)) }
         }
     }

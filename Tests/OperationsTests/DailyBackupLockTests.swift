@@ -8,7 +8,7 @@ import Testing
 /// put, del), answering in etcdctl 3.4's own output formats and recording every command. Every member's etcdctl
 /// reaches this one store, as every member's reaches the one cluster.
 final class FakeEtcd: System {
-    struct KV { var value: String; var lease: UInt64?; var created: Int }
+    struct KV { var value: String; var lease: UInt64?; var created: Int; var modified: Int = 0 }
     struct State {
         var kvs: [String: KV] = [:]
         var leases: Set<UInt64> = []
@@ -41,12 +41,12 @@ final class FakeEtcd: System {
             }
             func header() -> String { "{\"cluster_id\":15118495548433857066,\"member_id\":13668033151171901709,\"revision\":\(s.revision),\"raft_term\":2}" }
             func kvJSON(_ key: String, _ kv: KV) -> String {
-                "{\"key\":\"\(Data(key.utf8).base64EncodedString())\",\"create_revision\":\(kv.created),\"mod_revision\":\(kv.created),\"version\":1,\"value\":\"\(Data(kv.value.utf8).base64EncodedString())\"\(kv.lease.map { ",\"lease\":\($0)" } ?? "")}"
+                "{\"key\":\"\(Data(key.utf8).base64EncodedString())\",\"create_revision\":\(kv.created),\"mod_revision\":\(max(kv.modified, kv.created)),\"version\":1,\"value\":\"\(Data(kv.value.utf8).base64EncodedString())\"\(kv.lease.map { ",\"lease\":\($0)" } ?? "")}"
             }
             func put(_ key: String, _ value: String, lease: UInt64?) -> Bool {
                 if let lease, !s.leases.contains(lease) { return false }
                 s.revision += 1
-                s.kvs[key] = KV(value: value, lease: lease, created: s.kvs[key]?.created ?? s.revision)
+                s.kvs[key] = KV(value: value, lease: lease, created: s.kvs[key]?.created ?? s.revision, modified: s.revision)
                 return true
             }
             switch (args.first, args.dropFirst().first) {

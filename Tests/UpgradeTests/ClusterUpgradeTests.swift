@@ -1,5 +1,6 @@
 import Foundation
 import IMStorage
+import Synchronization
 import Testing
 import Upgrade
 
@@ -27,6 +28,18 @@ import Upgrade
     static let threeNodeOrder: [String] =
         ["lock", "verify \(file)", "distribute w1", "distribute db2", "distribute db1", "backup pre-upgrade-1.0.0-to-1.1.0", "migrate expand 13"]
         + group("w1") + group("db2") + ["switchover db1"] + group("db1") + ["unlock"]
+
+    @Test func sessionsLeftOrUncountedAreReportedAndTheUpgradeGoesOn() async throws {
+        let c = Self.cluster()
+        c.state.withLock { $0.sessionsLeft["db2"] = 3; $0.uncounted = ["w1"] }
+        let lines = Mutex<[String]>([])
+        let progress = try await ClusterUpgrader(driver: c).upgrade(file: Self.file) { line in lines.withLock { $0.append(line) } }
+        #expect(c.calls == Self.threeNodeOrder && progress.state == .finished)
+        let logged = lines.withLock { $0 }
+        #expect(logged.contains { $0.hasPrefix("db2 still holds 3 sessions after") })
+        #expect(logged.contains("w1's release cannot move or count its sessions; its clients are told to reconnect when it stops for the switch"))
+        #expect(!logged.contains { $0.hasPrefix("db1") && $0.contains("sessions") })
+    }
 
     @Test func threeNodesUpgradeWitnessThenStandbyThenSwitchoverThenTheOldPrimary() async throws {
         let c = Self.cluster()

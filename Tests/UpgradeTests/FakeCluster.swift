@@ -19,6 +19,10 @@ final class FakeCluster: ClusterUpgradeDriver, @unchecked Sendable {
         var backups = 0
         /// Steps (by description) this cluster says it cannot do.
         var unavailable: [String: String] = [:]
+        /// Sessions a node still holds when the wait for them ends (none unless set).
+        var sessionsLeft: [String: Int] = [:]
+        /// Nodes whose release cannot count its sessions.
+        var uncounted: Set<String> = []
     }
     let state: Mutex<State>
 
@@ -98,7 +102,10 @@ final class FakeCluster: ClusterUpgradeDriver, @unchecked Sendable {
     }
     func drain(node: String) async throws { try record("drain \(node)") }
     func reconnectClients(node: String) async throws { try record("reconnect \(node)") }
-    func waitForSessions(node: String, timeout: Duration) async throws -> Int { try record("sessions \(node)"); return 0 }
+    func waitForSessions(node: String, timeout: Duration) async throws -> Int? {
+        try record("sessions \(node)")
+        return state.withLock { $0.uncounted.contains(node) ? nil : $0.sessionsLeft[node, default: 0] }
+    }
     func switchRelease(node: String, to version: String) async throws {
         try record("switch \(node) \(version)")
         setVersion(node, version)

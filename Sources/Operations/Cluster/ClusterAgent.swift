@@ -3,7 +3,8 @@ import Foundation
 import Installer
 
 /// What HAProxy's slots should hold for a set of members: every member's IM server in `im`, every database
-/// member's PostgreSQL in `primary` (Patroni's health check picks the primary among them). Pure.
+/// member's PostgreSQL in `primary` (Patroni's health check picks the primary among them), and which `im` slots are
+/// drained (DrainMarks). Pure.
 public enum SlotPlan {
     public struct Want: Sendable, Equatable {
         public var backend: String
@@ -11,16 +12,35 @@ public enum SlotPlan {
         /// nil: the slot stays empty (maintenance).
         public var address: String?
         public var port: Int
+        /// true: drained (no new connections); false: ready; nil: whichever it is (an operator's own drain stays).
+        public var drain: Bool? = nil
+    }
+
+    /// One runtime change to a slot: a new address first (the slot in maintenance meanwhile) when `address` is set,
+    /// then `state`.
+    public struct Command: Sendable, Equatable {
+        public enum State: String, Sendable { case ready, drain, maint }
+        public var backend: String
+        public var server: String
+        public var address: String?
+        public var port: Int
+        public var state: State
+        /// In service (ready or drained), not emptied.
+        public var ready: Bool { state != .maint }
     }
 
     /// `primary`: false on a cluster using the site's PostgreSQL (`--database-url`), whose HAProxy has no
-    /// `primary` backend.
-    public static func plan(members: [ClusterMember], slots: Int = ClusterSettings.maxMembers, primary: Bool = true) -> [Want] {
+    /// `primary` backend. `drain`: members to drain; `undrain`: members to set back to ready (drained by a mark
+    /// that is gone); any other member's drain state is left as it is.
+    public static func plan(members: [ClusterMember], slots: Int = ClusterSettings.maxMembers, primary: Bool = true,
+                            drain: Set<String> = [], undrain: Set<String> = []) -> [Want] {
         let sorted = members.sorted { $0.name < $1.name }
         let db = sorted.filter { $0.roles.contains(.database) }
         var out: [Want] = []
         for i in 0..<slots {
-            out.append(Want(backend: "im", server: "m\(i + 1)", address: i < sorted.count ? sorted[i].address : nil, port: ClusterSettings.Port.im))
+            let name = i < sorted.count ? sorted[i].name : nil
+            out.append(Want(backend: "im", server: "m\(i + 1)", address: i < sorted.count ? sorted[i].address : nil, port: ClusterSettings.Port.im,
+                            drain: name.flatMap { drain.contains($0) ? true : undrain.contains($0) ? false : nil }))
         }
         for i in 0..<slots where primary {
             out.append(Want(backend: "primary", server: "db\(i + 1)", address: i < db.count ? db[i].address : nil, port: ClusterSettings.Port.postgres))
@@ -28,18 +48,21 @@ public enum SlotPlan {
         return out
     }
 
-    /// The runtime commands that take `current` to `wants`: an address change first (the slot in maintenance),
-    /// then the state. Slots already right get none, so existing connections are left alone.
-    public static func commands(current: [HAProxyRuntime.Slot], wants: [Want]) -> [(backend: String, server: String, address: String?, port: Int, ready: Bool)] {
-        var out: [(String, String, String?, Int, Bool)] = []
+    /// The runtime commands that take `current` to `wants`. Slots already right get none, so existing connections
+    /// are left alone.
+    public static func commands(current: [HAProxyRuntime.Slot], wants: [Want]) -> [Command] {
+        var out: [Command] = []
         for w in wants {
             let c = current.first { $0.backend == w.backend && $0.name == w.server }
             if let address = w.address {
-                if c?.address != address || c?.port != w.port || c?.maintenance != false {
-                    out.append((w.backend, w.server, (c?.address != address || c?.port != w.port) ? address : nil, w.port, true))
+                let moved = c?.address != address || c?.port != w.port
+                let inService = !moved && c?.maintenance == false
+                let drained = w.drain ?? (inService && c?.draining == true)
+                if !inService || (c?.draining == true) != drained {
+                    out.append(Command(backend: w.backend, server: w.server, address: moved ? address : nil, port: w.port, state: drained ? .drain : .ready))
                 }
             } else if c?.maintenance == false {
-                out.append((w.backend, w.server, nil, w.port, false))
+                out.append(Command(backend: w.backend, server: w.server, address: nil, port: w.port, state: .maint))
             }
         }
         return out
@@ -68,10 +91,13 @@ public struct ClusterAgent: Sendable {
     public var interval: Double
     /// The cluster runs its own PostgreSQL, reached through HAProxy's `primary` backend.
     public var primaryBackend: Bool
+    /// This member's name: its acknowledgement of drain marks is `DrainMarks.appliedPrefix` + it.
+    public var member: String
 
-    public init(etcd: Etcdctl, haproxy: HAProxyRuntime = HAProxyRuntime(), stateFile: String = ClusterPaths.haproxyState + "/servers.state",
+    public init(etcd: Etcdctl, member: String, haproxy: HAProxyRuntime = HAProxyRuntime(), stateFile: String = ClusterPaths.haproxyState + "/servers.state",
                 interval: Double = 3, primaryBackend: Bool = true) {
-        self.etcd = etcd; self.haproxy = haproxy; self.stateFile = stateFile; self.interval = interval; self.primaryBackend = primaryBackend
+        self.etcd = etcd; self.member = member; self.haproxy = haproxy; self.stateFile = stateFile; self.interval = interval
+        self.primaryBackend = primaryBackend
     }
 
     /// One pass. Returns what changed, for the log.
@@ -79,20 +105,31 @@ public struct ClusterAgent: Sendable {
         let (members, rejected) = try MemberRegistry.load(etcd)
         var notes = rejected.map { "ignored a member record: \($0)" }
         guard !members.isEmpty else { return notes + ["no members registered in etcd yet"] }
+        let marks = try DrainMarks.load(etcd)
+        notes += marks.rejected.map { "ignored a drain record: \($0)" }
+        let drains = DrainMarks.plan(members: members.map(\.name), snapshot: marks, me: member)
+        if let note = drains.note { notes.append(note) }
         let current = try haproxy.slots(backend: "im") + (primaryBackend ? haproxy.slots(backend: "primary") : [])
-        let changes = SlotPlan.commands(current: current, wants: SlotPlan.plan(members: members, primary: primaryBackend))
+        let wants = SlotPlan.plan(members: members, primary: primaryBackend, drain: Set(drains.drain.keys), undrain: drains.undrain)
+        let changes = SlotPlan.commands(current: current, wants: wants)
         for c in changes {
             if let address = c.address {
                 try haproxy.state(backend: c.backend, server: c.server, "maint")
                 try haproxy.set(backend: c.backend, server: c.server, address: address, port: c.port)
             }
-            try haproxy.state(backend: c.backend, server: c.server, c.ready ? "ready" : "maint")
-            notes.append("\(c.backend)/\(c.server): \(c.ready ? "\(c.address ?? "same address"):\(c.port) ready" : "emptied")")
+            try haproxy.state(backend: c.backend, server: c.server, c.state.rawValue)
+            notes.append("\(c.backend)/\(c.server): " + (c.state == .maint ? "emptied" : "\(c.address ?? "same address"):\(c.port) \(c.state.rawValue)"))
         }
         if !changes.isEmpty {
             // The state file HAProxy loads at a reload: the filled slots survive it.
             let state = try haproxy.send("show servers state")
             try AtomicFile.write(Data(state.utf8), to: stateFile, mode: 0o600)
+        }
+        // Only now, with HAProxy changed: the driver of an upgrade waits for this before it moves clients.
+        if marks.applied[member]?.drained != drains.drain {
+            let applied = DrainMarks.Applied(member: member, drained: drains.drain, at: Date())
+            try etcd.put(DrainMarks.appliedPrefix + member, String(decoding: try DrainMarks.encoder.encode(applied), as: UTF8.self))
+            notes.append("drained by mark: " + (drains.drain.isEmpty ? "none" : drains.drain.keys.sorted().joined(separator: ", ")))
         }
         return notes
     }

@@ -84,11 +84,27 @@ public struct Etcdctl: Sendable {
 
     /// Keys and values under `prefix`.
     public func get(prefix: String) throws -> [(key: String, value: Data)] {
-        let obj = try Self.json(try run(["get", prefix, "--prefix", "-w", "json"]))
-        return ((obj["kvs"] as? [[String: Any]]) ?? []).compactMap { kv in
+        try entries(prefix: prefix).map { ($0.key, $0.value) }
+    }
+
+    /// One key as `get -w json` shows it, with the revision of its last change (etcd's revisions are cluster-wide
+    /// and only grow: a later write has a higher one).
+    public struct Entry: Sendable, Equatable {
+        public var key: String
+        public var value: Data
+        public var modRevision: Int64
+    }
+
+    /// Keys under `prefix` with their revisions.
+    public func entries(prefix: String) throws -> [Entry] {
+        Self.parseEntries(try Self.json(try run(["get", prefix, "--prefix", "-w", "json"])))
+    }
+
+    static func parseEntries(_ obj: [String: Any]) -> [Entry] {
+        ((obj["kvs"] as? [[String: Any]]) ?? []).compactMap { kv in
             guard let k = (kv["key"] as? String).flatMap({ Data(base64Encoded: $0) }),
                   let v = (kv["value"] as? String).flatMap({ Data(base64Encoded: $0) }) else { return nil }
-            return (String(decoding: k, as: UTF8.self), v)
+            return Entry(key: String(decoding: k, as: UTF8.self), value: v, modRevision: (kv["mod_revision"] as? NSNumber)?.int64Value ?? 0)
         }
     }
 

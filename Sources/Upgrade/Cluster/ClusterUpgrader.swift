@@ -22,8 +22,10 @@ public protocol ClusterUpgradeDriver: Sendable {
     func migrate(through schema: Int, phase: Migration.Phase) async throws
     func drain(node: String) async throws
     func reconnectClients(node: String) async throws
-    /// Waits until the node holds no sessions or `timeout` passes; returns how many are left (a timeout is no failure).
-    func waitForSessions(node: String, timeout: Duration) async throws -> Int
+    /// Waits until the node holds no sessions or `timeout` passes; returns how many are left (a timeout is no failure),
+    /// or nil when the node cannot count them (a release from before the count: its clients are told to reconnect when
+    /// it stops).
+    func waitForSessions(node: String, timeout: Duration) async throws -> Int?
     func switchRelease(node: String, to version: String) async throws
     func waitReady(node: String, version: String) async throws
     func undrain(node: String) async throws
@@ -221,8 +223,11 @@ public struct ClusterUpgrader: Sendable {
             case .reconnectClients(let node):
                 try await driver.reconnectClients(node: node)
             case .waitSessions(let node):
-                let left = try await driver.waitForSessions(node: node, timeout: sessionTimeout)
-                if left > 0 { log("\(node) still holds \(left) sessions after \(sessionTimeout); switching it anyway (its clients reconnect and resume)") }
+                if let left = try await driver.waitForSessions(node: node, timeout: sessionTimeout) {
+                    if left > 0 { log("\(node) still holds \(left) sessions after \(sessionTimeout); switching it anyway (its clients reconnect and resume)") }
+                } else {
+                    log("\(node)'s release cannot move or count its sessions; its clients are told to reconnect when it stops for the switch")
+                }
             case .switchRelease(let node):
                 try await driver.switchRelease(node: node, to: progress.to)
             case .waitReady(let node):

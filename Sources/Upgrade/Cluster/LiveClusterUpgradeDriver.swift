@@ -16,9 +16,10 @@ import WarblerConfig
 /// verifying the file (checksum, and signature with the release key), the recorded progress (root's file and
 /// etcd's copy), the cluster-wide lock (`ClusterUpgradeLock`, renewed while the run lasts), the cluster backup
 /// (in process, on this member), the expand and contract migrations (`warbler cluster migrate` of the release they
-/// belong to), waiting for a member to be ready on a release (`NodeReadiness`), and the Patroni switchover.
-/// Missing: copying the file to another node, draining a node in every member's HAProxy (each member's runtime
-/// socket is local), telling one node's clients to reconnect, and switching another node's release (designed in
+/// belong to), waiting for a member to be ready on a release (`NodeReadiness`), the Patroni switchover, draining a
+/// node in every member's HAProxy (a mark in etcd each member's agent applies, `DrainMarks`), and telling one
+/// node's clients to reconnect and counting its sessions (a signed cluster operation to its IM server,
+/// `NodeSessions`). Missing: copying the file to another node and switching another node's release (designed in
 /// docs/architecture.md, *Cluster upgrade*).
 public struct LiveClusterUpgradeDriver: ClusterUpgradeDriver {
     public static let etcdKey = "/warbler/upgrade/progress"
@@ -47,11 +48,8 @@ public struct LiveClusterUpgradeDriver: ClusterUpgradeDriver {
         switch step {
         case nil, .backup?, .expandMigrations?, .contractMigrations?, .waitReady?: return nil
         case .distribute?: missing = "copy the file to another node (distribute)"
-        case .drain?, .undrain?: missing = "draining a node in every member's HAProxy (drain)"
-        case .reconnectClients?: missing = "telling one node's clients to reconnect (reconnect)"
-        case .waitSessions?: missing = "counting one node's sessions across every HAProxy (wait for sessions)"
         case .switchRelease?: missing = "switching another node's release (switch)"
-        case .verifyFile?, .checkSkew?, .switchover?: return nil
+        case .verifyFile?, .checkSkew?, .switchover?, .drain?, .undrain?, .reconnectClients?, .waitSessions?: return nil
         }
         return "cluster upgrade: step \(missing) is not available in this build"
     }
@@ -212,9 +210,6 @@ public struct LiveClusterUpgradeDriver: ClusterUpgradeDriver {
         return run
     }
 
-    public func drain(node: String) async throws { throw refuse(.drain(node: node)) }
-    public func reconnectClients(node: String) async throws { throw refuse(.reconnectClients(node: node)) }
-    public func waitForSessions(node: String, timeout: Duration) async throws -> Int { throw refuse(.waitSessions(node: node)) }
     public func switchRelease(node: String, to version: String) async throws { throw refuse(.switchRelease(node: node)) }
     /// How long a switched member's IM server has to be ready on the new release.
     public static let readyTimeout: Duration = .seconds(120)
@@ -230,7 +225,33 @@ public struct LiveClusterUpgradeDriver: ClusterUpgradeDriver {
             try await $0.wait(node: node, address: address, version: version, timeout: Self.readyTimeout)
         }
     }
-    public func undrain(node: String) async throws { throw refuse(.undrain(node: node)) }
+
+    /// How long every member's agent has to apply a drain mark (they pass every 3 s).
+    static let drainTimeout: Duration = .seconds(30)
+    /// The window over which a node's clients are told to reconnect (well inside the engine's session wait).
+    static let reconnectWindow: Duration = .seconds(10)
+
+    public func drain(node: String) async throws {
+        try await DrainControl(etcd: etcd, by: member.member.name).drain(node: node, reason: "cluster upgrade", timeout: Self.drainTimeout)
+    }
+
+    public func reconnectClients(node: String) async throws {
+        _ = try await NodeSessions.forMember(try registered(node)).reconnect(window: Self.reconnectWindow)
+    }
+
+    public func waitForSessions(node: String, timeout: Duration) async throws -> Int? {
+        try await NodeSessions.forMember(try registered(node)).waitUntilEmpty(timeout: timeout)
+    }
+
+    func registered(_ node: String) throws -> ClusterMember {
+        guard let m = try MemberRegistry.load(etcd).members.first(where: { $0.name == node }) else {
+            throw ClusterUpgradeRefusal("\(node) is not a member registered in etcd; see `warbler cluster status`")
+        }
+        return m
+    }
+    public func undrain(node: String) async throws {
+        try await DrainControl(etcd: etcd, by: member.member.name).undrain(node: node, timeout: Self.drainTimeout)
+    }
 
     public func switchover(from primary: String) async throws -> String {
         let patroni = try PatroniControl.fromMember(member, etcd: etcd)
