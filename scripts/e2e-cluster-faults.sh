@@ -111,10 +111,8 @@ if [ "${DRILL_ONLY:-}" = switchover ]; then
   load_end d0
   figure "switchover (host $P's primary handed over): longest-ack-gap=${GAP}s; $(echo "$LINE" | grep -o 'sent=[0-9]* acked=[0-9]*.*out-of-order=[0-9]*')"
 fi
-# The rest is opt-in (ALL_DRILLS=1) until what the drills found is fixed (docs/benchmarks.md, "Fault drills"): in
-# the CI run of 2026-12-05 12:25 drill 1 acknowledged every send but 1,478 messages never reached receivers on the
-# surviving nodes (cross-node delivery stalled after the failover), and drill 3 leaves receivers on dead connections.
-if [ -z "${DRILL_ONLY:-}" ] && [ "${ALL_DRILLS:-0}" = 1 ]; then
+# The rest: drills 1, 3, 4 and 2 (CI runs every drill; DRILL_ONLY=switchover stops above).
+if [ -z "${DRILL_ONLY:-}" ]; then
 
 # etcd's leadership stays off the PostgreSQL members (the member agents hand it to the witness): losing the
 # primary's host then costs no etcd election, which would renew the leader key's lease (measured: 20 s, not 14).
