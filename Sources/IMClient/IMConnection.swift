@@ -457,7 +457,17 @@ public actor IMConnection {
             try? await Task.sleep(for: handshakeTimeout)
             if !Task.isCancelled { self.handshakeTimedOut(generation: socket.generation) }
         }
-        let (transportReason, closeCode) = await attempt.value
+        // The attempt's end, or the handshake watchdog giving up on it, whichever comes first: on the watchdog the
+        // attempt is left to end on its own (its socket's generation is stale, so nothing it does counts).
+        let (transportReason, closeCode) = await withCheckedContinuation { (c: CheckedContinuation<(reason: String, code: WebSocketErrorCode?), Never>) in
+            let once = LockedBox<CheckedContinuation<(reason: String, code: WebSocketErrorCode?), Never>?>(c)
+            socket.abandon = { reason in once.withLock { $0.take() }?.resume(returning: (reason, nil)) }
+            Task {
+                let ended = await attempt.value
+                once.withLock { $0.take() }?.resume(returning: ended)
+            }
+        }
+        socket.abandon = nil
         watchdog.cancel()
         socket.out.finish()
         socketEnded(socket)
@@ -477,6 +487,7 @@ public actor IMConnection {
         guard let socket, socket.generation == generation, !socket.ready else { return }
         socket.closeReason = "no answer to authentication within \(configuration.handshakeTimeout)"
         socket.task?.cancel()
+        socket.abandon?(socket.closeReason ?? "handshake timed out")
     }
 
     /// Bookkeeping when a socket is gone: sends become unsent (to be re-sent), pings fail.
@@ -899,6 +910,9 @@ public actor IMConnection {
         let outgoing: AsyncStream<Outgoing>
         let out: AsyncStream<Outgoing>.Continuation
         var task: Task<(reason: String, code: WebSocketErrorCode?), Never>?
+        /// Stops waiting for `task`: a connection attempt stuck before the upgrade answer (a proxy still dialling a
+        /// dead server) does not heed cancellation, and the run would wait on it for as long as TCP lasts.
+        var abandon: (@Sendable (String) -> Void)?
         var ready = false
         var reachedConnected = false
         var authRejection: IMError?

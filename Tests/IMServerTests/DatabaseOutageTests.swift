@@ -86,6 +86,17 @@ final class CuttableRelay: @unchecked Sendable {
     /// Every connection open now goes silent both ways, without closing (a host powered off under its peers);
     /// new connections work.
     func freeze() { lock.withLock { frozenUpTo = accepted } }
+
+    /// The next `n` connections are accepted and go silent from the start (a proxy still dialling a dead server).
+    func holdNext(_ n: Int) { lock.withLock { frozenUpTo = accepted + n } }
+
+    /// Every connection open now ends; new ones are accepted as before.
+    func dropOpen() {
+        lock.withLock {
+            for fd in open { shutdown(fd, Int32(SHUT_RDWR)) }
+            open.removeAll()
+        }
+    }
 }
 
 /// While the database cannot commit (a cluster's primary failing over), a send is answered with the retryable
@@ -219,6 +230,39 @@ final class CuttableRelay: @unchecked Sendable {
             #expect(await sender.wait { events in events.contains { if case .connectionState(.connected) = $0 { true } else { false } } })
             let history = try await bob.client.history(conv, before: nil, limit: 10).messages.filter { $0.cid == "silent-1" }
             #expect(history.map(\.seq) == [ack.seq])
+            await sender.close()
+            relay.cut()
+        }
+    }
+
+    /// Drill 3 on booted hosts: after the VIP moved, HAProxy sent three clients' new connections to the dead host's IM
+    /// server and never answered their upgrade; the SDK's handshake watchdog cancelled the attempt, but a connection
+    /// attempt does not heed cancellation, so the clients waited on it for over a minute instead of trying again.
+    @Test func aConnectionAttemptNeverAnsweredIsGivenUpAtTheHandshakeTimeout() async throws {
+        try await withServer { server in
+            let relay = try CuttableRelay(to: server.port)
+            let alice = try await server.user("alice"), bob = try await server.user("bob")
+            let conv = try await alice.client.createDirectConversation(with: bob.id).id
+            let viaRelay = try IMClient(baseURL: "http://127.0.0.1:\(relay.port)", deviceName: "relay")
+            _ = try await viaRelay.login(username: "alice", password: "password-123")
+            let sender = EventLog(viaRelay.makeConnection(configuration: .init(handshakeTimeout: .seconds(1))))
+            try await sender.connection.connect()
+            _ = try await sender.connection.send(conversation: conv, text: "before")
+
+            // The connection drops; the first reconnect attempt is accepted and never answered.
+            relay.holdNext(1)
+            relay.dropOpen()
+            let started = ContinuousClock.now
+            let ack = try await withThrowingTaskGroup(of: ServerFrame.Ack?.self) { group in
+                group.addTask { try await sender.connection.send(conversation: conv, text: "after", cid: "after-held-attempt") }
+                group.addTask { try await Task.sleep(for: .seconds(20)); return nil }
+                let first = try await group.next()!
+                group.cancelAll()
+                return first
+            }
+            #expect(ack != nil, "the send was not acknowledged \(started.duration(to: .now)) after the reconnect attempt went unanswered: \(sender.events.suffix(4))")
+            #expect(sender.events.contains { if case .connectionState(.disconnected(let why)) = $0 { why.contains("no answer to authentication") } else { false } },
+                    "the held attempt was not the one given up on")
             await sender.close()
             relay.cut()
         }
