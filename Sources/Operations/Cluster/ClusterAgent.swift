@@ -93,11 +93,27 @@ public struct ClusterAgent: Sendable {
     public var primaryBackend: Bool
     /// This member's name: its acknowledgement of drain marks is `DrainMarks.appliedPrefix` + it.
     public var member: String
+    /// Where the members' releases go for the exporter (`MemberReleases`), and who reads them.
+    public var releasesFile: String
+    public var versions: any MemberVersionReading
 
     public init(etcd: Etcdctl, member: String, haproxy: HAProxyRuntime = HAProxyRuntime(), stateFile: String = ClusterPaths.haproxyState + "/servers.state",
-                interval: Double = 3, primaryBackend: Bool = true) {
+                interval: Double = 3, primaryBackend: Bool = true, releasesFile: String = ClusterPaths.memberReleases,
+                versions: any MemberVersionReading = MemberVersionReader()) {
         self.etcd = etcd; self.member = member; self.haproxy = haproxy; self.stateFile = stateFile; self.interval = interval
-        self.primaryBackend = primaryBackend
+        self.primaryBackend = primaryBackend; self.releasesFile = releasesFile; self.versions = versions
+    }
+
+    /// Reads every member's release and writes them to `releasesFile` (world-readable: release numbers are no
+    /// secret, and the exporter, another user, reads them). The exporter cannot ask the members itself: their
+    /// cluster listener admits only holders of a cluster certificate, which this agent has and the service user
+    /// must not. Returns the releases, for the log.
+    @discardableResult
+    public func recordReleases(members: [ClusterMember], at now: Date = Date()) async throws -> MemberReleases {
+        let found = try await versions.versions(of: members)
+        let record = MemberReleases(at: now, members: members.sorted { $0.name < $1.name }.map { .init(name: $0.name, address: $0.address, version: found[$0.name]) })
+        try AtomicFile.write(try record.encoded(), to: releasesFile, mode: 0o644)
+        return record
     }
 
     /// One pass. Returns what changed, for the log.
@@ -146,26 +162,46 @@ public struct ClusterAgent: Sendable {
     }
 
     public func run(log: @Sendable (String) -> Void) async {
-        var lastPlacement = Date.distantPast
+        var lastPlacement = Date.distantPast, lastReleases = Date.distantPast
+        var releasesSaid = "", releasesFailure = ""
         await AgentLoop.run(every: interval, failing: "cannot reconcile HAProxy with the members yet", log: log) {
             var notes = try reconcile()
             if Date().timeIntervalSince(lastPlacement) >= 30 {
                 lastPlacement = Date()
                 do { if let note = try placeEtcdLeader() { notes.append(note) } } catch { notes.append("etcd leadership stays: \(error)") }
             }
+            if Date().timeIntervalSince(lastReleases) >= MemberReleases.interval {
+                lastReleases = Date()
+                do {
+                    let r = try await recordReleases(members: try MemberRegistry.load(etcd).members)
+                    let said = Self.describe(r)
+                    if said != releasesSaid { notes.append(said) }
+                    releasesSaid = said; releasesFailure = ""
+                } catch {
+                    // Said once; the exporter sees the file age and drops its release series.
+                    if "\(error)" != releasesFailure { notes.append("cannot record the members' releases: \(error)") }
+                    releasesFailure = "\(error)"
+                }
+            }
             return notes
         }
+    }
+
+    /// One line for the log: which member runs which release.
+    static func describe(_ r: MemberReleases) -> String {
+        let by = Dictionary(grouping: r.members, by: { $0.version ?? "no answer" })
+        return "members' releases: " + by.keys.sorted().map { "\($0) on \(by[$0]!.map(\.name).joined(separator: ", "))" }.joined(separator: "; ")
     }
 }
 
 /// The member agents' loop: a pass every `interval` seconds, its notes logged, a failure logged once until it
 /// changes or a pass succeeds.
 enum AgentLoop {
-    static func run(every interval: Double, failing: String, log: @Sendable (String) -> Void, _ pass: () throws -> [String]) async {
+    static func run(every interval: Double, failing: String, log: @Sendable (String) -> Void, _ pass: () async throws -> [String]) async {
         var lastError = ""
         while !Task.isCancelled {
             do {
-                for note in try pass() { log(note) }
+                for note in try await pass() { log(note) }
                 lastError = ""
             } catch {
                 let text = "\(error)"
