@@ -161,29 +161,34 @@ public struct ClusterAgent: Sendable {
         return "moved etcd's leadership to \(to.name), which carries no PostgreSQL (a failover of this host's primary then waits for no etcd election)"
     }
 
-    public func run(log: @Sendable (String) -> Void) async {
-        var lastPlacement = Date.distantPast, lastReleases = Date.distantPast
-        var releasesSaid = "", releasesFailure = ""
+    /// The HAProxy loop every `interval` seconds and, beside it, the members' releases every
+    /// `MemberReleases.interval`: a member that does not answer (up to the reader's timeouts) never holds up HAProxy.
+    public func run(log: @escaping @Sendable (String) -> Void) async {
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await runHAProxy(log: log) }
+            group.addTask { await runReleases(log: log) }
+        }
+    }
+
+    func runHAProxy(log: @Sendable (String) -> Void) async {
+        var lastPlacement = Date.distantPast
         await AgentLoop.run(every: interval, failing: "cannot reconcile HAProxy with the members yet", log: log) {
             var notes = try reconcile()
             if Date().timeIntervalSince(lastPlacement) >= 30 {
                 lastPlacement = Date()
                 do { if let note = try placeEtcdLeader() { notes.append(note) } } catch { notes.append("etcd leadership stays: \(error)") }
             }
-            if Date().timeIntervalSince(lastReleases) >= MemberReleases.interval {
-                lastReleases = Date()
-                do {
-                    let r = try await recordReleases(members: try MemberRegistry.load(etcd).members)
-                    let said = Self.describe(r)
-                    if said != releasesSaid { notes.append(said) }
-                    releasesSaid = said; releasesFailure = ""
-                } catch {
-                    // Said once; the exporter sees the file age and drops its release series.
-                    if "\(error)" != releasesFailure { notes.append("cannot record the members' releases: \(error)") }
-                    releasesFailure = "\(error)"
-                }
-            }
             return notes
+        }
+    }
+
+    /// A failure is logged once; the record then ages and the exporter stops trusting it.
+    func runReleases(log: @Sendable (String) -> Void) async {
+        var said = ""
+        await AgentLoop.run(every: MemberReleases.interval, failing: "cannot record the members' releases", log: log) {
+            let now = Self.describe(try await recordReleases(members: try MemberRegistry.load(etcd).members))
+            defer { said = now }
+            return now == said ? [] : [now]
         }
     }
 

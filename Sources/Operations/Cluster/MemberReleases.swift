@@ -95,14 +95,21 @@ public struct MemberVersionReader: MemberVersionReading {
         config.timeout = .init(connect: .seconds(2), read: .seconds(3))
         config.redirectConfiguration = .disallow
         let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: config)
-        var out: [String: String] = [:]
-        for m in members {
-            let url = "https://\(m.address.contains(":") ? "[\(m.address)]" : m.address):\(port)/v1/version"
-            guard let r = try? await client.execute(HTTPClientRequest(url: url), timeout: .seconds(4)), r.status == .ok,
-                  let body = try? await r.body.collect(upTo: 1 << 16),
-                  let obj = try? JSONSerialization.jsonObject(with: Data(buffer: body)) as? [String: Any],
-                  let version = obj["version"] as? String, !version.isEmpty else { continue }
-            out[m.name] = version
+        // All at once: a member that does not answer costs its timeout once, not once per member after it.
+        let out = await withTaskGroup(of: (String, String?).self) { group in
+            for m in members {
+                let url = "https://\(m.address.contains(":") ? "[\(m.address)]" : m.address):\(port)/v1/version"
+                group.addTask {
+                    guard let r = try? await client.execute(HTTPClientRequest(url: url), timeout: .seconds(4)), r.status == .ok,
+                          let body = try? await r.body.collect(upTo: 1 << 16),
+                          let obj = try? JSONSerialization.jsonObject(with: Data(buffer: body)) as? [String: Any],
+                          let version = obj["version"] as? String, !version.isEmpty else { return (m.name, nil) }
+                    return (m.name, version)
+                }
+            }
+            var found: [String: String] = [:]
+            for await (name, version) in group { if let version { found[name] = version } }
+            return found
         }
         try? await client.shutdown()
         return out
