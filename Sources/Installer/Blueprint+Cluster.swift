@@ -184,6 +184,7 @@ extension Blueprint {
         ctx.haproxyConfig = ClusterPaths.haproxyConfig
         ctx.haproxySocket = ClusterPaths.haproxySocket
         ctx.haproxyState = ClusterPaths.haproxyState
+        ctx.agentRuntime = ClusterPaths.agentRuntime
         ctx.warblerBinary = Paths.currentBinary
         ctx.superuserPassword = superuser
         ctx.replicationPassword = replication

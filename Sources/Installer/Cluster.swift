@@ -266,6 +266,10 @@ public enum ClusterPaths {
     public static let postgresData = "/var/lib/warbler-postgresql/15/data"
     public static let haproxyState = "/var/lib/warbler-haproxy"
     public static let haproxySocket = "/run/warbler-haproxy/admin.sock"
+    /// The cluster agent's runtime directory (systemd's, world-readable): what it publishes for the exporter.
+    public static let agentRuntime = "/run/warbler-cluster-agent"
+    /// Each member's release as the cluster agent last read it (`MemberReleases`); the exporter reads it.
+    public static let memberReleases = "/run/warbler-cluster-agent/releases.json"
     public static let postgresSocketDir = "/run/warbler-postgresql"
     public static let databaseCreatedMarker = "/var/lib/warbler-install/cluster-database-created"
     public static let memberRegisteredMarker = "/var/lib/warbler-install/cluster-member-registered"

@@ -152,6 +152,15 @@ public enum Catalog {
         "1 while this member's etcd is connected to the peer (etcd's member id), 0 when not", labels: ["peer"])
     public static let clusterVIPHeld = MetricDescriptor("warbler_cluster_vip_held", .gauge,
         "1 while this host holds the cluster's virtual IP", labels: ["vip"])
+    // From the cluster agent's record of each member's release (ClusterReleasesCollector).
+    public static let clusterMemberRelease = MetricDescriptor("warbler_cluster_member_release_info", .gauge,
+        "1 for the release each member's IM server says it runs (a member that does not answer has no series)", labels: ["member", "version"])
+    public static let clusterReleases = MetricDescriptor("warbler_cluster_releases", .gauge,
+        "How many distinct releases the members run: more than 1 during a rolling upgrade or rollback")
+    public static let clusterReleasesFresh = MetricDescriptor("warbler_cluster_releases_fresh", .gauge,
+        "1 while the cluster agent's record of the members' releases is under 5 minutes old; 0 when it is older or missing (the release series are then dropped)")
+    public static let clusterReleasesAge = MetricDescriptor("warbler_cluster_releases_age_seconds", .gauge,
+        "Seconds since the cluster agent last read the members' releases")
 
     // MARK: TLS and backups
     public static let tlsExpiry = MetricDescriptor("warbler_tls_certificate_expiry_seconds", .gauge,
@@ -182,6 +191,7 @@ public enum Catalog {
         tlsExpiry, tlsNotAfter, backupPresent, backupTimestamp, backupAge, backupBytes,
         clusterIMServerUp, clusterPatroniUp, clusterPostgresPrimary, clusterPostgresTimeline, clusterStandbyStreaming, clusterStandbyLagBytes,
         clusterEtcdHasLeader, clusterEtcdPeerConnected, clusterVIPHeld,
+        clusterMemberRelease, clusterReleases, clusterReleasesFresh, clusterReleasesAge,
     ]
 
     /// True for a name the exporter can emit.

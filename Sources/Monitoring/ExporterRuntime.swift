@@ -37,7 +37,7 @@ public final class ExporterRuntime: Sendable {
             TLSCollector(paths: [config.server.tlsCert], files: files),
             BackupCollector(markerPath: config.exporter.backupMarker, files: files),
         ]
-        if config.cluster.enabled { collectors.append(ClusterCollector(files: files)) }
+        if config.cluster.enabled { collectors += [ClusterCollector(files: files), ClusterReleasesCollector(files: files)] }
         switch config.storage.driver {
         case "postgres": collectors.append(PostgresCollector(settings: config.storage, logger: logger))
         default: collectors.append(SQLiteCollector(path: config.storage.path, files: files))

@@ -56,6 +56,8 @@ public struct ClusterContext: Sendable, Equatable {
     public var haproxyConfig = ""
     public var haproxySocket = "/run/warbler-haproxy/admin.sock"
     public var haproxyState = "/var/lib/warbler-haproxy"
+    /// The cluster agent's runtime directory: it publishes the members' releases there for the exporter.
+    public var agentRuntime = "/run/warbler-cluster-agent"
     public var warblerBinary = "/opt/warbler/current/bin/warbler"
 
     public var etcdUser = "warbler-etcd"
@@ -117,7 +119,7 @@ public struct ClusterContext: Sendable, Equatable {
                           (etcdConfig, "etcd config"), (etcdData, "etcd data"), (postgresBin, "PostgreSQL binaries"), (postgresData, "PostgreSQL data"),
                           (postgresHome, "PostgreSQL home"), (postgresSocketDir, "PostgreSQL socket directory"), (python, "Python"),
                           (patroniScript, "Patroni"), (patroniConfig, "Patroni config"), (haproxyBin, "HAProxy"), (haproxyConfig, "HAProxy config"),
-                          (haproxySocket, "HAProxy socket"), (haproxyState, "HAProxy state"), (warblerBinary, "warbler binary"),
+                          (haproxySocket, "HAProxy socket"), (haproxyState, "HAProxy state"), (agentRuntime, "agent runtime directory"), (warblerBinary, "warbler binary"),
                           (etcdUser, "etcd user"), (postgresUser, "PostgreSQL user"), (haproxyUser, "HAProxy user"),
                           (keepalivedBin, "keepalived"), (keepalivedConfig, "keepalived config"), (keepalivedState, "keepalived state"),
                           (keepalivedRuntime, "keepalived runtime directory")] where !v.isEmpty {
@@ -144,6 +146,7 @@ public struct ClusterContext: Sendable, Equatable {
             "haproxyBin": haproxyBin, "haproxyConfig": haproxyConfig, "haproxySocket": haproxySocket, "haproxyState": haproxyState,
             "haproxyStateDirectory": String(haproxyState.dropFirst("/var/lib/".count)),
             "haproxyRuntimeDirectory": String((haproxySocket as NSString).deletingLastPathComponent.dropFirst("/run/".count)),
+            "agentRuntimeDirectory": String(agentRuntime.dropFirst("/run/".count)),
             "warblerBinary": warblerBinary,
             "etcdUser": etcdUser, "postgresUser": postgresUser, "haproxyUser": haproxyUser,
             "superuserPassword": superuserPassword, "replicationPassword": replicationPassword, "rewindPassword": rewindPassword,

@@ -144,7 +144,12 @@ func defaultConfigText(_ context: AlertsConfigContext = AlertsConfigContext()) t
         [s("warbler_cluster_im_server_up", ["member": "10.0.0.1"], 1), s("warbler_cluster_im_server_up", ["member": "10.0.0.2"], 1),
          s("warbler_cluster_postgres_timeline", [:], timeline), s("warbler_cluster_postgres_standby_streaming", ["member": "two"], 1),
          s("warbler_cluster_postgres_standby_lag_bytes", ["member": "two"], 0), s("warbler_cluster_etcd_has_leader", [:], 1),
-         s("warbler_cluster_etcd_peer_connected", ["peer": "aa"], 1), s("warbler_cluster_vip_held", ["vip": "10.0.0.10"], vip)]
+         s("warbler_cluster_etcd_peer_connected", ["peer": "aa"], 1), s("warbler_cluster_vip_held", ["vip": "10.0.0.10"], vip),
+         s("warbler_cluster_releases", [:], 1), s("warbler_cluster_releases_fresh", [:], 1)]
+    }
+    /// `healthy()` with the members on two releases (one member upgraded, the rest not yet).
+    func mixed() -> [Sample] {
+        healthy().map { $0.name == "warbler_cluster_releases" ? s($0.name, [:], 2) : $0 }
     }
     func firing(_ timeline: [(Double, [Sample])]) throws -> Set<String> {
         var e = try Self.engine()
@@ -160,7 +165,7 @@ func defaultConfigText(_ context: AlertsConfigContext = AlertsConfigContext()) t
         var ctx = AlertsConfigContext()
         ctx.cluster = true
         let names = try AlertsConfig.parse(try defaultConfigText(ctx)).rules.map(\.name)
-        for n in ["ClusterNodeDown", "PostgresPrimaryChanged", "StandbyNotStreaming", "StandbyLagging", "EtcdMemberDown", "EtcdNoLeader", "VIPMoved"] {
+        for n in ["ClusterNodeDown", "PostgresPrimaryChanged", "StandbyNotStreaming", "StandbyLagging", "EtcdMemberDown", "EtcdNoLeader", "VIPMoved", "ClusterMixedVersions"] {
             #expect(names.contains(n))
             #expect(!(try AlertsConfig.parse(try defaultConfigText())).rules.map(\.name).contains(n))
         }
@@ -184,5 +189,25 @@ func defaultConfigText(_ context: AlertsConfigContext = AlertsConfigContext()) t
         #expect(try fault { set($0, "warbler_cluster_postgres_timeline", 3) } == ["PostgresPrimaryChanged"])
         #expect(try fault { set($0, "warbler_cluster_vip_held", 0) } == ["VIPMoved"])
         #expect(try fault { $0.map { $0.name == "warbler_cluster_im_server_up" && $0.labels["member"] == "10.0.0.2" ? Sample(name: $0.name, labels: $0.labels, value: 0) : $0 } } == ["ClusterNodeDown"])
+    }
+
+    /// Two releases for an hour fire ClusterMixedVersions; an upgrade that finishes sooner, or one release, do not.
+    @Test func mixedVersionsFireAfterAnHourNotBefore() throws {
+        let rule = try #require(try Self.engine().config.rules.first { $0.name == "ClusterMixedVersions" })
+        #expect(rule.severity == .warning && rule.forSeconds == 3600)
+        #expect(rule.description.source.contains("warbler upgrade --resume FILE") && rule.description.source.contains("warbler rollback"))
+        // Healthy until 60 s, then one member upgraded from 75 s on.
+        func upgradeStoppedAt75(until end: Double) -> [(Double, [Sample])] {
+            stride(from: 0.0, through: 60, by: 15).map { ($0, healthy()) } + stride(from: 75.0, through: end, by: 15).map { ($0, mixed()) }
+        }
+        #expect(try firing(upgradeStoppedAt75(until: 75 + 3600 - 15)).isEmpty, "59:45 of mixed versions is not yet an hour")
+        #expect(try firing(upgradeStoppedAt75(until: 75 + 3600 + 15)) == ["ClusterMixedVersions"])
+        // The upgrade finished after 50 minutes: nothing, even an hour after it began.
+        #expect(try firing(upgradeStoppedAt75(until: 75 + 3000) + stride(from: 3090.0, through: 4000, by: 15).map { ($0, healthy()) }).isEmpty)
+        // One release for two hours: nothing.
+        #expect(try firing(stride(from: 0.0, through: 7200, by: 15).map { ($0, healthy()) }).isEmpty)
+        // The agent's record went stale (the exporter drops the release series): the alert does not stay firing.
+        let stale = mixed().filter { $0.name != "warbler_cluster_releases" }.map { $0.name == "warbler_cluster_releases_fresh" ? s($0.name, [:], 0) : $0 }
+        #expect(try firing(upgradeStoppedAt75(until: 3690) + stride(from: 3705.0, through: 3900, by: 15).map { ($0, stale) }).isEmpty)
     }
 }

@@ -93,11 +93,27 @@ public struct ClusterAgent: Sendable {
     public var primaryBackend: Bool
     /// This member's name: its acknowledgement of drain marks is `DrainMarks.appliedPrefix` + it.
     public var member: String
+    /// Where the members' releases go for the exporter (`MemberReleases`), and who reads them.
+    public var releasesFile: String
+    public var versions: any MemberVersionReading
 
     public init(etcd: Etcdctl, member: String, haproxy: HAProxyRuntime = HAProxyRuntime(), stateFile: String = ClusterPaths.haproxyState + "/servers.state",
-                interval: Double = 3, primaryBackend: Bool = true) {
+                interval: Double = 3, primaryBackend: Bool = true, releasesFile: String = ClusterPaths.memberReleases,
+                versions: any MemberVersionReading = MemberVersionReader()) {
         self.etcd = etcd; self.member = member; self.haproxy = haproxy; self.stateFile = stateFile; self.interval = interval
-        self.primaryBackend = primaryBackend
+        self.primaryBackend = primaryBackend; self.releasesFile = releasesFile; self.versions = versions
+    }
+
+    /// Reads every member's release and writes them to `releasesFile` (world-readable: release numbers are no
+    /// secret, and the exporter, another user, reads them). The exporter cannot ask the members itself: their
+    /// cluster listener admits only holders of a cluster certificate, which this agent has and the service user
+    /// must not. Returns the releases, for the log.
+    @discardableResult
+    public func recordReleases(members: [ClusterMember], at now: Date = Date()) async throws -> MemberReleases {
+        let found = try await versions.versions(of: members)
+        let record = MemberReleases(at: now, members: members.sorted { $0.name < $1.name }.map { .init(name: $0.name, address: $0.address, version: found[$0.name]) })
+        try AtomicFile.write(try record.encoded(), to: releasesFile, mode: 0o644)
+        return record
     }
 
     /// One pass. Returns what changed, for the log.
@@ -145,7 +161,16 @@ public struct ClusterAgent: Sendable {
         return "moved etcd's leadership to \(to.name), which carries no PostgreSQL (a failover of this host's primary then waits for no etcd election)"
     }
 
-    public func run(log: @Sendable (String) -> Void) async {
+    /// The HAProxy loop every `interval` seconds and, beside it, the members' releases every
+    /// `MemberReleases.interval`: a member that does not answer (up to the reader's timeouts) never holds up HAProxy.
+    public func run(log: @escaping @Sendable (String) -> Void) async {
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await runHAProxy(log: log) }
+            group.addTask { await runReleases(log: log) }
+        }
+    }
+
+    func runHAProxy(log: @Sendable (String) -> Void) async {
         var lastPlacement = Date.distantPast
         await AgentLoop.run(every: interval, failing: "cannot reconcile HAProxy with the members yet", log: log) {
             var notes = try reconcile()
@@ -156,16 +181,32 @@ public struct ClusterAgent: Sendable {
             return notes
         }
     }
+
+    /// A failure is logged once; the record then ages and the exporter stops trusting it.
+    func runReleases(log: @Sendable (String) -> Void) async {
+        var said = ""
+        await AgentLoop.run(every: MemberReleases.interval, failing: "cannot record the members' releases", log: log) {
+            let now = Self.describe(try await recordReleases(members: try MemberRegistry.load(etcd).members))
+            defer { said = now }
+            return now == said ? [] : [now]
+        }
+    }
+
+    /// One line for the log: which member runs which release.
+    static func describe(_ r: MemberReleases) -> String {
+        let by = Dictionary(grouping: r.members, by: { $0.version ?? "no answer" })
+        return "members' releases: " + by.keys.sorted().map { "\($0) on \(by[$0]!.map(\.name).joined(separator: ", "))" }.joined(separator: "; ")
+    }
 }
 
 /// The member agents' loop: a pass every `interval` seconds, its notes logged, a failure logged once until it
 /// changes or a pass succeeds.
 enum AgentLoop {
-    static func run(every interval: Double, failing: String, log: @Sendable (String) -> Void, _ pass: () throws -> [String]) async {
+    static func run(every interval: Double, failing: String, log: @Sendable (String) -> Void, _ pass: () async throws -> [String]) async {
         var lastError = ""
         while !Task.isCancelled {
             do {
-                for note in try pass() { log(note) }
+                for note in try await pass() { log(note) }
                 lastError = ""
             } catch {
                 let text = "\(error)"
