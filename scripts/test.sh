@@ -61,7 +61,7 @@ say "unit, storage contract and in-process server tests (swift test)"
 # The database-outage suites (a commit held past the watchdog's timeout, every backend terminated under a stream of
 # sends, a relay that goes silent) measure seconds too: beside the rest a 400 ms commit timeout gave up on an
 # ordinary commit, and the terminated-backends test ran past its 3 minutes.
-HEAVY="CrashTests|WebhookCrashTests|SessionEndTests|aSlowEndpointNeverSlowsMessageDelivery|idleSocketsPastThePerAddressCap|CommitWatchdogTests|DatabaseOutageTests|TerminatedBackendsTests|SilentServerTests|SilentDatabaseTests"
+HEAVY="CrashTests|WebhookCrashTests|SessionEndTests|aSlowEndpointNeverSlowsMessageDelivery|idleSocketsPastThePerAddressCap|CommitWatchdogTests|DatabaseOutageTests|TerminatedBackendsTests|SilentServerTests|SilentDatabaseTests|ClusterReconnectTests"
 swift test --skip-build --parallel --num-workers 2 --skip "$HEAVY"
 swift test --skip-build --filter "$HEAVY"
 # The web client and admin console in headless chromium against a real `warbler server`.

@@ -20,7 +20,8 @@ import Testing
             return 1
         }
         #expect(result == nil)
-        #expect(started.duration(to: .now) < .seconds(5))
+        // Bounded, not timed: a loaded machine may schedule the timer late, but the call returns.
+        #expect(started.duration(to: .now) < .seconds(60))
         try? await Task.sleep(for: .milliseconds(100))
         #expect(cancelled.withLock { $0 }, "the body was not cancelled at the deadline")
     }
