@@ -202,8 +202,11 @@ P=$(host_of "$(leader "${IPS[@]}")"); V=$(vip_holders); K=""
 for i in $(seq $N); do [ "$i" != "$P" ] && [ "$i" != "$V" ] && K=$i; done
 [ -n "$K" ] || fail "d4: no host is free of the primary and the VIP"
 load_start d4 30
-on "$K" systemctl kill --signal=SIGKILL warbler-server.service
+# (systemctl may complain about a helper that already left: ignored; the server's main process must be gone.)
+MAINPID=$(on "$K" systemctl show -p MainPID --value warbler-server.service)
+on "$K" systemctl kill --signal=SIGKILL warbler-server.service 2>/dev/null || true
 sleep 1
+! on "$K" kill -0 "$MAINPID" 2>/dev/null || fail "d4: the IM server on host $K (PID $MAINPID) survived SIGKILL"
 power_off "$K"
 load_end d4
 figure "drill 4 (kill -9 the IM server on host $K, then power off): longest-ack-gap=${GAP}s; $(echo "$LINE" | grep -o 'reconnects=[0-9]*')"
