@@ -206,7 +206,7 @@ load_start d4 30
 MAINPID=$(on "$K" systemctl show -p MainPID --value warbler-server.service)
 on "$K" systemctl kill --signal=SIGKILL warbler-server.service 2>/dev/null || true
 sleep 1
-! on "$K" kill -0 "$MAINPID" 2>/dev/null || fail "d4: the IM server on host $K (PID $MAINPID) survived SIGKILL"
+! on "$K" test -d "/proc/$MAINPID" || fail "d4: the IM server on host $K (PID $MAINPID) survived SIGKILL"
 power_off "$K"
 load_end d4
 figure "drill 4 (kill -9 the IM server on host $K, then power off): longest-ack-gap=${GAP}s; $(echo "$LINE" | grep -o 'reconnects=[0-9]*')"
