@@ -101,7 +101,7 @@ public struct BackupEngine: Sendable {
         let backupDir = layout.path(config.backup.directory)
         let output = request.output ?? backupDir + "/" + Self.defaultName(hostname: request.hostname, at: request.now)
         if request.output == nil { try Files.makeDirectories(backupDir, mode: 0o700) }
-        guard Files.lstat(Files.parent(output))?.kind == .directory else {
+        guard FileManager.default.fileExists(atPath: Files.parent(output)) else {
             throw BackupError(.usage, "the directory of \(output) does not exist; create it or choose another --output")
         }
         // The archive's directory is often one the service user can write (the backup directory, where `warbler

@@ -21,7 +21,9 @@ import WarblerConfig
         let root = FileManager.default.temporaryDirectory.appendingPathComponent("warbler-schema-\(tag)-\(UUID().uuidString.prefix(8))").path
         let layout = Layout(root: root)
         try FileManager.default.createDirectory(atPath: layout.path(Paths.etc), withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
-        try FileManager.default.createDirectory(atPath: layout.path(Paths.data), withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        // Intermediate directories get the attributes too: 0755 on the way, the data directory itself 0700.
+        try FileManager.default.createDirectory(atPath: layout.path(Paths.data), withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
+        #expect(chmod(layout.path(Paths.data), 0o700) == 0)
         #expect(chown(layout.path(Paths.data), 65534, 65534) == 0)
         try "server:\n  host: 127.0.0.1\n  port: 8443\nstorage:\n  driver: sqlite\n  path: /var/lib/warbler/warbler.db\ndata_dir: /var/lib/warbler\n"
             .write(toFile: layout.path(Paths.config), atomically: true, encoding: .utf8)
