@@ -194,7 +194,8 @@ public struct BackupEngine: Sendable {
             case .file:
                 let content = source
                 if let sealer, Member.isSecret(member) {
-                    guard let plain = FileManager.default.contents(atPath: content) else {
+                    // /etc/warbler/secrets is the service user's: read through the tree's descriptors, no link followed.
+                    guard let plain = try? Files.read(content, beneath: beneath) else {
                         throw BackupError(.io, "cannot read \(content); run the backup as root (or from the warbler-backup unit)")
                     }
                     let sealed = try sealer.seal(plain, path: member)

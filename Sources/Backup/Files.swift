@@ -80,7 +80,7 @@ enum Files {
         var done: UInt64 = 0
         while done < size {
             let want = Int(min(UInt64(buffer.count), size - done))
-            let n = read(fd, buffer.baseAddress!, want)
+            let n = Glibc.read(fd, buffer.baseAddress!, want)
             if n < 0 {
                 if errno == EINTR { continue }
                 throw BackupError.io("cannot read", path: path)
@@ -96,6 +96,20 @@ enum Files {
             throw BackupError(.io, "\(path) changed size while it was being backed up; run the backup again")
         }
         return hasher.finalize().hex
+    }
+
+    /// The whole of a (small) file, opened as `stream` opens it.
+    static func read(_ path: String, beneath: (root: String, relative: String)?) throws -> Data {
+        let fd = try beneath.map { try openBeneath($0.root, $0.relative) } ?? open(path, O_RDONLY | O_NOFOLLOW)
+        defer { close(fd) }
+        var out = Data()
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+            if n < 0 { if errno == EINTR { continue }; throw BackupError.io("cannot read", path: path) }
+            if n == 0 { return out }
+            out.append(contentsOf: buffer[0..<n])
+        }
     }
 
     /// Opens the file `relative` inside the directory `root` for reading, every component without following a link.

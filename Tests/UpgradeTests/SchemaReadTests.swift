@@ -4,7 +4,7 @@ import IMStorage
 import Installer
 import Logging
 import Testing
-import Upgrade
+@testable import Upgrade
 import WarblerConfig
 
 /// `warbler upgrade` runs as root, and the database is the service user's: root never opens it. The service user
@@ -95,5 +95,24 @@ import WarblerConfig
                     "{\"schema\":12,\"x\":1}", "note\n{\"schema\":12}", "{\"schema\":1234567890}", "{\"schema\":\"12\"}"] {
             #expect(throws: (any Error).self, "\(bad)") { try SchemaProbe.parse(bad) }
         }
+    }
+
+    /// The self-check's password file is in the service user's secrets directory, and root sends what it reads there
+    /// to the server as a password: a link planted there is not followed (the old code sent the first line of the
+    /// link's target); it is replaced by a fresh password file.
+    @Test func theSelfCheckPasswordIsNotReadThroughALink() throws {
+        let (root, layout) = try Self.stage("selfcheck")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        try FileManager.default.createDirectory(atPath: layout.path(Paths.secrets), withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        let secret = root + "/root-secret"
+        try "root's secret\n".write(toFile: secret, atomically: true, encoding: .utf8)
+        let file = layout.path(SelfCheck.passwordFile)
+        #expect(symlink(secret, file) == 0)
+        // It goes on to create the account with the release's binary, which a staged install does not have.
+        #expect(throws: (any Error).self) { _ = try SelfCheck(layout: layout).ensureAccount() }
+        var st = stat()
+        #expect(lstat(file, &st) == 0 && st.st_mode & S_IFMT == S_IFREG, "the link was left in place (its target was used)")
+        #expect(try String(contentsOfFile: secret, encoding: .utf8) == "root's secret\n")
+        #expect(try String(contentsOfFile: file, encoding: .utf8) != "root's secret\n")
     }
 }
