@@ -48,8 +48,8 @@ import WarblerConfig
         return host
     }
 
-    /// The service user's own database: read by the service user, and no file in its directory becomes root's
-    /// (root opening it made -wal/-shm files the server could not open).
+    /// The service user's own database: read by the service user (the answer is right), and no file in its
+    /// directory becomes root's.
     @Test func readsTheServiceUsersDatabaseAsTheServiceUser() async throws {
         guard geteuid() == 0 else { return }
         #expect(FileManager.default.isExecutableFile(atPath: Self.warbler), "build the package first (swift build --build-tests)")
