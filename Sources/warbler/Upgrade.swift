@@ -150,6 +150,8 @@ extension Warbler {
         }
 
         func run() async throws {
+            // Root believes only the one line printed (stdout and stderr are read together): no log lines.
+            bootstrapLogging(level: "critical")
             var logger = Logger(label: "warbler.schema-version")
             logger.logLevel = .critical
             do {
