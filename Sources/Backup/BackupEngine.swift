@@ -1,4 +1,5 @@
 import Crypto
+import DurableFiles
 import Foundation
 import Glibc
 import WarblerConfig
@@ -100,10 +101,18 @@ public struct BackupEngine: Sendable {
         let backupDir = layout.path(config.backup.directory)
         let output = request.output ?? backupDir + "/" + Self.defaultName(hostname: request.hostname, at: request.now)
         if request.output == nil { try Files.makeDirectories(backupDir, mode: 0o700) }
-        guard Files.lstat(Files.parent(output))?.kind == .directory else {
+        guard FileManager.default.fileExists(atPath: Files.parent(output)) else {
             throw BackupError(.usage, "the directory of \(output) does not exist; create it or choose another --output")
         }
-        guard !Files.exists(output) else {
+        // The archive's directory is often one the service user can write (the backup directory, where `warbler
+        // upgrade` puts its pre-upgrade backup too), and root writes there: everything in it is done through one
+        // descriptor of it, opened without following links (`inDir`, a /proc path through that descriptor for the
+        // tools that take paths), so a link or a rename there cannot steer root's writes elsewhere.
+        let outputDir = try Files.openBackupDirectory(Files.parent(output))
+        defer { close(outputDir) }
+        let outputName = (output as NSString).lastPathComponent
+        let inDir = Files.descriptorPath(outputDir) + "/"
+        guard !Files.exists(inDir + outputName) else {
             throw BackupError(.usage, "\(output) already exists; choose another --output")
         }
         let sealer = try request.passphrase.map { try SecretSealer(passphrase: $0) }
@@ -116,10 +125,27 @@ public struct BackupEngine: Sendable {
         // components' files, which it cannot read and a restore never needs).
         let isCluster = Files.lstat(layout.path(ClusterPaths.memberFile)) != nil
 
-        let work = try Files.temporaryDirectory(besides: output, tag: "work")
-        defer { Files.removeTree(work) }
-        let (fd, temporary) = try Files.temporaryFile(besides: output)
-        close(fd)
+        // Scratch space for the snapshot, used only through its descriptor. Root's is in its own state directory
+        // (root 0700), not beside the archive: SQLite resolves the path it is given, links included, by name, so a
+        // scratch directory the service user could rename things around is no place for root's VACUUM INTO.
+        let scratch: String
+        if geteuid() == 0 {
+            let state = layout.path(Paths.installState)
+            try Files.makeDirectories(state, mode: 0o700)
+            do { close(try RootFile.openDirectory(state, owners: [0])) } catch {
+                throw BackupError(.io, "root's state directory, where a root-run backup makes its snapshot: \(error)")
+            }
+            scratch = state + "/backup"
+        } else {
+            scratch = inDir + outputName
+        }
+        let stage = try Stage(besides: scratch, tag: "work")
+        defer { stage.destroy() }
+        let work = stage.descriptorPath
+        // The archive is written through the descriptor mkstemp returned (O_EXCL: never through a link), never
+        // reopened by its name.
+        let (archiveFD, temporary) = try Files.temporaryFile(besides: inDir + outputName)
+        defer { close(archiveFD) }
         var finished = false
         defer { if !finished { unlink(temporary) } }
 
@@ -149,10 +175,11 @@ public struct BackupEngine: Sendable {
 
         // 2. The archive: config and secrets, the snapshot, the attachments, and the manifest last.
         var entries: [BackupManifest.Entry] = []
-        let writer = try wrap { try ArchiveWriter(path: temporary) }
-        chmod(temporary, 0o600)
+        let writer = try wrap { try ArchiveWriter(path: Files.descriptorPath(archiveFD)) }
+        fchmod(archiveFD, 0o600)
 
-        func add(member: String, source: String, stat st: Files.Stat, ownerFrom: Files.Stat? = nil) throws {
+        func add(member: String, source: String, stat st: Files.Stat, ownerFrom: Files.Stat? = nil,
+                 beneath: (root: String, relative: String)? = nil) throws {
             let ownerStat = ownerFrom ?? st
             var entry = BackupManifest.Entry(path: member, kind: st.kind ?? .file, size: 0, sha256: "", mode: st.mode,
                                              owner: Files.userName(ownerStat.uid), group: Files.groupName(ownerStat.gid),
@@ -167,7 +194,8 @@ public struct BackupEngine: Sendable {
             case .file:
                 let content = source
                 if let sealer, Member.isSecret(member) {
-                    guard let plain = FileManager.default.contents(atPath: content) else {
+                    // /etc/warbler/secrets is the service user's: read through the tree's descriptors, no link followed.
+                    guard let plain = try? Files.read(content, beneath: beneath) else {
                         throw BackupError(.io, "cannot read \(content); run the backup as root (or from the warbler-backup unit)")
                     }
                     let sealed = try sealer.seal(plain, path: member)
@@ -182,7 +210,7 @@ public struct BackupEngine: Sendable {
                     let size = st.size
                     entry.size = size
                     try wrap { try writer.writeHeader(path: member, kind: .file, permissions: st.mode, size: size) }
-                    entry.sha256 = try Files.stream(content, size: size) { chunk in try wrap { try writer.writeData(chunk) } }
+                    entry.sha256 = try Files.stream(content, size: size, beneath: beneath) { chunk in try wrap { try writer.writeData(chunk) } }
                 }
             case nil:
                 logger.warning("skipping \(source): not a file, directory or symlink")
@@ -205,7 +233,7 @@ public struct BackupEngine: Sendable {
                 if excluded.contains(hostRoot + "/" + relative) { continue }
                 if unattended && isCluster && (hostRoot + "/" + relative + "/").hasPrefix(ClusterPaths.dir + "/") { continue }
                 guard let child = Files.lstat(source) else { continue }  // gone meanwhile
-                try add(member: member + "/" + relative, source: source, stat: child)
+                try add(member: member + "/" + relative, source: source, stat: child, beneath: (root, relative))
             }
         }
 
@@ -241,18 +269,29 @@ public struct BackupEngine: Sendable {
                 try macData.withUnsafeBytes { try writer.writeData($0) }
                 try writer.finish()
             }
-            try Files.fsync(temporary)
-            try Files.rename(temporary, to: output)
+            guard Glibc.fsync(archiveFD) == 0 else { throw BackupError.io("cannot sync", path: output) }
+            var st = stat()
+            guard fstat(archiveFD, &st) == 0 else { throw BackupError.io("cannot stat", path: output) }
+            let bytes = UInt64(st.st_size)
+            guard renameat(outputDir, (temporary as NSString).lastPathComponent, outputDir, outputName) == 0 else {
+                throw BackupError.io("cannot rename the finished archive to", path: output)
+            }
             finished = true
-            try Files.fsync(Files.parent(output))
+            guard Glibc.fsync(outputDir) == 0 else { throw BackupError.io("cannot sync the directory", path: Files.parent(output)) }
 
-            let bytes = Files.lstat(output)?.size ?? 0
             let finishedAt = Date()
             try Files.makeDirectories(backupDir, mode: 0o700)
             let last = LastSuccess(finishedAt: Self.iso8601(finishedAt), file: output, bytes: bytes)
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-            try Files.writeAtomically(backupDir + "/" + LastSuccess.fileName, try encoder.encode(last), mode: 0o644)
+            let markerDir = try Files.openBackupDirectory(backupDir)
+            defer { close(markerDir) }
+            do {
+                try AtomicFile.write(try encoder.encode(last), named: LastSuccess.fileName, in: markerDir,
+                                     path: backupDir + "/" + LastSuccess.fileName, mode: 0o644)
+            } catch let error as AtomicFileError {
+                throw BackupError.io(error.operation, path: error.path, errno: error.code)
+            }
 
             let removed = try Retention.apply(directory: backupDir, keep: request.keep ?? config.backup.keep, protecting: output)
             logger.info("backup written", metadata: ["backup.file": "\(output)", "backup.bytes": "\(bytes)", "backup.entries": "\(entries.count)"])

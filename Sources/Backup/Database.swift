@@ -143,10 +143,11 @@ enum Database {
                 }
             } else if !s.postgresPasswordFile.isEmpty {
                 let file = passwordFileRoot?(s.postgresPasswordFile) ?? layout.path(s.postgresPasswordFile)
-                guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
-                    throw BackupError(.database, "cannot read storage.postgres_password_file \(file)")
+                // Root (a root-run backup or restore) reads a file the service user may keep: never through a link,
+                // which would have root hand another file's contents to the database server as a password.
+                do { password = try RootFile.readText(file, owners: Files.trustedOwners) } catch {
+                    throw BackupError(.database, "cannot read storage.postgres_password_file \(file): \(error)")
                 }
-                password = text.trimmingCharacters(in: .whitespacesAndNewlines)
             }
         }
 

@@ -2,6 +2,7 @@ import Crypto
 import DurableFiles
 import Foundation
 import Glibc
+import Installer
 
 /// POSIX helpers for backups: tree walks with owners by name, streamed copies with hashes, atomic writes.
 enum Files {
@@ -65,9 +66,13 @@ enum Files {
 
     /// Streams exactly `size` bytes of `path` through `body` and returns their SHA-256; a file that changed size
     /// meanwhile is an error (a torn copy must never look like a good one).
-    static func stream(_ path: String, size: UInt64, _ body: (UnsafeRawBufferPointer) throws -> Void) throws -> String {
+    /// `beneath`: the tree `path` was found in and its path inside it. Then the file is opened from the tree's root
+    /// one component at a time, following no link (`openBeneath`): the service user owns the attachments tree and
+    /// could swap a directory on the way for a link after the walk saw it.
+    static func stream(_ path: String, size: UInt64, beneath: (root: String, relative: String)? = nil,
+                       _ body: (UnsafeRawBufferPointer) throws -> Void) throws -> String {
         // Never through a link: one swapped in since the walk's lstat would make a root-run backup read its target.
-        let fd = try open(path, O_RDONLY | O_NOFOLLOW)
+        let fd = try beneath.map { try openBeneath($0.root, $0.relative) } ?? open(path, O_RDONLY | O_NOFOLLOW)
         defer { close(fd) }
         var hasher = SHA256()
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
@@ -75,7 +80,7 @@ enum Files {
         var done: UInt64 = 0
         while done < size {
             let want = Int(min(UInt64(buffer.count), size - done))
-            let n = read(fd, buffer.baseAddress!, want)
+            let n = Glibc.read(fd, buffer.baseAddress!, want)
             if n < 0 {
                 if errno == EINTR { continue }
                 throw BackupError.io("cannot read", path: path)
@@ -91,6 +96,54 @@ enum Files {
             throw BackupError(.io, "\(path) changed size while it was being backed up; run the backup again")
         }
         return hasher.finalize().hex
+    }
+
+    /// The whole of a (small) file, opened as `stream` opens it.
+    static func read(_ path: String, beneath: (root: String, relative: String)?) throws -> Data {
+        let fd = try beneath.map { try openBeneath($0.root, $0.relative) } ?? open(path, O_RDONLY | O_NOFOLLOW)
+        defer { close(fd) }
+        var out = Data()
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+            if n < 0 { if errno == EINTR { continue }; throw BackupError.io("cannot read", path: path) }
+            if n == 0 { return out }
+            out.append(contentsOf: buffer[0..<n])
+        }
+    }
+
+    /// Opens the file `relative` inside the directory `root` for reading, every component without following a link.
+    static func openBeneath(_ root: String, _ relative: String) throws -> Int32 {
+        var dir = try openBackupDirectoryForReading(root)
+        defer { close(dir) }
+        let parts = relative.split(separator: "/").map(String.init)
+        for (i, part) in parts.enumerated() {
+            guard part != "..", part != "." else { throw BackupError(.io, "\(root)/\(relative): refusing a path with \(part)") }
+            let last = i == parts.count - 1
+            let fd = openat(dir, part, (last ? O_RDONLY | O_NONBLOCK : O_RDONLY | O_DIRECTORY) | O_NOFOLLOW | O_CLOEXEC)
+            guard fd >= 0 else {
+                throw BackupError.io("cannot open (following no link; was something swapped for a link while the backup ran?)", path: root + "/" + relative)
+            }
+            if last {
+                var st = stat()
+                guard fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFREG else {
+                    close(fd)
+                    throw BackupError(.io, "\(root)/\(relative) is no longer a regular file; run the backup again")
+                }
+                return fd
+            }
+            close(dir)
+            dir = fd
+        }
+        throw BackupError(.io, "\(root)/\(relative): no file named")
+    }
+
+    /// A tree a backup reads (/etc/warbler, the attachments), opened from `/` without following a link anyone but
+    /// root could have made; any owner (the attachments are the service user's, /etc/warbler root's).
+    private static func openBackupDirectoryForReading(_ path: String) throws -> Int32 {
+        do { return try RootFile.openDirectory(path, owners: nil) } catch let e as AtomicFileError {
+            throw BackupError(.io, "cannot read \(path): \(e)")
+        }
     }
 
     static func writeAll(fd: Int32, path: String, _ buffer: UnsafeRawBufferPointer) throws {
@@ -142,6 +195,43 @@ enum Files {
 
     static func rename(_ from: String, to: String) throws {
         guard Glibc.rename(from, to) == 0 else { throw BackupError.io("cannot rename \(from) to", path: to) }
+    }
+
+    /// Who may own what a backup or restore reads or acts in: root, this process's user, the service user.
+    static var trustedOwners: Set<uid_t> {
+        var owners: Set<uid_t> = [0, geteuid()]
+        if let pw = getpwnam(Blueprint.user) { owners.insert(pw.pointee.pw_uid) }
+        return owners
+    }
+
+    /// The backup directory (or an archive's), opened for acting through the descriptor only: no link anywhere on
+    /// the path, owned by root, this process's user or the service user, writable by no one else. Root writes and
+    /// deletes in a directory the service user can write; by path, a link or a swap there would steer it elsewhere.
+    static func openBackupDirectory(_ path: String) throws -> Int32 {
+        do { return try RootFile.openDirectory(path, owners: trustedOwners) } catch let e as AtomicFileError {
+            throw BackupError(.io, "refusing the backup directory: \(e); nothing was written or deleted there")
+        }
+    }
+
+    /// A path that resolves through the open descriptor `fd` (`/proc/PID/fd/N`), for libraries and child processes
+    /// that take only paths: whatever is renamed or linked meanwhile, it reaches what the descriptor holds.
+    static func descriptorPath(_ fd: Int32) -> String { "/proc/\(getpid())/fd/\(fd)" }
+
+    /// The names in the directory open as `dir` (not `.` or `..`); `path` only names it in errors.
+    static func names(in dir: Int32, path: String) throws -> [String] {
+        let copy = dup(dir)
+        guard copy >= 0, let stream = fdopendir(copy) else {
+            if copy >= 0 { close(copy) }
+            throw BackupError.io("cannot list the backup directory", path: path)
+        }
+        defer { closedir(stream) }
+        rewinddir(stream)
+        var names: [String] = []
+        while let entry = readdir(stream) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names
     }
 
     /// Creates `path` and missing parents with `mode`.

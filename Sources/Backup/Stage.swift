@@ -18,12 +18,17 @@ final class Stage {
         var st = stat()
         guard fd >= 0, fstat(fd, &st) == 0, st.st_uid == geteuid() else {
             if fd >= 0 { close(fd) }
-            throw BackupError.io("cannot open the directory the restore made", path: path)
+            throw BackupError.io("cannot open the directory this process made", path: path)
         }
         device = st.st_dev
         inode = st.st_ino
         directories[""] = fd
     }
+
+    /// A path that reaches the stage through its descriptor (`/proc/PID/fd/N`, valid in children too), for tools that
+    /// take only a path (SQLite's `VACUUM INTO`, pg_dump): the stage renamed and a link put in its place changes
+    /// nothing it resolves to.
+    var descriptorPath: String { Files.descriptorPath(directories[""]!) }
 
     deinit {
         for fd in directories.values { close(fd) }

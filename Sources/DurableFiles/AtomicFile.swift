@@ -27,6 +27,17 @@ public enum AtomicFile {
         }
     }
 
+    /// Replaces `name` inside the directory open as `dir` (see `RootFile.openDirectory`) with `data`; `path` only
+    /// names it in errors. Nothing is resolved by path, so a directory swapped for a link meanwhile redirects nothing.
+    public static func write(_ data: Data, named name: String, in dir: Int32, path: String, mode: mode_t = 0o600,
+                             owner: (uid: uid_t, gid: gid_t)? = nil) throws {
+        try commit(in: dir, dirPath: split(path).dir, name: name, mode: mode, owner: owner, body: { fd, tmp in
+            try data.withUnsafeBytes { try writeAll(fd, $0, path: tmp) }
+        }) { dir, tmpName, name in
+            guard renameat(dir, tmpName, dir, name) == 0 else { throw AtomicFileError("cannot replace", path: path) }
+        }
+    }
+
     /// Creates `path`, which must not exist yet (not even as a dangling symlink), with `data`. Throws an error whose
     /// `exists` is true when something is already there.
     public static func create(_ data: Data, at path: String, mode: mode_t = 0o600, owner: (uid: uid_t, gid: gid_t)? = nil) throws {
@@ -89,6 +100,13 @@ public enum AtomicFile {
         let dir = open(dirPath, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard dir >= 0 else { throw AtomicFileError("cannot open the directory of", path: path) }
         defer { close(dir) }
+        try commit(in: dir, dirPath: dirPath, name: name, mode: mode, owner: owner, body: body, place: place)
+    }
+
+    static func commit(in dir: Int32, dirPath: String, name: String, mode: mode_t, owner: (uid: uid_t, gid: gid_t)?,
+                       body: (Int32, String) throws -> Void,
+                       place: (_ dir: Int32, _ tmpName: String, _ name: String) throws -> Void) throws {
+        let path = "\(dirPath)/\(name)"
         var tmpName = ""
         var fd: Int32 = -1
         for _ in 0..<16 {

@@ -15,6 +15,11 @@ public struct LiveUpgradeHost: UpgradeHost {
     /// Restore a pre-upgrade backup that is not authenticated by the install's backup key (`warbler rollback
     /// --trust-unauthenticated`: one made by a release from before backups were authenticated).
     public var trustUnauthenticated: Bool
+    /// Who reads the database's schema version (nil: this process's user); the service user on a real install.
+    public var serviceUser: String?
+    /// The executable whose `schema-version` the service user runs: this build's own (`/proc/self/exe`), which is the
+    /// installed release's when `warbler upgrade` is run as documented.
+    public var schemaExecutable: String
 
     public static let record = Paths.upgradeRecord
     /// Where `stage` copies the installer file (root 0700).
@@ -26,6 +31,8 @@ public struct LiveUpgradeHost: UpgradeHost {
     public init(layout: Layout = Layout(), trustUnauthenticated: Bool = false) {
         self.layout = layout
         self.trustUnauthenticated = trustUnauthenticated
+        self.serviceUser = layout.isStaging ? nil : Blueprint.user
+        self.schemaExecutable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
         self.system = LocalSystem()
         system.selectInit(installedInitSystem(layout: layout, system: system))
     }
@@ -121,19 +128,28 @@ public struct LiveUpgradeHost: UpgradeHost {
         return problems.isEmpty ? nil : problems.joined(separator: "; ")
     }
 
+    /// Read by the service user, never by root (see `SchemaProbe`): this build's own executable runs
+    /// `schema-version` as `serviceUser` through the one command runner, and only its one JSON line is believed.
+    /// When the service user cannot run this executable (`sudo ./warbler-NEW upgrade` from a directory only root can
+    /// enter), the installed release's binary (under /opt/warbler, which anyone may run) does it, if it knows how.
     public func schemaVersion() async throws -> Int {
-        let config = try ServerConfig.load(path: layout.path(Paths.config))
-        var logger = Logger(label: "warbler.upgrade")
-        logger.logLevel = .error
-        let driver = try await StorageFactory.openDriver(config: config, logger: logger)
-        do {
-            let v = try await Migrations.currentVersion(driver)
-            try await driver.close()
-            return v
-        } catch {
-            try? await driver.close()
-            throw error
+        var candidates = [schemaExecutable]
+        if let installed = try? installed().currentBinary, installed != schemaExecutable { candidates.append(installed) }
+        let who = serviceUser.map { "the service user \($0)" } ?? "this user"
+        var tried: [String] = []
+        for executable in candidates {
+            var argv = [executable, "schema-version"]
+            if layout.isStaging { argv += ["--root", layout.root] }
+            let result = try system.run(argv, as: serviceUser)
+            if result.status == 0 { return try SchemaProbe.parse(result.output) }
+            let tail = result.output.split(separator: "\n").suffix(4).joined(separator: "\n")
+            // 126/127: setpriv could not run it as that user; 64: a release from before `schema-version`.
+            guard [126, 127, 64].contains(result.status) else {
+                throw SystemError("cannot read the database's schema version as \(who) (`\(argv.joined(separator: " "))` exited \(result.status)): \(tail)\nRoot does not open the service user's database itself; check that \(who) can open it (`warbler status`, `journalctl -u warbler-server`)")
+            }
+            tried.append("\(executable) (exit \(result.status): \(tail))")
         }
+        throw SystemError("cannot read the database's schema version as \(who): \(tried.joined(separator: "; ")).\nRoot does not open the service user's database itself, so \(who) must be able to run this warbler: put the file where it can (e.g. `install -m 0755 FILE /tmp/`) and run it from there, or run `sudo warbler upgrade FILE` with an installed warbler that has `schema-version`")
     }
 
     public func backup(label: String) async throws -> String {

@@ -1,3 +1,4 @@
+import DurableFiles
 import Foundation
 import IMClient
 import IMCore
@@ -78,7 +79,12 @@ public struct SelfCheck: Sendable {
     /// Makes sure the account exists with the password in the file, creating both when missing.
     func ensureAccount() throws -> String {
         let path = layout.path(Self.passwordFile)
-        var password = (try? String(contentsOfFile: path, encoding: .utf8))?.split(separator: "\n").first.map(String.init)
+        // Root reads a file in the service user's secrets directory, then sends it to the server as a password:
+        // never through a link (which would hand the server the first line of any file root can read). One that
+        // cannot be read that way is replaced (the rename replaces a link, never its target).
+        var owners: Set<uid_t> = [0, geteuid()]
+        if let pw = getpwnam(Blueprint.user) { owners.insert(pw.pointee.pw_uid) }
+        var password = (try? RootFile.readText(path, owners: owners))?.split(separator: "\n").first.map(String.init)
         if password == nil {
             var bytes = [UInt8](repeating: 0, count: 24)
             for i in bytes.indices { bytes[i] = UInt8.random(in: 0...255) }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Installer
+import Logging
 import Upgrade
 
 extension Warbler {
@@ -130,5 +131,32 @@ extension Warbler.UpgradeCommand {
         }
         let done = try await upgrader.upgrade(file: file, resume: resume) { print("  - \($0)") }
         print("Upgraded the cluster \(done.from) → \(done.to).\(done.contractPending.map { " Run `warbler upgrade --contract` once you no longer need `warbler rollback` to \(done.from) (contract migrations through schema \($0))." } ?? "")")
+    }
+}
+
+extension Warbler {
+    /// Run by `warbler upgrade` as the service user, so that root never opens the service user's database.
+    struct SchemaVersion: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "schema-version",
+            abstract: "Print the database's schema version as one JSON line (run by `warbler upgrade` as the service user).",
+            shouldDisplay: false)
+
+        @Option(help: "Read an install staged under DIR.")
+        var root: String?
+
+        func validate() throws {
+            if let r = root, !r.hasPrefix("/") { throw ValidationError("--root needs an absolute path") }
+        }
+
+        func run() async throws {
+            // Root believes only the one line printed (stdout and stderr are read together): no log lines.
+            bootstrapLogging(level: "critical")
+            var logger = Logger(label: "warbler.schema-version")
+            logger.logLevel = .critical
+            do {
+                print(SchemaProbe.line(try await SchemaProbe.read(layout: Layout(root: root), logger: logger)))
+            } catch { throw fail(error) }
+        }
     }
 }

@@ -12,7 +12,7 @@ struct Warbler: AsyncParsableCommand {
         commandName: "warbler",
         abstract: "Warbler: an instant-messaging private cloud in one file.",
         subcommands: [Install.self, Doctor.self, Status.self, Uninstall.self, Server.self, Supervise.self, Version.self, UserAdd.self,
-                      Bench.self, PayloadCommand.self, Certs.self, UpgradeCommand.self, Rollback.self, BackupCommand.self, RestoreCommand.self, BackupLock.self,
+                      Bench.self, PayloadCommand.self, Certs.self, UpgradeCommand.self, Rollback.self, BackupCommand.self, RestoreCommand.self, BackupLock.self, SchemaVersion.self,
                       Alertd.self, Alerts.self, Exporter.self, Join.self, ClusterCommand.self, Bots.self, Probe.self,
                       ComplianceVerify.self])
 
