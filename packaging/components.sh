@@ -89,6 +89,17 @@ stage_component() { # component dest
     "$dest/usr/lib/python3.11/ensurepip" "$dest/usr/lib/python3.11/lib2to3" "$dest/usr/lib/python3.11/pydoc_data" \
     "$dest/usr/share/haproxy" "$dest/usr/share/vim" "$dest/usr/lib/postgresql/15/bin/postmaster"
   find "$dest" -name __pycache__ -type d -prune -exec rm -rf {} +
+  # Patroni 3.0.2 reads etcd without a quorum ("We can tolerate stale reads"). It cannot: a host back from a
+  # partition read its own lagging etcd, saw itself still holding the leader key, and started as primary over
+  # the one promoted meanwhile, whose acknowledged writes were then rewound (drill 2 on booted hosts; Patroni's
+  # own fix came later, patroni/patroni#3318). Linearizable reads cost a round trip to etcd's leader per read.
+  if [ "$comp" = patroni ]; then
+    local e3="$dest/usr/lib/python3/dist-packages/patroni/dcs/etcd3.py"
+    [ "$(grep -c "params\['serializable'\] = True" "$e3" 2>/dev/null)" = 1 ] \
+      || die "$e3: the serializable-read line to change is not there exactly once (a new Patroni? check it still reads without a quorum)"
+    sed -i "s/params\['serializable'\] = True.*/params['serializable'] = False  # Warbler: quorum reads (packaging\/components.sh)/" "$e3"
+    grep -q "params\['serializable'\] = False" "$e3" || die "$e3: could not switch Patroni to quorum reads"
+  fi
   # Absolute symlinks point into the host's /; make each relative inside the tree, or drop it when its target
   # is not part of the component (the payload refuses links that leave the tree).
   while IFS= read -r link; do
