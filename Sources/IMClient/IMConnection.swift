@@ -543,7 +543,7 @@ public actor IMConnection {
     }
 
     private func seconds(_ duration: Duration) -> Double {
-        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+        duration.inSeconds
     }
 
     private func setState(_ new: IMConnectionState) {

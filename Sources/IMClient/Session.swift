@@ -53,7 +53,7 @@ actor SessionHolder {
     /// A usable access token, refreshed first if it expires within `margin`.
     func accessToken(margin: Duration) async throws -> String {
         guard let s = session else { throw IMError(.unauthorized, "not logged in") }
-        let marginSeconds = Double(margin.components.seconds) + Double(margin.components.attoseconds) / 1e18
+        let marginSeconds = margin.inSeconds
         if s.accessTokenExpiresAt.timeIntervalSinceNow > marginSeconds { return s.accessToken }
         return try await refresh(stale: s.accessToken).accessToken
     }

@@ -238,7 +238,7 @@ final class Assistant: Sendable {
     }
 
     static func seconds(_ d: Duration) -> String {
-        let s = Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+        let s = d.inSeconds
         return s == s.rounded() ? "\(Int(s)) seconds" : String(format: "%.1f seconds", s)
     }
 

@@ -43,7 +43,7 @@ struct FrameThrottle: Sendable {
         mutating func take(now: ContinuousClock.Instant) -> Double? {
             if let at {
                 let d = at.duration(to: now)
-                let seconds = Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+                let seconds = d.inSeconds
                 tokens = min(burst, tokens + max(0, seconds) * rate)
             }
             at = now

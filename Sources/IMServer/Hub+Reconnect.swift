@@ -1,3 +1,4 @@
+import IMCore
 import Foundation
 
 /// When each of `count` sessions is told to reconnect within `window`: one close per slot of `window / count`, at a
@@ -9,7 +10,7 @@ public enum ReconnectSchedule {
 
     public static func offsets(count: Int, window: Duration, using random: inout some RandomNumberGenerator) -> [Duration] {
         guard count > 0 else { return [] }
-        let total = Double(window.components.seconds) + Double(window.components.attoseconds) / 1e18
+        let total = window.inSeconds
         guard total > 0 else { return Array(repeating: .zero, count: count) }
         let slot = total / Double(count)
         return (0..<count).map { i in

@@ -98,7 +98,7 @@ struct TokenBucket {
     mutating func take() -> Double? {
         let now = ContinuousClock.now
         let d = at.duration(to: now)
-        tokens = min(burst, tokens + (Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18) * rate)
+        tokens = min(burst, tokens + (d.inSeconds) * rate)
         at = now
         if tokens >= 1 { tokens -= 1; return nil }
         return (1 - tokens) / rate

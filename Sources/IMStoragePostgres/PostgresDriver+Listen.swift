@@ -34,7 +34,7 @@ extension PostgresDriver {
                     // within the probe period (an await inside PostgresNIO was seen never to resume after a
                     // failover).
                     group.addTask {
-                        let seconds = Double(probeEvery.components.seconds) + Double(probeEvery.components.attoseconds) / 1e18
+                        let seconds = probeEvery.inSeconds
                         while true {
                             try await Task.sleep(for: probeEvery)
                             switch await firstOf(seconds: seconds, { _ = try await connection.query("SELECT 1", logger: logger).collect() }) {

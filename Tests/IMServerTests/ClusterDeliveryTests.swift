@@ -8,6 +8,38 @@ import LoadGen
 import NIOWebSocket
 import Testing
 
+/// Two cluster nodes in this process on one fresh PostgreSQL database, with one signing key (a token from one node
+/// is good on the other); `routeB` gives the database node b reaches (a relay in front of it, say). Both stop after.
+func withTwoClusterNodes(catchUp: Double = 60, configure: @escaping (inout ServerConfig) -> Void = { _ in },
+                         routeB: (TestServer.SharedDatabase) throws -> TestServer.SharedDatabase = { $0 },
+                         _ body: (TestServer, TestServer) async throws -> Void) async throws {
+    let database = try await TestServer.SharedDatabase.fresh()
+    let keyDir = NSTemporaryDirectory() + "warbler-cluster-key-" + UUID().uuidString
+    try FileManager.default.createDirectory(atPath: keyDir, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(atPath: keyDir) }
+    func node(_ id: String) -> (inout ServerConfig) -> Void {
+        { c in
+            c.cluster.enabled = true
+            c.cluster.nodeId = id
+            c.cluster.catchUpSeconds = catchUp
+            c.auth.jwtKeyFile = keyDir + "/jwt.key"
+            c.limits.sendsPerSecond = 10_000
+            c.limits.sendBurst = 10_000
+            configure(&c)
+        }
+    }
+    let a = try await TestServer(.postgres, node("node-a"), joining: database)
+    let b: TestServer
+    do { b = try await TestServer(.postgres, node("node-b"), joining: try routeB(database)) } catch { await a.stop(); throw error }
+    do {
+        try await body(a, b)
+    } catch {
+        await a.stop(); await b.stop()
+        throw error
+    }
+    await a.stop(); await b.stop()
+}
+
 /// Two real servers in this process, on port 0, sharing one fresh PostgreSQL database: a message committed on
 /// one node reaches the other node's sessions exactly once and in order; membership, block and session changes
 /// made on one node hold on the other at once (docs/architecture.md, "Cross-node delivery").
@@ -16,31 +48,7 @@ import Testing
     /// `catchUp` long by default, so that what arrives at once arrived by doorbell, not by the periodic pass.
     func withCluster(catchUp: Double = 60, configure: @escaping (inout ServerConfig) -> Void = { _ in },
                      _ body: (TestServer, TestServer) async throws -> Void) async throws {
-        let database = try await TestServer.SharedDatabase.fresh()
-        let keyDir = NSTemporaryDirectory() + "warbler-cluster-key-" + UUID().uuidString
-        try FileManager.default.createDirectory(atPath: keyDir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: keyDir) }
-        func node(_ id: String) -> (inout ServerConfig) -> Void {
-            { c in
-                c.cluster.enabled = true
-                c.cluster.nodeId = id
-                c.cluster.catchUpSeconds = catchUp
-                c.auth.jwtKeyFile = keyDir + "/jwt.key"
-                c.limits.sendsPerSecond = 10_000
-                c.limits.sendBurst = 10_000
-                configure(&c)
-            }
-        }
-        let a = try await TestServer(.postgres, node("node-a"), joining: database)
-        let b: TestServer
-        do { b = try await TestServer(.postgres, node("node-b"), joining: database) } catch { await a.stop(); throw error }
-        do {
-            try await body(a, b)
-        } catch {
-            await a.stop(); await b.stop()
-            throw error
-        }
-        await a.stop(); await b.stop()
+        try await withTwoClusterNodes(catchUp: catchUp, configure: configure, body)
     }
 
     func login(_ server: TestServer, _ name: String, password: String = "password-123") async throws -> API.AuthResponse {

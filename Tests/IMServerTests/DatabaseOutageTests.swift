@@ -99,6 +99,17 @@ final class CuttableRelay: @unchecked Sendable {
     }
 }
 
+/// `send`'s ack, or nil when `seconds` pass first (the send is then cancelled).
+func ackWithin(seconds: Double, _ send: @escaping @Sendable () async throws -> ServerFrame.Ack) async throws -> ServerFrame.Ack? {
+    try await withThrowingTaskGroup(of: ServerFrame.Ack?.self) { group in
+        group.addTask { try await send() }
+        group.addTask { try await Task.sleep(for: .seconds(seconds)); return nil }
+        let first = try await group.next()!
+        group.cancelAll()
+        return first
+    }
+}
+
 /// While the database cannot commit (a cluster's primary failing over), a send is answered with the retryable
 /// `unavailable` and never acknowledged; the SDK sends it again with the same cid, and once the database is back it
 /// is stored exactly once. Readiness says 503 meanwhile, so HAProxy sends new clients elsewhere.
@@ -179,13 +190,7 @@ final class CuttableRelay: @unchecked Sendable {
             }
             // Afterwards each send is acknowledged, and soon: not queued behind a commit that never ends.
             for i in 0..<5 {
-                let ack = try await withThrowingTaskGroup(of: ServerFrame.Ack?.self) { group in
-                    group.addTask { try await sender.connection.send(conversation: conv, text: "after \(i)", cid: "after-\(i)") }
-                    group.addTask { try await Task.sleep(for: .seconds(20)); return nil }
-                    let first = try await group.next()!
-                    group.cancelAll()
-                    return first
-                }
+                let ack = try await ackWithin(seconds: 20) { try await sender.connection.send(conversation: conv, text: "after \(i)", cid: "after-\(i)") }
                 #expect(ack != nil, "send \(i) after the terminations was not acknowledged within 20 s")
                 if ack == nil { break }
             }
@@ -253,13 +258,7 @@ final class CuttableRelay: @unchecked Sendable {
             relay.holdNext(1)
             relay.dropOpen()
             let started = ContinuousClock.now
-            let ack = try await withThrowingTaskGroup(of: ServerFrame.Ack?.self) { group in
-                group.addTask { try await sender.connection.send(conversation: conv, text: "after", cid: "after-held-attempt") }
-                group.addTask { try await Task.sleep(for: .seconds(20)); return nil }
-                let first = try await group.next()!
-                group.cancelAll()
-                return first
-            }
+            let ack = try await ackWithin(seconds: 20) { try await sender.connection.send(conversation: conv, text: "after", cid: "after-held-attempt") }
             #expect(ack != nil, "the send was not acknowledged \(started.duration(to: .now)) after the reconnect attempt went unanswered: \(sender.events.suffix(4))")
             #expect(sender.events.contains { if case .connectionState(.disconnected(let why)) = $0 { why.contains("no answer to authentication") } else { false } },
                     "the held attempt was not the one given up on")
@@ -300,24 +299,14 @@ final class CuttableRelay: @unchecked Sendable {
 /// a surviving node.
 @Suite(.timeLimit(.minutes(2))) struct SilentDatabaseTests {
     @Test func crossNodeDeliveryResumesAfterEveryConnectionOfANodeWentSilent() async throws {
-        let db = try await TestServer.SharedDatabase.fresh()
-        let relay = try CuttableRelay(to: db.port)
-        let keyDir = NSTemporaryDirectory() + "warbler-silent-db-" + UUID().uuidString
-        try FileManager.default.createDirectory(atPath: keyDir, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: keyDir) }
-        func node(_ id: String) -> (inout ServerConfig) -> Void {
-            { c in
-                c.cluster.enabled = true
-                c.cluster.nodeId = id
-                c.cluster.catchUpSeconds = 0.5
-                c.auth.jwtKeyFile = keyDir + "/jwt.key"
-                c.storage.postgresTimeoutSeconds = 2
-            }
-        }
-        let a = try await TestServer(.postgres, node("node-a"), joining: db)
-        let b: TestServer
-        do { b = try await TestServer(.postgres, node("node-b"), joining: .init(port: relay.port, name: db.name)) } catch { await a.stop(); throw error }
-        do {
+        var relay: CuttableRelay?
+        defer { relay?.cut() }
+        try await withTwoClusterNodes(catchUp: 0.5, configure: { $0.storage.postgresTimeoutSeconds = 2 }, routeB: { db in
+            let r = try CuttableRelay(to: db.port)
+            relay = r
+            return .init(port: r.port, name: db.name)
+        }) { a, b in
+            let relay = try #require(relay)
             let alice = try await a.user("alice"), bob = try await b.user("bob")
             let conv = try await alice.client.createDirectConversation(with: bob.id).id
             let sender = try await EventLog.connect(alice)
@@ -332,12 +321,6 @@ final class CuttableRelay: @unchecked Sendable {
                     "node b delivered \(receiver.userMessages(in: conv).count) of 21 after its connections went silent")
             #expect(receiver.userMessages(in: conv).map(\.seq) == seqs, "not once each, in order")
             await sender.close(); await receiver.close()
-        } catch {
-            relay.cut()
-            await a.stop(); await b.stop()
-            throw error
         }
-        relay.cut()
-        await a.stop(); await b.stop()
     }
 }

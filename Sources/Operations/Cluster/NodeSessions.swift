@@ -36,7 +36,7 @@ public struct NodeSessions: Sendable {
     /// Asks the server to tell its clients to reconnect, spread over `window`; returns how many it will close, or
     /// nil when its release predates cluster operations (404: its clients are told when it stops, as at a restart).
     public func reconnect(window: Duration) async throws -> Int? {
-        let seconds = Double(window.components.seconds) + Double(window.components.attoseconds) / 1e18
+        let seconds = window.inSeconds
         let body = try JSONEncoder().encode(API.ClusterReconnect(windowSeconds: seconds))
         return try await call(post: true, "/v1/cluster/reconnect", .reconnect, body: body)?.sessions
     }
