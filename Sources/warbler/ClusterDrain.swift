@@ -37,4 +37,24 @@ extension Warbler.ClusterCommand {
             } catch { throw fail(error) }
         }
     }
+
+    struct Remove: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Take a member that is gone (powered off, its disk lost) out of the cluster, from any other member.",
+            discussion: """
+            Removes its record (every HAProxy stops sending it clients), its VIP and drain records and its etcd member; \
+            Patroni drops it by itself. Refused for this host (use `warbler uninstall`), for the PostgreSQL primary \
+            (switch over first), for a member that still runs, and when it would leave the database without a standby \
+            (--force overrides the last two). docs/operations.md, "Removing a member".
+            """)
+        @Argument(help: "The member to remove (its name in `warbler cluster status`).") var node: String
+        @Flag(help: "Remove it even if it still runs or it leaves the database without a standby.") var force = false
+        func run() async throws {
+            try requireRoot("warbler cluster remove")
+            do {
+                for line in try await ClusterTasks().remove(node: node, force: force) { print(line) }
+                print("\(node) is no longer a member; `warbler cluster status` shows the rest")
+            } catch { throw fail(error) }
+        }
+    }
 }

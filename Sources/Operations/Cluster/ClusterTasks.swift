@@ -89,6 +89,29 @@ public struct ClusterTasks: Sendable {
         return done
     }
 
+    /// `warbler cluster remove NODE`: a member that is gone leaves the cluster from here (MemberRemoval decides).
+    /// Returns what was done, one line each.
+    public func remove(node: String, force: Bool) async throws -> [String] {
+        let m = try memberFile()
+        let etcd = etcd(m)
+        let report = try await ClusterStatusCollector(member: m, etcd: etcd).collect()
+        let plan = try MemberRemoval.decide(node: node, me: m.member.name, report: report, etcdMembers: try etcd.memberList(),
+                                            force: force).get()
+        var done: [String] = plan.forcedOver.isEmpty ? [] : ["--force: removing \(node) although \(plan.forcedOver.joined(separator: "; "))"]
+        if plan.record {
+            try etcd.delete(MemberRegistry.prefix + node)
+            done.append("removed \(node) from the cluster's members (every HAProxy stops sending it clients)")
+        }
+        try etcd.delete(ClusterPaths.vipPeersPrefix + node)
+        try etcd.delete(DrainMarks.markPrefix + node)
+        try etcd.delete(DrainMarks.appliedPrefix + node)
+        if let id = plan.etcdMember {
+            try etcd.remove(id: id)
+            done.append("removed \(node)'s etcd member (\(try etcd.memberList().filter { !$0.isLearner }.count) voters remain)")
+        }
+        return done
+    }
+
     /// `warbler cluster setup-database` (the founder): the IM server's role and database, created by the
     /// PostgreSQL superuser once Patroni has made this host the primary.
     public func setupDatabase() async throws {
