@@ -28,6 +28,11 @@ public struct IMClientConfiguration: Sendable {
     public var rateLimitRetries: Int
     /// A `Retry-After` longer than this is never waited for; the `rate_limited` error is thrown instead.
     public var maxRetryAfter: Duration
+    /// How many times a `GET` that failed before any answer (a reset or refused connection) is tried again, after
+    /// 0.25 s, then 1 s, then 2 s each. A pooled connection can be reset once when the address it went to moved (a
+    /// cluster's virtual IP after a failover); a `GET` changes nothing, so trying it again is safe. Other methods are
+    /// never retried here: the caller knows whether they may be repeated (a send is, with the same client id).
+    public var readRetries: Int
 
     /// Creates a configuration; only `baseURL` is required.
     public init(
@@ -41,7 +46,8 @@ public struct IMClientConfiguration: Sendable {
         maxResponseBytes: Int = 64 << 20,
         refreshMargin: Duration = .seconds(30),
         rateLimitRetries: Int = 0,
-        maxRetryAfter: Duration = .seconds(10)
+        maxRetryAfter: Duration = .seconds(10),
+        readRetries: Int = 2
     ) {
         self.baseURL = baseURL
         self.trustedCACertificatePath = trustedCACertificatePath
@@ -54,6 +60,7 @@ public struct IMClientConfiguration: Sendable {
         self.refreshMargin = refreshMargin
         self.rateLimitRetries = rateLimitRetries
         self.maxRetryAfter = maxRetryAfter
+        self.readRetries = readRetries
     }
 }
 

@@ -50,7 +50,7 @@ struct Transport: Sendable {
         return s.addingPercentEncoding(withAllowedCharacters: unreserved) ?? s
     }
 
-    /// Sends one request. Retries `429` answers per the configuration. Throws only for transport failures
+    /// Sends one request. Retries `429` answers, and a `GET` that got no answer, per the configuration. Throws only for transport failures
     /// (as `IMError(.unavailable)`), oversized bodies and cancellation; HTTP error statuses are returned.
     func perform(
         _ method: HTTPMethod,
@@ -75,9 +75,20 @@ struct Transport: Sendable {
         }
         if let tls = tls.rest { request.tlsConfiguration = tls }
 
-        var retries = 0
+        var retries = 0, readRetries = 0
         while true {
-            let response = try await execute(request, timeout: timeout ?? configuration.requestTimeout)
+            let response: Response
+            do {
+                response = try await execute(request, timeout: timeout ?? configuration.requestTimeout)
+            } catch let failure as NoAnswer {
+                // Not after the request's own deadline: that would multiply the time a caller waits.
+                guard method == .GET, !failure.timedOut, readRetries < configuration.readRetries else { throw failure.error }
+                let wait: Duration = readRetries == 0 ? .milliseconds(250) : readRetries == 1 ? .seconds(1) : .seconds(2)
+                readRetries += 1
+                logger.debug("no answer; trying again", metadata: ["path": "\(path)", "after": "\(wait)", "error": "\(failure.error.message)"])
+                try await Task.sleep(for: wait)
+                continue
+            }
             if response.status == .tooManyRequests, retries < configuration.rateLimitRetries,
                let wait = Self.retryAfter(response.headers), wait <= configuration.maxRetryAfter {
                 retries += 1
@@ -103,8 +114,15 @@ struct Transport: Sendable {
             throw error
         } catch {
             if Task.isCancelled || error is CancellationError { throw CancellationError() }
-            throw IMError(.unavailable, "cannot reach \(endpoint.base): \(error)")
+            throw NoAnswer(error: IMError(.unavailable, "cannot reach \(endpoint.base): \(error)"),
+                           timedOut: (error as? HTTPClientError) == .deadlineExceeded)
         }
+    }
+
+    /// A request that got no answer at all (`perform` turns it into its `error`).
+    private struct NoAnswer: Error {
+        var error: IMError
+        var timedOut: Bool
     }
 
     /// Seconds from a `Retry-After` header (delta-seconds form only).

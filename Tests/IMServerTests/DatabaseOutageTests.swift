@@ -267,6 +267,37 @@ func ackWithin(seconds: Double, _ send: @escaping @Sendable () async throws -> S
         }
     }
 
+    /// Drill 3 on booted hosts: right after the VIP moved, the load generator's history read failed with "connection
+    /// reset by peer" (its pooled connection had gone to the dead holder), and the drill failed with nothing lost.
+    /// A GET that got no answer is tried again (after 0.25 s, then 1 s); a POST is not.
+    @Test func aReadThatGotNoAnswerIsTriedAgainAndAWriteIsNot() async throws {
+        try await withServer { server in
+            let relay = try CuttableRelay(to: server.port)
+            let alice = try await server.user("alice"), bob = try await server.user("bob"), carol = try await server.user("carol")
+            let conv = try await alice.client.createDirectConversation(with: bob.id).id
+            let viaRelay = try IMClient(baseURL: "http://127.0.0.1:\(relay.port)", deviceName: "relay")
+            _ = try await viaRelay.login(username: "alice", password: "password-123")
+
+            // The pooled connection ends; the next one is accepted and ended 0.1 s later without an answer (a refused
+            // connect would not do: the HTTP client's pool tries connecting again by itself).
+            relay.dropOpen()
+            try await Task.sleep(for: .milliseconds(100))
+            relay.holdNext(1)
+            Task { try? await Task.sleep(for: .milliseconds(100)); relay.dropOpen() }
+            let history = try await viaRelay.history(conv, before: nil, limit: 10)
+            #expect(history.messages.isEmpty && !history.hasMore)
+
+            relay.dropOpen()
+            try await Task.sleep(for: .milliseconds(100))
+            relay.holdNext(1)
+            Task { try? await Task.sleep(for: .milliseconds(100)); relay.dropOpen() }
+            await #expect(throws: IMError.self) { _ = try await viaRelay.createDirectConversation(with: carol.id) }
+            try await Task.sleep(for: .milliseconds(300))
+            #expect(try await alice.client.conversations().count == 1, "the refused POST was sent again")
+            relay.cut()
+        }
+    }
+
     @Test func aConnectionThatOnlyReceivesNoticesTheSilenceAndCatchesUp() async throws {
         try await withServer { server in
             let relay = try CuttableRelay(to: server.port)
