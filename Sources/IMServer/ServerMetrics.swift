@@ -9,6 +9,8 @@ public final class ServerMetrics: Sendable {
     let sends: Counter
     let sendDuplicates: Counter
     let commitStalls: Counter
+    /// PostgreSQL reads and writes abandoned at `storage.postgres_timeout_seconds`, by kind.
+    let deadlinesPassed: [String: Counter]
     let deliveries: Counter
     let errors: Counter
     let sendToAck: DurationHistogram
@@ -39,6 +41,12 @@ public final class ServerMetrics: Sendable {
         sends = registry.makeCounter(descriptor: .init(metricName: "warbler_sends_total", unitName: "", helpText: "Messages stored (acknowledged sends)"))
         sendDuplicates = registry.makeCounter(descriptor: .init(metricName: "warbler_send_duplicates_total", unitName: "", helpText: "Sends answered from an earlier identical send"))
         commitStalls = registry.makeCounter(descriptor: .init(metricName: "warbler_storage_commit_stalls_total", unitName: "", helpText: "Commits given up on after the commit timeout (their sends were answered unavailable, to be sent again)"))
+        let registry = self.registry
+        deadlinesPassed = Dictionary(uniqueKeysWithValues: ["read", "write"].map { kind in
+            (kind, registry.makeCounter(descriptor: .init(metricName: "warbler_storage_deadlines_passed_total", unitName: "",
+                                                          helpText: "PostgreSQL reads and writes abandoned at storage.postgres_timeout_seconds (the caller was answered unavailable; the connection was closed)"),
+                                        labels: [("kind", kind)]))
+        })
         deliveries = registry.makeCounter(descriptor: .init(metricName: "warbler_deliveries_total", unitName: "", helpText: "Message frames written to connections"))
         errors = registry.makeCounter(descriptor: .init(metricName: "warbler_errors_total", unitName: "", helpText: "Error frames and error responses sent"))
         sendToAck = registry.makeDurationHistogram(descriptor: .init(metricName: "warbler_send_to_ack_seconds", unitName: "", helpText: "From a send frame's arrival to its acknowledgement"), buckets: latency)

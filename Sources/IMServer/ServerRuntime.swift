@@ -134,6 +134,7 @@ public final class ServerRuntime: Sendable {
             metrics.commitStalls.increment()
             logger.error("storage: a commit of \(n) sends did not finish within \(waited); they were answered 'unavailable' (the clients send them again) and commits go on without it")
         }
+        await storage.observeDeadlinesPassed { kind in metrics.deadlinesPassed[kind]?.increment() }
     }
 
     // MARK: Accounts

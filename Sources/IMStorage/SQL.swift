@@ -101,10 +101,14 @@ public protocol SQLDriver: Sendable {
     /// Database size in bytes, for status and metrics.
     func sizeInBytes() async throws -> Int64
     func close() async throws
+    /// Called with "read" or "write" whenever one was abandoned at the driver's deadline (PostgreSQL's
+    /// `storage.postgres_timeout_seconds`; SQLite has none).
+    func observeDeadlinesPassed(_ observer: @escaping @Sendable (String) -> Void)
 }
 
 extension SQLDriver {
     public var writeExecutor: (any TaskExecutor)? { nil }
+    public func observeDeadlinesPassed(_ observer: @escaping @Sendable (String) -> Void) {}
 }
 
 /// Storage faults (as opposed to domain errors, which are `IMError`).

@@ -25,6 +25,10 @@ public final class SQLStore: Storage {
         committer.setStallObserver(observer)
     }
 
+    public func observeDeadlinesPassed(_ observer: @escaping @Sendable (String) -> Void) async {
+        driver.observeDeadlinesPassed(observer)
+    }
+
     public func submit(_ message: NewMessage) async -> AppendTicket {
         committer.submit(message)
     }

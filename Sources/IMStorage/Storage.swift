@@ -215,6 +215,8 @@ public protocol Storage: Sendable {
     func observeCommits(_ observer: @escaping @Sendable (Int, Duration) -> Void) async
     /// Called when a commit did not finish in time and its sends were answered `unavailable` (batch size, time waited).
     func observeStalledCommits(_ observer: @escaping @Sendable (Int, Duration) -> Void) async
+    /// Called with "read" or "write" when one was abandoned at the database's deadline (PostgreSQL only).
+    func observeDeadlinesPassed(_ observer: @escaping @Sendable (String) -> Void) async
     /// Messages with seq > `after`, oldest first.
     func messages(conversation: ConversationID, after: Int64, limit: Int) async throws -> [Message]
     /// Messages with seq < `before`, newest first.

@@ -22,9 +22,8 @@ public final class PostgresDriver: SQLDriver {
     let connectionConfiguration: PostgresConnection.Configuration
     /// How long one pooled read or write may take, waiting for a connection included; nil: unbounded.
     public let operationDeadline: Double?
-    /// How many reads and writes were abandoned at `operationDeadline`.
-    public var deadlinesPassedCount: Int { deadlinesPassed.withLock { $0 } }
-    private let deadlinesPassed = LockedBox(0)
+    /// Told of every read and write abandoned at `operationDeadline`.
+    private let deadlineObserver = LockedBox<(@Sendable (String) -> Void)?>(nil)
 
     private init(client: PostgresClient, runner: Task<Void, Never>, endpoint: String, logger: Logger, secret: String?,
                  connectionConfiguration: PostgresConnection.Configuration, operationDeadline: Double?) {
@@ -123,6 +122,10 @@ public final class PostgresDriver: SQLDriver {
         }
     }
 
+    public func observeDeadlinesPassed(_ observer: @escaping @Sendable (String) -> Void) {
+        deadlineObserver.withLock { $0 = observer }
+    }
+
     /// One read or write, leasing included, within `operationDeadline`. Past it the caller gets `unavailable`
     /// (retryable) and the connection, if one was leased, is closed so that the pool replaces it: after a primary
     /// changed, an await inside PostgresNIO was seen never to resume, and one such await in the cluster service's
@@ -146,7 +149,7 @@ public final class PostgresDriver: SQLDriver {
             throw error
         case nil:
             let connection = held.withLock { $0 }
-            deadlinesPassed.withLock { $0 += 1 }
+            deadlineObserver.withLock { $0 }?(what)
             let seconds = operationDeadline.map { String(format: "%g", $0) } ?? "?"
             logger.error("PostgreSQL at \(endpoint): a \(what) did not end within \(seconds) s; \(connection == nil ? "no connection was leased yet" : "its connection is closed and the pool opens another")")
             if let connection { Task { try? await connection.close() } }

@@ -18,7 +18,7 @@ func defaultConfigText(_ context: AlertsConfigContext = AlertsConfigContext()) t
     static let defaultRules: [(String, Severity)] = [
         ("WarblerComponentDown", .critical), ("WarblerTargetUnreachable", .critical), ("DiskAlmostFull", .warning),
         ("DiskAlmostFull", .critical), ("MemoryPressure", .warning), ("HighSendErrorRate", .warning), ("SendLatencyHigh", .warning),
-        ("StorageCommitStalled", .warning), ("WebhookSubscriptionDisabled", .warning), ("AssistantEndpointFailing", .warning), ("ComponentRestarting", .warning), ("CertificateExpiring", .warning), ("CertificateExpiring", .critical),
+        ("StorageCommitStalled", .warning), ("StorageDeadlinePassed", .warning), ("WebhookSubscriptionDisabled", .warning), ("AssistantEndpointFailing", .warning), ("ComponentRestarting", .warning), ("CertificateExpiring", .warning), ("CertificateExpiring", .critical),
         ("BackupStale", .warning), ("ReplicationLag", .critical),
     ]
 

@@ -351,6 +351,10 @@ func ackWithin(seconds: Double, _ send: @escaping @Sendable () async throws -> S
             #expect(await receiver.waitForMessages(21, in: conv, timeout: .seconds(20)),
                     "node b delivered \(receiver.userMessages(in: conv).count) of 21 after its connections went silent")
             #expect(receiver.userMessages(in: conv).map(\.seq) == seqs, "not once each, in order")
+            // Each abandoned read is counted, for the StorageDeadlinePassed alert.
+            let metrics = try await rawRequest(.GET, b.metricsURL).body
+            let reads = metrics.split(separator: "\n").first { $0.hasPrefix("warbler_storage_deadlines_passed_total{kind=\"read\"}") }
+            #expect((reads?.split(separator: " ").last.flatMap { Double($0) } ?? 0) >= 1, "no abandoned read counted: \(reads ?? "no series")")
             await sender.close(); await receiver.close()
         }
     }
