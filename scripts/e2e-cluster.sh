@@ -3,8 +3,9 @@
 # its own network namespace on one bridge, plus a client namespace. The one installer file is copied onto each;
 # host 1 founds the cluster, hosts 2 and 3 join with its token; users connected to different members exchange
 # 1:1 and group messages and attachments, one member's IM server restarts under traffic without a loss or a
-# duplicate, a client resumes through another member, host 3 leaves, and then founds a cluster of its own on a
-# database it is given (--database-url).
+# duplicate, a client resumes through another member; the fault drills run; a fourth host joins and, powered off,
+# is removed from another member; host 3 leaves, and then founds a cluster of its own on a database it is given
+# (--database-url).
 #
 #   sudo scripts/e2e-cluster.sh dist/warbler-VERSION-linux-x86_64
 #
@@ -24,12 +25,12 @@ BACKGROUND=()
 
 cleanup() {
   for p in "${BACKGROUND[@]}"; do kill "$p" 2>/dev/null || true; done
-  for i in $(seq $N); do
+  for i in "${!PIDS[@]}"; do   # every host booted, the fourth too
     if [ -n "${PIDS[$i]:-}" ] && kill -0 "${PIDS[$i]}" 2>/dev/null; then
       nsenter -t "${INITS[$i]}" -a systemctl poweroff >/dev/null 2>&1 || kill "${PIDS[$i]}" 2>/dev/null || true
     fi
   done
-  for i in $(seq $N); do
+  for i in "${!PIDS[@]}"; do
     if [ -n "${PIDS[$i]:-}" ]; then
       for _ in $(seq 300); do kill -0 "${PIDS[$i]}" 2>/dev/null || break; sleep 0.1; done
       kill -9 "${PIDS[$i]}" 2>/dev/null || true
@@ -225,6 +226,56 @@ on 3 /opt/warbler/current/bin/warbler backup --output /root/cluster-backup.tar.g
 BACKUP_MS=$(ms_since "$t")
 cp "$WORK/h3/root/cluster-backup.tar.gz" "$WORK/h3/root/backup.pass" "$WORK/"
 ok "host 3 (the witness) backed up the cluster in ${BACKUP_MS} ms ($(du -h "$WORK/cluster-backup.tar.gz" | cut -f1); messages and chunks: $(cat "$WORK/before-backup.txt"))"
+
+# 6d. A fourth host joins the running cluster (an IM node: the database and etcd roles are taken) with a fresh
+#     single-use token; once powered off for good, another member removes it with `warbler cluster remove`.
+NS[4]=wch4-$$; IPS[4]=10.232.0.14
+attach "${NS[4]}" "${IPS[4]}" 4
+mkdir "$WORK/h4" && tar -C "$WORK/h4" -xf "$CACHE/root.tar"
+echo "warbler-4" >"$WORK/h4/etc/hostname"
+cp "$BIN" "$WORK/h4/root/warbler"
+boot 4; wait_booted 4
+on 1 /opt/warbler/current/bin/warbler cluster token --ttl 30m --single-use >"$WORK/token4.log" 2>&1 || { cat "$WORK/token4.log"; fail "cluster token on host 1"; }
+TOKEN4=$(sed -n 's/^Join token[^:]*: \(W10[^ ]*\)$/\1/p' "$WORK/token4.log")
+t=$(date +%s%N)
+on 4 /root/warbler join --server "https://${IPS[1]}:8443" --token "$TOKEN4" --advertise-address "${IPS[4]}" >"$WORK/h4.log" 2>&1 \
+  || fail "join of host 4"
+ok "host 4 joined the running cluster in $(ms_since "$t") ms ($(grep -m1 'roles:' "$WORK/h4.log" | sed 's/^ *//'))"
+healthy=0
+for _ in $(seq 60); do
+  on 1 /opt/warbler/current/bin/warbler cluster status >"$WORK/four.log" 2>&1 && grep -q "IM servers up: 4/4" "$WORK/four.log" && { healthy=1; break; }
+  sleep 1
+done
+[ "$healthy" = 1 ] || { cat "$WORK/four.log"; fail "the cluster with host 4"; }
+in_service() { # HOST ADDRESS -> 0 when HOST's HAProxy has ADDRESS in an IM slot not in maintenance
+  # show servers state: srv_addr is field 5, srv_admin_state field 7 (bit 1: maintenance, the emptied slot).
+  on "$1" sh -c "printf 'show servers state im\n' | /opt/warbler/current/bin/warbler cluster haproxy" \
+    | awk -v ip="$2" '$5 == ip && $7 % 2 == 0 {found=1} END {exit !found}'
+}
+for _ in $(seq 20); do in_service 1 "${IPS[4]}" && break; sleep 0.5; done
+in_service 1 "${IPS[4]}" || fail "host 1's HAProxy does not send to host 4"
+from_client "$BIN" bench --url "https://${IPS[4]}:8443" --peer-url "https://${IPS[1]}:8443" --ca "$CA" --admin admin --admin-password-file "$ADMIN_PW" \
+  --pairs 2 --messages 50 --window 1 --prefix fourth >"$WORK/four-bench.log" 2>&1 || { cat "$WORK/four-bench.log"; fail "messages between host 4 and host 1"; }
+ok "cluster status shows 4 IM servers up; users on host 4 and host 1 chat ($(grep -o 'delivered=[0-9]*' "$WORK/four-bench.log"))"
+! on 1 /opt/warbler/current/bin/warbler cluster remove warbler-4 >"$WORK/remove4.log" 2>&1 && grep -q "warbler-4 is running" "$WORK/remove4.log" \
+  || { cat "$WORK/remove4.log"; fail "cluster remove of a running member was not refused"; }
+! on 1 /opt/warbler/current/bin/warbler cluster remove "$(from_client python3 scripts/e2e_cluster_probe.py leader "${IPS[1]}" "${IPS[2]}")" --force \
+  >"$WORK/remove-primary.log" 2>&1 && grep -q "is the PostgreSQL primary" "$WORK/remove-primary.log" \
+  || { cat "$WORK/remove-primary.log"; fail "cluster remove of the primary was not refused"; }
+kill -9 "${INITS[4]}" 2>/dev/null || true; wait "${PIDS[4]}" 2>/dev/null || true; ip -n "$NS_BR" link set wb4-$$ down
+on 1 /opt/warbler/current/bin/warbler cluster remove warbler-4 >"$WORK/remove4.log" 2>&1 || { cat "$WORK/remove4.log"; fail "cluster remove warbler-4 (powered off)"; }
+healthy=0
+for _ in $(seq 60); do
+  on 2 /opt/warbler/current/bin/warbler cluster status >"$WORK/three.log" 2>&1 && ! grep -q warbler-4 "$WORK/three.log" && { healthy=1; break; }
+  sleep 1
+done
+[ "$healthy" = 1 ] && grep -q "IM servers up: 3/3" "$WORK/three.log" && grep -q "etcd: 3/3 voters" "$WORK/three.log" \
+  || { cat "$WORK/remove4.log" "$WORK/three.log"; fail "the cluster after removing host 4"; }
+for i in 1 2 3; do
+  for _ in $(seq 20); do in_service "$i" "${IPS[4]}" || break; sleep 0.5; done
+  ! in_service "$i" "${IPS[4]}" || fail "host $i's HAProxy still sends to host 4 (${IPS[4]}) 10 s after the removal"
+done
+ok "a running member and the primary were refused; host 4, powered off, was removed from host 1 ($(grep -c '^removed' "$WORK/remove4.log") records); status healthy on 3, no HAProxy sends to it"
 
 # 7. Host 3 leaves: uninstall takes it out of etcd and HAProxy first; the other two stay a working cluster.
 on 3 /opt/warbler/current/bin/warbler uninstall --yes >"$WORK/h3.log" 2>&1 || fail "uninstall on host 3"
