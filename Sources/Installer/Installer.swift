@@ -143,6 +143,9 @@ public struct Installer: Sendable {
         }
         if initSystem == .builtin {
             outcome.notes.append("systemd is not PID 1 here: `warbler supervise` runs the server and restarts it if it dies (PID file \(Paths.supervisorPID))")
+            if settings.cluster != nil {
+                outcome.notes.append("the cluster's components run under `warbler supervise --unit UNIT` too, each as its own user, logging to \(Paths.logs)/NAME.log (etcd, patroni, haproxy, cluster-agent)")
+            }
         }
         if layout.isStaging {
             outcome.notes.append("staged without owners (no warbler user under --root); the first install on the target host sets them and creates the first admin")
