@@ -5,7 +5,7 @@ import Installer
 extension Warbler {
     struct Supervise: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Run the server under Warbler's own supervisor (hosts without systemd as PID 1; started by install).",
+            abstract: "Run the server, or a cluster component (--unit), under Warbler's own supervisor (hosts without systemd as PID 1; started by install).",
             shouldDisplay: false)
 
         @Option(help: "Append the child's output here (default /var/log/warbler/server.log).")
