@@ -51,7 +51,8 @@ import Testing
         host.probe.pid1 = "sh"
         let outcome = try host.installer.install(Self.founder(host))
         #expect(outcome.initSystem == .builtin)
-        #expect(outcome.notes.contains { $0.contains("`warbler supervise --unit UNIT`") })
+        #expect(outcome.notes.contains { $0.contains("`warbler supervise --unit UNIT`") && $0.hasSuffix("(etcd, patroni, haproxy, cluster-agent)") },
+                "\(outcome.notes)")
         let started = outcome.plan.steps.compactMap { if case .service(.start(let u), _) = $0 { u } else { nil } }
         #expect(started == [ClusterPaths.etcdUnit, ClusterPaths.patroniUnit, ClusterPaths.haproxyUnit, ClusterPaths.agentUnit,
                             Paths.serverUnitName, Paths.exporterUnitName, Paths.alertdUnitName])
