@@ -1,3 +1,4 @@
+import DurableFiles
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -265,5 +266,47 @@ func lineCount(_ path: String) -> Int { ((try? String(contentsOfFile: path, enco
         try await Task.sleep(nanoseconds: 300_000_000)
         #expect(try await running.stop(by: deadline) == 0)
         #expect(Self.steps(dir) == ["pre", "run", "release", "pre", "run", "interrupted", "release"])
+    }
+}
+
+/// The server's daily backup on a cluster member under the supervisor: the cluster's daily lock around it, as the
+/// backup unit's ExecCondition and ExecStopPost do. The command runs against a stand-in for the warbler binary.
+@Suite struct ClusterMemberBackupJobTests {
+    /// Runs the job's shell with `warbler` replaced by a script that logs its arguments (and SERVICE_RESULT) and
+    /// exits with ACQUIRE for `backup-lock acquire`, BACKUP for `backup`.
+    static func run(acquire: Int32, backup: Int32) throws -> (status: Int32, calls: [String]) {
+        let dir = try SupervisorProcessTests.directory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let fake = "\(dir)/warbler"
+        try """
+            #!/bin/sh
+            echo "$* ${SERVICE_RESULT:-}" >> \(dir)/calls
+            case "$1 $2" in "backup-lock acquire") exit \(acquire);; "backup --config") exit \(backup);; esac
+            exit 0
+            """.write(toFile: fake, atomically: true, encoding: .utf8)
+        chmod(fake, 0o755)
+        let job = try #require(SupervisorConfig.serverOnClusterMember.periodic.first { $0.argv.first == "/bin/sh" })
+        let argv = job.argv.map { $0.replacingOccurrences(of: Paths.currentBinary, with: fake) }
+        let r = try Subprocess.run(argv)
+        let calls = ((try? String(contentsOfFile: "\(dir)/calls", encoding: .utf8)) ?? "").split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
+        return (r.status, calls)
+    }
+
+    @Test func theMemberHoldingTheLockBacksUpAndReleasesItWithTheOutcome() throws {
+        let ok = try Self.run(acquire: 0, backup: 0)
+        #expect(ok.status == 0)
+        #expect(ok.calls == ["backup-lock acquire", "backup --config /etc/warbler/warbler.yaml", "backup-lock release success"])
+        let failed = try Self.run(acquire: 0, backup: 3)
+        #expect(failed.status == 3)
+        #expect(failed.calls.last == "backup-lock release exit-code")
+    }
+
+    @Test func anotherMembersLockSkipsTheRunAndAnErrorFailsIt() throws {
+        let skipped = try Self.run(acquire: 1, backup: 0)
+        #expect(skipped.status == 0 && skipped.calls == ["backup-lock acquire"])
+        let broken = try Self.run(acquire: 255, backup: 0)
+        #expect(broken.status == 255 && broken.calls == ["backup-lock acquire"])
+        // A single node's job is the plain backup.
+        #expect(SupervisorConfig.server.periodic.contains { $0.argv == [Paths.currentBinary, "backup", "--config", Paths.config] })
     }
 }
