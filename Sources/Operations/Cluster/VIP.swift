@@ -258,7 +258,7 @@ public struct VIPAgent: Sendable {
     public func waitForPeers(seconds: Double, log: @Sendable (String) -> Void) async throws {
         let deadline = Date().addingTimeInterval(seconds)
         while (try? system.info(configPath)).flatMap({ $0 }) == nil {
-            guard Date() < deadline else { throw ClusterOpsError("\(configPath) was not written within \(Int(seconds)) s: see journalctl -u \(ClusterPaths.vipAgentUnit)") }
+            guard Date() < deadline else { throw ClusterOpsError("\(configPath) was not written within \(Int(seconds)) s: see journalctl -u \(ClusterPaths.vipAgentUnit) (under the built-in supervisor: \(Paths.logs)/vip-agent.log)") }
             try await Task.sleep(for: .milliseconds(500))
         }
         var waiting: [String] = []
