@@ -21,7 +21,7 @@ pid_of() { head -1 "$WORK/ctr$1" 2>/dev/null || true; }
 # (kill is the shell's own: minimal hosts have no /bin/kill.)
 alive() { [ -n "$1" ] && inside sh -c "kill -0 $1" 2>/dev/null; }
 # wait_for SECONDS COMMAND…: until COMMAND succeeds; fails after SECONDS.
-wait_for() { local n=$(($1 * 10)); shift; for _ in $(seq "$n"); do "$@" && return 0; sleep 0.1; done; return 1; }
+wait_for() { local end=$((SECONDS + $1)); shift; while [ "$SECONDS" -lt "$end" ]; do "$@" && return 0; sleep 0.2; done; return 1; }
 # running PATH: the PID file's process runs. replaced PATH OLD: it names a running process other than OLD.
 running() { alive "$(pid_of "$1")"; }
 replaced() { local new; new=$(pid_of "$1"); [ -n "$new" ] && [ "$new" != "$2" ] && alive "$new"; }
