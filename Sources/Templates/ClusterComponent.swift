@@ -52,6 +52,7 @@ public struct ClusterComponent: Sendable, Equatable {
     /// What the unit template reads (command lines are joined with spaces: every value was checked to hold none).
     func view() -> [String: Any] {
         func dir(_ d: Directory?, under base: String) -> String? { d.map { String($0.path.dropFirst(base.count)) } }
+        func mode(_ m: UInt16) -> String { let o = String(m, radix: 8); return String(repeating: "0", count: max(0, 4 - o.count)) + o }
         var v: [String: Any] = [
             "execStart": execStart.joined(separator: " "),
             "execStartPre": execStartPre.map { $0.joined(separator: " ") },
@@ -61,8 +62,8 @@ public struct ClusterComponent: Sendable, Equatable {
             "restart": restart.rawValue,
         ]
         if let user { v["user"] = user }
-        if let s = stateDirectory { v["stateDirectory"] = dir(s, under: "/var/lib/"); v["stateDirectoryMode"] = String(format: "%04o", s.mode) }
-        if let r = runtimeDirectory { v["runtimeDirectory"] = dir(r, under: "/run/"); v["runtimeDirectoryMode"] = String(format: "%04o", r.mode) }
+        if let s = stateDirectory { v["stateDirectory"] = dir(s, under: "/var/lib/"); v["stateDirectoryMode"] = mode(s.mode) }
+        if let r = runtimeDirectory { v["runtimeDirectory"] = dir(r, under: "/run/"); v["runtimeDirectoryMode"] = mode(r.mode) }
         if let t = stopTimeout { v["stopTimeout"] = "\(t)s" }
         return v
     }
