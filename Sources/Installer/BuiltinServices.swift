@@ -111,7 +111,8 @@ struct BuiltinServices {
               let cmdline = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return nil }
         // A recycled PID belongs to some other program.
         let args = cmdline.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
-        return args.contains(d.argv[0]) && args.contains("supervise") ? pid : nil
+        // A component's supervisor names its unit (they all run the same binary).
+        return args.contains(d.argv[0]) && args.contains("supervise") && (d.component.map { args.contains($0.unit) } ?? true) ? pid : nil
     }
 
     func start(_ d: Daemon, unit: String) throws {
