@@ -170,22 +170,8 @@ extension Blueprint {
             + [.init(name: c.nodeName, address: c.advertise.description)]
         let endpoints = etcd ? ["127.0.0.1"] : c.seedMembers.filter { $0.roles.contains(.etcd) }.map(\.address)
         ctx.etcdEndpoints = endpoints
-        ctx.etcdBin = ClusterPaths.etcdBin
-        ctx.etcdConfig = ClusterPaths.etcdConfig
-        ctx.etcdData = ClusterPaths.etcdData
-        ctx.postgresBin = ClusterPaths.postgresBin
-        ctx.postgresData = ClusterPaths.postgresData
-        ctx.postgresHome = ClusterPaths.postgresHome
-        ctx.postgresSocketDir = ClusterPaths.postgresSocketDir
-        ctx.python = ClusterPaths.python
-        ctx.patroniScript = ClusterPaths.patroniScript
-        ctx.patroniConfig = ClusterPaths.patroniConfig
-        ctx.haproxyBin = ClusterPaths.haproxyBin
-        ctx.haproxyConfig = ClusterPaths.haproxyConfig
-        ctx.haproxySocket = ClusterPaths.haproxySocket
-        ctx.haproxyState = ClusterPaths.haproxyState
-        ctx.agentRuntime = ClusterPaths.agentRuntime
-        ctx.warblerBinary = Paths.currentBinary
+        // Every path and user, from the one place the built-in supervisor reads them too.
+        ClusterPaths.lay(out: &ctx)
         ctx.superuserPassword = superuser
         ctx.replicationPassword = replication
         ctx.rewindPassword = rewind
@@ -197,27 +183,28 @@ extension Blueprint {
             file(Paths.unitFile(name), try templates.renderCluster(name, ctx), 0o644, root)
             services.append(.init(unit: name, unitFile: layout.path(Paths.unitFile(name)), restartOn: (restartOn + restartOnRelease).map(layout.path)))
         }
-        if etcd {
-            file(ClusterPaths.etcdConfig, try templates.renderCluster("etcd.yaml", ctx), 0o640, group(ClusterPaths.etcdUser))
-            try unit(ClusterPaths.etcdUnit, restartOn: [ClusterPaths.etcdConfig, ctx.etcdCert, ctx.etcdKey])
-        }
-        if db {
-            file(ClusterPaths.patroniConfig, try templates.renderCluster("patroni.yml", ctx), 0o640, group(ClusterPaths.postgresUser),
-                 label: "Patroni's config (holds PostgreSQL's passwords)")
-            try unit(ClusterPaths.patroniUnit, restartOn: [ClusterPaths.patroniConfig, ctx.postgresCert, ctx.postgresKey])
-        }
-        file(ClusterPaths.haproxyConfig, try templates.renderCluster("haproxy.cfg", ctx), 0o640, group(ClusterPaths.haproxyUser))
-        try unit(ClusterPaths.haproxyUnit, restartOn: [ClusterPaths.haproxyConfig, ctx.haproxyPem])
-        try unit(ClusterPaths.agentUnit, restartOn: [ClusterPaths.memberFile, ctx.agentCert, ctx.agentKey])
-        if let vip = c.vip {
-            // The virtual IP: the VIP agent writes keepalived's config from the members in etcd (root's files only).
-            ctx.vip = vip.description
-            ctx.keepalivedBin = ClusterPaths.keepalivedBin
-            ctx.keepalivedConfig = ClusterPaths.keepalivedConfig
-            ctx.keepalivedState = ClusterPaths.keepalivedState
-            ctx.keepalivedRuntime = ClusterPaths.keepalivedRuntime
-            try unit(ClusterPaths.vipAgentUnit, restartOn: [ClusterPaths.memberFile, ClusterPaths.rootCert, ClusterPaths.rootKey])
-            try unit(ClusterPaths.keepalivedUnit, restartOn: [])
+        if let vip = c.vip { ctx.vip = vip.description }
+        // The components this member runs, as the one description says (the built-in supervisor reads it too).
+        for component in ctx.components(etcd: etcd, database: db) {
+            switch component.unit {
+            case ClusterPaths.etcdUnit:
+                file(ClusterPaths.etcdConfig, try templates.renderCluster("etcd.yaml", ctx), 0o640, group(ClusterPaths.etcdUser))
+                try unit(component.unit, restartOn: [ClusterPaths.etcdConfig, ctx.etcdCert, ctx.etcdKey])
+            case ClusterPaths.patroniUnit:
+                file(ClusterPaths.patroniConfig, try templates.renderCluster("patroni.yml", ctx), 0o640, group(ClusterPaths.postgresUser),
+                     label: "Patroni's config (holds PostgreSQL's passwords)")
+                try unit(component.unit, restartOn: [ClusterPaths.patroniConfig, ctx.postgresCert, ctx.postgresKey])
+            case ClusterPaths.haproxyUnit:
+                file(ClusterPaths.haproxyConfig, try templates.renderCluster("haproxy.cfg", ctx), 0o640, group(ClusterPaths.haproxyUser))
+                try unit(component.unit, restartOn: [ClusterPaths.haproxyConfig, ctx.haproxyPem])
+            case ClusterPaths.agentUnit:
+                try unit(component.unit, restartOn: [ClusterPaths.memberFile, ctx.agentCert, ctx.agentKey])
+            case ClusterPaths.vipAgentUnit:
+                // The virtual IP: the VIP agent writes keepalived's config from the members in etcd (root's files only).
+                try unit(component.unit, restartOn: [ClusterPaths.memberFile, ClusterPaths.rootCert, ClusterPaths.rootKey])
+            default:
+                try unit(component.unit, restartOn: [])
+            }
         }
 
         let encoder = JSONEncoder()

@@ -1,4 +1,6 @@
+import DurableFiles
 import Foundation
+import Templates
 import Yams
 #if canImport(Glibc)
 import Glibc
@@ -8,6 +10,9 @@ import Glibc
 /// with its PID file in /run/warbler/supervise.pid; it runs the daemon as the service user, appends its output to
 /// /var/log/warbler/server.log (root:warbler 0750 directory, opened without following links), restarts it with backoff,
 /// and stops it when it gets SIGTERM. Its root jobs (renewal, backup) write /var/log/warbler/jobs.log.
+/// On a cluster member each component (etcd, Patroni, HAProxy, the member agent, the VIP agent and keepalived) gets
+/// its own `warbler supervise --unit UNIT`, which runs it from the description its systemd unit is rendered from
+/// (`ClusterComponent`), logging to /var/log/warbler/NAME.log.
 struct BuiltinServices {
     let system: LocalSystem
     static let runDir = Paths.run
@@ -19,6 +24,22 @@ struct BuiltinServices {
         /// The IPv4 address and TCP port whose listener means ready.
         var readyAddress: IPAddress?
         var readyPort: Int?
+        /// How long a stop waits for the supervisor before killing it (its child gets `stopTimeout` of that).
+        var stopWait: Double = 30
+        /// How long a start waits for the listener.
+        var startWait: Double = 60
+        /// A cluster component: what its supervisor runs and the steps after it.
+        var component: ClusterComponent? = nil
+    }
+
+    /// Every unit the built-in supervisor can run.
+    static let units = Paths.daemonUnitNames + ClusterPaths.unitNames
+
+    /// A cluster component's description on this member: from its member record; without one (a broken install),
+    /// from the layout alone, which still names its PID files to stop it.
+    static func component(_ unit: String) -> ClusterComponent? {
+        if let c = try? ClusterPaths.installedComponent(unit) { return c }
+        return ClusterPaths.laidOutComponents.first { $0.unit == unit }
     }
 
     func daemon(_ unit: String) throws -> Daemon {
@@ -54,7 +75,12 @@ struct BuiltinServices {
                           pidFile: "\(Paths.run)/supervise-\(name).pid", logFile: "\(Paths.logs)/\(name).log",
                           readyAddress: address?.isIPv4 == true ? address : nil, readyPort: port)
         default:
-            throw SystemError("the built-in supervisor does not run \(unit)")
+            guard let c = Self.component(unit) else { throw SystemError("the built-in supervisor does not run \(unit)") }
+            let config = SupervisorConfig.component(c)
+            var d = Daemon(argv: [Paths.currentBinary, "supervise", "--unit", unit], pidFile: config.pidFile, logFile: config.logFile,
+                           readyAddress: c.readyAddress.flatMap(IPAddress.parse), readyPort: c.readyPort, stopWait: config.stopTimeout + 5, startWait: 90)
+            d.component = c
+            return d
         }
     }
 
@@ -85,7 +111,8 @@ struct BuiltinServices {
               let cmdline = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return nil }
         // A recycled PID belongs to some other program.
         let args = cmdline.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
-        return args.contains(d.argv[0]) && args.contains("supervise") ? pid : nil
+        // A component's supervisor names its unit (they all run the same binary).
+        return args.contains(d.argv[0]) && args.contains("supervise") && (d.component.map { args.contains($0.unit) } ?? true) ? pid : nil
     }
 
     func start(_ d: Daemon, unit: String) throws {
@@ -124,7 +151,7 @@ struct BuiltinServices {
     }
 
     func waitReady(pid: pid_t, daemon d: Daemon, unit: String) throws {
-        let deadline = Date().addingTimeInterval(60)
+        let deadline = Date().addingTimeInterval(d.startWait)
         while Date() < deadline {
             var status: Int32 = 0
             if waitpid(pid, &status, WNOHANG) == pid || kill(pid, 0) != 0 {
@@ -134,7 +161,7 @@ struct BuiltinServices {
             if Self.accepts(address, port: port) { return }
             usleep(100_000)
         }
-        throw SystemError("\(unit) did not start listening within 60 seconds; see \(d.logFile)")
+        throw SystemError("\(unit) did not start listening within \(Int(d.startWait)) seconds; see \(d.logFile)")
     }
 
     static func accepts(_ address: IPAddress, port: Int) -> Bool {
@@ -151,13 +178,44 @@ struct BuiltinServices {
     func stop(_ d: Daemon) throws {
         guard let pid = runningPID(d) else { try? system.remove(d.pidFile); return }
         kill(pid, SIGTERM)
-        let deadline = Date().addingTimeInterval(30)
+        let deadline = Date().addingTimeInterval(d.stopWait)
         while kill(pid, 0) == 0 && Date() < deadline {
             var status: Int32 = 0
             _ = waitpid(pid, &status, WNOHANG)
             usleep(100_000)
         }
-        if kill(pid, 0) == 0 { kill(pid, SIGKILL) }
+        if kill(pid, 0) == 0 {
+            kill(pid, SIGKILL)
+            // The supervisor could not finish its child's stop: finish it here, steps after it included (keepalived's
+            // address goes with it).
+            if let c = d.component {
+                let config = SupervisorConfig.component(c)
+                if let child = Self.childPID(config: config) { kill(child, SIGKILL) }
+                if !config.postStop.isEmpty, let log = try? Supervisor.openLog(config.logFile) {
+                    Supervisor(config: config).runPostStop(log: log)
+                    close(log)
+                }
+            }
+        }
         try? system.remove(d.pidFile)
     }
+
+    /// The running child of a component's supervisor: its PID file (root's, in root's directory) and a process that
+    /// runs the component's program.
+    static func childPID(config: SupervisorConfig) -> pid_t? {
+        guard let text = try? RootFile.readText(config.childPIDFile), let pid = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)), pid > 0,
+              kill(pid, 0) == 0, let cmdline = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return nil }
+        let args = cmdline.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+        return args.contains(config.argv[0]) ? pid : nil
+    }
+}
+
+/// What `systemctl reload UNIT` does, for a cluster component under the built-in supervisor: SIGHUP to the program
+/// itself (keepalived rereads its config and keeps its VRRP state).
+public func reloadSupervised(_ unit: String) throws {
+    guard let c = BuiltinServices.component(unit) else { throw SystemError("the built-in supervisor does not run \(unit)") }
+    guard let pid = BuiltinServices.childPID(config: SupervisorConfig.component(c)) else {
+        throw SystemError("\(unit) is not running under the built-in supervisor")
+    }
+    guard kill(pid, SIGHUP) == 0 else { throw SystemError("cannot signal \(unit) (pid \(pid)): \(String(cString: strerror(errno)))") }
 }

@@ -143,6 +143,13 @@ public struct Installer: Sendable {
         }
         if initSystem == .builtin {
             outcome.notes.append("systemd is not PID 1 here: `warbler supervise` runs the server and restarts it if it dies (PID file \(Paths.supervisorPID))")
+            if let c = settings.cluster {
+                var ctx = ClusterContext()
+                ClusterPaths.lay(out: &ctx)
+                ctx.vip = c.vip?.description ?? ""
+                let names = ctx.components(etcd: c.roles.contains(.etcd), database: c.roles.contains(.database)).map(\.name)
+                outcome.notes.append("the cluster's components run under `warbler supervise --unit UNIT` too, each as its own user, logging to \(Paths.logs)/NAME.log (\(names.joined(separator: ", ")))")
+            }
         }
         if layout.isStaging {
             outcome.notes.append("staged without owners (no warbler user under --root); the first install on the target host sets them and creates the first admin")

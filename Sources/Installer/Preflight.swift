@@ -118,12 +118,6 @@ public enum Preflight {
         add("init") {
             let pid1 = probe.initProcessName() ?? "unknown"
             if staging { return CheckResult("init", .skipped, notWhenStaging) }
-            // A cluster member's etcd, Patroni and HAProxy run as systemd units (their own users, runtime
-            // directories and hardening); the built-in supervisor runs a single node's services only.
-            if c.settings.cluster != nil && c.settings.initSystem != InitSystem.none && !probe.systemdIsRunning() {
-                return CheckResult("init", .fail, "a cluster member needs systemd as PID 1 (PID 1 is \(pid1)); the built-in supervisor runs single-node installs only",
-                                   fix: "boot the host with systemd (a VM or a full container such as systemd-nspawn -b), or install a single node here")
-            }
             switch c.settings.initSystem {
             case .systemd?:
                 return probe.systemdIsRunning()
@@ -137,7 +131,7 @@ public enum Preflight {
             case nil:
                 return probe.systemdIsRunning()
                     ? CheckResult("init", .pass, "systemd is PID 1: the services run as systemd units")
-                    : CheckResult("init", .warn, "systemd is not PID 1 (PID 1 is \(pid1)): the services will run under Warbler's own supervisor",
+                    : CheckResult("init", .warn, "systemd is not PID 1 (PID 1 is \(pid1)): the services\(c.settings.cluster != nil ? " (the cluster's components too)" : "") will run under Warbler's own supervisor",
                                   fix: "nothing to do for containers; on a full host, boot with systemd for units, journald and restarts by systemd")
             }
         }

@@ -1,19 +1,23 @@
+import DurableFiles
 import Foundation
 import Synchronization
+import Templates
 #if canImport(Glibc)
 import Glibc
 #endif
 
 /// When the built-in supervisor restarts its child: 1 s after the first unexpected exit, doubling up to 30 s, and back
 /// to 1 s once the child has stayed up for 60 s. Mirrors the units' Restart=on-failure: a clean exit (status 0) is
-/// not restarted.
+/// not restarted, unless `restartCleanExit` (Restart=always).
 public struct RestartPolicy: Sendable, Equatable {
     public var initialDelay: Double
     public var maximumDelay: Double
     public var resetAfter: Double
+    public var restartCleanExit: Bool
 
-    public init(initialDelay: Double = 1, maximumDelay: Double = 30, resetAfter: Double = 60) {
+    public init(initialDelay: Double = 1, maximumDelay: Double = 30, resetAfter: Double = 60, restartCleanExit: Bool = false) {
         self.initialDelay = initialDelay; self.maximumDelay = maximumDelay; self.resetAfter = resetAfter
+        self.restartCleanExit = restartCleanExit
     }
 }
 
@@ -69,7 +73,7 @@ public struct SupervisorStateMachine: Sendable, Equatable {
             phase = .stopping
             return .signalChild
         case (.running(let since), .childExited(let status, let now)):
-            if status == 0 {
+            if status == 0 && !policy.restartCleanExit {
                 phase = .stopped
                 return .exit(code: 0)
             }
@@ -105,11 +109,51 @@ public struct SupervisorConfig: Sendable {
     public var periodic: [PeriodicCommand]
     /// Where the periodic commands (run as root) write; nil: `logFile`.
     public var jobsLogFile: String?
+    /// NAME=VALUE added to the child's environment (and its steps').
+    public var environment: [String] = []
+    /// Run as `user` before each start, in order; one failing fails that start (systemd's ExecStartPre).
+    public var preStart: [[String]] = []
+    /// Run as `user` after each end of the child, however it ended, and after a failed start (ExecStopPost).
+    public var postStop: [[String]] = []
+    /// Made (or put right) before each start, owned by `user` (StateDirectory/RuntimeDirectory).
+    public var directories: [ClusterComponent.Directory] = []
+    /// The signal that asks the child to stop.
+    public var stopSignal: Int32 = SIGTERM
+    /// How long a stopping child gets between `stopSignal` and SIGKILL.
+    public var stopTimeout: Double = 25
 
     public init(argv: [String], user: String?, logFile: String, pidFile: String, childPIDFile: String, policy: RestartPolicy = RestartPolicy(),
                 periodic: [PeriodicCommand] = [], jobsLogFile: String? = nil) {
         self.argv = argv; self.user = user; self.logFile = logFile; self.pidFile = pidFile; self.childPIDFile = childPIDFile; self.policy = policy
         self.periodic = periodic; self.jobsLogFile = jobsLogFile
+    }
+
+    /// The server on a cluster member: its daily backup takes the cluster's daily lock in etcd first and gives it
+    /// back after (what the backup unit's ExecCondition and ExecStopPost do), so one member a day takes it. Exit 1 from
+    /// the lock (another member has it) skips the run; any other failure shows in jobs.log.
+    public static var serverOnClusterMember: SupervisorConfig {
+        var config = server
+        let b = Paths.currentBinary
+        if let i = config.periodic.firstIndex(where: { $0.argv.dropFirst().first == "backup" }) {
+            config.periodic[i].argv = ["/bin/sh", "-c", "\(b) backup-lock acquire; a=$?; if [ $a -eq 1 ]; then exit 0; elif [ $a -ne 0 ]; then exit $a; fi; \(b) backup --config \(Paths.config); r=$?; "
+                                       + "if [ $r -eq 0 ]; then result=success; else result=exit-code; fi; SERVICE_RESULT=$result \(b) backup-lock release; exit $r"]
+        }
+        return config
+    }
+
+    /// A cluster component under the supervisor, from the same description its systemd unit is rendered from: its
+    /// log /var/log/warbler/NAME.log, its PID files /run/warbler/supervise-NAME.pid and NAME.pid.
+    public static func component(_ c: ClusterComponent) -> SupervisorConfig {
+        var config = SupervisorConfig(argv: c.execStart, user: c.user, logFile: "\(Paths.logs)/\(c.name).log",
+                                      pidFile: "\(Paths.run)/supervise-\(c.name).pid", childPIDFile: "\(Paths.run)/\(c.name).pid",
+                                      policy: RestartPolicy(initialDelay: 2, restartCleanExit: c.restart == .always))
+        config.environment = c.environment
+        config.preStart = c.execStartPre
+        config.postStop = c.execStopPost
+        config.directories = [c.stateDirectory, c.runtimeDirectory].compactMap { $0 }
+        config.stopSignal = c.stopSignal == .int ? SIGINT : SIGTERM
+        config.stopTimeout = Double(c.stopTimeout ?? 25)
+        return config
     }
 
     /// The server under the supervisor, as the installer lays it out, with the daily certificate renewal check.
@@ -172,9 +216,17 @@ public struct Supervisor: Sendable {
             case .none:
                 break
             case .spawn:
-                do { child = try spawn(log: log) } catch {
-                    // Like a child that could not exec: back off and try again.
+                do {
+                    try makeDirectories()
+                    for step in config.preStart {
+                        let code = try runStep(step, log: log) { (handleSignals && terminationRequested.load(ordering: .relaxed)) || stop() }
+                        if code != 0 { throw SystemError("\(step.joined(separator: " ")) exited with status \(code)") }
+                    }
+                    child = try spawn(log: log)
+                } catch {
+                    // Like a child that could not exec: back off and try again (what ends a start runs after it too).
                     note("\(error)", log: log)
+                    runPostStop(log: log)
                     action = machine.event(.childExited(status: 127, now: Self.now()))
                     continue
                 }
@@ -185,7 +237,7 @@ public struct Supervisor: Sendable {
                 note("\(config.argv[0]) exited with status \(status); restarting in \(Self.format(delay)) s", log: log)
             case .signalChild:
                 note("stopping \(config.argv[0]) (pid \(child))", log: log)
-                kill(child, SIGTERM)
+                kill(child, config.stopSignal)
             case .exit(let code):
                 note("supervisor exiting", log: log)
                 return code
@@ -194,12 +246,12 @@ public struct Supervisor: Sendable {
             // Look at the signal flag, the child and the clock five times a second (a signal cuts the sleep short).
             usleep(200_000)
             if killAt == nil && ((handleSignals && terminationRequested.load(ordering: .relaxed)) || stop()) {
-                killAt = Self.now() + Self.stopTimeout
+                killAt = Self.now() + config.stopTimeout
                 action = machine.event(.terminate(now: Self.now()))
                 continue
             }
             if let deadline = killAt, child > 0, Self.now() > deadline {
-                note("\(config.argv[0]) did not stop within \(Int(Self.stopTimeout)) s; killing it", log: log)
+                note("\(config.argv[0]) did not stop within \(Int(config.stopTimeout)) s; killing it", log: log)
                 kill(child, SIGKILL)
                 killAt = .infinity
             }
@@ -207,6 +259,7 @@ public struct Supervisor: Sendable {
                 var status: Int32 = 0
                 if waitpid(child, &status, WNOHANG) == child {
                     child = 0
+                    runPostStop(log: log)
                     action = machine.event(.childExited(status: Self.exitStatus(status), now: Self.now()))
                     continue
                 }
@@ -275,9 +328,68 @@ public struct Supervisor: Sendable {
         throw failure("it keeps being replaced")
     }
 
-    func spawn(log: Int32) throws -> pid_t { try spawn(argv: config.argv, user: config.user, log: log) }
+    func spawn(log: Int32) throws -> pid_t { try spawn(argv: config.argv, user: config.user, log: log, environment: config.environment) }
 
-    func spawn(argv: [String], user: String?, log: Int32) throws -> pid_t {
+    /// The post-stop steps, each to its end (a failure is logged: the next one still runs).
+    func runPostStop(log: Int32) {
+        for step in config.postStop {
+            do {
+                let code = try runStep(step, log: log) { false }
+                if code != 0 { note("\(step.joined(separator: " ")) exited with status \(code)", log: log) }
+            } catch { note("\(error)", log: log) }
+        }
+    }
+
+    /// Runs a start or stop step as the child's user and waits for it (at most `stepTimeout`); `abandon` returning true
+    /// (a stop was asked for) ends it early. Returns its exit status.
+    func runStep(_ argv: [String], log: Int32, abandon: () -> Bool) throws -> Int32 {
+        let pid = try spawn(argv: argv, user: config.user, log: log, environment: config.environment)
+        let deadline = Self.now() + Self.stepTimeout
+        while true {
+            var status: Int32 = 0
+            if waitpid(pid, &status, WNOHANG) == pid { return Self.exitStatus(status) }
+            if abandon() || Self.now() > deadline {
+                kill(pid, SIGKILL)
+                _ = waitpid(pid, &status, 0)
+                return 128 + SIGKILL
+            }
+            usleep(50_000)
+        }
+    }
+
+    /// Makes each of `config.directories` the way systemd makes a StateDirectory or RuntimeDirectory: in its parent
+    /// (root's, writable by no one else, opened without following links), given to the child's user with its mode.
+    /// What is at the name must be a directory itself, never a link (the child's user may own it, not its parent).
+    func makeDirectories() throws {
+        let (uid, gid): (uid_t, gid_t)
+        if let user = config.user {
+            guard let pw = getpwnam(user) else { throw SystemError("no user \(user) on this host; run `warbler install` again") }
+            (uid, gid) = (pw.pointee.pw_uid, pw.pointee.pw_gid)
+        } else {
+            (uid, gid) = (geteuid(), getegid())
+        }
+        for d in config.directories {
+            let parent = (d.path as NSString).deletingLastPathComponent, name = (d.path as NSString).lastPathComponent
+            let dir = try RootFile.openDirectory(parent, owners: [0, geteuid()])
+            defer { close(dir) }
+            if mkdirat(dir, name, mode_t(d.mode)) != 0 && errno != EEXIST {
+                throw SystemError("cannot create \(d.path): \(String(cString: strerror(errno)))")
+            }
+            let fd = openat(dir, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+            guard fd >= 0 else { throw SystemError("\(d.path) is not a directory (a link or a file is in its place): \(String(cString: strerror(errno)))") }
+            defer { close(fd) }
+            var st = stat()
+            guard fstat(fd, &st) == 0 else { throw SystemError("cannot inspect \(d.path): \(String(cString: strerror(errno)))") }
+            if st.st_uid != uid || st.st_gid != gid, fchown(fd, uid, gid) != 0 {
+                throw SystemError("cannot give \(d.path) to \(config.user ?? "root"): \(String(cString: strerror(errno)))")
+            }
+            if st.st_mode & 0o7777 != mode_t(d.mode), fchmod(fd, mode_t(d.mode)) != 0 {
+                throw SystemError("cannot chmod \(d.path): \(String(cString: strerror(errno)))")
+            }
+        }
+    }
+
+    func spawn(argv: [String], user: String?, log: Int32, environment extra: [String] = []) throws -> pid_t {
         var argv = argv
         if let user {
             argv = ["/usr/bin/setpriv", "--reuid=\(user)", "--regid=\(user)", "--init-groups", "--"] + argv
@@ -305,7 +417,12 @@ public struct Supervisor: Sendable {
         var pid: pid_t = 0
         let cargs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
         defer { cargs.forEach { free($0) } }
-        let environment = ["PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8"]
+        var environment = ["PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8"]
+        // What systemd gives a unit with User=: the user's home and name.
+        if let user, let pw = getpwnam(user) {
+            environment += ["HOME=\(String(cString: pw.pointee.pw_dir))", "USER=\(user)", "LOGNAME=\(user)"]
+        }
+        environment += extra
         let env: [UnsafeMutablePointer<CChar>?] = environment.map { strdup($0) } + [nil]
         defer { env.forEach { free($0) } }
         let rc = posix_spawn(&pid, argv[0], &actions, &attrs, cargs, env)
@@ -325,8 +442,8 @@ public struct Supervisor: Sendable {
         return signal == 0 ? (status >> 8) & 0xff : 128 + signal
     }
 
-    /// How long a stopping child gets between SIGTERM and SIGKILL (the installer waits 30 s for the supervisor).
-    static let stopTimeout: Double = 25
+    /// How long a start or stop step may run (keepalived's vip-wait waits up to a minute).
+    static let stepTimeout: Double = 120
 
     static func now() -> Double {
         var ts = timespec()

@@ -62,7 +62,11 @@ public struct Uninstaller: Sendable {
             }
         case .builtin:
             system.selectInit(.builtin)
-            for unit in Paths.daemonUnitNames.reversed() where try system.serviceStatus(unit).active { steps.append(.service(.stop(unit))) }
+            // Alerting, the exporter and the server first, then a member's components (keepalived first: the address
+            // goes before HAProxy does; etcd last).
+            for unit in units where try BuiltinServices.units.contains(unit) && system.serviceStatus(unit).active {
+                steps.append(.service(.stop(unit)))
+            }
         case .none:
             break
         }

@@ -40,6 +40,16 @@ public struct StatusCollector: Sendable {
             }
             components.append(c)
         }
+        // A cluster member's components, where their units are laid out (whatever the manager: systemd or the
+        // built-in supervisor, which runs each from the same description).
+        for c in ClusterPaths.laidOutComponents where probe.readFile(layout.path(Paths.unitFile(c.unit))) != nil {
+            let supervised = SupervisorConfig.component(c)
+            var status = await component(c.name, unit: c.unit, manager: manager, supervisorPIDFile: supervised.pidFile, childPIDFile: supervised.childPIDFile)
+            if !status.active {
+                status.problems.append(manager == .none ? "no init system manages \(c.name) here" : "\(c.name) is not running (\(status.state))")
+            }
+            components.append(status)
+        }
         var report = StatusReport(host: host, components: components)
         report.firingAlerts = firing
         return report

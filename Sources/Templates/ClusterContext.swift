@@ -156,6 +156,9 @@ public struct ClusterContext: Sendable, Equatable {
             "keepalivedRuntime": keepalivedRuntime, "keepalivedRuntimeDirectory": String(keepalivedRuntime.dropFirst("/run/".count)),
             "haproxyMonitorPort": haproxyMonitorPort, "haproxyMonitorPath": haproxyMonitorPath, "haproxyStatsPath": haproxyStatsPath,
             "etcdMetricsPort": etcdMetricsPort,
+            // Each unit's command lines, user and directories, from the description the built-in supervisor runs too.
+            "etcd": etcdComponent.view(), "patroni": patroniComponent.view(), "haproxy": haproxyComponent.view(),
+            "agent": agentComponent.view(), "vipAgent": vipAgentComponent.view(), "keepalived": keepalivedComponent.view(),
         ]
     }
 }

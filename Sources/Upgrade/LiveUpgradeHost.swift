@@ -124,7 +124,10 @@ public struct LiveUpgradeHost: UpgradeHost {
     public func healthProblem() async -> String? {
         let report = await StatusCollector(probe: LiveStatusProbe(), layout: layout)
             .collect(manager: installedInitSystem(layout: layout, system: system), host: LiveHostProbe().hostname())
-        let problems = report.components.flatMap(\.problems)
+        // The release's own daemons: a member's etcd, Patroni and HAProxy are judged by the cluster upgrade's checks
+        // (ClusterStatusCollector), as before `status` listed them.
+        let cluster = Set(ClusterPaths.laidOutComponents.map(\.name))
+        let problems = report.components.filter { !cluster.contains($0.name) }.flatMap(\.problems)
         return problems.isEmpty ? nil : problems.joined(separator: "; ")
     }
 

@@ -45,6 +45,29 @@ import Testing
         #expect(outcome.url == "https://10.0.0.5:8443")
     }
 
+    @Test func withoutSystemdAsPID1TheSupervisorStartsEveryComponentAndUninstallStopsThem() throws {
+        var host = try Host()
+        host.probe.systemd = false
+        host.probe.pid1 = "sh"
+        let outcome = try host.installer.install(Self.founder(host))
+        #expect(outcome.initSystem == .builtin)
+        #expect(outcome.notes.contains { $0.contains("`warbler supervise --unit UNIT`") && $0.hasSuffix("(etcd, patroni, haproxy, cluster-agent)") },
+                "\(outcome.notes)")
+        let started = outcome.plan.steps.compactMap { if case .service(.start(let u), _) = $0 { u } else { nil } }
+        #expect(started == [ClusterPaths.etcdUnit, ClusterPaths.patroniUnit, ClusterPaths.haproxyUnit, ClusterPaths.agentUnit,
+                            Paths.serverUnitName, Paths.exporterUnitName, Paths.alertdUnitName])
+        // No systemctl: nothing to enable, no daemon-reload.
+        #expect(!outcome.plan.steps.contains { if case .service(.daemonReload, _) = $0 { true } else { false } })
+        // The unit files are laid out all the same (status finds the components by them; systemd would run them).
+        #expect(host.text(Paths.unitFile(ClusterPaths.patroniUnit))?.contains("ExecStart=" + ClusterPaths.python) == true)
+
+        let plan = try Uninstaller(system: host.system, probe: host.probe).plan(layout: Layout(), purge: false)
+        #expect(plan.initSystem == .builtin)
+        #expect(plan.steps.filter { if case .service = $0 { true } else { false } }
+                == [Paths.alertdUnitName, Paths.exporterUnitName, Paths.serverUnitName, ClusterPaths.agentUnit, ClusterPaths.haproxyUnit,
+                    ClusterPaths.patroniUnit, ClusterPaths.etcdUnit].map { .service(.stop($0)) })
+    }
+
     @Test func secretsAreRootsOrTheirComponentsAndConfigsHoldNoForeignValues() throws {
         let host = try Host()
         _ = try host.installer.install(Self.founder(host))

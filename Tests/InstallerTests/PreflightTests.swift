@@ -68,7 +68,7 @@ import Testing
         #expect(Set(report.failures.map(\.name)) == ["platform", "memory"])
     }
 
-    @Test func aClusterMemberWithoutSystemdIsRefusedWithWhatToDo() throws {
+    @Test func aClusterMemberWithoutSystemdRunsUnderTheBuiltinSupervisor() throws {
         var probe = FakeProbe()
         probe.systemd = false
         probe.pid1 = "sh"
@@ -76,8 +76,14 @@ import Testing
         answers.cluster = ClusterAnswers(founder: true, advertiseAddress: "10.0.0.5")
         let report = Preflight.run(.init(settings: try InstallSettings(answers, hostname: "h"), layout: Layout()), probe: probe)
         let check = try #require(report.result("init"))
-        #expect(check.status == .fail && check.message.contains("needs systemd as PID 1"))
-        // A single node on the same host runs under the built-in supervisor.
+        // Not refused: a warning that says the cluster's components run under the supervisor too.
+        #expect(check.status == .warn && check.message.contains("the cluster's components too"), "\(check.message)")
+        #expect(!report.failures.contains { $0.name == "init" })
+        // `--init builtin` says so outright.
+        answers.initSystem = .builtin
+        let chosen = Preflight.run(.init(settings: try InstallSettings(answers, hostname: "h"), layout: Layout()), probe: probe)
+        #expect(chosen.result("init")?.status == .pass)
+        // A single node on the same host, as before.
         #expect(Preflight.run(.init(settings: InstallSettings(), layout: Layout()), probe: probe).result("init")?.status == .warn)
     }
 

@@ -1,3 +1,4 @@
+import DurableFiles
 import Foundation
 #if canImport(Glibc)
 import Glibc
@@ -65,6 +66,16 @@ import Testing
         var m = M()
         _ = m.event(.start(now: 0))
         #expect(m.event(.childExited(status: 0, now: 100)) == .exit(code: 0))
+    }
+
+    @Test func aCleanExitIsRestartedWhenTheComponentAlwaysRestarts() {
+        var m = M(policy: RestartPolicy(restartCleanExit: true))
+        _ = m.event(.start(now: 0))
+        #expect(m.event(.childExited(status: 0, now: 100)) == .scheduleRestart(delay: 1, status: 0))
+        #expect(m.event(.tick(now: 101)) == .spawn)
+        // A stop still ends it.
+        #expect(m.event(.terminate(now: 102)) == .signalChild)
+        #expect(m.event(.childExited(status: 0, now: 103)) == .exit(code: 0))
     }
 }
 
@@ -161,5 +172,141 @@ func lineCount(_ path: String) -> Int { ((try? String(contentsOfFile: path, enco
         #expect(try await running.stop(by: deadline) == 0)
         #expect(kill(pid, 0) != 0, "the child is gone (and reaped)")
         #expect(!FileManager.default.fileExists(atPath: "\(dir)/server.pid"))
+    }
+}
+
+/// The supervisor running a cluster component's description: the steps around each run, its environment, its
+/// directories, its stop signal, and keepalived's release after every end.
+@Suite struct SupervisedComponentTests {
+    static func config(_ dir: String, _ script: String) -> SupervisorConfig {
+        var config = SupervisorConfig(argv: ["/bin/sh", "-c", script], user: nil, logFile: "\(dir)/component.log",
+                                      pidFile: "\(dir)/supervise-component.pid", childPIDFile: "\(dir)/component.pid",
+                                      policy: RestartPolicy(initialDelay: 0.2, maximumDelay: 0.4, resetAfter: 60, restartCleanExit: true))
+        config.preStart = [["/bin/sh", "-c", "echo pre >> \(dir)/steps"]]
+        config.postStop = [["/bin/sh", "-c", "echo release >> \(dir)/steps"]]
+        return config
+    }
+
+    static func steps(_ dir: String) -> [String] {
+        ((try? String(contentsOfFile: "\(dir)/steps", encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
+    }
+
+    static func childPID(_ dir: String, replacing old: pid_t? = nil, by deadline: Date) async throws -> pid_t {
+        while Date() < deadline {
+            if let pid = (try? String(contentsOfFile: "\(dir)/component.pid", encoding: .utf8)).flatMap({ pid_t($0.trimmingCharacters(in: .whitespacesAndNewlines)) }),
+               pid != old, kill(pid, 0) == 0 {
+                return pid
+            }
+            try await Task.sleep(nanoseconds: 50_000_000)
+        }
+        throw SystemError("no child started")
+    }
+
+    @Test func theReleaseStepRunsAfterAKillAndAfterAStopAndTheChildComesBack() async throws {
+        let dir = try SupervisorProcessTests.directory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        var config = Self.config(dir, "echo run >> \(dir)/steps; echo \"$WARBLER_TEST_VALUE\" > \(dir)/env; exec sleep 300")
+        config.environment = ["WARBLER_TEST_VALUE=from-the-description"]
+        config.directories = [.init(path: "\(dir)/state", mode: 0o711)]
+        let running = RunningSupervisor(config)
+        let deadline = Date().addingTimeInterval(20)
+        let first = try await Self.childPID(dir, by: deadline)
+        // However it ended: kill -9.
+        kill(first, SIGKILL)
+        let second = try await Self.childPID(dir, replacing: first, by: deadline)
+        #expect(second != first)
+        #expect(try await running.stop(by: deadline) == 0)
+        #expect(Self.steps(dir) == ["pre", "run", "release", "pre", "run", "release"])
+        #expect((try? String(contentsOfFile: "\(dir)/env", encoding: .utf8)) == "from-the-description\n")
+        var st = stat()
+        #expect(lstat("\(dir)/state", &st) == 0 && st.st_mode & S_IFMT == S_IFDIR && st.st_mode & 0o7777 == 0o711)
+    }
+
+    @Test func aFailingStartStepKeepsTheChildFromStartingAndStillReleases() async throws {
+        let dir = try SupervisorProcessTests.directory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        var config = Self.config(dir, "echo run >> \(dir)/steps; exec sleep 300")
+        config.preStart = [["/bin/sh", "-c", "echo pre >> \(dir)/steps; exit 5"]]
+        let running = RunningSupervisor(config)
+        let deadline = Date().addingTimeInterval(20)
+        while Self.steps(dir).count < 4 && Date() < deadline { try await Task.sleep(nanoseconds: 50_000_000) }
+        #expect(try await running.stop(by: deadline) == 0)
+        let steps = Self.steps(dir)
+        #expect(!steps.contains("run"))
+        #expect(Array(steps.prefix(4)) == ["pre", "release", "pre", "release"], "tried again, released after each")
+        #expect(try String(contentsOfFile: "\(dir)/component.log", encoding: .utf8).contains("exited with status 5"))
+    }
+
+    @Test func aLinkWhereItsDirectoryGoesIsRefused() async throws {
+        let dir = try SupervisorProcessTests.directory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try FileManager.default.createDirectory(atPath: "\(dir)/elsewhere", withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(atPath: "\(dir)/state", withDestinationPath: "\(dir)/elsewhere")
+        var config = Self.config(dir, "echo run >> \(dir)/steps; exec sleep 300")
+        config.directories = [.init(path: "\(dir)/state", mode: 0o700)]
+        let running = RunningSupervisor(config)
+        let deadline = Date().addingTimeInterval(20)
+        while Self.steps(dir).count < 1 && Date() < deadline { try await Task.sleep(nanoseconds: 50_000_000) }
+        #expect(try await running.stop(by: deadline) == 0)
+        #expect(!Self.steps(dir).contains("run"))
+        #expect(try String(contentsOfFile: "\(dir)/component.log", encoding: .utf8).contains("is not a directory"))
+        var st = stat()
+        #expect(stat("\(dir)/elsewhere", &st) == 0 && st.st_mode & 0o7777 == 0o755, "the link's target is untouched")
+    }
+
+    @Test func stopSendsTheComponentsOwnSignalAndACleanExitIsRestartedWhenItAlwaysRestarts() async throws {
+        let dir = try SupervisorProcessTests.directory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        var config = Self.config(dir, "echo run >> \(dir)/steps; trap 'echo interrupted >> \(dir)/steps; exit 0' INT; "
+                                      + "if [ -e \(dir)/second ]; then while :; do sleep 0.1; done; fi; touch \(dir)/second; exit 0")
+        config.stopSignal = SIGINT
+        let running = RunningSupervisor(config)
+        let deadline = Date().addingTimeInterval(20)
+        while Self.steps(dir).filter({ $0 == "run" }).count < 2 && Date() < deadline { try await Task.sleep(nanoseconds: 50_000_000) }
+        try await Task.sleep(nanoseconds: 300_000_000)
+        #expect(try await running.stop(by: deadline) == 0)
+        #expect(Self.steps(dir) == ["pre", "run", "release", "pre", "run", "interrupted", "release"])
+    }
+}
+
+/// The server's daily backup on a cluster member under the supervisor: the cluster's daily lock around it, as the
+/// backup unit's ExecCondition and ExecStopPost do. The command runs against a stand-in for the warbler binary.
+@Suite struct ClusterMemberBackupJobTests {
+    /// Runs the job's shell with `warbler` replaced by a script that logs its arguments (and SERVICE_RESULT) and
+    /// exits with ACQUIRE for `backup-lock acquire`, BACKUP for `backup`.
+    static func run(acquire: Int32, backup: Int32) throws -> (status: Int32, calls: [String]) {
+        let dir = try SupervisorProcessTests.directory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let fake = "\(dir)/warbler"
+        try """
+            #!/bin/sh
+            echo "$* ${SERVICE_RESULT:-}" >> \(dir)/calls
+            case "$1 $2" in "backup-lock acquire") exit \(acquire);; "backup --config") exit \(backup);; esac
+            exit 0
+            """.write(toFile: fake, atomically: true, encoding: .utf8)
+        chmod(fake, 0o755)
+        let job = try #require(SupervisorConfig.serverOnClusterMember.periodic.first { $0.argv.first == "/bin/sh" })
+        let argv = job.argv.map { $0.replacingOccurrences(of: Paths.currentBinary, with: fake) }
+        let r = try Subprocess.run(argv)
+        let calls = ((try? String(contentsOfFile: "\(dir)/calls", encoding: .utf8)) ?? "").split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
+        return (r.status, calls)
+    }
+
+    @Test func theMemberHoldingTheLockBacksUpAndReleasesItWithTheOutcome() throws {
+        let ok = try Self.run(acquire: 0, backup: 0)
+        #expect(ok.status == 0)
+        #expect(ok.calls == ["backup-lock acquire", "backup --config /etc/warbler/warbler.yaml", "backup-lock release success"])
+        let failed = try Self.run(acquire: 0, backup: 3)
+        #expect(failed.status == 3)
+        #expect(failed.calls.last == "backup-lock release exit-code")
+    }
+
+    @Test func anotherMembersLockSkipsTheRunAndAnErrorFailsIt() throws {
+        let skipped = try Self.run(acquire: 1, backup: 0)
+        #expect(skipped.status == 0 && skipped.calls == ["backup-lock acquire"])
+        let broken = try Self.run(acquire: 255, backup: 0)
+        #expect(broken.status == 255 && broken.calls == ["backup-lock acquire"])
+        // A single node's job is the plain backup.
+        #expect(SupervisorConfig.server.periodic.contains { $0.argv == [Paths.currentBinary, "backup", "--config", Paths.config] })
     }
 }

@@ -9,6 +9,9 @@ final class FakeStatusProbe: StatusProbe {
     struct State {
         var systemd: ServiceFacts?
         var supervised: ServiceFacts?
+        /// The supervisor's view by its PID file (a file's name, as `supervise-etcd.pid`), over `supervised`.
+        var supervisedByPIDFile: [String: ServiceFacts] = [:]
+        var supervisedAsked: [(supervisor: String, child: String)] = []
         /// Answers per URL, served in order (the last one repeats); a URL with none fails to connect.
         var answers: [String: [HTTPAnswer]] = [:]
         var requests: [(url: String, caFile: String?)] = []
@@ -20,7 +23,12 @@ final class FakeStatusProbe: StatusProbe {
     init(now: Date = Date(timeIntervalSince1970: 1_800_000_000)) { clock = now }
 
     func systemdService(_ unit: String) async -> ServiceFacts? { state.withLock { $0.systemd } }
-    func supervisedService(supervisorPIDFile: String, childPIDFile: String) async -> ServiceFacts? { state.withLock { $0.supervised } }
+    func supervisedService(supervisorPIDFile: String, childPIDFile: String) async -> ServiceFacts? {
+        state.withLock {
+            $0.supervisedAsked.append((supervisorPIDFile, childPIDFile))
+            return $0.supervisedByPIDFile[(supervisorPIDFile as NSString).lastPathComponent] ?? $0.supervised
+        }
+    }
     func readFile(_ path: String) -> Data? { FileManager.default.contents(atPath: path) }
     func fileSize(_ path: String) -> UInt64? {
         (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? NSNumber)?.uint64Value
@@ -196,6 +204,31 @@ struct StatusFixture {
         let report = await f.collect(.builtin)
         #expect(report.components[0].manager == "builtin")
         #expect(report.components[0].state == "activating/auto-restart")
+        #expect(!report.healthy)
+    }
+
+    @Test func aClusterMembersComponentsShowUnderTheSupervisorLikeTheServer() async throws {
+        let f = try StatusFixture()
+        defer { f.remove() }
+        f.healthyServer()
+        try FileManager.default.createDirectory(atPath: f.root + "/etc/systemd/system", withIntermediateDirectories: true)
+        for unit in [ClusterPaths.etcdUnit, ClusterPaths.patroniUnit, ClusterPaths.haproxyUnit, ClusterPaths.agentUnit] {
+            try "[Service]\n".write(toFile: f.root + Paths.unitFile(unit), atomically: true, encoding: .utf8)
+        }
+        f.probe.state.withLock {
+            $0.supervised = ServiceFacts(activeState: "active", subState: "running", pid: 77)
+            $0.supervisedByPIDFile["supervise-patroni.pid"] = ServiceFacts(activeState: "activating", subState: "auto-restart")
+        }
+        let report = await f.collect(.builtin)
+        #expect(report.components.map(\.name) == ["server", "etcd", "patroni", "haproxy", "cluster-agent"])
+        let etcd = try #require(report.components.first { $0.name == "etcd" })
+        #expect(etcd.manager == "builtin" && etcd.state == "active/running" && etcd.active && etcd.problems.isEmpty)
+        // Each is asked about by its own supervisor's PID files under the install's root.
+        let asked = f.probe.state.withLock { $0.supervisedAsked }
+        #expect(asked.contains { $0.supervisor == f.root + "/run/warbler/supervise-etcd.pid" && $0.child == f.root + "/run/warbler/etcd.pid" })
+        // Patroni waiting to be restarted makes the host unhealthy.
+        let patroni = try #require(report.components.first { $0.name == "patroni" })
+        #expect(patroni.problems == ["patroni is not running (activating/auto-restart)"])
         #expect(!report.healthy)
     }
 

@@ -73,6 +73,17 @@ import Testing
         try expectGolden(try TemplateSet(directory: Repo.templates).renderCluster(name, Self.member), "cluster-" + name)
     }
 
+    /// The component units as a database member with a virtual IP gets them: the command lines, users and
+    /// directories come from `ClusterComponent`, which the built-in supervisor reads too.
+    @Test(arguments: ["warbler-etcd.service", "warbler-patroni.service", "warbler-haproxy.service", "warbler-cluster-agent.service",
+                      "warbler-keepalived.service", "warbler-vip-agent.service"])
+    func aMembersUnitsMatchTheirGoldenFiles(_ name: String) throws {
+        var c = Self.member
+        c.vip = "10.0.0.10"; c.keepalivedBin = "/opt/warbler/current/embedded/keepalived/usr/sbin/keepalived"
+        c.keepalivedConfig = "/var/lib/warbler-keepalived/keepalived.conf"
+        try expectGolden(try TemplateSet(directory: Repo.templates).renderCluster(name, c), "cluster-" + name)
+    }
+
     @Test func onTheSitesDatabaseHAProxyHasNoPrimaryListener() throws {
         var c = Self.member
         c.externalDatabase = true; c.balance = "source"

@@ -129,7 +129,7 @@ public struct DrainControl: Sendable {
             if pending.isEmpty { return }
             guard ContinuousClock.now < deadline else {
                 throw ClusterOpsError("the cluster agent of \(pending.joined(separator: ", ")) has not \(what) in its HAProxy within \(timeout): "
-                    + "check `systemctl status warbler-cluster-agent` and `journalctl -u warbler-cluster-agent` there"
+                    + "check `systemctl status warbler-cluster-agent` and `journalctl -u warbler-cluster-agent` there (under the built-in supervisor: \(Paths.logs)/cluster-agent.log)"
                     + (revision != nil ? "; to undo the drain by hand see docs/operations.md, \"Draining a member\"" : ""))
             }
             try await Task.sleep(for: poll)

@@ -44,7 +44,7 @@ public struct MemberReleases: Codable, Sendable, Equatable {
             return try d.decode(MemberReleases.self, from: data)
         } catch {
             throw ClusterOpsError("\(path) is not the cluster agent's release record (\(Self.reason(error))); it is rewritten every \(Int(interval)) s: "
-                + "check `systemctl status warbler-cluster-agent` and `journalctl -u warbler-cluster-agent`")
+                + "check `systemctl status warbler-cluster-agent` and `journalctl -u warbler-cluster-agent` (under the built-in supervisor: \(Paths.logs)/cluster-agent.log)")
         }
     }
 

@@ -226,8 +226,12 @@ public struct VIPAgent: Sendable {
             notes.append("keepalived's peers: \(wanted.peers.isEmpty ? "none yet" : wanted.peers.joined(separator: ", "))")
             if current != nil {
                 // A running keepalived rereads it; the VRRP state (who holds the address) is kept.
-                let r = try system.run(["systemctl", "reload", ClusterPaths.keepalivedUnit], as: nil)
-                if r.status != 0 { notes.append("reloading keepalived failed: \(r.output.trimmingCharacters(in: .whitespacesAndNewlines))") }
+                if installedInitSystem(layout: Layout(), system: system) == .builtin {
+                    do { try reloadSupervised(ClusterPaths.keepalivedUnit) } catch { notes.append("reloading keepalived failed: \(error)") }
+                } else {
+                    let r = try system.run(["systemctl", "reload", ClusterPaths.keepalivedUnit], as: nil)
+                    if r.status != 0 { notes.append("reloading keepalived failed: \(r.output.trimmingCharacters(in: .whitespacesAndNewlines))") }
+                }
             }
         }
         let published = try etcd.get(prefix: ClusterPaths.vipPeersPrefix + member.member.name).first.map { String(decoding: $0.value, as: UTF8.self) }
@@ -254,7 +258,7 @@ public struct VIPAgent: Sendable {
     public func waitForPeers(seconds: Double, log: @Sendable (String) -> Void) async throws {
         let deadline = Date().addingTimeInterval(seconds)
         while (try? system.info(configPath)).flatMap({ $0 }) == nil {
-            guard Date() < deadline else { throw ClusterOpsError("\(configPath) was not written within \(Int(seconds)) s: see journalctl -u \(ClusterPaths.vipAgentUnit)") }
+            guard Date() < deadline else { throw ClusterOpsError("\(configPath) was not written within \(Int(seconds)) s: see journalctl -u \(ClusterPaths.vipAgentUnit) (under the built-in supervisor: \(Paths.logs)/vip-agent.log)") }
             try await Task.sleep(for: .milliseconds(500))
         }
         var waiting: [String] = []
