@@ -16,7 +16,7 @@ BIN=$(readlink -f "${1:?usage: e2e-cluster-supervisor.sh INSTALLER_FILE}")
 source scripts/e2e-lib.sh
 
 # pid_of PATH: the PID (as the container sees it) on the first line of a PID file in the container; empty if none.
-pid_of() { head -1 "$WORK/ctr$1" 2>/dev/null || true; }
+pid_of() { inside head -1 "$1" 2>/dev/null || true; }   # /run is the container's own tmpfs: read it inside
 # alive PID: the process runs in the container.
 # (kill is the shell's own: minimal hosts have no /bin/kill.)
 alive() { [ -n "$1" ] && inside sh -c "kill -0 $1" 2>/dev/null; }
@@ -61,7 +61,7 @@ supervisor_cluster_check() {
     [ "$name" = server ] || alive "$(pid_of "/run/warbler/supervise-$name.pid")" || fail "$name's supervisor is not running"
     [ "$name" = server ] || [ -s "$WORK/ctr/var/log/warbler/$name.log" ] || fail "/var/log/warbler/$name.log is empty"
   done
-  [ "$(stat -c '%U:%G %a' "$WORK/ctr/var/log/warbler")" = "root:warbler 750" ] || fail "/var/log/warbler is not root:warbler 0750"
+  [ "$(inside stat -c '%U:%G %a' /var/log/warbler)" = "root:warbler 750" ] || fail "/var/log/warbler is not root:warbler 0750"
   wait_for 60 running "$PG" || fail "PostgreSQL is not running"
   ok "etcd, Patroni (PostgreSQL pid $(pid_of "$PG")), HAProxy, the agent and the server run, each as its own user"
 
@@ -94,7 +94,7 @@ supervisor_cluster_check() {
   pids="$pids $(pid_of /run/warbler/supervise.pid) $(pid_of "$PG")"
   inside /root/warbler uninstall --yes >"$WORK/uninstall.log" 2>&1 || { cat "$WORK/uninstall.log"; fail "uninstall"; }
   for pid in $pids; do ! alive "$pid" || fail "process $pid still runs after uninstall"; done
-  [ ! -e "$WORK/ctr/run/warbler" ] && [ ! -e "$WORK/ctr/etc/warbler" ] && [ ! -e "$WORK/ctr/opt/warbler" ] || fail "files left after uninstall"
+  ! inside sh -c 'ls /run/warbler/*.pid' >/dev/null 2>&1 && [ ! -e "$WORK/ctr/etc/warbler" ] && [ ! -e "$WORK/ctr/opt/warbler" ] || fail "files left after uninstall"
   ok "uninstall: every supervisor, component, PostgreSQL and the server stopped; files gone"
 }
 
