@@ -77,6 +77,7 @@ if [ "$E2E" != 0 ]; then
   bash packaging/build.sh --debug
   FILE=$(ls dist/warbler-*-linux-x86_64 | sort -V | tail -1)
   bash scripts/e2e-nspawn.sh "$FILE"
+  bash scripts/e2e-cluster-supervisor.sh "$FILE"
   bash scripts/e2e-upgrade.sh "$FILE"
   bash scripts/e2e-cluster.sh "$FILE"
 fi
