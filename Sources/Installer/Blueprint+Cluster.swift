@@ -209,6 +209,13 @@ extension Blueprint {
         file(ClusterPaths.haproxyConfig, try templates.renderCluster("haproxy.cfg", ctx), 0o640, group(ClusterPaths.haproxyUser))
         try unit(ClusterPaths.haproxyUnit, restartOn: [ClusterPaths.haproxyConfig, ctx.haproxyPem])
         try unit(ClusterPaths.agentUnit, restartOn: [ClusterPaths.memberFile, ctx.agentCert, ctx.agentKey])
+        // The upgrade receiver: root, on the advertise address. It restarts itself after each switch (the install it
+        // runs must not restart it), so neither a new release nor a changed unit restarts it here; a new member
+        // certificate or member file does (an install changes them only when the member's names change).
+        ctx.upgradeReceiverPort = ClusterSettings.Port.upgradeReceiver
+        file(Paths.unitFile(ClusterPaths.upgradeReceiverUnit), try templates.renderCluster(ClusterPaths.upgradeReceiverUnit, ctx), 0o644, root)
+        services.append(.init(unit: ClusterPaths.upgradeReceiverUnit, unitFile: layout.path(Paths.unitFile(ClusterPaths.upgradeReceiverUnit)),
+                              restartOn: [ClusterPaths.memberFile, ClusterPaths.rootCert, ClusterPaths.rootKey].map(layout.path), restartsItself: true))
         if let vip = c.vip {
             // The virtual IP: the VIP agent writes keepalived's config from the members in etcd (root's files only).
             ctx.vip = vip.description
