@@ -25,10 +25,10 @@ final class ReceiverUnderTest: Sendable {
     /// How many times the receiver asked to be restarted (after a switch that changed the release).
     let changes = Counter()
 
-    init(node: String, host: FakeUpgradeHost = FakeUpgradeHost()) async throws {
+    init(node: String, host: FakeUpgradeHost = FakeUpgradeHost(), listenPort: Int = 0, root given: String? = nil) async throws {
         self.node = node
         self.host = host
-        root = FileManager.default.temporaryDirectory.appendingPathComponent("warbler-receiver-\(UUID().uuidString)").path
+        root = given ?? FileManager.default.temporaryDirectory.appendingPathComponent("warbler-receiver-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: root + Paths.installState, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         let m = Self.material
         let chain = try NIOSSLCertificate.fromPEMBytes(Array(m.serverCertificatePEM.utf8))
@@ -39,7 +39,7 @@ final class ReceiverUnderTest: Sendable {
         logger.logLevel = .critical
         let changes = self.changes
         let receiver = UpgradeReceiver(
-            config: .init(node: node, caKey: Self.caKey.publicKey, host: "127.0.0.1", port: 0, tls: tls, layout: Layout(root: root), owners: [getuid()]),
+            config: .init(node: node, caKey: Self.caKey.publicKey, host: "127.0.0.1", port: listenPort, tls: tls, layout: Layout(root: root), owners: [getuid()]),
             host: host, logger: logger, changed: { changes.value.withLock { $0 += 1 } })
         self.receiver = receiver
         task = Task { try await receiver.run(handleSignals: false) }
@@ -54,10 +54,10 @@ final class ReceiverUnderTest: Sendable {
         return UpgradeReceiverClient(node: node, baseURL: "https://127.0.0.1:\(port)", caKey: key, tls: tls)
     }
 
-    func stop() async {
+    func stop(keepingFiles: Bool = false) async {
         await receiver.shutdown()
         _ = await task.result
-        try? FileManager.default.removeItem(atPath: root)
+        if !keepingFiles { try? FileManager.default.removeItem(atPath: root) }
     }
 
     /// What is in the incoming directory (nil: there is none).
@@ -208,6 +208,22 @@ struct ReleaseFile {
         #expect(r.incomingNames ?? [] == [])
         #expect(r.host.actions.isEmpty)
         #expect(r.changes.value.withLock { $0 } == 0)
+    }
+
+    @Test func anOrderToARestartingReceiverIsSentAgainUntilItAnswers() async throws {
+        // After a switch the receiver stops and systemd starts it again: the next order must not fail meanwhile.
+        let first = try await ReceiverUnderTest(node: "warbler-2")
+        let client = try first.client()
+        await first.stop(keepingFiles: true)
+        let host = first.host, port = first.port, root = first.root
+        let again = Task {
+            // Longer than the client's connect timeout (5 s), within which the HTTP client itself tries again.
+            try await Task.sleep(for: .seconds(7))
+            return try await ReceiverUnderTest(node: "warbler-2", host: host, listenPort: port, root: root)
+        }
+        try await client.returnTo(version: "1.0.0") { _ in }
+        let second = try await again.value
+        await second.stop()
     }
 
     @Test func aSwitchToAFileNeverReceivedIsRefused() async throws {

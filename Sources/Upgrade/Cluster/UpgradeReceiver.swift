@@ -163,7 +163,8 @@ public final class UpgradeReceiver: Sendable {
                     return ("switched", true)
                 } catch let e as UpgradeError {
                     if e.changedNothing { return ("refused: \(e.description)", false) }
-                    if e.rolledBack { return ("returned: \(e.step): \(e.detail)", true) }
+                    // Back on the release it runs from: no restart needed, and the engine's switch back comes at once.
+                    if e.rolledBack { return ("returned: \(e.step): \(e.detail)", false) }
                     return ("return failed: \(e.description)", true)
                 } catch {
                     return ("return failed: \(error)", true)

@@ -22,6 +22,8 @@ public struct UpgradeReceiverClient: Sendable {
     public var tls: TLSConfiguration
     /// How long a `switch` or `return` may take in all (an install, restarts each gated on readiness, a self-check).
     public var switchTimeout: Duration = .seconds(1800)
+    /// How long a `switch` or `return` is sent again while no receiver answers (one restarting).
+    public var connectPatience: Duration = .seconds(30)
 
     public init(node: String, baseURL: String, caKey: P256.Signing.PrivateKey, tls: TLSConfiguration) {
         self.node = node; self.baseURL = baseURL; self.caKey = caKey; self.tls = tls
@@ -94,7 +96,22 @@ public struct UpgradeReceiverClient: Sendable {
 
     /// Sends `order` and holds its answer's last line to `success`.
     func give(_ order: UpgradeRequest, _ path: String, success: String, log: @escaping @Sendable (String) -> Void) async throws {
-        let (status, lines) = try await send(try request(path, order), timeout: switchTimeout, log: log)
+        // A receiver restarts after each switch that changed its release (a few seconds): an order that reaches no
+        // receiver is sent again, freshly signed, for up to `connectPatience`. One that got an answer is not.
+        var order = order
+        let deadline = ContinuousClock.now + connectPatience
+        var answer: (Int, [String])?
+        while answer == nil {
+            do {
+                answer = try await send(try request(path, order), timeout: switchTimeout, log: log)
+            } catch let e as NoAnswer where ContinuousClock.now < deadline {
+                _ = e
+                try await Task.sleep(for: .seconds(1))
+                order.nonce = UpgradeRequest.makeNonce()
+                order.time = Int64(Date().timeIntervalSince1970.rounded(.down))
+            }
+        }
+        let (status, lines) = answer!
         let last = lines.last ?? ""
         guard status == 200, last == success || last.hasPrefix(success + " ") else {
             throw ClusterUpgradeRefusal("\(node): \(last.isEmpty ? "no answer to `\(order.action.rawValue)` (\(status))" : last)")
@@ -137,10 +154,15 @@ public struct UpgradeReceiverClient: Sendable {
         } catch {
             try? await client.shutdown()
             let said = lines.last.map { "; its last line: \($0)" } ?? ""
-            throw ClusterUpgradeRefusal("\(node)'s upgrade receiver (\(baseURL)) did not answer: \(error)\(said)")
+            let message = "\(node)'s upgrade receiver (\(baseURL)) did not answer: \(error)\(said)"
+            if status == 0 { throw NoAnswer(description: message) }
+            throw ClusterUpgradeRefusal(message)
         }
         return (status, lines)
     }
+
+    /// No answer began (no connection, or none before the response's head): the order may be sent again.
+    struct NoAnswer: Error, CustomStringConvertible { var description: String }
 }
 
 /// A file read in 1 MiB chunks, as a request body.
