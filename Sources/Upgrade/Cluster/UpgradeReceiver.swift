@@ -291,7 +291,7 @@ public final class UpgradeReceiver: Sendable {
                 written += Int64(buffer.readableBytes)
             }
         } catch let e as ReceiveRefusal { throw e } catch {
-            throw ReceiveRefusal("the body stopped after \(written) of \(order.length) bytes: \(error)")
+            throw ReceiveRefusal("receiving the file failed after \(written) of \(order.length) bytes: \(error)")
         }
         guard written == order.length else { throw ReceiveRefusal("the body is \(written) bytes, not the signed \(order.length): truncated") }
         guard fsync(fd) == 0 else { throw ReceiveRefusal("cannot fsync \(path): \(String(cString: strerror(errno)))") }
