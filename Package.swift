@@ -183,9 +183,17 @@ let package = Package(
             name: "Upgrade",
             dependencies: [
                 "Installer", "Payload", "WarblerConfig", "IMStorage", "IMClient", "IMCore", "Operations", "Backup", "DurableFiles",
+                "SystemdSupport",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "Logging", package: "swift-log"),
+                // The upgrade receiver: a TLS listener like the IM server's, and its client.
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTLS", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strict
         ),
@@ -279,7 +287,9 @@ let package = Package(
         .testTarget(
             name: "UpgradeTests",
             dependencies: ["Upgrade", "Backup", "Installer", "Payload", "WarblerConfig", "IMStorage", "DurableFiles",
-                           .product(name: "Crypto", package: "swift-crypto")],
+                           .product(name: "Crypto", package: "swift-crypto"),
+                           .product(name: "Logging", package: "swift-log"),
+                           .product(name: "NIOSSL", package: "swift-nio-ssl")],
             swiftSettings: strict
         ),
         .testTarget(

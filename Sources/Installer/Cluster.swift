@@ -98,6 +98,8 @@ public struct ClusterSettings: Sendable, Equatable {
     public enum Port {
         /// The IM server behind HAProxy, on the advertise address.
         public static let im = 8444
+        /// The upgrade receiver (root; TLS under the member's certificate; orders signed with the cluster CA key).
+        public static let upgradeReceiver = 8445
         public static let etcdClient = 2379
         public static let etcdPeer = 2380
         public static let postgres = 5432
@@ -115,7 +117,7 @@ public struct ClusterSettings: Sendable, Equatable {
     public var me: ClusterMember { ClusterMember(name: nodeName, address: advertise.description, roles: Array(roles)) }
 
     public func ports(frontend: Int) -> [Int] {
-        var p = [frontend, Port.im, Port.haproxyMonitor]
+        var p = [frontend, Port.im, Port.upgradeReceiver, Port.haproxyMonitor]
         if externalDatabase == nil { p.append(Port.primary) }
         if roles.contains(.etcd) { p += [Port.etcdClient, Port.etcdPeer, Port.etcdMetrics] }
         if roles.contains(.database) { p += [Port.postgres, Port.patroni] }
@@ -284,7 +286,8 @@ public enum ClusterPaths {
     public static let agentUnit = "warbler-cluster-agent.service"
     public static let keepalivedUnit = "warbler-keepalived.service"
     public static let vipAgentUnit = "warbler-vip-agent.service"
-    public static let unitNames = [etcdUnit, patroniUnit, haproxyUnit, agentUnit, vipAgentUnit, keepalivedUnit]
+    public static let upgradeReceiverUnit = "warbler-upgrade-receiver.service"
+    public static let unitNames = [etcdUnit, patroniUnit, haproxyUnit, agentUnit, vipAgentUnit, keepalivedUnit, upgradeReceiverUnit]
 
     /// A component's files inside a release.
     public static func embedded(_ component: String) -> String { "embedded/\(component)" }

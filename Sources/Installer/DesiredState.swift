@@ -54,8 +54,14 @@ public struct DesiredState: Sendable {
         public var restartOn: [String]
         /// Unit files that come with this one (a timer's service): a change means daemon-reload, not a restart.
         public var companionUnitFiles: [String]
-        public init(unit: String, unitFile: String, restartOn: [String], companionUnitFiles: [String] = []) {
+        /// The service restarts by itself once its work is done, and the install may run inside it (the upgrade
+        /// receiver runs `install --yes`): a change of its unit file (or of the release, when that is not in
+        /// `restartOn`) reloads its unit but does not restart it, which would end the install that asked for the
+        /// restart. Only `restartOn` files restart it; it is still started when it is not running.
+        public var restartsItself: Bool
+        public init(unit: String, unitFile: String, restartOn: [String], companionUnitFiles: [String] = [], restartsItself: Bool = false) {
             self.unit = unit; self.unitFile = unitFile; self.restartOn = restartOn; self.companionUnitFiles = companionUnitFiles
+            self.restartsItself = restartsItself
         }
     }
     /// A command run once, before the services start (creating the first admin); a marker file remembers it ran.

@@ -52,7 +52,7 @@ public enum Paths {
     /// Every unit an install may put in /etc/systemd/system, in stopping order: timers before the jobs they start,
     /// alerting before what it watches, the server last.
     public static let unitNames = [certRenewTimerName, certRenewServiceName, backupTimerName, backupServiceName,
-                                   alertdUnitName, exporterUnitName, serverUnitName,
+                                   ClusterPaths.upgradeReceiverUnit, alertdUnitName, exporterUnitName, serverUnitName,
                                    ClusterPaths.keepalivedUnit, ClusterPaths.vipAgentUnit, ClusterPaths.agentUnit, ClusterPaths.haproxyUnit, ClusterPaths.patroniUnit, ClusterPaths.etcdUnit]
     /// The long-running daemons, in starting order.
     public static let daemonUnitNames = [serverUnitName, exporterUnitName, alertdUnitName]

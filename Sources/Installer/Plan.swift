@@ -191,12 +191,12 @@ public enum Planner {
         }
         for s in desired.services {
             for command in pendingCommands where command.beforeUnit == s.unit { steps.append(.runOnce(command)) }
-            let changed = (s.restartOn + (desired.systemdUnits ? [s.unitFile] : [])).filter(written.contains)
+            let changed = (s.restartOn + (desired.systemdUnits && !s.restartsItself ? [s.unitFile] : [])).filter(written.contains)
             if statuses[s.unit]?.active != true {
                 steps.append(.service(.start(s.unit), reason: "not running"))
             } else if !changed.isEmpty {
                 steps.append(.service(.restart(s.unit), reason: "\(changed.map { ($0 as NSString).lastPathComponent }.joined(separator: ", ")) changed"))
-            } else if pending.restarts.contains(s.unit) {
+            } else if pending.restarts.contains(s.unit) && !s.restartsItself {
                 steps.append(.service(.restart(s.unit), reason: "left pending by the interrupted run"))
             }
         }

@@ -73,6 +73,8 @@ public struct ClusterContext: Sendable, Equatable {
     public var haproxyMonitorPath = "/warbler-haproxy-health"
     public var haproxyStatsPath = "/warbler-haproxy-stats"
     public var etcdMetricsPort = 2381
+    /// The upgrade receiver's port on the advertise address (`ClusterSettings.Port.upgradeReceiver`).
+    public var upgradeReceiverPort = 8445
 
     public var superuserPassword = ""
     public var replicationPassword = ""
@@ -125,7 +127,7 @@ public struct ClusterContext: Sendable, Equatable {
                           (keepalivedRuntime, "keepalived runtime directory")] where !v.isEmpty {
             try ServiceUnitContext.checkUnitValue(v, what: what)
         }
-        for p in [frontendPort, imPort, etcdClientPort, etcdPeerPort, postgresPort, patroniPort, primaryPort, haproxyMonitorPort, etcdMetricsPort] where !(1...65535).contains(p) {
+        for p in [frontendPort, imPort, etcdClientPort, etcdPeerPort, postgresPort, patroniPort, primaryPort, haproxyMonitorPort, etcdMetricsPort, upgradeReceiverPort] where !(1...65535).contains(p) {
             throw TemplateError("port \(p) is not 1-65535")
         }
         let peers = initialMembers.map { "\($0.name)=https://\($0.address):\(etcdPeerPort)" }.joined(separator: ",")
@@ -155,7 +157,7 @@ public struct ClusterContext: Sendable, Equatable {
             "keepalivedStateDirectory": String(keepalivedState.dropFirst("/var/lib/".count)),
             "keepalivedRuntime": keepalivedRuntime, "keepalivedRuntimeDirectory": String(keepalivedRuntime.dropFirst("/run/".count)),
             "haproxyMonitorPort": haproxyMonitorPort, "haproxyMonitorPath": haproxyMonitorPath, "haproxyStatsPath": haproxyStatsPath,
-            "etcdMetricsPort": etcdMetricsPort,
+            "etcdMetricsPort": etcdMetricsPort, "upgradeReceiverPort": upgradeReceiverPort,
             // Each unit's command lines, user and directories, from the description the built-in supervisor runs too.
             "etcd": etcdComponent.view(), "patroni": patroniComponent.view(), "haproxy": haproxyComponent.view(),
             "agent": agentComponent.view(), "vipAgent": vipAgentComponent.view(), "keepalived": keepalivedComponent.view(),
@@ -168,7 +170,7 @@ extension TemplateSet {
     /// `warbler-etcd.service`, `warbler-patroni.service`, `warbler-haproxy.service`, `warbler-cluster-agent.service`.
     public static let clusterTemplates = ["etcd.yaml", "patroni.yml", "haproxy.cfg", "warbler-etcd.service", "warbler-patroni.service",
                                           "warbler-haproxy.service", "warbler-cluster-agent.service", "warbler-keepalived.service",
-                                          "warbler-vip-agent.service"]
+                                          "warbler-vip-agent.service", "warbler-upgrade-receiver.service"]
 
     public func renderCluster(_ name: String, _ context: ClusterContext) throws -> String {
         guard Self.clusterTemplates.contains(name) else { throw TemplateError("\(name) is not a cluster template") }

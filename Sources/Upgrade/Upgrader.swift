@@ -106,8 +106,12 @@ public struct UpgradeOptions: Sendable {
     /// Go ahead although the install is unhealthy now.
     public var force = false
     public var keepReleases = 3
-    public init(allowDowngrade: Bool = false, force: Bool = false, keepReleases: Int = 3) {
-        self.allowDowngrade = allowDowngrade; self.force = force; self.keepReleases = keepReleases
+    /// One member's switch in a cluster upgrade (its upgrade receiver): no backup of this member (the cluster's was
+    /// taken, and the database is shared), and no restore when it returns (the expand-only migrations leave a schema
+    /// the old release runs on; a restore would destroy the other members' writes).
+    public var clusterMember = false
+    public init(allowDowngrade: Bool = false, force: Bool = false, keepReleases: Int = 3, clusterMember: Bool = false) {
+        self.allowDowngrade = allowDowngrade; self.force = force; self.keepReleases = keepReleases; self.clusterMember = clusterMember
     }
 }
 
@@ -191,13 +195,18 @@ public struct Upgrader: Sendable {
             else { throw UpgradeError.refused("checking health", "\(problem); fix it first, or add --force to upgrade anyway") }
         }
 
-        // 3. A backup before anything changes.
-        progress("backing up the database, config, secrets and attachments")
+        // 3. A backup before anything changes (a cluster's member: the cluster upgrade took one of the shared database).
         let backup: String
-        do { backup = try await host.backup(label: "pre-upgrade-\(old.version)-to-\(new.version)") } catch {
-            throw UpgradeError.refused("taking the pre-upgrade backup", "\(error)")
+        if options.clusterMember {
+            backup = ""
+            progress("no backup of this member: the cluster upgrade backed up the cluster before it began")
+        } else {
+            progress("backing up the database, config, secrets and attachments")
+            do { backup = try await host.backup(label: "pre-upgrade-\(old.version)-to-\(new.version)") } catch {
+                throw UpgradeError.refused("taking the pre-upgrade backup", "\(error)")
+            }
+            progress("backup: \(backup)")
         }
-        progress("backup: \(backup)")
         var record = UpgradeRecord(from: old.version, to: new.version, backup: backup, schemaBefore: schemaBefore,
                                    startedAt: host.now(), outcome: .inProgress)
         try host.save(record)
@@ -217,7 +226,8 @@ public struct Upgrader: Sendable {
             progress("rolling back to \(old.version)")
             let failure = "\(error)"
             do {
-                let restored = try await rollBack(to: installed.currentBinary, backup: backup, schemaBefore: schemaBefore, progress: progress)
+                let restored = try await rollBack(to: installed.currentBinary, backup: options.clusterMember ? nil : backup,
+                                                  schemaBefore: schemaBefore, progress: progress)
                 // The host as it was: the failed release's directory goes too, unless it was there before.
                 if !installed.all.contains(new.version) && new.version != old.version { try? host.removeRelease(new.version) }
                 record.outcome = .rolledBack; record.failure = failure
@@ -239,7 +249,7 @@ public struct Upgrader: Sendable {
         let pruned = try host.pruneReleases(keep: max(2, options.keepReleases), protecting: [new.version, old.version])
         if !pruned.isEmpty { progress("removed old releases: \(pruned.joined(separator: ", "))") }
         // Older pre-upgrade backups: no record names them any more. This one stays until the next upgrade.
-        if let gone = try? host.prunePreUpgradeBackups(keeping: backup), !gone.isEmpty {
+        if !options.clusterMember, let gone = try? host.prunePreUpgradeBackups(keeping: backup), !gone.isEmpty {
             progress("removed older pre-upgrade backups: \(gone.joined(separator: ", "))")
         }
         return .upgraded(from: old.version, to: new.version, backup: backup, pruned: pruned)
@@ -269,6 +279,31 @@ public struct Upgrader: Sendable {
         try host.setPrevious(current)
         if var record { record.outcome = .rolledBack; record.failure = "rolled back on request"; try? host.save(record) }
         return (current, previous, restored)
+    }
+
+    /// A cluster member's return to its previous release (its upgrade receiver's `return`): converges onto
+    /// `previous`, which must be `version`, starts the server and self-checks, without restoring anything (see
+    /// `UpgradeOptions.clusterMember`). Nothing to do when the member already runs `version` (its switch returned it
+    /// by itself). Returns whether it switched.
+    @discardableResult
+    public func clusterReturn(to version: String, progress: @Sendable (String) -> Void = { _ in }) async throws -> Bool {
+        let installed = try host.installed()
+        if installed.current == version {
+            progress("already on \(version)")
+            return false
+        }
+        guard let previous = installed.previous, previous == version else {
+            throw UpgradeError.refused("finding the previous release", "the previous release here is \(installed.previous ?? "not set"), not \(version); this member runs \(installed.current)")
+        }
+        let binary = installed.currentBinary.replacingOccurrences(of: "/releases/\(installed.current)/", with: "/releases/\(previous)/")
+        let target = try host.releaseInfo(binary: binary)
+        guard target.version == version else {
+            throw UpgradeError.refused("checking the previous release", "\(binary) says it is \(target.version), not \(version)")
+        }
+        progress("returning from \(installed.current) to \(version), without restoring anything (the schema is expand-only)")
+        _ = try await rollBack(to: binary, backup: nil, schemaBefore: 0, progress: progress)
+        try host.setPrevious(installed.current)
+        return true
     }
 
     /// Restores the backup if the schema moved, then converges onto `binary`'s release and checks it serves.

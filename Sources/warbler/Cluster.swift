@@ -11,7 +11,8 @@ extension Warbler {
             commandName: "cluster",
             abstract: "A cluster member's commands: join tokens, the cluster's status.",
             subcommands: [Token.self, Status.self, HAProxy.self, Register.self, Promote.self, SetupDatabase.self, WaitDatabase.self, Agent.self,
-                          Migrate.self, VIPAgentCommand.self, VIPWait.self, VIPRelease.self, VIPCheck.self, Switchover.self, Failover.self, Drain.self, Undrain.self, Remove.self])
+                          Migrate.self, VIPAgentCommand.self, VIPWait.self, VIPRelease.self, VIPCheck.self, Switchover.self, Failover.self, Drain.self, Undrain.self,
+                          Remove.self, UpgradeReceiverCommand.self])
     }
 }
 

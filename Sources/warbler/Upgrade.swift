@@ -73,7 +73,7 @@ extension Warbler {
         func run() async throws {
             if LiveClusterUpgradeDriver.isClusterMember {
                 do {
-                    let upgrader = ClusterUpgrader(driver: try LiveClusterUpgradeDriver())
+                    let upgrader = ClusterUpgrader(driver: try LiveClusterUpgradeDriver(log: { print("    \($0)") }))
                     if !resume {
                         // The checks first (a contract migration ran, nothing to return), then what this build can do.
                         let planned = try await upgrader.planRollback()
@@ -107,7 +107,7 @@ extension Warbler {
 extension Warbler.UpgradeCommand {
     /// `warbler upgrade` on a cluster member: the cluster upgrade engine with this build's real driver.
     func upgradeCluster(file: String) async throws {
-        let upgrader = ClusterUpgrader(driver: try LiveClusterUpgradeDriver())
+        let upgrader = ClusterUpgrader(driver: try LiveClusterUpgradeDriver(log: { print("    \($0)") }))
         if contract {
             let done = try await upgrader.contract { print("  - \($0)") }
             print("Ran the contract migrations of \(done.to) (schema \(done.contracted ?? 0)). The cluster can no longer return to \(done.from) by `warbler rollback`.")

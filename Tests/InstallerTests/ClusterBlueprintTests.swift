@@ -43,6 +43,10 @@ import Testing
         // The certificate names the advertise address and loopback, not the hostname (other members have theirs).
         #expect(outcome.tls?.names == ["10.0.0.5", "127.0.0.1"])
         #expect(outcome.url == "https://10.0.0.5:8443")
+        // Every member runs the upgrade receiver (root) on its advertise address.
+        #expect(steps.contains(.service(.start(ClusterPaths.upgradeReceiverUnit), reason: "not running")))
+        let receiver = try #require(host.text(Paths.unitFile(ClusterPaths.upgradeReceiverUnit)))
+        #expect(receiver.contains("ExecStart=/opt/warbler/current/bin/warbler cluster upgrade-receiver") && receiver.contains("10.0.0.5:8445"))
     }
 
     @Test func withoutSystemdAsPID1TheSupervisorStartsEveryComponentAndUninstallStopsThem() throws {

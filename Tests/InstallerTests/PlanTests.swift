@@ -119,6 +119,31 @@ import Testing
         #expect(second.serviceActions == [.restart("b.service")], "no daemon-reload: no unit file changed")
     }
 
+    @Test func aUnitThatRestartsItselfIsReloadedNotRestartedWhenOnlyItsUnitChanges() throws {
+        // The upgrade receiver runs the install that rewrites its unit: restarting it would end that install.
+        let system = RecordingSystem()
+        func desired(unit: String, cert: String) -> DesiredState {
+            var d = DesiredState()
+            d.directories = [.init(path: "/etc/demo", mode: 0o755, owner: .root)]
+            d.files = [
+                .init(path: "/etc/demo/cert.pem", content: .bytes(Data(cert.utf8)), mode: 0o644, owner: .root, label: nil),
+                .init(path: "/etc/systemd/system/r.service", content: .bytes(Data(unit.utf8)), mode: 0o644, owner: .root, label: nil),
+            ]
+            d.services = [.init(unit: "r.service", unitFile: "/etc/systemd/system/r.service", restartOn: ["/etc/demo/cert.pem"], restartsItself: true)]
+            return d
+        }
+        let store = JournalStore(system: system, layout: Layout())
+        let journal = Journal(runID: "t", version: "1", state: .running, startedAt: system.now(), inputs: InstallAnswers(), ports: [], entries: [])
+        let first = try Planner.plan(desired(unit: "[Service]\n", cert: "c1"), on: system)
+        #expect(first.serviceActions.contains(.start("r.service")))
+        _ = try Applier(system: system, store: store).apply(first, journal: journal)
+        let unitChanged = try Planner.plan(desired(unit: "[Service]\nRestart=always\n", cert: "c1"), on: system)
+        #expect(unitChanged.serviceActions == [.daemonReload])
+        _ = try Applier(system: system, store: store).apply(unitChanged, journal: journal)
+        let certChanged = try Planner.plan(desired(unit: "[Service]\nRestart=always\n", cert: "c2"), on: system)
+        #expect(certChanged.serviceActions == [.restart("r.service")])
+    }
+
     @Test func driftedModeIsRepairedWithoutARestart() throws {
         let host = try Host()
         try host.install()

@@ -11,10 +11,12 @@ import Testing
         // Root: keepalived needs CAP_NET_ADMIN, CAP_NET_RAW (and SETUID/SETGID for its track script); the VIP agent
         // writes root's config.
         "warbler-keepalived.service": 3.5, "warbler-vip-agent.service": 3.0,   // measured 2.9 and 2.2
+        // Root, running an install (its unit says which directives are relaxed and why).
+        "warbler-upgrade-receiver.service": 4.0,   // measured 3.3
     ]
 
     @Test(arguments: ["warbler-etcd.service", "warbler-patroni.service", "warbler-haproxy.service", "warbler-cluster-agent.service",
-                      "warbler-keepalived.service", "warbler-vip-agent.service"])
+                      "warbler-keepalived.service", "warbler-vip-agent.service", "warbler-upgrade-receiver.service"])
     func clusterUnitsVerifyAndRateWithinTheirCeiling(_ name: String) throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("warbler-cluster-units-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: dir) }
@@ -82,6 +84,11 @@ import Testing
         c.vip = "10.0.0.10"; c.keepalivedBin = "/opt/warbler/current/embedded/keepalived/usr/sbin/keepalived"
         c.keepalivedConfig = "/var/lib/warbler-keepalived/keepalived.conf"
         try expectGolden(try TemplateSet(directory: Repo.templates).renderCluster(name, c), "cluster-" + name)
+    }
+
+    @Test func theUpgradeReceiversUnitMatchesItsGoldenFile() throws {
+        try expectGolden(try TemplateSet(directory: Repo.templates).renderCluster("warbler-upgrade-receiver.service", Self.member),
+                         "cluster-warbler-upgrade-receiver.service")
     }
 
     @Test func onTheSitesDatabaseHAProxyHasNoPrimaryListener() throws {

@@ -8,19 +8,17 @@ import Operations
 import Synchronization
 import WarblerConfig
 
-/// The cluster upgrade's effects on a real cluster, from a member (root): what this build has a primitive for, and
-/// for the rest, a refusal that names the step. Nothing here pretends: the engine asks `unavailable` before the
-/// first change and refuses the whole run when any step it needs is missing.
+/// The cluster upgrade's effects on a real cluster, from a member (root).
 ///
-/// Real: reading the cluster (etcd's members, each IM server's `/v1/version`, Patroni's primary, the schema),
-/// verifying the file (checksum, and signature with the release key), the recorded progress (root's file and
-/// etcd's copy), the cluster-wide lock (`ClusterUpgradeLock`, renewed while the run lasts), the cluster backup
-/// (in process, on this member), the expand and contract migrations (`warbler cluster migrate` of the release they
-/// belong to), waiting for a member to be ready on a release (`NodeReadiness`), the Patroni switchover, draining a
-/// node in every member's HAProxy (a mark in etcd each member's agent applies, `DrainMarks`), and telling one
-/// node's clients to reconnect and counting its sessions (a signed cluster operation to its IM server,
-/// `NodeSessions`). Missing: copying the file to another node and switching another node's release (designed in
-/// docs/architecture.md, *Cluster upgrade*).
+/// Reading the cluster (etcd's members, each IM server's `/v1/version`, Patroni's primary, the schema), verifying
+/// the file (checksum, and signature with the release key), the recorded progress (root's file and etcd's copy), the
+/// cluster-wide lock (`ClusterUpgradeLock`, renewed while the run lasts), the cluster backup (in process, on this
+/// member), the expand and contract migrations (`warbler cluster migrate` of the release they belong to), copying
+/// the file to a member and switching or returning its release (orders signed with the cluster CA key to its
+/// upgrade receiver, `UpgradeReceiverClient`; this member's own receiver too), waiting for a member to be ready on a
+/// release (`NodeReadiness`), the Patroni switchover, draining a node in every member's HAProxy (a mark in etcd each
+/// member's agent applies, `DrainMarks`), and telling one node's clients to reconnect and counting its sessions (a
+/// signed cluster operation to its IM server, `NodeSessions`).
 public struct LiveClusterUpgradeDriver: ClusterUpgradeDriver {
     public static let etcdKey = "/warbler/upgrade/progress"
 
@@ -31,30 +29,23 @@ public struct LiveClusterUpgradeDriver: ClusterUpgradeDriver {
     let upgradeLock: ClusterUpgradeLock
     /// The lock's renewals while this process holds it.
     let keeper = HeldLock()
+    /// Each line a member's receiver streams while it switches (`NODE: line`).
+    let log: @Sendable (String) -> Void
 
-    public init(progressFile: ClusterUpgradeProgressFile = ClusterUpgradeProgressFile()) throws {
+    public init(progressFile: ClusterUpgradeProgressFile = ClusterUpgradeProgressFile(), log: @escaping @Sendable (String) -> Void = { _ in }) throws {
         member = try ClusterTasks().memberFile()
         etcd = Etcdctl(endpoints: member.etcdEndpoints)
         host = LiveUpgradeHost()
         self.progressFile = progressFile
         upgradeLock = ClusterUpgradeLock(etcd: etcd, member: member.member.name)
+        self.log = log
     }
 
     /// Whether this host is a cluster member (its member file exists).
     public static var isClusterMember: Bool { FileManager.default.fileExists(atPath: ClusterPaths.memberFile) }
 
-    public func unavailable(_ step: ClusterUpgradeStep?) -> String? {
-        let missing: String
-        switch step {
-        case nil, .backup?, .expandMigrations?, .contractMigrations?, .waitReady?: return nil
-        case .distribute?: missing = "copy the file to another node (distribute)"
-        case .switchRelease?: missing = "switching another node's release (switch)"
-        case .verifyFile?, .checkSkew?, .switchover?, .drain?, .undrain?, .reconnectClients?, .waitSessions?: return nil
-        }
-        return "cluster upgrade: step \(missing) is not available in this build"
-    }
-
-    func refuse(_ step: ClusterUpgradeStep?) -> ClusterUpgradeRefusal { ClusterUpgradeRefusal(unavailable(step) ?? "\(step.map { "\($0)" } ?? "lock")") }
+    /// Every step has its primitive in this build.
+    public func unavailable(_ step: ClusterUpgradeStep?) -> String? { nil }
 
     public func survey() async throws -> ClusterUpgradeFacts {
         let report = try await ClusterStatusCollector(member: member, etcd: etcd).collect()
@@ -132,7 +123,15 @@ public struct LiveClusterUpgradeDriver: ClusterUpgradeDriver {
         return try host.releaseInfo(binary: staged)
     }
 
-    public func distribute(file: String, to node: String) async throws { throw refuse(.distribute(node: node)) }
+    public func distribute(file: String, to node: String) async throws { try await orders.distribute(file: file, to: node) }
+
+    /// The orders to the members' upgrade receivers, each found by its address in etcd.
+    var orders: ReleaseOrders {
+        ReleaseOrders(host: host, progress: { [progressFile] in try progressFile.load() }, log: log) { [self] node in
+            let m = try registered(node)
+            return try UpgradeReceiverClient.forMember(name: m.name, address: m.address)
+        }
+    }
 
     /// Where the cluster's pre-upgrade backups go on the member that runs the upgrade: root's directory (0700, in
     /// root's install state), not the backup directory, which the service user can write; the archive holds the
@@ -210,7 +209,7 @@ public struct LiveClusterUpgradeDriver: ClusterUpgradeDriver {
         return run
     }
 
-    public func switchRelease(node: String, to version: String) async throws { throw refuse(.switchRelease(node: node)) }
+    public func switchRelease(node: String, to version: String) async throws { try await orders.switchRelease(node: node, to: version) }
     /// How long a switched member's IM server has to be ready on the new release.
     public static let readyTimeout: Duration = .seconds(120)
 
