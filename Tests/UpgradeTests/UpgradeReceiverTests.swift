@@ -70,10 +70,16 @@ struct ReleaseFile {
     let facts: UpgradeReceiverClient.FileFacts
     let info: ReleaseInfo
 
-    init(version: String = "1.1.0", build: String = "bbb", schema: Int = 1, bytes: Int = 300_000) throws {
+    /// `runnable`: a shell script that answers `version --json` as a release does (padded to `bytes`).
+    init(version: String = "1.1.0", build: String = "bbb", schema: Int = 1, bytes: Int = 300_000, runnable: Bool = false) throws {
         path = FileManager.default.temporaryDirectory.appendingPathComponent("warbler-\(version)-\(UUID().uuidString)").path
         var g = SystemRandomNumberGenerator()
-        try Data((0..<bytes).map { _ in UInt8.random(in: 0...255, using: &g) }).write(to: URL(fileURLWithPath: path))
+        if runnable {
+            let script = "#!/bin/sh\necho '{\"version\":\"\(version)\",\"build\":\"\(build)\",\"schema\":\(schema)}'\nexit 0\n"
+            try Data((script + "#" + String(repeating: "x", count: max(0, bytes - script.utf8.count - 2)) + "\n").utf8).write(to: URL(fileURLWithPath: path))
+        } else {
+            try Data((0..<bytes).map { _ in UInt8.random(in: 0...255, using: &g) }).write(to: URL(fileURLWithPath: path))
+        }
         facts = try .of(path)
         info = ReleaseInfo(version: version, build: build, schema: schema)
     }
@@ -103,6 +109,17 @@ struct ReleaseFile {
         // Once the answer is sent, the receiver asks to be restarted on the new release.
         for _ in 0..<200 where r.changes.value.withLock({ $0 }) == 0 { try await Task.sleep(for: .milliseconds(10)) }
         #expect(r.changes.value.withLock { $0 } == 1)
+    }
+
+    /// On booted hosts the first receive failed with "Text file busy": the receiver ran the file's `version --json`
+    /// while it still held it open for writing. Here the host really runs what was received.
+    @Test func theReceivedFileIsRunnableWhenItIsChecked() async throws {
+        let r = try await ReceiverUnderTest(node: "warbler-2")
+        defer { Task { await r.stop() } }
+        r.host.state.withLock { $0.execute = true }
+        let file = try ReleaseFile(runnable: true)
+        let said = try await r.client().receive(file: file.path, facts: file.facts, info: file.info)
+        #expect(said.hasPrefix("received 1.1.0 (build bbb)"))
     }
 
     @Test func aFailedSwitchReturnsTheMemberWithoutRestoringAndSaysReturned() async throws {

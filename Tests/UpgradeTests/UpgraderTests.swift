@@ -19,6 +19,8 @@ final class FakeUpgradeHost: UpgradeHost, @unchecked Sendable {
         var failSelfCheckOn: Set<String> = []           // releases whose self-check fails
         var tampered: Set<String> = []
         var backups = 0
+        /// `releaseInfo` runs the file (`FILE version --json`), as the live host does.
+        var execute = false
     }
     let state = Mutex(State())
 
@@ -35,6 +37,17 @@ final class FakeUpgradeHost: UpgradeHost, @unchecked Sendable {
         log("verify \(file)")
     }
     func releaseInfo(binary: String) throws -> ReleaseInfo {
+        if state.withLock({ $0.execute }) {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: binary)
+            p.arguments = ["version", "--json"]
+            let out = Pipe()
+            p.standardOutput = out
+            try p.run()
+            let data = out.fileHandleForReading.readDataToEndOfFile()
+            p.waitUntilExit()
+            return try JSONDecoder().decode(ReleaseInfo.self, from: data)
+        }
         guard let i = state.withLock({ $0.releases[binary] }) else { throw FakeError("no such binary \(binary)") }
         return i
     }

@@ -272,9 +272,9 @@ public final class UpgradeReceiver: Sendable {
         var st = stat()
         if fstatat(dir, sigName, &st, AT_SYMLINK_NOFOLLOW) == 0 { close(try create(sigName, in: dir)); unlinkat(dir, sigName, 0) }
         let fd = try create(name, in: dir)
-        var kept = false
+        var kept = false, writing = true
         defer {
-            close(fd)
+            if writing { close(fd) }
             if !kept { unlinkat(dir, name, 0); unlinkat(dir, sigName, 0) }
         }
         var hasher = SHA256()
@@ -295,6 +295,9 @@ public final class UpgradeReceiver: Sendable {
         }
         guard written == order.length else { throw ReceiveRefusal("the body is \(written) bytes, not the signed \(order.length): truncated") }
         guard fsync(fd) == 0 else { throw ReceiveRefusal("cannot fsync \(path): \(String(cString: strerror(errno)))") }
+        // Closed before anything runs it: Linux refuses to execute a file open for writing ("Text file busy").
+        close(fd)
+        writing = false
         let digest = hasher.finalize().map { String(format: "%02x", $0) }.joined()
         guard digest == order.sha256 else { throw ReceiveRefusal("the file's SHA-256 is \(digest), not the signed \(order.sha256)") }
         if let sig = order.releaseSignature.flatMap({ Data(base64Encoded: $0) }) {
