@@ -27,7 +27,7 @@ die() { printf 'build.sh: %s\n' "$*" >&2; exit 1; }
 
 SCRATCH=.build-packaging
 STATIC="$PWD/$SCRATCH/static-libs"
-DIST=dist
+DIST=${WARBLER_DIST:-dist}   # where the file goes (WARBLER_DIST: elsewhere, e.g. beside a run that uses dist/)
 ARCH=$(uname -m)
 [ "$ARCH" = x86_64 ] || die "this script builds the linux-x86_64 file; this machine is $ARCH"
 command -v swift >/dev/null || die "the Swift toolchain is not on PATH"

@@ -4,8 +4,8 @@
 # host 1 founds the cluster, hosts 2 and 3 join with its token; users connected to different members exchange
 # 1:1 and group messages and attachments, one member's IM server restarts under traffic without a loss or a
 # duplicate, a client resumes through another member; the fault drills run; a fourth host joins and, powered off,
-# is removed from another member; host 3 leaves, and then founds a cluster of its own on a database it is given
-# (--database-url).
+# is removed from another member; the cluster is upgraded member by member under load (warbler upgrade); host 3
+# leaves, and then founds a cluster of its own on a database it is given (--database-url).
 #
 #   sudo scripts/e2e-cluster.sh dist/warbler-VERSION-linux-x86_64
 #
@@ -99,6 +99,7 @@ wait_booted() { # HOST
   done
   fail "host $i did not boot"
 }
+source scripts/e2e-cluster-lib.sh
 for i in 1 2; do
   truncate -s 1536M "$WORK/pg$i.img" && mkfs.ext4 -q -m 0 "$WORK/pg$i.img" && mkdir "$WORK/pgfs$i" \
     && mount -o loop "$WORK/pg$i.img" "$WORK/pgfs$i" && rmdir "$WORK/pgfs$i/lost+found" || fail "a loop file system for host $i's PostgreSQL"
@@ -259,7 +260,7 @@ from_client "$BIN" bench --url "https://${IPS[4]}:8443" --peer-url "https://${IP
 ok "cluster status shows 4 IM servers up; users on host 4 and host 1 chat ($(grep -o 'delivered=[0-9]*' "$WORK/four-bench.log"))"
 ! on 1 /opt/warbler/current/bin/warbler cluster remove warbler-4 >"$WORK/remove4.log" 2>&1 && grep -q "warbler-4 is running" "$WORK/remove4.log" \
   || { cat "$WORK/remove4.log"; fail "cluster remove of a running member was not refused"; }
-! on 1 /opt/warbler/current/bin/warbler cluster remove "$(from_client python3 scripts/e2e_cluster_probe.py leader "${IPS[1]}" "${IPS[2]}")" --force \
+! on 3 /opt/warbler/current/bin/warbler cluster remove "$(from_client python3 scripts/e2e_cluster_probe.py leader "${IPS[1]}" "${IPS[2]}")" --force \
   >"$WORK/remove-primary.log" 2>&1 && grep -q "is the PostgreSQL primary" "$WORK/remove-primary.log" \
   || { cat "$WORK/remove-primary.log"; fail "cluster remove of the primary was not refused"; }
 kill -9 "${INITS[4]}" 2>/dev/null || true; wait "${PIDS[4]}" 2>/dev/null || true; ip -n "$NS_BR" link set wb4-$$ down
@@ -276,6 +277,28 @@ for i in 1 2 3; do
   ! in_service "$i" "${IPS[4]}" || fail "host $i's HAProxy still sends to host 4 (${IPS[4]}) 10 s after the removal"
 done
 ok "a running member and the primary were refused; host 4, powered off, was removed from host 1 ($(grep -c '^removed' "$WORK/remove4.log") records); status healthy on 3, no HAProxy sends to it"
+
+# 6e. A rolling upgrade of the running cluster while clients send through the VIP: `warbler upgrade` on host 1
+#     copies the file to every member through their upgrade receivers, then switches them one at a time (drained,
+#     its clients told to reconnect, the database members last with a switchover between them). The file is this
+#     build re-stamped as the next release; nothing may fail, be lost or duplicated.
+VERSION=$("$BIN" version --json | sed -n 's/.*"version":"\([^"]*\)".*/\1/p')
+NEXT=$(echo "$VERSION" | awk -F. '{print $1"."$2"."$3+1}')
+"$BIN" payload extract --file "$BIN" "$WORK/stamp" >/dev/null && rm "$WORK/stamp/warbler-manifest.json" \
+  && "$BIN" payload pack "$WORK/stamp" "$WORK/stamp.tar.gz" --release "$NEXT" >/dev/null \
+  && "$BIN" payload append --executable "$BIN" --payload "$WORK/stamp.tar.gz" --output "$WORK/h1/root/warbler-$NEXT" --replace >/dev/null \
+  || fail "re-stamping the installer file as $NEXT"
+load_start upg 150
+t=$(date +%s%N)
+on 1 /opt/warbler/current/bin/warbler upgrade "/root/warbler-$NEXT" >"$WORK/cluster-upgrade.log" 2>&1 \
+  || { cat "$WORK/cluster-upgrade.log"; fail "warbler upgrade of the cluster to $NEXT"; }
+UPGRADED=$(ms_since "$t")
+load_end upg
+wait_healthy 1 60 "after the upgrade"
+for i in 1 2 3; do
+  grep -q "^ *warbler-$i .* $NEXT " "$WORK/healthy.log" || { cat "$WORK/healthy.log"; fail "host $i does not run $NEXT after the upgrade"; }
+done
+figure "cluster upgrade $VERSION → $NEXT (3 members, under load through the VIP): ${UPGRADED} ms; longest-ack-gap=${GAP}s; $(echo "$LINE" | grep -o 'sent=[0-9]* acked=[0-9]*.*out-of-order=[0-9]*')"
 
 # 7. Host 3 leaves: uninstall takes it out of etcd and HAProxy first; the other two stay a working cluster.
 on 3 /opt/warbler/current/bin/warbler uninstall --yes >"$WORK/h3.log" 2>&1 || fail "uninstall on host 3"

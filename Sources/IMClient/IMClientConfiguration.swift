@@ -33,6 +33,10 @@ public struct IMClientConfiguration: Sendable {
     /// cluster's virtual IP after a failover); a `GET` changes nothing, so trying it again is safe. Other methods are
     /// never retried here: the caller knows whether they may be repeated (a send is, with the same client id).
     public var readRetries: Int
+    /// A client certificate and its key (PEM files) to present, for a server that requires one (a cluster
+    /// member's own IM listener accepts only certificates from the cluster's CA); nil: none.
+    public var clientCertificatePath: String?
+    public var clientKeyPath: String?
 
     /// Creates a configuration; only `baseURL` is required.
     public init(
@@ -47,7 +51,9 @@ public struct IMClientConfiguration: Sendable {
         refreshMargin: Duration = .seconds(30),
         rateLimitRetries: Int = 0,
         maxRetryAfter: Duration = .seconds(10),
-        readRetries: Int = 2
+        readRetries: Int = 2,
+        clientCertificatePath: String? = nil,
+        clientKeyPath: String? = nil
     ) {
         self.baseURL = baseURL
         self.trustedCACertificatePath = trustedCACertificatePath
@@ -61,6 +67,8 @@ public struct IMClientConfiguration: Sendable {
         self.rateLimitRetries = rateLimitRetries
         self.maxRetryAfter = maxRetryAfter
         self.readRetries = readRetries
+        self.clientCertificatePath = clientCertificatePath
+        self.clientKeyPath = clientKeyPath
     }
 }
 
@@ -122,6 +130,21 @@ struct TLSSettings: Sendable {
             guard !certificates.isEmpty else { throw IMError(.invalid, "no certificate in '\(path)'") }
             tls.additionalTrustRoots = [.certificates(certificates)]
             custom = true
+        }
+        switch (configuration.clientCertificatePath, configuration.clientKeyPath) {
+        case (let cert?, let key?):
+            do {
+                tls.certificateChain = try NIOSSLCertificate.fromPEMFile(cert).map { .certificate($0) }
+                tls.privateKey = .privateKey(try NIOSSLPrivateKey(file: key, format: .pem))
+            } catch {
+                throw IMError(.invalid, "cannot read the client certificate '\(cert)' or its key '\(key)': \(error)")
+            }
+            guard !tls.certificateChain.isEmpty else { throw IMError(.invalid, "no certificate in '\(cert)'") }
+            custom = true
+        case (nil, nil):
+            break
+        default:
+            throw IMError(.invalid, "a client certificate needs both clientCertificatePath and clientKeyPath")
         }
         rest = custom ? tls : nil
         guard endpoint.usesTLS else {

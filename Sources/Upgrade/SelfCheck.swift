@@ -39,8 +39,15 @@ public struct SelfCheck: Sendable {
             host = config.server.host
         }
         let url = "\(tls ? "https" : "http")://\(host.contains(":") ? "[\(host)]" : host):\(config.server.port)"
-        let a = try IMClient(configuration: IMClientConfiguration(baseURL: url, trustedCACertificatePath: ca, deviceName: "selfcheck-a", requestTimeout: .seconds(10)))
-        let b = try IMClient(configuration: IMClientConfiguration(baseURL: url, trustedCACertificatePath: ca, deviceName: "selfcheck-b", requestTimeout: .seconds(10)))
+        // A server that takes only client certificates (a cluster member's, behind HAProxy) gets root's copy of the
+        // member certificate, as `cluster status` and the upgrade's readiness wait present it.
+        let (cert, key): (String?, String?) = config.server.clientCaFile.isEmpty ? (nil, nil)
+            : (layout.path(ClusterPaths.rootCert), layout.path(ClusterPaths.rootKey))
+        func client(_ device: String) throws -> IMClient {
+            try IMClient(configuration: IMClientConfiguration(baseURL: url, trustedCACertificatePath: ca, deviceName: device, requestTimeout: .seconds(10),
+                                                              clientCertificatePath: cert, clientKeyPath: key))
+        }
+        let a = try client("selfcheck-a"), b = try client("selfcheck-b")
         defer { Task { try? await a.shutdown(); try? await b.shutdown() } }
         do {
             _ = try await a.login(username: Self.username, password: password)

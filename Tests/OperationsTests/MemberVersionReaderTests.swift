@@ -1,4 +1,6 @@
 import Foundation
+import IMClient
+import IMCore
 import IMServer
 import Installer
 import Logging
@@ -50,6 +52,27 @@ import Testing
         let missing = MemberVersionReader(caFile: dir + "/ca.crt", certFile: dir + "/member.crt", keyFile: dir + "/absent.key", port: port)
         let error = await #expect(throws: ClusterOpsError.self) { try await missing.versions(of: members) }
         #expect(error?.description.contains(dir + "/absent.key") == true)
+
+        // The SDK presents a client certificate when given one: how the upgrade's self-check logs in and sends on a
+        // member (on booted hosts, without it the self-check was refused, CERTIFICATE_REQUIRED, and rolled back).
+        _ = try await runtime.createUser(username: "checker", password: "password-123", displayName: nil, admin: false)
+        func client(cert: String?, key: String?) throws -> IMClient {
+            try IMClient(configuration: IMClientConfiguration(baseURL: "https://127.0.0.1:\(port)", trustedCACertificatePath: dir + "/ca.crt",
+                                                              clientCertificatePath: cert, clientKeyPath: key))
+        }
+        let member = try client(cert: dir + "/member.crt", key: dir + "/member.key")
+        _ = try await member.login(username: "checker", password: "password-123")
+        let group = try await member.createGroup(name: "check", members: [])
+        let connection = member.makeConnection()
+        try await connection.connect()
+        let ack = try await connection.send(conversation: group.id, text: "over mutual TLS")
+        #expect(ack.seq > 0)
+        await connection.close()
+        try await member.shutdown()
+        let anonymous = try client(cert: nil, key: nil)
+        await #expect(throws: IMError.self) { _ = try await anonymous.login(username: "checker", password: "password-123") }
+        try await anonymous.shutdown()
+        #expect(throws: IMError.self) { _ = try client(cert: dir + "/member.crt", key: nil) }
 
         await runtime.shutdown()
         _ = try? await task.value
