@@ -332,17 +332,7 @@ public final class UpgradeReceiver: Sendable {
         guard fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFREG, config.owners.contains(st.st_uid), st.st_mode & 0o022 == 0 else {
             throw SystemError("\(path) is not a file this receiver made")
         }
-        var hasher = SHA256()
-        var buf = [UInt8](repeating: 0, count: 1 << 20)
-        var total: Int64 = 0
-        while true {
-            let n = buf.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-            if n < 0 { if errno == EINTR { continue }; throw SystemError("cannot read \(path)") }
-            if n == 0 { break }
-            buf.withUnsafeBytes { hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
-            total += Int64(n)
-        }
-        let digest = hasher.finalize().map { String(format: "%02x", $0) }.joined()
+        let (digest, total) = try UpgradeReceiverClient.FileFacts.digest(fd: fd, path: path)
         guard digest == order.sha256, total == order.length else { throw SystemError("\(path) no longer holds the signed bytes") }
         return path
     }

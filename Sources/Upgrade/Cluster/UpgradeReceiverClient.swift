@@ -50,6 +50,12 @@ public struct UpgradeReceiverClient: Sendable {
             let fd = open(path, O_RDONLY | O_CLOEXEC)
             guard fd >= 0 else { throw SystemError("cannot open \(path): \(String(cString: strerror(errno)))") }
             defer { close(fd) }
+            let (sha256, length) = try digest(fd: fd, path: path)
+            return FileFacts(sha256: sha256, length: length, signature: FileManager.default.contents(atPath: path + ".sig"))
+        }
+
+        /// The SHA-256 (lower-case hex) and length of what `fd` reads from where it stands to its end.
+        static func digest(fd: Int32, path: String) throws -> (sha256: String, length: Int64) {
             var hasher = SHA256()
             var buf = [UInt8](repeating: 0, count: 1 << 20)
             var total: Int64 = 0
@@ -60,8 +66,7 @@ public struct UpgradeReceiverClient: Sendable {
                 buf.withUnsafeBytes { hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
                 total += Int64(n)
             }
-            let sig = FileManager.default.contents(atPath: path + ".sig")
-            return FileFacts(sha256: hasher.finalize().map { String(format: "%02x", $0) }.joined(), length: total, signature: sig)
+            return (hasher.finalize().map { String(format: "%02x", $0) }.joined(), total)
         }
     }
 
