@@ -180,7 +180,9 @@ public struct Upgrader: Sendable {
             throw UpgradeError.refused("checking the version", "\(new.version) is older than the installed \(old.version); add --allow-downgrade to install it anyway, or use `warbler rollback` to return to the previous release")
         }
         if newVersion == oldVersion && new.build != old.build {
-            progress("same version \(new.version), a different build: installing it over the current one")
+            // Installed over the running build (one directory per version), a failed start would have nothing to
+            // return to: the rollback would run the new build again.
+            throw UpgradeError.refused("checking the version", "\(given) is \(new.version) again, another build (\(new.build)) of the installed release (build \(old.build)); installed over it, a failed start could not return to the build that runs now. Stamp the rebuild with a version of its own (packaging/build.sh --version) and upgrade to that")
         }
         let schemaBefore = try await host.schemaVersion()
         if new.schema < schemaBefore {

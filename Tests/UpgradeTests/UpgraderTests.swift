@@ -156,6 +156,10 @@ struct FakeError: Error, CustomStringConvertible { var description: String; init
         await #expect { try await Upgrader(host: host).upgrade(file: "/root/n") } throws: { "\($0)".contains("--force") }
         host.state.withLock { $0.healthy = nil; $0.space = ["/var/lib/warbler: 10 MB free, the backup needs 40 MB"] }
         await #expect { try await Upgrader(host: host).upgrade(file: "/root/n") } throws: { "\($0)".contains("backup needs") }
+        // Another build of the installed version would be installed over the running one, leaving no way back.
+        host.state.withLock { $0.space = [] }
+        host.add(file: "/root/rebuild", ReleaseInfo(version: "1.0.0", build: "rebuilt", schema: 1))
+        await #expect { try await Upgrader(host: host).upgrade(file: "/root/rebuild") } throws: { "\($0)".contains("a version of its own") }
         #expect(!host.actions.contains { !$0.hasPrefix("verify") }, "nothing but verification happened: \(host.actions)")
         // The same build again: nothing to do.
         host.add(file: "/root/same", ReleaseInfo(version: "1.0.0", build: "aaa", schema: 1))
