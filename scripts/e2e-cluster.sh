@@ -4,8 +4,9 @@
 # host 1 founds the cluster, hosts 2 and 3 join with its token; users connected to different members exchange
 # 1:1 and group messages and attachments, one member's IM server restarts under traffic without a loss or a
 # duplicate, a client resumes through another member; the fault drills run; a fourth host joins and, powered off,
-# is removed from another member; the cluster is upgraded member by member under load (warbler upgrade); host 3
-# leaves, and then founds a cluster of its own on a database it is given (--database-url).
+# is removed from another member; the cluster is upgraded member by member under load (warbler upgrade), rolled
+# back the same way (warbler rollback), and an upgrade to a release that fails readiness stops on its first member,
+# which returns; host 3 leaves, and then founds a cluster of its own on a database it is given (--database-url).
 #
 #   sudo scripts/e2e-cluster.sh dist/warbler-VERSION-linux-x86_64
 #
@@ -14,6 +15,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=$(readlink -f "${1:?usage: e2e-cluster.sh INSTALLER_FILE}")
 "$BIN" payload verify >/dev/null 2>&1 || { echo "$BIN is not an installer file (packaging/build.sh makes one)" >&2; exit 2; }
+# UPGRADE_FROM=FILE: the hosts are installed from FILE, an earlier release (scripts/e2e-cluster-upgrade.sh builds one
+# from an earlier commit), and step 6e upgrades the cluster to INSTALLER_FILE itself instead of to a re-stamped copy.
+INSTALLED=$BIN
+if [ -n "${UPGRADE_FROM:-}" ]; then
+  INSTALLED=$(readlink -f "$UPGRADE_FROM")
+  "$INSTALLED" payload verify >/dev/null 2>&1 || { echo "UPGRADE_FROM: $INSTALLED is not an installer file" >&2; exit 2; }
+fi
 source scripts/e2e-root.sh
 WORK=$(mktemp -d "$CACHE/cluster.XXXXXX")
 N=3
@@ -107,7 +115,7 @@ done
 for i in $(seq $N); do
   mkdir "$WORK/h$i" && tar -C "$WORK/h$i" -xf "$CACHE/root.tar"
   echo "warbler-$i" >"$WORK/h$i/etc/hostname"
-  cp "$BIN" "$WORK/h$i/root/warbler"
+  cp "$INSTALLED" "$WORK/h$i/root/warbler"
   boot "$i"
 done
 for i in $(seq $N); do wait_booted "$i"; done
@@ -234,7 +242,7 @@ NS[4]=wch4-$$; IPS[4]=10.232.0.14
 attach "${NS[4]}" "${IPS[4]}" 4
 mkdir "$WORK/h4" && tar -C "$WORK/h4" -xf "$CACHE/root.tar"
 echo "warbler-4" >"$WORK/h4/etc/hostname"
-cp "$BIN" "$WORK/h4/root/warbler"
+cp "$INSTALLED" "$WORK/h4/root/warbler"
 boot 4; wait_booted 4
 on 1 /opt/warbler/current/bin/warbler cluster token --ttl 30m --single-use >"$WORK/token4.log" 2>&1 || { cat "$WORK/token4.log"; fail "cluster token on host 1"; }
 TOKEN4=$(sed -n 's/^Join token[^:]*: \(W10[^ ]*\)$/\1/p' "$WORK/token4.log")
@@ -281,13 +289,21 @@ ok "a running member and the primary were refused; host 4, powered off, was remo
 # 6e. A rolling upgrade of the running cluster while clients send through the VIP: `warbler upgrade` on host 1
 #     copies the file to every member through their upgrade receivers, then switches them one at a time (drained,
 #     its clients told to reconnect, the database members last with a switchover between them). The file is this
-#     build re-stamped as the next release; nothing may fail, be lost or duplicated.
-VERSION=$("$BIN" version --json | sed -n 's/.*"version":"\([^"]*\)".*/\1/p')
-NEXT=$(echo "$VERSION" | awk -F. '{print $1"."$2"."$3+1}')
-"$BIN" payload extract --file "$BIN" "$WORK/stamp" >/dev/null && rm "$WORK/stamp/warbler-manifest.json" \
-  && "$BIN" payload pack "$WORK/stamp" "$WORK/stamp.tar.gz" --release "$NEXT" >/dev/null \
-  && "$BIN" payload append --executable "$BIN" --payload "$WORK/stamp.tar.gz" --output "$WORK/h1/root/warbler-$NEXT" --replace >/dev/null \
-  || fail "re-stamping the installer file as $NEXT"
+#     build re-stamped as the next release, or with UPGRADE_FROM this build itself over the earlier one; nothing may
+#     fail, be lost or duplicated.
+version_of() { "$1" version --json | sed -n 's/.*"version":"\([^"]*\)".*/\1/p'; }
+VERSION=$(version_of "$BIN")
+if [ "$INSTALLED" = "$BIN" ]; then
+  RUNNING=$VERSION
+  NEXT=$(echo "$VERSION" | awk -F. '{print $1"."$2"."$3+1}')
+  restamp "$NEXT" "$WORK/h1/root/warbler-$NEXT" || fail "re-stamping the installer file as $NEXT"
+else
+  RUNNING=$(version_of "$INSTALLED") NEXT=$VERSION
+  cp "$BIN" "$WORK/h1/root/warbler-$NEXT"
+  for i in 1 2 3; do
+    on "$i" /opt/warbler/current/bin/warbler version | grep -q "$RUNNING" || fail "host $i does not run $RUNNING before the upgrade"
+  done
+fi
 load_start upg 150
 t=$(date +%s%N)
 on 1 /opt/warbler/current/bin/warbler upgrade "/root/warbler-$NEXT" >"$WORK/cluster-upgrade.log" 2>&1 \
@@ -298,7 +314,44 @@ wait_healthy 1 60 "after the upgrade"
 for i in 1 2 3; do
   grep -q "^ *warbler-$i .* $NEXT " "$WORK/healthy.log" || { cat "$WORK/healthy.log"; fail "host $i does not run $NEXT after the upgrade"; }
 done
-figure "cluster upgrade $VERSION → $NEXT (3 members, under load through the VIP): ${UPGRADED} ms; longest-ack-gap=${GAP}s; $(echo "$LINE" | grep -o 'sent=[0-9]* acked=[0-9]*.*out-of-order=[0-9]*')"
+figure "cluster upgrade $RUNNING → $NEXT (3 members, under load through the VIP): ${UPGRADED} ms; longest-ack-gap=${GAP}s; $(echo "$LINE" | grep -o 'sent=[0-9]* acked=[0-9]*.*out-of-order=[0-9]*')"
+
+# 6f. `warbler rollback` on a member returns the whole cluster to the previous release, member by member as the
+#     upgrade went (the schema allows it: no contract migration ran), while clients send through the VIP.
+load_start rbk 150
+t=$(date +%s%N)
+on 2 /opt/warbler/current/bin/warbler rollback >"$WORK/cluster-rollback.log" 2>&1 \
+  || { cat "$WORK/cluster-rollback.log"; fail "warbler rollback of the cluster to $RUNNING"; }
+ROLLED=$(ms_since "$t")
+load_end rbk
+grep -q "Rolled the cluster back $NEXT → $RUNNING" "$WORK/cluster-rollback.log" || { cat "$WORK/cluster-rollback.log"; fail "the rollback did not say it returned the cluster to $RUNNING"; }
+wait_healthy 1 60 "after the rollback"
+for i in 1 2 3; do
+  grep -q "^ *warbler-$i .* $RUNNING " "$WORK/healthy.log" || { cat "$WORK/healthy.log"; fail "host $i does not run $RUNNING after the rollback"; }
+done
+figure "cluster rollback $NEXT → $RUNNING (3 members, under load through the VIP, run on host 2): ${ROLLED} ms; longest-ack-gap=${GAP}s; $(echo "$LINE" | grep -o 'sent=[0-9]* acked=[0-9]*.*out-of-order=[0-9]*')"
+
+# 6g. A release that fails readiness (its config template has a setting the server refuses) stops the upgrade on
+#     its first member: that member goes back to the release it ran, no other member is touched, the clients
+#     notice nothing, and the command says where it stopped and how to resume or return.
+BROKEN=$(echo "$NEXT" | awk -F. '{print $1"."$2"."$3+1}')
+restamp "$BROKEN" "$WORK/h1/root/warbler-broken" "printf 'no_such_setting: 1\n' >> templates/warbler.yaml.mustache" \
+  || fail "re-stamping a broken installer file as $BROKEN"
+load_start bad 120
+! on 1 /opt/warbler/current/bin/warbler upgrade /root/warbler-broken --yes >"$WORK/cluster-broken.log" 2>&1 \
+  || { cat "$WORK/cluster-broken.log"; fail "the upgrade to a release that fails readiness succeeded"; }
+load_end bad
+FIRST=$(sed -n 's/.*stopped at step [0-9]* of [0-9]* (.*) on \(warbler-[0-9]\):.*/\1/p' "$WORK/cluster-broken.log" | head -1)
+[ -n "$FIRST" ] && grep -q "$FIRST went back to $RUNNING and is serving again" "$WORK/cluster-broken.log" \
+  && grep -q "No node runs $BROKEN; the cluster runs $RUNNING" "$WORK/cluster-broken.log" \
+  && grep -q "Resume (after fixing the cause): warbler upgrade --resume" "$WORK/cluster-broken.log" \
+  || { cat "$WORK/cluster-broken.log"; fail "the stopped upgrade did not say where it stopped, that the member returned, and how to resume"; }
+wait_healthy 1 60 "after the stopped upgrade"
+for i in 1 2 3; do
+  grep -q "^ *warbler-$i .* $RUNNING " "$WORK/healthy.log" || { cat "$WORK/healthy.log"; fail "host $i does not run $RUNNING after the stopped upgrade"; }
+  [ ! -e "$WORK/h$i/opt/warbler/releases/$BROKEN" ] || fail "host $i kept the failed release's directory"
+done
+ok "an upgrade to $BROKEN (fails readiness) stopped on its first member, $FIRST, which went back to $RUNNING; every member runs $RUNNING, clients sent through it ($(echo "$LINE" | grep -o 'sent=[0-9]* acked=[0-9]*.*out-of-order=[0-9]*'), longest-ack-gap=${GAP}s)"
 
 # 7. Host 3 leaves: uninstall takes it out of etcd and HAProxy first; the other two stay a working cluster.
 on 3 /opt/warbler/current/bin/warbler uninstall --yes >"$WORK/h3.log" 2>&1 || fail "uninstall on host 3"

@@ -16,16 +16,6 @@ BIN=$(readlink -f "${1:?usage: e2e-upgrade.sh INSTALLER_FILE}")
 source scripts/e2e-lib.sh
 VERSION=$("$BIN" version --json | sed -n 's/.*"version":"\([^"]*\)".*/\1/p')
 
-# restamp VERSION OUTPUT [COMMAND]: OUTPUT is BIN with its payload re-packed as release VERSION, after COMMAND ran in
-# the unpacked payload directory.
-restamp() {
-  local v=$1 out=$2 cmd=${3:-true} d="$WORK/stamp-$1"
-  "$BIN" payload extract --file "$BIN" "$d" >/dev/null
-  rm "$d/warbler-manifest.json"
-  (cd "$d" && eval "$cmd")
-  "$BIN" payload pack "$d" "$d.tar.gz" --release "$v" >/dev/null
-  "$BIN" payload append --executable "$BIN" --payload "$d.tar.gz" --output "$out" --replace >/dev/null
-}
 echo "==> upgrade, rollback, backup and restore ($VERSION, from $(basename "$BIN"))"
 mkdir "$WORK/up" && tar -C "$WORK/up" -xf "$CACHE/root.tar"
 restamp 0.0.9 "$WORK/up/root/warbler-0.0.9"
