@@ -156,6 +156,14 @@ public final class LocalSystem: System {
             case .restart(let u): ["systemctl", "restart", u]
             case .stop(let u): ["systemctl", "stop", u]
             }
+            // A unit restarted several times within systemd's start limit (5 in 10 s: a switch of release and the
+            // return from it restart each component, and units bound to etcd or HAProxy restart with them) is
+            // refused with "start request repeated too quickly"; an install's own start or restart clears the
+            // counter first, as systemctl's message advises. Nothing to clear is no error.
+            switch action {
+            case .start(let u), .restart(let u): _ = try? run(["systemctl", "reset-failed", u], as: nil)
+            default: break
+            }
             let result = try run(argv, as: nil)
             guard result.status == 0 else {
                 let hint = action.unit.map { "; see: journalctl -u \($0) -n 50" } ?? ""
