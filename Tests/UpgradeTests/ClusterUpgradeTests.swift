@@ -320,6 +320,20 @@ import Upgrade
         #expect(c.schema == 13, "the expand migration stays: 1.0.0 runs on it")
     }
 
+    @Test func aRollbackOnAMemberWithoutTheRecordNamesTheMemberThatRanTheUpgrade() async throws {
+        let ran = Self.cluster()
+        try await ClusterUpgrader(driver: ran).upgrade(file: Self.file)
+        var there = try #require(ran.progress)
+        there.ranOn = "w1"
+        let other = Self.cluster()   // the same cluster seen from a member whose root has no progress file
+        let bare = try await refused { _ = try await ClusterUpgrader(driver: other).planRollback() }
+        #expect(bare.contains("no cluster upgrade is recorded here"), "\(bare)")
+        other.state.withLock { $0.elsewhere = there }
+        let why = try await refused { _ = try await ClusterUpgrader(driver: other).planRollback() }
+        #expect(why.contains("ran on w1") && why.contains("run `warbler rollback` on w1") && why.contains("upgrade 1.0.0 → 1.1.0: finished"), "\(why)")
+        #expect(other.calls.isEmpty, "nothing was done: \(other.calls)")
+    }
+
     @Test func aRollbackOfAStoppedUpgradeReturnsOnlyTheSwitchedNodes() async throws {
         let c = Self.cluster()
         c.fail("ready db1 1.1.0")

@@ -14,6 +14,8 @@ final class FakeCluster: ClusterUpgradeDriver, @unchecked Sendable {
         var calls: [String] = []
         var failing: Set<String> = []
         var progress: ClusterUpgradeProgress?
+        /// etcd's copy of another member's progress (`recordedElsewhere`).
+        var elsewhere: ClusterUpgradeProgress?
         var saves = 0
         var locked = false
         var backups = 0
@@ -70,6 +72,7 @@ final class FakeCluster: ClusterUpgradeDriver, @unchecked Sendable {
         state.withLock { ClusterUpgradeFacts(nodes: $0.nodes, databaseSchema: $0.databaseSchema, runningSchema: $0.runningSchema) }
     }
     func loadProgress() async throws -> ClusterUpgradeProgress? { state.withLock { $0.progress } }
+    func recordedElsewhere() async -> ClusterUpgradeProgress? { state.withLock { $0.elsewhere } }
     func save(_ progress: ClusterUpgradeProgress) async throws {
         // Through the real file format: what is saved is what a resume reads back.
         let back = try ClusterUpgradeProgressFile.decode(try ClusterUpgradeProgressFile.encode(progress))

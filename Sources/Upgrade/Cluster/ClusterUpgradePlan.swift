@@ -93,6 +93,8 @@ public struct ClusterUpgradeProgress: Codable, Sendable, Equatable {
     /// The contract migrations ran, through this schema: the previous release can no longer run on the database.
     public var contracted: Int?
     public var updatedAt: Date
+    /// The member that runs it (whose root keeps this progress); nil in records from before it was kept.
+    public var ranOn: String?
 
     /// One line for `cluster status`.
     public var summary: String {

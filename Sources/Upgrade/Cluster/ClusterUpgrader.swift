@@ -8,6 +8,9 @@ public protocol ClusterUpgradeDriver: Sendable {
     func survey() async throws -> ClusterUpgradeFacts
     /// The recorded progress (root's file), if any.
     func loadProgress() async throws -> ClusterUpgradeProgress?
+    /// When this member has no progress of its own: the last cluster upgrade or rollback as recorded where every
+    /// member reads it (etcd's copy), only to name the member to run the command on, never to act on.
+    func recordedElsewhere() async -> ClusterUpgradeProgress?
     /// Records progress: root's file first (atomically), then a copy where `cluster status` reads it.
     func save(_ progress: ClusterUpgradeProgress) async throws
     /// The cluster-wide upgrade lock: one upgrade (or rollback) at a time, whichever member runs it.
@@ -38,6 +41,7 @@ public protocol ClusterUpgradeDriver: Sendable {
 
 extension ClusterUpgradeDriver {
     public func unavailable(_ step: ClusterUpgradeStep?) -> String? { nil }
+    public func recordedElsewhere() async -> ClusterUpgradeProgress? { nil }
 }
 
 /// Drives a `ClusterUpgradePlan` through a driver: `warbler upgrade FILE` on a cluster member, `--resume`,
@@ -100,7 +104,11 @@ public struct ClusterUpgrader: Sendable {
 
     /// What `rollback` would do, changing nothing and taking no lock; throws its refusal.
     public func planRollback() async throws -> ClusterUpgradeProgress {
-        try ClusterUpgradePlan.rollback(of: try await driver.loadProgress(), facts: try await driver.survey()).get()
+        let progress = try await driver.loadProgress()
+        if progress == nil, let there = await driver.recordedElsewhere(), let node = there.ranOn {
+            throw ClusterUpgradeRefusal("this member has no record of a cluster upgrade; the last one (\(there.summary)) ran on \(node), whose root keeps its progress: run `warbler rollback` on \(node)")
+        }
+        return try ClusterUpgradePlan.rollback(of: progress, facts: try await driver.survey()).get()
     }
 
     /// The separate contract step: the target's destructive migrations, once every node runs it.

@@ -87,6 +87,13 @@ public struct LiveClusterUpgradeDriver: ClusterUpgradeDriver {
 
     public func loadProgress() async throws -> ClusterUpgradeProgress? { try progressFile.load() }
 
+    public func recordedElsewhere() async -> ClusterUpgradeProgress? {
+        guard let value = (try? etcd.get(prefix: Self.etcdKey))?.first(where: { $0.key == Self.etcdKey })?.value else { return nil }
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .iso8601
+        return try? decoder.decode(ClusterUpgradeProgress.self, from: value)
+    }
+
     public func save(_ progress: ClusterUpgradeProgress) async throws {
         // Before every step: a run that lost the lock (its lease ended: the process stalled, or etcd was away for the
         // whole TTL) may no longer be the only one, so it stops here, where a resume continues.
@@ -97,6 +104,8 @@ public struct LiveClusterUpgradeDriver: ClusterUpgradeDriver {
                 : "step \(progress.done + 1) of \(progress.steps.count)\(progress.done < progress.steps.count ? " (\(progress.steps[progress.done]))" : "")"
             throw ClusterUpgradeRefusal("this run lost the cluster upgrade lock: \(lost). It stopped before \(at); see `warbler cluster status`, then \(again)")
         }
+        var progress = progress
+        progress.ranOn = member.member.name
         try progressFile.save(progress)
         // etcd's copy is for `cluster status` on any member; root's file is what a resume trusts.
         let compact = try JSONEncoder.iso8601Compact.encode(progress)
