@@ -754,7 +754,7 @@ public actor IMConnection {
         if let invalid = Validation.clientID(cid) { throw invalid }
         guard runTask != nil, wantConnected else { throw IMError(.unavailable, "not connected; call connect() first") }
         guard pending[cid] == nil else { throw IMError(.conflict, "a send with cid '\(cid)' is already pending") }
-        let text = FrameCodec.encode(frame)
+        let text = FastFrames.encode(frame) ?? FrameCodec.encode(frame)
         guard text.utf8.count <= configuration.maxOutgoingFrameBytes else {
             throw IMError(.tooLarge, "frame of \(text.utf8.count) bytes exceeds \(configuration.maxOutgoingFrameBytes) bytes")
         }
@@ -951,7 +951,7 @@ public actor IMConnection {
                     guard case .text(let text) = message else { continue }
                     let frame: ServerFrame
                     do {
-                        frame = try FrameCodec.decodeServer(text)
+                        frame = try FastFrames.decode(text) ?? FrameCodec.decodeServer(text)
                     } catch {
                         logger.warning("ignoring an undecodable frame", metadata: ["error": "\(error)", "frame": "\(text.prefix(200))"])
                         continue

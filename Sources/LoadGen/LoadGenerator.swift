@@ -9,6 +9,8 @@ public struct LoadReport: Sendable, CustomStringConvertible {
     public var acked: Int
     public var delivered: Int
     public var errors: Int
+    /// Messages delivered more than once (the same `cid` twice at a receiver).
+    public var duplicates: Int = 0
     public var seconds: Double
     public var ackLatency: Percentiles
     public var deliverLatency: Percentiles
@@ -17,16 +19,21 @@ public struct LoadReport: Sendable, CustomStringConvertible {
     public var generatorCPUSeconds: Double = 0
 
     public var sendsPerSecond: Double { seconds > 0 ? Double(acked) / seconds : 0 }
+    /// Sent messages no receiver got.
+    public var lost: Int { max(0, sent - (delivered - duplicates)) }
+    /// Every message acknowledged and delivered exactly once.
+    public var ok: Bool { sent == acked && acked == delivered && lost == 0 && duplicates == 0 && errors == 0 }
     /// Generator CPU per delivered message, in microseconds.
     public var generatorMicrosPerMessage: Double { delivered > 0 ? generatorCPUSeconds / Double(delivered) * 1e6 : 0 }
 
     public var description: String {
         """
-        pairs=\(pairs) sent=\(sent) acked=\(acked) delivered=\(delivered) errors=\(errors) seconds=\(String(format: "%.2f", seconds))
+        pairs=\(pairs) sent=\(sent) acked=\(acked) delivered=\(delivered) errors=\(errors) lost=\(lost) duplicates=\(duplicates) seconds=\(String(format: "%.2f", seconds))
         durable messages/s: \(String(format: "%.0f", sendsPerSecond))
         send->ack ms:     \(ackLatency)
         send->deliver ms: \(deliverLatency)
         load generator CPU: \(String(format: "%.0f", generatorMicrosPerMessage)) µs per delivered message (\(String(format: "%.0f", seconds > 0 ? generatorCPUSeconds / seconds * 100 : 0)) % of one core)
+        \(ok ? "correct: sent = acked = delivered, lost 0, duplicates 0" : "NOT CORRECT: some messages were lost, failed or delivered twice")
         """
     }
 }
@@ -137,17 +144,20 @@ public struct LoadGenerator: Sendable {
 
         let started = Self.nanos()
         let cpuStarted = Self.processCPUSeconds()
-        let results = await withTaskGroup(of: (acks: [Double], delivers: [Double], errors: Int).self) { group in
+        let results = await withTaskGroup(of: (acks: [Double], delivers: [Double], errors: Int, duplicates: Int).self) { group in
             for p in pairsReady {
                 // Receiver: collect send→deliver latency from the timestamp in each text.
                 group.addTask {
                     // Bounded: a receiver that stops hearing gives up after two minutes and reports what it got.
                     let collected = LatencyBox()
+                    let marker = tag + ":"
+                    let markerBytes = marker.utf8.count
                     await withTaskGroup(of: Void.self) { race in
                         race.addTask {
                             for await e in p.receiver.events {
-                                if case .message(let m) = e, let t = m.text, t.hasPrefix(tag + ":"), let sentAt = UInt64(t.dropFirst(tag.count + 1)) {
-                                    if collected.append(Double(Self.nanos() - sentAt) / 1e6) >= n { return }
+                                if case .message(let m) = e, let t = m.text, t.hasPrefix(marker),
+                                   let sentAt = UInt64(Substring(t.utf8.dropFirst(markerBytes))) {
+                                    if collected.append(Double(Self.nanos() - sentAt) / 1e6, cid: m.cid) >= n { return }
                                 }
                             }
                         }
@@ -155,37 +165,41 @@ public struct LoadGenerator: Sendable {
                         await race.next()
                         race.cancelAll()
                     }
-                    return ([], collected.values, 0)
+                    return ([], collected.values, 0, collected.duplicates)
                 }
-                // Sender: keep `window` sends in flight.
+                // Sender: keep `window` sends in flight, as `window` tasks each sending one message after the
+                // other (a task per send cost the generator a task's creation and teardown per message).
                 group.addTask {
-                    var acks: [Double] = []
-                    var errors = 0
-                    acks.reserveCapacity(n)
-                    await withTaskGroup(of: Double?.self) { sends in
-                        var next = 0
-                        func launch() {
-                            sends.addTask {
-                                let t0 = Self.nanos()
-                                do {
-                                    _ = try await p.sender.send(conversation: p.conversation, text: "\(tag):\(t0)")
-                                    return Double(Self.nanos() - t0) / 1e6
-                                } catch { return nil }
+                    let quota = SendQuota(n)
+                    return await withTaskGroup(of: (acks: [Double], errors: Int).self) { workers in
+                        for _ in 0..<Swift.min(w, n) {
+                            workers.addTask {
+                                var acks: [Double] = []
+                                var errors = 0
+                                acks.reserveCapacity(n / w + 1)
+                                while quota.take() {
+                                    let t0 = Self.nanos()
+                                    do {
+                                        _ = try await p.sender.send(conversation: p.conversation, text: "\(tag):\(t0)")
+                                        acks.append(Double(Self.nanos() - t0) / 1e6)
+                                    } catch {
+                                        errors += 1
+                                    }
+                                }
+                                return (acks, errors)
                             }
-                            next += 1
                         }
-                        while next < Swift.min(w, n) { launch() }
-                        for await r in sends {
-                            if let r { acks.append(r) } else { errors += 1 }
-                            if next < n { launch() }
-                        }
+                        var acks: [Double] = []
+                        var errors = 0
+                        acks.reserveCapacity(n)
+                        for await r in workers { acks += r.acks; errors += r.errors }
+                        return (acks, [], errors, 0)
                     }
-                    return (acks, [], errors)
                 }
             }
-            var acks: [Double] = [], delivers: [Double] = [], errors = 0
-            for await r in group { acks += r.acks; delivers += r.delivers; errors += r.errors }
-            return (acks, delivers, errors)
+            var acks: [Double] = [], delivers: [Double] = [], errors = 0, duplicates = 0
+            for await r in group { acks += r.acks; delivers += r.delivers; errors += r.errors; duplicates += r.duplicates }
+            return (acks, delivers, errors, duplicates)
         }
         let seconds = Double(Self.nanos() - started) / 1e9
         let cpu = Self.processCPUSeconds() - cpuStarted
@@ -195,17 +209,35 @@ public struct LoadGenerator: Sendable {
             for c in p.clients { try? await c.shutdown() }
         }
         return LoadReport(pairs: pairs, sent: pairs * n, acked: results.0.count, delivered: results.1.count, errors: results.2,
-                          seconds: seconds, ackLatency: Percentiles(results.0), deliverLatency: Percentiles(results.1),
+                          duplicates: results.3, seconds: seconds, ackLatency: Percentiles(results.0), deliverLatency: Percentiles(results.1),
                           generatorCPUSeconds: cpu)
     }
 }
 
-/// Samples appended from one task and read after it ends.
+/// How many sends of one sender are left to start, shared by its window's tasks.
+final class SendQuota: @unchecked Sendable {
+    private let lock = NSLock()
+    private var left: Int
+    init(_ count: Int) { left = count }
+    /// Whether one more send may start (and counts it).
+    func take() -> Bool { lock.lock(); defer { lock.unlock() }; guard left > 0 else { return false }; left -= 1; return true }
+}
+
+/// Samples appended from one task and read after it ends; counts a `cid` seen twice as a duplicate delivery.
 final class LatencyBox: @unchecked Sendable {
     private let lock = NSLock()
     private var samples: [Double] = []
-    func append(_ v: Double) -> Int { lock.lock(); defer { lock.unlock() }; samples.append(v); return samples.count }
+    private var cids: Set<String> = []
+    private var twice = 0
+    /// Adds a delivery; returns how many distinct messages have arrived.
+    func append(_ v: Double, cid: String) -> Int {
+        lock.lock(); defer { lock.unlock() }
+        samples.append(v)
+        if !cids.insert(cid).inserted { twice += 1 }
+        return cids.count
+    }
     var values: [Double] { lock.lock(); defer { lock.unlock() }; return samples }
+    var duplicates: Int { lock.lock(); defer { lock.unlock() }; return twice }
 }
 
 /// Creates benchmark accounts through the admin API, logging the admin in once.

@@ -41,12 +41,14 @@ extension Warbler {
                 if !report.ok { throw ExitCode(1) }
                 return
             }
+            let report: LoadReport
             do {
-                let report = try await LoadGenerator(baseURL: url, pairs: pairs, messagesPerSender: messages, window: window,
-                                                     password: password, prefix: prefix, trustedCA: ca, admin: try adminAccounts(),
-                                                     peerURL: peerUrl).run()
-                print(report.description)
+                report = try await LoadGenerator(baseURL: url, pairs: pairs, messagesPerSender: messages, window: window,
+                                                 password: password, prefix: prefix, trustedCA: ca, admin: try adminAccounts(),
+                                                 peerURL: peerUrl).run()
             } catch { throw fail(error) }
+            print(report.description)
+            if !report.ok { throw ExitCode(1) }
         }
     }
 }
