@@ -94,6 +94,8 @@ public final class SQLiteDriver: SQLDriver {
 
     /// How many times work was handed to the writer's thread (a test's window on the hops a commit costs).
     var writerHops: Int { writer.hops.load(ordering: .relaxed) }
+    /// How many checkpoints the background connection ran (a test's window on `WALCheckpointer`).
+    var backgroundCheckpoints: Int { checkpointer.rounds.load(ordering: .relaxed) }
 
     /// SQLite's writer is the lock: `BEGIN IMMEDIATE` orders writers across processes, so `body` runs at once.
     public func withExclusiveLock<T: Sendable>(_ key: Int64, _ body: @Sendable (any SQLDriver) async throws -> T) async throws -> T {

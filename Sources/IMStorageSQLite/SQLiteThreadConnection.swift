@@ -230,6 +230,8 @@ final class WALCheckpointer: Sendable {
     private struct State { var running = false, finished = false }
     private let state = Mutex(State())
     let connection: SQLiteThreadConnection
+    /// Checkpoints the background connection has run.
+    let rounds = Atomic<Int>(0)
 
     init(connection: SQLiteThreadConnection) { self.connection = connection }
 
@@ -248,7 +250,9 @@ final class WALCheckpointer: Sendable {
                 for _ in 0..<4 {
                     // One row: busy, the log's pages, how many of them are now in the database file.
                     guard let r = try? await c.run({ try $0.query("PRAGMA wal_checkpoint(PASSIVE)", []) }).first,
-                          let log = r["log"].int, let copied = r["checkpointed"].int, log - copied > Self.leftForWriter else { break }
+                          let log = r["log"].int, let copied = r["checkpointed"].int else { break }
+                    self.rounds.add(1, ordering: .relaxed)
+                    if log - copied <= Self.leftForWriter { break }
                 }
                 self.state.withLock { $0.running = false; $0.finished = true }
             }
