@@ -109,9 +109,11 @@ struct SQLiteThreadTests {
             try await driver.write { db in try await db.query("INSERT INTO t (k, b) VALUES ($1, $2)", [.int(0), .bytes(blob)]) }
             let first = try #require(sequence())
             var k: Int64 = 1
-            // 4,000 pages start the background checkpoint; a few hundred commits more and the log must have started over.
+            // 4,000 pages (about 240 commits) start the background checkpoint; the writer's own fallback would start
+            // only at 40,000 pages, after the loop's last commit.
             while sequence() == first && k < 1_500 {
-                try await driver.write { db in try await db.query("INSERT INTO t (k, b) VALUES ($1, $2)", [.int(k), .bytes(blob)]) }
+                let key = k
+                try await driver.write { db in try await db.query("INSERT INTO t (k, b) VALUES ($1, $2)", [.int(key), .bytes(blob)]) }
                 k += 1
             }
             #expect(sequence() != first, "the log never started over in \(k) commits")
