@@ -41,11 +41,30 @@ extension SQLValue: ExpressibleByIntegerLiteral, ExpressibleByStringLiteral {
 }
 
 /// One result row, with columns by name.
+///
+/// The names are one array shared by every row of a result, the values an array beside them: a row costs one
+/// allocation, not a dictionary's (the SQLite writer builds rows on the commit path). A result's few columns are
+/// found by a scan from the end, so a name that occurs twice reads as its last column, as a dictionary built
+/// column by column did.
 public struct SQLRow: Sendable {
-    public var values: [String: SQLValue]
-    public init(_ values: [String: SQLValue]) { self.values = values }
+    public let names: [String]
+    public let columns: [SQLValue]
+    public init(names: [String], columns: [SQLValue]) {
+        precondition(names.count == columns.count, "a row needs one name per column")
+        self.names = names; self.columns = columns
+    }
+    public init(_ values: [String: SQLValue]) { self.names = Array(values.keys); self.columns = Array(values.values) }
 
-    public subscript(_ name: String) -> SQLValue { values[name] ?? .null }
+    public var values: [String: SQLValue] { Dictionary(zip(names, columns), uniquingKeysWith: { _, last in last }) }
+
+    public subscript(_ name: String) -> SQLValue {
+        var i = names.count
+        while i > 0 {
+            i -= 1
+            if names[i] == name { return columns[i] }
+        }
+        return .null
+    }
     public func int(_ name: String) throws -> Int64 {
         guard let v = self[name].int else { throw StorageError.corrupt("column \(name) is not an integer") }
         return v

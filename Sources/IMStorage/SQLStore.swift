@@ -491,15 +491,11 @@ public final class SQLStore: Storage {
         // 1. Duplicates of stored messages, and repeats within the batch.
         var stored: [String: Message] = [:]
         func key(_ sender: UserID, _ cid: String) -> String { "\(sender):\(cid)" }
-        for chunk in stride(from: 0, to: batch.count, by: 200).map({ Array(batch[$0..<min($0 + 200, batch.count)]) }) {
+        for chunk in stride(from: 0, to: batch.count, by: BatchSQL.dedupe.chunk).map({ Array(batch[$0..<min($0 + BatchSQL.dedupe.chunk, batch.count)]) }) {
             var binds: [SQLValue] = []
-            var tuples: [String] = []
-            for m in chunk {
-                tuples.append("($\(binds.count + 1), $\(binds.count + 2))")
-                binds += [.int(m.sender), .text(m.cid)]
-            }
-            let rows = try await db.query(
-                "SELECT \(messageColumns) FROM messages WHERE (sender, cid) IN (VALUES \(tuples.joined(separator: ", ")))", binds)
+            binds.reserveCapacity(chunk.count * 2)
+            for m in chunk { binds += [.int(m.sender), .text(m.cid)] }
+            let rows = try await db.query(BatchSQL.dedupe.text(chunk.count), binds)
             for r in rows { let m = try message(r); stored[key(m.sender, m.cid)] = m }
         }
         var firstInBatch: [String: Int] = [:]
@@ -561,18 +557,11 @@ public final class SQLStore: Storage {
         // One statement for all of the batch's conversations: every statement is a round trip to the database's
         // thread (or server), and a batch spans up to max_batch conversations.
         var reserved: [ConversationID: Int64] = [:]
-        for chunk in stride(from: 0, to: order.count, by: 500).map({ Array(order[$0..<min($0 + 500, order.count)]) }) {
+        for chunk in stride(from: 0, to: order.count, by: BatchSQL.reserve.chunk).map({ Array(order[$0..<min($0 + BatchSQL.reserve.chunk, order.count)]) }) {
             var binds: [SQLValue] = []
-            var cases: [String] = []
-            var ids: [String] = []
-            for c in chunk {
-                cases.append("WHEN $\(binds.count + 1) THEN $\(binds.count + 2)")
-                ids.append("$\(binds.count + 1)")
-                binds += [.int(c), .int(Int64(byConversation[c]!.count))]
-            }
-            let sql = "UPDATE conversations SET last_seq = last_seq + CASE id \(cases.joined(separator: " ")) END "
-                + "WHERE id IN (\(ids.joined(separator: ", "))) RETURNING id, last_seq"
-            for r in try await db.query(sql, binds) { reserved[try r.int("id")] = try r.int("last_seq") }
+            binds.reserveCapacity(chunk.count * 2)
+            for c in chunk { binds += [.int(c), .int(Int64(byConversation[c]!.count))] }
+            for r in try await db.query(BatchSQL.reserve.text(chunk.count), binds) { reserved[try r.int("id")] = try r.int("last_seq") }
         }
         var rows: [(Int, Message)] = []
         for c in order {
@@ -592,31 +581,25 @@ public final class SQLStore: Storage {
         }
 
         // 4. Insert in multi-row statements.
-        for chunk in stride(from: 0, to: rows.count, by: 200).map({ Array(rows[$0..<min($0 + 200, rows.count)]) }) {
+        for chunk in stride(from: 0, to: rows.count, by: BatchSQL.insert.chunk).map({ Array(rows[$0..<min($0 + BatchSQL.insert.chunk, rows.count)]) }) {
             var binds: [SQLValue] = []
-            var tuples: [String] = []
+            binds.reserveCapacity(chunk.count * 14)
             for (_, m) in chunk {
-                let n = binds.count
-                tuples.append("(" + (1...10).map { "$\(n + $0)" }.joined(separator: ", ") + ", NULL, 0, "
-                              + (11...14).map { "$\(n + $0)" }.joined(separator: ", ") + ")")
                 binds += [.int(m.conversation), .int(m.seq), .int(m.sender), .text(m.cid), .text(m.kind.rawValue), SQLValue(m.text),
                           json(m.data), json(m.attachment), SQLValue(m.target), .int(now),
                           SQLValue(m.replyTo), json(m.mentions), SQLValue(m.mentionAll == true), json(m.forwardedFrom)]
             }
-            try await db.query("INSERT INTO messages (\(messageColumns)) VALUES \(tuples.joined(separator: ", "))", binds)
+            try await db.query(BatchSQL.insert.text(chunk.count), binds)
         }
         // One mention row per mentioned user (0 for @all), for the unread-mention counts.
         let mentionRows = rows.flatMap { _, m in
             Set((m.mentions ?? []) + (m.mentionAll == true ? [0] : [])).sorted().map { (m.conversation, $0, m.seq) }
         }
-        for chunk in stride(from: 0, to: mentionRows.count, by: 300).map({ Array(mentionRows[$0..<min($0 + 300, mentionRows.count)]) }) {
+        for chunk in stride(from: 0, to: mentionRows.count, by: BatchSQL.mentions.chunk).map({ Array(mentionRows[$0..<min($0 + BatchSQL.mentions.chunk, mentionRows.count)]) }) {
             var binds: [SQLValue] = []
-            var tuples: [String] = []
-            for (c, u, seq) in chunk {
-                tuples.append("($\(binds.count + 1), $\(binds.count + 2), $\(binds.count + 3))")
-                binds += [.int(c), .int(u), .int(seq)]
-            }
-            try await db.query("INSERT INTO message_mentions (conv_id, user_id, seq) VALUES \(tuples.joined(separator: ", "))", binds)
+            binds.reserveCapacity(chunk.count * 3)
+            for (c, u, seq) in chunk { binds += [.int(c), .int(u), .int(seq)] }
+            try await db.query(BatchSQL.mentions.text(chunk.count), binds)
         }
         // Reactions change their target's state in seq order. A recall earlier in this batch has already run, so a
         // reaction checked before it finds the target recalled here and changes nothing.
@@ -639,18 +622,11 @@ public final class SQLStore: Storage {
         var newest: [String: (ConversationID, UserID, Int64)] = [:]
         for (_, m) in rows { newest[key(m.conversation, String(m.sender))] = (m.conversation, m.sender, m.seq) }
         let cursors = Array(newest.values)
-        for chunk in stride(from: 0, to: cursors.count, by: 300).map({ Array(cursors[$0..<min($0 + 300, cursors.count)]) }) {
+        for chunk in stride(from: 0, to: cursors.count, by: BatchSQL.cursor.chunk).map({ Array(cursors[$0..<min($0 + BatchSQL.cursor.chunk, cursors.count)]) }) {
             var binds: [SQLValue] = []
-            var tuples: [String] = []
-            for (c, u, seq) in chunk {
-                tuples.append("($\(binds.count + 1), $\(binds.count + 2), $\(binds.count + 3))")
-                binds += [.int(c), .int(u), .int(seq)]
-            }
-            try await db.query("""
-                WITH v (conv_id, user_id, seq) AS (VALUES \(tuples.joined(separator: ", ")))
-                UPDATE members SET read_seq = v.seq, delivered_seq = v.seq FROM v
-                WHERE members.conv_id = v.conv_id AND members.user_id = v.user_id AND members.read_seq < v.seq
-                """, binds)
+            binds.reserveCapacity(chunk.count * 3)
+            for (c, u, seq) in chunk { binds += [.int(c), .int(u), .int(seq)] }
+            try await db.query(BatchSQL.cursor.text(chunk.count), binds)
         }
 
         // Webhooks for these messages commit with them, or not at all.
@@ -892,5 +868,63 @@ public final class SQLStore: Storage {
     public func close() async throws {
         await committer.drain()
         try await driver.close()
+    }
+}
+
+/// The SQL text of a group commit's multi-row statements, by how many rows they carry. The text is built once per
+/// row count (for small counts and for a full chunk, the counts that repeat) and kept: building it for every commit
+/// was a share of the SQLite writer's CPU, and the same text lets the writer find its prepared statement.
+/// Binds are `$1`, `$2`, … row after row, in the order the callers append them.
+enum BatchSQL: Int, CaseIterable {
+    case dedupe, reserve, insert, mentions, cursor
+
+    /// The most rows one statement carries.
+    var chunk: Int {
+        switch self {
+        case .dedupe, .insert: 200
+        case .reserve: 500
+        case .mentions, .cursor: 300
+        }
+    }
+
+    private static let kept = LockedBox<[Int: String]>([:])
+
+    func text(_ rows: Int) -> String {
+        let keep = rows <= 64 || rows == chunk
+        let key = rawValue << 32 | rows
+        if keep, let s = Self.kept.withLock({ $0[key] }) { return s }
+        let s = build(rows)
+        if keep { Self.kept.withLock { $0[key] = s } }
+        return s
+    }
+
+    private func build(_ n: Int) -> String {
+        func tuples(_ width: Int) -> String {
+            (0..<n).map { r in "(" + (1...width).map { "$\(r * width + $0)" }.joined(separator: ", ") + ")" }.joined(separator: ", ")
+        }
+        switch self {
+        case .dedupe:
+            return "SELECT \(SQLStore.messageColumns) FROM messages WHERE (sender, cid) IN (VALUES \(tuples(2)))"
+        case .reserve:
+            let cases = (0..<n).map { "WHEN $\(2 * $0 + 1) THEN $\(2 * $0 + 2)" }.joined(separator: " ")
+            let ids = (0..<n).map { "$\(2 * $0 + 1)" }.joined(separator: ", ")
+            return "UPDATE conversations SET last_seq = last_seq + CASE id \(cases) END WHERE id IN (\(ids)) RETURNING id, last_seq"
+        case .insert:
+            // 14 binds a row; edited_at and recalled are NULL and 0.
+            let rows = (0..<n).map { r in
+                let b = r * 14
+                return "(" + (1...10).map { "$\(b + $0)" }.joined(separator: ", ") + ", NULL, 0, "
+                    + (11...14).map { "$\(b + $0)" }.joined(separator: ", ") + ")"
+            }
+            return "INSERT INTO messages (\(SQLStore.messageColumns)) VALUES \(rows.joined(separator: ", "))"
+        case .mentions:
+            return "INSERT INTO message_mentions (conv_id, user_id, seq) VALUES \(tuples(3))"
+        case .cursor:
+            return """
+                WITH v (conv_id, user_id, seq) AS (VALUES \(tuples(3)))
+                UPDATE members SET read_seq = v.seq, delivered_seq = v.seq FROM v
+                WHERE members.conv_id = v.conv_id AND members.user_id = v.user_id AND members.read_seq < v.seq
+                """
+        }
     }
 }

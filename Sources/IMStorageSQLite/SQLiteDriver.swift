@@ -12,11 +12,12 @@ public final class SQLiteDriver: SQLDriver {
 
     private let writer: SQLiteThreadConnection
     private let readers: [SQLiteThreadConnection]
+    private let checkpointer: WALCheckpointer
     private let writeLock = AsyncLock()
     private let next = ReaderIndex()
 
-    private init(path: String, writer: SQLiteThreadConnection, readers: [SQLiteThreadConnection]) {
-        self.path = path; self.writer = writer; self.readers = readers
+    private init(path: String, writer: SQLiteThreadConnection, readers: [SQLiteThreadConnection], checkpointer: WALCheckpointer) {
+        self.path = path; self.writer = writer; self.readers = readers; self.checkpointer = checkpointer
     }
 
     /// Opens (creating if needed) the database at `path`; `":memory:"` is not supported since readers need the file.
@@ -32,12 +33,13 @@ public final class SQLiteDriver: SQLDriver {
             throw StorageError.unavailable("cannot open SQLite database \(path): \(error); check that the path is writable by this user")
         }
         var rs: [SQLiteThreadConnection] = []
+        var checkpointing: SQLiteThreadConnection?
         do {
             // FULL: an acknowledged commit survives a power cut (NORMAL lost commits in a simulated one). WAL keeps
             // readers off the writer's back; group commit pays for the fsyncs.
             try await writer.run { c in
                 for pragma in ["PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL", "PRAGMA busy_timeout=10000",
-                               "PRAGMA foreign_keys=OFF", "PRAGMA wal_autocheckpoint=4000"] {
+                               "PRAGMA foreign_keys=OFF"] {
                     _ = try c.query(pragma, [])
                 }
             }
@@ -49,13 +51,19 @@ public final class SQLiteDriver: SQLDriver {
                     _ = try c.query("PRAGMA query_only=ON", [])
                 }
             }
+            // Checkpoints run on a connection of their own, off the commit path (`WALCheckpointer`).
+            let c = try await SQLiteThreadConnection.open(path: path, name: "sqlite-checkpoint")
+            checkpointing = c
+            let checkpointer = WALCheckpointer(connection: c)
+            try await writer.run { $0.setCheckpointer(checkpointer) }
+            logger.debug("opened SQLite database", metadata: ["im.db.path": "\(path)"])
+            return SQLiteDriver(path: path, writer: writer, readers: rs, checkpointer: checkpointer)
         } catch {
             await writer.close()
             for r in rs { await r.close() }
+            await checkpointing?.close()
             throw error
         }
-        logger.debug("opened SQLite database", metadata: ["im.db.path": "\(path)"])
-        return SQLiteDriver(path: path, writer: writer, readers: rs)
     }
 
     public func read<T: Sendable>(_ body: @escaping @Sendable (any SQLExecutor) async throws -> T) async throws -> T {
@@ -86,6 +94,8 @@ public final class SQLiteDriver: SQLDriver {
 
     /// How many times work was handed to the writer's thread (a test's window on the hops a commit costs).
     var writerHops: Int { writer.hops.load(ordering: .relaxed) }
+    /// How many checkpoints the background connection ran (a test's window on `WALCheckpointer`).
+    var backgroundCheckpoints: Int { checkpointer.rounds.load(ordering: .relaxed) }
 
     /// SQLite's writer is the lock: `BEGIN IMMEDIATE` orders writers across processes, so `body` runs at once.
     public func withExclusiveLock<T: Sendable>(_ key: Int64, _ body: @Sendable (any SQLDriver) async throws -> T) async throws -> T {
@@ -111,6 +121,8 @@ public final class SQLiteDriver: SQLDriver {
     }
 
     public func close() async throws {
+        // The background checkpoint first, so that the writer's last checkpoint finds nobody else checkpointing.
+        await checkpointer.connection.close()
         let writer = self.writer
         await writeLock.withLock {
             _ = try? await writer.run { try $0.query("PRAGMA wal_checkpoint(TRUNCATE)", []) }

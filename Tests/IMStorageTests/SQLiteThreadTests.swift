@@ -93,6 +93,36 @@ struct SQLiteThreadTests {
         #expect(stayed == [true, true, true, true, true])
     }
 
+    /// The log is copied into the database file by the checkpoint connection, and still starts over under steady
+    /// commits (which it would not if only a background checkpoint copied it: the writer adds to it meanwhile).
+    @Test func checkpointsRunOffTheWriterAndTheLogStillStartsOver() async throws {
+        try await withDriver { driver in
+            try await driver.write { db in try await db.query("CREATE TABLE t (k INTEGER PRIMARY KEY, b BLOB)") }
+            let blob = [UInt8](repeating: 7, count: 64 * 1024)   // 17 pages a commit
+            func sequence() -> UInt32? {
+                // The WAL header's checkpoint sequence, big-endian at offset 12: it grows each time the log starts over.
+                guard let f = FileHandle(forReadingAtPath: driver.path + "-wal") else { return nil }
+                defer { try? f.close() }
+                guard let h = try? f.read(upToCount: 16), h.count == 16 else { return nil }
+                return h.suffix(4).reduce(0) { $0 << 8 | UInt32($1) }
+            }
+            try await driver.write { db in try await db.query("INSERT INTO t (k, b) VALUES ($1, $2)", [.int(0), .bytes(blob)]) }
+            let first = try #require(sequence())
+            var k: Int64 = 1
+            // 4,000 pages (about 240 commits) start the background checkpoint; the writer's own fallback would start
+            // only at 40,000 pages, after the loop's last commit.
+            while sequence() == first && k < 1_500 {
+                let key = k
+                try await driver.write { db in try await db.query("INSERT INTO t (k, b) VALUES ($1, $2)", [.int(key), .bytes(blob)]) }
+                k += 1
+            }
+            #expect(sequence() != first, "the log never started over in \(k) commits")
+            #expect(driver.backgroundCheckpoints >= 1)
+            let n = try await driver.read { db in try await db.first("SELECT COUNT(*) AS n FROM t")?.int("n") }
+            #expect(n == k)
+        }
+    }
+
     @Test func placeholdersBecomeSQLiteNumberedParameters() {
         #expect(SQLiteThreadConnection.placeholders("SELECT $1, $12 FROM t WHERE a = '$x' AND b = $2") == "SELECT ?1, ?12 FROM t WHERE a = '$x' AND b = ?2")
     }
