@@ -8,7 +8,7 @@ enum FastFrames {
     /// The frame's text when it is a `send` without `data` (the same bytes `FrameCodec.encode` writes), else nil.
     static func encode(_ frame: ClientFrame) -> String? {
         guard case .send(let s) = frame, s.data == nil else { return nil }
-        return SendWriter.send(s)
+        return FastJSON.send(s)
     }
 
     /// The frame when it is one the reader takes, else nil (then `FrameCodec.decodeServer`).
@@ -255,69 +255,5 @@ struct FastFrameReader {
             guard take(0x5D) else { return nil }
             return out
         }
-    }
-}
-
-/// Writes a `send` frame (without `data`) as `JSONEncoder` with sorted keys and unescaped slashes does.
-struct SendWriter {
-    var out: [UInt8] = []
-
-    static func send(_ s: ClientFrame.Send) -> String {
-        var w = SendWriter()
-        w.out.reserveCapacity(112 + (s.text?.utf8.count ?? 0))
-        w.raw("{")
-        if let a = s.attachment { w.raw("\"attachment\":"); w.string(a); w.raw(",") }
-        w.raw("\"cid\":"); w.string(s.cid)
-        w.raw(",\"conv\":"); w.int(s.conv)
-        w.raw(",\"kind\":"); w.string(s.kind.rawValue)
-        if let a = s.mentionAll { w.raw(a ? ",\"mentionAll\":true" : ",\"mentionAll\":false") }
-        if let ms = s.mentions {
-            w.raw(",\"mentions\":[")
-            for (i, u) in ms.enumerated() { if i > 0 { w.raw(",") }; w.int(u) }
-            w.raw("]")
-        }
-        if let r = s.replyTo { w.raw(",\"replyTo\":"); w.int(r) }
-        if let t = s.text { w.raw(",\"text\":"); w.string(t) }
-        w.raw(",\"type\":\"send\"}")
-        return String(decoding: w.out, as: UTF8.self)
-    }
-
-    mutating func raw(_ s: StaticString) { s.withUTF8Buffer { out.append(contentsOf: $0) } }
-
-    mutating func int(_ v: Int64) {
-        if v < 0 { out.append(0x2D) }
-        var n = v.magnitude
-        var digits: (UInt64, UInt64) = (0, 0)   // up to 20 digits, written backwards without allocating
-        var count = 0
-        repeat {
-            let d = UInt64(n % 10)
-            if count < 16 { digits.0 |= d << (4 * UInt64(count)) } else { digits.1 |= d << (4 * UInt64(count - 16)) }
-            n /= 10
-            count += 1
-        } while n > 0
-        for k in stride(from: count - 1, through: 0, by: -1) {
-            let d = k < 16 ? (digits.0 >> (4 * UInt64(k))) & 0xF : (digits.1 >> (4 * UInt64(k - 16))) & 0xF
-            out.append(UInt8(0x30 + d))
-        }
-    }
-
-    mutating func string(_ s: String) {
-        out.append(0x22)
-        for b in s.utf8 {
-            switch b {
-            case 0x22: out.append(0x5C); out.append(0x22)
-            case 0x5C: out.append(0x5C); out.append(0x5C)
-            case 0x0A: out.append(0x5C); out.append(0x6E)
-            case 0x0D: out.append(0x5C); out.append(0x72)
-            case 0x09: out.append(0x5C); out.append(0x74)
-            case 0x08: out.append(0x5C); out.append(0x62)
-            case 0x0C: out.append(0x5C); out.append(0x66)
-            case 0..<0x20:
-                let hex: StaticString = "0123456789abcdef"
-                out.append(contentsOf: [0x5C, 0x75, 0x30, 0x30, hex.utf8Start[Int(b >> 4)], hex.utf8Start[Int(b & 0xF)]])
-            default: out.append(b)
-            }
-        }
-        out.append(0x22)
     }
 }

@@ -1,24 +1,33 @@
 /// A hand-written JSON writer for the frames on the hot path (`msg`, `ack`). Foundation's `JSONEncoder` spends
 /// most of its time in generic metadata lookups and dynamic casts; this writes the same text (sorted keys,
-/// unescaped slashes) directly. `FrameCodingTests` checks it against `JSONEncoder` byte for byte.
-struct FastJSON {
+/// unescaped slashes) directly. `FrameCodingTests` checks it against `JSONEncoder` byte for byte; the SDK writes
+/// its `send` frames with it too (`FastFrameTests`).
+public struct FastJSON {
     var out: [UInt8] = []
 
-    init(capacity: Int = 256) { out.reserveCapacity(capacity) }
+    public init(capacity: Int = 256) { out.reserveCapacity(capacity) }
 
-    var string: String { String(decoding: out, as: UTF8.self) }
+    public var string: String { String(decoding: out, as: UTF8.self) }
 
-    mutating func raw(_ s: StaticString) {
+    public mutating func raw(_ s: StaticString) {
         s.withUTF8Buffer { out.append(contentsOf: $0) }
     }
 
-    mutating func int(_ v: Int64) {
-        if v == 0 { out.append(0x30); return }
-        var n = v.magnitude
-        var digits: [UInt8] = []
-        while n > 0 { digits.append(UInt8(0x30 + n % 10)); n /= 10 }
+    public mutating func int(_ v: Int64) {
         if v < 0 { out.append(0x2D) }
-        out.append(contentsOf: digits.reversed())
+        var n = v.magnitude
+        var digits: (UInt64, UInt64) = (0, 0)   // up to 20 digits, written backwards without allocating
+        var count = 0
+        repeat {
+            let d = UInt64(n % 10)
+            if count < 16 { digits.0 |= d << (4 * UInt64(count)) } else { digits.1 |= d << (4 * UInt64(count - 16)) }
+            n /= 10
+            count += 1
+        } while n > 0
+        for k in stride(from: count - 1, through: 0, by: -1) {
+            let d = k < 16 ? (digits.0 >> (4 * UInt64(k))) & 0xF : (digits.1 >> (4 * UInt64(k - 16))) & 0xF
+            out.append(UInt8(0x30 + d))
+        }
     }
 
     mutating func bool(_ b: Bool) { b ? raw("true") : raw("false") }
@@ -28,7 +37,7 @@ struct FastJSON {
         out.append(contentsOf: Array("\(d)".utf8))
     }
 
-    mutating func string(_ s: String) {
+    public mutating func string(_ s: String) {
         out.append(0x22)
         for b in s.utf8 {
             switch b {
@@ -40,8 +49,8 @@ struct FastJSON {
             case 0x08: out.append(0x5C); out.append(0x62)
             case 0x0C: out.append(0x5C); out.append(0x66)
             case 0..<0x20:
-                let hex: [UInt8] = Array("0123456789abcdef".utf8)
-                out.append(contentsOf: [0x5C, 0x75, 0x30, 0x30, hex[Int(b >> 4)], hex[Int(b & 0xF)]])
+                let hex: StaticString = "0123456789abcdef"
+                out.append(contentsOf: [0x5C, 0x75, 0x30, 0x30, hex.utf8Start[Int(b >> 4)], hex.utf8Start[Int(b & 0xF)]])
             default: out.append(b)
             }
         }
@@ -75,6 +84,26 @@ struct FastJSON {
     }
 
     /// A `msg` frame: keys in sorted order, absent optionals omitted, exactly as `JSONEncoder` writes it.
+    /// A `send` frame (without `data`), as `JSONEncoder` with sorted keys and unescaped slashes writes it.
+    public static func send(_ s: ClientFrame.Send) -> String {
+        var w = FastJSON(capacity: 112 + (s.text?.utf8.count ?? 0))
+        w.raw("{")
+        if let a = s.attachment { w.raw("\"attachment\":"); w.string(a); w.raw(",") }
+        w.raw("\"cid\":"); w.string(s.cid)
+        w.raw(",\"conv\":"); w.int(s.conv)
+        w.raw(",\"kind\":"); w.string(s.kind.rawValue)
+        if let a = s.mentionAll { w.raw(a ? ",\"mentionAll\":true" : ",\"mentionAll\":false") }
+        if let ms = s.mentions {
+            w.raw(",\"mentions\":[")
+            for (i, u) in ms.enumerated() { if i > 0 { w.raw(",") }; w.int(u) }
+            w.raw("]")
+        }
+        if let r = s.replyTo { w.raw(",\"replyTo\":"); w.int(r) }
+        if let t = s.text { w.raw(",\"text\":"); w.string(t) }
+        w.raw(",\"type\":\"send\"}")
+        return w.string
+    }
+
     static func msg(_ m: Message) -> String {
         var w = FastJSON()
         w.raw("{")
