@@ -21,6 +21,8 @@ import WarblerConfig
 /// signed cluster operation to its IM server, `NodeSessions`).
 public struct LiveClusterUpgradeDriver: ClusterUpgradeDriver {
     public static let etcdKey = "/warbler/upgrade/progress"
+    /// How long the switchover step waits for Patroni to name a synchronous standby (seconds).
+    static let syncStandbyWait = 60
 
     let member: MemberFile
     let etcd: Etcdctl
@@ -263,7 +265,22 @@ public struct LiveClusterUpgradeDriver: ClusterUpgradeDriver {
 
     public func switchover(from primary: String) async throws -> String {
         let patroni = try PatroniControl.fromMember(member, etcd: etcd)
-        let (leader, candidate) = try PatroniControl.plan(try await patroni.members(), to: nil, forced: false)
+        // The standby switched just before this step restarted its PostgreSQL: Patroni makes it the synchronous
+        // standby again only once it streams, a loop or two later (loop_wait 2 s), and a planned switchover goes only
+        // to the synchronous standby. So the plan waits for one, up to a minute, before it gives up.
+        let deadline = ContinuousClock.now + .seconds(Self.syncStandbyWait)
+        var planned: (leader: PatroniControl.Member?, candidate: PatroniControl.Member)?
+        var waited = false
+        while planned == nil {
+            do {
+                planned = try PatroniControl.plan(try await patroni.members(), to: nil, forced: false)
+            } catch {
+                guard ContinuousClock.now < deadline else { throw error }
+                if !waited { log("waiting for a synchronous standby (\(error))"); waited = true }
+                try await Task.sleep(for: .seconds(1))
+            }
+        }
+        let (leader, candidate) = planned!
         guard leader?.name == primary else {
             throw ClusterUpgradeRefusal("the PostgreSQL primary is \(leader?.name ?? "none"), not \(primary) as planned; see `warbler cluster status`")
         }
