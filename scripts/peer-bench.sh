@@ -10,6 +10,8 @@
 #       --warbler "mb1024=BIN,WARBLER_STORAGE_MAX_BATCH=1024" --servers warbler --shapes T
 #   bash scripts/peer-bench.sh --smoke [--bin PATH]  # CI: a few seconds against Warbler, correctness only
 #   bash scripts/peer-bench.sh --idle 5000 --warbler "before=BIN" --warbler "after=BIN"   # RSS per idle socket
+#   bash scripts/peer-bench.sh --idle 15000 --idle-sources 4 --idle-shapes "T R C" --warbler "after=BIN"
+#       # the same, then the shapes alone and again beside the 15,000 idle sockets (C: 1,000 sockets chatting)
 #
 # Options: --rounds N, --shapes "T L R", --procs N (driver processes), --warbler "LABEL=BIN[,KEY=VALUE...]"
 # (repeatable; default one release build), --servers "warbler ejabberd ejabberd-mam" (which to run),
@@ -17,7 +19,7 @@
 # context switches per message, which do not depend on how loaded the machine is).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ROUNDS=3 SHAPES="T L R" PROCS=2 COUNT= SMOKE=0 ONLY="warbler ejabberd ejabberd-mam" RESULTS= BIN= IDLE=
+ROUNDS=3 SHAPES="T L R" PROCS=2 COUNT= SMOKE=0 ONLY="warbler ejabberd ejabberd-mam" RESULTS= BIN= IDLE= IDLE_SOURCES=1 IDLE_SHAPES=
 WARBLERS=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -26,6 +28,7 @@ while [ $# -gt 0 ]; do
     --servers) ONLY=$2; shift 2 ;; --count-syscalls) COUNT=--count-syscalls; shift ;; --results) RESULTS=$2; shift 2 ;;
     --smoke) SMOKE=1; ONLY=warbler; ROUNDS=1; shift ;;
     --idle) IDLE=$2; ONLY=warbler; shift 2 ;;
+    --idle-sources) IDLE_SOURCES=$2; shift 2 ;; --idle-shapes) IDLE_SHAPES=$2; shift 2 ;;
     *) echo "unknown option $1 (see the head of $0)" >&2; exit 2 ;;
   esac
 done
@@ -173,6 +176,16 @@ shape_args() { # smaller shapes for the CI smoke: a few seconds, correctness onl
   esac
 }
 
+run_shape() { # $1 = shape, $2 = label
+  # shellcheck disable=SC2046
+  if ! $DRIVER run "${TARGET[@]}" --shape "$1" --procs "$PROCS" --label "$2" --pid "$SERVER_CPU_PID" $COUNT \
+      $(shape_args "$1") | tee -a "$RESULTS"; then
+    FAILED=1
+    [ "$SMOKE" = 1 ] && { echo "peer-bench smoke: $2 $1 FAILED" >&2; exit 1; }
+  fi
+  return 0
+}
+
 SERVERS=()
 if has warbler; then for w in "${WARBLERS[@]}"; do SERVERS+=("warbler:$w"); done; fi
 if has ejabberd || has ejabberd-mam; then install_ejabberd; fi
@@ -194,30 +207,39 @@ for round in $(seq 1 "$ROUNDS"); do
       ejabberd) start_ejabberd ejabberd 0; label=ejabberd ;;
       ejabberd-mam) start_ejabberd ejabberd-mam 1; label=ejabberd-mam ;;
     esac
-    if [ -n "$IDLE" ]; then
-      $DRIVER idle "${TARGET[@]:2}" --pid "$SERVER_CPU_PID" --connections "$IDLE" --label "$label" | tee -a "$WORK/idle.jsonl"
+    if [ -n "$IDLE" ] && [ -z "$IDLE_SHAPES" ]; then
+      $DRIVER idle "${TARGET[@]:2}" --pid "$SERVER_CPU_PID" --connections "$IDLE" --sources "$IDLE_SOURCES" --label "$label" \
+        | tee -a "$WORK/idle.jsonl"
       stop_server
       continue
     fi
-    for shape in $SHAPES; do
-      # shellcheck disable=SC2046
-      if ! $DRIVER run "${TARGET[@]}" --shape "$shape" --procs "$PROCS" --label "$label" --pid "$SERVER_CPU_PID" $COUNT \
-          $(shape_args "$shape") | tee -a "$RESULTS"; then
-        FAILED=1
-        [ "$SMOKE" = 1 ] && { echo "peer-bench smoke: $label $shape FAILED" >&2; exit 1; }
+    if [ -n "$IDLE" ]; then
+      # The shapes alone first, then again while $IDLE authenticated sockets stay open and idle.
+      for shape in $IDLE_SHAPES; do run_shape "$shape" "$label"; done
+      hold="$WORK/hold"; : > "$hold"; rm -f "$hold.ready"
+      $DRIVER idle "${TARGET[@]:2}" --pid "$SERVER_CPU_PID" --connections "$IDLE" --sources "$IDLE_SOURCES" --label "$label" \
+        --hold-file "$hold" | tee -a "$WORK/idle.jsonl" &
+      idle_pid=$!
+      while [ ! -e "$hold.ready" ] && kill -0 "$idle_pid" 2>/dev/null; do sleep 1; done
+      if [ -e "$hold.ready" ]; then
+        for shape in $IDLE_SHAPES; do run_shape "$shape" "$label+${IDLE}idle"; done
+      else
+        FAILED=1; echo "the idle sockets did not all open" >&2
       fi
-    done
+      rm -f "$hold"
+      wait "$idle_pid" || FAILED=1
+      stop_server
+      continue
+    fi
+    for shape in $SHAPES; do run_shape "$shape" "$label"; done
     stop_server
   done
 done
 echo
 if [ -n "$IDLE" ]; then
-  python3 -c 'import json, sys, statistics as st
-rows = [json.loads(l) for l in open(sys.argv[1])]
-for lab in dict.fromkeys(r["label"] for r in rows):
-    v = [r["kb_per_connection"] for r in rows if r["label"] == lab]
-    print(f"{lab}: RSS growth per authenticated idle WebSocket, median of {len(v)}: {st.median(v):.1f} KB ({v})")' "$WORK/idle.jsonl"
-  exit 0
+  $DRIVER idle-summary "$WORK/idle.jsonl"
+  [ -n "$IDLE_SHAPES" ] || exit 0
+  echo
 fi
 $DRIVER table "$RESULTS" || FAILED=1
 if [ "$SMOKE" = 1 ] && [ "$FAILED" = 0 ]; then echo "peer-bench smoke: every acknowledged message delivered exactly once"; fi

@@ -41,6 +41,8 @@ SHAPES = {
     "T": dict(pairs=50, window=32, messages=400, rate=0),
     "L": dict(pairs=10, window=1, messages=1000, rate=0),
     "R": dict(pairs=50, window=1000, messages=100, rate=10),
+    # 1,000 sockets chatting slowly: R's 500 msg/s spread over 500 pairs (beside thousands of idle ones: --idle-shapes)
+    "C": dict(pairs=500, window=1000, messages=20, rate=1),
 }
 now = time.monotonic_ns
 
@@ -70,8 +72,9 @@ class WebSocket:
         self.buf = bytearray()
 
     @classmethod
-    async def connect(cls, host, port, path):
-        reader, writer = await asyncio.open_connection(host, port)
+    async def connect(cls, host, port, path, source=None):
+        # A source address of 127.0.0.x gets a port range of its own (many thousands of sockets to one server).
+        reader, writer = await asyncio.open_connection(host, port, local_addr=(source, 0) if source else None)
         writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         key = base64.b64encode(os.urandom(16)).decode()
         writer.write((f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -674,14 +677,15 @@ def cmd_idle(args):
 
         async def one(i):
             async with gate:
-                ws = await WebSocket.connect(u.hostname, u.port or 80, "/v1/ws")
+                source = f"127.0.0.{2 + i % args.sources}" if args.sources > 1 else None
+                ws = await WebSocket.connect(u.hostname, u.port or 80, "/v1/ws", source=source)
                 stream = ws.messages()
                 ws.send_text(json.dumps({"type": "auth", "token": tokens[i // args.per_user]}))
                 while True:
                     batch = await stream.__anext__()
                     if any(json.loads(t).get("type") == "ready" for t in batch):
                         break
-                socks.append(ws)
+                socks.append((ws, stream))
 
         async def open_range(a, b):
             await asyncio.gather(*(one(i) for i in range(a, b)))
@@ -698,10 +702,41 @@ def cmd_idle(args):
         out = dict(label=args.label or "warbler", connections=args.connections, measured=n, rss_before_kb=rss0,
                    rss_after_kb=rss1, kb_per_connection=round((rss1 - rss0) / n, 2) if n else None)
         print(json.dumps(out), flush=True)
-        for ws in socks:
+        if args.hold_file:
+            # Keep every socket open (answering the server's pings) until the file is removed; meanwhile others
+            # chat (peer-bench.sh --idle-shapes). The RSS then, per socket, is printed at the end.
+            async def answer(stream):
+                try:
+                    async for _ in stream:
+                        pass
+                except Exception:  # noqa: BLE001 - a socket the server closed: counted below
+                    pass
+
+            readers = [asyncio.create_task(answer(st)) for _, st in socks]
+            open(args.hold_file + ".ready", "w").close()
+            while os.path.exists(args.hold_file):
+                await asyncio.sleep(0.5)
+            closed = sum(1 for t in readers if t.done())
+            rss2 = rss_kb(args.pid)
+            print(json.dumps(dict(label=out["label"], held=len(socks), closed_meanwhile=closed, rss_end_kb=rss2,
+                                  kb_per_connection_end=round((rss2 - rss0) / n, 2) if n else None)), flush=True)
+            for t in readers:
+                t.cancel()
+        for ws, _ in socks:
             ws.writer.close()
 
     asyncio.run(main())
+
+
+def cmd_idle_summary(args):
+    rows = [json.loads(line) for line in open(args.results) if line.startswith("{")]
+    for lab in dict.fromkeys(r["label"] for r in rows):
+        v = [r["kb_per_connection"] for r in rows if r["label"] == lab and "kb_per_connection" in r]
+        print(f"{lab}: RSS growth per authenticated idle WebSocket, median of {len(v)}: {statistics.median(v):.1f} KB ({v})")
+        held = [r for r in rows if r["label"] == lab and "kb_per_connection_end" in r]
+        if held:
+            print(f"{lab}: the same after the shapes ran beside them: {[r['kb_per_connection_end'] for r in held]} KB; "
+                  f"sockets the server closed meanwhile: {[r['closed_meanwhile'] for r in held]}")
 
 
 # --------------------------------------------------------------------------------------------- disk
@@ -748,7 +783,7 @@ def cmd_table(args):
     disk = [r for r in rows if r.get("label") == "disk"]
     runs = [r for r in rows if r.get("label") != "disk"]
     labels = list(dict.fromkeys(r["label"] for r in runs))
-    shapes = [s for s in "TLR" if any(r["shape"] == s for r in runs)]
+    shapes = [s for s in "TLRC" if any(r["shape"] == s for r in runs)]
     base = args.base or labels[0]
 
     def med(label, shape, key):
@@ -843,6 +878,12 @@ def main():
     i.add_argument("--settle", type=float, default=3, help="seconds to wait before each RSS reading")
     i.add_argument("--password", default="bench-password-1")
     i.add_argument("--label")
+    i.add_argument("--sources", type=int, default=1,
+                   help="spread the sockets over this many source addresses 127.0.0.2, .3, … (more than ~28,000 sockets)")
+    i.add_argument("--hold-file", help="after measuring, keep the sockets open until this file is removed "
+                   "(FILE.ready is created when they are all open)")
+    s = sub.add_parser("idle-summary", help="the median RSS growth per idle socket from idle JSON lines")
+    s.add_argument("results")
     t = sub.add_parser("table", help="median table with ratios from run/disk JSON lines")
     t.add_argument("results")
     t.add_argument("--base", help="the label the ratios compare against (default: the first)")
@@ -855,6 +896,8 @@ def main():
         cmd_disk(args)
     elif args.cmd == "idle":
         cmd_idle(args)
+    elif args.cmd == "idle-summary":
+        cmd_idle_summary(args)
     else:
         cmd_table(args)
 

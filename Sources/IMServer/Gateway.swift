@@ -3,9 +3,11 @@ import HummingbirdWebSocket
 import IMCore
 import IMStorage
 import Logging
+import NIOCore
 import NIOWebSocket
 
-/// Runs one WebSocket connection: authentication, the inbound frame loop, and the ordered outbound writer.
+/// Runs the WebSocket connections: each socket's reader here, its authentication, frames and ordered writer in its
+/// `GatewayConnection`.
 ///
 /// A class, not a struct: every async function and child task of a connection keeps its `self` in its frame for
 /// the connection's lifetime, and as a struct that was a copy of the whole `ServerConfig` each; as a class it is
@@ -33,82 +35,27 @@ final class Gateway: Sendable {
                              syncsPerSecond: config.limits.syncsPerSecond)
     }
 
+    /// Runs one socket. This task (Hummingbird's, for the socket's lifetime) only reads frames and hands them to the
+    /// `GatewayConnection`; handling them and writing run in short tasks of their own, started when there is work. An idle
+    /// authenticated socket so keeps no task of ours, and this one's async stack stays shallow: a task keeps the
+    /// deepest its stack ever was for as long as it lives (docs/benchmarks.md).
     func handle(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, logger: Logger) async {
+        let connection = GatewayConnection(gateway: self, outbound: outbound, logger: logger)
+        withUnsafeCurrentTask { connection.started(reader: $0) }
         var messages = inbound.messages(maxSize: config.limits.frameBytes * Self.hardLimitFactor).makeAsyncIterator()
-        let authTimer = Task {
-            try await Task.sleep(for: .seconds(10))
-            try? await outbound.close(.policyViolation, reason: "authenticate within 10 seconds")
-        }
-        defer { authTimer.cancel() }
-
-        // 1. The first frame must be `auth`.
-        let claims: AccessClaims
         do {
-            guard let first = try await messages.next() else { return }
-            guard case .text(let text) = first, case .success(.auth(let auth)) = FrameCodec.decodeClient(text) else {
-                await closeWith(outbound, IMError(.notAuthenticated, "the first frame must be {\"type\":\"auth\",\"token\":ACCESS_TOKEN}"))
-                return
-            }
-            do {
-                claims = try await verifier.verify(auth.token).claims
-            } catch let e as IMError {
-                await closeWith(outbound, e)
-                return
+            while let message = try await messages.next() {
+                guard await connection.received(message) else { break }
             }
         } catch {
-            return
+            logger.debug("read ended: \(error)")
         }
-        authTimer.cancel()
-        // A bot's socket is its event stream: the token must allow reading.
-        if let scopes = claims.scopes, !scopes.contains(.read) {
-            await closeWith(outbound, IMError.forbidden("this bot token lacks the 'read' scope the WebSocket needs; send with POST /v1/bot/messages"))
-            return
-        }
-        let bot = claims.scopes
-
-        let session = Session(user: claims.sub, sid: claims.sid, exp: claims.exp)
-        switch hub.register(session, maxPerUser: config.limits.connectionsPerUser) {
-        case .registered:
-            break
-        case .draining:
-            try? await outbound.writeTextMessage(FrameCodec.encode(.reconnect(.init(reason: "server is restarting"))))
-            try? await outbound.close(.goingAway, reason: "server is restarting")
-            return
-        case .tooManyConnections:
-            let e = IMError(.rateLimited, "this account already has \(config.limits.connectionsPerUser) connections open; close one first")
-            metrics.errors.increment()
-            try? await outbound.writeTextMessage(FrameCodec.encode(.error(.init(code: e.code, message: e.message))))
-            try? await outbound.close(CloseCode.tooManyConnections, reason: "too many connections")
-            return
-        }
-        let log = logger.with("im.user", "\(claims.sub)").with("im.conn", session.id)
-        log.debug("connected")
-        session.enqueue(.frame(.ready(.init(user: claims.sub, session: session.id, serverTime: nowMillis(), exp: claims.exp))))
-        // A revocation that raced the handshake (after the check above, before `register`) still ends the socket.
-        do { try await verifier.stillValid(claims) } catch let e as IMError {
-            session.end(CloseCode.sessionEnded, reason: "session ended", error: e)
-        } catch {}
-
-        // 2. Writer and reader run side by side; when either ends, the connection ends.
-        // (The writer closing the socket ends the reader's stream too.)
-        await withTaskGroup(of: Bool.self) { group in
-            group.addTask { await self.writer(session: session, outbound: outbound, logger: log); return true }
-            if bot != nil { group.addTask { await self.botRevocationCheck(session); return false } }
-            await self.reader(session: session, bot: bot, messages: &messages, logger: log)
-            session.finish()
-            // The writer gets a moment to send what is already queued (an error and its close code) first.
-            group.addTask { try? await Task.sleep(for: .seconds(2)); return true }
-            while let done = await group.next(), !done {}
-            group.cancelAll()
-        }
-        hub.unregister(session)
-        try? await outbound.close(.normalClosure, reason: nil)
-        log.debug("disconnected")
+        await connection.readerEnded()
     }
 
     /// A bot token does not expire, but may be revoked where this node does not hear of it (`warbler bots revoke`
     /// writes the database directly): its sockets re-check now and then.
-    private func botRevocationCheck(_ session: Session) async {
+    func botRevocationCheck(_ session: Session) async {
         let period = Duration.milliseconds(Int64(config.bots.revocationCheckSeconds * 1000))
         while !Task.isCancelled {
             try? await Task.sleep(for: period)
@@ -121,61 +68,17 @@ final class Gateway: Sendable {
         }
     }
 
-    private func closeWith(_ outbound: WebSocketOutboundWriter, _ e: IMError) async {
+    func closeWith(_ outbound: WebSocketOutboundWriter, _ e: IMError) async {
         metrics.errors.increment()
         try? await outbound.writeTextMessage(FrameCodec.encode(.error(.init(code: e.code, message: e.message))))
         try? await outbound.close(.policyViolation, reason: e.code.rawValue)
     }
 
-    // MARK: Reader
-
-    private func reader(session: Session, bot: [BotScope]?, messages: inout WebSocketInboundMessageStream.AsyncIterator, logger: Logger) async {
-        var bucket = TokenBucket(rate: config.limits.sendsPerSecond, burst: config.limits.sendBurst)
-        var throttle = FrameThrottle(limits: throttleLimits)
-        var lastSend: AppendTicket?
-        reading: while true {
-            let next: WebSocketMessage?
-            do { next = try await messages.next() } catch { logger.debug("read ended: \(error)"); break reading }
-            guard let next else { break reading }
-            guard case .text(let text) = next else {
-                fail(session, IMError(.badFrame, "frames must be JSON text, not binary"))
-                continue
-            }
-            guard text.utf8.count <= config.limits.frameBytes else {
-                let e = IMError(.tooLarge, "frame is \(text.utf8.count) bytes; the limit is \(config.limits.frameBytes)")
-                fail(session, e, cid: FrameCodec.clientID(in: text))
-                continue
-            }
-            let frame: ClientFrame
-            switch FrameCodec.decodeClientFrame(text) {
-            case .success(let f): frame = f
-            case .failure(let f): fail(session, f.error, cid: f.cid); continue
-            }
-            switch admit(frame, session: session, throttle: &throttle) {
-            case .handle: break
-            case .answered: continue
-            case .close: break reading
-            }
-            do {
-                try await handle(frame, session: session, bot: bot, bucket: &bucket, lastSend: &lastSend, logger: logger)
-            } catch let e as IMError {
-                fail(session, e, cid: frame.cid)
-            } catch let e as RateLimited {
-                fail(session, IMError(e.code, e.message), cid: frame.cid, retryAfter: e.retryAfter)
-            } catch {
-                logger.error("frame failed: \(error)")
-                fail(session, IMError(.internal, "internal error; retry"), cid: frame.cid)
-            }
-        }
-        // Commits complete in submission order: once the last send's is done, every ack of this socket is queued.
-        if let lastSend { _ = try? await lastSend.result() }
-    }
-
-    private enum Admission { case handle, answered, close }
+    enum Admission { case handle, answered, close }
 
     /// Applies the per-connection limits on typing, receipts and syncs (a sync is queued here, one at a time).
     /// A frame that is coalesced or over its limit is answered here and not handled; an abusive connection closes.
-    private func admit(_ frame: ClientFrame, session: Session, throttle: inout FrameThrottle) -> Admission {
+    func admit(_ frame: ClientFrame, session: Session, throttle: inout FrameThrottle) -> Admission {
         let now = ContinuousClock.now
         var verdict: FrameThrottle.Verdict
         let what: String
@@ -205,12 +108,12 @@ final class Gateway: Sendable {
         }
     }
 
-    private func fail(_ session: Session, _ e: IMError, cid: String? = nil, retryAfter: Double? = nil) {
+    func fail(_ session: Session, _ e: IMError, cid: String? = nil, retryAfter: Double? = nil) {
         metrics.errors.increment()
         session.enqueue(.frame(.error(.init(code: e.code, message: e.message, cid: cid, retryAfter: retryAfter))))
     }
 
-    private func handle(_ frame: ClientFrame, session: Session, bot: [BotScope]?, bucket: inout TokenBucket, lastSend: inout AppendTicket?, logger: Logger) async throws {
+    func handle(_ frame: ClientFrame, session: Session, bot: [BotScope]?, bucket: inout TokenBucket, lastSend: inout AppendTicket?, logger: Logger) async throws {
         let user = session.user
         switch frame {
         case .auth(let a):
@@ -286,83 +189,6 @@ final class Gateway: Sendable {
         }
     }
 
-    // MARK: Writer
-
-    /// Writes frames in order. What goes out of `msg` frames is decided by the connection's
-    /// `DeliveryStateMachine` (strictly increasing seq per conversation, no duplicates, gaps filled from storage);
-    /// this loop only does the reads and writes it asks for.
-    private func writer(session: Session, outbound: WebSocketOutboundWriter, logger: Logger) async {
-        var delivery = DeliveryStateMachine()
-
-        func write(_ f: ServerFrame) async throws {
-            try await outbound.writeTextMessage(FrameCodec.encode(f))
-        }
-
-        func writeMessage(_ m: Message, frame: String? = nil, arrival: ContinuousClock.Instant? = nil) async throws {
-            try await outbound.writeTextMessage(frame ?? FrameCodec.encode(.msg(m)))
-            metrics.deliveries.increment()
-            if let arrival, m.sender != session.user { metrics.sendToDeliver.record(arrival.duration(to: .now)) }
-        }
-
-        func live(_ m: Message, arrival: ContinuousClock.Instant?, frame: String?) async throws {
-            switch delivery.liveMessage(m, arrival: arrival) {
-            case .hold, .drop:
-                return
-            case .write:
-                try await writeMessage(m, frame: frame, arrival: arrival)
-            case .fetch(var fetch):
-                while true {
-                    let batch = try await storage.messages(conversation: fetch.conversation, after: fetch.after, limit: fetch.limit)
-                    let next: DeliveryStateMachine.Fetch?
-                    switch delivery.gapFetched(batch, before: m) {
-                    case .write(let messages, let then):
-                        for f in messages {
-                            if f.seq == m.seq { try await writeMessage(m, frame: frame, arrival: arrival) } else { try await writeMessage(f) }
-                        }
-                        next = then
-                    case .resync(let messages, let gap):
-                        for f in messages { try await writeMessage(f) }
-                        throw gap
-                    }
-                    guard let next else { break }
-                    fetch = next
-                }
-            }
-        }
-
-        do {
-            for await o in session.stream {
-                session.dequeued(o)
-                switch o {
-                case .frame(let f):
-                    try await write(f)
-                case .message(let m, let arrival, let frame):
-                    try await live(m, arrival: arrival, frame: frame)
-                case .sync(let req):
-                    defer { session.syncDone() }
-                    let fetches = delivery.syncStarted(req, conversations: try await storage.conversationIDs(for: session.user))
-                    for fetch in fetches {
-                        let batch = try await storage.messages(conversation: fetch.conversation, after: fetch.after, limit: fetch.limit)
-                        for m in delivery.syncFetched(batch, for: fetch) { try await writeMessage(m) }
-                    }
-                    let (synced, released) = delivery.syncFinished()
-                    hub.sessionSynced(synced)
-                    try await write(.synced(synced))
-                    for h in released { try await live(h.message, arrival: h.arrival, frame: nil) }
-                case .close(let reason, let code):
-                    try? await outbound.close(code, reason: reason)
-                    return
-                }
-            }
-        } catch let gap as DeliveryStateMachine.UnfillableGap {
-            // Never skip: the client reconnects and resyncs from its cursors, which stop before the hole.
-            logger.warning("cannot fill a delivery gap; asking the client to resync: \(gap)")
-            try? await write(.reconnect(.init(reason: "messages are missing on this connection; reconnect and sync")))
-            try? await outbound.close(.goingAway, reason: "resync")
-        } catch {
-            logger.debug("write ended: \(error)")
-        }
-    }
 }
 
 extension ClientFrame {
@@ -383,5 +209,343 @@ extension Logger {
         var l = self
         l[metadataKey: key] = .string(value)
         return l
+    }
+}
+
+/// One WebSocket's state between the task that reads its frames (`Gateway.handle`) and the short tasks that handle
+/// them and write to it.
+///
+/// Frames are handled in order, by one task at a time: the reader queues a frame, and a task is started when none
+/// runs; it handles frames until there are none and ends. The session's writer works the same way
+/// (`Session.startWriting`). So an idle authenticated socket has no task of ours; the deep work (verifying tokens,
+/// preparing and submitting sends, reading storage for a sync) runs in tasks that end, so its async frames do not
+/// stay allocated for the socket's lifetime, as they did in the reader's task (docs/benchmarks.md, "Memory per
+/// authenticated idle WebSocket").
+///
+/// `@unchecked Sendable`: the handling state (`session` to `lastSend`) is touched by the one handling task at a
+/// time, and after it by `end()` once no handling task runs; `delivery` by the one writer task at a time. Both
+/// hand-overs go through a lock (`pending`, the session's queue).
+final class GatewayConnection: @unchecked Sendable {
+    let gateway: Gateway
+    let outbound: WebSocketOutboundWriter
+    let logger: Logger
+    /// The reader waits while this many frames wait to be handled (the socket's backpressure).
+    static let maxPending = 64
+
+    private struct Pending {
+        var frames = CircularBuffer<WebSocketMessage>()
+        /// A task handles frames now.
+        var handling = false
+        /// The socket is ending: frames are dropped, the reader stops.
+        var stopped = false
+        var readerDone = false
+        /// The reader, waiting for room.
+        var room: CheckedContinuation<Void, Never>?
+        /// The reader's task, to end its wait for a frame when the socket must end and the client does not close.
+        /// Valid while `readerDone` is false (the task outlives `readerEnded()`).
+        var reader: UnsafeCurrentTask?
+        var authTimer: Task<Void, Never>?
+    }
+    private let pending = LockedBox(Pending())
+
+    // The handling task's.
+    private var session: Session?
+    private var bot: [BotScope]?
+    private var log: Logger
+    private var bucket: TokenBucket
+    private var throttle: FrameThrottle
+    private var lastSend: AppendTicket?
+    private var botCheck: Task<Void, Never>?
+    // The writer task's.
+    private var delivery = DeliveryStateMachine()
+
+    init(gateway: Gateway, outbound: WebSocketOutboundWriter, logger: Logger) {
+        self.gateway = gateway
+        self.outbound = outbound
+        self.logger = logger
+        log = logger
+        bucket = TokenBucket(rate: gateway.config.limits.sendsPerSecond, burst: gateway.config.limits.sendBurst)
+        throttle = FrameThrottle(limits: gateway.throttleLimits)
+    }
+
+    /// The reader's task runs; the first frame must be `auth`, within 10 seconds.
+    func started(reader: UnsafeCurrentTask?) {
+        let outbound = self.outbound
+        let timer = Task.detached { [weak self] in
+            guard (try? await Task.sleep(for: .seconds(10))) != nil else { return }
+            try? await outbound.close(.policyViolation, reason: "authenticate within 10 seconds")
+            self?.stop()
+        }
+        pending.withLock { $0.reader = reader; $0.authTimer = timer }
+    }
+
+    // MARK: Reading
+
+    /// Queues a frame the reader read, and waits while `maxPending` frames wait. False when the socket is ending
+    /// and the reader should stop.
+    func received(_ message: WebSocketMessage) async -> Bool {
+        let (start, full) = pending.withLock { p -> (Bool, Bool) in
+            if p.stopped { return (false, false) }
+            p.frames.append(message)
+            let start = !p.handling
+            p.handling = true
+            return (start, p.frames.count >= Self.maxPending)
+        }
+        if start { Task.detached { await self.handleQueued() } }
+        if full {
+            await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+                let now = pending.withLock { p -> Bool in
+                    if p.stopped || p.frames.count < Self.maxPending { return true }
+                    p.room = c
+                    return false
+                }
+                if now { c.resume() }
+            }
+        }
+        return !pending.withLock { $0.stopped }
+    }
+
+    /// The reader's stream ended (the client closed, or `stop()`): the frames it read are handled, what is queued
+    /// is written (for at most 2 s), and the session ends.
+    func readerEnded() async {
+        pending.withLock { p in
+            p.readerDone = true
+            p.reader = nil
+            p.authTimer?.cancel()
+        }
+        // Not in the reader's task: it may be cancelled (`stop()`), and the waits below must still wait.
+        await Task.detached { await self.end() }.value
+    }
+
+    private func handleQueued() async {
+        while let message = nextFrame() { await handle(message) }
+    }
+
+    private func nextFrame() -> WebSocketMessage? {
+        let (message, room) = pending.withLock { p -> (WebSocketMessage?, CheckedContinuation<Void, Never>?) in
+            guard !p.stopped, let m = p.frames.popFirst() else {
+                p.handling = false
+                defer { p.room = nil }
+                return (nil, p.room)
+            }
+            guard p.frames.count < Self.maxPending / 2 else { return (m, nil) }
+            defer { p.room = nil }
+            return (m, p.room)
+        }
+        room?.resume()
+        return message
+    }
+
+    /// The socket must end (refused, or abusive): frames not handled yet are dropped and the reader stops. A
+    /// client that does not answer the close frame within 2 s has the reader's wait cut (its task cancelled).
+    private func stop() {
+        let room = pending.withLock { p -> CheckedContinuation<Void, Never>? in
+            p.stopped = true
+            p.frames.removeAll()
+            defer { p.room = nil }
+            return p.room
+        }
+        room?.resume()
+        Task.detached { [weak self] in
+            try? await Task.sleep(for: .seconds(2))
+            self?.pending.withLock { p in if !p.readerDone { p.reader?.cancel() } }
+        }
+    }
+
+    // MARK: Handling
+
+    private func handle(_ message: WebSocketMessage) async {
+        if let session { await handle(message, session: session) } else { await authenticate(message) }
+    }
+
+    private func authenticate(_ first: WebSocketMessage) async {
+        let g = gateway
+        guard case .text(let text) = first, case .success(.auth(let auth)) = FrameCodec.decodeClient(text) else {
+            await g.closeWith(outbound, IMError(.notAuthenticated, "the first frame must be {\"type\":\"auth\",\"token\":ACCESS_TOKEN}"))
+            return stop()
+        }
+        let claims: AccessClaims
+        do {
+            claims = try await g.verifier.verify(auth.token).claims
+        } catch let e as IMError {
+            await g.closeWith(outbound, e)
+            return stop()
+        } catch {
+            try? await outbound.close(.normalClosure, reason: nil)
+            return stop()
+        }
+        pending.withLock { $0.authTimer?.cancel() }
+        // A bot's socket is its event stream: the token must allow reading.
+        if let scopes = claims.scopes, !scopes.contains(.read) {
+            await g.closeWith(outbound, IMError.forbidden("this bot token lacks the 'read' scope the WebSocket needs; send with POST /v1/bot/messages"))
+            return stop()
+        }
+
+        let session = Session(user: claims.sub, sid: claims.sid, exp: claims.exp)
+        switch g.hub.register(session, maxPerUser: g.config.limits.connectionsPerUser) {
+        case .registered:
+            break
+        case .draining:
+            try? await outbound.writeTextMessage(FrameCodec.encode(.reconnect(.init(reason: "server is restarting"))))
+            try? await outbound.close(.goingAway, reason: "server is restarting")
+            return stop()
+        case .tooManyConnections:
+            let e = IMError(.rateLimited, "this account already has \(g.config.limits.connectionsPerUser) connections open; close one first")
+            g.metrics.errors.increment()
+            try? await outbound.writeTextMessage(FrameCodec.encode(.error(.init(code: e.code, message: e.message))))
+            try? await outbound.close(CloseCode.tooManyConnections, reason: "too many connections")
+            return stop()
+        }
+        self.session = session
+        bot = claims.scopes
+        log = logger.with("im.user", "\(claims.sub)").with("im.conn", session.id)
+        log.debug("connected")
+        session.enqueue(.frame(.ready(.init(user: claims.sub, session: session.id, serverTime: nowMillis(), exp: claims.exp))))
+        // A revocation that raced the handshake (after the check above, before `register`) still ends the socket.
+        do { try await g.verifier.stillValid(claims) } catch let e as IMError {
+            session.end(CloseCode.sessionEnded, reason: "session ended", error: e)
+        } catch {}
+        if bot != nil { botCheck = Task.detached { await g.botRevocationCheck(session) } }
+        session.startWriting { [self] session in await self.write(session) }
+    }
+
+    private func handle(_ next: WebSocketMessage, session: Session) async {
+        let g = gateway
+        guard case .text(let text) = next else {
+            g.fail(session, IMError(.badFrame, "frames must be JSON text, not binary"))
+            return
+        }
+        guard text.utf8.count <= g.config.limits.frameBytes else {
+            let e = IMError(.tooLarge, "frame is \(text.utf8.count) bytes; the limit is \(g.config.limits.frameBytes)")
+            g.fail(session, e, cid: FrameCodec.clientID(in: text))
+            return
+        }
+        let frame: ClientFrame
+        switch FrameCodec.decodeClientFrame(text) {
+        case .success(let f): frame = f
+        case .failure(let f): g.fail(session, f.error, cid: f.cid); return
+        }
+        switch g.admit(frame, session: session, throttle: &throttle) {
+        case .handle: break
+        case .answered: return
+        case .close: return stop()
+        }
+        do {
+            try await g.handle(frame, session: session, bot: bot, bucket: &bucket, lastSend: &lastSend, logger: log)
+        } catch let e as IMError {
+            g.fail(session, e, cid: frame.cid)
+        } catch let e as RateLimited {
+            g.fail(session, IMError(e.code, e.message), cid: frame.cid, retryAfter: e.retryAfter)
+        } catch {
+            log.error("frame failed: \(error)")
+            g.fail(session, IMError(.internal, "internal error; retry"), cid: frame.cid)
+        }
+    }
+
+    /// After the reader: the frames it read are handled, every ack of this socket is queued (commits complete in
+    /// submission order, so the last send's is enough), and what is queued goes out, for at most 2 s.
+    private func end() async {
+        while pending.withLock({ $0.handling }) { try? await Task.sleep(for: .milliseconds(5)) }
+        guard let session else { return }   // never authenticated: Hummingbird closes the socket
+        botCheck?.cancel()
+        if let lastSend { _ = try? await lastSend.result() }
+        session.finish()
+        let deadline = ContinuousClock.now + .seconds(2)
+        while session.isWriting && ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(5)) }
+        session.stopWriting()
+        gateway.hub.unregister(session)
+        try? await outbound.close(.normalClosure, reason: nil)
+        log.debug("disconnected")
+    }
+
+    // MARK: Writing
+
+    /// Writes what is queued, in order, until nothing is. What goes out of `msg` frames is decided by the
+    /// connection's `DeliveryStateMachine` (strictly increasing seq per conversation, no duplicates, gaps filled
+    /// from storage); this only does the reads and writes it asks for.
+    private func write(_ session: Session) async {
+        do {
+            while let o = session.take() {
+                guard try await write(o, session: session) else {
+                    session.stopWriting()
+                    return
+                }
+            }
+        } catch let gap as DeliveryStateMachine.UnfillableGap {
+            // Never skip: the client reconnects and resyncs from its cursors, which stop before the hole.
+            log.warning("cannot fill a delivery gap; asking the client to resync: \(gap)")
+            session.stopWriting()
+            try? await write(.reconnect(.init(reason: "messages are missing on this connection; reconnect and sync")))
+            try? await outbound.close(.goingAway, reason: "resync")
+        } catch {
+            log.debug("write ended: \(error)")
+            session.stopWriting()
+        }
+    }
+
+    /// Writes one item; false after a close.
+    private func write(_ o: Outgoing, session: Session) async throws -> Bool {
+        switch o {
+        case .frame(let f):
+            try await write(f)
+        case .message(let m, let arrival, let frame):
+            try await live(m, arrival: arrival, frame: frame, session: session)
+        case .sync(let req):
+            defer { session.syncDone() }
+            let storage = gateway.storage
+            let fetches = delivery.syncStarted(req, conversations: try await storage.conversationIDs(for: session.user))
+            for fetch in fetches {
+                let batch = try await storage.messages(conversation: fetch.conversation, after: fetch.after, limit: fetch.limit)
+                for m in delivery.syncFetched(batch, for: fetch) { try await writeMessage(m, session: session) }
+            }
+            let (synced, released) = delivery.syncFinished()
+            gateway.hub.sessionSynced(synced)
+            try await write(.synced(synced))
+            for h in released { try await live(h.message, arrival: h.arrival, frame: nil, session: session) }
+        case .close(let reason, let code):
+            try? await outbound.close(code, reason: reason)
+            return false
+        }
+        return true
+    }
+
+    private func write(_ f: ServerFrame) async throws {
+        try await outbound.writeTextMessage(FrameCodec.encode(f))
+    }
+
+    private func writeMessage(_ m: Message, frame: String? = nil, arrival: ContinuousClock.Instant? = nil, session: Session) async throws {
+        try await outbound.writeTextMessage(frame ?? FrameCodec.encode(.msg(m)))
+        gateway.metrics.deliveries.increment()
+        if let arrival, m.sender != session.user { gateway.metrics.sendToDeliver.record(arrival.duration(to: .now)) }
+    }
+
+    private func live(_ m: Message, arrival: ContinuousClock.Instant?, frame: String?, session: Session) async throws {
+        switch delivery.liveMessage(m, arrival: arrival) {
+        case .hold, .drop:
+            return
+        case .write:
+            try await writeMessage(m, frame: frame, arrival: arrival, session: session)
+        case .fetch(var fetch):
+            while true {
+                let batch = try await gateway.storage.messages(conversation: fetch.conversation, after: fetch.after, limit: fetch.limit)
+                let next: DeliveryStateMachine.Fetch?
+                switch delivery.gapFetched(batch, before: m) {
+                case .write(let messages, let then):
+                    for f in messages {
+                        if f.seq == m.seq {
+                            try await writeMessage(m, frame: frame, arrival: arrival, session: session)
+                        } else {
+                            try await writeMessage(f, session: session)
+                        }
+                    }
+                    next = then
+                case .resync(let messages, let gap):
+                    for f in messages { try await writeMessage(f, session: session) }
+                    throw gap
+                }
+                guard let next else { break }
+                fetch = next
+            }
+        }
     }
 }

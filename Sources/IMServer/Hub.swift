@@ -2,6 +2,7 @@ import Foundation
 import IMCore
 import IMStorage
 import Logging
+import NIOCore
 import NIOWebSocket
 
 /// What a connection's writer task is asked to do, in order.
@@ -36,16 +37,24 @@ enum CloseCode {
 }
 
 /// One authenticated WebSocket connection, as the hub sees it.
+///
+/// What goes out is queued here, in order. No task waits on the queue: the drain given to `startWriting` runs in a
+/// task of its own when something is queued and none runs, takes items with `take()` until there are none, and
+/// ends. An idle socket so has no writer task at all (a task costs an idle socket kilobytes: docs/benchmarks.md).
 final class Session: Sendable, Hashable {
     let id: String
     let user: UserID
-    let stream: AsyncStream<Outgoing>
-    private let continuation: AsyncStream<Outgoing>.Continuation
+    typealias Drain = @Sendable (Session) async -> Void
     private struct Queue {
-        var count = 0
+        var items = CircularBuffer<Outgoing>()
         var bytes = 0
         var syncInFlight = false
         var closed = false
+        /// Nothing more is queued (the socket is ending, or fell too far behind).
+        var finished = false
+        /// The drain, once writing started, and whether a task runs it now.
+        var drain: Drain?
+        var writing = false
         /// The login session (token family) of the socket's newest access token, and when that token expires.
         var sid: String
         var exp: Int64
@@ -65,7 +74,6 @@ final class Session: Sendable, Hashable {
         self.maxQueued = maxQueued
         self.maxQueuedBytes = maxQueuedBytes
         queue = LockedBox(Queue(sid: sid, exp: exp))
-        (stream, continuation) = AsyncStream.makeStream(of: Outgoing.self)
     }
 
     /// The login session this socket belongs to.
@@ -81,29 +89,89 @@ final class Session: Sendable, Hashable {
     /// A close is queued: nothing more goes out on the socket.
     var isClosing: Bool { queue.withLock { $0.closed } }
 
-    private enum Admission { case queued, overflow, afterClose }
-
     /// Queues `o` for the writer. Past the frame count or the byte budget the socket is closed instead (1001);
     /// nothing is queued after a close.
     func enqueue(_ o: Outgoing) {
         let size = o.estimatedBytes
-        let admission = queue.withLock { q -> Admission in
-            if q.closed { return .afterClose }
-            q.count += 1
-            q.bytes += size
-            if q.count > maxQueued || q.bytes > maxQueuedBytes { q.closed = true; return .overflow }
-            if case .close = o { q.closed = true }
-            return .queued
+        let start = queue.withLock { q -> Drain? in
+            if q.closed || q.finished { return nil }
+            if q.items.count + 1 > maxQueued || q.bytes + size > maxQueuedBytes {
+                q.closed = true
+                q.finished = true
+                let close = Outgoing.close(reason: "too far behind; reconnect and resume", code: .goingAway)
+                q.bytes += close.estimatedBytes
+                q.items.append(close)
+            } else {
+                if case .close = o { q.closed = true }
+                q.bytes += size
+                q.items.append(o)
+            }
+            return Self.claimWriter(&q)
         }
-        switch admission {
-        case .queued:
-            continuation.yield(o)
-        case .overflow:
-            continuation.yield(.close(reason: "too far behind; reconnect and resume", code: .goingAway))
-            continuation.finish()
-        case .afterClose:
-            break
+        if let start { Self.run(start, self) }
+    }
+
+    /// Starts writing: `drain` runs now if anything is queued, and from now on whenever something is.
+    func startWriting(_ drain: @escaping Drain) {
+        let start = queue.withLock { q -> Drain? in
+            q.drain = drain
+            return q.items.isEmpty && !q.finished ? nil : Self.claimWriter(&q)
         }
+        if let start { Self.run(start, self) }
+    }
+
+    /// The drain (for a new task to run) unless one runs already.
+    private static func claimWriter(_ q: inout Queue) -> Drain? {
+        guard !q.writing, let drain = q.drain else { return nil }
+        q.writing = true
+        return drain
+    }
+
+    /// Detached: the drain needs none of the caller's task-local values (copying them costs a slab per task).
+    private static func run(_ drain: @escaping Drain, _ session: Session) {
+        Task.detached { await drain(session) }
+    }
+
+    /// The next item to write; nil when there is none, and the drain must end (a new one starts with the next item).
+    func take() -> Outgoing? {
+        queue.withLock { q in
+            guard let o = q.items.popFirst() else {
+                q.writing = false
+                return nil
+            }
+            q.bytes -= o.estimatedBytes
+            return o
+        }
+    }
+
+    /// Nothing more will be queued, and nothing more is waiting.
+    var isFinished: Bool { queue.withLock { $0.finished && $0.items.isEmpty } }
+
+    /// A drain is running (what is queued is being written).
+    var isWriting: Bool { queue.withLock { $0.writing } }
+
+    /// The writer cannot write any more (the socket closed or failed) and ends: what is queued is dropped, nothing
+    /// more is.
+    func stopWriting() {
+        queue.withLock { q in
+            q.closed = true
+            q.finished = true
+            q.items.removeAll()
+            q.bytes = 0
+            q.writing = false
+            q.drain = nil   // it holds the connection, which holds this session
+        }
+    }
+
+    /// What is queued, as a stream that ends after `finish()` (tests read a session so; the gateway writes with
+    /// `startWriting`).
+    var stream: AsyncStream<Outgoing> {
+        let (stream, continuation) = AsyncStream.makeStream(of: Outgoing.self)
+        startWriting { session in
+            while let o = session.take() { continuation.yield(o) }
+            if session.isFinished { continuation.finish() }
+        }
+        return stream
     }
 
     /// Queues a sync unless one is already queued or running; false if one is.
@@ -117,12 +185,6 @@ final class Session: Sendable, Hashable {
         return free
     }
 
-    /// The writer took `o` off the queue.
-    func dequeued(_ o: Outgoing) {
-        let size = o.estimatedBytes
-        queue.withLock { $0.count -= 1; $0.bytes -= size }
-    }
-
     /// The writer finished a sync (written or failed).
     func syncDone() { queue.withLock { $0.syncInFlight = false } }
 
@@ -132,7 +194,15 @@ final class Session: Sendable, Hashable {
         enqueue(.close(reason: reason, code: code))
     }
 
-    func finish() { continuation.finish() }
+    /// Nothing more is queued; what is queued still goes out.
+    func finish() {
+        let start = queue.withLock { q -> Drain? in
+            if q.finished { return nil }
+            q.finished = true
+            return Self.claimWriter(&q)
+        }
+        if let start { Self.run(start, self) }
+    }
 
     static func == (a: Session, b: Session) -> Bool { a === b }
     func hash(into h: inout Hasher) { h.combine(ObjectIdentifier(self)) }
