@@ -86,13 +86,17 @@ final class GroupCommitter: Sendable {
     private let maxBatch: Int
     private let outbox: Bool
     private let commitTimeout: Duration
+    /// The store's own follow-up to a commit, with how many new messages it stored (SQLite's search indexing).
+    private let afterCommit: (@Sendable (Int) -> Void)?
     private let state = LockedBox(State())
 
-    init(driver: any SQLDriver, maxBatch: Int, outbox: Bool = true, commitTimeout: Duration = .seconds(10)) {
+    init(driver: any SQLDriver, maxBatch: Int, outbox: Bool = true, commitTimeout: Duration = .seconds(10),
+         afterCommit: (@Sendable (Int) -> Void)? = nil) {
         self.driver = driver
         self.maxBatch = max(1, maxBatch)
         self.outbox = outbox
         self.commitTimeout = commitTimeout
+        self.afterCommit = afterCommit
     }
 
     func setCommitObserver(_ o: @escaping @Sendable (Int, Duration) -> Void) { state.withLock { $0.commitObserver = o } }
@@ -181,6 +185,7 @@ final class GroupCommitter: Sendable {
                 }
                 if !fresh.isEmpty { appendObserver?(fresh) }
                 for (i, item) in batch.enumerated() { item.1.complete(.success(results[i])) }
+                afterCommit?(fresh.count)
             } catch {
                 for item in batch { item.1.complete(.failure(error)) }
             }

@@ -452,6 +452,50 @@ public enum Migrations {
             postgres: ["ALTER TABLE moderation_blocks ADD COLUMN source TEXT"],
             phase: .expand
         ),
+        // Search indexing out of the send's commit (SQLite). FTS5 writes a new index segment for every transaction
+        // that inserts into it: about half of a small group commit's SQLite CPU and 40 % of its pages
+        // (docs/benchmarks.md). The triggers now only queue the message's key; `SearchIndexQueue` indexes the queue
+        // in transactions of its own, hundreds of messages each, shortly after the commits, and a search indexes
+        // what is queued before it reads, so it still finds every committed message. An edit or recall takes the
+        // old text out of the index at once and queues the message again; indexing reads the row as it is then.
+        // A contract migration: a release of schema 12 on this SQLite schema would queue messages it never indexes
+        // (its search would miss them). On a single node that never happens (`upgrade` refuses a release older than
+        // the database's schema; `rollback` restores the upgrade's backup), but the phase says what the statements
+        // do. PostgreSQL changes nothing here (its trigram GIN index already defers its work to a pending list,
+        // fastupdate): a cluster upgrade leaves the version for `warbler upgrade --contract`, the new release runs
+        // on schema 12 meanwhile, and a rollback stays possible until that step.
+        Migration(
+            version: 13, name: "search indexing queue",
+            sqlite: [
+                "CREATE TABLE message_fts_queue (id INTEGER PRIMARY KEY)",
+                "DROP TRIGGER message_fts_insert",
+                "DROP TRIGGER message_fts_update",
+                "DROP TRIGGER message_fts_delete",
+                """
+                CREATE TRIGGER message_fts_insert AFTER INSERT ON messages
+                WHEN NEW.kind IN ('text', 'attachment') AND NEW.text IS NOT NULL AND NEW.recalled = 0
+                BEGIN INSERT OR IGNORE INTO message_fts_queue (id) VALUES (NEW.conv_id * 4294967296 + NEW.seq); END
+                """,
+                """
+                CREATE TRIGGER message_fts_update AFTER UPDATE OF text, recalled ON messages
+                WHEN NEW.kind IN ('text', 'attachment')
+                BEGIN
+                  DELETE FROM message_fts WHERE rowid = OLD.conv_id * 4294967296 + OLD.seq;
+                  INSERT OR IGNORE INTO message_fts_queue (id) SELECT NEW.conv_id * 4294967296 + NEW.seq
+                    WHERE NEW.text IS NOT NULL AND NEW.recalled = 0;
+                END
+                """,
+                """
+                CREATE TRIGGER message_fts_delete AFTER DELETE ON messages WHEN OLD.kind IN ('text', 'attachment')
+                BEGIN
+                  DELETE FROM message_fts WHERE rowid = OLD.conv_id * 4294967296 + OLD.seq;
+                  DELETE FROM message_fts_queue WHERE id = OLD.conv_id * 4294967296 + OLD.seq;
+                END
+                """,
+            ],
+            postgres: [],
+            phase: .contract
+        ),
     ]
 
     /// Nodes on one database take this lock (a PostgreSQL advisory lock key) to run migrations one at a time.

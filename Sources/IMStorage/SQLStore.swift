@@ -5,12 +5,21 @@ import IMCore
 public final class SQLStore: Storage {
     public let driver: any SQLDriver
     private let committer: GroupCommitter
+    /// SQLite only: the search index is filled from a queue after the commits (migration 13).
+    let searchIndex: SearchIndexQueue?
 
     /// Opens the store over `driver`. Run `Migrations.apply` first. `webhookOutbox` false leaves the webhook
     /// outbox alone, for a store over a schema older than version 5 (the migration tests' old data) only.
-    public init(driver: any SQLDriver, maxBatch: Int = 1024, webhookOutbox: Bool = true, commitTimeout: Duration = .seconds(10)) {
+    /// `searchIndexDelay`: how long after a commit SQLite's search indexing runs (a search never waits for it).
+    public init(driver: any SQLDriver, maxBatch: Int = 1024, webhookOutbox: Bool = true, commitTimeout: Duration = .seconds(10),
+                searchIndexDelay: Duration = .milliseconds(50)) {
         self.driver = driver
-        self.committer = GroupCommitter(driver: driver, maxBatch: maxBatch, outbox: webhookOutbox, commitTimeout: commitTimeout)
+        let searchIndex = driver.dialect == .sqlite ? SearchIndexQueue(driver: driver, delay: searchIndexDelay) : nil
+        self.searchIndex = searchIndex
+        var afterCommit: (@Sendable (Int) -> Void)?
+        if let searchIndex { afterCommit = { count in searchIndex.committed(count) } }
+        self.committer = GroupCommitter(driver: driver, maxBatch: maxBatch, outbox: webhookOutbox, commitTimeout: commitTimeout,
+                                        afterCommit: afterCommit)
     }
 
     public func observeCommits(_ observer: @escaping @Sendable (Int, Duration) -> Void) async {
@@ -745,6 +754,8 @@ public final class SQLStore: Storage {
         var from = "messages m"
         switch driver.dialect {
         case .sqlite:
+            // What the commits queued since the last indexing is indexed first (migration 13).
+            try await searchIndex?.indexQueued()
             // Terms of 3+ characters go to the trigram index, which then drives the query; shorter ones (a
             // two-character Chinese word, say) are checked with LIKE on the candidates, or on every readable
             // message when no term is long enough.
