@@ -2,10 +2,11 @@
 # The cluster upgrade from a real earlier build: an earlier commit of this repository, with an older schema, is
 # built and stamped as the previous release; three booted hosts are installed from it as a cluster; then
 # scripts/e2e-cluster.sh runs its whole suite on them (UPGRADE_FROM), whose step 6e upgrades the running cluster
-# to INSTALLER_FILE under load through the VIP (the expand migration runs once, the members switch one at a time,
-# the older and newer releases serve side by side on one schema meanwhile), 6f rolls it back to the earlier build
-# on the newer schema, 6g stops an upgrade to a release that fails readiness on its first member, and the rest
-# (a fourth host, backup and restore onto a fresh cluster) runs on the earlier build.
+# to INSTALLER_FILE under load through the VIP (its expand migrations run once, the members switch one at a time,
+# the older and newer releases serve side by side on one schema meanwhile), 6f rolls it back to the earlier build,
+# 6g stops an upgrade to a release that fails readiness on its first member, and, when INSTALLER_FILE brings
+# contract migrations, 6h upgrades again under load and runs them as the separate last step, after which a
+# rollback is refused; the rest (host 3 leaving, a cluster on a given database, the restore) follows.
 #
 #   sudo scripts/e2e-cluster-upgrade.sh dist/warbler-VERSION-linux-x86_64 [OLD_REV]
 #

@@ -6,7 +6,8 @@
 # duplicate, a client resumes through another member; the fault drills run; a fourth host joins and, powered off,
 # is removed from another member; the cluster is upgraded member by member under load (warbler upgrade), rolled
 # back the same way (warbler rollback), and an upgrade to a release that fails readiness stops on its first member,
-# which returns; host 3 leaves, and then founds a cluster of its own on a database it is given (--database-url).
+# which returns (with UPGRADE_FROM and a newer schema: upgraded again, then its contract migrations); host 3
+# leaves, and then founds a cluster of its own on a database it is given (--database-url).
 #
 #   sudo scripts/e2e-cluster.sh dist/warbler-VERSION-linux-x86_64
 #
@@ -359,6 +360,43 @@ for i in 1 2 3; do
   [ ! -e "$WORK/h$i/opt/warbler/releases/$BROKEN" ] || fail "host $i kept the failed release's directory"
 done
 ok "an upgrade to $BROKEN (fails readiness) stopped on its first member, $FIRST, which went back to $RUNNING; every member runs $RUNNING, clients sent through it ($(echo "$LINE" | grep -o 'sent=[0-9]* acked=[0-9]*.*out-of-order=[0-9]*'), longest-ack-gap=${GAP}s)"
+
+# 6h. (With UPGRADE_FROM, when this build brings contract migrations.) The upgrade once more, under load, then its
+#     contract migrations as the separate last step: until then the new release ran on the older schema beside the
+#     old one; after it the cluster is on the new schema and `warbler rollback` is refused, saying why and what to
+#     do instead. The rest of the suite then runs on the new release.
+db_schema() {   # the cluster database's schema version, read through host 1's local listener to the primary
+  on 1 sh -c "PGPASSWORD=\$(cat /etc/warbler/cluster/secrets/postgres-app) $PSQL 'host=127.0.0.1 port=5433 user=warbler dbname=warbler sslmode=require' -Atc 'SELECT max(version) FROM schema_migrations'" 2>&1
+}
+schema_of() { "$1" version --json | sed -n 's/.*"schema":\([0-9]*\).*/\1/p'; }
+if [ "$INSTALLED" != "$BIN" ] && [ "$(schema_of "$BIN")" -gt "$(schema_of "$INSTALLED")" ]; then
+  OLD_SCHEMA=$(schema_of "$INSTALLED") NEW_SCHEMA=$(schema_of "$BIN")
+  load_start up2 180
+  t=$(date +%s%N)
+  on 1 /opt/warbler/current/bin/warbler upgrade "/root/warbler-$NEXT" >"$WORK/cluster-upgrade2.log" 2>&1 \
+    || { cat "$WORK/cluster-upgrade2.log"; fail "the second warbler upgrade of the cluster to $NEXT"; }
+  AGAIN=$(ms_since "$t")
+  load_end up2
+  grep -q "Upgraded the cluster $RUNNING → $NEXT. Run \`warbler upgrade --contract\`.*through schema $NEW_SCHEMA" "$WORK/cluster-upgrade2.log" \
+    || { cat "$WORK/cluster-upgrade2.log"; fail "the upgrade did not say its contract migrations wait for warbler upgrade --contract"; }
+  [ "$(db_schema)" = "$OLD_SCHEMA" ] || fail "the database is at schema $(db_schema) after the upgrade; its contract migration must wait (schema $OLD_SCHEMA)"
+  figure "cluster upgrade $RUNNING → $NEXT again, contract migrations left pending (schema $OLD_SCHEMA, under load): ${AGAIN} ms; longest-ack-gap=${GAP}s; $(echo "$LINE" | grep -o 'sent=[0-9]* acked=[0-9]*.*out-of-order=[0-9]*')"
+  load_start ctr 40
+  on 1 /opt/warbler/current/bin/warbler upgrade --contract >"$WORK/cluster-contract.log" 2>&1 \
+    || { cat "$WORK/cluster-contract.log"; fail "warbler upgrade --contract"; }
+  load_end ctr
+  grep -q "Ran the contract migrations of $NEXT (schema $NEW_SCHEMA)" "$WORK/cluster-contract.log" \
+    || { cat "$WORK/cluster-contract.log"; fail "the contract step did not say it ran through schema $NEW_SCHEMA"; }
+  [ "$(db_schema)" = "$NEW_SCHEMA" ] || fail "the database is at schema $(db_schema) after the contract step, not $NEW_SCHEMA"
+  ! on 1 /opt/warbler/current/bin/warbler rollback >"$WORK/rollback-contracted.log" 2>&1 \
+    && grep -q "contract migrations of the upgrade to $NEXT ran (through schema $NEW_SCHEMA).*warbler restore" "$WORK/rollback-contracted.log" \
+    || { cat "$WORK/rollback-contracted.log"; fail "a rollback after the contract migrations was not refused with the reason"; }
+  wait_healthy 1 60 "after the contract migrations"
+  for i in 1 2 3; do
+    grep -q "^ *warbler-$i .* $NEXT " "$WORK/healthy.log" || { cat "$WORK/healthy.log"; fail "host $i does not run $NEXT after the contract step"; }
+  done
+  ok "contract migrations of $NEXT ran once every member ran it (schema $OLD_SCHEMA → $NEW_SCHEMA) with clients sending ($(echo "$LINE" | grep -o 'sent=[0-9]* acked=[0-9]*.*out-of-order=[0-9]*'), longest-ack-gap=${GAP}s); a rollback then was refused"
+fi
 
 # 7. Host 3 leaves: uninstall takes it out of etcd and HAProxy first; the other two stay a working cluster.
 on 3 /opt/warbler/current/bin/warbler uninstall --yes >"$WORK/h3.log" 2>&1 || fail "uninstall on host 3"
