@@ -24,6 +24,8 @@ public final class PostgresDriver: SQLDriver {
     public let operationDeadline: Double?
     /// Told of every read and write abandoned at `operationDeadline`.
     private let deadlineObserver = LockedBox<(@Sendable (String) -> Void)?>(nil)
+    /// Ends a read or write whose connection closes under it at once (`ConnectionCloseWatch`).
+    private let closeWatch = ConnectionCloseWatch()
 
     private init(client: PostgresClient, runner: Task<Void, Never>, endpoint: String, logger: Logger, secret: String?,
                  connectionConfiguration: PostgresConnection.Configuration, operationDeadline: Double?) {
@@ -104,22 +106,30 @@ public final class PostgresDriver: SQLDriver {
     }
 
     public func read<T: Sendable>(_ body: @escaping @Sendable (any SQLExecutor) async throws -> T) async throws -> T {
-        try await bounded("read") { [client, logger, secret] held in
+        try await bounded("read") { [client, logger, secret, closeWatch, endpoint] held in
             try await client.withConnection { connection in
                 held.withLock { $0 = connection }
-                return try await body(PostgresExecutor(connection: connection, logger: logger, secret: secret))
+                return try await closeWatch.run(on: connection, closed: { Self.closedUnder("read", endpoint) }) {
+                    try await body(PostgresExecutor(connection: connection, logger: logger, secret: secret))
+                }
             }
         }
     }
 
     @discardableResult
     public func write<T: Sendable>(_ body: @escaping @Sendable (any SQLExecutor) async throws -> T) async throws -> T {
-        try await bounded("write") { [client, logger, secret] held in
+        try await bounded("write") { [client, logger, secret, closeWatch, endpoint] held in
             try await client.withConnection { connection in
                 held.withLock { $0 = connection }
-                return try await Self.transaction(on: PostgresExecutor(connection: connection, logger: logger, secret: secret), body)
+                return try await closeWatch.run(on: connection, closed: { Self.closedUnder("write", endpoint) }) {
+                    try await Self.transaction(on: PostgresExecutor(connection: connection, logger: logger, secret: secret), body)
+                }
             }
         }
+    }
+
+    static func closedUnder(_ what: String, _ endpoint: String) -> StorageError {
+        StorageError.unavailable("the connection to PostgreSQL at \(endpoint) closed during a \(what) (a primary changed?); try again")
     }
 
     public func observeDeadlinesPassed(_ observer: @escaping @Sendable (String) -> Void) {
