@@ -44,6 +44,7 @@ load_end() { # TAG: every acknowledged message once, in order; sets GAP (longest
   wait "$LOAD" || { cat "$WORK/$1.log"; fail "$1: messages lost, duplicated or out of order"; }
   LINE=$(grep '^soak: pairs' "$WORK/$1.log")
   GAP=$(echo "$LINE" | grep -o 'longest-ack-gap=[0-9.]*' | cut -d= -f2)
+  GAPAT=$(echo "$LINE" | grep -o 'gap-at=[0-9:.]*Z' | cut -d= -f2)   # when it began (UTC), for the hosts' journals
   case "$LINE" in *" lost=0 "*" OK") ;; *) fail "$1: $LINE" ;; esac
 }
 connects_start() { rm -f "$WORK/stop-connects"; from_client $PROBE connects "$VIP" 8443 "$WORK/stop-connects" >"$WORK/connects.log" & CONNECTS=$!; BACKGROUND+=("$CONNECTS"); }

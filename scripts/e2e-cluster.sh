@@ -315,7 +315,7 @@ wait_healthy 1 60 "after the upgrade"
 for i in 1 2 3; do
   grep -q "^ *warbler-$i .* $NEXT " "$WORK/healthy.log" || { cat "$WORK/healthy.log"; fail "host $i does not run $NEXT after the upgrade"; }
 done
-figure "cluster upgrade $RUNNING → $NEXT (3 members, under load through the VIP): ${UPGRADED} ms; longest-ack-gap=${GAP}s; $(echo "$LINE" | grep -o 'sent=[0-9]* acked=[0-9]*.*out-of-order=[0-9]*')"
+figure "cluster upgrade $RUNNING → $NEXT (3 members, under load through the VIP): ${UPGRADED} ms; longest-ack-gap=${GAP}s${GAPAT:+ from $GAPAT}; $(echo "$LINE" | grep -o 'sent=[0-9]* acked=[0-9]*.*out-of-order=[0-9]*')"
 
 # 6f. `warbler rollback` on a member returns the whole cluster to the previous release, member by member as the
 #     upgrade went (the schema allows it: no contract migration ran), while clients send through the VIP. Root's
@@ -337,7 +337,7 @@ wait_healthy 1 60 "after the rollback"
 for i in 1 2 3; do
   grep -q "^ *warbler-$i .* $RUNNING " "$WORK/healthy.log" || { cat "$WORK/healthy.log"; fail "host $i does not run $RUNNING after the rollback"; }
 done
-figure "cluster rollback $NEXT → $RUNNING (3 members, under load through the VIP, run on host 1): ${ROLLED} ms; longest-ack-gap=${GAP}s; $(echo "$LINE" | grep -o 'sent=[0-9]* acked=[0-9]*.*out-of-order=[0-9]*')"
+figure "cluster rollback $NEXT → $RUNNING (3 members, under load through the VIP, run on host 1): ${ROLLED} ms; longest-ack-gap=${GAP}s${GAPAT:+ from $GAPAT}; $(echo "$LINE" | grep -o 'sent=[0-9]* acked=[0-9]*.*out-of-order=[0-9]*')"
 
 # 6g. A release that fails readiness (its config template has a setting the server refuses) stops the upgrade on
 #     its first member: that member goes back to the release it ran, no other member is touched, the clients
@@ -359,7 +359,7 @@ for i in 1 2 3; do
   grep -q "^ *warbler-$i .* $RUNNING " "$WORK/healthy.log" || { cat "$WORK/healthy.log"; fail "host $i does not run $RUNNING after the stopped upgrade"; }
   [ ! -e "$WORK/h$i/opt/warbler/releases/$BROKEN" ] || fail "host $i kept the failed release's directory"
 done
-ok "an upgrade to $BROKEN (fails readiness) stopped on its first member, $FIRST, which went back to $RUNNING; every member runs $RUNNING, clients sent through it ($(echo "$LINE" | grep -o 'sent=[0-9]* acked=[0-9]*.*out-of-order=[0-9]*'), longest-ack-gap=${GAP}s)"
+ok "an upgrade to $BROKEN (fails readiness) stopped on its first member, $FIRST, which went back to $RUNNING; every member runs $RUNNING, clients sent through it ($(echo "$LINE" | grep -o 'sent=[0-9]* acked=[0-9]*.*out-of-order=[0-9]*'), longest-ack-gap=${GAP}s${GAPAT:+ from $GAPAT})"
 
 # 6h. (With UPGRADE_FROM, when this build brings contract migrations.) The upgrade once more, under load, then its
 #     contract migrations as the separate last step: until then the new release ran on the older schema beside the
@@ -371,6 +371,10 @@ db_schema() {   # the cluster database's schema version, read through host 1's l
 schema_of() { "$1" version --json | sed -n 's/.*"schema":\([0-9]*\).*/\1/p'; }
 if [ "$INSTALLED" != "$BIN" ] && [ "$(schema_of "$BIN")" -gt "$(schema_of "$INSTALLED")" ]; then
   OLD_SCHEMA=$(schema_of "$INSTALLED") NEW_SCHEMA=$(schema_of "$BIN")
+  # 6g's stopped upgrade is recorded: it is rolled back first (its member returned already), as the refusal of a
+  # new upgrade says.
+  on 1 /opt/warbler/current/bin/warbler rollback >"$WORK/rollback-stopped.log" 2>&1 \
+    || { cat "$WORK/rollback-stopped.log"; fail "warbler rollback of the stopped upgrade to $BROKEN"; }
   load_start up2 180
   t=$(date +%s%N)
   on 1 /opt/warbler/current/bin/warbler upgrade "/root/warbler-$NEXT" >"$WORK/cluster-upgrade2.log" 2>&1 \
@@ -380,7 +384,7 @@ if [ "$INSTALLED" != "$BIN" ] && [ "$(schema_of "$BIN")" -gt "$(schema_of "$INST
   grep -q "Upgraded the cluster $RUNNING → $NEXT. Run \`warbler upgrade --contract\`.*through schema $NEW_SCHEMA" "$WORK/cluster-upgrade2.log" \
     || { cat "$WORK/cluster-upgrade2.log"; fail "the upgrade did not say its contract migrations wait for warbler upgrade --contract"; }
   [ "$(db_schema)" = "$OLD_SCHEMA" ] || fail "the database is at schema $(db_schema) after the upgrade; its contract migration must wait (schema $OLD_SCHEMA)"
-  figure "cluster upgrade $RUNNING → $NEXT again, contract migrations left pending (schema $OLD_SCHEMA, under load): ${AGAIN} ms; longest-ack-gap=${GAP}s; $(echo "$LINE" | grep -o 'sent=[0-9]* acked=[0-9]*.*out-of-order=[0-9]*')"
+  figure "cluster upgrade $RUNNING → $NEXT again, contract migrations left pending (schema $OLD_SCHEMA, under load): ${AGAIN} ms; longest-ack-gap=${GAP}s${GAPAT:+ from $GAPAT}; $(echo "$LINE" | grep -o 'sent=[0-9]* acked=[0-9]*.*out-of-order=[0-9]*')"
   load_start ctr 40
   on 1 /opt/warbler/current/bin/warbler upgrade --contract >"$WORK/cluster-contract.log" 2>&1 \
     || { cat "$WORK/cluster-contract.log"; fail "warbler upgrade --contract"; }

@@ -19,6 +19,8 @@ public struct SoakReport: Sendable, CustomStringConvertible {
     public var outOfOrder = 0
     /// The longest time between two consecutive acks on any sender (the service was not taking messages).
     public var longestAckGap = 0.0
+    /// When the longest gap began (seconds since 1970, UTC): to find what happened then in the hosts' logs.
+    public var longestAckGapStart: Double?
     /// The longest time a connection spent between `disconnected` and `connected` again.
     public var longestDisconnect = 0.0
     public var reconnects = 0
@@ -27,9 +29,17 @@ public struct SoakReport: Sendable, CustomStringConvertible {
     public var ok: Bool { failed == 0 && duplicates == 0 && undelivered == 0 && lost == 0 && outOfOrder == 0 && acked == sent }
 
     public var description: String {
-        String(format: "soak: pairs=%d sent=%d acked=%d failed=%d delivered=%d duplicates=%d undelivered=%d lost=%d out-of-order=%d reconnects=%d longest-ack-gap=%.2fs longest-disconnect=%.2fs seconds=%.1f %@",
-               pairs, sent, acked, failed, delivered, duplicates, undelivered, lost, outOfOrder, reconnects, longestAckGap, longestDisconnect, seconds,
-               ok ? "OK" : "PROBLEM")
+        String(format: "soak: pairs=%d sent=%d acked=%d failed=%d delivered=%d duplicates=%d undelivered=%d lost=%d out-of-order=%d reconnects=%d longest-ack-gap=%.2fs%@ longest-disconnect=%.2fs seconds=%.1f %@",
+               pairs, sent, acked, failed, delivered, duplicates, undelivered, lost, outOfOrder, reconnects, longestAckGap,
+               longestAckGapStart.map { " gap-at=" + Self.clock($0) } ?? "", longestDisconnect, seconds, ok ? "OK" : "PROBLEM")
+    }
+
+    /// `HH:MM:SS.mmm` UTC.
+    static func clock(_ t: Double) -> String {
+        let whole = Int(t.rounded(.down))
+        let ms = Int(((t - Double(whole)) * 1000).rounded(.down))
+        let day = whole % 86_400
+        return String(format: "%02d:%02d:%02d.%03dZ", day / 3600, day % 3600 / 60, day % 60, ms)
     }
 }
 
@@ -177,7 +187,11 @@ public struct SoakRun: Sendable {
             report.undelivered += acks.keys.filter { seen[$0] == nil }.count
             report.longestDisconnect = max(report.longestDisconnect, longest)
             report.reconnects += reconnects
-            for (x, y) in zip(times, times.dropFirst()) { report.longestAckGap = max(report.longestAckGap, y - x) }
+            let wall = Date().timeIntervalSince1970 - Self.now()
+            for (x, y) in zip(times, times.dropFirst()) where y - x > report.longestAckGap {
+                report.longestAckGap = y - x
+                report.longestAckGapStart = wall + x
+            }
             // The server's history: every acknowledged message stored once, with its acknowledged seq.
             var stored: [String: [Int64]] = [:]
             var before: Int64?
