@@ -19,7 +19,6 @@ final class SearchIndexQueue: Sendable {
         /// Whether the schema has the queue (false only for a store over a schema older than 13: the migration
         /// tests' old data, whose triggers still index in the commit).
         var present: Bool?
-        var failures = 0
     }
     private let driver: any SQLDriver
     private let delay: Duration
@@ -32,15 +31,12 @@ final class SearchIndexQueue: Sendable {
         self.chunk = max(1, chunk)
     }
 
-    /// Background indexing failures since the store opened (a full disk, say); the next commit or search tries again.
-    var failures: Int { state.withLock { $0.failures } }
-
     /// After a commit of `count` new messages: index them shortly, in one transaction with the others queued by then.
     func committed(_ count: Int) {
         guard count > 0 else { return }
         let start = state.withLock { s -> Bool in
             s.committed += count
-            if s.scheduled || s.present == false { return false }
+            if s.scheduled { return false }
             s.scheduled = true
             return true
         }
@@ -55,8 +51,9 @@ final class SearchIndexQueue: Sendable {
                 guard try await hasQueue() else { state.withLock { $0.scheduled = false }; return }
                 while try await indexChunk() == chunk {}
             } catch {
-                // Not lost: the queue keeps the keys, and the next commit or search indexes them.
-                state.withLock { $0.failures += 1; $0.scheduled = false }
+                // Nothing is lost (a full disk, say): the queue keeps the keys, and the next commit tries again. A
+                // search that cannot index them fails with the error rather than miss messages.
+                state.withLock { $0.scheduled = false }
                 return
             }
             let again = state.withLock { s -> Bool in
