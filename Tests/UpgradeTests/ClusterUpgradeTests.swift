@@ -246,6 +246,24 @@ import Upgrade
         #expect(why.contains("--resume") && why.contains("warbler rollback"), "\(why)")
     }
 
+    /// Seen on booted hosts: an upgrade that stopped on its first node, which went back, left the operator no way
+    /// to a fixed release (a new upgrade was refused until the stopped one was resumed or rolled back, and the
+    /// rollback had nothing to do). A new upgrade now replaces it; the rollback says why it has nothing to do.
+    @Test func aStoppedUpgradeThatLeftEveryNodeOnItsReleaseIsReplacedByANewOne() async throws {
+        let c = Self.cluster()
+        c.fail("ready w1 1.1.0")
+        let stop = try await stopped { try await ClusterUpgrader(driver: c).upgrade(file: Self.file) }
+        #expect(stop.nodeReturned == true && Set(c.versions.values) == ["1.0.0"])
+        let why = try await refused { try await ClusterUpgrader(driver: c).rollback() }
+        #expect(why.contains("nothing to roll back") && why.contains("`warbler upgrade FILE` starts a new upgrade"), "\(why)")
+        c.clearCalls()
+        let lines = Mutex<[String]>([])
+        let done = try await ClusterUpgrader(driver: c).upgrade(file: Self.file) { line in lines.withLock { $0.append(line) } }
+        #expect(done.state == .finished && done.kind == .upgrade && Set(c.versions.values) == ["1.1.0"])
+        #expect(c.calls.prefix(3) == ["lock", "verify \(Self.file)", "distribute w1"], "a new upgrade from the start: \(c.calls)")
+        #expect(lines.withLock { $0 }.contains { $0.contains("left every node on 1.0.0: this upgrade replaces it") })
+    }
+
     @Test func anUpToDateClusterHasNothingToDoAndKeepsItsRecord() async throws {
         let c = Self.cluster()
         try await ClusterUpgrader(driver: c).upgrade(file: Self.file)

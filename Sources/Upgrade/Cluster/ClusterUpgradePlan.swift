@@ -381,6 +381,15 @@ extension ClusterUpgradePlan {
         return .success(.contractMigrations(through: through))
     }
 
+    /// A stopped upgrade that left nothing behind: every node runs the release it came from (its first node failed
+    /// and went back) and no contract migration started. A new `warbler upgrade FILE` may replace it: there is
+    /// nothing to resume or roll back, and requiring either would leave the operator no way to a fixed release
+    /// but `--resume` with the file that failed.
+    public static func isAbandoned(_ recorded: ClusterUpgradeProgress, facts: ClusterUpgradeFacts) -> Bool {
+        recorded.kind == .upgrade && recorded.state == .stopped && recorded.contracted == nil && recorded.contractStarted == nil
+            && !facts.nodes.isEmpty && facts.nodes.allSatisfy { $0.version == recorded.from }
+    }
+
     /// `warbler rollback` on a cluster: every node that runs the recorded upgrade's release goes back to the one
     /// before it, in the upgrade's order, while the schema allows it (no contract migration ran).
     public static func rollback(of progress: ClusterUpgradeProgress?, facts: ClusterUpgradeFacts, now: Date = Date()) -> Result<ClusterUpgradeProgress, ClusterUpgradeRefusal> {
@@ -401,7 +410,10 @@ extension ClusterUpgradePlan {
             return refuse("\(strangers.map { "\($0.name) runs \($0.version)" }.joined(separator: ", ")), neither \(p.from) nor \(p.to): bring it to one of them first")
         }
         let pending = facts.nodes.filter { $0.version == p.to }
-        guard !pending.isEmpty else { return refuse("no node runs \(p.to): every node already runs \(p.from)") }
+        guard !pending.isEmpty else {
+            return refuse("no node runs \(p.to): every node already runs \(p.from), so there is nothing to roll back" + (p.state == .stopped
+                ? " (`warbler upgrade FILE` starts a new upgrade, which replaces the stopped one; `warbler upgrade --resume \(p.file)` continues it)" : ""))
+        }
         return .success(ClusterUpgradeProgress(kind: .rollback, file: p.file, from: p.to, to: p.from, toBuild: "", fromSchema: p.fromSchema,
                                                steps: nodeSteps(nodes: facts.nodes, pending: pending), done: 0, state: .running,
                                                backup: p.backup, updatedAt: now))

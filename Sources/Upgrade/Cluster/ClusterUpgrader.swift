@@ -70,8 +70,11 @@ public struct ClusterUpgrader: Sendable {
                 plan = ClusterUpgradePlan(resuming: recorded, facts: facts, file: file)
                 log("resuming the upgrade \(recorded.from) → \(recorded.to) at step \(recorded.done + 1) of \(recorded.steps.count) (\(recorded.steps[min(recorded.done, recorded.steps.count - 1)]))")
             } else {
-                if let recorded, recorded.state != .finished {
+                if let recorded, recorded.state != .finished, !ClusterUpgradePlan.isAbandoned(recorded, facts: facts) {
                     throw ClusterUpgradeRefusal("a cluster \(recorded.kind.rawValue) \(recorded.from) → \(recorded.to) is \(recorded.state.rawValue) at step \(recorded.done + 1) of \(recorded.steps.count): \(recorded.kind == .upgrade ? "resume it (`warbler upgrade --resume \(recorded.file)`)" : "resume it (`warbler rollback --resume`)") or roll it back (`warbler rollback`) first")
+                }
+                if let recorded, recorded.state != .finished {
+                    log("the stopped upgrade \(recorded.from) → \(recorded.to) left every node on \(recorded.from): this upgrade replaces it")
                 }
                 plan = ClusterUpgradePlan(file: file, facts: facts)
             }
