@@ -371,16 +371,17 @@ db_schema() {   # the cluster database's schema version, read through host 1's l
 schema_of() { "$1" version --json | sed -n 's/.*"schema":\([0-9]*\).*/\1/p'; }
 if [ "$INSTALLED" != "$BIN" ] && [ "$(schema_of "$BIN")" -gt "$(schema_of "$INSTALLED")" ]; then
   OLD_SCHEMA=$(schema_of "$INSTALLED") NEW_SCHEMA=$(schema_of "$BIN")
-  # 6g's stopped upgrade is recorded: it is rolled back first (its member returned already), as the refusal of a
-  # new upgrade says.
-  on 1 /opt/warbler/current/bin/warbler rollback >"$WORK/rollback-stopped.log" 2>&1 \
-    || { cat "$WORK/rollback-stopped.log"; fail "warbler rollback of the stopped upgrade to $BROKEN"; }
+  # 6g's stopped upgrade is still recorded; it left every member on $RUNNING, so a new upgrade replaces it. The
+  # earlier build refuses that (it wants the stopped one resumed or rolled back, and its rollback has nothing to
+  # do), so this upgrade is run by the new file's own warbler, as an operator on such a release would.
   load_start up2 180
   t=$(date +%s%N)
-  on 1 /opt/warbler/current/bin/warbler upgrade "/root/warbler-$NEXT" >"$WORK/cluster-upgrade2.log" 2>&1 \
+  on 1 "/root/warbler-$NEXT" upgrade "/root/warbler-$NEXT" >"$WORK/cluster-upgrade2.log" 2>&1 \
     || { cat "$WORK/cluster-upgrade2.log"; fail "the second warbler upgrade of the cluster to $NEXT"; }
   AGAIN=$(ms_since "$t")
   load_end up2
+  grep -q "the stopped upgrade $RUNNING → $BROKEN left every node on $RUNNING: this upgrade replaces it" "$WORK/cluster-upgrade2.log" \
+    || { cat "$WORK/cluster-upgrade2.log"; fail "the upgrade did not say it replaces 6g's stopped upgrade"; }
   grep -q "Upgraded the cluster $RUNNING → $NEXT. Run \`warbler upgrade --contract\`.*through schema $NEW_SCHEMA" "$WORK/cluster-upgrade2.log" \
     || { cat "$WORK/cluster-upgrade2.log"; fail "the upgrade did not say its contract migrations wait for warbler upgrade --contract"; }
   [ "$(db_schema)" = "$OLD_SCHEMA" ] || fail "the database is at schema $(db_schema) after the upgrade; its contract migration must wait (schema $OLD_SCHEMA)"
