@@ -179,9 +179,10 @@ extension Blueprint {
 
         let restartOnRelease = [Paths.current]
         var services: [DesiredState.Service] = []
-        func unit(_ name: String, restartOn: [String]) throws {
+        func unit(_ name: String, restartOn: [String], first: Bool = false) throws {
             file(Paths.unitFile(name), try templates.renderCluster(name, ctx), 0o644, root)
-            services.append(.init(unit: name, unitFile: layout.path(Paths.unitFile(name)), restartOn: (restartOn + restartOnRelease).map(layout.path)))
+            services.append(.init(unit: name, unitFile: layout.path(Paths.unitFile(name)), restartOn: (restartOn + restartOnRelease).map(layout.path),
+                                  restartsFirst: first))
         }
         if let vip = c.vip { ctx.vip = vip.description }
         // The components this member runs, as the one description says (the built-in supervisor reads it too).
@@ -202,6 +203,10 @@ extension Blueprint {
             case ClusterPaths.vipAgentUnit:
                 // The virtual IP: the VIP agent writes keepalived's config from the members in etcd (root's files only).
                 try unit(component.unit, restartOn: [ClusterPaths.memberFile, ClusterPaths.rootCert, ClusterPaths.rootKey])
+            case ClusterPaths.keepalivedUnit:
+                // Restarted before the others (a new release restarts them all): the virtual IP moves to another
+                // member first, so its clients reconnect once, there, and this member's HAProxy restarts unused.
+                try unit(component.unit, restartOn: [], first: true)
             default:
                 try unit(component.unit, restartOn: [])
             }

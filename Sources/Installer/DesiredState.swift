@@ -59,9 +59,15 @@ public struct DesiredState: Sendable {
         /// `restartOn`) reloads its unit but does not restart it, which would end the install that asked for the
         /// restart. Only `restartOn` files restart it; it is still started when it is not running.
         public var restartsItself: Bool
-        public init(unit: String, unitFile: String, restartOn: [String], companionUnitFiles: [String] = [], restartsItself: Bool = false) {
+        /// When it restarts, it restarts before every other service that restarts in the same run (keepalived: the
+        /// virtual IP leaves this member before its HAProxy restarts, so clients lose their connections once and
+        /// reconnect to the address's new holder, not to a HAProxy that is about to lose the address under them).
+        /// A service that is not running still starts in its place.
+        public var restartsFirst: Bool
+        public init(unit: String, unitFile: String, restartOn: [String], companionUnitFiles: [String] = [], restartsItself: Bool = false,
+                    restartsFirst: Bool = false) {
             self.unit = unit; self.unitFile = unitFile; self.restartOn = restartOn; self.companionUnitFiles = companionUnitFiles
-            self.restartsItself = restartsItself
+            self.restartsItself = restartsItself; self.restartsFirst = restartsFirst
         }
     }
     /// A command run once, before the services start (creating the first admin); a marker file remembers it ran.

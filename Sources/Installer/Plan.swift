@@ -189,9 +189,15 @@ public enum Planner {
         for command in pendingCommands where command.beforeUnit == nil {
             steps.append(.runOnce(command))
         }
-        for s in desired.services {
+        func changedFiles(_ s: DesiredState.Service) -> [String] {
+            (s.restartOn + (desired.systemdUnits && !s.restartsItself ? [s.unitFile] : [])).filter(written.contains)
+        }
+        func restartsFirst(_ s: DesiredState.Service) -> Bool {
+            s.restartsFirst && statuses[s.unit]?.active == true && (!changedFiles(s).isEmpty || (pending.restarts.contains(s.unit) && !s.restartsItself))
+        }
+        for s in desired.services.filter(restartsFirst) + desired.services.filter({ !restartsFirst($0) }) {
             for command in pendingCommands where command.beforeUnit == s.unit { steps.append(.runOnce(command)) }
-            let changed = (s.restartOn + (desired.systemdUnits && !s.restartsItself ? [s.unitFile] : [])).filter(written.contains)
+            let changed = changedFiles(s)
             if statuses[s.unit]?.active != true {
                 steps.append(.service(.start(s.unit), reason: "not running"))
             } else if !changed.isEmpty {

@@ -119,6 +119,29 @@ import Testing
         #expect(second.serviceActions == [.restart("b.service")], "no daemon-reload: no unit file changed")
     }
 
+    @Test func aUnitThatRestartsFirstRestartsBeforeTheOthersButStartsInItsPlace() throws {
+        // keepalived on a new release: the virtual IP must leave before HAProxy restarts under the clients on it.
+        let system = RecordingSystem()
+        func desired(_ release: String) -> DesiredState {
+            var d = DesiredState()
+            d.directories = [.init(path: "/etc/demo", mode: 0o755, owner: .root)]
+            d.files = [.init(path: "/etc/demo/release", content: .bytes(Data(release.utf8)), mode: 0o644, owner: .root, label: nil)]
+            for name in ["server", "haproxy", "keepalived"] {
+                d.files.append(.init(path: "/etc/systemd/system/\(name).service", content: .bytes(Data("[Service]\n".utf8)), mode: 0o644, owner: .root, label: nil))
+                d.services.append(.init(unit: "\(name).service", unitFile: "/etc/systemd/system/\(name).service", restartOn: ["/etc/demo/release"],
+                                        restartsFirst: name == "keepalived"))
+            }
+            return d
+        }
+        let store = JournalStore(system: system, layout: Layout())
+        let journal = Journal(runID: "t", version: "1", state: .running, startedAt: system.now(), inputs: InstallAnswers(), ports: [], entries: [])
+        let first = try Planner.plan(desired("1"), on: system)
+        #expect(first.restartedUnits == ["server.service", "haproxy.service", "keepalived.service"], "a first start keeps the order")
+        _ = try Applier(system: system, store: store).apply(first, journal: journal)
+        let upgrade = try Planner.plan(desired("2"), on: system)
+        #expect(upgrade.serviceActions == [.restart("keepalived.service"), .restart("server.service"), .restart("haproxy.service")])
+    }
+
     @Test func aUnitThatRestartsItselfIsReloadedNotRestartedWhenOnlyItsUnitChanges() throws {
         // The upgrade receiver runs the install that rewrites its unit: restarting it would end that install.
         let system = RecordingSystem()
