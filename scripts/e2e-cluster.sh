@@ -227,8 +227,10 @@ ok "warbler status is healthy on every member"
 #     listener), and the fingerprint of every message and attachment chunk at that moment (no client sends now).
 PSQL=/opt/warbler/current/embedded/postgresql/usr/lib/postgresql/15/bin/psql
 FINGERPRINT="SELECT (SELECT count(*)||':'||md5(string_agg(conv_id||'/'||seq||'/'||sender||'/'||cid||'/'||kind||'/'||coalesce(text,'')||'/'||coalesce(data,'')||'/'||coalesce(attachment,''),',' ORDER BY conv_id,seq)) FROM messages)||' '||(SELECT count(*)||':'||md5(string_agg(attachment_id||'/'||seq||'/'||md5(data),',' ORDER BY attachment_id,seq)) FROM attachment_chunks)"
-on 1 sh -c "PGPASSWORD=\$(cat /etc/warbler/cluster/secrets/postgres-app) $PSQL 'host=127.0.0.1 port=5433 user=warbler dbname=warbler sslmode=require' -Atc \"$FINGERPRINT\"" \
-  >"$WORK/before-backup.txt" 2>&1 || { cat "$WORK/before-backup.txt"; fail "the messages' fingerprint on host 1"; }
+app_sql() {   # one query as the application's role, through host 1's local listener to the primary
+  on 1 sh -c "PGPASSWORD=\$(cat /etc/warbler/cluster/secrets/postgres-app) $PSQL 'host=127.0.0.1 port=5433 user=warbler dbname=warbler sslmode=require' -Atc \"$1\""
+}
+app_sql "$FINGERPRINT" >"$WORK/before-backup.txt" 2>&1 || { cat "$WORK/before-backup.txt"; fail "the messages' fingerprint on host 1"; }
 on 3 sh -c 'umask 077; echo e2e-restore-passphrase >/root/backup.pass'
 t=$(date +%s%N)
 on 3 /opt/warbler/current/bin/warbler backup --output /root/cluster-backup.tar.gz --passphrase-file /root/backup.pass >"$WORK/backup.log" 2>&1 \
@@ -365,9 +367,7 @@ ok "an upgrade to $BROKEN (fails readiness) stopped on its first member, $FIRST,
 #     contract migrations as the separate last step: until then the new release ran on the older schema beside the
 #     old one; after it the cluster is on the new schema and `warbler rollback` is refused, saying why and what to
 #     do instead. The rest of the suite then runs on the new release.
-db_schema() {   # the cluster database's schema version, read through host 1's local listener to the primary
-  on 1 sh -c "PGPASSWORD=\$(cat /etc/warbler/cluster/secrets/postgres-app) $PSQL 'host=127.0.0.1 port=5433 user=warbler dbname=warbler sslmode=require' -Atc 'SELECT max(version) FROM schema_migrations'" 2>&1
-}
+db_schema() { app_sql 'SELECT max(version) FROM schema_migrations' 2>&1; }   # the cluster database's schema version
 schema_of() { "$1" version --json | sed -n 's/.*"schema":\([0-9]*\).*/\1/p'; }
 if [ "$INSTALLED" != "$BIN" ] && [ "$(schema_of "$BIN")" -gt "$(schema_of "$INSTALLED")" ]; then
   OLD_SCHEMA=$(schema_of "$INSTALLED") NEW_SCHEMA=$(schema_of "$BIN")

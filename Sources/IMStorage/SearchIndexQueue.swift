@@ -14,8 +14,8 @@ import IMCore
 final class SearchIndexQueue: Sendable {
     private struct State {
         var scheduled = false
-        /// Messages committed since the last indexing started (an estimate: not every message is searchable).
-        var committed = 0
+        /// Whether messages were committed since the last indexing started (then it runs again).
+        var committedSince = false
         /// Whether the schema has the queue (false only for a store over a schema older than 13: the migration
         /// tests' old data, whose triggers still index in the commit).
         var present: Bool?
@@ -35,7 +35,7 @@ final class SearchIndexQueue: Sendable {
     func committed(_ count: Int) {
         guard count > 0 else { return }
         let start = state.withLock { s -> Bool in
-            s.committed += count
+            s.committedSince = true
             if s.scheduled { return false }
             s.scheduled = true
             return true
@@ -46,7 +46,7 @@ final class SearchIndexQueue: Sendable {
     private func run() async {
         while true {
             try? await Task.sleep(for: delay)
-            state.withLock { $0.committed = 0 }
+            state.withLock { $0.committedSince = false }
             do {
                 guard try await hasQueue() else { state.withLock { $0.scheduled = false }; return }
                 while try await indexChunk() == chunk {}
@@ -57,7 +57,7 @@ final class SearchIndexQueue: Sendable {
                 return
             }
             let again = state.withLock { s -> Bool in
-                if s.committed > 0 { return true }
+                if s.committedSince { return true }
                 s.scheduled = false
                 return false
             }
