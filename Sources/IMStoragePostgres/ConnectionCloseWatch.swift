@@ -11,6 +11,9 @@ import PostgresNIO
 /// resumed inside PostgresNIO. It held its node's commits until the commit watchdog gave up on it 10 s later, and
 /// the clients saw no ack for 10–19 s. The connection itself had closed at once, so its close is the signal.
 /// A write ended this way may have committed; every write the server retries is idempotent (a send by its client id).
+///
+/// The operation runs inside the driver's `firstOf` race already; the watch only ends that race (its `RaceEnd`),
+/// so it adds no task of its own.
 final class ConnectionCloseWatch: Sendable {
     private struct State {
         var next: UInt64 = 0
@@ -20,46 +23,27 @@ final class ConnectionCloseWatch: Sendable {
     }
     private let state = LockedBox(State())
 
-    /// Runs `body`, which uses `connection`; if the connection closes first, throws `closed()` at once (and cancels
-    /// `body`, which may go on until its awaits notice).
-    func run<T: Sendable>(on connection: PostgresConnection, closed: @escaping @Sendable () -> any Error,
-                          _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+    /// Runs `body`, which uses `connection`; if the connection closes before it ends, calls `end` at once (the
+    /// caller's race answers, and `body` is cancelled and may go on until its awaits notice).
+    func run<T: Sendable>(on connection: PostgresConnection, end: @escaping @Sendable () -> Void,
+                          _ body: () async throws -> T) async throws -> T {
         let key = ObjectIdentifier(connection)
-        let waiter = LockedBox<CheckedContinuation<T, any Error>?>(nil)
-        let work = LockedBox<Task<Void, Never>?>(nil)
-        return try await withTaskCancellationHandler {
-            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
-                waiter.withLock { $0 = continuation }
-                let end: @Sendable () -> Void = {
-                    waiter.withLock { w in defer { w = nil }; return w }?.resume(throwing: closed())
-                    work.withLock { $0 }?.cancel()
-                }
-                let (id, first) = state.withLock { s -> (UInt64, Bool) in
-                    s.next &+= 1
-                    let first = s.running[key] == nil
-                    s.running[key, default: [:]][s.next] = end
-                    return (s.next, first)
-                }
-                // One callback per connection while operations run on it (not one per operation: a pooled
-                // connection lives long); it ends whatever runs on it then.
-                if first {
-                    connection.closeFuture.whenComplete { [state] _ in
-                        let ends = state.withLock { $0.running.removeValue(forKey: key) } ?? [:]
-                        for end in ends.values { end() }
-                    }
-                }
-                let task = Task {
-                    let result: Result<T, any Error>
-                    do { result = .success(try await body()) } catch { result = .failure(error) }
-                    // The connection's entry stays (empty) until it closes: its callback is registered already.
-                    self.state.withLock { s in _ = s.running[key]?.removeValue(forKey: id) }
-                    waiter.withLock { w in defer { w = nil }; return w }?.resume(with: result)
-                }
-                work.withLock { $0 = task }
-                if connection.isClosed { end() }
-            }
-        } onCancel: {
-            work.withLock { $0 }?.cancel()
+        let (id, first) = state.withLock { s -> (UInt64, Bool) in
+            s.next &+= 1
+            let first = s.running[key] == nil
+            s.running[key, default: [:]][s.next] = end
+            return (s.next, first)
         }
+        // One callback per connection while operations run on it (not one per operation: a pooled connection lives
+        // long); it ends whatever runs on it then. The connection's entry stays (empty) until it closes.
+        if first {
+            connection.closeFuture.whenComplete { [state] _ in
+                let ends = state.withLock { $0.running.removeValue(forKey: key) } ?? [:]
+                for end in ends.values { end() }
+            }
+        }
+        defer { state.withLock { s in _ = s.running[key]?.removeValue(forKey: id) } }
+        if connection.isClosed { end() }
+        return try await body()
     }
 }

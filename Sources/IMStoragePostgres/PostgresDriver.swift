@@ -106,10 +106,10 @@ public final class PostgresDriver: SQLDriver {
     }
 
     public func read<T: Sendable>(_ body: @escaping @Sendable (any SQLExecutor) async throws -> T) async throws -> T {
-        try await bounded("read") { [client, logger, secret, closeWatch, endpoint] held in
+        try await bounded("read") { [client, logger, secret, closeWatch, endpoint] held, end in
             try await client.withConnection { connection in
                 held.withLock { $0 = connection }
-                return try await closeWatch.run(on: connection, closed: { Self.closedUnder("read", endpoint) }) {
+                return try await closeWatch.run(on: connection, end: { end(Self.closedUnder("read", endpoint)) }) {
                     try await body(PostgresExecutor(connection: connection, logger: logger, secret: secret))
                 }
             }
@@ -118,10 +118,10 @@ public final class PostgresDriver: SQLDriver {
 
     @discardableResult
     public func write<T: Sendable>(_ body: @escaping @Sendable (any SQLExecutor) async throws -> T) async throws -> T {
-        try await bounded("write") { [client, logger, secret, closeWatch, endpoint] held in
+        try await bounded("write") { [client, logger, secret, closeWatch, endpoint] held, end in
             try await client.withConnection { connection in
                 held.withLock { $0 = connection }
-                return try await closeWatch.run(on: connection, closed: { Self.closedUnder("write", endpoint) }) {
+                return try await closeWatch.run(on: connection, end: { end(Self.closedUnder("write", endpoint)) }) {
                     try await Self.transaction(on: PostgresExecutor(connection: connection, logger: logger, secret: secret), body)
                 }
             }
@@ -141,14 +141,10 @@ public final class PostgresDriver: SQLDriver {
     /// changed, an await inside PostgresNIO was seen never to resume, and one such await in the cluster service's
     /// single consumer stopped cross-node delivery on its node for good. A write abandoned this way may still
     /// commit; every write the server retries is idempotent (a send by its client id).
-    private func bounded<T: Sendable>(_ what: String, _ op: @escaping @Sendable (LockedBox<PostgresConnection?>) async throws -> T) async throws -> T {
+    private func bounded<T: Sendable>(_ what: String, _ op: @escaping @Sendable (LockedBox<PostgresConnection?>, RaceEnd) async throws -> T) async throws -> T {
         let held = LockedBox<PostgresConnection?>(nil)
-        let result: Result<T, any Error>?
-        if let deadline = operationDeadline {
-            result = await firstOf(seconds: deadline) { try await op(held) }
-        } else {
-            do { result = .success(try await op(held)) } catch { result = .failure(error) }
-        }
+        // Without a deadline the race still runs: a closing connection ends it (`ConnectionCloseWatch`).
+        let result = await firstOf(seconds: operationDeadline) { end in try await op(held, end) }
         switch result {
         case .success(let value)?:
             return value

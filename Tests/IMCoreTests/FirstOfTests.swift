@@ -35,6 +35,32 @@ import Testing
         #expect(e is Boom)
     }
 
+    @Test func anEndFromOutsideAnswersAtOnceWithItsErrorAndCancelsTheBody() async throws {
+        // What a PostgreSQL connection's close does to the read or write on it (ConnectionCloseWatch).
+        struct Closed: Error {}
+        let cancelled = LockedBox(false)
+        let handed = LockedBox<RaceEnd?>(nil)
+        let outsider = Task {
+            while handed.withLock({ $0 }) == nil { try? await Task.sleep(for: .milliseconds(10)) }
+            handed.withLock { $0 }?(Closed())
+        }
+        let result: Result<Int, any Error>? = await firstOf(seconds: nil) { end in
+            handed.withLock { $0 = end }
+            do { try await Task.sleep(for: .seconds(600)) } catch { cancelled.withLock { $0 = true } }
+            return 1
+        }
+        await outsider.value
+        guard case .failure(let e)? = result else { Issue.record("expected the end's error, got \(String(describing: result))"); return }
+        #expect(e is Closed)
+        try? await Task.sleep(for: .milliseconds(100))
+        #expect(cancelled.withLock { $0 }, "the body was not cancelled when the race was ended")
+        // An end after the race is over changes nothing.
+        let late = LockedBox<RaceEnd?>(nil)
+        let done: Result<Int, any Error>? = await firstOf(seconds: nil) { end in late.withLock { $0 = end }; return 7 }
+        late.withLock { $0 }?(Closed())
+        #expect(try done?.get() == 7)
+    }
+
     @Test func cancellingTheCallerCancelsTheBody() async {
         let cancelled = LockedBox(false)
         let caller = Task {
