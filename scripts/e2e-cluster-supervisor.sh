@@ -88,9 +88,31 @@ supervisor_cluster_check() {
   wait_for 60 send after || { cat "$WORK/after.log"; fail "messages after the kills"; }
   ok "kill -9 of etcd (restarted by its supervisor) and of PostgreSQL (restarted by Patroni): messages flow again"
 
+  # The upgrade receiver runs here too (root, under its supervisor), so `warbler upgrade` on a member without systemd
+  # upgrades it as a cluster upgrade does any member: the file through the receiver, drained, switched, ready, back.
+  # The receiver stops after the switch and its supervisor starts it again on the new release.
+  local version next receiver
+  receiver=$(pid_of /run/warbler/upgrade-receiver.pid)
+  alive "$receiver" || fail "the upgrade receiver is not running (no live PID in /run/warbler/upgrade-receiver.pid)"
+  [ "$(inside stat -c %U "/proc/$receiver")" = root ] || fail "the upgrade receiver runs as $(inside stat -c %U "/proc/$receiver"), not root"
+  alive "$(pid_of /run/warbler/supervise-upgrade-receiver.pid)" || fail "the upgrade receiver's supervisor is not running"
+  version=$("$BIN" version --json | sed -n 's/.*"version":"\([^"]*\)".*/\1/p')
+  next=$(echo "$version" | awk -F. '{print $1"."$2"."$3+1}')
+  restamp "$next" "$WORK/ctr/root/warbler-$next" || fail "re-stamping the installer file as $next"
+  t0=$(date +%s)
+  inside /opt/warbler/current/bin/warbler upgrade "/root/warbler-$next" >"$WORK/cluster-upgrade.log" 2>&1 \
+    || { cat "$WORK/cluster-upgrade.log"; tail -30 "$WORK/ctr/var/log/warbler/upgrade-receiver.log"; fail "warbler upgrade (a cluster upgrade) to $next without systemd"; }
+  inside /opt/warbler/current/bin/warbler version | grep -q "$next" || fail "the member does not run $next after the upgrade"
+  wait_for 30 replaced /run/warbler/upgrade-receiver.pid "$receiver" || fail "the upgrade receiver was not started again after the switch"
+  grep -q "release changed" "$WORK/ctr/var/log/warbler/upgrade-receiver.log" || fail "upgrade-receiver.log does not say the release changed"
+  wait_for 60 inside /root/warbler status >"$WORK/status-upgraded.log" 2>&1 || { cat "$WORK/status-upgraded.log"; fail "warbler status is not healthy after the upgrade"; }
+  wait_for 60 send upgraded || { cat "$WORK/upgraded.log"; fail "messages after the upgrade"; }
+  ok "warbler upgrade $version → $next through the member's upgrade receiver in $(( $(date +%s) - t0 )) s; the receiver came back on $next; messages flow"
+
   local pids=""
   for name in etcd patroni haproxy cluster-agent server; do pids="$pids $(pid_of "/run/warbler/$name.pid")"; done
-  for name in etcd patroni haproxy cluster-agent; do pids="$pids $(pid_of "/run/warbler/supervise-$name.pid")"; done
+  pids="$pids $(pid_of /run/warbler/upgrade-receiver.pid)"
+  for name in etcd patroni haproxy cluster-agent upgrade-receiver; do pids="$pids $(pid_of "/run/warbler/supervise-$name.pid")"; done
   pids="$pids $(pid_of /run/warbler/supervise.pid) $(pid_of "$PG")"
   inside /root/warbler uninstall --yes >"$WORK/uninstall.log" 2>&1 || { cat "$WORK/uninstall.log"; fail "uninstall"; }
   for pid in $pids; do ! alive "$pid" || fail "process $pid still runs after uninstall"; done

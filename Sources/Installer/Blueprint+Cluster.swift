@@ -211,16 +211,14 @@ extension Blueprint {
                 try unit(component.unit, restartOn: [])
             }
         }
-        // The upgrade receiver (systemd only: the built-in supervisor does not run it, so a cluster upgrade needs
-        // systemd): root, on the advertise address. It restarts itself after each switch (the install it runs must not
-        // restart it), so neither a new release nor a changed unit restarts it here; a new member certificate or
-        // member file does (an install changes them only when the member's names change).
-        if initSystem == .systemd {
-            ctx.upgradeReceiverPort = ClusterSettings.Port.upgradeReceiver
-            file(Paths.unitFile(ClusterPaths.upgradeReceiverUnit), try templates.renderCluster(ClusterPaths.upgradeReceiverUnit, ctx), 0o644, root)
-            services.append(.init(unit: ClusterPaths.upgradeReceiverUnit, unitFile: layout.path(Paths.unitFile(ClusterPaths.upgradeReceiverUnit)),
-                                  restartOn: [ClusterPaths.memberFile, ClusterPaths.rootCert, ClusterPaths.rootKey].map(layout.path), restartsItself: true))
-        }
+        // The upgrade receiver: root, on the advertise address; under systemd its own unit, under the built-in
+        // supervisor its component description (`upgradeReceiverComponent`). It restarts itself after each switch (the
+        // install it runs must not restart it), so neither a new release nor a changed unit restarts it here; a new
+        // member certificate or member file does (an install changes them only when the member's names change).
+        ctx.upgradeReceiverPort = ClusterSettings.Port.upgradeReceiver
+        file(Paths.unitFile(ClusterPaths.upgradeReceiverUnit), try templates.renderCluster(ClusterPaths.upgradeReceiverUnit, ctx), 0o644, root)
+        services.append(.init(unit: ClusterPaths.upgradeReceiverUnit, unitFile: layout.path(Paths.unitFile(ClusterPaths.upgradeReceiverUnit)),
+                              restartOn: [ClusterPaths.memberFile, ClusterPaths.rootCert, ClusterPaths.rootKey].map(layout.path), restartsItself: true))
 
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .prettyPrinted]

@@ -137,6 +137,18 @@ extension ClusterContext {
         return c
     }
 
+    /// The upgrade receiver (root): a cluster upgrade's orders to this member. Under systemd its unit comes from a
+    /// template of its own (warbler-upgrade-receiver.service: its confinement differs from the components'); this
+    /// description is what the built-in supervisor runs. It stops by itself after each switch that changed the
+    /// release and is started again (restart always) on the release now current. Its listener on the advertised
+    /// address means it is up.
+    public var upgradeReceiverComponent: ClusterComponent {
+        var c = ClusterComponent(name: "upgrade-receiver", unit: "warbler-upgrade-receiver.service",
+                                 execStart: [warblerBinary, "cluster", "upgrade-receiver"])
+        c.readyAddress = advertise; c.readyPort = upgradeReceiverPort
+        return c
+    }
+
     /// The components a member runs, in starting order: etcd with the etcd role, Patroni with the database role,
     /// HAProxy and the member agent everywhere, the VIP agent and keepalived with a virtual IP.
     public func components(etcd: Bool, database: Bool) -> [ClusterComponent] {
@@ -148,8 +160,9 @@ extension ClusterContext {
         return list
     }
 
-    /// Every component description by unit, whatever this member runs (what the unit templates render from).
+    /// Every component description by unit, whatever this member runs (what the unit templates render from, the
+    /// upgrade receiver's excepted).
     public var allComponents: [ClusterComponent] {
-        [etcdComponent, patroniComponent, haproxyComponent, agentComponent, vipAgentComponent, keepalivedComponent]
+        [etcdComponent, patroniComponent, haproxyComponent, agentComponent, vipAgentComponent, keepalivedComponent, upgradeReceiverComponent]
     }
 }

@@ -58,8 +58,9 @@ import Testing
         #expect(outcome.notes.contains { $0.contains("`warbler supervise --unit UNIT`") && $0.hasSuffix("(etcd, patroni, haproxy, cluster-agent)") },
                 "\(outcome.notes)")
         let started = outcome.plan.steps.compactMap { if case .service(.start(let u), _) = $0 { u } else { nil } }
+        // The upgrade receiver too: a cluster upgrade reaches a member without systemd as it does the others.
         #expect(started == [ClusterPaths.etcdUnit, ClusterPaths.patroniUnit, ClusterPaths.haproxyUnit, ClusterPaths.agentUnit,
-                            Paths.serverUnitName, Paths.exporterUnitName, Paths.alertdUnitName])
+                            ClusterPaths.upgradeReceiverUnit, Paths.serverUnitName, Paths.exporterUnitName, Paths.alertdUnitName])
         // No systemctl: nothing to enable, no daemon-reload.
         #expect(!outcome.plan.steps.contains { if case .service(.daemonReload, _) = $0 { true } else { false } })
         // The unit files are laid out all the same (status finds the components by them; systemd would run them).
@@ -68,7 +69,7 @@ import Testing
         let plan = try Uninstaller(system: host.system, probe: host.probe).plan(layout: Layout(), purge: false)
         #expect(plan.initSystem == .builtin)
         #expect(plan.steps.filter { if case .service = $0 { true } else { false } }
-                == [Paths.alertdUnitName, Paths.exporterUnitName, Paths.serverUnitName, ClusterPaths.agentUnit, ClusterPaths.haproxyUnit,
+                == [ClusterPaths.upgradeReceiverUnit, Paths.alertdUnitName, Paths.exporterUnitName, Paths.serverUnitName, ClusterPaths.agentUnit, ClusterPaths.haproxyUnit,
                     ClusterPaths.patroniUnit, ClusterPaths.etcdUnit].map { .service(.stop($0)) })
     }
 
