@@ -307,8 +307,14 @@ public struct ClusterUpgradePlan: Sendable {
     }
 
     /// Each pending node's group, with a switchover before the primary's when another database node can take over.
+    /// A cluster of one member is switched without a drain: there is no other server for its clients, and its agent
+    /// never drains the last one (HAProxy needs a server), so its clients reconnect when its server restarts, as on
+    /// a single host.
     static func nodeSteps(nodes: [ClusterUpgradeNode], pending: [ClusterUpgradeNode]) -> [ClusterUpgradeStep] {
         var out: [ClusterUpgradeStep] = []
+        if nodes.count == 1, let only = pending.first, only.name == nodes[0].name {
+            return [.switchRelease(node: only.name), .waitReady(node: only.name)]
+        }
         for n in order(pending) {
             if n.isPrimary && nodes.contains(where: { $0.isDatabase && $0.name != n.name }) { out.append(.switchover(from: n.name)) }
             out += [.drain(node: n.name), .reconnectClients(node: n.name), .waitSessions(node: n.name), .switchRelease(node: n.name),
