@@ -39,7 +39,7 @@ let package = Package(
         // rename, fsync of the directory). Foundation and libc only, so every target can use it.
         .target(
             name: "DurableFiles",
-            dependencies: [],
+            dependencies: ["CHostShims"],
             swiftSettings: strict
         ),
         .target(

@@ -105,7 +105,8 @@ supervisor_cluster_check() {
   inside /opt/warbler/current/bin/warbler version | grep -q "$next" || fail "the member does not run $next after the upgrade"
   wait_for 30 replaced /run/warbler/upgrade-receiver.pid "$receiver" || fail "the upgrade receiver was not started again after the switch"
   grep -q "release changed" "$WORK/ctr/var/log/warbler/upgrade-receiver.log" || fail "upgrade-receiver.log does not say the release changed"
-  wait_for 60 inside /root/warbler status >"$WORK/status-upgraded.log" 2>&1 || { cat "$WORK/status-upgraded.log"; fail "warbler status is not healthy after the upgrade"; }
+  wait_for 60 inside /root/warbler status >"$WORK/status-upgraded.log" 2>&1 \
+    || { cat "$WORK/status-upgraded.log"; tail -40 "$WORK/ctr/var/log/warbler/upgrade-receiver.log"; fail "warbler status is not healthy after the upgrade"; }
   wait_for 60 send upgraded || { cat "$WORK/upgraded.log"; fail "messages after the upgrade"; }
   ok "warbler upgrade $version → $next through the member's upgrade receiver in $(( $(date +%s) - t0 )) s; the receiver came back on $next; messages flow"
 

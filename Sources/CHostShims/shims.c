@@ -1,3 +1,5 @@
+// posix_spawn_file_actions_addclosefrom_np is declared under _GNU_SOURCE only.
+#define _GNU_SOURCE
 #include "CHostShims.h"
 #include <sys/timex.h>
 
@@ -18,4 +20,12 @@ int warbler_read_timex(warbler_timex_reading *out) {
     out->max_error_seconds = (double)tx.maxerror / 1e6;
     out->estimated_error_seconds = (double)tx.esterror / 1e6;
     return 0;
+}
+
+// Weak: a glibc older than 2.34 has no closefrom action, and the binary must still load there.
+extern int posix_spawn_file_actions_addclosefrom_np(posix_spawn_file_actions_t *, int) __attribute__((weak));
+
+int warbler_spawn_close_from(posix_spawn_file_actions_t *actions, int low) {
+    if (posix_spawn_file_actions_addclosefrom_np == 0) return -1;
+    return posix_spawn_file_actions_addclosefrom_np(actions, low);
 }

@@ -1,7 +1,17 @@
+import CHostShims
 import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
+
+/// Makes a `posix_spawn` child start with only the descriptors its file actions set up (0, 1, 2): every one from 3 up
+/// is closed in it. Without this a daemon's sockets outlive it in what it starts: the upgrade receiver's listener,
+/// inherited by the components its install restarted under the built-in supervisor, kept the port, and the
+/// receiver could not listen again after the switch ("Address already in use", e2e-cluster-supervisor.sh). Add it
+/// after the actions that use those descriptors (a dup2 from a higher one). On a glibc older than 2.34 it does nothing.
+public func closeInheritedDescriptors(_ actions: inout posix_spawn_file_actions_t) {
+    _ = warbler_spawn_close_from(&actions, 3)
+}
 
 /// Runs a program to completion and collects what it printed, through `posix_spawn` directly.
 ///
@@ -60,6 +70,7 @@ public enum Subprocess {
         posix_spawn_file_actions_adddup2(&actions, writeEnd, 1)
         posix_spawn_file_actions_adddup2(&actions, writeEnd, 2)
         posix_spawn_file_actions_addclose(&actions, writeEnd)
+        closeInheritedDescriptors(&actions)
         let env = environment.map { "\($0)=\($1)" }
         let cargs: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
         let cenv: [UnsafeMutablePointer<CChar>?] = env.map { strdup($0) } + [nil]

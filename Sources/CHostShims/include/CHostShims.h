@@ -1,6 +1,8 @@
 #ifndef WARBLER_CHOSTSHIMS_H
 #define WARBLER_CHOSTSHIMS_H
 
+#include <spawn.h>
+
 /// 1 when the kernel's clock is synchronised (what timedatectl reports as NTPSynchronized), 0 when not,
 /// -1 when adjtimex cannot be read.
 int warbler_clock_synchronized(void);
@@ -19,5 +21,9 @@ typedef struct {
 
 /// 0 and fills `out`; -1 when adjtimex cannot be read (errno says why).
 int warbler_read_timex(warbler_timex_reading *out);
+
+/// Adds "close every descriptor from `low` up" to a posix_spawn's file actions (glibc 2.34+'s
+/// posix_spawn_file_actions_addclosefrom_np); 0, or -1 when this glibc has no such action.
+int warbler_spawn_close_from(posix_spawn_file_actions_t *actions, int low);
 
 #endif
