@@ -189,22 +189,26 @@ public enum Planner {
         for command in pendingCommands where command.beforeUnit == nil {
             steps.append(.runOnce(command))
         }
-        func changedFiles(_ s: DesiredState.Service) -> [String] {
-            (s.restartOn + (desired.systemdUnits && !s.restartsItself ? [s.unitFile] : [])).filter(written.contains)
-        }
-        func restartsFirst(_ s: DesiredState.Service) -> Bool {
-            s.restartsFirst && statuses[s.unit]?.active == true && (!changedFiles(s).isEmpty || (pending.restarts.contains(s.unit) && !s.restartsItself))
-        }
-        for s in desired.services.filter(restartsFirst) + desired.services.filter({ !restartsFirst($0) }) {
-            for command in pendingCommands where command.beforeUnit == s.unit { steps.append(.runOnce(command)) }
-            let changed = changedFiles(s)
+        // Each service's action, decided once; a restart of a service that restarts first (the virtual IP's
+        // keepalived) goes before every other service's step, the rest keep their order.
+        let actions: [(service: DesiredState.Service, step: Step?)] = desired.services.map { s in
+            let changed = (s.restartOn + (desired.systemdUnits && !s.restartsItself ? [s.unitFile] : [])).filter(written.contains)
             if statuses[s.unit]?.active != true {
-                steps.append(.service(.start(s.unit), reason: "not running"))
+                return (s, .service(.start(s.unit), reason: "not running"))
             } else if !changed.isEmpty {
-                steps.append(.service(.restart(s.unit), reason: "\(changed.map { ($0 as NSString).lastPathComponent }.joined(separator: ", ")) changed"))
+                return (s, .service(.restart(s.unit), reason: "\(changed.map { ($0 as NSString).lastPathComponent }.joined(separator: ", ")) changed"))
             } else if pending.restarts.contains(s.unit) && !s.restartsItself {
-                steps.append(.service(.restart(s.unit), reason: "left pending by the interrupted run"))
+                return (s, .service(.restart(s.unit), reason: "left pending by the interrupted run"))
             }
+            return (s, nil)
+        }
+        func restartsFirst(_ a: (service: DesiredState.Service, step: Step?)) -> Bool {
+            guard a.service.restartsFirst, case .service(.restart, _)? = a.step else { return false }
+            return true
+        }
+        for a in actions.filter(restartsFirst) + actions.filter({ !restartsFirst($0) }) {
+            for command in pendingCommands where command.beforeUnit == a.service.unit { steps.append(.runOnce(command)) }
+            if let step = a.step { steps.append(step) }
         }
         return Plan(steps: steps)
     }
