@@ -6,8 +6,7 @@ import Logging
 import NIOCore
 import NIOWebSocket
 
-/// Runs the WebSocket connections: each socket's reader here, its authentication, frames and ordered writer in its
-/// `GatewayConnection`.
+/// Runs the WebSocket connections: each socket's authentication, frames and ordered writer in its `GatewayConnection`.
 ///
 /// A class, not a struct: every async function and child task of a connection keeps its `self` in its frame for
 /// the connection's lifetime, and as a struct that was a copy of the whole `ServerConfig` each; as a class it is
@@ -35,22 +34,11 @@ final class Gateway: Sendable {
                              syncsPerSecond: config.limits.syncsPerSecond)
     }
 
-    /// Runs one socket. This task (Hummingbird's, for the socket's lifetime) only reads frames and hands them to the
-    /// `GatewayConnection`; handling them and writing run in short tasks of their own, started when there is work. An idle
-    /// authenticated socket so keeps no task of ours, and this one's async stack stays shallow: a task keeps the
-    /// deepest its stack ever was for as long as it lives (docs/benchmarks.md).
-    func handle(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, logger: Logger) async {
-        let connection = GatewayConnection(gateway: self, outbound: outbound, logger: logger)
-        withUnsafeCurrentTask { connection.started(reader: $0) }
-        var messages = inbound.messages(maxSize: config.limits.frameBytes * Self.hardLimitFactor).makeAsyncIterator()
-        do {
-            while let message = try await messages.next() {
-                guard await connection.received(message) else { break }
-            }
-        } catch {
-            logger.debug("read ended: \(error)")
-        }
-        await connection.readerEnded()
+    /// A new socket, upgraded: its messages go to the connection it returns (on the socket's event loop).
+    func accept(_ out: SocketOut, logger: Logger) -> GatewayConnection {
+        let connection = GatewayConnection(gateway: self, outbound: out, logger: logger)
+        connection.started()
+        return connection
     }
 
     /// A bot token does not expire, but may be revoked where this node does not hear of it (`warbler bots revoke`
@@ -68,7 +56,7 @@ final class Gateway: Sendable {
         }
     }
 
-    func closeWith(_ outbound: WebSocketOutboundWriter, _ e: IMError) async {
+    func closeWith(_ outbound: SocketOut, _ e: IMError) async {
         metrics.errors.increment()
         try? await outbound.writeTextMessage(FrameCodec.encode(.error(.init(code: e.code, message: e.message))))
         try? await outbound.close(.policyViolation, reason: e.code.rawValue)
@@ -212,39 +200,35 @@ extension Logger {
     }
 }
 
-/// One WebSocket's state between the task that reads its frames (`Gateway.handle`) and the short tasks that handle
-/// them and write to it.
+/// One WebSocket's state between its `SocketHandler`, on the event loop, and the short tasks that handle its frames
+/// and write to it.
 ///
-/// Frames are handled in order, by one task at a time: the reader queues a frame, and a task is started when none
-/// runs; it handles frames until there are none and ends. The session's writer works the same way
-/// (`Session.startWriting`). So an idle authenticated socket has no task of ours; the deep work (verifying tokens,
+/// Frames are handled in order, by one task at a time: the socket's handler queues a frame, and a task is started
+/// when none runs; it handles frames until there are none and ends. The session's writer works the same way
+/// (`Session.startWriting`). So an idle authenticated socket has no task at all; the deep work (verifying tokens,
 /// preparing and submitting sends, reading storage for a sync) runs in tasks that end, so its async frames do not
-/// stay allocated for the socket's lifetime, as they did in the reader's task (docs/benchmarks.md, "Memory per
-/// authenticated idle WebSocket").
+/// stay allocated for the socket's lifetime (docs/benchmarks.md, "Memory per authenticated idle WebSocket").
 ///
 /// `@unchecked Sendable`: the handling state (`session` to `lastSend`) is touched by the one handling task at a
 /// time, and after it by `end()` once no handling task runs; `delivery` by the one writer task at a time. Both
 /// hand-overs go through a lock (`pending`, the session's queue).
-final class GatewayConnection: @unchecked Sendable {
+final class GatewayConnection: SocketDelegate, @unchecked Sendable {
     let gateway: Gateway
-    let outbound: WebSocketOutboundWriter
+    let outbound: SocketOut
     let logger: Logger
-    /// The reader waits while this many frames wait to be handled (the socket's backpressure).
+    /// The socket stops reading while this many frames wait to be handled (its backpressure), and reads again
+    /// once half of them are.
     static let maxPending = 64
 
     private struct Pending {
         var frames = CircularBuffer<WebSocketMessage>()
         /// A task handles frames now.
         var handling = false
-        /// The socket is ending: frames are dropped, the reader stops.
+        /// The socket is ending: frames are dropped.
         var stopped = false
-        var readerDone = false
-        /// The reader, waiting for room.
-        var room: CheckedContinuation<Void, Never>?
-        /// The reader's task, to end its wait for a frame when the socket must end and the client does not close.
-        /// Valid while `readerDone` is false (the task outlives `readerEnded()`).
-        var reader: UnsafeCurrentTask?
-        var authTimer: Task<Void, Never>?
+        /// The socket stopped reading for want of room.
+        var paused = false
+        var authTimer: Scheduled<Void>?
     }
     private let pending = LockedBox(Pending())
 
@@ -259,7 +243,7 @@ final class GatewayConnection: @unchecked Sendable {
     // The writer task's.
     private var delivery = DeliveryStateMachine()
 
-    init(gateway: Gateway, outbound: WebSocketOutboundWriter, logger: Logger) {
+    init(gateway: Gateway, outbound: SocketOut, logger: Logger) {
         self.gateway = gateway
         self.outbound = outbound
         self.logger = logger
@@ -268,53 +252,36 @@ final class GatewayConnection: @unchecked Sendable {
         throttle = FrameThrottle(limits: gateway.throttleLimits)
     }
 
-    /// The reader's task runs; the first frame must be `auth`, within 10 seconds.
-    func started(reader: UnsafeCurrentTask?) {
-        let outbound = self.outbound
-        let timer = Task.detached { [weak self] in
-            guard (try? await Task.sleep(for: .seconds(10))) != nil else { return }
-            try? await outbound.close(.policyViolation, reason: "authenticate within 10 seconds")
+    /// The socket is open; the first frame must be `auth`, within 10 seconds.
+    func started() {
+        let timer = outbound.after(.seconds(10)) { [weak self] in
+            self?.outbound.closeNow(.policyViolation, reason: "authenticate within 10 seconds")
             self?.stop()
         }
-        pending.withLock { $0.reader = reader; $0.authTimer = timer }
+        pending.withLock { $0.authTimer = timer }
     }
 
     // MARK: Reading
 
-    /// Queues a frame the reader read, and waits while `maxPending` frames wait. False when the socket is ending
-    /// and the reader should stop.
-    func received(_ message: WebSocketMessage) async -> Bool {
+    /// Queues a frame the socket read. False (stop reading) while `maxPending` frames wait.
+    func received(_ message: WebSocketMessage) -> Bool {
         let (start, full) = pending.withLock { p -> (Bool, Bool) in
             if p.stopped { return (false, false) }
             p.frames.append(message)
             let start = !p.handling
             p.handling = true
-            return (start, p.frames.count >= Self.maxPending)
+            if p.frames.count >= Self.maxPending { p.paused = true }
+            return (start, p.paused)
         }
         if start { Task.detached { await self.handleQueued() } }
-        if full {
-            await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
-                let now = pending.withLock { p -> Bool in
-                    if p.stopped || p.frames.count < Self.maxPending { return true }
-                    p.room = c
-                    return false
-                }
-                if now { c.resume() }
-            }
-        }
-        return !pending.withLock { $0.stopped }
+        return !full
     }
 
-    /// The reader's stream ended (the client closed, or `stop()`): the frames it read are handled, what is queued
-    /// is written (for at most 2 s), and the session ends.
-    func readerEnded() async {
-        pending.withLock { p in
-            p.readerDone = true
-            p.reader = nil
-            p.authTimer?.cancel()
-        }
-        // Not in the reader's task: it may be cancelled (`stop()`), and the waits below must still wait.
-        await Task.detached { await self.end() }.value
+    /// The socket closed or is closing: the frames it read are handled, what is queued is written (for at most
+    /// 2 s), and the session ends.
+    func readerEnded() {
+        pending.withLock { $0.authTimer?.cancel() }
+        Task.detached { await self.end() }
     }
 
     private func handleQueued() async {
@@ -322,34 +289,32 @@ final class GatewayConnection: @unchecked Sendable {
     }
 
     private func nextFrame() -> WebSocketMessage? {
-        let (message, room) = pending.withLock { p -> (WebSocketMessage?, CheckedContinuation<Void, Never>?) in
+        let (message, resume) = pending.withLock { p -> (WebSocketMessage?, Bool) in
             guard !p.stopped, let m = p.frames.popFirst() else {
                 p.handling = false
-                defer { p.room = nil }
-                return (nil, p.room)
+                defer { p.paused = false }
+                return (nil, p.paused)
             }
-            guard p.frames.count < Self.maxPending / 2 else { return (m, nil) }
-            defer { p.room = nil }
-            return (m, p.room)
+            guard p.paused, p.frames.count < Self.maxPending / 2 else { return (m, false) }
+            p.paused = false
+            return (m, true)
         }
-        room?.resume()
+        if resume { outbound.resumeReading() }
         return message
     }
 
-    /// The socket must end (refused, or abusive): frames not handled yet are dropped and the reader stops. A
-    /// client that does not answer the close frame within 2 s has the reader's wait cut (its task cancelled).
+    /// The socket must end (refused, or abusive): frames not handled yet are dropped. A client that does not answer
+    /// the close frame within 2 s has its connection closed.
     private func stop() {
-        let room = pending.withLock { p -> CheckedContinuation<Void, Never>? in
+        let resume = pending.withLock { p -> Bool in
             p.stopped = true
             p.frames.removeAll()
-            defer { p.room = nil }
-            return p.room
+            defer { p.paused = false }
+            return p.paused
         }
-        room?.resume()
-        Task.detached { [weak self] in
-            try? await Task.sleep(for: .seconds(2))
-            self?.pending.withLock { p in if !p.readerDone { p.reader?.cancel() } }
-        }
+        if resume { outbound.resumeReading() }
+        let out = outbound
+        out.after(.seconds(2)) { out.abort() }
     }
 
     // MARK: Handling
@@ -446,7 +411,7 @@ final class GatewayConnection: @unchecked Sendable {
     /// submission order, so the last send's is enough), and what is queued goes out, for at most 2 s.
     private func end() async {
         while pending.withLock({ $0.handling }) { try? await Task.sleep(for: .milliseconds(5)) }
-        guard let session else { return }   // never authenticated: Hummingbird closes the socket
+        guard let session else { return outbound.abort() }   // never authenticated
         botCheck?.cancel()
         if let lastSend { _ = try? await lastSend.result() }
         session.finish()

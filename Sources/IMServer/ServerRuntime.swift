@@ -2,13 +2,13 @@ import Foundation
 import Hummingbird
 import HummingbirdCore
 import HummingbirdTLS
-import HummingbirdWebSocket
 import IMCore
 import IMStorage
 import IMStorageSQLite
 import IMStoragePostgres
 import Logging
 import NIOCore
+import NIOHTTP1
 import NIOSSL
 import ServiceLifecycle
 import SystemdSupport
@@ -289,22 +289,19 @@ public final class ServerRuntime: Sendable {
         router.middlewares.add(ErrorMiddleware(metrics: metrics))
         Routes(runtime: self).add(to: router)
 
-        let wsRouter = Router(context: BasicWebSocketRequestContext.self)
         let gateway = Gateway(service: service, tokens: tokens, metrics: metrics, config: config)
         let allowed = config.server.allowedOrigins
-        wsRouter.ws("/v1/ws") { request, context in
-            // Browsers send Origin; a page from another site must not ride on a user's session.
-            if let origin = request.headers[.origin], !Self.originAllowed(origin, host: request.head.authority, allowed: allowed) {
-                context.logger.notice("refused WebSocket upgrade from origin \(origin)")
-                return .dontUpgrade
-            }
-            return .upgrade([:])
-        } onUpgrade: { inbound, outbound, context in
-            await gateway.handle(inbound: inbound, outbound: outbound, logger: context.logger)
+        let socketLogger = logger
+        // Browsers send Origin; a page from another site must not ride on a user's session.
+        let admits: @Sendable (HTTPRequestHead) -> Bool = { head in
+            guard let origin = head.headers.first(name: "origin"),
+                  !Self.originAllowed(origin, host: head.headers.first(name: "host"), allowed: allowed) else { return true }
+            socketLogger.notice("refused WebSocket upgrade from origin \(origin)")
+            return false
         }
-
-        var ws = WebSocketServerConfiguration(maxFrameSize: config.limits.frameBytes * Gateway.hardLimitFactor)
-        ws.autoPing = .enabled(timePeriod: .seconds(30))
+        let socketSettings = SocketChannel.Settings(
+            maxMessageBytes: config.limits.frameBytes * Gateway.hardLimitFactor,
+            idleTimeout: .nanoseconds(Int64(config.server.idleTimeoutSeconds * 1e9)))
         var sslContext: NIOSSLContext?
         if !config.server.tlsCert.isEmpty {
             let reloader = try CertificateReloader(certPath: config.server.tlsCert, keyPath: config.server.tlsKey,
@@ -325,11 +322,9 @@ public final class ServerRuntime: Sendable {
         // request and no cap: idle sockets could use up the descriptors and starve /healthz.
         let limiter = connectionLimiter
         let headTimeout = TimeAmount.nanoseconds(Int64(config.server.requestHeadTimeoutSeconds * 1e9))
-        let channelConfig = HTTP1WebSocketUpgradeChannel.Configuration(
-            http1: .init(idleTimeout: .nanoseconds(Int64(config.server.idleTimeoutSeconds * 1e9))), ws: ws)
-        let wsResponder = wsRouter.buildResponder()
         let server = HTTPServerBuilder { [sslContext] responder in
-            GuardedChannel(base: HTTP1WebSocketUpgradeChannel(responder: responder, webSocketResponder: wsResponder, configuration: channelConfig),
+            GuardedChannel(base: SocketChannel(responder: responder, settings: socketSettings, admits: admits,
+                                               accept: { out, logger in gateway.accept(out, logger: logger) }),
                            tls: sslContext, limiter: limiter, headTimeout: headTimeout)
         }
         logger.info("accepting at most \(limiter.total) connections, \(config.server.maxConnectionsPerAddress == 0 ? "any number" : String(config.server.maxConnectionsPerAddress)) per address")
