@@ -109,6 +109,7 @@ final class Gateway: Sendable {
             let claims = try await verifier.verify(a.token).claims
             guard claims.sub == user else { throw IMError.invalid("a connection stays with the user it authenticated as") }
             session.reauthenticated(sid: claims.sid, exp: claims.exp)
+            hub.scheduleExpiry(of: session)
             session.enqueue(.frame(.ready(.init(user: user, session: session.id, serverTime: nowMillis(), exp: claims.exp))))
         case .ping(let p):
             session.enqueue(.frame(.pong(p)))
@@ -168,7 +169,7 @@ final class Gateway: Sendable {
                     frame = .error(.init(code: .unavailable, message: "storage is unavailable; retry the send with the same cid", cid: message.cid,
                                          retryAfter: 1))
                 }
-                session.enqueue(.frame(frame))
+                session.enqueue(.frame(frame), inWriterTask: true)   // not on the committer's thread
             }
         case .receipt(let r):
             try await service.receipt(user, r)
@@ -371,7 +372,7 @@ final class GatewayConnection: SocketDelegate, @unchecked Sendable {
             session.end(CloseCode.sessionEnded, reason: "session ended", error: e)
         } catch {}
         if bot != nil { botCheck = Task.detached { await g.botRevocationCheck(session) } }
-        session.startWriting { [self] session in await self.write(session) }
+        session.startWriting { [self] session in writer(session) }
     }
 
     private func handle(_ next: WebSocketMessage, session: Session) async {
@@ -425,16 +426,65 @@ final class GatewayConnection: SocketDelegate, @unchecked Sendable {
 
     // MARK: Writing
 
-    /// Writes what is queued, in order, until nothing is. What goes out of `msg` frames is decided by the
-    /// connection's `DeliveryStateMachine` (strictly increasing seq per conversation, no duplicates, gaps filled
-    /// from storage); this only does the reads and writes it asks for.
-    private func write(_ session: Session) async {
-        do {
-            while let o = session.take() {
-                guard try await write(o, session: session) else {
-                    session.stopWriting()
-                    return
+    /// What the writer could not do without waiting: an item to write in a task (a sync's storage reads, a full
+    /// socket), or a live message whose gap must be read from storage first.
+    private enum Leftover {
+        case item(Outgoing)
+        case gap(Message, arrival: ContinuousClock.Instant?, frame: String?, DeliveryStateMachine.Fetch)
+    }
+
+    /// The session's writer: writes what is queued on the thread that queued it (the committer's acks, the fan-out's
+    /// messages), in order, as long as nothing needs waiting; the rest continues in a task. So a message and its ack
+    /// wake no task of ours on their way to the socket. What goes out of `msg` frames is decided by the connection's
+    /// `DeliveryStateMachine` (strictly increasing seq per conversation, no duplicates, gaps filled from storage);
+    /// this only does the reads and writes it asks for.
+    private func writer(_ session: Session) -> Session.Drain? {
+        guard let leftover = writeNow(session) else { return nil }
+        return { [self] session in await write(session, from: leftover) }
+    }
+
+    /// Writes queued items while none needs waiting; nil once the queue is empty (writing ended) or the socket is.
+    private func writeNow(_ session: Session) -> Leftover? {
+        while let o = session.take() {
+            switch o {
+            case .frame(let f) where outbound.isWritable:
+                guard outbound.send(FrameCodec.encode(f)) else { session.stopWriting(); return nil }
+            case .message(let m, let arrival, let frame) where outbound.isWritable:
+                switch delivery.liveMessage(m, arrival: arrival) {
+                case .hold, .drop:
+                    continue
+                case .write:
+                    guard outbound.send(frame) else { session.stopWriting(); return nil }
+                    delivered(m, arrival: arrival, session: session)
+                case .fetch(let fetch):
+                    return .gap(m, arrival: arrival, frame: frame, fetch)
                 }
+            case .close(let reason, let code):
+                outbound.closeNow(code, reason: reason)
+                session.stopWriting()
+                return nil
+            default:
+                return .item(o)
+            }
+        }
+        return nil
+    }
+
+    /// In a task: what `writeNow` left, then on as `writeNow` again.
+    private func write(_ session: Session, from leftover: Leftover) async {
+        var next: Leftover? = leftover
+        do {
+            while let l = next {
+                switch l {
+                case .item(let o):
+                    guard try await write(o, session: session) else {
+                        session.stopWriting()
+                        return
+                    }
+                case .gap(let m, let arrival, let frame, let fetch):
+                    try await fill(fetch, before: m, arrival: arrival, frame: frame, session: session)
+                }
+                next = writeNow(session)
             }
         } catch let gap as DeliveryStateMachine.UnfillableGap {
             // Never skip: the client reconnects and resyncs from its cursors, which stop before the hole.
@@ -480,6 +530,10 @@ final class GatewayConnection: SocketDelegate, @unchecked Sendable {
 
     private func writeMessage(_ m: Message, frame: String? = nil, arrival: ContinuousClock.Instant? = nil, session: Session) async throws {
         try await outbound.writeTextMessage(frame ?? FrameCodec.encode(.msg(m)))
+        delivered(m, arrival: arrival, session: session)
+    }
+
+    private func delivered(_ m: Message, arrival: ContinuousClock.Instant?, session: Session) {
         gateway.metrics.deliveries.increment()
         if let arrival, m.sender != session.user { gateway.metrics.sendToDeliver.record(arrival.duration(to: .now)) }
     }
@@ -490,27 +544,34 @@ final class GatewayConnection: SocketDelegate, @unchecked Sendable {
             return
         case .write:
             try await writeMessage(m, frame: frame, arrival: arrival, session: session)
-        case .fetch(var fetch):
-            while true {
-                let batch = try await gateway.storage.messages(conversation: fetch.conversation, after: fetch.after, limit: fetch.limit)
-                let next: DeliveryStateMachine.Fetch?
-                switch delivery.gapFetched(batch, before: m) {
-                case .write(let messages, let then):
-                    for f in messages {
-                        if f.seq == m.seq {
-                            try await writeMessage(m, frame: frame, arrival: arrival, session: session)
-                        } else {
-                            try await writeMessage(f, session: session)
-                        }
+        case .fetch(let fetch):
+            try await fill(fetch, before: m, arrival: arrival, frame: frame, session: session)
+        }
+    }
+
+    /// Reads the messages missing before `m` from storage and writes them, then `m`.
+    private func fill(_ first: DeliveryStateMachine.Fetch, before m: Message, arrival: ContinuousClock.Instant?, frame: String?,
+                      session: Session) async throws {
+        var fetch = first
+        while true {
+            let batch = try await gateway.storage.messages(conversation: fetch.conversation, after: fetch.after, limit: fetch.limit)
+            let next: DeliveryStateMachine.Fetch?
+            switch delivery.gapFetched(batch, before: m) {
+            case .write(let messages, let then):
+                for f in messages {
+                    if f.seq == m.seq {
+                        try await writeMessage(m, frame: frame, arrival: arrival, session: session)
+                    } else {
+                        try await writeMessage(f, session: session)
                     }
-                    next = then
-                case .resync(let messages, let gap):
-                    for f in messages { try await writeMessage(f, session: session) }
-                    throw gap
                 }
-                guard let next else { break }
-                fetch = next
+                next = then
+            case .resync(let messages, let gap):
+                for f in messages { try await writeMessage(f, session: session) }
+                throw gap
             }
+            guard let next else { break }
+            fetch = next
         }
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import HeapModule
 import IMCore
 import IMStorage
 import Logging
@@ -44,7 +45,11 @@ enum CloseCode {
 final class Session: Sendable, Hashable {
     let id: String
     let user: UserID
+    /// Writes what is queued, in a task.
     typealias Drain = @Sendable (Session) async -> Void
+    /// Writes what is queued on the calling thread as far as it can without waiting; returns a drain for the rest
+    /// (run in a task), or nil once `take()` has returned nil (writing ended) or writing stopped.
+    typealias Writer = @Sendable (Session) -> Drain?
     private struct Queue {
         var items = CircularBuffer<Outgoing>()
         var bytes = 0
@@ -52,8 +57,8 @@ final class Session: Sendable, Hashable {
         var closed = false
         /// Nothing more is queued (the socket is ending, or fell too far behind).
         var finished = false
-        /// The drain, once writing started, and whether a task runs it now.
-        var drain: Drain?
+        /// The writer, once writing started, and whether it (or a drain it left) runs now.
+        var writer: Writer?
         var writing = false
         /// The login session (token family) of the socket's newest access token, and when that token expires.
         var sid: String
@@ -91,9 +96,13 @@ final class Session: Sendable, Hashable {
 
     /// Queues `o` for the writer. Past the frame count or the byte budget the socket is closed instead (1001);
     /// nothing is queued after a close.
-    func enqueue(_ o: Outgoing) {
+    ///
+    /// The writer runs on the calling thread, or (`inWriterTask`) in a task of its own, for a caller whose time is
+    /// precious: the committer, which must get back to committing. (Run on the socket's event loop instead, the
+    /// committer's acks cost one-in-flight senders 10 % of their rate: docs/benchmarks.md.)
+    func enqueue(_ o: Outgoing, inWriterTask: Bool = false) {
         let size = o.estimatedBytes
-        let start = queue.withLock { q -> Drain? in
+        let start = queue.withLock { q -> Writer? in
             if q.closed || q.finished { return nil }
             if q.items.count + 1 > maxQueued || q.bytes + size > maxQueuedBytes {
                 q.closed = true
@@ -108,31 +117,38 @@ final class Session: Sendable, Hashable {
             }
             return Self.claimWriter(&q)
         }
-        if let start { Self.run(start, self) }
+        guard let start else { return }
+        if inWriterTask {
+            Task.detached { [self] in if let rest = start(self) { await rest(self) } }
+        } else {
+            Self.run(start, self)
+        }
     }
 
-    /// Starts writing: `drain` runs now if anything is queued, and from now on whenever something is.
-    func startWriting(_ drain: @escaping Drain) {
-        let start = queue.withLock { q -> Drain? in
-            q.drain = drain
+    /// Starts writing: `writer` runs now if anything is queued, and from now on whenever something is and it does
+    /// not run already.
+    func startWriting(_ writer: @escaping Writer) {
+        let start = queue.withLock { q -> Writer? in
+            q.writer = writer
             return q.items.isEmpty && !q.finished ? nil : Self.claimWriter(&q)
         }
         if let start { Self.run(start, self) }
     }
 
-    /// The drain (for a new task to run) unless one runs already.
-    private static func claimWriter(_ q: inout Queue) -> Drain? {
-        guard !q.writing, let drain = q.drain else { return nil }
+    /// The writer (for the caller to run) unless it runs already.
+    private static func claimWriter(_ q: inout Queue) -> Writer? {
+        guard !q.writing, let writer = q.writer else { return nil }
         q.writing = true
-        return drain
+        return writer
     }
 
-    /// Detached: the drain needs none of the caller's task-local values (copying them costs a slab per task).
-    private static func run(_ drain: @escaping Drain, _ session: Session) {
-        Task.detached { await drain(session) }
+    /// The writer on this thread; what it leaves, in a task (detached: it needs none of the caller's task-local
+    /// values, and copying them costs a slab per task).
+    private static func run(_ writer: @escaping Writer, _ session: Session) {
+        if let rest = writer(session) { Task.detached { await rest(session) } }
     }
 
-    /// The next item to write; nil when there is none, and the drain must end (a new one starts with the next item).
+    /// The next item to write; nil when there is none, and writing ends (the writer runs again with the next item).
     func take() -> Outgoing? {
         queue.withLock { q in
             guard let o = q.items.popFirst() else {
@@ -159,7 +175,7 @@ final class Session: Sendable, Hashable {
             q.items.removeAll()
             q.bytes = 0
             q.writing = false
-            q.drain = nil   // it holds the connection, which holds this session
+            q.writer = nil   // it holds the connection, which holds this session
         }
     }
 
@@ -170,6 +186,7 @@ final class Session: Sendable, Hashable {
         startWriting { session in
             while let o = session.take() { continuation.yield(o) }
             if session.isFinished { continuation.finish() }
+            return nil
         }
         return stream
     }
@@ -196,7 +213,7 @@ final class Session: Sendable, Hashable {
 
     /// Nothing more is queued; what is queued still goes out.
     func finish() {
-        let start = queue.withLock { q -> Drain? in
+        let start = queue.withLock { q -> Writer? in
             if q.finished { return nil }
             q.finished = true
             return Self.claimWriter(&q)
@@ -226,6 +243,15 @@ public final class Hub: Sendable {
         var draining = false
     }
     private let state = LockedBox(State())
+    /// When each socket's access token expires, soonest first: the expiry sweep reads only what is due instead of
+    /// every session (15,000 idle sockets made a sweep of all of them, 4 times a second, hold the hub's lock).
+    private let expiries = LockedBox(Heap<Expiry>())
+    struct Expiry: Comparable {
+        let at: Int64
+        weak var session: Session?
+        static func < (a: Expiry, b: Expiry) -> Bool { a.at < b.at }
+        static func == (a: Expiry, b: Expiry) -> Bool { a.at == b.at }
+    }
     let storage: any Storage
     let metrics: ServerMetrics
     let logger: Logger
@@ -271,6 +297,7 @@ public final class Hub: Sendable {
             return (.registered, wasEmpty)
         }
         guard outcome.0 == .registered else { return outcome.0 }
+        scheduleExpiry(of: s)
         metrics.connections.increment()
         if outcome.first { announcePresence(user: s.user, status: .online, lastSeen: nil) }
         return .registered
@@ -359,10 +386,25 @@ public final class Hub: Sendable {
 
     func sessions(of user: UserID) -> [Session] { state.withLock { Array($0.sessions[user] ?? []) } }
 
-    /// The sessions whose access token expired by `nowMillis` and that are not closing already (`SessionExpiryService`).
+    /// Notes when the session's access token expires (at registration, and again after `auth` on the socket).
+    func scheduleExpiry(of s: Session) {
+        let exp = s.expiry
+        guard exp < Int64.max / 1000 else { return }   // a token that does not expire (a bot's)
+        expiries.withLock { $0.insert(Expiry(at: exp, session: s)) }
+    }
+
+    /// The sessions whose access token expired by `nowMillis`, were not given a fresh one, and are not closing
+    /// already (`SessionExpiryService`).
     func expiredSessions(nowMillis: Int64) -> [Session] {
-        let all: [Session] = state.withLock { st in st.sessions.values.flatMap { $0 } }
-        return all.filter { $0.expiry < Int64.max / 1000 && $0.expiry * 1000 <= nowMillis && !$0.isClosing }
+        let due: [Expiry] = expiries.withLock { heap in
+            var due: [Expiry] = []
+            while let next = heap.min, next.at * 1000 <= nowMillis { due.append(heap.removeMin()) }
+            return due
+        }
+        return due.compactMap { e in
+            guard let s = e.session, s.expiry == e.at, !s.isClosing else { return nil }
+            return s
+        }
     }
 
     /// Every socket on this node now.

@@ -156,6 +156,16 @@ struct SocketOut: Sendable {
         try await written.futureResult.get()
     }
 
+    /// Whether a write now would not wait (the socket's send buffer has room).
+    var isWritable: Bool { channel.isWritable }
+
+    /// Writes without waiting; false when the socket is closed.
+    func send(_ text: String) -> Bool {
+        guard channel.isActive else { return false }
+        channel.writeAndFlush(WebSocketFrame(fin: true, opcode: .text, data: ByteBuffer(string: text)), promise: nil)
+        return true
+    }
+
     /// Sends a close frame (once; a second close does nothing); the connection closes when the client answers, or
     /// after the close timeout.
     func close(_ code: WebSocketErrorCode, reason: String?) async throws {
@@ -213,7 +223,10 @@ final class SocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
         delegate = accept(out, logger)
         if let interval = settings.pingInterval {
             let loop = context.eventLoop
-            pinger = loop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { [weak self] _ in
+            // The first ping at a random point in [interval/2, 3·interval/2): sockets opened together (a restart's
+            // reconnects, a load test) must not all be pinged in the same instant, every interval after.
+            let first = TimeAmount.nanoseconds(interval.nanoseconds / 2 + Int64.random(in: 0..<max(1, interval.nanoseconds)))
+            pinger = loop.scheduleRepeatedTask(initialDelay: first, delay: interval) { [weak self] _ in
                 loop.preconditionInEventLoop()
                 self?.ping()
             }
