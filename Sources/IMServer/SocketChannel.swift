@@ -233,8 +233,12 @@ final class SocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
     }
 
+    /// On the channel's close too: the delegate (which holds this handler through its `SocketOut`) is let go, so
+    /// that neither outlives the socket.
     func handlerRemoved(context: ChannelHandlerContext) {
         stopTimers()
+        end()
+        delegate = nil
         self.context = nil
     }
 

@@ -49,6 +49,32 @@ import Testing
         return out
     }
 
+    @Test func theSocketsObjectsAreFreedWhenItCloses() throws {
+        final class Made: @unchecked Sendable { weak var recorder: Recorder? }
+        let made = Made()
+        weak var weakChannel: EmbeddedChannel?
+        try {
+            let channel = EmbeddedChannel()
+            weakChannel = channel
+            let settings = SocketChannel.Settings(maxMessageBytes: 64, pingInterval: .seconds(30))
+            // As the gateway's connection does: the delegate keeps its SocketOut (which holds the handler).
+            try channel.pipeline.syncOperations.addHandler(SocketHandler(settings: settings, logger: Logger(label: "test")) { out, _ in
+                let recorder = Recorder()
+                recorder.out = out
+                made.recorder = recorder
+                return recorder
+            })
+            try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
+            try channel.writeInbound(frame(.text, "hello"))
+            #expect(made.recorder?.messages == ["hello"])
+            _ = try? channel.finish()
+        }()
+        // The delegate holds the handler and the handler held the delegate: a cycle that kept every closed socket's
+        // objects (and its channel) alive, unless the handler lets go when the channel closes.
+        #expect(made.recorder == nil)
+        #expect(weakChannel == nil)
+    }
+
     @Test func fragmentsAreJoinedIntoOneMessage() throws {
         let (channel, recorder) = try socket()
         try channel.writeInbound(frame(.text, "{\"type\":", fin: false))
