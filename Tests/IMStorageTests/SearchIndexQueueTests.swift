@@ -51,6 +51,11 @@ struct SearchIndexQueueTests {
             #expect(try await Self.queued(driver) == 0)
             #expect(try await Self.indexed(driver, "needle") == 2_500)
             #expect(try await Self.indexed(driver, "needle 2500") == 1)
+            // The indexing merges a little in each transaction and has FTS5's own (bursty) merging off.
+            let automerge = try await driver.read { db in
+                try await db.first("SELECT v FROM message_fts_config WHERE k = 'automerge'")?.int("v")
+            }
+            #expect(automerge == 0)
         }
     }
 
