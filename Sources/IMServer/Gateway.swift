@@ -59,7 +59,7 @@ final class Gateway: Sendable {
     func closeWith(_ outbound: SocketOut, _ e: IMError) async {
         metrics.errors.increment()
         try? await outbound.writeTextMessage(FrameCodec.encode(.error(.init(code: e.code, message: e.message))))
-        try? await outbound.close(.policyViolation, reason: e.code.rawValue)
+        outbound.close(.policyViolation, reason: e.code.rawValue)
     }
 
     enum Admission { case handle, answered, close }
@@ -256,7 +256,7 @@ final class GatewayConnection: SocketDelegate, @unchecked Sendable {
     /// The socket is open; the first frame must be `auth`, within 10 seconds.
     func started() {
         let timer = outbound.after(.seconds(10)) { [weak self] in
-            self?.outbound.closeNow(.policyViolation, reason: "authenticate within 10 seconds")
+            self?.outbound.close(.policyViolation, reason: "authenticate within 10 seconds")
             self?.stop()
         }
         pending.withLock { $0.authTimer = timer }
@@ -337,7 +337,7 @@ final class GatewayConnection: SocketDelegate, @unchecked Sendable {
             await g.closeWith(outbound, e)
             return stop()
         } catch {
-            try? await outbound.close(.normalClosure, reason: nil)
+            outbound.close(.normalClosure, reason: nil)
             return stop()
         }
         pending.withLock { $0.authTimer?.cancel() }
@@ -353,13 +353,13 @@ final class GatewayConnection: SocketDelegate, @unchecked Sendable {
             break
         case .draining:
             try? await outbound.writeTextMessage(FrameCodec.encode(.reconnect(.init(reason: "server is restarting"))))
-            try? await outbound.close(.goingAway, reason: "server is restarting")
+            outbound.close(.goingAway, reason: "server is restarting")
             return stop()
         case .tooManyConnections:
             let e = IMError(.rateLimited, "this account already has \(g.config.limits.connectionsPerUser) connections open; close one first")
             g.metrics.errors.increment()
             try? await outbound.writeTextMessage(FrameCodec.encode(.error(.init(code: e.code, message: e.message))))
-            try? await outbound.close(CloseCode.tooManyConnections, reason: "too many connections")
+            outbound.close(CloseCode.tooManyConnections, reason: "too many connections")
             return stop()
         }
         self.session = session
@@ -420,7 +420,7 @@ final class GatewayConnection: SocketDelegate, @unchecked Sendable {
         while session.isWriting && ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(5)) }
         session.stopWriting()
         gateway.hub.unregister(session)
-        try? await outbound.close(.normalClosure, reason: nil)
+        outbound.close(.normalClosure, reason: nil)
         log.debug("disconnected")
     }
 
@@ -433,9 +433,10 @@ final class GatewayConnection: SocketDelegate, @unchecked Sendable {
         case gap(Message, arrival: ContinuousClock.Instant?, frame: String?, DeliveryStateMachine.Fetch)
     }
 
-    /// The session's writer: writes what is queued on the thread that queued it (the committer's acks, the fan-out's
-    /// messages), in order, as long as nothing needs waiting; the rest continues in a task. So a message and its ack
-    /// wake no task of ours on their way to the socket. What goes out of `msg` frames is decided by the connection's
+    /// The session's writer: writes what is queued on the thread that queued it (the fan-out's messages, the handling
+    /// task's answers; the committer's acks start it in a task, `Session.enqueue(_:inWriterTask:)`), in order, as long
+    /// as nothing needs waiting; the rest continues in a task. So a delivered message wakes no task of ours on its
+    /// way to the socket. What goes out of `msg` frames is decided by the connection's
     /// `DeliveryStateMachine` (strictly increasing seq per conversation, no duplicates, gaps filled from storage);
     /// this only does the reads and writes it asks for.
     private func writer(_ session: Session) -> Session.Drain? {
@@ -460,7 +461,7 @@ final class GatewayConnection: SocketDelegate, @unchecked Sendable {
                     return .gap(m, arrival: arrival, frame: frame, fetch)
                 }
             case .close(let reason, let code):
-                outbound.closeNow(code, reason: reason)
+                outbound.close(code, reason: reason)
                 session.stopWriting()
                 return nil
             default:
@@ -491,7 +492,7 @@ final class GatewayConnection: SocketDelegate, @unchecked Sendable {
             log.warning("cannot fill a delivery gap; asking the client to resync: \(gap)")
             session.stopWriting()
             try? await write(.reconnect(.init(reason: "messages are missing on this connection; reconnect and sync")))
-            try? await outbound.close(.goingAway, reason: "resync")
+            outbound.close(.goingAway, reason: "resync")
         } catch {
             log.debug("write ended: \(error)")
             session.stopWriting()
@@ -518,7 +519,7 @@ final class GatewayConnection: SocketDelegate, @unchecked Sendable {
             try await write(.synced(synced))
             for h in released { try await live(h.message, arrival: h.arrival, frame: nil, session: session) }
         case .close(let reason, let code):
-            try? await outbound.close(code, reason: reason)
+            outbound.close(code, reason: reason)
             return false
         }
         return true

@@ -149,11 +149,14 @@ struct SocketOut: Sendable {
 
     func writeTextMessage(_ text: String) async throws {
         guard channel.isActive else { throw ChannelError.ioOnClosedChannel }
-        let frame = WebSocketFrame(fin: true, opcode: .text, data: ByteBuffer(string: text))
-        guard !channel.isWritable else { return channel.writeAndFlush(frame, promise: nil) }
+        guard !channel.isWritable else { return channel.writeAndFlush(Self.frame(text), promise: nil) }
         let written = channel.eventLoop.makePromise(of: Void.self)
-        channel.writeAndFlush(frame, promise: written)
+        channel.writeAndFlush(Self.frame(text), promise: written)
         try await written.futureResult.get()
+    }
+
+    private static func frame(_ text: String) -> WebSocketFrame {
+        WebSocketFrame(fin: true, opcode: .text, data: ByteBuffer(string: text))
     }
 
     /// Whether a write now would not wait (the socket's send buffer has room).
@@ -162,17 +165,13 @@ struct SocketOut: Sendable {
     /// Writes without waiting; false when the socket is closed.
     func send(_ text: String) -> Bool {
         guard channel.isActive else { return false }
-        channel.writeAndFlush(WebSocketFrame(fin: true, opcode: .text, data: ByteBuffer(string: text)), promise: nil)
+        channel.writeAndFlush(Self.frame(text), promise: nil)
         return true
     }
 
     /// Sends a close frame (once; a second close does nothing); the connection closes when the client answers, or
     /// after the close timeout.
-    func close(_ code: WebSocketErrorCode, reason: String?) async throws {
-        closeNow(code, reason: reason)
-    }
-
-    func closeNow(_ code: WebSocketErrorCode, reason: String?) {
+    func close(_ code: WebSocketErrorCode, reason: String?) {
         let handler = self.handler
         channel.eventLoop.execute { handler.value.sendClose(code, reason: reason) }
     }

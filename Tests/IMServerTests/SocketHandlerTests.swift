@@ -142,7 +142,7 @@ import Testing
         let (channel, recorder) = try socket()
         let out = try #require(recorder.out)
         try await out.writeTextMessage("before")
-        try await out.close(.policyViolation, reason: "bye")
+        out.close(.policyViolation, reason: "bye")
         channel.embeddedEventLoop.run()
         try await out.writeTextMessage("after")
         channel.embeddedEventLoop.run()
