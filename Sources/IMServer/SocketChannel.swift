@@ -225,12 +225,15 @@ final class SocketHandler: ChannelDuplexHandler, RemovableChannelHandler {
             // The first ping at a random point in [interval/2, 3·interval/2): sockets opened together (a restart's
             // reconnects, a load test) must not all be pinged in the same instant, every interval after.
             let first = TimeAmount.nanoseconds(interval.nanoseconds / 2 + Int64.random(in: 0..<max(1, interval.nanoseconds)))
-            pinger = loop.scheduleRepeatedTask(initialDelay: first, delay: interval) { [weak self] _ in
-                loop.preconditionInEventLoop()
-                self?.ping()
+            // Weakly, and only on this loop (`NIOLoopBound` checks): the timer must not keep a closed socket's handler.
+            let target = NIOLoopBound(WeakHandler(handler: self), eventLoop: loop)
+            pinger = loop.scheduleRepeatedTask(initialDelay: first, delay: interval) { _ in
+                target.value.handler?.ping()
             }
         }
     }
+
+    private struct WeakHandler { weak var handler: SocketHandler? }
 
     /// On the channel's close too: the delegate (which holds this handler through its `SocketOut`) is let go, so
     /// that neither outlives the socket.
