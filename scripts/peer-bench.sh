@@ -12,14 +12,18 @@
 #   bash scripts/peer-bench.sh --idle 5000 --warbler "before=BIN" --warbler "after=BIN"   # RSS per idle socket
 #   bash scripts/peer-bench.sh --idle 15000 --idle-sources 4 --idle-shapes "T R C" --warbler "after=BIN"
 #       # the same, then the shapes alone and again beside the 15,000 idle sockets (C: 1,000 sockets chatting)
+#   bash scripts/peer-bench.sh --db postgres        # Warbler and ejabberd's archive on one throwaway PostgreSQL
 #
 # Options: --rounds N, --shapes "T L R", --procs N (driver processes), --warbler "LABEL=BIN[,KEY=VALUE...]"
 # (repeatable; default one release build), --servers "warbler ejabberd ejabberd-mam" (which to run),
 # --results FILE (keep the JSON lines there), --count-syscalls (perf stat the server: writes, futex calls and
-# context switches per message, which do not depend on how loaded the machine is).
+# context switches per message, which do not depend on how loaded the machine is), --db sqlite|postgres (where
+# Warbler and ejabberd-mam store messages: a SQLite file each, or a fresh database each in one PostgreSQL cluster
+# this script starts on 127.0.0.1 with fsync and synchronous_commit on; ejabberd without the archive stores nothing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=3 SHAPES="T L R" PROCS=2 COUNT= SMOKE=0 ONLY="warbler ejabberd ejabberd-mam" RESULTS= BIN= IDLE= IDLE_SOURCES=1 IDLE_SHAPES=
+DB=sqlite
 WARBLERS=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -29,9 +33,11 @@ while [ $# -gt 0 ]; do
     --smoke) SMOKE=1; ONLY=warbler; ROUNDS=1; shift ;;
     --idle) IDLE=$2; ONLY=warbler; shift 2 ;;
     --idle-sources) IDLE_SOURCES=$2; shift 2 ;; --idle-shapes) IDLE_SHAPES=$2; shift 2 ;;
+    --db) DB=$2; shift 2 ;;
     *) echo "unknown option $1 (see the head of $0)" >&2; exit 2 ;;
   esac
 done
+case "$DB" in sqlite|postgres) ;; *) echo "--db is sqlite or postgres, not '$DB'" >&2; exit 2 ;; esac
 DRIVER="python3 scripts/peer_bench.py"
 has() { case " $ONLY " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 if [ ${#WARBLERS[@]} -eq 0 ] && has warbler; then
@@ -51,8 +57,10 @@ chmod 755 "$WORK"
 RESULTS=${RESULTS:-$WORK/results.jsonl}
 : > "$RESULTS"
 SERVER_PID= SERVER_CPU_PID=
+PGBIN= PGPORT=
 cleanup() {
   stop_server
+  if [ -f "$WORK/pg/postmaster.pid" ]; then runuser -u postgres -- "$PGBIN/pg_ctl" -D "$WORK/pg" -m fast -w stop >/dev/null 2>&1 || true; fi
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -78,22 +86,41 @@ stop_server() {
   SERVER_PID= SERVER_CPU_PID=
 }
 
+# ---------------------------------------------------------------------------------------------------- PostgreSQL
+# One cluster for the sitting, on 127.0.0.1 and a socket in $WORK only, durable as the product runs it (fsync and
+# synchronous_commit on); each server run gets a fresh database so that no run reads another's rows.
+start_postgres() {
+  ls -d /usr/lib/postgresql/*/bin >/dev/null 2>&1 || DEBIAN_FRONTEND=noninteractive apt-get install -y postgresql >/dev/null
+  PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+  PGPORT=$(free_port)
+  install -d -o postgres -g postgres "$WORK/pg"
+  runuser -u postgres -- "$PGBIN/initdb" -D "$WORK/pg" -A trust -U postgres >/dev/null
+  runuser -u postgres -- "$PGBIN/pg_ctl" -D "$WORK/pg" -l "$WORK/pg/server.log" -w -o "-c listen_addresses=127.0.0.1 \
+    -p $PGPORT -k $WORK/pg -c fsync=on -c synchronous_commit=on -c max_connections=200 -c shared_buffers=256MB" \
+    start >/dev/null
+}
+fresh_database() { # $1 = name
+  runuser -u postgres -- "$PGBIN/dropdb" --if-exists -h 127.0.0.1 -p "$PGPORT" "$1"
+  runuser -u postgres -- "$PGBIN/createdb" -h 127.0.0.1 -p "$PGPORT" "$1"
+}
+
 # ---------------------------------------------------------------------------------------------------- ejabberd
 install_ejabberd() {
   if ls -d /usr/lib/*/ejabberd-* >/dev/null 2>&1; then
-    dpkg -s erlang-p1-sqlite3 >/dev/null 2>&1 || DEBIAN_FRONTEND=noninteractive apt-get install -y erlang-p1-sqlite3 >/dev/null
+    dpkg -s erlang-p1-sqlite3 erlang-p1-pgsql >/dev/null 2>&1 \
+      || DEBIAN_FRONTEND=noninteractive apt-get install -y erlang-p1-sqlite3 erlang-p1-pgsql >/dev/null
     return
   fi
   # The package's own service would listen on every address: never let it start.
   if [ "$(cat /proc/1/comm 2>/dev/null)" = systemd ]; then systemctl mask ejabberd.service >/dev/null 2>&1 || true; fi
-  DEBIAN_FRONTEND=noninteractive apt-get install -y ejabberd erlang-p1-sqlite3 >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y ejabberd erlang-p1-sqlite3 erlang-p1-pgsql >/dev/null
   if [ "$(cat /proc/1/comm 2>/dev/null)" = systemd ]; then
     systemctl stop ejabberd.service >/dev/null 2>&1 || true
     systemctl disable ejabberd.service >/dev/null 2>&1 || true
   fi
 }
 
-# $1 = label, $2 = 1 for the message archive (mod_mam on SQLite)
+# $1 = label, $2 = 1 for the message archive (mod_mam on SQLite, or on PostgreSQL with --db postgres)
 start_ejabberd() {
   local label=$1 mam=$2 dir="$WORK/$1" port; port=$(free_port)
   rm -rf "$dir"; mkdir -p "$dir/spool"
@@ -123,14 +150,30 @@ modules:
   mod_stream_mgmt: {}
 EOF
     if [ "$mam" = 1 ]; then
-      cat <<EOF
-  mod_mam: {db_type: sql, default: always}
+      echo "  mod_mam: {db_type: sql, default: always}"
+      if [ "$DB" = postgres ]; then
+        # ejabberd's default pool: 10 connections, so up to 10 archive commits overlap.
+        cat <<EOF
+sql_type: pgsql
+sql_server: "127.0.0.1"
+sql_port: $PGPORT
+sql_database: "ejabberd_mam"
+sql_username: "postgres"
+sql_password: ""
+EOF
+      else
+        cat <<EOF
 sql_type: sqlite
 sql_database: "$dir/ejabberd.db"
 EOF
+      fi
     fi
   } > "$dir/ejabberd.yml"
-  if [ "$mam" = 1 ]; then
+  if [ "$mam" = 1 ] && [ "$DB" = postgres ]; then
+    fresh_database ejabberd_mam
+    runuser -u postgres -- "$PGBIN/psql" -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PGPORT" -d ejabberd_mam \
+      -f /usr/share/ejabberd/sql/pg.sql >/dev/null
+  elif [ "$mam" = 1 ]; then
     # ejabberd creates its tables in an empty file and leaves SQLite's default rollback journal; put the file in
     # WAL mode first (it persists in the file) so that both servers commit the same way: WAL, synchronous=FULL.
     python3 -c 'import sqlite3, sys
@@ -156,10 +199,15 @@ start_warbler() {
   local spec=$1 label=${1%%=*} rest=${1#*=} bin env=() port; port=$(free_port)
   IFS=, read -r -a parts <<<"$rest"; bin=${parts[0]}; env=("${parts[@]:1}")
   local dir="$WORK/$label"; rm -rf "$dir"; mkdir -p "$dir"
+  local storage=(WARBLER_STORAGE_DRIVER=sqlite WARBLER_STORAGE_PATH="$dir/warbler.db")
+  if [ "$DB" = postgres ]; then
+    fresh_database warbler_bench
+    storage=(WARBLER_STORAGE_DRIVER=postgres WARBLER_STORAGE_POSTGRES_HOST=127.0.0.1 WARBLER_STORAGE_POSTGRES_PORT="$PGPORT"
+      WARBLER_STORAGE_POSTGRES_USER=postgres WARBLER_STORAGE_POSTGRES_DATABASE=warbler_bench)
+  fi
   env WARBLER_SERVER_HOST=127.0.0.1 WARBLER_SERVER_PORT="$port" WARBLER_METRICS_PORT=-1 \
     WARBLER_DATA_DIR="$dir" WARBLER_AUTH_JWT_KEY_FILE="$dir/jwt.key" WARBLER_LOG_LEVEL=error \
-    WARBLER_STORAGE_DRIVER=sqlite WARBLER_STORAGE_PATH="$dir/warbler.db" \
-    WARBLER_AUTH_BCRYPT_COST=4 WARBLER_AUTH_LOGIN_PER_MINUTE_PER_ADDRESS=100000 \
+    "${storage[@]}" WARBLER_AUTH_BCRYPT_COST=4 WARBLER_AUTH_LOGIN_PER_MINUTE_PER_ADDRESS=100000 \
     WARBLER_AUTH_REGISTER_PER_HOUR_PER_ADDRESS=100000 WARBLER_SERVER_MAX_CONNECTIONS_PER_ADDRESS=0 \
     WARBLER_LIMITS_SENDS_PER_SECOND=100000 WARBLER_LIMITS_SEND_BURST=100000 "${env[@]}" \
     "$bin" server --config "$WORK/empty.yaml" >"$dir/server.log" 2>&1 &
@@ -189,12 +237,13 @@ run_shape() { # $1 = shape, $2 = label
 SERVERS=()
 if has warbler; then for w in "${WARBLERS[@]}"; do SERVERS+=("warbler:$w"); done; fi
 if has ejabberd || has ejabberd-mam; then install_ejabberd; fi
+if [ "$DB" = postgres ]; then start_postgres; fi
 if has ejabberd; then SERVERS+=("ejabberd:ejabberd"); fi
 if has ejabberd-mam; then SERVERS+=("ejabberd-mam:ejabberd-mam"); fi
 [ ${#SERVERS[@]} -gt 0 ] || { echo "--servers names none of warbler, ejabberd, ejabberd-mam" >&2; exit 2; }
 
 FAILED=0
-echo "== $(date -u +%FT%TZ) $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); rounds $ROUNDS; shapes $SHAPES; servers: ${SERVERS[*]%%=*}"
+echo "== $(date -u +%FT%TZ) $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); rounds $ROUNDS; shapes $SHAPES; storage $DB; servers: ${SERVERS[*]%%=*}"
 for round in $(seq 1 "$ROUNDS"); do
   $DRIVER disk "$WORK" >>"$RESULTS"
   # Interleave: each round starts with the next server, so drift in the machine's load spreads over all of them.
