@@ -109,8 +109,10 @@ public final class PostgresDriver: SQLDriver {
         try await bounded("read") { [client, logger, secret, closeWatch, endpoint] held, end in
             try await client.withConnection { connection in
                 held.withLock { $0 = connection }
-                return try await closeWatch.run(on: connection, end: { end(Self.closedUnder("read", endpoint)) }) {
-                    try await body(PostgresExecutor(connection: connection, logger: logger, secret: secret))
+                return try await withTaskExecutorPreference(EventLoopTaskExecutor(loop: connection.eventLoop)) {
+                    try await closeWatch.run(on: connection, end: { end(Self.closedUnder("read", endpoint)) }) {
+                        try await body(PostgresExecutor(connection: connection, logger: logger, secret: secret))
+                    }
                 }
             }
         }
@@ -121,8 +123,10 @@ public final class PostgresDriver: SQLDriver {
         try await bounded("write") { [client, logger, secret, closeWatch, endpoint] held, end in
             try await client.withConnection { connection in
                 held.withLock { $0 = connection }
-                return try await closeWatch.run(on: connection, end: { end(Self.closedUnder("write", endpoint)) }) {
-                    try await Self.transaction(on: PostgresExecutor(connection: connection, logger: logger, secret: secret), body)
+                return try await withTaskExecutorPreference(EventLoopTaskExecutor(loop: connection.eventLoop)) {
+                    try await closeWatch.run(on: connection, end: { end(Self.closedUnder("write", endpoint)) }) {
+                        try await Self.transaction(on: PostgresExecutor(connection: connection, logger: logger, secret: secret), body)
+                    }
                 }
             }
         }
