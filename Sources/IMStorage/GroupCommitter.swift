@@ -53,47 +53,91 @@ public final class AppendTicket: Sendable {
 
 
 /// Batches concurrent appends into one transaction (one fsync) per commit: the way a single SQLite writer
-/// gets durability and throughput together. Submissions are committed in the order they were submitted.
+/// gets durability and throughput together. Submissions are committed in the order they were submitted, and
+/// each commit's new messages are published (the fan-out) and its tickets answered in that order too.
+///
+/// With `commitsInFlight` above 1 (PostgreSQL: a pool of connections, each commit a round trip per statement
+/// and a WAL flush that PostgreSQL shares between concurrent commits) the next batch starts on another connection
+/// while earlier ones still run. It starts at once if it shares no conversation with a batch that does not yet
+/// hold its seqs (`SQLStore.appendMany`'s `reserved`); otherwise when that one does. So a later batch never takes
+/// a conversation's seqs before an earlier one (it waits for the earlier one's commit on the conversation's row and
+/// gets the later seqs), and no two batches wait for each other in a circle: a batch waits only for locks an
+/// earlier one already holds (conversation rows, their members' cursors, a message being recalled, a duplicate's
+/// client id). At one send in flight per sender, the commits then overlap instead of each send waiting for the
+/// commit in progress and then its own.
 ///
 /// Not an actor: a submission takes a lock for a moment and never waits, so a connection's reader neither hops
 /// to an actor's executor nor contends for it with the commit loop; the loop runs on the database's writer
 /// thread when it has one (`SQLDriver.writeExecutor`), so a commit starts there without a hop.
 ///
 /// A commit that does not end within `commitTimeout` is given up on: a watchdog answers its submissions with the
-/// retryable `unavailable` (the SDK sends them again with the same cid, which is stored once) and starts a new
-/// loop for what queued behind it. Measured on booted hosts: after a PostgreSQL switchover one node's commit never
+/// retryable `unavailable` (the SDK sends them again with the same cid, which is stored once) and lets new commits
+/// start for what queued behind it. Measured on booted hosts: after a PostgreSQL switchover one node's commit never
 /// returned, and without the watchdog every later send to that node queued behind it unanswered, for good. If the
 /// abandoned commit does end, its new messages are still published (they are stored); its submissions, answered
 /// already, ignore the late outcome.
 final class GroupCommitter: Sendable {
-    private struct InFlight {
-        let generation: UInt64
+    private struct Batch {
         let started: ContinuousClock.Instant
         let tickets: [AppendTicket]
+        /// The conversations it appends to (kept only with `depth` above 1).
+        let conversations: Set<ConversationID>
+        /// Past its seq reservation (or finished): the next batch may start.
+        var reserved = false
+    }
+    /// What a finished batch does once every batch before it has done its own.
+    private enum Publication {
+        case publish(fresh: [Message], answers: [(AppendTicket, AppendTicket.Outcome)], count: Int)
+        /// Given up on by the watchdog: its tickets are answered; its messages, if it ever commits, go out then.
+        case skip
     }
     private struct State {
         var pending: [(NewMessage, AppendTicket)] = []
-        var flushing = false
-        /// The loop that owns `flushing`; a loop whose generation is older was given up on and only finishes its commit.
-        var generation: UInt64 = 0
-        var inFlight: InFlight?
+        /// Batches taken and not finished (nor given up on), by number.
+        var inFlight: [UInt64: Batch] = [:]
+        var nextBatch: UInt64 = 0
+        /// Runner tasks alive and owned (one given up on is disowned): more than `inFlight.count` means one is
+        /// between batches and will take what is pending.
+        var runners = 0
+        var nextToPublish: UInt64 = 0
+        var ready: [UInt64: Publication] = [:]
+        var publishing = false
         var watchdog = false
         var commitObserver: (@Sendable (Int, Duration) -> Void)?
         var appendObserver: (@Sendable ([Message]) -> Void)?
         var stallObserver: (@Sendable (Int, Duration) -> Void)?
+
+        /// Conversations a batch not yet past its reservation appends to: the next batch may not.
+        func blocked() -> Set<ConversationID> {
+            var out = Set<ConversationID>()
+            for b in inFlight.values where !b.reserved { out.formUnion(b.conversations) }
+            return out
+        }
+        func mayStart(_ depth: Int) -> Bool {
+            guard let first = pending.first, inFlight.count < depth else { return false }
+            return depth == 1 || !blocked().contains(first.0.conversation)
+        }
+        /// Whether a new runner is needed for what is pending (and counts it if so).
+        mutating func wantsRunner(_ depth: Int) -> Bool {
+            guard mayStart(depth), runners == inFlight.count else { return false }
+            runners += 1
+            return true
+        }
     }
     private let driver: any SQLDriver
     private let maxBatch: Int
+    private let depth: Int
     private let outbox: Bool
     private let commitTimeout: Duration
     /// The store's own follow-up to a commit, with how many new messages it stored (SQLite's search indexing).
     private let afterCommit: (@Sendable (Int) -> Void)?
     private let state = LockedBox(State())
 
-    init(driver: any SQLDriver, maxBatch: Int, outbox: Bool = true, commitTimeout: Duration = .seconds(10),
-         afterCommit: (@Sendable (Int) -> Void)? = nil) {
+    init(driver: any SQLDriver, maxBatch: Int, commitsInFlight: Int = 1, outbox: Bool = true,
+         commitTimeout: Duration = .seconds(10), afterCommit: (@Sendable (Int) -> Void)? = nil) {
         self.driver = driver
         self.maxBatch = max(1, maxBatch)
+        self.depth = max(1, commitsInFlight)
         self.outbox = outbox
         self.commitTimeout = commitTimeout
         self.afterCommit = afterCommit
@@ -106,89 +150,152 @@ final class GroupCommitter: Sendable {
 
     func submit(_ m: NewMessage) -> AppendTicket {
         let ticket = AppendTicket()
-        let (start, generation, watchdog) = state.withLock { s -> (Bool, UInt64, Bool) in
+        let (start, watchdog) = state.withLock { s -> (Bool, Bool) in
             s.pending.append((m, ticket))
             let watchdog = !s.watchdog
             s.watchdog = true
-            if s.flushing { return (false, s.generation, watchdog) }
-            s.flushing = true
-            return (true, s.generation, watchdog)
+            return (s.wantsRunner(depth), watchdog)
         }
         if watchdog { startWatchdog() }
-        if start {
-            Task(executorPreference: driver.writeExecutor) { await self.flushLoop(generation) }
-        }
+        if start { startRunner() }
         return ticket
     }
 
-    /// Waits until everything submitted so far is committed.
+    /// Waits until everything submitted so far is committed and answered.
     func drain() async {
-        while state.withLock({ $0.flushing || !$0.pending.isEmpty }) {
+        while state.withLock({ !$0.pending.isEmpty || !$0.inFlight.isEmpty || !$0.ready.isEmpty || $0.publishing }) {
             try? await Task.sleep(for: .milliseconds(5))
         }
     }
 
-    /// One task per committer, for as long as it exists: checks the commit in flight every quarter of the timeout.
+    private func startRunner() {
+        Task(executorPreference: driver.writeExecutor) { await self.run() }
+    }
+
+    /// One task per committer, for as long as it exists: checks the commits in flight every quarter of the timeout.
     private func startWatchdog() {
         let period = commitTimeout / 4
         Task { [weak self] in
             while true {
                 try? await Task.sleep(for: period)
                 guard let self else { return }
-                self.giveUpOnAStalledCommit()
+                self.giveUpOnStalledCommits()
             }
         }
     }
 
-    private func giveUpOnAStalledCommit() {
+    private func giveUpOnStalledCommits() {
         let now = ContinuousClock.now
-        let stalled = state.withLock { s -> (InFlight, UInt64, Bool, (@Sendable (Int, Duration) -> Void)?)? in
-            guard let f = s.inFlight, f.generation == s.generation, f.started.duration(to: now) >= commitTimeout else { return nil }
-            s.inFlight = nil
-            s.generation &+= 1
-            // The stalled loop no longer owns `flushing`: a new one takes what queued behind it.
-            let restart = !s.pending.isEmpty
-            s.flushing = restart
-            return (f, s.generation, restart, s.stallObserver)
+        let (stalled, start, observer) = state.withLock { s -> ([Batch], Bool, (@Sendable (Int, Duration) -> Void)?) in
+            let old = s.inFlight.filter { $0.value.started.duration(to: now) >= commitTimeout }
+            guard !old.isEmpty else { return ([], false, nil) }
+            for (number, _) in old {
+                s.inFlight[number] = nil
+                s.runners -= 1      // its runner, if it ever returns, only publishes what it stored
+                s.ready[number] = .skip
+            }
+            return (Array(old.values), s.wantsRunner(depth), s.stallObserver)
         }
-        guard let (f, generation, restart, observer) = stalled else { return }
-        let waited = f.started.duration(to: now)
-        observer?(f.tickets.count, waited)
+        guard !stalled.isEmpty else { return }
         let why = StorageError.unavailable("the database did not finish a commit within \(commitTimeout); send again with the same cid")
-        for t in f.tickets { t.complete(.failure(why)) }
-        if restart {
-            Task(executorPreference: driver.writeExecutor) { await self.flushLoop(generation) }
+        for batch in stalled {
+            observer?(batch.tickets.count, batch.started.duration(to: now))
+            for t in batch.tickets { t.complete(.failure(why)) }
         }
+        publishReady()
+        if start { startRunner() }
     }
 
-    private func flushLoop(_ generation: UInt64) async {
+    /// Takes batches while it may; several run at once only with `depth` above 1.
+    private func run() async {
         while true {
-            let next = state.withLock { s -> (batch: [(NewMessage, AppendTicket)], commit: (@Sendable (Int, Duration) -> Void)?, append: (@Sendable ([Message]) -> Void)?)? in
-                guard s.generation == generation else { return nil }
-                if s.pending.isEmpty { s.flushing = false; s.inFlight = nil; return nil }
-                let take = min(s.pending.count, maxBatch)
+            let next = state.withLock { s -> (number: UInt64, batch: [(NewMessage, AppendTicket)], commit: (@Sendable (Int, Duration) -> Void)?)? in
+                guard s.mayStart(depth) else { s.runners -= 1; return nil }
+                var take = min(s.pending.count, maxBatch)
+                var conversations = Set<ConversationID>()
+                if depth > 1 {
+                    // The longest run of pending sends, in order, that no unreserved batch's conversation holds up.
+                    let blocked = s.blocked()
+                    for (i, item) in s.pending.prefix(take).enumerated() {
+                        if blocked.contains(item.0.conversation) { take = i; break }
+                        conversations.insert(item.0.conversation)
+                    }
+                }
                 let batch = Array(s.pending.prefix(take))
                 s.pending.removeFirst(take)
-                s.inFlight = InFlight(generation: generation, started: .now, tickets: batch.map(\.1))
-                return (batch, s.commitObserver, s.appendObserver)
+                let number = s.nextBatch
+                s.nextBatch &+= 1
+                s.inFlight[number] = Batch(started: .now, tickets: batch.map(\.1), conversations: conversations)
+                return (number, batch, s.commitObserver)
             }
-            guard let (batch, commitObserver, appendObserver) = next else { return }
+            guard let (number, batch, commitObserver) = next else { return }
             let started = ContinuousClock.now
             let now = Int64(Date().timeIntervalSince1970 * 1000)
+            let reserved: (@Sendable () -> Void)? = depth > 1 ? { @Sendable [self] in self.reserved(number) } : nil
+            let publication: Publication
             do {
-                let results = try await SQLStore.appendBatch(driver, batch.map(\.0), now: now, outbox: outbox)
+                let results = try await SQLStore.appendBatch(driver, batch.map(\.0), now: now, outbox: outbox, reserved: reserved)
                 commitObserver?(batch.count, started.duration(to: .now))
-                // New messages are published in commit (seq) order before anyone hears their ack.
                 let fresh = results.compactMap { r -> Message? in
                     if case .success(let a) = r, !a.duplicate { return a.message }
                     return nil
                 }
-                if !fresh.isEmpty { appendObserver?(fresh) }
-                for (i, item) in batch.enumerated() { item.1.complete(.success(results[i])) }
-                afterCommit?(fresh.count)
+                publication = .publish(fresh: fresh, answers: batch.enumerated().map { ($0.element.1, .success(results[$0.offset])) },
+                                       count: fresh.count)
             } catch {
-                for item in batch { item.1.complete(.failure(error)) }
+                publication = .publish(fresh: [], answers: batch.map { ($0.1, .failure(error)) }, count: 0)
             }
+            let (owned, start) = state.withLock { s -> (Bool, Bool) in
+                guard s.inFlight.removeValue(forKey: number) != nil else { return (false, false) }
+                s.ready[number] = publication
+                return (true, s.wantsRunner(depth))
+            }
+            if start { startRunner() }
+            guard owned else {
+                // Given up on while it ran: its tickets were answered, but what it stored is stored.
+                if case .publish(let fresh, _, let count) = publication, !fresh.isEmpty {
+                    state.withLock { $0.appendObserver }?(fresh)
+                    afterCommit?(count)
+                }
+                return
+            }
+            publishReady()
+        }
+    }
+
+    /// A batch holds its seqs: the next may start.
+    private func reserved(_ number: UInt64) {
+        let start = state.withLock { s -> Bool in
+            guard s.inFlight[number]?.reserved == false else { return false }
+            s.inFlight[number]?.reserved = true
+            return s.wantsRunner(depth)
+        }
+        if start { startRunner() }
+    }
+
+    /// Publishes finished batches in batch order: new messages (the fan-out) in commit order before anyone hears
+    /// their ack, then the answers. One thread publishes at a time; others leave theirs in `ready` for it.
+    private func publishReady() {
+        while true {
+            let (due, append) = state.withLock { s -> ([Publication], (@Sendable ([Message]) -> Void)?) in
+                // The thread publishing now looks again when it is done, and finds what was left here.
+                if s.publishing { return ([], nil) }
+                var due: [Publication] = []
+                while let p = s.ready.removeValue(forKey: s.nextToPublish) {
+                    due.append(p)
+                    s.nextToPublish &+= 1
+                }
+                s.publishing = !due.isEmpty
+                return (due, s.appendObserver)
+            }
+            if due.isEmpty { return }
+            for p in due {
+                guard case .publish(let fresh, let answers, let count) = p else { continue }
+                if !fresh.isEmpty { append?(fresh) }
+                for (ticket, outcome) in answers { ticket.complete(outcome) }
+                afterCommit?(count)
+            }
+            state.withLock { $0.publishing = false }
         }
     }
 }

@@ -11,15 +11,17 @@ public final class SQLStore: Storage {
     /// Opens the store over `driver`. Run `Migrations.apply` first. `webhookOutbox` false leaves the webhook
     /// outbox alone, for a store over a schema older than version 5 (the migration tests' old data) only.
     /// `searchIndexDelay`: how long after a commit SQLite's search indexing runs (a search never waits for it).
-    public init(driver: any SQLDriver, maxBatch: Int = 1024, webhookOutbox: Bool = true, commitTimeout: Duration = .seconds(10),
-                searchIndexDelay: Duration = .milliseconds(50)) {
+    /// `commitsInFlight`: group commits running at once (PostgreSQL; SQLite has one writer and always runs one).
+    public init(driver: any SQLDriver, maxBatch: Int = 1024, commitsInFlight: Int = 1, webhookOutbox: Bool = true,
+                commitTimeout: Duration = .seconds(10), searchIndexDelay: Duration = .milliseconds(50)) {
         self.driver = driver
         let searchIndex = driver.dialect == .sqlite ? SearchIndexQueue(driver: driver, delay: searchIndexDelay) : nil
         self.searchIndex = searchIndex
         var afterCommit: (@Sendable (Int) -> Void)?
         if let searchIndex { afterCommit = { count in searchIndex.committed(count) } }
-        self.committer = GroupCommitter(driver: driver, maxBatch: maxBatch, outbox: webhookOutbox, commitTimeout: commitTimeout,
-                                        afterCommit: afterCommit)
+        self.committer = GroupCommitter(driver: driver, maxBatch: maxBatch,
+                                        commitsInFlight: driver.dialect == .sqlite ? 1 : commitsInFlight,
+                                        outbox: webhookOutbox, commitTimeout: commitTimeout, afterCommit: afterCommit)
     }
 
     public func observeCommits(_ observer: @escaping @Sendable (Int, Duration) -> Void) async {
@@ -494,7 +496,12 @@ public final class SQLStore: Storage {
     /// Appends a batch inside an open transaction with a handful of statements per batch rather than per message:
     /// one dedupe lookup, one seq reservation per conversation, multi-row inserts, one cursor update per sender.
     /// Domain failures are returned, not thrown, so they don't abort the batch they are part of.
-    static func appendMany(_ db: any SQLExecutor, _ batch: [NewMessage], now: Int64, outbox: Bool = true) async throws -> [Result<AppendResult, IMError>] {
+    /// `reserved`, if given, is called once the batch holds its conversations' seqs (their rows locked until the
+    /// commit): a transaction begun after it that appends to one of them waits for this one's commit, so it gets
+    /// later seqs (how the committer overlaps PostgreSQL commits).
+    static func appendMany(_ db: any SQLExecutor, _ batch: [NewMessage], now: Int64, outbox: Bool = true,
+                           dialect: SQLDialect = .sqlite,
+                           reserved: (@Sendable () -> Void)? = nil) async throws -> [Result<AppendResult, IMError>] {
         var out = [Result<AppendResult, IMError>?](repeating: nil, count: batch.count)
 
         // 1. Duplicates of stored messages, and repeats within the batch.
@@ -565,17 +572,18 @@ public final class SQLStore: Storage {
         }
         // One statement for all of the batch's conversations: every statement is a round trip to the database's
         // thread (or server), and a batch spans up to max_batch conversations.
-        var reserved: [ConversationID: Int64] = [:]
+        var reservedSeqs: [ConversationID: Int64] = [:]
         for chunk in stride(from: 0, to: order.count, by: BatchSQL.reserve.chunk).map({ Array(order[$0..<min($0 + BatchSQL.reserve.chunk, order.count)]) }) {
             var binds: [SQLValue] = []
             binds.reserveCapacity(chunk.count * 2)
             for c in chunk { binds += [.int(c), .int(Int64(byConversation[c]!.count))] }
-            for r in try await db.query(BatchSQL.reserve.text(chunk.count), binds) { reserved[try r.int("id")] = try r.int("last_seq") }
+            for r in try await db.query(BatchSQL.reserve.text(chunk.count), binds) { reservedSeqs[try r.int("id")] = try r.int("last_seq") }
         }
+        reserved?()
         var rows: [(Int, Message)] = []
         for c in order {
             let items = byConversation[c]!
-            guard let last = reserved[c] else {
+            guard let last = reservedSeqs[c] else {
                 for i in items { out[i] = .failure(.notFound("no such conversation")) }
                 continue
             }
@@ -589,8 +597,11 @@ public final class SQLStore: Storage {
             }
         }
 
-        // 4. Insert in multi-row statements.
-        for chunk in stride(from: 0, to: rows.count, by: BatchSQL.insert.chunk).map({ Array(rows[$0..<min($0 + BatchSQL.insert.chunk, rows.count)]) }) {
+        // A sender has read everything up to what they send (step 5).
+        var newest: [String: (ConversationID, UserID, Int64)] = [:]
+        for (_, m) in rows { newest[key(m.conversation, String(m.sender))] = (m.conversation, m.sender, m.seq) }
+        let cursors = Array(newest.values)
+        func insertBinds(_ chunk: ArraySlice<(Int, Message)>) -> [SQLValue] {
             var binds: [SQLValue] = []
             binds.reserveCapacity(chunk.count * 14)
             for (_, m) in chunk {
@@ -598,7 +609,20 @@ public final class SQLStore: Storage {
                           json(m.data), json(m.attachment), SQLValue(m.target), .int(now),
                           SQLValue(m.replyTo), json(m.mentions), SQLValue(m.mentionAll == true), json(m.forwardedFrom)]
             }
-            try await db.query(BatchSQL.insert.text(chunk.count), binds)
+            return binds
+        }
+        // 4. Insert in multi-row statements. On PostgreSQL, where every statement is a round trip to the server, a
+        // batch that fits one statement inserts, moves the cursors and reads the webhook subscriptions in one.
+        var subscriptions: [SQLRow]?
+        if dialect == .postgres, outbox, (1...BatchSQL.insert.chunk).contains(rows.count) {
+            var binds = insertBinds(rows[...])
+            for (c, u, seq) in cursors { binds += [.int(c), .int(u), .int(seq)] }
+            subscriptions = try await db.query(BatchSQL.insertWithCursors(rows: rows.count, cursors: cursors.count), binds)
+        } else {
+            for start in stride(from: 0, to: rows.count, by: BatchSQL.insert.chunk) {
+                let chunk = rows[start..<min(start + BatchSQL.insert.chunk, rows.count)]
+                try await db.query(BatchSQL.insert.text(chunk.count), insertBinds(chunk))
+            }
         }
         // One mention row per mentioned user (0 for @all), for the unread-mention counts.
         let mentionRows = rows.flatMap { _, m in
@@ -627,11 +651,8 @@ public final class SQLStore: Storage {
         }
         for (i, m) in rows { out[i] = .success(AppendResult(message: m, duplicate: false)) }
 
-        // 5. A sender has read everything up to what they send.
-        var newest: [String: (ConversationID, UserID, Int64)] = [:]
-        for (_, m) in rows { newest[key(m.conversation, String(m.sender))] = (m.conversation, m.sender, m.seq) }
-        let cursors = Array(newest.values)
-        for chunk in stride(from: 0, to: cursors.count, by: BatchSQL.cursor.chunk).map({ Array(cursors[$0..<min($0 + BatchSQL.cursor.chunk, cursors.count)]) }) {
+        // 5. The senders' cursors, unless step 4 moved them.
+        for chunk in stride(from: 0, to: subscriptions == nil ? cursors.count : 0, by: BatchSQL.cursor.chunk).map({ Array(cursors[$0..<min($0 + BatchSQL.cursor.chunk, cursors.count)]) }) {
             var binds: [SQLValue] = []
             binds.reserveCapacity(chunk.count * 3)
             for (c, u, seq) in chunk { binds += [.int(c), .int(u), .int(seq)] }
@@ -639,7 +660,7 @@ public final class SQLStore: Storage {
         }
 
         // Webhooks for these messages commit with them, or not at all.
-        if outbox { try await WebhookOutbox.record(db, rows.map(\.1), now: now) }
+        if outbox { try await WebhookOutbox.record(db, rows.map(\.1), now: now, subscriptions: subscriptions) }
 
         // Repeats within the batch get the first copy's answer.
         for (i, m) in batch.enumerated() where out[i] == nil {
@@ -659,10 +680,11 @@ public final class SQLStore: Storage {
 
     /// Appends `messages` in one transaction; if that fails as a whole (a constraint race, say), each is retried
     /// in its own transaction so one bad message cannot sink the others.
-    static func appendBatch(_ driver: any SQLDriver, _ messages: [NewMessage], now: Int64, outbox: Bool = true) async throws -> [Result<AppendResult, IMError>] {
+    static func appendBatch(_ driver: any SQLDriver, _ messages: [NewMessage], now: Int64, outbox: Bool = true,
+                            reserved: (@Sendable () -> Void)? = nil) async throws -> [Result<AppendResult, IMError>] {
         do {
             return try await driver.write { db in
-                try await appendMany(db, messages, now: now, outbox: outbox)
+                try await appendMany(db, messages, now: now, outbox: outbox, dialect: driver.dialect, reserved: reserved)
             }
         } catch let e as StorageError {
             throw e
@@ -670,7 +692,9 @@ public final class SQLStore: Storage {
             var out: [Result<AppendResult, IMError>] = []
             for m in messages {
                 do {
-                    out.append(try await driver.write { db in try await appendMany(db, [m], now: now, outbox: outbox) }[0])
+                    out.append(try await driver.write { db in
+                        try await appendMany(db, [m], now: now, outbox: outbox, dialect: driver.dialect)
+                    }[0])
                 } catch {
                     // A concurrent identical send won the unique index: answer with the stored original.
                     if let row = try? await driver.read({ db in
@@ -899,6 +923,26 @@ enum BatchSQL: Int, CaseIterable {
     }
 
     private static let kept = LockedBox<[Int: String]>([:])
+
+    /// PostgreSQL only: the insert of `rows` messages, the move of `cursors` senders' cursors (`.cursor`'s update,
+    /// its binds after the insert's) and the read of the enabled webhook subscriptions, as one statement (data-
+    /// modifying CTEs run once, whatever the outer query reads). Kept for the small batches that repeat.
+    static func insertWithCursors(rows: Int, cursors: Int) -> String {
+        let keep = rows <= 64
+        let key = Int.max - (rows << 16 | cursors)
+        if keep, let s = kept.withLock({ $0[key] }) { return s }
+        let base = rows * 14
+        let tuples = (0..<cursors).map { r in "($\(base + 3 * r + 1), $\(base + 3 * r + 2), $\(base + 3 * r + 3))" }
+        let s = """
+            WITH v (conv_id, user_id, seq) AS (VALUES \(tuples.joined(separator: ", "))),
+            moved AS (UPDATE members SET read_seq = v.seq, delivered_seq = v.seq FROM v
+                      WHERE members.conv_id = v.conv_id AND members.user_id = v.user_id AND members.read_seq < v.seq),
+            inserted AS (\(BatchSQL.insert.text(rows)))
+            SELECT id, owner_bot, events, conv_id FROM webhook_subscriptions WHERE enabled = 1
+            """
+        if keep { kept.withLock { $0[key] = s } }
+        return s
+    }
 
     func text(_ rows: Int) -> String {
         let keep = rows <= 64 || rows == chunk

@@ -84,10 +84,15 @@ public enum WebhookOutbox {
     }
 
     /// Writes an outbox row for every enabled subscription each new message matches, inside the caller's transaction.
-    /// Costs one small query per batch when no subscription exists.
-    static func record(_ db: any SQLExecutor, _ messages: [Message], now: Int64) async throws {
+    /// Costs one small query per batch when no subscription exists, none when the caller read the enabled
+    /// subscriptions (`SELECT id, owner_bot, events, conv_id … WHERE enabled = 1`) in this transaction already.
+    static func record(_ db: any SQLExecutor, _ messages: [Message], now: Int64, subscriptions: [SQLRow]? = nil) async throws {
         guard !messages.isEmpty else { return }
-        let subs = try await db.query("SELECT id, owner_bot, events, conv_id FROM webhook_subscriptions WHERE enabled = 1").map { r in
+        let enabled: [SQLRow]
+        if let subscriptions { enabled = subscriptions } else {
+            enabled = try await db.query("SELECT id, owner_bot, events, conv_id FROM webhook_subscriptions WHERE enabled = 1")
+        }
+        let subs = try enabled.map { r in
             (id: try r.int("id"), bot: r.optInt("owner_bot"), conv: r.optInt("conv_id"),
              events: Set((try r.text("events")).split(separator: ",").compactMap { WebhookEvent(rawValue: String($0)) }))
         }

@@ -63,6 +63,9 @@ public struct ServerConfig: Codable, Sendable, Equatable {
         /// abandoned as `unavailable` (retryable) and its connection closed; 0: no limit. The group commit has its
         /// own 10 s watchdog; this bounds every other query (docs/operations.md).
         public var postgresTimeoutSeconds = 15.0
+        /// PostgreSQL only: how many group commits may run at once, each on its own pooled connection (the next
+        /// starts once the one before it holds its seqs). 1: one after the other, as SQLite's single writer must.
+        public var postgresCommitsInFlight = 2
     }
     public struct Auth: Codable, Sendable, Equatable {
         /// `open`: anyone may register; `admin`: only admins create accounts.
@@ -364,6 +367,9 @@ public struct ServerConfig: Codable, Sendable, Equatable {
         try atLeast(auth.accessTtlSeconds, 30, "auth.access_ttl_seconds")
         try atLeast(auth.refreshTtlSeconds, auth.accessTtlSeconds, "auth.refresh_ttl_seconds", " (auth.access_ttl_seconds)")
         try atLeast(storage.maxBatch, 1, "storage.max_batch")
+        guard (1...8).contains(storage.postgresCommitsInFlight) else {
+            throw ConfigError("storage.postgres_commits_in_flight must be 1 to 8 (commits at once, each on one of the pool's 20 connections), not \(storage.postgresCommitsInFlight)")
+        }
         if !(storage.postgresTimeoutSeconds >= 0) || storage.postgresTimeoutSeconds.isInfinite {
             throw ConfigError("storage.postgres_timeout_seconds must be 0 (no limit) or a number of seconds, not \(storage.postgresTimeoutSeconds)")
         }

@@ -24,7 +24,8 @@ public enum StorageFactory {
         } else if version < latest {
             logger.notice("the database is at schema version \(version); this build's migrations \(version + 1)...\(latest) start with a contract (destructive) one, which a cluster node does not run at start: `warbler upgrade --contract` runs them once every node runs this release")
         }
-        return SQLStore(driver: driver, maxBatch: config.storage.maxBatch)
+        return SQLStore(driver: driver, maxBatch: config.storage.maxBatch,
+                        commitsInFlight: driver.dialect == .postgres ? config.storage.postgresCommitsInFlight : 1)
     }
 
     /// Connects to the configured database without migrating it (tools that only read, like the schema check).

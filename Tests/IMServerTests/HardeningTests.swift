@@ -290,6 +290,7 @@ struct ProbeError: Error, CustomStringConvertible {
                       "WARBLER_LIMITS_GROUP_SIZE": "limits.group_size",
                       "WARBLER_LIMITS_TEXT_BYTES": "limits.text_bytes",
                       "WARBLER_STORAGE_MAX_BATCH": "storage.max_batch",
+                      "WARBLER_STORAGE_POSTGRES_COMMITS_IN_FLIGHT": "storage.postgres_commits_in_flight",
                       "WARBLER_SERVER_REQUEST_HEAD_TIMEOUT_SECONDS": "server.request_head_timeout_seconds",
                       "WARBLER_SERVER_IDLE_TIMEOUT_SECONDS": "server.idle_timeout_seconds"]
         for (variable, key) in zeroes {
@@ -301,6 +302,11 @@ struct ProbeError: Error, CustomStringConvertible {
         }
         #expect(throws: (any Error).self) { _ = try ServerConfig.load(path: nil, environment: ["WARBLER_SERVER_MAX_CONNECTIONS": "-1"]) }
         #expect(throws: Never.self) { _ = try ServerConfig.load(path: nil, environment: ["WARBLER_LIMITS_RECALL_SECONDS": "0"]) }
+        // Each commit in flight holds one of the pool's 20 connections.
+        #expect { _ = try ServerConfig.load(path: nil, environment: ["WARBLER_STORAGE_POSTGRES_COMMITS_IN_FLIGHT": "9"]) } throws: { error in
+            "\(error)".contains("storage.postgres_commits_in_flight")
+        }
+        #expect(try ServerConfig.load(path: nil, environment: [:]).storage.postgresCommitsInFlight == 2)
     }
 
     @Test func nobodyIsPutIntoAGroupBySomeoneTheyBlocked() async throws {

@@ -41,14 +41,15 @@ final class HoldingDriver: SQLDriver {
 
 @Suite("Commit watchdog", .timeLimit(.minutes(1)))
 struct CommitWatchdogTests {
-    @Test(arguments: Backend.allCases)
-    func aCommitThatNeverReturnsIsAnsweredUnavailableAndTheSendsBehindItAreCommitted(_ backend: Backend) async throws {
+    /// PostgreSQL runs with one commit at a time and with two overlapping (`commitsInFlight`).
+    @Test(arguments: zip([Backend.sqlite, .postgres, .postgres], [1, 1, 2]))
+    func aCommitThatNeverReturnsIsAnsweredUnavailableAndTheSendsBehindItAreCommitted(_ backend: Backend, _ depth: Int) async throws {
         try await backend.withStore { setup, driver in
             let a = try await setup.user("alice"), b = try await setup.user("bob")
             let conv = try await setup.directConversation(between: a.id, and: b.id).id
             let holding = HoldingDriver(driver)
             // Long enough that an ordinary commit on a loaded machine (the whole suite in parallel) never reaches it.
-            let store = SQLStore(driver: holding, commitTimeout: .seconds(4))
+            let store = SQLStore(driver: holding, commitsInFlight: depth, commitTimeout: .seconds(4))
             let stalls = LockedBox<[Int]>([]), published = LockedBox<[String]>([])
             await store.observeStalledCommits { n, _ in stalls.withLock { $0.append(n) } }
             await store.observeAppends { ms in published.withLock { $0 += ms.map(\.cid) } }

@@ -40,7 +40,8 @@ enum Backend: String, CaseIterable, Sendable, CustomTestStringConvertible {
     func withStore<T: Sendable>(_ body: (SQLStore, any SQLDriver) async throws -> T) async throws -> T {
         try await withDriver { driver in
             try await Migrations.apply(driver, now: 1_000)
-            return try await body(SQLStore(driver: driver), driver)
+            // PostgreSQL with the product's overlapping commits (`storage.postgres_commits_in_flight`'s default).
+            return try await body(SQLStore(driver: driver, commitsInFlight: 2), driver)
         }
     }
 }
