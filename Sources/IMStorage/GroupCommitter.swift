@@ -80,8 +80,9 @@ final class GroupCommitter: Sendable {
     private struct Batch {
         let started: ContinuousClock.Instant
         let tickets: [AppendTicket]
-        /// The conversations it appends to (kept only with `depth` above 1).
+        /// The conversations it appends to, and its sends' `sender:cid` (kept only with `depth` above 1).
         let conversations: Set<ConversationID>
+        let keys: Set<String>
         /// Past its seq reservation (or finished): the next batch may start.
         var reserved = false
     }
@@ -107,15 +108,17 @@ final class GroupCommitter: Sendable {
         var appendObserver: (@Sendable ([Message]) -> Void)?
         var stallObserver: (@Sendable (Int, Duration) -> Void)?
 
-        /// Conversations a batch not yet past its reservation appends to: the next batch may not.
-        func blocked() -> Set<ConversationID> {
-            var out = Set<ConversationID>()
-            for b in inFlight.values where !b.reserved { out.formUnion(b.conversations) }
-            return out
+        /// Whether a send must wait for the batches in flight: its conversation is one a batch not yet past its
+        /// reservation appends to, or the same send (a client's retry) is in a batch that has not committed: it
+        /// would wait for that one's row and then fail its whole batch on the unique `(sender, cid)`, where after
+        /// that commit the dedupe lookup answers it.
+        func heldUp(_ m: NewMessage) -> Bool {
+            let key = GroupCommitter.key(m)
+            return inFlight.values.contains { b in (!b.reserved && b.conversations.contains(m.conversation)) || b.keys.contains(key) }
         }
         func mayStart(_ depth: Int) -> Bool {
             guard let first = pending.first, inFlight.count < depth else { return false }
-            return depth == 1 || !blocked().contains(first.0.conversation)
+            return depth == 1 || !heldUp(first.0)
         }
         /// Whether a new runner is needed for what is pending (and counts it if so).
         mutating func wantsRunner(_ depth: Int) -> Bool {
@@ -212,29 +215,36 @@ final class GroupCommitter: Sendable {
             let next = state.withLock { s -> (number: UInt64, batch: [(NewMessage, AppendTicket)], commit: (@Sendable (Int, Duration) -> Void)?)? in
                 guard s.mayStart(depth) else { s.runners -= 1; return nil }
                 var take = min(s.pending.count, maxBatch)
-                var conversations = Set<ConversationID>()
-                if depth > 1 {
-                    // The longest run of pending sends, in order, that no unreserved batch's conversation holds up.
-                    let blocked = s.blocked()
+                var conversations = Set<ConversationID>(), keys = Set<String>()
+                if depth > 1 && !s.inFlight.isEmpty {
+                    // The longest run of pending sends, in order, that the batches in flight do not hold up.
                     for (i, item) in s.pending.prefix(take).enumerated() {
-                        if blocked.contains(item.0.conversation) { take = i; break }
+                        if s.heldUp(item.0) { take = i; break }
                         conversations.insert(item.0.conversation)
+                        keys.insert(Self.key(item.0))
+                    }
+                } else if depth > 1 {
+                    for item in s.pending.prefix(take) {
+                        conversations.insert(item.0.conversation)
+                        keys.insert(Self.key(item.0))
                     }
                 }
                 let batch = Array(s.pending.prefix(take))
                 s.pending.removeFirst(take)
                 let number = s.nextBatch
                 s.nextBatch &+= 1
-                s.inFlight[number] = Batch(started: .now, tickets: batch.map(\.1), conversations: conversations)
+                s.inFlight[number] = Batch(started: .now, tickets: batch.map(\.1), conversations: conversations, keys: keys)
                 return (number, batch, s.commitObserver)
             }
             guard let (number, batch, commitObserver) = next else { return }
             let started = ContinuousClock.now
             let now = Int64(Date().timeIntervalSince1970 * 1000)
             let reserved: (@Sendable () -> Void)? = depth > 1 ? { @Sendable [self] in self.reserved(number) } : nil
+            let beforeRetry: (@Sendable () async -> Void)? = depth > 1 ? { @Sendable [self] in await self.letLaterBatchesEnd(number) } : nil
             let publication: Publication
             do {
-                let results = try await SQLStore.appendBatch(driver, batch.map(\.0), now: now, outbox: outbox, reserved: reserved)
+                let results = try await SQLStore.appendBatch(driver, batch.map(\.0), now: now, outbox: outbox, reserved: reserved,
+                                                             beforeRetry: beforeRetry)
                 commitObserver?(batch.count, started.duration(to: .now))
                 let fresh = results.compactMap { r -> Message? in
                     if case .success(let a) = r, !a.duplicate { return a.message }
@@ -260,6 +270,23 @@ final class GroupCommitter: Sendable {
                 return
             }
             publishReady()
+        }
+    }
+
+    static func key(_ m: NewMessage) -> String { "\(m.sender):\(m.cid)" }
+
+    /// A batch failed as a whole after its reservation (its transaction rolled back) and retries its sends one by
+    /// one: later batches of its conversations may have taken seqs meanwhile. Before the retries, new batches of
+    /// its conversations are held up again and the later batches in flight are let finish, so that the retried
+    /// sends' seqs come after every seq those took and are committed by the time they are published (a receiver
+    /// reading the gap before them finds it stored).
+    private func letLaterBatchesEnd(_ number: UInt64) async {
+        let later = state.withLock { s -> [UInt64] in
+            s.inFlight[number]?.reserved = false
+            return s.inFlight.keys.filter { $0 > number }
+        }
+        while state.withLock({ s in later.contains { s.inFlight[$0] != nil } }) {
+            try? await Task.sleep(for: .milliseconds(2))
         }
     }
 

@@ -680,8 +680,10 @@ public final class SQLStore: Storage {
 
     /// Appends `messages` in one transaction; if that fails as a whole (a constraint race, say), each is retried
     /// in its own transaction so one bad message cannot sink the others.
+    /// `beforeRetry` runs before those retries (the committer lets later overlapping commits end first).
     static func appendBatch(_ driver: any SQLDriver, _ messages: [NewMessage], now: Int64, outbox: Bool = true,
-                            reserved: (@Sendable () -> Void)? = nil) async throws -> [Result<AppendResult, IMError>] {
+                            reserved: (@Sendable () -> Void)? = nil,
+                            beforeRetry: (@Sendable () async -> Void)? = nil) async throws -> [Result<AppendResult, IMError>] {
         do {
             return try await driver.write { db in
                 try await appendMany(db, messages, now: now, outbox: outbox, dialect: driver.dialect, reserved: reserved)
@@ -689,6 +691,7 @@ public final class SQLStore: Storage {
         } catch let e as StorageError {
             throw e
         } catch where messages.count > 1 || isConstraintRace(error) {
+            await beforeRetry?()
             var out: [Result<AppendResult, IMError>] = []
             for m in messages {
                 do {

@@ -49,6 +49,34 @@ struct CommitPipelineTests {
         }
     }
 
+    /// A client's retry of a send still being committed waits for that commit, whose row the dedupe lookup then
+    /// finds, instead of starting a commit that would wait on the same row and then fail as a whole.
+    @Test func aRetryOfASendInFlightWaitsForItsCommit() async throws {
+        try await Backend.postgres.withDriver { driver in
+            try await Migrations.apply(driver, now: 1_000)
+            let setup = SQLStore(driver: driver)
+            let a = try await setup.user("alice"), b = try await setup.user("bob")
+            let ab = try await setup.directConversation(between: a.id, and: b.id).id
+            let holding = InsertHoldingDriver(driver)
+            let store = SQLStore(driver: holding, commitsInFlight: 2)
+            let send = NewMessage(conversation: ab, sender: a.id, cid: "once", kind: .text, text: "once")
+
+            holding.holdNextInsert()
+            let first = await store.submit(send)
+            for _ in 0..<300 where !holding.isHolding { try await Task.sleep(for: .milliseconds(10)) }
+            #expect(holding.isHolding, "the first commit never reached its insert")
+            let retry = await store.submit(send)    // past the first one's reservation: only its cid holds it up
+            try await Task.sleep(for: .milliseconds(200))
+            #expect(holding.writes == 1, "the retry started a commit beside the one it repeats")
+
+            holding.release()
+            let stored = try await first.result().get()
+            let again = try await retry.result().get()
+            #expect(!stored.duplicate && again.duplicate && again.message.seq == stored.message.seq)
+            #expect(holding.writes == 2)
+        }
+    }
+
     @Test func aCommitOfAnotherConversationRunsWhileOneIsHeldAndAnswersInOrder() async throws {
         try await Backend.postgres.withDriver { driver in
             try await Migrations.apply(driver, now: 1_000)
@@ -89,5 +117,53 @@ struct CommitPipelineTests {
             #expect(try await other.result().get().message.seq == 1)
             #expect(published.withLock { $0 } == ["first", "other", "behind"])
         }
+    }
+}
+
+/// A driver that passes everything to a real one, except that it can stop the next write at its insert into
+/// `messages` (after the seq reservation) until released; it counts the writes begun.
+final class InsertHoldingDriver: SQLDriver {
+    let inner: any SQLDriver
+    private struct Held { var armed = false, holding = false, released = false, writes = 0; var waiting: [CheckedContinuation<Void, Never>] = [] }
+    private let held = LockedBox(Held())
+    init(_ inner: any SQLDriver) { self.inner = inner }
+
+    var dialect: SQLDialect { inner.dialect }
+    var writes: Int { held.withLock { $0.writes } }
+    var isHolding: Bool { held.withLock { $0.holding } }
+    func holdNextInsert() { held.withLock { $0.armed = true; $0.released = false } }
+    func release() {
+        let waiting = held.withLock { h -> [CheckedContinuation<Void, Never>] in h.released = true; defer { h.waiting = [] }; return h.waiting }
+        for c in waiting { c.resume() }
+    }
+    fileprivate func waitAtInsert() async {
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            let now = held.withLock { h -> Bool in
+                if h.released { return true }
+                h.holding = true
+                h.waiting.append(c); return false
+            }
+            if now { c.resume() }
+        }
+    }
+
+    func read<T: Sendable>(_ body: @escaping @Sendable (any SQLExecutor) async throws -> T) async throws -> T { try await inner.read(body) }
+    func write<T: Sendable>(_ body: @escaping @Sendable (any SQLExecutor) async throws -> T) async throws -> T {
+        let hold = held.withLock { h -> Bool in h.writes += 1; defer { h.armed = false }; return h.armed }
+        return try await inner.write { db in try await body(hold ? InsertHoldingExecutor(inner: db, driver: self) : db) }
+    }
+    func withExclusiveLock<T: Sendable>(_ key: Int64, _ body: @Sendable (any SQLDriver) async throws -> T) async throws -> T {
+        try await inner.withExclusiveLock(key, body)
+    }
+    func sizeInBytes() async throws -> Int64 { try await inner.sizeInBytes() }
+    func close() async throws {}
+}
+
+private struct InsertHoldingExecutor: SQLExecutor {
+    let inner: any SQLExecutor
+    let driver: InsertHoldingDriver
+    func query(_ sql: String, _ binds: [SQLValue]) async throws -> [SQLRow] {
+        if sql.contains("INSERT INTO messages") { await driver.waitAtInsert() }
+        return try await inner.query(sql, binds)
     }
 }
