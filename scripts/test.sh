@@ -71,8 +71,9 @@ say "the browser suite (scripts/browser-test.sh)"
 bash scripts/browser-test.sh
 # The benchmark's load driver against the debug server for a few seconds: fails only when an acknowledged message is
 # lost or delivered twice, never on a timing (docs/benchmarks.md).
-say "the benchmark smoke (scripts/peer-bench.sh --smoke)"
+say "the benchmark smoke (scripts/peer-bench.sh --smoke), on SQLite and on PostgreSQL (overlapping commits)"
 bash scripts/peer-bench.sh --smoke --bin .build/debug/warbler
+bash scripts/peer-bench.sh --smoke --db postgres --bin .build/debug/warbler
 
 if [ "$E2E" != 0 ]; then
   say "the installer file for the end-to-end suites (packaging/build.sh --debug)"
