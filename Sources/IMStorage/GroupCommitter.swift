@@ -112,13 +112,12 @@ final class GroupCommitter: Sendable {
         /// reservation appends to, or the same send (a client's retry) is in a batch that has not committed: it
         /// would wait for that one's row and then fail its whole batch on the unique `(sender, cid)`, where after
         /// that commit the dedupe lookup answers it.
-        func heldUp(_ m: NewMessage) -> Bool {
-            let key = GroupCommitter.key(m)
-            return inFlight.values.contains { b in (!b.reserved && b.conversations.contains(m.conversation)) || b.keys.contains(key) }
+        func heldUp(_ m: NewMessage, key: String) -> Bool {
+            inFlight.values.contains { b in (!b.reserved && b.conversations.contains(m.conversation)) || b.keys.contains(key) }
         }
         func mayStart(_ depth: Int) -> Bool {
             guard let first = pending.first, inFlight.count < depth else { return false }
-            return depth == 1 || !heldUp(first.0)
+            return depth == 1 || !heldUp(first.0, key: GroupCommitter.key(first.0))
         }
         /// Whether a new runner is needed for what is pending (and counts it if so).
         mutating func wantsRunner(_ depth: Int) -> Bool {
@@ -216,17 +215,13 @@ final class GroupCommitter: Sendable {
                 guard s.mayStart(depth) else { s.runners -= 1; return nil }
                 var take = min(s.pending.count, maxBatch)
                 var conversations = Set<ConversationID>(), keys = Set<String>()
-                if depth > 1 && !s.inFlight.isEmpty {
+                if depth > 1 {
                     // The longest run of pending sends, in order, that the batches in flight do not hold up.
                     for (i, item) in s.pending.prefix(take).enumerated() {
-                        if s.heldUp(item.0) { take = i; break }
+                        let key = Self.key(item.0)
+                        if s.heldUp(item.0, key: key) { take = i; break }
                         conversations.insert(item.0.conversation)
-                        keys.insert(Self.key(item.0))
-                    }
-                } else if depth > 1 {
-                    for item in s.pending.prefix(take) {
-                        conversations.insert(item.0.conversation)
-                        keys.insert(Self.key(item.0))
+                        keys.insert(key)
                     }
                 }
                 let batch = Array(s.pending.prefix(take))
@@ -255,12 +250,12 @@ final class GroupCommitter: Sendable {
             } catch {
                 publication = .publish(fresh: [], answers: batch.map { ($0.1, .failure(error)) }, count: 0)
             }
-            let (owned, start) = state.withLock { s -> (Bool, Bool) in
-                guard s.inFlight.removeValue(forKey: number) != nil else { return (false, false) }
+            // This runner takes what is pending next (it is still counted), so no other need start here.
+            let owned = state.withLock { s -> Bool in
+                guard s.inFlight.removeValue(forKey: number) != nil else { return false }
                 s.ready[number] = publication
-                return (true, s.wantsRunner(depth))
+                return true
             }
-            if start { startRunner() }
             guard owned else {
                 // Given up on while it ran: its tickets were answered, but what it stored is stored.
                 if case .publish(let fresh, _, let count) = publication, !fresh.isEmpty {
