@@ -12,6 +12,7 @@
 #   bash scripts/peer-bench.sh --idle 5000 --warbler "before=BIN" --warbler "after=BIN"   # RSS per idle socket
 #   bash scripts/peer-bench.sh --idle 15000 --idle-sources 4 --idle-shapes "T R C" --warbler "after=BIN"
 #       # the same, then the shapes alone and again beside the 15,000 idle sockets (C: 1,000 sockets chatting)
+#   bash scripts/peer-bench.sh --idle 5000 --tls --warbler "after=BIN"   # the same over TLS (wss://, the server's own)
 #   bash scripts/peer-bench.sh --db postgres        # Warbler and ejabberd's archive on one throwaway PostgreSQL
 #
 # Options: --rounds N, --shapes "T L R", --procs N (driver processes), --warbler "LABEL=BIN[,KEY=VALUE...]"
@@ -23,7 +24,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=3 SHAPES="T L R" PROCS=2 COUNT= SMOKE=0 ONLY="warbler ejabberd ejabberd-mam" RESULTS= BIN= IDLE= IDLE_SOURCES=1 IDLE_SHAPES=
-DB=sqlite
+DB=sqlite TLS=0
 WARBLERS=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -34,10 +35,12 @@ while [ $# -gt 0 ]; do
     --idle) IDLE=$2; ONLY=warbler; shift 2 ;;
     --idle-sources) IDLE_SOURCES=$2; shift 2 ;; --idle-shapes) IDLE_SHAPES=$2; shift 2 ;;
     --db) DB=$2; shift 2 ;;
+    --tls) TLS=1; shift ;;
     *) echo "unknown option $1 (see the head of $0)" >&2; exit 2 ;;
   esac
 done
 case "$DB" in sqlite|postgres) ;; *) echo "--db is sqlite or postgres, not '$DB'" >&2; exit 2 ;; esac
+[ "$TLS" = 0 ] || { [ -n "$IDLE" ] && [ -z "$IDLE_SHAPES" ]; } || { echo "--tls measures idle sockets only (--idle N, without --idle-shapes)" >&2; exit 2; }
 DRIVER="python3 scripts/peer_bench.py"
 has() { case " $ONLY " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 if [ ${#WARBLERS[@]} -eq 0 ] && has warbler; then
@@ -57,6 +60,15 @@ chmod 755 "$WORK"
 RESULTS=${RESULTS:-$WORK/results.jsonl}
 : > "$RESULTS"
 SERVER_PID= SERVER_CPU_PID=
+TLS_ENV=() TLS_ARGS=() SCHEME=http
+if [ "$TLS" = 1 ]; then
+  # The server terminates TLS itself, as a single-node install does (server.tls_cert): a self-signed certificate
+  # for 127.0.0.1, which the driver trusts as its CA.
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=127.0.0.1 \
+    -addext subjectAltName=IP:127.0.0.1 -keyout "$WORK/tls.key" -out "$WORK/tls.crt" 2>/dev/null
+  TLS_ENV=(WARBLER_SERVER_TLS_CERT="$WORK/tls.crt" WARBLER_SERVER_TLS_KEY="$WORK/tls.key")
+  TLS_ARGS=(--ca "$WORK/tls.crt") SCHEME=https
+fi
 PGBIN= PGPORT=
 cleanup() {
   stop_server
@@ -209,12 +221,12 @@ start_warbler() {
     WARBLER_DATA_DIR="$dir" WARBLER_AUTH_JWT_KEY_FILE="$dir/jwt.key" WARBLER_LOG_LEVEL=error \
     "${storage[@]}" WARBLER_AUTH_BCRYPT_COST=4 WARBLER_AUTH_LOGIN_PER_MINUTE_PER_ADDRESS=100000 \
     WARBLER_AUTH_REGISTER_PER_HOUR_PER_ADDRESS=100000 WARBLER_SERVER_MAX_CONNECTIONS_PER_ADDRESS=0 \
-    WARBLER_LIMITS_SENDS_PER_SECOND=100000 WARBLER_LIMITS_SEND_BURST=100000 "${env[@]}" \
+    WARBLER_LIMITS_SENDS_PER_SECOND=100000 WARBLER_LIMITS_SEND_BURST=100000 "${TLS_ENV[@]}" "${env[@]}" \
     "$bin" server --config "$WORK/empty.yaml" >"$dir/server.log" 2>&1 &
   SERVER_PID=$! SERVER_CPU_PID=$!
   wait_port "$port" "$label" || { tail -20 "$dir/server.log" >&2; return 1; }
-  for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
-  TARGET=(--proto warbler --url "http://127.0.0.1:$port")
+  for _ in $(seq 1 100); do curl -fsk "$SCHEME://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
+  TARGET=(--proto warbler --url "$SCHEME://127.0.0.1:$port")
 }
 
 shape_args() { # smaller shapes for the CI smoke: a few seconds, correctness only
@@ -257,8 +269,8 @@ for round in $(seq 1 "$ROUNDS"); do
       ejabberd-mam) start_ejabberd ejabberd-mam 1; label=ejabberd-mam ;;
     esac
     if [ -n "$IDLE" ] && [ -z "$IDLE_SHAPES" ]; then
-      $DRIVER idle "${TARGET[@]:2}" --pid "$SERVER_CPU_PID" --connections "$IDLE" --sources "$IDLE_SOURCES" --label "$label" \
-        | tee -a "$WORK/idle.jsonl"
+      $DRIVER idle "${TARGET[@]:2}" "${TLS_ARGS[@]}" --pid "$SERVER_CPU_PID" --connections "$IDLE" --sources "$IDLE_SOURCES" \
+        --label "$label" | tee -a "$WORK/idle.jsonl"
       stop_server
       continue
     fi

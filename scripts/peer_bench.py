@@ -70,11 +70,14 @@ class WebSocket:
     def __init__(self, reader, writer):
         self.reader, self.writer = reader, writer
         self.buf = bytearray()
+        self.close_code = None  # the server's close frame's code, once it sent one
 
     @classmethod
-    async def connect(cls, host, port, path, source=None):
+    async def connect(cls, host, port, path, source=None, tls=None):
         # A source address of 127.0.0.x gets a port range of its own (many thousands of sockets to one server).
-        reader, writer = await asyncio.open_connection(host, port, local_addr=(source, 0) if source else None)
+        # tls: an ssl.SSLContext for wss:// (a cluster member's HAProxy), verified against the cluster's CA.
+        reader, writer = await asyncio.open_connection(host, port, local_addr=(source, 0) if source else None,
+                                                       ssl=tls, server_hostname=host if tls else None)
         writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         key = base64.b64encode(os.urandom(16)).decode()
         writer.write((f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -140,6 +143,7 @@ class WebSocket:
                 if opcode == 0x9:  # ping
                     self.writer.write(self.frame(0xA, payload))
                 elif opcode == 0x8:  # close
+                    self.close_code = struct.unpack_from("!H", payload)[0] if len(payload) >= 2 else 1005
                     return
                 elif opcode in (0x1, 0x0):
                     fragments += payload
@@ -151,13 +155,13 @@ class WebSocket:
 
 
 # --------------------------------------------------------------------------------------------- Warbler
-def http_json(base, method, path, body=None, token=None):
+def http_json(base, method, path, body=None, token=None, tls=None):
     req = urllib.request.Request(base + path, method=method, data=json.dumps(body).encode() if body is not None else None)
     req.add_header("Content-Type", "application/json")
     if token:
         req.add_header("Authorization", "Bearer " + token)
     try:
-        with urllib.request.urlopen(req, timeout=30) as r:
+        with urllib.request.urlopen(req, timeout=30, context=tls) as r:
             data = r.read()
             return r.status, (json.loads(data) if data else None)
     except urllib.error.HTTPError as e:
@@ -168,13 +172,23 @@ def http_json(base, method, path, body=None, token=None):
             return e.code, {"raw": data.decode(errors="replace")}
 
 
-def warbler_account(base, name, password):
-    status, body = http_json(base, "POST", "/v1/auth/register", {"username": name, "password": password})
-    if status == 409:
-        status, body = http_json(base, "POST", "/v1/auth/login", {"username": name, "password": password})
+def warbler_account(base, name, password, tls=None, admin_token=None):
+    """A new account's id and access token: registered by the user, or (admin_token) created by an administrator
+    where registration is closed (a cluster's default) and then logged in."""
+    def call(path, token=None):
+        for attempt in range(30):  # 503: every bcrypt slot of the server is busy; come back shortly
+            status, body = http_json(base, "POST", path, {"username": name, "password": password}, token=token, tls=tls)
+            if status != 503:
+                return status, body
+            time.sleep(min(0.1 * (attempt + 1), 1))
+        return status, body
+
+    status, body = call("/v1/admin/users", admin_token) if admin_token else call("/v1/auth/register")
+    if status == 409 or admin_token and status in (200, 201):
+        status, body = call("/v1/auth/login")
     if status not in (200, 201):
         raise RuntimeError(f"account {name}: HTTP {status} {body}")
-    return body["user"]["id"], body["accessToken"]
+    return body["user"]["id"], body["accessToken"], body.get("refreshToken")
 
 
 class WarblerConn:
@@ -236,8 +250,8 @@ async def warbler_setup(args, first, count, tag):
     base = args.url.rstrip("/")
     pairs = []
     for i in range(first, first + count):
-        _, atok = await asyncio.to_thread(warbler_account, base, f"{tag}a{i}", args.password)
-        bid, btok = await asyncio.to_thread(warbler_account, base, f"{tag}b{i}", args.password)
+        _, atok, _ = await asyncio.to_thread(warbler_account, base, f"{tag}a{i}", args.password)
+        bid, btok, _ = await asyncio.to_thread(warbler_account, base, f"{tag}b{i}", args.password)
         status, conv = await asyncio.to_thread(http_json, base, "POST", "/v1/conversations/direct", {"userId": bid}, atok)
         if status not in (200, 201):
             raise RuntimeError(f"direct conversation: HTTP {status} {conv}")
@@ -661,69 +675,136 @@ def rss_kb(pid):
 
 
 def cmd_idle(args):
-    """Memory per authenticated idle WebSocket: the server's RSS growth over --connections sockets (Warbler)."""
+    """Memory per authenticated idle WebSocket: the server's RSS growth over --connections sockets (Warbler).
+
+    Also the cluster's capacity check (scripts/e2e-cluster.sh CAPACITY=N): sockets spread over several members'
+    wss:// addresses (--url A,B,…, --ca), from many source addresses (--source-addresses), with accounts an
+    administrator creates (--admin); without --pid the caller reads the servers' memory itself."""
     import resource
+    import ssl
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    base = args.url.rstrip("/")
-    u = urllib.parse.urlsplit(base)
+    bases = [b.rstrip("/") for b in args.url.split(",")]
+    tls = ssl.create_default_context(cafile=args.ca) if args.ca else None
+    admin_token = None
+    if args.admin:
+        with open(args.admin_password_file) as f:
+            admin_password = f.read().strip()
+        status, body = http_json(bases[0], "POST", "/v1/auth/login", {"username": args.admin, "password": admin_password}, tls=tls)
+        if status != 200:
+            raise SystemExit(f"admin login as {args.admin}: HTTP {status} {body}")
+        admin_token = body["accessToken"]
+    sources = args.source_addresses.split(",") if args.source_addresses else \
+        [f"127.0.0.{2 + i}" for i in range(args.sources)] if args.sources > 1 else [None]
     tag = f"idle{os.getpid() % 100000}x{random.randrange(1000)}"
     users = (args.connections + args.per_user - 1) // args.per_user
-    tokens = [warbler_account(base, f"{tag}u{i}", args.password)[1] for i in range(users)]
+    if tls:
+        # asyncio gives every TLS connection a 256 KiB read buffer (SSLProtocol.max_size); a TLS record is at most
+        # 16 KiB, and thousands of idle sockets would otherwise cost the driver gigabytes.
+        import asyncio.sslproto as sslproto
+        sslproto.SSLProtocol.max_size = 32 * 1024
+    # Per account: [access token, refresh token, when obtained]. Creating them costs two bcrypts each (minutes for
+    # thousands), and an access token lives auth.access_ttl_seconds (15 min): a held socket whose token expires is
+    # closed (4002) unless a fresh one is sent on it, as the SDK does; so tokens are refreshed below while held.
+    accounts = []
+    for i in range(users):
+        _, access, refresh = warbler_account(bases[i % len(bases)], f"{tag}u{i}", args.password, tls=tls, admin_token=admin_token)
+        accounts.append([access, refresh, time.monotonic()])
+    read_rss = (lambda: rss_kb(args.pid)) if args.pid else (lambda: None)
 
     async def main():
-        socks = []
+        socks, readers, failures = [], [], []
+        by_account = {}
+        renewed = [0]
         gate = asyncio.Semaphore(64)
+
+        async def keep_tokens_fresh():
+            # Every account's access token renewed once it is older than --refresh-after, and sent on its open sockets.
+            while True:
+                await asyncio.sleep(min(10, args.refresh_after / 2))
+                for k, acc in enumerate(accounts):
+                    if time.monotonic() - acc[2] < args.refresh_after:
+                        continue
+                    status, body = await asyncio.to_thread(http_json, bases[k % len(bases)], "POST", "/v1/auth/refresh",
+                                                           {"refreshToken": acc[1]}, None, tls)
+                    if status != 200:
+                        failures.append(f"account {k}: token refresh HTTP {status} {body}")
+                        continue
+                    acc[:] = [body["accessToken"], body["refreshToken"], time.monotonic()]
+                    renewed[0] += 1
+                    for ws in by_account.get(k, []):
+                        ws.send_text(json.dumps({"type": "auth", "token": acc[0]}))
+
+        refresher = asyncio.create_task(keep_tokens_fresh())
+
+        async def answer(stream):
+            try:
+                async for _ in stream:
+                    pass
+            except Exception:  # noqa: BLE001 - a socket the server closed: counted below
+                pass
 
         async def one(i):
             async with gate:
-                source = f"127.0.0.{2 + i % args.sources}" if args.sources > 1 else None
-                ws = await WebSocket.connect(u.hostname, u.port or 80, "/v1/ws", source=source)
-                stream = ws.messages()
-                ws.send_text(json.dumps({"type": "auth", "token": tokens[i // args.per_user]}))
-                while True:
-                    batch = await stream.__anext__()
-                    if any(json.loads(t).get("type") == "ready" for t in batch):
-                        break
-                socks.append((ws, stream))
+                u = urllib.parse.urlsplit(bases[i % len(bases)])
+                try:
+                    ws = await WebSocket.connect(u.hostname, u.port or (443 if u.scheme == "https" else 80), "/v1/ws",
+                                                 source=sources[i % len(sources)], tls=tls)
+                    stream = ws.messages()
+                    token = accounts[i // args.per_user][0]
+                    ws.send_text(json.dumps({"type": "auth", "token": token}))
+                    while True:
+                        batch = await stream.__anext__()
+                        if any(json.loads(t).get("type") == "ready" for t in batch):
+                            break
+                    socks.append(ws)
+                    by_account.setdefault(i // args.per_user, []).append(ws)
+                    if accounts[i // args.per_user][0] != token:
+                        # Renewed while this socket was opening (after its auth went out): it gets the new one too.
+                        ws.send_text(json.dumps({"type": "auth", "token": accounts[i // args.per_user][0]}))
+                    # Read from now on: the server's pings are answered while the rest open (minutes, in a cluster).
+                    readers.append(asyncio.create_task(answer(stream)))
+                except (OSError, RuntimeError, StopAsyncIteration, asyncio.IncompleteReadError) as e:
+                    failures.append(f"socket {i} to {u.netloc}: {e!r}")
 
         async def open_range(a, b):
             await asyncio.gather(*(one(i) for i in range(a, b)))
+            if failures:
+                print(json.dumps(dict(label=args.label or "warbler", failed=len(failures), first=failures[:3])), flush=True)
+                raise SystemExit(1)
 
         # The first sockets warm the server up (thread pools, caches, allocator arenas); the growth is measured after.
         warm = min(args.warm, args.connections // 10)
         await open_range(0, warm)
         await asyncio.sleep(args.settle)
-        rss0 = rss_kb(args.pid)
+        rss0 = read_rss()
         await open_range(warm, args.connections)
         await asyncio.sleep(args.settle)
-        rss1 = rss_kb(args.pid)
+        rss1 = read_rss()
         n = args.connections - warm
         out = dict(label=args.label or "warbler", connections=args.connections, measured=n, rss_before_kb=rss0,
-                   rss_after_kb=rss1, kb_per_connection=round((rss1 - rss0) / n, 2) if n else None)
+                   rss_after_kb=rss1, kb_per_connection=round((rss1 - rss0) / n, 2) if n and args.pid else None)
         print(json.dumps(out), flush=True)
         if args.hold_file:
             # Keep every socket open (answering the server's pings) until the file is removed; meanwhile others
             # chat (peer-bench.sh --idle-shapes). The RSS then, per socket, is printed at the end.
-            async def answer(stream):
-                try:
-                    async for _ in stream:
-                        pass
-                except Exception:  # noqa: BLE001 - a socket the server closed: counted below
-                    pass
-
-            readers = [asyncio.create_task(answer(st)) for _, st in socks]
             open(args.hold_file + ".ready", "w").close()
             while os.path.exists(args.hold_file):
                 await asyncio.sleep(0.5)
             closed = sum(1 for t in readers if t.done())
-            rss2 = rss_kb(args.pid)
-            print(json.dumps(dict(label=out["label"], held=len(socks), closed_meanwhile=closed, rss_end_kb=rss2,
-                                  kb_per_connection_end=round((rss2 - rss0) / n, 2) if n else None)), flush=True)
-            for t in readers:
-                t.cancel()
-        for ws, _ in socks:
+            codes = collections.Counter(str(ws.close_code) for ws, t in zip(socks, readers) if t.done())
+            if failures:
+                print(json.dumps(dict(label=out["label"], failed=len(failures), first=failures[:3])), flush=True)
+            rss2 = read_rss()
+            print(json.dumps(dict(label=out["label"], held=len(socks), closed_meanwhile=closed, close_codes=codes, tokens_renewed=renewed[0], rss_end_kb=rss2,
+                                  kb_per_connection_end=round((rss2 - rss0) / n, 2) if n and args.pid else None)), flush=True)
+        refresher.cancel()
+        for t in readers:
+            t.cancel()
+        for ws in socks:
             ws.writer.close()
+        if failures:
+            raise SystemExit(1)
 
     asyncio.run(main())
 
@@ -870,8 +951,13 @@ def main():
     d.add_argument("dir")
     d.add_argument("-n", type=int, default=500)
     i = sub.add_parser("idle", help="the server's RSS growth per authenticated idle WebSocket (Warbler)")
-    i.add_argument("--url", required=True)
-    i.add_argument("--pid", type=int, required=True)
+    i.add_argument("--url", required=True, help="the server's base URL, or several comma-separated (sockets spread over them)")
+    i.add_argument("--pid", type=int, help="the server's process, whose RSS is read (without it: not read)")
+    i.add_argument("--ca", help="CA file for https:// URLs (a cluster's ca.crt)")
+    i.add_argument("--admin", help="an administrator who creates the accounts (registration closed)")
+    i.add_argument("--admin-password-file")
+    i.add_argument("--refresh-after", type=float, default=600,
+                   help="renew an account's access token (and send it on its sockets) once it is this many seconds old")
     i.add_argument("--connections", type=int, default=5000)
     i.add_argument("--per-user", type=int, default=30, help="sockets per account (the server's limit is 32)")
     i.add_argument("--warm", type=int, default=500, help="sockets opened before the baseline")
@@ -880,6 +966,7 @@ def main():
     i.add_argument("--label")
     i.add_argument("--sources", type=int, default=1,
                    help="spread the sockets over this many source addresses 127.0.0.2, .3, … (more than ~28,000 sockets)")
+    i.add_argument("--source-addresses", help="comma-separated source addresses to spread the sockets over (instead of --sources)")
     i.add_argument("--hold-file", help="after measuring, keep the sockets open until this file is removed "
                    "(FILE.ready is created when they are all open)")
     s = sub.add_parser("idle-summary", help="the median RSS growth per idle socket from idle JSON lines")
