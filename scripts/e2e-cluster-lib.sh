@@ -60,7 +60,7 @@ unit_rss() { # HOST UNIT: the resident memory (KB) of a unit's main process and 
 # every IM server. Prints each member's sessions and memory, checks the cluster still delivers meanwhile, holds them
 # HOLD seconds (the server's pings, every 30 s, must be answered) and fails if any was refused or closed. Each
 # account's access token is renewed every REFRESH seconds and sent on its sockets, as a client does (a socket whose
-# token expires is closed, 4002: auth.access_ttl_seconds is 15 minutes).
+# token expires is closed, 4002: auth.access_ttl_seconds is 15 minutes). Sets HELD.
 capacity() { # CONNECTIONS HOLD REFRESH
   local total=$1 hold=$2 refresh=$3 i per sources a=101 list pids=() metrics rss0=() hrss0=()
   per=$(( (total + N - 1) / N )); sources=$(( (per + 499) / 500 ))
@@ -112,5 +112,6 @@ capacity() { # CONNECTIONS HOLD REFRESH
   [ "$closed" = 0 ] || fail "capacity: $closed of the held sockets were closed by the cluster while held (close codes: $(grep -ho '"close_codes": {[^}]*}' "$WORK"/capacity*.log | tr '\n' ' '))"
   [ "$refresh" -ge "$hold" ] || [ "$renewed" -gt 0 ] || fail "capacity: no access token was renewed in a hold longer than $refresh s"
   figure "held $hold s more: none closed; access tokens renewed on the open sockets: $renewed"
+  HELD=$((per * N))   # what was held, for the caller
   for a in $(seq 101 $((100 + N * sources))); do ip -n "$NS_CLIENT" addr del "10.232.0.$a/24" dev eth0 2>/dev/null || true; done
 }

@@ -60,15 +60,6 @@ chmod 755 "$WORK"
 RESULTS=${RESULTS:-$WORK/results.jsonl}
 : > "$RESULTS"
 SERVER_PID= SERVER_CPU_PID=
-TLS_ENV=() TLS_ARGS=() SCHEME=http
-if [ "$TLS" = 1 ]; then
-  # The server terminates TLS itself, as a single-node install does (server.tls_cert): a self-signed certificate
-  # for 127.0.0.1, which the driver trusts as its CA.
-  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=127.0.0.1 \
-    -addext subjectAltName=IP:127.0.0.1 -keyout "$WORK/tls.key" -out "$WORK/tls.crt" 2>/dev/null
-  TLS_ENV=(WARBLER_SERVER_TLS_CERT="$WORK/tls.crt" WARBLER_SERVER_TLS_KEY="$WORK/tls.key")
-  TLS_ARGS=(--ca "$WORK/tls.crt") SCHEME=https
-fi
 PGBIN= PGPORT=
 cleanup() {
   stop_server
@@ -98,6 +89,15 @@ stop_server() {
   SERVER_PID= SERVER_CPU_PID=
 }
 
+TLS_ENV=() TLS_ARGS=() SCHEME=http
+if [ "$TLS" = 1 ]; then
+  # The server terminates TLS itself, as a single-node install does (server.tls_cert): a self-signed certificate
+  # for 127.0.0.1, which the driver trusts as its CA.
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=127.0.0.1 \
+    -addext subjectAltName=IP:127.0.0.1 -keyout "$WORK/tls.key" -out "$WORK/tls.crt" 2>/dev/null
+  TLS_ENV=(WARBLER_SERVER_TLS_CERT="$WORK/tls.crt" WARBLER_SERVER_TLS_KEY="$WORK/tls.key")
+  TLS_ARGS=(--ca "$WORK/tls.crt") SCHEME=https
+fi
 # ---------------------------------------------------------------------------------------------------- PostgreSQL
 # One cluster for the sitting, on 127.0.0.1 and a socket in $WORK only, durable as the product runs it (fsync and
 # synchronous_commit on); each server run gets a fresh database so that no run reads another's rows.
