@@ -348,7 +348,7 @@ let package = Package(
         .testTarget(
             name: "OperationsTests",
             dependencies: [
-                "Operations", "Installer", "IMServer",
+                "Operations", "Installer", "IMServer", "IMClient", "IMCore", "DurableFiles",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ],
