@@ -43,6 +43,9 @@ if [ "$E2E" != 0 ] && [ "$(id -u)" != 0 ]; then
   exit 1
 fi
 
+# A target importing a module of ours it does not depend on builds only when the build happens to order it right.
+say "checking that every target depends on the modules it imports (scripts/check-imports.py)"
+python3 scripts/check-imports.py
 # Tests that start subprocesses (the crash test) find the built `warbler` executable beside the test bundle.
 say "building the tests (swift build --build-tests; the first build takes about 15 minutes on 2 cores)"
 swift build --build-tests 2>&1 | awk '/^\[[0-9]+\/[0-9]+\]/ { if (++n % 150 == 1) { print "    " $1 " " $2 " " $3; fflush() } next } { print; fflush() }'
