@@ -410,7 +410,7 @@ public final class IMClient: Sendable {
     /// `cid` after a failure: copies already stored are answered `duplicate`, never stored twice.
     @discardableResult
     public func forward(_ seqs: [Int64], from: ConversationID, to conversation: ConversationID,
-                        cid: String = UUID().uuidString) async throws -> [ServerFrame.Ack] {
+                        cid: String = ClientIDs.next()) async throws -> [ServerFrame.Ack] {
         let r: API.Forwarded = try await call(.POST, "/v1/conversations/\(conversation)/forward", json: API.Forward(cid: cid, from: from, seqs: seqs))
         return r.acks
     }

@@ -249,35 +249,35 @@ public actor IMConnection {
     /// seq of the same conversation; `mentions` names members (`mentionAll`: everyone, group owners and admins only).
     @discardableResult
     public func send(conversation: ConversationID, text: String, replyTo: Int64? = nil, mentions: [UserID] = [],
-                     mentionAll: Bool = false, cid: String = UUID().uuidString) async throws -> ServerFrame.Ack {
+                     mentionAll: Bool = false, cid: String = ClientIDs.next()) async throws -> ServerFrame.Ack {
         try await submit(cid: cid, .send(.init(cid: cid, conv: conversation, kind: .text, text: text, replyTo: replyTo,
                                                mentions: mentions.isEmpty ? nil : mentions, mentionAll: mentionAll ? true : nil)))
     }
 
     /// Sends an application-defined JSON payload (kind `custom`) and returns the ack.
     @discardableResult
-    public func send(conversation: ConversationID, data: JSONValue, cid: String = UUID().uuidString) async throws -> ServerFrame.Ack {
+    public func send(conversation: ConversationID, data: JSONValue, cid: String = ClientIDs.next()) async throws -> ServerFrame.Ack {
         try await submit(cid: cid, .send(.init(cid: cid, conv: conversation, kind: .custom, data: data)))
     }
 
     /// Sends an uploaded attachment (see ``IMClient/uploadAttachment(to:name:contentType:data:)``) with an optional caption.
     @discardableResult
     public func send(conversation: ConversationID, attachment: AttachmentRef, caption: String? = nil,
-                     cid: String = UUID().uuidString) async throws -> ServerFrame.Ack {
+                     cid: String = ClientIDs.next()) async throws -> ServerFrame.Ack {
         try await submit(cid: cid, .send(.init(cid: cid, conv: conversation, kind: .attachment, text: caption,
                                                attachment: attachment.id)))
     }
 
     /// Recalls message `seq` (stored as a `recall` message targeting it) and returns the ack.
     @discardableResult
-    public func recall(conversation: ConversationID, seq: Int64, cid: String = UUID().uuidString) async throws -> ServerFrame.Ack {
+    public func recall(conversation: ConversationID, seq: Int64, cid: String = ClientIDs.next()) async throws -> ServerFrame.Ack {
         try await submit(cid: cid, .recall(.init(cid: cid, conv: conversation, seq: seq)))
     }
 
     /// Replaces the text of message `seq` (stored as an `edit` message targeting it) and returns the ack.
     @discardableResult
     public func edit(conversation: ConversationID, seq: Int64, text: String,
-                     cid: String = UUID().uuidString) async throws -> ServerFrame.Ack {
+                     cid: String = ClientIDs.next()) async throws -> ServerFrame.Ack {
         try await submit(cid: cid, .edit(.init(cid: cid, conv: conversation, seq: seq, text: text)))
     }
 
@@ -285,7 +285,7 @@ public actor IMConnection {
     /// that every member's devices receive in order (apply it with ``Message/applyingReaction(_:)``).
     @discardableResult
     public func react(conversation: ConversationID, seq: Int64, emoji: String, remove: Bool = false,
-                      cid: String = UUID().uuidString) async throws -> ServerFrame.Ack {
+                      cid: String = ClientIDs.next()) async throws -> ServerFrame.Ack {
         try await submit(cid: cid, .react(.init(cid: cid, conv: conversation, seq: seq, emoji: emoji, remove: remove ? true : nil)))
     }
 

@@ -106,3 +106,26 @@ import Testing
                 forwardedFrom: ForwardedFrom(sender: 3, ts: 1_796_212_345_678)),
     ]
 }
+
+/// `ClientIDs.next()`, the default `cid` of every send: unique within the process (across tasks), valid for the
+/// protocol, one random UUID as the prefix.
+@Suite struct ClientIDTests {
+    @Test func idsAreValidAndUniqueAcrossConcurrentTasks() async throws {
+        let ids = await withTaskGroup(of: [String].self) { group in
+            for _ in 0..<8 { group.addTask { (0..<2_000).map { _ in ClientIDs.next() } } }
+            var all: [String] = []
+            for await chunk in group { all += chunk }
+            return all
+        }
+        #expect(ids.count == 16_000)
+        #expect(Set(ids).count == ids.count, "no id twice")
+        for id in ids.prefix(50) + ids.suffix(50) {
+            #expect(Validation.clientID(id) == nil, "\(id) is a valid cid")
+            #expect(id.utf8.count <= 53)
+        }
+        // One random prefix per process: a UUID, then the counter.
+        let prefix = try #require(ids.first.map { String($0.prefix(37)) })
+        #expect(ids.allSatisfy { $0.hasPrefix(prefix) })
+        #expect(UUID(uuidString: String(prefix.dropLast())) != nil)
+    }
+}
