@@ -126,11 +126,11 @@ let package = Package(
         .target(
             name: "IMClient",
             dependencies: [
-                "IMCore", "DurableFiles",
-                .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
+                "IMCore", "DurableFiles", "CHostShims",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOWebSocket", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),

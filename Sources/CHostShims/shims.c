@@ -2,6 +2,8 @@
 #define _GNU_SOURCE
 #include "CHostShims.h"
 #include <sys/timex.h>
+#include <sys/random.h>
+#include <errno.h>
 
 int warbler_clock_synchronized(void) {
     struct timex tx = {0};
@@ -28,4 +30,17 @@ extern int posix_spawn_file_actions_addclosefrom_np(posix_spawn_file_actions_t *
 int warbler_spawn_close_from(posix_spawn_file_actions_t *actions, int low) {
     if (posix_spawn_file_actions_addclosefrom_np == 0) return -1;
     return posix_spawn_file_actions_addclosefrom_np(actions, low);
+}
+
+int warbler_random_bytes(void *buffer, size_t length) {
+    size_t filled = 0;
+    while (filled < length) {
+        ssize_t n = getrandom((char *)buffer + filled, length - filled, 0);
+        if (n > 0) {
+            filled += (size_t)n;
+        } else if (n < 0 && errno != EINTR) {
+            return -1;
+        }
+    }
+    return 0;
 }

@@ -1,5 +1,4 @@
 import Foundation
-import HummingbirdWSClient
 import IMCore
 import Logging
 import NIOCore
@@ -222,7 +221,7 @@ public actor IMConnection {
                 socket.closeReason = "disconnected by the client"
                 let attempt = socket.task
                 if socket.ready {
-                    socket.out.yield(.close)
+                    socket.closeGracefully()
                     let limit = configuration.closeTimeout
                     forceClose = Task {
                         try? await Task.sleep(for: limit)
@@ -299,7 +298,7 @@ public actor IMConnection {
     /// Tells the conversation's members that the user is (or stopped) typing. Dropped when not connected.
     public func typing(conversation: ConversationID, active: Bool) {
         guard phase == .connected, let socket else { return }
-        socket.out.yield(.text(FrameCodec.encode(ClientFrame.typing(.init(conv: conversation, active: active)))))
+        socket.send((FrameCodec.encode(ClientFrame.typing(.init(conv: conversation, active: active)))))
     }
 
     /// Sends an application-level `ping` and returns the round-trip time once the `pong` arrives.
@@ -311,7 +310,7 @@ public actor IMConnection {
         try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (waiter: CheckedContinuation<Void, any Error>) in
                 pings[ref] = waiter
-                socket.out.yield(.text(FrameCodec.encode(ClientFrame.ping(.init(ref: ref)))))
+                socket.send((FrameCodec.encode(ClientFrame.ping(.init(ref: ref)))))
             }
         } onCancel: {
             Task { await self.pingCancelled(ref) }
@@ -425,30 +424,53 @@ public actor IMConnection {
 
         generation += 1
         let socket = Socket(generation: generation, token: token)
-        socket.out.yield(.text(FrameCodec.encode(ClientFrame.auth(.init(token: token)))))
+        socket.send((FrameCodec.encode(ClientFrame.auth(.init(token: token)))))
         self.socket = socket
         phase = .authenticating
 
-        let handler = Self.makeHandler(connection: self, generation: socket.generation, outgoing: socket.outgoing,
-                                       maxMessageSize: configuration.maxMessageSize,
-                                       fragmentSize: configuration.outboundFragmentSize, logger: logger)
         let url = client.transport.endpoint.webSocketURL
         let tls = client.transport.tls
-        let wsConfiguration = WebSocketClientConfiguration(
-            maxFrameSize: configuration.maxMessageSize,
-            closeTimeout: configuration.closeTimeout,
-            autoPing: configuration.pingInterval.map { .enabled(timePeriod: $0) } ?? .disabled,
-            sniHostname: tls.webSocketServerName
-        )
+        let options = WebSocketConnection.Options(maxMessageSize: configuration.maxMessageSize,
+                                                  fragmentSize: configuration.outboundFragmentSize,
+                                                  pingInterval: configuration.pingInterval,
+                                                  closeTimeout: configuration.closeTimeout,
+                                                  connectTimeout: configuration.handshakeTimeout)
         let logger = self.logger
+        let generation = socket.generation
+        // The attempt runs on this actor (the task inherits its isolation): each read burst resumes it once, and
+        // its frames are decoded and handled in order without another hop.
         let attempt = Task<(reason: String, code: WebSocketErrorCode?), Never> {
+            let ws: WebSocketConnection
             do {
-                let client = WebSocketClient(url: url, configuration: wsConfiguration, tlsConfiguration: tls.webSocket,
-                                             logger: logger, handler: handler)
-                guard let close = try await client.run() else { return ("connection closed", nil) }
-                return ("closed by the server (\(close.closeCode)\(close.reason.map { ": \($0)" } ?? ""))", close.closeCode)
+                ws = try await WebSocketConnection.connect(url: url, tls: tls.webSocket, serverName: tls.webSocketServerName,
+                                                           options: options, logger: logger)
             } catch {
                 return ("connection failed: \(error)", nil)
+            }
+            return await withTaskCancellationHandler {
+                if self.attach(ws, generation: generation) {
+                    reading: for await texts in ws.inbound {
+                        var frames: [ServerFrame] = []
+                        frames.reserveCapacity(texts.count)
+                        for text in texts {
+                            do {
+                                frames.append(try FastFrames.decode(text) ?? FrameCodec.decodeServer(text))
+                            } catch {
+                                logger.warning("ignoring an undecodable frame", metadata: ["error": "\(error)", "frame": "\(text.prefix(200))"])
+                            }
+                        }
+                        if self.receive(frames, generation: generation) == .stop {
+                            ws.close(reason: "client disconnect")
+                            break reading
+                        }
+                    }
+                } else {
+                    ws.abort(reason: "the attempt was given up")
+                }
+                let end = (try? await ws.ended.get()) ?? .init(reason: "connection closed", code: nil)
+                return (end.reason, end.code)
+            } onCancel: {
+                ws.abort(reason: "closed by the client")
             }
         }
         socket.task = attempt
@@ -469,7 +491,6 @@ public actor IMConnection {
         }
         socket.abandon = nil
         watchdog.cancel()
-        socket.out.finish()
         socketEnded(socket)
 
         if let fatal = socket.fatal { return .fatal(fatal) }
@@ -555,6 +576,20 @@ public actor IMConnection {
     // MARK: Inbound frames
 
     private enum ReadAction: Sendable { case proceed, stop }
+
+    /// The frames of one read burst, in order; stops at the first that ends the socket.
+    private func receive(_ frames: [ServerFrame], generation: Int) -> ReadAction {
+        for frame in frames where receive(frame, generation: generation) == .stop { return .stop }
+        return .proceed
+    }
+
+    /// The socket's connection is up: what was queued before it (the `auth`) goes out. False when the attempt is
+    /// stale (the handshake watchdog gave up on it, or the run ended).
+    private func attach(_ ws: WebSocketConnection, generation: Int) -> Bool {
+        guard let socket, socket.generation == generation else { return false }
+        socket.attach(ws)
+        return true
+    }
 
     private func receive(_ frame: ServerFrame, generation: Int) -> ReadAction {
         guard let socket, socket.generation == generation else { return .stop }
@@ -665,7 +700,7 @@ public actor IMConnection {
         guard let token = try? await client.accessToken() else { return }   // the server will close with 4002; we refresh then
         guard let socket, socket.generation == generation, socket.ready else { return }
         socket.token = token
-        socket.out.yield(.text(FrameCodec.encode(ClientFrame.auth(.init(token: token)))))
+        socket.send((FrameCodec.encode(ClientFrame.auth(.init(token: token)))))
     }
 
     private func retrySync(generation: Int) {
@@ -676,7 +711,7 @@ public actor IMConnection {
     private func requestSync(on socket: Socket) {
         syncRoundAdvanced = false
         let frame = ClientFrame.sync(.init(cursors: cursorMap, limit: configuration.syncLimit))
-        socket.out.yield(.text(FrameCodec.encode(frame)))
+        socket.send((FrameCodec.encode(frame)))
     }
 
     private func becomeConnected(_ socket: Socket) {
@@ -719,7 +754,7 @@ public actor IMConnection {
         guard waiting || idle else { return true }
         let ref = "probe-" + UUID().uuidString
         probes[ref] = generation
-        socket.out.yield(.text(FrameCodec.encode(ClientFrame.ping(.init(ref: ref)))))
+        socket.send((FrameCodec.encode(ClientFrame.ping(.init(ref: ref)))))
         Task {
             try? await Task.sleep(for: probe)
             self.probeExpired(ref)
@@ -779,7 +814,7 @@ public actor IMConnection {
                                                    "not acknowledged after \(entry.attempts) attempts\(last)"))
             return
         }
-        socket.out.yield(.text(entry.frame))
+        socket.send((entry.frame))
         entry.sentOn = socket.generation
         entry.writtenAt = .now
         entry.attempts += 1
@@ -843,7 +878,7 @@ public actor IMConnection {
     private func flushReadReceipts() {
         guard phase == .connected, let socket, !readToSend.isEmpty else { return }
         for (conversation, seq) in readToSend.sorted(by: { $0.key < $1.key }) {
-            socket.out.yield(.text(FrameCodec.encode(ClientFrame.receipt(.init(conv: conversation, kind: .read, seq: seq)))))
+            socket.send((FrameCodec.encode(ClientFrame.receipt(.init(conv: conversation, kind: .read, seq: seq)))))
         }
         readToSend = [:]
     }
@@ -866,7 +901,7 @@ public actor IMConnection {
     private func flushDeliveredReceipts() {
         guard phase == .connected, let socket, !deliveredToSend.isEmpty else { return }
         for (conversation, seq) in deliveredToSend.sorted(by: { $0.key < $1.key }) {
-            socket.out.yield(.text(FrameCodec.encode(ClientFrame.receipt(.init(conv: conversation, kind: .delivered, seq: seq)))))
+            socket.send((FrameCodec.encode(ClientFrame.receipt(.init(conv: conversation, kind: .delivered, seq: seq)))))
         }
         deliveredToSend = [:]
     }
@@ -894,11 +929,6 @@ public actor IMConnection {
 
     // MARK: Socket plumbing
 
-    fileprivate enum Outgoing: Sendable {
-        case text(String)
-        case close
-    }
-
     /// State of one socket; owned by the actor.
     private final class Socket {
         let generation: Int
@@ -907,8 +937,10 @@ public actor IMConnection {
         var reauthTask: Task<Void, Never>?
         var probeTask: Task<Void, Never>?
         var lastReceivedAt = ContinuousClock.now
-        let outgoing: AsyncStream<Outgoing>
-        let out: AsyncStream<Outgoing>.Continuation
+        /// The connection once it is up; frames sent before that wait in `queued`.
+        private var ws: WebSocketConnection?
+        private var queued: [String] = []
+        private var closeWhenAttached = false
         var task: Task<(reason: String, code: WebSocketErrorCode?), Never>?
         /// Stops waiting for `task`: a connection attempt stuck before the upgrade answer (a proxy still dialling a
         /// dead server) does not heed cancellation, and the run would wait on it for as long as TCP lasts.
@@ -923,55 +955,22 @@ public actor IMConnection {
         init(generation: Int, token: String) {
             self.generation = generation
             self.token = token
-            (outgoing, out) = AsyncStream.makeStream(of: Outgoing.self, bufferingPolicy: .unbounded)
         }
-    }
 
-    /// The WebSocket handler: a writer child task drains the outgoing frames into the outbound writer,
-    /// while the single reader loop decodes inbound frames and hands them to the actor in order.
-    private nonisolated static func makeHandler(
-        connection: IMConnection, generation: Int, outgoing: AsyncStream<Outgoing>,
-        maxMessageSize: Int, fragmentSize: Int, logger: Logger
-    ) -> WebSocketDataHandler<WebSocketClient.Context> {
-        { inbound, outbound, _ in
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask {
-                    for await item in outgoing {
-                        switch item {
-                        case .text(let text):
-                            try await write(text, to: outbound, fragmentSize: fragmentSize)
-                        case .close:
-                            try await outbound.close(.normalClosure, reason: "client disconnect")
-                            return
-                        }
-                    }
-                }
-                defer { group.cancelAll() }
-                for try await message in inbound.messages(maxSize: maxMessageSize) {
-                    guard case .text(let text) = message else { continue }
-                    let frame: ServerFrame
-                    do {
-                        frame = try FastFrames.decode(text) ?? FrameCodec.decodeServer(text)
-                    } catch {
-                        logger.warning("ignoring an undecodable frame", metadata: ["error": "\(error)", "frame": "\(text.prefix(200))"])
-                        continue
-                    }
-                    if await connection.receive(frame, generation: generation) == .stop { break }
-                }
-            }
+        func send(_ text: String) {
+            if let ws { ws.send(text) } else { queued.append(text) }
         }
-    }
 
-    private nonisolated static func write(_ text: String, to outbound: WebSocketOutboundWriter, fragmentSize: Int) async throws {
-        guard text.utf8.count > fragmentSize else {
-            try await outbound.write(.text(text))
-            return
+        /// The WebSocket close handshake, after what is queued.
+        func closeGracefully() {
+            if let ws { ws.close(reason: "client disconnect") } else { closeWhenAttached = true }
         }
-        var buffer = ByteBuffer(string: text)
-        try await outbound.withTextMessageWriter { writer in
-            while buffer.readableBytes > 0, let chunk = buffer.readSlice(length: min(fragmentSize, buffer.readableBytes)) {
-                try await writer(chunk)
-            }
+
+        func attach(_ connection: WebSocketConnection) {
+            ws = connection
+            for text in queued { connection.send(text) }
+            queued = []
+            if closeWhenAttached { connection.close(reason: "client disconnect") }
         }
     }
 }

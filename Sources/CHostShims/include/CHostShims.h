@@ -2,6 +2,7 @@
 #define WARBLER_CHOSTSHIMS_H
 
 #include <spawn.h>
+#include <stddef.h>
 
 /// 1 when the kernel's clock is synchronised (what timedatectl reports as NTPSynchronized), 0 when not,
 /// -1 when adjtimex cannot be read.
@@ -25,5 +26,9 @@ int warbler_read_timex(warbler_timex_reading *out);
 /// Adds "close every descriptor from `low` up" to a posix_spawn's file actions (glibc 2.34+'s
 /// posix_spawn_file_actions_addclosefrom_np); 0, or -1 when this glibc has no such action.
 int warbler_spawn_close_from(posix_spawn_file_actions_t *actions, int low);
+
+/// Fills `buffer` with `length` bytes from the kernel's random source (getrandom(2), retried on EINTR and short
+/// reads); 0, or -1 when it cannot (errno says why).
+int warbler_random_bytes(void *buffer, size_t length);
 
 #endif
