@@ -76,8 +76,9 @@ final class WebSocketConnection: Sendable {
             sslContext = nil
         }
         let path = (parsed.path.isEmpty ? "/" : parsed.path) + (parsed.query.map { "?" + $0 } ?? "")
-        let hostHeader = parsed.port.map { "\(host.contains(":") ? "[\(host)]" : host):\($0)" } ?? host
-        let origin = "\(scheme)://\(host)"
+        let literal = host.contains(":") ? "[\(host)]" : host   // an IPv6 address is bracketed in headers
+        let hostHeader = parsed.port.map { "\(literal):\($0)" } ?? literal
+        let origin = "\(scheme)://\(literal)"
 
         let upgrade = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .connectTimeout(TimeAmount(options.connectTimeout))

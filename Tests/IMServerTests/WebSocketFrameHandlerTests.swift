@@ -173,3 +173,23 @@ import Testing
         #expect(Set(more).count >= 99)
     }
 }
+
+/// The SDK's socket against the real server at an IPv6 literal: the connect takes the bare address, the `Host`
+/// and `Origin` headers take it in brackets (an unbracketed `ws://::1` origin is refused by the server's check).
+@Suite(.timeLimit(.minutes(1))) struct SDKAddressTests {
+    @Test func anIPv6LiteralConnectsAndMessagesFlow() async throws {
+        try await withServer(.sqlite, { $0.server.host = "::1" }) { server in
+            let alice = TestUser(client: try IMClient(baseURL: "http://[::1]:\(server.port)", deviceName: "test"),
+                                 profile: try await IMClient(baseURL: "http://[::1]:\(server.port)", deviceName: "setup")
+                                     .register(username: "alice6", password: "password-123"))
+            _ = try await alice.client.login(username: "alice6", password: "password-123")
+            let a = try await EventLog.connect(alice)
+            let conv = try await alice.client.createGroup(name: "v6", members: [])
+            let ack = try await a.connection.send(conversation: conv.id, text: "over ::1")
+            #expect(ack.seq > 0)
+            #expect(await a.waitForMessages(1, in: conv.id))
+            #expect(a.userMessages(in: conv.id).map(\.text) == ["over ::1"])
+            await a.close()
+        }
+    }
+}
