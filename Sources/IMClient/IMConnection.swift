@@ -298,7 +298,7 @@ public actor IMConnection {
     /// Tells the conversation's members that the user is (or stopped) typing. Dropped when not connected.
     public func typing(conversation: ConversationID, active: Bool) {
         guard phase == .connected, let socket else { return }
-        socket.send((FrameCodec.encode(ClientFrame.typing(.init(conv: conversation, active: active)))))
+        socket.send(FrameCodec.encode(ClientFrame.typing(.init(conv: conversation, active: active))))
     }
 
     /// Sends an application-level `ping` and returns the round-trip time once the `pong` arrives.
@@ -310,7 +310,7 @@ public actor IMConnection {
         try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (waiter: CheckedContinuation<Void, any Error>) in
                 pings[ref] = waiter
-                socket.send((FrameCodec.encode(ClientFrame.ping(.init(ref: ref)))))
+                socket.send(FrameCodec.encode(ClientFrame.ping(.init(ref: ref))))
             }
         } onCancel: {
             Task { await self.pingCancelled(ref) }
@@ -424,7 +424,7 @@ public actor IMConnection {
 
         generation += 1
         let socket = Socket(generation: generation, token: token)
-        socket.send((FrameCodec.encode(ClientFrame.auth(.init(token: token)))))
+        socket.send(FrameCodec.encode(ClientFrame.auth(.init(token: token))))
         self.socket = socket
         phase = .authenticating
 
@@ -700,7 +700,7 @@ public actor IMConnection {
         guard let token = try? await client.accessToken() else { return }   // the server will close with 4002; we refresh then
         guard let socket, socket.generation == generation, socket.ready else { return }
         socket.token = token
-        socket.send((FrameCodec.encode(ClientFrame.auth(.init(token: token)))))
+        socket.send(FrameCodec.encode(ClientFrame.auth(.init(token: token))))
     }
 
     private func retrySync(generation: Int) {
@@ -711,7 +711,7 @@ public actor IMConnection {
     private func requestSync(on socket: Socket) {
         syncRoundAdvanced = false
         let frame = ClientFrame.sync(.init(cursors: cursorMap, limit: configuration.syncLimit))
-        socket.send((FrameCodec.encode(frame)))
+        socket.send(FrameCodec.encode(frame))
     }
 
     private func becomeConnected(_ socket: Socket) {
@@ -754,7 +754,7 @@ public actor IMConnection {
         guard waiting || idle else { return true }
         let ref = "probe-" + UUID().uuidString
         probes[ref] = generation
-        socket.send((FrameCodec.encode(ClientFrame.ping(.init(ref: ref)))))
+        socket.send(FrameCodec.encode(ClientFrame.ping(.init(ref: ref))))
         Task {
             try? await Task.sleep(for: probe)
             self.probeExpired(ref)
@@ -814,7 +814,7 @@ public actor IMConnection {
                                                    "not acknowledged after \(entry.attempts) attempts\(last)"))
             return
         }
-        socket.send((entry.frame))
+        socket.send(entry.frame)
         entry.sentOn = socket.generation
         entry.writtenAt = .now
         entry.attempts += 1
@@ -878,7 +878,7 @@ public actor IMConnection {
     private func flushReadReceipts() {
         guard phase == .connected, let socket, !readToSend.isEmpty else { return }
         for (conversation, seq) in readToSend.sorted(by: { $0.key < $1.key }) {
-            socket.send((FrameCodec.encode(ClientFrame.receipt(.init(conv: conversation, kind: .read, seq: seq)))))
+            socket.send(FrameCodec.encode(ClientFrame.receipt(.init(conv: conversation, kind: .read, seq: seq))))
         }
         readToSend = [:]
     }
@@ -901,7 +901,7 @@ public actor IMConnection {
     private func flushDeliveredReceipts() {
         guard phase == .connected, let socket, !deliveredToSend.isEmpty else { return }
         for (conversation, seq) in deliveredToSend.sorted(by: { $0.key < $1.key }) {
-            socket.send((FrameCodec.encode(ClientFrame.receipt(.init(conv: conversation, kind: .delivered, seq: seq)))))
+            socket.send(FrameCodec.encode(ClientFrame.receipt(.init(conv: conversation, kind: .delivered, seq: seq))))
         }
         deliveredToSend = [:]
     }
