@@ -61,6 +61,12 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 fail() {
   echo "FAIL: $*" >&2; for i in $(seq $N); do [ -f "$WORK/h$i.log" ] && { echo "--- host $i's last command:" >&2; tail -30 "$WORK/h$i.log" >&2; }; done
+  # What the IM server said last on each host still up (a start that failed says why only in its journal).
+  for i in $(seq $N); do
+    [ -n "${INITS[$i]:-}" ] && kill -0 "${INITS[$i]}" 2>/dev/null || continue
+    echo "--- host $i's warbler-server journal, last 25 lines:" >&2
+    on "$i" journalctl -u warbler-server.service -n 25 --no-pager -o short-precise >&2 2>/dev/null || true
+  done
   if [ "${HOLD_ON_FAIL:-0}" = 1 ]; then # for a person to look inside the hosts before they are torn down
     echo "HOLD_ON_FAIL: hosts kept (init PIDs: ${INITS[*]}); nsenter -t PID -a ... ; touch $WORK/release to end" >&2
     for _ in $(seq 3600); do [ -e "$WORK/release" ] && break; sleep 1; done
@@ -69,6 +75,14 @@ fail() {
 }
 ok() { echo "  ok: $*"; }
 on() { local i=$1; shift; nsenter -t "${INITS[$i]}" -a "$@"; }
+# "host 1: 0, host 2: 0, …": how many start jobs of each host's IM server failed (it exited before it was ready), from its journal.
+server_start_failures() {
+  local i out=
+  for i in $(seq $N); do
+    out+="${out:+, }host $i: $(on "$i" journalctl -u warbler-server.service --no-pager -o cat 2>/dev/null | grep -c 'Failed to start' || true)"
+  done
+  echo "$out"
+}
 from_client() { ip netns exec "$NS_CLIENT" "$@"; }
 ms_since() { echo $(( ($(date +%s%N) - $1) / 1000000 )); }
 
@@ -334,6 +348,7 @@ for i in 1 2 3; do
   grep -q "^ *warbler-$i .* $NEXT " "$WORK/healthy.log" || { cat "$WORK/healthy.log"; fail "host $i does not run $NEXT after the upgrade"; }
 done
 figure "cluster upgrade $RUNNING → $NEXT (3 members, under load through the VIP): ${UPGRADED} ms; longest-ack-gap=${GAP}s${GAPAT:+ from $GAPAT}; $(echo "$LINE" | grep -o 'sent=[0-9]* acked=[0-9]*.*out-of-order=[0-9]*')"
+echo "    IM server start jobs that failed so far: $(server_start_failures)"
 
 # 6f. `warbler rollback` on a member returns the whole cluster to the previous release, member by member as the
 #     upgrade went (the schema allows it: no contract migration ran), while clients send through the VIP. Root's
@@ -356,6 +371,7 @@ for i in 1 2 3; do
   grep -q "^ *warbler-$i .* $RUNNING " "$WORK/healthy.log" || { cat "$WORK/healthy.log"; fail "host $i does not run $RUNNING after the rollback"; }
 done
 figure "cluster rollback $NEXT → $RUNNING (3 members, under load through the VIP, run on host 1): ${ROLLED} ms; longest-ack-gap=${GAP}s${GAPAT:+ from $GAPAT}; $(echo "$LINE" | grep -o 'sent=[0-9]* acked=[0-9]*.*out-of-order=[0-9]*')"
+echo "    IM server start jobs that failed so far: $(server_start_failures)"
 
 # 6g. A release that fails readiness (its config template has a setting the server refuses) stops the upgrade on
 #     its first member: that member goes back to the release it ran, no other member is touched, the clients
