@@ -12,8 +12,47 @@ public enum StorageFactory {
     /// contract migration removes what the previous release still uses, and while a rolling upgrade runs, nodes on
     /// that release share this database; the upgrade's separate last step (`warbler upgrade --contract`) runs it.
     /// `migrations`: this build's, except in tests.
-    public static func openStorage(config: ServerConfig, logger: Logger, migrations: [Migration] = Migrations.all) async throws -> SQLStore {
+    ///
+    /// A cluster node waits up to `clusterWait` for a database that is briefly not writable: its local HAProxy,
+    /// restarted beside it (an upgrade's or rollback's `warbler install`), counts every member as up until its first
+    /// health checks, so the first connection may reach a standby (read-only, SQLSTATE 25006) or a PostgreSQL that
+    /// is shutting down or starting (57P01–57P03, class 08). Exiting on that failed the start job, and with it the
+    /// cluster rollback in CI; systemd's restart 2 s later found the primary. Other errors fail at once. The wait
+    /// stays under the unit's WatchdogSec (30 s), which may count from the start; HAProxy settles within seconds.
+    public static func openStorage(config: ServerConfig, logger: Logger, migrations: [Migration] = Migrations.all,
+                                   clusterWait: Duration = .seconds(25)) async throws -> SQLStore {
+        let deadline = ContinuousClock.now + (config.cluster.enabled ? clusterWait : .zero)
+        while true {
+            do {
+                return try await openStorageOnce(config: config, logger: logger, migrations: migrations)
+            } catch where isTransient(error) && ContinuousClock.now + .seconds(1) < deadline {
+                logger.notice("the cluster's database is not writable yet (\(error)); trying again in 1 s")
+                try await Task.sleep(for: .seconds(1))
+            }
+        }
+    }
+
+    /// A database that will be writable again in moments: a standby reached through a proxy, a server shutting
+    /// down or starting, a connection that failed or was cut.
+    static func isTransient(_ error: any Error) -> Bool {
+        if let e = error as? PostgresServerError {
+            return e.sqlState == "25006" || e.sqlState.hasPrefix("57P") || e.sqlState.hasPrefix("08")
+        }
+        if case .unavailable = error as? StorageError { return true }
+        return false
+    }
+
+    private static func openStorageOnce(config: ServerConfig, logger: Logger, migrations: [Migration]) async throws -> SQLStore {
         let driver = try await openDriver(config: config, logger: logger)
+        do {
+            return try await migrate(driver, config: config, logger: logger, migrations: migrations)
+        } catch {
+            try? await driver.close()
+            throw error
+        }
+    }
+
+    private static func migrate(_ driver: any SQLDriver, config: ServerConfig, logger: Logger, migrations: [Migration]) async throws -> SQLStore {
         let applied = try await Migrations.apply(driver, now: Int64(Date().timeIntervalSince1970 * 1000), migrations: migrations,
                                                  selection: config.cluster.enabled ? .clusterOpen : .all)
         if !applied.isEmpty { logger.info("applied schema migrations \(applied)") }

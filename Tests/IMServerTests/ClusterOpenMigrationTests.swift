@@ -56,6 +56,30 @@ import WarblerTestSupport
         try await store.close()
     }
 
+    /// A cluster node whose first connection reaches a read-only database (a standby behind a HAProxy that was just
+    /// restarted) waits for it to become writable instead of exiting; a single node still fails at once.
+    @Test func aClusterServerWaitsForADatabaseThatIsReadOnlyForAMoment() async throws {
+        let (config, cleanup) = try await config(.postgres, cluster: true)
+        defer { cleanup() }
+        let admin = try await StorageFactory.openDriver(config: config, logger: Logger(label: "test"))
+        func readOnly(_ on: Bool) async throws {
+            try await admin.write { db in
+                _ = try await db.query("SET TRANSACTION READ WRITE", [])
+                _ = try await db.query("ALTER DATABASE \"\(config.storage.postgresDatabase)\" SET default_transaction_read_only = \(on ? "on" : "off")", [])
+            }
+        }
+        try await readOnly(true)
+        var single = config
+        single.cluster.enabled = false
+        await #expect(throws: PostgresServerError.self) { _ = try await open(single) }
+        let started = ContinuousClock.now
+        let writable = Task { try await Task.sleep(for: .seconds(2)); try await readOnly(false) }
+        #expect(try await open(config) == Migrations.latest)
+        #expect(ContinuousClock.now - started >= .seconds(2), "it waited for the database to become writable")
+        try await writable.value
+        try await admin.close()
+    }
+
     /// A new cluster's database is empty: no older release runs on it, so its first server runs everything.
     @Test func aClusterServerOnAnEmptyDatabaseRunsEveryMigration() async throws {
         let (config, cleanup) = try await config(.postgres, cluster: true)
