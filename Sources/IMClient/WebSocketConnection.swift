@@ -167,7 +167,7 @@ final class WebSocketFrameHandler: ChannelInboundHandler {
     private var context: ChannelHandlerContext?
 
     private var batch: [String] = []
-    /// A fragmented message being reassembled (nil: none); `collecting` false for a binary one (skipped).
+    /// A fragmented message being reassembled (nil: none); `fragmentsAreText` false for a binary one (dropped at its end).
     private var fragments: ByteBuffer?
     private var fragmentsAreText = false
     private var closeSent = false
