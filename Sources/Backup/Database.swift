@@ -18,37 +18,55 @@ enum Database {
     /// database as of one commit (WAL readers never block the writer, nor it them). The copy is then checked with
     /// `PRAGMA integrity_check`.
     static func snapshotSQLite(source: String, destination: String, logger: Logger) async throws {
-        guard let dbStat = Files.lstat(source), dbStat.kind == .file else {
-            throw BackupError(.database, "there is no SQLite database at \(source); check storage.path in the config (is Warbler installed?)")
+        // The destination is reached through a descriptor's /proc path (the backup's scratch directory), a link that
+        // the no-link connection refuses: it gets the directory's own path. A root-run backup's scratch directory
+        // is in root's 0700 state directory, where nobody else can move or link anything.
+        let parent = Files.parent(destination)
+        guard let resolved = realpath(parent, nil) else {
+            throw BackupError.io("cannot resolve the snapshot's directory", path: parent)
         }
-        // Opening the database may create its -wal and -shm files (when the server is stopped). As root they would
-        // belong to root and lock the server out: note which exist, and hand new ones to the database's owner.
-        let sidecars = ["-wal", "-shm"].map { source + $0 }
-        let connection: SQLiteConnection
-        do { connection = try await SQLiteConnection.open(storage: .file(path: source), logger: logger) } catch {
-            throw BackupError(.database, "cannot open the SQLite database \(source): \(error); run the backup as root")
-        }
+        let into = String(cString: resolved) + "/" + (destination as NSString).lastPathComponent
+        free(resolved)
+        let connection = try await openLiveSQLite(source)
         do {
-            _ = try await connection.query("PRAGMA busy_timeout=10000", [])
-            _ = try await connection.query("VACUUM INTO ?1", [.text(destination)])
-            try await connection.close()
+            _ = try await connection.query("PRAGMA busy_timeout=10000")
+            _ = try await connection.query("VACUUM INTO ?1", [.text(into)])
+            await connection.close()
         } catch {
-            try? await connection.close()
-            handSidecars(sidecars, to: dbStat)
+            await connection.close()
             throw BackupError(.database, "cannot snapshot the SQLite database \(source): \(error)")
         }
-        handSidecars(sidecars, to: dbStat)
         let check = try await integrityCheck(destination, logger: logger)
         guard check == "ok" else {
             throw BackupError(.database, "the snapshot of \(source) fails PRAGMA integrity_check (\(check)); the live database may be damaged")
         }
     }
 
-    private static func handSidecars(_ paths: [String], to owner: Files.Stat) {
-        for path in paths {
-            if let st = Files.lstat(path), st.uid != owner.uid || st.gid != owner.gid {
-                _ = lchown(path, owner.uid, owner.gid)
+    /// Opens the live database at `path` (in the service user's directory) for root, acting on nothing that user
+    /// could have pointed elsewhere:
+    /// - `SQLiteNoFollowConnection` refuses a link anywhere in the path, and SQLite opens the database, its -wal and
+    ///   its -shm with `O_NOFOLLOW`, so a link swapped in after the checks below is refused too;
+    /// - the database, and the -wal and -shm that exist, must be regular files of one owner with one link each: a
+    ///   hard link planted as the -shm would have root truncate and write another file (where the kernel lets
+    ///   anyone link another's file: `fs.protected_hardlinks` off).
+    /// A -wal or -shm that root's open creates (the server stopped), SQLite gives to the database's owner.
+    static func openLiveSQLite(_ path: String) async throws -> SQLiteNoFollowConnection {
+        guard let owner = Files.lstat(path), owner.kind == .file else {
+            throw BackupError(.database, "there is no SQLite database at \(path); check storage.path in the config (is Warbler installed?)")
+        }
+        guard owner.links == 1 else {
+            throw BackupError(.database, "the SQLite database \(path) has \(owner.links) hard links, where Warbler's has one; the other names are someone else's: find them with `find / -xdev -samefile \(path)`, remove them, then try again")
+        }
+        for sidecar in ["-wal", "-shm"].map({ path + $0 }) {
+            guard let st = Files.lstat(sidecar) else { continue }
+            guard st.kind == .file, st.links == 1, st.uid == owner.uid else {
+                throw BackupError(.database, "\(sidecar) is not the database's own file (a link, a file with other names, or another owner than the database's); stop the server, remove \(sidecar) (SQLite makes it again), then try again")
             }
+        }
+        do {
+            return try await SQLiteNoFollowConnection.open(path: path)
+        } catch {
+            throw BackupError(.database, "cannot open the SQLite database \(path): \(error); it must be a regular file reached through no link")
         }
     }
 
@@ -100,17 +118,15 @@ enum Database {
     /// Whether the SQLite database at `path` holds any message.
     static func sqliteHasMessages(_ path: String, logger: Logger) async throws -> Bool {
         guard Files.lstat(path)?.kind == .file else { return false }
-        let connection = try await SQLiteConnection.open(storage: .file(path: path), logger: logger)
+        let connection = try await openLiveSQLite(path)
         do {
-            let tables = try await connection.query("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'messages'", [])
+            let tables = try await connection.query("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'messages'")
             var found = false
-            if !tables.isEmpty {
-                found = !(try await connection.query("SELECT 1 FROM messages LIMIT 1", [])).isEmpty
-            }
-            try await connection.close()
+            if !tables.isEmpty { found = !(try await connection.query("SELECT 1 FROM messages LIMIT 1")).isEmpty }
+            await connection.close()
             return found
         } catch {
-            try? await connection.close()
+            await connection.close()
             throw BackupError(.database, "cannot read \(path): \(error)")
         }
     }
@@ -135,6 +151,7 @@ enum Database {
             let s = config.storage
             host = s.postgresHost; port = s.postgresPort; user = s.postgresUser; database = s.postgresDatabase; tls = s.postgresTls
             caFile = s.postgresCaFile.isEmpty ? "" : layout.path(s.postgresCaFile)
+            if !caFile.isEmpty && geteuid() == 0 { try Self.checkRootCA(caFile) }
             password = s.postgresPassword
             if rootCopy {
                 let file = layout.path(ClusterPaths.appPasswordRootCopy)
@@ -148,6 +165,19 @@ enum Database {
                 do { password = try RootFile.readText(file, owners: Files.trustedOwners) } catch {
                     throw BackupError(.database, "cannot read storage.postgres_password_file \(file): \(error)")
                 }
+            }
+        }
+
+        /// pg_dump, pg_restore and our own connection read the CA by path, following links: root hands them only
+        /// a CA that nobody but root can change or swap (root's file, writable by no one else, read here without
+        /// following a link, in a directory only root can write), never one the service user could point elsewhere.
+        static func checkRootCA(_ file: String) throws {
+            do {
+                _ = try RootFile.read(file)
+                let dir = try RootFile.openDirectory((file as NSString).deletingLastPathComponent, owners: [0])
+                close(dir)
+            } catch {
+                throw BackupError(.database, "storage.postgres_ca_file: \(error); root hands pg_dump only a CA certificate that root owns in a directory only root can write: put it under /etc/warbler (chown root, chmod 644) or run `warbler install` again, which writes the cluster's there")
             }
         }
 

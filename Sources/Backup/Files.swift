@@ -12,6 +12,8 @@ enum Files {
         var uid: uid_t
         var gid: gid_t
         var size: UInt64
+        /// Hard links to the file (a file root may act on has exactly one: another would be someone else's file).
+        var links: UInt64 = 1
     }
 
     static func lstat(_ path: String) -> Stat? {
@@ -24,7 +26,8 @@ enum Files {
         case S_IFLNK: kind = .symlink
         default: kind = nil
         }
-        return Stat(kind: kind, mode: UInt16(st.st_mode & 0o7777), uid: st.st_uid, gid: st.st_gid, size: UInt64(st.st_size))
+        return Stat(kind: kind, mode: UInt16(st.st_mode & 0o7777), uid: st.st_uid, gid: st.st_gid, size: UInt64(st.st_size),
+                    links: UInt64(st.st_nlink))
     }
 
     static func exists(_ path: String) -> Bool { lstat(path) != nil }

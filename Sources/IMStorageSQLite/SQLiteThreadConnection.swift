@@ -34,13 +34,14 @@ final class SQLiteThreadConnection: @unchecked Sendable {
         self.path = path; self.executor = executor
     }
 
-    /// Opens `path` (creating it) on a new thread named `name`.
-    static func open(path: String, name: String) async throws -> SQLiteThreadConnection {
+    /// Opens `path` (creating it) on a new thread named `name`. `noFollow`: open an existing file only, and refuse a
+    /// link anywhere in its path (`SQLITE_OPEN_NOFOLLOW`).
+    static func open(path: String, name: String, noFollow: Bool = false) async throws -> SQLiteThreadConnection {
         let c = SQLiteThreadConnection(path: path, executor: SerialThreadExecutor(name: name))
         do {
             try await c.run { c in
                 var handle: OpaquePointer?
-                let flags = SQLITE_OPEN_CREATE | SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE
+                let flags = (noFollow ? SQLITE_OPEN_NOFOLLOW : SQLITE_OPEN_CREATE) | SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE
                 let rc = sqlite_nio_sqlite3_open_v2(path, &handle, flags, nil)
                 guard rc == SQLITE_OK, let handle else {
                     let message = handle.flatMap { sqlite_nio_sqlite3_errmsg($0).map { String(cString: $0) } } ?? "code \(rc)"
