@@ -21,12 +21,7 @@ enum Database {
         // The destination is reached through a descriptor's /proc path (the backup's scratch directory), a link that
         // the no-link connection refuses: it gets the directory's own path. A root-run backup's scratch directory
         // is in root's 0700 state directory, where nobody else can move or link anything.
-        let parent = Files.parent(destination)
-        guard let resolved = realpath(parent, nil) else {
-            throw BackupError.io("cannot resolve the snapshot's directory", path: parent)
-        }
-        let into = String(cString: resolved) + "/" + (destination as NSString).lastPathComponent
-        free(resolved)
+        let into = try Files.linkFreeDirectory(Files.parent(destination)) + "/" + (destination as NSString).lastPathComponent
         let connection = try await openLiveSQLite(source)
         do {
             _ = try await connection.query("PRAGMA busy_timeout=10000")
@@ -50,7 +45,10 @@ enum Database {
     ///   hard link planted as the -shm would have root truncate and write another file (where the kernel lets
     ///   anyone link another's file: `fs.protected_hardlinks` off).
     /// A -wal or -shm that root's open creates (the server stopped), SQLite gives to the database's owner.
-    static func openLiveSQLite(_ path: String) async throws -> SQLiteNoFollowConnection {
+    static func openLiveSQLite(_ shown: String) async throws -> SQLiteNoFollowConnection {
+        // The directories above it as they really are: a link of root's (/var on another disk) is resolved here by
+        // the rules root follows links by, so that SQLite, which refuses every link, sees none.
+        let path = try Files.linkFreeDirectory(Files.parent(shown)) + "/" + (shown as NSString).lastPathComponent
         guard let owner = Files.lstat(path), owner.kind == .file else {
             throw BackupError(.database, "there is no SQLite database at \(path); check storage.path in the config (is Warbler installed?)")
         }
@@ -101,8 +99,11 @@ enum Database {
     }
 
     /// Brings a restored SQLite file forward to this build's schema, then closes it and removes its WAL files.
-    static func migrateSQLite(_ path: String, logger: Logger) async throws -> [Int] {
-        let driver = try await SQLiteDriver.open(path: path, readers: 1, logger: logger)
+    static func migrateSQLite(in stage: Stage, name: String, logger: Logger) async throws -> [Int] {
+        // The stage is root's directory inside the service user's, which that user can rename things in: SQLite opens
+        // it by its real path now, through no link, and its -wal and -shm are removed through the stage's descriptor.
+        try stage.requireInPlace()
+        let driver = try await SQLiteDriver.open(path: try stage.realPath() + "/" + name, readers: 1, logger: logger, noFollow: true)
         let applied: [Int]
         do {
             applied = try await Migrations.apply(driver, now: Int64(Date().timeIntervalSince1970 * 1000))
@@ -111,7 +112,7 @@ enum Database {
             throw BackupError(.database, "cannot bring the restored database forward to schema version \(Migrations.latest): \(error)")
         }
         try await driver.close()
-        for suffix in ["-wal", "-shm"] { unlink(path + suffix) }
+        for suffix in ["-wal", "-shm"] { try stage.remove(name + suffix) }
         return applied
     }
 

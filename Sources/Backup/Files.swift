@@ -220,6 +220,26 @@ enum Files {
     /// that take only paths: whatever is renamed or linked meanwhile, it reaches what the descriptor holds.
     static func descriptorPath(_ fd: Int32) -> String { "/proc/\(getpid())/fd/\(fd)" }
 
+    /// The path the directory open at `fd` has now, read back from the kernel: no link in it.
+    static func realPath(of fd: Int32, shown: String) throws -> String {
+        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        let n = readlink(descriptorPath(fd), &buffer, buffer.count - 1)
+        guard n > 0 else { throw BackupError.io("cannot read the path of", path: shown) }
+        return String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    /// `path`, a directory, with no link in it: walked as `RootFile.openDirectory` walks (a link followed only where
+    /// only root could have made it: /var on another disk), then read back from the descriptor. For SQLite's
+    /// no-link open (`SQLITE_OPEN_NOFOLLOW`), which refuses every link, root's included.
+    static func linkFreeDirectory(_ path: String) throws -> String {
+        let fd: Int32
+        do { fd = try RootFile.openDirectory(path, owners: nil) } catch {
+            throw BackupError(.io, "\(path): \(error)")
+        }
+        defer { close(fd) }
+        return try realPath(of: fd, shown: path)
+    }
+
     /// The names in the directory open as `dir` (not `.` or `..`); `path` only names it in errors.
     static func names(in dir: Int32, path: String) throws -> [String] {
         let copy = dup(dir)

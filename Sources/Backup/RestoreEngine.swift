@@ -500,8 +500,7 @@ public struct RestoreEngine: Sendable {
         var migrations: [Int] = []
         if let dbStage, manifest.backend == .sqlite, request.migrate {
             // Forward to this build's schema before it goes live: a failure here leaves the old state untouched.
-            try dbStage.requireInPlace()
-            migrations = try await Database.migrateSQLite(dbStage.path + "/warbler.db", logger: logger)
+            migrations = try await Database.migrateSQLite(in: dbStage, name: "warbler.db", logger: logger)
             if let entry = manifest.entry(Member.sqliteDatabase) {
                 try dbStage.setAttributes("warbler.db", mode: mode_t(entry.mode) & 0o777, owner: owner(entry))
             }

@@ -30,6 +30,9 @@ final class Stage {
     /// nothing it resolves to.
     var descriptorPath: String { Files.descriptorPath(directories[""]!) }
 
+    /// The stage's path as it is now, with no link in it (for SQLite's no-link open).
+    func realPath() throws -> String { try Files.realPath(of: directories[""]!, shown: path) }
+
     deinit {
         for fd in directories.values { close(fd) }
     }

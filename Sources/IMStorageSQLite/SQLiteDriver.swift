@@ -21,14 +21,17 @@ public final class SQLiteDriver: SQLDriver {
     }
 
     /// Opens (creating if needed) the database at `path`; `":memory:"` is not supported since readers need the file.
-    public static func open(path: String, readers: Int = 2, logger: Logger = Logger(label: "warbler.sqlite")) async throws -> SQLiteDriver {
+    /// `noFollow`: only an existing file, through no link anywhere in the path (`SQLITE_OPEN_NOFOLLOW`; root's restore
+    /// migrating a file in the service user's directory).
+    public static func open(path: String, readers: Int = 2, logger: Logger = Logger(label: "warbler.sqlite"),
+                            noFollow: Bool = false) async throws -> SQLiteDriver {
         let dir = (path as NSString).deletingLastPathComponent
         if !dir.isEmpty, !FileManager.default.fileExists(atPath: dir) {
             throw StorageError.unavailable("the database directory \(dir) does not exist; create it or set storage.path")
         }
         let writer: SQLiteThreadConnection
         do {
-            writer = try await SQLiteThreadConnection.open(path: path, name: "sqlite-writer")
+            writer = try await SQLiteThreadConnection.open(path: path, name: "sqlite-writer", noFollow: noFollow)
         } catch {
             throw StorageError.unavailable("cannot open SQLite database \(path): \(error); check that the path is writable by this user")
         }
@@ -44,7 +47,7 @@ public final class SQLiteDriver: SQLDriver {
                 }
             }
             for i in 0..<max(1, readers) {
-                let r = try await SQLiteThreadConnection.open(path: path, name: "sqlite-reader\(i)")
+                let r = try await SQLiteThreadConnection.open(path: path, name: "sqlite-reader\(i)", noFollow: noFollow)
                 rs.append(r)
                 try await r.run { c in
                     _ = try c.query("PRAGMA busy_timeout=10000", [])
@@ -52,7 +55,7 @@ public final class SQLiteDriver: SQLDriver {
                 }
             }
             // Checkpoints run on a connection of their own, off the commit path (`WALCheckpointer`).
-            let c = try await SQLiteThreadConnection.open(path: path, name: "sqlite-checkpoint")
+            let c = try await SQLiteThreadConnection.open(path: path, name: "sqlite-checkpoint", noFollow: noFollow)
             checkpointing = c
             let checkpointer = WALCheckpointer(connection: c)
             try await writer.run { $0.setCheckpointer(checkpointer) }

@@ -96,6 +96,42 @@ import Testing
         for s in ["-wal", "-shm"] { var st = stat(); if lstat(db + s, &st) == 0 { #expect(st.st_uid == nobody, "\(s)") } }
     }
 
+    @Test(.enabled(if: geteuid() == 0)) func rootsOwnLinkInADirectoryOnlyRootCanWriteIsFollowed() async throws {
+        let (dir, db) = try await Self.database()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        // /var on another disk: root's link, in a directory only root can write.
+        let parent = dir + "-parent"
+        try FileManager.default.createDirectory(atPath: parent, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o755])
+        defer { try? FileManager.default.removeItem(atPath: parent) }
+        #expect(symlink(dir, parent + "/data") == 0)
+        await (try await Database.openLiveSQLite(parent + "/data/warbler.db")).close()
+        try await Database.snapshotSQLite(source: parent + "/data/warbler.db", destination: parent + "/copy.db", logger: Self.logger)
+        #expect(try await Database.integrityCheck(parent + "/copy.db", logger: Self.logger) == "ok")
+        #expect(db == dir + "/warbler.db")
+        // The same link in a directory others can write could have been anyone's: refused.
+        #expect(chmod(parent, 0o777) == 0)
+        await #expect(throws: BackupError.self) { await (try await Database.openLiveSQLite(parent + "/data/warbler.db")).close() }
+    }
+
+    @Test func aRestoreStageIsMigratedInPlaceAndNeverThroughALinkPutInItsStead() async throws {
+        let (dir, db) = try await Self.database()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let stage = try Stage(besides: db, tag: "restore")
+        let bytes = try #require(FileManager.default.contents(atPath: db))
+        let fd = try stage.createFile("warbler.db")
+        try bytes.withUnsafeBytes { try Files.writeAll(fd: fd, path: stage.path + "/warbler.db", $0) }
+        close(fd)
+        #expect(try await Database.migrateSQLite(in: stage, name: "warbler.db", logger: Self.logger) == [])
+        #expect(stage.contains("warbler.db") && !stage.contains("warbler.db-wal") && !stage.contains("warbler.db-shm"))
+        // The stage renamed away and a link to another directory put in its place: nothing is opened through it.
+        let elsewhere = dir + "/elsewhere"
+        try FileManager.default.createDirectory(atPath: elsewhere, withIntermediateDirectories: false)
+        #expect(rename(stage.path, dir + "/moved") == 0)
+        #expect(symlink(elsewhere, stage.path) == 0)
+        await #expect(throws: BackupError.self) { _ = try await Database.migrateSQLite(in: stage, name: "warbler.db", logger: Self.logger) }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: elsewhere).isEmpty)
+    }
+
     @Test(.enabled(if: geteuid() == 0)) func theDatabaseCAMustBeRootsInRootsDirectory() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("root-ca-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
