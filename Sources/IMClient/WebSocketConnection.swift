@@ -80,6 +80,7 @@ final class WebSocketConnection: Sendable {
         let hostHeader = parsed.port.map { "\(literal):\($0)" } ?? literal
         let origin = "\(scheme)://\(literal)"
 
+        let answer = NIOLockedValueBox<HTTPResponseHead?>(nil)
         let upgrade = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .connectTimeout(TimeAmount(options.connectTimeout))
             .connect(host: host, port: port) { channel -> EventLoopFuture<EventLoopFuture<WebSocketConnection?>> in
@@ -111,11 +112,16 @@ final class WebSocketConnection: Sendable {
                                                         return channel.eventLoop.makeSucceededFuture(nil)
                                                     }))
                     configuration.leftOverBytesStrategy = .forwardBytes
-                    return try channel.pipeline.syncOperations.configureUpgradableHTTPClientPipeline(configuration: configuration)
+                    let upgraded = try channel.pipeline.syncOperations.configureUpgradableHTTPClientPipeline(configuration: configuration)
+                    // The server's answer, for the error when it is not an upgrade (a wrong path's 400, a 503).
+                    let upgradeHandler = try channel.pipeline.syncOperations.handler(type: NIOTypedHTTPClientUpgradeHandler<WebSocketConnection?>.self)
+                    try channel.pipeline.syncOperations.addHandler(ResponseHeadRecorder(answer), position: .before(upgradeHandler))
+                    return upgraded
                 }
             }
         guard let connection = try await upgrade.get() else {
-            throw IMError(.unavailable, "the server at \(url) did not upgrade the connection to a WebSocket")
+            let status = answer.withLockedValue { $0 }.map { " (it answered HTTP \($0.status.code) \($0.status.reasonPhrase))" } ?? ""
+            throw IMError(.unavailable, "the server at \(url) did not upgrade the connection to a WebSocket\(status)")
         }
         return connection
     }
@@ -152,6 +158,25 @@ final class WebSocketConnection: Sendable {
     /// Closes the channel now, without a close handshake (a dead or silent peer).
     func abort(reason: String) {
         channel.eventLoop.execute { self.handler.value.abort(reason: reason) }
+    }
+}
+
+/// Notes the HTTP response's head on its way to the upgrade handler. Everything after the head passes through
+/// untouched, unread: after an upgrade that is WebSocket bytes, not HTTP parts.
+final class ResponseHeadRecorder: ChannelInboundHandler {
+    typealias InboundIn = HTTPClientResponsePart
+    typealias InboundOut = HTTPClientResponsePart
+    private let answer: NIOLockedValueBox<HTTPResponseHead?>
+    private var seen = false
+
+    init(_ answer: NIOLockedValueBox<HTTPResponseHead?>) { self.answer = answer }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if !seen, case .head(let head) = unwrapInboundIn(data) {
+            seen = true
+            answer.withLockedValue { $0 = head }
+        }
+        context.fireChannelRead(data)
     }
 }
 

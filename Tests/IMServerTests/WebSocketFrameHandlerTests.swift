@@ -1,5 +1,6 @@
 import Foundation
 @testable import IMClient
+import IMCore
 import Logging
 import NIOCore
 import NIOEmbedded
@@ -190,6 +191,19 @@ import Testing
             #expect(await a.waitForMessages(1, in: conv.id))
             #expect(a.userMessages(in: conv.id).map(\.text) == ["over ::1"])
             await a.close()
+        }
+    }
+
+    @Test func aServerThatDoesNotUpgradeIsNamedWithItsHTTPAnswer() async throws {
+        try await withServer(.sqlite) { server in
+            let error = await #expect(throws: IMError.self) {
+                _ = try await WebSocketConnection.connect(url: "ws://127.0.0.1:\(server.port)/no-such-socket", tls: nil, serverName: nil,
+                                                          options: .init(maxMessageSize: 1 << 20, fragmentSize: 1 << 16, pingInterval: nil,
+                                                                        closeTimeout: .seconds(2), connectTimeout: .seconds(5)),
+                                                          logger: Logger(label: "test"))
+            }
+            #expect(error?.code == .unavailable)
+            #expect(error?.message.contains("did not upgrade the connection to a WebSocket (it answered HTTP 4") == true, "\(String(describing: error))")
         }
     }
 }
