@@ -46,6 +46,9 @@ enum Database {
     ///   anyone link another's file: `fs.protected_hardlinks` off).
     /// A -wal or -shm that root's open creates (the server stopped), SQLite gives to the database's owner.
     static func openLiveSQLite(_ shown: String) async throws -> SQLiteNoFollowConnection {
+        guard Files.exists(shown) else {
+            throw BackupError(.database, "there is no SQLite database at \(shown); check storage.path in the config (is Warbler installed?)")
+        }
         // The directories above it as they really are: a link of root's (/var on another disk) is resolved here by
         // the rules root follows links by, so that SQLite, which refuses every link, sees none.
         let path = try Files.linkFreeDirectory(Files.parent(shown)) + "/" + (shown as NSString).lastPathComponent
