@@ -91,9 +91,7 @@ public struct LiveClusterUpgradeDriver: ClusterUpgradeDriver {
 
     public func recordedElsewhere() async -> ClusterUpgradeProgress? {
         guard let value = (try? etcd.get(prefix: Self.etcdKey))?.first(where: { $0.key == Self.etcdKey })?.value else { return nil }
-        let decoder = JSONDecoder()
-        decoder.dateDecodingStrategy = .iso8601
-        return try? decoder.decode(ClusterUpgradeProgress.self, from: value)
+        return try? ClusterUpgradeProgressFile.decode(value)
     }
 
     public func save(_ progress: ClusterUpgradeProgress) async throws {
