@@ -18,10 +18,14 @@ enum Database {
     /// database as of one commit (WAL readers never block the writer, nor it them). The copy is then checked with
     /// `PRAGMA integrity_check`.
     static func snapshotSQLite(source: String, destination: String, logger: Logger) async throws {
-        // The destination is reached through a descriptor's /proc path (the backup's scratch directory), a link that
-        // the no-link connection refuses: it gets the directory's own path. A root-run backup's scratch directory
-        // is in root's 0700 state directory, where nobody else can move or link anything.
-        let into = try Files.linkFreeDirectory(Files.parent(destination)) + "/" + (destination as NSString).lastPathComponent
+        // The destination is the backup's scratch directory reached through its descriptor's /proc path, a link the
+        // no-link connection refuses: it gets the directory's own path (realpath). That directory is the running
+        // user's own: in root's 0700 state directory for root, in the service user's backup directory for its
+        // unattended run (whose /proc link is that user's, so root's rule for links would refuse it).
+        let parent = Files.parent(destination)
+        guard let resolved = realpath(parent, nil) else { throw BackupError.io("cannot resolve the snapshot's directory", path: parent) }
+        let into = String(cString: resolved) + "/" + (destination as NSString).lastPathComponent
+        free(resolved)
         let connection = try await openLiveSQLite(source)
         do {
             _ = try await connection.query("PRAGMA busy_timeout=10000")
