@@ -496,6 +496,44 @@ public enum Migrations {
             postgres: [],
             phase: .contract
         ),
+        // The search index in a file of its own (SQLite). SQLite has one writer per database file: indexing in the
+        // live file, even out of the sends' commits (13), held every commit up for its transaction, 1.7 ms on
+        // average 20 times a second, the largest part of the 500 msg/s shape's p99 (docs/benchmarks.md). The index
+        // moves to `<database>-search`, written on a connection of its own (`SQLDriver.searchIndexFile`); the
+        // triggers append each change to `search_log` (`changed` 1: an edit, recall or delete, whose old text
+        // `SearchIndexQueue` takes out), and the index file records how far it has indexed the log and for which
+        // database (`search_source`'s token, new with each run of this migration). The old index is dropped: the
+        // new file is built from the messages on first use, off the live writer. Backups hold the live file only
+        // (the index is rebuilt after a restore). A contract migration for the same reason as 13; PostgreSQL
+        // changes nothing.
+        Migration(
+            version: 14, name: "search index in its own file",
+            sqlite: [
+                "CREATE TABLE search_log (n INTEGER PRIMARY KEY, id INTEGER NOT NULL, changed INTEGER NOT NULL)",
+                "CREATE TABLE search_source (token BLOB NOT NULL)",
+                "INSERT INTO search_source (token) VALUES (randomblob(16))",
+                "DROP TRIGGER message_fts_insert",
+                "DROP TRIGGER message_fts_update",
+                "DROP TRIGGER message_fts_delete",
+                """
+                CREATE TRIGGER search_log_insert AFTER INSERT ON messages
+                WHEN NEW.kind IN ('text', 'attachment') AND NEW.text IS NOT NULL AND NEW.recalled = 0
+                BEGIN INSERT INTO search_log (id, changed) VALUES (NEW.conv_id * 4294967296 + NEW.seq, 0); END
+                """,
+                """
+                CREATE TRIGGER search_log_update AFTER UPDATE OF text, recalled ON messages WHEN NEW.kind IN ('text', 'attachment')
+                BEGIN INSERT INTO search_log (id, changed) VALUES (NEW.conv_id * 4294967296 + NEW.seq, 1); END
+                """,
+                """
+                CREATE TRIGGER search_log_delete AFTER DELETE ON messages WHEN OLD.kind IN ('text', 'attachment')
+                BEGIN INSERT INTO search_log (id, changed) VALUES (OLD.conv_id * 4294967296 + OLD.seq, 1); END
+                """,
+                "DROP TABLE message_fts_queue",
+                "DROP TABLE message_fts",
+            ],
+            postgres: [],
+            phase: .contract
+        ),
     ]
 
     /// Nodes on one database take this lock (a PostgreSQL advisory lock key) to run migrations one at a time.

@@ -123,11 +123,26 @@ public protocol SQLDriver: Sendable {
     /// Called with "read" or "write" whenever one was abandoned at the driver's deadline (PostgreSQL's
     /// `storage.postgres_timeout_seconds`; SQLite has none).
     func observeDeadlinesPassed(_ observer: @escaping @Sendable (String) -> Void)
+    /// SQLite: the search index's database file (`<database>-search`), written on a connection of its own, so that
+    /// indexing never holds the live database's writer (migration 14, `SearchIndexQueue`). nil: PostgreSQL, or a
+    /// driver opened without it (root's restore migrating a staged file).
+    var searchIndexFile: (any SQLSideDatabase)? { get }
+}
+
+/// A second database file beside the live one, with a writer connection of its own. That connection has the live
+/// database attached read-only as `live`, and every reader connection of the driver has this file
+/// attached as `search`.
+public protocol SQLSideDatabase: Sendable {
+    /// Runs `body` in one transaction on the side file's connection, committed durably when it returns. It holds
+    /// the side file's write lock; reading `live` takes a snapshot of it, never its write lock.
+    @discardableResult
+    func write<T: Sendable>(_ body: @escaping @Sendable (any SQLExecutor) async throws -> T) async throws -> T
 }
 
 extension SQLDriver {
     public var writeExecutor: (any TaskExecutor)? { nil }
     public func observeDeadlinesPassed(_ observer: @escaping @Sendable (String) -> Void) {}
+    public var searchIndexFile: (any SQLSideDatabase)? { nil }
 }
 
 /// Storage faults (as opposed to domain errors, which are `IMError`).

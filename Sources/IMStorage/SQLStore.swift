@@ -5,20 +5,25 @@ import IMCore
 public final class SQLStore: Storage {
     public let driver: any SQLDriver
     private let committer: GroupCommitter
-    /// SQLite only: the search index is filled from a queue after the commits (migration 13).
+    /// SQLite only: the search index is filled from a log after the commits, in a file of its own (migration 14).
     let searchIndex: SearchIndexQueue?
 
     /// Opens the store over `driver`. Run `Migrations.apply` first. `webhookOutbox` false leaves the webhook
     /// outbox alone, for a store over a schema older than version 5 (the migration tests' old data) only.
-    /// `searchIndexDelay`: how long after a commit SQLite's search indexing runs (a search never waits for it).
+    /// `searchIndexDelay`: how long after a commit SQLite's search indexing runs (a search never waits for it);
+    /// `searchIndexChunk`: the most log entries one indexing transaction takes.
     /// `commitsInFlight`: group commits running at once (PostgreSQL; SQLite has one writer and always runs one).
     public init(driver: any SQLDriver, maxBatch: Int = 1024, commitsInFlight: Int = 1, webhookOutbox: Bool = true,
-                commitTimeout: Duration = .seconds(10), searchIndexDelay: Duration = .milliseconds(50)) {
+                commitTimeout: Duration = .seconds(10), searchIndexDelay: Duration = .milliseconds(50),
+                searchIndexChunk: Int = SearchIndexQueue.defaultChunk) {
         self.driver = driver
-        let searchIndex = driver.dialect == .sqlite ? SearchIndexQueue(driver: driver, delay: searchIndexDelay) : nil
+        let searchIndex = driver.dialect == .sqlite ? SearchIndexQueue(driver: driver, delay: searchIndexDelay, chunk: searchIndexChunk) : nil
         self.searchIndex = searchIndex
         var afterCommit: (@Sendable (Int) -> Void)?
-        if let searchIndex { afterCommit = { count in searchIndex.committed(count) } }
+        if let searchIndex {
+            afterCommit = { count in searchIndex.committed(count) }
+            searchIndex.catchUp()
+        }
         self.committer = GroupCommitter(driver: driver, maxBatch: maxBatch,
                                         commitsInFlight: driver.dialect == .sqlite ? 1 : commitsInFlight,
                                         outbox: webhookOutbox, commitTimeout: commitTimeout, afterCommit: afterCommit)
@@ -781,15 +786,16 @@ public final class SQLStore: Storage {
         var from = "messages m"
         switch driver.dialect {
         case .sqlite:
-            // What the commits queued since the last indexing is indexed first (migration 13).
+            // What the commits logged since the last indexing is indexed first (migration 14).
             try await searchIndex?.indexQueued()
+            let table = try await searchIndex?.usesIndexFile() == true ? SearchIndexQueue.indexTable : "message_fts"
             // Terms of 3+ characters go to the trigram index, which then drives the query; shorter ones (a
             // two-character Chinese word, say) are checked with LIKE on the candidates, or on every readable
             // message when no term is long enough.
             let long = q.terms.filter { $0.unicodeScalars.count >= 3 }
             if !long.isEmpty {
                 let match = long.map { "\"" + $0.replacingOccurrences(of: "\"", with: "\"\"") + "\"" }.joined(separator: " AND ")
-                from = "message_fts f JOIN messages m ON m.conv_id = f.rowid / 4294967296 AND m.seq = f.rowid % 4294967296"
+                from = "\(table) f JOIN messages m ON m.conv_id = f.rowid / 4294967296 AND m.seq = f.rowid % 4294967296"
                 conditions.insert("f.text MATCH \(bind(.text(match)))", at: 0)
             }
             for t in q.terms where t.unicodeScalars.count < 3 { conditions.append("m.text LIKE \(bind(likePattern(t))) ESCAPE '\\'") }

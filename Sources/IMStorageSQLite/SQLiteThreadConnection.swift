@@ -35,13 +35,14 @@ final class SQLiteThreadConnection: @unchecked Sendable {
     }
 
     /// Opens `path` (creating it) on a new thread named `name`. `noFollow`: open an existing file only, and refuse a
-    /// link anywhere in its path (`SQLITE_OPEN_NOFOLLOW`).
-    static func open(path: String, name: String, noFollow: Bool = false) async throws -> SQLiteThreadConnection {
+    /// link anywhere in its path (`SQLITE_OPEN_NOFOLLOW`). `uri`: file names given to ATTACH may be URIs.
+    static func open(path: String, name: String, noFollow: Bool = false, uri: Bool = false) async throws -> SQLiteThreadConnection {
         let c = SQLiteThreadConnection(path: path, executor: SerialThreadExecutor(name: name))
         do {
             try await c.run { c in
                 var handle: OpaquePointer?
                 let flags = (noFollow ? SQLITE_OPEN_NOFOLLOW : SQLITE_OPEN_CREATE) | SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE
+                    | (uri ? SQLITE_OPEN_URI : 0)
                 let rc = sqlite_nio_sqlite3_open_v2(path, &handle, flags, nil)
                 guard rc == SQLITE_OK, let handle else {
                     let message = handle.flatMap { sqlite_nio_sqlite3_errmsg($0).map { String(cString: $0) } } ?? "code \(rc)"
