@@ -516,9 +516,10 @@ public struct RestoreEngine: Sendable {
             }
             try swaps.replace(live: live.attachments, with: dataStage.path + "/" + Member.attachments, aside: dataStage.path + "/old")
             if let dbStage {
-                // The old database's WAL would be replayed into the new file: it goes aside with it.
+                // The old database's WAL would be replayed into the new file: it goes aside with it. So does the
+                // search index's file (migration 14), which indexes the old database: the server builds a new one.
                 try dbStage.makeDirectory("old")
-                for suffix in ["-wal", "-shm"] where Files.exists(live.database + suffix) {
+                for suffix in ["-wal", "-shm", "-search", "-search-wal", "-search-shm"] where Files.exists(live.database + suffix) {
                     try swaps.replace(live: live.database + suffix, with: nil, aside: dbStage.path + "/old/db" + suffix)
                 }
                 try swaps.replace(live: live.database, with: dbStage.path + "/warbler.db", aside: dbStage.path + "/old/db")

@@ -305,9 +305,22 @@ import Testing
         }
         #expect(e?.message.contains("--force") == true)
         #expect(try await Self.dump(target.path(Paths.database)) == before)
+        // The target's search index (its own file, schema 14) indexes the target's messages.
+        let index = SQLiteDriver.searchIndexPath(target.path(Paths.database))
+        #expect(FileManager.default.fileExists(atPath: index))
         let restored = try await RestoreEngine().restore(RestoreRequest(layout: target.layout, file: result.file, force: true))
         #expect(restored.replaced.contains(target.path(Paths.database)))
+        // It went aside with the old database; the first search builds one of the restored messages.
+        #expect(!FileManager.default.fileExists(atPath: index))
         #expect(try await Self.dump(target.path(Paths.database)) == expected)
+        let driver = try await SQLiteDriver.open(path: target.path(Paths.database))
+        let store = SQLStore(driver: driver)
+        let everyone = try await store.search(MessageSearch(user: nil, terms: ["hello"], limit: 100))
+        let sent = try await driver.read { db in
+            try await db.first("SELECT count(*) AS n FROM messages WHERE kind = 'text' AND text LIKE 'hello %'")?.int("n") ?? -1
+        }
+        #expect(sent > 0 && everyone.count == Int(sent))
+        try await driver.close()
     }
 }
 
