@@ -29,6 +29,20 @@ struct SearchIndexQueueTests {
         return try await body(dir)
     }
 
+    /// A closed database at `dir`/warbler.db in which alice sent bob `texts`, with its index file beside it as the
+    /// sends left it (nothing indexed); returns the path and bob's id.
+    static func closedDatabase(in dir: String, texts: [String]) async throws -> (path: String, reader: UserID) {
+        let path = dir + "/warbler.db"
+        let driver = try await SQLiteDriver.open(path: path)
+        try await Migrations.apply(driver, now: 1_000)
+        let store = SQLStore(driver: driver, searchIndexDelay: .seconds(3600))
+        let a = try await store.user("alice"), b = try await store.user("bob")
+        let ab = try await store.directConversation(between: a.id, and: b.id)
+        for t in texts { _ = try await store.send(ab.id, from: a.id, t) }
+        try await driver.close()
+        return (path, b.id)
+    }
+
     @Test func aSendOnlyLogsItsIndexingAndASearchIndexesTheLogFirst() async throws {
         try await Backend.sqlite.withDriver { driver in
             try await Migrations.apply(driver, now: 1_000)
@@ -111,18 +125,11 @@ struct SearchIndexQueueTests {
 
     @Test func whatIsLoggedSurvivesARestartAndIsIndexedThen() async throws {
         try await Self.withDirectory { dir in
-            let first = try await SQLiteDriver.open(path: dir + "/warbler.db")
-            try await Migrations.apply(first, now: 1_000)
-            let store = SQLStore(driver: first, searchIndexDelay: .seconds(3600))
-            let a = try await store.user("alice"), b = try await store.user("bob")
-            let ab = try await store.directConversation(between: a.id, and: b.id)
-            _ = try await store.send(ab.id, from: a.id, "sent just before the crash")
-            try await first.close()
-
-            let second = try await SQLiteDriver.open(path: dir + "/warbler.db")
+            let (path, bob) = try await Self.closedDatabase(in: dir, texts: ["sent just before the crash"])
+            let second = try await SQLiteDriver.open(path: path)
             #expect(try await Self.pending(second) == 1)
             let reopened = SQLStore(driver: second)
-            let found = try await reopened.search(MessageSearch(user: b.id, terms: ["crash"], limit: 10))
+            let found = try await reopened.search(MessageSearch(user: bob, terms: ["crash"], limit: 10))
             #expect(found.map(\.text) == ["sent just before the crash"])
             try await second.close()
         }
@@ -226,19 +233,13 @@ struct SearchIndexQueueTests {
             // Another database (its own token) under this index, with a longer log than the index's mark.
             let otherDir = dir + "/other"
             try FileManager.default.createDirectory(atPath: otherDir, withIntermediateDirectories: true)
-            let other = try await SQLiteDriver.open(path: otherDir + "/warbler.db")
-            try await Migrations.apply(other, now: 1_000)
-            let otherStore = SQLStore(driver: other, searchIndexDelay: .seconds(3600))
-            let c = try await otherStore.user("carol"), d = try await otherStore.user("dave")
-            let cd = try await otherStore.directConversation(between: c.id, and: d.id)
-            for i in 1...5 { _ = try await otherStore.send(cd.id, from: c.id, "other install \(i)") }
-            try await other.close()
+            let (otherPath, reader) = try await Self.closedDatabase(in: otherDir, texts: (1...5).map { "other install \($0)" })
             for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: path + suffix) }
-            try FileManager.default.copyItem(atPath: otherDir + "/warbler.db", toPath: path)
+            try FileManager.default.copyItem(atPath: otherPath, toPath: path)
             let swapped = try await SQLiteDriver.open(path: path)
             let swappedStore = SQLStore(driver: swapped, searchIndexDelay: .seconds(3600))
-            #expect(try await swappedStore.search(MessageSearch(user: d.id, terms: ["backup"], limit: 10)).isEmpty)
-            #expect(try await swappedStore.search(MessageSearch(user: d.id, terms: ["install"], limit: 10)).count == 5)
+            #expect(try await swappedStore.search(MessageSearch(user: reader, terms: ["backup"], limit: 10)).isEmpty)
+            #expect(try await swappedStore.search(MessageSearch(user: reader, terms: ["install"], limit: 10)).count == 5)
             #expect(try await Self.indexed(swapped, "backup") == 0)
             try await swapped.close()
         }
@@ -247,21 +248,12 @@ struct SearchIndexQueueTests {
     /// The index is derived data: a file that is not a database at all is replaced, and the index built again.
     @Test func aDamagedIndexFileIsReplacedAndRebuilt() async throws {
         try await Self.withDirectory { dir in
-            let path = dir + "/warbler.db"
-            let first = try await SQLiteDriver.open(path: path)
-            try await Migrations.apply(first, now: 1_000)
-            let store = SQLStore(driver: first, searchIndexDelay: .seconds(3600))
-            let a = try await store.user("alice"), b = try await store.user("bob")
-            let ab = try await store.directConversation(between: a.id, and: b.id)
-            _ = try await store.send(ab.id, from: a.id, "survives a damaged index")
-            #expect(try await store.search(MessageSearch(user: b.id, terms: ["damaged"], limit: 10)).count == 1)
-            try await first.close()
-            let index = SQLiteDriver.searchIndexPath(path)
-            try Data(repeating: 0x5a, count: 8_192).write(to: URL(fileURLWithPath: index))
+            let (path, bob) = try await Self.closedDatabase(in: dir, texts: ["survives a damaged index"])
+            try Data(repeating: 0x5a, count: 8_192).write(to: URL(fileURLWithPath: SQLiteDriver.searchIndexPath(path)))
 
             let second = try await SQLiteDriver.open(path: path)
             let reopened = SQLStore(driver: second, searchIndexDelay: .seconds(3600))
-            #expect(try await reopened.search(MessageSearch(user: b.id, terms: ["damaged"], limit: 10)).map(\.text) == ["survives a damaged index"])
+            #expect(try await reopened.search(MessageSearch(user: bob, terms: ["damaged"], limit: 10)).map(\.text) == ["survives a damaged index"])
             try await second.close()
         }
     }
@@ -269,14 +261,7 @@ struct SearchIndexQueueTests {
     /// An index to build (here: its file removed) is built when the store opens, not by the first search.
     @Test func aMissingIndexIsBuiltAtStart() async throws {
         try await Self.withDirectory { dir in
-            let path = dir + "/warbler.db"
-            let first = try await SQLiteDriver.open(path: path)
-            try await Migrations.apply(first, now: 1_000)
-            let store = SQLStore(driver: first, searchIndexDelay: .seconds(3600))
-            let a = try await store.user("alice"), b = try await store.user("bob")
-            let ab = try await store.directConversation(between: a.id, and: b.id)
-            for i in 1...40 { _ = try await store.send(ab.id, from: a.id, "kept before the removal \(i)") }
-            try await first.close()
+            let (path, _) = try await Self.closedDatabase(in: dir, texts: (1...40).map { "kept before the removal \($0)" })
             for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: SQLiteDriver.searchIndexPath(path) + suffix) }
 
             let second = try await SQLiteDriver.open(path: path)
