@@ -59,9 +59,11 @@ public final class SQLiteDriver: SQLDriver {
                 do {
                     do {
                         index = try await SQLiteSideDatabase.open(path: indexPath, live: path)
-                    } catch let failure as SQLiteFailure where [SQLITE_NOTADB, SQLITE_CORRUPT].contains(failure.code & 0xff) {
-                        // Derived data only: a damaged index is removed and built again from the messages.
-                        logger.warning("the search index is damaged; it is removed and rebuilt from the database",
+                    } catch let failure as SQLiteFailure
+                                where [SQLITE_NOTADB, SQLITE_CORRUPT, SQLITE_READONLY, SQLITE_CANTOPEN].contains(failure.code & 0xff) {
+                        // Derived data only: an index that is damaged, or that this user cannot write (another user's
+                        // file), is removed and built again from the messages.
+                        logger.warning("the search index is damaged or not writable; it is removed and rebuilt from the database",
                                        metadata: ["im.db.path": "\(indexPath)", "error": "\(failure)"])
                         for suffix in ["", "-wal", "-shm"] where unlink(indexPath + suffix) != 0 && errno != ENOENT {
                             throw StorageError.unavailable("cannot remove the damaged search index \(indexPath + suffix): \(String(cString: strerror(errno)))")
@@ -171,6 +173,10 @@ final class SQLiteSideDatabase: SQLSideDatabase {
 
     /// Opens (creating) the index file at `path`, with the live database at `live` attached as `live`.
     static func open(path: String, live: String) async throws -> SQLiteSideDatabase {
+        // Root (a tool such as `warbler bots` run as root with --config) never leaves the server a file it cannot
+        // write: a missing index file is made here, through no link and never over another file, and handed to the
+        // live database's owner (SQLite hands the -wal and -shm it makes as root to the database file's owner).
+        if geteuid() == 0 { try createOwned(path, likeFile: live) }
         let c = try await SQLiteThreadConnection.open(path: path, name: "sqlite-search", uri: true)
         do {
             try await c.run { c in
@@ -179,6 +185,10 @@ final class SQLiteSideDatabase: SQLSideDatabase {
                 for pragma in ["PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL", "PRAGMA busy_timeout=10000"] {
                     _ = try c.query(pragma, [])
                 }
+                // A file this user may only read opens read-only without a word: a write lock says so now
+                // (SQLITE_READONLY), not at the first indexing.
+                _ = try c.query("BEGIN IMMEDIATE", [])
+                _ = try c.query("COMMIT", [])
                 // Read-only: this connection never writes the live file, and its IMMEDIATE transactions lock the
                 // index file alone (SQLite takes no write lock on a read-only attached file).
                 _ = try c.query("ATTACH $1 AS live", [.text(Self.readOnlyURI(live))])
@@ -191,6 +201,23 @@ final class SQLiteSideDatabase: SQLSideDatabase {
             throw error
         }
         return SQLiteSideDatabase(connection: c)
+    }
+
+    /// Makes an empty file at `path` (an empty SQLite database) owned like `likeFile`, unless something is there.
+    static func createOwned(_ path: String, likeFile: String) throws {
+        var st = stat()
+        guard lstat(likeFile, &st) == 0 else { return }  // SQLite reports the live file's own trouble
+        let fd = Glibc.open(path, O_CREAT | O_EXCL | O_NOFOLLOW | O_WRONLY | O_CLOEXEC, 0o644)
+        guard fd >= 0 else {
+            if errno == EEXIST { return }
+            throw StorageError.unavailable("cannot create the search index \(path): \(String(cString: strerror(errno)))")
+        }
+        defer { Glibc.close(fd) }
+        guard fchown(fd, st.st_uid, st.st_gid) == 0 else {
+            let why = String(cString: strerror(errno))
+            unlink(path)
+            throw StorageError.unavailable("cannot hand the search index \(path) to the database's owner: \(why)")
+        }
     }
 
     /// `path` as a read-only URI file name (RFC 3986 escapes for what a URI's path may not hold as is).

@@ -258,6 +258,27 @@ struct SearchIndexQueueTests {
         }
     }
 
+    /// Root opening the service user's database (a tool run as root with --config) makes the index file that
+    /// user's, so that the server can write it afterwards; SQLite does the same for the -wal and -shm.
+    @Test(.enabled(if: geteuid() == 0)) func anIndexFileRootMakesBelongsToTheDatabasesOwner() async throws {
+        try await Self.withDirectory { dir in
+            let (path, bob) = try await Self.closedDatabase(in: dir, texts: ["owned by the service user"])
+            let index = SQLiteDriver.searchIndexPath(path)
+            for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: index + suffix) }
+            let nobody: uid_t = 65534
+            #expect(chown(path, nobody, gid_t(nobody)) == 0)
+
+            let driver = try await SQLiteDriver.open(path: path)
+            let store = SQLStore(driver: driver, searchIndexDelay: .seconds(3600))
+            #expect(try await store.search(MessageSearch(user: bob, terms: ["service user"], limit: 10)).count == 1)
+            for suffix in ["", "-wal", "-shm"] {
+                var st = stat()
+                if lstat(index + suffix, &st) == 0 { #expect(st.st_uid == nobody, "\(suffix)") } else { #expect(suffix != "") }
+            }
+            try await driver.close()
+        }
+    }
+
     /// An index to build (here: its file removed) is built when the store opens, not by the first search.
     @Test func aMissingIndexIsBuiltAtStart() async throws {
         try await Self.withDirectory { dir in
